@@ -1,0 +1,306 @@
+"""``raygym`` command line: parse arguments, call one function, print the result.
+
+Every user-fixable problem is a :class:`~raygym.errors.RaygymError`, printed as one line on
+stderr with exit code 2 (never a traceback from inside Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from raygym import __version__
+from raygym.errors import RaygymError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False
+          ) -> Any:
+    from raygym.config import load_experiment, require_fixed
+
+    config, space = load_experiment(path, overrides=_parse_overrides(overrides))
+    if not allow_space:
+        require_fixed(space, command, str(path))
+    return (config, space) if allow_space else config
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise RaygymError(f"--set expects key.path=value, got {item!r}",
+                              fix="e.g. --set train.max_epochs=3")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from raygym.data.prepare import prepare_dataset
+    from raygym.ray_runtime import ensure_ray
+    from raygym.summaries import print_prepare_summary
+
+    config = _load(args.config, "prepare", args.set)
+    console = _console()
+    ensure_ray(config.resources)
+    result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)
+    print_prepare_summary(result, console)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from raygym.train.run import train_experiment
+
+    config = _load(args.config, "train", args.set)
+    train_experiment(config, resume=args.resume, console=_console(), run_name=args.name)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from raygym.search.run import search_experiment
+
+    config, space = _load(args.space, "search", args.set, allow_space=True)
+    return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
+                             resume=args.resume, retry_errored=args.retry_errored,
+                             smoke_test=args.smoke_test, console=_console())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from raygym.evaluate import evaluate_command
+
+    return evaluate_command(args.model, split=args.split, top_k=args.top_k,
+                            dataset=args.dataset, use_ray=args.ray, console=_console())
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from raygym.predict import predict_command
+
+    return predict_command(args.model, args.images, out=args.out, top_k=args.top_k, tta=args.tta,
+                           tile=args.tile, overlap=args.overlap, probabilities=args.probabilities,
+                           extra_bands=args.band, use_ray=args.ray, console=_console())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from raygym.report import build_report
+
+    html = build_report(args.results, out=args.out)
+    _console().print(f"report written: [bold]{html}[/]")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from raygym.dashboard import serve_dashboards
+
+    return serve_dashboards(args.results, host=args.host, optuna_port=args.optuna_port,
+                            tensorboard_port=args.tensorboard_port, console=_console())
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from raygym.models import build_model, list_models
+    from raygym.models.summary import format_summary, model_summary
+
+    console = _console()
+    if not args.name:
+        for name in list_models():
+            console.print(name)
+        return 0
+    from raygym.config import ModelConfig
+
+    try:
+        mc = ModelConfig(arch=args.name, filters=args.filters, kernel=args.kernel,
+                         encoder=args.encoder)
+    except Exception as err:  # pydantic's error names the field
+        raise RaygymError(str(err).splitlines()[-2].strip() if "\n" in str(err) else str(err),
+                          key="model") from None
+    model = build_model(args.name, in_channels=args.bands, num_classes=args.classes,
+                        **mc.builder_kwargs())
+    summary = model_summary(model, (args.bands, args.size, args.size))
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from raygym.convert import convert_gym_config
+
+    out, unknown = convert_gym_config(args.gym_json, args.out, images=args.images,
+                                      labels=args.labels)
+    console = _console()
+    console.print(f"wrote [bold]{out}[/]")
+    if unknown:
+        console.print(f"[yellow]Gym keys not carried over:[/] {', '.join(unknown)}")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from raygym.data.demo import write_demo_data
+
+    info = write_demo_data(args.out, n_scenes=args.scenes, seed=args.seed)
+    _console().print(f"wrote {info.n_scenes} synthetic scenes ({info.bands} bands, classes "
+                     f"{', '.join(info.class_names)}) to [bold]{info.out_dir}[/]")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from raygym.cluster import cluster_down, cluster_status, cluster_up
+
+    console = _console()
+    if args.action == "up":
+        info = cluster_up(workers=args.workers, cpus_per_node=args.cpus,
+                          head_port=args.port, dashboard_port=args.dashboard_port,
+                          state_dir=args.state_dir)
+        console.print(f"cluster up: head {info['address']}, dashboard {info['dashboard']}, "
+                      f"{len(info['nodes'])} nodes")
+    elif args.action == "down":
+        stopped = cluster_down(state_dir=args.state_dir)
+        console.print(f"stopped {stopped} Ray processes")
+    else:
+        console.print(cluster_status(state_dir=args.state_dir))
+    return 0
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="raygym",
+        description="Ray-distributed hyperparameter search for geoscientific image segmentation "
+        "(Segmentation Gym's models and workflow on PyTorch + Ray).",
+    )
+    p.add_argument("--version", action="version", version=f"raygym {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    def with_set(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.max_epochs=3 (repeatable)")
+
+    sp = add("prepare", cmd_prepare, "Pair, validate, remap, resize/pad, split, augment and "
+             "shard imagery + labels into a model-ready dataset (Ray Data).")
+    sp.add_argument("config", type=Path, help="experiment YAML")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace a dataset made from different settings")
+    with_set(sp)
+
+    sp = add("train", cmd_train, "Train one model from an experiment YAML on Ray Train "
+             "(DDP across resources.workers_per_trial workers).")
+    sp.add_argument("config", type=Path)
+    sp.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                    help="continue a stopped run from its last checkpoint")
+    sp.add_argument("--name", default=None, help="run name (default: experiment name + time)")
+    with_set(sp)
+
+    sp = add("search", cmd_search, "Hyperparameter search (Ray Tune + Optuna TPE + ASHA) over "
+             "the distributions in SPACE; exports the best models.")
+    sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
+    sp.add_argument("--dry-run", action="store_true", help="print the parsed space and budget")
+    sp.add_argument("--resume", action="store_true", help="continue a stopped search")
+    sp.add_argument("--retry-errored", action="store_true", help="with --resume: rerun failed")
+    sp.add_argument("--smoke-test", action="store_true",
+                    help="same code path, tiny sizes: 4 trials, 3 epochs, 64 px")
+    with_set(sp)
+
+    sp = add("evaluate", cmd_evaluate, "Score an exported model (or a search's top-k) on a "
+             "prepared split: metrics, confusion matrix, per-image IoU, overlays.")
+    sp.add_argument("model", type=Path, help="model artifact folder or search results folder")
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sp.add_argument("--top-k", type=int, default=1)
+    sp.add_argument("--dataset", type=Path, default=None, help="prepared dataset (default: the "
+                    "one the model was trained on)")
+    sp.add_argument("--ray", action="store_true", help="batch inference with Ray Data")
+
+    sp = add("predict", cmd_predict, "Map new imagery with an exported model: label rasters "
+             "(GeoTIFF keeps CRS/transform), overlays, class areas.")
+    sp.add_argument("model", type=Path, help="model artifact folder or search results folder")
+    sp.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--band", type=Path, action="append", default=[],
+                    help="folder with one extra band per image (repeat in training order)")
+    sp.add_argument("--top-k", type=int, default=1, help="ensemble the best k models")
+    sp.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
+    sp.add_argument("--tile", type=int, default=None, help="sliding-window tile (default: "
+                    "the model's input size)")
+    sp.add_argument("--overlap", type=float, default=0.25)
+    sp.add_argument("--probabilities", action="store_true", help="also write class rasters")
+    sp.add_argument("--ray", action="store_true", help="run as a Ray Data batch job")
+
+    sp = add("report", cmd_report, "One self-contained HTML report (+ Markdown) of a search.")
+    sp.add_argument("results", type=Path)
+    sp.add_argument("--out", type=Path, default=None)
+
+    sp = add("dashboard", cmd_dashboard, "Serve optuna-dashboard and TensorBoard for a results "
+             "folder on 127.0.0.1 (live during a search).")
+    sp.add_argument("results", type=Path)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--optuna-port", type=int, default=8080)
+    sp.add_argument("--tensorboard-port", type=int, default=6006)
+
+    sp = add("models", cmd_models, "List models, or print one model's layers, trainable "
+             "parameters and FLOPs per image.")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--filters", type=int, default=8)
+    sp.add_argument("--kernel", type=int, default=7)
+    sp.add_argument("--encoder", default="resnet18")
+    sp.add_argument("--bands", type=int, default=3)
+    sp.add_argument("--classes", type=int, default=4)
+    sp.add_argument("--size", type=int, default=256)
+
+    sp = add("convert-config", cmd_convert, "Turn a Segmentation Gym JSON config into a raygym "
+             "experiment YAML.")
+    sp.add_argument("gym_json", type=Path)
+    sp.add_argument("--out", type=Path, default=None)
+    sp.add_argument("--images", type=Path, default=None, help="image folder to put in data")
+    sp.add_argument("--labels", type=Path, default=None, help="label folder to put in data")
+
+    sp = add("demo-data", cmd_demo_data, "Write the built-in synthetic coastal demo dataset "
+             "(RGB + NIR, 4 classes; seeded, no download).")
+    sp.add_argument("out", type=Path)
+    sp.add_argument("--scenes", type=int, default=48)
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add("cluster", cmd_cluster, "Start/stop a local multi-node Ray cluster on 127.0.0.1 "
+             "for trying the distributed path.")
+    sp.add_argument("action", choices=["up", "down", "status"])
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--cpus", type=int, default=1)
+    sp.add_argument("--port", type=int, default=6390)
+    sp.add_argument("--dashboard-port", type=int, default=8265)
+    sp.add_argument("--state-dir", type=Path, default=Path(".raygym-cluster"))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except RaygymError as err:
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,680 @@
+"""The experiment schema: one YAML file, parsed and validated once at the edge.
+
+Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``. Any scalar may
+instead be a search distribution (``{choice: [...]}``, ``{uniform: [a, b]}``,
+``{loguniform: [a, b]}``, ``{int: [a, b]}``, ``{grid: [...]}``, optionally with
+``when: {other.key: [values]}``). :func:`load_experiment` separates those into a
+:class:`SearchSpace` and validates the rest; ``prepare``/``train`` require an empty space.
+
+Relative paths are resolved against the current working directory when the file is loaded, so
+modules below the CLI only ever see absolute :class:`~pathlib.Path` objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from raygym.errors import ConfigError
+
+IGNORE_INDEX = 255
+DIST_KINDS = ("choice", "uniform", "loguniform", "int", "grid")
+# Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
+# per trial (a different target size would need a different prepared dataset).
+FIXED_PREFIXES = ("name", "data", "search", "resources", "train.output_dir")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------- data
+class FolderSource(_Strict):
+    """One folder of files; ``key`` is a regex whose groups, joined, give the pairing key.
+
+    Without ``key`` the file stem is the key. Example for Sentinel-2 NIR files named
+    ``<stem>_ir-0.jpg`` beside ``<stem>-0.jpg``: ``key: '^(.*)_ir(-\\d+)$'``.
+    """
+
+    folder: Path
+    key: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression: {err}") from None
+        return value
+
+
+class SplitConfig(_Strict):
+    """Fractions of *source images* (not augmented copies) per split; the rest is train."""
+
+    val: float = Field(0.2, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> SplitConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError("val + test must be < 1 so that some images remain for training")
+        return self
+
+
+class AugmentConfig(_Strict):
+    """Offline augmentation of the train split (Gym's AUG_* keys) plus optional photometrics."""
+
+    copies: int = Field(0, ge=0, le=100)
+    rotation: float = Field(0.0, ge=0.0, le=180.0, description="degrees, +/-")
+    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="fraction, scale 1 +/- zoom")
+    width_shift: float = Field(0.0, ge=0.0, lt=1.0)
+    height_shift: float = Field(0.0, ge=0.0, lt=1.0)
+    hflip: bool = False
+    vflip: bool = False
+    brightness_contrast: float = Field(0.0, ge=0.0, le=1.0)
+    fog: float = Field(0.0, ge=0.0, le=1.0, description="probability")
+    sun_glare: float = Field(0.0, ge=0.0, le=1.0, description="probability")
+    online: bool = Field(False, description="also augment on the fly each epoch during training")
+
+    def augmenter_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"copies", "online"})
+
+
+class DataConfig(_Strict):
+    """Where the raw data is, how to pair and decode it, and where the prepared dataset goes."""
+
+    images: FolderSource | None = None
+    extra_bands: list[FolderSource] = Field(default_factory=list)
+    labels: FolderSource | None = None
+    manifest: Path | None = None
+    classes: list[str] = Field(min_length=2)
+    remap: dict[int, int] | None = None
+    unknown_labels: Literal["error", "ignore", "clip"] = "error"
+    palette: dict[str, int] | None = None
+    target_size: tuple[int, int] = (256, 256)
+    upscale: bool = False
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    prepared: Path = Path("datasets/default")
+    seed: int = 0
+
+    @field_validator("images", "labels", mode="before")
+    @classmethod
+    def _folder_shorthand(cls, value: Any) -> Any:
+        return {"folder": value} if isinstance(value, str | Path) else value
+
+    @field_validator("extra_bands", mode="before")
+    @classmethod
+    def _bands_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"folder": v} if isinstance(v, str | Path) else v for v in value]
+        return value
+
+    @field_validator("target_size", mode="before")
+    @classmethod
+    def _square_shorthand(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("target_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 16:
+            raise ValueError(f"must be at least 16 x 16 (got {list(value)})")
+        return value
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_colours(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is not None:
+            for colour in value:
+                parse_colour(colour)
+        return value
+
+    @model_validator(mode="after")
+    def _inputs_and_classes(self) -> DataConfig:
+        if self.manifest is None and (self.images is None or self.labels is None):
+            raise ValueError(
+                "give either `manifest: pairs.csv` or both `images:` and `labels:` folders"
+            )
+        if self.manifest is not None and (self.images is not None or self.labels is not None):
+            raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
+        k = len(self.classes)
+        if self.remap:
+            bad = {old: new for old, new in self.remap.items() if not 0 <= new < k}
+            if bad:
+                old, new = next(iter(bad.items()))
+                raise ValueError(
+                    f"remap {old}: {new} maps to class {new} but only {k} classes are named "
+                    f"(0..{k - 1}); fix the remap or add class names"
+                )
+        if self.palette:
+            bad_p = {c: v for c, v in self.palette.items() if not (0 <= v < k or v == IGNORE_INDEX)}
+            if bad_p:
+                colour, v = next(iter(bad_p.items()))
+                raise ValueError(f"palette {colour}: {v} is not a class id 0..{k - 1} (or 255)")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_bands_hint(self) -> int | None:
+        """Known only after reading the first image; see the dataset card."""
+        return None
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """``'#00ff7f'`` or ``'0,255,127'`` -> (0, 255, 127)."""
+    s = text.strip()
+    try:
+        if s.startswith("#") and len(s) == 7:
+            return int(s[1:3], 16), int(s[3:5], 16), int(s[5:7], 16)
+        parts = [int(p) for p in s.split(",")]
+        if len(parts) == 3 and all(0 <= p <= 255 for p in parts):
+            return parts[0], parts[1], parts[2]
+    except ValueError:
+        pass
+    raise ValueError(f"colour {text!r} is not '#rrggbb' or 'r,g,b'")
+
+
+# -------------------------------------------------------------------------------------- model
+class ModelConfig(_Strict):
+    """Architecture by registry name (``raygym models`` lists them) and its parameters."""
+
+    arch: str = "gym_resunet"
+    filters: int = Field(8, ge=1, le=512)
+    kernel: int = Field(7, ge=1, le=15)
+    stride: int = Field(2, ge=1, le=4)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout_change_per_layer: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_type: Literal["standard", "spatial"] = "standard"
+    dropout_on_upsampling: bool = False
+    encoder: str = "resnet18"
+    encoder_depth: int = Field(5, ge=3, le=5)
+    encoder_weights: Path | None = Field(
+        None, description="a local weights file for the smp encoder; nothing is downloaded"
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from raygym.models import list_models
+
+        names = list_models()
+        if value not in names:
+            hint = difflib.get_close_matches(value, names, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ValueError(f"unknown model '{value}'{did}; valid: {', '.join(names)}")
+        return value
+
+    @property
+    def is_gym(self) -> bool:
+        return self.arch.startswith(("gym_", "simple_"))
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`raygym.models.build_model` (family-specific)."""
+        if self.is_gym:
+            return self.model_dump(
+                include={"filters", "kernel", "stride", "dropout", "dropout_change_per_layer",
+                         "dropout_type", "dropout_on_upsampling"}
+            )
+        kwargs: dict[str, Any] = {"encoder": self.encoder, "encoder_depth": self.encoder_depth}
+        if self.encoder_weights is not None:
+            kwargs["encoder_weights"] = str(self.encoder_weights)
+        return kwargs
+
+
+# --------------------------------------------------------------------------------------- loss
+class LossConfig(_Strict):
+    """A loss name (``dice``, ``cce``, ``kld``, ``focal``, ``tversky``, ``lovasz``) or a
+    weighted sum ``{dice: 0.5, cce: 0.5}``; ``class_weights: auto`` uses Gym's
+    ``1 - freq / sum(freq)`` from the prepared dataset's train pixel counts."""
+
+    name: str | dict[str, float] = "dice"
+    class_weights: Literal["auto"] | list[float] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_losses(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        from raygym.train.losses import LOSS_REGISTRY
+
+        names = [value] if isinstance(value, str) else list(value)
+        for name in names:
+            if name not in LOSS_REGISTRY:
+                hint = difflib.get_close_matches(name, list(LOSS_REGISTRY), n=1)
+                did = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ValueError(
+                    f"unknown loss '{name}'{did}; valid: {', '.join(sorted(LOSS_REGISTRY))}"
+                )
+        if isinstance(value, dict) and (not value or any(w < 0 for w in value.values())):
+            raise ValueError("a weighted loss needs at least one non-negative weight")
+        return value
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.name, str):
+            return self.name
+        return "+".join(f"{w:g}*{n}" for n, w in self.name.items())
+
+
+# -------------------------------------------------------------------------------------- train
+class TrainConfig(_Strict):
+    """Optimisation: Adam, Gym's ramp/sustain/decay LR schedule, early stopping on val loss."""
+
+    batch_size: int = Field(8, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["gym", "cosine", "constant"] = "gym"
+    start_lr: float = Field(1e-7, gt=0.0)
+    min_lr: float = Field(1e-7, gt=0.0)
+    max_lr: float = Field(1e-4, gt=0.0)
+    rampup_epochs: int = Field(20, ge=0)
+    sustain_epochs: int = Field(0, ge=0)
+    exp_decay: float = Field(0.9, gt=0.0, le=1.0)
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = "auto"
+    channels_last: bool = True
+    num_threads: int | None = Field(None, ge=1)
+    shuffle: bool = True
+    output_dir: Path = Path("runs")
+    checkpoint_keep: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _lr_order(self) -> TrainConfig:
+        if self.min_lr > self.max_lr:
+            raise ValueError(f"min_lr ({self.min_lr:g}) must be <= max_lr ({self.max_lr:g})")
+        return self
+
+
+# ------------------------------------------------------------------------------------- search
+class SearchConfig(_Strict):
+    """How ``raygym search`` explores the space (Ray Tune + Optuna + a trial scheduler)."""
+
+    num_samples: int = Field(20, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    algorithm: Literal["optuna", "random", "grid"] = "optuna"
+    scheduler: Literal["asha", "median", "none", "pbt"] = "asha"
+    grace_period: int = Field(2, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0)
+    metric: str = "val_mean_iou"
+    mode: Literal["max", "min"] = "max"
+    top_k: int = Field(3, ge=1)
+    seed: int = 0
+    points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
+    results_dir: Path = Path("results")
+    storage_path: str | None = Field(
+        None, description="local folder, NFS path or s3://... (defaults to results_dir/ray)"
+    )
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+
+
+class ResourcesConfig(_Strict):
+    """What each trial asks Ray for. Fractional GPUs pack several small models on one GPU."""
+
+    workers_per_trial: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    address: str | None = Field(None, description="None: start a local Ray; 'auto' or ray://...")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
+    object_store_memory: int | None = Field(None, ge=78_643_200)
+
+
+# ----------------------------------------------------------------------------------- top level
+class ExperimentConfig(_Strict):
+    """One experiment: what ``prepare``, ``train`` and ``search`` all read."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _size_fits_model(self) -> ExperimentConfig:
+        from raygym.models import requires_multiple_of
+
+        multiple = requires_multiple_of(self.model.arch)
+        h, w = self.data.target_size
+        if h % multiple or w % multiple:
+            up = [math.ceil(v / multiple) * multiple for v in (h, w)]
+            raise ValueError(
+                f"data.target_size {[h, w]} must be divisible by {multiple} for model "
+                f"'{self.model.arch}' (try {up})"
+            )
+        return self
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe nested dict (paths as strings) that round-trips through the schema."""
+        return json.loads(self.model_dump_json())
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all when none), for cache and card keys."""
+        d = self.to_yaml_dict()
+        picked = {s: d[s] for s in sections} if sections else d
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ distributions
+class Distribution(BaseModel):
+    """One searchable key: ``kind`` in choice/uniform/loguniform/int/grid."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    kind: Literal["choice", "uniform", "loguniform", "int", "grid"]
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    when: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
+
+    def candidates(self) -> list[Any]:
+        """Values that validation tries: every choice, or both bounds of a range."""
+        if self.kind in ("choice", "grid"):
+            return list(self.values)
+        if self.kind == "int":
+            return [int(self.low or 0), int(self.high or 0)]
+        return [self.low, self.high]
+
+    def describe(self) -> str:
+        if self.kind in ("choice", "grid"):
+            text = f"{self.kind} {list(self.values)}"
+        else:
+            text = f"{self.kind} [{self.low:g}, {self.high:g}]"
+        if self.when:
+            text += " when " + ", ".join(f"{k} in {list(v)}" for k, v in self.when.items())
+        return text
+
+    def size(self) -> float:
+        """Number of distinct values (inf for continuous ranges)."""
+        if self.kind in ("choice", "grid"):
+            return len(self.values)
+        if self.kind == "int":
+            return int(self.high or 0) - int(self.low or 0) + 1
+        return math.inf
+
+
+class SearchSpace(BaseModel):
+    """The distributions found in an experiment file, in file order (conditions follow it)."""
+
+    dists: list[Distribution] = Field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.dists)
+
+    def __iter__(self) -> Iterator[Distribution]:  # type: ignore[override]
+        return iter(self.dists)
+
+    def paths(self) -> list[str]:
+        return [d.path for d in self.dists]
+
+    def grid_size(self) -> float:
+        return math.prod(d.size() for d in self.dists if d.kind == "grid") if self.dists else 1
+
+    def fingerprint(self) -> str:
+        text = json.dumps([d.model_dump(mode="json") for d in self.dists], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _is_distribution(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and any(k in DIST_KINDS for k in value)
+        and set(value) <= {*DIST_KINDS, "when"}
+    )
+
+
+def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distribution:
+    kinds = [k for k in spec if k in DIST_KINDS]
+    if len(kinds) != 1:
+        raise ConfigError(f"give exactly one of {', '.join(DIST_KINDS)} (got {kinds})",
+                          file=file, key=path)
+    kind = kinds[0]
+    arg = spec[kind]
+    when_raw = spec.get("when") or {}
+    if not isinstance(when_raw, Mapping):
+        raise ConfigError("`when` must map key paths to lists of values", file=file, key=path)
+    when = {str(k): tuple(v if isinstance(v, list) else [v]) for k, v in when_raw.items()}
+    if kind in ("choice", "grid"):
+        if not isinstance(arg, list) or not arg:
+            raise ConfigError(f"{kind} needs a non-empty list of values", file=file, key=path)
+        return Distribution(path=path, kind=kind, values=tuple(arg), when=when)
+    if not (isinstance(arg, list) and len(arg) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in arg)):
+        raise ConfigError(f"{kind} needs two numbers [low, high] (got {arg!r})",
+                          file=file, key=path)
+    low, high = float(arg[0]), float(arg[1])
+    if low >= high:
+        raise ConfigError(f"{kind} bounds are reversed or equal: [{arg[0]}, {arg[1]}]",
+                          file=file, key=path, fix=f"write [{arg[1]}, {arg[0]}]")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"loguniform needs bounds > 0 (got {arg[0]})", file=file, key=path,
+                          fix="use uniform, or a positive lower bound such as 1e-7")
+    if kind == "int" and not (float(arg[0]).is_integer() and float(arg[1]).is_integer()):
+        raise ConfigError(f"int needs integer bounds (got {arg})", file=file, key=path)
+    return Distribution(path=path, kind=kind, low=low, high=high, when=when)
+
+
+def extract_space(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], SearchSpace]:
+    """Split a raw experiment dict into (fixed dict with first candidates, search space)."""
+    fixed = copy.deepcopy(raw)
+    dists: list[Distribution] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in list(node.items()):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if _is_distribution(value):
+                dist = _parse_distribution(path, value, file)
+                dists.append(dist)
+                node[key] = dist.candidates()[0]
+            elif isinstance(value, dict):
+                walk(value, path)
+
+    walk(fixed, "")
+    for dist in dists:
+        if dist.path.startswith(FIXED_PREFIXES):
+            raise ConfigError(
+                "cannot vary in a search (it fixes the prepared dataset or the search itself)",
+                file=file, key=dist.path, fix="give one fixed value",
+            )
+        for cond in dist.when:
+            if cond not in [d.path for d in dists[: dists.index(dist)]]:
+                raise ConfigError(
+                    f"`when` refers to '{cond}', which is not a searched key defined earlier",
+                    file=file, key=dist.path,
+                )
+    return fixed, SearchSpace(dists=dists)
+
+
+def set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``d['a']['b'] = value`` for ``path='a.b'``, creating sections as needed."""
+    node = d
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def _format_validation_error(err: ValidationError, file: str, raw: dict[str, Any]) -> ConfigError:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    # pydantic puts union branch names into loc ("str", "dict[str,float]"); drop them
+    loc = [p for p in loc if "[" not in p and p not in ("str", "int", "float", "bool", "list")]
+    key = ".".join(loc) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = raw
+        for p in loc[:-1]:
+            parent = parent.get(p, {}) if isinstance(parent, dict) else {}
+        valid = _valid_keys(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], valid, n=1)
+        did = f"did you mean '{hint[0]}'? " if hint else ""
+        return ConfigError(f"unknown key; {did}valid keys here: {', '.join(valid)}",
+                           file=file, key=key)
+    if first["type"] == "missing":
+        return ConfigError("required key is missing", file=file, key=key)
+    got = first.get("input")
+    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return ConfigError(f"{msg}{got_text}", file=file, key=key)
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        sub = _model_in(ann)
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> ExperimentConfig:
+    """Validate a raw dict (no distributions) into an :class:`ExperimentConfig`."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _format_validation_error(err, file, raw) from None
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value:
+            p = Path(value).expanduser()
+            return str(p if p.is_absolute() else (base / p).resolve())
+        return value
+
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("manifest", "prepared"):
+            if key in data:
+                data[key] = absolute(data[key])
+        for key in ("images", "labels"):
+            v = data.get(key)
+            if isinstance(v, str):
+                data[key] = absolute(v)
+            elif isinstance(v, dict) and "folder" in v:
+                v["folder"] = absolute(v["folder"])
+        bands = data.get("extra_bands")
+        if isinstance(bands, list):
+            for i, v in enumerate(bands):
+                if isinstance(v, str):
+                    bands[i] = absolute(v)
+                elif isinstance(v, dict) and "folder" in v:
+                    v["folder"] = absolute(v["folder"])
+    for section, key in (("train", "output_dir"), ("search", "results_dir"),
+                         ("model", "encoder_weights")):
+        sec = raw.get(section)
+        if isinstance(sec, dict) and sec.get(key):
+            sec[key] = absolute(sec[key])
+    search = raw.get("search")
+    if isinstance(search, dict) and isinstance(search.get("storage_path"), str):
+        search["storage_path"] = absolute(search["storage_path"])
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line :class:`ConfigError`."""
+    if not path.exists():
+        raise ConfigError("file not found", file=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}invalid YAML: {problem}", file=path) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must be a YAML mapping with a `data:` section", file=path)
+    return raw
+
+
+def load_experiment(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, base_dir: Path | None = None
+) -> tuple[ExperimentConfig, SearchSpace]:
+    """Load an experiment YAML: (config with each distribution at its first candidate, space).
+
+    Every candidate value of every distribution is validated too, so a bad choice fails here
+    with its key path, not inside a trial. ``overrides`` set dotted keys before validation.
+    """
+    path = Path(path)
+    file = str(path)
+    raw = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        set_path(raw, key, value)
+    _resolve_paths(raw, base_dir or Path.cwd())
+    fixed, space = extract_space(raw, file)
+    config = validate_experiment(fixed, file)
+    for dist in space:
+        for value in dist.candidates():
+            trial = copy.deepcopy(fixed)
+            set_path(trial, dist.path, value)
+            try:
+                ExperimentConfig.model_validate(trial)
+            except ValidationError as err:
+                inner = _format_validation_error(err, file, trial)
+                raise ConfigError(f"candidate {value!r}: {inner.message}", file=file,
+                                  key=dist.path) from None
+    return config, space
+
+
+def require_fixed(space: SearchSpace, command: str, file: str) -> None:
+    """``prepare``/``train`` need one value per key: refuse a distribution, naming it."""
+    if space:
+        d = space.dists[0]
+        raise ConfigError(
+            f"is a search distribution ({d.describe()}); `raygym {command}` needs a fixed value",
+            file=file, key=d.path, fix="give one value, or run `raygym search` on this file",
+        )
+
+
+def apply_params(config: ExperimentConfig, params: Mapping[str, Any]) -> ExperimentConfig:
+    """A copy of ``config`` with dotted ``params`` set (one trial's sampled values)."""
+    raw = config.to_yaml_dict()
+    for key, value in params.items():
+        set_path(raw, key, value)
+    return validate_experiment(raw, "<trial>")
+
+
+def dump_yaml(config: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config atomically (temp file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    tmp.replace(path)

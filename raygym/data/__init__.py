@@ -1,0 +1,1 @@
+"""Data stage: reading, pairing, transforms, ``prepare`` (Ray Data) and prepared datasets."""

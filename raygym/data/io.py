@@ -1,0 +1,134 @@
+"""Reading imagery and labels: PNG / JPEG with Pillow, TIFF / GeoTIFF with rasterio.
+
+Images come back as ``(H, W, C)`` uint8 or uint16 arrays, labels as ``(H, W)`` integer arrays.
+Every failure is a :class:`~raygym.errors.DataError` that names the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from raygym.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_TIFF = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """Size and layout of an image file, read without decoding its pixels."""
+
+    path: Path
+    height: int
+    width: int
+    bands: int
+    dtype: str
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def read_header(path: Path) -> ImageHeader:
+    """Height, width, band count and dtype of ``path`` (cheap: no pixel decode)."""
+    try:
+        if path.suffix.lower() in _TIFF:
+            import rasterio
+
+            with rasterio.open(path) as src:
+                return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0])
+        with Image.open(path) as im:
+            bands = len(im.getbands())
+            dtype = "uint16" if im.mode in ("I;16", "I;16B", "I") else "uint8"
+            return ImageHeader(path, im.height, im.width, bands, dtype)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DataError(f"cannot read image header: {_short(err)}", file=path,
+                        fix="replace or remove the file") from None
+    except Exception as err:  # rasterio raises its own error classes
+        raise DataError(f"cannot read image header: {_short(err)}", file=path,
+                        fix="replace or remove the file") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode ``path`` to ``(H, W, C)`` uint8/uint16 (float rasters are kept as float32)."""
+    try:
+        if path.suffix.lower() in _TIFF:
+            import rasterio
+
+            with rasterio.open(path) as src:
+                arr = src.read()  # (C, H, W)
+            arr = np.moveaxis(arr, 0, -1)
+        else:
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                arr = np.asarray(im)
+            if arr.ndim == 2:
+                arr = arr[:, :, None]
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise DataError(f"unreadable or truncated image: {_short(err)}", file=path,
+                        fix="replace or remove the file") from None
+    except Exception as err:  # rasterio.errors.RasterioIOError and friends
+        raise DataError(f"unreadable image: {_short(err)}", file=path,
+                        fix="replace or remove the file") from None
+    if arr.dtype == np.int32 or arr.dtype == np.int16:  # Pillow's 'I' mode for 16-bit PNGs
+        arr = arr.astype(np.uint16)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        arr = arr.astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def read_single_band(path: Path) -> np.ndarray:
+    """An extra-band file: ``(H, W, 1)``; a greyscale saved as RGB is accepted (equal channels)."""
+    arr = read_image(path)
+    if arr.shape[2] == 1:
+        return arr
+    if arr.shape[2] in (3, 4) and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(
+        arr[..., 0], arr[..., 2]
+    ):
+        return arr[..., :1]
+    raise DataError(f"an extra-band file must hold one band, found {arr.shape[2]}", file=path,
+                    fix="give one folder per band")
+
+
+def read_label(path: Path, colour: bool = False) -> np.ndarray:
+    """A label image: ``(H, W)`` class values, or ``(H, W, 3)`` colours when ``colour``."""
+    arr = read_image(path)
+    if colour:
+        if arr.shape[2] < 3:
+            raise DataError("a palette is configured but this label image is greyscale", file=path,
+                            fix="remove data.palette or give colour-coded labels")
+        return arr[..., :3].astype(np.uint8)
+    if arr.shape[2] == 1:
+        return arr[..., 0]
+    if arr.shape[2] in (3, 4):
+        # Greyscale stored as RGB is common; tolerate it, but refuse real colour labels.
+        if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
+            return arr[..., 0]
+        raise DataError("label image is in colour but no data.palette is given", file=path,
+                        fix="add `palette: {'#rrggbb': class_id, ...}` to the data section")
+    raise DataError(f"label image has {arr.shape[2]} bands; expected 1", file=path)
+
+
+def read_geo_profile(path: Path) -> dict[str, Any] | None:
+    """CRS, transform and pixel size of a GeoTIFF (None for non-geo files or no CRS)."""
+    if path.suffix.lower() not in _TIFF:
+        return None
+    import rasterio
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            return None
+        return {"crs": src.crs, "transform": src.transform,
+                "pixel_area": abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d)}
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

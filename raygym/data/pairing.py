@@ -1,0 +1,123 @@
+"""Pairing images, extra bands and labels by file name or by a CSV manifest.
+
+Never by sorted position alone (Gym's fault): a missing file would silently shift every pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from raygym.config import DataConfig, FolderSource
+from raygym.data.io import is_image
+from raygym.errors import DataError
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One scene: ``images[0]`` is the RGB/1-band file, ``images[1:]`` one extra band each."""
+
+    key: str
+    images: tuple[Path, ...]
+    label: Path
+
+
+def _key_of(path: Path, source: FolderSource) -> str | None:
+    if source.key is None:
+        return path.stem
+    m = re.match(source.key, path.stem)
+    if m is None:
+        return None
+    return "".join(g for g in m.groups() if g) if m.groups() else m.group(0)
+
+
+def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
+    folder = source.folder
+    if not folder.is_dir():
+        raise DataError("folder not found", file=folder, key=f"data.{role}",
+                        fix="check the path, or run `raygym demo-data DIR` for the demo set")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+    if not files:
+        raise DataError("folder holds no PNG/JPEG/TIFF images", file=folder, key=f"data.{role}")
+    index: dict[str, Path] = {}
+    for p in files:
+        key = _key_of(p, source)
+        if key is None:
+            continue
+        if key in index:
+            raise DataError(f"two files share the pairing key '{key}': {index[key].name}, {p.name}",
+                            file=folder, key=f"data.{role}",
+                            fix="rename one, or set a `key:` regex for this folder")
+        index[key] = p
+    if not index:
+        raise DataError(f"no file name matches the key pattern {source.key!r}", file=folder,
+                        key=f"data.{role}.key")
+    return index
+
+
+def pair_by_name(data: DataConfig) -> list[Pair]:
+    """Pair the image folder, each extra-band folder and the label folder by key."""
+    assert data.images is not None and data.labels is not None
+    roles = [("images", data.images)] + [
+        (f"extra_bands[{i}]", s) for i, s in enumerate(data.extra_bands)
+    ] + [("labels", data.labels)]
+    indexes = [(role, _index_folder(src, role.split("[")[0])) for role, src in roles]
+    all_keys = set().union(*(idx for _, idx in indexes))
+    common = set.intersection(*(set(idx) for _, idx in indexes))
+    orphans = sorted(all_keys - common)
+    if orphans:
+        lines = []
+        for key in orphans[:5]:
+            have = [role for role, idx in indexes if key in idx]
+            missing = [role for role, idx in indexes if key not in idx]
+            lines.append(f"'{key}' in {'/'.join(have)} but not in {'/'.join(missing)}")
+        more = f" (+{len(orphans) - 5} more)" if len(orphans) > 5 else ""
+        raise DataError(f"{len(orphans)} unpaired files: " + "; ".join(lines) + more,
+                        key="data", fix="add the missing files, or pair with a manifest "
+                        "(data.manifest) or a key regex per folder")
+    pairs = []
+    for key in sorted(common):
+        paths = [idx[key] for _, idx in indexes]
+        pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
+    return pairs
+
+
+def pair_by_manifest(manifest: Path) -> list[Pair]:
+    """Read ``image,<band>...,label`` rows (paths relative to the manifest's folder)."""
+    if not manifest.is_file():
+        raise DataError("manifest not found", file=manifest, key="data.manifest")
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "image" not in columns or "label" not in columns:
+            raise DataError(f"manifest needs 'image' and 'label' columns (has {columns})",
+                            file=manifest)
+        bands = [c for c in columns if c not in ("image", "label")]
+        rows = list(reader)
+    if not rows:
+        raise DataError("manifest has no rows", file=manifest)
+    base = manifest.parent
+    pairs, missing, seen = [], [], set()
+    for n, row in enumerate(rows, start=2):
+        cells = [row["image"], *(row[b] for b in bands), row["label"]]
+        if any(not c for c in cells):
+            raise DataError(f"line {n}: empty cell", file=manifest)
+        paths = [(base / c).resolve() if not Path(c).is_absolute() else Path(c) for c in cells]
+        missing += [p for p in paths if not p.is_file()]
+        key = paths[0].stem
+        if key in seen:
+            key = f"{key}#{n}"
+        seen.add(key)
+        pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise DataError(f"{len(missing)} files listed but not found: "
+                        + ", ".join(str(p) for p in missing[:3]) + more, file=manifest)
+    return pairs
+
+
+def find_pairs(data: DataConfig) -> list[Pair]:
+    """Pairs from the manifest if one is given, else by file name across the folders."""
+    return pair_by_manifest(data.manifest) if data.manifest else pair_by_name(data)

@@ -1,0 +1,290 @@
+"""``raygym prepare``: folders of imagery + labels -> a model-ready dataset, with Ray Data.
+
+Pipeline (the first two steps on the driver, the rest as Ray Data tasks on every core):
+pair -> check headers -> [read, validate, remap, resize/pad] -> split by source (seeded, before
+augmentation) -> augment train copies -> Parquet shards per split + ``card.json`` + previews.
+Everything is written under a temp folder that is renamed into place at the end, so a failed or
+interrupted prepare never leaves half a dataset.
+
+Images are stored as raw uint8/uint16 (small, exact); standardisation happens at load time with
+:func:`raygym.data.transforms.standardize`, the same function prediction uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, parse_colour
+from raygym.data.dataset import CARD_NAME, DATASET_FORMAT, DatasetCard, read_card
+from raygym.data.io import read_header, read_image, read_label, read_single_band
+from raygym.data.pairing import Pair, find_pairs
+from raygym.data.split import SPLITS, assign_splits
+from raygym.errors import DataError
+
+
+@dataclass
+class PrepareResult:
+    """What ``prepare`` made (or found already up to date)."""
+
+    path: Path
+    card: DatasetCard
+    seconds: float
+    reused: bool = False
+    remap_report: dict[str, int] = field(default_factory=dict)
+
+
+def data_fingerprint(data: DataConfig) -> str:
+    """Hash of everything that decides the dataset's content (not where it is written)."""
+    d = json.loads(data.model_dump_json(exclude={"prepared"}))
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_headers(pairs: list[Pair]) -> tuple[int, str]:
+    """Size and band checks from file headers alone; returns (bands, dtype)."""
+    bands_seen: dict[int, Path] = {}
+    dtype = "uint8"
+    for pair in pairs:
+        heads = [read_header(p) for p in pair.images]
+        label = read_header(pair.label)
+        for h in heads[1:] + [label]:
+            if (h.height, h.width) != (heads[0].height, heads[0].width):
+                raise DataError(
+                    f"size {h.width}x{h.height} differs from its image "
+                    f"{heads[0].path.name} ({heads[0].width}x{heads[0].height})",
+                    file=h.path, fix="images, extra bands and labels of a scene must match",
+                )
+        bands = heads[0].bands + len(heads) - 1
+        if heads[0].dtype == "uint16":
+            dtype = "uint16"
+        bands_seen.setdefault(bands, heads[0].path)
+        if len(bands_seen) > 1:
+            (b0, p0), (b1, p1) = list(bands_seen.items())[:2]
+            raise DataError(
+                f"has {b1} bands but {p0.name} has {b0}: every scene needs the same band count",
+                file=p1, fix="convert the odd files or remove them")
+    return next(iter(bands_seen)), dtype
+
+
+def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[dict[str, Any]]:
+    """Ray task body for one scene: read, validate, remap, augment (train copies), resize/pad.
+
+    Augmentation runs on the full-size scene *before* resize/pad, so the padding stays at the
+    bottom/right and ``valid_hw`` is true for every copy. A failure becomes one error row
+    (the driver reports it, naming the file) instead of an exception inside Ray.
+    """
+    from raygym.data.transforms import resize_pad
+
+    th, tw = data.target_size
+    try:
+        image, label, changed = _read_scene(row, data, dtype)
+        scenes = [(0, image, label)]
+        copies = data.augment.copies if row["split"] == "train" else 0
+        if copies:
+            from raygym.data.transforms import augment_pair, build_augmenter
+
+            augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
+                                        ignore_index=IGNORE_INDEX)
+            for c in range(1, copies + 1):
+                # Seed from (dataset seed, source key, copy): each copy is reproducible alone.
+                seed = zlib.crc32(f"{data.seed}/{row['key']}/{c}".encode())
+                img, lab = augment_pair(augmenter, image, label, seed)
+                scenes.append((c, img, lab))
+        out = []
+        for c, img, lab in scenes:
+            img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
+            out.append(_row(row, c, img, lab.astype(np.uint8), valid, len(data.classes),
+                            changed if c == 0 else {}))
+        return out
+    except DataError as err:
+        error = str(err)
+    except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
+        error = f"{row['images'][0]}: {type(err).__name__}: {err}"
+    blank = _row(row, 0, np.zeros((th, tw, int(row["bands"])), np.dtype(dtype)),
+                 np.full((th, tw), IGNORE_INDEX, np.uint8), (0, 0), len(data.classes), {})
+    blank["error"] = error
+    return [blank]
+
+
+def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
+    from raygym.data.transforms import LabelValueError, apply_remap, decode_palette
+
+    paths = [Path(p) for p in row["images"]]
+    parts = [read_image(paths[0])] + [read_single_band(p) for p in paths[1:]]
+    image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
+    label_path = Path(row["label"])
+    k = len(data.classes)
+    try:
+        if data.palette:
+            colours = {parse_colour(c): v for c, v in data.palette.items()}
+            raw = read_label(label_path, colour=True)
+            rule = "ignore" if data.unknown_labels == "ignore" else "error"
+            label, changed_c = decode_palette(raw, colours, unknown=rule)
+            changed = {f"{r},{g},{b}": int(n) for (r, g, b), n in changed_c.items()}
+        else:
+            raw = read_label(label_path)
+            label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
+            changed = {str(v): int(n) for v, n in changed_v.items()}
+    except LabelValueError as err:
+        shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(err.values, err.counts))[:6])
+        fix = "map them in data.remap, or set data.unknown_labels: ignore | clip"
+        if data.remap is None and 255 in err.values and k == 2:
+            fix = "a 0/255 binary mask: set `remap: {0: 0, 255: 1}`"
+        raise DataError(f"label values outside the {k} classes: {shown}", file=label_path,
+                        fix=fix) from None
+    if label.shape != image.shape[:2]:
+        raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
+                        file=label_path)
+    return image, label.astype(np.uint8), changed
+
+
+def _row(row: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
+         valid: tuple[int, int], num_classes: int, changed: dict[str, int]) -> dict[str, Any]:
+    counts = np.bincount(np.where(label == IGNORE_INDEX, num_classes, label).ravel(),
+                         minlength=num_classes + 1)[: num_classes + 1]
+    return {"key": row["key"], "split": row["split"], "copy": copy, "image": image,
+            "label": label, "valid_hw": np.asarray(valid, dtype=np.int32),
+            "counts": counts.astype(np.int64), "error": "", "changed": json.dumps(changed)}
+
+
+def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
+    """True if ``out`` already holds this exact dataset. Refuses to clobber anything else."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise DataError("output path exists and is not a folder", file=out, key="data.prepared")
+    card_path = out / CARD_NAME
+    if not card_path.exists():
+        if any(out.iterdir()):
+            raise DataError("output folder is not empty and is not a raygym dataset",
+                            file=out, key="data.prepared",
+                            fix="choose another data.prepared folder")
+        return False
+    card = read_card(out)
+    if card.config_hash == fingerprint and not overwrite:
+        return True
+    if not overwrite:
+        raise DataError("output folder holds a different dataset (its data settings differ)",
+                        file=out, key="data.prepared",
+                        fix="pass --overwrite to replace it, or choose another folder")
+    return False
+
+
+def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
+                    log: Any = print) -> PrepareResult:
+    """Build the dataset at ``config.data.prepared``; see the module docstring for the steps."""
+    import ray
+
+    from raygym.data.preview import write_previews
+
+    data = config.data
+    started = time.perf_counter()
+    out = data.prepared
+    fingerprint = data_fingerprint(data)
+    if _check_output(out, fingerprint, overwrite):
+        card = read_card(out)
+        log(f"[green]{out} is already prepared from these settings[/] (use --overwrite to redo)")
+        return PrepareResult(out, card, time.perf_counter() - started, reused=True)
+
+    pairs = find_pairs(data)
+    bands, dtype = check_headers(pairs)
+    splits = assign_splits([p.key for p in pairs], data.split.val, data.split.test,
+                           data.split.seed)
+    log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); split "
+        + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in SPLITS))
+    records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
+                "split": splits[p.key], "bands": bands} for p in pairs]
+
+    from raygym.ray_runtime import cluster_cpus
+
+    blocks = max(1, min(len(records), int(cluster_cpus()) * 4))
+    processed = ray.data.from_items(records, override_num_blocks=blocks).flat_map(
+        _process_scene, fn_kwargs={"data": data, "dtype": dtype}
+    ).materialize()
+    meta = processed.select_columns(["key", "error", "changed"]).take_all()
+    errors = [m["error"] for m in meta if m["error"]]
+    if errors:
+        more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
+        raise DataError(errors[0] + more)
+    remap_report: dict[str, int] = {}
+    for m in meta:
+        for v, n in json.loads(m["changed"]).items():
+            remap_report[v] = remap_report.get(v, 0) + int(n)
+    final = processed.drop_columns(["error", "changed"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
+    try:
+        final.write_parquet(str(tmp / "shards"), partition_cols=["split"],
+                            min_rows_per_file=64)
+        card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
+        write_previews(tmp, card)
+        _swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
+
+
+def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],
+               bands: int, dtype: str, fingerprint: str,
+               remap_report: dict[str, int]) -> DatasetCard:
+    import pyarrow.parquet as pq
+
+    k = config.data.num_classes
+    split_info: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        part = tmp / "shards" / f"split={split}"
+        if not part.exists():
+            split_info[split] = {"rows": 0, "sources": 0, "pixels_per_class": [0] * k,
+                                 "ignored_pixels": 0}
+            continue
+        table = pq.read_table(part, columns=["key", "counts"])
+        counts = np.stack(table.column("counts").to_pylist()).sum(axis=0)
+        split_info[split] = {
+            "rows": table.num_rows,
+            "sources": len(set(table.column("key").to_pylist())),
+            "pixels_per_class": [int(c) for c in counts[:k]],
+            "ignored_pixels": int(counts[k]),
+        }
+    sources = [{"key": p.key, "split": splits[p.key],
+                "files": [{"path": str(f), "sha256": _sha256(f)} for f in (*p.images, p.label)]}
+               for p in pairs]
+    card = DatasetCard(
+        format=DATASET_FORMAT, name=config.name, classes=list(config.data.classes),
+        bands=bands, dtype=dtype, target_size=list(config.data.target_size),
+        ignore_index=IGNORE_INDEX, config_hash=fingerprint,
+        data_config=json.loads(config.data.model_dump_json()),
+        splits=split_info, remap_changed=remap_report, sources=sources,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
+    return card
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an old dataset is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

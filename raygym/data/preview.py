@@ -1,0 +1,83 @@
+"""PNG grids of image / label overlays per split, so a person can check a dataset by eye."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from raygym.data.dataset import DatasetCard
+
+# Colour per class id (tab10), and black for ignored / padded pixels.
+_TAB10 = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
+                   [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
+                   [188, 189, 34], [23, 190, 207]], dtype=np.uint8)
+
+
+def class_colours(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8 colours, repeating tab10 past ten classes."""
+    return _TAB10[np.arange(num_classes) % len(_TAB10)]
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) raw image -> (H, W, 3) uint8 for display (first three bands, 2-98 % stretch)."""
+    rgb = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
+    rgb = rgb.astype(np.float32)
+    lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
+    return (np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+
+
+def colourize(label: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours (ignored pixels black)."""
+    colours = np.vstack([class_colours(num_classes), np.zeros((1, 3), np.uint8)])
+    idx = np.where(label == ignore_index, num_classes, np.minimum(label, num_classes))
+    return colours[idx]
+
+
+def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float = 0.45,
+            ignore_index: int = 255) -> np.ndarray:
+    """Blend the class colours over the display image; ignored pixels stay unblended."""
+    rgb = display_rgb(image).astype(np.float32)
+    col = colourize(label, num_classes, ignore_index).astype(np.float32)
+    mask = (label != ignore_index)[..., None]
+    return np.where(mask, (1 - alpha) * rgb + alpha * col, rgb).astype(np.uint8)
+
+
+def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6) -> list[Path]:
+    """``preview_<split>.png``: rows of image | overlay for the first scenes of each split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow.parquet as pq
+    import ray.data  # noqa: F401 - registers the tensor extension type
+
+    written = []
+    for split, info in card.splits.items():
+        part = dataset_dir / "shards" / f"split={split}"
+        if not info.get("rows") or not part.exists():
+            continue
+        table = pq.read_table(part, columns=["key", "copy", "image", "label"])
+        table = table.sort_by([("key", "ascending"), ("copy", "ascending")]).slice(0, per_split)
+        images = table.column("image").combine_chunks().to_numpy()
+        labels = table.column("label").combine_chunks().to_numpy()
+        keys, copies = table.column("key").to_pylist(), table.column("copy").to_pylist()
+        n = len(keys)
+        fig, axes = plt.subplots(n, 2, figsize=(6, 2.6 * n), squeeze=False)
+        for i in range(n):
+            axes[i][0].imshow(display_rgb(images[i]))
+            axes[i][0].set_title(f"{keys[i]} (copy {copies[i]})", fontsize=7)
+            axes[i][1].imshow(overlay(images[i], labels[i], card.num_classes))
+            axes[i][1].set_title("label overlay", fontsize=7)
+            for ax in axes[i]:
+                ax.axis("off")
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c / 255) for c in
+                   class_colours(card.num_classes)]
+        fig.legend(handles, card.classes, loc="lower center", ncol=min(card.num_classes, 5),
+                   fontsize=7)
+        fig.suptitle(f"{card.name}: {split} ({info['rows']} rows)", fontsize=9)
+        path = dataset_dir / f"preview_{split}.png"
+        fig.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written

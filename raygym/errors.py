@@ -1,0 +1,41 @@
+"""User-facing errors: one line naming the file, the key or value, and the fix; exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class RaygymError(Exception):
+    """An error the user can fix. The CLI prints `str(err)` on one line and exits with 2."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str, *, file: str | Path | None = None, key: str | None = None,
+                 fix: str | None = None) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.fix = fix
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        parts = [p for p in (self.file, self.key) if p]
+        head = ": ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.fix:
+            text += f" (fix: {self.fix})"
+        return " ".join(text.split("\n"))
+
+
+class ConfigError(RaygymError):
+    """The experiment YAML is invalid."""
+
+
+class DataError(RaygymError):
+    """Input imagery or labels are unusable (missing, unpaired, unreadable, bad values)."""
+
+
+class ResourceError(RaygymError):
+    """The requested resources cannot be satisfied by the Ray cluster."""

@@ -1,0 +1,1 @@
+"""Training building blocks: losses, metrics and learning-rate schedules (plain PyTorch)."""

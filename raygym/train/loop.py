@@ -1,0 +1,374 @@
+"""The training loop: plain PyTorch that a unit test calls without Ray.
+
+:func:`fit` trains one model for up to ``train.max_epochs`` epochs with Gym's LR schedule,
+early stopping on validation loss (restoring the best weights), a checkpoint per epoch, and one
+``on_epoch`` call per epoch. The Ray adapters (``ray_train.py``, ``search/trainable.py``) only
+choose where batches come from and where reports and checkpoints go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from raygym.config import IGNORE_INDEX, ExperimentConfig
+from raygym.data.dataset import DatasetCard, SplitArrays
+from raygym.data.transforms import standardize
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (B, C, H, W) float32, (B, H, W) int64
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class BatchSource(Protocol):
+    """Where one worker's batches come from."""
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]: ...
+
+    def val_batches(self) -> Iterator[Batch]: ...
+
+
+# ---------------------------------------------------------------------------- batches
+def to_batch(images: np.ndarray, labels: np.ndarray, valid_hw: np.ndarray) -> Batch:
+    """Raw (B, H, W, C) uint images + (B, H, W) labels -> standardized tensors.
+
+    Standardisation is per image over its valid (unpadded) region, the same function used at
+    prediction time.
+    """
+    x = np.stack([standardize(img, tuple(int(v) for v in hw) if hw[0] > 0 else None)
+                  for img, hw in zip(images, valid_hw, strict=True)])
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(labels.astype(np.int64))
+    return xt, yt
+
+
+class OnlineAugmenter:
+    """Per-epoch albumentations on top of the offline copies (``data.augment.online``)."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        from raygym.data.transforms import build_augmenter
+
+        self.seed = config.train.seed
+        self.aug = build_augmenter(**config.data.augment.augmenter_kwargs(),
+                                   ignore_index=IGNORE_INDEX)
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, epoch: int, offset: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        from raygym.data.transforms import augment_pair
+
+        out_i, out_l = [], []
+        for j, (img, lab) in enumerate(zip(images, labels, strict=True)):
+            seed = zlib.crc32(f"{self.seed}/{epoch}/{offset + j}".encode())
+            a, b = augment_pair(self.aug, img, lab, seed)
+            out_i.append(a)
+            out_l.append(b)
+        return np.stack(out_i), np.stack(out_l)
+
+
+@dataclass
+class NumpyBatches:
+    """Batches from in-memory splits; ``rank``/``world`` give each DDP worker its share.
+
+    Every epoch is a new seeded permutation (Gym never shuffled); all ranks draw the same
+    permutation and take every ``world``-th item, so shares never overlap.
+    """
+
+    train: SplitArrays | None
+    val: SplitArrays | None
+    batch_size: int
+    seed: int = 0
+    shuffle: bool = True
+    rank: int = 0
+    world: int = 1
+    augment: OnlineAugmenter | None = None
+    drop_last_single: bool = True
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        if self.train is None:
+            return
+        n = len(self.train)
+        order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
+                 else np.arange(n))
+        mine = order[self.rank::self.world]
+        if self.world > 1:  # DDP needs the same number of steps on every rank
+            mine = mine[: n // self.world]
+        for start in range(0, len(mine), self.batch_size):
+            idx = np.sort(mine[start:start + self.batch_size])
+            if len(idx) == 1 and self.drop_last_single and len(mine) > 1:
+                continue  # BatchNorm cannot train on a single image
+            images, labels = self.train.images[idx], self.train.labels[idx]
+            if self.augment is not None:
+                images, labels = self.augment(images, labels, epoch, int(start))
+            yield to_batch(images, labels, self.train.valid_hw[idx])
+
+    def val_batches(self) -> Iterator[Batch]:
+        if self.val is None:
+            return
+        idx_all = np.arange(len(self.val))[self.rank::self.world]
+        for start in range(0, len(idx_all), self.batch_size):
+            idx = idx_all[start:start + self.batch_size]
+            yield to_batch(self.val.images[idx], self.val.labels[idx], self.val.valid_hw[idx])
+
+
+# ------------------------------------------------------------------------ model + loss
+def build_model_for(config: ExperimentConfig, bands: int, num_classes: int) -> nn.Module:
+    from raygym.models import build_model
+
+    return build_model(config.model.arch, in_channels=bands, num_classes=num_classes,
+                       **config.model.builder_kwargs())
+
+
+def build_loss_for(config: ExperimentConfig, card: DatasetCard) -> nn.Module:
+    from raygym.train.losses import build_loss, gym_class_weights
+
+    weights = config.loss.class_weights
+    if weights == "auto":
+        weights = gym_class_weights(card.pixel_counts("train"))
+    elif weights is not None and len(weights) != card.num_classes:
+        from raygym.errors import ConfigError
+
+        raise ConfigError(f"has {len(weights)} weights but the dataset has "
+                          f"{card.num_classes} classes", key="loss.class_weights")
+    return build_loss(config.loss.name, card.num_classes, weights)
+
+
+def lr_for_epoch(config: ExperimentConfig) -> Callable[[int], float]:
+    from raygym.train.schedule import build_lr_schedule
+
+    t = config.train
+    if t.lr_schedule == "gym":
+        return build_lr_schedule("gym", start_lr=t.start_lr, min_lr=t.min_lr, max_lr=t.max_lr,
+                                 rampup_epochs=t.rampup_epochs, sustain_epochs=t.sustain_epochs,
+                                 exp_decay=t.exp_decay)
+    if t.lr_schedule == "cosine":
+        return build_lr_schedule("cosine", max_lr=t.max_lr, min_lr=t.min_lr,
+                                 max_epochs=t.max_epochs, warmup_epochs=t.rampup_epochs)
+    return build_lr_schedule("constant", lr=t.max_lr)
+
+
+# ------------------------------------------------------------------------- precision
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast where the hardware runs it natively, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "fp16-mixed"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16-mixed" if native else "fp32"
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16-mixed":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------- state
+@dataclass
+class FitState:
+    """Everything a resumed run needs besides the weights and the optimizer."""
+
+    epoch: int = 0  # next epoch to run
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """How training ended. ``stop_reason``: completed | early-stopped | nan."""
+
+    state: FitState
+    stop_reason: str
+    best_state_dict: dict[str, torch.Tensor]
+    precision: str
+    seconds: float
+
+
+def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: FitState, best_state_dict: dict[str, torch.Tensor]) -> Path:
+    """Weights (safetensors), best weights, optimizer state and loop state, in ``directory``."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(_cpu_state(model), str(directory / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in best_state_dict.items()},
+              str(directory / "best.safetensors"))
+    torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+    (directory / "state.json").write_text(json.dumps(state.__dict__, default=_json_default))
+    return directory
+
+
+def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None
+                    ) -> tuple[FitState, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    if optimizer is not None and (directory / "optimizer.pt").exists():
+        optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
+    state = FitState(**json.loads((directory / "state.json").read_text()))
+    best = load_file(str(directory / "best.safetensors"))
+    return state, best
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    core = model.module if hasattr(model, "module") else model
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in core.state_dict().items()}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+# -------------------------------------------------------------------------------- loop
+def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module | None,
+                   num_classes: int, device: torch.device, precision: str = "fp32",
+                   channels_last: bool = False, class_names: list[str] | None = None
+                   ) -> dict[str, Any]:
+    """Loss and confusion-matrix metrics over *all* batches (all-reduced across DDP ranks)."""
+    from raygym.train.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(num_classes, class_names=class_names)
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    model.eval()
+    with torch.no_grad():
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(precision, device):
+                logits = model(x)
+            logits = logits.float()
+            if loss_fn is not None:
+                loss_sum += torch.tensor([float(loss_fn(logits, y)) * len(x), len(x)],
+                                         dtype=torch.float64)
+            cm.update(logits, y)
+    cm.all_reduce()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(loss_sum)
+    metrics = cm.compute()
+    metrics["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else math.nan
+    return metrics
+
+
+def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: BatchSource,
+        card: DatasetCard, *, device: torch.device | None = None,
+        on_epoch: Callable[[dict[str, Any], Callable[[Path], Path]], None] | None = None,
+        resume_from: Path | None = None, is_main: bool = True) -> FitResult:
+    """Train ``model`` (already on ``device``, possibly DDP-wrapped) until done.
+
+    ``on_epoch(metrics, write_checkpoint)`` is called once per epoch on every rank; calling
+    ``write_checkpoint(dir)`` saves the full resumable state into ``dir``. Metrics are flat:
+    ``epoch``, ``lr``, ``train_loss``, ``val_loss``, ``val_mean_iou``, ``val_iou/<class>``...,
+    ``best_val_loss``, ``best_epoch``, ``stop_reason`` ('' while running), ``images_per_s``.
+    """
+    t = config.train
+    device = device or torch.device("cpu")
+    precision = resolve_precision(t.precision, device)
+    channels_last = t.channels_last and config.model.is_gym
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=t.start_lr, weight_decay=t.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
+    schedule = lr_for_epoch(config)
+    core = model.module if hasattr(model, "module") else model
+    state = FitState()
+    best_state = _cpu_state(core)
+    if resume_from is not None:
+        state, best_state = load_checkpoint(resume_from, core, optimizer)
+    started = time.perf_counter()
+    stop_reason = ""
+
+    def write_checkpoint(directory: Path) -> Path:
+        return save_checkpoint(directory, core, optimizer, state, best_state)
+
+    while state.epoch < t.max_epochs and not stop_reason:
+        epoch = state.epoch
+        lr = schedule(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        tick = time.perf_counter()
+        loss_sum, n_images = 0.0, 0
+        for x, y in source.train_batches(epoch):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast_for(precision, device):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                stop_reason = "nan"
+                break
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += float(loss) * len(x)
+            n_images += len(x)
+        train_seconds = time.perf_counter() - tick
+        if stop_reason == "nan":
+            metrics = {"epoch": epoch + 1, "stop_reason": "nan", "train_loss": math.nan,
+                       "val_loss": math.nan, "lr": lr}
+            if on_epoch:
+                on_epoch(metrics, write_checkpoint)
+            break
+        val = evaluate_model(model, source.val_batches(), loss_fn, card.num_classes, device,
+                             precision, channels_last, card.classes)
+        val_loss = val.pop("loss")
+        improved = val_loss < state.best_val_loss - 1e-12
+        state.epoch = epoch + 1
+        if improved:
+            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch + 1, 0
+            best_state = _cpu_state(core)
+        else:
+            state.bad_epochs += 1
+        if state.bad_epochs >= t.patience:
+            stop_reason = "early-stopped"
+        elif state.epoch >= t.max_epochs:
+            stop_reason = "completed"
+        metrics = {
+            "epoch": epoch + 1, "lr": lr,
+            "train_loss": loss_sum / max(n_images, 1), "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list | dict)},
+            "images_per_s": n_images / max(train_seconds, 1e-9),
+            "epoch_seconds": time.perf_counter() - tick,
+            "best_epoch": state.best_epoch, "best_val_loss": state.best_val_loss,
+            "stop_reason": stop_reason, "precision": precision,
+        }
+        if improved:
+            state.best_metrics = {k: v for k, v in metrics.items()
+                                  if k.startswith("val_") or k == "epoch"}
+        metrics["best_val_mean_iou"] = state.best_metrics.get("val_mean_iou", math.nan)
+        state.history.append({k: v for k, v in metrics.items() if not isinstance(v, str)})
+        if on_epoch:
+            on_epoch(metrics, write_checkpoint)
+    core.load_state_dict(best_state)  # restore the best weights (Gym kept the last ones)
+    return FitResult(state=state, stop_reason=stop_reason or "completed",
+                     best_state_dict=best_state, precision=precision,
+                     seconds=time.perf_counter() - started)

@@ -1,0 +1,174 @@
+"""Thin Ray Train adapter: run :func:`raygym.train.loop.fit` on N DDP workers.
+
+Train data comes from Ray Data (``get_dataset_shard``: each worker streams its share, shuffled
+every epoch with a seeded local buffer). Validation is read by every worker from the prepared
+Parquet and evaluated on rows ``rank::world`` so that every image counts exactly once (Ray's
+equal split may drop rows), and the confusion matrix is all-reduced.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raygym.config import ExperimentConfig, validate_experiment
+from raygym.errors import ResourceError
+from raygym.train.loop import Batch, NumpyBatches, OnlineAugmenter, to_batch
+
+METRICS_CSV = "metrics.csv"
+
+
+class RayShardBatches:
+    """Train batches from a Ray Data shard; validation from in-memory rows ``rank::world``."""
+
+    def __init__(self, shard: Any, val: NumpyBatches, batch_size: int, seed: int,
+                 augment: OnlineAugmenter | None) -> None:
+        self.shard, self.val, self.batch_size, self.seed = shard, val, batch_size, seed
+        self.augment = augment
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        for i, b in enumerate(self.shard.iter_batches(
+                batch_size=self.batch_size, batch_format="numpy",
+                local_shuffle_buffer_size=max(4 * self.batch_size, 64),
+                local_shuffle_seed=self.seed * 1000 + epoch)):
+            images, labels = b["image"], b["label"]
+            if self.augment is not None:
+                images, labels = self.augment(images, labels, epoch, i * self.batch_size)
+            yield to_batch(images, labels, b["valid_hw"])
+
+    def val_batches(self) -> Iterator[Batch]:
+        return self.val.val_batches()
+
+
+def append_metrics_row(path: Path, metrics: dict[str, Any]) -> None:
+    """Append one epoch to ``metrics.csv`` (header from the first row's keys)."""
+    row = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+    new = not path.exists()
+    fields = list(row) if new else next(csv.reader(path.open()))
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Body of every Ray Train worker (must live in the package: workers import it)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from raygym.data.dataset import PreparedDataset
+    from raygym.train.loop import build_loss_for, build_model_for, fit
+
+    config = validate_experiment(loop_config["config"], "<train>")
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed)
+    dataset = PreparedDataset(config.data.prepared)
+    card = dataset.card
+    model = build_model_for(config, card.bands, card.num_classes)
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    loss_fn = build_loss_for(config, card)
+    per_worker = max(1, config.train.batch_size // world)
+    val = NumpyBatches(train=None,
+                       val=dataset.load_numpy("val") if dataset.has_split("val") else None,
+                       batch_size=per_worker, rank=rank, world=world)
+    augment = OnlineAugmenter(config) if config.data.augment.online else None
+    source = RayShardBatches(ray.train.get_dataset_shard("train"), val, per_worker,
+                             config.train.seed, augment)
+    run_dir = Path(loop_config["run_dir"])
+
+    resume_dir: Path | None = None
+    checkpoint = ray.train.get_checkpoint()  # set when Ray restarts us after a failure
+    local_copy = Path(tempfile.mkdtemp(prefix="raygym-resume-"))
+    if checkpoint is not None:
+        checkpoint.to_directory(str(local_copy))
+        resume_dir = local_copy
+    elif loop_config.get("resume_dir"):
+        resume_dir = Path(loop_config["resume_dir"])
+
+    def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
+        with tempfile.TemporaryDirectory(prefix="raygym-ckpt-") as tmp:
+            ckpt = None
+            if rank == 0 and metrics.get("stop_reason") != "nan":
+                write_checkpoint(Path(tmp))
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            if rank == 0:
+                append_metrics_row(run_dir / METRICS_CSV, metrics)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+    try:
+        fit(config, model, loss_fn, source, card, device=device, on_epoch=on_epoch,
+            resume_from=resume_dir, is_main=rank == 0)
+    finally:
+        shutil.rmtree(local_copy, ignore_errors=True)
+
+
+def check_resources(workers: int, cpus: float, gpus: float) -> None:
+    """Refuse (instead of hanging) when no node could ever host a worker."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    fits = sum(
+        int(min(n["Resources"].get("CPU", 0) // cpus if cpus else 10**6,
+                n["Resources"].get("GPU", 0) // gpus if gpus else 10**6))
+        for n in nodes
+    )
+    total = ray.cluster_resources()
+    if fits < workers:
+        raise ResourceError(
+            f"{workers} worker(s) x {cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+            + f" do not fit this Ray cluster ({total.get('CPU', 0):g} CPU, "
+            f"{total.get('GPU', 0):g} GPU)",
+            key="resources", fix="lower resources.workers_per_trial / cpus_per_worker / "
+            "gpus_per_worker, or add nodes")
+
+
+def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Path | None = None,
+                      name: str | None = None) -> Any:
+    """Build and fit a ``TorchTrainer``; returns Ray's ``Result``."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from raygym.data.dataset import PreparedDataset
+
+    r = config.resources
+    check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
+    dataset = PreparedDataset(config.data.prepared)
+    # Materialised up front: with every CPU held by Train workers a lazy read would starve.
+    train_ds = dataset.ray_dataset("train").materialize()
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
+    resources = {"CPU": r.cpus_per_worker}
+    if r.gpus_per_worker:
+        resources["GPU"] = r.gpus_per_worker
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config.to_yaml_dict(), "run_dir": str(run_dir),
+                           "resume_dir": str(resume_dir) if resume_dir else None},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.workers_per_trial, use_gpu=r.gpus_per_worker > 0,
+            resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name or run_dir.name, storage_path=str(run_dir / "ray"),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=config.train.checkpoint_keep),
+            failure_config=ray.train.FailureConfig(max_failures=2)),
+        datasets={"train": train_ds},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    return trainer.fit()

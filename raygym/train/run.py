@@ -1,0 +1,248 @@
+"""``raygym train``: check config against the dataset, run Ray Train, export the best model.
+
+Outputs in ``runs/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch),
+``curves.png`` (loss, mean IoU, LR), ``best/`` (the model artifact), ``ray/`` (checkpoints).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from raygym.config import ExperimentConfig, dump_yaml
+from raygym.data.dataset import DatasetCard, PreparedDataset
+from raygym.errors import ConfigError, DataError, RaygymError
+from raygym.train.ray_train import METRICS_CSV
+
+
+def check_dataset(config: ExperimentConfig) -> PreparedDataset:
+    """The prepared dataset, after checking it matches the config (classes, settings, sizes)."""
+    from raygym.data.prepare import data_fingerprint
+
+    path = config.data.prepared
+    if not path.exists():
+        raise DataError("prepared dataset not found", file=path, key="data.prepared",
+                        fix="run `raygym prepare CONFIG` first")
+    dataset = PreparedDataset(path)
+    card = dataset.card
+    if card.classes != list(config.data.classes):
+        raise ConfigError(f"classes {list(config.data.classes)} differ from the dataset's "
+                          f"{card.classes}", key="data.classes",
+                          fix="prepare again (`raygym prepare --overwrite`) or fix the names")
+    if card.config_hash != data_fingerprint(config.data):
+        raise ConfigError(f"the dataset at {path} was prepared from different data settings",
+                          key="data", fix="run `raygym prepare CONFIG --overwrite`")
+    if not dataset.has_split("train"):
+        raise DataError("dataset has no training rows", file=path)
+    rows = dataset.rows("train")
+    if config.train.batch_size > rows:
+        raise ConfigError(f"batch size {config.train.batch_size} is larger than the training "
+                          f"split ({rows} rows)", key="train.batch_size",
+                          fix=f"use at most {rows}")
+    return dataset
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint folder (by epoch in its state.json) under ``run_dir/ray``."""
+    import json
+
+    best: tuple[int, Path] | None = None
+    for state in (run_dir / "ray").glob("**/checkpoint_*/state.json"):
+        epoch = int(json.loads(state.read_text()).get("epoch", 0))
+        if best is None or epoch > best[0]:
+            best = (epoch, state.parent)
+    return best[1] if best else None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.append({k: _num(v) for k, v in row.items()})
+    return rows
+
+
+def _num(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
+                     console: Console | None = None, run_name: str | None = None) -> Path:
+    """Train one model on Ray Train and export ``best/``; returns the run folder."""
+    from raygym.ray_runtime import ensure_ray
+    from raygym.train.ray_train import run_torch_trainer
+
+    console = console or Console()
+    dataset = check_dataset(config)
+    resume_dir = None
+    if resume is not None:
+        run_dir = resume.resolve()
+        if not (run_dir / "config.yaml").exists():
+            raise DataError("not a raygym run folder (no config.yaml)", file=run_dir,
+                            fix="give the runs/<name> folder of the stopped run")
+        resume_dir = latest_checkpoint(run_dir)
+        done = read_metrics(run_dir / METRICS_CSV)
+        console.print(f"resuming {run_dir.name} from "
+                      + (f"{resume_dir.name}" if resume_dir else "the start")
+                      + f" ({len(done)} epochs done)")
+        if resume_dir is not None:
+            _truncate_metrics(run_dir / METRICS_CSV, _checkpoint_epoch(resume_dir))
+    else:
+        name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = (config.train.output_dir / name).resolve()
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise DataError("run folder already exists", file=run_dir,
+                            fix="use --resume to continue it, or another --name")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    dump_yaml(config, run_dir / "config.yaml")
+    ensure_ray(config.resources)
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run_torch_trainer(config, run_dir, resume_dir=resume_dir)
+        except BaseException as err:  # noqa: BLE001 - re-raised on the main thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    _follow_progress(thread, run_dir / METRICS_CSV, config.train.max_epochs, console)
+    thread.join()
+    if "error" in outcome:
+        raise _user_error(outcome["error"]) from None
+    result = outcome["result"]
+    if getattr(result, "error", None):
+        raise _user_error(result.error)
+    rows = read_metrics(run_dir / METRICS_CSV)
+    if rows and rows[-1].get("stop_reason") == "nan":
+        raise RaygymError(
+            f"training loss became NaN at epoch {int(rows[-1]['epoch'])}; the last good "
+            f"checkpoint is kept under {run_dir / 'ray'}",
+            key="train.max_lr", fix="lower the learning rate or check the data")
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RaygymError("training produced no checkpoint", file=run_dir)
+    export_best(config, dataset.card, checkpoint, run_dir / "best", rows)
+    from raygym.plots import learning_curves
+
+    learning_curves(rows, run_dir / "curves.png", title=run_dir.name)
+    _print_final(rows, run_dir, dataset.card, console)
+    return run_dir
+
+
+def _checkpoint_epoch(checkpoint: Path) -> int:
+    import json
+
+    return int(json.loads((checkpoint / "state.json").read_text())["epoch"])
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Drop rows past the checkpoint being resumed, so no epoch is listed twice."""
+    rows = read_metrics(path)
+    if not rows:
+        return
+    keep = [r for r in rows if r.get("epoch") is not None and r["epoch"] <= epochs]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in keep:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    tmp.replace(path)
+
+
+def export_best(config: ExperimentConfig, card: DatasetCard, checkpoint: Path, out: Path,
+                rows: list[dict[str, Any]]) -> Path:
+    """Export the best weights stored in ``checkpoint`` as a model artifact."""
+    from safetensors.torch import load_file
+
+    from raygym.train.artifact import export_artifact
+    from raygym.train.loop import build_model_for
+
+    model = build_model_for(config, card.bands, card.num_classes)
+    state = load_file(str(checkpoint / "best.safetensors"))
+    model.load_state_dict(state)
+    import json
+
+    fit_state = json.loads((checkpoint / "state.json").read_text())
+    metrics = dict(fit_state.get("best_metrics") or {})
+    return export_artifact(
+        out, model, config, in_channels=card.bands, classes=card.classes, metrics=metrics,
+        dataset={"path": str(config.data.prepared), "config_hash": card.config_hash,
+                 "splits": {k: v.get("rows") for k, v in card.splits.items()}},
+        training={"epochs_run": len(rows), "best_epoch": fit_state.get("best_epoch"),
+                  "stop_reason": rows[-1].get("stop_reason") if rows else None},
+    )
+
+
+def _follow_progress(thread: threading.Thread, metrics_csv: Path, max_epochs: int,
+                     console: Console) -> None:
+    """A progress bar fed by the rank-0 worker's ``metrics.csv`` while training runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("epochs", total=max_epochs, info="starting Ray Train ...")
+        while thread.is_alive():
+            thread.join(timeout=1.0)
+            rows = read_metrics(metrics_csv)
+            if rows:
+                last = rows[-1]
+                miou = last.get("val_mean_iou")
+                info = (f"train {last.get('train_loss', math.nan):.4f}  "
+                        f"val {last.get('val_loss') or math.nan:.4f}  "
+                        f"mIoU {miou if miou is not None else math.nan:.3f}")
+                total = max_epochs if not last.get("stop_reason") else len(rows)
+                progress.update(task, completed=len(rows), total=total, info=info)
+
+
+def _print_final(rows: list[dict[str, Any]], run_dir: Path, card: DatasetCard,
+                 console: Console) -> None:
+    import json
+
+    best = json.loads((run_dir / "best" / "model_card.json").read_text())["metrics"]
+    table = Table(title=f"{run_dir.name}: best epoch {int(best.get('epoch') or 0)} of "
+                        f"{len(rows)} ({rows[-1].get('stop_reason') if rows else ''})")
+    table.add_column("class")
+    table.add_column("val IoU", justify="right")
+    for name in card.classes:
+        v = best.get(f"val_iou/{name}")
+        table.add_row(name, "absent" if v is None else f"{v:.3f}")
+    table.add_row("[bold]mean", f"[bold]{best.get('val_mean_iou') or math.nan:.3f}")
+    console.print(table)
+    console.print(f"model: [bold]{run_dir / 'best'}[/]   curves: {run_dir / 'curves.png'}")
+
+
+def _user_error(err: BaseException) -> RaygymError:
+    """Reduce a Ray Train failure to one line naming its root cause."""
+    if isinstance(err, RaygymError):
+        return err
+    cause: BaseException | None = err
+    seen = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, RaygymError):
+            return cause
+        nxt = cause.__cause__ or cause.__context__
+        if nxt is None:
+            break
+        cause = nxt
+    text = str(cause or err).strip().splitlines()
+    last = [ln for ln in text if ln.strip()][-1] if text else type(err).__name__
+    return RaygymError(f"training failed: {last[:400]}")

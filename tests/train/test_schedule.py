@@ -1,0 +1,80 @@
+"""Learning-rate schedules: Gym's reference table, cosine endpoints, registry, optimizer update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raygym.train.schedule import (
+    SCHEDULES,
+    build_lr_schedule,
+    constant_lr,
+    cosine_lr,
+    ramp_sustain_decay_lr,
+    set_lr,
+)
+
+GYM = dict(start_lr=1e-7, min_lr=1e-7, max_lr=1e-4, rampup_epochs=20, sustain_epochs=0,
+           exp_decay=0.9)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "expected"), [(0, 1e-7), (10, 5.0e-5), (20, 1e-4), (30, 3.5e-5), (60, 1.6e-6)]
+)
+def test_gym_reference_table(epoch: int, expected: float) -> None:
+    assert ramp_sustain_decay_lr(epoch, **GYM) == pytest.approx(expected, rel=2e-2)
+
+
+def test_ramp_sustain_decay_exact_formula() -> None:
+    params = dict(GYM, sustain_epochs=5)
+    assert ramp_sustain_decay_lr(10, **params) == pytest.approx((1e-4 - 1e-7) / 20 * 10 + 1e-7)
+    assert ramp_sustain_decay_lr(20, **params) == 1e-4
+    assert ramp_sustain_decay_lr(24, **params) == 1e-4  # still sustaining
+    assert ramp_sustain_decay_lr(27, **params) == pytest.approx((1e-4 - 1e-7) * 0.9**2 + 1e-7)
+    # no ramp: starts at the decay from max_lr, no division by zero
+    assert ramp_sustain_decay_lr(0, **dict(GYM, rampup_epochs=0)) == pytest.approx(1e-4)
+
+
+def test_cosine_endpoints_and_warmup() -> None:
+    kw = dict(max_lr=1e-3, min_lr=1e-5, max_epochs=12, warmup_epochs=2)
+    assert cosine_lr(0, **kw) == pytest.approx(5e-4)
+    assert cosine_lr(1, **kw) == pytest.approx(1e-3)
+    assert cosine_lr(2, **kw) == pytest.approx(1e-3)
+    assert cosine_lr(11, **kw) == pytest.approx(1e-5)  # last epoch reaches min_lr
+    assert cosine_lr(50, **kw) == pytest.approx(1e-5)
+    # no warm-up, 11 epochs: t = 5 / 10 at epoch 5 -> halfway between max and min
+    assert cosine_lr(5, max_lr=1.0, min_lr=0.0, max_epochs=11) == pytest.approx(0.5)
+    lrs = [cosine_lr(e, **kw) for e in range(2, 12)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_constant() -> None:
+    assert constant_lr(0, lr=3e-4) == constant_lr(99, lr=3e-4) == 3e-4
+
+
+def test_build_lr_schedule_registry() -> None:
+    fn = build_lr_schedule("gym", **GYM)
+    assert fn(30) == pytest.approx(ramp_sustain_decay_lr(30, **GYM))
+    assert build_lr_schedule("Cosine", max_lr=1.0, min_lr=0.0, max_epochs=3)(2) == 0.0
+    assert {"ramp_sustain_decay", "cosine", "constant"} <= set(SCHEDULES)
+
+
+def test_build_lr_schedule_errors() -> None:
+    with pytest.raises(ValueError, match=r"unknown lr schedule 'step'.*constant.*cosine"):
+        build_lr_schedule("step", lr=1.0)
+    with pytest.raises(ValueError, match=r"expected parameters: max_lr, min_lr, max_epochs"):
+        build_lr_schedule("cosine", max_lr=1.0)
+    with pytest.raises(ValueError, match="expected parameters: lr"):
+        build_lr_schedule("constant", lr=1.0, gamma=0.5)
+    with pytest.raises(ValueError, match="exp_decay"):
+        build_lr_schedule("gym", **dict(GYM, exp_decay=1.5))
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        ramp_sustain_decay_lr(-1, **GYM)
+
+
+def test_set_lr_updates_every_param_group() -> None:
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([{"params": [a]}, {"params": [b], "lr": 5.0}], lr=1.0)
+    fn = build_lr_schedule("gym", **GYM)
+    set_lr(opt, fn(10))
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([fn(10), fn(10)])
