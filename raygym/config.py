@@ -161,12 +161,13 @@ class DataConfig(_Strict):
             raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
         k = len(self.classes)
         if self.remap:
-            bad = {old: new for old, new in self.remap.items() if not 0 <= new < k}
+            bad = {old: new for old, new in self.remap.items()
+                   if not (0 <= new < k or new == IGNORE_INDEX)}
             if bad:
                 old, new = next(iter(bad.items()))
                 raise ValueError(
                     f"remap {old}: {new} maps to class {new} but only {k} classes are named "
-                    f"(0..{k - 1}); fix the remap or add class names"
+                    f"(0..{k - 1}, or {IGNORE_INDEX} = ignore); fix the remap or add class names"
                 )
         if self.palette:
             bad_p = {c: v for c, v in self.palette.items() if not (0 <= v < k or v == IGNORE_INDEX)}
@@ -359,7 +360,8 @@ class ExperimentConfig(_Strict):
     def _size_fits_model(self) -> ExperimentConfig:
         from raygym.models import requires_multiple_of
 
-        multiple = requires_multiple_of(self.model.arch)
+        params = {} if self.model.is_gym else {"encoder_depth": self.model.encoder_depth}
+        multiple = requires_multiple_of(self.model.arch, **params)
         h, w = self.data.target_size
         if h % multiple or w % multiple:
             up = [math.ceil(v / multiple) * multiple for v in (h, w)]
@@ -449,6 +451,15 @@ def _is_distribution(value: Any) -> bool:
     )
 
 
+def _as_number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distribution:
     kinds = [k for k in spec if k in DIST_KINDS]
     if len(kinds) != 1:
@@ -464,6 +475,8 @@ def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distri
         if not isinstance(arg, list) or not arg:
             raise ConfigError(f"{kind} needs a non-empty list of values", file=file, key=path)
         return Distribution(path=path, kind=kind, values=tuple(arg), when=when)
+    if isinstance(arg, list):  # YAML 1.1 reads `1e-4` (no dot) as a string
+        arg = [_as_number(v) for v in arg]
     if not (isinstance(arg, list) and len(arg) == 2
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in arg)):
         raise ConfigError(f"{kind} needs two numbers [low, high] (got {arg!r})",
@@ -517,8 +530,12 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
     """Set ``d['a']['b'] = value`` for ``path='a.b'``, creating sections as needed."""
     node = d
     *parents, leaf = path.split(".")
-    for p in parents:
+    for i, p in enumerate(parents):
         node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            where = ".".join(parents[: i + 1])
+            raise ConfigError(f"cannot set '{path}': '{where}' is a value, not a section",
+                              key=path)
     node[leaf] = value
 
 
@@ -527,7 +544,7 @@ def _format_validation_error(err: ValidationError, file: str, raw: dict[str, Any
     loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     # pydantic puts union branch names into loc ("str", "dict[str,float]"); drop them
     loc = [p for p in loc if "[" not in p and p not in ("str", "int", "float", "bool", "list")]
-    key = ".".join(loc) or "(top level)"
+    key = ".".join(loc) or None
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = raw
@@ -548,6 +565,8 @@ def _format_validation_error(err: ValidationError, file: str, raw: dict[str, Any
 def _valid_keys(loc: list[str]) -> list[str]:
     model: type[BaseModel] = ExperimentConfig
     for part in loc:
+        if part.isdigit():  # a list index (data.extra_bands.0): same model as the list's items
+            continue
         field = model.model_fields.get(part)
         ann = getattr(field, "annotation", None)
         sub = _model_in(ann)
@@ -608,14 +627,25 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     search = raw.get("search")
     if isinstance(search, dict) and isinstance(search.get("storage_path"), str):
         search["storage_path"] = absolute(search["storage_path"])
+    # Output folders left at their (relative) defaults are resolved against the same base.
+    for section, key, model in (("data", "prepared", DataConfig),
+                                ("train", "output_dir", TrainConfig),
+                                ("search", "results_dir", SearchConfig)):
+        sec = raw.setdefault(section, {}) if section != "data" else raw.get(section)
+        if isinstance(sec, dict) and key not in sec:
+            sec[key] = absolute(str(model.model_fields[key].default))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into a one-line :class:`ConfigError`."""
     if not path.exists():
         raise ConfigError("file not found", file=path, fix="check the path")
+    if not path.is_file():
+        raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -638,7 +668,10 @@ def load_experiment(
     file = str(path)
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
-        set_path(raw, key, value)
+        try:
+            set_path(raw, key, value)
+        except ConfigError as err:
+            raise ConfigError(err.message, file=f"{file} (--set)", key=key) from None
     _resolve_paths(raw, base_dir or Path.cwd())
     fixed, space = extract_space(raw, file)
     config = validate_experiment(fixed, file)

@@ -30,6 +30,24 @@ class ImageHeader:
     dtype: str
 
 
+def _is_16bit_colour_png(im: Image.Image) -> bool:
+    """Pillow opens 48/64-bit PNGs as 8-bit RGB(A), silently dropping the low byte."""
+    if im.format != "PNG" or im.mode not in ("RGB", "RGBA"):
+        return False
+    rawmode = getattr(getattr(im, "png", None), "im_rawmode", "") or ""
+    return rawmode.endswith(";16B")
+
+
+def _read_16bit_colour_png(path: Path) -> np.ndarray:
+    """(H, W, 3|4) uint16 via OpenCV (which keeps all 16 bits), channels back to RGB(A) order."""
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3:
+        raise OSError("OpenCV could not decode this 16-bit colour PNG")
+    return arr[..., [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[..., ::-1]
+
+
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
@@ -44,7 +62,8 @@ def read_header(path: Path) -> ImageHeader:
                 return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0])
         with Image.open(path) as im:
             bands = len(im.getbands())
-            dtype = "uint16" if im.mode in ("I;16", "I;16B", "I") else "uint8"
+            wide = im.mode in ("I;16", "I;16B", "I") or _is_16bit_colour_png(im)
+            dtype = "uint16" if wide else "uint8"
             return ImageHeader(path, im.height, im.width, bands, dtype)
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DataError(f"cannot read image header: {_short(err)}", file=path,
@@ -63,12 +82,22 @@ def read_image(path: Path) -> np.ndarray:
             with rasterio.open(path) as src:
                 arr = src.read()  # (C, H, W)
             arr = np.moveaxis(arr, 0, -1)
+            if arr.dtype not in (np.uint8, np.uint16):
+                # Signed / 32-bit ints become uint16 only where that is lossless (e.g. class ids
+                # in an int32 label); otherwise float32 keeps sign and value (no wrap-around).
+                lossless = (np.issubdtype(arr.dtype, np.integer) and arr.size > 0
+                            and int(arr.min()) >= 0 and int(arr.max()) <= 65535)
+                arr = arr.astype(np.uint16 if lossless else np.float32)
         else:
             with Image.open(path) as im:
+                wide_colour = _is_16bit_colour_png(im)  # before load(): it drops im.png
                 im.load()
-                if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
-                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
-                arr = np.asarray(im)
+                if wide_colour:
+                    arr = _read_16bit_colour_png(path)
+                else:
+                    if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
+                        im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                    arr = np.asarray(im)
             if arr.ndim == 2:
                 arr = arr[:, :, None]
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:

@@ -100,11 +100,19 @@ def pair_by_manifest(manifest: Path) -> list[Pair]:
         raise DataError("manifest has no rows", file=manifest)
     base = manifest.parent
     pairs, missing, seen = [], [], set()
+    first_line: dict[Path, int] = {}
     for n, row in enumerate(rows, start=2):
         cells = [row["image"], *(row[b] for b in bands), row["label"]]
         if any(not c for c in cells):
             raise DataError(f"line {n}: empty cell", file=manifest)
         paths = [(base / c).resolve() if not Path(c).is_absolute() else Path(c) for c in cells]
+        if paths[0] in first_line:
+            # Two rows of one scene would become two sources that can land in different
+            # splits: the same pixels in train and test.
+            raise DataError(f"line {n}: image {cells[0]} is already listed on line "
+                            f"{first_line[paths[0]]}", file=manifest,
+                            fix="list each scene once")
+        first_line[paths[0]] = n
         missing += [p for p in paths if not p.is_file()]
         key = paths[0].stem
         if key in seen:

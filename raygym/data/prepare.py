@@ -56,8 +56,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _storage_dtype(file_dtype: str) -> str:
+    """The dtype a band is stored as, matching :func:`read_image`: uint8, uint16, or float32
+    for everything else (signed or float rasters)."""
+    return file_dtype if file_dtype in ("uint8", "uint16") else "float32"
+
+
+_DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
+
+
 def check_headers(pairs: list[Pair]) -> tuple[int, str]:
-    """Size and band checks from file headers alone; returns (bands, dtype)."""
+    """Size and band checks from file headers alone; returns (bands, dtype).
+
+    ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
+    float band beside 8-bit RGB is never cast down (wrapped) into uint8.
+    """
     bands_seen: dict[int, Path] = {}
     dtype = "uint8"
     for pair in pairs:
@@ -71,8 +84,10 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str]:
                     file=h.path, fix="images, extra bands and labels of a scene must match",
                 )
         bands = heads[0].bands + len(heads) - 1
-        if heads[0].dtype == "uint16":
-            dtype = "uint16"
+        for h in heads:
+            stored = _storage_dtype(h.dtype)
+            if _DTYPE_RANK[stored] > _DTYPE_RANK[dtype]:
+                dtype = stored
         bands_seen.setdefault(bands, heads[0].path)
         if len(bands_seen) > 1:
             (b0, p0), (b1, p1) = list(bands_seen.items())[:2]

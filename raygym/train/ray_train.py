@@ -101,7 +101,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     elif loop_config.get("resume_dir"):
         resume_dir = Path(loop_config["resume_dir"])
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
+        metrics = {**metrics, "node_id": node_id, "workers": world}
         with tempfile.TemporaryDirectory(prefix="raygym-ckpt-") as tmp:
             ckpt = None
             if rank == 0 and metrics.get("stop_reason") != "nan":

@@ -1,0 +1,1 @@
+"""Search stage: Ray Tune + Optuna + trial schedulers over an experiment space."""

@@ -1,0 +1,235 @@
+"""Leaderboard of a search and export of its top-k models as self-contained artifacts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from raygym.config import ExperimentConfig, SearchSpace, apply_params
+from raygym.search.space import active_params
+
+STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
+               "none": "stopped"}
+
+
+@dataclass
+class Leaderboard:
+    """One row per trial, best first."""
+
+    rows: list[dict[str, Any]]
+    classes: list[str]
+    param_keys: list[str]
+    metric: str
+    mode: str
+
+    def columns(self) -> list[str]:
+        return (["rank", "trial_id", "status", f"best_{self.metric}"]
+                + [f"iou/{c}" for c in self.classes]
+                + ["best_epoch", "epochs", "val_loss", "wall_s", "node_id"]
+                + self.param_keys + ["error"])
+
+    def write(self, out: Path) -> None:
+        cols = self.columns()
+        tmp = out / ".leaderboard.csv.tmp"
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: _fmt(row.get(k)) for k in cols})
+        tmp.replace(out / "leaderboard.csv")
+        md_cols = [c for c in cols if c not in ("node_id", "error")]
+        lines = ["| " + " | ".join(md_cols) + " |", "|" + "---|" * len(md_cols)]
+        for row in self.rows:
+            lines.append("| " + " | ".join(_fmt(row.get(c), 4) for c in md_cols) + " |")
+        failed = [r for r in self.rows if r.get("error")]
+        if failed:
+            lines += ["", "## Failed trials", ""]
+            lines += [f"- `{r['trial_id']}`: {r['error']}" for r in failed]
+        tmp = out / ".leaderboard.md.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(out / "leaderboard.md")
+
+    def summary(self, wall_s: float) -> dict[str, Any]:
+        trial_s = sum(r.get("wall_s") or 0.0 for r in self.rows)
+        epochs = sum(int(r.get("epochs") or 0) for r in self.rows)
+        status: dict[str, int] = {}
+        for r in self.rows:
+            status[r["status"]] = status.get(r["status"], 0) + 1
+        best = self.rows[0] if self.rows and not self.rows[0].get("error") else None
+        return {"trials": len(self.rows), "status": status, "total_epochs": epochs,
+                "wall_s": wall_s, "sum_trial_s": trial_s,
+                "best_trial": best["trial_id"] if best else None,
+                f"best_{self.metric}": best.get(f"best_{self.metric}") if best else None}
+
+
+def _fmt(value: Any, digits: int = 6) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{digits}g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _num(value: Any) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -> Leaderboard:
+    """Rows from Tune's ``ResultGrid`` (every trial, with its stop reason)."""
+    metric, mode = config.search.metric, config.search.mode
+    classes = list(config.data.classes)
+    pruned_name = STOP_PRUNED[config.search.scheduler]
+    rows = []
+    for result in grid:
+        m = dict(result.metrics or {})
+        trial_id = m.get("trial_id") or Path(result.path).name
+        params = active_params(space, dict(result.config or {}))
+        history = result.metrics_dataframe
+        best_epoch = m.get("best_epoch")
+        best_row: dict[str, Any] = {}
+        if history is not None and len(history) and best_epoch and "epoch" in history:
+            match = history[history["epoch"] == best_epoch]
+            if len(match):
+                best_row = match.iloc[-1].to_dict()
+        reason = m.get("stop_reason") or ""
+        if result.error is not None:
+            status = "failed"
+        elif reason in ("completed", "early-stopped"):
+            status = reason
+        else:
+            status = pruned_name
+        error = _one_line(result.error) if result.error is not None else ""
+        best_value = _num(m.get(f"best_{metric}", m.get(metric)))
+        row = {
+            "trial_id": trial_id, "status": status, f"best_{metric}": best_value,
+            "best_epoch": best_epoch, "epochs": m.get("epoch"),
+            "val_loss": _num(m.get("best_val_loss")), "wall_s": _num(m.get("time_total_s")),
+            "node_id": m.get("node_id", ""), "error": error, "params": params,
+            "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            "trial_path": result.path,
+            **{f"iou/{c}": _num(best_row.get(f"val_iou/{c}")) for c in classes},
+            **params,
+        }
+        rows.append(row)
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(r: dict[str, Any]) -> tuple[int, float]:
+        v = r[f"best_{metric}"]
+        return (1 if math.isnan(v) or r["status"] == "failed" else 0,
+                sign * (0.0 if math.isnan(v) else v))
+
+    rows.sort(key=key)
+    for i, r in enumerate(rows, start=1):
+        r["rank"] = i
+    return Leaderboard(rows=rows, classes=classes, param_keys=space.paths(), metric=metric,
+                       mode=mode)
+
+
+def _one_line(err: Any) -> str:
+    text = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in reversed(text):  # the innermost "SomeError: message" line names the cause
+        if "Error" in ln.split(":")[0] or "Exception" in ln.split(":")[0]:
+            return ln[:300]
+    return (text[-1] if text else type(err).__name__)[:300]
+
+
+def _checkpoint_of(row: dict[str, Any]) -> Path | None:
+    if row.get("checkpoint"):
+        return Path(row["checkpoint"])
+    # multi-worker trials: Train wrote checkpoints under <storage>/train_runs/<trial_id>
+    trial_path = Path(str(row.get("trial_path", "")))
+    from raygym.train.run import latest_checkpoint
+
+    run = trial_path.parent.parent / "train_runs" / str(row["trial_id"])
+    found = latest_checkpoint(run.parent / run.name) if run.exists() else None
+    if found is None and run.exists():
+        candidates = sorted(run.glob("**/checkpoint_*"))
+        found = candidates[-1] if candidates else None
+    return found
+
+
+def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:
+    """``best/rank<N>_<trial>/`` artifacts for the top-k successful trials (atomic swap)."""
+    from safetensors.torch import load_file
+
+    from raygym.data.dataset import read_card
+    from raygym.train.artifact import export_artifact
+    from raygym.train.loop import build_model_for
+
+    card = read_card(config.data.prepared)
+    tmp = out / f".best.tmp-{time.time_ns()}"
+    tmp.mkdir(parents=True)
+    exported: list[str] = []
+    try:
+        for row in [r for r in board.rows if r["status"] != "failed"][: config.search.top_k]:
+            ckpt = _checkpoint_of(row)
+            if ckpt is None or not (ckpt / "best.safetensors").exists():
+                continue
+            trial_config = apply_params(config, row["params"])
+            model = build_model_for(trial_config, card.bands, card.num_classes)
+            model.load_state_dict(load_file(str(ckpt / "best.safetensors")))
+            state = json.loads((ckpt / "state.json").read_text())
+            name = f"rank{len(exported) + 1}_{row['trial_id']}"
+            export_artifact(
+                tmp / name, model, trial_config, in_channels=card.bands, classes=card.classes,
+                metrics=dict(state.get("best_metrics") or {}),
+                dataset={"path": str(config.data.prepared), "config_hash": card.config_hash,
+                         "splits": {k: v.get("rows") for k, v in card.splits.items()}},
+                training={"trial_id": row["trial_id"], "status": row["status"],
+                          "epochs_run": row["epochs"], "best_epoch": state.get("best_epoch"),
+                          "params": row["params"], "search": config.name})
+            exported.append(name)
+        final = out / "best"
+        if final.exists():
+            old = out / f".best.old-{time.time_ns()}"
+            final.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [out / "best" / n for n in exported]
+
+
+def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: dict[str, Any],
+                  console: Console) -> None:
+    metric = board.metric
+    table = Table(title=f"leaderboard (top {min(10, len(board.rows))} of {len(board.rows)})")
+    for col in ("rank", "trial", "status", f"best {metric}", "epochs", "params"):
+        table.add_column(col)
+    for r in board.rows[:10]:
+        v = r[f"best_{metric}"]
+        table.add_row(str(r["rank"]), r["trial_id"], r["status"],
+                      "" if math.isnan(v) else f"{v:.4f}", str(r.get("epochs") or ""),
+                      ", ".join(f"{k.split('.')[-1]}={_fmt(p, 3)}"
+                                for k, p in r["params"].items()))
+    console.print(table)
+    status = ", ".join(f"{k} {n}" for k, n in summary["status"].items())
+    console.print(f"{summary['trials']} trials ({status}), {summary['total_epochs']} epochs, "
+                  f"{summary['wall_s']:.0f} s wall")
+    if board.rows and board.rows[0]["status"] != "failed":
+        best = board.rows[0]
+        per_class = ", ".join(f"{c} {best.get(f'iou/{c}', math.nan):.3f}" for c in board.classes)
+        console.print(f"[bold green]best[/] {best['trial_id']}: {metric} "
+                      f"{best[f'best_{metric}']:.4f} ({per_class})")
+    if exported:
+        console.print(f"best models: [bold]{exported[0].parent}[/] "
+                      f"({', '.join(p.name for p in exported)})")
+    console.print(f"leaderboard: {out / 'leaderboard.md'}   study: "
+                  f"optuna-dashboard sqlite:///{out / 'optuna.db'}   "
+                  f"dashboards: raygym dashboard {out}")

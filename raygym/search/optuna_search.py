@@ -1,0 +1,48 @@
+"""OptunaSearch that tells the truth about trials a scheduler stopped.
+
+Ray's stock ``OptunaSearch`` records an ASHA-stopped trial as COMPLETE with its last value,
+which biases TPE toward short runs (see ../shared/RAY_NOTES.md). Here a trial is COMPLETE only
+when its own loop finished (``stop_reason`` completed / early-stopped), with the value of the
+epoch whose weights were kept; a scheduler-stopped trial is PRUNED, keeping the per-epoch
+intermediate values that ``on_trial_result`` reported; an errored trial is FAIL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+
+class TruthfulOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` with PRUNED for scheduler-stopped trials (see module docstring)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        finished = bool(result and result.get("stop_reason") in ("completed", "early-stopped"))
+        value = None
+        if error or not result:
+            state = TrialState.FAIL
+        elif finished:
+            state = TrialState.COMPLETE
+            metric = str(self.metric)
+            value = result.get(f"best_{metric}", result.get(metric))
+            if value is None or value != value:  # NaN
+                state, value = TrialState.FAIL, None
+        else:
+            state = TrialState.PRUNED
+        if state != TrialState.COMPLETE:
+            value = None
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except Exception as exc:  # noqa: BLE001 - never take the search down for bookkeeping
+            logger.warning("optuna could not record trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)

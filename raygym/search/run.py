@@ -1,0 +1,194 @@
+"""``raygym search SPACE``: Ray Tune + Optuna (TPE) + ASHA; leaderboard and best models out.
+
+Outputs in ``results/<experiment>/``: ``search.json`` (space, budget, summary),
+``leaderboard.csv``/``.md``, ``best/rank<N>_<trial>/`` (model artifacts), ``optuna.db`` (the
+study: ``optuna-dashboard sqlite:///.../optuna.db``) and ``ray/<experiment>/`` (Tune's trial
+folders with ``result.json`` and TensorBoard event files) unless ``search.storage_path`` puts
+Tune's files elsewhere (a shared folder or ``s3://``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from raygym.config import ExperimentConfig, SearchSpace
+from raygym.errors import ConfigError, DataError, RaygymError
+
+SEARCH_JSON = "search.json"
+BASE_METRICS = ("val_mean_iou", "val_loss", "val_accuracy", "val_fw_iou", "val_mcc", "val_kld",
+                "val_mean_dice", "val_mean_precision", "val_mean_recall", "train_loss")
+
+
+def results_dir(config: ExperimentConfig) -> Path:
+    return (config.search.results_dir / config.name).resolve()
+
+
+def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
+    """Same code path, tiny sizes: 4 trials, 3 epochs, 64 px, 1 augmented copy."""
+    raw = config.to_yaml_dict()
+    prepared = Path(raw["data"]["prepared"])
+    raw["name"] = f"{config.name}-smoke"
+    raw["data"]["target_size"] = [64, 64]
+    raw["data"]["prepared"] = str(prepared.with_name(prepared.name + "-smoke64"))
+    raw["data"]["augment"]["copies"] = min(1, raw["data"]["augment"]["copies"])
+    raw["train"]["max_epochs"] = min(3, raw["train"]["max_epochs"])
+    raw["train"]["rampup_epochs"] = min(1, raw["train"]["rampup_epochs"])
+    raw["search"]["num_samples"] = min(4, raw["search"]["num_samples"])
+    raw["search"]["grace_period"] = 1
+    from raygym.config import validate_experiment
+
+    return validate_experiment(raw, "<smoke-test>")
+
+
+def check_metric(config: ExperimentConfig) -> None:
+    valid = list(BASE_METRICS) + [f"val_iou/{c}" for c in config.data.classes]
+    if config.search.metric not in valid:
+        import difflib
+
+        hint = difflib.get_close_matches(config.search.metric, valid, n=1)
+        did = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"training never reports '{config.search.metric}'{did}; valid: "
+                          + ", ".join(valid), key="search.metric")
+    lower_better = config.search.metric in ("val_loss", "train_loss", "val_kld")
+    if lower_better != (config.search.mode == "min"):
+        want = "min" if lower_better else "max"
+        raise ConfigError(f"mode '{config.search.mode}' would optimise "
+                          f"{config.search.metric} the wrong way", key="search.mode",
+                          fix=f"use mode: {want}")
+
+
+def check_space(config: ExperimentConfig, space: SearchSpace, file: str) -> None:
+    if not space:
+        raise ConfigError("the search space is empty: no key is a distribution", file=file,
+                          fix="make at least one value a distribution, e.g. "
+                          "`filters: {choice: [4, 8]}`")
+    if config.search.scheduler == "pbt":
+        bad = [d.path for d in space if not d.path.startswith("train.")
+               or d.kind not in ("uniform", "loguniform")]
+        if config.resources.workers_per_trial > 1:
+            raise ConfigError("PBT needs Tune checkpoints, which multi-worker trials do not "
+                              "hand to Tune (it would silently do nothing)",
+                              key="search.scheduler", fix="use asha, or workers_per_trial: 1")
+        if bad:
+            raise ConfigError(f"PBT can only mutate continuous train.* keys; {bad[0]} would "
+                              "change the network under a restored checkpoint",
+                              key="search.scheduler", fix="use asha or median")
+
+
+def describe_space(config: ExperimentConfig, space: SearchSpace, console: Console) -> None:
+    from raygym.search.space import budget
+
+    s = config.search
+    table = Table(title=f"search space of {config.name}")
+    table.add_column("key")
+    table.add_column("distribution")
+    for d in space:
+        table.add_row(d.path, d.describe())
+    console.print(table)
+    b = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)
+    console.print(
+        f"algorithm {s.algorithm}, scheduler {s.scheduler} (grace {s.grace_period}, "
+        f"reduction {s.reduction_factor:g}), metric {s.metric} ({s.mode})\n"
+        f"budget: {b['trials']} trials x up to {b['max_epochs_per_trial']} epochs = at most "
+        f"{b['max_total_epochs']} epochs; {s.max_concurrent} concurrent; per trial "
+        f"{config.resources.workers_per_trial} worker(s) x {config.resources.cpus_per_worker:g} "
+        f"CPU" + (f" + {config.resources.gpus_per_worker:g} GPU"
+                  if config.resources.gpus_per_worker else ""))
+
+
+def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
+    """Prepare the dataset on first use, so the main job is one command."""
+    from raygym.data.prepare import data_fingerprint, prepare_dataset
+    from raygym.data.dataset import read_card
+
+    path = config.data.prepared
+    if (path / "card.json").exists():
+        if read_card(path).config_hash != data_fingerprint(config.data):
+            raise DataError("the prepared dataset was made from different data settings",
+                            file=path, key="data.prepared",
+                            fix="run `raygym prepare CONFIG --overwrite` or change data.prepared")
+        return
+    console.print(f"[bold]preparing[/] {path} (first use) ...")
+    prepare_dataset(config, log=console.print)
+
+
+def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
+                      dry_run: bool = False, resume: bool = False, retry_errored: bool = False,
+                      smoke_test: bool = False, console: Console | None = None) -> int:
+    """Run (or resume) the search; returns the CLI exit code."""
+    console = console or Console()
+    if smoke_test:
+        config = smoke_config(config)
+    check_space(config, space, str(space_file))
+    check_metric(config)
+    out = results_dir(config)
+    if dry_run:
+        describe_space(config, space, console)
+        console.print(f"results would go to {out}")
+        return 0
+    if resume:
+        if not (out / SEARCH_JSON).exists():
+            raise DataError("nothing to resume: no search.json", file=out,
+                            fix="run without --resume to start the search")
+        saved = json.loads((out / SEARCH_JSON).read_text())
+        if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
+                "config_fingerprint") != config.fingerprint():
+            raise DataError("this results folder holds a search of a different space/config; "
+                            "refusing to resume into it", file=out,
+                            fix="resume with the original SPACE file, or change `name`")
+    elif out.exists() and (out / SEARCH_JSON).exists():
+        raise DataError("a search with this name already exists", file=out,
+                        fix="pass --resume to continue it, or change `name` in the space file")
+    from raygym.ray_runtime import ensure_ray
+
+    ensure_ray(config.resources, dashboard=config.resources.address is None)
+    from raygym.train.ray_train import check_resources
+
+    r = config.resources
+    check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
+    _ensure_dataset(config, console)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / SEARCH_JSON, {
+        "name": config.name, "space_file": str(space_file),
+        "space": [d.model_dump(mode="json") for d in space],
+        "space_fingerprint": space.fingerprint(), "config_fingerprint": config.fingerprint(),
+        "config": config.to_yaml_dict(), "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    describe_space(config, space, console)
+    from raygym.search.tune import run_tune
+
+    started = time.perf_counter()
+    grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
+                    console=console)
+    wall = time.perf_counter() - started
+    from raygym.search.leaderboard import build_leaderboard, export_top_models, print_summary
+
+    board = build_leaderboard(grid, config, space)
+    board.write(out)
+    exported = export_top_models(board, config, out)
+    summary = board.summary(wall)
+    saved = json.loads((out / SEARCH_JSON).read_text())
+    saved.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 summary=summary, exported=[str(p) for p in exported])
+    _write_json(out / SEARCH_JSON, saved)
+    print_summary(board, exported, out, summary, console)
+    if not board.rows or all(r["status"] == "failed" for r in board.rows):
+        raise RaygymError("every trial failed; see the error column of "
+                          f"{out / 'leaderboard.csv'}")
+    return 0
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic JSON write; NaN/inf become null so other tools can read it."""
+    from raygym.train.artifact import _json_safe
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2))
+    tmp.replace(path)

@@ -1,0 +1,111 @@
+"""From a :class:`~raygym.config.SearchSpace` to what Optuna (define-by-run) or Tune sample.
+
+Parameters are named by their dotted key path (``model.filters``), so a trial's config is a
+flat ``{path: value}`` dict applied with :func:`raygym.config.apply_params`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from raygym.config import Distribution, SearchSpace
+
+_PRIMITIVE = (str, int, float, bool, type(None))
+
+
+def _encode_choices(values: tuple[Any, ...]) -> tuple[list[Any], bool]:
+    """Optuna categoricals must be primitives: JSON-encode dicts/lists (e.g. weighted losses)."""
+    if all(isinstance(v, _PRIMITIVE) for v in values):
+        return list(values), False
+    return [json.dumps(v, sort_keys=True) for v in values], True
+
+
+def decode_value(dist: Distribution, value: Any) -> Any:
+    """Undo :func:`_encode_choices` for one sampled value."""
+    if dist.kind in ("choice", "grid"):
+        _, encoded = _encode_choices(dist.values)
+        if encoded and isinstance(value, str):
+            return json.loads(value)
+    if dist.kind == "int":
+        return int(value)
+    return value
+
+
+def condition_met(dist: Distribution, params: dict[str, Any]) -> bool:
+    """``when: {key: [values]}``: every named key was sampled and has one of the values."""
+    return all(key in params and params[key] in allowed for key, allowed in dist.when.items())
+
+
+class OptunaDefineByRun:
+    """Define-by-run space for ``OptunaSearch``; conditional keys are simply not sampled.
+
+    A module-level class (not a closure) because Tune pickles the searcher with plain pickle
+    when it saves experiment state.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any] | None:
+        params: dict[str, Any] = {}
+        for d in self.space:
+            if not condition_met(d, params):
+                continue
+            if d.kind in ("choice", "grid"):
+                choices, _ = _encode_choices(d.values)
+                params[d.path] = decode_value(d, trial.suggest_categorical(d.path, choices))
+            elif d.kind == "int":
+                params[d.path] = trial.suggest_int(d.path, int(d.low or 0), int(d.high or 0))
+            else:
+                params[d.path] = trial.suggest_float(d.path, float(d.low or 0.0),
+                                                     float(d.high or 0.0),
+                                                     log=d.kind == "loguniform")
+        return None  # Tune reads the sampled values back from trial.params
+
+
+def tune_param_space(space: SearchSpace, *, exhaustive_grid: bool) -> dict[str, Any]:
+    """Tune domains for the random / grid generators (BasicVariantGenerator).
+
+    ``grid`` keys become ``tune.grid_search`` when ``exhaustive_grid``; ``choice`` keys too, so
+    a factorial grid can be written with either. Conditional keys are sampled but dropped by
+    :func:`active_params` when their condition does not hold.
+    """
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for d in space:
+        if d.kind in ("choice", "grid"):
+            values = list(d.values)
+            out[d.path] = tune.grid_search(values) if exhaustive_grid else tune.choice(values)
+        elif d.kind == "int":
+            out[d.path] = tune.randint(int(d.low or 0), int(d.high or 0) + 1)
+        elif d.kind == "loguniform":
+            out[d.path] = tune.loguniform(float(d.low or 0), float(d.high or 0))
+        else:
+            out[d.path] = tune.uniform(float(d.low or 0), float(d.high or 0))
+    return out
+
+
+def active_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """Keep only keys of the space whose ``when`` conditions hold, in file order."""
+    kept: dict[str, Any] = {}
+    for d in space:
+        if d.path in params and condition_met(d, kept):
+            kept[d.path] = decode_value(d, params[d.path])
+    return kept
+
+
+def budget(space: SearchSpace, num_samples: int, max_epochs: int, algorithm: str) -> dict[str, Any]:
+    """Trial count and the epoch budget before any early stopping."""
+    trials = num_samples * (_grid_points(space) if algorithm == "grid" else 1)
+    return {"trials": int(trials), "max_epochs_per_trial": max_epochs,
+            "max_total_epochs": int(trials * max_epochs)}
+
+
+def _grid_points(space: SearchSpace) -> int:
+    n = 1
+    for d in space:
+        if d.kind in ("choice", "grid"):
+            n *= len(d.values)
+    return n

@@ -1,0 +1,131 @@
+"""The Tune trial: one experiment config -> the training loop, one report per epoch.
+
+One worker per trial (the default) runs :func:`raygym.train.loop.fit` directly inside the Tune
+function: no nested ``TorchTrainer``, so no ~8-10 s worker start-up per trial, and real Tune
+checkpoints (ASHA and PBT can use them). More workers per trial build a ``TorchTrainer`` whose
+reports reach Tune through ``TuneReportCallback`` (Ray Train V2's documented pattern).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raygym.config import SearchSpace, apply_params, validate_experiment
+from raygym.data.dataset import SplitArrays
+from raygym.search.space import active_params
+from raygym.train.loop import NonFiniteLossError
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def trial_config(params: dict[str, Any], base: dict[str, Any], space: SearchSpace
+                 ) -> tuple[Any, dict[str, Any]]:
+    """(the trial's validated config, its active sampled params)."""
+    active = active_params(space, params)
+    return apply_params(validate_experiment(base, "<search>"), active), active
+
+
+def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: SplitArrays,
+                     val: SplitArrays | None, space: SearchSpace) -> None:
+    """Tune function for one-worker trials. ``params`` are the sampled ``{path: value}``."""
+    import torch
+    from ray import tune
+
+    from raygym.data.dataset import read_card
+    from raygym.train.loop import (
+        NumpyBatches,
+        OnlineAugmenter,
+        build_loss_for,
+        build_model_for,
+        fit,
+    )
+
+    config, _ = trial_config(params, base, space)
+    threads = config.train.num_threads or max(1, int(config.resources.cpus_per_worker))
+    torch.set_num_threads(threads)
+    torch.manual_seed(config.train.seed)
+    card = read_card(config.data.prepared)
+    model = build_model_for(config, card.bands, card.num_classes)
+    device = torch.device("cuda" if config.resources.gpus_per_worker > 0
+                          and torch.cuda.is_available() else "cpu")
+    model.to(device)
+    loss_fn = build_loss_for(config, card)
+    augment = OnlineAugmenter(config) if config.data.augment.online else None
+    source = NumpyBatches(train=train, val=val, batch_size=config.train.batch_size,
+                          seed=config.train.seed, shuffle=config.train.shuffle, augment=augment)
+    node = _node_id()
+    resume_dir: Path | None = None
+    checkpoint = tune.get_checkpoint()
+    holder = None
+    if checkpoint is not None:  # a retried / restored / PBT-exploited trial
+        holder = tempfile.TemporaryDirectory(prefix="raygym-resume-")
+        checkpoint.to_directory(holder.name)
+        resume_dir = Path(holder.name)
+
+    def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
+        metrics = {**metrics, "node_id": node, "workers": 1}
+        if metrics.get("stop_reason") == "nan":
+            raise NonFiniteLossError(
+                f"training loss became NaN/inf at epoch {metrics['epoch']} "
+                f"(lr {metrics.get('lr', 0):.2g}); lower train.max_lr or check the data")
+        with tempfile.TemporaryDirectory(prefix="raygym-ckpt-") as tmp:
+            write_checkpoint(Path(tmp))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    try:
+        fit(config, model, loss_fn, source, card, device=device, on_epoch=on_epoch,
+            resume_from=resume_dir)
+    finally:
+        if holder is not None:
+            holder.cleanup()
+
+
+def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any],
+                       space: SearchSpace) -> None:
+    """Tune function for multi-worker trials: a ``TorchTrainer`` per trial (DDP inside)."""
+    import ray.train
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raygym.train.ray_train import train_worker
+
+    config, _ = trial_config(params, base, space)
+    from ray.train.torch import TorchTrainer
+
+    from raygym.data.dataset import PreparedDataset
+
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    storage = Path(ctx.get_trial_dir()).parent.parent / "train_runs"
+    run_dir = storage / trial_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    r = config.resources
+    resources = {"CPU": r.cpus_per_worker}
+    if r.gpus_per_worker:
+        resources["GPU"] = r.gpus_per_worker
+    dataset = PreparedDataset(config.data.prepared)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config.to_yaml_dict(), "run_dir": str(run_dir),
+                           "resume_dir": None},
+        scaling_config=ray.train.ScalingConfig(num_workers=r.workers_per_trial,
+                                               use_gpu=r.gpus_per_worker > 0,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            # named after the trial: a retried trial resumes from its own checkpoints
+            name=trial_id, storage_path=str(storage),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=1),
+            callbacks=[TuneReportCallback()]),
+        datasets={"train": dataset.ray_dataset("train")},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"trial {trial_id} failed: {result.error}")

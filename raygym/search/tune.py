@@ -1,0 +1,210 @@
+"""Thin Ray Tune adapter: searcher, scheduler, resources, storage, resume, live progress."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from raygym.config import ExperimentConfig, SearchSpace
+
+
+def tune_storage(config: ExperimentConfig, out: Path) -> str:
+    """Where Tune writes trials and checkpoints: ``search.storage_path`` or ``out/ray``."""
+    return config.search.storage_path or str(out / "ray")
+
+
+def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path) -> Any:
+    from ray.tune.search import ConcurrencyLimiter
+
+    s = config.search
+    if s.algorithm != "optuna":
+        return None  # Tune's BasicVariantGenerator (random / grid) via param_space
+    import optuna
+    from optuna.storages import RDBStorage
+
+    from raygym.search.optuna_search import TruthfulOptunaSearch
+    from raygym.search.space import OptunaDefineByRun
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = RDBStorage(f"sqlite:///{out / 'optuna.db'}")
+    searcher = TruthfulOptunaSearch(
+        space=OptunaDefineByRun(space), metric=s.metric, mode=s.mode,
+        points_to_evaluate=s.points_to_evaluate or None,
+        sampler=optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=min(
+            10, max(2, s.num_samples // 3))),
+        study_name=config.name, storage=storage,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
+
+
+def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        MedianStoppingRule,
+        PopulationBasedTraining,
+    )
+
+    s, epochs = config.search, config.train.max_epochs
+    if s.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                             grace_period=min(s.grace_period, epochs),
+                             reduction_factor=s.reduction_factor)
+    if s.scheduler == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
+                                  min_samples_required=2)
+    if s.scheduler == "pbt":
+        from ray import tune
+
+        mutations = {d.path: (tune.loguniform(d.low, d.high) if d.kind == "loguniform"
+                              else tune.uniform(d.low, d.high)) for d in space}
+        return PopulationBasedTraining(time_attr="training_iteration",
+                                       perturbation_interval=max(1, s.grace_period),
+                                       hyperparam_mutations=mutations, seed=s.seed)
+    return FIFOScheduler()
+
+
+_LIVE: LiveTrials | None = None  # the driver's live view; the callback itself holds no state
+
+
+class LiveTrialsCallback(Callback):
+    """Feeds :class:`LiveTrials`; importable and stateless, so Tune can pickle it."""
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if _LIVE is not None:
+            _LIVE.results[trial.trial_id] = result
+            _LIVE.refresh(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if _LIVE is not None:
+            _LIVE.refresh(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if _LIVE is not None:
+            _LIVE.refresh(trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if _LIVE is not None and time.monotonic() - _LIVE.last > 2.0:
+            _LIVE.refresh(trials)
+
+
+class LiveTrials:
+    """A small live table (counts, best so far) instead of Ray's raw log stream."""
+
+    def __init__(self, config: ExperimentConfig, console: Console, total: int) -> None:
+        global _LIVE
+        self.callback = LiveTrialsCallback()
+        self.config, self.console, self.total = config, console, total
+        self.results: dict[str, dict[str, Any]] = {}
+        self.live: Live | None = None
+        self.last = 0.0
+        self.started = time.monotonic()
+        _LIVE = self
+
+    def refresh(self, trials: list) -> None:
+        self.last = time.monotonic()
+        if self.live is not None:
+            self.live.update(self.table(trials))
+
+    def table(self, trials: list) -> Table:
+        metric = self.config.search.metric
+        counts: dict[str, int] = {}
+        best: tuple[float, str] | None = None
+        for t in trials:
+            r = self.results.get(t.trial_id, {})
+            status = t.status
+            if status == "TERMINATED":
+                status = "done" if r.get("stop_reason") else "pruned"
+            counts[status] = counts.get(status, 0) + 1
+            v = r.get(f"best_{metric}", r.get(metric))
+            if isinstance(v, float) and v == v:
+                sign = 1 if self.config.search.mode == "max" else -1
+                if best is None or sign * v > sign * best[0]:
+                    best = (v, t.trial_id)
+        elapsed = time.monotonic() - self.started
+        table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
+                            f"{elapsed:.0f} s", expand=False)
+        for col in ("trial", "status", "epoch", metric, "val_loss"):
+            table.add_column(col)
+        for t in trials[-12:]:
+            r = self.results.get(t.trial_id, {})
+            m = r.get(metric)
+            vl = r.get("val_loss")
+            table.add_row(t.trial_id, t.status.lower(), str(r.get("epoch", "")),
+                          f"{m:.3f}" if isinstance(m, float) else "",
+                          f"{vl:.4f}" if isinstance(vl, float) else "")
+        summary = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+        best_text = f"; best {metric} {best[0]:.3f} ({best[1]})" if best else ""
+        table.caption = summary + best_text
+        return table
+
+
+def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
+             retry_errored: bool, console: Console) -> Any:
+    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``."""
+    import logging
+
+    from ray import tune
+
+    from raygym.data.dataset import PreparedDataset
+    from raygym.search.space import budget
+
+    # Failed trials are reported once each, in the live table and the leaderboard; Tune's
+    # own multi-page tracebacks for them would bury the table.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL), tune_param_space
+    from raygym.search.trainable import trial_in_process, trial_with_trainer
+
+    s, r = config.search, config.resources
+    base = config.to_yaml_dict()
+    if r.workers_per_trial == 1:
+        dataset = PreparedDataset(config.data.prepared)
+        # Loaded once here; Tune puts the arrays in the object store and every trial maps
+        # them read-only instead of re-reading Parquet.
+        train = dataset.load_numpy("train")
+        val = dataset.load_numpy("val") if dataset.has_split("val") else None
+        fn = tune.with_parameters(trial_in_process, base=base, train=train, val=val,
+                                  space=space)
+        resources: dict[str, float] = {"cpu": r.cpus_per_worker}
+        if r.gpus_per_worker:
+            resources["gpu"] = r.gpus_per_worker
+    else:
+        fn = tune.with_parameters(trial_with_trainer, base=base, space=space)
+        resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
+    trainable = tune.with_resources(fn, resources)
+    storage = tune_storage(config, out)
+    total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
+    live = LiveTrials(config, console, total)
+    run_config = tune.RunConfig(
+        name=config.name, storage_path=storage, verbose=0, callbacks=[live.callback],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=s.max_failures),
+    )
+    exp_path = f"{storage.rstrip('/')}/{config.name}"
+    with Live(console=console, refresh_per_second=2, transient=False) as live_view:
+        live.live = live_view
+        if resume and tune.Tuner.can_restore(exp_path):
+            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=retry_errored)
+        else:
+            searcher = build_searcher(config, space, out)
+            param_space = ({} if searcher is not None else
+                           tune_param_space(space, exhaustive_grid=s.algorithm == "grid"))
+            tuner = tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=s.metric, mode=s.mode, search_alg=searcher,
+                    scheduler=build_scheduler(config, space),
+                    num_samples=s.num_samples,
+                    max_concurrent_trials=s.max_concurrent if searcher is None else None,
+                    trial_dirname_creator=lambda t: t.trial_id),
+                run_config=run_config,
+            )
+        grid = tuner.fit()
+    return grid

@@ -1,0 +1,141 @@
+"""Shared fixtures: one local Ray per test session, the real S2 data set, the synthetic demo set
+and experiment configs for both. See ``../shared/RAY_NOTES.md`` ("Tests") for the settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# Must be set before Ray starts (and before anything imports ray.data).
+for _key, _value in {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_DATA_LOG_LEVEL": "WARNING",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+REPO = Path(__file__).resolve().parents[1]
+S2_DIR = REPO / ".." / "shared" / "data" / "s2_ocean_beach_4class"
+S2_NIR_KEY = r"^(.*)_ir(-\d+)$"
+TEST_CPUS = 2
+TEST_OBJECT_STORE = 512 * 2**20
+
+
+def write_experiment(path: Path, **sections: Any) -> Path:
+    """Write an experiment YAML from keyword sections (``data={...}, model={...}``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(_plain(sections), sort_keys=False))
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """Paths and tuples -> YAML-safe strings and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray with 2 CPUs and a 512 MiB object store, shared by the whole session."""
+    import ray
+
+    from raygym.config import ResourcesConfig
+    from raygym.ray_runtime import ensure_ray
+
+    started = ensure_ray(ResourcesConfig(num_cpus=TEST_CPUS,
+                                         object_store_memory=TEST_OBJECT_STORE),
+                         progress_bars=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture
+def write_config() -> Any:
+    """``write_config(path, **sections) -> path``: an experiment YAML from dict sections."""
+    return write_experiment
+
+
+@pytest.fixture(scope="session")
+def s2_data() -> Path:
+    """The Sentinel-2 Ocean Beach set (80 scenes, RGB + NIR JPEGs), from ../shared/data."""
+    if not (S2_DIR / "pairs.csv").is_file():
+        pytest.skip(f"S2 data set not found at {S2_DIR.resolve()} (needs ../shared/data beside "
+                    "the repository)")
+    return S2_DIR.resolve()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic demo set (24 scenes of 64 x 96 px), written once per session."""
+    from raygym.data.demo import write_demo_data
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    write_demo_data(out, n_scenes=24, size_hw=(64, 96), seed=0)
+    return out
+
+
+def s2_section(root: Path, prepared: Path) -> dict[str, Any]:
+    """The ``data:`` section for an S2-layout folder (``images/``, ``nir/``, ``labels/``)."""
+    return {
+        "images": str(root / "images"),
+        "extra_bands": [{"folder": str(root / "nir"), "key": S2_NIR_KEY}],
+        "labels": str(root / "labels"),
+        "classes": ["water", "surf", "wet_sand", "dry_land"],
+        "remap": {1: 0, 2: 1, 3: 2, 4: 3},
+        "unknown_labels": "ignore",
+        "target_size": [64, 64],
+        "split": {"val": 0.2, "test": 0.1},
+        "augment": {"copies": 1, "hflip": True},
+        "prepared": str(prepared),
+    }
+
+
+SMALL_MODEL = {"arch": "gym_unet", "filters": 2, "kernel": 3}
+SMALL_TRAIN = {"batch_size": 8, "max_epochs": 2, "rampup_epochs": 1, "max_lr": 1e-3,
+               "precision": "fp32"}
+
+
+@pytest.fixture
+def s2_config(tmp_path: Path, s2_data: Path) -> dict[str, Any]:
+    """Experiment sections for S2; prepared dataset at ``tmp_path / 'ds'``."""
+    return {
+        "name": "s2_test",
+        "data": s2_section(s2_data, tmp_path / "ds"),
+        "model": dict(SMALL_MODEL),
+        "train": dict(SMALL_TRAIN),
+    }
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path, demo_data: Path) -> dict[str, Any]:
+    """Experiment sections for the demo set (folder pairing, NIR by the ``_nir`` suffix)."""
+    return {
+        "name": "demo_test",
+        "data": {
+            "images": str(demo_data / "images"),
+            "extra_bands": [{"folder": str(demo_data / "nir"), "key": r"^(.*)_nir$"}],
+            "labels": str(demo_data / "labels"),
+            "classes": ["water", "whitewater", "sand", "other"],
+            "target_size": [64, 64],
+            "split": {"val": 0.2, "test": 0.1},
+            "augment": {"copies": 1, "hflip": True},
+            "prepared": str(tmp_path / "demo_ds"),
+        },
+        "model": dict(SMALL_MODEL),
+        "train": dict(SMALL_TRAIN),
+    }

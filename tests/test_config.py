@@ -1,0 +1,333 @@
+"""The experiment schema: loading, validation messages, search distributions, paths."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.config import (
+    ExperimentConfig,
+    apply_params,
+    dump_yaml,
+    load_experiment,
+    require_fixed,
+)
+from raygym.errors import ConfigError
+
+
+def _load(tmp_path: Path, write_config: Any, sections: dict[str, Any], **kw: Any
+          ) -> tuple[ExperimentConfig, Any]:
+    return load_experiment(write_config(tmp_path / "exp.yaml", **sections), **kw)
+
+
+def _error(tmp_path: Path, write_config: Any, sections: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, write_config, sections)
+    text = str(info.value)
+    assert "\n" not in text, "errors are one line"
+    assert str(tmp_path / "exp.yaml") in text, "errors name the file"
+    return info.value
+
+
+def test_valid_s2_config_loads(tmp_path, write_config, s2_config) -> None:
+    config, space = _load(tmp_path, write_config, s2_config)
+    assert not space
+    assert config.data.num_classes == 4
+    assert config.data.classes == ["water", "surf", "wet_sand", "dry_land"]
+    assert config.data.remap == {1: 0, 2: 1, 3: 2, 4: 3}
+    assert config.data.target_size == (64, 64)
+    assert config.data.extra_bands[0].key == r"^(.*)_ir(-\d+)$"
+    assert config.data.augment.copies == 1 and config.data.augment.hflip
+    assert config.model.arch == "gym_unet" and config.model.filters == 2
+    assert config.train.precision == "fp32" and config.train.max_lr == pytest.approx(1e-3)
+    # defaults fill the sections the file leaves out
+    assert config.search.metric == "val_mean_iou"
+    assert config.resources.workers_per_trial == 1
+
+
+def test_round_trip_through_dump_yaml(tmp_path, write_config, s2_config) -> None:
+    config, _ = _load(tmp_path, write_config, s2_config)
+    out = tmp_path / "resolved.yaml"
+    dump_yaml(config, out)
+    again, space = load_experiment(out)
+    assert again == config and not space
+    assert again.fingerprint("data") == config.fingerprint("data")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"]["filter"] = 4
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.filter"
+    assert "did you mean 'filters'?" in str(err)
+    assert "kernel" in str(err)  # lists the valid keys of that section
+
+
+def test_unknown_key_inside_a_list_item(tmp_path, write_config, s2_config) -> None:
+    s2_config["data"]["extra_bands"][0]["keys"] = "x"
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "data.extra_bands.0.keys"
+    assert "did you mean 'key'?" in str(err)
+    assert "folder, key" in str(err)
+
+
+def test_unknown_top_level_section(tmp_path, write_config, s2_config) -> None:
+    s2_config["trian"] = {"batch_size": 4}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "trian" and "did you mean 'train'?" in str(err)
+
+
+def test_wrong_type_names_key(tmp_path, write_config, s2_config) -> None:
+    s2_config["train"]["batch_size"] = "eight"
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "train.batch_size"
+    assert "integer" in err.message and "'eight'" in err.message
+
+
+def test_missing_data_section(tmp_path, write_config, s2_config) -> None:
+    del s2_config["data"]
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "data" and "missing" in err.message
+
+
+def test_target_size_must_suit_gym_models(tmp_path, write_config, s2_config) -> None:
+    s2_config["data"]["target_size"] = [60, 100]
+    err = _error(tmp_path, write_config, s2_config)
+    assert "data.target_size" in str(err)
+    assert "16" in err.message and "[64, 112]" in err.message  # the suggested size
+
+
+def test_target_size_rule_follows_smp_encoder_depth(tmp_path, write_config, s2_config) -> None:
+    # depth-4 encoders downsample 16x: 48 is fine for them, not for a depth-5 encoder
+    s2_config["data"]["target_size"] = [48, 48]
+    s2_config["model"] = {"arch": "unet", "encoder_depth": 4}
+    config, _ = _load(tmp_path, write_config, s2_config)
+    assert config.data.target_size == (48, 48)
+    s2_config["model"] = {"arch": "unet", "encoder_depth": 5}
+    err = _error(tmp_path, write_config, s2_config)
+    assert "32" in err.message and "[64, 64]" in err.message
+
+
+def test_remap_to_missing_class(tmp_path, write_config, s2_config) -> None:
+    s2_config["data"]["remap"] = {1: 0, 2: 1, 3: 2, 4: 4}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "data"
+    assert "remap 4: 4" in err.message and "4 classes" in err.message
+
+
+def test_remap_to_ignore_is_allowed(tmp_path, write_config, s2_config) -> None:
+    s2_config["data"]["remap"] = {0: 255, 1: 0, 2: 1, 3: 2, 4: 3}
+    config, _ = _load(tmp_path, write_config, s2_config)
+    assert config.data.remap is not None and config.data.remap[0] == 255
+
+
+def test_unknown_model_suggests(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"]["arch"] = "gym_unt"
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.arch" and "did you mean 'gym_unet'?" in err.message
+
+
+def test_images_and_manifest_are_exclusive(tmp_path, write_config, s2_config, s2_data) -> None:
+    s2_config["data"]["manifest"] = str(s2_data / "pairs.csv")
+    err = _error(tmp_path, write_config, s2_config)
+    assert "not both" in err.message
+
+
+def test_distributions_are_parsed(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"] = {
+        "arch": {"choice": ["gym_unet", "unet"]},
+        "filters": {"grid": [2, 4, 8]},
+        "kernel": {"int": [3, 7]},
+        "encoder": {"choice": ["resnet18", "resnet34"], "when": {"model.arch": ["unet"]}},
+        "dropout": {"uniform": [0.0, 0.3]},
+    }
+    s2_config["train"]["max_lr"] = {"loguniform": [1e-5, 1e-2]}
+    config, space = _load(tmp_path, write_config, s2_config)
+    dists = {d.path: d for d in space}
+    assert space.paths() == ["model.arch", "model.filters", "model.kernel", "model.encoder",
+                             "model.dropout", "train.max_lr"]
+    assert dists["model.arch"].kind == "choice"
+    assert dists["model.arch"].values == ("gym_unet", "unet")
+    assert dists["model.filters"].kind == "grid" and dists["model.filters"].size() == 3
+    assert dists["model.kernel"].kind == "int"
+    assert (dists["model.kernel"].low, dists["model.kernel"].high) == (3, 7)
+    assert dists["model.kernel"].size() == 5
+    assert dists["model.encoder"].when == {"model.arch": ("unet",)}
+    assert dists["model.dropout"].size() == float("inf")
+    assert dists["train.max_lr"].kind == "loguniform"
+    assert dists["train.max_lr"].low == pytest.approx(1e-5)
+    assert space.grid_size() == 3
+    # the fixed config holds each distribution's first candidate
+    assert config.model.arch == "gym_unet" and config.model.filters == 2
+    assert config.model.kernel == 3 and config.train.max_lr == pytest.approx(1e-5)
+    assert "when model.arch in ['unet']" in dists["model.encoder"].describe()
+
+
+def test_when_must_refer_to_an_earlier_searched_key(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"]["filters"] = {"choice": [2, 4], "when": {"model.arch": ["unet"]}}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.filters" and "model.arch" in err.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"uniform": [1e-3, 1e-5]}, "reversed"),
+        ({"uniform": [1e-3, 1e-3]}, "reversed or equal"),
+        ({"loguniform": [0, 1e-3]}, "bounds > 0"),
+        ({"loguniform": [-1e-3, 1e-3]}, "bounds > 0"),
+        ({"uniform": [1e-5]}, "two numbers"),
+        ({"choice": []}, "non-empty list"),
+        ({"choice": [1e-3], "uniform": [0, 1]}, "exactly one"),
+    ],
+)
+def test_bad_distributions(tmp_path, write_config, s2_config, spec, words) -> None:
+    s2_config["train"]["max_lr"] = spec
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "train.max_lr"
+    assert words in err.message
+
+
+def test_reversed_bounds_suggest_the_fix(tmp_path, write_config, s2_config) -> None:
+    s2_config["train"]["max_lr"] = {"loguniform": [1e-2, 1e-5]}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.fix == "write [1e-05, 0.01]"
+
+
+def test_int_distribution_needs_integer_bounds(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"]["kernel"] = {"int": [3, 7.5]}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.kernel" and "integer bounds" in err.message
+
+
+@pytest.mark.parametrize("path", ["data.target_size", "data.augment.copies", "name",
+                                  "train.output_dir"])
+def test_distribution_on_a_fixed_key_is_refused(tmp_path, write_config, s2_config, path) -> None:
+    section, *rest = path.split(".")
+    spec = {"choice": [64, 128]} if path != "name" else {"choice": ["a", "b"]}
+    if rest:
+        node = s2_config.setdefault(section, {})
+        for part in rest[:-1]:
+            node = node.setdefault(part, {})
+        node[rest[-1]] = spec
+    else:
+        s2_config[section] = spec
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == path and "cannot vary" in err.message
+
+
+def test_every_candidate_is_validated(tmp_path, write_config, s2_config) -> None:
+    # the first candidate is fine; the second would fail only inside a trial
+    s2_config["model"]["filters"] = {"choice": [2, 1000]}
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.filters" and "candidate 1000" in err.message
+
+
+def test_require_fixed_refuses_distributions(tmp_path, write_config, s2_config) -> None:
+    s2_config["model"]["filters"] = {"choice": [2, 4]}
+    path = write_config(tmp_path / "exp.yaml", **s2_config)
+    _, space = load_experiment(path)
+    for command in ("prepare", "train"):
+        with pytest.raises(ConfigError) as info:
+            require_fixed(space, command, str(path))
+        assert info.value.key == "model.filters"
+        assert f"`raygym {command}`" in str(info.value) and "choice [2, 4]" in str(info.value)
+    require_fixed(load_experiment(write_config(tmp_path / "fixed.yaml", **{
+        **s2_config, "model": {"arch": "gym_unet", "filters": 2}}))[1], "train", "x")
+
+
+def test_apply_params_sets_dotted_keys(tmp_path, write_config, s2_config) -> None:
+    config, _ = _load(tmp_path, write_config, s2_config)
+    trial = apply_params(config, {"model.filters": 6, "train.max_lr": 3e-4,
+                                  "loss.name": {"dice": 0.5, "cce": 0.5}})
+    assert trial.model.filters == 6
+    assert trial.train.max_lr == pytest.approx(3e-4)
+    assert trial.loss.label == "0.5*dice+0.5*cce"
+    assert config.model.filters == 2, "the original is not changed"
+    assert trial.data == config.data
+    with pytest.raises(ConfigError) as info:
+        apply_params(config, {"model.filters": 0})
+    assert info.value.key == "model.filters"
+
+
+def test_overrides_set_dotted_keys(tmp_path, write_config, s2_config) -> None:
+    config, _ = _load(tmp_path, write_config, s2_config,
+                      overrides={"train.max_epochs": 7, "search.num_samples": 3})
+    assert config.train.max_epochs == 7 and config.search.num_samples == 3
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, write_config, s2_config, overrides={"data.images.folder": "x"})
+    assert info.value.key == "data.images.folder" and "not a section" in info.value.message
+
+
+def test_relative_paths_resolved_against_base(tmp_path, write_config, s2_config,
+                                              monkeypatch) -> None:
+    s2_config["data"].update(images="raw/images", labels="raw/labels", prepared="ds/out",
+                             extra_bands=[{"folder": "raw/nir", "key": r"^(.*)_ir(-\d+)$"},
+                                          "raw/swir"])
+    s2_config["train"]["output_dir"] = "runs"
+    s2_config["search"] = {"results_dir": "~/results", "storage_path": "s3://bucket/ray"}
+    path = write_config(tmp_path / "exp.yaml", **s2_config)
+    config, _ = load_experiment(path, base_dir=tmp_path / "base")
+    base = (tmp_path / "base").resolve()
+    assert config.data.images is not None and config.data.labels is not None
+    assert config.data.images.folder == base / "raw" / "images"
+    assert config.data.labels.folder == base / "raw" / "labels"
+    assert [b.folder for b in config.data.extra_bands] == [base / "raw" / "nir",
+                                                           base / "raw" / "swir"]
+    assert config.data.prepared == base / "ds" / "out"
+    assert config.train.output_dir == base / "runs"
+    assert config.search.results_dir == Path(os.path.expanduser("~")) / "results"
+    assert config.search.storage_path == "s3://bucket/ray", "URLs are left alone"
+    # default base: the current working directory
+    monkeypatch.chdir(tmp_path)
+    config, _ = load_experiment(path)
+    assert config.data.prepared == tmp_path.resolve() / "ds" / "out"
+    assert config.data.prepared.is_absolute()
+
+
+def test_invalid_yaml_gives_line_and_column(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  images: a\n  classes: [water, land\nmodel: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    text = str(info.value)
+    assert str(path) in text and "invalid YAML" in text
+    assert "line 3" in text or "line 4" in text
+    assert "column" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("- just\n- a list\n", "YAML mapping"),
+    ("", "YAML mapping"),
+])
+def test_not_a_mapping(tmp_path, content, words) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=words):
+        load_experiment(path)
+
+
+def test_missing_or_odd_config_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_experiment(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not a file"):
+        load_experiment(tmp_path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x81 data")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(binary)
+    assert str(binary) in str(info.value)
+
+
+def test_fingerprint_tracks_only_named_sections(tmp_path, write_config, s2_config) -> None:
+    a, _ = _load(tmp_path, write_config, s2_config)
+    other = copy.deepcopy(s2_config)
+    other["train"]["max_epochs"] = 9
+    b, _ = load_experiment(write_config(tmp_path / "b.yaml", **other))
+    assert a.fingerprint("data") == b.fingerprint("data")
+    assert a.fingerprint("train") != b.fingerprint("train")
+    assert a.fingerprint() != b.fingerprint()
