@@ -14,10 +14,11 @@ drivers inherit it, so ``cluster_down`` / ``kill_node`` match processes by that 
 the marker is touched. (Ray puts each worker in its own process group, so killing the node's
 process group alone would miss workers.)
 
-Networking: the dashboard and the job server listen on 127.0.0.1 only. Ray itself advertises the machine's own IP for its nodes (it maps 127.0.0.1 to
-it on Linux) and its gRPC servers (GCS, raylets, object managers), the Ray client server and the
-per-node dashboard agents listen on all interfaces or on that IP: a Ray cluster assumes a
-trusted network, and anyone who can reach those ports can run code in it. Use a firewall on shared networks.
+Networking: the dashboard and the job server listen on 127.0.0.1 only. Ray itself advertises
+the machine's own IP for every node (on Linux it maps 127.0.0.1 to it), and its gRPC servers
+(GCS, raylets, object managers), the Ray client server and the per-node dashboard agents listen
+on all interfaces or on that IP. A Ray cluster assumes a trusted network: whoever reaches those
+ports can run code in it. Keep such machines behind a firewall.
 
 The object store and session files live in a short temporary directory (unix socket paths are
 limited to 107 bytes), recorded in the state file and removed by ``cluster_down``.
@@ -184,7 +185,7 @@ def _reap() -> None:
 def _node_processes(state: dict[str, Any], node: dict[str, Any]) -> list[psutil.Process]:
     """Live processes of one node: its marker, its recorded pids and the leader's descendants."""
     procs: dict[int, psutil.Process] = {}
-    for proc in _marked_processes(state['cluster_id'], node['name']):
+    for proc in _marked_processes(state["cluster_id"], node["name"]):
         procs[proc.pid] = proc
     with contextlib.suppress(psutil.Error):
         if _pid_alive(node["pid"], node.get("create_time")):
@@ -199,37 +200,45 @@ def _node_processes(state: dict[str, Any], node: dict[str, Any]) -> list[psutil.
     return [p for p in procs.values() if _alive(p)]
 
 
-def _stop(procs: list[psutil.Process], leaders: list[int], timeout: float) -> int:
-    """SIGTERM the leaders (``ray start --block`` shuts its node down), then SIGKILL the rest."""
+def _stop(procs: list[psutil.Process], leaders: list[int], grace: float | None) -> int:
+    """Stop ``procs``; return how many were alive.
+
+    With ``grace`` (seconds): SIGTERM the ``leaders`` (``ray start --block`` then shuts its
+    node down in order) and wait up to ``grace`` seconds. Then, or at once when ``grace`` is
+    None (a simulated crash), SIGKILL the leaders' process groups and every process left.
+    """
     procs = [p for p in procs if _alive(p)]
     if not procs:
         return 0
-    for pid in leaders:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap()
-        if not any(_alive(p) for p in procs):
-            break
-        time.sleep(0.2)
-    for pid in leaders:  # the node's process group: raylet, gcs, agents, monitors
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if any(p.pid == pid for p in procs) or _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+    if grace is not None:
+        for proc in procs:
+            if proc.pid in leaders:
+                with contextlib.suppress(psutil.Error):
+                    proc.terminate()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in procs):
+            _reap()
+            time.sleep(0.2)
+    groups = set()
     for proc in procs:
+        with contextlib.suppress(psutil.Error, OSError):
+            if _alive(proc):
+                groups.add(os.getpgid(proc.pid))
+    for pgid in groups & set(leaders):  # the node's own group: gcs, raylet, agents, monitors
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for proc in procs:  # Ray workers and job drivers run in process groups of their own
         with contextlib.suppress(psutil.Error):
             if _alive(proc):
                 proc.kill()
-    gone_deadline = time.monotonic() + 10.0
-    while time.monotonic() < gone_deadline:
+    deadline = time.monotonic() + 10.0
+    while any(_alive(p) for p in procs):
         _reap()
-        if not any(_alive(p) for p in procs):
-            break
+        if time.monotonic() > deadline:
+            still = [p.pid for p in procs if _alive(p)]
+            raise ClusterError(f"processes survived SIGKILL: {still}", fix="check them with ps")
         time.sleep(0.1)
-    still = [p.pid for p in procs if _alive(p)]
-    if still:
-        raise ClusterError(f"processes survived SIGKILL: {still}", fix="check `ps` by pid")
+    _reap()
     return len(procs)
 
 
@@ -436,7 +445,7 @@ def _cluster_processes(state: dict[str, Any]) -> list[psutil.Process]:
     for node in state.get("nodes", []):
         for proc in _node_processes(state, node):
             procs[proc.pid] = proc
-    for proc in _marked_processes(state['cluster_id']):  # e.g. reparented job drivers
+    for proc in _marked_processes(state["cluster_id"]):  # e.g. reparented job drivers
         if _alive(proc):
             procs[proc.pid] = proc
     return list(procs.values())
@@ -468,7 +477,7 @@ def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
             [n for n in nodes if n.get("role") == "head"]:
         procs = _node_processes(state, node)
         stopped += _stop(procs, [node["pid"]], timeout)
-    stopped += _stop(_cluster_processes(state), [], 1.0)  # stragglers, e.g. job drivers
+    stopped += _stop(_cluster_processes(state), [], None)  # stragglers, e.g. job drivers
     if not keep_temp:
         _cleanup_files(state)
     _state_path(state_dir).unlink(missing_ok=True)
@@ -490,10 +499,11 @@ def kill_node(state_dir: Path, node_index: int, *, graceful: bool = False) -> in
     node = next((n for n in state["nodes"]
                  if n.get("role") == "worker" and n.get("index") == node_index), None)
     if node is None:
-        raise ClusterError(f"no worker node {node_index}",
-                           fix=f"use 0..{sum(n.get('role') == 'worker' for n in state['nodes']) - 1}")
+        count = sum(n.get("role") == "worker" for n in state["nodes"])
+        raise ClusterError(f"no worker node {node_index} (the cluster has {count})",
+                           fix=f"use 0..{count - 1}" if count else "start it with --workers N")
     procs = _node_processes(state, node)
-    stopped = _stop(procs, [node["pid"]], 10.0 if graceful else 0.0)
+    stopped = _stop(procs, [node["pid"]], 10.0 if graceful else None)
     node["alive"] = False
     _write_state(state_dir, state)
     return stopped
@@ -519,6 +529,12 @@ def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
                      f"pid={node['pid']} processes={len(procs)} ray={ray_state} "
                      f"node_id={(node.get('node_id') or '-')[:12]}")
     return "\n".join(lines)
+
+
+def cluster_info(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
+    """What :func:`cluster_up` returned for the cluster recorded in ``state_dir`` (or None)."""
+    state = read_state(Path(state_dir).absolute())
+    return None if state is None else _public(state)
 
 
 def driver_env(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tempfile
@@ -134,6 +135,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _is_whole(v: Any) -> bool:
+    """An int, or a float with no fractional part (JSON writers turn 4 into 4.0); not NaN/inf."""
+    return _is_number(v) and math.isfinite(v) and v == int(v)
+
+
 class _Converter:
     """Holds one conversion's state: the raygym dict, where each key came from, the notes."""
 
@@ -167,7 +173,7 @@ class _Converter:
     def scalar(self, gym_key: str, path: str, kind: str) -> Any:
         value = self.gym[gym_key]
         if kind == "int":
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and _is_whole(value):
                 return int(value)  # Gym configs often say "SUSTAIN_EPOCHS": 0.0
             if isinstance(value, bool):
                 raise self.fail(gym_key, path, f"expected a whole number (got {value!r})")
@@ -221,7 +227,7 @@ class _Converter:
         if "N_DATA_BANDS" not in self.gym:
             return
         n = self.gym["N_DATA_BANDS"]
-        if not _is_number(n) or n != int(n) or n < 1:
+        if not _is_whole(n) or n < 1:
             raise self.fail("N_DATA_BANDS", "data.extra_bands",
                             f"expected a whole number of bands >= 1 (got {n!r})")
         n = int(n)
@@ -264,7 +270,7 @@ class _Converter:
             self.put("data.classes", names, names_key)
             return
         n = gym["NCLASSES"]
-        if not _is_number(n) or n != int(n) or n < 1:
+        if not _is_whole(n) or n < 1:
             raise self.fail("NCLASSES", "data.classes", f"expected a whole number >= 1 (got {n!r})")
         k = int(n)
         if k == 1:
@@ -295,7 +301,7 @@ class _Converter:
             except ValueError:
                 raise self.fail("REMAP_CLASSES", "data.remap",
                                 f"label value {old!r} is not an integer") from None
-            if not _is_number(new) or new != int(new):
+            if not _is_whole(new):
                 raise self.fail("REMAP_CLASSES", "data.remap",
                                 f"{old!r} maps to {new!r}, which is not an integer class")
             remap[old_i] = int(new)
@@ -303,10 +309,10 @@ class _Converter:
 
     def _target_size(self) -> None:
         value = self.gym["TARGET_SIZE"]
-        if _is_number(value) and value == int(value):
+        if _is_whole(value):
             value = [int(value), int(value)]
         if (not isinstance(value, list) or len(value) != 2
-                or not all(_is_number(v) and v == int(v) for v in value)):
+                or not all(_is_whole(v) for v in value)):
             raise self.fail("TARGET_SIZE", "data.target_size",
                             f"expected [height, width] in pixels (got {value!r})")
         self.put("data.target_size", [int(v) for v in value], "TARGET_SIZE")

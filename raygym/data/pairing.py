@@ -36,8 +36,10 @@ def _key_of(path: Path, source: FolderSource) -> str | None:
 def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
     folder = source.folder
     if not folder.is_dir():
+        demo = folder.parent if folder.name in ("images", "labels", "nir") else folder
         raise DataError("folder not found", file=folder, key=f"data.{role}",
-                        fix="check the path, or run `raygym demo-data DIR` for the demo set")
+                        fix=f"check the path, or write the built-in demo set with "
+                        f"`raygym demo-data {demo}`")
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
     if not files:
         raise DataError("folder holds no PNG/JPEG/TIFF images", file=folder, key=f"data.{role}")

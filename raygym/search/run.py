@@ -145,6 +145,10 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     elif out.exists() and (out / SEARCH_JSON).exists():
         raise DataError("a search with this name already exists", file=out,
                         fix="pass --resume to continue it, or change `name` in the space file")
+    if not (config.data.prepared / "card.json").exists():
+        from raygym.data.pairing import find_pairs
+
+        find_pairs(config.data)  # missing/unpaired data fails here, before Ray starts
     from raygym.ray_runtime import ensure_ray
 
     ensure_ray(config.resources, dashboard=config.resources.address is None)

@@ -1,0 +1,192 @@
+"""Pairing images, extra bands and labels by name (key regex) or by manifest."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from raygym.config import DataConfig
+from raygym.data.pairing import find_pairs, pair_by_manifest, pair_by_name
+from raygym.errors import DataError
+
+NIR_KEY = r"^(.*)_ir(-\d+)$"
+CLASSES = ["water", "surf", "wet_sand", "dry_land"]
+
+
+def _folders(root: Path, **extra: object) -> DataConfig:
+    return DataConfig(images=root / "images", labels=root / "labels",
+                      extra_bands=[{"folder": root / "nir", "key": NIR_KEY}],
+                      classes=CLASSES, **extra)
+
+
+def _copy_s2(src: Path, dst: Path, n: int) -> list[str]:
+    """Copy the first ``n`` scenes of S2 (image, NIR, label); returns their keys."""
+    stems = sorted(p.stem for p in (src / "images").glob("*.jpg"))[:n]
+    for sub in ("images", "nir", "labels"):
+        (dst / sub).mkdir(parents=True)
+    for stem in stems:
+        base, tile = stem.rsplit("-", 1)
+        shutil.copy(src / "images" / f"{stem}.jpg", dst / "images")
+        shutil.copy(src / "labels" / f"{stem}.jpg", dst / "labels")
+        shutil.copy(src / "nir" / f"{base}_ir-{tile}.jpg", dst / "nir")
+    return stems
+
+
+def test_s2_pairs_by_name_with_nir_key(s2_data) -> None:
+    pairs = pair_by_name(_folders(s2_data))
+    assert len(pairs) == 80
+    assert len({p.key for p in pairs}) == 80
+    for pair in pairs:
+        image, nir = pair.images
+        assert image.parent.name == "images" and image.stem == pair.key
+        assert nir.parent.name == "nir" and nir.name.replace("_ir-", "-") == f"{pair.key}.jpg"
+        assert pair.label == s2_data / "labels" / f"{pair.key}.jpg"
+    assert [p.key for p in pairs] == sorted(p.key for p in pairs)
+
+
+def test_without_key_regex_nothing_pairs(s2_data) -> None:
+    data = DataConfig(images=s2_data / "images", labels=s2_data / "labels",
+                      extra_bands=[s2_data / "nir"], classes=CLASSES)
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    # every scene is an orphan: the NIR stems (..._ir-0) differ from the image stems
+    assert "160 unpaired files" in info.value.message
+    assert "in images/labels but not in extra_bands[0]" in info.value.message
+    assert "(+155 more)" in info.value.message, "a long list is cut short"
+
+
+def test_orphans_are_listed(tmp_path, s2_data) -> None:
+    keys = _copy_s2(s2_data, tmp_path, 4)
+    (tmp_path / "labels" / f"{keys[1]}.jpg").unlink()
+    with pytest.raises(DataError) as info:
+        pair_by_name(_folders(tmp_path))
+    text = str(info.value)
+    assert "1 unpaired files" in text
+    assert f"'{keys[1]}' in images/extra_bands[0] but not in labels" in text
+    assert "manifest" in (info.value.fix or "")
+
+
+def test_extra_image_without_band_is_listed(tmp_path, s2_data) -> None:
+    keys = _copy_s2(s2_data, tmp_path, 3)
+    base, tile = keys[0].rsplit("-", 1)
+    (tmp_path / "nir" / f"{base}_ir-{tile}.jpg").unlink()
+    with pytest.raises(DataError, match=rf"'{keys[0]}' in images/labels but not in extra_bands"):
+        pair_by_name(_folders(tmp_path))
+
+
+def test_non_image_files_are_skipped(tmp_path, s2_data) -> None:
+    _copy_s2(s2_data, tmp_path, 3)
+    (tmp_path / "images" / "notes.txt").write_text("x")
+    (tmp_path / "labels" / ".hidden.png").write_bytes(b"")
+    assert len(pair_by_name(_folders(tmp_path))) == 3
+
+
+def test_duplicate_keys_in_one_folder(tmp_path, s2_data) -> None:
+    keys = _copy_s2(s2_data, tmp_path, 3)
+    shutil.copy(tmp_path / "images" / f"{keys[0]}.jpg", tmp_path / "images" / f"{keys[0]}.png")
+    with pytest.raises(DataError) as info:
+        pair_by_name(_folders(tmp_path))
+    assert info.value.key == "data.images"
+    assert f"share the pairing key '{keys[0]}'" in info.value.message
+
+
+def test_key_regex_that_matches_nothing(tmp_path, s2_data) -> None:
+    _copy_s2(s2_data, tmp_path, 2)
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels",
+                      extra_bands=[{"folder": tmp_path / "nir", "key": r"^(.*)_nir$"}],
+                      classes=CLASSES)
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    assert info.value.key == "data.extra_bands.key"
+
+
+def test_missing_and_empty_folders(tmp_path) -> None:
+    (tmp_path / "labels").mkdir()
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels", classes=CLASSES)
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    assert info.value.key == "data.images" and "not found" in info.value.message
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    assert info.value.key == "data.images" and "no PNG/JPEG/TIFF" in info.value.message
+
+
+def test_s2_manifest(s2_data) -> None:
+    pairs = pair_by_manifest(s2_data / "pairs.csv")
+    assert len(pairs) == 80
+    assert all(len(p.images) == 2 for p in pairs), "image + nir per row"
+    assert all(len({*p.images, p.label}) == 3 for p in pairs), "three distinct files each"
+    assert all(f.is_absolute() and f.is_file() for p in pairs for f in (*p.images, p.label))
+    assert len({p.key for p in pairs}) == 80
+    # same scenes, same files as pairing by name
+    by_name = {p.key: p for p in pair_by_name(_folders(s2_data))}
+    for p in pairs:
+        assert by_name[p.key].images == p.images and by_name[p.key].label == p.label
+    via_config = find_pairs(DataConfig(manifest=s2_data / "pairs.csv", classes=CLASSES))
+    assert via_config == pairs
+
+
+def _write_manifest(path: Path, rows: list[list[str]], header: list[str] | None = None) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header or ["image", "nir", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def test_missing_manifest(tmp_path) -> None:
+    with pytest.raises(DataError) as info:
+        pair_by_manifest(tmp_path / "pairs.csv")
+    assert info.value.key == "data.manifest" and str(tmp_path / "pairs.csv") in str(info.value)
+
+
+def test_manifest_with_missing_files(tmp_path, s2_data) -> None:
+    keys = _copy_s2(s2_data, tmp_path, 2)
+    rows = [[f"images/{k}.jpg", f"nir/{k.rsplit('-', 1)[0]}_ir-{k.rsplit('-', 1)[1]}.jpg",
+             f"labels/{k}.jpg"] for k in keys]
+    rows[1][2] = "labels/gone.jpg"
+    manifest = _write_manifest(tmp_path / "pairs.csv", rows)
+    with pytest.raises(DataError) as info:
+        pair_by_manifest(manifest)
+    assert "1 files listed but not found" in info.value.message
+    assert "gone.jpg" in info.value.message
+
+
+def test_manifest_columns_and_rows(tmp_path) -> None:
+    bad = _write_manifest(tmp_path / "a.csv", [["x.png", "y.png"]], header=["img", "mask"])
+    with pytest.raises(DataError, match="'image' and 'label' columns"):
+        pair_by_manifest(bad)
+    empty = _write_manifest(tmp_path / "b.csv", [])
+    with pytest.raises(DataError, match="no rows"):
+        pair_by_manifest(empty)
+    hole = _write_manifest(tmp_path / "c.csv", [["a.png", "", "b.png"]])
+    with pytest.raises(DataError, match="line 2: empty cell"):
+        pair_by_manifest(hole)
+
+
+def test_manifest_listing_a_scene_twice_is_refused(tmp_path, s2_data) -> None:
+    # Two rows of one scene would be two "sources" that may land in train and test.
+    rows = (s2_data / "pairs.csv").read_text().splitlines()
+    manifest = tmp_path / "pairs.csv"
+    base = s2_data.as_posix()
+    body = [",".join(f"{base}/{c}" for c in r.split(",")) for r in rows[1:4]]
+    manifest.write_text("\n".join([rows[0], *body, body[0]]) + "\n")
+    with pytest.raises(DataError) as info:
+        pair_by_manifest(manifest)
+    assert "line 5" in info.value.message and "line 2" in info.value.message
+
+
+def test_manifest_same_stem_in_two_folders_gets_distinct_keys(tmp_path, s2_data) -> None:
+    keys = _copy_s2(s2_data, tmp_path / "a", 1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    k = keys[0]
+    nir = f"nir/{k.rsplit('-', 1)[0]}_ir-{k.rsplit('-', 1)[1]}.jpg"
+    rows = [[f"{site}/images/{k}.jpg", f"{site}/{nir}", f"{site}/labels/{k}.jpg"]
+            for site in ("a", "b")]
+    pairs = pair_by_manifest(_write_manifest(tmp_path / "pairs.csv", rows))
+    assert len(pairs) == 2 and len({p.key for p in pairs}) == 2
+    assert pairs[0].images[0].parent.parent.name == "a"
