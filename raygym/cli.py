@@ -117,16 +117,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in list_models():
             console.print(name)
         return 0
+    from pydantic import ValidationError
+
     from raygym.config import ModelConfig
 
     try:
         mc = ModelConfig(arch=args.name, filters=args.filters, kernel=args.kernel,
                          encoder=args.encoder)
-    except Exception as err:  # pydantic's error names the field
-        raise RaygymError(str(err).splitlines()[-2].strip() if "\n" in str(err) else str(err),
-                          key="model") from None
-    model = build_model(args.name, in_channels=args.bands, num_classes=args.classes,
-                        **mc.builder_kwargs())
+        model = build_model(args.name, in_channels=args.bands, num_classes=args.classes,
+                            **mc.builder_kwargs())
+    except ValidationError as err:
+        e = err.errors()[0]
+        field = ".".join(map(str, e["loc"]))
+        raise RaygymError(e["msg"].removeprefix("Value error, "),
+                          key="model" if field == "arch" else f"--{field}") from None
+    except ValueError as err:
+        raise RaygymError(str(err), key="model") from None
     summary = model_summary(model, (args.bands, args.size, args.size))
     print(format_summary(summary))
     return 0

@@ -237,10 +237,11 @@ class ModelConfig(_Strict):
     def builder_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`raygym.models.build_model` (family-specific)."""
         if self.is_gym:
-            return self.model_dump(
-                include={"filters", "kernel", "stride", "dropout", "dropout_change_per_layer",
-                         "dropout_type", "dropout_on_upsampling"}
-            )
+            keys = {"filters", "kernel", "dropout", "dropout_change_per_layer", "dropout_type",
+                    "dropout_on_upsampling"}
+            if self.arch.startswith("gym_"):  # the simple_* nets always use stride 2
+                keys.add("stride")
+            return self.model_dump(include=keys)
         kwargs: dict[str, Any] = {"encoder": self.encoder, "encoder_depth": self.encoder_depth}
         if self.encoder_weights is not None:
             kwargs["encoder_weights"] = str(self.encoder_weights)

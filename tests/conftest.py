@@ -4,7 +4,8 @@ and experiment configs for both. See ``../shared/RAY_NOTES.md`` ("Tests") for th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def ray_session() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_config() -> Any:
     """``write_config(path, **sections) -> path``: an experiment YAML from dict sections."""
     return write_experiment
@@ -79,6 +80,26 @@ def s2_data() -> Path:
     return S2_DIR.resolve()
 
 
+def copy_s2_scenes(src: Path, dst: Path, n: int) -> list[str]:
+    """Copy the first ``n`` S2 scenes (image, NIR, label) into ``dst/{images,nir,labels}``;
+    returns their keys (image stems)."""
+    stems = sorted(p.stem for p in (src / "images").glob("*.jpg"))[:n]
+    for sub in ("images", "nir", "labels"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        base, tile = stem.rsplit("-", 1)
+        shutil.copy(src / "images" / f"{stem}.jpg", dst / "images")
+        shutil.copy(src / "labels" / f"{stem}.jpg", dst / "labels")
+        shutil.copy(src / "nir" / f"{base}_ir-{tile}.jpg", dst / "nir")
+    return stems
+
+
+@pytest.fixture
+def s2_subset(s2_data: Path) -> Callable[[Path, int], list[str]]:
+    """``s2_subset(dst, n) -> keys``: a small editable copy of S2 (for bad-input tests)."""
+    return lambda dst, n: copy_s2_scenes(s2_data, dst, n)
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic demo set (24 scenes of 64 x 96 px), written once per session."""
@@ -90,7 +111,8 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def s2_section(root: Path, prepared: Path) -> dict[str, Any]:
-    """The ``data:`` section for an S2-layout folder (``images/``, ``nir/``, ``labels/``)."""
+    """The ``data:`` section for an S2-layout folder (``images/``, ``nir/``, ``labels/``):
+    RGB + NIR, classes 1..4 remapped to 0..3, JPEG artefact values (0, 5) ignored."""
     return {
         "images": str(root / "images"),
         "extra_bands": [{"folder": str(root / "nir"), "key": S2_NIR_KEY}],
@@ -110,15 +132,27 @@ SMALL_TRAIN = {"batch_size": 8, "max_epochs": 2, "rampup_epochs": 1, "max_lr": 1
                "precision": "fp32"}
 
 
-@pytest.fixture
-def s2_config(tmp_path: Path, s2_data: Path) -> dict[str, Any]:
-    """Experiment sections for S2; prepared dataset at ``tmp_path / 'ds'``."""
+def s2_sections(root: Path, prepared: Path) -> dict[str, Any]:
+    """Experiment sections (name, data, model, train) for an S2-layout folder."""
     return {
         "name": "s2_test",
-        "data": s2_section(s2_data, tmp_path / "ds"),
+        "data": s2_section(root, prepared),
         "model": dict(SMALL_MODEL),
         "train": dict(SMALL_TRAIN),
     }
+
+
+@pytest.fixture(scope="session")
+def make_s2_config(s2_data: Path) -> Callable[..., dict[str, Any]]:
+    """``make_s2_config(prepared, root=S2) -> sections``, for module-scoped fixtures and
+    copies of S2."""
+    return lambda prepared, root=s2_data: s2_sections(Path(root), Path(prepared))
+
+
+@pytest.fixture
+def s2_config(tmp_path: Path, s2_data: Path) -> dict[str, Any]:
+    """Experiment sections for S2; prepared dataset at ``tmp_path / 'ds'``."""
+    return s2_sections(s2_data, tmp_path / "ds")
 
 
 @pytest.fixture

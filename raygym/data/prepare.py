@@ -159,12 +159,19 @@ def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
             label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
             changed = {str(v): int(n) for v, n in changed_v.items()}
     except LabelValueError as err:
-        shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(err.values, err.counts))[:6])
+        # palette errors carry colours as r<<16 | g<<8 | b: show them as '#rrggbb'
+        names = [f"'#{v:06x}'" if data.palette else str(v) for v in err.values]
+        shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(names, err.counts, strict=True))[:6])
+        if len(names) > 6:
+            shown += f" (+{len(names) - 6} more)"
         fix = "map them in data.remap, or set data.unknown_labels: ignore | clip"
-        if data.remap is None and 255 in err.values and k == 2:
+        if data.palette:
+            fix = "add the colours to data.palette, or set data.unknown_labels: ignore"
+        elif data.remap is None and 255 in err.values and k == 2:
             fix = "a 0/255 binary mask: set `remap: {0: 0, 255: 1}`"
-        raise DataError(f"label values outside the {k} classes: {shown}", file=label_path,
-                        fix=fix) from None
+        what = "label colours not in data.palette" if data.palette else (
+            f"label values outside the {k} classes")
+        raise DataError(f"{what}: {shown}", file=label_path, fix=fix) from None
     if label.shape != image.shape[:2]:
         raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
                         file=label_path)

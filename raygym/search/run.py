@@ -104,8 +104,8 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
 
 def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
     """Prepare the dataset on first use, so the main job is one command."""
-    from raygym.data.prepare import data_fingerprint, prepare_dataset
     from raygym.data.dataset import read_card
+    from raygym.data.prepare import data_fingerprint, prepare_dataset
 
     path = config.data.prepared
     if (path / "card.json").exists():

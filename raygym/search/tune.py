@@ -154,13 +154,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     from ray import tune
 
     from raygym.data.dataset import PreparedDataset
-    from raygym.search.space import budget
+    from raygym.search.space import budget, tune_param_space
+    from raygym.search.trainable import trial_in_process, trial_with_trainer
 
     # Failed trials are reported once each, in the live table and the leaderboard; Tune's
     # own multi-page tracebacks for them would bury the table.
-    logging.getLogger("ray.tune").setLevel(logging.CRITICAL), tune_param_space
-    from raygym.search.trainable import trial_in_process, trial_with_trainer
-
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     s, r = config.search, config.resources
     base = config.to_yaml_dict()
     if r.workers_per_trial == 1:

@@ -22,19 +22,6 @@ def _folders(root: Path, **extra: object) -> DataConfig:
                       classes=CLASSES, **extra)
 
 
-def _copy_s2(src: Path, dst: Path, n: int) -> list[str]:
-    """Copy the first ``n`` scenes of S2 (image, NIR, label); returns their keys."""
-    stems = sorted(p.stem for p in (src / "images").glob("*.jpg"))[:n]
-    for sub in ("images", "nir", "labels"):
-        (dst / sub).mkdir(parents=True)
-    for stem in stems:
-        base, tile = stem.rsplit("-", 1)
-        shutil.copy(src / "images" / f"{stem}.jpg", dst / "images")
-        shutil.copy(src / "labels" / f"{stem}.jpg", dst / "labels")
-        shutil.copy(src / "nir" / f"{base}_ir-{tile}.jpg", dst / "nir")
-    return stems
-
-
 def test_s2_pairs_by_name_with_nir_key(s2_data) -> None:
     pairs = pair_by_name(_folders(s2_data))
     assert len(pairs) == 80
@@ -58,8 +45,8 @@ def test_without_key_regex_nothing_pairs(s2_data) -> None:
     assert "(+155 more)" in info.value.message, "a long list is cut short"
 
 
-def test_orphans_are_listed(tmp_path, s2_data) -> None:
-    keys = _copy_s2(s2_data, tmp_path, 4)
+def test_orphans_are_listed(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path, 4)
     (tmp_path / "labels" / f"{keys[1]}.jpg").unlink()
     with pytest.raises(DataError) as info:
         pair_by_name(_folders(tmp_path))
@@ -69,23 +56,23 @@ def test_orphans_are_listed(tmp_path, s2_data) -> None:
     assert "manifest" in (info.value.fix or "")
 
 
-def test_extra_image_without_band_is_listed(tmp_path, s2_data) -> None:
-    keys = _copy_s2(s2_data, tmp_path, 3)
+def test_extra_image_without_band_is_listed(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path, 3)
     base, tile = keys[0].rsplit("-", 1)
     (tmp_path / "nir" / f"{base}_ir-{tile}.jpg").unlink()
     with pytest.raises(DataError, match=rf"'{keys[0]}' in images/labels but not in extra_bands"):
         pair_by_name(_folders(tmp_path))
 
 
-def test_non_image_files_are_skipped(tmp_path, s2_data) -> None:
-    _copy_s2(s2_data, tmp_path, 3)
+def test_non_image_files_are_skipped(tmp_path, s2_subset) -> None:
+    s2_subset(tmp_path, 3)
     (tmp_path / "images" / "notes.txt").write_text("x")
     (tmp_path / "labels" / ".hidden.png").write_bytes(b"")
     assert len(pair_by_name(_folders(tmp_path))) == 3
 
 
-def test_duplicate_keys_in_one_folder(tmp_path, s2_data) -> None:
-    keys = _copy_s2(s2_data, tmp_path, 3)
+def test_duplicate_keys_in_one_folder(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path, 3)
     shutil.copy(tmp_path / "images" / f"{keys[0]}.jpg", tmp_path / "images" / f"{keys[0]}.png")
     with pytest.raises(DataError) as info:
         pair_by_name(_folders(tmp_path))
@@ -93,8 +80,8 @@ def test_duplicate_keys_in_one_folder(tmp_path, s2_data) -> None:
     assert f"share the pairing key '{keys[0]}'" in info.value.message
 
 
-def test_key_regex_that_matches_nothing(tmp_path, s2_data) -> None:
-    _copy_s2(s2_data, tmp_path, 2)
+def test_key_regex_that_matches_nothing(tmp_path, s2_subset) -> None:
+    s2_subset(tmp_path, 2)
     data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels",
                       extra_bands=[{"folder": tmp_path / "nir", "key": r"^(.*)_nir$"}],
                       classes=CLASSES)
@@ -144,8 +131,8 @@ def test_missing_manifest(tmp_path) -> None:
     assert info.value.key == "data.manifest" and str(tmp_path / "pairs.csv") in str(info.value)
 
 
-def test_manifest_with_missing_files(tmp_path, s2_data) -> None:
-    keys = _copy_s2(s2_data, tmp_path, 2)
+def test_manifest_with_missing_files(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path, 2)
     rows = [[f"images/{k}.jpg", f"nir/{k.rsplit('-', 1)[0]}_ir-{k.rsplit('-', 1)[1]}.jpg",
              f"labels/{k}.jpg"] for k in keys]
     rows[1][2] = "labels/gone.jpg"
@@ -180,8 +167,8 @@ def test_manifest_listing_a_scene_twice_is_refused(tmp_path, s2_data) -> None:
     assert "line 5" in info.value.message and "line 2" in info.value.message
 
 
-def test_manifest_same_stem_in_two_folders_gets_distinct_keys(tmp_path, s2_data) -> None:
-    keys = _copy_s2(s2_data, tmp_path / "a", 1)
+def test_manifest_same_stem_in_two_folders_gets_distinct_keys(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path / "a", 1)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     k = keys[0]
     nir = f"nir/{k.rsplit('-', 1)[0]}_ir-{k.rsplit('-', 1)[1]}.jpg"
