@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue a stopped search")
     sp.add_argument("--retry-errored", action="store_true", help="with --resume: rerun failed")
     sp.add_argument("--smoke-test", action="store_true",
-                    help="same code path, tiny sizes: 4 trials, 3 epochs, 64 px")
+                    help="same code path, tiny sizes: 4 trials, 3 epochs, ~64 px")
     with_set(sp)
 
     sp = add("evaluate", cmd_evaluate, "Score an exported model (or a search's top-k) on a "

@@ -72,3 +72,48 @@ def confusion_heatmap(cm: np.ndarray, classes: list[str], out: Path, title: str 
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title or "confusion matrix (row-normalised)")
     return save_atomic(fig, out)
+
+
+def value_histogram(values: list[float] | np.ndarray, out: Path, *, xlabel: str = "",
+                    title: str = "", bins: int = 20, value_range: tuple[float, float] = (0, 1)
+                    ) -> Path:
+    """Histogram of finite ``values`` (e.g. per-image mean IoU in [0, 1]) with the mean marked."""
+    plt = _plt()
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(v, bins=bins, range=value_range, color="tab:blue", edgecolor="white")
+    if v.size:
+        ax.axvline(float(v.mean()), color="tab:red", linestyle="--",
+                   label=f"mean {v.mean():.3f} (n={v.size})")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save_atomic(fig, out)
+
+
+def image_truth_prediction_grid(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                                classes: list[str], colours: np.ndarray, out: Path,
+                                title: str = "") -> Path:
+    """One row per image: display RGB | truth colours | prediction colours.
+
+    Args:
+        rows: ``(caption, rgb (H, W, 3) uint8, truth (H, W, 3) uint8, pred (H, W, 3) uint8)``.
+        classes: class names for the legend; colours: ``(K, 3)`` uint8 class colours.
+    """
+    plt = _plt()
+    n = max(len(rows), 1)
+    fig, axes = plt.subplots(n, 3, figsize=(8, 2.7 * n), squeeze=False)
+    for i, (caption, rgb, truth, pred) in enumerate(rows):
+        for ax, img, name in zip(axes[i], (rgb, truth, pred), ("image", "truth", "prediction"),
+                                 strict=True):
+            ax.imshow(img)
+            ax.set_title(f"{caption}\n{name}" if name == "image" else name, fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(c) / 255) for c in colours]
+    fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 5), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return save_atomic(fig, out)

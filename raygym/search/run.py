@@ -30,12 +30,16 @@ def results_dir(config: ExperimentConfig) -> Path:
 
 
 def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
-    """Same code path, tiny sizes: 4 trials, 3 epochs, 64 px, 1 augmented copy."""
+    """Same code path, tiny sizes: 4 trials, 3 epochs, ~64 px, 1 augmented copy."""
     raw = config.to_yaml_dict()
     prepared = Path(raw["data"]["prepared"])
     raw["name"] = f"{config.name}-smoke"
-    raw["data"]["target_size"] = [64, 64]
-    raw["data"]["prepared"] = str(prepared.with_name(prepared.name + "-smoke64"))
+    # ~64 px on the short side, keeping the aspect ratio, in multiples of 32 (every model)
+    h, w = config.data.target_size
+    scale = 64 / min(h, w)
+    raw["data"]["target_size"] = [max(32, -(-round(h * scale) // 32) * 32),
+                                  max(32, -(-round(w * scale) // 32) * 32)]
+    raw["data"]["prepared"] = str(prepared.with_name(prepared.name + "-smoke"))
     raw["data"]["augment"]["copies"] = min(1, raw["data"]["augment"]["copies"])
     raw["train"]["max_epochs"] = min(3, raw["train"]["max_epochs"])
     raw["train"]["rampup_epochs"] = min(1, raw["train"]["rampup_epochs"])

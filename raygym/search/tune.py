@@ -206,4 +206,5 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                 run_config=run_config,
             )
         grid = tuner.fit()
+    console.print()
     return grid

@@ -1,0 +1,215 @@
+"""A real local multi-node cluster (raygym.cluster): nodes, placement, jobs, node failure, and a
+teardown that stops exactly its own processes.
+
+Only 127.0.0.1 addresses, ports picked free at test time, every cluster stopped in a
+``finally``. Ray is never initialised in the pytest process (other tests own that): drivers
+run in subprocesses, the dashboard is read over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.cluster import (
+    cluster_down,
+    cluster_status,
+    cluster_up,
+    free_port,
+    kill_node,
+    list_nodes,
+    read_state,
+    worker_resource,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+DRIVER = r"""
+import json, sys
+import ray
+
+ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+
+@ray.remote(num_cpus=0, resources={sys.argv[2]: 0.01})
+def where():
+    import os
+    return ray.get_runtime_context().get_node_id(), os.getpid()
+
+node_id, pid = ray.get(where.remote(), timeout=60)
+nodes = [n for n in ray.nodes() if n["Alive"]]
+print("RESULT " + json.dumps({
+    "alive": len(nodes),
+    "resources": sorted(k for n in nodes for k in n["Resources"] if "node" in k or k == "head"),
+    "cpus": ray.cluster_resources().get("CPU"),
+    "task_node": node_id, "task_pid": pid,
+}))
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_AUTH_MODE"] = "disabled"
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_driver(address: str, resource: str) -> dict[str, Any]:
+    """Run a short Ray driver in a subprocess; return what it printed."""
+    out = subprocess.run([sys.executable, "-c", DRIVER, address, resource], env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, f"driver failed:\n{out.stdout}\n{out.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def alive_nodes(dashboard: str) -> list[dict[str, Any]]:
+    return [n for n in list_nodes(dashboard) if n.get("state") == "ALIVE"]
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def recorded_pids(state_dir: Path) -> list[int]:
+    state = read_state(state_dir)
+    assert state is not None
+    return sorted({int(p) for n in state["nodes"] for p in n["pids"]}
+                  | {n["pid"] for n in state["nodes"]})
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Head (1 CPU) + one worker node (1 CPU), shared by the read-only tests below."""
+    state_dir = tmp_path_factory.mktemp("cluster") / "state"
+    try:
+        info = cluster_up(workers=1, cpus_per_node=1, head_port=free_port(),
+                          dashboard_port=free_port(), state_dir=state_dir, timeout=100)
+        yield state_dir, info
+    finally:
+        cluster_down(state_dir=state_dir)
+
+
+def test_two_nodes_and_placement_by_node_resource(cluster: tuple[Path, dict[str, Any]]) -> None:
+    state_dir, info = cluster
+    assert info["address"].startswith("127.0.0.1:")
+    assert info["dashboard"].startswith("http://127.0.0.1:")
+    head, worker = info["nodes"]
+    assert (head["resource"], worker["resource"]) == ("head", worker_resource(0))
+    assert head["node_id"] and worker["node_id"] and head["node_id"] != worker["node_id"]
+    assert head["raylet_pid"] != worker["raylet_pid"] and head["gcs_pid"]
+
+    result = run_driver(info["address"], worker_resource(0))
+    assert result["alive"] == 2
+    assert result["cpus"] == 2.0
+    assert {"head", worker_resource(0)} <= set(result["resources"])
+    assert result["task_node"] == worker["node_id"]  # pinned to the worker node's raylet
+
+    result = run_driver(info["address"], "head")
+    assert result["task_node"] == head["node_id"]
+
+    status = cluster_status(state_dir=state_dir)
+    assert "worker_0" in status and "ALIVE" in status
+
+
+def test_job_submission_through_the_dashboard(cluster: tuple[Path, dict[str, Any]]) -> None:
+    _, info = cluster
+    dashboard = info["dashboard"]
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    job_id = f"raygym-test-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run([ray_cli, "job", "submit", "--address", dashboard, "--no-wait",
+                          "--submission-id", job_id, "--",
+                          "python", "-c", "\"print('hi from the job')\""],
+                         env=_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+    from ray.job_submission import JobStatus, JobSubmissionClient  # HTTP only, no ray.init
+
+    client = JobSubmissionClient(dashboard)
+    deadline = time.monotonic() + 90
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED,
+                                                            JobStatus.FAILED,
+                                                            JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"job still {status}"
+        time.sleep(0.5)
+    assert status == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
+    assert "hi from the job" in client.get_job_logs(job_id)
+
+
+def test_kill_node_then_down_stops_exactly_its_processes(tmp_path: Path) -> None:
+    """A second cluster stands in for "other Ray processes": it must survive the first's down."""
+    state_a, state_b = tmp_path / "a", tmp_path / "b"
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    pids_b: list[int] = []
+    try:
+        info = cluster_up(workers=1, cpus_per_node=1, head_port=free_port(),
+                          dashboard_port=free_port(), state_dir=state_a, timeout=100)
+        other = cluster_up(workers=0, cpus_per_node=1, head_port=free_port(),
+                           dashboard_port=free_port(), state_dir=state_b, timeout=100)
+        pids_a, pids_b = recorded_pids(state_a), recorded_pids(state_b)
+        assert not set(pids_a) & set(pids_b)
+        assert len(alive_nodes(info["dashboard"])) == 2
+
+        worker = info["nodes"][1]
+        assert kill_node(state_a, 0) >= 2  # at least its `ray start` and its raylet
+        assert not pids_alive([worker["pid"], worker["raylet_pid"]])
+        deadline = time.monotonic() + 60
+        while len(alive_nodes(info["dashboard"])) != 1:
+            assert time.monotonic() < deadline, "the head never noticed the dead node"
+            time.sleep(0.5)
+        assert [n["node_id"] for n in alive_nodes(info["dashboard"])] == \
+            [info["nodes"][0]["node_id"]]
+        with pytest.raises(Exception, match="no worker node 5"):
+            kill_node(state_a, 5)
+
+        stopped = cluster_down(state_dir=state_a)
+        assert stopped >= 5  # gcs, raylet, dashboard, monitor, log monitor, agents, ...
+        assert not pids_alive(pids_a)
+        assert read_state(state_a) is None
+        assert not Path(info["temp_dir"]).exists()
+        assert cluster_down(state_dir=state_a) == 0  # idempotent
+
+        assert pids_alive(pids_b) == pids_b, "the other cluster was touched"
+        assert decoy.poll() is None
+        assert len(alive_nodes(other["dashboard"])) == 1
+    finally:
+        cluster_down(state_dir=state_a)
+        cluster_down(state_dir=state_b)
+        decoy.kill()
+        decoy.wait()
+    assert not pids_alive(pids_b)
+
+
+def test_up_refuses_a_running_cluster_and_taken_ports(tmp_path: Path) -> None:
+    from raygym.cluster import ClusterError
+
+    state_dir = tmp_path / "state"
+    try:
+        info = cluster_up(workers=0, cpus_per_node=1, head_port=free_port(),
+                          dashboard_port=free_port(), state_dir=state_dir, timeout=100)
+        with pytest.raises(ClusterError, match="still running"):
+            cluster_up(workers=0, head_port=free_port(), dashboard_port=free_port(),
+                       state_dir=state_dir)
+        head_port = int(info["address"].rsplit(":", 1)[1])
+        with pytest.raises(ClusterError, match="already in use"):
+            cluster_up(workers=0, head_port=head_port, dashboard_port=free_port(),
+                       state_dir=tmp_path / "other")
+    finally:
+        cluster_down(state_dir=state_dir)
