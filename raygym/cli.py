@@ -24,11 +24,14 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False
-          ) -> Any:
+def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False,
+          address: str | None = None) -> Any:
     from raygym.config import load_experiment, require_fixed
 
-    config, space = load_experiment(path, overrides=_parse_overrides(overrides))
+    parsed = _parse_overrides(overrides)
+    if address:
+        parsed["resources.address"] = address
+    config, space = load_experiment(path, overrides=parsed)
     if not allow_space:
         require_fixed(space, command, str(path))
     return (config, space) if allow_space else config
@@ -53,7 +56,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from raygym.ray_runtime import ensure_ray
     from raygym.summaries import print_prepare_summary
 
-    config = _load(args.config, "prepare", args.set)
+    config = _load(args.config, "prepare", args.set, address=args.address)
     console = _console()
     ensure_ray(config.resources)
     result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)
@@ -64,7 +67,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from raygym.train.run import train_experiment
 
-    config = _load(args.config, "train", args.set)
+    config = _load(args.config, "train", args.set, address=args.address)
     train_experiment(config, resume=args.resume, console=_console(), run_name=args.name)
     return 0
 
@@ -72,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from raygym.search.run import search_experiment
 
-    config, space = _load(args.space, "search", args.set, allow_space=True)
+    config, space = _load(args.space, "search", args.set, allow_space=True,
+                          address=args.address)
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
                              smoke_test=args.smoke_test, console=_console())
@@ -195,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     def with_set(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.max_epochs=3 (repeatable)")
+        sp.add_argument("--address", default=None, metavar="ADDR",
+                        help="run on an existing Ray cluster: 'auto', 'HOST:6379' or "
+                        "'ray://HOST:10001' (default: resources.address, else a local Ray)")
 
     sp = add("prepare", cmd_prepare, "Pair, validate, remap, resize/pad, split, augment and "
              "shard imagery + labels into a model-ready dataset (Ray Data).")

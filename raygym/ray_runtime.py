@@ -41,10 +41,11 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     if ray.is_initialized():
         return False
     res = resources or ResourcesConfig()
+    address = res.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                               "configure_logging": True}
-    if res.address:
-        ray.init(address=res.address, **kwargs)
+    if address:
+        ray.init(address=address, **kwargs)
         return True
     ray.init(
         address="local",  # never join a stale cluster from /tmp/ray/ray_current_cluster

@@ -84,7 +84,7 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str]:
                     file=h.path, fix="images, extra bands and labels of a scene must match",
                 )
         bands = heads[0].bands + len(heads) - 1
-        for h in heads[:1]:
+        for h in heads:
             stored = _storage_dtype(h.dtype)
             if _DTYPE_RANK[stored] > _DTYPE_RANK[dtype]:
                 dtype = stored

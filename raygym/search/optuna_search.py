@@ -28,6 +28,11 @@ class TruthfulOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         finished = bool(result and result.get("stop_reason") in ("completed", "early-stopped"))
+        if result and not error:
+            # Tune does not pass the result on which a scheduler said STOP to
+            # on_trial_result (ASHA says STOP at every rung it prunes, and at max_t): record
+            # it here, or a trial pruned at its first rung has no intermediate value at all.
+            self._report_last(ot_trial, result)
         value = None
         if error or not result:
             state = TrialState.FAIL
@@ -46,3 +51,14 @@ class TruthfulOptunaSearch(OptunaSearch):
         except Exception as exc:  # noqa: BLE001 - never take the search down for bookkeeping
             logger.warning("optuna could not record trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
+
+    def _report_last(self, ot_trial: Any, result: dict[str, Any]) -> None:
+        metric, step = result.get(str(self.metric)), result.get("training_iteration")
+        if not isinstance(metric, int | float) or metric != metric or step is None:
+            return
+        try:
+            if int(step) not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(float(metric), int(step))
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only
+            logger.warning("optuna could not record the last result of %s: %s",
+                           ot_trial.number, exc)

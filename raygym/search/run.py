@@ -142,7 +142,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                             fix="run without --resume to start the search")
         saved = json.loads((out / SEARCH_JSON).read_text())
         if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
-                "config_fingerprint") != config.fingerprint():
+                "config_fingerprint") != _resume_fingerprint(config):
             raise DataError("this results folder holds a search of a different space/config; "
                             "refusing to resume into it", file=out,
                             fix="resume with the original SPACE file, or change `name`")
@@ -165,7 +165,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     _write_json(out / SEARCH_JSON, {
         "name": config.name, "space_file": str(space_file),
         "space": [d.model_dump(mode="json") for d in space],
-        "space_fingerprint": space.fingerprint(), "config_fingerprint": config.fingerprint(),
+        "space_fingerprint": space.fingerprint(), "config_fingerprint": _resume_fingerprint(config),
         "config": config.to_yaml_dict(), "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -191,6 +191,11 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         raise RaygymError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def _resume_fingerprint(config: ExperimentConfig) -> str:
+    """What must not change across ``--resume`` (resources may: another cluster, same search)."""
+    return config.fingerprint("name", "data", "model", "loss", "train", "search")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,499 @@
+"""``raygym evaluate``: score an exported model (or a search's top-k) on a whole prepared split.
+
+Only the *original* rows of the split are scored (``copy == 0``: augmented copies exist only in
+train, but never count twice), every one of them (Gym evaluated 10 batches of the last epoch).
+Each sample is fed exactly as in validation during training: standardized over its valid
+region (:func:`raygym.train.loop.to_batch`), padded pixels ignored (label 255).
+
+Outputs, in ``<model_dir>/evaluation_<split>/`` (inside the artifact folder, so every model of a
+search, ``best/rank<N>_<trial>/``, has its own; the artifact's checksums cover only its own
+files, so this does not invalidate it), each written atomically (temp file + rename):
+
+- ``metrics.json``: mean IoU, per-class IoU / Dice (F1) / precision / recall, overall accuracy,
+  frequency-weighted IoU, KLD (mean KL(one-hot || softmax) per pixel), Matthews correlation,
+  the confusion matrix and what was evaluated;
+- ``confusion.csv`` (counts; rows truth, columns prediction) and ``confusion.png``
+  (row-normalised heat-map);
+- ``per_image.csv`` (per source image: mean IoU over the classes present in its truth or
+  prediction, accuracy, pixels, per-class IoU) and ``per_image_iou.png`` (histogram);
+- ``worst.png`` / ``best.png``: image | truth | prediction for the k lowest / highest per-image
+  mean IoU.
+
+Two engines give identical confusion matrices: plain PyTorch in this process (default), or Ray
+Data (``use_ray``): the split's Parquet shards are read lazily and scored by a pool of actors,
+each holding the model once (``map_batches`` with a callable class), for large test sets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from raygym.errors import DataError, RaygymError
+
+DEFAULT_BATCH = 8
+DEFAULT_OVERLAYS = 4
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of one model on one split.
+
+    ``confusion`` is ``(K, K)`` int64 (rows truth, columns prediction); ``metrics`` is
+    :func:`raygym.train.metrics.metrics_from_confusion`'s dict plus ``kld``; ``per_image`` holds
+    one dict per source image (``key``, ``mean_iou``, ``accuracy``, ``pixels``, ``iou/<class>``).
+    """
+
+    model_dir: Path
+    dataset_dir: Path
+    split: str
+    out_dir: Path
+    classes: list[str]
+    confusion: np.ndarray
+    metrics: dict[str, Any]
+    per_image: list[dict[str, Any]]
+    seconds: float
+    engine: str
+    warnings: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def mean_iou(self) -> float:
+        return float(self.metrics["mean_iou"])
+
+    @property
+    def num_images(self) -> int:
+        return len(self.per_image)
+
+
+# ---------------------------------------------------------------------------- scoring
+def score_batch(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray,
+                valid_hw: np.ndarray, num_classes: int, *, device: torch.device | str = "cpu",
+                channels_last: bool = False, ignore_index: int = 255
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Score a batch of prepared samples, image by image.
+
+    Args:
+        model: in eval mode, ``(B, C, H, W) -> (B, K, H, W)`` logits.
+        images: ``(B, H, W, C)`` raw uint8/uint16 samples; labels: ``(B, H, W)`` uint8 class
+            ids (``ignore_index`` = padding / unlabelled); valid_hw: ``(B, 2)`` int.
+        num_classes: K.
+
+    Returns:
+        ``(cms (B, K, K) int64, kld_sum (B,) float64, n_valid (B,) int64,
+        pred (B, H, W) uint8)``: per image confusion matrix, summed per-pixel KLD and number of
+        valid pixels (the KLD of a set is ``kld_sum.sum() / n_valid.sum()``), and argmax.
+    """
+    from raygym.train.loop import to_batch
+    from raygym.train.metrics import ConfusionMatrix
+
+    device = torch.device(device)
+    x, y = to_batch(images, labels, valid_hw)
+    x = x.to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        logits = model(x).float().cpu()
+    b = len(images)
+    cms = np.zeros((b, num_classes, num_classes), np.int64)
+    kld = np.zeros(b, np.float64)
+    n_valid = np.zeros(b, np.int64)
+    for i in range(b):
+        cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+        cm.update(logits[i:i + 1], y[i:i + 1])
+        cms[i] = cm.matrix.numpy()
+        kld[i], n = (float(v) for v in cm.kld_state)
+        n_valid[i] = int(n)
+    pred = logits.argmax(dim=1).to(torch.uint8).numpy()
+    return cms, kld, n_valid, pred
+
+
+class EvalActor:
+    """Ray Data actor: loads the artifact once, scores batches of Parquet rows.
+
+    Rows in: ``key``, ``copy``, ``image``, ``label``, ``valid_hw`` (the prepared shard columns);
+    rows with ``copy != 0`` are dropped. Rows out: ``key``, ``cm`` (K*K int64), ``kld_sum``,
+    ``n_valid``.
+    """
+
+    def __init__(self, model_dir: str, threads: int = 1) -> None:
+        from raygym.train.artifact import load_artifact
+
+        torch.set_num_threads(max(1, threads))
+        self.model, self.card, config = load_artifact(Path(model_dir), "cpu")
+        self.channels_last = config.model.is_gym and config.train.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        k = self.card.num_classes
+        keep = np.asarray(batch["copy"]) == 0
+        keys = np.asarray(batch["key"], dtype=object)[keep]
+        if not keep.any():
+            return {"key": keys, "cm": np.zeros((0, k * k), np.int64),
+                    "kld_sum": np.zeros(0, np.float64), "n_valid": np.zeros(0, np.int64)}
+        cms, kld, n_valid, _ = score_batch(
+            self.model, np.asarray(batch["image"])[keep], np.asarray(batch["label"])[keep],
+            np.asarray(batch["valid_hw"])[keep], k, channels_last=self.channels_last,
+            ignore_index=self.card.ignore_index)
+        return {"key": keys, "cm": cms.reshape(len(cms), k * k), "kld_sum": kld,
+                "n_valid": n_valid}
+
+
+def _score_plain(model_dir: Path, dataset: Any, split: str, batch_size: int, device: str
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    from raygym.predict import resolve_device
+    from raygym.train.artifact import load_artifact
+
+    dev = resolve_device(device)
+    model, card, config = load_artifact(model_dir, dev)
+    channels_last = config.model.is_gym and config.train.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    arrays = dataset.load_numpy(split, originals_only=True)
+    k = card.num_classes
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, len(arrays), batch_size):
+        sl = slice(start, start + batch_size)
+        cms, kld, n_valid, _ = score_batch(model, arrays.images[sl], arrays.labels[sl],
+                                           arrays.valid_hw[sl], k, device=dev,
+                                           channels_last=channels_last,
+                                           ignore_index=card.ignore_index)
+        parts.append((cms, kld, n_valid))
+    if not parts:
+        return [], np.zeros((0, k, k), np.int64), np.zeros(0), np.zeros(0, np.int64)
+    return (list(arrays.keys), np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
+
+
+def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batch_size: int,
+               actors: int | None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    import ray
+
+    from raygym.ray_runtime import cluster_cpus, ensure_ray
+
+    ensure_ray(progress_bars=True)
+    n = actors or max(1, int(cluster_cpus()))
+    rows = max(1, dataset.rows(split))
+    blocks = max(1, min(math.ceil(rows / batch_size), n * 4))
+    ds = ray.data.read_parquet(str(dataset.split_dir(split)),
+                               columns=["key", "copy", "image", "label", "valid_hw"])
+    if blocks > 1:
+        ds = ds.repartition(blocks)
+    scored = ds.map_batches(EvalActor, batch_size=batch_size, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(min_size=1,
+                                                               max_size=max(1, min(n, blocks))),
+                            num_cpus=1, fn_constructor_kwargs={"model_dir": str(model_dir),
+                                                               "threads": 1})
+    out = scored.take_all()
+    out.sort(key=lambda r: str(r["key"]))
+    k = num_classes
+    keys = [str(r["key"]) for r in out]
+    if len(set(keys)) != len(keys):
+        raise DataError(f"split '{split}' holds duplicate keys among its original rows",
+                        file=dataset.path)
+    cms = (np.stack([np.asarray(r["cm"], np.int64).reshape(k, k) for r in out]) if out
+           else np.zeros((0, k, k), np.int64))
+    kld = np.asarray([float(r["kld_sum"]) for r in out], np.float64)
+    n_valid = np.asarray([int(r["n_valid"]) for r in out], np.int64)
+    return keys, cms, kld, n_valid
+
+
+# ------------------------------------------------------------------------------ helpers
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def confusion_csv_text(cm: np.ndarray, classes: list[str]) -> str:
+    """CSV of counts: header ``truth\\prediction,<classes>``, one row per true class."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["truth\\prediction", *classes])
+    for name, row in zip(classes, cm, strict=True):
+        w.writerow([name, *[int(v) for v in row]])
+    return buf.getvalue()
+
+
+def read_confusion_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """Inverse of :func:`confusion_csv_text`: (class names, (K, K) int64 counts)."""
+    with Path(path).open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    classes = rows[0][1:]
+    return classes, np.asarray([[int(v) for v in r[1:]] for r in rows[1:]], np.int64)
+
+
+def evaluation_dir(model_dir: Path, split: str) -> Path:
+    """Where :func:`evaluate_model_on_split` writes: ``<model_dir>/evaluation_<split>/``."""
+    return Path(model_dir) / f"evaluation_{split}"
+
+
+def default_dataset(model_dir: Path) -> Path:
+    """The prepared dataset named in the model card (``card.dataset["path"]``)."""
+    from raygym.train.artifact import read_model_card
+
+    card = read_model_card(model_dir)
+    path = card.dataset.get("path")
+    if not path:
+        raise DataError("the model card names no dataset", file=model_dir,
+                        fix="pass --dataset PREPARED_DATASET")
+    return Path(path)
+
+
+def _check_compatible(model_dir: Path, card: Any, dataset: Any) -> list[str]:
+    from raygym.models import requires_multiple_of
+
+    dcard = dataset.card
+    if list(dcard.classes) != list(card.classes):
+        raise DataError(f"dataset classes {dcard.classes} differ from the model's "
+                        f"{card.classes}", file=dataset.path,
+                        fix="evaluate on the dataset the model was trained for")
+    if dcard.bands != card.in_channels:
+        raise DataError(f"dataset has {dcard.bands} bands but the model expects "
+                        f"{card.in_channels}", file=dataset.path)
+    multiple = requires_multiple_of(card.arch, **card.model_params)
+    if any(int(s) % multiple for s in dcard.target_size):
+        raise DataError(f"dataset size {dcard.target_size} is not a multiple of {multiple} "
+                        f"for model '{card.arch}'", file=dataset.path)
+    warnings = []
+    trained_on = card.dataset.get("config_hash")
+    if trained_on and trained_on != dcard.config_hash:
+        warnings.append(f"{dataset.path} was prepared from other data settings than the "
+                        f"dataset {model_dir.name} was trained on")
+    return warnings
+
+
+def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[str, float]],
+                  num_classes: int, device: str) -> list[tuple[str, np.ndarray, np.ndarray,
+                                                                np.ndarray]]:
+    """Re-predict the few picked samples (read by key) for the image | truth | prediction rows."""
+    import pyarrow.parquet as pq
+    import ray.data  # noqa: F401 - registers Ray's Arrow tensor extension type
+
+    from raygym.data.preview import colourize, display_rgb
+    from raygym.data.transforms import crop_valid
+    from raygym.predict import resolve_device
+    from raygym.train.artifact import load_artifact
+
+    if not picks:
+        return []
+    keys = [k for k, _ in picks]
+    table = pq.read_table(dataset.split_dir(split),
+                          columns=["key", "copy", "image", "label", "valid_hw"],
+                          filters=[("copy", "=", 0), ("key", "in", keys)])
+    found = {k: i for i, k in enumerate(table.column("key").to_pylist())}
+    images = table.column("image").combine_chunks().to_numpy()
+    labels = table.column("label").combine_chunks().to_numpy()
+    valid = table.column("valid_hw").combine_chunks().to_numpy()
+    dev = resolve_device(device)
+    model, card, _ = load_artifact(model_dir, dev)
+    order = [found[k] for k in keys]
+    _, _, _, pred = score_batch(model, images[order], labels[order], valid[order], num_classes,
+                                device=dev, ignore_index=card.ignore_index)
+    rows = []
+    for j, (key, iou) in enumerate(picks):
+        i = found[key]
+        hw = tuple(int(v) for v in valid[i]) if valid[i][0] > 0 else labels[i].shape
+        truth = crop_valid(labels[i], hw)
+        p = crop_valid(pred[j], hw).copy()
+        p[truth == card.ignore_index] = card.ignore_index  # what was not scored stays black
+        rows.append((f"{key}  (IoU {iou:.3f})", display_rgb(crop_valid(images[i], hw)),
+                     colourize(truth, num_classes, card.ignore_index),
+                     colourize(p, num_classes, card.ignore_index)))
+    return rows
+
+
+# ---------------------------------------------------------------------------- library
+def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: str = "test", *,
+                            out_dir: Path | None = None, use_ray: bool = False,
+                            batch_size: int = DEFAULT_BATCH, overlays: int = DEFAULT_OVERLAYS,
+                            device: str = "cpu", ray_actors: int | None = None
+                            ) -> EvaluationResult:
+    """Score ``model_dir`` on every original row of ``split`` and write the report files.
+
+    Args:
+        model_dir: a model artifact folder (checksums verified; weights via safetensors).
+        dataset_dir: the prepared dataset; None = the one in the model card.
+        split: ``train`` | ``val`` | ``test``.
+        out_dir: where to write (default :func:`evaluation_dir`).
+        use_ray: score with a Ray Data actor pool instead of in this process.
+        batch_size: samples per forward pass.
+        overlays: k of the worst-k / best-k figures (0 = none).
+        device: for the plain path and overlays (``cpu``, ``cuda``, ``auto``).
+        ray_actors: actor pool size (default: one per cluster CPU).
+
+    Returns:
+        An :class:`EvaluationResult` (files listed in ``files``).
+
+    Raises:
+        DataError: tampered / incomplete artifact, missing dataset or split, incompatible
+            classes or bands.
+    """
+    from raygym.data.dataset import PreparedDataset
+    from raygym.data.preview import class_colours
+    from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
+    from raygym.train.artifact import read_model_card
+    from raygym.train.metrics import json_safe, metrics_from_confusion
+
+    started = time.perf_counter()
+    model_dir = Path(model_dir)
+    card = read_model_card(model_dir)
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else default_dataset(model_dir)
+    if not dataset_dir.exists():
+        raise DataError("prepared dataset not found", file=dataset_dir,
+                        fix="pass --dataset, or run `raygym prepare CONFIG` again")
+    dataset = PreparedDataset(dataset_dir)
+    warnings = _check_compatible(model_dir, card, dataset)
+    if not dataset.has_split(split):
+        raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
+                        fix="choose another --split, or set data.split fractions")
+    classes = list(card.classes)
+    k = len(classes)
+    if use_ray:
+        keys, cms, kld, n_valid = _score_ray(model_dir, dataset, split, k, batch_size,
+                                             ray_actors)
+    else:
+        keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
+    if not keys:
+        raise DataError(f"split '{split}' has no original rows", file=dataset_dir)
+    total = cms.sum(axis=0)
+    metrics = metrics_from_confusion(total, classes)
+    if int(n_valid.sum()) > 0:
+        metrics["kld"] = float(kld.sum() / n_valid.sum())
+    else:
+        metrics["kld"] = math.nan
+    per_image: list[dict[str, Any]] = []
+    for key, cm in zip(keys, cms, strict=True):
+        m = metrics_from_confusion(cm, classes)
+        row: dict[str, Any] = {"key": key, "mean_iou": m["mean_iou"], "accuracy": m["accuracy"],
+                               "pixels": m["num_pixels"]}
+        row.update({f"iou/{c}": m[f"iou/{c}"] for c in classes})
+        per_image.append(row)
+
+    out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    title = f"{model_dir.name} on {dataset_dir.name}/{split} ({len(keys)} images)"
+    files["confusion_csv"] = _write_text(out / "confusion.csv", confusion_csv_text(total, classes))
+    files["confusion_png"] = confusion_heatmap(total, classes, out / "confusion.png", title=title)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(per_image[0]))
+    writer.writeheader()
+    for row in per_image:
+        writer.writerow({c: ("" if isinstance(v, float) and not math.isfinite(v) else v)
+                         for c, v in row.items()})
+    files["per_image_csv"] = _write_text(out / "per_image.csv", buf.getvalue())
+    ious = [r["mean_iou"] for r in per_image]
+    files["per_image_png"] = value_histogram(ious, out / "per_image_iou.png",
+                                             xlabel="per-image mean IoU", title=title)
+    scored = sorted(((r["key"], float(r["mean_iou"])) for r in per_image
+                     if math.isfinite(r["mean_iou"])), key=lambda t: (t[1], t[0]))
+    n_pick = min(overlays, len(scored))
+    if n_pick:
+        colours = class_colours(k)
+        for name, picks in (("worst", scored[:n_pick]), ("best", scored[::-1][:n_pick])):
+            rows = _overlay_rows(model_dir, dataset, split, picks, k, device)
+            files[name] = image_truth_prediction_grid(
+                rows, classes, colours, out / f"{name}.png",
+                title=f"{name} {n_pick} by per-image mean IoU: {title}")
+    seconds = time.perf_counter() - started
+    engine = "ray-data" if use_ray else "torch"
+    report = {
+        "model": str(model_dir), "model_name": card.name, "arch": card.arch,
+        "dataset": str(dataset_dir), "split": split, "images": len(keys),
+        "originals_only": True, "engine": engine, "classes": classes,
+        "metrics": json_safe(metrics), "confusion": total.tolist(),
+        "confusion_axes": "rows truth, columns prediction", "seconds": round(seconds, 3),
+        "warnings": warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    files["metrics_json"] = _write_text(out / "metrics.json",
+                                        json.dumps(report, indent=2, allow_nan=False))
+    return EvaluationResult(model_dir=model_dir, dataset_dir=dataset_dir, split=split,
+                            out_dir=out, classes=classes, confusion=total, metrics=metrics,
+                            per_image=per_image, seconds=seconds, engine=engine,
+                            warnings=warnings, files=files)
+
+
+# -------------------------------------------------------------------------------- CLI
+def _fmt(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def print_evaluation(result: EvaluationResult, console: Any) -> None:
+    """Per-class table (IoU, Dice, precision, recall, true pixels) and the overall scores."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    m = result.metrics
+    truth = result.confusion.sum(axis=1)
+    table = Table(title=f"{escape(result.model_dir.name)}: {result.split} split, "
+                        f"{result.num_images} images ({result.engine}, {result.seconds:.1f} s)")
+    for col in ("class", "IoU", "Dice", "precision", "recall", "true pixels"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c, n in zip(result.classes, truth, strict=True):
+        table.add_row(escape(c), _fmt(m[f"iou/{c}"]), _fmt(m[f"f1/{c}"]),
+                      _fmt(m[f"precision/{c}"]), _fmt(m[f"recall/{c}"]), f"{int(n):,}")
+    table.add_row("[bold]mean", f"[bold]{_fmt(m['mean_iou'])}", _fmt(m["mean_dice"]),
+                  _fmt(m["mean_precision"]), _fmt(m["mean_recall"]), f"{int(truth.sum()):,}")
+    console.print(table)
+    console.print(f"accuracy {_fmt(m['accuracy'])}   frequency-weighted IoU {_fmt(m['fw_iou'])}"
+                  f"   MCC {_fmt(m['mcc'])}   KLD {_fmt(m.get('kld'))}")
+    if m.get("absent_classes"):
+        console.print(f"[yellow]absent from truth and prediction:[/] "
+                      f"{escape(', '.join(m['absent_classes']))}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"report: [bold]{escape(str(result.out_dir))}[/]")
+
+
+def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
+                     use_ray: bool, console: Any) -> int:
+    """``raygym evaluate``: each of the ``top_k`` models (see
+    :func:`raygym.predict.resolve_models`) on ``split``; a comparison table (and
+    ``<results>/evaluation_<split>.csv``) when there are several. Returns 0."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from raygym.predict import resolve_models
+
+    model_dirs = resolve_models(Path(model), top_k)
+    results = []
+    for model_dir in model_dirs:
+        result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray)
+        print_evaluation(result, console)
+        results.append(result)
+    if len(results) > 1:
+        table = Table(title=f"top {len(results)} on {split}")
+        cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD")
+        for col in cols:
+            table.add_column(col, justify="left" if col == "model" else "right")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report"])
+        for r in results:
+            m = r.metrics
+            table.add_row(escape(r.model_dir.name), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
+                          _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")))
+            w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
+                                                                 "accuracy", "mcc", "kld")),
+                        str(r.out_dir)])
+        console.print(table)
+        target = Path(model) / f"evaluation_{split}.csv"
+        try:
+            _write_text(target, buf.getvalue())
+            console.print(f"comparison: [bold]{escape(str(target))}[/]")
+        except OSError as err:
+            raise RaygymError(f"cannot write the comparison table: {err}", file=target) from None
+    return 0
