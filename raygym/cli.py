@@ -53,12 +53,10 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ commands
 def cmd_prepare(args: argparse.Namespace) -> int:
     from raygym.data.prepare import prepare_dataset
-    from raygym.ray_runtime import ensure_ray
     from raygym.summaries import print_prepare_summary
 
     config = _load(args.config, "prepare", args.set, address=args.address)
     console = _console()
-    ensure_ray(config.resources)
     result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)
     print_prepare_summary(result, console)
     return 0

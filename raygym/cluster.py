@@ -57,6 +57,7 @@ MARKER_ENV = "RAYGYM_CLUSTER"
 HEAD_RESOURCE = "head"
 DEFAULT_STATE_DIR = Path(".raygym-cluster")
 _STATE_VERSION = 1
+START_ATTEMPTS = 3  # per node; a busy machine can make a raylet miss Ray's registration window
 
 # Popen handles of node processes started by this Python process, so that stopping them from
 # the same process also reaps them (no zombies left behind that still look like live pids).
@@ -108,7 +109,7 @@ def _port_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port that is free right now (for tests and ``--port 0``-style callers)."""
+    """A TCP port that is free right now (tests pick head and dashboard ports with it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
@@ -188,7 +189,7 @@ def _node_processes(state: dict[str, Any], node: dict[str, Any]) -> list[psutil.
     for proc in _marked_processes(state["cluster_id"], node["name"]):
         procs[proc.pid] = proc
     with contextlib.suppress(psutil.Error):
-        if _pid_alive(node["pid"], node.get("create_time")):
+        if node.get("pid") and _pid_alive(node["pid"], node.get("create_time")):
             leader = psutil.Process(node["pid"])
             procs[leader.pid] = leader
             for child in leader.children(recursive=True):
@@ -273,7 +274,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 6390,
                dashboard_port: int = 8265, state_dir: Path = DEFAULT_STATE_DIR,
                head_cpus: int | None = None, object_store_memory: int = 256 * 2**20,
-               gpus_per_node: int = 0, timeout: float = 120.0) -> dict[str, Any]:
+               gpus_per_node: int = 0, timeout: float = 180.0) -> dict[str, Any]:
     """Start a local Ray cluster: one head and ``workers`` worker nodes on this machine.
 
     Args:
@@ -286,7 +287,8 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
         object_store_memory: object store bytes per node.
         gpus_per_node: GPUs each node advertises (default 0: several nodes on one machine would
             otherwise each claim every GPU).
-        timeout: seconds to wait for all nodes to be alive.
+        timeout: seconds to wait for all nodes to be alive (a node that fails to register is
+            restarted, up to ``START_ATTEMPTS`` times).
 
     Returns:
         ``{"address": "127.0.0.1:PORT", "dashboard": "http://127.0.0.1:PORT", "nodes": [...],
@@ -347,28 +349,29 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
         specs.append((f"worker_{i}", worker_resource(i), cpus_per_node,
                       ["--address", address]))
 
+    deadline = time.monotonic() + timeout
     try:
+        # One node at a time, each waited for: workers need a live GCS to join, and raylets
+        # starting together on a busy machine may miss Ray's fixed 30 s registration window.
         for index, (name, resource, cpus, extra) in enumerate(specs):
-            cmd = [*_ray_command(), "start", *extra, *common, "--num-cpus", str(int(cpus)),
-                   "--resources", json.dumps({resource: 1})]
-            log = logs / f"{name}.log"
-            with open(log, "wb") as fh:
-                popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=_node_env(f"{cluster_id}:{name}"))
-            _POPENS[popen.pid] = popen
-            state["nodes"].append({
+            node: dict[str, Any] = {
                 "name": name, "index": index - 1 if index else None,
                 "role": "head" if index == 0 else "worker", "resource": resource,
-                "num_cpus": int(cpus), "pid": popen.pid, "pgid": popen.pid,
-                "create_time": psutil.Process(popen.pid).create_time(), "log": str(log),
-                "cmd": cmd, "node_id": None, "alive": True, "pids": {},
-            })
-            _write_state(state_dir, state)  # written early: a crash still leaves what to stop
-            deadline = time.monotonic() + timeout
-            if index == 0:  # workers need a live GCS and head raylet to join
-                _wait_for_nodes(state, 1, deadline)
-        _wait_for_nodes(state, len(specs), time.monotonic() + timeout)
+                "num_cpus": int(cpus), "log": str(logs / f"{name}.log"), "node_id": None,
+                "alive": True, "pids": {},
+                "cmd": [*_ray_command(), "start", *extra, *common, "--num-cpus", str(int(cpus)),
+                        "--resources", json.dumps({resource: 1})],
+            }
+            state["nodes"].append(node)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                _launch(state, node, attempt)
+                try:
+                    _wait_for_nodes(state, index + 1, deadline)
+                    break
+                except _NodeExited as err:
+                    if (err.node != name or attempt == START_ATTEMPTS
+                            or time.monotonic() > deadline):
+                        raise
     except BaseException:
         with contextlib.suppress(Exception):
             cluster_down(state_dir=state_dir)
@@ -381,22 +384,46 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
     return _public(state)
 
 
+class _NodeExited(ClusterError):
+    """A node's ``ray start`` process ended while the node was starting."""
+
+    def __init__(self, node: str, log: str) -> None:
+        self.node = node
+        super().__init__(f"node {node} exited while starting:\n{_tail(Path(log))}", file=log)
+
+
+def _launch(state: dict[str, Any], node: dict[str, Any], attempt: int) -> None:
+    """Start (or restart) one node's ``ray start --block`` in a session of its own."""
+    with open(node["log"], "wb" if attempt == 1 else "ab") as fh:
+        fh.write(f"--- raygym: start attempt {attempt}: {' '.join(node['cmd'])}\n".encode())
+        fh.flush()
+        popen = subprocess.Popen(node["cmd"], stdin=subprocess.DEVNULL, stdout=fh,
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 env=_node_env(f"{state['cluster_id']}:{node['name']}"))
+    _POPENS[popen.pid] = popen
+    node.update(pid=popen.pid, pgid=popen.pid, attempts=attempt,
+                create_time=psutil.Process(popen.pid).create_time())
+    _write_state(Path(state["state_dir"]), state)  # early: a crash still leaves what to stop
+
+
 def _wait_for_nodes(state: dict[str, Any], count: int, deadline: float) -> None:
     """Poll the dashboard until ``count`` of our nodes are ALIVE; record their node ids."""
     wanted = {n["resource"]: n for n in state["nodes"][:count]}
     last_err = ""
     while True:
         for node in state["nodes"][:count]:
-            if not _pid_alive(node["pid"]):
-                raise ClusterError(f"node {node['name']} exited while starting:\n"
-                                   f"{_tail(Path(node['log']))}", file=node["log"])
+            if not node.get("pid") or not _pid_alive(node["pid"]):
+                _reap()
+                raise _NodeExited(node["name"], node["log"])
         try:
-            alive = {}
+            alive: dict[str, dict[str, Any]] = {}
             for row in list_nodes(state["dashboard"], timeout=3.0):
                 if row.get("state") != "ALIVE":
                     continue
                 for res in row.get("resources_total", {}):
-                    if res in wanted:
+                    # the newest node with the label (an earlier failed attempt may linger)
+                    if res in wanted and (row.get("start_time_ms") or 0) >= \
+                            (alive.get(res, {}).get("start_time_ms") or 0):
                         alive[res] = row
             if len(alive) == len(wanted):
                 for res, row in alive.items():
@@ -476,7 +503,7 @@ def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
     for node in [n for n in nodes if n.get("role") != "head"] + \
             [n for n in nodes if n.get("role") == "head"]:
         procs = _node_processes(state, node)
-        stopped += _stop(procs, [node["pid"]], timeout)
+        stopped += _stop(procs, [node["pid"]] if node.get("pid") else [], timeout)
     stopped += _stop(_cluster_processes(state), [], None)  # stragglers, e.g. job drivers
     if not keep_temp:
         _cleanup_files(state)
@@ -488,8 +515,8 @@ def kill_node(state_dir: Path, node_index: int, *, graceful: bool = False) -> in
     """Kill worker node ``node_index`` (its ``ray start`` process, raylet, agents and workers).
 
     Simulates a machine failure for fault-tolerance tests: SIGKILL at once unless ``graceful``
-    (then SIGTERM and a 10 s grace). The head notices the node as DEAD after its health check
-    (a few seconds). Returns how many processes were stopped; the node stays in the state file
+    (then SIGTERM and a 10 s grace). After a SIGKILL the head marks the node DEAD when its
+    health checks fail (about 10-30 s; at once after a graceful stop). Returns how many processes were stopped; the node stays in the state file
     marked ``alive: false`` so ``cluster_down`` still sweeps anything left.
     """
     state_dir = Path(state_dir).absolute()
@@ -503,7 +530,8 @@ def kill_node(state_dir: Path, node_index: int, *, graceful: bool = False) -> in
         raise ClusterError(f"no worker node {node_index} (the cluster has {count})",
                            fix=f"use 0..{count - 1}" if count else "start it with --workers N")
     procs = _node_processes(state, node)
-    stopped = _stop(procs, [node["pid"]], 10.0 if graceful else None)
+    stopped = _stop(procs, [node["pid"]] if node.get("pid") else [],
+                    10.0 if graceful else None)
     node["alive"] = False
     _write_state(state_dir, state)
     return stopped
@@ -525,9 +553,9 @@ def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
     for node in state["nodes"]:
         procs = _node_processes(state, node)
         ray_state = ray_nodes.get(node.get("node_id"), {}).get("state", "unknown")
-        lines.append(f"  {node['name']:<10} {node['resource']:<14} cpus={node['num_cpus']} "
-                     f"pid={node['pid']} processes={len(procs)} ray={ray_state} "
-                     f"node_id={(node.get('node_id') or '-')[:12]}")
+        lines.append(f"  {node['name']:<9} {ray_state:<7} {node['resource']:<14} "
+                     f"cpus={node['num_cpus']} pid={node.get('pid')} procs={len(procs)} "
+                     f"node={(node.get('node_id') or '-')[:8]}")
     return "\n".join(lines)
 
 

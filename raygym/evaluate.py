@@ -186,8 +186,8 @@ def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batc
     n = actors or max(1, int(cluster_cpus()))
     rows = max(1, dataset.rows(split))
     blocks = max(1, min(math.ceil(rows / batch_size), n * 4))
-    ds = ray.data.read_parquet(str(dataset.split_dir(split)),
-                               columns=["key", "copy", "image", "label", "valid_hw"])
+    ds = ray.data.read_parquet(str(dataset.split_dir(split))).select_columns(
+        ["key", "copy", "image", "label", "valid_hw"])
     if blocks > 1:
         ds = ds.repartition(blocks)
     scored = ds.map_batches(EvalActor, batch_size=batch_size, batch_format="numpy",
@@ -233,6 +233,12 @@ def read_confusion_csv(path: Path) -> tuple[list[str], np.ndarray]:
         rows = list(csv.reader(fh))
     classes = rows[0][1:]
     return classes, np.asarray([[int(v) for v in r[1:]] for r in rows[1:]], np.int64)
+
+
+def model_label(model_dir: Path) -> str:
+    """``runs/x/best`` -> ``x/best`` (a short, unambiguous name for titles)."""
+    p = Path(model_dir).resolve()
+    return f"{p.parent.name}/{p.name}"
 
 
 def evaluation_dir(model_dir: Path, split: str) -> Path:
@@ -385,7 +391,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    title = f"{model_dir.name} on {dataset_dir.name}/{split} ({len(keys)} images)"
+    title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
     files["confusion_csv"] = _write_text(out / "confusion.csv", confusion_csv_text(total, classes))
     files["confusion_png"] = confusion_heatmap(total, classes, out / "confusion.png", title=title)
     buf = io.StringIO()
@@ -438,7 +444,7 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
     m = result.metrics
     truth = result.confusion.sum(axis=1)
-    table = Table(title=f"{escape(result.model_dir.name)}: {result.split} split, "
+    table = Table(title=f"{escape(model_label(result.model_dir))}: {result.split} split, "
                         f"{result.num_images} images ({result.engine}, {result.seconds:.1f} s)")
     for col in ("class", "IoU", "Dice", "precision", "recall", "true pixels"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -484,7 +490,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
         w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report"])
         for r in results:
             m = r.metrics
-            table.add_row(escape(r.model_dir.name), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
+            table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
                           _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")))
             w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
                                                                  "accuracy", "mcc", "kld")),

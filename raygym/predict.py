@@ -47,6 +47,7 @@ every image failed. A GeoTIFF without a CRS is written without one, with a warni
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -54,7 +55,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -565,6 +566,19 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int
     return ok, skipped
 
 
+@contextlib.contextmanager
+def _quiet_rasterio() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning (plain TIFFs are fine; a missing CRS is
+    reported once per file by :func:`predict_one`)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
 @dataclass
 class GeoInfo:
     """Georeferencing of an input: CRS (or None), affine transform, pixel area in m2."""
@@ -583,7 +597,7 @@ def read_geo(path: Path) -> GeoInfo:
     import rasterio
 
     try:
-        with rasterio.open(path) as src:
+        with _quiet_rasterio(), rasterio.open(path) as src:
             crs, transform = src.crs, src.transform
     except Exception as err:  # noqa: BLE001 - rasterio's own error classes
         raise DataError(f"unreadable TIFF: {str(err).splitlines()[0]}", file=path) from None
@@ -600,9 +614,10 @@ def read_geo(path: Path) -> GeoInfo:
 
 def read_input(item: InputItem) -> np.ndarray:
     """``(H, W, C)`` image: the first file's bands then one band per extra file."""
-    parts = [read_image(item.path)]
-    for band in item.bands:
-        b = read_single_band(band)
+    with _quiet_rasterio():
+        parts = [read_image(item.path)]
+        bands = [read_single_band(band) for band in item.bands]
+    for band, b in zip(item.bands, bands, strict=True):
         if b.shape[:2] != parts[0].shape[:2]:
             raise DataError(f"size {b.shape[1]}x{b.shape[0]} differs from its image "
                             f"{item.path.name} ({parts[0].shape[1]}x{parts[0].shape[0]})",

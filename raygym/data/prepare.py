@@ -43,8 +43,9 @@ class PrepareResult:
 
 
 def data_fingerprint(data: DataConfig) -> str:
-    """Hash of everything that decides the dataset's content (not where it is written)."""
-    d = json.loads(data.model_dump_json(exclude={"prepared"}))
+    """Hash of everything that decides the dataset's content (not where it is written, nor
+    ``augment.online``, which only acts at training time)."""
+    d = json.loads(data.model_dump_json(exclude={"prepared": True, "augment": {"online"}}))
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -200,7 +201,13 @@ def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
                             file=out, key="data.prepared",
                             fix="choose another data.prepared folder")
         return False
-    card = read_card(out)
+    try:
+        card = read_card(out)
+    except DataError as err:  # damaged card or an older dataset format
+        if overwrite:
+            return False
+        raise DataError(err.message, file=err.file, key="data.prepared",
+                        fix="pass --overwrite to replace it, or choose another folder") from None
     if card.config_hash == fingerprint and not overwrite:
         return True
     if not overwrite:
@@ -235,7 +242,9 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
                 "split": splits[p.key], "bands": bands} for p in pairs]
 
-    from raygym.ray_runtime import cluster_cpus
+    from raygym.ray_runtime import cluster_cpus, ensure_ray
+
+    ensure_ray(config.resources)  # only now: a reused dataset or bad input never waits for Ray
 
     blocks = max(1, min(len(records), int(cluster_cpus()) * 4))
     processed = ray.data.from_items(records, override_num_blocks=blocks).flat_map(

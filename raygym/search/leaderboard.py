@@ -120,7 +120,9 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
             "best_epoch": best_epoch, "epochs": m.get("epoch"),
             "val_loss": _num(m.get("best_val_loss")), "wall_s": _num(m.get("time_total_s")),
             "node_id": m.get("node_id", ""), "error": error, "params": params,
-            "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            # multi-worker trials: Train's checkpoint, reported by TuneReportCallback
+            "checkpoint": (result.checkpoint.path if result.checkpoint
+                           else m.get("checkpoint_path")),
             "trial_path": result.path,
             **{f"iou/{c}": _num(best_row.get(f"val_iou/{c}")) for c in classes},
             **params,
@@ -149,18 +151,15 @@ def _one_line(err: Any) -> str:
 
 
 def _checkpoint_of(row: dict[str, Any]) -> Path | None:
-    if row.get("checkpoint"):
+    if row.get("checkpoint") and Path(row["checkpoint"]).is_dir():
         return Path(row["checkpoint"])
     # multi-worker trials: Train wrote checkpoints under <storage>/train_runs/<trial_id>
+    # (checkpoint_<timestamp> folders; the latest epoch's holds the best weights so far)
     trial_path = Path(str(row.get("trial_path", "")))
-    from raygym.train.run import latest_checkpoint
-
     run = trial_path.parent.parent / "train_runs" / str(row["trial_id"])
-    found = latest_checkpoint(run.parent / run.name) if run.exists() else None
-    if found is None and run.exists():
-        candidates = sorted(run.glob("**/checkpoint_*"))
-        found = candidates[-1] if candidates else None
-    return found
+    candidates = [(int(json.loads(p.read_text()).get("epoch", 0)), p.parent)
+                  for p in run.glob("checkpoint_*/state.json")]
+    return max(candidates)[1] if candidates else None
 
 
 def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:

@@ -155,6 +155,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         find_pairs(config.data)  # missing/unpaired data fails here, before Ray starts
     from raygym.ray_runtime import ensure_ray
 
+    _pin_local_ray_address(config)
     ensure_ray(config.resources, dashboard=config.resources.address is None)
     from raygym.train.ray_train import check_resources
 
@@ -196,6 +197,31 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 def _resume_fingerprint(config: ExperimentConfig) -> str:
     """What must not change across ``--resume`` (resources may: another cluster, same search)."""
     return config.fingerprint("name", "data", "model", "loss", "train", "search")
+
+
+def _pin_local_ray_address(config: ExperimentConfig) -> None:
+    """Give the local Ray this search starts a known GCS port and export it as RAY_ADDRESS.
+
+    Ray Train's PlacementGroupCleaner (one per multi-worker trial) finds its cluster by
+    auto-detection, which fails as soon as a second Ray runs on the host ("Found multiple
+    active Ray instances"); the cleaner then dies, and the workers of every trial that ASHA
+    stops keep their CPUs: the next trial waits forever. Ray's processes inherit the
+    variables set here, so the cleaner finds this search's own cluster.
+    """
+    import os
+    import socket
+
+    import ray
+
+    if config.resources.address is not None or ray.is_initialized():
+        return
+    port = os.environ.get("RAY_GCS_SERVER_PORT")
+    if not port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = str(sock.getsockname()[1])
+        os.environ["RAY_GCS_SERVER_PORT"] = port
+    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

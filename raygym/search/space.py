@@ -24,8 +24,10 @@ def _encode_choices(values: tuple[Any, ...]) -> tuple[list[Any], bool]:
 def decode_value(dist: Distribution, value: Any) -> Any:
     """Undo :func:`_encode_choices` for one sampled value."""
     if dist.kind in ("choice", "grid"):
-        _, encoded = _encode_choices(dist.values)
-        if encoded and isinstance(value, str):
+        choices, encoded = _encode_choices(dist.values)
+        # Only Optuna sees encoded strings; random/grid search hands back the raw value
+        # (a plain "dice" beside a dict choice is not JSON).
+        if encoded and isinstance(value, str) and value in choices:
             return json.loads(value)
     if dist.kind == "int":
         return int(value)

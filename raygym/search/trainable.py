@@ -8,6 +8,8 @@ reports reach Tune through ``TuneReportCallback`` (Ray Train V2's documented pat
 
 from __future__ import annotations
 
+import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,8 +70,21 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
         checkpoint.to_directory(holder.name)
         resume_dir = Path(holder.name)
 
+    # The loop reports best_val_loss / best_val_mean_iou (the epoch whose weights are kept);
+    # for any other search metric, report its value at that epoch too, so that Optuna and
+    # the leaderboard score the exported weights, not the last epoch.
+    metric = config.search.metric
+    at_best: dict[str, Any] = {}
+    if resume_dir is not None and (resume_dir / "state.json").exists():
+        at_best = dict(json.loads((resume_dir / "state.json").read_text())
+                       .get("best_metrics") or {})
+
     def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
         metrics = {**metrics, "node_id": node, "workers": 1}
+        if metrics.get("best_epoch") == metrics.get("epoch"):
+            at_best.clear()
+            at_best.update(metrics)
+        metrics.setdefault(f"best_{metric}", at_best.get(metric, math.nan))
         if metrics.get("stop_reason") == "nan":
             raise NonFiniteLossError(
                 f"training loss became NaN/inf at epoch {metrics['epoch']} "
@@ -86,9 +101,14 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
             holder.cleanup()
 
 
-def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any],
-                       space: SearchSpace) -> None:
-    """Tune function for multi-worker trials: a ``TorchTrainer`` per trial (DDP inside)."""
+def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: SearchSpace,
+                       train_ds: Any, train_storage: str) -> None:
+    """Tune function for multi-worker trials: a ``TorchTrainer`` per trial (DDP inside).
+
+    ``train_ds`` is the train split as a *materialized* Ray Dataset (read by the driver);
+    ``train_storage`` is ``<Tune storage>/train_runs``: each trial's Train run (checkpoints,
+    ``metrics.csv``) goes to ``train_storage/<trial_id>``, where the leaderboard finds it.
+    """
     import ray.train
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -98,18 +118,20 @@ def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any],
     config, _ = trial_config(params, base, space)
     from ray.train.torch import TorchTrainer
 
-    from raygym.data.dataset import PreparedDataset
-
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
-    storage = Path(ctx.get_trial_dir()).parent.parent / "train_runs"
-    run_dir = storage / trial_id
+    # Not ctx.get_trial_dir(): that is a local staging folder inside Ray's session dir, which
+    # is neither the results folder nor shared between nodes.
+    storage = train_storage
+    if "://" in storage:  # s3://... : Train writes there; metrics.csv stays in the trial dir
+        run_dir = Path(ctx.get_trial_dir())
+    else:
+        run_dir = Path(storage) / trial_id
     run_dir.mkdir(parents=True, exist_ok=True)
     r = config.resources
     resources = {"CPU": r.cpus_per_worker}
     if r.gpus_per_worker:
         resources["GPU"] = r.gpus_per_worker
-    dataset = PreparedDataset(config.data.prepared)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"config": config.to_yaml_dict(), "run_dir": str(run_dir),
@@ -123,7 +145,7 @@ def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=1),
             callbacks=[TuneReportCallback()]),
-        datasets={"train": dataset.ray_dataset("train")},
+        datasets={"train": train_ds},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()

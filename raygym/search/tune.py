@@ -162,8 +162,9 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     s, r = config.search, config.resources
     base = config.to_yaml_dict()
+    storage = tune_storage(config, out)
+    dataset = PreparedDataset(config.data.prepared)
     if r.workers_per_trial == 1:
-        dataset = PreparedDataset(config.data.prepared)
         # Loaded once here; Tune puts the arrays in the object store and every trial maps
         # them read-only instead of re-reading Parquet.
         train = dataset.load_numpy("train")
@@ -174,10 +175,14 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         if r.gpus_per_worker:
             resources["gpu"] = r.gpus_per_worker
     else:
-        fn = tune.with_parameters(trial_with_trainer, base=base, space=space)
+        # Read once, here, while every CPU is free: a lazy read inside a trial waits forever
+        # for a CPU that its own Train workers hold (2 CPUs, 2 workers: Ray Data starves).
+        train_ds = dataset.ray_dataset("train").materialize()
+        fn = tune.with_parameters(trial_with_trainer, base=base, space=space,
+                                  train_ds=train_ds,
+                                  train_storage=f"{storage.rstrip('/')}/train_runs")
         resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
     trainable = tune.with_resources(fn, resources)
-    storage = tune_storage(config, out)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
     live = LiveTrials(config, console, total)
     run_config = tune.RunConfig(

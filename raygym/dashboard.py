@@ -1,0 +1,338 @@
+"""``raygym dashboard RESULTS``: optuna-dashboard and TensorBoard for a search, live or after.
+
+Both run as child processes of this one (``optuna-dashboard sqlite:///RESULTS/optuna.db`` and
+``tensorboard --logdir <Tune storage>/<name>``), bound to 127.0.0.1 by default: neither has any
+authentication, so another host address must be asked for explicitly and gets a warning. A port
+that is taken moves to the next free one (and says so). The Ray dashboard's address is printed
+too when a Ray cluster answers on 127.0.0.1:8265. Ctrl-C stops both children.
+
+:func:`start_dashboards` is the library function (tests use it); :func:`serve_dashboards` is the
+CLI's blocking loop around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from raygym.errors import DataError, RaygymError
+
+RAY_DASHBOARD = "http://127.0.0.1:8265"
+PORT_TRIES = 50
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    log: IO[bytes]
+
+
+@dataclass
+class DashboardHandles:
+    """The running dashboards: ``urls`` (name -> URL), ``notes`` (what was skipped or moved)
+    and :meth:`stop`."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    children: list[_Child] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def alive(self) -> dict[str, bool]:
+        """Name -> whether that child process is still running."""
+        return {c.name: c.proc.poll() is None for c in self.children}
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        """The end of a child's combined stdout/stderr (to explain a crash)."""
+        for c in self.children:
+            if c.name == name:
+                c.log.flush()
+                return c.log_path.read_text(errors="replace")[-chars:]
+        return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the children (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
+        for c in self.children:
+            if c.proc.poll() is None:
+                c.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for c in self.children:
+            try:
+                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait(timeout=5)
+            with contextlib.suppress(OSError):
+                c.log.close()
+        if self.log_dir is not None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.log_dir = None
+
+    def __enter__(self) -> DashboardHandles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------ helpers
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``port`` on ``host`` right now (with ``SO_REUSEADDR``, as
+    servers do, so connections lingering in TIME_WAIT do not count as taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def find_free_port(host: str, start: int, taken: set[int] | None = None) -> int:
+    """``start`` or the next bindable port after it (``taken`` ports are skipped)."""
+    taken = taken or set()
+    for port in range(start, min(start + PORT_TRIES, 65536)):
+        if port not in taken and port_free(host, port):
+            return port
+    raise RaygymError(f"no free port in {start}..{start + PORT_TRIES - 1} on {host}",
+                      fix="pass another --optuna-port / --tensorboard-port")
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when ``url`` answers with a 2xx/3xx status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URL
+            return 200 <= resp.status < 400
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def ray_dashboard_url(url: str = RAY_DASHBOARD, timeout: float = 1.0) -> str | None:
+    """The Ray dashboard's URL when a local Ray cluster serves it (no ``ray.init``)."""
+    return url if http_ok(url.rstrip("/") + "/api/version", timeout) else None
+
+
+def _script(name: str) -> str | None:
+    """A console script installed beside this Python (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def _search_info(results: Path) -> dict[str, Any]:
+    try:
+        return json.loads((results / "search.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def tensorboard_logdir(results: Path) -> str:
+    """Where Tune writes the event files: ``search.storage_path`` (from ``search.json``) or
+    ``RESULTS/ray``, then the experiment's name when that folder exists or the search is
+    still to create it."""
+    info = _search_info(results)
+    config = info.get("config") or {}
+    storage = (config.get("search") or {}).get("storage_path") or str(results / "ray")
+    name = info.get("name") or config.get("name")
+    if "://" in storage and not storage.startswith("file://"):
+        return f"{storage.rstrip('/')}/{name}" if name else storage
+    base = Path(storage.removeprefix("file://"))
+    if name and ((base / name).is_dir() or not base.is_dir()):
+        return str(base / name)
+    return str(base)
+
+
+def optuna_storage(results: Path) -> str | None:
+    """``sqlite:///RESULTS/optuna.db`` when the study exists."""
+    db = results / "optuna.db"
+    return f"sqlite:///{db.resolve()}" if db.is_file() else None
+
+
+def _launch(name: str, cmd: list[str], url: str, log_dir: Path) -> _Child:
+    log_path = log_dir / f"{name}.log"
+    log = log_path.open("wb")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Own session: a terminal's Ctrl-C reaches only this process, which then stops the
+    # children cleanly (and the children never outlive it by accident of signal order).
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    return _Child(name, proc, url, log_path, log)
+
+
+def _wait_up(handles: DashboardHandles, child: _Child, probe: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            tail = handles.log_tail(child.name, 800).strip().splitlines()
+            raise RaygymError(f"{child.name} exited with code {child.proc.returncode} at start: "
+                              + (tail[-1] if tail else "no output"))
+        if http_ok(probe, timeout=2.0):
+            return
+        time.sleep(0.3)
+    raise RaygymError(f"{child.name} did not answer on {child.url} within {timeout:.0f} s")
+
+
+def _pause(seconds: float) -> None:
+    """The serve loop's tick (a seam for tests to interrupt it)."""
+    time.sleep(seconds)
+
+
+# ---------------------------------------------------------------------------------- API
+def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 8080,
+                     tensorboard_port: int = 6006, *, allow_remote: bool = False,
+                     wait: bool = True, timeout: float = START_TIMEOUT_S) -> DashboardHandles:
+    """Start optuna-dashboard (when ``RESULTS/optuna.db`` exists) and TensorBoard.
+
+    Args:
+        results: a search's results folder (``results/<name>``); may be a running search.
+        host: the address to bind; loopback only unless ``allow_remote``.
+        optuna_port, tensorboard_port: preferred ports; a taken one moves to the next free
+            port, noted in ``handles.notes``.
+        allow_remote: allow a non-loopback ``host`` (the dashboards have no authentication).
+        wait: return only once each dashboard answers HTTP (bounded by ``timeout``).
+
+    Returns:
+        :class:`DashboardHandles` with ``urls`` {"optuna": ..., "tensorboard": ...}; call
+        ``stop()`` (or use it as a context manager) to end them.
+
+    Raises:
+        RaygymError: a missing results folder, a remote host without ``allow_remote``, no
+            free port, or a dashboard that exits or stays silent at start (both are stopped).
+    """
+    results = Path(results).resolve()
+    if not results.is_dir():
+        raise DataError("results folder not found", file=results,
+                        fix="give the folder `raygym search` printed (results/<name>)")
+    if not is_loopback(host) and not allow_remote:
+        raise RaygymError(f"refusing to serve the dashboards on {host}: they have no "
+                          "authentication", fix="bind 127.0.0.1 and use an SSH tunnel, or "
+                          "pass --host explicitly to accept the risk")
+    log_dir = Path(tempfile.mkdtemp(prefix="raygym-dashboard-"))
+    handles = DashboardHandles(log_dir=log_dir)
+    shown = _url_host(host)
+    try:
+        storage = optuna_storage(results)
+        taken: set[int] = set()
+        if storage is None:
+            handles.notes.append(f"no optuna.db in {results} (random/grid search, or the "
+                                 "search has not started): optuna-dashboard not started")
+        else:
+            exe = _script("optuna-dashboard")
+            cmd = ([exe] if exe else [sys.executable, "-m", "optuna_dashboard._cli"])
+            port = find_free_port(host, optuna_port)
+            if port != optuna_port:
+                handles.notes.append(f"port {optuna_port} is taken: optuna-dashboard on {port}")
+            taken.add(port)
+            url = f"http://{shown}:{port}/"
+            handles.children.append(_launch(
+                "optuna", [*cmd, storage, "--host", host, "--port", str(port), "--quiet"],
+                url, log_dir))
+            handles.urls["optuna"] = url
+        logdir = tensorboard_logdir(results)
+        exe = _script("tensorboard")
+        cmd = [exe] if exe else [sys.executable, "-m", "tensorboard.main"]
+        port = find_free_port(host, tensorboard_port, taken)
+        if port != tensorboard_port:
+            handles.notes.append(f"port {tensorboard_port} is taken: TensorBoard on {port}")
+        url = f"http://{shown}:{port}/"
+        handles.children.append(_launch(
+            "tensorboard", [*cmd, "--logdir", logdir, "--host", host, "--port", str(port),
+                            "--reload_interval", "5"], url, log_dir))
+        handles.urls["tensorboard"] = url
+        if wait:
+            for child in handles.children:
+                probe = child.url + ("api/studies" if child.name == "optuna" else
+                                     "data/plugins_listing")
+                _wait_up(handles, child, probe, timeout)
+    except BaseException:
+        handles.stop()
+        raise
+    return handles
+
+
+def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int = 8080,
+                     tensorboard_port: int = 6006, console: Any = None,
+                     wait_for_study_s: float = 60.0) -> int:
+    """Serve the dashboards until Ctrl-C (the ``raygym dashboard`` command); returns the exit
+    code. ``host`` is what the user passed, so a non-loopback one is explicit: it is allowed,
+    with a warning. During a search that has not created ``optuna.db`` yet (Optuna search),
+    waits up to ``wait_for_study_s`` for it."""
+    from rich.console import Console
+
+    console = console or Console()
+    results = Path(results).resolve()
+    if not is_loopback(host):
+        console.print(f"[bold yellow]warning:[/] serving on {host}: optuna-dashboard and "
+                      "TensorBoard have no authentication; anyone who can reach this address "
+                      "can read (and edit notes in) the study")
+    info = _search_info(results)
+    algorithm = ((info.get("config") or {}).get("search") or {}).get("algorithm")
+    if results.is_dir() and optuna_storage(results) is None and algorithm == "optuna" \
+            and info.get("status") == "running":
+        console.print("waiting for the search to create optuna.db ...")
+        deadline = time.monotonic() + wait_for_study_s
+        while optuna_storage(results) is None and time.monotonic() < deadline:
+            time.sleep(1.0)
+    handles = start_dashboards(results, host, optuna_port, tensorboard_port,
+                               allow_remote=True)
+    try:
+        for note in handles.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        if "optuna" in handles.urls:
+            console.print(f"optuna-dashboard: [bold]{handles.urls['optuna']}[/]")
+        console.print(f"TensorBoard:      [bold]{handles.urls['tensorboard']}[/]  "
+                      f"(logdir {tensorboard_logdir(results)})")
+        ray_url = ray_dashboard_url()
+        if ray_url:
+            console.print(f"Ray dashboard:    [bold]{ray_url}[/] (a Ray cluster is running)")
+        console.print("press Ctrl-C to stop")
+        while True:
+            _pause(1.0)
+            dead = [n for n, ok in handles.alive().items() if not ok]
+            if dead:
+                for name in dead:
+                    tail = handles.log_tail(name, 600).strip().splitlines()
+                    console.print(f"[bold red]{name} stopped unexpectedly[/]"
+                                  + (f": {tail[-1]}" if tail else ""))
+                return 1
+    except KeyboardInterrupt:
+        console.print("stopping dashboards")
+        return 0
+    finally:
+        handles.stop()
