@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,16 +68,16 @@ class DashboardHandles:
         return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the children (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
+        """Terminate the children and their own helpers (TensorBoard's data server): SIGTERM
+        to each child's process group, SIGKILL after ``timeout``; idempotent."""
         for c in self.children:
-            if c.proc.poll() is None:
-                c.proc.terminate()
+            _signal_group(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for c in self.children:
             try:
                 c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                c.proc.kill()
+                _signal_group(c.proc, signal.SIGKILL)
                 c.proc.wait(timeout=5)
             with contextlib.suppress(OSError):
                 c.log.close()
@@ -92,6 +93,19 @@ class DashboardHandles:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process group a still-running child leads (it was started in its own
+    session, so the group holds only that child and what it spawned, e.g. TensorBoard's data
+    server). Nothing is sent once the child is gone, so a reused id is never hit."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -142,7 +156,12 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 def ray_dashboard_url(url: str = RAY_DASHBOARD, timeout: float = 1.0) -> str | None:
     """The Ray dashboard's URL when a local Ray cluster serves it (no ``ray.init``)."""
-    return url if http_ok(url.rstrip("/") + "/api/version", timeout) else None
+    try:  # Ray's own health route (its /api/* routes may require an auth token)
+        with urllib.request.urlopen(url.rstrip("/") + "/api/gcs_healthz",  # noqa: S310
+                                    timeout=timeout) as resp:
+            return url if resp.status == 200 else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _script(name: str) -> str | None:
@@ -311,6 +330,7 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
             time.sleep(1.0)
     handles = start_dashboards(results, host, optuna_port, tensorboard_port,
                                allow_remote=True)
+    previous = _interrupt_on_sigterm()
     try:
         for note in handles.notes:
             console.print(f"[yellow]note:[/] {note}")
@@ -336,3 +356,19 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
         return 0
     finally:
         handles.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Make SIGTERM end the serve loop like Ctrl-C (so ``kill`` also stops the children);
+    returns the previous handler, or None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)

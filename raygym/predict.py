@@ -917,6 +917,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], *, out: 
             else:
                 rows.append(row)
     else:
+        if progress is not None:
+            progress(0, len(items), "")
         for n, item in enumerate(items, start=1):
             try:
                 rows.append(predict_one(predictor, item, options))
@@ -958,18 +960,26 @@ def predict_command(model: Path, images: list[Path], *, out: Path, top_k: int, t
                                overlap=overlap, probabilities=probabilities,
                                extra_bands=extra_bands, scale=scale, use_ray=True)
     else:
-        with Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[file]}"), TimeElapsedColumn(),
-                      console=console, transient=False) as bar:
-            task = bar.add_task("images", total=None, file="")
+        # started by the first callback, i.e. only once the inputs have passed every check
+        bar = Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[file]}"), TimeElapsedColumn(),
+                       console=console, transient=False)
+        task = bar.add_task("images", total=None, file="", start=False)
 
-            def tick(done: int, total: int, name: str) -> None:
-                bar.update(task, completed=done, total=total, file=escape(name))
+        def tick(done: int, total: int, name: str) -> None:
+            if not bar.live.is_started:
+                bar.start()
+                bar.start_task(task)
+            bar.update(task, completed=done, total=total, file=escape(name))
 
+        try:
             result = predict_files(model, images, out=out, top_k=top_k, tta=tta, tile=tile,
                                    overlap=overlap, probabilities=probabilities,
                                    extra_bands=extra_bands, scale=scale, use_ray=False,
                                    progress=tick)
+        finally:
+            if bar.live.is_started:
+                bar.stop()
     print_predict_summary(result, console)
     return result.exit_code
 

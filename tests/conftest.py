@@ -51,15 +51,22 @@ def _plain(value: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """A local Ray with 2 CPUs and a 512 MiB object store, shared by the whole session."""
+    """A local Ray with 2 CPUs and a 512 MiB object store, shared by the whole session.
+
+    Always a fresh local instance (``address="local"``), even where ``RAY_ADDRESS`` is set:
+    tests never join someone's cluster. Code under test that calls ``ensure_ray`` finds it up.
+    """
+    import logging
+
     import ray
 
-    from raygym.config import ResourcesConfig
-    from raygym.ray_runtime import ensure_ray
+    from raygym.ray_runtime import set_ray_env
 
-    started = ensure_ray(ResourcesConfig(num_cpus=TEST_CPUS,
-                                         object_store_memory=TEST_OBJECT_STORE),
-                         progress_bars=False)
+    set_ray_env(progress_bars=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=TEST_CPUS, object_store_memory=TEST_OBJECT_STORE,
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield
     if started:
         ray.shutdown()

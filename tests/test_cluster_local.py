@@ -136,7 +136,7 @@ def test_job_submission_through_the_dashboard(cluster: tuple[Path, dict[str, Any
     job_id = f"raygym-test-{uuid.uuid4().hex[:8]}"
     out = subprocess.run([ray_cli, "job", "submit", "--address", dashboard, "--no-wait",
                           "--submission-id", job_id, "--",
-                          "python", "-c", "\"print('hi from the job')\""],
+                          "python", "-c", "print('job says', 6 * 7)"],
                          env=_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
@@ -150,7 +150,7 @@ def test_job_submission_through_the_dashboard(cluster: tuple[Path, dict[str, Any
         assert time.monotonic() < deadline, f"job still {status}"
         time.sleep(0.5)
     assert status == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
-    assert "hi from the job" in client.get_job_logs(job_id)
+    assert "job says 42" in client.get_job_logs(job_id)  # ran, not just echoed
 
 
 def test_kill_node_then_down_stops_exactly_its_processes(tmp_path: Path) -> None:
@@ -213,3 +213,31 @@ def test_up_refuses_a_running_cluster_and_taken_ports(tmp_path: Path) -> None:
                        state_dir=tmp_path / "other")
     finally:
         cluster_down(state_dir=state_dir)
+
+
+def _cluster_ids() -> set[str]:
+    """Cluster ids of every live process that carries a raygym cluster marker."""
+    import psutil
+
+    ids = set()
+    for proc in psutil.process_iter():
+        try:
+            value = proc.environ().get("RAYGYM_CLUSTER")
+        except (psutil.Error, OSError):
+            continue
+        if value:
+            ids.add(value.split(":", 1)[0])
+    return ids
+
+
+def test_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    from raygym.cluster import ClusterError
+
+    before = _cluster_ids()
+    state_dir = tmp_path / "state"
+    with pytest.raises(ClusterError, match="did not come up in time"):
+        cluster_up(workers=1, head_port=free_port(), dashboard_port=free_port(),
+                   state_dir=state_dir, timeout=1.0)
+    assert read_state(state_dir) is None
+    assert (state_dir / "logs" / "head.log").exists()  # kept for the post-mortem
+    assert _cluster_ids() <= before

@@ -200,28 +200,30 @@ def _resume_fingerprint(config: ExperimentConfig) -> str:
 
 
 def _pin_local_ray_address(config: ExperimentConfig) -> None:
-    """Give the local Ray this search starts a known GCS port and export it as RAY_ADDRESS.
+    """Give the local Ray this search starts a known GCS port, exported for its processes.
 
-    Ray Train's PlacementGroupCleaner (one per multi-worker trial) finds its cluster by
-    auto-detection, which fails as soon as a second Ray runs on the host ("Found multiple
-    active Ray instances"); the cleaner then dies, and the workers of every trial that ASHA
-    stops keep their CPUs: the next trial waits forever. Ray's processes inherit the
-    variables set here, so the cleaner finds this search's own cluster.
+    Ray Train's PlacementGroupCleaner (one per multi-worker trial) finds its cluster through
+    the state API's auto-detection, which fails as soon as a second Ray runs on the host
+    ("Found multiple active Ray instances"); the cleaner then dies, and the workers of every
+    trial that ASHA stops keep their CPUs: the next trial waits forever. Ray's processes
+    inherit the variables set here (``RAY_API_SERVER_ADDRESS`` is read first by the state
+    API; ``RAY_ADDRESS`` is left alone: raygym would join it).
     """
     import os
     import socket
 
     import ray
 
-    if config.resources.address is not None or ray.is_initialized():
+    if (config.resources.address is not None or ray.is_initialized()
+            or os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_API_SERVER_ADDRESS")):
         return
     port = os.environ.get("RAY_GCS_SERVER_PORT")
     if not port:
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind(("", 0))
             port = str(sock.getsockname()[1])
         os.environ["RAY_GCS_SERVER_PORT"] = port
-    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"127.0.0.1:{port}"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -92,14 +92,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                              config.train.seed, augment)
     run_dir = Path(loop_config["run_dir"])
 
-    resume_dir: Path | None = None
-    checkpoint = ray.train.get_checkpoint()  # set when Ray restarts us after a failure
+    # Ray's checkpoint (a restart after a failure, or a rerun of the same run name) and the
+    # one `--resume` found on disk can differ: a killed run may have written a checkpoint
+    # that Ray's snapshot never registered. Continue from the newer one.
+    candidates: list[Path] = []
+    checkpoint = ray.train.get_checkpoint()
     local_copy = Path(tempfile.mkdtemp(prefix="raygym-resume-"))
     if checkpoint is not None:
         checkpoint.to_directory(str(local_copy))
-        resume_dir = local_copy
-    elif loop_config.get("resume_dir"):
-        resume_dir = Path(loop_config["resume_dir"])
+        candidates.append(local_copy)
+    if loop_config.get("resume_dir"):
+        candidates.append(Path(loop_config["resume_dir"]))
+    resume_dir = max(candidates, key=_checkpoint_epoch, default=None)
 
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -119,6 +123,16 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             resume_from=resume_dir, is_main=rank == 0)
     finally:
         shutil.rmtree(local_copy, ignore_errors=True)
+
+
+def _checkpoint_epoch(directory: Path) -> int:
+    """Epochs done in a checkpoint folder (-1 if it has no readable state.json)."""
+    import json
+
+    try:
+        return int(json.loads((directory / "state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def check_resources(workers: int, cpus: float, gpus: float) -> None:

@@ -21,6 +21,8 @@ from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError
 from raygym.train.ray_train import METRICS_CSV
 
+CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
+
 
 def check_dataset(config: ExperimentConfig) -> PreparedDataset:
     """The prepared dataset, after checking it matches the config (classes, settings, sizes)."""
@@ -55,7 +57,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
     best: tuple[int, Path] | None = None
     for state in (run_dir / "ray").glob("**/checkpoint_*/state.json"):
-        epoch = int(json.loads(state.read_text()).get("epoch", 0))
+        if not all((state.parent / f).is_file() for f in CHECKPOINT_FILES):
+            continue  # a copy cut short by a kill: not resumable
+        try:
+            epoch = int(json.loads(state.read_text()).get("epoch", 0))
+        except (OSError, ValueError):
+            continue
         if best is None or epoch > best[0]:
             best = (epoch, state.parent)
     return best[1] if best else None
@@ -99,8 +106,9 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         console.print(f"resuming {run_dir.name} from "
                       + (f"{resume_dir.name}" if resume_dir else "the start")
                       + f" ({len(done)} epochs done)")
-        if resume_dir is not None:
-            _truncate_metrics(run_dir / METRICS_CSV, _checkpoint_epoch(resume_dir))
+        # Rows past the checkpoint are rerun: drop them (all rows when there is no checkpoint).
+        _truncate_metrics(run_dir / METRICS_CSV,
+                          _checkpoint_epoch(resume_dir) if resume_dir is not None else 0)
     else:
         name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = (config.train.output_dir / name).resolve()
@@ -153,16 +161,19 @@ def _checkpoint_epoch(checkpoint: Path) -> int:
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
     """Drop rows past the checkpoint being resumed, so no epoch is listed twice."""
-    rows = read_metrics(path)
-    if not rows:
+    if not path.exists():
         return
-    keep = [r for r in rows if r.get("epoch") is not None and r["epoch"] <= epochs]
+    with path.open(newline="") as fh:  # the text as written (no float round trip: 1 not 1.0)
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    if not fields:
+        return
+    keep = [r for r in rows if _num(r.get("epoch")) is not None and _num(r["epoch"]) <= epochs]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        for r in keep:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        writer.writerows(keep)
     tmp.replace(path)
 
 

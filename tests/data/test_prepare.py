@@ -8,6 +8,8 @@ must fail with exit code 2, one line on stderr that names the file or key, and n
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from raygym.errors import DataError
 
 REMAP = {1: 0, 2: 1, 3: 2, 4: 3}
 K = 4
+# Ray's own once-per-process log records (e.g. "Progress bars disabled") reach stderr from
+# whichever test first runs a Ray Data job; they are not raygym's output.
+RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(DEBUG|INFO|WARNING)\s")
 
 
 def _quiet(*_: Any, **__: Any) -> None:
@@ -161,32 +166,36 @@ def test_s2_previews_and_no_leftovers(s2_prepared) -> None:
         with Image.open(out / f"preview_{split}.png") as im:
             assert im.width > 100 and im.height > 100
     assert _leftovers(out) == []
-    assert sorted(p.name for p in (out / "shards").iterdir()) == sorted(f"split={s}" for s in SPLITS)
+    shards = sorted(p.name for p in (out / "shards").iterdir())
+    assert shards == sorted(f"split={s}" for s in SPLITS)
 
 
-def test_s2_reuse_refuse_overwrite(s2_prepared) -> None:
-    # last in this module: it replaces the dataset the other tests read
+def test_s2_reuse_refuse_overwrite(s2_prepared, tmp_path) -> None:
+    # on a copy of the dataset, so that the other tests' dataset stays as it is
     path, first = s2_prepared
-    card_text = (first.path / "card.json").read_text()
-    config, _ = load_experiment(path)
+    out = tmp_path / "copy"
+    shutil.copytree(first.path, out)
+    card_text = (out / "card.json").read_text()
+    config, _ = load_experiment(path, overrides={"data.prepared": str(out)})
     again = prepare_dataset(config, log=_quiet)
     assert again.reused and again.card == first.card
-    assert (first.path / "card.json").read_text() == card_text, "reuse writes nothing"
+    assert (out / "card.json").read_text() == card_text, "reuse writes nothing"
 
-    changed, _ = load_experiment(path, overrides={"data.split.seed": 7})
+    changed, _ = load_experiment(path, overrides={"data.prepared": str(out),
+                                                  "data.split.seed": 7})
     with pytest.raises(DataError) as info:
         prepare_dataset(changed, log=_quiet)
     assert info.value.key == "data.prepared" and "--overwrite" in (info.value.fix or "")
-    assert (first.path / "card.json").read_text() == card_text, "a refusal writes nothing"
+    assert (out / "card.json").read_text() == card_text, "a refusal writes nothing"
 
     replaced = prepare_dataset(changed, overwrite=True, log=_quiet)
-    assert not replaced.reused
+    assert not replaced.reused and replaced.path == out
     assert replaced.card.config_hash != first.card.config_hash
     assert replaced.card.data_config["split"]["seed"] == 7
-    assert read_card(first.path).config_hash == replaced.card.config_hash
+    assert read_card(out).config_hash == replaced.card.config_hash
     split_of = {s["key"]: s["split"] for s in replaced.card.sources}
     assert split_of != {s["key"]: s["split"] for s in first.card.sources}
-    assert _leftovers(first.path) == []
+    assert _leftovers(out) == []
 
 
 # ------------------------------------------------------------------------------- demo (24)
@@ -266,7 +275,7 @@ def prepare_fails(prepare_cli):
 
     def run(sections: dict[str, Any], *flags: str) -> str:
         code, err = prepare_cli(sections, *flags)
-        lines = err.strip().splitlines()
+        lines = [ln for ln in err.strip().splitlines() if not RAY_LOG_LINE.match(ln)]
         assert code == 2, err
         assert len(lines) == 1, err
         assert lines[0].startswith("error: ") and "Traceback" not in err
@@ -366,7 +375,8 @@ def test_output_holds_another_dataset(tmp_path, small_s2, prepare_cli) -> None:
     card_text = (tmp_path / "ds" / "card.json").read_text()
     sections["data"]["split"]["seed"] = 5
     code, err = prepare_cli(sections)
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert len([ln for ln in err.strip().splitlines() if not RAY_LOG_LINE.match(ln)]) == 1
     assert str(tmp_path / "ds") in err and "different dataset" in err and "--overwrite" in err
     assert (tmp_path / "ds" / "card.json").read_text() == card_text
     code, err = prepare_cli(sections, "--overwrite")
@@ -380,7 +390,8 @@ def test_output_is_a_foreign_folder(tmp_path, small_s2, prepare_cli) -> None:
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "thesis.docx").write_text("precious")
     code, err = prepare_cli(sections, "--overwrite")
-    assert code == 2 and "not a raygym dataset" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "not a raygym dataset" in err
+    assert len([ln for ln in err.strip().splitlines() if not RAY_LOG_LINE.match(ln)]) == 1
     assert (tmp_path / "ds" / "thesis.docx").read_text() == "precious"
 
 
@@ -413,3 +424,21 @@ def test_raw_data_left_untouched(small_s2, prepare_cli) -> None:
     sections["data"]["augment"] = {"copies": 2, "hflip": True, "rotation": 5.0}
     assert prepare_cli(sections)[0] == 0
     assert {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
+
+
+def test_online_flag_and_old_formats(tmp_path, small_s2, write_config, ray_session) -> None:
+    _, sections, _ = small_s2
+    path = write_config(tmp_path / "exp.yaml", **sections)
+    config, _ = load_experiment(path)
+    first = prepare_dataset(config, log=_quiet)
+    # augment.online acts during training only: the prepared data is the same
+    online, _ = load_experiment(path, overrides={"data.augment.online": True})
+    assert prepare_dataset(online, log=_quiet).reused
+    # a dataset in an older format (or with a damaged card) is replaced with --overwrite only
+    card = first.path / "card.json"
+    card.write_text(card.read_text().replace('"raygym-dataset/1"', '"raygym-dataset/0"'))
+    with pytest.raises(DataError) as info:
+        prepare_dataset(config, log=_quiet)
+    assert info.value.key == "data.prepared" and "--overwrite" in (info.value.fix or "")
+    again = prepare_dataset(config, overwrite=True, log=_quiet)
+    assert not again.reused and read_card(first.path).format == "raygym-dataset/1"

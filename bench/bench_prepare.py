@@ -1,0 +1,737 @@
+"""Throughput of ``raygym prepare`` (Ray Data) against a single-process numpy/PIL loop.
+
+Both sides do the same work on the USGS aerial set (``../shared/data/usgs_coastal_aerial_3class``,
+165 pairs, 920 x 614 RGB JPEG, greyscale JPEG labels 0/1/2 with JPEG artefacts 3-5):
+
+    pair (pairs.csv) -> header checks -> seeded split -> per scene: read, remap (unknown labels ->
+    ignore), augment the train scenes into ``--copies`` copies with raygym's albumentations
+    augmenter, resize/pad to ``--target``, per-class pixel counts -> Parquet partitioned by split
+    -> dataset card (sha256 of every source) -> preview PNGs.
+
+- ours: :func:`raygym.data.prepare.prepare_dataset` on a fresh local Ray started with
+  :func:`raygym.ray_runtime.ensure_ray` (``num_cpus = os.cpu_count()``). Ray start-up and a
+  warm-up prepare of a few scenes are timed and reported, but not in the measured time.
+- baseline: the same raygym functions (``read_image``, ``read_label``, ``apply_remap``,
+  ``build_augmenter``, ``augment_pair``, ``resize_pad``, the card and preview writers) in one
+  loop in a child process with one thread (cv2 and Arrow pinned to one thread, unless
+  ``--baseline-threads``), written with ``pyarrow.parquet.ParquetWriter`` in the same Arrow
+  tensor format Ray writes. Same warm-up.
+
+Peak memory: ours samples psutil over the driver's process tree (driver, Ray system processes,
+Ray workers; RSS, and RSS minus shared pages) plus Ray's object store usage; the baseline reports
+its own ``ru_maxrss``. Afterwards both outputs are read back and compared row by row (a digest
+of image, label, valid_hw and counts per (key, copy)).
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_prepare.py                    # all 165 scenes, target 512, 5 copies
+    .venv/bin/python bench/bench_prepare.py --limit 20 --copies 2   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import importlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import psutil
+except ImportError:  # not a raygym dependency; `import ray` puts Ray's own copy on sys.path
+    import ray  # noqa: F401
+
+    psutil = importlib.import_module("psutil")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
+CLASSES = ["deep_water", "shallow_water", "dry_land"]
+GiB = 1024**3
+MiB = 1024**2
+
+
+# ----------------------------------------------------------------------------------- config
+def make_config(manifest: Path, out: Path, target: int, copies: int) -> Any:
+    """The experiment both sides prepare (``raygym.config.ExperimentConfig``)."""
+    from raygym.config import AugmentConfig, DataConfig, ExperimentConfig
+
+    data = DataConfig(
+        manifest=manifest, classes=CLASSES, unknown_labels="ignore",
+        target_size=(target, target),
+        augment=AugmentConfig(copies=copies, rotation=5, zoom=0.05, width_shift=0.05,
+                              height_shift=0.05, hflip=True),
+        prepared=out,
+    )
+    return ExperimentConfig(name="bench_prepare", data=data)
+
+
+def write_manifest(source: Path, dest: Path, limit: int | None) -> int:
+    """Copy the first ``limit`` rows of ``source`` (pairs.csv) to ``dest`` with absolute paths."""
+    with source.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows = rows[:limit] if limit else rows
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "label"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: str((source.parent / row[k]).resolve()) for k in ("image", "label")})
+    return len(rows)
+
+
+def warm_page_cache(manifest: Path) -> int:
+    """Read every listed file once so neither side pays for the first disk read; bytes read."""
+    total = 0
+    with manifest.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for key in ("image", "label"):
+                total += len(Path(row[key]).read_bytes())
+    return total
+
+
+# ---------------------------------------------------------------------------------- memory
+@dataclass
+class TreeStats:
+    """Peaks over a process tree, sampled every ``interval`` seconds."""
+
+    samples: int = 0
+    peak_rss: int = 0  # sum of RSS over the tree (shared pages counted once per process)
+    peak_private: int = 0  # sum of RSS - shared: memory no other process maps
+    peak_driver_rss: int = 0
+    peak_workers_rss: int = 0  # ray::<task> / ray::IDLE processes
+    peak_system_rss: int = 0  # gcs_server, raylet, dashboard, agents, monitors
+    peak_store_used: int | None = None  # Ray object store bytes in use
+    store_created: int | None = None  # bytes put into the object store during the run
+    cpu_seconds: float = 0.0  # user + system of every process seen, during the run
+    cpu_by_kind: dict[str, float] = field(default_factory=dict)  # driver / worker / system
+    processes: int = 0
+
+
+def _kind(proc: psutil.Process, root: int) -> str:
+    if proc.pid == root:
+        return "driver"
+    name = proc.name()
+    if name.startswith("ray::") and not name.endswith(("Agent", "agent")):
+        return "worker"
+    return "system"
+
+
+class TreeSampler(threading.Thread):
+    """Samples RSS and CPU time of ``root`` and all its descendants (Ray's processes are
+    children of a driver that started a local Ray), plus the object store when ``store``."""
+
+    def __init__(self, root: int, interval: float = 0.2,
+                 store: Callable[[], tuple[int, int]] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.store = store
+        self.stats = TreeStats()
+        self._stop_event = threading.Event()
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
+        self._kinds: dict[int, str] = {}
+        self._store_start: int | None = None
+        for proc in self._tree():  # CPU already spent before the run is not counted
+            try:
+                t = proc.cpu_times()
+                self._cpu_start[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        if store is not None:
+            try:
+                self._store_start = store()[1]
+            except Exception:  # noqa: BLE001 - private Ray API; memory stays "n/a"
+                self.store = None
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.root)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def sample(self) -> None:
+        totals = {"rss": 0, "private": 0, "driver": 0, "worker": 0, "system": 0}
+        for proc in self._tree():
+            try:
+                mem = proc.memory_info()
+                t = proc.cpu_times()
+                kind = _kind(proc, self.root)
+            except psutil.Error:
+                continue
+            self._cpu_last[proc.pid] = t.user + t.system
+            self._kinds[proc.pid] = kind
+            totals["rss"] += mem.rss
+            totals["private"] += mem.rss - getattr(mem, "shared", 0)
+            totals[kind] += mem.rss
+        s = self.stats
+        s.samples += 1
+        s.peak_rss = max(s.peak_rss, totals["rss"])
+        s.peak_private = max(s.peak_private, totals["private"])
+        s.peak_driver_rss = max(s.peak_driver_rss, totals["driver"])
+        s.peak_workers_rss = max(s.peak_workers_rss, totals["worker"])
+        s.peak_system_rss = max(s.peak_system_rss, totals["system"])
+        if self.store is not None and s.samples % 2 == 1:
+            try:
+                used, created = self.store()
+            except Exception:  # noqa: BLE001 - Ray shutting down or API moved
+                return
+            s.peak_store_used = max(s.peak_store_used or 0, used)
+            if self._store_start is not None:
+                s.store_created = created - self._store_start
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(self.interval)
+
+    def finish(self) -> TreeStats:
+        self._stop_event.set()
+        self.join()
+        self.sample()
+        s = self.stats
+        s.processes = len(self._cpu_last)
+        for pid, v in self._cpu_last.items():
+            used = v - self._cpu_start.get(pid, 0.0)
+            s.cpu_seconds += used
+            kind = self._kinds[pid]
+            s.cpu_by_kind[kind] = s.cpu_by_kind.get(kind, 0.0) + used
+        return s
+
+
+def ray_store_probe() -> Callable[[], tuple[int, int]]:
+    """(bytes in use, cumulative bytes created) of the local Ray object store.
+
+    Private Ray API (``ray._private.internal_api``), the same call ``ray memory`` makes."""
+    import ray
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+    state = get_state_from_address(ray.get_runtime_context().gcs_address)
+
+    def probe() -> tuple[int, int]:
+        stats = get_memory_info_reply(state).store_stats
+        return int(stats.object_store_bytes_used), int(stats.cumulative_created_bytes)
+
+    return probe
+
+
+# ------------------------------------------------------------------------------- baseline
+@dataclass
+class BaselineResult:
+    scenes: int
+    rows: int
+    seconds: float
+    warmup_seconds: float
+    cpu_seconds: float
+    ru_maxrss: int  # bytes
+    phases: dict[str, float]  # wall seconds per step
+    phases_cpu: dict[str, float]  # CPU seconds per step (the loop is single-threaded)
+    remap_report: dict[str, int]
+    threads: str
+
+
+def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
+                     phases_cpu: dict[str, float] | None = None) -> tuple[int, dict[str, int]]:
+    """``prepare_dataset``'s work as one single-process loop; returns (rows, remap report).
+
+    Mirrors ``raygym.data.prepare._process_scene`` / ``_read_scene`` / ``_row`` step for step,
+    with raygym's own functions, and writes the same Parquet layout
+    (``shards/split=<s>/*.parquet``, Ray's Arrow tensor columns) plus card and previews.
+    """
+    import pyarrow.parquet as pq
+    from ray.data.block import BlockAccessor  # Ray's numpy -> Arrow tensor conversion only
+
+    from raygym.config import IGNORE_INDEX
+    from raygym.data.io import read_image, read_label
+    from raygym.data.pairing import find_pairs
+    from raygym.data.prepare import _make_card, check_headers, data_fingerprint
+    from raygym.data.preview import write_previews
+    from raygym.data.split import assign_splits
+    from raygym.data.transforms import apply_remap, augment_pair, build_augmenter, resize_pad
+
+    ph = phases if phases is not None else {}
+    ph_cpu = phases_cpu if phases_cpu is not None else {}
+    for name in ("pair_headers_split", "read_remap", "augment", "resize_pad_counts",
+                 "parquet_write", "card", "previews"):
+        ph.setdefault(name, 0.0)
+        ph_cpu.setdefault(name, 0.0)
+    mark = [time.perf_counter(), time.process_time()]
+
+    def lap(name: str) -> None:
+        """Charge the wall and CPU time since the previous lap to step ``name``."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        ph[name] += wall - mark[0]
+        ph_cpu[name] += cpu - mark[1]
+        mark[:] = [wall, cpu]
+
+    data = config.data
+    th, tw = data.target_size
+    k = data.num_classes
+    pairs = find_pairs(data)
+    bands, dtype = check_headers(pairs)
+    splits = assign_splits([p.key for p in pairs], data.split.val, data.split.test,
+                           data.split.seed)
+    out = data.prepared
+    tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
+    lap("pair_headers_split")
+
+    writers: dict[str, pq.ParquetWriter] = {}
+    buffers: dict[str, list[dict[str, Any]]] = {}
+    rows_written = 0
+    remap_report: dict[str, int] = {}
+
+    def flush(split: str) -> int:
+        rows = buffers.pop(split, [])
+        if not rows:
+            return 0
+        batch = {name: np.stack([r[name] for r in rows]) if name in
+                 ("image", "label", "valid_hw", "counts") else np.array([r[name] for r in rows])
+                 for name in ("key", "copy", "image", "label", "valid_hw", "counts")}
+        table = BlockAccessor.batch_to_block(batch)
+        if split not in writers:
+            part = tmp / "shards" / f"split={split}"
+            part.mkdir(parents=True, exist_ok=True)
+            writers[split] = pq.ParquetWriter(part / "part-00000.parquet", table.schema)
+        writers[split].write_table(table)
+        return len(rows)
+
+    for pair in pairs:
+        split = splits[pair.key]
+        parts = [read_image(pair.images[0])]  # _read_scene: images concatenated along bands
+        image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
+        raw = read_label(pair.label)
+        label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
+        label = label.astype(np.uint8)
+        for v, n in changed_v.items():
+            remap_report[str(v)] = remap_report.get(str(v), 0) + int(n)
+        lap("read_remap")
+        scenes = [(0, image, label)]
+        copies = data.augment.copies if split == "train" else 0
+        if copies:
+            augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
+                                        ignore_index=IGNORE_INDEX)
+            for c in range(1, copies + 1):
+                seed = zlib.crc32(f"{data.seed}/{pair.key}/{c}".encode())
+                img, lab = augment_pair(augmenter, image, label, seed)
+                scenes.append((c, img, lab))
+        lap("augment")
+        for c, img, lab in scenes:
+            img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
+            lab = lab.astype(np.uint8)
+            counts = np.bincount(np.where(lab == IGNORE_INDEX, k, lab).ravel(),
+                                 minlength=k + 1)[: k + 1]
+            buffers.setdefault(split, []).append(
+                {"key": pair.key, "copy": c, "image": img, "label": lab,
+                 "valid_hw": np.asarray(valid, dtype=np.int32), "counts": counts.astype(np.int64)})
+        lap("resize_pad_counts")
+        if len(buffers[split]) >= 64:  # prepare writes files of >= 64 rows
+            rows_written += flush(split)
+        lap("parquet_write")
+    for split in list(buffers):
+        rows_written += flush(split)
+    for writer in writers.values():
+        writer.close()
+    lap("parquet_write")
+    card = _make_card(config, tmp, pairs, splits, bands, dtype, data_fingerprint(data),
+                      remap_report)
+    lap("card")
+    write_previews(tmp, card)
+    lap("previews")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return rows_written, remap_report
+
+
+def baseline_child(spec_path: Path) -> None:
+    """Entry point of the baseline subprocess: warm up, run once, write a JSON result."""
+    spec = json.loads(spec_path.read_text())
+    threads = "default"
+    if spec["single_thread"]:
+        import cv2
+        import pyarrow as pa
+
+        cv2.setNumThreads(1)
+        pa.set_cpu_count(1)
+        pa.set_io_thread_count(1)
+        threads = "cv2 1, arrow 1"
+    t = time.perf_counter()
+    if spec["warmup_manifest"]:
+        warm = make_config(Path(spec["warmup_manifest"]), Path(spec["warmup_out"]),
+                           spec["target"], spec["copies"])
+        baseline_prepare(warm)
+        shutil.rmtree(spec["warmup_out"], ignore_errors=True)
+    warmup = time.perf_counter() - t
+    config = make_config(Path(spec["manifest"]), Path(spec["out"]), spec["target"], spec["copies"])
+    phases: dict[str, float] = {}
+    phases_cpu: dict[str, float] = {}
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    rows, report = baseline_prepare(config, phases, phases_cpu)
+    seconds = time.perf_counter() - t
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    result = BaselineResult(
+        scenes=spec["scenes"], rows=rows, seconds=seconds, warmup_seconds=warmup,
+        cpu_seconds=cpu, ru_maxrss=cpu1.ru_maxrss * 1024, phases=phases, phases_cpu=phases_cpu,
+        remap_report=report,
+        threads=threads)
+    Path(spec["result"]).write_text(json.dumps(asdict(result)))
+
+
+def run_baseline(args: argparse.Namespace, work: Path, manifest: Path, warm_manifest: Path | None,
+                 scenes: int) -> tuple[BaselineResult, TreeStats]:
+    spec = {"manifest": str(manifest), "out": str(work / "baseline"),
+            "warmup_manifest": str(warm_manifest) if warm_manifest else None,
+            "warmup_out": str(work / "baseline_warmup"), "target": args.target,
+            "copies": args.copies, "scenes": scenes, "result": str(work / "baseline.json"),
+            "single_thread": not args.baseline_threads}
+    spec_path = work / "baseline_spec.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()),
+                             "--baseline-child", str(spec_path)])
+    sampler = TreeSampler(proc.pid, interval=args.sample_interval)
+    sampler.start()
+    rc = proc.wait()
+    tree = sampler.finish()
+    if rc != 0:
+        raise SystemExit(f"baseline child failed (exit {rc})")
+    raw = json.loads((work / "baseline.json").read_text())
+    return BaselineResult(**raw), tree
+
+
+# ------------------------------------------------------------------------------------ ours
+@dataclass
+class OursResult:
+    scenes: int
+    rows: int
+    seconds: float
+    prepare_seconds: float  # PrepareResult.seconds (its own clock)
+    ray_start_seconds: float
+    warmup_seconds: float
+    shutdown_seconds: float
+    phases: dict[str, float]  # wall seconds the driver waits on each step
+    phases_cpu: dict[str, float]  # the driver's own CPU seconds in each step
+    remap_report: dict[str, int]
+    ray_stats: str = ""
+    blocks: list[int] = field(default_factory=list)
+
+
+@contextmanager
+def timed_phases(phases: dict[str, float], phases_cpu: dict[str, float],
+                 stats: list[str]) -> Iterator[None]:
+    """Wrap the Ray Data calls ``prepare_dataset`` makes (and its card / preview writers) with
+    timers: how long the driver waits on each step. Restores everything on exit."""
+    import ray.data
+
+    import raygym.data.prepare as prep
+    import raygym.data.preview as preview
+
+    depth = [0]  # only the outermost call counts: write_parquet materializes internally
+
+    def wrap(owner: Any, name: str, label: str, keep_stats: bool = False) -> Callable[[], None]:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*a: Any, **kw: Any) -> Any:
+            if depth[0]:
+                return original(*a, **kw)
+            depth[0] += 1
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                result = original(*a, **kw)
+            finally:
+                depth[0] -= 1
+            phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
+            phases_cpu[label] = phases_cpu.get(label, 0.0) + time.process_time() - c
+            if keep_stats:
+                # write_parquet returns None; its executed plan is kept on the dataset (private)
+                done = result if result is not None else getattr(a[0], "_write_ds", None)
+                if done is not None:
+                    stats.append(f"--- {name} ---\n{done.stats()}")
+            return result
+
+        setattr(owner, name, timed)
+        return lambda: setattr(owner, name, original)
+
+    restores = [
+        wrap(ray.data.Dataset, "materialize", "ray_materialize (read+remap+augment+resize)", True),
+        wrap(ray.data.Dataset, "take_all", "ray_take_all (errors, remap report)"),
+        wrap(ray.data.Dataset, "write_parquet", "ray_write_parquet", True),
+        wrap(prep, "_make_card", "card"),
+        wrap(preview, "write_previews", "previews"),
+    ]
+    try:
+        yield
+    finally:
+        for restore in reversed(restores):
+            restore()
+
+
+def run_ours(args: argparse.Namespace, work: Path, manifest: Path, warm_manifest: Path | None,
+             scenes: int) -> tuple[OursResult, TreeStats]:
+    from raygym.config import ResourcesConfig
+    from raygym.data.prepare import prepare_dataset
+    from raygym.ray_runtime import ensure_ray
+
+    t = time.perf_counter()
+    started = ensure_ray(ResourcesConfig(num_cpus=os.cpu_count()), progress_bars=False)
+    ray_start = time.perf_counter() - t
+    if not started:
+        raise SystemExit("Ray was already initialised in this process: the bench needs a fresh one")
+    import ray
+
+    session_dir = ray._private.worker._global_node.get_session_dir_path()
+    quiet: Callable[..., None] = lambda *a, **k: None  # noqa: E731
+    try:
+        t = time.perf_counter()
+        if warm_manifest is not None:
+            warm = make_config(warm_manifest, work / "ours_warmup", args.target, args.copies)
+            prepare_dataset(warm, log=quiet)
+            shutil.rmtree(work / "ours_warmup", ignore_errors=True)
+        warmup = time.perf_counter() - t
+        config = make_config(manifest, work / "ours", args.target, args.copies)
+        phases: dict[str, float] = {}
+        phases_cpu: dict[str, float] = {}
+        stats: list[str] = []
+        marks: dict[str, float] = {}
+
+        def log(*a: Any, **k: Any) -> None:  # first message: pairing + headers + split done
+            marks.setdefault("logged", time.perf_counter())
+
+        try:
+            probe: Callable[[], tuple[int, int]] | None = ray_store_probe()
+        except Exception:  # noqa: BLE001 - private API moved: report store usage as n/a
+            probe = None
+        sampler = TreeSampler(os.getpid(), interval=args.sample_interval, store=probe)
+        sampler.start()
+        with timed_phases(phases, phases_cpu, stats):
+            t = time.perf_counter()
+            result = prepare_dataset(config, log=log)
+            seconds = time.perf_counter() - t
+        tree = sampler.finish()
+        phases["pair_headers_split"] = marks.get("logged", t) - t
+        rows = sum(int(info["rows"]) for info in result.card.splits.values())
+        blocks = _block_sizes(work / "ours")
+    finally:
+        t = time.perf_counter()
+        ray.shutdown()
+        shutdown = time.perf_counter() - t
+        if not args.keep_ray_logs:
+            shutil.rmtree(session_dir, ignore_errors=True)
+    return OursResult(scenes=scenes, rows=rows, seconds=seconds, prepare_seconds=result.seconds,
+                      ray_start_seconds=ray_start, warmup_seconds=warmup,
+                      shutdown_seconds=shutdown, phases=phases, phases_cpu=phases_cpu,
+                      remap_report=dict(result.remap_report), ray_stats="\n".join(stats),
+                      blocks=blocks), tree
+
+
+def _block_sizes(dataset: Path) -> list[int]:
+    """Rows per Parquet file that ``prepare`` wrote (one file per written block and split)."""
+    import pyarrow.parquet as pq
+
+    return sorted(pq.ParquetFile(p).metadata.num_rows for p in dataset.glob("shards/*/*.parquet"))
+
+
+# ---------------------------------------------------------------------------------- verify
+def digests(dataset: Path) -> tuple[dict[tuple[str, int], tuple[str, int]], str]:
+    """{(key, copy): (split, crc32 of image, label, valid_hw, counts)} and the Arrow schema."""
+    import pyarrow.parquet as pq
+    import ray.data  # noqa: F401 - registers Ray's Arrow tensor extension types
+
+    out: dict[tuple[str, int], tuple[str, int]] = {}
+    schema = ""
+    for path in sorted(dataset.glob("shards/split=*/*.parquet")):
+        split = path.parent.name.split("=", 1)[1]
+        pf = pq.ParquetFile(path)
+        schema = ", ".join(f"{f.name}: {f.type}" for f in pf.schema_arrow)
+        for batch in pf.iter_batches(batch_size=32):
+            cols = {n: batch.column(n) for n in batch.schema.names}
+            arrays = {n: cols[n].to_numpy(zero_copy_only=False)
+                      for n in ("image", "label", "valid_hw", "counts")}
+            for i, (key, copy) in enumerate(zip(cols["key"].to_pylist(), cols["copy"].to_pylist(),
+                                                strict=True)):
+                crc = 0
+                for n in ("image", "label", "valid_hw", "counts"):
+                    crc = zlib.crc32(np.ascontiguousarray(arrays[n][i]).tobytes(), crc)
+                out[(key, int(copy))] = (split, crc)
+    return out, schema
+
+
+def verify(work: Path) -> str:
+    ours, schema_o = digests(work / "ours")
+    base, schema_b = digests(work / "baseline")
+    if ours == base:
+        same_schema = "same Arrow schema" if schema_o == schema_b else (
+            f"schemas differ: ours [{schema_o}] vs baseline [{schema_b}]")
+        return f"identical: {len(ours)} rows match by (key, copy) digest; {same_schema}"
+    missing = sorted(set(base) - set(ours))[:3]
+    extra = sorted(set(ours) - set(base))[:3]
+    differ = sorted(k for k in set(ours) & set(base) if ours[k] != base[k])
+    return (f"DIFFERENT: ours {len(ours)} rows, baseline {len(base)}; {len(differ)} rows differ "
+            f"(e.g. {differ[:3]}); only in baseline {missing}; only in ours {extra}")
+
+
+# ---------------------------------------------------------------------------------- report
+def _gib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / GiB:.2f} GiB"
+
+
+def report(args: argparse.Namespace, ours: OursResult, ours_tree: TreeStats, base: BaselineResult,
+           base_tree: TreeStats, checked: str, load: tuple[tuple[float, ...], tuple[float, ...]],
+           out_bytes: dict[str, int]) -> None:
+    cores = os.cpu_count() or 1
+    goal = 0.8 * cores
+    ratio = base.seconds / ours.seconds
+    print()
+    print(f"bench_prepare  {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host {os.uname().nodename}, "
+          f"{cores} CPUs, {psutil.virtual_memory().total / GiB:.1f} GiB RAM")
+    print(f"data {args.data.name}: {ours.scenes} scenes, target {args.target}, "
+          f"copies {args.copies}; load average before {load[0][0]:.1f}, after {load[1][0]:.1f} "
+          f"(1 min; others share these CPUs, so timings are noisy)")
+    print()
+    head = (f"{'':<26}{'scenes':>7}{'rows':>7}{'seconds':>9}{'scenes/s':>10}{'images/s':>10}"
+            f"{'CPU s':>8}  peak memory")
+    print(head)
+    print("-" * (len(head) + 30))
+    print(f"{'single-process loop':<26}{base.scenes:>7}{base.rows:>7}{base.seconds:>9.2f}"
+          f"{base.scenes / base.seconds:>10.2f}{base.rows / base.seconds:>10.2f}"
+          f"{base.cpu_seconds:>8.1f}  ru_maxrss {_gib(base.ru_maxrss)} "
+          f"(sampled {_gib(base_tree.peak_rss)})")
+    print(f"{'raygym prepare (Ray Data)':<26}{ours.scenes:>7}{ours.rows:>7}{ours.seconds:>9.2f}"
+          f"{ours.scenes / ours.seconds:>10.2f}{ours.rows / ours.seconds:>10.2f}"
+          f"{ours_tree.cpu_seconds:>8.1f}  RSS sum {_gib(ours_tree.peak_rss)} "
+          f"+ object store {_gib(ours_tree.peak_store_used)}")
+    print()
+    verdict = "MET" if ratio >= goal else "MISSED"
+    print(f"speed-up {ratio:.2f}x; goal >= {goal:.2f}x (0.8 x {cores} cores): {verdict}")
+    print(f"CPU-time ratio ours / loop: {ours_tree.cpu_seconds / max(base.cpu_seconds, 1e-9):.2f} "
+          f"(work Ray adds; ideal speed-up on {cores} idle cores ~ "
+          f"{cores * base.cpu_seconds / max(ours_tree.cpu_seconds, 1e-9):.2f}x)")
+    print()
+    print(f"ours, not in the measured time: Ray start-up {ours.ray_start_seconds:.1f} s, warm-up "
+          f"prepare of {args.warmup} scenes {ours.warmup_seconds:.1f} s, shutdown "
+          f"{ours.shutdown_seconds:.1f} s; prepare's own clock {ours.prepare_seconds:.2f} s")
+    print(f"ours memory: peak RSS sum {_gib(ours_tree.peak_rss)} over {ours_tree.processes} "
+          f"processes (driver {_gib(ours_tree.peak_driver_rss)}, Ray workers "
+          f"{_gib(ours_tree.peak_workers_rss)}, Ray system {_gib(ours_tree.peak_system_rss)}; "
+          f"RSS counts shared object-store pages in every process that maps them); private "
+          f"(RSS - shared) {_gib(ours_tree.peak_private)}; object store peak "
+          f"{_gib(ours_tree.peak_store_used)}, {_gib(ours_tree.store_created)} put in total; "
+          f"{ours_tree.samples} samples")
+    print(f"baseline: warm-up {base.warmup_seconds:.1f} s (not timed); threads: {base.threads}")
+    print(f"output on disk: ours {out_bytes['ours'] / MiB:.0f} MiB, "
+          f"baseline {out_bytes['baseline'] / MiB:.0f} MiB; rows per Parquet file (ours): "
+          f"{ours.blocks}")
+    print(f"outputs: {checked}")
+    rep_o = dict(sorted(ours.remap_report.items()))
+    rep_b = dict(sorted(base.remap_report.items()))
+    print(f"unknown label values set to ignore (value: pixels): ours {rep_o}, baseline {rep_b}")
+    print()
+    print("where the time goes, wall s (CPU s):")
+    print("  loop: " + ", ".join(f"{k} {v:.2f} ({base.phases_cpu.get(k, 0):.2f})"
+                                 for k, v in base.phases.items()))
+    rest = ours.seconds - sum(ours.phases.values())
+    print("  ours, driver CPU in brackets: "
+          + ", ".join(f"{k} {v:.2f} ({ours.phases_cpu.get(k, 0):.2f})"
+                      for k, v in ours.phases.items()) + f", other {rest:.2f}")
+    print("  ours, CPU s by process: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in sorted(ours_tree.cpu_by_kind.items())))
+    if args.ray_stats and ours.ray_stats:
+        print()
+        print("Ray Data stats of the materialize and write steps:")
+        print(ours.ray_stats)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder with pairs.csv (default: the USGS aerial set)")
+    parser.add_argument("--limit", type=int, default=None, help="first N scenes of pairs.csv")
+    parser.add_argument("--target", type=int, default=512, help="target size (square), px")
+    parser.add_argument("--copies", type=int, default=5, help="augmented copies per train scene")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="work folder (a temp folder by default); a fresh sub-folder is made "
+                        "in it and removed afterwards unless --keep")
+    parser.add_argument("--keep", action="store_true", help="keep both prepared datasets")
+    parser.add_argument("--warmup", type=int, default=4,
+                        help="scenes in the untimed warm-up run of each side (0: none)")
+    parser.add_argument("--baseline-threads", action="store_true",
+                        help="let the loop's cv2 / Arrow use their default thread pools")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip reading both outputs back to compare them")
+    parser.add_argument("--ray-stats", action="store_true",
+                        help="print Ray Data's stats of the materialize and write steps")
+    parser.add_argument("--keep-ray-logs", action="store_true",
+                        help="keep this run's /tmp/ray/session_* folder")
+    parser.add_argument("--sample-interval", type=float, default=0.2,
+                        help="memory sampling period, s")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--baseline-child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline_child is not None:
+        baseline_child(args.baseline_child)
+        return
+
+    base_dir = args.out or Path(tempfile.gettempdir())
+    base_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench_prepare-", dir=base_dir))
+    try:
+        manifest = work / "pairs.csv"
+        scenes = write_manifest(args.data / "pairs.csv", manifest, args.limit)
+        warm_manifest = None
+        if args.warmup:
+            warm_manifest = work / "warmup" / "pairs.csv"
+            write_manifest(args.data / "pairs.csv", warm_manifest, args.warmup)
+        read = warm_page_cache(manifest)
+        print(f"work folder {work}; {scenes} scenes ({read / MiB:.1f} MiB of JPEG, page cache "
+              f"warmed)", flush=True)
+        load_before = os.getloadavg()
+        print("baseline: single-process loop ...", flush=True)
+        base, base_tree = run_baseline(args, work, manifest, warm_manifest, scenes)
+        print(f"  {base.seconds:.2f} s", flush=True)
+        print("ours: raygym prepare on a fresh local Ray ...", flush=True)
+        ours, ours_tree = run_ours(args, work, manifest, warm_manifest, scenes)
+        print(f"  {ours.seconds:.2f} s", flush=True)
+        load_after = os.getloadavg()
+        checked = "not compared (--no-verify)" if args.no_verify else verify(work)
+        sizes = {"ours": dir_bytes(work / "ours"), "baseline": dir_bytes(work / "baseline")}
+        report(args, ours, ours_tree, base, base_tree, checked, (load_before, load_after), sizes)
+        if args.json:
+            args.json.write_text(json.dumps({
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "ours": asdict(ours), "ours_tree": asdict(ours_tree),
+                "baseline": asdict(base), "baseline_tree": asdict(base_tree),
+                "speedup": base.seconds / ours.seconds, "outputs": checked,
+                "load": [load_before, load_after]}, indent=2))
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""``raygym evaluate`` on the prepared Sentinel-2 set with an exported model: every metric
+recomputed by hand from the confusion matrix read back from ``confusion.csv``; the whole split
+(originals only) scored; Ray Data and plain torch agree; top-k of a search; bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from raygym.errors import DataError
+
+S2 = Path(__file__).parents[1] / ".." / "shared" / "data" / "s2_ocean_beach_4class"
+CLASSES = ["water", "surf", "wet_sand", "dry_land"]
+
+
+def _ray(request: pytest.FixtureRequest) -> None:
+    """The session Ray from conftest if there is one, else a small local Ray."""
+    try:
+        request.getfixturevalue("ray_session")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    from raygym.ray_runtime import set_ray_env
+
+    set_ray_env(progress_bars=False)
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 object_store_memory=512 * 2**20, log_to_driver=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+            ) -> dict[str, Any]:
+    """S2 prepared at 64 x 64, a gym_unet trained 2 epochs with fit(), exported."""
+    if not (S2 / "pairs.csv").is_file():
+        pytest.skip(f"S2 data set not found at {S2.resolve()} (needs ../shared/data beside "
+                    "the repository)")
+    s2 = S2.resolve()
+    _ray(request)
+    from raygym.config import validate_experiment
+    from raygym.data.dataset import PreparedDataset
+    from raygym.data.prepare import prepare_dataset
+    from raygym.train.artifact import export_artifact
+    from raygym.train.loop import NumpyBatches, build_loss_for, build_model_for, fit
+
+    root = tmp_path_factory.mktemp("evaluate_s2")
+    config = validate_experiment({
+        "name": "s2_eval",
+        "data": {
+            "images": str(s2 / "images"),
+            "extra_bands": [{"folder": str(s2 / "nir"), "key": r"^(.*)_ir(-\d+)$"}],
+            "labels": str(s2 / "labels"), "classes": CLASSES,
+            "remap": {1: 0, 2: 1, 3: 2, 4: 3}, "unknown_labels": "ignore",
+            "target_size": [64, 64], "split": {"val": 0.2, "test": 0.1},
+            "augment": {"copies": 1, "hflip": True}, "prepared": str(root / "ds"),
+        },
+        "model": {"arch": "gym_unet", "filters": 4, "kernel": 3},
+        "train": {"batch_size": 8, "max_epochs": 2, "patience": 5, "max_lr": 1e-3,
+                  "rampup_epochs": 1, "precision": "fp32"},
+    })
+    prepare_dataset(config, log=lambda *a, **k: None)
+    ds = PreparedDataset(config.data.prepared)
+    card = ds.card
+    torch.manual_seed(0)
+    model = build_model_for(config, card.bands, card.num_classes)
+    fit(config, model, build_loss_for(config, card),
+        NumpyBatches(ds.load_numpy("train"), ds.load_numpy("val"), 8, seed=0), card)
+    artifact = export_artifact(
+        root / "runs" / "s2" / "best", model, config, in_channels=card.bands,
+        classes=card.classes, metrics={},
+        dataset={"path": str(ds.path), "config_hash": card.config_hash})
+    return {"artifact": artifact, "dataset": ds, "config": config, "root": root}
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained: dict[str, Any]) -> Any:
+    from raygym.evaluate import evaluate_model_on_split
+
+    return evaluate_model_on_split(trained["artifact"], None, "test")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(file=StringIO(), width=140)
+
+
+def test_metrics_equal_a_hand_computation_from_the_csv(evaluated: Any, trained: dict) -> None:
+    from raygym.evaluate import read_confusion_csv
+
+    out = trained["artifact"] / "evaluation_test"
+    assert evaluated.out_dir == out
+    names, cm = read_confusion_csv(out / "confusion.csv")
+    assert names == CLASSES
+    report = json.loads((out / "metrics.json").read_text())
+    m = report["metrics"]
+    assert np.array_equal(np.asarray(report["confusion"]), cm)
+    cm = cm.astype(np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    ious = []
+    for c, name in enumerate(CLASSES):
+        if not present[c]:
+            assert m[f"iou/{name}"] is None
+            continue
+        iou = tp[c] / (tp[c] + fp[c] + fn[c])
+        ious.append(iou)
+        assert m[f"iou/{name}"] == pytest.approx(iou)
+        assert m[f"f1/{name}"] == pytest.approx(2 * tp[c] / (2 * tp[c] + fp[c] + fn[c]))
+        prec = tp[c] / (tp[c] + fp[c]) if tp[c] + fp[c] else 0.0
+        rec = tp[c] / (tp[c] + fn[c]) if tp[c] + fn[c] else 0.0
+        assert m[f"precision/{name}"] == pytest.approx(prec)
+        assert m[f"recall/{name}"] == pytest.approx(rec)
+    assert m["mean_iou"] == pytest.approx(np.mean(ious))
+    n = cm.sum()
+    assert m["accuracy"] == pytest.approx(tp.sum() / n)
+    truth = cm.sum(axis=1)
+    fw = sum(truth[c] / n * tp[c] / (tp[c] + fp[c] + fn[c]) for c in range(4) if truth[c])
+    assert m["fw_iou"] == pytest.approx(fw)
+    pred = cm.sum(axis=0)
+    mcc = (tp.sum() * n - pred @ truth) / math.sqrt((n**2 - pred @ pred) * (n**2 - truth @ truth))
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["kld"] is not None and m["kld"] > 0
+    for name in ("confusion.png", "per_image.csv", "per_image_iou.png", "worst.png", "best.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_the_whole_split_is_scored(evaluated: Any, trained: dict) -> None:
+    """Every original test image, every labelled pixel: the truth row sums equal the
+    dataset card's pixel counts for the split."""
+    card = trained["dataset"].card
+    assert evaluated.num_images == card.splits["test"]["sources"]
+    assert evaluated.confusion.sum(axis=1).tolist() == card.splits["test"]["pixels_per_class"]
+    with (evaluated.out_dir / "per_image.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == evaluated.num_images
+    assert sum(int(r["pixels"]) for r in rows) == int(evaluated.confusion.sum())
+    # per-image mean IoU = mean over the classes present in that image's truth or prediction
+    from raygym.train.metrics import metrics_from_confusion
+
+    first = evaluated.per_image[0]
+    assert float(rows[0]["mean_iou"]) == pytest.approx(first["mean_iou"])
+    assert 0.0 <= first["mean_iou"] <= 1.0
+    assert metrics_from_confusion(evaluated.confusion, CLASSES)["mean_iou"] == pytest.approx(
+        evaluated.mean_iou)
+
+
+def test_originals_only(trained: dict) -> None:
+    """On train (which holds augmented copies) only copy 0 is scored."""
+    from raygym.evaluate import evaluate_model_on_split
+
+    ds = trained["dataset"]
+    result = evaluate_model_on_split(trained["artifact"], ds.path, "train", overlays=0,
+                                     out_dir=trained["root"] / "train_eval")
+    card = ds.card
+    assert card.splits["train"]["rows"] == 2 * card.splits["train"]["sources"]
+    assert result.num_images == card.splits["train"]["sources"]
+    originals = ds.load_numpy("train", originals_only=True)
+    assert int(result.confusion.sum()) == int((originals.labels != 255).sum())
+
+
+@pytest.mark.slow
+def test_ray_data_path_gives_the_same_confusion_matrix(evaluated: Any, trained: dict,
+                                                       request: pytest.FixtureRequest) -> None:
+    from raygym.evaluate import evaluate_model_on_split
+
+    _ray(request)
+    result = evaluate_model_on_split(trained["artifact"], None, "test", use_ray=True,
+                                     out_dir=trained["root"] / "ray_eval", overlays=1)
+    assert result.engine == "ray-data"
+    assert np.array_equal(result.confusion, evaluated.confusion)
+    assert [r["key"] for r in result.per_image] == [r["key"] for r in evaluated.per_image]
+    assert result.metrics["kld"] == pytest.approx(evaluated.metrics["kld"], rel=1e-5)
+
+
+def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
+    from raygym.evaluate import evaluate_command
+    from raygym.train.artifact import export_artifact
+    from raygym.train.loop import build_model_for
+
+    results = tmp_path / "results" / "s2"
+    shutil.copytree(trained["artifact"], results / "best" / "rank1_aaaa",
+                    ignore=shutil.ignore_patterns("evaluation_*"))
+    torch.manual_seed(1)
+    config = trained["config"]
+    export_artifact(results / "best" / "rank2_bbbb", build_model_for(config, 4, 4), config,
+                    in_channels=4, classes=CLASSES, metrics={},
+                    dataset={"path": str(trained["dataset"].path)})
+    console = _console()
+    code = evaluate_command(results, split="test", top_k=2, dataset=None, use_ray=False,
+                            console=console)
+    assert code == 0
+    text = console.file.getvalue()
+    assert "rank1_aaaa" in text and "rank2_bbbb" in text and "top 2 on test" in text
+    for rank in ("rank1_aaaa", "rank2_bbbb"):
+        assert (results / "best" / rank / "evaluation_test" / "metrics.json").is_file()
+    with (results / "evaluation_test.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["rank1_aaaa", "rank2_bbbb"]
+
+
+# ------------------------------------------------------------------------ bad input
+def _cli(argv: list[str]) -> int:
+    from raygym.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "model_card.json"])
+def test_tampered_artifact_is_refused(trained: dict, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], victim: str) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(trained["artifact"], bad, ignore=shutil.ignore_patterns("evaluation_*"))
+    path = bad / victim
+    data = bytearray(path.read_bytes())
+    if victim == "model_card.json":
+        card = json.loads(data)
+        card["classes"] = ["a", "b", "c", "d"]
+        path.write_text(json.dumps(card))
+    else:
+        data[-10] ^= 0xFF
+        path.write_bytes(bytes(data))
+    assert _cli(["evaluate", str(bad), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert victim in lines[0] and "checksum" in lines[0] and str(bad) in lines[0]
+    assert not (bad / "evaluation_test").exists()
+
+
+def test_missing_dataset_and_mismatched_classes(trained: dict, tmp_path: Path) -> None:
+    from raygym.evaluate import evaluate_model_on_split
+
+    with pytest.raises(DataError, match="prepared dataset not found"):
+        evaluate_model_on_split(trained["artifact"], tmp_path / "nowhere", "test")
+    other = tmp_path / "other_ds"
+    shutil.copytree(trained["dataset"].path, other)
+    card = json.loads((other / "card.json").read_text())
+    card["classes"] = ["sea", "foam", "sand", "land"]
+    (other / "card.json").write_text(json.dumps(card))
+    with pytest.raises(DataError, match="classes"):
+        evaluate_model_on_split(trained["artifact"], other, "test")

@@ -1,0 +1,307 @@
+"""The plain-PyTorch training loop (``raygym.train.loop``) on the real prepared S2 set, no Ray
+Train: learning, early stopping with best-weight restore, checkpoint/resume, seeding, NaN stop,
+whole-split evaluation and precision selection."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from raygym.config import IGNORE_INDEX, ExperimentConfig, validate_experiment
+from raygym.data.dataset import DatasetCard, PreparedDataset, SplitArrays
+from raygym.train.loop import (
+    Batch,
+    FitResult,
+    NumpyBatches,
+    build_loss_for,
+    build_model_for,
+    evaluate_model,
+    fit,
+    resolve_precision,
+)
+
+CPU = torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
+             make_s2_config: Callable[..., dict[str, Any]]) -> PreparedDataset:
+    """The S2 set prepared once at 64 x 64 (a shared folder: other modules reuse it)."""
+    from raygym.data.prepare import prepare_dataset
+
+    path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
+    config = validate_experiment(make_s2_config(path))
+    prepare_dataset(config, log=lambda *a, **k: None)
+    return PreparedDataset(path)
+
+
+@pytest.fixture(scope="module")
+def splits(prepared: PreparedDataset) -> tuple[SplitArrays, SplitArrays]:
+    return prepared.load_numpy("train"), prepared.load_numpy("val")
+
+
+@pytest.fixture(scope="module")
+def base_sections(prepared: PreparedDataset, make_s2_config: Callable[..., dict[str, Any]]
+                  ) -> dict[str, Any]:
+    return make_s2_config(prepared.path)
+
+
+def make_config(base: dict[str, Any], model: dict[str, Any] | None = None,
+                **train: Any) -> ExperimentConfig:
+    sections = copy.deepcopy(base)
+    sections["model"] = {"arch": "gym_unet", "filters": 4, "kernel": 3, "dropout": 0.0,
+                         **(model or {})}
+    sections["train"] = {"batch_size": 8, "max_epochs": 3, "lr_schedule": "constant",
+                         "max_lr": 3e-3, "precision": "fp32", "seed": 0, **train}
+    return validate_experiment(sections)
+
+
+def subset(split: SplitArrays, n: int) -> SplitArrays:
+    return SplitArrays(split.images[:n], split.labels[:n], split.valid_hw[:n], split.keys[:n],
+                       split.copies[:n])
+
+
+def new_model(config: ExperimentConfig, card: DatasetCard, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model_for(config, card.bands, card.num_classes)
+
+
+def run_fit(config: ExperimentConfig, card: DatasetCard, train: SplitArrays, val: SplitArrays,
+            *, model: nn.Module | None = None, source: Any = None, **kwargs: Any
+            ) -> tuple[nn.Module, FitResult]:
+    model = model if model is not None else new_model(config, card, config.train.seed)
+    source = source or NumpyBatches(train, val, config.train.batch_size, seed=config.train.seed)
+    result = fit(config, model, build_loss_for(config, card), source, card, device=CPU,
+                 **kwargs)
+    return model, result
+
+
+def val_metrics(model: nn.Module, config: ExperimentConfig, card: DatasetCard,
+                val: SplitArrays, batch_size: int = 8) -> dict[str, Any]:
+    source = NumpyBatches(None, val, batch_size)
+    return evaluate_model(model, source.val_batches(), build_loss_for(config, card),
+                          card.num_classes, CPU, "fp32", False, card.classes)
+
+
+# -------------------------------------------------------------------------------- tests
+def test_training_beats_the_untrained_model(prepared: PreparedDataset, splits: Any,
+                                            base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=3)
+    untrained = val_metrics(new_model(config, card), config, card, val)
+    rows: list[dict[str, Any]] = []
+    model, result = run_fit(config, card, train, val,
+                            on_epoch=lambda m, _w: rows.append(dict(m)))
+    trained = val_metrics(model, config, card, val)
+    assert result.stop_reason == "completed"
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert trained["mean_iou"] > untrained["mean_iou"] + 0.15, (untrained, trained)
+    assert trained["loss"] < untrained["loss"]
+    # Every epoch reports the metrics the CLI and the search rely on.
+    for key in ("lr", "train_loss", "val_loss", "val_mean_iou", "images_per_s",
+                "best_val_loss", "best_epoch", "stop_reason", "precision"):
+        assert key in rows[-1]
+    assert all(f"val_iou/{c}" in rows[-1] for c in card.classes)
+    assert rows[-1]["stop_reason"] == "completed" and rows[0]["stop_reason"] == ""
+
+
+class SpoiledAfter:
+    """Real batches for the first ``good`` epochs, then every label set to one wrong class:
+    validation loss must get worse from there on."""
+
+    def __init__(self, inner: NumpyBatches, good: int, label: int) -> None:
+        self.inner, self.good, self.label = inner, good, label
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        for x, y in self.inner.train_batches(epoch):
+            if epoch >= self.good:
+                y = torch.where(y == IGNORE_INDEX, y, torch.full_like(y, self.label))
+            yield x, y
+
+    def val_batches(self) -> Iterator[Batch]:
+        return self.inner.val_batches()
+
+
+def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, splits: Any,
+                                                  base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    train = subset(train, 48)
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=8, patience=2, max_lr=1e-2)
+    source = SpoiledAfter(NumpyBatches(train, val, 8, seed=0), good=2, label=1)  # all 'surf'
+    rows: list[dict[str, Any]] = []
+    model, result = run_fit(config, card, train, val, source=source,
+                            on_epoch=lambda m, _w: rows.append(dict(m)))
+    assert result.stop_reason == "early-stopped"
+    best = result.state.best_epoch
+    assert len(rows) == best + config.train.patience < config.train.max_epochs
+    assert rows[-1]["stop_reason"] == "early-stopped"
+    best_loss = rows[best - 1]["val_loss"]
+    assert result.state.best_val_loss == best_loss == min(r["val_loss"] for r in rows)
+    assert rows[-1]["val_loss"] > best_loss + 1e-3  # the last weights are worse ...
+    again = val_metrics(model, config, card, val)
+    assert again["loss"] == pytest.approx(best_loss, abs=1e-6)  # ... and were not kept
+    assert again["mean_iou"] == pytest.approx(rows[best - 1]["val_mean_iou"], abs=1e-9)
+    assert result.state.best_metrics["epoch"] == best
+
+
+def test_checkpoint_and_resume_continue_where_they_stopped(
+        tmp_path: Path, prepared: PreparedDataset, splits: Any,
+        base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    train = subset(train, 32)
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=4)
+    k = 2
+    ckpt = tmp_path / "ckpt"
+
+    def save_at_k(metrics: dict[str, Any], write: Callable[[Path], Path]) -> None:
+        if metrics["epoch"] == k:
+            write(ckpt)
+
+    straight, full = run_fit(config, card, train, val, on_epoch=save_at_k)
+    assert (ckpt / "state.json").is_file() and (ckpt / "best.safetensors").is_file()
+
+    epochs: list[int] = []
+    resumed, part = run_fit(config, card, train, val, model=new_model(config, card, seed=123),
+                            resume_from=ckpt,
+                            on_epoch=lambda m, _w: epochs.append(int(m["epoch"])))
+    assert epochs == list(range(k + 1, config.train.max_epochs + 1))
+    assert part.state.epoch == full.state.epoch == config.train.max_epochs
+    assert len(part.state.history) == config.train.max_epochs
+    assert [h["epoch"] for h in part.state.history] == [1, 2, 3, 4]
+    # No dropout, seeded batch order, restored Adam state: the resumed run is the same run.
+    for h_full, h_part in zip(full.state.history, part.state.history, strict=True):
+        assert h_part["val_loss"] == pytest.approx(h_full["val_loss"], rel=1e-5)
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_gives_identical_metrics(prepared: PreparedDataset, splits: Any,
+                                           base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    train = subset(train, 32)
+    card = prepared.card
+    config = make_config(base_sections, {"dropout": 0.1}, max_epochs=2, seed=7)
+    runs = [run_fit(config, card, train, val)[1] for _ in range(2)]
+    first, second = (scores(r) for r in runs)
+    assert first == second
+    assert len(first) == 2 and "val_mean_iou" in first[0]
+    other = make_config(base_sections, {"dropout": 0.1}, max_epochs=2, seed=8)
+    different = run_fit(other, card, train, val)[1]
+    assert different.state.history[-1]["val_loss"] != runs[0].state.history[-1]["val_loss"]
+
+
+def scores(result: FitResult) -> list[dict[str, Any]]:
+    """Each epoch's losses and validation metrics (timings left out)."""
+    return [{k: v for k, v in h.items() if k not in TIMINGS} for h in result.state.history]
+
+
+TIMINGS = ("images_per_s", "epoch_seconds")
+
+
+class InfAt:
+    """Real batches, except one infinite pixel in the first batch of epoch ``epoch``."""
+
+    def __init__(self, inner: NumpyBatches, epoch: int) -> None:
+        self.inner, self.epoch = inner, epoch
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        for i, (x, y) in enumerate(self.inner.train_batches(epoch)):
+            if epoch == self.epoch and i == 0:
+                x = x.clone()
+                x[0, 0, 0, 0] = math.inf
+            yield x, y
+
+    def val_batches(self) -> Iterator[Batch]:
+        return self.inner.val_batches()
+
+
+def test_non_finite_loss_stops_with_reason_nan(prepared: PreparedDataset, splits: Any,
+                                               base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    train = subset(train, 24)
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=4)
+    rows: list[dict[str, Any]] = []
+    model, result = run_fit(config, card, train, val, source=InfAt(NumpyBatches(
+        train, val, 8), epoch=1), on_epoch=lambda m, _w: rows.append(dict(m)))
+    assert result.stop_reason == "nan"
+    assert [r["stop_reason"] for r in rows] == ["", "nan"]
+    assert result.state.epoch == 1 and result.state.best_epoch == 1
+    # The returned weights are the last good ones: finite, and they still predict.
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values()
+               if v.is_floating_point())
+    assert math.isfinite(val_metrics(model, config, card, val)["loss"])
+
+
+def test_huge_learning_rate_stops_with_reason_nan(prepared: PreparedDataset, splits: Any,
+                                                  base_sections: dict[str, Any]) -> None:
+    """Adam moves every weight by ~lr per step: at 1e25 the next forward overflows."""
+    train, val = splits
+    train = subset(train, 24)
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=3, max_lr=1e25)
+    _, result = run_fit(config, card, train, val)
+    assert result.stop_reason == "nan"
+    assert result.state.epoch == 0  # the first epoch never finished
+
+
+def test_evaluate_model_counts_every_pixel_of_the_split(prepared: PreparedDataset, splits: Any,
+                                                        base_sections: dict[str, Any]) -> None:
+    _, val = splits
+    card = prepared.card
+    k = card.num_classes
+    config = make_config(base_sections)
+    model = new_model(config, card, seed=3).eval()
+    # Batches of 5 do not divide the 16 validation rows: the last, short batch must count too.
+    metrics = evaluate_model(model, NumpyBatches(None, val, 5).val_batches(), None, k, CPU,
+                             class_names=card.classes)
+    x, y = next(NumpyBatches(None, val, len(val)).val_batches())
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    truth = y.numpy()
+    keep = truth != IGNORE_INDEX
+    cm = np.bincount(truth[keep] * k + pred[keep], minlength=k * k).reshape(k, k)
+    assert metrics["num_pixels"] == int(keep.sum()) == int(cm.sum())
+    assert int(keep.sum()) == sum(card.splits["val"]["pixels_per_class"])
+    tp = np.diag(cm)
+    for c, name in enumerate(card.classes):
+        union = cm[c].sum() + cm[:, c].sum() - tp[c]
+        if union:
+            assert metrics[f"iou/{name}"] == pytest.approx(tp[c] / union, abs=1e-12)
+    assert metrics["accuracy"] == pytest.approx(tp.sum() / cm.sum(), abs=1e-12)
+    assert math.isnan(metrics["loss"])  # no loss function given
+
+
+def test_precision_auto_resolves_to_a_runnable_choice() -> None:
+    assert resolve_precision("auto", CPU) in ("fp32", "bf16-mixed")
+    for explicit in ("fp32", "bf16-mixed", "fp16-mixed"):
+        assert resolve_precision(explicit, CPU) == explicit
+
+
+def test_bf16_mixed_trains_on_cpu(prepared: PreparedDataset, splits: Any,
+                                  base_sections: dict[str, Any]) -> None:
+    train, val = splits
+    train = subset(train, 24)
+    card = prepared.card
+    config = make_config(base_sections, max_epochs=1, precision="bf16-mixed")
+    rows: list[dict[str, Any]] = []
+    model, result = run_fit(config, card, train, val,
+                            on_epoch=lambda m, _w: rows.append(dict(m)))
+    assert result.precision == "bf16-mixed" and rows[0]["precision"] == "bf16-mixed"
+    assert result.stop_reason == "completed"
+    assert math.isfinite(rows[0]["train_loss"]) and math.isfinite(rows[0]["val_loss"])
+    assert 0.0 <= rows[0]["val_mean_iou"] <= 1.0
+    # Weights stay fp32 (autocast only changes the compute dtype).
+    assert all(p.dtype == torch.float32 for p in model.parameters())
