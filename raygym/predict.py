@@ -851,7 +851,9 @@ def _run_ray(model_dirs: Sequence[Path], items: Sequence[InputItem], options: Pr
     records = [{"i": i, "item": json.dumps({"path": str(it.path), "name": it.name,
                                             "bands": [str(b) for b in it.bands]})}
                for i, it in enumerate(items)]
-    ds = ray.data.from_items(records, override_num_blocks=len(records))
+    # small blocks spread the files over the actors; capped so thousands of files do not
+    # become thousands of scheduling units
+    ds = ray.data.from_items(records, override_num_blocks=min(len(records), n * 16))
     out = ds.map_batches(PredictActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
                          num_cpus=1, batch_format="numpy",
                          fn_constructor_kwargs={"model_dirs": [str(p) for p in model_dirs],

@@ -57,6 +57,7 @@ SECTION_TITLES: dict[str, str] = {
 TOP_CURVES = 5
 N_SAMPLES = 3
 _CATEGORICAL = ("choice", "grid")
+_TEXT_COLUMNS = ("trial_id", "status", "node_id", "error")  # never read as numbers
 _NOT_PRUNED = ("completed", "early-stopped", "failed", "running", "unknown")
 
 
@@ -181,7 +182,8 @@ class _Doc:
                     lines.append("")
                 elif b.kind == "figure":
                     path, caption = b.data
-                    lines += [f"![{_md(caption)}]({Path(path).name})", "", f"*{caption}*", ""]
+                    lines += [f"![{Path(path).stem}]({Path(path).name})", "",
+                              f"*{_md(caption)}*", ""]
         return "\n".join(lines) + "\n"
 
 
@@ -377,7 +379,8 @@ def read_history(trial_dir: Path) -> list[dict[str, Any]]:
                 rows.append(item)
     if not rows and (trial_dir / "progress.csv").is_file():
         with (trial_dir / "progress.csv").open(newline="") as fh:
-            rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+            rows = [{k: v if k in _TEXT_COLUMNS else _parse(v) for k, v in r.items()}
+                    for r in csv.DictReader(fh)]
     by_epoch: dict[int, dict[str, Any]] = {}
     for r in rows:
         epoch = r.get("epoch", r.get("training_iteration"))
@@ -484,10 +487,11 @@ def _leaderboard(doc: _Doc, res: SearchResults) -> None:
     cols = [c for c in wanted if c in res.columns]
     short = [c.split(".")[-1] for c in res.param_keys]
     heads = [c.split(".")[-1] if c in res.param_keys and short.count(c.split(".")[-1]) == 1
-             else c for c in cols]
+             and c.split(".")[-1] not in ("name", "type", "kind") else c for c in cols]
     table_rows, classes = [], []
     for i, r in enumerate(res.rows):
-        table_rows.append([_parse(r.get(c, "")) for c in cols])
+        table_rows.append([r.get(c, "") if c in _TEXT_COLUMNS else _parse(r.get(c, ""))
+                           for c in cols])
         st = r.get("status", "")
         classes.append("failed" if st == "failed" else "best" if i == 0 else
                        "pruned" if st not in _NOT_PRUNED else "")
@@ -647,7 +651,8 @@ def _curves(doc: _Doc, res: SearchResults) -> None:
               if res.status(tid) != "failed" and res.histories.get(tid)]
     top = ranked[:TOP_CURVES]
     if not top:
-        doc.note("no per-epoch results of a successful trial were found.")
+        if not res.trials_note:
+            doc.note("no per-epoch results of a successful trial were found.")
         return
     from raygym.plots import _plt
 
@@ -929,8 +934,7 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> _Evaluation | str:
     total = np.zeros((k, k), dtype=np.int64)
     per_image: list[tuple[float, int]] = []
     preds: list[np.ndarray] = []
-    torch.set_grad_enabled(False)
-    try:
+    with torch.inference_mode():
         for start in range(0, len(arrays), batch_size):
             sl = slice(start, start + batch_size)
             x, y = to_batch(arrays.images[sl], arrays.labels[sl], arrays.valid_hw[sl])
@@ -943,8 +947,6 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> _Evaluation | str:
                 miou = metrics_from_confusion(cm)["mean_iou"]
                 per_image.append((miou, start + i))
             preds.extend(pred.numpy().astype(np.uint8))
-    finally:
-        torch.set_grad_enabled(True)
     metrics = metrics_from_confusion(total, card.classes)
     scored = sorted((p for p in per_image if not math.isnan(p[0])), key=lambda p: -p[0])
     picks = [scored[0], scored[len(scored) // 2], scored[-1]] if len(scored) >= 3 else scored

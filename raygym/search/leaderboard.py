@@ -97,7 +97,9 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
     rows = []
     for result in grid:
         m = dict(result.metrics or {})
-        trial_id = m.get("trial_id") or Path(result.path).name
+        # the trial folder is named after the trial id; the last result's trial_id is not
+        # reliable: PBT copies the donor's last result into the trial that exploits it
+        trial_id = Path(result.path).name or m.get("trial_id")
         params = active_params(space, dict(result.config or {}))
         history = result.metrics_dataframe
         best_epoch = m.get("best_epoch")

@@ -97,7 +97,8 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
     console.print(table)
     b = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)
     console.print(
-        f"algorithm {s.algorithm}, scheduler {s.scheduler} (grace {s.grace_period}, "
+        f"algorithm {'random (PBT)' if s.scheduler == 'pbt' else s.algorithm}, "
+        f"scheduler {s.scheduler} (grace {s.grace_period}, "
         f"reduction {s.reduction_factor:g}), metric {s.metric} ({s.mode})\n"
         f"budget: {b['trials']} trials x up to {b['max_epochs_per_trial']} epochs = at most "
         f"{b['max_total_epochs']} epochs; {s.max_concurrent} concurrent; per trial "

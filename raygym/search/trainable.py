@@ -85,6 +85,10 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
             at_best.clear()
             at_best.update(metrics)
         metrics.setdefault(f"best_{metric}", at_best.get(metric, math.nan))
+        if metrics.get("stop_reason") in ("completed", "early-stopped"):
+            # Tune's own "finished" flag: the scheduler is not asked about the last epoch
+            # (PBT would otherwise "exploit" a finished trial and restart it for nothing).
+            metrics["done"] = True
         if metrics.get("stop_reason") == "nan":
             raise NonFiniteLossError(
                 f"training loss became NaN/inf at epoch {metrics['epoch']} "

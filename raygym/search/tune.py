@@ -19,12 +19,22 @@ def tune_storage(config: ExperimentConfig, out: Path) -> str:
     return config.search.storage_path or str(out / "ray")
 
 
+def uses_optuna(config: ExperimentConfig) -> bool:
+    """Optuna samples the trials, except for grid/random search and PBT, which refuses any
+    search algorithm ("Search algorithms cannot be used with PBT"): PBT starts from random
+    points and then explores by itself."""
+    return config.search.algorithm == "optuna" and config.search.scheduler != "pbt"
+
+
 def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path) -> Any:
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     s = config.search
-    if s.algorithm != "optuna":
-        return None  # Tune's BasicVariantGenerator (random / grid) via param_space
+    if not uses_optuna(config):
+        # Tune's own random / grid generator over param_space, seeded by search.seed and
+        # starting from search.points_to_evaluate like Optuna does
+        return BasicVariantGenerator(points_to_evaluate=s.points_to_evaluate or None,
+                                     max_concurrent=s.max_concurrent, random_state=s.seed)
     import optuna
     from optuna.storages import RDBStorage
 
@@ -66,7 +76,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
                               else tune.uniform(d.low, d.high)) for d in space}
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=max(1, s.grace_period),
-                                       hyperparam_mutations=mutations, seed=s.seed)
+                                       hyperparam_mutations=mutations)  # no seed argument
     return FIFOScheduler()
 
 
@@ -187,7 +197,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     live = LiveTrials(config, console, total)
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage, verbose=0, callbacks=[live.callback],
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # PBT restores one trial from another's checkpoint, chosen when the bottom trial
+        # reports; by the time that trial has restarted, the donor may have written several
+        # newer ones (seen: 3 on 2 busy CPUs, "checkpoint does not exist on storage
+        # anymore"). So PBT keeps them all (disk: a few model copies per epoch per trial).
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=None if s.scheduler == "pbt" else 1),
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
     )
     exp_path = f"{storage.rstrip('/')}/{config.name}"
@@ -198,7 +213,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                                        resume_errored=False, restart_errored=retry_errored)
         else:
             searcher = build_searcher(config, space, out)
-            param_space = ({} if searcher is not None else
+            param_space = ({} if uses_optuna(config) else
                            tune_param_space(space, exhaustive_grid=s.algorithm == "grid"))
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
@@ -206,7 +221,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     metric=s.metric, mode=s.mode, search_alg=searcher,
                     scheduler=build_scheduler(config, space),
                     num_samples=s.num_samples,
-                    max_concurrent_trials=s.max_concurrent if searcher is None else None,
+                    max_concurrent_trials=None,  # the searcher limits concurrency
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )

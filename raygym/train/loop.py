@@ -245,6 +245,18 @@ def _json_default(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------- loop
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """``loss`` is finite on this rank and on every other DDP rank.
+
+    Under DDP every rank must take the same decision: a rank that stopped alone would leave the
+    others waiting forever in the gradient all-reduce of ``backward()``.
+    """
+    bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(bad)
+    return not bool(bad.item())
+
+
 def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module | None,
                    num_classes: int, device: torch.device, precision: str = "fp32",
                    channels_last: bool = False, class_names: list[str] | None = None
@@ -323,13 +335,13 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             with autocast_for(precision, device):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss):
                 stop_reason = "nan"
                 break
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += float(loss) * len(x)
+            loss_sum += float(loss.detach()) * len(x)
             n_images += len(x)
         train_seconds = time.perf_counter() - tick
         if stop_reason == "nan":

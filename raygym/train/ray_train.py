@@ -80,6 +80,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     dataset = PreparedDataset(config.data.prepared)
     card = dataset.card
     model = build_model_for(config, card.bands, card.num_classes)
+    if config.train.channels_last and config.model.is_gym:
+        # Before DDP wraps it: DDP's gradient buckets take the parameters' strides when it is
+        # built (converting afterwards costs a gradient copy per parameter per step).
+        model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     loss_fn = build_loss_for(config, card)

@@ -68,13 +68,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return best[1] if best else None
 
 
+# Text columns: never parsed as numbers (stop_reason 'nan' is not float NaN; a node id such as
+# '12e3...' is not a float).
+TEXT_COLUMNS = frozenset({"stop_reason", "precision", "node_id"})
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """``metrics.csv`` rows: numbers as floats, empty cells as None."""
     if not path.exists():
         return []
     rows = []
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            rows.append({k: _num(v) for k, v in row.items()})
+            rows.append({k: (v or None) if k in TEXT_COLUMNS else _num(v)
+                         for k, v in row.items()})
     return rows
 
 
@@ -91,16 +98,27 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
                      console: Console | None = None, run_name: str | None = None) -> Path:
     """Train one model on Ray Train and export ``best/``; returns the run folder."""
     from raygym.ray_runtime import ensure_ray
-    from raygym.train.ray_train import run_torch_trainer
+    from raygym.train.ray_train import check_resources, run_torch_trainer
 
     console = console or Console()
     dataset = check_dataset(config)
-    resume_dir = None
     if resume is not None:
         run_dir = resume.resolve()
         if not (run_dir / "config.yaml").exists():
             raise DataError("not a raygym run folder (no config.yaml)", file=run_dir,
                             fix="give the runs/<name> folder of the stopped run")
+    else:
+        name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = (config.train.output_dir / name).resolve()
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise DataError("run folder already exists", file=run_dir,
+                            fix="use --resume to continue it, or another --name")
+    # Before the run folder is touched: a refused request must not block a retry of this name.
+    ensure_ray(config.resources)
+    r = config.resources
+    check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
+    resume_dir = None
+    if resume is not None:
         resume_dir = latest_checkpoint(run_dir)
         done = read_metrics(run_dir / METRICS_CSV)
         console.print(f"resuming {run_dir.name} from "
@@ -110,14 +128,8 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         _truncate_metrics(run_dir / METRICS_CSV,
                           _checkpoint_epoch(resume_dir) if resume_dir is not None else 0)
     else:
-        name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = (config.train.output_dir / name).resolve()
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise DataError("run folder already exists", file=run_dir,
-                            fix="use --resume to continue it, or another --name")
         run_dir.mkdir(parents=True, exist_ok=True)
     dump_yaml(config, run_dir / "config.yaml")
-    ensure_ray(config.resources)
 
     outcome: dict[str, Any] = {}
 
@@ -138,9 +150,11 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         raise _user_error(result.error)
     rows = read_metrics(run_dir / METRICS_CSV)
     if rows and rows[-1].get("stop_reason") == "nan":
+        last_good = latest_checkpoint(run_dir)
+        kept = (f"the last good checkpoint is kept in {last_good}" if last_good is not None
+                else "no epoch finished, so there is no checkpoint")
         raise RaygymError(
-            f"training loss became NaN at epoch {int(rows[-1]['epoch'])}; the last good "
-            f"checkpoint is kept under {run_dir / 'ray'}",
+            f"training loss became NaN (or infinite) at epoch {int(rows[-1]['epoch'])}; {kept}",
             key="train.max_lr", fix="lower the learning rate or check the data")
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:

@@ -179,12 +179,15 @@ def test_pbt_cannot_mutate_the_network(tmp_path, capsys, base_sections) -> None:
 # -------------------------------------------------------------------------------- PBT
 @pytest.mark.slow
 def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
+    # a learning rate too small to learn in 5 epochs beside a good one: the bottom trial
+    # must exploit the top one (PBT starts from these points, then explores by itself)
     s = _sections(base_sections, scheduler="pbt", num_samples=2, max_concurrent=2,
-                  grace_period=1)
+                  grace_period=1, points_to_evaluate=[{"train.max_lr": 1e-5},
+                                                      {"train.max_lr": 2e-3}])
     s["name"] = "s2_pbt"
     s["model"] = {"arch": "gym_unet", "filters": 2, "kernel": 3}
     s["loss"] = {"name": "cce"}
-    s["train"].update(max_epochs=3, max_lr={"loguniform": [1e-4, 3e-3]})
+    s["train"].update(max_epochs=8, max_lr={"loguniform": [1e-5, 3e-3]})
     s["search"]["results_dir"] = str(tmp_path / "results")
     code, _ = run_cli(["search", str(write_space(tmp_path / "pbt.yaml", s))])
     assert code == 0
@@ -192,7 +195,7 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
     board = read_leaderboard(out)
     assert len(board) == 2
     for r in board:
-        assert r["status"] == "completed" and r["epochs"] == "3", r
+        assert r["status"] == "completed" and r["epochs"] == "8", r
     # PBT really acted: the bottom trial took the top trial's checkpoint (its epochs go on
     # from the donor's) and a perturbed learning rate.
     results = {r["trial_id"]: [json.loads(ln) for ln in

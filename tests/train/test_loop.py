@@ -5,14 +5,20 @@ whole-split evaluation and precision selection."""
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import socket
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from raygym.config import IGNORE_INDEX, ExperimentConfig, validate_experiment
@@ -243,6 +249,52 @@ def test_non_finite_loss_stops_with_reason_nan(prepared: PreparedDataset, splits
     assert all(torch.isfinite(v).all() for v in model.state_dict().values()
                if v.is_floating_point())
     assert math.isfinite(val_metrics(model, config, card, val)["loss"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: dict[str, Any],
+                    card_json: str, train: SplitArrays, val: SplitArrays) -> None:
+    """One DDP rank of fit(); only rank 0 meets the infinite pixel."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    try:
+        config = validate_experiment(sections)
+        card = DatasetCard.model_validate_json(card_json)
+        torch.manual_seed(0)
+        model = build_model_for(config, card.bands, card.num_classes)
+        model = DistributedDataParallel(model.to(memory_format=torch.channels_last))
+        inner = NumpyBatches(train, val, 4, seed=0, rank=rank, world=world)
+        source = InfAt(inner, epoch=1) if rank == 0 else inner
+        result = fit(config, model, build_loss_for(config, card), source, card, device=CPU,
+                     is_main=rank == 0)
+        Path(out_dir, f"{rank}.json").write_text(json.dumps(
+            {"stop": result.stop_reason, "epoch": result.state.epoch}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(300)
+def test_non_finite_loss_on_one_ddp_rank_stops_every_rank(
+        tmp_path: Path, prepared: PreparedDataset, splits: Any,
+        base_sections: dict[str, Any]) -> None:
+    """A rank that stopped alone would leave the other blocked in backward's all-reduce."""
+    train, val = splits
+    config = make_config(base_sections, {"filters": 2}, max_epochs=3)
+    mp.spawn(_ddp_nan_worker, nprocs=2, join=True,
+             args=(2, _free_port(), str(tmp_path), config.to_yaml_dict(),
+                   prepared.card.model_dump_json(), subset(train, 16), subset(val, 4)))
+    for rank in range(2):
+        assert json.loads((tmp_path / f"{rank}.json").read_text()) == {"stop": "nan",
+                                                                         "epoch": 1}
 
 
 def test_huge_learning_rate_stops_with_reason_nan(prepared: PreparedDataset, splits: Any,

@@ -1,0 +1,300 @@
+"""Training throughput: ``raygym train`` (Ray Train, 1 worker) against a bare PyTorch loop.
+
+Same model (Gym UNet, filters 8, kernel 7), same data (``usgs_coastal_aerial_3class`` at
+256 x 256), same batch size, same thread count, same precision, in one process run. Prints per
+variant (``fp32``, ``bf16-mixed+cl`` = bf16 autocast + channels_last, ...):
+
+* seconds per epoch and training images/s of both, the ratio and Ray's overhead (goal <= 10 %);
+  Ray's epoch is measured from the driver as the time between consecutive ``metrics.csv`` rows
+  (a full cycle: train + validation + checkpoint + report), over epochs 2..N; the bare loop's
+  epoch is train + validation over the same epochs;
+* Ray's fixed start-up cost (whole ``raygym train`` wall time minus its epochs);
+* FLOPs per image (forward, ``raygym.models.summary``) and achieved GFLOP/s (3 x forward FLOPs
+  per training image: forward + backward), to compare with a device's peak;
+* validation mean IoU after the same epochs (reduced precision must not cost IoU).
+
+Example (about 10 min on a 2-core CPU)::
+
+    python bench/bench_train.py --epochs 3 --limit 60 --precision fp32 bf16-mixed+cl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
+CLASSES = ["deep_water", "shallow_water", "dry_land"]
+
+
+@dataclass
+class Measured:
+    """One loop's figures for one variant."""
+
+    epoch_seconds: list[float] = field(default_factory=list)  # per epoch, train + val
+    train_images_per_s: list[float] = field(default_factory=list)
+    val_mean_iou: float = float("nan")
+    wall_seconds: float = 0.0  # the whole call (Ray: start-up, epochs, export)
+    worker_epoch_seconds: list[float] = field(default_factory=list)  # Ray: fit's own timing
+
+    def steady(self, values: list[float]) -> float:
+        """Mean over epochs 2..N (epoch 1 warms up caches and oneDNN kernels)."""
+        use = values[1:] if len(values) > 1 else values
+        return sum(use) / len(use) if use else float("nan")
+
+
+# --------------------------------------------------------------------------- setup
+def parse_variant(text: str) -> tuple[str, bool]:
+    precision, _, suffix = text.partition("+")
+    if precision not in ("fp32", "bf16-mixed", "fp16-mixed") or suffix not in ("", "cl"):
+        raise SystemExit(f"--precision {text!r}: use fp32 | bf16-mixed | fp16-mixed, "
+                         "optionally with +cl (channels_last)")
+    return precision, suffix == "cl"
+
+
+def write_manifest(out: Path, data: Path, limit: int | None) -> Path:
+    with (data / "pairs.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows = rows[:limit] if limit else rows
+    manifest = out / "pairs.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "label"])
+        for row in rows:
+            writer.writerow([str(data / row["image"]), str(data / row["label"])])
+    return manifest
+
+
+def make_config(args: argparse.Namespace, workdir: Path, manifest: Path, precision: str,
+                channels_last: bool, threads: int) -> Any:
+    from raygym.config import validate_experiment
+
+    return validate_experiment({
+        "name": "bench_train",
+        "data": {
+            "manifest": str(manifest), "classes": CLASSES, "unknown_labels": "ignore",
+            "target_size": [args.size, args.size],
+            "split": {"val": 0.2, "test": 0.1, "seed": 42},
+            "augment": {"copies": args.copies, "hflip": args.copies > 0},
+            "prepared": str(workdir / f"ds-{args.limit or 'all'}-{args.size}-{args.copies}"),
+        },
+        "model": {"arch": "gym_unet", "filters": args.filters, "kernel": args.kernel,
+                  "dropout": 0.1},
+        "loss": {"name": "dice"},
+        "train": {"batch_size": args.batch_size, "max_epochs": args.epochs,
+                  "patience": args.epochs + 1, "lr_schedule": "constant", "max_lr": args.lr,
+                  "precision": precision, "channels_last": channels_last,
+                  "num_threads": threads, "seed": 0, "output_dir": str(workdir / "runs"),
+                  "checkpoint_keep": 1},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": threads},
+    })
+
+
+# ------------------------------------------------------------------------ bare loop
+def bare_loop(config: Any, card: Any, train: Any, val: Any, threads: int) -> Measured:
+    """The same work as raygym's loop, written out in plain PyTorch (no Ray, no callbacks)."""
+    import numpy as np
+    import torch
+
+    from raygym.train.loop import autocast_for, build_loss_for, build_model_for, to_batch
+    from raygym.train.metrics import ConfusionMatrix
+
+    torch.set_num_threads(threads)
+    t = config.train
+    torch.manual_seed(t.seed)
+    model = build_model_for(config, card.bands, card.num_classes)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss_for(config, card)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.max_lr)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    cpu = torch.device("cpu")
+    out = Measured()
+    started = time.perf_counter()
+    for epoch in range(t.max_epochs):
+        tick = time.perf_counter()
+        model.train()
+        order = np.random.default_rng([t.seed, epoch]).permutation(len(train))
+        n = 0
+        for s in range(0, len(order), t.batch_size):
+            idx = np.sort(order[s:s + t.batch_size])
+            if len(idx) < 2:
+                continue
+            x, y = to_batch(train.images[idx], train.labels[idx], train.valid_hw[idx])
+            x = x.contiguous(memory_format=fmt)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast_for(t.precision, cpu):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            loss.backward()
+            optimizer.step()
+            n += len(idx)
+        train_s = time.perf_counter() - tick
+        model.eval()
+        cm = ConfusionMatrix(card.num_classes, class_names=card.classes)
+        with torch.no_grad():
+            for s in range(0, len(val), t.batch_size):
+                x, y = to_batch(val.images[s:s + t.batch_size], val.labels[s:s + t.batch_size],
+                                val.valid_hw[s:s + t.batch_size])
+                with autocast_for(t.precision, cpu):
+                    logits = model(x.contiguous(memory_format=fmt))
+                cm.update(logits.float(), y)
+        out.epoch_seconds.append(time.perf_counter() - tick)
+        out.train_images_per_s.append(n / train_s)
+        out.val_mean_iou = float(cm.compute()["mean_iou"])
+    out.wall_seconds = time.perf_counter() - started
+    return out
+
+
+# ------------------------------------------------------------------------ Ray Train
+def ray_run(config: Any, name: str) -> Measured:
+    """``raygym train`` in-process; epoch cycles timed by when each metrics.csv row appears."""
+    from rich.console import Console
+
+    from raygym.train.run import read_metrics, train_experiment
+
+    run_dir = config.train.output_dir / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    seen: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        path = run_dir / "metrics.csv"
+        while not done.is_set():
+            if path.exists():
+                rows = path.read_text().count("\n") - 1
+                while len(seen) < rows:
+                    seen.append(time.perf_counter())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    train_experiment(config, run_name=name, console=Console(file=io.StringIO()))
+    wall = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    rows = read_metrics(run_dir / "metrics.csv")
+    out = Measured(wall_seconds=wall, val_mean_iou=float(rows[-1]["val_mean_iou"]))
+    out.train_images_per_s = [float(r["images_per_s"]) for r in rows]
+    # Epoch 1 has no previous row: use the worker's own (train + val) time for it.
+    cycles = [float(rows[0]["epoch_seconds"])]
+    cycles += [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    out.epoch_seconds = cycles
+    out.worker_epoch_seconds = [float(r["epoch_seconds"]) for r in rows]
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--limit", type=int, default=60, help="first N scenes of pairs.csv (0: all)")
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16-mixed+cl"],
+                   help="variants: fp32 | bf16-mixed | fp16-mixed, +cl for channels_last")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--filters", type=int, default=8)
+    p.add_argument("--kernel", type=int, default=7)
+    p.add_argument("--copies", type=int, default=0, help="offline augmented copies per scene")
+    p.add_argument("--lr", type=float, default=1e-3, help="constant learning rate")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--workdir", type=Path, default=None, help="kept; default a temp folder")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args()
+    variants = [parse_variant(v) for v in args.precision]
+
+    from raygym.ray_runtime import set_ray_env
+
+    set_ray_env(progress_bars=False)
+    import torch
+
+    from raygym.config import ResourcesConfig
+    from raygym.data.dataset import PreparedDataset
+    from raygym.data.prepare import prepare_dataset
+    from raygym.models.summary import model_summary
+    from raygym.ray_runtime import ensure_ray
+    from raygym.train.loop import build_model_for
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_train-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = write_manifest(workdir, args.data, args.limit or None)
+    configs = [make_config(args, workdir, manifest, prec, cl, args.threads)
+               for prec, cl in variants]
+    cpus = os.cpu_count() or 1
+    ensure_ray(ResourcesConfig(num_cpus=max(cpus, args.threads),
+                               object_store_memory=1024 * 2**20), progress_bars=False)
+    tick = time.perf_counter()
+    prepare_dataset(configs[0], log=lambda *a, **k: None)
+    prepare_s = time.perf_counter() - tick
+    ds = PreparedDataset(configs[0].data.prepared)
+    card = ds.card
+    train, val = ds.load_numpy("train"), ds.load_numpy("val")
+    summary = model_summary(build_model_for(configs[0], card.bands, card.num_classes),
+                            (card.bands, args.size, args.size))
+    flops = summary.flops_per_image
+
+    print(f"bench_train  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  "
+          f"{cpus} CPUs, torch {torch.__version__}, threads {args.threads}")
+    print(f"data {args.data.name}: {len(train)} train / {len(val)} val images at "
+          f"{args.size}x{args.size} ({card.bands} bands), batch {args.batch_size}, "
+          f"epochs {args.epochs}, lr {args.lr:g} constant; prepare {prepare_s:.1f} s")
+    print(f"model gym_unet filters {args.filters} kernel {args.kernel}: "
+          f"{summary.trainable_params:,} trainable params, "
+          f"{flops / 1e9:.2f} GFLOP per image forward (x3 per training image)")
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
+                               "train_images": len(train), "val_images": len(val),
+                               "flops_per_image": flops, "variants": {}}
+    header = (f"{'variant':<15} {'loop':<5} {'s/epoch':>8} {'img/s':>7} {'GFLOP/s':>8} "
+              f"{'val mIoU':>8} {'wall s':>7}")
+    print(header)
+    print("-" * len(header))
+    for config, text in zip(configs, args.precision, strict=True):
+        bare = bare_loop(config, card, train, val, args.threads)
+        ray = ray_run(config, f"bench-{text.replace('+', '_')}")
+        rows = {}
+        for loop, m in (("bare", bare), ("ray", ray)):
+            ips = m.steady(m.train_images_per_s)
+            rows[loop] = {"epoch_seconds": m.steady(m.epoch_seconds), "images_per_s": ips,
+                          "gflops_per_s": 3 * flops * ips / 1e9, **asdict(m)}
+            r = rows[loop]
+            print(f"{text:<15} {loop:<5} {r['epoch_seconds']:8.2f} {ips:7.2f} "
+                  f"{r['gflops_per_s']:8.1f} {m.val_mean_iou:8.3f} {m.wall_seconds:7.1f}")
+        ratio = rows["ray"]["epoch_seconds"] / rows["bare"]["epoch_seconds"]
+        overhead = 1 - rows["bare"]["epoch_seconds"] / rows["ray"]["epoch_seconds"]
+        startup = ray.wall_seconds - sum(ray.epoch_seconds)
+        verdict = "meets" if overhead <= 0.10 else "MISSES"
+        print(f"{'':<15} ray/bare epoch time {ratio:.3f}: Ray overhead {100 * overhead:+.1f} % "
+              f"of its epoch ({verdict} the <= 10 % goal); fixed start-up + export "
+              f"{startup:.1f} s per run")
+        results["variants"][text] = {**rows, "ratio": ratio, "overhead": overhead,
+                                     "startup_seconds": startup}
+    if len(configs) > 1:
+        base = args.precision[0]
+        for text in args.precision[1:]:
+            a, b = results["variants"][base], results["variants"][text]
+            print(f"{text} vs {base}: {b['ray']['images_per_s'] / a['ray']['images_per_s']:.2f}x "
+                  f"train img/s (ray), {b['bare']['images_per_s'] / a['bare']['images_per_s']:.2f}x"
+                  f" (bare); val mIoU {b['ray']['val_mean_iou']:.3f} vs "
+                  f"{a['ray']['val_mean_iou']:.3f} (ray), {b['bare']['val_mean_iou']:.3f} vs "
+                  f"{a['bare']['val_mean_iou']:.3f} (bare)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(f"work folder: {workdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Kill ``raygym search`` mid-run (SIGKILL to its process group: no clean-up code runs), check
+what the dead run left behind, then ``--resume`` it to completion."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import (
+    OWN_RAY,
+    one_error_line,
+    processes_with_env,
+    read_leaderboard,
+    reap,
+    run_cli,
+    search_sections,
+    shared_prepared,
+    write_space,
+)
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+NAME = "s2_resume"
+NUM_SAMPLES = 4
+MAX_EPOCHS = 3
+
+
+def _trial_states(exp: Path) -> dict[str, str]:
+    """{trial_id: status} from Tune's latest experiment state file (what --resume reads)."""
+    files = sorted(glob.glob(str(exp / "experiment_state-*.json")), key=os.path.getmtime)
+    if not files:
+        return {}
+    try:
+        data = json.loads(Path(files[-1]).read_text())
+    except (OSError, json.JSONDecodeError):  # being replaced right now
+        return {}
+    states = {}
+    for trial_json, _ in data.get("trial_data", []):
+        t = json.loads(trial_json)
+        states[t["trial_id"]] = t["status"]
+    return states
+
+
+def _start(space: Path, marker: str, *extra: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "RAYGYM_TEST_RUN": marker}
+    return subprocess.Popen([sys.executable, "-m", "raygym.cli", "search", str(space), *extra],
+                            cwd=REPO, env=env, start_new_session=True,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: pgid == pid
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory,
+          make_s2_config: Callable[..., dict[str, Any]]) -> Path:
+    tmp = tmp_path_factory.mktemp("resume")
+    s = search_sections(make_s2_config, shared_prepared(tmp_path_factory), tmp / "results",
+                        NAME, num_samples=NUM_SAMPLES, max_concurrent=1, scheduler="none",
+                        max_failures=0)
+    s["train"]["max_epochs"] = MAX_EPOCHS
+    s["resources"].update(OWN_RAY)
+    return write_space(tmp / "resume.yaml", s)
+
+
+@pytest.mark.timeout(900)
+def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
+    out = space.parent / "results" / NAME
+    exp = out / "ray" / NAME
+    marker = uuid.uuid4().hex
+    proc = _start(space, marker, log=tmp_path / "first.log")
+    finished: list[str] = []
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            states = _trial_states(exp)
+            finished = [t for t, s in states.items() if s == "TERMINATED"]
+            # mid-search: one trial done and saved as done, the next one under way
+            if finished and any(s == "RUNNING" for s in states.values()):
+                break
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert finished, "no trial finished in time"
+        assert len(finished) < NUM_SAMPLES
+        assert processes_with_env(marker), "the search runs Ray processes of its own"
+    finally:
+        _kill_group(proc)
+        killed = reap(marker)
+    assert proc.returncode == -signal.SIGKILL
+    # The driver's local Ray dies with it (raylet and GCS share its process group; workers
+    # exit when their raylet goes). Anything still there was killed by pid in reap().
+    assert not killed, f"Ray processes outlived the killed driver: {killed}"
+    assert not processes_with_env(marker)
+    assert json.loads((out / "search.json").read_text())["status"] == "running"
+    assert not (out / "leaderboard.csv").exists()
+    before = {t: (exp / t / "result.json").read_text() for t in finished}
+    assert all(len(text.splitlines()) == MAX_EPOCHS for text in before.values())
+
+    marker2 = uuid.uuid4().hex
+    proc = _start(space, marker2, "--resume", log=tmp_path / "resume.log")
+    try:
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        reap(marker2)
+    log = (tmp_path / "resume.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+
+    board = read_leaderboard(out)
+    assert len(board) == NUM_SAMPLES, "the right trial count: none lost, none added"
+    assert {r["status"] for r in board} == {"completed"}
+    assert all(int(r["epochs"]) == MAX_EPOCHS for r in board)
+    ids = {r["trial_id"] for r in board}
+    assert set(finished) <= ids
+    for t in finished:  # not run again: not one more result line
+        assert (exp / t / "result.json").read_text() == before[t], t
+    saved = json.loads((out / "search.json").read_text())
+    assert saved["status"] == "finished" and saved["summary"]["trials"] == NUM_SAMPLES
+    assert saved["summary"]["total_epochs"] == NUM_SAMPLES * MAX_EPOCHS
+    assert (out / "best").is_dir() and len(list((out / "best").iterdir())) == 2
+
+    import optuna
+
+    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{out / 'optuna.db'}")
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == NUM_SAMPLES
+
+
+def test_resume_with_another_space_is_refused(space: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """Runs after the test above (file order): the folder holds a finished search."""
+    out = space.parent / "results" / NAME
+    if not (out / "search.json").exists():
+        pytest.skip("needs the search of test_kill_then_resume")
+    import yaml
+
+    sections = yaml.safe_load(space.read_text())
+    other = copy.deepcopy(sections)
+    other["model"]["filters"] = {"choice": [2, 8]}
+    other_file = write_space(tmp_path / "other.yaml", other)
+    before = (out / "search.json").read_text()
+    code, err = run_cli(["search", str(other_file), "--resume"], capsys)
+    assert code == 2
+    line = one_error_line(err)
+    assert "different space" in line and "refusing" in line
+    assert (out / "search.json").read_text() == before

@@ -1,0 +1,498 @@
+"""``raygym search`` on a real local multi-node Ray cluster (raygym.cluster), submitted as a Ray
+job: trials spread over the nodes, results and checkpoints on shared storage, a worker node lost
+in the middle of a trial, and a driver lost in the middle of the search.
+
+Every test starts its own head + one worker node (1 CPU each) on 127.0.0.1 with ports picked
+free at test time, and stops it in a ``finally``. The pytest process never joins the cluster:
+searches run as Ray jobs (``ray job submit``, entrypoint ``bash -c "cd TMP && raygym search
+..."``), watched through the job server's HTTP API and through the files Tune writes to the
+shared storage folder. All nodes share this machine's filesystem, so a tmp folder stands in for
+NFS/S3 (``search.results_dir`` and ``search.storage_path`` both point into it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from raygym.cluster import (
+    MARKER_ENV,
+    cluster_down,
+    cluster_up,
+    free_port,
+    kill_node,
+    list_nodes,
+    read_state,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+BIN = Path(sys.executable).parent
+N_PAIRS = 20  # S2 scenes copied for these tests (14 train / 4 val / 2 test at 64 x 64)
+JOB_TIMEOUT_S = 420.0  # one search job, on 2 shared cores (usually ~1-2 min)
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+# ------------------------------------------------------------------------------- the cluster
+@dataclass
+class Cluster:
+    state_dir: Path
+    info: dict[str, Any]
+
+    @property
+    def dashboard(self) -> str:
+        return self.info["dashboard"]
+
+    @property
+    def head_id(self) -> str:
+        return self.info["nodes"][0]["node_id"]
+
+    @property
+    def worker_id(self) -> str:
+        return self.info["nodes"][1]["node_id"]
+
+
+def _ports() -> tuple[int, int]:
+    head = free_port()
+    dash = free_port()
+    while dash == head:
+        dash = free_port()
+    return head, dash
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Head (1 CPU) + one worker node (1 CPU): two concurrent one-CPU trials need both."""
+    state_dir = tmp_path / "cluster"
+    head_port, dash_port = _ports()
+    try:
+        info = cluster_up(workers=1, cpus_per_node=1, head_cpus=1, head_port=head_port,
+                          dashboard_port=dash_port, state_dir=state_dir, timeout=180)
+        assert [n["role"] for n in info["nodes"]] == ["head", "worker"]
+        assert info["nodes"][0]["node_id"] != info["nodes"][1]["node_id"]
+        yield Cluster(state_dir, info)
+    finally:
+        cluster_down(state_dir=state_dir)
+
+
+# ------------------------------------------------------------------------ the search to run
+@dataclass
+class Search:
+    name: str
+    space: Path
+    workdir: Path
+    results: Path  # search.results_dir / name
+    storage: Path  # search.storage_path (Tune's trial folders go to storage / name)
+    num_samples: int
+    max_epochs: int
+
+    def command(self, *extra: str) -> str:
+        """The job's entrypoint: ``raygym search`` of this venv, joining the cluster."""
+        argv = [str(BIN / "raygym"), "search", str(self.space), "--address", "auto",
+                "--set", f"search.storage_path={self.storage}", *extra]
+        return f"cd {shlex.quote(str(self.workdir))} && {shlex.join(argv)}"
+
+    @property
+    def experiment(self) -> Path:
+        return self.storage / self.name
+
+
+@pytest.fixture
+def make_search(tmp_path: Path, s2_subset: Callable[[Path, int], list[str]],
+                make_s2_config: Callable[..., dict[str, Any]], write_config: Any
+                ) -> Callable[..., Search]:
+    """``make_search(name, num_samples=, max_epochs=, **search) -> Search``: a tiny S2 search
+    (gym_unet, filters 2, 64 x 64, only ``train.max_lr`` searched) whose data, prepared
+    dataset, results and Tune storage all live in one "shared storage" folder."""
+    shared = tmp_path / "shared"
+    data = shared / "s2"
+
+    def make(name: str, *, num_samples: int, max_epochs: int, **search: Any) -> Search:
+        if not (data / "images").is_dir():
+            assert len(s2_subset(data, N_PAIRS)) == N_PAIRS
+        sections = make_s2_config(shared / "prepared", root=data)
+        sections["name"] = name
+        sections["data"]["augment"] = {"copies": 0}
+        sections["model"] = {"arch": "gym_unet", "filters": 2, "kernel": 3}
+        sections["train"].update(max_epochs=max_epochs, patience=100, rampup_epochs=1,
+                                 start_lr=1e-5, min_lr=1e-5,
+                                 max_lr={"loguniform": [3e-4, 3e-3]})
+        sections["search"] = {"num_samples": num_samples, "max_concurrent": 2,
+                              "scheduler": "none", "top_k": 2,
+                              "results_dir": str(shared / "results"), **search}
+        sections["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}
+        space = write_config(tmp_path / f"{name}.yaml", **sections)
+        return Search(name=name, space=space, workdir=tmp_path,
+                      results=shared / "results" / name, storage=shared / "ray",
+                      num_samples=num_samples, max_epochs=max_epochs)
+
+    return make
+
+
+# ----------------------------------------------------------------------------- jobs (HTTP)
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_AUTH_MODE"] = "disabled"
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def submit(cluster: Cluster, entrypoint: str) -> str:
+    """``ray job submit --no-wait`` (the CLI, as a user would); returns the submission id."""
+    job_id = f"raygym-search-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard,
+                          "--no-wait", "--submission-id", job_id, "--",
+                          "bash", "-c", entrypoint],
+                         env=_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return job_id
+
+
+def job_client(cluster: Cluster) -> Any:
+    from ray.job_submission import JobSubmissionClient  # HTTP only: no ray.init here
+
+    return JobSubmissionClient(cluster.dashboard)
+
+
+def job_status(cluster: Cluster, job_id: str) -> str:
+    return str(job_client(cluster).get_job_status(job_id).value)
+
+
+def job_logs(cluster: Cluster, job_id: str, tail: int | None = 6000) -> str:
+    try:
+        logs = job_client(cluster).get_job_logs(job_id)
+        return logs[-tail:] if tail else logs
+    except Exception as err:  # noqa: BLE001 - diagnostics only
+        return f"<no logs: {err}>"
+
+
+def wait_job(cluster: Cluster, job_id: str, timeout: float = JOB_TIMEOUT_S) -> str:
+    """Wait (bounded) until the job ends; returns its final status."""
+    deadline = time.monotonic() + timeout
+    while (status := job_status(cluster, job_id)) not in TERMINAL:
+        assert time.monotonic() < deadline, \
+            f"job {job_id} still {status} after {timeout:.0f} s:\n{job_logs(cluster, job_id)}"
+        time.sleep(1.0)
+    return status
+
+
+def assert_succeeded(cluster: Cluster, job_id: str, timeout: float = JOB_TIMEOUT_S) -> str:
+    """Wait for the job; assert it succeeded; return its whole log."""
+    status = wait_job(cluster, job_id, timeout)
+    logs = job_logs(cluster, job_id, tail=None)
+    assert status == "SUCCEEDED", f"job {job_id} {status}:\n{logs[-6000:]}"
+    return logs
+
+
+# ------------------------------------------------------------ what the search leaves behind
+def read_leaderboard(search: Search) -> list[dict[str, str]]:
+    with (search.results / "leaderboard.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a Tune ``result.json`` (JSON lines; a half-written last line is skipped)."""
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def trial_rows(search: Search, cluster: Cluster | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``{trial_id: result rows}`` from the shared storage; with ``cluster``, from the driver's
+    staging copy on the head where that one is newer (Tune writes result.json there first and
+    syncs it to ``storage_path`` with each experiment snapshot)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    paths = list(search.experiment.glob("*/result.json"))
+    if cluster is not None:
+        paths += Path(cluster.info["temp_dir"]).glob(
+            f"session_*/artifacts/*/{search.name}/driver_artifacts/*/result.json")
+    for path in paths:
+        rows = read_rows(path)
+        trial = path.parent.name
+        if len(rows) > len(found.get(trial, [])):
+            found[trial] = rows
+    return found
+
+
+def experiment_state(search: Search) -> dict[str, dict[str, Any]]:
+    """``{trial_id: {"status", "num_failures", ...}}`` from Tune's newest experiment snapshot
+    in the shared storage (what ``--resume`` restores from)."""
+    files = sorted(search.experiment.glob("experiment_state-*.json"),
+                   key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    try:
+        state = json.loads(files[-1].read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    out = {}
+    for trial_json, runtime_json in state.get("trial_data", []):
+        trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
+        runtime = json.loads(runtime_json) if isinstance(runtime_json, str) else runtime_json
+        out[trial["trial_id"]] = {"status": trial.get("status"), **runtime}
+    return out
+
+
+def snapshot_dir(path: Path) -> dict[str, tuple[str, int | None]]:
+    """``{relative path: (sha256, mtime_ns)}`` of every file under ``path``; the time only for
+    checkpoint files, which the trial itself writes (a resumed driver re-syncs the rest of a
+    trial folder -- result.json, progress.csv, params -- rewriting the same bytes)."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(path))
+            mtime = p.stat().st_mtime_ns if rel.startswith("checkpoint_") else None
+            out[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), mtime)
+    return out
+
+
+def check_outputs(search: Search, board: list[dict[str, str]]) -> None:
+    """Leaderboard, exported best models and Tune's trial folders, all in shared storage."""
+    assert (search.results / "leaderboard.md").is_file()
+    summary = json.loads((search.results / "search.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["summary"]["trials"] == search.num_samples
+    best = sorted((search.results / "best").iterdir())
+    assert [p.name for p in best] == [f"rank{i + 1}_{board[i]['trial_id']}"
+                                      for i in range(len(best))]
+    assert best and best[0].name == f"rank1_{board[0]['trial_id']}"
+    for artifact in best:
+        for name in ("model.safetensors", "model_card.json", "config.yaml"):
+            assert (artifact / name).is_file(), artifact / name
+    # Tune: one folder per trial (named by its id) under storage_path/<name>/, with its
+    # results and its checkpoint (num_to_keep=1), plus the experiment snapshot.
+    assert list(search.experiment.glob("experiment_state-*.json"))
+    for row in board:
+        trial_dir = search.experiment / row["trial_id"]
+        assert (trial_dir / "result.json").is_file(), trial_dir
+        ckpts = sorted(trial_dir.glob("checkpoint_*"))
+        assert len(ckpts) == 1, ckpts
+        state = json.loads((ckpts[0] / "state.json").read_text())
+        assert state["epoch"] == int(row["epochs"])
+        assert (ckpts[0] / "best.safetensors").is_file()
+    # nothing went to the defaults (results/<name>/ray, ~/ray_results)
+    assert not (search.results / "ray").exists()
+
+
+# ------------------------------------------------------------------- the driver, by process
+def driver_processes(cluster: Cluster) -> list[psutil.Process]:
+    """The cluster's ``raygym search`` driver processes (job entrypoints carry its marker)."""
+    cluster_id = read_state(cluster.state_dir)["cluster_id"]
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            marker = proc.environ().get(MARKER_ENV, "")
+            cmd = proc.info["cmdline"] or []
+        except (psutil.Error, OSError):
+            continue
+        if marker.startswith(f"{cluster_id}:") and any(c.endswith("raygym") for c in cmd) \
+                and "search" in cmd:
+            found.append(proc)
+    return found
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_search_spreads_trials_over_both_nodes(cluster: Cluster,
+                                               make_search: Callable[..., Search]) -> None:
+    """A search submitted as a Ray job runs its trials on the head and on the worker node and
+    leaves leaderboard, best models and Tune's trial folders in the shared storage."""
+    search = make_search("cluster_spread", num_samples=4, max_epochs=2, scheduler="asha",
+                         grace_period=1, reduction_factor=2)
+    job_id = submit(cluster, search.command())
+    logs = assert_succeeded(cluster, job_id)
+
+    board = read_leaderboard(search)
+    assert len(board) == search.num_samples, logs
+    assert len({r["trial_id"] for r in board}) == search.num_samples
+    for row in board:
+        assert row["status"] in ("completed", "asha-pruned"), row
+        assert not row["error"]
+        assert 1 <= int(row["epochs"]) <= search.max_epochs
+    nodes = {r["node_id"] for r in board}
+    assert nodes == {cluster.head_id, cluster.worker_id}, \
+        f"trials ran on {nodes}; head {cluster.head_id}, worker {cluster.worker_id}"
+    # every epoch of every trial on one node, the one the leaderboard names
+    rows = trial_rows(search)
+    assert set(rows) == {r["trial_id"] for r in board}
+    for row in board:
+        assert {x["node_id"] for x in rows[row["trial_id"]]} == {row["node_id"]}
+    check_outputs(search, board)
+    assert "preparing" in logs  # the dataset was made by the job, on the cluster
+    assert (search.storage.parent / "prepared" / "card.json").is_file()
+
+
+def test_worker_node_lost_mid_trial(cluster: Cluster,
+                                    make_search: Callable[..., Search]) -> None:
+    """The worker node dies (SIGKILL of its raylet, workers and all) while a trial runs on it:
+    Tune retries that trial (``search.max_failures``) from its last checkpoint on the head,
+    and the search finishes with every trial complete."""
+    search = make_search("cluster_node_loss", num_samples=3, max_epochs=20, max_failures=2)
+    job_id = submit(cluster, search.command())
+
+    # Wait (bounded) until a trial on the worker node has reported its second epoch: Tune has
+    # then registered the first epoch's checkpoint (it saves before it continues a trial).
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    victim, seen = None, 0
+    while victim is None:
+        status = job_status(cluster, job_id)
+        assert status not in TERMINAL, \
+            f"job {status} before a trial ran on the worker:\n{job_logs(cluster, job_id)}"
+        assert time.monotonic() < deadline, "no trial ran on the worker node in time"
+        for trial, rows in trial_rows(search, cluster).items():
+            on_worker = [r for r in rows if r.get("node_id") == cluster.worker_id]
+            if on_worker and 2 <= on_worker[-1]["epoch"] <= search.max_epochs - 5:
+                victim, seen = trial, on_worker[-1]["epoch"]
+                break
+        time.sleep(0.2)
+    assert kill_node(cluster.state_dir, 0) >= 2
+    killed_at = time.time()
+
+    logs = assert_succeeded(cluster, job_id)
+    dead = [n for n in list_nodes(cluster.dashboard) if n.get("node_id") == cluster.worker_id]
+    assert dead and dead[0]["state"] == "DEAD"
+
+    board = read_leaderboard(search)
+    assert len(board) == search.num_samples, logs
+    for row in board:
+        assert row["status"] == "completed" and not row["error"], row
+        assert int(row["epochs"]) == search.max_epochs
+    by_id = {r["trial_id"]: r for r in board}
+    assert by_id[victim]["node_id"] == cluster.head_id  # finished on the surviving node
+    # Tune counted one failure for the victim (the lost actor), none for the others.
+    state = experiment_state(search)
+    assert state[victim]["num_failures"] == 1, state[victim]
+    assert all(state[t]["num_failures"] == 0 for t in state if t != victim), state
+    error = (search.experiment / victim / "error.txt").read_text()
+    assert "Failure # 1" in error and "actor" in error.lower(), error[-2000:]
+    # The victim's history: epochs 1..j on the worker, then r..max on the head, where the
+    # first result on the head is Tune's first iteration since the restore, with epoch (and
+    # training_iteration) r = 1 + the epoch of the checkpoint it resumed from. r > 1: it did
+    # not start over; r <= j + 1: no epoch lost. (r <= j when the worker's last epoch had
+    # reached the driver but its checkpoint had not been registered yet: redone.)
+    rows = trial_rows(search)[victim]
+    nodes = [r["node_id"] for r in rows]
+    k = nodes.index(cluster.head_id)
+    assert set(nodes[:k]) == {cluster.worker_id} and set(nodes[k:]) == {cluster.head_id}, nodes
+    epochs = [r["epoch"] for r in rows]
+    j, first = epochs[k - 1], rows[k]
+    r = first["epoch"]
+    assert epochs[:k] == list(range(1, j + 1)) and j >= seen, epochs
+    assert epochs[k:] == list(range(r, search.max_epochs + 1)), epochs
+    assert 2 <= r <= j + 1 and r >= seen, (r, j, seen, epochs)
+    assert first["iterations_since_restore"] == 1 and first["training_iteration"] == r
+    assert [x["iterations_since_restore"] for x in rows[:k]] == list(range(1, k + 1))
+    assert first["timestamp"] >= int(killed_at) - 1
+    print(f"worker killed after epoch {j} of trial {victim} (seen {seen}); resumed at {r}")
+    check_outputs(search, board)
+
+
+def test_driver_lost_then_resumed(cluster: Cluster,
+                                  make_search: Callable[..., Search]) -> None:
+    """The search's driver is killed (SIGKILL of the job's entrypoint process group) after a
+    trial finished; ``raygym search --resume``, submitted as a new job, finishes the search
+    without running the finished trials again."""
+    search = make_search("cluster_driver_loss", num_samples=4, max_epochs=10)
+    first_job = submit(cluster, search.command())
+
+    # Kill once Tune's snapshot in the shared storage (what --resume reads) shows a finished
+    # trial, and preferably (waiting up to a minute for it) another one part-way through.
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    grace_end = None
+    while True:
+        status = job_status(cluster, first_job)
+        assert status not in TERMINAL, \
+            f"job {status} before the kill:\n{job_logs(cluster, first_job)}"
+        assert time.monotonic() < deadline, "no trial finished in time"
+        state = experiment_state(search)
+        finished = [t for t, s in state.items() if s["status"] == "TERMINATED"]
+        partial = [t for t, s in state.items() if s["status"] == "RUNNING"
+                   and 1 <= (s.get("last_result") or {}).get("epoch", 0) <= search.max_epochs - 2]
+        if finished:
+            grace_end = grace_end or time.monotonic() + 60.0
+            if partial or time.monotonic() > grace_end \
+                    or len(finished) >= search.num_samples - 1:
+                break
+        time.sleep(0.2)
+    drivers = driver_processes(cluster)
+    assert drivers, "the search's driver process was not found"
+    groups = {os.getpgid(p.pid) for p in drivers}
+    node_groups = {n["pid"] for n in read_state(cluster.state_dir)["nodes"]}
+    assert not groups & node_groups and os.getpgid(0) not in groups
+    for pgid in groups:  # the entrypoint (bash + raygym search) runs in a session of its own
+        os.killpg(pgid, signal.SIGKILL)
+    assert wait_job(cluster, first_job, 120) in ("FAILED", "STOPPED")
+    assert not [p.pid for p in drivers if _running(p)]
+
+    # What Tune recorded before the driver died (the snapshot may have moved since the poll):
+    # "finished" = TERMINATED there; "part-way" = RUNNING with a checkpointed epoch.
+    before = experiment_state(search)
+    done = {t for t, s in before.items() if s["status"] == "TERMINATED"}
+    assert set(finished) <= done
+    assert len(done) < search.num_samples, "the search had finished before the kill"
+    partway = {t: s["last_result"]["epoch"] for t, s in before.items()
+               if s["status"] == "RUNNING" and (s.get("last_result") or {}).get("epoch")}
+    files = {t: snapshot_dir(search.experiment / t) for t in done}
+    history = {t: rows for t, rows in trial_rows(search).items() if t in done}
+
+    second_job = submit(cluster, search.command("--resume"))
+    logs = assert_succeeded(cluster, second_job)
+    assert "nothing to resume" not in logs
+
+    board = read_leaderboard(search)
+    assert len(board) == search.num_samples, logs
+    ids = {r["trial_id"] for r in board}
+    # the restored searcher only adds the trials still missing: same ids, no extra ones
+    assert len(ids) == search.num_samples and set(before) <= ids
+    for row in board:
+        assert row["status"] == "completed" and not row["error"], row
+        assert int(row["epochs"]) == search.max_epochs
+    after = trial_rows(search)
+    # The trials that had finished were not run again: their results are the same rows, their
+    # checkpoints the same files, unmodified.
+    for trial in done:
+        assert after[trial] == history[trial], trial
+        assert [r["epoch"] for r in after[trial]] == list(range(1, search.max_epochs + 1))
+        assert snapshot_dir(search.experiment / trial) == files[trial], trial
+    # A trial that was part-way went on from its checkpoint (epoch k): the first result of
+    # the new driver is epoch k + 1, Tune's first iteration since the restore.
+    for trial, k in partway.items():
+        rows = after[trial]
+        epochs = [r["epoch"] for r in rows]
+        assert sorted(set(epochs)) == list(range(1, search.max_epochs + 1)), epochs
+        restarts = [i for i, r in enumerate(rows) if i and r["iterations_since_restore"] == 1]
+        assert len(restarts) == 1, epochs
+        first = rows[restarts[0]]
+        assert first["epoch"] == first["training_iteration"] == k + 1, (k, epochs)
+    print(f"driver killed with {len(done)} trial(s) finished and {len(partway)} part-way "
+          f"({partway})")
+    check_outputs(search, board)
