@@ -92,7 +92,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     return predict_command(args.model, args.images, out=args.out, top_k=args.top_k, tta=args.tta,
                            tile=args.tile, overlap=args.overlap, probabilities=args.probabilities,
-                           extra_bands=args.band, use_ray=args.ray, console=_console())
+                           extra_bands=args.band, use_ray=args.ray, scale=args.scale,
+                           console=_console())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tile", type=int, default=None, help="sliding-window tile (default: "
                     "the model's input size)")
     sp.add_argument("--overlap", type=float, default=0.25)
+    sp.add_argument("--scale", type=float, default=1.0,
+                    help="resample factor before prediction, to match the training resolution "
+                    "(labels come back at the input size)")
     sp.add_argument("--probabilities", action="store_true", help="also write class rasters")
     sp.add_argument("--ray", action="store_true", help="run as a Ray Data batch job")
 
