@@ -269,7 +269,8 @@ def main() -> None:
         for loop, m in (("bare", bare), ("ray", ray)):
             ips = m.steady(m.train_images_per_s)
             rows[loop] = {"epoch_seconds": m.steady(m.epoch_seconds), "images_per_s": ips,
-                          "gflops_per_s": 3 * flops * ips / 1e9, **asdict(m)}
+                          "gflops_per_s": 3 * flops * ips / 1e9,
+                          "val_mean_iou": m.val_mean_iou, "per_epoch": asdict(m)}
             r = rows[loop]
             print(f"{text:<15} {loop:<5} {r['epoch_seconds']:8.2f} {ips:7.2f} "
                   f"{r['gflops_per_s']:8.1f} {m.val_mean_iou:8.3f} {m.wall_seconds:7.1f}")

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import json
 import os
+import pickle
 import shlex
 import signal
 import subprocess
@@ -44,7 +45,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 BIN = Path(sys.executable).parent
 N_PAIRS = 20  # S2 scenes copied for these tests (14 train / 4 val / 2 test at 64 x 64)
-JOB_TIMEOUT_S = 420.0  # one search job, on 2 shared cores (usually ~1-2 min)
+# Bounds on a loaded 2-core machine (a search job usually takes ~1 min); a test's waits add up
+# to less than its pytest timeout, so the cluster fixture's teardown always gets to run.
+JOB_TIMEOUT_S = 360.0  # one search job, from submission to its end
+POLL_TIMEOUT_S = 300.0  # from submission to the moment a test waits for (a trial on a node)
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
@@ -238,8 +242,10 @@ def trial_rows(search: Search, cluster: Cluster | None = None) -> dict[str, list
 
 
 def experiment_state(search: Search) -> dict[str, dict[str, Any]]:
-    """``{trial_id: {"status", "num_failures", ...}}`` from Tune's newest experiment snapshot
-    in the shared storage (what ``--resume`` restores from)."""
+    """``{trial_id: {"status", "num_failures", "last_result", "checkpoint_epoch", ...}}`` from
+    Tune's newest experiment snapshot in the shared storage (what ``--resume`` restores from).
+    ``checkpoint_epoch``: the epoch of the checkpoint Tune has registered for the trial (the
+    one a restart resumes from), read from its pickled checkpoint manager; None without one."""
     files = sorted(search.experiment.glob("experiment_state-*.json"),
                    key=lambda p: p.stat().st_mtime)
     if not files:
@@ -252,8 +258,17 @@ def experiment_state(search: Search) -> dict[str, dict[str, Any]]:
     for trial_json, runtime_json in state.get("trial_data", []):
         trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
         runtime = json.loads(runtime_json) if isinstance(runtime_json, str) else runtime_json
-        out[trial["trial_id"]] = {"status": trial.get("status"), **runtime}
+        out[trial["trial_id"]] = {"status": trial.get("status"), **runtime,
+                                  "checkpoint_epoch": _checkpoint_epoch(runtime)}
     return out
+
+
+def _checkpoint_epoch(runtime: dict[str, Any]) -> int | None:
+    manager = runtime.get("checkpoint_manager")
+    if not isinstance(manager, dict) or "value" not in manager:
+        return None
+    latest = pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
+    return None if latest is None else int(latest.metrics["epoch"])
 
 
 def snapshot_dir(path: Path) -> dict[str, tuple[str, int | None]]:
@@ -361,7 +376,7 @@ def test_worker_node_lost_mid_trial(cluster: Cluster,
 
     # Wait (bounded) until a trial on the worker node has reported its second epoch: Tune has
     # then registered the first epoch's checkpoint (it saves before it continues a trial).
-    deadline = time.monotonic() + JOB_TIMEOUT_S
+    deadline = time.monotonic() + POLL_TIMEOUT_S
     victim, seen = None, 0
     while victim is None:
         status = job_status(cluster, job_id)
@@ -426,7 +441,7 @@ def test_driver_lost_then_resumed(cluster: Cluster,
 
     # Kill once Tune's snapshot in the shared storage (what --resume reads) shows a finished
     # trial, and preferably (waiting up to a minute for it) another one part-way through.
-    deadline = time.monotonic() + JOB_TIMEOUT_S
+    deadline = time.monotonic() + POLL_TIMEOUT_S
     grace_end = None
     while True:
         status = job_status(cluster, first_job)
@@ -436,7 +451,7 @@ def test_driver_lost_then_resumed(cluster: Cluster,
         state = experiment_state(search)
         finished = [t for t, s in state.items() if s["status"] == "TERMINATED"]
         partial = [t for t, s in state.items() if s["status"] == "RUNNING"
-                   and 1 <= (s.get("last_result") or {}).get("epoch", 0) <= search.max_epochs - 2]
+                   and 1 <= (s["checkpoint_epoch"] or 0) <= search.max_epochs - 2]
         if finished:
             grace_end = grace_end or time.monotonic() + 60.0
             if partial or time.monotonic() > grace_end \
@@ -454,13 +469,13 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     assert not [p.pid for p in drivers if _running(p)]
 
     # What Tune recorded before the driver died (the snapshot may have moved since the poll):
-    # "finished" = TERMINATED there; "part-way" = RUNNING with a checkpointed epoch.
+    # "finished" = TERMINATED there; "part-way" = RUNNING with a registered checkpoint.
     before = experiment_state(search)
     done = {t for t, s in before.items() if s["status"] == "TERMINATED"}
     assert set(finished) <= done
     assert len(done) < search.num_samples, "the search had finished before the kill"
-    partway = {t: s["last_result"]["epoch"] for t, s in before.items()
-               if s["status"] == "RUNNING" and (s.get("last_result") or {}).get("epoch")}
+    partway = {t: s["checkpoint_epoch"] for t, s in before.items()
+               if s["status"] == "RUNNING" and s["checkpoint_epoch"]}
     files = {t: snapshot_dir(search.experiment / t) for t in done}
     history = {t: rows for t, rows in trial_rows(search).items() if t in done}
 
@@ -483,11 +498,14 @@ def test_driver_lost_then_resumed(cluster: Cluster,
         assert after[trial] == history[trial], trial
         assert [r["epoch"] for r in after[trial]] == list(range(1, search.max_epochs + 1))
         assert snapshot_dir(search.experiment / trial) == files[trial], trial
-    # A trial that was part-way went on from its checkpoint (epoch k): the first result of
-    # the new driver is epoch k + 1, Tune's first iteration since the restore.
+    # A trial that was part-way went on from its registered checkpoint (epoch k): the first
+    # result of the new driver is epoch k + 1, Tune's first iteration since the restore.
     for trial, k in partway.items():
         rows = after[trial]
         epochs = [r["epoch"] for r in rows]
+        if k == search.max_epochs:  # its last epoch was checkpointed: nothing left to run
+            assert epochs == list(range(1, k + 1)), epochs
+            continue
         assert sorted(set(epochs)) == list(range(1, search.max_epochs + 1)), epochs
         restarts = [i for i, r in enumerate(rows) if i and r["iterations_since_restore"] == 1]
         assert len(restarts) == 1, epochs

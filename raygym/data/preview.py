@@ -57,8 +57,18 @@ def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6) -> 
         part = dataset_dir / "shards" / f"split={split}"
         if not info.get("rows") or not part.exists():
             continue
-        table = pq.read_table(part, columns=["key", "copy", "image", "label"])
-        table = table.sort_by([("key", "ascending"), ("copy", "ascending")]).slice(0, per_split)
+        # Pick the rows from the small key/copy columns, then read only those images: reading
+        # and sorting whole splits cost more than the rest of `prepare` on large sets.
+        index = pq.read_table(part, columns=["key", "copy"])
+        index = index.sort_by([("key", "ascending"), ("copy", "ascending")]).slice(0, per_split)
+        picked = set(zip(index.column("key").to_pylist(), index.column("copy").to_pylist(),
+                         strict=True))
+        table = pq.read_table(part, columns=["key", "copy", "image", "label"],
+                              filters=[("key", "in", sorted({k for k, _ in picked}))])
+        rows = [i for i, kc in enumerate(zip(table.column("key").to_pylist(),
+                                             table.column("copy").to_pylist(), strict=True))
+                if kc in picked]
+        table = table.take(rows).sort_by([("key", "ascending"), ("copy", "ascending")])
         images = table.column("image").combine_chunks().to_numpy()
         labels = table.column("label").combine_chunks().to_numpy()
         keys, copies = table.column("key").to_pylist(), table.column("copy").to_pylist()

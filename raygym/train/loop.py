@@ -314,7 +314,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     if resume_from is not None:
         state, best_state = load_checkpoint(resume_from, core, optimizer)
     started = time.perf_counter()
-    stop_reason = ""
+    # A checkpoint taken at the stopping epoch must not train one epoch more when restored.
+    stop_reason = "early-stopped" if state.bad_epochs >= t.patience else ""
 
     def write_checkpoint(directory: Path) -> Path:
         return save_checkpoint(directory, core, optimizer, state, best_state)

@@ -187,7 +187,7 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
     s["name"] = "s2_pbt"
     s["model"] = {"arch": "gym_unet", "filters": 2, "kernel": 3}
     s["loss"] = {"name": "cce"}
-    s["train"].update(max_epochs=8, max_lr={"loguniform": [1e-5, 3e-3]})
+    s["train"].update(max_epochs=6, max_lr={"loguniform": [1e-5, 3e-3]})
     s["search"]["results_dir"] = str(tmp_path / "results")
     code, _ = run_cli(["search", str(write_space(tmp_path / "pbt.yaml", s))])
     assert code == 0
@@ -195,7 +195,7 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
     board = read_leaderboard(out)
     assert len(board) == 2
     for r in board:
-        assert r["status"] == "completed" and r["epochs"] == "8", r
+        assert r["status"] == "completed" and r["epochs"] == "6", r
     # PBT really acted: the bottom trial took the top trial's checkpoint (its epochs go on
     # from the donor's) and a perturbed learning rate.
     results = {r["trial_id"]: [json.loads(ln) for ln in

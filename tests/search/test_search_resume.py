@@ -33,8 +33,8 @@ from . import (
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 NAME = "s2_resume"
-NUM_SAMPLES = 4
-MAX_EPOCHS = 3
+NUM_SAMPLES = 3
+MAX_EPOCHS = 2
 
 
 def _trial_states(exp: Path) -> dict[str, str]:
