@@ -188,6 +188,42 @@ def _row(row: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
             "counts": counts.astype(np.int64), "error": "", "changed": json.dumps(changed)}
 
 
+def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) -> Any:
+    """Ray task body for a block of scenes: process each, write one Parquet file per split.
+
+    Returns one small row per scene (key, error, what the unknown-label rule changed).
+    """
+    import uuid
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from ray.data.block import BlockAccessor
+
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    meta = []
+    for record in batch.to_dict("records"):
+        record["images"] = list(record["images"])
+        rows = _process_scene(record, data, dtype)
+        meta.append({"key": record["key"], "error": rows[0]["error"],
+                     "changed": rows[0]["changed"]})
+        if not rows[0]["error"]:
+            by_split.setdefault(record["split"], []).extend(rows)
+    name = f"{uuid.uuid4().hex}.parquet"
+    for split, rows in by_split.items():
+        columns = {
+            "key": np.array([r["key"] for r in rows]),
+            "copy": np.array([r["copy"] for r in rows], dtype=np.int64),
+            **{c: np.stack([r[c] for r in rows]) for c in ("image", "label", "valid_hw",
+                                                            "counts")},
+        }
+        folder = Path(shards) / f"split={split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        # Ray's tensor columns, as Ray Data itself writes them: read_parquet and
+        # PreparedDataset.load_numpy read them back unchanged.
+        pq.write_table(BlockAccessor.batch_to_block(columns), folder / name)
+    return pd.DataFrame(meta)
+
+
 def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
     """True if ``out`` already holds this exact dataset. Refuses to clobber anything else."""
     if not out.exists():
@@ -221,7 +257,6 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                     log: Any = print) -> PrepareResult:
     """Build the dataset at ``config.data.prepared``; see the module docstring for the steps."""
     import ray
-    from ray.data.expressions import col
 
     from raygym.data.preview import write_previews
 
@@ -248,28 +283,23 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     ensure_ray(config.resources)  # only now: a reused dataset or bad input never waits for Ray
 
     blocks = max(1, min(len(records), int(cluster_cpus()) * 4))
-    processed = ray.data.from_items(records, override_num_blocks=blocks).flat_map(
-        _process_scene, fn_kwargs={"data": data, "dtype": dtype}
-    ).materialize()
-    meta = processed.select_columns(["key", "error", "changed"]).take_all()
-    errors = [m["error"] for m in meta if m["error"]]
-    if errors:
-        more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
-        raise DataError(errors[0] + more)
-    remap_report: dict[str, int] = {}
-    for m in meta:
-        for v, n in json.loads(m["changed"]).items():
-            remap_report[v] = remap_report.get(v, 0) + int(n)
-    final = processed.drop_columns(["error", "changed"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
     try:
-        # One write per split (Hive-style folder names): partition_cols would copy every
-        # column of every block, about twice the CPU of the write itself.
-        for split in SPLITS:
-            if any(splits[p.key] == split for p in pairs):
-                final.filter(expr=col("split") == split).drop_columns(["split"]).write_parquet(
-                    str(tmp / "shards" / f"split={split}"), min_rows_per_file=64)
+        # Each task processes its scenes and writes their rows straight to Parquet: images
+        # never travel through the object store, and only one small row per scene comes back.
+        meta = ray.data.from_items(records, override_num_blocks=blocks).map_batches(
+            _process_and_write, batch_size=None, batch_format="pandas",
+            fn_kwargs={"data": data, "dtype": dtype, "shards": str(tmp / "shards")},
+        ).take_all()
+        errors = [m["error"] for m in meta if m["error"]]
+        if errors:
+            more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
+            raise DataError(errors[0] + more)
+        remap_report: dict[str, int] = {}
+        for m in meta:
+            for v, n in json.loads(m["changed"]).items():
+                remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
         write_previews(tmp, card)
         _swap_into_place(tmp, out)

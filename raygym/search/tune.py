@@ -222,6 +222,13 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     scheduler=build_scheduler(config, space),
                     num_samples=s.num_samples,
                     max_concurrent_trials=None,  # the searcher limits concurrency
+                    # run the next trial in the finished trial's process: no new Python
+                    # process importing torch per trial (seconds each on a small machine).
+                    # Not for TorchTrainer trials: their function outlives Tune's 2 s reset
+                    # wait and the next trial would fail ("reuse requires reset_config()");
+                    # not for PBT: a trial reset in place restarts its result.json (seen:
+                    # the epochs before an exploit were lost).
+                    reuse_actors=r.workers_per_trial == 1 and s.scheduler != "pbt",
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )

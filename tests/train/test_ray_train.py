@@ -5,6 +5,8 @@ resumes without repeating epochs, and bad input fails fast with exit code 2."""
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import re
 import shutil
@@ -24,7 +26,8 @@ from raygym.config import ExperimentConfig, validate_experiment
 from raygym.data.dataset import PreparedDataset
 from raygym.train.artifact import load_artifact, read_model_card
 from raygym.train.loop import NumpyBatches, build_model_for, evaluate_model
-from raygym.train.run import read_metrics
+from raygym.train.ray_train import append_metrics_row
+from raygym.train.run import _truncate_metrics, latest_checkpoint, read_metrics
 
 CPU = torch.device("cpu")
 COUNT_METRICS = ("num_pixels", "accuracy", "mcc", "mean_iou", "mean_dice", "mean_precision",
@@ -114,18 +117,18 @@ def test_two_worker_ddp_equals_single_process_evaluation(
 def test_cli_train_end_to_end_learns_and_writes_its_outputs(
         tmp_path: Path, sections: dict[str, Any], prepared: PreparedDataset,
         write_config: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = experiment(write_config, tmp_path / "e2e.yaml", sections, train={"max_epochs": 3})
+    cfg = experiment(write_config, tmp_path / "e2e.yaml", sections)
     assert main(["train", str(cfg), "--name", "e2e"]) == 0
     run = run_dir_of(sections, "e2e")
     for name in ("config.yaml", "metrics.csv", "curves.png"):
         assert (run / name).is_file(), name
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_metrics(run / "metrics.csv")
-    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[-1]["stop_reason"] == "completed"
     card = read_model_card(run / "best")
     assert card.classes == ["water", "surf", "wet_sand", "dry_land"] and card.in_channels == 4
-    assert card.training["epochs_run"] == 3
+    assert card.training["epochs_run"] == 2
     trained = card.metrics["val_mean_iou"]
     untrained = untrained_val_iou(sections, prepared)
     assert trained > 0.3 and trained > untrained + 0.15, (untrained, trained)
@@ -270,3 +273,40 @@ def test_resources_the_cluster_cannot_give_exit_2_quickly(
     err = capsys.readouterr().err
     assert "8 worker(s)" in err and "resources" in err
     assert not run_dir_of(sections, "r").exists()  # the same --name can be used again
+
+
+# ------------------------------------------------------------------ run-folder helpers
+def _fake_checkpoint(folder: Path, epoch: int, files: tuple[str, ...] = (
+        "model.safetensors", "best.safetensors", "optimizer.pt")) -> Path:
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_bytes(b"x")
+    (folder / "state.json").write_text(json.dumps({"epoch": epoch}))
+    return folder
+
+
+def test_latest_checkpoint_takes_the_newest_complete_one(tmp_path: Path) -> None:
+    ray_dir = tmp_path / "ray" / "run"
+    assert latest_checkpoint(tmp_path) is None
+    _fake_checkpoint(ray_dir / "checkpoint_a", 1)
+    two = _fake_checkpoint(ray_dir / "checkpoint_b", 2)
+    # A copy cut short by a kill (weights missing) is newer but not resumable.
+    _fake_checkpoint(ray_dir / "checkpoint_c", 3, files=("model.safetensors",))
+    assert latest_checkpoint(tmp_path) == two
+
+
+def test_metrics_rows_keep_text_columns_and_truncate_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    for epoch in (1, 2, 3):
+        append_metrics_row(path, {"epoch": epoch, "val_loss": 0.5 / epoch, "stop_reason": "",
+                                  "node_id": "12e34", "precision": "fp32"})
+    append_metrics_row(path, {"epoch": 4, "val_loss": math.nan, "stop_reason": "nan",
+                              "node_id": "12e34", "precision": "fp32"})
+    rows = read_metrics(path)
+    assert rows[-1]["stop_reason"] == "nan" and rows[0]["stop_reason"] is None
+    assert rows[0]["node_id"] == "12e34" and math.isnan(rows[-1]["val_loss"])
+    original = path.read_text().splitlines()
+    _truncate_metrics(path, 2)
+    assert path.read_text().splitlines() == original[:3]  # header + epochs 1, 2, as written
+    _truncate_metrics(path, 0)  # resuming without any checkpoint: every epoch is rerun
+    assert path.read_text().splitlines() == original[:1]
