@@ -301,7 +301,9 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
             for v, n in json.loads(m["changed"]).items():
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
-        write_previews(tmp, card)
+        # One Ray task per split: the PNG rendering would otherwise be the serial tail.
+        preview = ray.remote(num_cpus=1)(write_previews)
+        ray.get([preview.remote(tmp, card, splits=[s]) for s in SPLITS])
         _swap_into_place(tmp, out)
     finally:
         if tmp.exists():

@@ -43,7 +43,8 @@ def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float
     return np.where(mask, (1 - alpha) * rgb + alpha * col, rgb).astype(np.uint8)
 
 
-def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6) -> list[Path]:
+def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6,
+                   splits: list[str] | None = None) -> list[Path]:
     """``preview_<split>.png``: rows of image | overlay for the first scenes of each split."""
     import matplotlib
 
@@ -55,6 +56,8 @@ def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6) -> 
     written = []
     for split, info in card.splits.items():
         part = dataset_dir / "shards" / f"split={split}"
+        if splits is not None and split not in splits:
+            continue
         if not info.get("rows") or not part.exists():
             continue
         # Pick the rows from the small key/copy columns, then read only those images: reading

@@ -225,10 +225,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     # run the next trial in the finished trial's process: no new Python
                     # process importing torch per trial (seconds each on a small machine).
                     # Not for TorchTrainer trials: their function outlives Tune's 2 s reset
-                    # wait and the next trial would fail ("reuse requires reset_config()");
-                    # not for PBT: a trial reset in place restarts its result.json (seen:
-                    # the epochs before an exploit were lost).
-                    reuse_actors=r.workers_per_trial == 1 and s.scheduler != "pbt",
+                    # wait and the next trial would fail ("reuse requires reset_config()").
+                    reuse_actors=r.workers_per_trial == 1,
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )

@@ -196,13 +196,12 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
     assert len(board) == 2
     for r in board:
         assert r["status"] == "completed" and r["epochs"] == "6", r
-    # PBT really acted: the bottom trial took the top trial's checkpoint (its epochs go on
-    # from the donor's) and a perturbed learning rate.
-    results = {r["trial_id"]: [json.loads(ln) for ln in
-                               (out / "ray" / "s2_pbt" / r["trial_id"] / "result.json")
-                               .read_text().splitlines()] for r in board}
-    lrs = {tid: {rr["config"]["train.max_lr"] for rr in rows} for tid, rows in results.items()}
-    assert any(len(v) > 1 for v in lrs.values()), f"PBT never exploited: {lrs}"
+    # PBT really acted: the 1e-5 trial, hopeless on its own, took the other trial's
+    # checkpoint and a perturbed learning rate (x 0.8 or x 1.2 of 2e-3, or a resample).
+    final_lrs = sorted(float(r["train.max_lr"]) for r in board)
+    assert final_lrs != [1e-5, 2e-3], f"PBT never exploited: {final_lrs}"
+    assert min(final_lrs) > 1e-5
+    assert min(float(r["best_val_mean_iou"]) for r in board) > 0.2, "both trials learned"
     assert (out / "best").is_dir() and len(list((out / "best").iterdir())) == 2
 
 
