@@ -100,7 +100,7 @@ def epoch_log(out: Path, name: str) -> list[dict[str, Any]]:
         for line in result.read_text().splitlines():
             r = json.loads(line)
             rows.append({"trial": result.parent.name, "epoch": r["epoch"],
-                         "timestamp": r["timestamp"],
+                         "timestamp": r["timestamp"], "first_iter_s": r["time_this_iter_s"],
                          "best": r.get("best_val_mean_iou", float("nan"))})
     rows.sort(key=lambda r: (r["timestamp"], r["trial"], r["epoch"]))
     return rows
@@ -139,9 +139,40 @@ def first_reach(run: dict[str, Any], target: float) -> dict[str, Any] | None:
 
 
 def overhead(run: dict[str, Any], concurrency: int) -> float:
+    """Share of the search's slot-seconds (wall x concurrency) not spent inside trials."""
     s = run["summary"]
     capacity = s["wall_s"] * concurrency
     return (capacity - s["sum_trial_s"]) / capacity
+
+
+def overhead_parts(run: dict[str, Any], concurrency: int) -> dict[str, float]:
+    """Where the slot-seconds outside trials went (timestamps are whole seconds: +-1 s):
+
+    * ``fixed_s``: wall time before the first trial started and after the last one ended
+      (Tuner set-up, experiment state, final sync), x concurrency;
+    * ``gaps_s``: idle slots up to the last trial's start (Tune starting the next trial);
+    * ``tail_s``: idle slots after the last trial started: no trial left to run (e.g. one
+      long trial finishing alone). A property of the search's shape, not Tune's cost.
+    """
+    spans = []  # (start, end) of each trial, from its result.json
+    for trial in {r["trial"] for r in run["log"]}:
+        rows = [r for r in run["log"] if r["trial"] == trial]
+        spans.append((rows[0]["timestamp"] - rows[0]["first_iter_s"], rows[-1]["timestamp"]))
+    first, last_start = min(a for a, _ in spans), max(a for a, _ in spans)
+    last_end = max(b for _, b in spans)
+
+    def idle(t0: float, t1: float) -> float:
+        cuts = sorted({t0, t1, *[x for sp in spans for x in sp if t0 < x < t1]})
+        total = 0.0
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            mid = (a + b) / 2
+            running = sum(1 for s, e in spans if s <= mid < e)
+            total += max(0, concurrency - running) * (b - a)
+        return total
+
+    wall = run["summary"]["wall_s"]
+    return {"fixed_s": max(0.0, wall - (last_end - first)) * concurrency,
+            "gaps_s": idle(first, last_start), "tail_s": idle(last_start, last_end)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": target, "reach": reach,
         "overhead": {"grid": overhead(grid, args.concurrency),
                      "tpe_asha": overhead(tpe, args.concurrency)},
+        "overhead_parts": {"grid": overhead_parts(grid, args.concurrency),
+                           "tpe_asha": overhead_parts(tpe, args.concurrency)},
     }
     print(f"\nbench_search on {figures['host']}; data {args.limit} scenes at "
           f"{args.size[0]}x{args.size[1]}, {args.copies} copy; per trial <= {args.epochs} "
@@ -232,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Tune overhead {label}: wall {s['wall_s']:.1f} s x {args.concurrency} = "
               f"{s['wall_s'] * args.concurrency:.1f} slot-s vs {s['sum_trial_s']:.1f} s of "
               f"trial time: {overhead(run, args.concurrency):.1%} (goal <= 15 %)")
+        parts = overhead_parts(run, args.concurrency)
+        capacity = s["wall_s"] * args.concurrency
+        print(f"  of which: start/finish {parts['fixed_s']:.0f} slot-s, gaps between trials "
+              f"{parts['gaps_s']:.0f} slot-s, no trial left to run {parts['tail_s']:.0f} "
+              f"slot-s; without the last: "
+              f"{(capacity - s['sum_trial_s'] - parts['tail_s']) / capacity:.1%}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
     return 0
