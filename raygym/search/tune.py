@@ -74,9 +74,13 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
 
         mutations = {d.path: (tune.loguniform(d.low, d.high) if d.kind == "loguniform"
                               else tune.uniform(d.low, d.high)) for d in space}
+        # synch: every perturbation waits for the whole population. Asynchronous PBT compares
+        # a trial with whatever the others reported last; on a small machine trials start
+        # seconds apart and often never overlap, and PBT then silently never exploits (seen
+        # with 2 trials on 2 CPUs). (PBT takes no seed argument.)
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=max(1, s.grace_period),
-                                       hyperparam_mutations=mutations)  # no seed argument
+                                       hyperparam_mutations=mutations, synch=True)
     return FIFOScheduler()
 
 
