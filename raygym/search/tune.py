@@ -160,6 +160,12 @@ class LiveTrials:
         return table
 
 
+def _single_node() -> bool:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive")) <= 1
+
+
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
              retry_errored: bool, console: Console) -> Any:
     """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``."""
@@ -230,7 +236,9 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     # process importing torch per trial (seconds each on a small machine).
                     # Not for TorchTrainer trials: their function outlives Tune's 2 s reset
                     # wait and the next trial would fail ("reuse requires reset_config()").
-                    reuse_actors=r.workers_per_trial == 1,
+                    # Only on one machine: on a cluster a reused actor keeps every trial on
+                    # the node where the first ones started (seen: all trials on the head).
+                    reuse_actors=r.workers_per_trial == 1 and _single_node(),
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )
