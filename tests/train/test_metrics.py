@@ -178,6 +178,6 @@ def test_all_reduce_sums_across_two_gloo_processes(tmp_path: Path) -> None:
     mp.spawn(_dist_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     expected = (np.pad(np.array(CM_2), ((0, 1), (0, 1))) + np.array(CM_3)).tolist()
     for rank in range(2):
-        state = torch.load(tmp_path / f"{rank}.pt")
+        state = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
         assert state["matrix"].tolist() == expected
         assert state["kld"][1].item() == 16  # 8 valid pixels on each rank
