@@ -278,6 +278,9 @@ def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: di
                      is_main=rank == 0)
         Path(out_dir, f"{rank}.json").write_text(json.dumps(
             {"stop": result.stop_reason, "epoch": result.state.epoch}))
+        # Tear gloo down only when both ranks are done: a rank that destroyed its pairs while
+        # the other still had one open was seen to abort (SIGABRT) on a loaded CI machine.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

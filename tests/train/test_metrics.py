@@ -169,6 +169,7 @@ def _dist_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
             acc.update(_logits_for(PRED_3, 3), TARGET_3)
         acc.all_reduce()
         torch.save({"matrix": acc.matrix, "kld": acc.kld_state}, Path(out_dir) / f"{rank}.pt")
+        dist.barrier()  # tear gloo down only when both ranks are done with it
     finally:
         dist.destroy_process_group()
 
