@@ -51,7 +51,8 @@ class Measured:
 
     epoch_seconds: list[float] = field(default_factory=list)  # per epoch, train + val
     train_images_per_s: list[float] = field(default_factory=list)
-    val_mean_iou: float = float("nan")
+    val_mean_iou: float = float("nan")  # after the last epoch
+    val_mean_iou_per_epoch: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0  # the whole call (Ray: start-up, epochs, export)
     worker_epoch_seconds: list[float] = field(default_factory=list)  # Ray: fit's own timing
     cpu_seconds: list[float] = field(default_factory=list)  # per epoch, the training process
@@ -102,7 +103,8 @@ def make_config(args: argparse.Namespace, workdir: Path, manifest: Path, precisi
         "train": {"batch_size": args.batch_size, "max_epochs": args.epochs,
                   "patience": args.epochs + 1, "lr_schedule": "constant", "max_lr": args.lr,
                   "precision": precision, "channels_last": channels_last,
-                  "num_threads": threads, "seed": 0, "output_dir": str(workdir / "runs"),
+                  "num_threads": threads, "seed": args.seed,
+                  "output_dir": str(workdir / "runs"),
                   "checkpoint_keep": 1},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": threads},
     })
@@ -171,6 +173,7 @@ def bare_loop(config: Any, card: Any, train: Any, val: Any, threads: int
         train_s = time.perf_counter() - tick
         out.val_mean_iou = val_mean_iou(model, card, val, t.precision, t.channels_last,
                                         t.batch_size)
+        out.val_mean_iou_per_epoch.append(out.val_mean_iou)
         out.epoch_seconds.append(time.perf_counter() - tick)
         out.cpu_seconds.append(time.process_time() - cpu_tick)
         out.train_images_per_s.append(n / train_s)
@@ -254,6 +257,7 @@ def ray_run(config: Any, name: str) -> Measured:
     rows = read_metrics(run_dir / "metrics.csv")
     out = Measured(wall_seconds=wall, val_mean_iou=float(rows[-1]["val_mean_iou"]))
     out.train_images_per_s = [float(r["images_per_s"]) for r in rows]
+    out.val_mean_iou_per_epoch = [float(r["val_mean_iou"]) for r in rows]
     # Epoch 1 has no previous row: use the worker's own (train + val) time for it.
     cycles = [float(rows[0]["epoch_seconds"])]
     cycles += [b - a for a, b in itertools.pairwise(seen)]
@@ -279,6 +283,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="constant learning rate")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--repeats", type=int, default=1, help="bare/ray pairs per variant")
+    p.add_argument("--seed", type=int, default=0, help="train.seed (weights, batch order)")
     p.add_argument("--loops", default="bare,ray",
                    help="which loops to run: bare,ray (default), bare (e.g. an IoU study)")
     p.add_argument("--data", type=Path, default=DATA)
@@ -391,6 +396,11 @@ def main() -> None:
                 f"{loop}: {b[loop]['images_per_s'] / a[loop]['images_per_s']:.2f}x train "
                 f"img/s, val mIoU after {args.epochs} epochs {b[loop]['val_mean_iou']:.3f} vs "
                 f"{a[loop]['val_mean_iou']:.3f}" for loop in loops))
+        for text in args.precision:
+            for loop in loops:
+                hist = results["variants"][text][loop]["runs"][0]["val_mean_iou_per_epoch"]
+                print(f"val mIoU per epoch, {text} {loop}: "
+                      + " ".join(f"{v:.3f}" for v in hist))
         if "bare" in loops:
             # The same trained weights under each variant's numerics: the precision effect.
             same = {text: val_mean_iou(models[base], card, val, *parse_variant(text),
