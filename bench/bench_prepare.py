@@ -14,8 +14,8 @@ Both sides do the same work on the USGS aerial set (``../shared/data/usgs_coasta
 - baseline: the same raygym functions (``read_image``, ``read_label``, ``apply_remap``,
   ``build_augmenter``, ``augment_pair``, ``resize_pad``, the card and preview writers) in one
   loop in a child process with one thread (cv2 and Arrow pinned to one thread, unless
-  ``--baseline-threads``), written with ``pyarrow.parquet.ParquetWriter`` in the same Arrow
-  tensor format Ray writes. Same warm-up.
+  ``--baseline-threads``), written with ``pyarrow.parquet.ParquetWriter`` in the same
+  encoding (``raygym.data.prepare.rows_table``). Same warm-up.
 
 Peak memory: ours samples psutil over the driver's process tree (driver, Ray system processes,
 Ray workers; RSS, and RSS minus shared pages) plus Ray's object store usage; the baseline reports
@@ -259,15 +259,15 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
 
     Mirrors ``raygym.data.prepare._process_scene`` / ``_read_scene`` / ``_row`` step for step,
     with raygym's own functions, and writes the same Parquet layout
-    (``shards/split=<s>/*.parquet``, Ray's Arrow tensor columns) plus card and previews.
+    (``shards/split=<s>/*.parquet``, raygym's fixed-size-binary array columns) plus card and
+    previews.
     """
     import pyarrow.parquet as pq
-    from ray.data.block import BlockAccessor  # Ray's numpy -> Arrow tensor conversion only
 
     from raygym.config import IGNORE_INDEX
     from raygym.data.io import read_image, read_label
     from raygym.data.pairing import find_pairs
-    from raygym.data.prepare import _make_card, check_headers, data_fingerprint
+    from raygym.data.prepare import _make_card, check_headers, data_fingerprint, rows_table
     from raygym.data.preview import write_previews
     from raygym.data.split import assign_splits
     from raygym.data.transforms import apply_remap, augment_pair, build_augmenter, resize_pad
@@ -307,14 +307,13 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
         rows = buffers.pop(split, [])
         if not rows:
             return 0
-        batch = {name: np.stack([r[name] for r in rows]) if name in
-                 ("image", "label", "valid_hw", "counts") else np.array([r[name] for r in rows])
-                 for name in ("key", "copy", "image", "label", "valid_hw", "counts")}
-        table = BlockAccessor.batch_to_block(batch)
+        table = rows_table(rows)  # the same encoding as prepare's tasks
         if split not in writers:
             part = tmp / "shards" / f"split={split}"
             part.mkdir(parents=True, exist_ok=True)
-            writers[split] = pq.ParquetWriter(part / "part-00000.parquet", table.schema)
+            writers[split] = pq.ParquetWriter(part / "part-00000.parquet", table.schema,
+                                              use_dictionary=["key"],
+                                              write_statistics=["key", "copy"])
         writers[split].write_table(table)
         return len(rows)
 
@@ -567,8 +566,11 @@ def _block_sizes(dataset: Path) -> list[int]:
 def digests(dataset: Path) -> tuple[dict[tuple[str, int], tuple[str, int]], str]:
     """{(key, copy): (split, crc32 of image, label, valid_hw, counts)} and the Arrow schema."""
     import pyarrow.parquet as pq
-    import ray.data  # noqa: F401 - registers Ray's Arrow tensor extension types
 
+    from raygym.data.dataset import decode_table, read_card
+
+    specs = read_card(dataset).tensor_specs()
+    names = ("image", "label", "valid_hw", "counts")
     out: dict[tuple[str, int], tuple[str, int]] = {}
     schema = ""
     for path in sorted(dataset.glob("shards/split=*/*.parquet")):
@@ -576,13 +578,10 @@ def digests(dataset: Path) -> tuple[dict[tuple[str, int], tuple[str, int]], str]
         pf = pq.ParquetFile(path)
         schema = ", ".join(f"{f.name}: {f.type}" for f in pf.schema_arrow)
         for batch in pf.iter_batches(batch_size=32):
-            cols = {n: batch.column(n) for n in batch.schema.names}
-            arrays = {n: cols[n].to_numpy(zero_copy_only=False)
-                      for n in ("image", "label", "valid_hw", "counts")}
-            for i, (key, copy) in enumerate(zip(cols["key"].to_pylist(), cols["copy"].to_pylist(),
-                                                strict=True)):
+            arrays = decode_table(batch, specs)
+            for i, (key, copy) in enumerate(zip(arrays["key"], arrays["copy"], strict=True)):
                 crc = 0
-                for n in ("image", "label", "valid_hw", "counts"):
+                for n in names:
                     crc = zlib.crc32(np.ascontiguousarray(arrays[n][i]).tobytes(), crc)
                 out[(key, int(copy))] = (split, crc)
     return out, schema

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -108,9 +109,32 @@ def _port_free(port: int) -> bool:
     return True
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """First port of the kernel's ephemeral range (what ``bind(port 0)`` hands out)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port that is free right now (tests pick head and dashboard ports with it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port that is free right now (the client server's; tests pick head and dashboard).
+
+    Drawn from 20000 up to the kernel's ephemeral range, not with ``bind(0)``: Ray's own
+    processes take ephemeral ports while a node starts, and one of them was seen (in CI) to
+    grab the port picked a moment before for the client server, so the head failed to start.
+    Ray's worker ports (10002-19999 by default) lie below this range.
+    """
+    high = min(_ephemeral_low(), 32768) - 1
+    for _ in range(200):
+        port = random.randint(20000, high)
+        if port not in _HANDED_OUT and _port_free(port):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all taken: any free one
         s.bind(("", 0))
         return int(s.getsockname()[1])
 

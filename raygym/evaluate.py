@@ -286,8 +286,8 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
                                                                 np.ndarray]]:
     """Re-predict the few picked samples (read by key) for the image | truth | prediction rows."""
     import pyarrow.parquet as pq
-    import ray.data  # noqa: F401 - registers Ray's Arrow tensor extension type
 
+    from raygym.data.dataset import decode_table
     from raygym.data.preview import colourize, display_rgb
     from raygym.data.transforms import crop_valid
     from raygym.predict import resolve_device
@@ -300,9 +300,8 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
                           columns=["key", "copy", "image", "label", "valid_hw"],
                           filters=[("copy", "=", 0), ("key", "in", keys)])
     found = {k: i for i, k in enumerate(table.column("key").to_pylist())}
-    images = table.column("image").combine_chunks().to_numpy()
-    labels = table.column("label").combine_chunks().to_numpy()
-    valid = table.column("valid_hw").combine_chunks().to_numpy()
+    cols = decode_table(table, dataset.card.tensor_specs())
+    images, labels, valid = cols["image"], cols["label"], cols["valid_hw"]
     dev = resolve_device(device)
     model, card, _ = load_artifact(model_dir, dev)
     order = [found[k] for k in keys]

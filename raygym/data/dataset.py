@@ -7,6 +7,12 @@ Layout written by ``raygym prepare``::
         columns: key (source id), copy (0 = original), image (H, W, C) uint8|uint16,
                  label (H, W) uint8 (255 = ignore/padding), valid_hw (2,) int32, counts (K+1,)
     DATASET/preview_{split}.png            image / label overlays to check by eye
+
+Array columns are stored as Parquet fixed-length byte arrays holding each row's raw
+C-order bytes (little-endian); shape and dtype come from the card (``tensor_specs``) and are
+also kept as Arrow field metadata so other tools can decode them. Ray's own tensor extension
+type stores uint8 as int32 lists: 4x the bytes before compression and ~10x the CPU to write
+and read (bench/RESULTS.md, bench_prepare point 3).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from raygym.errors import DataError
 
 CARD_NAME = "card.json"
-DATASET_FORMAT = "raygym-dataset/1"
+DATASET_FORMAT = "raygym-dataset/2"
+TENSOR_COLUMNS = ("image", "label", "valid_hw", "counts")
 
 
 class DatasetCard(BaseModel):
@@ -47,6 +54,82 @@ class DatasetCard(BaseModel):
 
     def pixel_counts(self, split: str = "train") -> list[int]:
         return list(self.splits[split]["pixels_per_class"])
+
+    def tensor_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``{column: (per-row shape, numpy dtype)}`` of the array columns of every shard."""
+        return tensor_specs(self.target_size, self.bands, self.dtype, self.num_classes)
+
+
+def tensor_specs(target_size: list[int] | tuple[int, int], bands: int, dtype: str,
+                 num_classes: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    h, w = (int(v) for v in target_size)
+    return {"image": ((h, w, int(bands)), dtype), "label": ((h, w), "uint8"),
+            "valid_hw": ((2,), "int32"), "counts": ((num_classes + 1,), "int64")}
+
+
+# ------------------------------------------------------------------------- shard encoding
+def encode_rows(key: list[str], copy: list[int] | np.ndarray,
+                arrays: dict[str, np.ndarray]) -> Any:
+    """An Arrow table for one shard. ``arrays[name]``: (N, *shape) for the array columns."""
+    import pyarrow as pa
+
+    fields: list[Any] = [pa.field("key", pa.string()), pa.field("copy", pa.int64())]
+    columns: list[Any] = [pa.array(list(key), pa.string()),
+                          pa.array(np.asarray(copy, dtype=np.int64))]
+    for name, values in arrays.items():
+        values = np.ascontiguousarray(values)
+        dtype = values.dtype.newbyteorder("<")
+        values = values.astype(dtype, copy=False)
+        width = int(np.prod(values.shape[1:], dtype=np.int64)) * dtype.itemsize
+        kind = pa.binary(width)
+        meta = {b"shape": ",".join(map(str, values.shape[1:])).encode(),
+                b"dtype": dtype.str.encode()}
+        fields.append(pa.field(name, kind, nullable=False, metadata=meta))
+        columns.append(pa.FixedSizeBinaryArray.from_buffers(
+            kind, len(values), [None, pa.py_buffer(values.tobytes())]))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def write_shard(table: Any, path: Path) -> None:
+    """Write one shard. Dictionary encoding and statistics only for the small columns: on
+    megabyte-sized byte arrays they cost CPU and help nothing."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, use_dictionary=["key"], write_statistics=["key", "copy"])
+
+
+def decode_column(column: Any, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """(N, *shape) array from a fixed-size-binary Arrow column (Array or ChunkedArray)."""
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    count = int(np.prod(shape, dtype=np.int64))
+    kind = np.dtype(dtype).newbyteorder("<")
+    parts = []
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        width = chunk.type.byte_width
+        data = chunk.buffers()[1]
+        parts.append(np.frombuffer(data, dtype=kind, count=len(chunk) * count,
+                                   offset=chunk.offset * width).reshape(len(chunk), *shape))
+    if not parts:
+        return np.empty((0, *shape), dtype=kind.newbyteorder("="))
+    # A copy: frombuffer views are read-only and would keep the Arrow buffers alive.
+    return np.concatenate(parts).astype(kind.newbyteorder("="), copy=False)
+
+
+def decode_table(table: Any, specs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, Any]:
+    """The columns of ``table`` as numpy: array columns decoded, ``key`` as a list."""
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        if name in specs:
+            out[name] = decode_column(table.column(name), *specs[name])
+        elif name == "key":
+            out[name] = table.column(name).to_pylist()
+        else:
+            out[name] = table.column(name).to_numpy()
+    return out
 
 
 def read_card(path: Path) -> DatasetCard:
@@ -98,7 +181,6 @@ class PreparedDataset:
     def load_numpy(self, split: str, *, originals_only: bool = False) -> SplitArrays:
         """Read a whole split into memory (sorted by key and copy, so order is deterministic)."""
         import pyarrow.parquet as pq
-        import ray.data  # noqa: F401 - registers Ray's Arrow tensor extension types
 
         if not self.has_split(split):
             raise DataError(f"dataset has no '{split}' split", file=self.path,
@@ -110,13 +192,10 @@ class PreparedDataset:
 
             table = table.filter(pc.equal(table.column("copy"), 0))
         table = table.sort_by([("key", "ascending"), ("copy", "ascending")])
-        return SplitArrays(
-            images=table.column("image").combine_chunks().to_numpy(),
-            labels=table.column("label").combine_chunks().to_numpy(),
-            valid_hw=table.column("valid_hw").combine_chunks().to_numpy(),
-            keys=table.column("key").to_pylist(),
-            copies=np.asarray(table.column("copy").to_pylist()),
-        )
+        cols = decode_table(table, self.card.tensor_specs())
+        return SplitArrays(images=cols["image"], labels=cols["label"],
+                           valid_hw=cols["valid_hw"], keys=cols["key"],
+                           copies=np.asarray(cols["copy"]))
 
     def ray_dataset(self, split: str) -> Any:
         """The split as a lazy ``ray.data.Dataset`` (for sharding across Train workers)."""
@@ -124,5 +203,12 @@ class PreparedDataset:
 
         if not self.has_split(split):
             raise DataError(f"dataset has no '{split}' split", file=self.path)
-        return ray.data.read_parquet(str(self.split_dir(split)),
-                                     columns=["image", "label", "valid_hw"])
+        specs = self.card.tensor_specs()
+        return ray.data.read_parquet(
+            str(self.split_dir(split)), columns=["image", "label", "valid_hw"]
+        ).map_batches(_decode_batch, batch_format="pyarrow", fn_kwargs={"specs": specs})
+
+
+def _decode_batch(batch: Any, specs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, Any]:
+    """Ray Data UDF: Arrow batch of stored shards -> numpy tensor columns."""
+    return decode_table(batch, specs)

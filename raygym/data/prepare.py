@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, parse_colour
-from raygym.data.dataset import CARD_NAME, DATASET_FORMAT, DatasetCard, read_card
+from raygym.data.dataset import (
+    CARD_NAME,
+    DATASET_FORMAT,
+    TENSOR_COLUMNS,
+    DatasetCard,
+    decode_column,
+    encode_rows,
+    read_card,
+    write_shard,
+)
 from raygym.data.io import read_header, read_image, read_label, read_single_band
 from raygym.data.pairing import Pair, find_pairs
 from raygym.data.split import SPLITS, assign_splits
@@ -196,8 +205,6 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
     import uuid
 
     import pandas as pd
-    import pyarrow.parquet as pq
-    from ray.data.block import BlockAccessor
 
     by_split: dict[str, list[dict[str, Any]]] = {}
     meta = []
@@ -210,18 +217,16 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
             by_split.setdefault(record["split"], []).extend(rows)
     name = f"{uuid.uuid4().hex}.parquet"
     for split, rows in by_split.items():
-        columns = {
-            "key": np.array([r["key"] for r in rows]),
-            "copy": np.array([r["copy"] for r in rows], dtype=np.int64),
-            **{c: np.stack([r[c] for r in rows]) for c in ("image", "label", "valid_hw",
-                                                            "counts")},
-        }
         folder = Path(shards) / f"split={split}"
         folder.mkdir(parents=True, exist_ok=True)
-        # Ray's tensor columns, as Ray Data itself writes them: read_parquet and
-        # PreparedDataset.load_numpy read them back unchanged.
-        pq.write_table(BlockAccessor.batch_to_block(columns), folder / name)
+        write_shard(rows_table(rows), folder / name)
     return pd.DataFrame(meta)
+
+
+def rows_table(rows: list[dict[str, Any]]) -> Any:
+    """The Arrow table of a shard from processed rows (``_process_scene``'s output)."""
+    return encode_rows([r["key"] for r in rows], [r["copy"] for r in rows],
+                       {c: np.stack([r[c] for r in rows]) for c in TENSOR_COLUMNS})
 
 
 def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
@@ -325,7 +330,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
                                  "ignored_pixels": 0}
             continue
         table = pq.read_table(part, columns=["key", "counts"])
-        counts = np.stack(table.column("counts").to_pylist()).sum(axis=0)
+        counts = decode_column(table.column("counts"), (k + 1,), "int64").sum(axis=0)
         split_info[split] = {
             "rows": table.num_rows,
             "sources": len(set(table.column("key").to_pylist())),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raygym.data.dataset import DatasetCard
+from raygym.data.dataset import DatasetCard, decode_table
 
 # Colour per class id (tab10), and black for ignored / padded pixels.
 _TAB10 = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
@@ -51,7 +51,6 @@ def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pyarrow.parquet as pq
-    import ray.data  # noqa: F401 - registers the tensor extension type
 
     written = []
     for split, info in card.splits.items():
@@ -72,9 +71,8 @@ def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6,
                                              table.column("copy").to_pylist(), strict=True))
                 if kc in picked]
         table = table.take(rows).sort_by([("key", "ascending"), ("copy", "ascending")])
-        images = table.column("image").combine_chunks().to_numpy()
-        labels = table.column("label").combine_chunks().to_numpy()
-        keys, copies = table.column("key").to_pylist(), table.column("copy").to_pylist()
+        cols = decode_table(table, card.tensor_specs())
+        images, labels, keys, copies = cols["image"], cols["label"], cols["key"], cols["copy"]
         n = len(keys)
         fig, axes = plt.subplots(n, 2, figsize=(6, 2.6 * n), squeeze=False)
         for i in range(n):
