@@ -19,7 +19,7 @@ from PIL import Image
 
 from raygym.cli import main
 from raygym.config import load_experiment
-from raygym.data.dataset import PreparedDataset, read_card
+from raygym.data.dataset import DATASET_FORMAT, PreparedDataset, read_card
 from raygym.data.prepare import PrepareResult, prepare_dataset
 from raygym.data.split import SPLITS
 from raygym.data.transforms import IGNORE_INDEX, apply_remap, resize_pad
@@ -84,6 +84,17 @@ def test_s2_card(s2_prepared, s2_data) -> None:
         assert len(src["files"]) == 3 and all(len(f["sha256"]) == 64 for f in src["files"])
     assert Path(card.sources[0]["files"][0]["path"]).parent == s2_data / "images"
     assert Path(card.sources[0]["files"][1]["path"]).parent == s2_data / "nir"
+
+
+def test_s2_ray_dataset_and_load_numpy_read_the_same_rows(s2_prepared, s2_arrays) -> None:
+    dataset = PreparedDataset(s2_prepared[1].path)
+    arrays = s2_arrays["val"]
+    rows = dataset.ray_dataset("val").take_all()
+    assert len(rows) == len(arrays) == dataset.rows("val")
+    assert sorted(r["image"].tobytes() + r["label"].tobytes() for r in rows) == sorted(
+        arrays.images[i].tobytes() + arrays.labels[i].tobytes() for i in range(len(arrays)))
+    assert rows[0]["image"].shape == (64, 64, 4) and rows[0]["image"].dtype == np.uint8
+    assert rows[0]["valid_hw"].dtype == np.int32
 
 
 def test_s2_no_leakage_between_splits(s2_prepared, s2_arrays) -> None:
@@ -436,9 +447,9 @@ def test_online_flag_and_old_formats(tmp_path, small_s2, write_config, ray_sessi
     assert prepare_dataset(online, log=_quiet).reused
     # a dataset in an older format (or with a damaged card) is replaced with --overwrite only
     card = first.path / "card.json"
-    card.write_text(card.read_text().replace('"raygym-dataset/1"', '"raygym-dataset/0"'))
+    card.write_text(card.read_text().replace(f'"{DATASET_FORMAT}"', '"raygym-dataset/1"'))
     with pytest.raises(DataError) as info:
         prepare_dataset(config, log=_quiet)
     assert info.value.key == "data.prepared" and "--overwrite" in (info.value.fix or "")
     again = prepare_dataset(config, overwrite=True, log=_quiet)
-    assert not again.reused and read_card(first.path).format == "raygym-dataset/1"
+    assert not again.reused and read_card(first.path).format == DATASET_FORMAT
