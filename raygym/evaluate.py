@@ -186,8 +186,7 @@ def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batc
     n = actors or max(1, int(cluster_cpus()))
     rows = max(1, dataset.rows(split))
     blocks = max(1, min(math.ceil(rows / batch_size), n * 4))
-    ds = ray.data.read_parquet(str(dataset.split_dir(split))).select_columns(
-        ["key", "copy", "image", "label", "valid_hw"])
+    ds = dataset.ray_dataset(split, columns=("key", "copy", "image", "label", "valid_hw"))
     if blocks > 1:
         ds = ds.repartition(blocks)
     scored = ds.map_batches(EvalActor, batch_size=batch_size, batch_format="numpy",

@@ -197,18 +197,19 @@ class PreparedDataset:
                            valid_hw=cols["valid_hw"], keys=cols["key"],
                            copies=np.asarray(cols["copy"]))
 
-    def ray_dataset(self, split: str) -> Any:
-        """The split as a lazy ``ray.data.Dataset`` (for sharding across Train workers)."""
+    def ray_dataset(self, split: str,
+                    columns: tuple[str, ...] = ("image", "label", "valid_hw")) -> Any:
+        """The split as a lazy ``ray.data.Dataset`` of numpy columns (array columns decoded)."""
         import ray.data
 
         if not self.has_split(split):
             raise DataError(f"dataset has no '{split}' split", file=self.path)
         specs = self.card.tensor_specs()
         return ray.data.read_parquet(
-            str(self.split_dir(split)), columns=["image", "label", "valid_hw"]
+            str(self.split_dir(split)), columns=list(columns)
         ).map_batches(_decode_batch, batch_format="pyarrow", fn_kwargs={"specs": specs})
 
 
 def _decode_batch(batch: Any, specs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, Any]:
     """Ray Data UDF: Arrow batch of stored shards -> numpy tensor columns."""
-    return decode_table(batch, specs)
+    return {name: np.asarray(values) for name, values in decode_table(batch, specs).items()}
