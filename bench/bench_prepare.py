@@ -448,7 +448,6 @@ def timed_phases(phases: dict[str, float], phases_cpu: dict[str, float],
     import ray.data
 
     import raygym.data.prepare as prep
-    import raygym.data.preview as preview
 
     depth = [0]  # only the outermost call counts: write_parquet materializes internally
 
@@ -482,7 +481,7 @@ def timed_phases(phases: dict[str, float], phases_cpu: dict[str, float],
         wrap(ray.data.Dataset, "take_all", "ray_take_all (errors, remap report)"),
         wrap(ray.data.Dataset, "write_parquet", "ray_write_parquet", True),
         wrap(prep, "_make_card", "card"),
-        wrap(preview, "write_previews", "previews"),
+        wrap(prep, "_start_previews", "start previews (rendered alongside)"),
     ]
     try:
         yield
@@ -504,13 +503,13 @@ def run_ours(args: argparse.Namespace, work: Path, manifest: Path, warm_manifest
         raise SystemExit("Ray was already initialised in this process: the bench needs a fresh one")
     import ray
 
-    import raygym.data.preview as preview
+    import raygym.data.prepare as prep
 
     session_dir = ray._private.worker._global_node.get_session_dir_path()
     quiet: Callable[..., None] = lambda *a, **k: None  # noqa: E731
-    write_previews = preview.write_previews
-    if args.skip_previews:  # prepare_dataset imports it from the module at call time
-        preview.write_previews = lambda *a, **k: []
+    start_previews = prep._start_previews
+    if args.skip_previews:  # prepare_dataset looks it up in its module at call time
+        prep._start_previews = lambda *a, **k: []
     try:
         t = time.perf_counter()
         if warm_manifest is not None:
@@ -542,7 +541,7 @@ def run_ours(args: argparse.Namespace, work: Path, manifest: Path, warm_manifest
         rows = sum(int(info["rows"]) for info in result.card.splits.values())
         blocks = _block_sizes(work / "ours")
     finally:
-        preview.write_previews = write_previews
+        prep._start_previews = start_previews
         t = time.perf_counter()
         ray.shutdown()
         shutdown = time.perf_counter() - t

@@ -43,13 +43,53 @@ def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float
     return np.where(mask, (1 - alpha) * rgb + alpha * col, rgb).astype(np.uint8)
 
 
-def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6,
-                   splits: list[str] | None = None) -> list[Path]:
-    """``preview_<split>.png``: rows of image | overlay for the first scenes of each split."""
+PER_SPLIT = 6  # rows (scene copies) shown per split
+
+
+def preview_picks(keys: list[str], rows_per_key: int, per_split: int = PER_SPLIT
+                  ) -> list[tuple[str, int]]:
+    """The ``(key, copy)`` rows a split's preview shows: the first ``per_split`` in key, copy
+    order. Known before any scene is processed, so ``prepare`` can render previews alongside."""
+    picks: list[tuple[str, int]] = []
+    for key in sorted(keys):
+        picks += [(key, c) for c in range(rows_per_key)]
+        if len(picks) >= per_split:
+            break
+    return picks[:per_split]
+
+
+def render_preview(path: Path, rows: list[tuple[str, int, np.ndarray, np.ndarray]],
+                   classes: list[str], title: str) -> Path:
+    """Write one preview PNG: a row of image | label overlay per ``(key, copy, image, label)``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    n = len(rows)
+    fig, axes = plt.subplots(n, 2, figsize=(6, 2.6 * n), squeeze=False)
+    for i, (key, copy, image, label) in enumerate(rows):
+        axes[i][0].imshow(display_rgb(image))
+        axes[i][0].set_title(f"{key} (copy {copy})", fontsize=7)
+        axes[i][1].imshow(overlay(image, label, len(classes)))
+        axes[i][1].set_title("label overlay", fontsize=7)
+        for ax in axes[i]:
+            ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c / 255) for c in class_colours(len(classes))]
+    fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 5), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def preview_title(name: str, split: str, rows: int) -> str:
+    return f"{name}: {split} ({rows} rows)"
+
+
+def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = PER_SPLIT,
+                   splits: list[str] | None = None) -> list[Path]:
+    """``preview_<split>.png`` from a written dataset: the first rows of each split."""
     import pyarrow.parquet as pq
 
     written = []
@@ -72,23 +112,8 @@ def write_previews(dataset_dir: Path, card: DatasetCard, per_split: int = 6,
                 if kc in picked]
         table = table.take(rows).sort_by([("key", "ascending"), ("copy", "ascending")])
         cols = decode_table(table, card.tensor_specs())
-        images, labels, keys, copies = cols["image"], cols["label"], cols["key"], cols["copy"]
-        n = len(keys)
-        fig, axes = plt.subplots(n, 2, figsize=(6, 2.6 * n), squeeze=False)
-        for i in range(n):
-            axes[i][0].imshow(display_rgb(images[i]))
-            axes[i][0].set_title(f"{keys[i]} (copy {copies[i]})", fontsize=7)
-            axes[i][1].imshow(overlay(images[i], labels[i], card.num_classes))
-            axes[i][1].set_title("label overlay", fontsize=7)
-            for ax in axes[i]:
-                ax.axis("off")
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c / 255) for c in
-                   class_colours(card.num_classes)]
-        fig.legend(handles, card.classes, loc="lower center", ncol=min(card.num_classes, 5),
-                   fontsize=7)
-        fig.suptitle(f"{card.name}: {split} ({info['rows']} rows)", fontsize=9)
-        path = dataset_dir / f"preview_{split}.png"
-        fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        shown = list(zip(cols["key"], cols["copy"].tolist(), cols["image"], cols["label"],
+                         strict=True))
+        written.append(render_preview(dataset_dir / f"preview_{split}.png", shown, card.classes,
+                                      preview_title(card.name, split, info["rows"])))
     return written

@@ -181,6 +181,18 @@ def test_s2_previews_and_no_leftovers(s2_prepared) -> None:
     assert shards == sorted(f"split={s}" for s in SPLITS)
 
 
+def test_s2_previews_show_the_stored_rows(s2_prepared, tmp_path) -> None:
+    """prepare renders previews alongside processing; they must equal a render of the shards."""
+    from raygym.data.preview import write_previews
+
+    out = tmp_path / "copy"
+    shutil.copytree(s2_prepared[1].path, out)
+    rendered = {s: (out / f"preview_{s}.png").read_bytes() for s in SPLITS}
+    assert len(write_previews(out, read_card(out))) == len(SPLITS)
+    for split in SPLITS:
+        assert (out / f"preview_{split}.png").read_bytes() == rendered[split], split
+
+
 def test_s2_reuse_refuse_overwrite(s2_prepared, tmp_path) -> None:
     # on a copy of the dataset, so that the other tests' dataset stays as it is
     path, first = s2_prepared
