@@ -51,6 +51,7 @@ except ImportError:  # Ray ships its own copy and puts it on sys.path when impor
     importlib.import_module("ray")
     import psutil
 
+from raygym.atomic import write_text_atomic
 from raygym.errors import RaygymError
 
 STATE_FILE = "cluster.json"
@@ -92,10 +93,7 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
 
 
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
-    path = _state_path(state_dir)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(_state_path(state_dir), json.dumps(state, indent=2) + "\n")
 
 
 def _port_free(port: int) -> bool:

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from raygym.atomic import write_text_atomic
 from raygym.errors import ConfigError
 
 IGNORE_INDEX = 255
@@ -709,6 +710,4 @@ def apply_params(config: ExperimentConfig, params: Mapping[str, Any]) -> Experim
 
 def dump_yaml(config: ExperimentConfig, path: Path) -> None:
     """Write the resolved config atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))

@@ -30,7 +30,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raygym.atomic import write_text_atomic
 from raygym.errors import DataError, RaygymError
 
 DEFAULT_BATCH = 8
@@ -209,11 +209,6 @@ def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batc
 
 
 # ------------------------------------------------------------------------------ helpers
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 def confusion_csv_text(cm: np.ndarray, classes: list[str]) -> str:
@@ -390,7 +385,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
-    files["confusion_csv"] = _write_text(out / "confusion.csv", confusion_csv_text(total, classes))
+    files["confusion_csv"] = write_text_atomic(out / "confusion.csv", confusion_csv_text(total, classes))
     files["confusion_png"] = confusion_heatmap(total, classes, out / "confusion.png", title=title)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(per_image[0]))
@@ -398,7 +393,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     for row in per_image:
         writer.writerow({c: ("" if isinstance(v, float) and not math.isfinite(v) else v)
                          for c, v in row.items()})
-    files["per_image_csv"] = _write_text(out / "per_image.csv", buf.getvalue())
+    files["per_image_csv"] = write_text_atomic(out / "per_image.csv", buf.getvalue())
     ious = [r["mean_iou"] for r in per_image]
     files["per_image_png"] = value_histogram(ious, out / "per_image_iou.png",
                                              xlabel="per-image mean IoU", title=title)
@@ -422,7 +417,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         "confusion_axes": "rows truth, columns prediction", "seconds": round(seconds, 3),
         "warnings": warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    files["metrics_json"] = _write_text(out / "metrics.json",
+    files["metrics_json"] = write_text_atomic(out / "metrics.json",
                                         json.dumps(report, indent=2, allow_nan=False))
     return EvaluationResult(model_dir=model_dir, dataset_dir=dataset_dir, split=split,
                             out_dir=out, classes=classes, confusion=total, metrics=metrics,
@@ -496,7 +491,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
         console.print(table)
         target = Path(model) / f"evaluation_{split}.csv"
         try:
-            _write_text(target, buf.getvalue())
+            write_text_atomic(target, buf.getvalue())
             console.print(f"comparison: [bold]{escape(str(target))}[/]")
         except OSError as err:
             raise RaygymError(f"cannot write the comparison table: {err}", file=target) from None

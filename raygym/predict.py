@@ -52,7 +52,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raygym.atomic import temp_beside, write_bytes_atomic
 from raygym.data.io import IMAGE_SUFFIXES, is_image, read_header, read_image, read_single_band
 from raygym.data.transforms import standardize
 from raygym.errors import DataError, RaygymError
@@ -630,15 +630,6 @@ def read_input(item: InputItem) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- outputs
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    tmp = _tmp_name(path)
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:
@@ -647,7 +638,7 @@ def write_png(path: Path, array: np.ndarray) -> Path:
 
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
-    return _write_bytes_atomic(path, buf.getvalue())
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def _cog_available() -> bool:
@@ -686,7 +677,7 @@ def write_geotiff(path: Path, bands: np.ndarray, *, crs: Any, transform: Any,
                        bigtiff="IF_SAFER")
     else:
         profile.update(driver="GTiff", tiled=True, blockxsize=256, blockysize=256)
-    tmp = _tmp_name(path)
+    tmp = temp_beside(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -805,7 +796,7 @@ def write_summary(path: Path, rows: Sequence[dict[str, Any]], classes: Sequence[
     writer.writeheader()
     for r in rows:
         writer.writerow(r)
-    return _write_bytes_atomic(path, buf.getvalue().encode())
+    return write_bytes_atomic(path, buf.getvalue().encode())
 
 
 # ---------------------------------------------------------------------------- Ray path

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from raygym.atomic import replace_dir, write_text_atomic
 from raygym.errors import DataError
 
 SECTION_TITLES: dict[str, str] = {
@@ -1139,12 +1140,6 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def build_report(results: Path, out: Path | None = None) -> Path:
     """Write the HTML report of a search (default ``RESULTS/report.html``) and, beside it, the
     same content as ``<stem>/report.md`` + PNGs (``RESULTS/report/``). Returns the HTML path.
@@ -1182,14 +1177,8 @@ def build_report(results: Path, out: Path | None = None) -> Path:
                     f"{len(res.trial_ids())} trials")
         (tmp_dir / "report.md").write_text(doc.to_markdown(title, subtitle), encoding="utf-8")
         page = doc.to_html(title, subtitle)
-        old = None
-        if md_dir.exists():
-            old = md_dir.with_name(f".{md_dir.name}.old-{time.time_ns()}")
-            md_dir.rename(old)
-        tmp_dir.rename(md_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        _write_text_atomic(html_path, page)
+        replace_dir(tmp_dir, md_dir)
+        write_text_atomic(html_path, page)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from raygym.atomic import replace_dir
 from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, parse_colour
 from raygym.data.dataset import (
     CARD_NAME,
@@ -363,7 +364,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
         ray.get(previews)
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -406,12 +407,3 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
     return card
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an old dataset is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig, SearchSpace
 from raygym.errors import ConfigError, DataError, RaygymError
 
@@ -231,6 +232,4 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic JSON write; NaN/inf become null so other tools can read it."""
     from raygym.train.artifact import _json_safe
 
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(_json_safe(data), indent=2))

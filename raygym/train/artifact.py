@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
+from raygym.atomic import replace_dir
 from raygym.config import ExperimentConfig, dump_yaml, validate_experiment
 from raygym.errors import DataError
 
@@ -78,13 +79,7 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
         (tmp / "model_card.json").write_text(card.model_dump_json(indent=2))
         (tmp / "checksums.json").write_text(
             json.dumps({f: _sha256(tmp / f) for f in FILES}, indent=2))
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
