@@ -5,6 +5,12 @@ which biases TPE toward short runs (see ../shared/RAY_NOTES.md). Here a trial is
 when its own loop finished (``stop_reason`` completed / early-stopped), with the value of the
 epoch whose weights were kept; a scheduler-stopped trial is PRUNED, keeping the per-epoch
 intermediate values that ``on_trial_result`` reported; an errored trial is FAIL.
+
+It also never trains one configuration twice. TPE on a discrete space (architectures x
+filters x losses) suggests finished configurations again, and a seeded run of the same
+configuration gives the same result: such a suggestion is recorded at once with its twin's
+outcome (user attribute ``duplicate_of``) and TPE is asked again. When every suggestion is a
+repeat, the space is exhausted and the search ends before ``num_samples``.
 """
 
 from __future__ import annotations
@@ -12,13 +18,54 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 logger = logging.getLogger(__name__)
 
+# Repeats in a row after which the space counts as exhausted. TPE samples its candidates at
+# random, so a space with unseen points left yields one well before this.
+MAX_REPEATS = 200
+
 
 class TruthfulOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` with PRUNED for scheduler-stopped trials (see module docstring)."""
+    """``OptunaSearch`` with PRUNED for scheduler-stopped trials and no repeated configurations
+    (see module docstring)."""
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        for _ in range(MAX_REPEATS):
+            config = super().suggest(trial_id)
+            if not isinstance(config, dict):
+                return config
+            ot_trial = self._ot_trials[trial_id]
+            twin = self._finished_twin(ot_trial.params)
+            if twin is None:
+                return config
+            self._record_as_twin(ot_trial, twin)
+            del self._ot_trials[trial_id]  # the next super().suggest asks TPE again
+        logger.info("every configuration of the search space has been tried: search ends")
+        return Searcher.FINISHED
+
+    def _finished_twin(self, params: dict[str, Any]) -> Any:
+        """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None."""
+        from optuna.trial import TrialState
+
+        for trial in self._ot_study.get_trials(deepcopy=False,
+                                               states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if trial.params == params:
+                return trial
+        return None
+
+    def _record_as_twin(self, ot_trial: Any, twin: Any) -> None:
+        from optuna.trial import TrialState
+
+        ot_trial.set_user_attr("duplicate_of", twin.number)
+        for step, value in sorted(twin.intermediate_values.items()):
+            ot_trial.report(value, step)
+        if twin.state == TrialState.COMPLETE:
+            self._ot_study.tell(ot_trial, twin.value)
+        else:
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:

@@ -46,7 +46,9 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path) -> A
     searcher = TruthfulOptunaSearch(
         space=OptunaDefineByRun(space), metric=s.metric, mode=s.mode,
         points_to_evaluate=s.points_to_evaluate or None,
-        sampler=optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=min(
+        # constant_liar: trials still running count as bad guesses, so parallel slots do not
+        # all get the same configuration
+        sampler=optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, n_startup_trials=min(
             10, max(2, s.num_samples // 3))),
         study_name=config.name, storage=storage,
     )

@@ -1,0 +1,74 @@
+"""TruthfulOptunaSearch without Tune's loop: a real Optuna study, driven as Tune drives it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from raygym.search.optuna_search import TruthfulOptunaSearch
+
+
+def _space(trial: Any) -> None:
+    trial.suggest_categorical("model.arch", ["gym_unet", "gym_resunet"])
+    trial.suggest_categorical("loss.name", ["dice", "cce"])
+
+
+def _searcher(seed: int = 0) -> TruthfulOptunaSearch:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return TruthfulOptunaSearch(
+        space=_space, metric="val_mean_iou", mode="max",
+        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=2),
+        study_name="t", storage=optuna.storages.InMemoryStorage())
+
+
+def _score(config: dict[str, Any]) -> float:
+    return {"gym_unet": 0.5, "gym_resunet": 0.3}[config["model.arch"]] + (
+        0.1 if config["loss.name"] == "dice" else 0.0)
+
+
+def _finish(searcher: TruthfulOptunaSearch, trial_id: str, config: dict[str, Any],
+            pruned: bool) -> None:
+    value = _score(config)
+    result = {"val_mean_iou": value, "best_val_mean_iou": value, "training_iteration": 2,
+              "stop_reason": "" if pruned else "completed"}
+    searcher.on_trial_result(trial_id, {**result, "training_iteration": 1})
+    searcher.on_trial_complete(trial_id, result)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_discrete_space_is_tried_once_per_point_then_the_search_ends(seed: int) -> None:
+    searcher = _searcher(seed)
+    seen = []
+    for i in range(10):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        key = (config["model.arch"], config["loss.name"])
+        assert key not in seen, f"{key} trained twice"
+        seen.append(key)
+        flat = {"model.arch": key[0], "loss.name": key[1]}
+        _finish(searcher, f"t{i}", flat, pruned=i % 2 == 1)
+    assert len(seen) == 4  # all 4 points, each once, and then FINISHED instead of a repeat
+    study = searcher._ot_study
+    repeats = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
+    for t in repeats:  # each repeat carries its twin's outcome, so TPE's picture is unchanged
+        twin = study.trials[t.user_attrs["duplicate_of"]]
+        assert t.params == twin.params and t.state == twin.state
+        assert t.value == twin.value and t.intermediate_values == twin.intermediate_values
+    real = [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs]
+    assert len(real) == 4
+    assert {t.state for t in real} == {TrialState.COMPLETE, TrialState.PRUNED}
+
+
+def test_a_running_configuration_is_not_handed_out_again_at_once() -> None:
+    """Two slots: constant liar keeps TPE off the configuration still running."""
+    searcher = _searcher()
+    first = searcher.suggest("a")
+    second = searcher.suggest("b")
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert first != second
