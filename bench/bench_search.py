@@ -121,12 +121,16 @@ def run_search(sections: dict[str, Any], workdir: Path) -> dict[str, Any]:
     code = search_experiment(config, space, space_file=path, console=Console(file=io.StringIO()))
     wall_total = time.perf_counter() - tick
     assert code == 0
-    out = workdir / "results" / sections["name"]
+    return {**load_search(workdir, sections["name"]), "started_at": started_at,
+            "wall_total": wall_total}
+
+
+def load_search(workdir: Path, name: str) -> dict[str, Any]:
+    """A finished search's summary, epoch log and leaderboard, read from its results folder."""
+    out = workdir / "results" / name
     saved = json.loads((out / "search.json").read_text())
-    log = epoch_log(out, sections["name"])
-    return {"summary": saved["summary"], "log": log, "started_at": started_at,
-            "wall_total": wall_total, "board": list(csv.DictReader(
-                (out / "leaderboard.csv").open(newline="")))}
+    return {"summary": saved["summary"], "log": epoch_log(out, name),
+            "board": list(csv.DictReader((out / "leaderboard.csv").open(newline="")))}
 
 
 def first_reach(run: dict[str, Any], target: float) -> dict[str, Any] | None:
@@ -195,13 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--grid-from", type=Path, default=None, metavar="WORKDIR",
+                   help="reuse (a) from an earlier run's work folder (same data and grid "
+                        "settings, checked): only (b) runs, e.g. to try ASHA settings")
     args = p.parse_args(argv)
     if not (DATA / "pairs.csv").is_file():
         print(f"data set not found: {DATA}", file=sys.stderr)
         return 2
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_search-"))
-    shutil.rmtree(workdir / "results", ignore_errors=True)
+    workdir = args.grid_from or args.workdir or Path(tempfile.mkdtemp(prefix="bench_search-"))
+    shutil.rmtree(workdir / "results" / ("tpe_asha" if args.grid_from else ""),
+                  ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(workdir, args.limit)
 
@@ -221,7 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     prepare_dataset(fixed_config, log=lambda *a, **k: None)
     prepare_s = time.perf_counter() - tick
 
-    grid = run_search(grid_sections, workdir)
+    if args.grid_from:
+        saved = yaml.safe_load((workdir / "grid.yaml").read_text())
+        now = json.loads(json.dumps(grid_sections))
+        if any(saved[k] != now[k] for k in ("data", "model", "loss", "train")):
+            print(f"{workdir}/grid.yaml differs from this run's grid settings: run (a) again "
+                  "(drop --grid-from) or use the same data/grid arguments", file=sys.stderr)
+            return 2
+        grid = load_search(workdir, "grid")
+    else:
+        grid = run_search(grid_sections, workdir)
     tpe = run_search(tpe_sections, workdir)
     g, t = grid["summary"], tpe["summary"]
     target = g["best_val_mean_iou"] - 0.01
@@ -244,8 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbench_search on {figures['host']}; data {args.limit} scenes at "
           f"{args.size[0]}x{args.size[1]}, {args.copies} copy; per trial <= {args.epochs} "
           f"epochs, patience {args.patience}; {args.concurrency} trials at once")
-    print(f"space: arch {{gym_unet, gym_resunet}} x filters {set(args.filters)} x loss "
-          f"{set(args.losses)} (reduced grid); prepare {prepare_s:.0f} s")
+    full = sorted(args.filters) == [2, 4, 6, 8, 12] and sorted(args.losses) == ["cce", "dice",
+                                                                                "kld"]
+    print(f"space: arch {{gym_unet, gym_resunet}} x filters {sorted(args.filters)} x loss "
+          f"{sorted(args.losses)} ({'the paper' if full else 'reduced'} grid, kernel "
+          f"{args.kernel}); ASHA grace {args.grace}, reduction {args.reduction_factor:g}, "
+          f"{args.samples} TPE trials; prepare {prepare_s:.0f} s"
+          + (" ((a) reused from --grid-from)" if args.grid_from else ""))
     for label, s in (("(a) grid to early stopping", g), ("(b) TPE + ASHA", t)):
         print(f"{label}: {s['trials']} trials {s['status']}, {s['total_epochs']} epochs, "
               f"{s['wall_s']:.0f} s wall, best val mean IoU {s['best_val_mean_iou']:.4f}")

@@ -106,6 +106,21 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
         f"{config.resources.workers_per_trial} worker(s) x {config.resources.cpus_per_worker:g} "
         f"CPU" + (f" + {config.resources.gpus_per_worker:g} GPU"
                   if config.resources.gpus_per_worker else ""))
+    for text in scheduler_warnings(config, space):
+        console.print(f"[yellow]note:[/] {text}")
+
+
+def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str]:
+    """Settings that make the early-stopping scheduler judge trials on noise."""
+    s, t = config.search, config.train
+    rampup_searched = any(d.path == "train.rampup_epochs" for d in space)
+    if (s.scheduler in ("asha", "median") and t.lr_schedule == "gym" and not rampup_searched
+            and s.grace_period < t.rampup_epochs):
+        return [f"search.grace_period {s.grace_period} < train.rampup_epochs "
+                f"{t.rampup_epochs}: the scheduler stops trials while their learning rate is "
+                "still ramping up, when scores say little about the final model (see "
+                "bench/RESULTS.md, bench_search); consider grace_period >= rampup_epochs"]
+    return []
 
 
 def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
