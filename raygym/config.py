@@ -321,7 +321,8 @@ class SearchConfig(_Strict):
     max_concurrent: int = Field(2, ge=1)
     algorithm: Literal["optuna", "random", "grid"] = "optuna"
     scheduler: Literal["asha", "median", "none", "pbt"] = "asha"
-    grace_period: int = Field(2, ge=1)
+    # None: the LR ramp-up of the gym schedule (scores during it say little), else 2 epochs
+    grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
     metric: str = "val_mean_iou"
     mode: Literal["max", "min"] = "max"
@@ -357,6 +358,15 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _default_grace_period(self) -> ExperimentConfig:
+        if self.search.grace_period is None:
+            t = self.train
+            ramp = t.rampup_epochs if t.lr_schedule == "gym" else 0
+            grace = max(1, min(ramp, t.max_epochs)) if isinstance(ramp, int) and ramp else 2
+            self.search.grace_period = grace
+        return self
 
     @model_validator(mode="after")
     def _size_fits_model(self) -> ExperimentConfig:
