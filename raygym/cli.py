@@ -52,10 +52,11 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ commands
 def cmd_prepare(args: argparse.Namespace) -> int:
+    config = _load(args.config, "prepare", args.set, address=args.address)
+    # heavy imports only after the config is known good: a typo is reported at once
     from raygym.data.prepare import prepare_dataset
     from raygym.summaries import print_prepare_summary
 
-    config = _load(args.config, "prepare", args.set, address=args.address)
     console = _console()
     result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)
     print_prepare_summary(result, console)
@@ -63,18 +64,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = _load(args.config, "train", args.set, address=args.address)
     from raygym.train.run import train_experiment
 
-    config = _load(args.config, "train", args.set, address=args.address)
     train_experiment(config, resume=args.resume, console=_console(), run_name=args.name)
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from raygym.search.run import search_experiment
-
     config, space = _load(args.space, "search", args.set, allow_space=True,
                           address=args.address)
+    from raygym.search.run import search_experiment
+
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
                              smoke_test=args.smoke_test, console=_console())

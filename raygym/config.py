@@ -35,6 +35,10 @@ from raygym.atomic import write_text_atomic
 from raygym.errors import ConfigError
 
 IGNORE_INDEX = 255
+# The Gym family as the model registry knows it, kept here so that validating a config does
+# not import torch and smp (seconds); tests/models/test_registry.py checks both agree.
+GYM_ARCHS = ("gym_unet", "gym_resunet", "simple_unet", "simple_resunet")
+GYM_INPUT_MULTIPLE = 16  # 4 strided levels
 DIST_KINDS = ("choice", "uniform", "loguniform", "int", "grid")
 # Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
 # per trial (a different target size would need a different prepared dataset).
@@ -222,6 +226,8 @@ class ModelConfig(_Strict):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
+        if value in GYM_ARCHS:  # no torch/smp import: config errors come back at once
+            return value
         from raygym.models import list_models
 
         names = list_models()
@@ -370,10 +376,13 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _size_fits_model(self) -> ExperimentConfig:
-        from raygym.models import requires_multiple_of
+        if self.model.arch in GYM_ARCHS:
+            multiple = GYM_INPUT_MULTIPLE
+        else:
+            from raygym.models import requires_multiple_of
 
-        params = {} if self.model.is_gym else {"encoder_depth": self.model.encoder_depth}
-        multiple = requires_multiple_of(self.model.arch, **params)
+            multiple = requires_multiple_of(self.model.arch,
+                                            encoder_depth=self.model.encoder_depth)
         h, w = self.data.target_size
         if h % multiple or w % multiple:
             up = [math.ceil(v / multiple) * multiple for v in (h, w)]
