@@ -46,6 +46,26 @@ class TruthfulOptunaSearch(OptunaSearch):
         logger.info("every configuration of the search space has been tried: search ends")
         return Searcher.FINISHED
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._fail_orphans()
+
+    def _fail_orphans(self) -> None:
+        """Trials asked after the last saved searcher state (the driver died in between) stay
+        RUNNING in the study for ever, and TPE's constant liar would count them as bad
+        guesses: record them as FAIL (user attribute ``orphaned``)."""
+        from optuna.trial import TrialState
+
+        known = {t.number for t in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number in known:
+                continue
+            try:
+                self._ot_study._storage.set_trial_user_attr(trial._trial_id, "orphaned", True)
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping only
+                logger.warning("optuna could not close orphan trial %s: %s", trial.number, exc)
+
     def _finished_twin(self, params: dict[str, Any]) -> Any:
         """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None."""
         from optuna.trial import TrialState

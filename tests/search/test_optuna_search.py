@@ -72,3 +72,32 @@ def test_a_running_configuration_is_not_handed_out_again_at_once() -> None:
     second = searcher.suggest("b")
     assert isinstance(first, dict) and isinstance(second, dict)
     assert first != second
+
+
+def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None:
+    """A driver killed between an ask and Tune's next save leaves a RUNNING orphan."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def make() -> TruthfulOptunaSearch:
+        return TruthfulOptunaSearch(
+            space=_space, metric="val_mean_iou", mode="max",
+            sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=2),
+            study_name="t", storage=optuna.storages.RDBStorage(storage))
+
+    searcher = make()
+    first = searcher.suggest("a")
+    assert isinstance(first, dict)
+    _finish(searcher, "a", first, pruned=False)
+    assert isinstance(searcher.suggest("b"), dict)  # still running when the state is saved
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("c")  # asked after the save: an orphan once the driver dies
+
+    restored = make()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    study = optuna.load_study(study_name="t", storage=storage)
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING, 2: TrialState.FAIL}
+    assert study.trials[2].user_attrs == {"orphaned": True}
+    # the restored searcher still finishes the trial it knows
+    _finish(restored, "b", {"model.arch": "gym_unet", "loss.name": "cce"}, pruned=True)
+    assert optuna.load_study(study_name="t", storage=storage).trials[1].state == TrialState.PRUNED
