@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from manifest import write_manifest  # bench/ sibling module
 
 try:
     import psutil
@@ -79,20 +80,6 @@ def make_config(manifest: Path, out: Path, target: int, copies: int) -> Any:
         prepared=out,
     )
     return ExperimentConfig(name="bench_prepare", data=data)
-
-
-def write_manifest(source: Path, dest: Path, limit: int | None) -> int:
-    """Copy the first ``limit`` rows of ``source`` (pairs.csv) to ``dest`` with absolute paths."""
-    with source.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    rows = rows[:limit] if limit else rows
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with dest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "label"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: str((source.parent / row[k]).resolve()) for k in ("image", "label")})
-    return len(rows)
 
 
 def warm_page_cache(manifest: Path) -> int:

@@ -39,24 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from manifest import write_manifest  # bench/ sibling module
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
 CLASSES = ["deep_water", "shallow_water", "dry_land"]
-
-
-def write_manifest(out: Path, limit: int | None) -> Path:
-    """The first ``limit`` pairs of the data set's own manifest, with absolute paths."""
-    with (DATA / "pairs.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    rows = rows[:limit] if limit else rows
-    manifest = out / "pairs.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "label"])
-        for row in rows:
-            writer.writerow([str(DATA / row["image"]), str(DATA / row["label"])])
-    return manifest
 
 
 def experiment(args: argparse.Namespace, workdir: Path, manifest: Path, *, name: str,
@@ -211,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(workdir / "results" / ("tpe_asha" if args.grid_from else ""),
                   ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    manifest = write_manifest(workdir, args.limit)
+    manifest = workdir / "pairs.csv"
+    write_manifest(DATA / "pairs.csv", manifest, args.limit)
 
     from raygym.config import validate_experiment
     from raygym.data.prepare import prepare_dataset

@@ -25,7 +25,6 @@ Example (about 10 min on a 2-core CPU)::
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import itertools
 import json
@@ -39,6 +38,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from manifest import write_manifest  # bench/ sibling module
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
@@ -69,19 +70,6 @@ def parse_variant(text: str) -> tuple[str, bool]:
         raise SystemExit(f"--precision {text!r}: use fp32 | bf16-mixed | fp16-mixed, "
                          "optionally with +cl (channels_last)")
     return precision, suffix == "cl"
-
-
-def write_manifest(out: Path, data: Path, limit: int | None) -> Path:
-    with (data / "pairs.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    rows = rows[:limit] if limit else rows
-    manifest = out / "pairs.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "label"])
-        for row in rows:
-            writer.writerow([str(data / row["image"]), str(data / row["label"])])
-    return manifest
 
 
 def make_config(args: argparse.Namespace, workdir: Path, manifest: Path, precision: str,
@@ -309,7 +297,8 @@ def main() -> None:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_train-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    manifest = write_manifest(workdir, args.data, args.limit or None)
+    manifest = workdir / "pairs.csv"
+    write_manifest(args.data / "pairs.csv", manifest, args.limit or None)
     configs = [make_config(args, workdir, manifest, prec, cl, args.threads)
                for prec, cl in variants]
     cpus = os.cpu_count() or 1
