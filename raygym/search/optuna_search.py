@@ -9,8 +9,9 @@ intermediate values that ``on_trial_result`` reported; an errored trial is FAIL.
 It also never trains one configuration twice. TPE on a discrete space (architectures x
 filters x losses) suggests finished configurations again, and a seeded run of the same
 configuration gives the same result: such a suggestion is recorded at once with its twin's
-outcome (user attribute ``duplicate_of``) and TPE is asked again. When every suggestion is a
-repeat, the space is exhausted and the search ends before ``num_samples``.
+outcome (user attribute ``duplicate_of``) and the untried point nearest to it (most
+parameters in common) is queued as the next ask. When every point of a discrete space has
+been tried, the search ends before ``num_samples``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 logger = logging.getLogger(__name__)
 
-# Repeats in a row after which the space counts as exhausted. TPE samples its candidates at
-# random, so a space with unseen points left yields one well before this.
-MAX_REPEATS = 200
+# Backstop on asks per suggestion; with the nearest untried point queued after a repeat,
+# a second ask normally suffices.
+MAX_REPEATS = 20
 
 
 class TruthfulOptunaSearch(OptunaSearch):
@@ -34,6 +35,8 @@ class TruthfulOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         for _ in range(MAX_REPEATS):
+            if not self._untried():
+                break
             config = super().suggest(trial_id)
             if not isinstance(config, dict):
                 return config
@@ -42,9 +45,31 @@ class TruthfulOptunaSearch(OptunaSearch):
             if twin is None:
                 return config
             self._record_as_twin(ot_trial, twin)
-            del self._ot_trials[trial_id]  # the next super().suggest asks TPE again
+            del self._ot_trials[trial_id]  # the next super().suggest asks again
+            untried = self._untried()
+            if untried:  # steer that ask to the untried point nearest to TPE's choice
+                nearest = max(untried, key=lambda p: sum(p.get(k) == v
+                                                         for k, v in ot_trial.params.items()))
+                self._ot_study.enqueue_trial(nearest, skip_if_exists=True)
         logger.info("every configuration of the search space has been tried: search ends")
         return Searcher.FINISHED
+
+    def _untried(self) -> list[dict[str, Any]]:
+        """Points of a discrete space no trial has taken (finished, running or queued); one
+        placeholder point when the space is continuous (never exhausted)."""
+        from optuna.trial import TrialState
+
+        from raygym.search.space import OptunaDefineByRun, enumerate_points
+
+        if not hasattr(self, "_all_points"):
+            space = self._space
+            self._all_points = (enumerate_points(space.space)
+                                if isinstance(space, OptunaDefineByRun) else None)
+        if self._all_points is None:
+            return [{}]
+        taken = [t.params for t in self._ot_study.get_trials(deepcopy=False) if t.state in (
+            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+        return [p for p in self._all_points if p not in taken]
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)

@@ -66,6 +66,31 @@ class OptunaDefineByRun:
         return None  # Tune reads the sampled values back from trial.params
 
 
+def enumerate_points(space: SearchSpace, limit: int = 100_000) -> list[dict[str, Any]] | None:
+    """Every point of a discrete space as Optuna records its params (choices encoded as in
+    :class:`OptunaDefineByRun`, conditions applied in the same order); None when a key is
+    continuous or there are more than ``limit`` points."""
+    points: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {})]  # (decoded, as Optuna)
+    for d in space:
+        if d.kind in ("choice", "grid"):
+            encoded, _ = _encode_choices(d.values)
+            values = list(zip(d.values, encoded, strict=True))
+        elif d.kind == "int":
+            values = [(v, v) for v in range(int(d.low or 0), int(d.high or 0) + 1)]
+        else:
+            return None
+        grown = []
+        for decoded, recorded in points:
+            if not condition_met(d, decoded):
+                grown.append((decoded, recorded))
+                continue
+            grown += [({**decoded, d.path: a}, {**recorded, d.path: b}) for a, b in values]
+        points = grown
+        if len(points) > limit:
+            return None
+    return [recorded for _, recorded in points]
+
+
 def tune_param_space(space: SearchSpace, *, exhaustive_grid: bool) -> dict[str, Any]:
     """Tune domains for the random / grid generators (BasicVariantGenerator).
 

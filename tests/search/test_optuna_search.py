@@ -9,7 +9,14 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from raygym.config import Distribution, SearchSpace
 from raygym.search.optuna_search import TruthfulOptunaSearch
+from raygym.search.space import OptunaDefineByRun, enumerate_points
+
+SPACE = SearchSpace(dists=[
+    Distribution(path="model.arch", kind="choice", values=("gym_unet", "gym_resunet")),
+    Distribution(path="loss.name", kind="choice", values=("dice", "cce")),
+])
 
 
 def _space(trial: Any) -> None:
@@ -17,10 +24,12 @@ def _space(trial: Any) -> None:
     trial.suggest_categorical("loss.name", ["dice", "cce"])
 
 
-def _searcher(seed: int = 0) -> TruthfulOptunaSearch:
+def _searcher(seed: int = 0, define_by_run: bool = False) -> TruthfulOptunaSearch:
+    """``define_by_run``: raygym's space (enumerable); else a plain function (not)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return TruthfulOptunaSearch(
-        space=_space, metric="val_mean_iou", mode="max",
+        space=OptunaDefineByRun(SPACE) if define_by_run else _space,
+        metric="val_mean_iou", mode="max",
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=2),
         study_name="t", storage=optuna.storages.InMemoryStorage())
 
@@ -39,9 +48,11 @@ def _finish(searcher: TruthfulOptunaSearch, trial_id: str, config: dict[str, Any
     searcher.on_trial_complete(trial_id, result)
 
 
+@pytest.mark.parametrize("define_by_run", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_discrete_space_is_tried_once_per_point_then_the_search_ends(seed: int) -> None:
-    searcher = _searcher(seed)
+def test_a_discrete_space_is_tried_once_per_point_then_the_search_ends(
+        seed: int, define_by_run: bool) -> None:
+    searcher = _searcher(seed, define_by_run)
     seen = []
     for i in range(10):
         config = searcher.suggest(f"t{i}")
@@ -63,6 +74,21 @@ def test_a_discrete_space_is_tried_once_per_point_then_the_search_ends(seed: int
     real = [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs]
     assert len(real) == 4
     assert {t.state for t in real} == {TrialState.COMPLETE, TrialState.PRUNED}
+    if define_by_run:  # the untried point is queued after a repeat: at most one per trial
+        assert len(repeats) <= len(real)
+
+
+def test_enumerate_points_follows_conditions_and_refuses_continuous_keys() -> None:
+    arch = Distribution(path="model.arch", kind="choice", values=("gym_unet", "unet"))
+    enc = Distribution(path="model.encoder", kind="choice", values=("resnet18", "resnet34"),
+                       when={"model.arch": ("unet",)})
+    filters = Distribution(path="model.filters", kind="int", low=2, high=3)
+    points = enumerate_points(SearchSpace(dists=[arch, enc, filters]))
+    assert points is not None and len(points) == (1 + 2) * 2
+    assert {"model.arch": "gym_unet", "model.filters": 3} in points
+    assert {"model.arch": "unet", "model.encoder": "resnet34", "model.filters": 2} in points
+    lr = Distribution(path="train.max_lr", kind="loguniform", low=1e-5, high=1e-3)
+    assert enumerate_points(SearchSpace(dists=[arch, lr])) is None
 
 
 def test_a_running_configuration_is_not_handed_out_again_at_once() -> None:
