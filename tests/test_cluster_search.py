@@ -258,17 +258,29 @@ def experiment_state(search: Search) -> dict[str, dict[str, Any]]:
     for trial_json, runtime_json in state.get("trial_data", []):
         trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
         runtime = json.loads(runtime_json) if isinstance(runtime_json, str) else runtime_json
-        out[trial["trial_id"]] = {"status": trial.get("status"), **runtime,
-                                  "checkpoint_epoch": _checkpoint_epoch(runtime)}
+        latest = _latest_checkpoint(runtime)
+        out[trial["trial_id"]] = {
+            "status": trial.get("status"), **runtime,
+            "checkpoint_epoch": None if latest is None else int(latest.metrics["epoch"]),
+            "checkpoint_path": None if latest is None else latest.checkpoint.path}
     return out
 
 
-def _checkpoint_epoch(runtime: dict[str, Any]) -> int | None:
+def _latest_checkpoint(runtime: dict[str, Any]) -> Any:
     manager = runtime.get("checkpoint_manager")
     if not isinstance(manager, dict) or "value" not in manager:
         return None
-    latest = pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
-    return None if latest is None else int(latest.metrics["epoch"])
+    return pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
+
+
+def resume_epoch(checkpoint_path: str) -> int:
+    """The epoch a restored trial goes on from: its registered checkpoint's, or, when Tune
+    had already replaced that one (num_to_keep=1) before the snapshot caught up, the newest
+    complete checkpoint's beside it (raygym mends that case on --resume)."""
+    registered = Path(checkpoint_path)
+    folders = [registered] if (registered / "state.json").is_file() else \
+        [p for p in registered.parent.glob("checkpoint_*") if (p / "state.json").is_file()]
+    return max(int(json.loads((p / "state.json").read_text())["epoch"]) for p in folders)
 
 
 def snapshot_dir(path: Path) -> dict[str, tuple[str, int | None]]:
@@ -399,7 +411,8 @@ def test_worker_node_lost_mid_trial(cluster: Cluster,
     board = read_leaderboard(search)
     assert len(board) == search.num_samples, logs
     for row in board:
-        assert row["status"] == "completed" and not row["error"], row
+        assert row["status"] == "completed" and not row["error"], \
+            f"trial {row['trial_id']} {row['status']}: {row['error']}"
         assert int(row["epochs"]) == search.max_epochs
     by_id = {r["trial_id"]: r for r in board}
     assert by_id[victim]["node_id"] == cluster.head_id  # finished on the surviving node
@@ -476,6 +489,7 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     assert len(done) < search.num_samples, "the search had finished before the kill"
     partway = {t: s["checkpoint_epoch"] for t, s in before.items()
                if s["status"] == "RUNNING" and s["checkpoint_epoch"]}
+    resumes = {t: resume_epoch(before[t]["checkpoint_path"]) for t in partway}
     files = {t: snapshot_dir(search.experiment / t) for t in done}
     history = {t: rows for t, rows in trial_rows(search).items() if t in done}
 
@@ -489,7 +503,8 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     # the restored searcher only adds the trials still missing: same ids, no extra ones
     assert len(ids) == search.num_samples and set(before) <= ids
     for row in board:
-        assert row["status"] == "completed" and not row["error"], row
+        assert row["status"] == "completed" and not row["error"], \
+            f"trial {row['trial_id']} {row['status']}: {row['error']}\n{logs[-6000:]}"
         assert int(row["epochs"]) == search.max_epochs
     after = trial_rows(search)
     # The trials that had finished were not run again: their results are the same rows, their
@@ -498,19 +513,22 @@ def test_driver_lost_then_resumed(cluster: Cluster,
         assert after[trial] == history[trial], trial
         assert [r["epoch"] for r in after[trial]] == list(range(1, search.max_epochs + 1))
         assert snapshot_dir(search.experiment / trial) == files[trial], trial
-    # A trial that was part-way went on from its registered checkpoint (epoch k): the first
-    # result of the new driver is epoch k + 1, Tune's first iteration since the restore.
+    # A trial that was part-way went on from its registered checkpoint (epoch k), or from
+    # the newer one j that had replaced it: the first result of the new driver is epoch
+    # j + 1, Tune's first iteration since the restore. Rows of epochs k+1..j may be missing
+    # (reported, but not yet synced to the storage when the driver died).
     for trial, k in partway.items():
-        rows = after[trial]
+        rows, j = after[trial], resumes[trial]
         epochs = [r["epoch"] for r in rows]
-        if k == search.max_epochs:  # its last epoch was checkpointed: nothing left to run
-            assert epochs == list(range(1, k + 1)), epochs
+        if j == search.max_epochs:  # its last epoch was checkpointed: nothing left to run
+            assert set(range(1, k + 1)) <= set(epochs) <= set(range(1, j + 1)), epochs
             continue
-        assert sorted(set(epochs)) == list(range(1, search.max_epochs + 1)), epochs
+        assert set(epochs) <= set(range(1, search.max_epochs + 1)), epochs
+        assert set(range(1, search.max_epochs + 1)) - set(epochs) <= set(range(k + 1, j + 1))
         restarts = [i for i, r in enumerate(rows) if i and r["iterations_since_restore"] == 1]
         assert len(restarts) == 1, epochs
         first = rows[restarts[0]]
-        assert first["epoch"] == first["training_iteration"] == k + 1, (k, epochs)
+        assert first["epoch"] == first["training_iteration"] == j + 1, (k, j, epochs)
     print(f"driver killed with {len(done)} trial(s) finished and {len(partway)} part-way "
-          f"({partway})")
+          f"(registered epochs {partway}, resumed from {resumes})")
     check_outputs(search, board)

@@ -9,6 +9,7 @@ reports reach Tune through ``TuneReportCallback`` (Ray Train V2's documented pat
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -18,6 +19,8 @@ from raygym.config import SearchSpace, apply_params, validate_experiment
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
 from raygym.train.loop import NonFiniteLossError
+
+logger = logging.getLogger(__name__)
 
 
 def _node_id() -> str:
@@ -31,6 +34,42 @@ def trial_config(params: dict[str, Any], base: dict[str, Any], space: SearchSpac
     """(the trial's validated config, its active sampled params)."""
     active = active_params(space, params)
     return apply_params(validate_experiment(base, "<search>"), active), active
+
+
+def fetch_checkpoint(checkpoint: Any, dest: Path) -> bool:
+    """Copy a Tune trial checkpoint into ``dest``; False when there is none to resume from.
+
+    A checkpoint without ``state.json`` (written last) is one that the restored snapshot
+    named after Tune had already deleted it (see :func:`raygym.search.tune.mend_checkpoints`,
+    which leaves an empty folder there): the newest complete checkpoint of the trial's
+    folder is used instead; it holds a later epoch. With none at all the trial starts again
+    from epoch 1. Both cases are logged.
+    """
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
+
+    def complete(folder: str) -> bool:
+        return fs.get_file_info(posixpath.join(folder, "state.json")).type == pafs.FileType.File
+
+    if complete(path):
+        checkpoint.to_directory(str(dest))
+        return True
+    siblings = fs.get_file_info(pafs.FileSelector(posixpath.dirname(path),
+                                                  allow_not_found=True))
+    found = [info.path for info in siblings if info.type == pafs.FileType.Directory
+             and info.base_name.startswith("checkpoint_") and complete(info.path)]
+    if not found:
+        logger.warning("checkpoint %s is empty and its trial folder holds no other complete "
+                       "checkpoint: the trial starts again from epoch 1", path)
+        return False
+    newest = max(found, key=posixpath.basename)
+    logger.warning("checkpoint %s was gone (Tune had replaced it when the driver stopped): "
+                   "resuming from %s", path, newest)
+    type(checkpoint)(newest, filesystem=fs).to_directory(str(dest))
+    return True
 
 
 def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: SplitArrays,
@@ -67,8 +106,8 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
     holder = None
     if checkpoint is not None:  # a retried / restored / PBT-exploited trial
         holder = tempfile.TemporaryDirectory(prefix="raygym-resume-")
-        checkpoint.to_directory(holder.name)
-        resume_dir = Path(holder.name)
+        if fetch_checkpoint(checkpoint, Path(holder.name)):
+            resume_dir = Path(holder.name)
 
     # The loop reports best_val_loss / best_val_mean_iou (the epoch whose weights are kept);
     # for any other search metric, report its value at that epoch too, so that Optuna and
@@ -80,7 +119,10 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
                        .get("best_metrics") or {})
 
     def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
-        metrics = {**metrics, "node_id": node, "workers": 1}
+        # training_iteration (the schedulers' clock) is the epoch, also when a restore had to
+        # start from another checkpoint than the one Tune registered (fetch_checkpoint)
+        metrics = {**metrics, "node_id": node, "workers": 1,
+                   "training_iteration": metrics["epoch"]}
         if metrics.get("best_epoch") == metrics.get("epoch"):
             at_best.clear()
             at_best.update(metrics)

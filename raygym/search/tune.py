@@ -162,6 +162,57 @@ class LiveTrials:
         return table
 
 
+def mend_checkpoints(exp_path: str) -> list[str]:
+    """Before a restore: re-create (empty) each checkpoint folder that Tune's newest snapshot
+    names for an unfinished trial but that no longer exists; returns those folders.
+
+    Tune deletes a trial's older checkpoint (``num_to_keep``) the moment it registers a newer
+    one, and writes that to the snapshot only at its next sync, so a driver killed in between
+    leaves a snapshot naming a deleted checkpoint; Tune's restore then fails the trial ("does
+    not exist on storage anymore") and every retry fails the same way. With the folder back,
+    the trial starts and :func:`raygym.search.trainable.fetch_checkpoint` resumes it from the
+    newer checkpoint beside it. Reads the snapshot with Ray's own (internal) loaders; if
+    those change, nothing is mended and a warning says so.
+    """
+    import logging
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    log = logging.getLogger(__name__)
+    created: list[str] = []
+    try:
+        from ray.train._internal.storage import get_fs_and_path
+        from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+        from ray.tune.experiment import Trial
+        from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+        fs, fs_path = get_fs_and_path(exp_path)
+        newest = _find_newest_experiment_checkpoint(fs_path, fs=fs)
+        if newest is None:
+            return created
+        with fs.open_input_stream(newest) as stream:
+            state = _loads_with_cloudpickle(stream.readall())
+        for trial_json, runtime_json in state["trial_data"]:
+            trial = Trial.from_json_state(trial_json, stub=True)
+            if trial.status == Trial.TERMINATED:
+                continue
+            trial.restore_run_metadata(runtime_json)
+            latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+            if latest is None:
+                continue
+            # the snapshot's absolute paths may predate a move: rebase on exp_path
+            trial_dir = posixpath.join(fs_path, trial.storage.trial_dir_name)
+            folder = posixpath.join(trial_dir, posixpath.basename(latest.checkpoint.path))
+            if (fs.get_file_info(trial_dir).type == pafs.FileType.Directory
+                    and fs.get_file_info(folder).type == pafs.FileType.NotFound):
+                fs.create_dir(folder)
+                created.append(folder)
+    except Exception as exc:  # noqa: BLE001 - a check on Ray's internals, never fatal
+        log.warning("could not check the checkpoints named in %s: %s", exp_path, exc)
+    return created
+
+
 def _single_node() -> bool:
     import ray
 
@@ -221,6 +272,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     with Live(console=console, refresh_per_second=2, transient=False) as live_view:
         live.live = live_view
         if resume and tune.Tuner.can_restore(exp_path):
+            for folder in mend_checkpoints(exp_path):
+                console.print(f"[yellow]note:[/] {folder} had been replaced by a newer "
+                              "checkpoint when the search stopped; that trial resumes from "
+                              "the newer one")
             tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=retry_errored)
         else:

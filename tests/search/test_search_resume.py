@@ -7,6 +7,7 @@ import copy
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,3 +164,100 @@ def test_resume_with_another_space_is_refused(space: Path, tmp_path: Path,
     line = one_error_line(err)
     assert "different space" in line and "refusing" in line
     assert (out / "search.json").read_text() == before
+
+
+def _registered_checkpoint(exp: Path) -> dict[str, tuple[str, str | None]]:
+    """``{trial_id: (status, path of the checkpoint Tune registered or None)}`` from the newest
+    experiment snapshot (read from the trial's pickled checkpoint manager)."""
+    import pickle
+
+    files = sorted(glob.glob(str(exp / "experiment_state-*.json")), key=os.path.getmtime)
+    if not files:
+        return {}
+    try:
+        data = json.loads(Path(files[-1]).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    out: dict[str, tuple[str, str | None]] = {}
+    for trial_json, runtime_json in data.get("trial_data", []):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        manager = runtime.get("checkpoint_manager")
+        latest = (pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
+                  if isinstance(manager, dict) and "value" in manager else None)
+        out[trial["trial_id"]] = (trial["status"],
+                                  None if latest is None else latest.checkpoint.path)
+    return out
+
+
+def _state_epoch(folder: Path) -> int:
+    return int(json.loads((folder / "state.json").read_text())["epoch"])
+
+
+@pytest.mark.timeout(900)
+def test_resume_when_tune_had_replaced_the_saved_checkpoint(
+        tmp_path_factory: pytest.TempPathFactory,
+        make_s2_config: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
+    """Tune deletes a trial's checkpoint (num_to_keep=1) when it registers the next one and
+    writes that to its snapshot only at the next sync: a driver killed in between leaves a
+    snapshot naming a deleted checkpoint. The resumed trial goes on from the newest complete
+    checkpoint of its folder instead of failing. The race is made certain here: after the
+    kill, the registered checkpoint is moved to the next checkpoint's name."""
+    name, max_epochs = "s2_replaced_ckpt", 6
+    s = search_sections(make_s2_config, shared_prepared(tmp_path_factory), tmp_path / "results",
+                        name, num_samples=1, max_concurrent=1, scheduler="none", max_failures=0)
+    s["train"]["max_epochs"] = max_epochs
+    s["resources"].update(OWN_RAY)
+    space = write_space(tmp_path / "replaced.yaml", s)
+    out = tmp_path / "results" / name
+    exp = out / "ray" / name
+    marker = uuid.uuid4().hex
+    proc = _start(space, marker, log=tmp_path / "first.log")
+    registered: Path | None = None
+    try:
+        deadline = time.monotonic() + 420
+        while registered is None:
+            for status, path in _registered_checkpoint(exp).values():
+                if status == "RUNNING" and path and Path(path, "state.json").is_file() \
+                        and 1 <= _state_epoch(Path(path)) <= max_epochs - 2:
+                    registered = Path(path)
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint part-way in time"
+            time.sleep(0.1)
+    finally:
+        _kill_group(proc)
+        reap(marker)
+    trial_dir = registered.parent
+    index = int(registered.name.split("_")[-1])
+    newer = trial_dir / f"checkpoint_{index + 1:06d}"
+    if registered.is_dir() and not newer.exists():
+        registered.rename(newer)  # what Tune's next registration would have left
+    elif registered.is_dir():
+        shutil.rmtree(registered)
+    assert not registered.exists()
+    resumed_from = max(_state_epoch(p) for p in trial_dir.glob("checkpoint_*")
+                       if (p / "state.json").is_file())
+
+    marker2 = uuid.uuid4().hex
+    proc = _start(space, marker2, "--resume", log=tmp_path / "resume.log")
+    try:
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        reap(marker2)
+    log = (tmp_path / "resume.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "had been replaced by a newer checkpoint" in " ".join(log.split()), log[-3000:]
+
+    [row] = read_leaderboard(out)
+    assert row["status"] == "completed" and not row["error"], row["error"]
+    assert int(row["epochs"]) == max_epochs
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    restarts = [r for i, r in enumerate(rows) if i and r["iterations_since_restore"] == 1]
+    assert len(restarts) == 1
+    # it went on from the checkpoint it found, and the schedulers' clock says so
+    assert restarts[0]["epoch"] == restarts[0]["training_iteration"] == resumed_from + 1
+    assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == max_epochs
+    # Tune's bookkeeping came out whole: one checkpoint left, the last one
+    [last] = [p for p in trial_dir.glob("checkpoint_*")]
+    assert _state_epoch(last) == max_epochs
