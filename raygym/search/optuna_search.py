@@ -112,6 +112,17 @@ class TruthfulOptunaSearch(OptunaSearch):
         else:
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        # A trial Tune restored but this searcher's saved state never heard of (driver killed
+        # between the two files' syncs; its Optuna trial was closed as orphaned) has nothing
+        # to report to; and an Optuna error must not fail a trial that trains fine.
+        if trial_id not in self._ot_trials:
+            return
+        try:
+            super().on_trial_result(trial_id, result)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only
+            logger.warning("optuna could not record a result of trial %s: %s", trial_id, exc)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         from optuna.trial import TrialState

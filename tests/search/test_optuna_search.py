@@ -124,6 +124,10 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
     states = {t.number: t.state for t in study.trials}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING, 2: TrialState.FAIL}
     assert study.trials[2].user_attrs == {"orphaned": True}
+    # Tune goes on running "c" (its snapshot knew it): its results are not recorded, and
+    # that is no error for the trial
+    _finish(restored, "c", {"model.arch": "gym_resunet", "loss.name": "dice"}, pruned=False)
+    assert optuna.load_study(study_name="t", storage=storage).trials[2].state == TrialState.FAIL
     # the restored searcher still finishes the trial it knows
     _finish(restored, "b", {"model.arch": "gym_unet", "loss.name": "cce"}, pruned=True)
     assert optuna.load_study(study_name="t", storage=storage).trials[1].state == TrialState.PRUNED

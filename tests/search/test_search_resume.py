@@ -69,6 +69,21 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def _resume(space: Path, log_file: Path) -> str:
+    """``raygym search SPACE --resume`` in its own process, to its end; returns its output."""
+    marker = uuid.uuid4().hex
+    proc = _start(space, marker, "--resume", log=log_file)
+    try:
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        reap(marker)
+    log = log_file.read_text()
+    assert proc.returncode == 0, log[-3000:]
+    return log
+
+
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory,
           make_s2_config: Callable[..., dict[str, Any]]) -> Path:
@@ -114,16 +129,7 @@ def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
     before = {t: (exp / t / "result.json").read_text() for t in finished}
     assert all(len(text.splitlines()) == MAX_EPOCHS for text in before.values())
 
-    marker2 = uuid.uuid4().hex
-    proc = _start(space, marker2, "--resume", log=tmp_path / "resume.log")
-    try:
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-        reap(marker2)
-    log = (tmp_path / "resume.log").read_text()
-    assert proc.returncode == 0, log[-3000:]
+    _resume(space, tmp_path / "resume.log")
 
     board = read_leaderboard(out)
     assert len(board) == NUM_SAMPLES, "the right trial count: none lost, none added"
@@ -237,16 +243,7 @@ def test_resume_when_tune_had_replaced_the_saved_checkpoint(
     resumed_from = max(_state_epoch(p) for p in trial_dir.glob("checkpoint_*")
                        if (p / "state.json").is_file())
 
-    marker2 = uuid.uuid4().hex
-    proc = _start(space, marker2, "--resume", log=tmp_path / "resume.log")
-    try:
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-        reap(marker2)
-    log = (tmp_path / "resume.log").read_text()
-    assert proc.returncode == 0, log[-3000:]
+    log = _resume(space, tmp_path / "resume.log")
     assert "had been replaced by a newer checkpoint" in " ".join(log.split()), log[-3000:]
 
     [row] = read_leaderboard(out)
