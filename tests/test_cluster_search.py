@@ -479,6 +479,9 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     for pgid in groups:  # the entrypoint (bash + raygym search) runs in a session of its own
         os.killpg(pgid, signal.SIGKILL)
     assert wait_job(cluster, first_job, 120) in ("FAILED", "STOPPED")
+    # SIGKILL takes effect when the kernel next schedules the process: one in a disk wait
+    # (a loaded CI machine) outlives the job's status change by a moment
+    psutil.wait_procs(drivers, timeout=30)
     assert not [p.pid for p in drivers if _running(p)]
 
     # What Tune recorded before the driver died (the snapshot may have moved since the poll):

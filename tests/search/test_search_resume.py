@@ -208,7 +208,7 @@ def test_resume_when_tune_had_replaced_the_saved_checkpoint(
     snapshot naming a deleted checkpoint. The resumed trial goes on from the newest complete
     checkpoint of its folder instead of failing. The race is made certain here: after the
     kill, the registered checkpoint is moved to the next checkpoint's name."""
-    name, max_epochs = "s2_replaced_ckpt", 6
+    name, max_epochs = "s2_replaced_ckpt", 4
     s = search_sections(make_s2_config, shared_prepared(tmp_path_factory), tmp_path / "results",
                         name, num_samples=1, max_concurrent=1, scheduler="none", max_failures=0)
     s["train"]["max_epochs"] = max_epochs
