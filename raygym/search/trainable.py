@@ -155,14 +155,12 @@ def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: S
     ``train_storage`` is ``<Tune storage>/train_runs``: each trial's Train run (checkpoints,
     ``metrics.csv``) goes to ``train_storage/<trial_id>``, where the leaderboard finds it.
     """
-    import ray.train
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raygym.train.ray_train import train_worker
+    from raygym.train.ray_train import build_torch_trainer
 
     config, _ = trial_config(params, base, space)
-    from ray.train.torch import TorchTrainer
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
@@ -174,26 +172,10 @@ def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: S
     else:
         run_dir = Path(storage) / trial_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    r = config.resources
-    resources = {"CPU": r.cpus_per_worker}
-    if r.gpus_per_worker:
-        resources["GPU"] = r.gpus_per_worker
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config={"config": config.to_yaml_dict(), "run_dir": str(run_dir),
-                           "resume_dir": None},
-        scaling_config=ray.train.ScalingConfig(num_workers=r.workers_per_trial,
-                                               use_gpu=r.gpus_per_worker > 0,
-                                               resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            # named after the trial: a retried trial resumes from its own checkpoints
-            name=trial_id, storage_path=str(storage),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=1),
-            callbacks=[TuneReportCallback()]),
-        datasets={"train": train_ds},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-    )
+    # named after the trial: a retried trial resumes from its own checkpoints
+    trainer = build_torch_trainer(config, run_dir, train_ds, name=trial_id,
+                                  storage_path=str(storage), num_to_keep=1, max_failures=1,
+                                  callbacks=[TuneReportCallback()])
     result = trainer.fit()
     if result.error:
         raise RuntimeError(f"trial {trial_id} failed: {result.error}")

@@ -162,10 +162,6 @@ def check_resources(workers: int, cpus: float, gpus: float) -> None:
 def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Path | None = None,
                       name: str | None = None) -> Any:
     """Build and fit a ``TorchTrainer``; returns Ray's ``Result``."""
-    import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     from raygym.data.dataset import PreparedDataset
 
     r = config.resources
@@ -174,10 +170,28 @@ def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Pa
     # Materialised up front: with every CPU held by Train workers a lazy read would starve.
     train_ds = dataset.ray_dataset("train").materialize()
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
+    trainer = build_torch_trainer(config, run_dir, train_ds, name=name or run_dir.name,
+                                  storage_path=str(run_dir / "ray"), resume_dir=resume_dir,
+                                  num_to_keep=config.train.checkpoint_keep, max_failures=2)
+    return trainer.fit()
+
+
+def build_torch_trainer(config: ExperimentConfig, run_dir: Path, train_ds: Any, *, name: str,
+                        storage_path: str, num_to_keep: int | None, max_failures: int,
+                        resume_dir: Path | None = None, callbacks: list[Any] | None = None
+                        ) -> Any:
+    """A ``TorchTrainer`` running :func:`train_worker` on ``resources.workers_per_trial``
+    workers, the materialised ``train_ds`` split across them; used by ``raygym train`` and
+    by multi-worker search trials. ``run_dir`` gets metrics.csv and the exported model;
+    ``storage_path/name`` Train's own checkpoints."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    r = config.resources
     resources = {"CPU": r.cpus_per_worker}
     if r.gpus_per_worker:
         resources["GPU"] = r.gpus_per_worker
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_worker,
         train_loop_config={"config": config.to_yaml_dict(), "run_dir": str(run_dir),
                            "resume_dir": str(resume_dir) if resume_dir else None},
@@ -185,11 +199,10 @@ def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Pa
             num_workers=r.workers_per_trial, use_gpu=r.gpus_per_worker > 0,
             resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=name or run_dir.name, storage_path=str(run_dir / "ray"),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=config.train.checkpoint_keep),
-            failure_config=ray.train.FailureConfig(max_failures=2)),
+            name=name, storage_path=storage_path,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            callbacks=callbacks or []),
         datasets={"train": train_ds},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
-    return trainer.fit()
