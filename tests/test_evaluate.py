@@ -22,23 +22,6 @@ S2 = Path(__file__).parents[1] / ".." / "shared" / "data" / "s2_ocean_beach_4cla
 CLASSES = ["water", "surf", "wet_sand", "dry_land"]
 
 
-def _ray(request: pytest.FixtureRequest) -> None:
-    """The session Ray from conftest if there is one, else a small local Ray."""
-    try:
-        request.getfixturevalue("ray_session")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from raygym.ray_runtime import set_ray_env
-
-    set_ray_env(progress_bars=False)
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 object_store_memory=512 * 2**20, log_to_driver=False)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
             ) -> dict[str, Any]:
@@ -47,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         pytest.skip(f"S2 data set not found at {S2.resolve()} (needs ../shared/data beside "
                     "the repository)")
     s2 = S2.resolve()
-    _ray(request)
+    request.getfixturevalue("ray_session")  # the session's local Ray (conftest)
     from raygym.config import validate_experiment
     from raygym.data.dataset import PreparedDataset
     from raygym.data.prepare import prepare_dataset
@@ -178,7 +161,7 @@ def test_ray_data_path_gives_the_same_confusion_matrix(evaluated: Any, trained: 
                                                        request: pytest.FixtureRequest) -> None:
     from raygym.evaluate import evaluate_model_on_split
 
-    _ray(request)
+    request.getfixturevalue("ray_session")  # the session's local Ray (conftest)
     result = evaluate_model_on_split(trained["artifact"], None, "test", use_ray=True,
                                      out_dir=trained["root"] / "ray_eval", overlays=1)
     assert result.engine == "ray-data"

@@ -34,23 +34,6 @@ def _need(path: Path) -> Path:
     return path.resolve()
 
 
-def _ray(request: pytest.FixtureRequest) -> None:
-    """The session Ray from conftest if there is one, else a small local Ray."""
-    try:
-        request.getfixturevalue("ray_session")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from raygym.ray_runtime import set_ray_env
-
-    set_ray_env(progress_bars=False)
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 object_store_memory=512 * 2**20, log_to_driver=False)
-
-
 def _s2_config(root: Path, s2: Path) -> Any:
     from raygym.config import validate_experiment
 
@@ -86,7 +69,7 @@ def s2_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
               ) -> dict[str, Path]:
     """A trained S2 artifact, plus a search-like results folder (rank1 trained, rank2 not)."""
     s2 = _need(S2)
-    _ray(request)
+    request.getfixturevalue("ray_session")  # the session's local Ray (conftest)
     from raygym.data.dataset import PreparedDataset
     from raygym.data.prepare import prepare_dataset
     from raygym.train.artifact import export_artifact
@@ -363,7 +346,7 @@ def test_ray_path_equals_plain_path(s2_models: dict[str, Path], tmp_path: Path,
                                     request: pytest.FixtureRequest) -> None:
     from raygym.predict import predict_files
 
-    _ray(request)
+    request.getfixturevalue("ray_session")  # the session's local Ray (conftest)
     images = tmp_path / "img"
     images.mkdir()
     for n in range(4):
