@@ -101,7 +101,7 @@ def copy_s2_scenes(src: Path, dst: Path, n: int) -> list[str]:
     return stems
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def s2_subset(s2_data: Path) -> Callable[[Path, int], list[str]]:
     """``s2_subset(dst, n) -> keys``: a small editable copy of S2 (for bad-input tests)."""
     return lambda dst, n: copy_s2_scenes(s2_data, dst, n)

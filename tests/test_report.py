@@ -12,7 +12,7 @@ import csv
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -66,28 +66,16 @@ def _parse(html_path: Path) -> _Page:
     return page
 
 
-def _copy_scenes(src: Path, dst: Path, n: int) -> None:
-    """The first ``n`` S2 scenes (RGB, NIR, label) into ``dst/{images,nir,labels}``."""
-    stems = sorted(p.stem for p in (src / "images").glob("*.jpg"))[:n]
-    for sub in ("images", "nir", "labels"):
-        (dst / sub).mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        base, tile = stem.rsplit("-", 1)
-        shutil.copy(src / "images" / f"{stem}.jpg", dst / "images")
-        shutil.copy(src / "labels" / f"{stem}.jpg", dst / "labels")
-        shutil.copy(src / "nir" / f"{base}_ir-{tile}.jpg", dst / "nir")
-
-
 @pytest.fixture(scope="module")
-def search_results(tmp_path_factory: pytest.TempPathFactory, s2_data: Path,
-                   ray_session: None) -> Path:
+def search_results(tmp_path_factory: pytest.TempPathFactory,
+                   s2_subset: Callable[[Path, int], list[str]], ray_session: None) -> Path:
     """A real 4-trial Optuna + ASHA search over arch x filters x loss x max_lr (3 epochs)."""
     import yaml
 
     from raygym.cli import main
 
     root = tmp_path_factory.mktemp("report")
-    _copy_scenes(s2_data, root / "s2", N_SCENES)
+    s2_subset(root / "s2", N_SCENES)
     s2 = root / "s2"
     space = dict(
         name="rep",
