@@ -3,11 +3,12 @@
 All models map ``(B, C, H, W)`` float input to ``(B, K, H, W)`` logits.
 """
 
+from typing import Any
+
+from raygym.models import registry as _registry
 from raygym.models.gym import GymResUNet, GymUNet, SimpleResUNet, SimpleUNet
 from raygym.models.registry import (
     GYM_MODELS,
-    MODEL_REGISTRY,
-    SMP_MODELS,
     build_model,
     freeze_unused_parameters,
     list_models,
@@ -38,3 +39,10 @@ __all__ = [
     "model_summary",
     "requires_multiple_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_REGISTRY and SMP_MODELS import smp: only when asked for (see registry)
+    if name in ("MODEL_REGISTRY", "SMP_MODELS"):
+        return getattr(_registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,9 @@ and every built model maps ``(B, C, H, W)`` float input to ``(B, K, H, W)`` logi
   ``encoder_depth``, ``encoder_weights`` (``None`` or a *local* file; nothing is ever
   downloaded) and the architecture's other keyword arguments (``decoder_*``, ``upsampling``,
   ``encoder_output_stride`` ...).
+
+smp (with timm and torchvision: ~3.5 s of CPU) is imported only when an smp architecture is
+named, listed or built: a Gym model's trial or training worker never pays for it.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ import inspect
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import segmentation_models_pytorch as smp
 import torch
-from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 
 from raygym.models.gym import GymResUNet, GymUNet, SimpleResUNet, SimpleUNet
+
+if TYPE_CHECKING:
+    from segmentation_models_pytorch.base import SegmentationModel
 
 Builder = Callable[..., nn.Module]
 
@@ -43,13 +47,20 @@ GYM_MODELS: frozenset[str] = frozenset(_GYM_CLASSES)
 # DPT needs a ViT ("tu-vit_*") encoder with a fixed patch grid and no small CNN option, so it
 # does not fit the "any encoder, any band count, any size" contract of this registry.
 _SMP_EXCLUDED = frozenset({"DPT"})
-_SMP_CLASSES: dict[str, type[SegmentationModel]] = {
-    cls.__name__.lower(): cls
-    for cls in (getattr(smp, n) for n in smp.__all__)
-    if isinstance(cls, type) and issubclass(cls, SegmentationModel)
-    and cls.__name__ not in _SMP_EXCLUDED
-}
-SMP_MODELS: frozenset[str] = frozenset(_SMP_CLASSES)
+
+
+@functools.cache
+def _smp_classes() -> dict[str, type[SegmentationModel]]:
+    """smp's architectures by lowercase class name (imports smp on first use)."""
+    import segmentation_models_pytorch as smp
+    from segmentation_models_pytorch.base import SegmentationModel
+
+    return {
+        cls.__name__.lower(): cls
+        for cls in (getattr(smp, n) for n in smp.__all__)
+        if isinstance(cls, type) and issubclass(cls, SegmentationModel)
+        and cls.__name__ not in _SMP_EXCLUDED
+    }
 
 DEFAULT_ENCODER = "resnet18"
 # Constructor arguments raygym sets itself (or renames), never passed through from params.
@@ -136,6 +147,8 @@ def load_encoder_weights(model: SegmentationModel, path: str | os.PathLike[str])
 def _build_smp(cls: type[SegmentationModel], *, in_channels: int, num_classes: int,
                **params: Any) -> SegmentationModel:
     """Build an smp architecture with random init, then optionally load local encoder weights."""
+    import segmentation_models_pytorch as smp
+
     name = cls.__name__.lower()
     _reject_unknown(name, params, _smp_param_names(cls))
     encoder = params.pop("encoder", DEFAULT_ENCODER)
@@ -200,19 +213,30 @@ def freeze_unused_parameters(model: nn.Module, input_shape: tuple[int, int, int]
     return frozen
 
 
-MODEL_REGISTRY: dict[str, Builder] = {
-    **{n: functools.partial(_build_gym, c) for n, c in _GYM_CLASSES.items()},
-    **{n: functools.partial(_build_smp, c) for n, c in sorted(_SMP_CLASSES.items())},
-}
+@functools.cache
+def _registry() -> dict[str, Builder]:
+    return {
+        **{n: functools.partial(_build_gym, c) for n, c in _GYM_CLASSES.items()},
+        **{n: functools.partial(_build_smp, c) for n, c in sorted(_smp_classes().items())},
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_REGISTRY (name -> builder) and SMP_MODELS need smp: built on first access
+    if name == "MODEL_REGISTRY":
+        return _registry()
+    if name == "SMP_MODELS":
+        return frozenset(_smp_classes())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def list_models() -> list[str]:
     """All registered model names, Gym models first."""
-    return list(MODEL_REGISTRY)
+    return list(_registry())
 
 
 def _check_name(name: str) -> None:
-    if name not in MODEL_REGISTRY:
+    if name not in GYM_MODELS and name not in _smp_classes():
         raise ValueError(f"unknown model '{name}'; valid: {', '.join(list_models())}")
 
 
@@ -224,7 +248,7 @@ def model_params(name: str) -> dict[str, Any]:
         cls: type[nn.Module] = _GYM_CLASSES[name]
         sig = inspect.signature(cls.__init__)
         return {n: sig.parameters[n].default for n in _gym_param_names(cls)}
-    smp_cls = _SMP_CLASSES[name]
+    smp_cls = _smp_classes()[name]
     sig = inspect.signature(smp_cls.__init__)
     out: dict[str, Any] = {"encoder": DEFAULT_ENCODER}
     for n in _smp_param_names(smp_cls)[1:]:
@@ -239,7 +263,10 @@ def build_model(name: str, *, in_channels: int, num_classes: int, **params: Any)
     if in_channels < 1 or num_classes < 1:
         raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, "
                          f"{num_classes}")
-    return MODEL_REGISTRY[name](in_channels=in_channels, num_classes=num_classes, **params)
+    if name in GYM_MODELS:
+        return _build_gym(_GYM_CLASSES[name], in_channels=in_channels, num_classes=num_classes,
+                          **params)
+    return _registry()[name](in_channels=in_channels, num_classes=num_classes, **params)
 
 
 def requires_multiple_of(name: str, **params: Any) -> int:

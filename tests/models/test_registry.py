@@ -222,3 +222,22 @@ def test_a_config_error_does_not_import_torch(tmp_path) -> None:
     assert out.returncode == 2, out.stderr
     assert "model.filtrs: unknown key" in out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_gym_model_is_built_and_trained_without_importing_smp() -> None:
+    """smp (+ timm, torchvision) costs seconds of CPU per process: a Gym trial never pays it,
+    and the registry still lists smp's architectures when asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from raygym.models import build_model, model_params, "
+            "requires_multiple_of; from raygym.train.loop import build_loss_for; "
+            "m = build_model('gym_resunet', in_channels=4, num_classes=3, filters=4, kernel=3); "
+            "m(torch.zeros(1, 4, 32, 32)).sum().backward(); "
+            "model_params('gym_unet'); requires_multiple_of('simple_unet'); "
+            "print('segmentation_models_pytorch' in sys.modules); "
+            "from raygym.models import SMP_MODELS; print(sorted(SMP_MODELS)[:2])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["False", "['deeplabv3', 'deeplabv3plus']"]
