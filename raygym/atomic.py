@@ -1,10 +1,14 @@
-"""Writes that never leave a half-written file or folder: write beside, then rename."""
+"""Writes that never leave a half-written file or folder: write beside, then rename; and
+scratch folders that a killed process does not leave behind for ever."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -34,3 +38,38 @@ def replace_dir(tmp: Path, out: Path) -> None:
     tmp.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_scratch(kind: str, root: Path | None = None) -> list[Path]:
+    """Remove the ``raygym-<kind>-<pid>-*`` scratch folders of processes that no longer run
+    (a SIGKILLed trial never reaches its clean-up); returns what was removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(f"raygym-{kind}-*-*"):
+        pid = path.name.split("-")[2]
+        if path.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(kind: str, root: Path | None = None) -> Iterator[Path]:
+    """A temp folder ``raygym-<kind>-<pid>-XXXX`` removed on exit; the ones that killed
+    processes left are swept first (:func:`sweep_scratch`)."""
+    sweep_scratch(kind, root)
+    path = Path(tempfile.mkdtemp(prefix=f"raygym-{kind}-{os.getpid()}-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -8,13 +8,14 @@ reports reach Tune through ``TuneReportCallback`` (Ray Train V2's documented pat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from raygym.atomic import scratch_dir
 from raygym.config import SearchSpace, apply_params, validate_experiment
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
@@ -103,11 +104,11 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
     node = _node_id()
     resume_dir: Path | None = None
     checkpoint = tune.get_checkpoint()
-    holder = None
+    holder = contextlib.ExitStack()
     if checkpoint is not None:  # a retried / restored / PBT-exploited trial
-        holder = tempfile.TemporaryDirectory(prefix="raygym-resume-")
-        if fetch_checkpoint(checkpoint, Path(holder.name)):
-            resume_dir = Path(holder.name)
+        local = holder.enter_context(scratch_dir("resume"))
+        if fetch_checkpoint(checkpoint, local):
+            resume_dir = local
 
     # The loop reports best_val_loss / best_val_mean_iou (the epoch whose weights are kept);
     # for any other search metric, report its value at that epoch too, so that Optuna and
@@ -135,16 +136,13 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
             raise NonFiniteLossError(
                 f"training loss became NaN/inf at epoch {metrics['epoch']} "
                 f"(lr {metrics.get('lr', 0):.2g}); lower train.max_lr or check the data")
-        with tempfile.TemporaryDirectory(prefix="raygym-ckpt-") as tmp:
-            write_checkpoint(Path(tmp))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        with scratch_dir("ckpt") as tmp:
+            write_checkpoint(tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
 
-    try:
+    with holder:
         fit(config, model, loss_fn, source, card, device=device, on_epoch=on_epoch,
             resume_from=resume_dir)
-    finally:
-        if holder is not None:
-            holder.cleanup()
 
 
 def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: SearchSpace,

@@ -8,16 +8,16 @@ equal split may drop rows), and the confusion matrix is all-reduced.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from raygym.atomic import scratch_dir
 from raygym.config import ExperimentConfig, validate_experiment
 from raygym.errors import ResourceError
 from raygym.train.loop import Batch, NumpyBatches, OnlineAugmenter, to_batch
@@ -101,7 +101,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     # that Ray's snapshot never registered. Continue from the newer one.
     candidates: list[Path] = []
     checkpoint = ray.train.get_checkpoint()
-    local_copy = Path(tempfile.mkdtemp(prefix="raygym-resume-"))
+    holder = contextlib.ExitStack()
+    local_copy = holder.enter_context(scratch_dir("resume"))
     if checkpoint is not None:
         checkpoint.to_directory(str(local_copy))
         candidates.append(local_copy)
@@ -113,20 +114,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
     def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
         metrics = {**metrics, "node_id": node_id, "workers": world}
-        with tempfile.TemporaryDirectory(prefix="raygym-ckpt-") as tmp:
+        with scratch_dir("ckpt") as tmp:
             ckpt = None
             if rank == 0 and metrics.get("stop_reason") != "nan":
-                write_checkpoint(Path(tmp))
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
+                write_checkpoint(tmp)
+                ckpt = ray.train.Checkpoint.from_directory(str(tmp))
             if rank == 0:
                 append_metrics_row(run_dir / METRICS_CSV, metrics)
             ray.train.report(metrics, checkpoint=ckpt)
 
-    try:
+    with holder:
         fit(config, model, loss_fn, source, card, device=device, on_epoch=on_epoch,
             resume_from=resume_dir, is_main=rank == 0)
-    finally:
-        shutil.rmtree(local_copy, ignore_errors=True)
 
 
 def _checkpoint_epoch(directory: Path) -> int:

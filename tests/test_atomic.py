@@ -1,0 +1,56 @@
+"""raygym.atomic: write-then-rename files and folders; scratch folders of killed processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from raygym.atomic import replace_dir, scratch_dir, sweep_scratch, write_text_atomic
+
+
+def test_write_text_atomic_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "card.json"
+    write_text_atomic(target, "old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]
+
+
+def test_replace_dir_swaps_a_whole_folder(tmp_path: Path) -> None:
+    out, tmp = tmp_path / "ds", tmp_path / "ds.tmp"
+    out.mkdir()
+    (out / "old.parquet").write_text("old")
+    tmp.mkdir()
+    (tmp / "new.parquet").write_text("new")
+    replace_dir(tmp, out)
+    assert [p.name for p in out.iterdir()] == ["new.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_scratch_of_a_killed_process_is_swept_by_the_next_one(tmp_path: Path) -> None:
+    # a process that makes a scratch folder, then is SIGKILLed inside it
+    code = ("import sys, time; from pathlib import Path; from raygym.atomic import scratch_dir\n"
+            "with scratch_dir('ckpt', Path(sys.argv[1])) as d:\n"
+            "    (d / 'state.json').write_text('{}'); print(d, flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        left = Path(proc.stdout.readline().strip())
+        assert left.name.startswith(f"raygym-ckpt-{proc.pid}-") and left.is_dir()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert left.is_dir()  # no clean-up ran
+
+    mine_before = tmp_path / "raygym-ckpt-other"  # not a scratch name: never touched
+    mine_before.mkdir()
+    with scratch_dir("ckpt", tmp_path) as live:
+        assert not left.exists()  # swept: its process is gone
+        assert live.name.startswith(f"raygym-ckpt-{os.getpid()}-")
+        assert sweep_scratch("ckpt", tmp_path) == []  # a live process's folder stays
+        assert live.is_dir()
+    assert not live.exists()
+    assert mine_before.is_dir()
