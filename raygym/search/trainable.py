@@ -9,9 +9,7 @@ reports reach Tune through ``TuneReportCallback`` (Ray Train V2's documented pat
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -110,24 +108,11 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
         if fetch_checkpoint(checkpoint, local):
             resume_dir = local
 
-    # The loop reports best_val_loss / best_val_mean_iou (the epoch whose weights are kept);
-    # for any other search metric, report its value at that epoch too, so that Optuna and
-    # the leaderboard score the exported weights, not the last epoch.
-    metric = config.search.metric
-    at_best: dict[str, Any] = {}
-    if resume_dir is not None and (resume_dir / "state.json").exists():
-        at_best = dict(json.loads((resume_dir / "state.json").read_text())
-                       .get("best_metrics") or {})
-
     def on_epoch(metrics: dict[str, Any], write_checkpoint: Any) -> None:
         # training_iteration (the schedulers' clock) is the epoch, also when a restore had to
         # start from another checkpoint than the one Tune registered (fetch_checkpoint)
         metrics = {**metrics, "node_id": node, "workers": 1,
                    "training_iteration": metrics["epoch"]}
-        if metrics.get("best_epoch") == metrics.get("epoch"):
-            at_best.clear()
-            at_best.update(metrics)
-        metrics.setdefault(f"best_{metric}", at_best.get(metric, math.nan))
         if metrics.get("stop_reason") in ("completed", "early-stopped"):
             # Tune's own "finished" flag: the scheduler is not asked about the last epoch
             # (PBT would otherwise "exploit" a finished trial and restart it for nothing).

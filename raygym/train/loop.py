@@ -376,8 +376,13 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         }
         if improved:
             state.best_metrics = {k: v for k, v in metrics.items()
-                                  if k.startswith("val_") or k == "epoch"}
+                                  if k.startswith("val_") or k in ("epoch", "train_loss")}
         metrics["best_val_mean_iou"] = state.best_metrics.get("val_mean_iou", math.nan)
+        # the search metric at the epoch whose weights are kept: Optuna and the leaderboard
+        # score those weights, not the last epoch's (every Ray path reports this dict)
+        search_metric = config.search.metric
+        metrics.setdefault(f"best_{search_metric}",
+                           state.best_metrics.get(search_metric, math.nan))
         state.history.append({k: v for k, v in metrics.items() if not isinstance(v, str)})
         if on_epoch:
             on_epoch(metrics, write_checkpoint)

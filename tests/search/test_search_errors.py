@@ -211,8 +211,9 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
 def test_two_workers_per_trial(tmp_path, base_sections) -> None:
     """A TorchTrainer (2 DDP workers) per trial, in its own process and Ray (2 CPUs):
     0.01 CPU for the trial + 2 workers x 0.5 CPU leaves a CPU for Ray Data."""
+    # ranked by Dice: the TorchTrainer path reports it at the kept epoch as well
     s = _sections(base_sections, num_samples=2, max_concurrent=1, max_failures=0,
-                  results_dir=str(tmp_path / "results"))
+                  results_dir=str(tmp_path / "results"), metric="val_mean_dice")
     s["name"] = "s2_ddp"
     s["train"]["max_epochs"] = 2
     s["resources"] = {"workers_per_trial": 2, "cpus_per_worker": 0.5, **OWN_RAY}
@@ -226,7 +227,7 @@ def test_two_workers_per_trial(tmp_path, base_sections) -> None:
     assert len(board) == 2
     for r in board:
         assert r["status"] in ("completed", "asha-pruned", "early-stopped"), r
-        assert 0.0 <= float(r["best_val_mean_iou"]) <= 1.0
+        assert 0.0 <= float(r["best_val_mean_dice"]) <= 1.0
         assert int(r["epochs"]) >= 1
     lines = (out / "ray" / "s2_ddp" / board[0]["trial_id"] / "result.json").read_text()
     assert json.loads(lines.splitlines()[-1])["workers"] == 2, "trained by 2 DDP workers"
@@ -235,5 +236,5 @@ def test_two_workers_per_trial(tmp_path, base_sections) -> None:
     best = sorted(p.name for p in (out / "best").iterdir())
     assert best == sorted(f"rank{int(r['rank'])}_{r['trial_id']}" for r in board)
     card = json.loads((out / "best" / best[0] / "model_card.json").read_text())
-    assert card["metrics"]["val_mean_iou"] == pytest.approx(
-        float(next(r for r in board if r["rank"] == "1")["best_val_mean_iou"]), abs=1e-5)
+    assert card["metrics"]["val_mean_dice"] == pytest.approx(
+        float(next(r for r in board if r["rank"] == "1")["best_val_mean_dice"]), abs=1e-5)

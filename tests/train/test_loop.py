@@ -144,6 +144,9 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
     train = subset(train, 48)
     card = prepared.card
     config = make_config(base_sections, max_epochs=8, patience=2, max_lr=1e-2)
+    # a search that ranks by Dice: every epoch reports it at the kept (best) epoch too
+    config = config.model_copy(update={
+        "search": config.search.model_copy(update={"metric": "val_mean_dice"})})
     source = SpoiledAfter(NumpyBatches(train, val, 8, seed=0), good=2, label=1)  # all 'surf'
     rows: list[dict[str, Any]] = []
     model, result = run_fit(config, card, train, val, source=source,
@@ -159,6 +162,11 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
     assert again["loss"] == pytest.approx(best_loss, abs=1e-6)  # ... and were not kept
     assert again["mean_iou"] == pytest.approx(rows[best - 1]["val_mean_iou"], abs=1e-9)
     assert result.state.best_metrics["epoch"] == best
+    for row in rows:
+        kept = rows[row["best_epoch"] - 1]
+        assert row["best_val_mean_dice"] == kept["val_mean_dice"]
+        assert row["best_val_mean_iou"] == kept["val_mean_iou"]
+    assert rows[-1]["best_val_mean_dice"] != rows[-1]["val_mean_dice"]
 
 
 def test_checkpoint_and_resume_continue_where_they_stopped(
