@@ -63,11 +63,17 @@ def sweep_scratch(kind: str, root: Path | None = None) -> list[Path]:
     return removed
 
 
+_swept: set[tuple[str, Path | None]] = set()
+
+
 @contextlib.contextmanager
 def scratch_dir(kind: str, root: Path | None = None) -> Iterator[Path]:
     """A temp folder ``raygym-<kind>-<pid>-XXXX`` removed on exit; the ones that killed
-    processes left are swept first (:func:`sweep_scratch`)."""
-    sweep_scratch(kind, root)
+    processes left are swept (:func:`sweep_scratch`) on this process's first use: a
+    checkpoint per epoch need not list the temp folder every time."""
+    if (kind, root) not in _swept:
+        sweep_scratch(kind, root)
+        _swept.add((kind, root))
     path = Path(tempfile.mkdtemp(prefix=f"raygym-{kind}-{os.getpid()}-", dir=root))
     try:
         yield path

@@ -38,8 +38,12 @@ NUM_SAMPLES = 3
 MAX_EPOCHS = 2
 
 
-def _trial_states(exp: Path) -> dict[str, str]:
-    """{trial_id: status} from Tune's latest experiment state file (what --resume reads)."""
+def _registered_checkpoint(exp: Path) -> dict[str, tuple[str, str | None]]:
+    """``{trial_id: (status, path of the checkpoint Tune registered or None)}`` from Tune's
+    newest experiment snapshot, what --resume reads (the path from the trial's pickled
+    checkpoint manager)."""
+    import pickle
+
     files = sorted(glob.glob(str(exp / "experiment_state-*.json")), key=os.path.getmtime)
     if not files:
         return {}
@@ -47,11 +51,15 @@ def _trial_states(exp: Path) -> dict[str, str]:
         data = json.loads(Path(files[-1]).read_text())
     except (OSError, json.JSONDecodeError):  # being replaced right now
         return {}
-    states = {}
-    for trial_json, _ in data.get("trial_data", []):
-        t = json.loads(trial_json)
-        states[t["trial_id"]] = t["status"]
-    return states
+    out: dict[str, tuple[str, str | None]] = {}
+    for trial_json, runtime_json in data.get("trial_data", []):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        manager = runtime.get("checkpoint_manager")
+        latest = (pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
+                  if isinstance(manager, dict) and "value" in manager else None)
+        out[trial["trial_id"]] = (trial["status"],
+                                  None if latest is None else latest.checkpoint.path)
+    return out
 
 
 def _start(space: Path, marker: str, *extra: str, log: Path) -> subprocess.Popen:
@@ -106,7 +114,7 @@ def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
-            states = _trial_states(exp)
+            states = {t: status for t, (status, _) in _registered_checkpoint(exp).items()}
             finished = [t for t, s in states.items() if s == "TERMINATED"]
             # mid-search: one trial done and saved as done, the next one under way
             if finished and any(s == "RUNNING" for s in states.values()):
@@ -170,29 +178,6 @@ def test_resume_with_another_space_is_refused(space: Path, tmp_path: Path,
     line = one_error_line(err)
     assert "different space" in line and "refusing" in line
     assert (out / "search.json").read_text() == before
-
-
-def _registered_checkpoint(exp: Path) -> dict[str, tuple[str, str | None]]:
-    """``{trial_id: (status, path of the checkpoint Tune registered or None)}`` from the newest
-    experiment snapshot (read from the trial's pickled checkpoint manager)."""
-    import pickle
-
-    files = sorted(glob.glob(str(exp / "experiment_state-*.json")), key=os.path.getmtime)
-    if not files:
-        return {}
-    try:
-        data = json.loads(Path(files[-1]).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    out: dict[str, tuple[str, str | None]] = {}
-    for trial_json, runtime_json in data.get("trial_data", []):
-        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        manager = runtime.get("checkpoint_manager")
-        latest = (pickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
-                  if isinstance(manager, dict) and "value" in manager else None)
-        out[trial["trial_id"]] = (trial["status"],
-                                  None if latest is None else latest.checkpoint.path)
-    return out
 
 
 def _state_epoch(folder: Path) -> int:
