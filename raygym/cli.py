@@ -78,7 +78,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
-                             smoke_test=args.smoke_test, console=_console())
+                             smoke_test=args.smoke_test, replay=args.replay,
+                             console=_console())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -226,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--retry-errored", action="store_true", help="with --resume: rerun failed")
     sp.add_argument("--smoke-test", action="store_true",
                     help="same code path, tiny sizes: 4 trials, 3 epochs, ~64 px")
+    sp.add_argument("--replay", type=Path, default=None, metavar="TABLE",
+                    help="rehearse the search on a recorded curve table (bench/curves/*.csv): "
+                    "trials replay recorded learning curves instead of training")
     with_set(sp)
 
     sp = add("evaluate", cmd_evaluate, "Score an exported model (or a search's top-k) on a "

@@ -320,6 +320,18 @@ class TrainConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------- search
+class TpeConfig(_Strict):
+    """Optuna's TPE sampler (``search.algorithm: optuna``)."""
+
+    startup_trials: int | None = Field(
+        None, ge=0, description="random trials before TPE models (default num_samples // 3, "
+        "2-10)")
+    multivariate: bool = Field(False, description="model the keys jointly (Optuna's "
+                               "multivariate TPE) instead of one by one")
+    group: bool = Field(False, description="with multivariate: separate models for "
+                        "conditional sub-spaces")
+
+
 class SearchConfig(_Strict):
     """How ``raygym search`` explores the space (Ray Tune + Optuna + a trial scheduler)."""
 
@@ -330,6 +342,9 @@ class SearchConfig(_Strict):
     # None: the LR ramp-up of the gym schedule (scores during it say little), else 2 epochs
     grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
+    brackets: int = Field(1, ge=1, description="ASHA brackets (asynchronous HyperBand: later "
+                          "brackets judge trials later)")
+    tpe: TpeConfig = Field(default_factory=TpeConfig)
     metric: str = "val_mean_iou"
     mode: Literal["max", "min"] = "max"
     top_k: int = Field(3, ge=1)

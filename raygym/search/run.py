@@ -141,13 +141,28 @@ def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
 
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
                       dry_run: bool = False, resume: bool = False, retry_errored: bool = False,
-                      smoke_test: bool = False, console: Console | None = None) -> int:
-    """Run (or resume) the search; returns the CLI exit code."""
+                      smoke_test: bool = False, replay: Path | None = None,
+                      console: Console | None = None) -> int:
+    """Run (or resume) the search; returns the CLI exit code.
+
+    ``replay``: a recorded curve table; trials replay its learning curves instead of
+    training (a rehearsal of the search settings: no data, no models exported).
+    """
     console = console or Console()
     if smoke_test:
         config = smoke_config(config)
     check_space(config, space, str(space_file))
-    check_metric(config)
+    table = None
+    if replay is not None:
+        from raygym.search.replay import load_table
+
+        if config.search.scheduler == "pbt":
+            raise ConfigError("a replayed search has no checkpoints for PBT to exploit",
+                              key="search.scheduler", fix="use asha, median or none")
+        table = load_table(str(Path(replay).resolve()))
+        table.check_space(space, config.train.max_epochs, config.search.metric)
+    else:
+        check_metric(config)
     out = results_dir(config)
     if dry_run:
         describe_space(config, space, console)
@@ -166,7 +181,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     elif out.exists() and (out / SEARCH_JSON).exists():
         raise DataError("a search with this name already exists", file=out,
                         fix="pass --resume to continue it, or change `name` in the space file")
-    if not (config.data.prepared / "card.json").exists():
+    if table is None and not (config.data.prepared / "card.json").exists():
         from raygym.data.pairing import find_pairs
 
         find_pairs(config.data)  # missing/unpaired data fails here, before Ray starts
@@ -178,13 +193,15 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
     r = config.resources
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
-    _ensure_dataset(config, console)
+    if table is None:
+        _ensure_dataset(config, console)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / SEARCH_JSON, {
         "name": config.name, "space_file": str(space_file),
         "space": [d.model_dump(mode="json") for d in space],
         "space_fingerprint": space.fingerprint(), "config_fingerprint": _resume_fingerprint(config),
         "config": config.to_yaml_dict(), "status": "running",
+        **({"replay_table": str(table.path)} if table is not None else {}),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     describe_space(config, space, console)
@@ -192,23 +209,43 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
     started = time.perf_counter()
     grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
-                    console=console)
+                    console=console, replay=table)
     wall = time.perf_counter() - started
     from raygym.search.leaderboard import build_leaderboard, export_top_models, print_summary
 
     board = build_leaderboard(grid, config, space)
     board.write(out)
-    exported = export_top_models(board, config, out)
+    exported = export_top_models(board, config, out) if table is None else []
     summary = board.summary(wall)
     saved = json.loads((out / SEARCH_JSON).read_text())
     saved.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  summary=summary, exported=[str(p) for p in exported])
+    if table is not None:
+        from raygym.search.replay import replay_verdict
+
+        saved["replay"] = replay_verdict(table, config, grid)
     _write_json(out / SEARCH_JSON, saved)
     print_summary(board, exported, out, summary, console)
+    if table is not None:
+        _print_replay(saved["replay"], console)
     if not board.rows or all(r["status"] == "failed" for r in board.rows):
         raise RaygymError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def _print_replay(verdict: dict[str, Any], console: Console) -> None:
+    found = verdict.get("found")
+    console.print(
+        f"[bold]replay[/] of {verdict['table']}: the grid of {verdict['configurations']} "
+        f"configurations costs {verdict['grid_epochs']:.0f} epochs to early stopping, best "
+        f"{verdict['grid_best']:.4f}; this search spent {verdict['epochs']} epochs "
+        f"({verdict['epochs'] / verdict['grid_epochs']:.0%})"
+        + (f" and handed back a configuration of rank {found['rank']} "
+           f"(ground truth {found['score']:.4f})" if found else " and found nothing")
+        + (f"; within 0.01 of the grid's best after {verdict['epochs_to_best']} epochs "
+           f"({verdict['epochs_to_best'] / verdict['grid_epochs']:.0%})"
+           if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
 
 
 def _resume_fingerprint(config: ExperimentConfig) -> str:

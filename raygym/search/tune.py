@@ -26,7 +26,10 @@ def uses_optuna(config: ExperimentConfig) -> bool:
     return config.search.algorithm == "optuna" and config.search.scheduler != "pbt"
 
 
-def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path) -> Any:
+def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | None, *,
+                   sampler: Any = None) -> Any:
+    """The searcher ``raygym search`` uses; ``out`` None keeps the Optuna study in memory
+    (the simulator), ``sampler`` replaces the configured one (the simulator's baselines)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     s = config.search
@@ -42,17 +45,27 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path) -> A
     from raygym.search.space import OptunaDefineByRun
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = RDBStorage(f"sqlite:///{out / 'optuna.db'}")
+    storage = RDBStorage(f"sqlite:///{out / 'optuna.db'}") if out is not None else None
     searcher = TruthfulOptunaSearch(
         space=OptunaDefineByRun(space), metric=s.metric, mode=s.mode,
         points_to_evaluate=s.points_to_evaluate or None,
-        # constant_liar: trials still running count as bad guesses, so parallel slots do not
-        # all get the same configuration
-        sampler=optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, n_startup_trials=min(
-            10, max(2, s.num_samples // 3))),
-        study_name=config.name, storage=storage,
+        sampler=sampler or build_sampler(config), study_name=config.name, storage=storage,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
+
+
+def build_sampler(config: ExperimentConfig) -> Any:
+    """TPE as ``search.tpe`` sets it up, seeded by ``search.seed``."""
+    import optuna
+
+    s, tpe = config.search, config.search.tpe
+    startup = tpe.startup_trials if tpe.startup_trials is not None else min(
+        10, max(2, s.num_samples // 3))
+    # constant_liar: trials still running count as bad guesses, so parallel slots do not
+    # all get the same configuration
+    return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, n_startup_trials=startup,
+                                      multivariate=tpe.multivariate,
+                                      group=tpe.multivariate and tpe.group)
 
 
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
@@ -67,7 +80,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     if s.scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(s.grace_period, epochs),
-                             reduction_factor=s.reduction_factor)
+                             reduction_factor=s.reduction_factor, brackets=s.brackets)
     if s.scheduler == "median":
         return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
                                   min_samples_required=2)
@@ -220,8 +233,11 @@ def _single_node() -> bool:
 
 
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
-             retry_errored: bool, console: Console) -> Any:
-    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``."""
+             retry_errored: bool, console: Console, replay: Any = None) -> Any:
+    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``.
+
+    ``replay``: a :class:`~raygym.search.replay.CurveTable` whose curves the trials replay.
+    """
     import logging
 
     from ray import tune
@@ -236,8 +252,14 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     s, r = config.search, config.resources
     base = config.to_yaml_dict()
     storage = tune_storage(config, out)
-    dataset = PreparedDataset(config.data.prepared)
-    if r.workers_per_trial == 1:
+    if replay is not None:
+        from raygym.search.replay import replay_trial
+
+        fn = tune.with_parameters(replay_trial, base=base, space=space,
+                                  table_path=str(replay.path))
+        resources = {"cpu": r.cpus_per_worker}
+    elif r.workers_per_trial == 1:
+        dataset = PreparedDataset(config.data.prepared)
         # Loaded once here; Tune puts the arrays in the object store and every trial maps
         # them read-only instead of re-reading Parquet.
         train = dataset.load_numpy("train")
@@ -248,6 +270,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         if r.gpus_per_worker:
             resources["gpu"] = r.gpus_per_worker
     else:
+        dataset = PreparedDataset(config.data.prepared)
         # Read once, here, while every CPU is free: a lazy read inside a trial waits forever
         # for a CPU that its own Train workers hold (2 CPUs, 2 workers: Ray Data starves).
         train_ds = dataset.ray_dataset("train").materialize()
@@ -295,7 +318,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     # wait and the next trial would fail ("reuse requires reset_config()").
                     # Only on one machine: on a cluster a reused actor keeps every trial on
                     # the node where the first ones started (seen: all trials on the head).
-                    reuse_actors=r.workers_per_trial == 1 and _single_node(),
+                    reuse_actors=(r.workers_per_trial == 1 or replay is not None)
+                    and _single_node(),
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )

@@ -1,0 +1,359 @@
+"""Recorded learning curves: the table, the ground truth it implies, and replayed trials.
+
+A curve table (``bench/record_curves.py`` writes them) is a CSV with one row per
+(configuration, training seed, epoch): ``config_id``, ``param:<key path>`` columns (the
+configuration, as a search space writes its values; a weighted loss as JSON), ``seed``,
+``epoch`` (from 1), and the metrics the training loop reports (``val_mean_iou``, ``val_loss``,
+``val_iou/<class>``, ``train_loss``, ``lr``, ``seconds`` of wall time for that epoch). Every
+run is recorded to the full epoch budget, without early stopping or pruning.
+
+Replaying a configuration at a seed gives the per-epoch results that training would report,
+with the training loop's own early stopping (``train.patience`` on ``val_loss``, the kept
+epoch's scores as ``best_*``), so a search driven by them behaves as it would on real training,
+in a fraction of a second per trial.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raygym.errors import ConfigError, DataError
+
+PARAM_PREFIX = "param:"
+
+
+def parse_cell(text: str) -> Any:
+    """A ``param:`` cell back to its value: numbers and JSON mappings decoded, else the text."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text
+    return value if isinstance(value, int | float | dict | list) else text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+@dataclass
+class CurveTable:
+    """A loaded curve table. ``configs[i]`` is configuration ``i``'s ``{key path: value}``;
+    ``curves[(i, seed)]`` its per-epoch columns as float64 arrays of shape (epochs,), shorter
+    when the loss became NaN (that run failed there)."""
+
+    path: Path
+    param_keys: list[str]
+    configs: list[dict[str, Any]]
+    seeds: list[int]
+    epochs: int
+    metrics: list[str]
+    curves: dict[tuple[int, int], dict[str, np.ndarray]]
+
+    @classmethod
+    def load(cls, path: Path) -> CurveTable:
+        import pandas as pd
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError("curve table not found", file=path,
+                            fix="record one with bench/record_curves.py, or give its path")
+        try:
+            frame = pd.read_csv(path, dtype={c: str for c in _header(path)
+                                             if c.startswith(PARAM_PREFIX)})
+        except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
+            raise DataError(f"not a readable CSV curve table ({exc})".splitlines()[0],
+                            file=path) from exc
+        needed = {"config_id", "seed", "epoch", "val_loss"}
+        param_cols = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+        if missing := sorted(needed - set(frame.columns)) or not param_cols:
+            what = ", ".join(missing) if missing else "param:<key> columns"
+            raise DataError(f"not a curve table: no {what}", file=path,
+                            fix="use a table written by bench/record_curves.py")
+        frame = frame.sort_values(["config_id", "seed", "epoch"])
+        configs: dict[int, dict[str, Any]] = {}
+        for cid, first in frame.groupby("config_id").head(1).set_index("config_id").iterrows():
+            configs[int(cid)] = {c.removeprefix(PARAM_PREFIX): parse_cell(first[c])
+                                 for c in param_cols}
+        if sorted(configs) != list(range(len(configs))):
+            raise DataError("config_id must run 0..N-1", file=path)
+        metrics = [c for c in frame.columns if c not in ("config_id", "seed", "epoch")
+                   and not c.startswith(PARAM_PREFIX)]
+        curves = {}
+        for (cid, seed), group in frame.groupby(["config_id", "seed"]):
+            curves[(int(cid), int(seed))] = {m: group[m].to_numpy(dtype=np.float64)
+                                             for m in metrics}
+        epochs = int(frame["epoch"].max())
+        return cls(path=path, param_keys=[c.removeprefix(PARAM_PREFIX) for c in param_cols],
+                   configs=[configs[i] for i in range(len(configs))],
+                   seeds=sorted(int(s) for s in frame["seed"].unique()), epochs=epochs,
+                   metrics=metrics, curves=curves)
+
+    def values(self, key: str) -> list[Any]:
+        """The distinct values of ``key`` in the table, in first-seen order."""
+        out: list[Any] = []
+        for cfg in self.configs:
+            if not any(_same(cfg[key], v) for v in out):
+                out.append(cfg[key])
+        return out
+
+    def match(self, params: dict[str, Any]) -> int:
+        """The configuration a trial's sampled ``{key path: value}`` replays.
+
+        Keys of the table that the trial did not sample must not vary in the table. Numbers
+        snap to the nearest recorded value (on a log scale when all are positive), so a
+        continuous range can be rehearsed on a recorded grid; other values must be recorded.
+        """
+        want: dict[str, Any] = {}
+        for key in self.param_keys:
+            recorded = self.values(key)
+            if key not in params:
+                if len(recorded) > 1:
+                    raise ConfigError(f"the table varies {key} ({len(recorded)} values) but the "
+                                      "search space does not", file=self.path, key=key,
+                                      fix="search over it, or record a table without it")
+                want[key] = recorded[0]
+                continue
+            want[key] = _nearest(params[key], recorded, key, self.path)
+        for cid, cfg in enumerate(self.configs):
+            if all(_same(cfg[k], want[k]) for k in self.param_keys):
+                return cid
+        raise ConfigError(f"the table has no run of {want}", file=self.path,
+                          fix="search only over values the table recorded")
+
+    def check_space(self, space: Any, max_epochs: int, metric: str) -> None:
+        """Refuse (one line, naming the key) a space or config this table cannot replay."""
+        for d in space:
+            if d.path not in self.param_keys:
+                raise ConfigError(f"the curve table has no column param:{d.path}; it recorded "
+                                  + ", ".join(self.param_keys), key=d.path, file=self.path,
+                                  fix="search only over the table's keys")
+            for value in d.candidates():
+                _nearest(value, self.values(d.path), d.path, self.path)
+        missing = [k for k in self.param_keys if k not in space.paths()
+                   and len(self.values(k)) > 1]
+        if missing:
+            raise ConfigError(f"the table varies {missing[0]} but the search space does not",
+                              file=self.path, key=missing[0],
+                              fix=f"add {missing[0]} to the space as a choice")
+        if max_epochs > self.epochs:
+            raise ConfigError(f"{max_epochs} epochs per trial, but the table recorded "
+                              f"{self.epochs}", key="train.max_epochs", file=self.path,
+                              fix=f"set train.max_epochs <= {self.epochs}")
+        if metric not in self.metrics:
+            raise ConfigError(f"the table has no column {metric}", key="search.metric",
+                              file=self.path, fix="use one of " + ", ".join(
+                                  m for m in self.metrics if m.startswith("val_")))
+
+
+def _header(path: Path) -> list[str]:
+    with path.open() as fh:
+        return fh.readline().strip().split(",")
+
+
+def _nearest(value: Any, recorded: list[Any], key: str, path: Path) -> Any:
+    numbers = [v for v in recorded if isinstance(v, int | float)]
+    if isinstance(value, int | float) and not isinstance(value, bool) and numbers:
+        if all(v > 0 for v in numbers) and value > 0:
+            return min(numbers, key=lambda v: abs(math.log(v) - math.log(value)))
+        return min(numbers, key=lambda v: abs(v - value))
+    for v in recorded:
+        if _same(v, value):
+            return v
+    raise ConfigError(f"value {value!r} was not recorded in the table (it has "
+                      f"{', '.join(map(str, recorded))})", key=key, file=path,
+                      fix="search only over values the table recorded")
+
+
+@functools.lru_cache(maxsize=4)
+def load_table(path: str) -> CurveTable:
+    """One parsed copy per process (trials of a search share it)."""
+    return CurveTable.load(Path(path))
+
+
+# ------------------------------------------------------------------------------ ground truth
+def early_stopping(val_loss: np.ndarray, patience: int, max_epochs: int) -> tuple[int, int]:
+    """(epochs run, kept epoch) under the training loop's rule, epochs counted from 1.
+
+    An epoch improves when its ``val_loss`` is below the best so far; training stops after
+    ``patience`` epochs without improvement, at ``max_epochs``, or at a NaN loss. The kept
+    epoch is the best one (0: none, the run failed at its first epoch).
+    """
+    best, best_epoch, bad = math.inf, 0, 0
+    n = min(max_epochs, len(val_loss))
+    for i in range(n):
+        loss = float(val_loss[i])
+        if loss != loss:  # NaN: the loop stops here
+            return i + 1, best_epoch
+        if loss < best - 1e-12:
+            best, best_epoch, bad = loss, i + 1, 0
+        else:
+            bad += 1
+        if bad >= patience:
+            return i + 1, best_epoch
+    return n, best_epoch
+
+
+@dataclass
+class GroundTruth:
+    """What the grid of a table yields under early stopping, per configuration (shape (N,)).
+
+    ``scores``: the metric at the kept epoch, averaged over training seeds (NaN: every seed
+    failed); ``epochs``: epochs early stopping runs, averaged over seeds; ``ranks``: 1 = best;
+    ``best``: the grid's best score; ``grid_epochs``: the grid's cost (sum of ``epochs``).
+    """
+
+    scores: np.ndarray
+    epochs: np.ndarray
+    ranks: np.ndarray
+    best: float
+    grid_epochs: float
+    mode: str
+
+    def reached(self, config_id: int, tolerance: float = 0.01) -> bool:
+        """Configuration's score within ``tolerance`` of the grid's best."""
+        s = self.scores[config_id]
+        if s != s:
+            return False
+        return s >= self.best - tolerance if self.mode == "max" else s <= self.best + tolerance
+
+
+def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: str = "val_mean_iou",
+                 mode: str = "max") -> GroundTruth:
+    n = len(table.configs)
+    scores, epochs = np.full(n, np.nan), np.zeros(n)
+    for cid in range(n):
+        kept, ran = [], []
+        for seed in table.seeds:
+            curve = table.curves.get((cid, seed))
+            if curve is None:
+                continue
+            run, best_epoch = early_stopping(curve["val_loss"], patience, max_epochs)
+            ran.append(run)
+            kept.append(curve[metric][best_epoch - 1] if best_epoch else np.nan)
+        epochs[cid] = float(np.mean(ran)) if ran else 0.0
+        kept_arr = np.asarray(kept, dtype=np.float64)
+        scores[cid] = float(np.nanmean(kept_arr)) if np.isfinite(kept_arr).any() else np.nan
+    sign = 1.0 if mode == "max" else -1.0
+    order = np.argsort(np.where(np.isnan(scores), np.inf, -sign * scores), kind="stable")
+    ranks = np.empty(n, dtype=int)
+    ranks[order] = np.arange(1, n + 1)
+    best = float(scores[order[0]])
+    return GroundTruth(scores=scores, epochs=epochs, ranks=ranks, best=best,
+                       grid_epochs=float(epochs.sum()), mode=mode)
+
+
+# ----------------------------------------------------------------------------------- replay
+def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
+    """The training seed whose curve a trial replays: alternates over the table's seeds with
+    the configuration and the search seed, so repeated searches see each seed's noise."""
+    return table.seeds[(config_id + search_seed) % len(table.seeds)]
+
+
+def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,
+                   max_epochs: int, metric: str) -> Iterator[dict[str, Any]]:
+    """The per-epoch results training would report (the loop's keys and early stopping)."""
+    curve = table.curves[(config_id, seed)]
+    run, _ = early_stopping(curve["val_loss"], patience, max_epochs)
+    best_loss, best_epoch, bad = math.inf, 0, 0
+    best: dict[str, float] = {}
+    for i in range(run):
+        row = {m: float(curve[m][i]) for m in table.metrics}
+        loss = row["val_loss"]
+        epoch = i + 1
+        if loss != loss:
+            yield {"epoch": epoch, "training_iteration": epoch, "stop_reason": "nan",
+                   "val_loss": math.nan, "train_loss": math.nan}
+            return
+        if loss < best_loss - 1e-12:
+            best_loss, best_epoch, bad = loss, epoch, 0
+            best = {k: v for k, v in row.items() if k.startswith("val_")}
+        else:
+            bad += 1
+        stop = ("early-stopped" if bad >= patience else
+                "completed" if epoch >= max_epochs else "")
+        out = {k: v for k, v in row.items() if k != "seconds"}
+        out.update(epoch=epoch, training_iteration=epoch, epoch_seconds=row.get("seconds", 0.0),
+                   best_epoch=best_epoch, best_val_loss=best_loss, stop_reason=stop,
+                   best_val_mean_iou=best.get("val_mean_iou", math.nan),
+                   replay_config_id=config_id, replay_seed=seed)
+        out[f"best_{metric}"] = best.get(metric, math.nan)
+        yield out
+
+
+def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
+                 table_path: str, time_scale: float = 0.0) -> None:
+    """Tune function for ``raygym search SPACE --replay TABLE``: reports a recorded curve.
+
+    ``time_scale`` > 0 sleeps that fraction of each epoch's recorded seconds, so trials
+    finish in the order they would have (0: as fast as Tune takes results).
+    """
+    from ray import tune
+
+    from raygym.search.trainable import trial_config
+    from raygym.train.loop import NonFiniteLossError
+
+    config, active = trial_config(params, base, space)
+    table = load_table(table_path)
+    cid = table.match(active)
+    seed = replay_seed(table, cid, config.search.seed)
+    for result in replay_results(table, cid, seed, patience=config.train.patience,
+                                 max_epochs=config.train.max_epochs,
+                                 metric=config.search.metric):
+        if result["stop_reason"] == "nan":
+            raise NonFiniteLossError(f"the recorded run (config {cid}, seed {seed}) became NaN "
+                                     f"at epoch {result['epoch']}")
+        if time_scale > 0:
+            time.sleep(result["epoch_seconds"] * time_scale)
+        if result["stop_reason"]:
+            result["done"] = True
+        tune.report({**result, "replay_wall": time.time()})
+
+
+def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:
+    """How a replayed search did against the table's grid (written to ``search.json``).
+
+    ``grid``: Tune's ``ResultGrid``; each trial's per-epoch results carry ``replay_wall``
+    (when they were reported), ``replay_config_id`` and ``best_<metric>``, which give the
+    order in which the search spent its epochs and what it would have handed back after each.
+    """
+    s, t = config.search, config.train
+    truth = ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
+                         mode=s.mode)
+    records = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        if frame is None or "replay_wall" not in frame:
+            continue
+        for row in frame.to_dict("records"):
+            records.append((row["replay_wall"], int(row["replay_config_id"]),
+                            row.get(f"best_{s.metric}", math.nan)))
+    records.sort(key=lambda r: r[0])
+    sign = 1.0 if s.mode == "max" else -1.0
+    best, chosen, to_best = -math.inf, -1, None
+    for spent, (_, cid, value) in enumerate(records, start=1):
+        if value == value and sign * value > best:
+            best, chosen = sign * value, cid
+        if to_best is None and chosen >= 0 and truth.reached(chosen):
+            to_best = spent
+    return {
+        "table": str(table.path), "configurations": len(table.configs),
+        "grid_best": truth.best, "grid_epochs": truth.grid_epochs, "epochs": len(records),
+        "epochs_to_best": to_best,
+        "found": ({"params": table.configs[chosen], "rank": int(truth.ranks[chosen]),
+                   "score": float(truth.scores[chosen])} if chosen >= 0 else None),
+        "ranks": [{"params": cfg, "score": float(truth.scores[i]), "rank": int(truth.ranks[i])}
+                  for i, cfg in enumerate(table.configs)],
+    }

@@ -1,0 +1,259 @@
+"""A search simulator on a recorded curve table: hundreds of searches in minutes.
+
+The searcher and the scheduler are the very objects ``raygym search`` builds
+(:func:`raygym.search.tune.build_searcher` / ``build_scheduler`` from the same config), driven
+the way Tune's controller drives them (``suggest``; each result to the scheduler, then to the
+searcher unless the scheduler stopped the trial; ``on_trial_complete`` with the last result),
+by a discrete-event loop in simulated time: each replayed epoch takes the seconds it took when
+it was recorded, ``search.max_concurrent`` trials at once. Only Tune's actors and processes are
+left out; ``raygym search SPACE --replay TABLE`` runs the same replay through real Tune.
+(Syne Tune's simulator backend and the tabular benchmarks HPOBench / YAHPO are the models for
+this method.)
+
+What a search "hands back" after each epoch is the configuration of the trial with the best
+reported ``best_<metric>`` (the leaderboard's rank 1); it is judged by its ground-truth score
+(:class:`raygym.search.replay.GroundTruth`), against the grid's best and the grid's cost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raygym.config import ExperimentConfig, SearchSpace
+from raygym.search.replay import (
+    CurveTable,
+    GroundTruth,
+    replay_results,
+    replay_seed,
+)
+from raygym.search.space import active_params, enumerate_points
+
+
+@dataclass
+class SearchTrace:
+    """One simulated search, one entry per epoch spent (in simulated-time order).
+
+    ``epochs[i]``: epochs spent by all trials after that epoch (i + 1); ``chosen[i]``: the
+    configuration id the search would hand back then (-1: no score yet); ``trials``: how
+    many trials started; ``pruned``: how many the scheduler stopped; ``sim_seconds``: the
+    recorded training seconds the search would have taken on ``max_concurrent`` slots.
+    """
+
+    epochs: np.ndarray
+    chosen: np.ndarray
+    trials: int
+    pruned: int
+    sim_seconds: float
+    order: list[int] = field(default_factory=list)  # configuration ids in start order
+
+
+class _Stub:
+    """What schedulers read of a Tune ``Trial``: its id and status (hashable by identity)."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+        self.status = "RUNNING"
+
+    def __repr__(self) -> str:
+        return self.trial_id
+
+
+class _Controller:
+    """The part of Tune's controller that schedulers call (MedianStoppingRule reads the live
+    trials)."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, _Stub] = {}
+
+    def get_live_trials(self) -> list[_Stub]:
+        return list(self.live.values())
+
+    def get_trials(self) -> list[_Stub]:
+        return list(self.live.values())
+
+
+class GridSearcher:
+    """Gym's exhaustive grid as a searcher: every point of the space, in factorial order."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        from raygym.search.space import decode_value
+
+        points = enumerate_points(space)
+        if points is None:
+            raise ValueError("a grid needs a discrete space")
+        by_path = {d.path: d for d in space}
+        self.points = [{k: decode_value(by_path[k], v) for k, v in p.items()} for p in points]
+        self.next = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        from ray.tune.search import Searcher
+
+        if self.next >= len(self.points):
+            return Searcher.FINISHED
+        self.next += 1
+        return self.points[self.next - 1]
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        pass
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        pass
+
+
+def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:
+    return config.model_copy(update={"search": config.search.model_copy(update={"seed": seed})})
+
+
+def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *, seed: int,
+             max_epochs_spent: float, algorithm: str | None = None,
+             sampler: Any = None) -> SearchTrace:
+    """One search of ``space`` as ``config`` sets it up, replayed on ``table``.
+
+    Runs until ``max_epochs_spent`` epochs were spent, ``search.num_samples`` trials ran or
+    the searcher is finished. ``algorithm``: ``grid`` replaces the searcher with Gym's grid
+    (no scheduler); ``sampler``: an Optuna sampler instead of the configured TPE (e.g.
+    ``RandomSampler`` for a random-search baseline with the same bookkeeping).
+    """
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+    from ray.tune.search import Searcher
+
+    from raygym.search.tune import build_scheduler, build_searcher
+
+    config = with_seed(config, seed)
+    s, t = config.search, config.train
+    np.random.seed(seed)  # AsyncHyperBand draws brackets from numpy's global generator
+    random.seed(seed)
+    if algorithm == "grid":
+        searcher: Any = GridSearcher(space)
+        scheduler: Any = FIFOScheduler()
+    else:
+        searcher = build_searcher(config, space, None, sampler=sampler)
+        scheduler = build_scheduler(config, space)
+    scheduler.set_search_properties(s.metric, s.mode)
+    controller = _Controller()
+    sign = 1.0 if s.mode == "max" else -1.0
+    events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial id, epoch index)
+    trials: dict[str, tuple[_Stub, list[dict[str, Any]], int]] = {}
+    spent, pruned, started, seq = 0, 0, 0, 0
+    best_value, chosen = -math.inf, -1
+    epochs_out: list[int] = []
+    chosen_out: list[int] = []
+    order: list[int] = []
+    finished = False
+    clock = 0.0
+
+    def start_trials() -> None:
+        nonlocal started, finished, seq
+        while (not finished and started < s.num_samples
+               and len(controller.live) < s.max_concurrent):
+            trial_id = f"t{started:05d}"
+            params = searcher.suggest(trial_id)
+            if params is None:
+                return
+            if params == Searcher.FINISHED:
+                finished = True
+                return
+            started += 1
+            cid = table.match(active_params(space, params))
+            order.append(cid)
+            results = list(replay_results(table, cid, replay_seed(table, cid, s.seed),
+                                          patience=t.patience, max_epochs=t.max_epochs,
+                                          metric=s.metric))
+            stub = _Stub(trial_id)
+            trials[trial_id] = (stub, results, cid)
+            controller.live[trial_id] = stub
+            scheduler.on_trial_add(controller, stub)
+            seq += 1
+            heapq.heappush(events, (clock + _seconds(results[0]), seq, trial_id, 0))
+
+    start_trials()
+    while events and spent < max_epochs_spent:
+        clock, _, trial_id, i = heapq.heappop(events)
+        stub, results, cid = trials[trial_id]
+        result = results[i]
+        spent += 1
+        if result["stop_reason"] == "nan":
+            scheduler.on_trial_error(controller, stub)
+            searcher.on_trial_complete(trial_id, error=True)
+            del controller.live[trial_id]
+        else:
+            value = result.get(f"best_{s.metric}", math.nan)
+            if value == value and sign * value > best_value:
+                best_value, chosen = sign * value, cid
+            if result["stop_reason"]:  # the trial's own loop ended: Tune's done flag
+                decision = TrialScheduler.STOP
+            else:
+                decision = scheduler.on_trial_result(controller, stub, result)
+            if decision == TrialScheduler.STOP:
+                scheduler.on_trial_complete(controller, stub, result)
+                searcher.on_trial_complete(trial_id, result)
+                pruned += not result["stop_reason"]
+                del controller.live[trial_id]
+            else:
+                searcher.on_trial_result(trial_id, result)
+                seq += 1
+                heapq.heappush(events, (clock + _seconds(results[i + 1]), seq, trial_id, i + 1))
+        epochs_out.append(spent)
+        chosen_out.append(chosen)
+        start_trials()
+    return SearchTrace(epochs=np.asarray(epochs_out), chosen=np.asarray(chosen_out),
+                       trials=started, pruned=pruned, sim_seconds=clock, order=order)
+
+
+def _seconds(result: dict[str, Any]) -> float:
+    return float(result.get("epoch_seconds") or 1.0)
+
+
+# --------------------------------------------------------------------------------- metrics
+def epochs_to_target(trace: SearchTrace, truth: GroundTruth, tolerance: float = 0.01) -> float:
+    """Epochs spent until the handed-back configuration is within ``tolerance`` of the
+    grid's best (and stays the hand-back from then on is not required); inf: never."""
+    for spent, cid in zip(trace.epochs, trace.chosen, strict=True):
+        if cid >= 0 and truth.reached(int(cid), tolerance):
+            return float(spent)
+    return math.inf
+
+
+def chosen_at(trace: SearchTrace, epochs: float) -> int:
+    """The configuration handed back after ``epochs`` epochs (-1: none)."""
+    i = int(np.searchsorted(trace.epochs, epochs, side="right")) - 1
+    return int(trace.chosen[i]) if i >= 0 else -1
+
+
+def summarize(traces: list[SearchTrace], truth: GroundTruth,
+              fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)) -> dict[str, Any]:
+    """Figures over many seeds of one search setting.
+
+    ``to_best``: quartiles (q25, median, q75) of epochs-to-within-0.01 as a share of the
+    grid's epochs (inf: the search never got there); ``reached``: the share of searches that
+    got there at all; ``top1`` / ``top3``: chance that the handed-back configuration is the
+    grid's best / among its best three after 25 % and 50 % of the grid's epochs;
+    ``anytime``: {fraction: median ground-truth score handed back at that budget}.
+    """
+    grid = truth.grid_epochs
+    shares = np.array([epochs_to_target(tr, truth) / grid for tr in traces])
+    q25, q50, q75 = (float(np.quantile(shares, q, method="lower")) for q in (0.25, 0.5, 0.75))
+
+    def top(k: int, fraction: float) -> float:
+        hits = [(c := chosen_at(tr, fraction * grid)) >= 0 and truth.ranks[c] <= k
+                for tr in traces]
+        return float(np.mean(hits))
+
+    anytime = {}
+    for f in fractions:
+        vals = [truth.scores[c] if (c := chosen_at(tr, f * grid)) >= 0 else math.nan
+                for tr in traces]
+        anytime[f] = float(np.nanmedian(vals)) if np.isfinite(vals).any() else math.nan
+    return {"searches": len(traces), "to_best": (q25, q50, q75),
+            "reached": float(np.mean(np.isfinite(shares))),
+            "top1": {0.25: top(1, 0.25), 0.5: top(1, 0.5)},
+            "top3": {0.25: top(3, 0.25), 0.5: top(3, 0.5)},
+            "anytime": anytime, "trials": float(np.median([tr.trials for tr in traces])),
+            "pruned": float(np.median([tr.pruned for tr in traces]))}

@@ -1,0 +1,281 @@
+"""Curve tables, the ground truth they imply, replayed trials, and the search simulator's
+figures, on hand-made tables whose answers are known; plus one small replayed search through
+real Tune (``raygym search SPACE --replay TABLE``)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raygym.config import load_experiment
+from raygym.errors import ConfigError, DataError
+from raygym.search.replay import (
+    CurveTable,
+    early_stopping,
+    ground_truth,
+    replay_results,
+)
+from raygym.search.simulate import (
+    SearchTrace,
+    chosen_at,
+    epochs_to_target,
+    simulate,
+    summarize,
+)
+
+from . import run_cli, write_space
+
+COLUMNS = ["config_id", "param:model.arch", "param:model.filters", "param:loss.name",
+           "param:train.max_lr", "seed", "epoch", "val_mean_iou", "val_loss", "train_loss",
+           "lr", "seconds", "val_iou/a", "val_iou/b"]
+ARCHS, FILTERS, LRS = ["gym_unet", "gym_resunet"], [2, 4, 8], [0.001, 0.01]
+LOSSES = ["dice", {"cce": 0.5, "dice": 0.5}]
+WINNER = ("gym_resunet", 8, json.dumps(LOSSES[1], sort_keys=True), 0.001)
+
+
+def write_table(path: Path, rows: list[list[Any]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    return path
+
+
+def row(cid: int, params: tuple[Any, ...], seed: int, epoch: int, iou: float, loss: float,
+        seconds: float = 1.0) -> list[Any]:
+    return [cid, *params, seed, epoch, iou, loss, loss, 1e-3, seconds, iou, iou]
+
+
+@pytest.fixture(scope="module")
+def grid_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 configurations x 2 seeds x 8 epochs: saturating curves, one clear winner
+    (WINNER, plateau 0.8); the others plateau at 0.3-0.5, bigger models higher."""
+    rows, rng = [], np.random.default_rng(0)
+    points = list(itertools.product(ARCHS, FILTERS, LOSSES, LRS))
+    for cid, (arch, filters, loss, lr) in enumerate(points):
+        params = (arch, filters, json.dumps(loss, sort_keys=True) if isinstance(loss, dict)
+                  else loss, lr)
+        plateau = 0.8 if params == WINNER else 0.3 + 0.2 * cid / len(points)
+        for seed, epoch in itertools.product((0, 1), range(1, 9)):
+            iou = plateau * (1 - math.exp(-epoch / 2)) + rng.normal(0, 0.005)
+            rows.append(row(cid, params, seed, epoch, iou, 1 - iou, 0.5 + filters / 8))
+    return write_table(tmp_path_factory.mktemp("curves") / "grid.csv", rows)
+
+
+SPACE = {
+    "name": "replay",
+    "data": {"images": "nowhere/images", "labels": "nowhere/labels", "classes": ["a", "b"]},
+    "model": {"arch": {"choice": ARCHS}, "filters": {"choice": FILTERS}},
+    "loss": {"name": {"choice": LOSSES}},
+    "train": {"max_lr": {"choice": LRS}, "max_epochs": 8, "patience": 3,
+              "rampup_epochs": 1},
+    "search": {"num_samples": 24, "max_concurrent": 2, "grace_period": 1,
+               "reduction_factor": 3},
+}
+
+
+def load_space(tmp_path: Path, **search: Any) -> tuple[Any, Any]:
+    sections = json.loads(json.dumps(SPACE))
+    sections["search"].update(search)
+    return load_experiment(write_space(tmp_path / "space.yaml", sections))
+
+
+# ------------------------------------------------------------------------------ the table
+def test_table_loads_configurations_and_curves(grid_table: Path) -> None:
+    table = CurveTable.load(grid_table)
+    assert len(table.configs) == 24 and table.seeds == [0, 1] and table.epochs == 8
+    assert table.param_keys == ["model.arch", "model.filters", "loss.name", "train.max_lr"]
+    assert table.configs[1] == {"model.arch": "gym_unet", "model.filters": 2,
+                                "loss.name": "dice", "train.max_lr": 0.01}
+    assert table.configs[3]["loss.name"] == {"cce": 0.5, "dice": 0.5}  # JSON decoded
+    assert table.curves[(0, 1)]["val_mean_iou"].shape == (8,)
+
+
+def test_match_snaps_numbers_and_refuses_unrecorded_values(grid_table: Path) -> None:
+    table = CurveTable.load(grid_table)
+    params = {"model.arch": "gym_resunet", "model.filters": 8,
+              "loss.name": {"dice": 0.5, "cce": 0.5}, "train.max_lr": 0.0012}
+    cid = table.match(params)
+    assert table.configs[cid] == {**params, "train.max_lr": 0.001}
+    # 0.004 is nearer 0.01 than 0.001 on a log scale (0.0032 is the midpoint)
+    assert table.configs[table.match({**params, "train.max_lr": 0.004})]["train.max_lr"] == 0.01
+    with pytest.raises(ConfigError, match="unet.*was not recorded"):
+        table.match({**params, "model.arch": "unet"})
+    with pytest.raises(ConfigError, match="varies model.filters"):
+        table.match({k: v for k, v in params.items() if k != "model.filters"})
+
+
+def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        CurveTable.load(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a curve table: no config_id"):
+        CurveTable.load(bad)
+
+
+def test_space_check_names_the_key(grid_table: Path, tmp_path: Path) -> None:
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path)
+    table.check_space(space, 8, "val_mean_iou")
+    with pytest.raises(ConfigError, match="train.max_epochs.*recorded 8"):
+        table.check_space(space, 9, "val_mean_iou")
+    with pytest.raises(ConfigError, match="no column val_mcc"):
+        table.check_space(space, 8, "val_mcc")
+
+
+# --------------------------------------------------------------------------- ground truth
+def test_early_stopping_follows_the_training_loop() -> None:
+    loss = np.array([1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.76, 0.77])
+    assert early_stopping(loss, patience=2, max_epochs=8) == (4, 2)  # 0.9, 0.85: 2 bad
+    assert early_stopping(loss, patience=3, max_epochs=8) == (8, 5)  # 3 bad only at epoch 8
+    assert early_stopping(loss, patience=9, max_epochs=6) == (6, 5)
+    assert early_stopping(np.array([1.0, np.nan, 0.1]), patience=3, max_epochs=3) == (2, 1)
+    assert early_stopping(np.array([np.nan]), patience=3, max_epochs=3) == (1, 0)
+
+
+def test_ground_truth_on_a_table_with_a_known_answer(tmp_path: Path) -> None:
+    """Config 0 improves then stalls (seed 0 stops at 4, keeps epoch 2; seed 1 runs all 5,
+    keeps 5); config 1 keeps improving; config 2 fails on one seed (NaN at epoch 1)."""
+    p = ("gym_unet", 2, "dice", 0.001)
+    q = ("gym_unet", 4, "dice", 0.001)
+    r = ("gym_unet", 8, "dice", 0.001)
+    rows = []
+    for e, (iou, loss) in enumerate([(0.1, 1.0), (0.5, 0.5), (0.6, 0.6), (0.7, 0.7),
+                                     (0.2, 0.1)], 1):
+        rows.append(row(0, p, 0, e, iou, loss))
+    for e, (iou, loss) in enumerate([(0.1, 1.0), (0.2, 0.9), (0.3, 0.8), (0.4, 0.7),
+                                     (0.6, 0.6)], 1):
+        rows.append(row(0, p, 1, e, iou, loss))
+        rows.append(row(1, q, 0, e, iou + 0.1, loss))
+        rows.append(row(1, q, 1, e, iou + 0.1, loss))
+        rows.append(row(2, r, 1, e, iou + 0.3, loss))
+    rows.append(row(2, r, 0, 1, "nan", "nan"))
+    table = CurveTable.load(write_table(tmp_path / "t.csv", rows))
+    truth = ground_truth(table, patience=2, max_epochs=5)
+    # config 0: seed 0 stops at epoch 4 keeping epoch 2 (0.5); seed 1 keeps epoch 5 (0.6)
+    np.testing.assert_allclose(truth.scores, [0.55, 0.7, 0.9])
+    np.testing.assert_allclose(truth.epochs, [4.5, 5.0, 3.0])  # config 2: 1 (NaN) and 5
+    assert list(truth.ranks) == [3, 2, 1] and truth.best == pytest.approx(0.9)
+    assert truth.grid_epochs == pytest.approx(12.5)
+    assert truth.reached(1, 0.2) and not truth.reached(1, 0.19)
+
+
+def test_replayed_results_are_what_training_reports(grid_table: Path) -> None:
+    table = CurveTable.load(grid_table)
+    results = list(replay_results(table, 5, 1, patience=3, max_epochs=6,
+                                  metric="val_mean_iou"))
+    curve = table.curves[(5, 1)]
+    assert [r["epoch"] for r in results] == [1, 2, 3, 4, 5, 6]
+    assert [r["training_iteration"] for r in results] == [1, 2, 3, 4, 5, 6]
+    assert results[-1]["stop_reason"] == "completed"
+    assert all(r["stop_reason"] == "" for r in results[:-1])
+    kept = results[-1]["best_epoch"]
+    assert results[-1]["best_val_mean_iou"] == pytest.approx(curve["val_mean_iou"][kept - 1])
+    assert results[2]["val_mean_iou"] == pytest.approx(curve["val_mean_iou"][2])
+    assert results[0]["epoch_seconds"] == pytest.approx(curve["seconds"][0])
+
+
+# ------------------------------------------------------------------------------- metrics
+def test_search_metrics_on_hand_made_traces(grid_table: Path) -> None:
+    table = CurveTable.load(grid_table)
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    winner = int(np.argmin(truth.ranks))
+    other = int(np.argmax(truth.ranks))
+    grid = truth.grid_epochs
+    early = SearchTrace(epochs=np.arange(1, 101), chosen=np.array(
+        [-1] * 4 + [other] * 6 + [winner] * 90), trials=10, pruned=5, sim_seconds=1.0)
+    never = SearchTrace(epochs=np.arange(1, 101), chosen=np.full(100, other), trials=10,
+                        pruned=5, sim_seconds=1.0)
+    assert epochs_to_target(early, truth) == 11
+    assert epochs_to_target(never, truth) == math.inf
+    assert chosen_at(early, 4) == -1 and chosen_at(early, 10) == other
+    assert chosen_at(early, 10.5) == other and chosen_at(early, 11) == winner
+    out = summarize([early, never, early], truth)
+    assert out["to_best"][1] == pytest.approx(11 / grid)  # median of (11, inf, 11)
+    assert out["reached"] == pytest.approx(2 / 3)
+    assert out["top1"][0.5] == pytest.approx(2 / 3)
+    assert out["anytime"][1.0] == pytest.approx(truth.scores[winner])  # median of 3
+    out = summarize([early, never, never], truth)
+    assert out["to_best"][:2] == (pytest.approx(11 / grid), math.inf)
+    assert out["anytime"][1.0] == pytest.approx(truth.scores[other])
+
+
+# ----------------------------------------------------------------------------- simulator
+def test_simulated_grid_costs_what_the_grid_costs(grid_table: Path, tmp_path: Path) -> None:
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path, max_concurrent=1)
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    trace = simulate(config, space, table, seed=0, max_epochs_spent=math.inf,
+                     algorithm="grid")
+    assert trace.trials == 24 and trace.pruned == 0
+    assert sorted(trace.order) == list(range(24))
+    # both seeds' curves early-stop at the same epoch in this table: replayed == mean
+    assert trace.epochs[-1] == pytest.approx(truth.grid_epochs)
+    assert chosen_at(trace, trace.epochs[-1]) == int(np.argmin(truth.ranks))
+
+
+def test_simulated_tpe_asha_prunes_never_repeats_and_is_seeded(grid_table: Path,
+                                                               tmp_path: Path) -> None:
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path, num_samples=24)
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    first = simulate(config, space, table, seed=3, max_epochs_spent=truth.grid_epochs)
+    again = simulate(config, space, table, seed=3, max_epochs_spent=truth.grid_epochs)
+    assert first.order == again.order and list(first.chosen) == list(again.chosen)
+    assert len(set(first.order)) == len(first.order)  # no configuration trained twice
+    assert first.pruned > 0
+    assert first.epochs[-1] <= truth.grid_epochs
+    # ASHA stops trials at rungs 1 and 3: fewer epochs per trial than the grid's 8
+    assert first.epochs[-1] / first.trials < 8
+
+
+# ---------------------------------------------------------------- through real Ray Tune
+@pytest.mark.slow
+def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_session: None,
+                                      capsys: pytest.CaptureFixture) -> None:
+    sections = json.loads(json.dumps(SPACE))
+    sections["search"].update(num_samples=6, results_dir=str(tmp_path / "results"))
+    space_file = write_space(tmp_path / "space.yaml", sections)
+    code, _ = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
+    assert code == 0
+    out = tmp_path / "results" / "replay"
+    saved = json.loads((out / "search.json").read_text())
+    verdict = saved["replay"]
+    table = CurveTable.load(grid_table)
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    assert verdict["grid_epochs"] == pytest.approx(truth.grid_epochs)
+    assert verdict["grid_best"] == pytest.approx(truth.best)
+    assert len(verdict["ranks"]) == 24
+    # every epoch the trials reported is counted; the leaderboard agrees
+    with (out / "leaderboard.csv").open(newline="") as fh:
+        board = list(csv.DictReader(fh))
+    assert 1 <= len(board) <= 6
+    assert verdict["epochs"] == sum(int(r["epochs"]) for r in board)
+    found = verdict["found"]
+    assert found is not None and found["rank"] == truth.ranks[table.match(found["params"])]
+    assert not (out / "best").exists()  # nothing trained, nothing exported
+    # what the leaderboard's best trial scored is the replayed curve's kept value
+    best = board[0]
+    assert float(best["best_val_mean_iou"]) == pytest.approx(
+        max(float(r["best_val_mean_iou"]) for r in board))
+
+
+def test_replay_refuses_a_space_the_table_cannot_replay(grid_table: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    sections = json.loads(json.dumps(SPACE))
+    sections["model"]["filters"] = {"choice": [2, 16]}  # snapped: 16 -> 8, allowed
+    sections["model"]["arch"] = {"choice": ["gym_unet", "unet"]}
+    space_file = write_space(tmp_path / "space.yaml", sections)
+    code, err = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
+    assert code == 2
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "model.arch" in line[0] and "unet" in line[0]
+    assert not (tmp_path / "results").exists()
