@@ -345,6 +345,9 @@ class SearchConfig(_Strict):
     brackets: int = Field(1, ge=1, description="ASHA brackets (asynchronous HyperBand: later "
                           "brackets judge trials later)")
     tpe: TpeConfig = Field(default_factory=TpeConfig)
+    rung_metric: Literal["last", "max", "mean3"] = Field(
+        "last", description="what ASHA / median judge at a rung: the metric's last value, "
+        "its best so far, or the mean of its last 3 epochs")
     metric: str = "val_mean_iou"
     mode: Literal["max", "min"] = "max"
     top_k: int = Field(3, ge=1)
@@ -355,6 +358,22 @@ class SearchConfig(_Strict):
         None, description="local folder, NFS path or s3://... (defaults to results_dir/ray)"
     )
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+
+    @property
+    def rung_key(self) -> str:
+        """The result key the early-stopping scheduler judges."""
+        return self.metric if self.rung_metric == "last" else f"rung_{self.metric}"
+
+    def rung_value(self, values: list[float]) -> float:
+        """``rung_metric`` of a trial's per-epoch ``metric`` values so far (oldest first)."""
+        finite = [v for v in values if isinstance(v, int | float) and v == v]
+        if not finite:
+            return math.nan
+        if self.rung_metric == "max":
+            return max(finite) if self.mode == "max" else min(finite)
+        if self.rung_metric == "mean3":
+            return sum(finite[-3:]) / len(finite[-3:])
+        return finite[-1]
 
 
 class ResourcesConfig(_Strict):

@@ -263,8 +263,10 @@ def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
 
 
 def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,
-                   max_epochs: int, metric: str) -> Iterator[dict[str, Any]]:
-    """The per-epoch results training would report (the loop's keys and early stopping)."""
+                   max_epochs: int, metric: str, search: Any = None
+                   ) -> Iterator[dict[str, Any]]:
+    """The per-epoch results training would report (the loop's keys and early stopping);
+    with ``search`` (a ``SearchConfig``) also the value its scheduler judges."""
     curve = table.curves[(config_id, seed)]
     run, _ = early_stopping(curve["val_loss"], patience, max_epochs)
     best_loss, best_epoch, bad = math.inf, 0, 0
@@ -290,6 +292,8 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
                    best_val_mean_iou=best.get("val_mean_iou", math.nan),
                    replay_config_id=config_id, replay_seed=seed)
         out[f"best_{metric}"] = best.get(metric, math.nan)
+        if search is not None and search.rung_metric != "last":
+            out[search.rung_key] = search.rung_value([float(v) for v in curve[metric][:epoch]])
         yield out
 
 
@@ -311,7 +315,7 @@ def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
     seed = replay_seed(table, cid, config.search.seed)
     for result in replay_results(table, cid, seed, patience=config.train.patience,
                                  max_epochs=config.train.max_epochs,
-                                 metric=config.search.metric):
+                                 metric=config.search.metric, search=config.search):
         if result["stop_reason"] == "nan":
             raise NonFiniteLossError(f"the recorded run (config {cid}, seed {seed}) became NaN "
                                      f"at epoch {result['epoch']}")

@@ -136,7 +136,8 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     else:
         searcher = build_searcher(config, space, None, sampler=sampler)
         scheduler = build_scheduler(config, space)
-    scheduler.set_search_properties(s.metric, s.mode)
+    if not scheduler.metric:  # Tune's TuneConfig(metric, mode), as run_tune passes them
+        scheduler.set_search_properties(s.metric, s.mode)
     controller = _Controller()
     sign = 1.0 if s.mode == "max" else -1.0
     events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial id, epoch index)
@@ -165,7 +166,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             order.append(cid)
             results = list(replay_results(table, cid, replay_seed(table, cid, s.seed),
                                           patience=t.patience, max_epochs=t.max_epochs,
-                                          metric=s.metric))
+                                          metric=s.metric, search=s))
             stub = _Stub(trial_id)
             trials[trial_id] = (stub, results, cid)
             controller.live[trial_id] = stub

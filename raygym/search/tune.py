@@ -77,13 +77,17 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     )
 
     s, epochs = config.search, config.train.max_epochs
+    # judged on a smoothed value: the scheduler gets its own metric, and run_tune then
+    # leaves Tune's (Tune refuses both); else Tune hands it search.metric
+    judged = ({"metric": s.rung_key, "mode": s.mode} if s.rung_metric != "last" else {})
     if s.scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(s.grace_period, epochs),
-                             reduction_factor=s.reduction_factor, brackets=s.brackets)
+                             reduction_factor=s.reduction_factor, brackets=s.brackets,
+                             **judged)
     if s.scheduler == "median":
         return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
-                                  min_samples_required=2)
+                                  min_samples_required=2, **judged)
     if s.scheduler == "pbt":
         from ray import tune
 
@@ -303,13 +307,15 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                                        resume_errored=False, restart_errored=retry_errored)
         else:
             searcher = build_searcher(config, space, out)
+            scheduler = build_scheduler(config, space)
             param_space = ({} if uses_optuna(config) else
                            tune_param_space(space, exhaustive_grid=s.algorithm == "grid"))
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(
-                    metric=s.metric, mode=s.mode, search_alg=searcher,
-                    scheduler=build_scheduler(config, space),
+                    metric=None if scheduler.metric else s.metric,
+                    mode=None if scheduler.metric else s.mode, search_alg=searcher,
+                    scheduler=scheduler,
                     num_samples=s.num_samples,
                     max_concurrent_trials=None,  # the searcher limits concurrency
                     # run the next trial in the finished trial's process: no new Python

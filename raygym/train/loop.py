@@ -384,6 +384,9 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         metrics.setdefault(f"best_{search_metric}",
                            state.best_metrics.get(search_metric, math.nan))
         state.history.append({k: v for k, v in metrics.items() if not isinstance(v, str)})
+        if config.search.rung_metric != "last":  # what the search's scheduler judges
+            metrics[config.search.rung_key] = config.search.rung_value(
+                [h.get(search_metric, math.nan) for h in state.history])
         if on_epoch:
             on_epoch(metrics, write_checkpoint)
     core.load_state_dict(best_state)  # restore the best weights (Gym kept the last ones)

@@ -183,6 +183,29 @@ def test_replayed_results_are_what_training_reports(grid_table: Path) -> None:
     assert results[0]["epoch_seconds"] == pytest.approx(curve["seconds"][0])
 
 
+def test_rung_metric_smooths_what_the_scheduler_judges(grid_table: Path, tmp_path: Path) -> None:
+    from raygym.search.tune import build_scheduler
+
+    config, space = load_space(tmp_path, rung_metric="mean3")
+    s = config.search
+    assert s.rung_value([0.1, 0.5, 0.2, 0.3]) == pytest.approx(1 / 3)
+    assert s.rung_value([0.1, float("nan")]) == pytest.approx(0.1)
+    assert math.isnan(s.rung_value([]))
+    best = s.model_copy(update={"rung_metric": "max"})
+    assert best.rung_value([0.1, 0.5, 0.2]) == 0.5
+    assert best.model_copy(update={"mode": "min"}).rung_value([0.3, 0.1, 0.2]) == 0.1
+    assert build_scheduler(config, space).metric == "rung_val_mean_iou"
+    table = CurveTable.load(grid_table)
+    results = list(replay_results(table, 2, 0, patience=9, max_epochs=4,
+                                  metric="val_mean_iou", search=s))
+    curve = table.curves[(2, 0)]["val_mean_iou"]
+    assert results[3]["rung_val_mean_iou"] == pytest.approx(curve[1:4].mean())
+    plain = load_space(tmp_path)[0].search
+    assert plain.rung_key == "val_mean_iou"
+    assert "rung_val_mean_iou" not in next(replay_results(
+        table, 2, 0, patience=9, max_epochs=4, metric="val_mean_iou", search=plain))
+
+
 # ------------------------------------------------------------------------------- metrics
 def test_search_metrics_on_hand_made_traces(grid_table: Path) -> None:
     table = CurveTable.load(grid_table)
@@ -242,7 +265,9 @@ def test_simulated_tpe_asha_prunes_never_repeats_and_is_seeded(grid_table: Path,
 def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_session: None,
                                       capsys: pytest.CaptureFixture) -> None:
     sections = json.loads(json.dumps(SPACE))
-    sections["search"].update(num_samples=6, results_dir=str(tmp_path / "results"))
+    # rung_metric: ASHA gets its own metric (run_tune then passes Tune none)
+    sections["search"].update(num_samples=6, results_dir=str(tmp_path / "results"),
+                              rung_metric="max")
     space_file = write_space(tmp_path / "space.yaml", sections)
     code, _ = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
     assert code == 0

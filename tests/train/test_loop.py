@@ -146,7 +146,8 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
     config = make_config(base_sections, max_epochs=8, patience=2, max_lr=1e-2)
     # a search that ranks by Dice: every epoch reports it at the kept (best) epoch too
     config = config.model_copy(update={
-        "search": config.search.model_copy(update={"metric": "val_mean_dice"})})
+        "search": config.search.model_copy(update={"metric": "val_mean_dice",
+                                                   "rung_metric": "max"})})
     source = SpoiledAfter(NumpyBatches(train, val, 8, seed=0), good=2, label=1)  # all 'surf'
     rows: list[dict[str, Any]] = []
     model, result = run_fit(config, card, train, val, source=source,
@@ -167,6 +168,9 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
         assert row["best_val_mean_dice"] == kept["val_mean_dice"]
         assert row["best_val_mean_iou"] == kept["val_mean_iou"]
     assert rows[-1]["best_val_mean_dice"] != rows[-1]["val_mean_dice"]
+    # what the search's scheduler judges (search.rung_metric: max): the best Dice so far
+    for i, row in enumerate(rows):
+        assert row["rung_val_mean_dice"] == max(r["val_mean_dice"] for r in rows[:i + 1])
 
 
 def test_checkpoint_and_resume_continue_where_they_stopped(

@@ -1,0 +1,166 @@
+"""Search settings judged on recorded learning curves: many seeds, side by side, vs the grid.
+
+Every setting runs ``--seeds`` simulated searches (:mod:`raygym.search.simulate`: raygym's own
+searcher and Tune's scheduler, built from the same config ``raygym search`` would use, driven
+in simulated time on the recorded curves of ``bench/curves/*.csv``) over the table's whole
+grid as a space of choices. Ground truth, fixed before any search: each configuration's score
+under early stopping (``--patience`` on val loss, best weights kept), averaged over the
+table's training seeds; the grid's cost is the epochs early stopping runs for every
+configuration (as Gym's grid does).
+
+Printed per setting: median and quartiles of the epochs until the handed-back configuration
+(the leaderboard's rank 1) is within 0.01 of the grid's best, as a share of the grid's epochs;
+the share of searches that got there; the chance of a top-1 / top-3 configuration after 25 %
+and 50 % of the grid's epochs; the anytime curve (median ground-truth score handed back at
+10 / 25 / 50 / 100 % of the grid's epochs); trials and pruned trials (medians).
+
+Example::
+
+    python bench/bench_simulate.py bench/curves/s2_64x128.csv --seeds 30 --json /tmp/s2.json
+    python bench/bench_simulate.py bench/curves/aerial_96x128.csv --settings default random
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# name -> (algorithm, search overrides); "random" uses Optuna's RandomSampler in the same
+# searcher (same bookkeeping: no configuration twice), "grid" Gym's factorial order.
+SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "grid": ("grid", {"scheduler": "none"}),
+    "random": ("random", {"scheduler": "none"}),
+    "random+asha": ("random", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3}),
+    "tpe": ("tpe", {"scheduler": "none"}),
+    "tpe+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3}),
+    "tpe+asha-g2-r3": ("tpe", {"scheduler": "asha", "grace_period": 2, "reduction_factor": 3}),
+    "tpe+asha-g3-r3": ("tpe", {"scheduler": "asha", "grace_period": 3, "reduction_factor": 3}),
+    "tpe+asha-g1-r2": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 2}),
+    "tpe+asha-g1-r4": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 4}),
+    "tpe+hb3-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3,
+                              "brackets": 3}),
+    "tpe+asha-g1-r3-max": ("tpe", {"scheduler": "asha", "grace_period": 1,
+                                   "reduction_factor": 3, "rung_metric": "max"}),
+    "tpe+asha-g1-r3-mean3": ("tpe", {"scheduler": "asha", "grace_period": 1,
+                                     "reduction_factor": 3, "rung_metric": "mean3"}),
+    "tpe+median-g2": ("tpe", {"scheduler": "median", "grace_period": 2}),
+    "tpe-mv+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1,
+                                  "reduction_factor": 3, "tpe": {"multivariate": True}}),
+    "tpe-s5+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1,
+                                  "reduction_factor": 3, "tpe": {"startup_trials": 5}}),
+}
+
+
+def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any]
+               ) -> dict[str, Any]:
+    """The table's grid as a search space of choices, in ``raygym search``'s own schema."""
+    sections: dict[str, Any] = {
+        "name": "simulated",
+        "data": {"images": "unused/images", "labels": "unused/labels",
+                 "classes": ["a", "b"]},
+        "model": {}, "loss": {},
+        "train": {"max_epochs": table.epochs, "patience": patience, "rampup_epochs": 1},
+        "search": {"num_samples": len(table.configs), "max_concurrent": concurrency,
+                   "algorithm": "optuna", **overrides},
+    }
+    for key in table.param_keys:
+        section, name = key.split(".", 1)
+        sections[section][name] = {"choice": table.values(key)}
+    return sections
+
+
+def run_setting(job: tuple[str, str, int, int, int, list[int]]) -> dict[str, Any]:
+    """Worker: every seed of one setting on one table; the summary and per-seed figures."""
+    name, table_path, patience, concurrency, _, seeds = job
+    from optuna.samplers import RandomSampler
+
+    from raygym.config import load_experiment
+    from raygym.search.replay import ground_truth, load_table
+    from raygym.search.simulate import epochs_to_target, simulate, summarize
+
+    table = load_table(table_path)
+    algorithm, overrides = SETTINGS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "space.yaml"
+        path.write_text(yaml.safe_dump(experiment(table, patience, concurrency, overrides)))
+        config, space = load_experiment(path)
+    truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
+    tick = time.process_time()
+    traces = []
+    for seed in seeds:
+        sampler = RandomSampler(seed=seed) if algorithm == "random" else None
+        traces.append(simulate(config, space, table, seed=seed,
+                               max_epochs_spent=truth.grid_epochs,
+                               algorithm="grid" if algorithm == "grid" else None,
+                               sampler=sampler))
+    out = summarize(traces, truth)
+    out["per_seed"] = [epochs_to_target(tr, truth) / truth.grid_epochs for tr in traces]
+    out["cpu_s"] = time.process_time() - tick
+    out["setting"] = name
+    return out
+
+
+def fmt(x: float) -> str:
+    return "never" if math.isinf(x) else f"{x:.0%}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("table", type=Path)
+    p.add_argument("--seeds", type=int, default=30)
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping in every trial (default max(3, epochs // 5))")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 0))
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    from raygym.search.replay import ground_truth, load_table
+
+    table = load_table(str(args.table.resolve()))
+    patience = args.patience or max(3, table.epochs // 5)
+    truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
+    best = int(truth.ranks.argmin())
+    print(f"{args.table.name}: {len(table.configs)} configurations x {len(table.seeds)} "
+          f"training seeds, {table.epochs} epochs recorded; patience {patience}; grid cost "
+          f"{truth.grid_epochs:.0f} epochs; grid's best {truth.best:.4f} "
+          f"({table.configs[best]}); 2nd {sorted(truth.scores)[-2]:.4f}; configurations "
+          f"within 0.01 of the best: {sum(truth.reached(i) for i in range(len(truth.scores)))}"
+          f"; {args.seeds} search seeds, {args.concurrency} trials at once", flush=True)
+    jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i,
+             list(range(args.seeds))) for i, name in enumerate(args.settings)]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        results = pool.map(run_setting, jobs, chunksize=1)
+    head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
+            f"{'top1@50':>8} {'top3@25':>8} {'top3@50':>8}  anytime 10/25/50/100 %"
+            f"{'':>6} trials pruned")
+    print(head)
+    for r in results:
+        q = r["to_best"]
+        a = r["anytime"]
+        print(f"{r['setting']:20} {fmt(q[0]):>6} {fmt(q[1]):>7} {fmt(q[2]):>7} "
+              f"{r['reached']:>8.0%} {r['top1'][0.25]:>8.0%} {r['top1'][0.5]:>8.0%} "
+              f"{r['top3'][0.25]:>8.0%} {r['top3'][0.5]:>8.0%}  "
+              f"{a[0.1]:.3f} {a[0.25]:.3f} {a[0.5]:.3f} {a[1.0]:.3f} "
+              f"{r['trials']:>6.0f} {r['pruned']:>6.0f}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "table": str(args.table), "patience": patience, "seeds": args.seeds,
+            "concurrency": args.concurrency, "grid_epochs": truth.grid_epochs,
+            "grid_best": truth.best, "results": results}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
