@@ -134,6 +134,14 @@ def _train_one(job: tuple[dict[str, Any], int, int]) -> list[dict[str, Any]]:
     return rows
 
 
+def _resolved_precision(precision: str) -> str:
+    import torch
+
+    from raygym.train.loop import resolve_precision
+
+    return resolve_precision(precision, torch.device("cpu"))
+
+
 def done_runs(out: Path, epochs: int) -> set[tuple[int, int]]:
     """(config_id, seed) pairs already recorded with every epoch (or ended by a NaN loss)."""
     if not out.exists():
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from raygym.data.dataset import read_card
 
     card = read_card(Path(data["prepared"]))
-    rows = {k: v.get("rows") for k, v in card.splits.items()}
+    split_rows = {k: v.get("rows") for k, v in card.splits.items()}
     done = done_runs(args.out, args.epochs)
     # longest first (filters^2 ~ cost) for an even finish; both seeds of a point together
     jobs = [(sections(args, data, pt, seed), i, seed) for i, pt in enumerate(points)
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             w.writeheader()
             w.writerows(kept)
     print(f"{args.set}: {len(points)} configurations x {len(args.seeds)} seeds, "
-          f"{len(jobs)} runs to record ({len(done)} already), {rows} rows in the "
+          f"{len(jobs)} runs to record ({len(done)} already), {split_rows} rows in the "
           f"dataset, workdir {workdir}", flush=True)
     started = time.time()
     cpu_seconds = 0.0
@@ -235,14 +243,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rows[0]['seed']}: final mIoU {rows[-1]['val_mean_iou']:.3f}", flush=True)
     card_out = {
         "table": args.out.name, "set": args.set, "data": str(SHARED / SETS[args.set]["folder"]),
-        "classes": card.classes, "rows_per_split": rows, "target_size": list(args.size),
+        "classes": card.classes, "rows_per_split": split_rows, "target_size": list(args.size),
         "augment_copies": args.copies, "kernel": args.kernel, "epochs": args.epochs,
         "seeds": args.seeds, "grid": {k: [encode(v) for v in dict.fromkeys(
             encode(pt[k]) for pt in points)] for k in PARAM_KEYS},
         "configurations": len(points), "lr_schedule": {
             "name": "gym", "start_lr": args.start_lr, "min_lr": args.min_lr,
             "rampup_epochs": args.rampup, "exp_decay": args.decay},
-        "batch_size": 8, "precision": args.precision, "threads_per_run": 1,
+        "batch_size": 8, "precision": args.precision,
+        "precision_resolved": _resolved_precision(args.precision), "threads_per_run": 1,
         "workers": args.workers,
         "command": "python bench/record_curves.py " + " ".join(
             sys.argv[1:] if argv is None else argv),

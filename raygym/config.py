@@ -326,9 +326,9 @@ class TpeConfig(_Strict):
     startup_trials: int | None = Field(
         None, ge=0, description="random trials before TPE models (default num_samples // 3, "
         "2-10)")
-    multivariate: bool = Field(False, description="model the keys jointly (Optuna's "
+    multivariate: bool = Field(True, description="model the keys jointly (Optuna's "
                                "multivariate TPE) instead of one by one")
-    group: bool = Field(False, description="with multivariate: separate models for "
+    group: bool = Field(True, description="with multivariate: separate models for "
                         "conditional sub-spaces")
 
 
@@ -345,6 +345,10 @@ class SearchConfig(_Strict):
     brackets: int = Field(1, ge=1, description="ASHA brackets (asynchronous HyperBand: later "
                           "brackets judge trials later)")
     tpe: TpeConfig = Field(default_factory=TpeConfig)
+    repeat_top: int = Field(3, ge=0, description="a configuration that finishes among the "
+                            "best repeat_top is trained once more with the next seed, and "
+                            "configurations are ranked by their mean (0: never; Optuna "
+                            "searches only)")
     rung_metric: Literal["last", "max", "mean3"] = Field(
         "last", description="what ASHA / median judge at a rung: the metric's last value, "
         "its best so far, or the mean of its last 3 epochs")
@@ -402,10 +406,13 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _default_grace_period(self) -> ExperimentConfig:
         if self.search.grace_period is None:
+            # the first epoch at the full learning rate: scores while it ramps up rank
+            # nothing (bench/RESULTS.md, bench_simulate: rank correlation with the final
+            # score 0.14 at the warm-up epoch, 0.80 one epoch later)
             t = self.train
-            ramp = t.rampup_epochs if t.lr_schedule == "gym" else 0
-            grace = max(1, min(ramp, t.max_epochs)) if isinstance(ramp, int) and ramp else 2
-            self.search.grace_period = grace
+            ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
+            grace = ramp + 1 if isinstance(ramp, int) and ramp else 2
+            self.search.grace_period = max(1, min(grace, t.max_epochs))
         return self
 
     @model_validator(mode="after")

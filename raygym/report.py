@@ -833,7 +833,8 @@ def anytime_records(res: SearchResults) -> tuple[list[AnytimeRecord], int]:
     metric = res.metric
     for tid, hist in res.histories.items():
         for i, row in enumerate(hist, start=1):
-            ts = _float(row.get("timestamp"))
+            # a replayed search reports many epochs a second: its own clock orders them
+            ts = _float(row.get("replay_wall", row.get("timestamp")))
             if math.isnan(ts):
                 skipped += 1
                 continue

@@ -137,7 +137,7 @@ def make_search(tmp_path: Path, s2_subset: Callable[[Path, int], list[str]],
                                  start_lr=1e-5, min_lr=1e-5,
                                  max_lr={"loguniform": [3e-4, 3e-3]})
         sections["search"] = {"num_samples": num_samples, "max_concurrent": 2,
-                              "scheduler": "none", "top_k": 2,
+                              "scheduler": "none", "top_k": 2, "repeat_top": 0,
                               "results_dir": str(shared / "results"), **search}
         sections["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}
         space = write_config(tmp_path / f"{name}.yaml", **sections)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raygym.config import ExperimentConfig, SearchSpace, apply_params
-from raygym.search.space import active_params
+from raygym.search.space import REPEAT_KEY, active_params, config_key
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
                "none": "stopped"}
@@ -32,7 +32,9 @@ class Leaderboard:
     mode: str
 
     def columns(self) -> list[str]:
+        repeats = any(r.get("run") for r in self.rows)
         return (["rank", "trial_id", "status", f"best_{self.metric}"]
+                + ([f"mean_best_{self.metric}", "run"] if repeats else [])
                 + [f"iou/{c}" for c in self.classes]
                 + ["best_epoch", "epochs", "val_loss", "wall_s", "node_id"]
                 + self.param_keys + ["error"])
@@ -101,6 +103,7 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
         # reliable: PBT copies the donor's last result into the trial that exploits it
         trial_id = Path(result.path).name or m.get("trial_id")
         params = active_params(space, dict(result.config or {}))
+        run = int((result.config or {}).get(REPEAT_KEY, 0))
         history = result.metrics_dataframe
         best_epoch = m.get("best_epoch")
         best_row: dict[str, Any] = {}
@@ -118,7 +121,7 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
         error = _one_line(result.error) if result.error is not None else ""
         best_value = _num(m.get(f"best_{metric}", m.get(metric)))
         row = {
-            "trial_id": trial_id, "status": status, f"best_{metric}": best_value,
+            "trial_id": trial_id, "status": status, f"best_{metric}": best_value, "run": run,
             "best_epoch": best_epoch, "epochs": m.get("epoch"),
             "val_loss": _num(m.get("best_val_loss")), "wall_s": _num(m.get("time_total_s")),
             "node_id": m.get("node_id", ""), "error": error, "params": params,
@@ -131,10 +134,20 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
         }
         rows.append(row)
     sign = -1.0 if mode == "max" else 1.0
-
-    def key(r: dict[str, Any]) -> tuple[int, float]:
+    # runs of one configuration (search.repeat_top) are ranked by their mean
+    by_config: dict[str, list[float]] = {}
+    for r in rows:
         v = r[f"best_{metric}"]
-        return (1 if math.isnan(v) or r["status"] == "failed" else 0,
+        if r["status"] != "failed" and not math.isnan(v):
+            by_config.setdefault(config_key(r["params"]), []).append(v)
+    for r in rows:
+        scores = by_config.get(config_key(r["params"]))
+        r[f"mean_best_{metric}"] = sum(scores) / len(scores) if scores else math.nan
+
+    def key(r: dict[str, Any]) -> tuple[int, float, float]:
+        v, mean = r[f"best_{metric}"], r[f"mean_best_{metric}"]
+        bad = math.isnan(v) or r["status"] == "failed"
+        return (1 if bad else 0, sign * (0.0 if bad else mean),
                 sign * (0.0 if math.isnan(v) else v))
 
     rows.sort(key=key)

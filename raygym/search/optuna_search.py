@@ -10,8 +10,17 @@ It also never trains one configuration twice. TPE on a discrete space (architect
 filters x losses) suggests finished configurations again, and a seeded run of the same
 configuration gives the same result: such a suggestion is recorded at once with its twin's
 outcome (user attribute ``duplicate_of``) and the untried point nearest to it (most
-parameters in common) is queued as the next ask. When every point of a discrete space has
+parameters in common) is queued as the next ask; a suggestion of a configuration that is
+still training (parallel slots) is closed as FAIL (``duplicate_of_running``), which TPE
+ignores, and asked again the same way. When every point of a discrete space has
 been tried, the search ends before ``num_samples``.
+
+With ``repeat_top`` k > 0 it also races the leaders, as SMAC's intensification does: a
+configuration whose trial finishes (its own loop ended) with a mean score among the best k
+is trained once more, with the next training seed, before new configurations are asked for.
+Such a repeat is a Tune trial whose config carries ``REPEAT_KEY`` (the run index, added to
+``train.seed``); Optuna never hears of it. :meth:`mean_scores` gives each configuration's mean
+over its runs, by which the leaderboard ranks.
 """
 
 from __future__ import annotations
@@ -19,21 +28,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+from raygym.search.space import REPEAT_KEY, config_key
 
 logger = logging.getLogger(__name__)
 
 # Backstop on asks per suggestion; with the nearest untried point queued after a repeat,
 # a second ask normally suffices.
 MAX_REPEATS = 20
+RUNS_PER_CONFIG = 2  # a configuration is trained at most this often (one repeat)
 
 
 class TruthfulOptunaSearch(OptunaSearch):
     """``OptunaSearch`` with PRUNED for scheduler-stopped trials and no repeated configurations
     (see module docstring)."""
 
+    def __init__(self, *args: Any, repeat_top: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.repeat_top = repeat_top
+        self._runs: dict[str, dict[str, float]] = {}  # config key -> {trial: best value}
+        self._params_of: dict[str, dict[str, Any]] = {}  # trial -> its config
+        self._queued: list[tuple[dict[str, Any], int]] = []  # repeats waiting for a slot
+        self._live: set[str] = set()
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self._queued:
+            params, run = self._queued.pop(0)
+            return self._started(trial_id, {**params, REPEAT_KEY: run})
         for _ in range(MAX_REPEATS):
             if not self._untried():
                 break
@@ -42,17 +66,53 @@ class TruthfulOptunaSearch(OptunaSearch):
                 return config
             ot_trial = self._ot_trials[trial_id]
             twin = self._finished_twin(ot_trial.params)
-            if twin is None:
-                return config
-            self._record_as_twin(ot_trial, twin)
+            running = None if twin else self._running_twin(ot_trial)
+            if twin is None and running is None:
+                return self._started(trial_id, config)
+            if twin is not None:
+                self._record_as_twin(ot_trial, twin)
+            else:  # its twin is still training: no outcome to copy, and no second run
+                ot_trial.set_user_attr("duplicate_of_running", running.number)
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             del self._ot_trials[trial_id]  # the next super().suggest asks again
             untried = self._untried()
             if untried:  # steer that ask to the untried point nearest to TPE's choice
                 nearest = max(untried, key=lambda p: sum(p.get(k) == v
                                                          for k, v in ot_trial.params.items()))
                 self._ot_study.enqueue_trial(nearest, skip_if_exists=True)
+        if self.repeat_top and self._live:
+            return None  # a running trial may still earn a repeat
         logger.info("every configuration of the search space has been tried: search ends")
         return Searcher.FINISHED
+
+    def _started(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        self._params_of[trial_id] = config
+        self._live.add(trial_id)
+        return config
+
+    def mean_scores(self) -> dict[str, float]:
+        """{config key: mean best score over its runs so far} (repeats included)."""
+        return {k: sum(v.values()) / len(v) for k, v in self._runs.items() if v}
+
+    def _record_run(self, trial_id: str, result: dict[str, Any] | None, finished: bool) -> None:
+        """Keep a trial's score by configuration; queue a repeat for a finished leader."""
+        self._live.discard(trial_id)
+        params = self._params_of.get(trial_id)
+        value = (result or {}).get(f"best_{self.metric}", (result or {}).get(str(self.metric)))
+        if params is None or not isinstance(value, int | float) or value != value:
+            return
+        sign = 1.0 if self.mode == "max" else -1.0
+        key = config_key(params)
+        self._runs.setdefault(key, {})[trial_id] = sign * float(value)
+        if not (finished and self.repeat_top):
+            return
+        means = self.mean_scores()
+        leaders = sorted(means, key=lambda k: means[k], reverse=True)[: self.repeat_top]
+        queued = sum(1 for p, _ in self._queued if config_key(p) == key)
+        runs = len(self._runs[key]) + queued
+        if key in leaders and runs < RUNS_PER_CONFIG:
+            base = {k: v for k, v in params.items() if k != REPEAT_KEY}
+            self._queued.append((base, runs))
 
     def _untried(self) -> list[dict[str, Any]]:
         """Points of a discrete space no trial has taken (finished, running or queued); one
@@ -73,6 +133,11 @@ class TruthfulOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        # a searcher saved before repeats existed
+        for name, empty in (("repeat_top", 0), ("_runs", {}), ("_params_of", {}),
+                            ("_queued", []), ("_live", set())):
+            if not hasattr(self, name):
+                setattr(self, name, empty)
         self._fail_orphans()
 
     def _fail_orphans(self) -> None:
@@ -90,6 +155,13 @@ class TruthfulOptunaSearch(OptunaSearch):
                 self._ot_study.tell(trial.number, state=TrialState.FAIL)
             except Exception as exc:  # noqa: BLE001 - bookkeeping only
                 logger.warning("optuna could not close orphan trial %s: %s", trial.number, exc)
+
+    def _running_twin(self, ot_trial: Any) -> Any:
+        """Another RUNNING trial of the study with exactly these parameters, or None."""
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number != ot_trial.number and trial.params == ot_trial.params:
+                return trial
+        return None
 
     def _finished_twin(self, params: dict[str, Any]) -> Any:
         """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None."""
@@ -116,7 +188,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         # A trial Tune restored but this searcher's saved state never heard of (driver killed
         # between the two files' syncs; its Optuna trial was closed as orphaned) has nothing
         # to report to; and an Optuna error must not fail a trial that trains fine.
-        if trial_id not in self._ot_trials:
+        if trial_id not in self._ot_trials:  # also: a repeat run, Optuna's trial is closed
             return
         try:
             super().on_trial_result(trial_id, result)
@@ -127,10 +199,12 @@ class TruthfulOptunaSearch(OptunaSearch):
                           error: bool = False) -> None:
         from optuna.trial import TrialState
 
+        finished = bool(result and result.get("stop_reason") in ("completed", "early-stopped"))
+        if trial_id in self._params_of and trial_id in self._live:
+            self._record_run(trial_id, None if error else result, finished)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        finished = bool(result and result.get("stop_reason") in ("completed", "early-stopped"))
         if result and not error:
             # Tune does not pass the result on which a scheduler said STOP to
             # on_trial_result (ASHA says STOP at every rung it prunes, and at max_t): record

@@ -306,13 +306,14 @@ def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
     """
     from ray import tune
 
+    from raygym.search.space import REPEAT_KEY
     from raygym.search.trainable import trial_config
     from raygym.train.loop import NonFiniteLossError
 
     config, active = trial_config(params, base, space)
     table = load_table(table_path)
     cid = table.match(active)
-    seed = replay_seed(table, cid, config.search.seed)
+    seed = replay_seed(table, cid, config.search.seed + int(params.get(REPEAT_KEY, 0)))
     for result in replay_results(table, cid, seed, patience=config.train.patience,
                                  max_epochs=config.train.max_epochs,
                                  metric=config.search.metric, search=config.search):
@@ -341,15 +342,19 @@ def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:
         frame = result.metrics_dataframe
         if frame is None or "replay_wall" not in frame:
             continue
+        trial = Path(result.path).name
         for row in frame.to_dict("records"):
-            records.append((row["replay_wall"], int(row["replay_config_id"]),
+            records.append((row["replay_wall"], trial, int(row["replay_config_id"]),
                             row.get(f"best_{s.metric}", math.nan)))
     records.sort(key=lambda r: r[0])
     sign = 1.0 if s.mode == "max" else -1.0
-    best, chosen, to_best = -math.inf, -1, None
-    for spent, (_, cid, value) in enumerate(records, start=1):
-        if value == value and sign * value > best:
-            best, chosen = sign * value, cid
+    runs: dict[int, dict[str, float]] = {}  # ranked by their mean, as the leaderboard
+    chosen, to_best = -1, None
+    for spent, (_, trial, cid, value) in enumerate(records, start=1):
+        if value == value:
+            runs.setdefault(cid, {})[trial] = sign * value
+            means = {c: sum(v.values()) / len(v) for c, v in runs.items()}
+            chosen = max(means, key=lambda c: means[c])
         if to_best is None and chosen >= 0 and truth.reached(chosen):
             to_best = spent
     return {

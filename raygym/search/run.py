@@ -45,7 +45,7 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
     raw["train"]["max_epochs"] = min(3, raw["train"]["max_epochs"])
     raw["train"]["rampup_epochs"] = min(1, raw["train"]["rampup_epochs"])
     raw["search"]["num_samples"] = min(4, raw["search"]["num_samples"])
-    raw["search"]["grace_period"] = 1
+    raw["search"]["grace_period"] = 2  # the first epoch after the 1-epoch warm-up
     from raygym.config import validate_experiment
 
     return validate_experiment(raw, "<smoke-test>")
@@ -69,6 +69,11 @@ def check_metric(config: ExperimentConfig) -> None:
 
 
 def check_space(config: ExperimentConfig, space: SearchSpace, file: str) -> None:
+    if ("repeat_top" in config.search.model_fields_set and config.search.repeat_top
+            and (config.search.algorithm != "optuna" or config.search.scheduler == "pbt")):
+        raise ConfigError("repeats of the leading configurations come from raygym's Optuna "
+                          "searcher", key="search.repeat_top", file=file,
+                          fix="use algorithm: optuna (not with PBT), or repeat_top: 0")
     if not space:
         raise ConfigError("the search space is empty: no key is a distribution", file=file,
                           fix="make at least one value a distribution, e.g. "
@@ -114,12 +119,14 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
     """Settings that make the early-stopping scheduler judge trials on noise."""
     s, t = config.search, config.train
     rampup_searched = any(d.path == "train.rampup_epochs" for d in space)
-    if (s.scheduler in ("asha", "median") and t.lr_schedule == "gym" and not rampup_searched
-            and s.grace_period < t.rampup_epochs):
-        return [f"search.grace_period {s.grace_period} < train.rampup_epochs "
+    if (s.scheduler in ("asha", "median") and t.lr_schedule in ("gym", "cosine")
+            and not rampup_searched and t.rampup_epochs and s.grace_period <= t.rampup_epochs
+            and s.grace_period < t.max_epochs):
+        return [f"search.grace_period {s.grace_period} <= train.rampup_epochs "
                 f"{t.rampup_epochs}: the scheduler stops trials while their learning rate is "
                 "still ramping up, when scores say little about the final model (see "
-                "bench/RESULTS.md, bench_search); consider grace_period >= rampup_epochs"]
+                "bench/RESULTS.md, bench_simulate); consider grace_period "
+                f"{t.rampup_epochs + 1} (the default) or a shorter warm-up"]
     return []
 
 

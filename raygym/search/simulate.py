@@ -32,7 +32,7 @@ from raygym.search.replay import (
     replay_results,
     replay_seed,
 )
-from raygym.search.space import active_params, enumerate_points
+from raygym.search.space import REPEAT_KEY, active_params, enumerate_points
 
 
 @dataclass
@@ -120,6 +120,9 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     the searcher is finished. ``algorithm``: ``grid`` replaces the searcher with Gym's grid
     (no scheduler); ``sampler``: an Optuna sampler instead of the configured TPE (e.g.
     ``RandomSampler`` for a random-search baseline with the same bookkeeping).
+    With ``search.repeat_top`` the searcher repeats leading configurations; a repeat replays
+    the table's next seed, and configurations are ranked by their mean, as the leaderboard
+    ranks them.
     """
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
     from ray.tune.search import Searcher
@@ -143,7 +146,8 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial id, epoch index)
     trials: dict[str, tuple[_Stub, list[dict[str, Any]], int]] = {}
     spent, pruned, started, seq = 0, 0, 0, 0
-    best_value, chosen = -math.inf, -1
+    chosen = -1
+    runs: dict[int, dict[str, float]] = {}  # config -> {trial: its best value so far}
     epochs_out: list[int] = []
     chosen_out: list[int] = []
     order: list[int] = []
@@ -162,9 +166,11 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
                 finished = True
                 return
             started += 1
+            run = int(params.get(REPEAT_KEY, 0))
             cid = table.match(active_params(space, params))
             order.append(cid)
-            results = list(replay_results(table, cid, replay_seed(table, cid, s.seed),
+            runs.setdefault(cid, {})
+            results = list(replay_results(table, cid, replay_seed(table, cid, s.seed + run),
                                           patience=t.patience, max_epochs=t.max_epochs,
                                           metric=s.metric, search=s))
             stub = _Stub(trial_id)
@@ -186,8 +192,9 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             del controller.live[trial_id]
         else:
             value = result.get(f"best_{s.metric}", math.nan)
-            if value == value and sign * value > best_value:
-                best_value, chosen = sign * value, cid
+            if value == value:
+                runs[cid][trial_id] = sign * value
+                chosen = _leader(runs)
             if result["stop_reason"]:  # the trial's own loop ended: Tune's done flag
                 decision = TrialScheduler.STOP
             else:
@@ -206,6 +213,13 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         start_trials()
     return SearchTrace(epochs=np.asarray(epochs_out), chosen=np.asarray(chosen_out),
                        trials=started, pruned=pruned, sim_seconds=clock, order=order)
+
+
+def _leader(runs: dict[int, dict[str, float]]) -> int:
+    """The configuration with the best mean (signed: higher is better) over its runs, as the
+    leaderboard ranks them."""
+    scored = {cid: sum(v.values()) / len(v) for cid, v in runs.items() if v}
+    return max(scored, key=lambda c: scored[c]) if scored else -1
 
 
 def _seconds(result: dict[str, Any]) -> float:

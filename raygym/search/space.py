@@ -12,6 +12,15 @@ from typing import Any
 from raygym.config import Distribution, SearchSpace
 
 _PRIMITIVE = (str, int, float, bool, type(None))
+# The key of a trial config that makes it a repeat run of a configuration (value: its run
+# index >= 1, added to train.seed); see search.repeat_top.
+REPEAT_KEY = "raygym.repeat"
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """One configuration's identity, whatever run of it a trial is."""
+    return json.dumps({k: v for k, v in params.items() if k != REPEAT_KEY}, sort_keys=True,
+                      default=str)
 
 
 def _encode_choices(values: tuple[Any, ...]) -> tuple[list[Any], bool]:

@@ -30,9 +30,18 @@ def _node_id() -> str:
 
 def trial_config(params: dict[str, Any], base: dict[str, Any], space: SearchSpace
                  ) -> tuple[Any, dict[str, Any]]:
-    """(the trial's validated config, its active sampled params)."""
+    """(the trial's validated config, its active sampled params).
+
+    A repeat run of a configuration (``REPEAT_KEY``: its run index) trains with
+    ``train.seed`` + that index.
+    """
+    from raygym.search.space import REPEAT_KEY
+
     active = active_params(space, params)
-    return apply_params(validate_experiment(base, "<search>"), active), active
+    config = validate_experiment(base, "<search>")
+    run = int(params.get(REPEAT_KEY, 0))
+    seed = {"train.seed": config.train.seed + run} if run else {}
+    return apply_params(config, {**active, **seed}), active
 
 
 def fetch_checkpoint(checkpoint: Any, dest: Path) -> bool:

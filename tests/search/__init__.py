@@ -40,16 +40,19 @@ def shared_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def search_sections(make_s2_config: Callable[..., dict[str, Any]], prepared: Path,
                     results: Path, name: str, **search: Any) -> dict[str, Any]:
-    """Experiment sections for a small S2 search (6 trials, ASHA grace 1, rf 2, 4 epochs)."""
+    """Experiment sections for a small S2 search (6 trials, ASHA grace 1, rf 2, 4 epochs,
+    no repeats)."""
     sections = make_s2_config(prepared)
     sections["name"] = name
     sections["data"]["augment"] = {"copies": 0}
     sections["model"] = json.loads(json.dumps(SEARCH_MODEL))
     sections["loss"] = dict(SEARCH_LOSS)
     sections["train"] = json.loads(json.dumps(SEARCH_TRAIN))
+    # repeat_top 0: these searches check one trial per configuration (repeats of the
+    # leaders are tested in test_optuna_search, test_replay and test_report)
     sections["search"] = {"num_samples": 6, "max_concurrent": 2, "scheduler": "asha",
                           "grace_period": 1, "reduction_factor": 2, "top_k": 2,
-                          "results_dir": str(results), **search}
+                          "repeat_top": 0, "results_dir": str(results), **search}
     sections["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}
     return sections
 

@@ -131,3 +131,42 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
     # the restored searcher still finishes the trial it knows
     _finish(restored, "b", {"model.arch": "gym_unet", "loss.name": "cce"}, pruned=True)
     assert optuna.load_study(study_name="t", storage=storage).trials[1].state == TrialState.PRUNED
+
+
+def test_leading_configurations_are_trained_once_more_on_the_next_seed() -> None:
+    """repeat_top 1: the finished leader is repeated (run 1) before any new ask; Optuna
+    never hears of the repeat; a configuration runs at most twice; the search ends only
+    once no running trial can still earn a repeat."""
+    from raygym.search.space import REPEAT_KEY, config_key
+
+    searcher = _searcher(define_by_run=True)
+    searcher.repeat_top = 1
+    first = searcher.suggest("a")
+    assert isinstance(first, dict) and REPEAT_KEY not in first
+    _finish(searcher, "a", first, pruned=False)  # the only finished one: the leader
+    again = searcher.suggest("b")
+    assert again == {**first, REPEAT_KEY: 1}
+    asked = len(searcher._ot_study.trials)
+    _finish(searcher, "b", {k: v for k, v in first.items()}, pruned=False)
+    assert len(searcher._ot_study.trials) == asked  # the repeat is not an Optuna trial
+    assert searcher.mean_scores() == {config_key(first): pytest.approx(_score(first))}
+    seen = [config_key(first)] * 2
+    for i in range(10):
+        config = searcher.suggest(f"c{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        seen.append(config_key(config))
+        assert config.get(REPEAT_KEY, 0) in (0, 1)
+        _finish(searcher, f"c{i}", {k: v for k, v in config.items() if k != REPEAT_KEY},
+                pruned=False)
+    assert max(seen.count(k) for k in set(seen)) == 2
+    assert len(set(seen)) == 4  # every point once, leaders twice, then FINISHED
+    # while a trial runs that could still earn a repeat, the search waits instead of ending
+    waiting = _searcher(define_by_run=True)
+    waiting.repeat_top = 4
+    configs = [waiting.suggest(f"w{i}") for i in range(4)]
+    assert all(isinstance(c, dict) for c in configs)
+    assert waiting.suggest("w4") is None
+    _finish(waiting, "w0", configs[0], pruned=False)
+    assert waiting.suggest("w5") == {**configs[0], REPEAT_KEY: 1}

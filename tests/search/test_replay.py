@@ -260,6 +260,20 @@ def test_simulated_tpe_asha_prunes_never_repeats_and_is_seeded(grid_table: Path,
     assert first.epochs[-1] / first.trials < 8
 
 
+def test_simulated_repeats_race_the_leaders(grid_table: Path, tmp_path: Path) -> None:
+    """repeat_top: the searcher's repeats replay the table's other seed; the hand-back is
+    the configuration with the best mean, which for a repeated one is its ground truth."""
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path, num_samples=40, repeat_top=3, scheduler="none")
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    trace = simulate(config, space, table, seed=1, max_epochs_spent=math.inf)
+    counts = {c: trace.order.count(c) for c in set(trace.order)}
+    assert len(counts) == 24 and max(counts.values()) == 2
+    assert 3 <= sum(n == 2 for n in counts.values()) < 24
+    final = int(trace.chosen[-1])
+    assert counts[final] == 2 and final == int(np.argmin(truth.ranks))
+
+
 # ---------------------------------------------------------------- through real Ray Tune
 @pytest.mark.slow
 def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_session: None,
@@ -267,7 +281,7 @@ def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_sess
     sections = json.loads(json.dumps(SPACE))
     # rung_metric: ASHA gets its own metric (run_tune then passes Tune none)
     sections["search"].update(num_samples=6, results_dir=str(tmp_path / "results"),
-                              rung_metric="max")
+                              rung_metric="max", repeat_top=1)
     space_file = write_space(tmp_path / "space.yaml", sections)
     code, _ = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
     assert code == 0
@@ -287,10 +301,18 @@ def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_sess
     found = verdict["found"]
     assert found is not None and found["rank"] == truth.ranks[table.match(found["params"])]
     assert not (out / "best").exists()  # nothing trained, nothing exported
-    # what the leaderboard's best trial scored is the replayed curve's kept value
-    best = board[0]
-    assert float(best["best_val_mean_iou"]) == pytest.approx(
-        max(float(r["best_val_mean_iou"]) for r in board))
+    # repeat_top 1: a leader was trained again (run 1); the leaderboard ranks by the mean of
+    # a configuration's runs, and both runs carry that mean
+    repeated = [r for r in board if r["run"] == "1"]
+    assert repeated
+    for r in repeated:
+        twin = [o for o in board if o["run"] == "0" and all(
+            o[k] == r[k] for k in ("model.arch", "model.filters", "loss.name", "train.max_lr"))]
+        assert len(twin) == 1
+        mean = (float(r["best_val_mean_iou"]) + float(twin[0]["best_val_mean_iou"])) / 2
+        assert float(r["mean_best_val_mean_iou"]) == pytest.approx(mean, abs=1e-5)
+    means = [float(r["mean_best_val_mean_iou"]) for r in board]
+    assert means == sorted(means, reverse=True)
 
 
 def test_replay_refuses_a_space_the_table_cannot_replay(grid_table: Path, tmp_path: Path,
@@ -304,3 +326,14 @@ def test_replay_refuses_a_space_the_table_cannot_replay(grid_table: Path, tmp_pa
     line = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and "model.arch" in line[0] and "unet" in line[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_repeats_need_the_optuna_searcher(tmp_path: Path) -> None:
+    from raygym.search.run import check_space
+
+    config, space = load_space(tmp_path, algorithm="random", repeat_top=2)
+    with pytest.raises(ConfigError, match="search.repeat_top"):
+        check_space(config, space, "space.yaml")
+    config, space = load_space(tmp_path, algorithm="random")  # the default: no error
+    check_space(config, space, "space.yaml")
+    assert config.search.repeat_top == 3 and config.search.tpe.multivariate
