@@ -62,11 +62,16 @@ def build_sampler(config: ExperimentConfig) -> Any:
     s, tpe = config.search, config.search.tpe
     startup = tpe.startup_trials if tpe.startup_trials is not None else min(
         10, max(2, s.num_samples // 3))
+    import warnings
+
     # constant_liar: trials still running count as bad guesses, so parallel slots do not
-    # all get the same configuration
-    return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, n_startup_trials=startup,
-                                      multivariate=tpe.multivariate,
-                                      group=tpe.multivariate and tpe.group)
+    # all get the same configuration. multivariate / group are "experimental" in Optuna's
+    # words (since 2.2 / 2.8): the warning would be printed for every search.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=s.seed, constant_liar=True, n_startup_trials=startup,
+            multivariate=tpe.multivariate, group=tpe.multivariate and tpe.group)
 
 
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:

@@ -248,7 +248,7 @@ def test_simulated_grid_costs_what_the_grid_costs(grid_table: Path, tmp_path: Pa
 def test_simulated_tpe_asha_prunes_never_repeats_and_is_seeded(grid_table: Path,
                                                                tmp_path: Path) -> None:
     table = CurveTable.load(grid_table)
-    config, space = load_space(tmp_path, num_samples=24)
+    config, space = load_space(tmp_path, num_samples=24, repeat_top=0)
     truth = ground_truth(table, patience=3, max_epochs=8)
     first = simulate(config, space, table, seed=3, max_epochs_spent=truth.grid_epochs)
     again = simulate(config, space, table, seed=3, max_epochs_spent=truth.grid_epochs)
