@@ -36,51 +36,50 @@ from typing import Any
 import yaml
 
 # name -> (algorithm, search overrides); "random" uses Optuna's RandomSampler in the same
-# searcher (same bookkeeping: no configuration twice), "grid" Gym's factorial order.
+# searcher (same bookkeeping: no configuration twice), "grid" Gym's factorial order. Every
+# setting but "default" spells out what it sets, so changing the defaults moves only "default".
+
+
+def _setting(algorithm: str, scheduler: str = "asha", grace: int = 2, rf: float = 3,
+             rep: int = 0, mv: bool = False, **more: Any) -> tuple[str, dict[str, Any]]:
+    search: dict[str, Any] = {"scheduler": scheduler, "grace_period": grace,
+                              "reduction_factor": rf, "repeat_top": rep,
+                              "tpe": {"multivariate": mv}, **more}
+    return algorithm, search
+
+
 SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tpe", {}),  # raygym search's defaults, whatever they are now
-    "grid": ("grid", {"scheduler": "none"}),
-    "random": ("random", {"scheduler": "none"}),
-    "random+asha": ("random", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3}),
-    "tpe": ("tpe", {"scheduler": "none"}),
-    "tpe+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3}),
-    "tpe+asha-g2-r3": ("tpe", {"scheduler": "asha", "grace_period": 2, "reduction_factor": 3}),
-    "tpe+asha-g3-r3": ("tpe", {"scheduler": "asha", "grace_period": 3, "reduction_factor": 3}),
-    "tpe+asha-g1-r2": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 2}),
-    "tpe+asha-g1-r4": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 4}),
-    "tpe+hb3-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 3,
-                              "brackets": 3}),
-    "tpe+asha-g1-r3-max": ("tpe", {"scheduler": "asha", "grace_period": 1,
-                                   "reduction_factor": 3, "rung_metric": "max"}),
-    "tpe+asha-g1-r3-mean3": ("tpe", {"scheduler": "asha", "grace_period": 1,
-                                     "reduction_factor": 3, "rung_metric": "mean3"}),
-    "tpe+asha-g2-r3-rep3": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                    "reduction_factor": 3, "repeat_top": 3}),
-    "tpe+asha-g2-r3-rep1": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                    "reduction_factor": 3, "repeat_top": 1}),
-    "random+asha-g2-rep3": ("random", {"scheduler": "asha", "grace_period": 2,
-                                       "reduction_factor": 3, "repeat_top": 3}),
-    "tpe+asha-g2-r3-rep5": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                    "reduction_factor": 3, "repeat_top": 5}),
-    "tpe+asha-g2-r2-rep3": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                    "reduction_factor": 2, "repeat_top": 3}),
-    "tpe+asha-g3-r3-rep3": ("tpe", {"scheduler": "asha", "grace_period": 3,
-                                    "reduction_factor": 3, "repeat_top": 3}),
-    "tpe-mv+asha-g2-r3-rep3": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                       "reduction_factor": 3, "repeat_top": 3,
-                                       "tpe": {"multivariate": True}}),
-    "tpe+hb3-g2-r3-rep3": ("tpe", {"scheduler": "asha", "grace_period": 2,
-                                   "reduction_factor": 3, "brackets": 3, "repeat_top": 3}),
-    "tpe+median-g2-rep3": ("tpe", {"scheduler": "median", "grace_period": 2,
-                                   "repeat_top": 3}),
-    "random+asha-g2-rep5": ("random", {"scheduler": "asha", "grace_period": 2,
-                                       "reduction_factor": 3, "repeat_top": 5}),
-    "tpe+median-g2": ("tpe", {"scheduler": "median", "grace_period": 2}),
-    "tpe-mv+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1,
-                                  "reduction_factor": 3, "tpe": {"multivariate": True}}),
-    "tpe-s5+asha-g1-r3": ("tpe", {"scheduler": "asha", "grace_period": 1,
-                                  "reduction_factor": 3, "tpe": {"startup_trials": 5}}),
+    "previous-default": _setting("tpe", grace=1),  # grace = ramp-up, independent TPE
+    "grid": _setting("grid", "none"),
+    "random": _setting("random", "none"),
+    "random+asha": _setting("random"),
+    "random+asha-rep3": _setting("random", rep=3),
+    "tpe": _setting("tpe", "none"),
+    "tpe+asha-g1-r3": _setting("tpe", grace=1),
+    "tpe+asha-g2-r3": _setting("tpe"),
+    "tpe+asha-g3-r3": _setting("tpe", grace=3),
+    "tpe+asha-g2-r2": _setting("tpe", rf=2),
+    "tpe+asha-g2-r4": _setting("tpe", rf=4),
+    "tpe+hb3-g2-r3": _setting("tpe", brackets=3),
+    "tpe+median-g2": _setting("tpe", "median"),
+    "tpe+asha-g2-max": _setting("tpe", rung_metric="max"),
+    "tpe+asha-g2-mean3": _setting("tpe", rung_metric="mean3"),
+    "tpe-mv+asha-g2": _setting("tpe", mv=True),
+    "tpe+asha-g2-rep1": _setting("tpe", rep=1),
+    "tpe+asha-g2-rep3": _setting("tpe", rep=3),
+    "tpe-mv+asha-g2-rep3": _setting("tpe", rep=3, mv=True),
+    "tpe-mv+asha-g2-r2-rep3": _setting("tpe", rf=2, rep=3, mv=True),
+    "tpe-mv+median-g2-rep3": _setting("tpe", "median", rep=3, mv=True),
+    "tpe-mv+hb3-g2-rep3": _setting("tpe", rep=3, mv=True, brackets=3),
 }
+
+
+DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+asha",
+                    "random+asha-rep3", "tpe", "tpe+asha-g2-r3", "tpe+asha-g3-r3",
+                    "tpe+asha-g2-r2", "tpe+hb3-g2-r3", "tpe+median-g2", "tpe+asha-g2-max",
+                    "tpe+asha-g2-mean3", "tpe-mv+asha-g2", "tpe+asha-g2-rep3",
+                    "tpe-mv+asha-g2-rep3"]
 
 
 def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any]
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 0))
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)

@@ -227,11 +227,15 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
     for col in ("rank", "trial", "status", f"best {metric}", "epochs", "params"):
         table.add_column(col)
     for r in board.rows[:10]:
-        v = r[f"best_{metric}"]
-        table.add_row(str(r["rank"]), r["trial_id"], r["status"],
-                      "" if math.isnan(v) else f"{v:.4f}", str(r.get("epochs") or ""),
+        v, mean = r[f"best_{metric}"], r.get(f"mean_best_{metric}", math.nan)
+        score = "" if math.isnan(v) else f"{v:.4f}"
+        if not math.isnan(mean) and abs(mean - v) > 5e-5:  # a configuration with 2 runs
+            score += f" (mean {mean:.4f})"
+        table.add_row(str(r["rank"]), r["trial_id"], r["status"], score,
+                      str(r.get("epochs") or ""),
                       ", ".join(f"{k.split('.')[-1]}={_fmt(p, 3)}"
-                                for k, p in r["params"].items()))
+                                for k, p in r["params"].items())
+                      + (f", run {r['run'] + 1}" if r.get("run") else ""))
     console.print(table)
     status = ", ".join(f"{k} {n}" for k, n in summary["status"].items())
     console.print(f"{summary['trials']} trials ({status}), {summary['total_epochs']} epochs, "
