@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from raygym.config import load_experiment
     from raygym.search.replay import ground_truth, load_table
     from raygym.search.run import search_experiment
     from raygym.search.simulate import epochs_to_target, simulate
+    from raygym.search.space_config import load_experiment
 
     table = load_table(str(args.table.resolve()))
     card = json.loads(args.table.with_name(

@@ -97,8 +97,8 @@ def run_search(sections: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """``raygym search`` in this process; its summary plus the epoch log."""
     from rich.console import Console
 
-    from raygym.config import load_experiment
     from raygym.search.run import search_experiment
+    from raygym.search.space_config import load_experiment
 
     path = workdir / f"{sections['name']}.yaml"
     path.write_text(yaml.safe_dump(sections, sort_keys=False))

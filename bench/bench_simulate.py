@@ -105,9 +105,9 @@ def run_setting(job: tuple[str, str, int, int, int, list[int]]) -> dict[str, Any
     name, table_path, patience, concurrency, _, seeds = job
     from optuna.samplers import RandomSampler
 
-    from raygym.config import load_experiment
     from raygym.search.replay import ground_truth, load_table
     from raygym.search.simulate import epochs_to_target, simulate, summarize
+    from raygym.search.space_config import load_experiment
 
     table = load_table(table_path)
     algorithm, overrides = SETTINGS[name]

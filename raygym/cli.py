@@ -26,7 +26,7 @@ def _console(stderr: bool = False) -> Any:
 
 def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False,
           address: str | None = None) -> Any:
-    from raygym.config import load_experiment, require_fixed
+    from raygym.search.space_config import load_experiment, require_fixed
 
     parsed = _parse_overrides(overrides)
     if address:

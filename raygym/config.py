@@ -1,10 +1,8 @@
 """The experiment schema: one YAML file, parsed and validated once at the edge.
 
 Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``. Any scalar may
-instead be a search distribution (``{choice: [...]}``, ``{uniform: [a, b]}``,
-``{loguniform: [a, b]}``, ``{int: [a, b]}``, ``{grid: [...]}``, optionally with
-``when: {other.key: [values]}``). :func:`load_experiment` separates those into a
-:class:`SearchSpace` and validates the rest; ``prepare``/``train`` require an empty space.
+instead be a search distribution: :func:`raygym.search.space_config.load_experiment` reads a
+file, separates those into a search space and validates the rest here.
 
 Relative paths are resolved against the current working directory when the file is loaded, so
 modules below the CLI only ever see absolute :class:`~pathlib.Path` objects.
@@ -12,12 +10,10 @@ modules below the CLI only ever see absolute :class:`~pathlib.Path` objects.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,10 +35,6 @@ IGNORE_INDEX = 255
 # not import torch and smp (seconds); tests/models/test_registry.py checks both agree.
 GYM_ARCHS = ("gym_unet", "gym_resunet", "simple_unet", "simple_resunet")
 GYM_INPUT_MULTIPLE = 16  # 4 strided levels
-DIST_KINDS = ("choice", "uniform", "loguniform", "int", "grid")
-# Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
-# per trial (a different target size would need a different prepared dataset).
-FIXED_PREFIXES = ("name", "data", "search", "resources", "train.output_dir")
 
 
 class _Strict(BaseModel):
@@ -184,11 +176,6 @@ class DataConfig(_Strict):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def num_bands_hint(self) -> int | None:
-        """Known only after reading the first image; see the dataset card."""
-        return None
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -444,164 +431,7 @@ class ExperimentConfig(_Strict):
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# ------------------------------------------------------------------------------ distributions
-class Distribution(BaseModel):
-    """One searchable key: ``kind`` in choice/uniform/loguniform/int/grid."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    kind: Literal["choice", "uniform", "loguniform", "int", "grid"]
-    values: tuple[Any, ...] = ()
-    low: float | None = None
-    high: float | None = None
-    when: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
-
-    def candidates(self) -> list[Any]:
-        """Values that validation tries: every choice, or both bounds of a range."""
-        if self.kind in ("choice", "grid"):
-            return list(self.values)
-        if self.kind == "int":
-            return [int(self.low or 0), int(self.high or 0)]
-        return [self.low, self.high]
-
-    def describe(self) -> str:
-        if self.kind in ("choice", "grid"):
-            text = f"{self.kind} {list(self.values)}"
-        else:
-            text = f"{self.kind} [{self.low:g}, {self.high:g}]"
-        if self.when:
-            text += " when " + ", ".join(f"{k} in {list(v)}" for k, v in self.when.items())
-        return text
-
-    def size(self) -> float:
-        """Number of distinct values (inf for continuous ranges)."""
-        if self.kind in ("choice", "grid"):
-            return len(self.values)
-        if self.kind == "int":
-            return int(self.high or 0) - int(self.low or 0) + 1
-        return math.inf
-
-
-class SearchSpace(BaseModel):
-    """The distributions found in an experiment file, in file order (conditions follow it)."""
-
-    dists: list[Distribution] = Field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.dists)
-
-    def __iter__(self) -> Iterator[Distribution]:  # type: ignore[override]
-        return iter(self.dists)
-
-    def paths(self) -> list[str]:
-        return [d.path for d in self.dists]
-
-    def grid_size(self) -> float:
-        return math.prod(d.size() for d in self.dists if d.kind == "grid") if self.dists else 1
-
-    def fingerprint(self) -> str:
-        text = json.dumps([d.model_dump(mode="json") for d in self.dists], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _is_distribution(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and any(k in DIST_KINDS for k in value)
-        and set(value) <= {*DIST_KINDS, "when"}
-    )
-
-
-def _as_number(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distribution:
-    kinds = [k for k in spec if k in DIST_KINDS]
-    if len(kinds) != 1:
-        raise ConfigError(f"give exactly one of {', '.join(DIST_KINDS)} (got {kinds})",
-                          file=file, key=path)
-    kind = kinds[0]
-    arg = spec[kind]
-    when_raw = spec.get("when") or {}
-    if not isinstance(when_raw, Mapping):
-        raise ConfigError("`when` must map key paths to lists of values", file=file, key=path)
-    when = {str(k): tuple(v if isinstance(v, list) else [v]) for k, v in when_raw.items()}
-    if kind in ("choice", "grid"):
-        if not isinstance(arg, list) or not arg:
-            raise ConfigError(f"{kind} needs a non-empty list of values", file=file, key=path)
-        return Distribution(path=path, kind=kind, values=tuple(arg), when=when)
-    if isinstance(arg, list):  # YAML 1.1 reads `1e-4` (no dot) as a string
-        arg = [_as_number(v) for v in arg]
-    if not (isinstance(arg, list) and len(arg) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in arg)):
-        raise ConfigError(f"{kind} needs two numbers [low, high] (got {arg!r})",
-                          file=file, key=path)
-    low, high = float(arg[0]), float(arg[1])
-    if low >= high:
-        raise ConfigError(f"{kind} bounds are reversed or equal: [{arg[0]}, {arg[1]}]",
-                          file=file, key=path, fix=f"write [{arg[1]}, {arg[0]}]")
-    if kind == "loguniform" and low <= 0:
-        raise ConfigError(f"loguniform needs bounds > 0 (got {arg[0]})", file=file, key=path,
-                          fix="use uniform, or a positive lower bound such as 1e-7")
-    if kind == "int" and not (float(arg[0]).is_integer() and float(arg[1]).is_integer()):
-        raise ConfigError(f"int needs integer bounds (got {arg})", file=file, key=path)
-    return Distribution(path=path, kind=kind, low=low, high=high, when=when)
-
-
-def extract_space(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], SearchSpace]:
-    """Split a raw experiment dict into (fixed dict with first candidates, search space)."""
-    fixed = copy.deepcopy(raw)
-    dists: list[Distribution] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        if not isinstance(node, dict):
-            return
-        for key, value in list(node.items()):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if _is_distribution(value):
-                dist = _parse_distribution(path, value, file)
-                dists.append(dist)
-                node[key] = dist.candidates()[0]
-            elif isinstance(value, dict):
-                walk(value, path)
-
-    walk(fixed, "")
-    for dist in dists:
-        if dist.path.startswith(FIXED_PREFIXES):
-            raise ConfigError(
-                "cannot vary in a search (it fixes the prepared dataset or the search itself)",
-                file=file, key=dist.path, fix="give one fixed value",
-            )
-        for cond in dist.when:
-            if cond not in [d.path for d in dists[: dists.index(dist)]]:
-                raise ConfigError(
-                    f"`when` refers to '{cond}', which is not a searched key defined earlier",
-                    file=file, key=dist.path,
-                )
-    return fixed, SearchSpace(dists=dists)
-
-
-def set_path(d: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``d['a']['b'] = value`` for ``path='a.b'``, creating sections as needed."""
-    node = d
-    *parents, leaf = path.split(".")
-    for i, p in enumerate(parents):
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            where = ".".join(parents[: i + 1])
-            raise ConfigError(f"cannot set '{path}': '{where}' is a value, not a section",
-                              key=path)
-    node[leaf] = value
-
-
-def _format_validation_error(err: ValidationError, file: str, raw: dict[str, Any]) -> ConfigError:
+def _format_validation_error(err: ValidationError, file: str) -> ConfigError:
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     # pydantic puts union branch names into loc ("str", "dict[str,float]"); drop them
@@ -609,9 +439,6 @@ def _format_validation_error(err: ValidationError, file: str, raw: dict[str, Any
     key = ".".join(loc) or None
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        parent = raw
-        for p in loc[:-1]:
-            parent = parent.get(p, {}) if isinstance(parent, dict) else {}
         valid = _valid_keys(loc[:-1])
         hint = difflib.get_close_matches(loc[-1], valid, n=1)
         did = f"did you mean '{hint[0]}'? " if hint else ""
@@ -653,10 +480,11 @@ def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> Experime
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise _format_validation_error(err, file, raw) from None
+        raise _format_validation_error(err, file) from None
 
 
-def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+def resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the raw dict's relative paths absolute against ``base`` (URLs stay as they are)."""
     def absolute(value: Any) -> Any:
         if isinstance(value, str) and "://" not in value:
             p = Path(value).expanduser()
@@ -718,56 +546,20 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_experiment(
-    path: str | Path, *, overrides: Mapping[str, Any] | None = None, base_dir: Path | None = None
-) -> tuple[ExperimentConfig, SearchSpace]:
-    """Load an experiment YAML: (config with each distribution at its first candidate, space).
-
-    Every candidate value of every distribution is validated too, so a bad choice fails here
-    with its key path, not inside a trial. ``overrides`` set dotted keys before validation.
-    """
-    path = Path(path)
-    file = str(path)
-    raw = read_yaml(path)
-    for key, value in (overrides or {}).items():
-        try:
-            set_path(raw, key, value)
-        except ConfigError as err:
-            raise ConfigError(err.message, file=f"{file} (--set)", key=key) from None
-    _resolve_paths(raw, base_dir or Path.cwd())
-    fixed, space = extract_space(raw, file)
-    config = validate_experiment(fixed, file)
-    for dist in space:
-        for value in dist.candidates():
-            trial = copy.deepcopy(fixed)
-            set_path(trial, dist.path, value)
-            try:
-                ExperimentConfig.model_validate(trial)
-            except ValidationError as err:
-                inner = _format_validation_error(err, file, trial)
-                raise ConfigError(f"candidate {value!r}: {inner.message}", file=file,
-                                  key=dist.path) from None
-    return config, space
-
-
-def require_fixed(space: SearchSpace, command: str, file: str) -> None:
-    """``prepare``/``train`` need one value per key: refuse a distribution, naming it."""
-    if space:
-        d = space.dists[0]
-        raise ConfigError(
-            f"is a search distribution ({d.describe()}); `raygym {command}` needs a fixed value",
-            file=file, key=d.path, fix="give one value, or run `raygym search` on this file",
-        )
-
-
-def apply_params(config: ExperimentConfig, params: Mapping[str, Any]) -> ExperimentConfig:
-    """A copy of ``config`` with dotted ``params`` set (one trial's sampled values)."""
-    raw = config.to_yaml_dict()
-    for key, value in params.items():
-        set_path(raw, key, value)
-    return validate_experiment(raw, "<trial>")
-
 
 def dump_yaml(config: ExperimentConfig, path: Path) -> None:
     """Write the resolved config atomically (temp file, then rename)."""
     write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+
+
+# Moved to raygym.search.space_config (issue 13): importable from here only until the modules
+# that still name them here (search/leaderboard.py, inference/export.py) switch.
+_MOVED_TO_SPACE_CONFIG = frozenset({"SearchSpace", "apply_params"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SPACE_CONFIG:
+        from raygym.search import space_config
+
+        return getattr(space_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -149,7 +149,7 @@ def test_rayjob_entrypoint_parses_with_raygym() -> None:
     import shlex
 
     from raygym.cli import _parse_overrides, build_parser
-    from raygym.config import load_experiment
+    from raygym.search.space_config import load_experiment
 
     words = shlex.split(load("kuberay-rayjob.yaml")["spec"]["entrypoint"])
     assert words[:2] == ["raygym", "search"]

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from raygym.cli import main
-from raygym.config import load_experiment
 from raygym.convert import convert_gym_config, gym_to_raw
 from raygym.errors import ConfigError, RaygymError
+from raygym.search.space_config import load_experiment
 from raygym.train.schedule import ramp_sustain_decay_lr
 
 # GYM_REFERENCE.md's typical config (plus Gym's usual housekeeping keys).

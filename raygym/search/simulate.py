@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from raygym.config import ExperimentConfig, SearchSpace
+from raygym.config import ExperimentConfig
 from raygym.search.replay import (
     CurveTable,
     GroundTruth,
@@ -33,6 +33,7 @@ from raygym.search.replay import (
     replay_seed,
 )
 from raygym.search.space import REPEAT_KEY, active_params, enumerate_points
+from raygym.search.space_config import SearchSpace
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""From a :class:`~raygym.config.SearchSpace` to what Optuna (define-by-run) or Tune sample.
+"""From a :class:`~raygym.search.space_config.SearchSpace` to what Optuna (define-by-run) or
+Tune sample.
 
 Parameters are named by their dotted key path (``model.filters``), so a trial's config is a
-flat ``{path: value}`` dict applied with :func:`raygym.config.apply_params`.
+flat ``{path: value}`` dict applied with :func:`raygym.search.space_config.apply_params`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from raygym.config import Distribution, SearchSpace
+from raygym.search.space_config import Distribution, SearchSpace
 
 _PRIMITIVE = (str, int, float, bool, type(None))
 # The key of a trial config that makes it a repeat run of a configuration (value: its run

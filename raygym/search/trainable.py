@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from raygym.atomic import scratch_dir
-from raygym.config import SearchSpace, apply_params, validate_experiment
+from raygym.config import validate_experiment
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
+from raygym.search.space_config import SearchSpace, apply_params
 from raygym.train.loop import NonFiniteLossError
 
 logger = logging.getLogger(__name__)

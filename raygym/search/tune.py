@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from raygym.config import ExperimentConfig, SearchSpace
+from raygym.config import ExperimentConfig
+from raygym.search.space_config import SearchSpace
 
 
 def tune_storage(config: ExperimentConfig, out: Path) -> str:

@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 
 from raygym.cli import main
-from raygym.config import load_experiment
 from raygym.data.dataset import DATASET_FORMAT, PreparedDataset, read_card
 from raygym.data.prepare import PrepareResult, prepare_dataset
 from raygym.data.split import SPLITS
 from raygym.data.transforms import IGNORE_INDEX, apply_remap, resize_pad
 from raygym.errors import DataError
+from raygym.search.space_config import load_experiment
 
 REMAP = {1: 0, 2: 1, 3: 2, 4: 3}
 K = 4

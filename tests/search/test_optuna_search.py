@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from raygym.config import Distribution, SearchSpace
 from raygym.search.optuna_search import TruthfulOptunaSearch
 from raygym.search.space import OptunaDefineByRun, enumerate_points
+from raygym.search.space_config import Distribution, SearchSpace
 
 SPACE = SearchSpace(dists=[
     Distribution(path="model.arch", kind="choice", values=("gym_unet", "gym_resunet")),

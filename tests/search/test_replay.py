@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raygym.config import load_experiment
 from raygym.errors import ConfigError, DataError
 from raygym.search.replay import (
     CurveTable,
@@ -29,6 +28,7 @@ from raygym.search.simulate import (
     simulate,
     summarize,
 )
+from raygym.search.space_config import load_experiment
 
 from . import run_cli, write_space
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raygym.config import load_experiment
 from raygym.search.run import scheduler_warnings
+from raygym.search.space_config import load_experiment
 
 LANDSAT = Path(__file__).parents[2] / "search_spaces" / "landsat.yaml"
 

@@ -11,7 +11,6 @@ import optuna
 import pytest
 
 from raygym.cli import main
-from raygym.config import Distribution, SearchSpace, apply_params, load_experiment
 from raygym.search.space import (
     OptunaDefineByRun,
     active_params,
@@ -19,6 +18,12 @@ from raygym.search.space import (
     condition_met,
     decode_value,
     tune_param_space,
+)
+from raygym.search.space_config import (
+    Distribution,
+    SearchSpace,
+    apply_params,
+    load_experiment,
 )
 
 REPO = Path(__file__).resolve().parents[2]
