@@ -29,7 +29,7 @@ def make_model(out: Path, size: int, filters: int, kernel: int) -> Path:
     import torch
 
     from raygym.config import validate_experiment
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
     config = validate_experiment({

@@ -104,7 +104,8 @@ def val_mean_iou(model: Any, card: Any, val: Any, precision: str, channels_last:
     """Whole validation split, plain PyTorch."""
     import torch
 
-    from raygym.train.loop import autocast_for, to_batch
+    from raygym.data.batch import to_batch
+    from raygym.inference.runtime import autocast_for
     from raygym.train.metrics import ConfusionMatrix
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -126,7 +127,9 @@ def bare_loop(config: Any, card: Any, train: Any, val: Any, threads: int
     import numpy as np
     import torch
 
-    from raygym.train.loop import autocast_for, build_loss_for, build_model_for, to_batch
+    from raygym.data.batch import to_batch
+    from raygym.inference.runtime import autocast_for
+    from raygym.train.loop import build_loss_for, build_model_for
 
     torch.set_num_threads(threads)
     t = config.train

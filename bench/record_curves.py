@@ -137,7 +137,7 @@ def _train_one(job: tuple[dict[str, Any], int, int]) -> list[dict[str, Any]]:
 def _resolved_precision(precision: str) -> str:
     import torch
 
-    from raygym.train.loop import resolve_precision
+    from raygym.inference.runtime import resolve_precision
 
     return resolve_precision(precision, torch.device("cpu"))
 

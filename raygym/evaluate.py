@@ -3,7 +3,7 @@
 Only the *original* rows of the split are scored (``copy == 0``: augmented copies exist only in
 train, but never count twice), every one of them (Gym evaluated 10 batches of the last epoch).
 Each sample is fed exactly as in validation during training: standardized over its valid
-region (:func:`raygym.train.loop.to_batch`), padded pixels ignored (label 255).
+region (:func:`raygym.data.batch.to_batch`), padded pixels ignored (label 255).
 
 Outputs, in ``<model_dir>/evaluation_<split>/`` (inside the artifact folder, so every model of a
 search, ``best/rank<N>_<trial>/``, has its own; the artifact's checksums cover only its own
@@ -40,6 +40,7 @@ import torch
 
 from raygym.atomic import write_text_atomic
 from raygym.errors import DataError, RaygymError
+from raygym.inference.scoring import load_model, score_batch
 
 DEFAULT_BATCH = 8
 DEFAULT_OVERLAYS = 4
@@ -77,47 +78,6 @@ class EvaluationResult:
 
 
 # ---------------------------------------------------------------------------- scoring
-def score_batch(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray,
-                valid_hw: np.ndarray, num_classes: int, *, device: torch.device | str = "cpu",
-                channels_last: bool = False, ignore_index: int = 255
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Score a batch of prepared samples, image by image.
-
-    Args:
-        model: in eval mode, ``(B, C, H, W) -> (B, K, H, W)`` logits.
-        images: ``(B, H, W, C)`` raw uint8/uint16 samples; labels: ``(B, H, W)`` uint8 class
-            ids (``ignore_index`` = padding / unlabelled); valid_hw: ``(B, 2)`` int.
-        num_classes: K.
-
-    Returns:
-        ``(cms (B, K, K) int64, kld_sum (B,) float64, n_valid (B,) int64,
-        pred (B, H, W) uint8)``: per image confusion matrix, summed per-pixel KLD and number of
-        valid pixels (the KLD of a set is ``kld_sum.sum() / n_valid.sum()``), and argmax.
-    """
-    from raygym.train.loop import to_batch
-    from raygym.train.metrics import ConfusionMatrix
-
-    device = torch.device(device)
-    x, y = to_batch(images, labels, valid_hw)
-    x = x.to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        logits = model(x).float().cpu()
-    b = len(images)
-    cms = np.zeros((b, num_classes, num_classes), np.int64)
-    kld = np.zeros(b, np.float64)
-    n_valid = np.zeros(b, np.int64)
-    for i in range(b):
-        cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-        cm.update(logits[i:i + 1], y[i:i + 1])
-        cms[i] = cm.matrix.numpy()
-        kld[i], n = (float(v) for v in cm.kld_state)
-        n_valid[i] = int(n)
-    pred = logits.argmax(dim=1).to(torch.uint8).numpy()
-    return cms, kld, n_valid, pred
-
-
 class EvalActor:
     """Ray Data actor: loads the artifact once, scores batches of Parquet rows.
 
@@ -127,13 +87,11 @@ class EvalActor:
     """
 
     def __init__(self, model_dir: str, threads: int = 1) -> None:
-        from raygym.train.artifact import load_artifact
+        from raygym.inference.scoring import load_model
 
         torch.set_num_threads(max(1, threads))
-        self.model, self.card, config = load_artifact(Path(model_dir), "cpu")
-        self.channels_last = config.model.is_gym and config.train.channels_last
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.loaded = load_model(Path(model_dir), device="cpu")
+        self.card = self.loaded.card
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         k = self.card.num_classes
@@ -143,32 +101,22 @@ class EvalActor:
             return {"key": keys, "cm": np.zeros((0, k * k), np.int64),
                     "kld_sum": np.zeros(0, np.float64), "n_valid": np.zeros(0, np.int64)}
         cms, kld, n_valid, _ = score_batch(
-            self.model, np.asarray(batch["image"])[keep], np.asarray(batch["label"])[keep],
-            np.asarray(batch["valid_hw"])[keep], k, channels_last=self.channels_last,
-            ignore_index=self.card.ignore_index)
+            self.loaded, np.asarray(batch["image"])[keep], np.asarray(batch["label"])[keep],
+            np.asarray(batch["valid_hw"])[keep])
         return {"key": keys, "cm": cms.reshape(len(cms), k * k), "kld_sum": kld,
                 "n_valid": n_valid}
 
 
 def _score_plain(model_dir: Path, dataset: Any, split: str, batch_size: int, device: str
                  ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    from raygym.predict import resolve_device
-    from raygym.train.artifact import load_artifact
-
-    dev = resolve_device(device)
-    model, card, config = load_artifact(model_dir, dev)
-    channels_last = config.model.is_gym and config.train.channels_last
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    loaded = load_model(model_dir, device=device)
     arrays = dataset.load_numpy(split, originals_only=True)
-    k = card.num_classes
+    k = loaded.card.num_classes
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(arrays), batch_size):
         sl = slice(start, start + batch_size)
-        cms, kld, n_valid, _ = score_batch(model, arrays.images[sl], arrays.labels[sl],
-                                           arrays.valid_hw[sl], k, device=dev,
-                                           channels_last=channels_last,
-                                           ignore_index=card.ignore_index)
+        cms, kld, n_valid, _ = score_batch(loaded, arrays.images[sl], arrays.labels[sl],
+                                           arrays.valid_hw[sl])
         parts.append((cms, kld, n_valid))
     if not parts:
         return [], np.zeros((0, k, k), np.int64), np.zeros(0), np.zeros(0, np.int64)
@@ -242,7 +190,7 @@ def evaluation_dir(model_dir: Path, split: str) -> Path:
 
 def default_dataset(model_dir: Path) -> Path:
     """The prepared dataset named in the model card (``card.dataset["path"]``)."""
-    from raygym.train.artifact import read_model_card
+    from raygym.inference.artifact import read_model_card
 
     card = read_model_card(model_dir)
     path = card.dataset.get("path")
@@ -284,9 +232,6 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
     from raygym.data.dataset import decode_table
     from raygym.data.preview import colourize, display_rgb
     from raygym.data.transforms import crop_valid
-    from raygym.predict import resolve_device
-    from raygym.train.artifact import load_artifact
-
     if not picks:
         return []
     keys = [k for k, _ in picks]
@@ -296,11 +241,10 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
     found = {k: i for i, k in enumerate(table.column("key").to_pylist())}
     cols = decode_table(table, dataset.card.tensor_specs())
     images, labels, valid = cols["image"], cols["label"], cols["valid_hw"]
-    dev = resolve_device(device)
-    model, card, _ = load_artifact(model_dir, dev)
+    loaded = load_model(model_dir, device=device)
+    card = loaded.card
     order = [found[k] for k in keys]
-    _, _, _, pred = score_batch(model, images[order], labels[order], valid[order], num_classes,
-                                device=dev, ignore_index=card.ignore_index)
+    _, _, _, pred = score_batch(loaded, images[order], labels[order], valid[order])
     rows = []
     for j, (key, iou) in enumerate(picks):
         i = found[key]
@@ -342,8 +286,8 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     """
     from raygym.data.dataset import PreparedDataset
     from raygym.data.preview import class_colours
+    from raygym.inference.artifact import read_model_card
     from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
-    from raygym.train.artifact import read_model_card
     from raygym.train.metrics import json_safe, metrics_from_confusion
 
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """``raygym predict``: map new imagery with an exported model (or a search's top-k ensemble).
 
 Works from the artifact folder alone (``model.safetensors`` + ``config.yaml`` +
-``model_card.json``, loaded through :func:`raygym.train.artifact.load_artifact`: checksums
+``model_card.json``, loaded through :func:`raygym.inference.scoring.load_model`: checksums
 verified, no pickle) with plain PyTorch; Ray is only imported for ``--ray``.
 
 Per input image ``<stem>`` (files, or folders of PNG / JPEG / TIFF / GeoTIFF, any size) the
@@ -121,13 +121,6 @@ def resolve_models(path: Path, top_k: int = 1) -> list[Path]:
                     fix="give runs/<name>/best or results/<experiment>")
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: the first CUDA GPU when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class Predictor:
     """One model or an ensemble, ready to predict whole images of any size.
 
@@ -137,31 +130,28 @@ class Predictor:
 
     def __init__(self, model_dirs: Sequence[Path], *, device: str | torch.device = "auto",
                  precision: str = "fp32") -> None:
+        from raygym.inference.scoring import load_model
         from raygym.models import min_input_size, requires_multiple_of
-        from raygym.train.artifact import load_artifact
 
         if not model_dirs:
             raise RaygymError("no model to predict with")
-        self.device = resolve_device(device)
-        self.precision = precision
         self.model_dirs = [Path(p) for p in model_dirs]
-        loaded = [load_artifact(p, self.device) for p in self.model_dirs]
-        self.models = [m for m, _, _ in loaded]
-        self.card = loaded[0][1]
-        self.config = loaded[0][2]
-        for path, (_, card, _) in zip(self.model_dirs[1:], loaded[1:], strict=True):
+        self.models = [load_model(p, device=device, precision=precision)
+                       for p in self.model_dirs]
+        self.device = self.models[0].device
+        self.precision = precision
+        self.card = self.models[0].card
+        self.config = self.models[0].config
+        for path, loaded in zip(self.model_dirs[1:], self.models[1:], strict=True):
+            card = loaded.card
             if (card.classes, card.in_channels) != (self.card.classes, self.card.in_channels):
                 raise DataError(
                     f"cannot ensemble: classes {card.classes} / {card.in_channels} bands differ "
                     f"from {self.model_dirs[0].name} ({self.card.classes} / "
                     f"{self.card.in_channels} bands)", file=path)
-        self.multiple = max(requires_multiple_of(c.arch, **c.model_params) for _, c, _ in loaded)
-        self.min_size = max(min_input_size(c.arch, **c.model_params) for _, c, _ in loaded)
-        self.channels_last = [cfg.model.is_gym and cfg.train.channels_last
-                              for _, _, cfg in loaded]
-        for model, cl in zip(self.models, self.channels_last, strict=True):
-            if cl:
-                model.to(memory_format=torch.channels_last)
+        cards = [m.card for m in self.models]
+        self.multiple = max(requires_multiple_of(c.arch, **c.model_params) for c in cards)
+        self.min_size = max(min_input_size(c.arch, **c.model_params) for c in cards)
 
     @property
     def classes(self) -> list[str]:
@@ -209,8 +199,9 @@ class Predictor:
         Returns:
             ``(B, K, H, W)`` float32 probabilities on the CPU (sum 1 over K).
         """
-        return ensemble_softmax(self.models, x, tta=tta, device=self.device,
-                                precision=self.precision, channels_last=self.channels_last)
+        from raygym.inference.scoring import ensemble_softmax
+
+        return ensemble_softmax(self.models, x, tta=tta)
 
     def predict(self, image: np.ndarray, *, tile: int | None = None, overlap: float = 0.25,
                 tta: bool = False, scale: float = 1.0, batch_size: int = 8
@@ -234,50 +225,6 @@ class Predictor:
         return predict_image(lambda x: self.forward(x, tta), image, tile_hw=self.tile_hw(tile),
                              overlap=overlap, scale=scale, batch_size=batch_size,
                              num_classes=self.num_classes)
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    from raygym.train.loop import autocast_for
-
-    return autocast_for(precision, device)
-
-
-@torch.no_grad()
-def ensemble_softmax(models: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
-                     *, tta: bool = False, device: torch.device | str = "cpu",
-                     precision: str = "fp32",
-                     channels_last: Sequence[bool] | None = None) -> torch.Tensor:
-    """Average softmax of ``models`` on ``x`` (and of its flips with ``tta``).
-
-    Args:
-        models: callables ``(B, C, H, W) -> (B, K, H, W)`` logits.
-        x: ``(B, C, H, W)`` float32 standardized input.
-        tta: average identity, horizontal, vertical and both flips (outputs un-flipped).
-        device: where the models live.
-        precision: ``fp32`` | ``bf16-mixed`` | ``fp16-mixed`` (autocast).
-        channels_last: per model, feed NHWC memory format (faster for the gym nets on CPU).
-
-    Returns:
-        ``(B, K, H, W)`` float32 probabilities on the CPU.
-    """
-    device = torch.device(device)
-    flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
-    x = x.to(device)
-    total: torch.Tensor | None = None
-    cls = channels_last or [False] * len(models)
-    for model, cl in zip(models, cls, strict=True):
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            if cl:
-                xi = xi.contiguous(memory_format=torch.channels_last)
-            with _autocast(precision, device):
-                logits = model(xi)
-            p = torch.softmax(logits.float(), dim=1)
-            if dims:
-                p = torch.flip(p, dims)
-            total = p if total is None else total + p
-    assert total is not None
-    return (total / (len(models) * len(flips))).contiguous().cpu()
 
 
 # ------------------------------------------------------------------------ sliding window
@@ -919,7 +866,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], *, out: 
                 skipped.append((str(item.path), err.message))
             if progress is not None:
                 progress(n, len(items), item.path.name)
-    from raygym.train.artifact import read_model_card
+    from raygym.inference.artifact import read_model_card
 
     classes = list(read_model_card(model_dirs[0]).classes)
     files = [out / f for r in rows for f in r.pop("_files", [])]

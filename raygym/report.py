@@ -1139,14 +1139,13 @@ class _Evaluation:
 
 def evaluate_best(artifact: Path, batch_size: int = 16) -> _Evaluation | str:
     """Score an artifact on its dataset's test split (or val); a note string when impossible."""
-    import torch
 
     from raygym.data.dataset import PreparedDataset
-    from raygym.train.artifact import load_artifact
-    from raygym.train.loop import to_batch
-    from raygym.train.metrics import confusion_matrix, metrics_from_confusion
+    from raygym.inference.scoring import load_model, score_batch
+    from raygym.train.metrics import metrics_from_confusion
 
-    model, card, _ = load_artifact(artifact)
+    loaded = load_model(artifact, device="cpu")
+    card = loaded.card
     ds_path = Path(str(card.dataset.get("path", "")))
     if not ds_path or not (ds_path / "card.json").is_file():
         return (f"the dataset the model was trained on ({ds_path}) is gone: confusion matrix "
@@ -1164,19 +1163,14 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> _Evaluation | str:
     total = np.zeros((k, k), dtype=np.int64)
     per_image: list[tuple[float, int]] = []
     preds: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, len(arrays), batch_size):
-            sl = slice(start, start + batch_size)
-            x, y = to_batch(arrays.images[sl], arrays.labels[sl], arrays.valid_hw[sl])
-            logits = model(x).float()
-            pred = logits.argmax(1)
-            for i in range(len(x)):
-                cm = confusion_matrix(pred[i: i + 1], y[i: i + 1], k,
-                                      ignore_index=card.ignore_index).numpy()
-                total += cm
-                miou = metrics_from_confusion(cm)["mean_iou"]
-                per_image.append((miou, start + i))
-            preds.extend(pred.numpy().astype(np.uint8))
+    for start in range(0, len(arrays), batch_size):
+        sl = slice(start, start + batch_size)
+        cms, _, _, pred = score_batch(loaded, arrays.images[sl], arrays.labels[sl],
+                                      arrays.valid_hw[sl])
+        for i, cm in enumerate(cms):
+            total += cm
+            per_image.append((metrics_from_confusion(cm)["mean_iou"], start + i))
+        preds.extend(pred)
     metrics = metrics_from_confusion(total, card.classes)
     scored = sorted((p for p in per_image if not math.isnan(p[0])), key=lambda p: -p[0])
     picks = [scored[0], scored[len(scored) // 2], scored[-1]] if len(scored) >= 3 else scored
@@ -1198,7 +1192,7 @@ def _best(doc: _Doc, res: SearchResults) -> None:
                  "failed.")
         return
     artifact = found[0]
-    from raygym.train.artifact import read_model_card
+    from raygym.inference.artifact import read_model_card
 
     try:
         card = read_model_card(artifact)

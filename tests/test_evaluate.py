@@ -34,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     from raygym.config import validate_experiment
     from raygym.data.dataset import PreparedDataset
     from raygym.data.prepare import prepare_dataset
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import NumpyBatches, build_loss_for, build_model_for, fit
 
     root = tmp_path_factory.mktemp("evaluate_s2")
@@ -172,7 +172,7 @@ def test_ray_data_path_gives_the_same_confusion_matrix(evaluated: Any, trained: 
 
 def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     from raygym.evaluate import evaluate_command
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
     results = tmp_path / "results" / "s2"

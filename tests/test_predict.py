@@ -54,7 +54,7 @@ def _s2_config(root: Path, s2: Path) -> Any:
 
 
 def _export_untrained(config: Any, out: Path, bands: int, seed: int) -> Path:
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
     torch.manual_seed(seed)
@@ -72,7 +72,7 @@ def s2_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     request.getfixturevalue("ray_session")  # the session's local Ray (conftest)
     from raygym.data.dataset import PreparedDataset
     from raygym.data.prepare import prepare_dataset
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import NumpyBatches, build_loss_for, build_model_for, fit
 
     root = tmp_path_factory.mktemp("predict_s2")

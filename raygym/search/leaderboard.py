@@ -1,12 +1,10 @@
-"""Leaderboard of a search and export of its top-k models as self-contained artifacts."""
+"""Leaderboard of a search: one row per trial, best first (export: :mod:`raygym.inference.export`)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raygym.config import ExperimentConfig, SearchSpace, apply_params
+from raygym.config import ExperimentConfig, SearchSpace
 from raygym.search.space import REPEAT_KEY, active_params, config_key
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
@@ -163,61 +161,6 @@ def _one_line(err: Any) -> str:
         if "Error" in ln.split(":")[0] or "Exception" in ln.split(":")[0]:
             return ln[:300]
     return (text[-1] if text else type(err).__name__)[:300]
-
-
-def _checkpoint_of(row: dict[str, Any]) -> Path | None:
-    if row.get("checkpoint") and Path(row["checkpoint"]).is_dir():
-        return Path(row["checkpoint"])
-    # multi-worker trials: Train wrote checkpoints under <storage>/train_runs/<trial_id>
-    # (checkpoint_<timestamp> folders; the latest epoch's holds the best weights so far)
-    trial_path = Path(str(row.get("trial_path", "")))
-    run = trial_path.parent.parent / "train_runs" / str(row["trial_id"])
-    candidates = [(int(json.loads(p.read_text()).get("epoch", 0)), p.parent)
-                  for p in run.glob("checkpoint_*/state.json")]
-    return max(candidates)[1] if candidates else None
-
-
-def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:
-    """``best/rank<N>_<trial>/`` artifacts for the top-k successful trials (atomic swap)."""
-    from safetensors.torch import load_file
-
-    from raygym.data.dataset import read_card
-    from raygym.train.artifact import export_artifact
-    from raygym.train.loop import build_model_for
-
-    card = read_card(config.data.prepared)
-    tmp = out / f".best.tmp-{time.time_ns()}"
-    tmp.mkdir(parents=True)
-    exported: list[str] = []
-    try:
-        for row in [r for r in board.rows if r["status"] != "failed"][: config.search.top_k]:
-            ckpt = _checkpoint_of(row)
-            if ckpt is None or not (ckpt / "best.safetensors").exists():
-                continue
-            trial_config = apply_params(config, row["params"])
-            model = build_model_for(trial_config, card.bands, card.num_classes)
-            model.load_state_dict(load_file(str(ckpt / "best.safetensors")))
-            state = json.loads((ckpt / "state.json").read_text())
-            name = f"rank{len(exported) + 1}_{row['trial_id']}"
-            export_artifact(
-                tmp / name, model, trial_config, in_channels=card.bands, classes=card.classes,
-                metrics=dict(state.get("best_metrics") or {}),
-                dataset={"path": str(config.data.prepared), "config_hash": card.config_hash,
-                         "splits": {k: v.get("rows") for k, v in card.splits.items()}},
-                training={"trial_id": row["trial_id"], "status": row["status"],
-                          "epochs_run": row["epochs"], "best_epoch": state.get("best_epoch"),
-                          "params": row["params"], "search": config.name})
-            exported.append(name)
-        final = out / "best"
-        if final.exists():
-            old = out / f".best.old-{time.time_ns()}"
-            final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return [out / "best" / n for n in exported]
 
 
 def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: dict[str, Any],

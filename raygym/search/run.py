@@ -218,7 +218,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
                     console=console, replay=table)
     wall = time.perf_counter() - started
-    from raygym.search.leaderboard import build_leaderboard, export_top_models, print_summary
+    from raygym.inference.export import export_top_models
+    from raygym.search.leaderboard import build_leaderboard, print_summary
 
     board = build_leaderboard(grid, config, space)
     board.write(out)
@@ -289,6 +290,6 @@ def _pin_local_ray_address(config: ExperimentConfig) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic JSON write; NaN/inf become null so other tools can read it."""
-    from raygym.train.artifact import _json_safe
+    from raygym.train.metrics import json_safe
 
-    write_text_atomic(path, json.dumps(_json_safe(data), indent=2))
+    write_text_atomic(path, json.dumps(json_safe(data), indent=2))

@@ -8,7 +8,6 @@ choose where batches come from and where reports and checkpoints go.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -23,10 +22,9 @@ import torch
 from torch import nn
 
 from raygym.config import IGNORE_INDEX, ExperimentConfig
+from raygym.data.batch import Batch, to_batch
 from raygym.data.dataset import DatasetCard, SplitArrays
-from raygym.data.transforms import standardize
-
-Batch = tuple[torch.Tensor, torch.Tensor]  # (B, C, H, W) float32, (B, H, W) int64
+from raygym.inference.runtime import logits, resolve_precision, to_layout, uses_channels_last
 
 
 class NonFiniteLossError(RuntimeError):
@@ -42,19 +40,6 @@ class BatchSource(Protocol):
 
 
 # ---------------------------------------------------------------------------- batches
-def to_batch(images: np.ndarray, labels: np.ndarray, valid_hw: np.ndarray) -> Batch:
-    """Raw (B, H, W, C) uint images + (B, H, W) labels -> standardized tensors.
-
-    Standardisation is per image over its valid (unpadded) region, the same function used at
-    prediction time.
-    """
-    x = np.stack([standardize(img, tuple(int(v) for v in hw) if hw[0] > 0 else None)
-                  for img, hw in zip(images, valid_hw, strict=True)])
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    yt = torch.from_numpy(labels.astype(np.int64))
-    return xt, yt
-
-
 class OnlineAugmenter:
     """Per-epoch albumentations on top of the offline copies (``data.augment.online``)."""
 
@@ -159,28 +144,6 @@ def lr_for_epoch(config: ExperimentConfig) -> Callable[[int], float]:
     return build_lr_schedule("constant", lr=t.max_lr)
 
 
-# ------------------------------------------------------------------------- precision
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 autocast where the hardware runs it natively, else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "fp16-mixed"
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16-mixed" if native else "fp32"
-
-
-def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16-mixed":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16-mixed":
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 # ------------------------------------------------------------------------------- state
 @dataclass
 class FitState:
@@ -269,16 +232,13 @@ def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Modul
     model.eval()
     with torch.no_grad():
         for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(precision, device):
-                logits = model(x)
-            logits = logits.float()
+            y = y.to(device)
+            out = logits(model, x, device=device, precision=precision,
+                         channels_last=channels_last)
             if loss_fn is not None:
-                loss_sum += torch.tensor([float(loss_fn(logits, y)) * len(x), len(x)],
+                loss_sum += torch.tensor([float(loss_fn(out, y)) * len(x), len(x)],
                                          dtype=torch.float64)
-            cm.update(logits, y)
+            cm.update(out, y)
     cm.all_reduce()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(loss_sum)
@@ -301,9 +261,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     t = config.train
     device = device or torch.device("cpu")
     precision = resolve_precision(t.precision, device)
-    channels_last = t.channels_last and config.model.is_gym
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    channels_last = uses_channels_last(config)
+    model = to_layout(model, channels_last)
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=t.start_lr, weight_decay=t.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
@@ -329,13 +288,10 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         tick = time.perf_counter()
         loss_sum, n_images = 0.0, 0
         for x, y in source.train_batches(epoch):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with autocast_for(precision, device):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
+            loss = loss_fn(logits(model, x, device=device, precision=precision,
+                                  channels_last=channels_last), y)
             if not _finite_everywhere(loss):
                 stop_reason = "nan"
                 break

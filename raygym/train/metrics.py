@@ -269,7 +269,8 @@ def json_safe(d: Any) -> Any:
     """Copy of ``d`` that ``json.dumps(..., allow_nan=False)`` accepts.
 
     NaN / inf floats become ``None``; numpy scalars and arrays and 0-d / small tensors become
-    Python numbers and lists; mappings and sequences are converted recursively.
+    Python numbers and lists; mappings and sequences are converted recursively; anything else
+    that JSON has no type for (a path, a dtype) becomes its ``str``.
     """
     if isinstance(d, torch.Tensor):
         d = d.detach().cpu().numpy()
@@ -283,4 +284,6 @@ def json_safe(d: Any) -> Any:
         return {str(k): json_safe(v) for k, v in d.items()}
     if isinstance(d, list | tuple):
         return [json_safe(v) for v in d]
-    return d
+    if d is None or isinstance(d, str | int | float | bool):
+        return d
+    return str(d)

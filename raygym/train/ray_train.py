@@ -19,8 +19,10 @@ import numpy as np
 
 from raygym.atomic import scratch_dir
 from raygym.config import ExperimentConfig, validate_experiment
+from raygym.data.batch import Batch, to_batch
 from raygym.errors import ResourceError
-from raygym.train.loop import Batch, NumpyBatches, OnlineAugmenter, to_batch
+from raygym.inference.runtime import to_layout, uses_channels_last
+from raygym.train.loop import NumpyBatches, OnlineAugmenter
 
 METRICS_CSV = "metrics.csv"
 
@@ -80,10 +82,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     dataset = PreparedDataset(config.data.prepared)
     card = dataset.card
     model = build_model_for(config, card.bands, card.num_classes)
-    if config.train.channels_last and config.model.is_gym:
-        # Before DDP wraps it: DDP's gradient buckets take the parameters' strides when it is
-        # built (converting afterwards costs a gradient copy per parameter per step).
-        model = model.to(memory_format=torch.channels_last)
+    # The layout before DDP wraps it: DDP's gradient buckets take the parameters' strides
+    # when it is built (converting afterwards costs a gradient copy per parameter per step).
+    model = to_layout(model, uses_channels_last(config))
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     loss_fn = build_loss_for(config, card)

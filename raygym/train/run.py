@@ -196,7 +196,7 @@ def export_best(config: ExperimentConfig, card: DatasetCard, checkpoint: Path, o
     """Export the best weights stored in ``checkpoint`` as a model artifact."""
     from safetensors.torch import load_file
 
-    from raygym.train.artifact import export_artifact
+    from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
     model = build_model_for(config, card.bands, card.num_classes)

@@ -103,8 +103,9 @@ def test_best_model_reproduces_its_score_in_a_fresh_process(search_out: Path,
 import json, torch
 from pathlib import Path
 from raygym.data.dataset import PreparedDataset
-from raygym.train.artifact import load_artifact
-from raygym.train.loop import NumpyBatches, evaluate_model, resolve_precision
+from raygym.inference.artifact import load_artifact
+from raygym.inference.runtime import resolve_precision
+from raygym.train.loop import NumpyBatches, evaluate_model
 torch.set_num_threads(1)
 model, card, config = load_artifact(Path({str(artifact)!r}))
 device = torch.device("cpu")

@@ -31,7 +31,6 @@ from raygym.train.loop import (
     build_model_for,
     evaluate_model,
     fit,
-    resolve_precision,
 )
 
 CPU = torch.device("cpu")
@@ -349,12 +348,6 @@ def test_evaluate_model_counts_every_pixel_of_the_split(prepared: PreparedDatase
             assert metrics[f"iou/{name}"] == pytest.approx(tp[c] / union, abs=1e-12)
     assert metrics["accuracy"] == pytest.approx(tp.sum() / cm.sum(), abs=1e-12)
     assert math.isnan(metrics["loss"])  # no loss function given
-
-
-def test_precision_auto_resolves_to_a_runnable_choice() -> None:
-    assert resolve_precision("auto", CPU) in ("fp32", "bf16-mixed")
-    for explicit in ("fp32", "bf16-mixed", "fp16-mixed"):
-        assert resolve_precision(explicit, CPU) == explicit
 
 
 def test_bf16_mixed_trains_on_cpu(prepared: PreparedDataset, splits: Any,

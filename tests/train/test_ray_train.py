@@ -24,7 +24,7 @@ import torch
 from raygym.cli import main
 from raygym.config import ExperimentConfig, validate_experiment
 from raygym.data.dataset import PreparedDataset
-from raygym.train.artifact import load_artifact, read_model_card
+from raygym.inference.artifact import load_artifact, read_model_card
 from raygym.train.loop import NumpyBatches, build_model_for, evaluate_model
 from raygym.train.ray_train import append_metrics_row
 from raygym.train.run import _truncate_metrics, latest_checkpoint, read_metrics

@@ -2,7 +2,9 @@
 
 ``ARTIFACT/``: ``model.safetensors`` (weights; never pickle), ``config.yaml`` (the resolved
 experiment), ``model_card.json`` (architecture, bands, classes, input size, standardisation,
-scores, dataset) and ``checksums.json`` (SHA-256 of the other files: tampering is refused).
+scores, dataset) and ``checksums.json`` (SHA-256 of the other files). The checksums guard the
+artifact's *integrity* (a damaged or partly copied file is refused), not its authenticity; the
+files are read once and parsed from the very bytes that were hashed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 from raygym.atomic import replace_dir
 from raygym.config import ExperimentConfig, dump_yaml, validate_experiment
 from raygym.errors import DataError
+from raygym.train.metrics import json_safe
 
 ARTIFACT_FORMAT = "raygym-model/1"
 FILES = ("model.safetensors", "config.yaml", "model_card.json")
@@ -49,8 +52,8 @@ class ModelCard(BaseModel):
         return len(self.classes)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in_channels: int,
@@ -71,14 +74,14 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
         card = ModelCard(
             name=config.name, arch=config.model.arch, model_params=config.model.builder_kwargs(),
             in_channels=in_channels, classes=classes, target_size=list(config.data.target_size),
-            metrics=_json_safe(metrics),
+            metrics=json_safe(metrics),
             trainable_params=sum(p.numel() for p in core.parameters() if p.requires_grad),
-            dataset=dataset, training=_json_safe(training or {}),
+            dataset=dataset, training=json_safe(training or {}),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         (tmp / "model_card.json").write_text(card.model_dump_json(indent=2))
         (tmp / "checksums.json").write_text(
-            json.dumps({f: _sha256(tmp / f) for f in FILES}, indent=2))
+            json.dumps({f: sha256_hex((tmp / f).read_bytes()) for f in FILES}, indent=2))
         replace_dir(tmp, out)
     finally:
         if tmp.exists():
@@ -86,8 +89,8 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
     return out
 
 
-def read_model_card(path: Path) -> ModelCard:
-    """Check the artifact's files and checksums, then parse its card."""
+def _verified_files(path: Path) -> dict[str, bytes]:
+    """The artifact's files, read once each, after checking them against ``checksums.json``."""
     if not path.is_dir():
         raise DataError("model artifact folder not found", file=path,
                         fix="give a folder made by `raygym train` or `raygym search` (best/...)")
@@ -96,49 +99,46 @@ def read_model_card(path: Path) -> ModelCard:
         raise DataError(f"not a complete model artifact: missing {', '.join(missing)}", file=path)
     try:
         sums = json.loads((path / "checksums.json").read_text())
-    except json.JSONDecodeError:
-        raise DataError("checksums.json is damaged", file=path) from None
-    for name in FILES:
-        if sums.get(name) != _sha256(path / name):
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError("checksums.json is damaged", file=path,
+                        fix="export the model again") from None
+    if not isinstance(sums, dict):
+        raise DataError("checksums.json is damaged", file=path, fix="export the model again")
+    files = {name: (path / name).read_bytes() for name in FILES}
+    for name, data in files.items():
+        if sums.get(name) != sha256_hex(data):
             raise DataError(f"{name} does not match its checksum: the artifact was modified "
                             "or damaged; refusing to load it", file=path)
+    return files
+
+
+def _parse_card(path: Path, data: bytes) -> ModelCard:
     try:
-        return ModelCard.model_validate_json((path / "model_card.json").read_text())
+        return ModelCard.model_validate_json(data)
     except ValidationError as err:
         raise DataError(f"model_card.json is invalid: {err.errors()[0]['msg']}",
                         file=path) from None
+
+
+def read_model_card(path: Path) -> ModelCard:
+    """Check the artifact's files and checksums, then parse its card."""
+    return _parse_card(path, _verified_files(path)["model_card.json"])
 
 
 def load_artifact(path: Path, device: str | torch.device = "cpu"
                   ) -> tuple[nn.Module, ModelCard, ExperimentConfig]:
     """(model in eval mode with weights loaded, its card, its config). No Ray, no pickle."""
     import yaml
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_safetensors
 
     from raygym.models import build_model
 
-    card = read_model_card(path)
-    config = validate_experiment(yaml.safe_load((path / "config.yaml").read_text()),
+    files = _verified_files(path)
+    card = _parse_card(path, files["model_card.json"])
+    config = validate_experiment(yaml.safe_load(files["config.yaml"].decode("utf-8")),
                                  str(path / "config.yaml"))
     model = build_model(card.arch, in_channels=card.in_channels, num_classes=card.num_classes,
                         **card.model_params)
-    model.load_state_dict(load_file(str(path / "model.safetensors"), device="cpu"))
+    model.load_state_dict(load_safetensors(files["model.safetensors"]))
     model.to(device).eval()
     return model, card, config
-
-
-def _json_safe(value: Any) -> Any:
-    """Recursively replace NaN/inf by None and numpy/torch scalars by Python numbers."""
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)

@@ -14,8 +14,9 @@ import yaml
 
 from raygym.config import ExperimentConfig, validate_experiment
 from raygym.errors import DataError
+from raygym.inference.artifact import FILES, export_artifact, load_artifact
 from raygym.models import build_model
-from raygym.train.artifact import FILES, _json_safe, export_artifact, load_artifact
+from raygym.train.metrics import json_safe
 
 CLASSES = ["water", "surf", "wet_sand", "dry_land"]
 
@@ -126,7 +127,7 @@ def test_damaged_checksums_and_missing_folder_are_refused(
 def test_json_safe_turns_non_finite_numbers_into_null() -> None:
     value = {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": np.float32(2.0),
              "d": torch.tensor(3), 4: (np.nan, "x", None, True)}
-    safe = _json_safe(value)
+    safe = json_safe(value)
     assert safe == {"a": None, "b": [None, None, 1.5], "c": 2.0, "d": 3,
                     "4": [None, "x", None, True]}
     json.dumps(safe, allow_nan=False)  # strict JSON accepts it
