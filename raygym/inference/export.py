@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raygym.atomic import replace_dir
-from raygym.config import ExperimentConfig, apply_params
+from raygym.config import ExperimentConfig
+from raygym.search.space_config import apply_params
 
 if TYPE_CHECKING:
     from raygym.search.leaderboard import Leaderboard
