@@ -1,7 +1,9 @@
 """``raygym`` command line: parse arguments, call one function, print the result.
 
-Every user-fixable problem is a :class:`~raygym.errors.RaygymError`, printed as one line on
-stderr with exit code 2 (never a traceback from inside Ray).
+Exit codes: 0 done; 1 a run that failed (training failed, every trial of a search failed,
+every image of a prediction failed); 2 bad input (a :class:`~raygym.errors.RaygymError` or a
+bad argument, printed as one line on stderr naming the file / key / value and the fix, never a
+traceback from inside Ray); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,12 +12,61 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from raygym import __version__
 from raygym.errors import RaygymError
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (fix: see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(_number(text, int))
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A float in [0, 1)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _scale(text: str) -> float:
+    """A resample factor in (0, 8]: beyond 8x the resampled image only costs memory."""
+    value = _number(text, float)
+    if not 0 < value <= 8:
+        raise argparse.ArgumentTypeError(f"must be in (0, 8], got {value}")
+    return value
 
 
 def _console(stderr: bool = False) -> Any:
@@ -110,7 +161,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from raygym.dashboard import serve_dashboards
 
     return serve_dashboards(args.results, host=args.host, optuna_port=args.optuna_port,
-                            tensorboard_port=args.tensorboard_port, console=_console())
+                            tensorboard_port=args.tensorboard_port, console=_console(),
+                            allow_remote=args.allow_remote)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -127,8 +179,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from raygym.config import ModelConfig
 
     try:
-        mc = ModelConfig(arch=args.name, filters=args.filters, kernel=args.kernel,
-                         encoder=args.encoder)
+        given = {k: getattr(args, k) for k in ("filters", "kernel", "encoder")
+                 if getattr(args, k) is not None}
+        mc = ModelConfig(arch=args.name, **given)
         model = build_model(args.name, in_channels=args.bands, num_classes=args.classes,
                             **mc.builder_kwargs())
     except ValidationError as err:
@@ -184,13 +237,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="raygym",
         description="Ray-distributed hyperparameter search for geoscientific image segmentation "
         "(Segmentation Gym's models and workflow on PyTorch + Ray).",
     )
     p.add_argument("--version", action="version", version=f"raygym {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
@@ -236,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
              "prepared split: metrics, confusion matrix, per-image IoU, overlays.")
     sp.add_argument("model", type=Path, help="model artifact folder or search results folder")
     sp.add_argument("--split", default="test", choices=["train", "val", "test"])
-    sp.add_argument("--top-k", type=int, default=1)
+    sp.add_argument("--top-k", type=_int_at_least(1), default=1)
     sp.add_argument("--dataset", type=Path, default=None, help="prepared dataset (default: the "
                     "one the model was trained on)")
     sp.add_argument("--ray", action="store_true", help="batch inference with Ray Data")
@@ -248,12 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, required=True)
     sp.add_argument("--band", type=Path, action="append", default=[],
                     help="folder with one extra band per image (repeat in training order)")
-    sp.add_argument("--top-k", type=int, default=1, help="ensemble the best k models")
+    sp.add_argument("--top-k", type=_int_at_least(1), default=1,
+                    help="ensemble the best k models")
     sp.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
-    sp.add_argument("--tile", type=int, default=None, help="sliding-window tile (default: "
+    sp.add_argument("--tile", type=_int_at_least(1), default=None, help="sliding-window tile (default: "
                     "the model's input size)")
-    sp.add_argument("--overlap", type=float, default=0.25)
-    sp.add_argument("--scale", type=float, default=1.0,
+    sp.add_argument("--overlap", type=_fraction, default=0.25)
+    sp.add_argument("--scale", type=_scale, default=1.0,
                     help="resample factor before prediction, to match the training resolution "
                     "(labels come back at the input size)")
     sp.add_argument("--probabilities", action="store_true", help="also write class rasters")
@@ -267,18 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
              "folder on 127.0.0.1 (live during a search).")
     sp.add_argument("results", type=Path)
     sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--optuna-port", type=int, default=8080)
-    sp.add_argument("--tensorboard-port", type=int, default=6006)
+    sp.add_argument("--optuna-port", type=_port, default=8080)
+    sp.add_argument("--tensorboard-port", type=_port, default=6006)
+    sp.add_argument("--allow-remote", action="store_true",
+                    help="allow a --host other than loopback (the dashboards have no "
+                    "authentication; optuna-dashboard can delete studies)")
 
     sp = add("models", cmd_models, "List models, or print one model's layers, trainable "
              "parameters and FLOPs per image.")
     sp.add_argument("name", nargs="?")
-    sp.add_argument("--filters", type=int, default=8)
-    sp.add_argument("--kernel", type=int, default=7)
-    sp.add_argument("--encoder", default="resnet18")
-    sp.add_argument("--bands", type=int, default=3)
-    sp.add_argument("--classes", type=int, default=4)
-    sp.add_argument("--size", type=int, default=256)
+    # None: the config schema's default (raygym.models.spec), as in an experiment file
+    sp.add_argument("--filters", type=_int_at_least(1))
+    sp.add_argument("--kernel", type=_int_at_least(1))
+    sp.add_argument("--encoder")
+    sp.add_argument("--bands", type=_int_at_least(1), default=3)
+    sp.add_argument("--classes", type=_int_at_least(2), default=4)
+    sp.add_argument("--size", type=_int_at_least(1), default=256)
 
     sp = add("convert-config", cmd_convert, "Turn a Segmentation Gym JSON config into a raygym "
              "experiment YAML.")
@@ -290,16 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo-data", cmd_demo_data, "Write the built-in synthetic coastal demo dataset "
              "(RGB + NIR, 4 classes; seeded, no download).")
     sp.add_argument("out", type=Path)
-    sp.add_argument("--scenes", type=int, default=48)
+    sp.add_argument("--scenes", type=_int_at_least(1), default=48)
     sp.add_argument("--seed", type=int, default=0)
 
     sp = add("cluster", cmd_cluster, "Start/stop a local multi-node Ray cluster on 127.0.0.1 "
              "for trying the distributed path.")
     sp.add_argument("action", choices=["up", "down", "status"])
-    sp.add_argument("--workers", type=int, default=1)
-    sp.add_argument("--cpus", type=int, default=1)
-    sp.add_argument("--port", type=int, default=6390)
-    sp.add_argument("--dashboard-port", type=int, default=8265)
+    sp.add_argument("--workers", type=_int_at_least(0), default=1)
+    sp.add_argument("--cpus", type=_int_at_least(1), default=1)
+    sp.add_argument("--port", type=_port, default=6390)
+    sp.add_argument("--dashboard-port", type=_port, default=8265)
     sp.add_argument("--state-dir", type=Path, default=Path(".raygym-cluster"))
     return p
 
@@ -319,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -29,12 +29,9 @@ from pydantic import (
 
 from raygym.atomic import write_text_atomic
 from raygym.errors import ConfigError
+from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE, GymParams, SmpParams
 
 IGNORE_INDEX = 255
-# The Gym family as the model registry knows it, kept here so that validating a config does
-# not import torch and smp (seconds); tests/models/test_registry.py checks both agree.
-GYM_ARCHS = ("gym_unet", "gym_resunet", "simple_unet", "simple_resunet")
-GYM_INPUT_MULTIPLE = 16  # 4 strided levels
 
 
 class _Strict(BaseModel):
@@ -193,22 +190,10 @@ def parse_colour(text: str) -> tuple[int, int, int]:
 
 
 # -------------------------------------------------------------------------------------- model
-class ModelConfig(_Strict):
-    """Architecture by registry name (``raygym models`` lists them) and its parameters."""
+class _Arch(_Strict):
+    """``model.arch``, the first key of the section (pydantic orders inherited fields first)."""
 
     arch: str = "gym_resunet"
-    filters: int = Field(8, ge=1, le=512)
-    kernel: int = Field(7, ge=1, le=15)
-    stride: int = Field(2, ge=1, le=4)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    dropout_change_per_layer: float = Field(0.0, ge=0.0, lt=1.0)
-    dropout_type: Literal["standard", "spatial"] = "standard"
-    dropout_on_upsampling: bool = False
-    encoder: str = "resnet18"
-    encoder_depth: int = Field(5, ge=3, le=5)
-    encoder_weights: Path | None = Field(
-        None, description="a local weights file for the smp encoder; nothing is downloaded"
-    )
 
     @field_validator("arch")
     @classmethod
@@ -224,18 +209,24 @@ class ModelConfig(_Strict):
             raise ValueError(f"unknown model '{value}'{did}; valid: {', '.join(names)}")
         return value
 
+
+class ModelConfig(SmpParams, GymParams, _Arch):
+    """Architecture by registry name (``raygym models`` lists them) and its builder's
+    keywords: the fields of :class:`~raygym.models.spec.GymParams` (Gym networks) and
+    :class:`~raygym.models.spec.SmpParams` (smp architectures)."""
+
     @property
     def is_gym(self) -> bool:
-        return self.arch.startswith(("gym_", "simple_"))
+        return self.arch in GYM_ARCHS
 
     def builder_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`raygym.models.build_model` (family-specific)."""
+        """Keyword arguments for :func:`raygym.models.build_model`: the fields of this
+        family that the arch's constructor names (``simple_*`` nets take no ``stride``)."""
         if self.is_gym:
-            keys = {"filters", "kernel", "dropout", "dropout_change_per_layer", "dropout_type",
-                    "dropout_on_upsampling"}
-            if self.arch.startswith("gym_"):  # the simple_* nets always use stride 2
-                keys.add("stride")
-            return self.model_dump(include=keys)
+            from raygym.models import model_params  # torch: only on the way to a model
+
+            named = set(model_params(self.arch)) & set(GymParams.model_fields)
+            return self.model_dump(include=named)
         kwargs: dict[str, Any] = {"encoder": self.encoder, "encoder_depth": self.encoder_depth}
         if self.encoder_weights is not None:
             kwargs["encoder_weights"] = str(self.encoder_weights)

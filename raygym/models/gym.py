@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DropoutType = Literal["standard", "spatial"]
+from raygym.models.spec import GYM_DEFAULTS, GYM_LEVELS, DropoutType
+
+_D = GYM_DEFAULTS  # the constructors' defaults, written once in raygym.models.spec
 
 # Keras BatchNormalization defaults: moving = 0.99 * moving + 0.01 * batch.
 KERAS_BN_MOMENTUM = 0.01
@@ -199,14 +201,15 @@ class _GymCustomNet(nn.Module):
     bridge; the decoder uses it (decreasing again) only if ``dropout_on_upsampling``.
     """
 
-    levels = 4  # stride-2 stages: inputs must be divisible by 2**levels
+    levels = GYM_LEVELS  # stride-2 stages: inputs must be divisible by 2**levels
     residual = False
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = 8,
-                 kernel: int = 7, stride: int = 2, dropout: float = 0.1,
-                 dropout_change_per_layer: float = 0.0, dropout_type: DropoutType = "standard",
-                 dropout_on_upsampling: bool = False, bn_momentum: float = KERAS_BN_MOMENTUM,
-                 bn_eps: float = KERAS_BN_EPS) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = _D.filters,
+                 kernel: int = _D.kernel, stride: int = _D.stride, dropout: float = _D.dropout,
+                 dropout_change_per_layer: float = _D.dropout_change_per_layer,
+                 dropout_type: DropoutType = _D.dropout_type,
+                 dropout_on_upsampling: bool = _D.dropout_on_upsampling,
+                 bn_momentum: float = KERAS_BN_MOMENTUM, bn_eps: float = KERAS_BN_EPS) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 1 or filters < 1 or kernel < 1:
             raise ValueError(
@@ -337,11 +340,13 @@ class _GymSimpleNet(nn.Module):
 
     residual = False
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = 8,
-                 kernel: int = 2, num_layers: int = 4, dropout: float = 0.1,
-                 dropout_change_per_layer: float = 0.0, dropout_type: DropoutType = "standard",
-                 dropout_on_upsampling: bool = False, bn_momentum: float = KERAS_BN_MOMENTUM,
-                 bn_eps: float = KERAS_BN_EPS) -> None:
+    # kernel 2: Gym's simple nets hard-code 2x2 convolutions (a config passes model.kernel)
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = _D.filters,
+                 kernel: int = 2, num_layers: int = GYM_LEVELS, dropout: float = _D.dropout,
+                 dropout_change_per_layer: float = _D.dropout_change_per_layer,
+                 dropout_type: DropoutType = _D.dropout_type,
+                 dropout_on_upsampling: bool = _D.dropout_on_upsampling,
+                 bn_momentum: float = KERAS_BN_MOMENTUM, bn_eps: float = KERAS_BN_EPS) -> None:
         super().__init__()
         if min(in_channels, num_classes, filters, kernel, num_layers) < 1:
             raise ValueError(

@@ -30,18 +30,16 @@ import torch
 from torch import nn
 
 from raygym.models.gym import GymResUNet, GymUNet, SimpleResUNet, SimpleUNet
+from raygym.models.spec import DEFAULT_ENCODER, GYM_ARCHS, GYM_LEVELS
 
 if TYPE_CHECKING:
     from segmentation_models_pytorch.base import SegmentationModel
 
 Builder = Callable[..., nn.Module]
 
-_GYM_CLASSES: dict[str, type[nn.Module]] = {
-    "gym_unet": GymUNet,
-    "gym_resunet": GymResUNet,
-    "simple_unet": SimpleUNet,
-    "simple_resunet": SimpleResUNet,
-}
+# in GYM_ARCHS' order (the list is written once, in raygym.models.spec)
+_GYM_CLASSES: dict[str, type[nn.Module]] = dict(
+    zip(GYM_ARCHS, (GymUNet, GymResUNet, SimpleUNet, SimpleResUNet), strict=True))
 GYM_MODELS: frozenset[str] = frozenset(_GYM_CLASSES)
 
 # DPT needs a ViT ("tu-vit_*") encoder with a fixed patch grid and no small CNN option, so it
@@ -62,7 +60,6 @@ def _smp_classes() -> dict[str, type[SegmentationModel]]:
         and cls.__name__ not in _SMP_EXCLUDED
     }
 
-DEFAULT_ENCODER = "resnet18"
 # Constructor arguments raygym sets itself (or renames), never passed through from params.
 _SMP_RESERVED = frozenset({"self", "in_channels", "classes", "encoder_name", "activation",
                            "aux_params"})
@@ -279,7 +276,7 @@ def requires_multiple_of(name: str, **params: Any) -> int:
     _check_name(name)
     defaults = model_params(name)
     if name in GYM_MODELS:
-        return 2 ** int(params.get("num_layers", defaults.get("num_layers", 4)))
+        return 2 ** int(params.get("num_layers", defaults.get("num_layers", GYM_LEVELS)))
     depth = int(params.get("encoder_depth", defaults["encoder_depth"]))
     stride = int(params.get("encoder_output_stride", defaults.get("encoder_output_stride", 32)))
     return min(stride, 2**depth)

@@ -198,32 +198,6 @@ def test_unused_encoder_stages_are_frozen() -> None:
     assert shallow(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 32, 32)  # decoder_channels trimmed
 
 
-def test_config_knows_the_gym_family_without_importing_the_registry() -> None:
-    """config.py validates gym configs from constants (no torch import); they must agree."""
-    from raygym.config import GYM_ARCHS, GYM_INPUT_MULTIPLE
-    from raygym.models.registry import GYM_MODELS, requires_multiple_of
-
-    assert set(GYM_ARCHS) == set(GYM_MODELS)
-    for name in GYM_ARCHS:
-        assert requires_multiple_of(name) == GYM_INPUT_MULTIPLE, name
-
-
-def test_a_config_error_does_not_import_torch(tmp_path) -> None:
-    import subprocess
-    import sys
-
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndata: {images: a, labels: b, classes: [p, q]}\n"
-                   "model: {arch: gym_unet, filtrs: 3}\n")
-    code = ("import sys; from raygym.cli import main; rc = main(['train', sys.argv[1]]); "
-            "print('torch' in sys.modules); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 2, out.stderr
-    assert "model.filtrs: unknown key" in out.stderr
-    assert out.stdout.strip() == "False"
-
-
 def test_a_gym_model_is_built_and_trained_without_importing_smp() -> None:
     """smp (+ timm, torchvision) costs seconds of CPU per process: a Gym trial never pays it,
     and the registry still lists smp's architectures when asked."""
