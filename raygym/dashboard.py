@@ -2,7 +2,8 @@
 
 Both run as child processes of this one (``optuna-dashboard sqlite:///RESULTS/optuna.db`` and
 ``tensorboard --logdir <Tune storage>/<name>``), bound to 127.0.0.1 by default: neither has any
-authentication, so another host address must be asked for explicitly and gets a warning. A port
+authentication (and optuna-dashboard can delete studies), so another host address needs
+``--allow-remote`` as well and gets a warning. A port
 that is taken moves to the next free one (and says so). The Ray dashboard's address is printed
 too when a Ray cluster answers on 127.0.0.1:8265. Ctrl-C stops both children.
 
@@ -114,6 +115,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote``: the dashboards have no
+    authentication."""
+    if not is_loopback(host) and not allow_remote:
+        raise RaygymError(f"refusing to serve the dashboards on {host}: they have no "
+                          "authentication and optuna-dashboard can delete studies",
+                          key="--host", fix="bind 127.0.0.1 and use an SSH tunnel, or add "
+                          "--allow-remote to accept the risk")
 
 
 def port_free(host: str, port: int) -> bool:
@@ -258,10 +269,7 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
     if not results.is_dir():
         raise DataError("results folder not found", file=results,
                         fix="give the folder `raygym search` printed (results/<name>)")
-    if not is_loopback(host) and not allow_remote:
-        raise RaygymError(f"refusing to serve the dashboards on {host}: they have no "
-                          "authentication", fix="bind 127.0.0.1 and use an SSH tunnel, or "
-                          "pass --host explicitly to accept the risk")
+    check_host(host, allow_remote)
     log_dir = Path(tempfile.mkdtemp(prefix="raygym-dashboard-"))
     handles = DashboardHandles(log_dir=log_dir)
     shown = _url_host(host)
@@ -307,15 +315,16 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
 
 def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int = 8080,
                      tensorboard_port: int = 6006, console: Any = None,
-                     wait_for_study_s: float = 60.0) -> int:
+                     wait_for_study_s: float = 60.0, allow_remote: bool = False) -> int:
     """Serve the dashboards until Ctrl-C (the ``raygym dashboard`` command); returns the exit
-    code. ``host`` is what the user passed, so a non-loopback one is explicit: it is allowed,
+    code. A non-loopback ``host`` needs ``allow_remote`` (``--allow-remote``) and is served
     with a warning. During a search that has not created ``optuna.db`` yet (Optuna search),
     waits up to ``wait_for_study_s`` for it."""
     from rich.console import Console
 
     console = console or Console()
     results = Path(results).resolve()
+    check_host(host, allow_remote)
     if not is_loopback(host):
         console.print(f"[bold yellow]warning:[/] serving on {host}: optuna-dashboard and "
                       "TensorBoard have no authentication; anyone who can reach this address "

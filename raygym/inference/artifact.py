@@ -96,7 +96,8 @@ def _verified_files(path: Path) -> dict[str, bytes]:
                         fix="give a folder made by `raygym train` or `raygym search` (best/...)")
     missing = [f for f in (*FILES, "checksums.json") if not (path / f).is_file()]
     if missing:
-        raise DataError(f"not a complete model artifact: missing {', '.join(missing)}", file=path)
+        raise DataError(f"not a complete model artifact: missing {', '.join(missing)}", file=path,
+                        fix="give a folder made by `raygym train` or `raygym search` (best/...)")
     try:
         sums = json.loads((path / "checksums.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -108,7 +109,9 @@ def _verified_files(path: Path) -> dict[str, bytes]:
     for name, data in files.items():
         if sums.get(name) != sha256_hex(data):
             raise DataError(f"{name} does not match its checksum: the artifact was modified "
-                            "or damaged; refusing to load it", file=path)
+                            "or damaged; refusing to load it", file=path,
+                            fix="copy the whole folder again from where it was exported, or "
+                            "export it again")
     return files
 
 
@@ -117,7 +120,7 @@ def _parse_card(path: Path, data: bytes) -> ModelCard:
         return ModelCard.model_validate_json(data)
     except ValidationError as err:
         raise DataError(f"model_card.json is invalid: {err.errors()[0]['msg']}",
-                        file=path) from None
+                        file=path, fix="export the model again") from None
 
 
 def read_model_card(path: Path) -> ModelCard:

@@ -1,0 +1,175 @@
+"""The table of bad inputs: each row is a command line that must be refused with exit code 2,
+one line on stderr naming the file / key / value and the fix, no traceback, and nothing
+written (the working folder and every input are byte-for-byte as before)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.cli import main
+from tests.conftest import write_experiment
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where a row builds its inputs, and what it may start from."""
+
+    dir: Path
+    sections: dict[str, Any]  # a valid experiment on the demo data
+    artifact: Path  # a valid tiny model artifact (read-only: rows copy it)
+
+
+@dataclass(frozen=True)
+class Case:
+    """``argv(inputs)`` builds the row's inputs and returns its command line; ``says``: words
+    the one-line message must contain."""
+
+    id: str
+    argv: Callable[[Inputs], list[str]]
+    says: tuple[str, ...]
+
+
+def _config(i: Inputs, **changes: Any) -> str:
+    """An experiment YAML under ``i.dir``: the demo sections with ``changes`` merged in
+    (``train={"max_epochs": 3}`` updates one key of a section)."""
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in i.sections.items()}
+    for section, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(value)
+        else:
+            merged[section] = value
+    return str(write_experiment(i.dir / "exp.yaml", **merged))
+
+
+def _artifact(i: Inputs, damage: Callable[[Path], Any] | None = None) -> str:
+    """A copy of the tiny exported model under ``i.dir``, optionally damaged."""
+    path = i.dir / "model"
+    shutil.copytree(i.artifact, path)
+    if damage is not None:
+        damage(path)
+    return str(path)
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+    return path
+
+
+CASES = [
+    # ---------------------------------------------------------------- arguments
+    Case("unknown-command", lambda i: ["prepair", "x.yaml"], ("invalid choice", "prepare")),
+    Case("demo-data-zero-scenes", lambda i: ["demo-data", str(i.dir / "demo"), "--scenes", "0"],
+         ("--scenes", "at least 1")),
+    Case("demo-data-scenes-not-a-number",
+         lambda i: ["demo-data", str(i.dir / "demo"), "--scenes", "many"],
+         ("--scenes", "whole number")),
+    Case("cluster-port-zero", lambda i: ["cluster", "up", "--port", "0"], ("--port",)),
+    Case("cluster-port-too-high", lambda i: ["cluster", "up", "--port", "70000"],
+         ("--port", "1..65535")),
+    Case("cluster-dashboard-port", lambda i: ["cluster", "up", "--dashboard-port", "-5"],
+         ("--dashboard-port",)),
+    Case("dashboard-port", lambda i: ["dashboard", str(i.dir), "--optuna-port", "99999"],
+         ("--optuna-port", "1..65535")),
+    Case("dashboard-remote-without-consent",
+         lambda i: ["dashboard", str(i.dir), "--host", "0.0.0.0"],
+         ("--host", "0.0.0.0", "--allow-remote")),
+    Case("predict-overlap", lambda i: ["predict", str(i.dir), str(i.dir), "--out", str(i.dir / "o"),
+                                          "--overlap", "1.5"], ("--overlap", "[0, 1)")),
+    Case("predict-scale", lambda i: ["predict", str(i.dir), str(i.dir), "--out", str(i.dir / "o"),
+                                        "--scale", "50"], ("--scale", "(0, 8]")),
+    Case("predict-top-k", lambda i: ["predict", str(i.dir), str(i.dir), "--out", str(i.dir / "o"),
+                                        "--top-k", "0"], ("--top-k",)),
+    Case("evaluate-top-k", lambda i: ["evaluate", str(i.dir), "--top-k", "-1"], ("--top-k",)),
+    Case("models-classes", lambda i: ["models", "gym_unet", "--classes", "1"],
+         ("--classes", "at least 2")),
+    Case("set-without-equals",
+         lambda i: ["train", _config(i), "--set", "train.max_epochs"],
+         ("--set", "key.path=value")),
+    # ------------------------------------------------------------------ configs
+    Case("config-missing", lambda i: ["train", str(i.dir / "nope.yaml")],
+         ("nope.yaml", "file not found")),
+    Case("config-typo", lambda i: ["train", _config(i, model={"filter": 4})],
+         ("model.filter", "filters")),
+    Case("config-space-for-prepare",
+         lambda i: ["prepare", _config(i, model={"filters": {"choice": [2, 4]}})],
+         ("model.filters",)),
+    # ---------------------------------------------------------------- artifacts
+    Case("evaluate-not-an-artifact", lambda i: ["evaluate", str(_write(i.dir / "m" / "x", ""))],
+         ("model",)),
+    Case("evaluate-checksums-not-json",
+         lambda i: ["evaluate", _artifact(i, lambda p: _write(
+             p / "checksums.json", "{not json"))], ("checksums.json", "damaged")),
+    Case("evaluate-checksums-a-list",
+         lambda i: ["evaluate", _artifact(i, lambda p: _write(
+             p / "checksums.json", "[1, 2]"))], ("checksums.json", "damaged")),
+    Case("evaluate-tampered-weights",
+         lambda i: ["evaluate", _artifact(i, lambda p: _write(
+             p / "model.safetensors", b"\0" * 64))], ("model.safetensors", "checksum")),
+    Case("predict-tampered-card",
+         lambda i: ["predict", _artifact(i, lambda p: _write(p / "model_card.json", "{}")),
+                    str(_write(i.dir / "images" / "a.png", b"")), "--out", str(i.dir / "o")],
+         ("model_card.json", "checksum")),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained gym_unet (f2) artifact for the demo data's 4 bands and 4 classes."""
+    import torch
+
+    from raygym.config import validate_experiment
+    from raygym.inference.artifact import export_artifact
+    from raygym.models import build_model
+
+    root = tmp_path_factory.mktemp("artifact")
+    config = validate_experiment({
+        "name": "tiny", "data": {"images": str(root / "i"), "labels": str(root / "l"),
+                                 "classes": ["a", "b", "c", "d"], "target_size": [32, 32],
+                                 "prepared": str(root / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
+    torch.manual_seed(0)
+    model = build_model("gym_unet", in_channels=4, num_classes=4,
+                        **config.model.builder_kwargs())
+    return export_artifact(root / "model", model, config, in_channels=4,
+                           classes=["a", "b", "c", "d"], metrics={}, dataset={})
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+        case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], demo_config: dict[str, Any],
+        tiny_artifact: Path) -> None:
+    inputs, cwd = tmp_path / "inputs", tmp_path / "cwd"
+    inputs.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    argv = case.argv(Inputs(inputs, demo_config, tiny_artifact))
+    before = _snapshot(tmp_path, Path(demo_config["data"]["images"]).parent)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own exit
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    for word in case.says:
+        assert word in err, (word, err)
+    assert "fix" in err or "did you mean" in err, err
+    assert _snapshot(tmp_path, Path(demo_config["data"]["images"]).parent) == before
+    assert not any(cwd.iterdir()), list(cwd.iterdir())
