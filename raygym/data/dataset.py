@@ -110,6 +110,10 @@ def decode_column(column: Any, shape: tuple[int, ...], dtype: str) -> np.ndarray
         if len(chunk) == 0:
             continue
         width = chunk.type.byte_width
+        if width != count * kind.itemsize:  # a shard written for other bands / size / dtype
+            raise DataError(f"a shard column holds {width} bytes per row, but the dataset card "
+                            f"describes {shape} {dtype} ({count * kind.itemsize} bytes)",
+                            fix="prepare the dataset again (raygym prepare CONFIG --overwrite)")
         data = chunk.buffers()[1]
         parts.append(np.frombuffer(data, dtype=kind, count=len(chunk) * count,
                                    offset=chunk.offset * width).reshape(len(chunk), *shape))

@@ -30,6 +30,19 @@ class ImageHeader:
     dtype: str
 
 
+# Pillow modes decoded to another mode, so that the bands a header promises are the bands
+# the decoded array has: a palette image is its colours, an alpha channel beside grey or
+# a palette is dropped (as RGBA's is not: 4 bands both ways), CMYK / YCbCr become RGB and a
+# bilevel image 0 / 255 (not booleans). Anything not listed decodes in its own mode.
+DECODED_MODE = {"P": "RGB", "PA": "RGB", "LA": "L", "La": "L", "CMYK": "RGB", "YCbCr": "RGB",
+                "1": "L"}
+
+
+def decoded_bands(mode: str) -> int:
+    """Bands of the array :func:`read_image` returns for a Pillow image of ``mode``."""
+    return Image.getmodebands(DECODED_MODE.get(mode, mode))
+
+
 def _is_16bit_colour_png(im: Image.Image) -> bool:
     """Pillow opens 48/64-bit PNGs as 8-bit RGB(A), silently dropping the low byte."""
     if im.format != "PNG" or im.mode not in ("RGB", "RGBA"):
@@ -61,7 +74,7 @@ def read_header(path: Path) -> ImageHeader:
             with rasterio.open(path) as src:
                 return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0])
         with Image.open(path) as im:
-            bands = len(im.getbands())
+            bands = decoded_bands(im.mode)
             wide = im.mode in ("I;16", "I;16B", "I") or _is_16bit_colour_png(im)
             dtype = "uint16" if wide else "uint8"
             return ImageHeader(path, im.height, im.width, bands, dtype)
@@ -95,8 +108,8 @@ def read_image(path: Path) -> np.ndarray:
                 if wide_colour:
                     arr = _read_16bit_colour_png(path)
                 else:
-                    if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
-                        im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                    if im.mode in DECODED_MODE:
+                        im = im.convert(DECODED_MODE[im.mode])
                     arr = np.asarray(im)
             if arr.ndim == 2:
                 arr = arr[:, :, None]

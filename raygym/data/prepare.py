@@ -157,6 +157,10 @@ def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     paths = [Path(p) for p in row["images"]]
     parts = [read_image(paths[0])] + [read_single_band(p) for p in paths[1:]]
     image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
+    if image.shape[2] != int(row["bands"]):  # the headers promised what every scene must have
+        raise DataError(f"decoded to {image.shape[2]} bands but the file headers promise "
+                        f"{row['bands']}", file=paths[0],
+                        fix="save the image as plain RGB / greyscale (no palette, no alpha)")
     label_path = Path(row["label"])
     k = len(data.classes)
     try:

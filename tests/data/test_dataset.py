@@ -76,3 +76,12 @@ def test_decode_handles_chunks_slices_and_sorting() -> None:
     empty = decode_column(chunked.column("image").slice(0, 0), *specs["image"])
     assert empty.shape == (0, 6, 10, 3)
 
+
+
+def test_a_shard_that_does_not_match_the_card_is_refused_with_the_fix() -> None:
+    from raygym.errors import DataError
+
+    table = encode_rows(list("ab"), [0, 0], _rows(2, bands=3))
+    wrong = tensor_specs((6, 10), 4, "uint8", 4)  # the card says 4 bands, the shard holds 3
+    with pytest.raises(DataError, match=r"bytes per row.*--overwrite"):
+        decode_column(table.column("image"), *wrong["image"])

@@ -193,3 +193,31 @@ def test_palette_png_is_expanded(tmp_path) -> None:
 def test_is_image() -> None:
     assert is_image(Path("a.JPG")) and is_image(Path("b.tiff")) and is_image(Path("c.png"))
     assert not is_image(Path("a.txt")) and not is_image(Path(".a.png"))
+
+
+@pytest.mark.parametrize(("mode", "suffix", "bands"), [
+    ("P", ".png", 3), ("LA", ".png", 1), ("CMYK", ".jpg", 3),
+    ("1", ".png", 1), ("RGBA", ".png", 4), ("P", ".tif", 1), ("CMYK", ".tif", 4)])
+def test_the_header_promises_the_bands_the_decoded_array_has(tmp_path: Path, mode: str,
+                                                              suffix: str, bands: int) -> None:
+    rgb = Image.fromarray(_ramp(12, 10, 3, 255).astype(np.uint8))
+    path = tmp_path / f"img{suffix}"
+    rgb.convert(mode).save(path)
+    assert Image.open(path).mode == mode
+    arr = read_image(path)
+    assert read_header(path).bands == arr.shape[2] == bands
+    assert arr.dtype == np.uint8
+
+
+def test_palette_png_decodes_to_its_colours_and_grey_alpha_to_grey(tmp_path: Path) -> None:
+    rgb = Image.fromarray(_ramp(12, 10, 3, 255).astype(np.uint8))
+    pal = rgb.convert("P")
+    pal.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(pal.convert("RGB")))
+    la = rgb.convert("LA")
+    la.save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png")[..., 0],
+                                  np.asarray(la.convert("L")))
+    bilevel = rgb.convert("1")
+    bilevel.save(tmp_path / "b.png")
+    assert set(np.unique(read_image(tmp_path / "b.png"))) <= {0, 255}
