@@ -1,78 +1,18 @@
-"""``raygym convert-config``: Segmentation Gym JSON -> raygym experiment YAML."""
+"""raygym.convert.mapping: each Gym key becomes the right raygym value, or is listed as not
+carried over; a rejected value names both keys."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from raygym.cli import main
 from raygym.convert import convert_gym_config, gym_to_raw
-from raygym.errors import ConfigError, RaygymError
-from raygym.search.space_config import load_experiment
+from raygym.errors import ConfigError
 from raygym.train.schedule import ramp_sustain_decay_lr
 
-# GYM_REFERENCE.md's typical config (plus Gym's usual housekeeping keys).
-TYPICAL: dict[str, Any] = {
-    "TARGET_SIZE": [768, 768],
-    "MODEL": "resunet",
-    "NCLASSES": 4,
-    "BATCH_SIZE": 8,
-    "N_DATA_BANDS": 3,
-    "DO_TRAIN": True,
-    "PATIENCE": 10,
-    "MAX_EPOCHS": 100,
-    "VALIDATION_SPLIT": 0.2,
-    "FILTERS": 6,
-    "KERNEL": 9,
-    "STRIDE": 2,
-    "LOSS": "dice",
-    "LOSS_WEIGHTS": False,
-    "DROPOUT": 0.1,
-    "DROPOUT_CHANGE_PER_LAYER": 0.0,
-    "DROPOUT_TYPE": "standard",
-    "USE_DROPOUT_ON_UPSAMPLING": False,
-    "ROOT_STRING": "hatteras_l8_aug_768",
-    "FILTER_VALUE": 3,
-    "DOPLOT": True,
-    "RAMPUP_EPOCHS": 20,
-    "SUSTAIN_EPOCHS": 0.0,
-    "EXP_DECAY": 0.9,
-    "START_LR": 1e-7,
-    "MIN_LR": 1e-7,
-    "MAX_LR": 1e-4,
-    "AUG_ROT": 5,
-    "AUG_ZOOM": 0.05,
-    "AUG_WIDTHSHIFT": 0.05,
-    "AUG_HEIGHTSHIFT": 0.05,
-    "AUG_HFLIP": True,
-    "AUG_VFLIP": False,
-    "AUG_LOOPS": 1,
-    "AUG_COPIES": 5,
-    "REMAP_CLASSES": {"0": 0, "1": 0, "2": 1, "3": 2, "4": 3},
-    "TESTTIMEAUG": True,
-    "HOT_START": "weights/old.h5",
-    "SET_GPU": "0",
-}
-
-
-def write_gym(tmp_path: Path, name: str = "hatteras.json", **changes: Any) -> Path:
-    cfg = {**TYPICAL, **changes}
-    for key in [k for k, v in changes.items() if v is None]:
-        del cfg[key]
-    path = tmp_path / name
-    path.write_text(json.dumps(cfg, indent=2))
-    return path
-
-
-def convert_and_load(tmp_path: Path, **changes: Any) -> tuple[Any, list[str], Path]:
-    out, skipped = convert_gym_config(write_gym(tmp_path, **changes))
-    config, space = load_experiment(out, base_dir=tmp_path)
-    assert not space
-    return config, skipped, out
+from . import TYPICAL, convert_and_load, write_gym
 
 
 def test_typical_config_round_trips(tmp_path: Path) -> None:
@@ -106,49 +46,6 @@ def test_typical_config_round_trips(tmp_path: Path) -> None:
     assert lr == pytest.approx({10: 5.0e-5, 20: 1e-4, 30: 3.5e-5}, rel=2e-2)
     assert skipped == ["DO_TRAIN", "FILTER_VALUE", "DOPLOT", "AUG_LOOPS", "TESTTIMEAUG",
                        "HOT_START", "SET_GPU"]
-
-
-def test_yaml_header_and_comments(tmp_path: Path) -> None:
-    _, _, out = convert_and_load(tmp_path)
-    text = out.read_text()
-    assert text.startswith("# raygym experiment converted from the Segmentation Gym config ")
-    assert "hatteras.json" in text.splitlines()[0]
-    header = text.split("\n\n", 2)
-    assert "raygym predict --tta" in text and "FILTER_VALUE = 3: label dilation" in text
-    assert "HOT_START" in "".join(header[:2])
-    assert "test split such as 0.1 is recommended" in text
-    assert "placeholders" in text
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
-    assert yaml.safe_load(text)["data"]["remap"] == {0: 0, 1: 0, 2: 1, 3: 2, 4: 3}
-
-
-def test_unknown_keys_listed_with_hint(tmp_path: Path) -> None:
-    _, skipped, out = convert_and_load(tmp_path, TARGETSIZE=3, MY_NOTE="x")
-    assert skipped[-2:] == ["TARGETSIZE", "MY_NOTE"]
-    text = out.read_text()
-    assert "TARGETSIZE = 3: not a Segmentation Gym key (did you mean TARGET_SIZE?)" in text
-    assert "MY_NOTE" in text
-
-
-def test_images_labels_and_out_arguments(tmp_path: Path) -> None:
-    gym = write_gym(tmp_path)
-    want = tmp_path / "sub" / "exp.yaml"
-    out, _ = convert_gym_config(gym, want, images=tmp_path / "imgs", labels=tmp_path / "lbls")
-    assert out == want
-    config, _ = load_experiment(out)
-    assert config.data.images is not None and config.data.images.folder == tmp_path / "imgs"
-    assert config.data.labels is not None and config.data.labels.folder == tmp_path / "lbls"
-    assert "placeholders: point them" not in out.read_text()
-
-
-def test_refuses_to_overwrite(tmp_path: Path) -> None:
-    gym = write_gym(tmp_path)
-    existing = tmp_path / "hatteras.yaml"
-    existing.write_text("keep me\n")
-    with pytest.raises(RaygymError, match="already exists") as info:
-        convert_gym_config(gym)
-    assert "hatteras.yaml" in str(info.value) and "--out" in str(info.value)
-    assert existing.read_text() == "keep me\n"
 
 
 @pytest.mark.parametrize(("gym_loss", "expected"), [("cat", "cce"), ("kld", "kld"),
@@ -206,18 +103,6 @@ def test_class_names_key(tmp_path: Path) -> None:
         gym_to_raw({**TYPICAL, "CLASSES": names[:3]})
 
 
-def test_bad_json_names_line_and_column(tmp_path: Path) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text('{\n  "NCLASSES": 4,\n  "MODEL": "unet",\n}\n')
-    with pytest.raises(ConfigError, match=r"bad\.json: line 4, column 1: invalid JSON") as info:
-        convert_gym_config(path)
-    assert "comma" in str(info.value)
-    path.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="JSON object"):
-        convert_gym_config(path)
-    assert not (tmp_path / "bad.yaml").exists()
-
-
 @pytest.mark.parametrize(
     ("changes", "gym_key", "raygym_key", "text"),
     [
@@ -247,22 +132,3 @@ def test_invalid_values_name_both_keys(tmp_path: Path, changes: dict[str, Any], 
     assert text in message
     assert message.startswith(str(gym))
     assert not (tmp_path / "hatteras.yaml").exists()
-
-
-def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gym = write_gym(tmp_path)
-    out = tmp_path / "exp.yaml"
-    assert main(["convert-config", str(gym), "--out", str(out)]) == 0
-    assert out.is_file()
-    stdout = capsys.readouterr().out
-    assert "exp.yaml" in stdout and "FILTER_VALUE" in stdout
-    config, _ = load_experiment(out, base_dir=tmp_path)
-    assert config.model.arch == "gym_resunet"
-
-
-def test_cli_convert_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    missing = tmp_path / "nope.json"
-    assert main(["convert-config", str(missing)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "nope.json" in err and "not found" in err
