@@ -33,6 +33,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from raygym.search.space import REPEAT_KEY, config_key
+from raygym.train.contract import finished as loop_finished
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class TruthfulOptunaSearch(OptunaSearch):
                           error: bool = False) -> None:
         from optuna.trial import TrialState
 
-        finished = bool(result and result.get("stop_reason") in ("completed", "early-stopped"))
+        finished = loop_finished(result)
         if trial_id in self._params_of and trial_id in self._live:
             self._record_run(trial_id, None if error else result, finished)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

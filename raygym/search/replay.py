@@ -22,11 +22,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from raygym.errors import ConfigError, DataError
+from raygym.train.contract import (
+    DIVERGED,
+    RUNNING,
+    StopReason,
+    diverged,
+    finished,
+    kept_scores,
+    rung_scores,
+)
+
+if TYPE_CHECKING:
+    from raygym.config import SearchConfig
 
 PARAM_PREFIX = "param:"
 
@@ -263,10 +275,10 @@ def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
 
 
 def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,
-                   max_epochs: int, metric: str, search: Any = None
+                   max_epochs: int, metric: str, search: SearchConfig | None = None
                    ) -> Iterator[dict[str, Any]]:
-    """The per-epoch results training would report (the loop's keys and early stopping);
-    with ``search`` (a ``SearchConfig``) also the value its scheduler judges."""
+    """The per-epoch results training would report (the loop's keys and early stopping,
+    :mod:`raygym.train.contract`); with ``search`` also the value its scheduler judges."""
     curve = table.curves[(config_id, seed)]
     run, _ = early_stopping(curve["val_loss"], patience, max_epochs)
     best_loss, best_epoch, bad = math.inf, 0, 0
@@ -276,7 +288,7 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
         loss = row["val_loss"]
         epoch = i + 1
         if loss != loss:
-            yield {"epoch": epoch, "training_iteration": epoch, "stop_reason": "nan",
+            yield {"epoch": epoch, "training_iteration": epoch, "stop_reason": DIVERGED,
                    "val_loss": math.nan, "train_loss": math.nan}
             return
         if loss < best_loss - 1e-12:
@@ -284,16 +296,15 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
             best = {k: v for k, v in row.items() if k.startswith("val_")}
         else:
             bad += 1
-        stop = ("early-stopped" if bad >= patience else
-                "completed" if epoch >= max_epochs else "")
+        stop: StopReason | Literal[""] = ("early-stopped" if bad >= patience else
+                                          "completed" if epoch >= max_epochs else RUNNING)
         out = {k: v for k, v in row.items() if k != "seconds"}
         out.update(epoch=epoch, training_iteration=epoch, epoch_seconds=row.get("seconds", 0.0),
                    best_epoch=best_epoch, best_val_loss=best_loss, stop_reason=stop,
-                   best_val_mean_iou=best.get("val_mean_iou", math.nan),
                    replay_config_id=config_id, replay_seed=seed)
-        out[f"best_{metric}"] = best.get(metric, math.nan)
-        if search is not None and search.rung_metric != "last":
-            out[search.rung_key] = search.rung_value([float(v) for v in curve[metric][:epoch]])
+        out.update(kept_scores(best, metric))
+        if search is not None:
+            out.update(rung_scores(search, [float(v) for v in curve[metric][:epoch]]))
         yield out
 
 
@@ -317,12 +328,12 @@ def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
     for result in replay_results(table, cid, seed, patience=config.train.patience,
                                  max_epochs=config.train.max_epochs,
                                  metric=config.search.metric, search=config.search):
-        if result["stop_reason"] == "nan":
+        if diverged(result):
             raise NonFiniteLossError(f"the recorded run (config {cid}, seed {seed}) became NaN "
                                      f"at epoch {result['epoch']}")
         if time_scale > 0:
             time.sleep(result["epoch_seconds"] * time_scale)
-        if result["stop_reason"]:
+        if finished(result):
             result["done"] = True
         tune.report({**result, "replay_wall": time.time()})
 

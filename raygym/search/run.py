@@ -20,10 +20,9 @@ from rich.table import Table
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig, SearchSpace
 from raygym.errors import ConfigError, DataError, RaygymError
+from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
 SEARCH_JSON = "search.json"
-BASE_METRICS = ("val_mean_iou", "val_loss", "val_accuracy", "val_fw_iou", "val_mcc", "val_kld",
-                "val_mean_dice", "val_mean_precision", "val_mean_recall", "train_loss")
 
 
 def results_dir(config: ExperimentConfig) -> Path:
@@ -52,7 +51,7 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def check_metric(config: ExperimentConfig) -> None:
-    valid = list(BASE_METRICS) + [f"val_iou/{c}" for c in config.data.classes]
+    valid = metric_names(config.data.classes)
     if config.search.metric not in valid:
         import difflib
 
@@ -60,7 +59,7 @@ def check_metric(config: ExperimentConfig) -> None:
         did = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise ConfigError(f"training never reports '{config.search.metric}'{did}; valid: "
                           + ", ".join(valid), key="search.metric")
-    lower_better = config.search.metric in ("val_loss", "train_loss", "val_kld")
+    lower_better = config.search.metric in LOWER_IS_BETTER
     if lower_better != (config.search.mode == "min"):
         want = "min" if lower_better else "max"
         raise ConfigError(f"mode '{config.search.mode}' would optimise "

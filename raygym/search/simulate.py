@@ -34,6 +34,7 @@ from raygym.search.replay import (
 )
 from raygym.search.space import REPEAT_KEY, active_params, enumerate_points
 from raygym.search.space_config import SearchSpace
+from raygym.train.contract import diverged, finished
 
 
 @dataclass
@@ -152,19 +153,19 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     epochs_out: list[int] = []
     chosen_out: list[int] = []
     order: list[int] = []
-    finished = False
+    searcher_done = False
     clock = 0.0
 
     def start_trials() -> None:
-        nonlocal started, finished, seq
-        while (not finished and started < s.num_samples
+        nonlocal started, searcher_done, seq
+        while (not searcher_done and started < s.num_samples
                and len(controller.live) < s.max_concurrent):
             trial_id = f"t{started:05d}"
             params = searcher.suggest(trial_id)
             if params is None:
                 return
             if params == Searcher.FINISHED:
-                finished = True
+                searcher_done = True
                 return
             started += 1
             run = int(params.get(REPEAT_KEY, 0))
@@ -187,7 +188,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         stub, results, cid = trials[trial_id]
         result = results[i]
         spent += 1
-        if result["stop_reason"] == "nan":
+        if diverged(result):
             scheduler.on_trial_error(controller, stub)
             searcher.on_trial_complete(trial_id, error=True)
             del controller.live[trial_id]
@@ -196,14 +197,14 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             if value == value:
                 runs[cid][trial_id] = sign * value
                 chosen = _leader(runs)
-            if result["stop_reason"]:  # the trial's own loop ended: Tune's done flag
+            if finished(result):  # the trial's own loop ended: Tune's done flag
                 decision = TrialScheduler.STOP
             else:
                 decision = scheduler.on_trial_result(controller, stub, result)
             if decision == TrialScheduler.STOP:
                 scheduler.on_trial_complete(controller, stub, result)
                 searcher.on_trial_complete(trial_id, result)
-                pruned += not result["stop_reason"]
+                pruned += not finished(result)
                 del controller.live[trial_id]
             else:
                 searcher.on_trial_result(trial_id, result)

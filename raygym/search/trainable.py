@@ -18,6 +18,7 @@ from raygym.config import validate_experiment
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
 from raygym.search.space_config import SearchSpace, apply_params
+from raygym.train.contract import diverged, finished
 from raygym.train.loop import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,11 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
         # start from another checkpoint than the one Tune registered (fetch_checkpoint)
         metrics = {**metrics, "node_id": node, "workers": 1,
                    "training_iteration": metrics["epoch"]}
-        if metrics.get("stop_reason") in ("completed", "early-stopped"):
+        if finished(metrics):
             # Tune's own "finished" flag: the scheduler is not asked about the last epoch
             # (PBT would otherwise "exploit" a finished trial and restart it for nothing).
             metrics["done"] = True
-        if metrics.get("stop_reason") == "nan":
+        if diverged(metrics):
             raise NonFiniteLossError(
                 f"training loss became NaN/inf at epoch {metrics['epoch']} "
                 f"(lr {metrics.get('lr', 0):.2g}); lower train.max_lr or check the data")

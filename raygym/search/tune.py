@@ -13,6 +13,7 @@ from rich.table import Table
 
 from raygym.config import ExperimentConfig
 from raygym.search.space_config import SearchSpace
+from raygym.train.contract import finished
 
 
 def tune_storage(config: ExperimentConfig, out: Path) -> str:
@@ -161,7 +162,7 @@ class LiveTrials:
             r = self.results.get(t.trial_id, {})
             status = t.status
             if status == "TERMINATED":
-                status = "done" if r.get("stop_reason") else "pruned"
+                status = "done" if finished(r) else "pruned"
             counts[status] = counts.get(status, 0) + 1
             v = r.get(f"best_{metric}", r.get(metric))
             if isinstance(v, float) and v == v:

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from raygym.config import IGNORE_INDEX, ExperimentConfig
 from raygym.data.batch import Batch, to_batch
 from raygym.data.dataset import DatasetCard, SplitArrays
 from raygym.inference.runtime import logits, resolve_precision, to_layout, uses_channels_last
+from raygym.train.contract import DIVERGED, RUNNING, StopReason, kept_scores, rung_scores
 
 
 class NonFiniteLossError(RuntimeError):
@@ -159,10 +160,10 @@ class FitState:
 
 @dataclass
 class FitResult:
-    """How training ended. ``stop_reason``: completed | early-stopped | nan."""
+    """How training ended (:data:`~raygym.train.contract.StopReason`)."""
 
     state: FitState
-    stop_reason: str
+    stop_reason: StopReason
     best_state_dict: dict[str, torch.Tensor]
     precision: str
     seconds: float
@@ -250,13 +251,13 @@ def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Modul
 def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: BatchSource,
         card: DatasetCard, *, device: torch.device | None = None,
         on_epoch: Callable[[dict[str, Any], Callable[[Path], Path]], None] | None = None,
-        resume_from: Path | None = None, is_main: bool = True) -> FitResult:
+        resume_from: Path | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) until done.
 
     ``on_epoch(metrics, write_checkpoint)`` is called once per epoch on every rank; calling
-    ``write_checkpoint(dir)`` saves the full resumable state into ``dir``. Metrics are flat:
-    ``epoch``, ``lr``, ``train_loss``, ``val_loss``, ``val_mean_iou``, ``val_iou/<class>``...,
-    ``best_val_loss``, ``best_epoch``, ``stop_reason`` ('' while running), ``images_per_s``.
+    ``write_checkpoint(dir)`` saves the full resumable state into ``dir``. ``metrics`` is the
+    flat dict of :mod:`raygym.train.contract` (``epoch``, ``lr``, ``train_loss``,
+    ``val_loss``, ``val_mean_iou``, ``val_iou/<class>`` ..., ``best_*``, ``stop_reason``).
     """
     t = config.train
     device = device or torch.device("cpu")
@@ -274,7 +275,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         state, best_state = load_checkpoint(resume_from, core, optimizer)
     started = time.perf_counter()
     # A checkpoint taken at the stopping epoch must not train one epoch more when restored.
-    stop_reason = "early-stopped" if state.bad_epochs >= t.patience else ""
+    stop_reason: StopReason | Literal[""] = (
+        "early-stopped" if state.bad_epochs >= t.patience else RUNNING)
 
     def write_checkpoint(directory: Path) -> Path:
         return save_checkpoint(directory, core, optimizer, state, best_state)
@@ -293,7 +295,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             loss = loss_fn(logits(model, x, device=device, precision=precision,
                                   channels_last=channels_last), y)
             if not _finite_everywhere(loss):
-                stop_reason = "nan"
+                stop_reason = DIVERGED
                 break
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -301,8 +303,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             loss_sum += float(loss.detach()) * len(x)
             n_images += len(x)
         train_seconds = time.perf_counter() - tick
-        if stop_reason == "nan":
-            metrics = {"epoch": epoch + 1, "stop_reason": "nan", "train_loss": math.nan,
+        if stop_reason == DIVERGED:
+            metrics = {"epoch": epoch + 1, "stop_reason": DIVERGED, "train_loss": math.nan,
                        "val_loss": math.nan, "lr": lr}
             if on_epoch:
                 on_epoch(metrics, write_checkpoint)
@@ -333,16 +335,14 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         if improved:
             state.best_metrics = {k: v for k, v in metrics.items()
                                   if k.startswith("val_") or k in ("epoch", "train_loss")}
-        metrics["best_val_mean_iou"] = state.best_metrics.get("val_mean_iou", math.nan)
-        # the search metric at the epoch whose weights are kept: Optuna and the leaderboard
-        # score those weights, not the last epoch's (every Ray path reports this dict)
         search_metric = config.search.metric
-        metrics.setdefault(f"best_{search_metric}",
-                           state.best_metrics.get(search_metric, math.nan))
+        # setdefault: best_val_loss stays the loop's own (the same value, inf before a kept
+        # epoch)
+        for key, value in kept_scores(state.best_metrics, search_metric).items():
+            metrics.setdefault(key, value)
         state.history.append({k: v for k, v in metrics.items() if not isinstance(v, str)})
-        if config.search.rung_metric != "last":  # what the search's scheduler judges
-            metrics[config.search.rung_key] = config.search.rung_value(
-                [h.get(search_metric, math.nan) for h in state.history])
+        metrics.update(rung_scores(config.search,
+                                   [h.get(search_metric, math.nan) for h in state.history]))
         if on_epoch:
             on_epoch(metrics, write_checkpoint)
     core.load_state_dict(best_state)  # restore the best weights (Gym kept the last ones)

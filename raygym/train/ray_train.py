@@ -126,7 +126,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
     with holder:
         fit(config, model, loss_fn, source, card, device=device, on_epoch=on_epoch,
-            resume_from=resume_dir, is_main=rank == 0)
+            resume_from=resume_dir)
 
 
 def _checkpoint_epoch(directory: Path) -> int:

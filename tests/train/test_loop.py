@@ -285,8 +285,7 @@ def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: di
         model = DistributedDataParallel(model.to(memory_format=torch.channels_last))
         inner = NumpyBatches(train, val, 4, seed=0, rank=rank, world=world)
         source = InfAt(inner, epoch=1) if rank == 0 else inner
-        result = fit(config, model, build_loss_for(config, card), source, card, device=CPU,
-                     is_main=rank == 0)
+        result = fit(config, model, build_loss_for(config, card), source, card, device=CPU)
         Path(out_dir, f"{rank}.json").write_text(json.dumps(
             {"stop": result.stop_reason, "epoch": result.state.epoch}))
         # Tear gloo down only when both ranks are done: a rank that destroyed its pairs while
