@@ -1,10 +1,14 @@
-"""User-facing errors: one line naming the file, the key or value, and the fix; exit code 2."""
+"""User-facing errors: one line naming the file, the key or value, and the fix.
+
+Exit codes: 2 for bad input (:class:`RaygymError` and its input kinds), 1 for a run that
+failed on good input (:class:`RunFailedError`), 130 for Ctrl-C (the CLI)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_RUN_FAILED = 1
 
 
 class RaygymError(Exception):
@@ -39,3 +43,10 @@ class DataError(RaygymError):
 
 class ResourceError(RaygymError):
     """The requested resources cannot be satisfied by the Ray cluster."""
+
+
+class RunFailedError(RaygymError):
+    """The input was good but the run failed (training diverged or crashed, every trial of a
+    search failed): exit code 1."""
+
+    exit_code = EXIT_RUN_FAILED

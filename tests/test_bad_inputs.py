@@ -4,6 +4,7 @@ written (the working folder and every input are byte-for-byte as before)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from raygym.cli import main
 from tests.conftest import write_experiment
@@ -54,6 +56,37 @@ def _artifact(i: Inputs, damage: Callable[[Path], Any] | None = None) -> str:
     if damage is not None:
         damage(path)
     return str(path)
+
+
+def _run_folder(i: Inputs, **train: Any) -> str:
+    """A stopped run's folder whose config.yaml has the demo settings with ``train`` changes."""
+    from raygym.config import dump_yaml, validate_experiment
+
+    sections = {**i.sections, "train": {**i.sections.get("train", {}), **train}}
+    run = i.dir / "runs" / "stopped"
+    run.mkdir(parents=True)
+    dump_yaml(validate_experiment(sections, "<test>"), run / "config.yaml")
+    return str(run)
+
+
+def _dataset_without_val(i: Inputs) -> str:
+    """A config whose prepared dataset (a hand-made card) has train rows but no val rows."""
+    from raygym.config import validate_experiment
+    from raygym.data.dataset import DATASET_FORMAT
+    from raygym.data.prepare import data_fingerprint
+
+    ds = i.dir / "ds"
+    path = _config(i, data={"prepared": str(ds)})
+    config = validate_experiment(yaml.safe_load(Path(path).read_text()), path)
+    (ds / "shards" / "split=train").mkdir(parents=True)
+    split = {"rows": 4, "sources": 4, "pixels_per_class": [1, 1, 1, 1], "ignored_pixels": 0}
+    card = {"format": DATASET_FORMAT, "name": "d", "classes": list(config.data.classes),
+            "bands": 4, "dtype": "uint8", "target_size": list(config.data.target_size),
+            "ignore_index": 255, "config_hash": data_fingerprint(config.data),
+            "data_config": {}, "remap_changed": {}, "sources": [], "created": "",
+            "splits": {"train": split, "val": {**split, "rows": 0, "sources": 0}}}
+    (ds / "card.json").write_text(json.dumps(card))
+    return path
 
 
 def _write(path: Path, data: str | bytes) -> Path:
@@ -103,6 +136,14 @@ CASES = [
     Case("config-space-for-prepare",
          lambda i: ["prepare", _config(i, model={"filters": {"choice": [2, 4]}})],
          ("model.filters",)),
+    # --------------------------------------------------------------------- runs
+    Case("train-resume-with-other-settings",
+         lambda i: ["train", _config(i, train={"max_lr": 0.002}), "--resume",
+                    _run_folder(i, max_lr=0.02)], ("train.max_lr", "0.02", "--resume")),
+    Case("train-resume-not-a-run", lambda i: ["train", _config(i), "--resume", str(i.dir)],
+         ("no config.yaml",)),
+    Case("train-without-validation-split", lambda i: ["train", _dataset_without_val(i)],
+         ("data.split.val", "no validation rows", "--overwrite")),
     # ---------------------------------------------------------------- artifacts
     Case("evaluate-not-an-artifact", lambda i: ["evaluate", str(_write(i.dir / "m" / "x", ""))],
          ("model",)),

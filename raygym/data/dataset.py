@@ -182,6 +182,21 @@ class PreparedDataset:
     def rows(self, split: str) -> int:
         return int(self.card.splits.get(split, {}).get("rows", 0))
 
+    def check_trainable(self) -> None:
+        """Refuse a dataset that training cannot use honestly: no train rows, or no validation
+        rows (early stopping and the exported "best" weights are judged on val: without it
+        the untrained weights would be exported as best)."""
+        if not self.has_split("train"):
+            raise DataError("dataset has no training rows", file=self.path, key="data.split",
+                            fix="lower data.split.val / data.split.test, or add scenes")
+        if not self.has_split("val"):
+            sources = sum(int(s.get("sources", 0)) for s in self.card.splits.values())
+            raise DataError(f"dataset has no validation rows ({sources} scenes in all): early "
+                            "stopping and the best weights are chosen on val",
+                            file=self.path, key="data.split.val",
+                            fix="set data.split.val > 0 (e.g. 0.2) with enough scenes for it, "
+                            "then run `raygym prepare CONFIG --overwrite`")
+
     def load_numpy(self, split: str, *, originals_only: bool = False) -> SplitArrays:
         """Read a whole split into memory (sorted by key and copy, so order is deterministic)."""
         import pyarrow.parquet as pq

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from raygym.config import ExperimentConfig, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
-from raygym.errors import ConfigError, DataError, RaygymError
+from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.ray_train import METRICS_CSV
 
 CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
@@ -41,14 +41,52 @@ def check_dataset(config: ExperimentConfig) -> PreparedDataset:
     if card.config_hash != data_fingerprint(config.data):
         raise ConfigError(f"the dataset at {path} was prepared from different data settings",
                           key="data", fix="run `raygym prepare CONFIG --overwrite`")
-    if not dataset.has_split("train"):
-        raise DataError("dataset has no training rows", file=path)
+    dataset.check_trainable()
     rows = dataset.rows("train")
     if config.train.batch_size > rows:
         raise ConfigError(f"batch size {config.train.batch_size} is larger than the training "
                           f"split ({rows} rows)", key="train.batch_size",
                           fix=f"use at most {rows}")
     return dataset
+
+
+# What a resumed run may change: its length, patience and the machine it runs on. Anything
+# else (data, model, loss, schedule, seed...) would silently splice two different runs.
+RESUMABLE_CHANGES = frozenset({"train.max_epochs", "train.patience", "train.num_threads",
+                               "train.output_dir"})
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_config(run_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse to resume ``run_dir`` with a config that differs from the one it was started
+    with, beyond :data:`RESUMABLE_CHANGES` (checked before anything in the run is written)."""
+    import yaml
+
+    from raygym.config import validate_experiment
+
+    saved_path = run_dir / "config.yaml"
+    try:
+        saved = validate_experiment(yaml.safe_load(saved_path.read_text()), str(saved_path))
+    except (OSError, yaml.YAMLError) as err:
+        raise DataError(f"cannot read the run's config: {type(err).__name__}", file=saved_path,
+                        fix="give the runs/<name> folder of the stopped run") from None
+    old = _flat({k: saved.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
+    new = _flat({k: config.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
+    for key in sorted(old.keys() | new.keys()):
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
+            raise ConfigError(f"{new.get(key)!r} here but {old.get(key)!r} in the run being "
+                              f"resumed ({saved_path})", key=key,
+                              fix=f"resume with the run's own settings (--set {key}="
+                              f"{old.get(key)}), or start a new run without --resume")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -101,13 +139,14 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
     from raygym.train.ray_train import check_resources, run_torch_trainer
 
     console = console or Console()
-    dataset = check_dataset(config)
     if resume is not None:
         run_dir = resume.resolve()
         if not (run_dir / "config.yaml").exists():
             raise DataError("not a raygym run folder (no config.yaml)", file=run_dir,
                             fix="give the runs/<name> folder of the stopped run")
-    else:
+        check_resume_config(run_dir, config)
+    dataset = check_dataset(config)
+    if resume is None:
         name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = (config.train.output_dir / name).resolve()
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -153,12 +192,13 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         last_good = latest_checkpoint(run_dir)
         kept = (f"the last good checkpoint is kept in {last_good}" if last_good is not None
                 else "no epoch finished, so there is no checkpoint")
-        raise RaygymError(
+        raise RunFailedError(
             f"training loss became NaN (or infinite) at epoch {int(rows[-1]['epoch'])}; {kept}",
             key="train.max_lr", fix="lower the learning rate or check the data")
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
-        raise RaygymError("training produced no checkpoint", file=run_dir)
+        raise RunFailedError("training produced no checkpoint", file=run_dir,
+                             fix="see the Ray Train log above for the cause")
     export_best(config, dataset.card, checkpoint, run_dir / "best", rows)
     from raygym.plots import learning_curves
 
@@ -270,4 +310,4 @@ def _user_error(err: BaseException) -> RaygymError:
         cause = nxt
     text = str(cause or err).strip().splitlines()
     last = [ln for ln in text if ln.strip()][-1] if text else type(err).__name__
-    return RaygymError(f"training failed: {last[:400]}")
+    return RunFailedError(f"training failed: {last[:400]}")

@@ -1,6 +1,6 @@
 """``raygym train`` on a real local Ray (the session's 2 CPUs): DDP over 2 gloo workers equals a
 single-process evaluation, an end-to-end run learns and writes its outputs, a killed run
-resumes without repeating epochs, and bad input fails fast with exit code 2."""
+resumes without repeating epochs, bad input fails fast with exit code 2, a failed run exits 1."""
 
 from __future__ import annotations
 
@@ -138,12 +138,12 @@ def test_cli_train_end_to_end_learns_and_writes_its_outputs(
 
 
 @pytest.mark.slow
-def test_nan_loss_exits_2_with_a_clear_message(
+def test_nan_loss_is_a_failed_run_exit_1_with_a_clear_message(
         tmp_path: Path, sections: dict[str, Any], write_config: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     cfg = experiment(write_config, tmp_path / "nan.yaml", sections,
                      train={"lr_schedule": "constant", "max_lr": 1e25, "max_epochs": 3})
-    assert main(["train", str(cfg), "--name", "nan"]) == 2
+    assert main(["train", str(cfg), "--name", "nan"]) == 1
     err = capsys.readouterr().err
     assert "NaN" in err and "train.max_lr" in err
     rows = read_metrics(run_dir_of(sections, "nan") / "metrics.csv")
