@@ -1,0 +1,115 @@
+"""Stopping and inspecting a running local cluster: ``raygym cluster down`` / ``status``,
+killing one worker node (a simulated machine failure), and the environment for a driver that
+joins the cluster. Only processes of the recorded cluster are ever signalled."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+from raygym.cluster.network import list_nodes
+from raygym.cluster.processes import cluster_processes, node_processes, stop_processes
+from raygym.cluster.state import (
+    DEFAULT_STATE_DIR,
+    ClusterError,
+    public_view,
+    read_state,
+    remove_temp_dir,
+    state_path,
+    write_state,
+)
+
+
+def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
+                 keep_temp: bool = False) -> int:
+    """Stop the cluster recorded in ``state_dir``; return how many processes were stopped.
+
+    Worker nodes first, then the head: SIGTERM to each ``ray start --block`` process, SIGKILL
+    after ``timeout`` seconds for whatever of the cluster still runs (found by pid, process
+    group and the ``RAYGYM_CLUSTER`` marker). No other Ray process is touched. Removes the
+    state file and (unless ``keep_temp``) the session directory with its logs. Returns 0 when
+    no cluster is recorded.
+    """
+    state_dir = Path(state_dir).absolute()
+    state = read_state(state_dir)
+    if state is None:
+        return 0
+    stopped = 0
+    nodes = state.get("nodes", [])
+    for node in [n for n in nodes if n.get("role") != "head"] + \
+            [n for n in nodes if n.get("role") == "head"]:
+        procs = node_processes(state, node)
+        stopped += stop_processes(procs, [node["pid"]] if node.get("pid") else [], timeout)
+    stopped += stop_processes(cluster_processes(state), [], None)  # stragglers, e.g. job drivers
+    if not keep_temp:
+        remove_temp_dir(state)
+    state_path(state_dir).unlink(missing_ok=True)
+    return stopped
+
+
+def kill_node(state_dir: Path, node_index: int, *, graceful: bool = False) -> int:
+    """Kill worker node ``node_index`` (its ``ray start`` process, raylet, agents and workers).
+
+    Simulates a machine failure for fault-tolerance tests: SIGKILL at once unless ``graceful``
+    (then SIGTERM and a 10 s grace). After a SIGKILL the head marks the node DEAD when its
+    health checks fail (about 10-30 s; at once after a graceful stop). Returns how many
+    processes were stopped; the node stays in the state file marked ``alive: false`` so
+    ``cluster_down`` still sweeps anything left.
+    """
+    state_dir = Path(state_dir).absolute()
+    state = read_state(state_dir)
+    if state is None:
+        raise ClusterError(f"no cluster recorded in {state_dir}", fix="run `raygym cluster up`")
+    node = next((n for n in state["nodes"]
+                 if n.get("role") == "worker" and n.get("index") == node_index), None)
+    if node is None:
+        count = sum(n.get("role") == "worker" for n in state["nodes"])
+        raise ClusterError(f"no worker node {node_index} (the cluster has {count})",
+                           fix=f"use 0..{count - 1}" if count else "start it with --workers N")
+    procs = node_processes(state, node)
+    stopped = stop_processes(procs, [node["pid"]] if node.get("pid") else [],
+                    10.0 if graceful else None)
+    node["alive"] = False
+    write_state(state_dir, state)
+    return stopped
+
+
+def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
+    """A short human-readable report: addresses, and per node its processes and Ray state."""
+    state_dir = Path(state_dir).absolute()
+    state = read_state(state_dir)
+    if state is None:
+        return f"no local cluster recorded in {state_dir}"
+    lines = [f"cluster {state['cluster_id']}: address {state['address']}, "
+             f"dashboard {state['dashboard']}", f"session {state.get('session_dir')}"]
+    try:
+        ray_nodes = {row.get("node_id"): row for row in list_nodes(state["dashboard"], 3.0)}
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        ray_nodes = {}
+        lines.append(f"dashboard not answering ({err})")
+    for node in state["nodes"]:
+        procs = node_processes(state, node)
+        ray_state = ray_nodes.get(node.get("node_id"), {}).get("state", "unknown")
+        lines.append(f"  {node['name']:<9} {ray_state:<7} {node['resource']:<14} "
+                     f"cpus={node['num_cpus']} pid={node.get('pid')} procs={len(procs)} "
+                     f"node={(node.get('node_id') or '-')[:8]}")
+    return "\n".join(lines)
+
+
+def cluster_info(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
+    """What :func:`cluster_up` returned for the cluster recorded in ``state_dir`` (or None)."""
+    state = read_state(Path(state_dir).absolute())
+    return None if state is None else public_view(state)
+
+
+def driver_env(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:
+    """Environment for a driver subprocess that should join the recorded cluster."""
+    state = read_state(Path(state_dir).absolute())
+    if state is None:
+        raise ClusterError(f"no cluster recorded in {state_dir}", fix="run `raygym cluster up`")
+    env = dict(os.environ)
+    env["RAY_ADDRESS"] = state["address"]
+    env["RAY_AUTH_MODE"] = "disabled"
+    return env

@@ -1,0 +1,60 @@
+"""The record of a running local cluster: ``<state_dir>/cluster.json``, written by
+:func:`~raygym.cluster.cluster_up` and read by every other command, and the files it names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from raygym.atomic import write_text_atomic
+from raygym.errors import RaygymError
+
+STATE_FILE = "cluster.json"
+DEFAULT_STATE_DIR = Path(".raygym-cluster")
+STATE_VERSION = 1
+
+
+class ClusterError(RaygymError):
+    """The local cluster could not be started, found or stopped."""
+
+
+def state_path(state_dir: Path) -> Path:
+    return Path(state_dir) / STATE_FILE
+
+
+def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
+    """The recorded cluster (the ``cluster.json`` written by ``cluster_up``), or None."""
+    path = state_path(state_dir)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ClusterError(f"unreadable cluster state: {err}", file=path,
+                           fix="stop leftover processes by pid, then delete the file") from err
+
+
+def write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    write_text_atomic(state_path(state_dir), json.dumps(state, indent=2) + "\n")
+
+
+def public_view(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``cluster_up`` returns: addresses, files and, per node, its name, role, resource,
+    CPUs, Ray node id and pids (the state's bookkeeping, such as all pids, left out)."""
+    keep = ("name", "index", "role", "resource", "num_cpus", "node_id", "node_ip", "pid",
+            "raylet_pid", "gcs_pid", "log", "alive")
+    return {
+        "address": state["address"], "dashboard": state["dashboard"],
+        "session_dir": state.get("session_dir"), "temp_dir": state.get("temp_dir"),
+        "state_file": str(state_path(Path(state["state_dir"]))),
+        "nodes": [{k: n.get(k) for k in keep if k in n} for n in state["nodes"]],
+    }
+
+
+def remove_temp_dir(state: dict[str, Any]) -> None:
+    """Delete the cluster's object-store/session folder (only one raygym made: ``raygym-*``)."""
+    temp_dir = state.get("temp_dir")
+    if temp_dir and Path(temp_dir).name.startswith("raygym-"):
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""raygym.cluster.state: the cluster.json record (fast: nothing is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.cluster.state import (
+    STATE_FILE,
+    ClusterError,
+    public_view,
+    read_state,
+    remove_temp_dir,
+    write_state,
+)
+
+
+def make_state(state_dir: Path, temp_dir: Path) -> dict[str, Any]:
+    return {"cluster_id": "abc", "address": "127.0.0.1:1", "dashboard": "http://127.0.0.1:2",
+            "state_dir": str(state_dir), "temp_dir": str(temp_dir), "session_dir": None,
+            "nodes": [{"name": "head", "role": "head", "pid": 7, "pids": {"7": 1.5},
+                       "cmd": ["ray", "start"], "log": "head.log"}]}
+
+
+def test_round_trip_and_missing(tmp_path: Path) -> None:
+    assert read_state(tmp_path) is None
+    state = make_state(tmp_path, tmp_path / "raygym-x")
+    write_state(tmp_path, state)
+    assert read_state(tmp_path) == state
+    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # no temp file left beside
+
+
+def test_unreadable_state_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(ClusterError, match="unreadable cluster state") as info:
+        read_state(tmp_path)
+    assert "delete the file" in str(info.value)
+
+
+def test_public_view_leaves_out_bookkeeping(tmp_path: Path) -> None:
+    view = public_view(make_state(tmp_path, tmp_path / "t"))
+    assert view["state_file"] == str(tmp_path / STATE_FILE)
+    assert view["nodes"] == [{"name": "head", "role": "head", "pid": 7, "log": "head.log"}]
+
+
+def test_remove_temp_dir_only_removes_its_own(tmp_path: Path) -> None:
+    ours, other = tmp_path / "raygym-abc", tmp_path / "precious"
+    ours.mkdir()
+    other.mkdir()
+    remove_temp_dir(make_state(tmp_path, ours))
+    remove_temp_dir(make_state(tmp_path, other))
+    assert not ours.exists() and other.exists()
