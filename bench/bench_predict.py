@@ -18,6 +18,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 AERIAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
@@ -61,13 +62,13 @@ def main() -> None:
     images = sorted((AERIAL / "images").glob("*.jpg"))[: args.limit]
     if not images:
         raise SystemExit(f"no images under {AERIAL.resolve()}")
-    from raygym.predict import predict_files
+    from raygym.predict import PredictOptions, predict_files
 
     work = Path(tempfile.mkdtemp(prefix="bench_predict-"))
     try:
         model = args.model or make_model(work, args.size, args.filters, args.kernel)
-        common = {"tile": args.tile, "overlap": args.overlap, "overlay": False,
-                  "precision": args.precision}
+        common = PredictOptions(out=work, tile=args.tile, overlap=args.overlap, overlay=False,
+                                precision=args.precision)
         import torch
 
         print(f"{len(images)} images 920x614 ({len(images) * 920 * 614 / 1e6:.1f} Mpx), model "
@@ -75,8 +76,8 @@ def main() -> None:
               f"{args.precision}; {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), "
               f"torch threads {torch.get_num_threads()}")
         # warm-up: one image, so one-off costs (imports, oneDNN kernels) do not count
-        predict_files(model, images[:1], out=work / "warm", device="cpu", **common)
-        plain = predict_files(model, images, out=work / "plain", device="cpu", **common)
+        predict_files(model, images[:1], replace(common, out=work / "warm", device="cpu"))
+        plain = predict_files(model, images, replace(common, out=work / "plain", device="cpu"))
         plain_rate = plain.megapixels / plain.seconds
         print(f"plain torch : {plain.megapixels:.1f} Mpx in {plain.seconds:.1f} s = "
               f"{plain_rate:.3f} Mpx/s ({len(plain.rows) / plain.seconds:.2f} img/s)")
@@ -86,8 +87,8 @@ def main() -> None:
         tick = time.perf_counter()
         ensure_ray(progress_bars=False)
         print(f"ray.init    : {time.perf_counter() - tick:.1f} s (not counted)")
-        ray_run = predict_files(model, images, out=work / "ray", use_ray=True,
-                                ray_actors=args.actors, **common)
+        ray_run = predict_files(model, images, replace(common, out=work / "ray", use_ray=True,
+                                                        ray_actors=args.actors))
         ray_rate = ray_run.megapixels / ray_run.seconds
         print(f"Ray Data    : {ray_run.megapixels:.1f} Mpx in {ray_run.seconds:.1f} s = "
               f"{ray_rate:.3f} Mpx/s ({len(ray_run.rows) / ray_run.seconds:.2f} img/s)")

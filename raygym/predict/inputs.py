@@ -1,0 +1,252 @@
+"""What goes into a prediction: image files and folders expanded into :class:`InputItem` s,
+extra-band files matched to each image (the rule is in :mod:`raygym.predict`), header checks
+of the band count, the ``(H, W, C)`` pixels and the georeferencing of each input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raygym.data.io import IMAGE_SUFFIXES, is_image, read_header, read_image, read_single_band
+from raygym.errors import DataError, RaygymError
+
+_TIFF = (".tif", ".tiff")
+
+
+@dataclass
+class InputItem:
+    """One image to predict: its file, its extra-band files (training order), output stem."""
+
+    path: Path
+    bands: list[Path]
+    name: str
+
+    def to_json(self) -> str:
+        """The item as a JSON string (how it travels to a Ray actor)."""
+        return json.dumps({"path": str(self.path), "name": self.name,
+                           "bands": [str(b) for b in self.bands]})
+
+    @classmethod
+    def from_json(cls, text: str) -> InputItem:
+        """The inverse of :meth:`to_json`."""
+        d = json.loads(text)
+        return cls(Path(d["path"]), [Path(b) for b in d["bands"]], d["name"])
+
+
+def _key_of(stem: str, pattern: str | None) -> str | None:
+    """The pairing key of a file stem: the regex's groups joined (or its whole match), the stem
+    itself without a regex, None when the regex does not match."""
+    if pattern is None:
+        return stem
+    m = re.match(pattern, stem)
+    if m is None:
+        return None
+    return "".join(g for g in m.groups() if g) if m.groups() else m.group(0)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_output_folder(out: Path, images: Sequence[Path], extra_bands: Sequence[Path]) -> None:
+    """Refuse an output folder equal to, or inside, an input or band folder (a re-run would
+    read the predictions as inputs)."""
+    for folder in [*images, *extra_bands]:
+        if Path(folder).is_dir() and _inside(out, folder):
+            raise RaygymError("output folder is inside the input folder", file=out,
+                              key="--out", fix=f"write outside {folder}")
+
+
+def _image_files(images: Sequence[Path]) -> list[Path]:
+    """Named image files plus the images of named folders (non-recursive), in order."""
+    files: list[Path] = []
+    for item in images:
+        p = Path(item)
+        if p.is_dir():
+            found = _list_images(p)
+            if not found:
+                raise DataError(f"folder holds no {'/'.join(IMAGE_SUFFIXES)} images", file=p)
+            files += found
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"not a PNG / JPEG / TIFF image (suffix {p.suffix!r})", file=p)
+            files.append(p)
+        else:
+            raise DataError("image file or folder not found", file=p)
+    return files
+
+
+def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
+                   band_keys: tuple[str | None, list[str | None]] = (None, [])
+                   ) -> tuple[list[InputItem], list[tuple[str, str]]]:
+    """Expand files / folders into :class:`InputItem` s and match their extra-band files.
+
+    Folders are listed non-recursively (PNG / JPEG / TIFF only, hidden files ignored). The band
+    matching rule is in the :mod:`raygym.predict` docstring (see :func:`match_band`).
+
+    Returns:
+        ``(items, skipped)``; ``skipped`` holds ``(file, reason)`` for images without band files.
+
+    Raises:
+        DataError: a missing path, a named file that is not an image, a missing band folder, or
+            no images at all.
+    """
+    files = _image_files(images)
+    band_files: list[list[Path]] = []
+    for folder in extra_bands:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError("band folder not found", file=folder, key="--band",
+                            fix="give one folder per extra band, in training order")
+        band_files.append(_list_images(folder))
+    image_key, keys = band_keys
+    items: list[InputItem] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for f in files:
+        matched: list[Path] = []
+        for i, candidates in enumerate(band_files):
+            pattern = keys[i] if i < len(keys) else None
+            hit = match_band(f, candidates, image_key, pattern)
+            if hit is None:
+                skipped.append((str(f), f"no matching band file in {Path(extra_bands[i])}"))
+                break
+            matched.append(hit)
+        else:
+            # equal stems in different folders would overwrite each other's outputs
+            n = seen.get(f.stem, 0)
+            seen[f.stem] = n + 1
+            name = f.stem if n == 0 else f"{f.stem}-{n + 1}"
+            items.append(InputItem(path=f, bands=matched, name=name))
+    return items, skipped
+
+
+def match_band(image: Path, candidates: Sequence[Path], image_key: str | None = None,
+               band_key: str | None = None) -> Path | None:
+    """The extra-band file for ``image`` among ``candidates`` (sorted), or None.
+
+    Rule: (1) when ``band_key`` (the training config's regex for that band folder) is given,
+    the file whose key equals the image's key (``image_key`` regex, or its stem); (2) the file
+    with the same stem; (3) the first file whose stem starts with the image's stem.
+    """
+    if band_key is not None:
+        want = _key_of(image.stem, image_key)
+        if want is None:
+            want = image.stem
+        for c in candidates:
+            if _key_of(c.stem, band_key) == want:
+                return c
+    for c in candidates:
+        if c.stem == image.stem and c.resolve() != image.resolve():
+            return c
+    for c in candidates:
+        if c.stem.startswith(image.stem) and c.resolve() != image.resolve():
+            return c
+    return None
+
+
+def check_band_counts(items: Sequence[InputItem], in_channels: int
+                      ) -> tuple[list[InputItem], list[tuple[str, str]]]:
+    """Header check of every input: unreadable files are skipped, a wrong band count raises.
+
+    Raises:
+        DataError: naming the first image whose bands (its own + extra files) differ from
+            ``in_channels``.
+    """
+    ok: list[InputItem] = []
+    skipped: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            head = read_header(item.path)
+            bands = head.bands + len(item.bands)
+        except DataError as err:
+            skipped.append((str(item.path), err.message))
+            continue
+        if bands != in_channels:
+            extra = f" ({head.bands} + {len(item.bands)} band files)" if item.bands else ""
+            fix = ("give --band FOLDER for each extra band, in training order"
+                   if bands < in_channels else
+                   f"the model was trained on {in_channels}-band images")
+            raise DataError(f"has {bands} bands{extra} but the model expects {in_channels}",
+                            file=item.path, fix=fix)
+        ok.append(item)
+    return ok, skipped
+
+
+@contextlib.contextmanager
+def _quiet_rasterio() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning (plain TIFFs are fine; a missing CRS is
+    reported once per file by :func:`raygym.predict.outputs.predict_one`)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+@dataclass
+class GeoInfo:
+    """Georeferencing of an input: CRS (or None), affine transform, pixel area in m2."""
+
+    crs: Any
+    transform: Any
+    is_tiff: bool
+    pixel_area_m2: float | None
+
+
+def read_geo(path: Path) -> GeoInfo:
+    """CRS and transform of a TIFF (None / identity otherwise); ``pixel_area_m2`` only for a
+    projected CRS (``|det(transform)|`` times the squared metres per CRS unit)."""
+    if path.suffix.lower() not in _TIFF:
+        return GeoInfo(None, None, False, None)
+    import rasterio
+
+    try:
+        with _quiet_rasterio(), rasterio.open(path) as src:
+            crs, transform = src.crs, src.transform
+    except Exception as err:  # noqa: BLE001 - rasterio's own error classes
+        raise DataError(f"unreadable TIFF: {str(err).splitlines()[0]}", file=path) from None
+    area = None
+    if crs is not None and crs.is_projected:
+        try:
+            unit = float(crs.linear_units_factor[1])
+        except Exception:  # noqa: BLE001 - a CRS without linear units
+            unit = None
+        if unit:
+            area = abs(transform.a * transform.e - transform.b * transform.d) * unit * unit
+    return GeoInfo(crs, transform, True, area)
+
+
+def read_input(item: InputItem) -> np.ndarray:
+    """``(H, W, C)`` image: the first file's bands then one band per extra file."""
+    with _quiet_rasterio():
+        parts = [read_image(item.path)]
+        bands = [read_single_band(band) for band in item.bands]
+    for band, b in zip(item.bands, bands, strict=True):
+        if b.shape[:2] != parts[0].shape[:2]:
+            raise DataError(f"size {b.shape[1]}x{b.shape[0]} differs from its image "
+                            f"{item.path.name} ({parts[0].shape[1]}x{parts[0].shape[0]})",
+                            file=band)
+        parts.append(b)
+    if len(parts) == 1:
+        return parts[0]
+    # e.g. uint8 RGB + uint16 NIR: one common dtype so no band is truncated
+    dtype = np.result_type(*[p.dtype for p in parts])
+    return np.concatenate([p.astype(dtype, copy=False) for p in parts], axis=2)

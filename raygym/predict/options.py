@@ -1,0 +1,65 @@
+""":class:`PredictOptions`: every setting of one ``raygym predict`` run, in one object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from raygym.errors import RaygymError
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything that decides a run's outputs (shipped to Ray actors as is).
+
+    The rules behind ``extra_bands``, ``tile``, ``overlap``, ``scale``, ``top_k`` and ``tta``
+    are in the :mod:`raygym.predict` docstring.
+
+    Attributes:
+        out: output folder (created; must not lie inside an input folder).
+        top_k: how many of a search's best models to ensemble (1 for a single artifact).
+        extra_bands: one folder per extra band, in training order.
+        tile: sliding-window size in pixels (None: the model's input size).
+        overlap: fraction of a window shared with its neighbour, ``0 <= overlap < 1``.
+        tta: average the identity and the horizontal, vertical and both flips.
+        scale: resample factor before prediction (0.5 = half the pixels per side), > 0.
+        probabilities: also write ``<stem>_probs.tif``.
+        overlay: also write ``<stem>_overlay.png``.
+        batch_size: sliding windows per forward pass.
+        device: ``auto`` | ``cpu`` | ``cuda[:n]`` for the plain path (Ray actors use the CPU).
+        precision: ``fp32`` (default, deterministic) or ``bf16-mixed`` / ``fp16-mixed``.
+        use_ray: run as a Ray Data batch job (one CPU actor per core, models loaded once each).
+        ray_actors: actors for ``use_ray`` (None: one per cluster CPU).
+    """
+
+    out: Path
+    top_k: int = 1
+    extra_bands: Sequence[Path] = ()
+    tile: int | None = None
+    overlap: float = 0.25
+    tta: bool = False
+    scale: float = 1.0
+    probabilities: bool = False
+    overlay: bool = True
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "fp32"
+    use_ray: bool = False
+    ray_actors: int | None = None
+
+    def __post_init__(self) -> None:
+        # callers pass str / list (argparse, scripts); one normalised form from here on
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "extra_bands", tuple(Path(p) for p in self.extra_bands))
+
+    def check_ranges(self) -> None:
+        """Refuse an ``overlap`` outside ``[0, 1)`` or a ``scale`` that is not positive.
+
+        Raises:
+            RaygymError: naming the ``--overlap`` or ``--scale`` option.
+        """
+        if not 0.0 <= self.overlap < 1.0:
+            raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
+        if not self.scale > 0:
+            raise RaygymError(f"scale must be > 0 (got {self.scale})", key="--scale")

@@ -1,0 +1,169 @@
+"""Which models to predict with (:func:`resolve_models`) and the :class:`Predictor` that runs
+them over whole images. Loading and the forward pass go through :mod:`raygym.inference`."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raygym.errors import DataError, RaygymError
+from raygym.predict.tiling import predict_image
+
+
+def _rank_number(path: Path) -> int:
+    """``N`` of a ``rank<N>_<trial>`` folder; -1 for any other folder."""
+    m = re.match(r"^rank(\d+)(?:_|$)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def resolve_models(path: Path, top_k: int = 1) -> list[Path]:
+    """The artifact folders that ``path`` stands for, best first.
+
+    Args:
+        path: a model artifact folder (holds ``model_card.json``), or a search results folder
+            holding ``best/rank<N>_<trial>/`` artifacts (or that ``best`` folder itself).
+        top_k: how many of the best models to return (>= 1).
+
+    Returns:
+        ``top_k`` artifact folders, sorted by rank number (rank1 first).
+
+    Raises:
+        RaygymError: no artifact found, ``top_k < 1``, or fewer than ``top_k`` models available.
+    """
+    path = Path(path)
+    if top_k < 1:
+        raise RaygymError(f"--top-k must be at least 1 (got {top_k})", key="--top-k")
+    if not path.exists():
+        raise DataError("model folder not found", file=path,
+                        fix="give a model artifact (runs/<name>/best) or a search results folder")
+    if (path / "model_card.json").is_file():
+        if top_k > 1:
+            raise RaygymError(f"--top-k {top_k} needs a search results folder, but this is a "
+                              "single model artifact", file=path, key="--top-k",
+                              fix="use --top-k 1, or give results/<experiment>")
+        return [path]
+    for folder in (path / "best", path):
+        if not folder.is_dir():
+            continue
+        ranked = sorted((p for p in folder.iterdir() if p.is_dir() and _rank_number(p) >= 0),
+                        key=lambda p: (_rank_number(p), p.name))
+        if ranked:
+            if top_k > len(ranked):
+                raise RaygymError(f"--top-k {top_k} but the search exported only "
+                                  f"{len(ranked)} models", file=folder, key="--top-k",
+                                  fix=f"use --top-k {len(ranked)} or less")
+            return ranked[:top_k]
+    raise DataError("neither a model artifact (no model_card.json) nor a search results folder "
+                    "(no best/rank*_*/)", file=path,
+                    fix="give runs/<name>/best or results/<experiment>")
+
+
+class Predictor:
+    """One model or an ensemble, ready to predict whole images of any size.
+
+    All models must share bands, classes and input size (true for the top-k of one search).
+    ``forward`` maps standardized ``(B, C, H, W)`` tiles to averaged softmax ``(B, K, H, W)``.
+    """
+
+    def __init__(self, model_dirs: Sequence[Path], *, device: str | torch.device = "auto",
+                 precision: str = "fp32") -> None:
+        from raygym.inference.scoring import load_model
+        from raygym.models import min_input_size, requires_multiple_of
+
+        if not model_dirs:
+            raise RaygymError("no model to predict with")
+        self.model_dirs = [Path(p) for p in model_dirs]
+        self.models = [load_model(p, device=device, precision=precision)
+                       for p in self.model_dirs]
+        self.device = self.models[0].device
+        self.precision = precision
+        self.card = self.models[0].card
+        self.config = self.models[0].config
+        for path, loaded in zip(self.model_dirs[1:], self.models[1:], strict=True):
+            card = loaded.card
+            if (card.classes, card.in_channels) != (self.card.classes, self.card.in_channels):
+                raise DataError(
+                    f"cannot ensemble: classes {card.classes} / {card.in_channels} bands differ "
+                    f"from {self.model_dirs[0].name} ({self.card.classes} / "
+                    f"{self.card.in_channels} bands)", file=path)
+        cards = [m.card for m in self.models]
+        self.multiple = max(requires_multiple_of(c.arch, **c.model_params) for c in cards)
+        self.min_size = max(min_input_size(c.arch, **c.model_params) for c in cards)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.card.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.card.in_channels
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The model's training input size ``(H, W)`` in pixels."""
+        h, w = self.card.target_size
+        return int(h), int(w)
+
+    def band_keys(self) -> tuple[str | None, list[str | None]]:
+        """Pairing regexes of the training config: (image key, one per extra band)."""
+        data = self.config.data
+        image_key = data.images.key if data.images is not None else None
+        return image_key, [b.key for b in data.extra_bands]
+
+    def tile_hw(self, tile: int | None) -> tuple[int, int]:
+        """Validated sliding-window size ``(H, W)``: ``tile`` square, or the model input size."""
+        if tile is None:
+            return self.input_hw
+        if tile < self.min_size or tile % self.multiple:
+            ok = max(self.min_size, math.ceil(tile / self.multiple) * self.multiple)
+            raise RaygymError(f"tile {tile} must be a multiple of {self.multiple} and at least "
+                              f"{self.min_size} for model '{self.card.arch}'", key="--tile",
+                              fix=f"use --tile {ok}")
+        return tile, tile
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Mean softmax over models (and flips with ``tta``).
+
+        Args:
+            x: ``(B, C, H, W)`` float32 standardized tiles (any device).
+            tta: also average horizontal, vertical and both flips.
+
+        Returns:
+            ``(B, K, H, W)`` float32 probabilities on the CPU (sum 1 over K).
+        """
+        from raygym.inference.scoring import ensemble_softmax
+
+        return ensemble_softmax(self.models, x, tta=tta)
+
+    def predict(self, image: np.ndarray, *, tile: int | None = None, overlap: float = 0.25,
+                tta: bool = False, scale: float = 1.0, batch_size: int = 8
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Predict one whole image.
+
+        Args:
+            image: ``(H, W, C)`` raw image (uint8 / uint16 / float), ``C == in_channels``.
+            tile: sliding-window size in pixels (default: the model's input size).
+            overlap: fraction of a tile shared by neighbouring windows, ``0 <= overlap < 1``.
+            tta: flip test-time augmentation.
+            scale: resample factor applied before prediction (0.5 = half the pixels per side).
+            batch_size: tiles per forward pass.
+
+        Returns:
+            ``(labels (H, W) uint8 class ids, probs (K, H, W) float32)`` on the input grid.
+        """
+        if image.ndim != 3 or image.shape[2] != self.in_channels:
+            raise DataError(f"image has {image.shape[-1] if image.ndim == 3 else 1} bands but "
+                            f"the model expects {self.in_channels}")
+        return predict_image(lambda x: self.forward(x, tta), image, tile_hw=self.tile_hw(tile),
+                             overlap=overlap, scale=scale, batch_size=batch_size,
+                             num_classes=self.num_classes)

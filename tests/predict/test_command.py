@@ -1,0 +1,40 @@
+"""``raygym.predict.command``: unreadable images are skipped and listed; the command fails
+only when every image failed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import S2, need, read_summary, s2_scene, string_console
+
+
+def test_unreadable_files_are_skipped_and_listed(s2_models: dict[str, Path], tmp_path: Path
+                                                 ) -> None:
+    from raygym.predict import predict_command
+
+    images = tmp_path / "img"
+    images.mkdir()
+    for n in range(2):
+        shutil.copy(s2_scene(n)[0], images)
+    (images / "broken.jpg").write_bytes(b"not a jpeg at all")
+    bands = [need(S2) / "nir"]
+    console = string_console()
+    code = predict_command(s2_models["artifact"], [images], out=tmp_path / "out", top_k=1,
+                           tta=False, tile=None, overlap=0.25, probabilities=False,
+                           extra_bands=bands, use_ray=False, console=console)
+    text = console.file.getvalue()
+    assert code == 0
+    assert "skipped 1 files" in text and "broken.jpg" in text
+    assert len(read_summary(tmp_path / "out" / "summary.csv")) == 2
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"garbage")
+    (bad / "b.png").write_bytes(b"garbage")
+    console = string_console()
+    code = predict_command(s2_models["artifact"], [bad], out=tmp_path / "out2", top_k=1,
+                           tta=False, tile=None, overlap=0.25, probabilities=False,
+                           extra_bands=bands, use_ray=False, console=console)
+    assert code == 1
+    assert "all images failed" in console.file.getvalue()

@@ -1,0 +1,76 @@
+"""``raygym.predict.inputs``: band files matched by the training key, the match rule, wrong
+band counts and an output folder inside an input folder refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from . import NIR_KEY, S2, need, one_error_line, run_cli, s2_scene
+
+
+def test_png_inputs_with_band_folder_use_the_training_key(s2_models: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    from raygym.predict import PredictOptions, predict_files
+
+    images, nirs = tmp_path / "img", tmp_path / "nir"
+    images.mkdir()
+    nirs.mkdir()
+    for n in range(2):
+        image, nir = s2_scene(n)
+        shutil.copy(image, images)
+        shutil.copy(nir, nirs)
+    out = tmp_path / "out"
+    result = predict_files(s2_models["artifact"], [images],
+                           PredictOptions(out=out, extra_bands=[nirs]))
+    assert result.exit_code == 0 and len(result.rows) == 2
+    for n in range(2):
+        image, _ = s2_scene(n)
+        label = np.asarray(Image.open(out / f"{image.stem}_label.png"))
+        assert label.shape == Image.open(image).size[::-1]
+        assert label.max() < 4
+
+
+def test_band_match_rule(tmp_path: Path) -> None:
+    from raygym.predict import match_band
+
+    files = [tmp_path / n for n in ("a-0_nir.png", "a-1_nir.png", "b-0.png", "scene_ir-0.jpg")]
+    assert match_band(tmp_path / "a-1.png", files) == files[1]  # stem prefix
+    assert match_band(tmp_path / "b-0.jpg", files) == files[2]  # same stem
+    assert match_band(tmp_path / "scene-0.jpg", files, None, NIR_KEY) == files[3]  # regex keys
+    assert match_band(tmp_path / "c.png", files) is None
+
+
+def test_input_item_survives_json(tmp_path: Path) -> None:
+    """The Ray path ships items as JSON: the round trip keeps paths, bands and the name."""
+    from raygym.predict import InputItem
+
+    item = InputItem(tmp_path / "a.tif", [tmp_path / "nir" / "a_ir.tif"], "a-2")
+    assert InputItem.from_json(item.to_json()) == item
+
+
+def test_wrong_band_count_is_refused(s2_models: dict[str, Path], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    image, _ = s2_scene(0)  # RGB only: the model wants RGB + NIR
+    code = run_cli(["predict", str(s2_models["artifact"]), str(image), "--out",
+                    str(tmp_path / "out")])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert image.name in line and "3 bands" in line and "expects 4" in line
+
+
+def test_output_inside_input_folder_is_refused(s2_models: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    images = tmp_path / "img"
+    images.mkdir()
+    shutil.copy(s2_scene(0)[0], images)
+    code = run_cli(["predict", str(s2_models["artifact"]), str(images), "--band",
+                    str(need(S2) / "nir"), "--out", str(images / "pred")])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "inside the input folder" in line
+    assert not (images / "pred").exists()

@@ -1,0 +1,88 @@
+"""``raygym.predict.predictor``: which models a path stands for, ensembles / TTA, and
+artifacts refused before any image is read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raygym.errors import DataError, RaygymError
+
+from . import one_error_line, run_cli, s2_scene, s2_stack
+
+
+def test_resolve_models_artifact_and_results(s2_models: dict[str, Path]) -> None:
+    from raygym.predict import resolve_models
+
+    artifact, results = s2_models["artifact"], s2_models["results"]
+    assert resolve_models(artifact, 1) == [artifact]
+    assert [p.name for p in resolve_models(results, 2)] == ["rank1_aaaa", "rank2_bbbb"]
+    assert [p.name for p in resolve_models(results / "best", 1)] == ["rank1_aaaa"]
+    with pytest.raises(RaygymError, match="only 2 models"):
+        resolve_models(results, 3)
+    with pytest.raises(RaygymError, match="single model artifact"):
+        resolve_models(artifact, 2)
+    with pytest.raises(DataError, match="not found"):
+        resolve_models(results / "nope", 1)
+
+
+def test_resolve_models_sorts_by_rank_number(tmp_path: Path) -> None:
+    from raygym.predict import resolve_models
+
+    for name in ("rank10_x", "rank2_y", "rank1_z", "notes"):
+        (tmp_path / "best" / name).mkdir(parents=True)
+    assert [p.name for p in resolve_models(tmp_path, 3)] == ["rank1_z", "rank2_y", "rank10_x"]
+
+
+def test_topk_and_tta_change_the_output_and_are_deterministic(s2_models: dict[str, Path]
+                                                              ) -> None:
+    from raygym.predict import Predictor, resolve_models
+
+    image = s2_stack(2)
+    single = Predictor(resolve_models(s2_models["results"], 1), device="cpu")
+    ensemble = Predictor(resolve_models(s2_models["results"], 2), device="cpu")
+    _, p1 = single.predict(image)
+    _, p2 = ensemble.predict(image)
+    _, p1t = single.predict(image, tta=True)
+    assert not np.allclose(p1, p2, atol=1e-3)
+    assert not np.allclose(p1, p1t, atol=1e-3)
+    l2a, p2a = ensemble.predict(image, tta=True)
+    l2b, p2b = Predictor(resolve_models(s2_models["results"], 2), device="cpu").predict(
+        image, tta=True)
+    assert np.array_equal(p2a, p2b) and np.array_equal(l2a, l2b)
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "model_card.json", "config.yaml"])
+def test_tampered_artifact_is_refused(s2_models: dict[str, Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], victim: str) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(s2_models["artifact"], bad)
+    target = bad / victim
+    data = bytearray(target.read_bytes())
+    if victim == "model_card.json":
+        card = json.loads(data)
+        card["in_channels"] = 3
+        data = bytearray(json.dumps(card).encode())
+    else:
+        data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    image, nir = s2_scene(0)
+    code = run_cli(["predict", str(bad), str(image), "--band", str(nir.parent), "--out",
+                    str(tmp_path / "out")])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert victim in line and "checksum" in line
+
+
+def test_incomplete_artifact_is_refused(s2_models: dict[str, Path], tmp_path: Path) -> None:
+    from raygym.predict import PredictOptions, predict_files
+
+    bad = tmp_path / "model"
+    shutil.copytree(s2_models["artifact"], bad)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(DataError, match="missing model.safetensors"):
+        predict_files(bad, [s2_scene(0)[0]], PredictOptions(out=tmp_path / "out"))
