@@ -1,7 +1,7 @@
 """OptunaSearch that tells the truth about trials a scheduler stopped.
 
 Ray's stock ``OptunaSearch`` records an ASHA-stopped trial as COMPLETE with its last value,
-which biases TPE toward short runs (see ../shared/RAY_NOTES.md). Here a trial is COMPLETE only
+which biases TPE toward short runs (seen with ray 2.60). Here a trial is COMPLETE only
 when its own loop finished (``stop_reason`` completed / early-stopped), with the value of the
 epoch whose weights were kept; a scheduler-stopped trial is PRUNED, keeping the per-epoch
 intermediate values that ``on_trial_result`` reported; an errored trial is FAIL.
@@ -32,6 +32,14 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from raygym.search.compat import (
+    completed_trial_ids,
+    intermediate_values,
+    live_optuna_trials,
+    optuna_study,
+    searcher_space,
+    set_trial_user_attr,
+)
 from raygym.search.space import REPEAT_KEY, config_key
 from raygym.train.contract import finished as loop_finished
 
@@ -65,7 +73,7 @@ class TruthfulOptunaSearch(OptunaSearch):
             config = super().suggest(trial_id)
             if not isinstance(config, dict):
                 return config
-            ot_trial = self._ot_trials[trial_id]
+            ot_trial = live_optuna_trials(self)[trial_id]
             twin = self._finished_twin(ot_trial.params)
             running = None if twin else self._running_twin(ot_trial)
             if twin is None and running is None:
@@ -74,13 +82,13 @@ class TruthfulOptunaSearch(OptunaSearch):
                 self._record_as_twin(ot_trial, twin)
             else:  # its twin is still training: no outcome to copy, and no second run
                 ot_trial.set_user_attr("duplicate_of_running", running.number)
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            del self._ot_trials[trial_id]  # the next super().suggest asks again
+                optuna_study(self).tell(ot_trial, state=TrialState.FAIL)
+            del live_optuna_trials(self)[trial_id]  # the next super().suggest asks again
             untried = self._untried()
             if untried:  # steer that ask to the untried point nearest to TPE's choice
                 nearest = max(untried, key=lambda p: sum(p.get(k) == v
                                                          for k, v in ot_trial.params.items()))
-                self._ot_study.enqueue_trial(nearest, skip_if_exists=True)
+                optuna_study(self).enqueue_trial(nearest, skip_if_exists=True)
         if self.repeat_top and self._live:
             return None  # a running trial may still earn a repeat
         logger.info("every configuration of the search space has been tried: search ends")
@@ -123,12 +131,12 @@ class TruthfulOptunaSearch(OptunaSearch):
         from raygym.search.space import OptunaDefineByRun, enumerate_points
 
         if not hasattr(self, "_all_points"):
-            space = self._space
+            space = searcher_space(self)
             self._all_points = (enumerate_points(space.space)
                                 if isinstance(space, OptunaDefineByRun) else None)
         if self._all_points is None:
             return [{}]
-        taken = [t.params for t in self._ot_study.get_trials(deepcopy=False) if t.state in (
+        taken = [t.params for t in optuna_study(self).get_trials(deepcopy=False) if t.state in (
             TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
         return [p for p in self._all_points if p not in taken]
 
@@ -147,19 +155,21 @@ class TruthfulOptunaSearch(OptunaSearch):
         guesses: record them as FAIL (user attribute ``orphaned``)."""
         from optuna.trial import TrialState
 
-        known = {t.number for t in self._ot_trials.values()}
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study = optuna_study(self)
+        known = {t.number for t in live_optuna_trials(self).values()}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.number in known:
                 continue
             try:
-                self._ot_study._storage.set_trial_user_attr(trial._trial_id, "orphaned", True)
-                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+                set_trial_user_attr(study, trial, "orphaned", True)
+                study.tell(trial.number, state=TrialState.FAIL)
             except Exception as exc:  # noqa: BLE001 - bookkeeping only
                 logger.warning("optuna could not close orphan trial %s: %s", trial.number, exc)
 
     def _running_twin(self, ot_trial: Any) -> Any:
         """Another RUNNING trial of the study with exactly these parameters, or None."""
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for trial in optuna_study(self).get_trials(deepcopy=False,
+                                                   states=(TrialState.RUNNING,)):
             if trial.number != ot_trial.number and trial.params == ot_trial.params:
                 return trial
         return None
@@ -168,8 +178,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None."""
         from optuna.trial import TrialState
 
-        for trial in self._ot_study.get_trials(deepcopy=False,
-                                               states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        for trial in optuna_study(self).get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             if trial.params == params:
                 return trial
         return None
@@ -181,15 +191,15 @@ class TruthfulOptunaSearch(OptunaSearch):
         for step, value in sorted(twin.intermediate_values.items()):
             ot_trial.report(value, step)
         if twin.state == TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, twin.value)
+            optuna_study(self).tell(ot_trial, twin.value)
         else:
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            optuna_study(self).tell(ot_trial, state=TrialState.PRUNED)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # A trial Tune restored but this searcher's saved state never heard of (driver killed
         # between the two files' syncs; its Optuna trial was closed as orphaned) has nothing
         # to report to; and an Optuna error must not fail a trial that trains fine.
-        if trial_id not in self._ot_trials:  # also: a repeat run, Optuna's trial is closed
+        if trial_id not in live_optuna_trials(self):  # also: a repeat run, its trial closed
             return
         try:
             super().on_trial_result(trial_id, result)
@@ -203,9 +213,9 @@ class TruthfulOptunaSearch(OptunaSearch):
         finished = loop_finished(result)
         if trial_id in self._params_of and trial_id in self._live:
             self._record_run(trial_id, None if error else result, finished)
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in completed_trial_ids(self) or trial_id not in live_optuna_trials(self):
             return
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = live_optuna_trials(self)[trial_id]
         if result and not error:
             # Tune does not pass the result on which a scheduler said STOP to
             # on_trial_result (ASHA says STOP at every rung it prunes, and at max_t): record
@@ -225,17 +235,17 @@ class TruthfulOptunaSearch(OptunaSearch):
         if state != TrialState.COMPLETE:
             value = None
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
+            optuna_study(self).tell(ot_trial, value, state=state)
         except Exception as exc:  # noqa: BLE001 - never take the search down for bookkeeping
             logger.warning("optuna could not record trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        completed_trial_ids(self).add(trial_id)
 
     def _report_last(self, ot_trial: Any, result: dict[str, Any]) -> None:
         metric, step = result.get(str(self.metric)), result.get("training_iteration")
         if not isinstance(metric, int | float) or metric != metric or step is None:
             return
         try:
-            if int(step) not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+            if int(step) not in intermediate_values(ot_trial):
                 ot_trial.report(float(metric), int(step))
         except Exception as exc:  # noqa: BLE001 - bookkeeping only
             logger.warning("optuna could not record the last result of %s: %s",

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from raygym.config import ExperimentConfig
+from raygym.search.live_table import LiveTrials
 from raygym.search.space_config import SearchSpace
-from raygym.train.contract import finished
 
 
 def tune_storage(config: ExperimentConfig, out: Path) -> str:
@@ -111,82 +108,6 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     return FIFOScheduler()
 
 
-_LIVE: LiveTrials | None = None  # the driver's live view; the callback itself holds no state
-
-
-class LiveTrialsCallback(Callback):
-    """Feeds :class:`LiveTrials`; importable and stateless, so Tune can pickle it."""
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
-        if _LIVE is not None:
-            _LIVE.results[trial.trial_id] = result
-            _LIVE.refresh(trials)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if _LIVE is not None:
-            _LIVE.refresh(trials)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if _LIVE is not None:
-            _LIVE.refresh(trials)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if _LIVE is not None and time.monotonic() - _LIVE.last > 2.0:
-            _LIVE.refresh(trials)
-
-
-class LiveTrials:
-    """A small live table (counts, best so far) instead of Ray's raw log stream."""
-
-    def __init__(self, config: ExperimentConfig, console: Console, total: int) -> None:
-        global _LIVE
-        self.callback = LiveTrialsCallback()
-        self.config, self.console, self.total = config, console, total
-        self.results: dict[str, dict[str, Any]] = {}
-        self.live: Live | None = None
-        self.last = 0.0
-        self.started = time.monotonic()
-        _LIVE = self
-
-    def refresh(self, trials: list) -> None:
-        self.last = time.monotonic()
-        if self.live is not None:
-            self.live.update(self.table(trials))
-
-    def table(self, trials: list) -> Table:
-        metric = self.config.search.metric
-        counts: dict[str, int] = {}
-        best: tuple[float, str] | None = None
-        for t in trials:
-            r = self.results.get(t.trial_id, {})
-            status = t.status
-            if status == "TERMINATED":
-                status = "done" if finished(r) else "pruned"
-            counts[status] = counts.get(status, 0) + 1
-            v = r.get(f"best_{metric}", r.get(metric))
-            if isinstance(v, float) and v == v:
-                sign = 1 if self.config.search.mode == "max" else -1
-                if best is None or sign * v > sign * best[0]:
-                    best = (v, t.trial_id)
-        elapsed = time.monotonic() - self.started
-        table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
-                            f"{elapsed:.0f} s", expand=False)
-        for col in ("trial", "status", "epoch", metric, "val_loss"):
-            table.add_column(col)
-        for t in trials[-12:]:
-            r = self.results.get(t.trial_id, {})
-            m = r.get(metric)
-            vl = r.get("val_loss")
-            table.add_row(t.trial_id, t.status.lower(), str(r.get("epoch", "")),
-                          f"{m:.3f}" if isinstance(m, float) else "",
-                          f"{vl:.4f}" if isinstance(vl, float) else "")
-        summary = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
-        best_text = f"; best {metric} {best[0]:.3f} ({best[1]})" if best else ""
-        table.caption = summary + best_text
-        return table
-
-
 def mend_checkpoints(exp_path: str) -> list[str]:
     """Before a restore: re-create (empty) each checkpoint folder that Tune's newest snapshot
     names for an unfinished trial but that no longer exists; returns those folders.
@@ -196,39 +117,27 @@ def mend_checkpoints(exp_path: str) -> list[str]:
     leaves a snapshot naming a deleted checkpoint; Tune's restore then fails the trial ("does
     not exist on storage anymore") and every retry fails the same way. With the folder back,
     the trial starts and :func:`raygym.search.trainable.fetch_checkpoint` resumes it from the
-    newer checkpoint beside it. Reads the snapshot with Ray's own (internal) loaders; if
-    those change, nothing is mended and a warning says so.
+    newer checkpoint beside it. Reads the snapshot with Ray's own (internal) loaders
+    (:func:`raygym.search.compat.snapshot_trials`); if those change, nothing is mended and a
+    warning says so.
     """
     import logging
     import posixpath
 
     import pyarrow.fs as pafs
 
+    from raygym.search.compat import snapshot_trials, storage_filesystem
+
     log = logging.getLogger(__name__)
     created: list[str] = []
     try:
-        from ray.train._internal.storage import get_fs_and_path
-        from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-        from ray.tune.experiment import Trial
-        from ray.tune.utils.serialization import _loads_with_cloudpickle
-
-        fs, fs_path = get_fs_and_path(exp_path)
-        newest = _find_newest_experiment_checkpoint(fs_path, fs=fs)
-        if newest is None:
-            return created
-        with fs.open_input_stream(newest) as stream:
-            state = _loads_with_cloudpickle(stream.readall())
-        for trial_json, runtime_json in state["trial_data"]:
-            trial = Trial.from_json_state(trial_json, stub=True)
-            if trial.status == Trial.TERMINATED:
-                continue
-            trial.restore_run_metadata(runtime_json)
-            latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
-            if latest is None:
+        fs, fs_path = storage_filesystem(exp_path)
+        for trial in snapshot_trials(exp_path):
+            if trial.status == "TERMINATED" or trial.checkpoint is None:
                 continue
             # the snapshot's absolute paths may predate a move: rebase on exp_path
-            trial_dir = posixpath.join(fs_path, trial.storage.trial_dir_name)
-            folder = posixpath.join(trial_dir, posixpath.basename(latest.checkpoint.path))
+            trial_dir = posixpath.join(fs_path, trial.trial_dir_name)
+            folder = posixpath.join(trial_dir, posixpath.basename(trial.checkpoint))
             if (fs.get_file_info(trial_dir).type == pafs.FileType.Directory
                     and fs.get_file_info(folder).type == pafs.FileType.NotFound):
                 fs.create_dir(folder)
@@ -255,6 +164,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     from ray import tune
 
     from raygym.data.dataset import PreparedDataset
+    from raygym.search.compat import tuner_run_config
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 
@@ -313,6 +223,9 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                               "the newer one")
             tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=retry_errored)
+            restored = tuner_run_config(tuner)
+            if restored is not None:  # its callbacks are pickled copies, not fed to this view
+                restored.callbacks = [live.callback]
         else:
             searcher = build_searcher(config, space, out)
             scheduler = build_scheduler(config, space)

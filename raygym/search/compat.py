@@ -1,0 +1,115 @@
+"""Every private Ray Tune or Optuna attribute raygym uses, in one place.
+
+Written against ray 2.60 and optuna 5.1. Each function names what it reaches into;
+``tests/search/test_compat.py`` calls each one on real objects (a real ``OptunaSearch``, a
+real study, a real Tune experiment), so an upgrade that moves any of them fails there, by
+name, instead of somewhere inside a search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    import pyarrow.fs
+    from ray.tune import RunConfig, Tuner
+    from ray.tune.search.optuna import OptunaSearch
+
+
+# ------------------------------------------------------------------- OptunaSearch internals
+def optuna_study(searcher: OptunaSearch) -> optuna.Study:
+    """The study ``OptunaSearch`` asks and tells (``_ot_study``)."""
+    return searcher._ot_study
+
+
+def live_optuna_trials(searcher: OptunaSearch) -> dict[str, optuna.Trial]:
+    """Tune trial id -> the Optuna trial asked for it and not told yet (``_ot_trials``); the
+    searcher asks again for an id that is removed from it."""
+    return searcher._ot_trials
+
+
+def completed_trial_ids(searcher: OptunaSearch) -> set[str]:
+    """Tune trial ids whose outcome the searcher has told the study (``_completed_trials``)."""
+    return searcher._completed_trials
+
+
+def searcher_space(searcher: OptunaSearch) -> Any:
+    """The ``space`` the searcher was built with, e.g. a define-by-run callable (``_space``)."""
+    return searcher._space
+
+
+# -------------------------------------------------------------------- Optuna study storage
+def set_trial_user_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str,
+                        value: Any) -> None:
+    """Set a user attribute of a trial known only as a ``FrozenTrial`` (a trial this process
+    did not ask: Optuna's public API sets them on live trials only); ``study._storage`` and
+    ``FrozenTrial._trial_id``."""
+    study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def intermediate_values(trial: optuna.Trial) -> dict[int, float]:
+    """{step: value} reported so far for a live trial, read from storage (``Trial._trial_id``)."""
+    return trial.storage.get_trial(trial._trial_id).intermediate_values
+
+
+# ------------------------------------------------------------------------- Tune internals
+def storage_filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """(filesystem, path on it) for a local path or URI, as Tune resolves storage
+    (``ray.train._internal.storage.get_fs_and_path``)."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    return get_fs_and_path(path)
+
+
+@dataclass(frozen=True)
+class SnapshotTrial:
+    """One trial as Tune's newest experiment snapshot names it.
+
+    ``status``: Tune's (``RUNNING``, ``TERMINATED``, ...); ``trial_dir_name``: its folder
+    inside the experiment folder; ``checkpoint``: the path of the checkpoint Tune registered
+    last (as written when the snapshot was saved; the experiment may have moved since), or
+    None.
+    """
+
+    trial_id: str
+    status: str
+    trial_dir_name: str
+    checkpoint: str | None
+
+
+def snapshot_trials(exp_path: str) -> list[SnapshotTrial]:
+    """The trials of the newest ``experiment_state-*.json`` in ``exp_path`` (empty: none yet).
+
+    Reads the snapshot as ``Tuner.restore`` does: ``_find_newest_experiment_checkpoint``,
+    ``_loads_with_cloudpickle`` (the snapshot is Tune's own trusted state),
+    ``Trial.from_json_state`` and the trial's pickled checkpoint manager.
+    """
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    from ray.tune.experiment import Trial
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    fs, fs_path = storage_filesystem(exp_path)
+    newest = _find_newest_experiment_checkpoint(fs_path, fs=fs)
+    if newest is None:
+        return []
+    with fs.open_input_stream(newest) as stream:
+        state = _loads_with_cloudpickle(stream.readall())
+    out = []
+    for trial_json, runtime_json in state["trial_data"]:
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(runtime_json)
+        latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+        out.append(SnapshotTrial(trial_id=trial.trial_id, status=trial.status,
+                                 trial_dir_name=trial.storage.trial_dir_name,
+                                 checkpoint=None if latest is None else latest.checkpoint.path))
+    return out
+
+
+def tuner_run_config(tuner: Tuner) -> RunConfig | None:
+    """The ``RunConfig`` a Tuner will run with (``Tuner._local_tuner``; None through Ray
+    Client, where the Tuner runs remotely). ``Tuner.restore`` brings back unpickled copies of
+    the callbacks: set this driver's own on it."""
+    local = getattr(tuner, "_local_tuner", None)
+    return None if local is None else local.get_run_config()

@@ -1,0 +1,102 @@
+"""The live trial table ``raygym search`` prints instead of Ray's raw log stream.
+
+:class:`LiveTrials` keeps the latest result of each trial and draws a small table (counts,
+the best score so far, the last trials); :class:`LiveTrialsCallback` feeds it from Tune's
+driver loop. Tune pickles its callbacks with the experiment state, so the callback drops the
+table (a terminal view of this driver) when it is pickled: a restored copy feeds nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from raygym.config import ExperimentConfig
+from raygym.train.contract import finished
+
+REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
+SHOWN_TRIALS = 12  # the newest trials get a row each; the caption counts them all
+
+
+class LiveTrials:
+    """Results by trial id and the table drawn from them; ``live``: the rich view drawing it
+    (None: results are kept but not drawn)."""
+
+    def __init__(self, config: ExperimentConfig, console: Console, total: int) -> None:
+        self.config, self.console, self.total = config, console, total
+        self.results: dict[str, dict[str, Any]] = {}
+        self.live: Live | None = None
+        self.last = 0.0
+        self.started = time.monotonic()
+        self.callback = LiveTrialsCallback(self)
+
+    def refresh(self, trials: list) -> None:
+        self.last = time.monotonic()
+        if self.live is not None:
+            self.live.update(self.table(trials))
+
+    def table(self, trials: list) -> Table:
+        """Tune's ``trials`` (``trial_id``, ``status``) with their last results."""
+        metric = self.config.search.metric
+        counts: dict[str, int] = {}
+        best: tuple[float, str] | None = None
+        sign = 1 if self.config.search.mode == "max" else -1
+        for t in trials:
+            r = self.results.get(t.trial_id, {})
+            status = t.status
+            if status == "TERMINATED":
+                status = "done" if finished(r) else "pruned"
+            counts[status] = counts.get(status, 0) + 1
+            v = r.get(f"best_{metric}", r.get(metric))
+            if isinstance(v, float) and v == v and (best is None or sign * v > sign * best[0]):
+                best = (v, t.trial_id)
+        elapsed = time.monotonic() - self.started
+        table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
+                            f"{elapsed:.0f} s", expand=False)
+        for col in ("trial", "status", "epoch", metric, "val_loss"):
+            table.add_column(col)
+        for t in trials[-SHOWN_TRIALS:]:
+            r = self.results.get(t.trial_id, {})
+            m = r.get(metric)
+            vl = r.get("val_loss")
+            table.add_row(t.trial_id, t.status.lower(), str(r.get("epoch", "")),
+                          f"{m:.3f}" if isinstance(m, float) else "",
+                          f"{vl:.4f}" if isinstance(vl, float) else "")
+        summary = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+        best_text = f"; best {metric} {best[0]:.3f} ({best[1]})" if best else ""
+        table.caption = summary + best_text
+        return table
+
+
+class LiveTrialsCallback(Callback):
+    """Feeds one :class:`LiveTrials` from Tune's driver loop."""
+
+    def __init__(self, view: LiveTrials | None = None) -> None:
+        self.view = view
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the view holds a terminal (rich Live, Console): it stays with this driver
+        return {"view": None}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if self.view is not None:
+            self.view.results[trial.trial_id] = result
+            self.view.refresh(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.view is not None:
+            self.view.refresh(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.view is not None:
+            self.view.refresh(trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.view is not None and time.monotonic() - self.view.last > REFRESH_S:
+            self.view.refresh(trials)

@@ -1,0 +1,111 @@
+"""Each private Ray / Optuna attribute of ``raygym.search.compat`` on real objects: a real
+``OptunaSearch``, real studies (in memory and SQLite, as a search keeps them) and a real Tune
+experiment. A failure here names what an upgrade moved."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pyarrow.fs
+import pytest
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from raygym.search.compat import (
+    completed_trial_ids,
+    intermediate_values,
+    live_optuna_trials,
+    optuna_study,
+    searcher_space,
+    set_trial_user_attr,
+    snapshot_trials,
+    storage_filesystem,
+    tuner_run_config,
+)
+from raygym.search.live_table import LiveTrialsCallback
+from raygym.search.space import OptunaDefineByRun
+from raygym.search.space_config import Distribution, SearchSpace
+
+SPACE = SearchSpace(dists=[
+    Distribution(path="model.arch", kind="choice", values=("gym_unet", "gym_resunet")),
+    Distribution(path="model.filters", kind="int", low=2, high=8),
+])
+
+
+def test_optuna_search_internals() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = OptunaDefineByRun(SPACE)
+    searcher = OptunaSearch(space=space, metric="val_mean_iou", mode="max",
+                            sampler=optuna.samplers.RandomSampler(seed=0),
+                            storage=optuna.storages.InMemoryStorage(), study_name="compat")
+    config = searcher.suggest("t0")
+    assert isinstance(config, dict)
+    assert searcher_space(searcher) is space
+    study = optuna_study(searcher)
+    assert isinstance(study, optuna.Study) and len(study.trials) == 1
+    live = live_optuna_trials(searcher)
+    assert list(live) == ["t0"] and isinstance(live["t0"], optuna.Trial)
+    assert live["t0"].params == config
+    assert completed_trial_ids(searcher) == set()
+    searcher.on_trial_complete("t0", {"val_mean_iou": 0.5})
+    assert completed_trial_ids(searcher) == {"t0"}
+    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == 0.5
+    # a trial id removed from the live trials is asked again (TruthfulOptunaSearch relies on it)
+    searcher.suggest("t1")
+    del live_optuna_trials(searcher)["t1"]
+    searcher.suggest("t1")
+    assert len(study.trials) == 3 and "t1" in live_optuna_trials(searcher)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_study_storage_internals(kind: str, tmp_path: Path) -> None:
+    storage: Any = (optuna.storages.InMemoryStorage() if kind == "memory" else
+                    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    study = optuna.create_study(storage=storage, study_name="compat")
+    trial = study.ask()
+    trial.report(0.25, 1)
+    trial.report(0.5, 2)
+    assert intermediate_values(trial) == {1: 0.25, 2: 0.5}
+    [frozen] = study.get_trials(deepcopy=False)
+    set_trial_user_attr(study, frozen, "orphaned", True)
+    assert study.trials[0].user_attrs == {"orphaned": True}
+
+
+def test_storage_filesystem_of_a_local_folder(tmp_path: Path) -> None:
+    fs, path = storage_filesystem(str(tmp_path))
+    assert isinstance(fs, pyarrow.fs.LocalFileSystem) and path == str(tmp_path)
+
+
+def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None) -> None:
+    def two_checkpoints(config: dict[str, Any]) -> None:  # local: pickled by value
+        for epoch in (1, 2):
+            with tempfile.TemporaryDirectory() as folder:
+                Path(folder, "state.json").write_text("{}")
+                tune.report({"epoch": epoch},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+    run_config = tune.RunConfig(name="compat", storage_path=str(tmp_path), verbose=0,
+                                callbacks=[LiveTrialsCallback()],
+                                checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    tuner = tune.Tuner(two_checkpoints, run_config=run_config,
+                       tune_config=tune.TuneConfig(num_samples=1))
+    own = tuner_run_config(tuner)
+    assert own is not None and own.name == "compat"
+    tuner.fit()
+
+    exp = tmp_path / "compat"
+    [trial] = snapshot_trials(str(exp))
+    assert trial.status == "TERMINATED" and trial.trial_id
+    assert (exp / trial.trial_dir_name).is_dir()
+    assert trial.checkpoint is not None
+    assert Path(trial.checkpoint).name == "checkpoint_000001"  # the last one registered
+    assert snapshot_trials(str(tmp_path)) == []  # no snapshot there
+
+    restored = tuner_run_config(tune.Tuner.restore(str(exp), trainable=two_checkpoints))
+    assert isinstance(restored, tune.RunConfig)
+    [callback] = restored.callbacks
+    assert isinstance(callback, LiveTrialsCallback) and callback.view is None

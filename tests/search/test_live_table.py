@@ -1,0 +1,68 @@
+"""The live trial table: fed by its Tune callback, counts and best score, pickling."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from raygym.config import validate_experiment
+from raygym.search.live_table import LiveTrials, LiveTrialsCallback
+
+
+@dataclass
+class _Trial:
+    """What the table reads of a Tune ``Trial``."""
+
+    trial_id: str
+    status: str
+
+
+def _view(mode: str = "max") -> LiveTrials:
+    config = validate_experiment({"name": "live", "data": {
+        "images": "/x", "labels": "/y", "classes": ["a", "b"], "target_size": 32},
+        "search": {"mode": mode, "metric": "val_mean_iou"}})
+    return LiveTrials(config, Console(file=io.StringIO()), total=4)
+
+
+def _text(view: LiveTrials, trials: list[_Trial]) -> str:
+    console = Console(file=io.StringIO(), width=120)
+    console.print(view.table(trials))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_callback_feeds_the_table() -> None:
+    view = _view()
+    trials = [_Trial("a", "RUNNING"), _Trial("b", "RUNNING"), _Trial("c", "PENDING")]
+    results: list[dict[str, Any]] = [
+        {"epoch": 2, "val_mean_iou": 0.41, "best_val_mean_iou": 0.45, "val_loss": 0.9,
+         "stop_reason": "completed"},
+        {"epoch": 1, "val_mean_iou": 0.30, "best_val_mean_iou": 0.30, "val_loss": 1.2,
+         "stop_reason": ""},
+    ]
+    for trial, result in zip(trials, results, strict=False):
+        view.callback.on_trial_result(0, trials, trial, result)
+    trials[0].status = trials[1].status = "TERMINATED"  # a finished, b stopped by ASHA
+    text = _text(view, trials)
+    assert "search live: 3/4 trials" in text
+    assert "pending 1, done 1, pruned 1" in text  # Tune's statuses, then done / pruned
+    assert "best val_mean_iou 0.450 (a)" in text  # the kept epoch's score, not the last
+    assert "0.410" in text and "1.2000" in text
+
+
+def test_best_follows_the_mode() -> None:
+    view = _view(mode="min")
+    trials = [_Trial("a", "RUNNING"), _Trial("b", "RUNNING")]
+    view.results = {"a": {"val_mean_iou": 0.2}, "b": {"val_mean_iou": 0.1}}
+    assert "best val_mean_iou 0.100 (b)" in _text(view, trials)
+
+
+def test_callback_pickles_without_the_view() -> None:
+    view = _view()
+    copy = pickle.loads(pickle.dumps(view.callback))
+    assert isinstance(copy, LiveTrialsCallback) and copy.view is None
+    copy.on_trial_result(0, [], _Trial("a", "RUNNING"), {"epoch": 1})  # feeds nothing
+    assert view.callback.view is view and view.results == {}
