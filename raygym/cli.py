@@ -137,7 +137,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from raygym.evaluate import evaluate_command
 
     return evaluate_command(args.model, split=args.split, top_k=args.top_k,
-                            dataset=args.dataset, use_ray=args.ray, console=_console())
+                            dataset=args.dataset, use_ray=args.ray, console=_console(),
+                            out=args.out)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -293,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", type=Path, default=None, help="prepared dataset (default: the "
                     "one the model was trained on)")
     sp.add_argument("--ray", action="store_true", help="batch inference with Ray Data")
+    sp.add_argument("--out", type=Path, default=None, help="write the reports here "
+                    "(default: inside each model folder, which must then be writable)")
 
     sp = add("predict", cmd_predict, "Map new imagery with an exported model: label rasters "
              "(GeoTIFF keeps CRS/transform), overlays, class areas.")

@@ -30,6 +30,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,18 @@ def model_label(model_dir: Path) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
+def _check_writable(out: Path) -> None:
+    """Create ``out`` (or refuse in one line: a read-only model folder, a file in the way)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"cannot write the evaluation here: {err.strerror or err}", file=out,
+                        key="--out", fix="give --out DIR in a writable place") from None
+
+
 def evaluation_dir(model_dir: Path, split: str) -> Path:
     """Where :func:`evaluate_model_on_split` writes: ``<model_dir>/evaluation_<split>/``."""
     return Path(model_dir) / f"evaluation_{split}"
@@ -302,6 +315,8 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     if not dataset.has_split(split):
         raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
                         fix="choose another --split, or set data.split fractions")
+    out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
+    _check_writable(out)  # before minutes of scoring, not after
     classes = list(card.classes)
     k = len(classes)
     if use_ray:
@@ -325,8 +340,6 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         row.update({f"iou/{c}": m[f"iou/{c}"] for c in classes})
         per_image.append(row)
 
-    out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
-    out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
     files["confusion_csv"] = write_text_atomic(out / "confusion.csv", confusion_csv_text(total, classes))
@@ -402,10 +415,11 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
 
 def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
-                     use_ray: bool, console: Any) -> int:
+                     use_ray: bool, console: Any, out: Path | None = None) -> int:
     """``raygym evaluate``: each of the ``top_k`` models (see
     :func:`raygym.predict.resolve_models`) on ``split``; a comparison table (and
-    ``<results>/evaluation_<split>.csv``) when there are several. Returns 0."""
+    ``evaluation_<split>.csv``) when there are several. Reports go inside each model folder,
+    or to ``out/<model>/evaluation_<split>/`` (the table to ``out``). Returns 0."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -414,7 +428,9 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
     model_dirs = resolve_models(Path(model), top_k)
     results = []
     for model_dir in model_dirs:
-        result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray)
+        result = evaluate_model_on_split(
+            model_dir, dataset, split, use_ray=use_ray,
+            out_dir=None if out is None else Path(out) / model_dir.name / f"evaluation_{split}")
         print_evaluation(result, console)
         results.append(result)
     if len(results) > 1:
@@ -433,7 +449,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
                                                                  "accuracy", "mcc", "kld")),
                         str(r.out_dir)])
         console.print(table)
-        target = Path(model) / f"evaluation_{split}.csv"
+        target = Path(out if out is not None else model) / f"evaluation_{split}.csv"
         try:
             write_text_atomic(target, buf.getvalue())
             console.print(f"comparison: [bold]{escape(str(target))}[/]")

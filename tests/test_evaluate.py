@@ -240,3 +240,19 @@ def test_missing_dataset_and_mismatched_classes(trained: dict, tmp_path: Path) -
     (other / "card.json").write_text(json.dumps(card))
     with pytest.raises(DataError, match="classes"):
         evaluate_model_on_split(trained["artifact"], other, "test")
+
+
+def test_out_elsewhere_and_an_unwritable_place_refused_before_scoring(
+        trained: dict, tmp_path: Path) -> None:
+    from raygym.evaluate import evaluate_command
+
+    out = tmp_path / "reports"
+    assert evaluate_command(trained["artifact"], split="test", top_k=1, dataset=None,
+                            use_ray=False, console=_console(), out=out) == 0
+    assert (out / "best" / "evaluation_test" / "metrics.json").is_file()
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    with pytest.raises(DataError, match=r"cannot write the evaluation.*--out"):
+        evaluate_command(trained["artifact"], split="test", top_k=1, dataset=None,
+                         use_ray=False, console=_console(), out=blocked)
+    assert blocked.read_text() == "not a folder"
