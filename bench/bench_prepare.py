@@ -252,12 +252,14 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
     import pyarrow.parquet as pq
 
     from raygym.config import IGNORE_INDEX
+    from raygym.data.augment import augment_pair, build_augmenter
     from raygym.data.io import read_image, read_label
+    from raygym.data.labels import apply_remap
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import _make_card, check_headers, data_fingerprint, rows_table
     from raygym.data.preview import write_previews
     from raygym.data.split import assign_splits
-    from raygym.data.transforms import apply_remap, augment_pair, build_augmenter, resize_pad
+    from raygym.data.transforms import resize_pad
 
     ph = phases if phases is not None else {}
     ph_cpu = phases_cpu if phases_cpu is not None else {}

@@ -6,6 +6,7 @@ Every failure is a :class:`~raygym.errors.DataError` that names the file.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from raygym.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
+_HASH_CHUNK = 1 << 20  # bytes: a multi-GB scene is hashed without holding it in memory
 
 
 @dataclass(frozen=True)
@@ -174,3 +176,12 @@ def read_geo_profile(path: Path) -> dict[str, Any] | None:
 def _short(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (64 characters), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()

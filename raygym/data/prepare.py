@@ -36,7 +36,7 @@ from raygym.data.dataset import (
     read_card,
     write_shard,
 )
-from raygym.data.io import read_header, read_image, read_label, read_single_band
+from raygym.data.io import read_header, read_image, read_label, read_single_band, sha256_file
 from raygym.data.pairing import Pair, find_pairs
 from raygym.data.split import SPLITS, assign_splits
 from raygym.errors import DataError
@@ -58,14 +58,6 @@ def data_fingerprint(data: DataConfig) -> str:
     ``augment.online``, which only acts at training time)."""
     d = json.loads(data.model_dump_json(exclude={"prepared": True, "augment": {"online"}}))
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _storage_dtype(file_dtype: str) -> str:
@@ -124,7 +116,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
         scenes = [(0, image, label)]
         copies = data.augment.copies if row["split"] == "train" else 0
         if copies:
-            from raygym.data.transforms import augment_pair, build_augmenter
+            from raygym.data.augment import augment_pair, build_augmenter
 
             augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
                                         ignore_index=IGNORE_INDEX)
@@ -152,7 +144,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
 def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
-    from raygym.data.transforms import LabelValueError, apply_remap, decode_palette
+    from raygym.data.labels import LabelValueError, apply_remap, decode_palette
 
     paths = [Path(p) for p in row["images"]]
     parts = [read_image(paths[0])] + [read_single_band(p) for p in paths[1:]]
@@ -397,7 +389,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
             "ignored_pixels": int(counts[k]),
         }
     sources = [{"key": p.key, "split": splits[p.key],
-                "files": [{"path": str(f), "sha256": _sha256(f)} for f in (*p.images, p.label)]}
+                "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
     card = DatasetCard(
         format=DATASET_FORMAT, name=config.name, classes=list(config.data.classes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ from raygym.data.io import (
     read_image,
     read_label,
     read_single_band,
+    sha256_file,
 )
 from raygym.errors import DataError
 
@@ -221,3 +223,12 @@ def test_palette_png_decodes_to_its_colours_and_grey_alpha_to_grey(tmp_path: Pat
     bilevel = rgb.convert("1")
     bilevel.save(tmp_path / "b.png")
     assert set(np.unique(read_image(tmp_path / "b.png"))) <= {0, 255}
+
+
+def test_sha256_file_hashes_every_chunk(tmp_path: Path) -> None:
+    data = np.random.default_rng(1).bytes(3 * 2**20 + 17)  # three full 1 MiB chunks and a tail
+    path = tmp_path / "scene.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the last byte alone differs
+    assert sha256_file(path) != hashlib.sha256(data).hexdigest()

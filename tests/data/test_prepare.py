@@ -19,9 +19,10 @@ from PIL import Image
 
 from raygym.cli import main
 from raygym.data.dataset import DATASET_FORMAT, PreparedDataset, read_card
+from raygym.data.labels import IGNORE_INDEX, apply_remap
 from raygym.data.prepare import PrepareResult, prepare_dataset
 from raygym.data.split import SPLITS
-from raygym.data.transforms import IGNORE_INDEX, apply_remap, resize_pad
+from raygym.data.transforms import resize_pad
 from raygym.errors import DataError
 from raygym.search.space_config import load_experiment
 
