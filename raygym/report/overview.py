@@ -1,0 +1,81 @@
+"""The search at a glance: the summary (trials by status, best trial, wall time) and the
+leaderboard (every trial, its score, sampled values and per-class IoU; failures listed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raygym.report.document import ReportDocument, cell_text
+from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, parse_cell
+
+
+def summary_section(doc: ReportDocument, res: SearchResults) -> None:
+    doc.section("summary")
+    s = res.search_cfg
+    summary = res.info.get("summary") or {}
+    counts: dict[str, int] = {}
+    for tid in res.trial_ids():
+        st = res.status(tid)
+        counts[st] = counts.get(st, 0) + 1
+    ok = res.scored_rows()
+    rows: list[tuple[str, Any]] = [
+        ("experiment", res.name),
+        ("search status", res.info.get("status", "unknown")),
+        ("algorithm / scheduler", f"{s.get('algorithm', '?')} / {s.get('scheduler', '?')}"
+         + (f" (grace {s.get('grace_period')}, reduction {s.get('reduction_factor')})"
+            if s.get("scheduler") == "asha" else "")),
+        ("metric", f"{res.metric} ({res.mode})"),
+        ("trials", f"{sum(counts.values())}: "
+         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))),
+    ]
+    if ok:
+        best = ok[0]
+        rows.append(("best trial", f"{best['trial_id']}: {res.metric} "
+                     f"{res.value(best):.4f} at epoch {best.get('best_epoch', '?')}"))
+        rows.append(("best parameters", ", ".join(
+            f"{k}={cell_text(parse_cell(best.get(k, '')))}" for k in res.param_keys)))
+    if summary:
+        rows.append(("epochs trained (all trials)", summary.get("total_epochs")))
+        wall = summary.get("wall_s")
+        if wall:
+            rows.append(("search wall time", f"{wall:.0f} s ({wall / 60:.1f} min); sum over "
+                         f"trials {summary.get('sum_trial_s') or 0:.0f} s"))
+    doc.kv(rows)
+    if res.info.get("status") == "running":
+        doc.note("search.json says the search is still running (or was interrupted): this "
+                 "report shows what is on disk now.")
+
+
+def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
+    doc.section("leaderboard")
+    if not res.rows:
+        doc.note("no leaderboard.csv yet (the search is running or was interrupted); trials "
+                 "found on disk: " + (", ".join(res.histories) or "none"))
+        return
+    metric_col = f"best_{res.metric}"
+    wanted = (["rank", "trial_id", "status", metric_col] + res.param_keys
+              + [c for c in res.columns if c.startswith("iou/")]
+              + ["best_epoch", "epochs", "val_loss", "wall_s"])
+    cols = [c for c in wanted if c in res.columns]
+    short = [c.split(".")[-1] for c in res.param_keys]
+    heads = [c.split(".")[-1] if c in res.param_keys and short.count(c.split(".")[-1]) == 1
+             and c.split(".")[-1] not in ("name", "type", "kind") else c for c in cols]
+    table_rows, classes = [], []
+    for i, r in enumerate(res.rows):
+        table_rows.append([r.get(c, "") if c in TEXT_COLUMNS else parse_cell(r.get(c, ""))
+                           for c in cols])
+        st = r.get("status", "")
+        classes.append("failed" if st == "failed" else "best" if i == 0 else
+                       "pruned" if st not in NOT_PRUNED else "")
+    doc.table(heads, table_rows, classes)
+    doc.text(f"{metric_col}: the trial's {res.metric} at its best epoch (lowest validation "
+             "loss, whose weights are kept); iou/<class> at that epoch. Green: the best "
+             "trial; grey: stopped early by the scheduler; red: failed."
+             + (f" Searched keys: {', '.join(res.param_keys)}." if res.param_keys else ""))
+    failed = [r for r in res.rows if r.get("status") == "failed" or r.get("error")]
+    if failed:
+        doc.heading("Failed trials")
+        doc.table(["trial_id", "error"], [[r["trial_id"], r.get("error", "")] for r in failed],
+                  ["failed"] * len(failed))
+
+

@@ -1,0 +1,38 @@
+"""Hyperparameter effects: the per-key figure and Gym's grouped view from a leaderboard, a note
+when there is too little to compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raygym.report.document import ReportDocument
+from raygym.report.effects import effects_section
+from raygym.report.results import load_results
+
+from . import PNG_MAGIC, write_bare_leaderboard
+
+
+def _effects(results: Path) -> ReportDocument:
+    doc = ReportDocument(results)
+    effects_section(doc, load_results(results))
+    return doc
+
+
+def test_effects_figures_from_a_leaderboard(tmp_path: Path) -> None:
+    """Two categorical keys (filters, loss): the per-key figure and the grouped view."""
+    doc = _effects(write_bare_leaderboard(tmp_path))
+    (section,) = doc.sections
+    figures = [b.data[0].name for b in section.blocks if b.kind == "figure"]
+    assert figures == ["effects.png", "effects_grouped.png"]
+    assert all((tmp_path / f).read_bytes()[:8] == PNG_MAGIC for f in figures)
+    assert any(b.kind == "p" and "read the means together with their n" in b.data
+               for b in section.blocks)
+
+
+def test_effects_needs_two_successful_trials(tmp_path: Path) -> None:
+    (tmp_path / "leaderboard.csv").write_text(
+        "rank,trial_id,status,best_val_mean_iou,node_id,model.filters,error\n"
+        "1,a,completed,0.5,n,4,\n2,b,failed,,n,2,boom\n")
+    (section,) = _effects(tmp_path).sections
+    assert [(b.kind, b.data) for b in section.blocks] == [
+        ("note", "needs at least two successful trials and a searched key.")]
