@@ -38,7 +38,8 @@ from raygym.train.contract import (
 )
 
 if TYPE_CHECKING:
-    from raygym.config import SearchConfig
+    from raygym.config import ExperimentConfig, SearchConfig
+    from raygym.search.space_config import SearchSpace
 
 PARAM_PREFIX = "param:"
 
@@ -308,7 +309,7 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
         yield out
 
 
-def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
+def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: SearchSpace,
                  table_path: str, time_scale: float = 0.0) -> None:
     """Tune function for ``raygym search SPACE --replay TABLE``: reports a recorded curve.
 
@@ -321,7 +322,7 @@ def replay_trial(params: dict[str, Any], *, base: dict[str, Any], space: Any,
     from raygym.search.trainable import trial_config
     from raygym.train.loop import NonFiniteLossError
 
-    config, active = trial_config(params, base, space)
+    config, active = trial_config(params, config, space)
     table = load_table(table_path)
     cid = table.match(active)
     seed = replay_seed(table, cid, config.search.seed + int(params.get(REPEAT_KEY, 0)))

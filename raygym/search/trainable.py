@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from raygym.atomic import scratch_dir
-from raygym.config import validate_experiment
+from raygym.config import ExperimentConfig
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
 from raygym.search.space_config import SearchSpace, apply_params
@@ -30,17 +30,18 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def trial_config(params: dict[str, Any], base: dict[str, Any], space: SearchSpace
-                 ) -> tuple[Any, dict[str, Any]]:
+def trial_config(params: dict[str, Any], config: ExperimentConfig, space: SearchSpace
+                 ) -> tuple[ExperimentConfig, dict[str, Any]]:
     """(the trial's validated config, its active sampled params).
 
-    A repeat run of a configuration (``REPEAT_KEY``: its run index) trains with
-    ``train.seed`` + that index.
+    ``params``: what the searcher sampled (Optuna's encoded choices, keys whose ``when``
+    does not hold); they are decoded and filtered once here and set on the search's
+    validated ``config``. A repeat run of a configuration (``REPEAT_KEY``: its run index)
+    trains with ``train.seed`` + that index.
     """
     from raygym.search.space import REPEAT_KEY
 
     active = active_params(space, params)
-    config = validate_experiment(base, "<search>")
     run = int(params.get(REPEAT_KEY, 0))
     seed = {"train.seed": config.train.seed + run} if run else {}
     return apply_params(config, {**active, **seed}), active
@@ -82,7 +83,7 @@ def fetch_checkpoint(checkpoint: Any, dest: Path) -> bool:
     return True
 
 
-def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: SplitArrays,
+def trial_in_process(params: dict[str, Any], *, config: ExperimentConfig, train: SplitArrays,
                      val: SplitArrays | None, space: SearchSpace) -> None:
     """Tune function for one-worker trials. ``params`` are the sampled ``{path: value}``."""
     import torch
@@ -97,7 +98,7 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
         fit,
     )
 
-    config, _ = trial_config(params, base, space)
+    config, _ = trial_config(params, config, space)
     threads = config.train.num_threads or max(1, int(config.resources.cpus_per_worker))
     torch.set_num_threads(threads)
     torch.manual_seed(config.train.seed)
@@ -141,7 +142,7 @@ def trial_in_process(params: dict[str, Any], *, base: dict[str, Any], train: Spl
             resume_from=resume_dir)
 
 
-def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: SearchSpace,
+def trial_with_trainer(params: dict[str, Any], *, config: ExperimentConfig, space: SearchSpace,
                        train_ds: Any, train_storage: str) -> None:
     """Tune function for multi-worker trials: a ``TorchTrainer`` per trial (DDP inside).
 
@@ -154,7 +155,7 @@ def trial_with_trainer(params: dict[str, Any], *, base: dict[str, Any], space: S
 
     from raygym.train.ray_train import build_torch_trainer
 
-    config, _ = trial_config(params, base, space)
+    config, _ = trial_config(params, config, space)
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()

@@ -172,12 +172,11 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     # own multi-page tracebacks for them would bury the table.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     s, r = config.search, config.resources
-    base = config.to_yaml_dict()
     storage = tune_storage(config, out)
     if replay is not None:
         from raygym.search.replay import replay_trial
 
-        fn = tune.with_parameters(replay_trial, base=base, space=space,
+        fn = tune.with_parameters(replay_trial, config=config, space=space,
                                   table_path=str(replay.path))
         resources = {"cpu": r.cpus_per_worker}
     elif r.workers_per_trial == 1:
@@ -186,7 +185,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         # them read-only instead of re-reading Parquet.
         train = dataset.load_numpy("train")
         val = dataset.load_numpy("val") if dataset.has_split("val") else None
-        fn = tune.with_parameters(trial_in_process, base=base, train=train, val=val,
+        fn = tune.with_parameters(trial_in_process, config=config, train=train, val=val,
                                   space=space)
         resources: dict[str, float] = {"cpu": r.cpus_per_worker}
         if r.gpus_per_worker:
@@ -196,7 +195,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         # Read once, here, while every CPU is free: a lazy read inside a trial waits forever
         # for a CPU that its own Train workers hold (2 CPUs, 2 workers: Ray Data starves).
         train_ds = dataset.ray_dataset("train").materialize()
-        fn = tune.with_parameters(trial_with_trainer, base=base, space=space,
+        fn = tune.with_parameters(trial_with_trainer, config=config, space=space,
                                   train_ds=train_ds,
                                   train_storage=f"{storage.rstrip('/')}/train_runs")
         resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
