@@ -24,11 +24,17 @@ The package: :mod:`.state` (``cluster.json``), :mod:`.network` (ports, the dashb
 :mod:`.control` (down, status, killing a node, a driver's environment).
 """
 
-from raygym.cluster.control import cluster_down, cluster_info, cluster_status, driver_env, kill_node
+from raygym.cluster.control import cluster_down, cluster_status, driver_env, kill_node
 from raygym.cluster.network import free_port, list_nodes
 from raygym.cluster.processes import MARKER_ENV
 from raygym.cluster.start import HEAD_RESOURCE, START_ATTEMPTS, cluster_up, worker_resource
-from raygym.cluster.state import DEFAULT_STATE_DIR, STATE_FILE, ClusterError, read_state
+from raygym.cluster.state import (
+    DEFAULT_STATE_DIR,
+    STATE_FILE,
+    ClusterError,
+    cluster_info,
+    read_state,
+)
 
 __all__ = [
     "DEFAULT_STATE_DIR", "HEAD_RESOURCE", "MARKER_ENV", "START_ATTEMPTS", "STATE_FILE",

@@ -7,17 +7,14 @@ from __future__ import annotations
 import os
 import urllib.error
 from pathlib import Path
-from typing import Any
 
 from raygym.cluster.network import list_nodes
 from raygym.cluster.processes import cluster_processes, node_processes, stop_processes
 from raygym.cluster.state import (
     DEFAULT_STATE_DIR,
     ClusterError,
-    public_view,
+    forget_cluster,
     read_state,
-    remove_temp_dir,
-    state_path,
     write_state,
 )
 
@@ -43,9 +40,7 @@ def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
         procs = node_processes(state, node)
         stopped += stop_processes(procs, [node["pid"]] if node.get("pid") else [], timeout)
     stopped += stop_processes(cluster_processes(state), [], None)  # stragglers, e.g. job drivers
-    if not keep_temp:
-        remove_temp_dir(state)
-    state_path(state_dir).unlink(missing_ok=True)
+    forget_cluster(state_dir, state, keep_temp=keep_temp)
     return stopped
 
 
@@ -96,12 +91,6 @@ def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
                      f"cpus={node['num_cpus']} pid={node.get('pid')} procs={len(procs)} "
                      f"node={(node.get('node_id') or '-')[:8]}")
     return "\n".join(lines)
-
-
-def cluster_info(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
-    """What :func:`cluster_up` returned for the cluster recorded in ``state_dir`` (or None)."""
-    state = read_state(Path(state_dir).absolute())
-    return None if state is None else public_view(state)
 
 
 def driver_env(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:

@@ -28,10 +28,9 @@ from raygym.cluster.state import (
     DEFAULT_STATE_DIR,
     STATE_VERSION,
     ClusterError,
+    forget_cluster,
     public_view,
     read_state,
-    remove_temp_dir,
-    state_path,
     write_state,
 )
 
@@ -82,8 +81,7 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
         if cluster_processes(old):
             raise ClusterError(f"a cluster from {state_dir} is still running at "
                                f"{old.get('address')}", fix="run `raygym cluster down` first")
-        remove_temp_dir(old)
-        state_path(state_dir).unlink(missing_ok=True)
+        forget_cluster(state_dir, old)
     for name, port in (("head port", head_port), ("dashboard port", dashboard_port)):
         if not port_free(port):
             raise ClusterError(f"{name} {port} is already in use",

@@ -53,8 +53,16 @@ def public_view(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def remove_temp_dir(state: dict[str, Any]) -> None:
-    """Delete the cluster's object-store/session folder (only one raygym made: ``raygym-*``)."""
+def cluster_info(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
+    """What ``cluster_up`` returned for the cluster recorded in ``state_dir`` (or None)."""
+    state = read_state(Path(state_dir).absolute())
+    return None if state is None else public_view(state)
+
+
+def forget_cluster(state_dir: Path, state: dict[str, Any], *, keep_temp: bool = False) -> None:
+    """Remove the record of a stopped cluster: its state file and, unless ``keep_temp``, its
+    object-store/session folder (only one raygym made: ``raygym-*``)."""
     temp_dir = state.get("temp_dir")
-    if temp_dir and Path(temp_dir).name.startswith("raygym-"):
+    if not keep_temp and temp_dir and Path(temp_dir).name.startswith("raygym-"):
         shutil.rmtree(temp_dir, ignore_errors=True)
+    state_path(state_dir).unlink(missing_ok=True)

@@ -10,9 +10,10 @@ import pytest
 from raygym.cluster.state import (
     STATE_FILE,
     ClusterError,
+    cluster_info,
+    forget_cluster,
     public_view,
     read_state,
-    remove_temp_dir,
     write_state,
 )
 
@@ -45,10 +46,19 @@ def test_public_view_leaves_out_bookkeeping(tmp_path: Path) -> None:
     assert view["nodes"] == [{"name": "head", "role": "head", "pid": 7, "log": "head.log"}]
 
 
-def test_remove_temp_dir_only_removes_its_own(tmp_path: Path) -> None:
-    ours, other = tmp_path / "raygym-abc", tmp_path / "precious"
-    ours.mkdir()
-    other.mkdir()
-    remove_temp_dir(make_state(tmp_path, ours))
-    remove_temp_dir(make_state(tmp_path, other))
-    assert not ours.exists() and other.exists()
+def test_cluster_info_is_the_public_view(tmp_path: Path) -> None:
+    assert cluster_info(tmp_path) is None
+    state = make_state(tmp_path, tmp_path / "t")
+    write_state(tmp_path, state)
+    assert cluster_info(tmp_path) == public_view(state)
+
+
+def test_forget_cluster_removes_only_its_own_folder(tmp_path: Path) -> None:
+    ours, other, kept = tmp_path / "raygym-abc", tmp_path / "precious", tmp_path / "raygym-k"
+    for folder in (ours, other, kept):
+        folder.mkdir()
+    for folder, keep in ((ours, False), (other, False), (kept, True)):
+        write_state(tmp_path, make_state(tmp_path, folder))
+        forget_cluster(tmp_path, make_state(tmp_path, folder), keep_temp=keep)
+        assert read_state(tmp_path) is None
+    assert not ours.exists() and other.exists() and kept.exists()
