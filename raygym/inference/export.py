@@ -16,20 +16,34 @@ if TYPE_CHECKING:
     from raygym.search.leaderboard import Leaderboard
 
 
-def trial_checkpoint(row: dict[str, Any]) -> Path | None:
-    """The checkpoint folder holding a leaderboard row's best weights, or None.
+def trial_checkpoint(row: dict[str, Any], storage: str, scratch: Path) -> Path | None:
+    """A local copy of the checkpoint holding a leaderboard row's best weights, or None.
 
-    Single-worker trials report theirs through Tune (``row["checkpoint"]``); multi-worker
-    trials' Train runs wrote ``checkpoint_<timestamp>`` folders under
-    ``<storage>/train_runs/<trial_id>``, where the latest epoch's holds the best weights so far.
+    Tune's checkpoints live wherever ``storage`` is (a local folder, NFS, ``s3://``...): each
+    is fetched with ``ray.train.Checkpoint.to_directory`` into ``scratch``, the one path for
+    every storage. Single-worker trials report theirs through Tune (``row["checkpoint"]``);
+    multi-worker trials' Train runs wrote ``checkpoint_<timestamp>`` folders under
+    ``<storage>/train_runs/<trial_id>`` (the latest epoch's holds the best weights so far),
+    found by listing when the storage is local.
     """
-    if row.get("checkpoint") and Path(row["checkpoint"]).is_dir():
-        return Path(row["checkpoint"])
+    from ray.train import Checkpoint
+
+    from raygym.search.compat import storage_filesystem
+
+    refs = [str(row["checkpoint"])] if row.get("checkpoint") else []
     trial_path = Path(str(row.get("trial_path", "")))
     run = trial_path.parent.parent / "train_runs" / str(row["trial_id"])
-    candidates = [(int(json.loads(p.read_text()).get("epoch", 0)), p.parent)
-                  for p in run.glob("checkpoint_*/state.json")]
-    return max(candidates)[1] if candidates else None
+    found = [(int(json.loads(p.read_text()).get("epoch", 0)), p.parent)
+             for p in run.glob("checkpoint_*/state.json")]
+    refs += [str(max(found)[1])] if found else []
+    filesystem, _ = storage_filesystem(storage)
+    for ref in refs:
+        target = scratch / str(row["trial_id"])
+        try:
+            return Path(Checkpoint(path=ref, filesystem=filesystem).to_directory(str(target)))
+        except (FileNotFoundError, OSError):  # removed since (num_to_keep), or unreachable
+            shutil.rmtree(target, ignore_errors=True)
+    return None
 
 
 def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:
@@ -43,15 +57,17 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
 
     from raygym.data.dataset import read_card
     from raygym.inference.artifact import export_artifact
+    from raygym.search.tune import tune_storage
     from raygym.train.loop import build_model_for
 
     card = read_card(config.data.prepared)
+    storage = tune_storage(config, out)
     tmp = out / f".best.tmp-{time.time_ns()}"
     tmp.mkdir(parents=True)
     exported: list[str] = []
     try:
         for row in [r for r in board.rows if r["status"] != "failed"][: config.search.top_k]:
-            ckpt = trial_checkpoint(row)
+            ckpt = trial_checkpoint(row, storage, tmp / ".checkpoints")
             if ckpt is None or not (ckpt / "best.safetensors").exists():
                 continue
             trial_config = apply_params(config, row["params"])
@@ -68,6 +84,7 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
                           "epochs_run": row["epochs"], "best_epoch": state.get("best_epoch"),
                           "params": row["params"], "search": config.name})
             exported.append(name)
+        shutil.rmtree(tmp / ".checkpoints", ignore_errors=True)
         if exported or not (out / "best").exists():
             replace_dir(tmp, out / "best")
     finally:

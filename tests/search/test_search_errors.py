@@ -47,14 +47,16 @@ def failing_search(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
                    base_sections: dict[str, Any]) -> tuple[Path, Path]:
     """A 2-point grid; one point has 2 class weights for 4 classes: valid YAML and schema
     (the class count is only known from the prepared dataset), fails when the trial builds its
-    loss. Returns (space file, results folder)."""
+    loss. Tune's storage is a ``file://`` URI, as a remote store (``s3://``) is named: the
+    best model is exported from Tune's checkpoint through ``Checkpoint.to_directory``.
+    Returns (space file, results folder)."""
+    tmp = tmp_path_factory.mktemp("failing")
     s = _sections(base_sections, algorithm="grid", scheduler="none", num_samples=1,
-                  max_failures=0)
+                  max_failures=0, storage_path=(tmp / "tune").as_uri())
     s["name"] = "s2_failing"
     s["model"] = {"arch": "gym_unet", "filters": 2, "kernel": 3}
     s["loss"] = {"name": "cce", "class_weights": {"grid": [None, [1.0, 2.0]]}}
     s["train"].update(max_epochs=1, max_lr=1e-3)
-    tmp = tmp_path_factory.mktemp("failing")
     space = write_space(tmp / "failing.yaml", s)
     code, _ = run_cli(["search", str(space)])
     assert code == 0, "one good trial: the search finishes"

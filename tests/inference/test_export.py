@@ -1,0 +1,89 @@
+"""Export of a search's best models: a checkpoint fetched through Tune's Checkpoint API
+becomes an artifact; an export with nothing to export never empties an existing ``best/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from raygym.config import ExperimentConfig, validate_experiment
+from raygym.data.dataset import DATASET_FORMAT
+from raygym.data.prepare import data_fingerprint
+from raygym.inference.artifact import load_artifact
+from raygym.inference.export import export_top_models
+from raygym.models import build_model
+from raygym.search.leaderboard import Leaderboard
+
+CLASSES = ["water", "sand", "land"]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> ExperimentConfig:
+    """A config whose prepared dataset is a hand-made card (3 bands, 3 classes)."""
+    config = validate_experiment({
+        "name": "exp",
+        "data": {"images": str(tmp_path / "i"), "labels": str(tmp_path / "l"),
+                 "classes": CLASSES, "target_size": [32, 32],
+                 "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3},
+        "search": {"top_k": 2},
+    })
+    split = {"rows": 2, "sources": 2, "pixels_per_class": [1, 1, 1], "ignored_pixels": 0}
+    card = {"format": DATASET_FORMAT, "name": "d", "classes": CLASSES, "bands": 3,
+            "dtype": "uint8", "target_size": [32, 32], "ignore_index": 255,
+            "config_hash": data_fingerprint(config.data), "data_config": {},
+            "remap_changed": {}, "sources": [], "created": "",
+            "splits": {"train": split, "val": split}}
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "card.json").write_text(json.dumps(card))
+    return config
+
+
+def _checkpoint(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = build_model("gym_unet", in_channels=3, num_classes=3, filters=2, kernel=3)
+    path.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(path / "best.safetensors"))
+    (path / "state.json").write_text(json.dumps({"epoch": 2, "best_epoch": 1,
+                                                 "best_metrics": {"val_mean_iou": 0.5}}))
+    return path
+
+
+def _board(rows: list[dict]) -> Leaderboard:
+    return Leaderboard(rows=rows, classes=CLASSES, param_keys=[], metric="val_mean_iou",
+                       mode="max")
+
+
+def test_top_k_are_exported_from_their_checkpoints(config: ExperimentConfig,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    rows = [{"trial_id": t, "status": "completed", "epochs": 2, "params": {},
+             "checkpoint": str(_checkpoint(out / "ray" / t / "ckpt", seed)),
+             "trial_path": str(out / "ray" / "exp" / t)}
+            for seed, t in enumerate(("aaa", "bbb", "ccc"))]
+    exported = export_top_models(_board(rows), config, out)
+    assert [p.name for p in exported] == ["rank1_aaa", "rank2_bbb"]
+    model, card, _ = load_artifact(exported[0])
+    assert card.classes == CLASSES and card.training["trial_id"] == "aaa"
+    saved = load_file(str(out / "ray" / "aaa" / "ckpt" / "best.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    assert not list(out.glob(".best.*")), "no temp folder left behind"
+
+
+def test_nothing_to_export_keeps_the_previous_best(config: ExperimentConfig,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    (out / "best" / "rank1_old").mkdir(parents=True)
+    (out / "best" / "rank1_old" / "model_card.json").write_text("{}")
+    failed = [{"trial_id": "zzz", "status": "failed", "epochs": 0, "params": {},
+               "checkpoint": None, "trial_path": str(out / "ray" / "exp" / "zzz")}]
+    gone = [{"trial_id": "yyy", "status": "completed", "epochs": 1, "params": {},
+             "checkpoint": str(out / "ray" / "removed"), "trial_path": ""}]
+    assert export_top_models(_board(failed + gone), config, out) == []
+    assert [p.name for p in (out / "best").iterdir()] == ["rank1_old"]
+    assert not list(out.glob(".best.*"))
