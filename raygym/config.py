@@ -2,10 +2,9 @@
 
 Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``. Any scalar may
 instead be a search distribution: :func:`raygym.search.space_config.load_experiment` reads a
-file, separates those into a search space and validates the rest here.
-
-Relative paths are resolved against the current working directory when the file is loaded, so
-modules below the CLI only ever see absolute :class:`~pathlib.Path` objects.
+file, resolves its relative paths (modules below the CLI only ever see absolute
+:class:`~pathlib.Path` objects), separates the distributions into a search space and
+validates the rest here.
 """
 
 from __future__ import annotations
@@ -472,70 +471,6 @@ def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> Experime
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise _format_validation_error(err, file) from None
-
-
-def resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Make the raw dict's relative paths absolute against ``base`` (URLs stay as they are)."""
-    def absolute(value: Any) -> Any:
-        if isinstance(value, str) and "://" not in value:
-            p = Path(value).expanduser()
-            return str(p if p.is_absolute() else (base / p).resolve())
-        return value
-
-    data = raw.get("data")
-    if isinstance(data, dict):
-        for key in ("manifest", "prepared"):
-            if key in data:
-                data[key] = absolute(data[key])
-        for key in ("images", "labels"):
-            v = data.get(key)
-            if isinstance(v, str):
-                data[key] = absolute(v)
-            elif isinstance(v, dict) and "folder" in v:
-                v["folder"] = absolute(v["folder"])
-        bands = data.get("extra_bands")
-        if isinstance(bands, list):
-            for i, v in enumerate(bands):
-                if isinstance(v, str):
-                    bands[i] = absolute(v)
-                elif isinstance(v, dict) and "folder" in v:
-                    v["folder"] = absolute(v["folder"])
-    for section, key in (("train", "output_dir"), ("search", "results_dir"),
-                         ("model", "encoder_weights")):
-        sec = raw.get(section)
-        if isinstance(sec, dict) and sec.get(key):
-            sec[key] = absolute(sec[key])
-    search = raw.get("search")
-    if isinstance(search, dict) and isinstance(search.get("storage_path"), str):
-        search["storage_path"] = absolute(search["storage_path"])
-    # Output folders left at their (relative) defaults are resolved against the same base.
-    for section, key, model in (("data", "prepared", DataConfig),
-                                ("train", "output_dir", TrainConfig),
-                                ("search", "results_dir", SearchConfig)):
-        sec = raw.setdefault(section, {}) if section != "data" else raw.get(section)
-        if isinstance(sec, dict) and key not in sec:
-            sec[key] = absolute(str(model.model_fields[key].default))
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-line :class:`ConfigError`."""
-    if not path.exists():
-        raise ConfigError("file not found", file=path, fix="check the path")
-    if not path.is_file():
-        raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the file: {err}", file=path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}invalid YAML: {problem}", file=path) from None
-    if not isinstance(raw, dict):
-        raise ConfigError("the file must be a YAML mapping with a `data:` section", file=path)
-    return raw
-
 
 
 def dump_yaml(config: ExperimentConfig, path: Path) -> None:

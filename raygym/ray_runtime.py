@@ -1,6 +1,7 @@
 """Starting or joining Ray quietly, with the settings that matter on small machines.
 
-See ``../shared/RAY_NOTES.md``: these environment variables must be set before Ray starts.
+The environment variables of :data:`QUIET_ENV` must be set before Ray starts: Ray's processes
+read them once, at start-up.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""The search distributions of an experiment file: parsed once, beside the schema they vary.
+"""An experiment file and its search distributions: read, split and validated once.
 
 Any scalar of an experiment file may instead be a search distribution (``{choice: [...]}``,
 ``{uniform: [a, b]}``, ``{loguniform: [a, b]}``, ``{int: [a, b]}``, ``{grid: [...]}``,
-optionally with ``when: {other.key: [values]}``). :func:`load_experiment` separates those into
-a :class:`SearchSpace` and validates the rest with :mod:`raygym.config`; ``prepare`` and
-``train`` require an empty space (:func:`require_fixed`). A trial's sampled values are a flat
-``{key path: value}`` dict, set on the validated config with :func:`apply_params`.
+optionally with ``when: {other.key: [values]}``). :func:`load_experiment` resolves the file's
+relative paths against the current directory (modules below the CLI only see absolute
+paths), separates the distributions into a :class:`SearchSpace` and validates the rest with
+:mod:`raygym.config`; ``prepare`` and ``train`` require an empty space
+(:func:`require_fixed`). A trial's sampled values are a flat ``{key path: value}`` dict, set
+on the validated config with :func:`apply_params`.
 :mod:`raygym.search.space` turns the space into what Optuna and Tune sample.
 """
 
@@ -19,9 +21,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from raygym.config import ExperimentConfig, read_yaml, resolve_paths, validate_experiment
+from raygym.config import (
+    DataConfig,
+    ExperimentConfig,
+    SearchConfig,
+    TrainConfig,
+    validate_experiment,
+)
 from raygym.errors import ConfigError
 
 DistKind = Literal["choice", "uniform", "loguniform", "int", "grid"]
@@ -185,6 +194,67 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
             raise ConfigError(f"cannot set '{path}': '{where}' is a value, not a section",
                               key=path)
     node[leaf] = value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line :class:`ConfigError`."""
+    if not path.exists():
+        raise ConfigError("file not found", file=path, fix="check the path")
+    if not path.is_file():
+        raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the file: {err}", file=path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}invalid YAML: {problem}", file=path) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must be a YAML mapping with a `data:` section", file=path)
+    return raw
+
+
+def resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the raw dict's relative paths absolute against ``base`` (``~`` expanded, URLs
+    left alone), output folders left at their defaults included."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value:
+            p = Path(value).expanduser()
+            return str(p if p.is_absolute() else (base / p).resolve())
+        return value
+
+    def folder(source: Any) -> Any:  # a FolderSource or its string shorthand
+        if isinstance(source, dict) and "folder" in source:
+            return {**source, "folder": absolute(source["folder"])}
+        return absolute(source)
+
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("manifest", "prepared"):
+            if key in data:
+                data[key] = absolute(data[key])
+        for key in ("images", "labels"):
+            if key in data:
+                data[key] = folder(data[key])
+        if isinstance(data.get("extra_bands"), list):
+            data["extra_bands"] = [folder(v) for v in data["extra_bands"]]
+    for section, key in (("train", "output_dir"), ("search", "results_dir"),
+                         ("model", "encoder_weights")):
+        sec = raw.get(section)
+        if isinstance(sec, dict) and sec.get(key):
+            sec[key] = absolute(sec[key])
+    search = raw.get("search")
+    if isinstance(search, dict) and isinstance(search.get("storage_path"), str):
+        search["storage_path"] = absolute(search["storage_path"])
+    # Output folders left at their (relative) defaults are resolved against the same base.
+    for section, key, model in (("data", "prepared", DataConfig),
+                                ("train", "output_dir", TrainConfig),
+                                ("search", "results_dir", SearchConfig)):
+        sec = raw.setdefault(section, {}) if section != "data" else raw.get(section)
+        if isinstance(sec, dict) and key not in sec:
+            sec[key] = absolute(str(model.model_fields[key].default))
 
 
 def load_experiment(
