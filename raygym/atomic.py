@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -28,11 +28,21 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def replace_dir(tmp: Path, out: Path) -> None:
+def replace_dir(tmp: Path, out: Path, *, owned: Callable[[Path], bool] | None = None) -> None:
     """Rename the finished folder ``tmp`` to ``out``; an old ``out`` is moved aside first and
-    removed after, so ``out`` is always either the old or the new folder, never a mix."""
+    removed after, so ``out`` is always either the old or the new folder, never a mix.
+
+    ``owned(out)`` says whether an existing ``out`` is one raygym made (its own card or
+    layout): anything else is refused, never deleted, whatever the user asked for.
+    """
+    from raygym.errors import DataError
+
     old = None
     if out.exists():
+        if owned is not None and not owned(out):
+            raise DataError("exists and was not made by raygym (or is damaged): refusing to "
+                            "replace it", file=out, fix="move it away, or choose another "
+                            "output path")
         old = out.with_name(f".{out.name}.old-{time.time_ns()}")
         out.rename(old)
     tmp.rename(out)

@@ -56,6 +56,16 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def is_artifact_dir(path: Path) -> bool:
+    """A folder raygym exported a model to (its card names raygym's artifact format), even
+    if damaged since: the one kind of folder :func:`export_artifact` replaces."""
+    try:
+        card = json.loads((path / "model_card.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and str(card.get("format", "")).startswith("raygym-model/")
+
+
 def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in_channels: int,
                     classes: list[str], metrics: dict[str, Any], dataset: dict[str, Any],
                     training: dict[str, Any] | None = None,
@@ -82,7 +92,7 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
         (tmp / "model_card.json").write_text(card.model_dump_json(indent=2))
         (tmp / "checksums.json").write_text(
             json.dumps({f: sha256_hex((tmp / f).read_bytes()) for f in FILES}, indent=2))
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, owned=is_artifact_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from raygym.atomic import replace_dir
 from raygym.config import ExperimentConfig
+from raygym.inference.artifact import is_artifact_dir
 from raygym.search.space_config import apply_params
 
 if TYPE_CHECKING:
@@ -44,6 +46,15 @@ def trial_checkpoint(row: dict[str, Any], storage: str, scratch: Path) -> Path |
         except (FileNotFoundError, OSError):  # removed since (num_to_keep), or unreachable
             shutil.rmtree(target, ignore_errors=True)
     return None
+
+
+def is_best_dir(path: Path) -> bool:
+    """A ``best/`` folder raygym made: nothing in it but ``rank<N>_<trial>`` model artifacts
+    (and hidden leftovers), so replacing it can delete nothing of the user's."""
+    if not path.is_dir():
+        return False
+    return all(p.name.startswith(".") or (re.fullmatch(r"rank\d+_.+", p.name) and p.is_dir()
+                                          and is_artifact_dir(p)) for p in path.iterdir())
 
 
 def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:
@@ -86,7 +97,7 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
             exported.append(name)
         shutil.rmtree(tmp / ".checkpoints", ignore_errors=True)
         if exported or not (out / "best").exists():
-            replace_dir(tmp, out / "best")
+            replace_dir(tmp, out / "best", owned=is_best_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

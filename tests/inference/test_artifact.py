@@ -131,3 +131,17 @@ def test_json_safe_turns_non_finite_numbers_into_null() -> None:
     assert safe == {"a": None, "b": [None, None, 1.5], "c": 2.0, "d": 3,
                     "4": [None, "x", None, True]}
     json.dumps(safe, allow_nan=False)  # strict JSON accepts it
+
+
+def test_export_never_replaces_a_folder_raygym_did_not_make(
+        tmp_path: Path, config: ExperimentConfig) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("precious")
+    model = build_model("gym_resunet", in_channels=4, num_classes=4,
+                        **config.model.builder_kwargs())
+    with pytest.raises(DataError, match="not made by raygym"):
+        export_artifact(mine, model, config, in_channels=4, classes=CLASSES, metrics={},
+                        dataset={})
+    assert (mine / "data.csv").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"], "no temp folder left"

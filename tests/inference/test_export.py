@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from raygym.config import ExperimentConfig, validate_experiment
 from raygym.data.dataset import DATASET_FORMAT
 from raygym.data.prepare import data_fingerprint
+from raygym.errors import DataError
 from raygym.inference.artifact import load_artifact
 from raygym.inference.export import export_top_models
 from raygym.models import build_model
@@ -87,3 +88,19 @@ def test_nothing_to_export_keeps_the_previous_best(config: ExperimentConfig,
     assert export_top_models(_board(failed + gone), config, out) == []
     assert [p.name for p in (out / "best").iterdir()] == ["rank1_old"]
     assert not list(out.glob(".best.*"))
+
+
+def test_a_best_folder_raygym_did_not_make_is_refused_not_deleted(
+        config: ExperimentConfig, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    (out / "best").mkdir(parents=True)
+    (out / "best" / "my_notes.txt").write_text("mine")
+    rows = [{"trial_id": "aaa", "status": "completed", "epochs": 2, "params": {},
+             "checkpoint": str(_checkpoint(out / "ray" / "aaa" / "ckpt", 0)),
+             "trial_path": ""}]
+    with pytest.raises(DataError, match="not made by raygym"):
+        export_top_models(_board(rows), config, out)
+    assert (out / "best" / "my_notes.txt").read_text() == "mine"
+    assert not list(out.glob(".best.*"))
+    (out / "best" / "my_notes.txt").unlink()  # an empty best/ is raygym's to fill
+    assert [p.name for p in export_top_models(_board(rows), config, out)] == ["rank1_aaa"]
