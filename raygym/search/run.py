@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from raygym.atomic import write_text_atomic
-from raygym.config import ExperimentConfig, SearchSpace
+from raygym.config import ExperimentConfig
 from raygym.errors import ConfigError, DataError, RaygymError
+from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
 SEARCH_JSON = "search.json"
