@@ -478,9 +478,9 @@ def dump_yaml(config: ExperimentConfig, path: Path) -> None:
     write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
 
 
-# Moved to raygym.search.space_config (issue 13): importable from here only until the modules
-# that still name them here (search/leaderboard.py, inference/export.py) switch.
-_MOVED_TO_SPACE_CONFIG = frozenset({"SearchSpace", "apply_params"})
+# Moved to raygym.search.space_config (issue 13): importable from here only until the module
+# that still names it here (search/leaderboard.py) switches.
+_MOVED_TO_SPACE_CONFIG = frozenset({"SearchSpace"})
 
 
 def __getattr__(name: str) -> Any:
