@@ -142,12 +142,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from raygym.predict import predict_command
+    from raygym.predict import PredictOptions, predict_and_print
 
-    return predict_command(args.model, args.images, out=args.out, top_k=args.top_k, tta=args.tta,
-                           tile=args.tile, overlap=args.overlap, probabilities=args.probabilities,
-                           extra_bands=args.band, use_ray=args.ray, scale=args.scale,
-                           console=_console())
+    options = PredictOptions(out=args.out, top_k=args.top_k, extra_bands=args.band,
+                             tile=args.tile, overlap=args.overlap, tta=args.tta,
+                             scale=args.scale, probabilities=args.probabilities,
+                             use_ray=args.ray, overwrite=args.overwrite)
+    return predict_and_print(args.model, args.images, options, console=_console())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(labels come back at the input size)")
     sp.add_argument("--probabilities", action="store_true", help="also write class rasters")
     sp.add_argument("--ray", action="store_true", help="run as a Ray Data batch job")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace output files that already exist in --out")
 
     sp = add("report", cmd_report, "One self-contained HTML report (+ Markdown) of a search.")
     sp.add_argument("results", type=Path)

@@ -89,6 +89,16 @@ def _dataset_without_val(i: Inputs) -> str:
     return path
 
 
+def _rgba(path: Path) -> Path:
+    """A 32 x 32 RGBA PNG: 4 bands, as the tiny model expects."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 32, 4), 200, np.uint8)).save(path)
+    return path
+
+
 def _write(path: Path, data: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, bytes):
@@ -156,6 +166,14 @@ CASES = [
     Case("evaluate-tampered-weights",
          lambda i: ["evaluate", _artifact(i, lambda p: _write(
              p / "model.safetensors", b"\0" * 64))], ("model.safetensors", "checksum")),
+    Case("predict-out-is-a-file",
+         lambda i: ["predict", _artifact(i), str(_rgba(i.dir / "img" / "a.png")),
+                    "--out", str(_write(i.dir / "out.txt", "mine"))],
+         ("out.txt", "--out", "existing file")),
+    Case("predict-would-overwrite-outputs",
+         lambda i: ["predict", _artifact(i), str(_rgba(i.dir / "img" / "a.png")),
+                    "--out", str(_write(i.dir / "out" / "a_label.png", b"old").parent)],
+         ("--out", "a_label.png", "--overwrite")),
     Case("predict-tampered-card",
          lambda i: ["predict", _artifact(i, lambda p: _write(p / "model_card.json", "{}")),
                     str(_write(i.dir / "images" / "a.png", b"")), "--out", str(i.dir / "o")],

@@ -55,7 +55,6 @@ of a run), :mod:`.predictor` (which models, and the :class:`Predictor` running t
 from raygym.predict.command import (
     PredictResult,
     predict_and_print,
-    predict_command,
     predict_files,
     print_predict_summary,
 )
@@ -95,7 +94,6 @@ __all__ = [
     "collect_inputs",
     "match_band",
     "predict_and_print",
-    "predict_command",
     "predict_files",
     "predict_image",
     "predict_one",

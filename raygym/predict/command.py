@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from raygym.errors import DataError
+from raygym.predict.guards import check_memory, check_out_is_a_folder, check_overwrites
 from raygym.predict.inputs import check_band_counts, check_output_folder, collect_inputs
 from raygym.predict.options import PredictOptions
 from raygym.predict.outputs import predict_one, write_summary
@@ -64,6 +65,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     model_dirs = (list(model) if isinstance(model, list | tuple)
                   else resolve_models(Path(model), options.top_k))
     out = options.out
+    check_out_is_a_folder(out)
     check_output_folder(out, images, options.extra_bands)
     options.check_ranges()
     predictor = Predictor(model_dirs, device="cpu" if options.use_ray else options.device,
@@ -72,6 +74,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
     items, unreadable = check_band_counts(items, predictor.in_channels)
     skipped += unreadable
+    check_overwrites(items, options)
+    check_memory(items, predictor.num_classes, options)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     if options.use_ray and items:
@@ -101,18 +105,6 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     return PredictResult(out=out, rows=rows, skipped=skipped, warnings=warnings,
                          classes=classes, seconds=time.perf_counter() - started,
                          megapixels=mpx, summary_csv=summary, files=files)
-
-
-def predict_command(model: Path, images: list[Path], *, out: Path, top_k: int, tta: bool,
-                    tile: int | None, overlap: float, probabilities: bool,
-                    extra_bands: list[Path], use_ray: bool, console: Any,
-                    scale: float = 1.0) -> int:
-    """``raygym predict`` as ``cli.py`` calls it: the flags gathered into a
-    :class:`PredictOptions`, then :func:`predict_and_print`. Returns the exit code."""
-    options = PredictOptions(out=out, top_k=top_k, extra_bands=extra_bands, tile=tile,
-                             overlap=overlap, tta=tta, scale=scale, probabilities=probabilities,
-                             use_ray=use_ray)
-    return predict_and_print(model, images, options, console=console)
 
 
 def predict_and_print(model: Path, images: Sequence[Path], options: PredictOptions, *,

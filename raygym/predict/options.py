@@ -31,6 +31,7 @@ class PredictOptions:
         precision: ``fp32`` (default, deterministic) or ``bf16-mixed`` / ``fp16-mixed``.
         use_ray: run as a Ray Data batch job (one CPU actor per core, models loaded once each).
         ray_actors: actors for ``use_ray`` (None: one per cluster CPU).
+        overwrite: replace output files that already exist (never an input).
     """
 
     out: Path
@@ -47,6 +48,7 @@ class PredictOptions:
     precision: str = "fp32"
     use_ray: bool = False
     ray_actors: int | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         # callers pass str / list (argparse, scripts); one normalised form from here on

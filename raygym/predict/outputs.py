@@ -25,6 +25,22 @@ SUMMARY_HEAD = ["image", "label", "height", "width", "crs", "pixel_area_m2"]
 """``summary.csv``'s first columns; then ``<class>_{pixels,fraction,m2}``, then ``warning``."""
 
 
+_TIFF = (".tif", ".tiff")
+
+
+def output_paths(item: InputItem, options: PredictOptions) -> dict[str, Path]:
+    """The files one input's prediction writes: ``label`` (GeoTIFF for TIFF input, else PNG),
+    and ``probs`` / ``overlay`` when asked for."""
+    out = options.out
+    tiff = item.path.suffix.lower() in _TIFF
+    paths = {"label": out / f"{item.name}_label.{'tif' if tiff else 'png'}"}
+    if options.probabilities:
+        paths["probs"] = out / f"{item.name}_probs.tif"
+    if options.overlay:
+        paths["overlay"] = out / f"{item.name}_overlay.png"
+    return paths
+
+
 def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
                 ) -> dict[str, Any]:
     """Predict one input and write its outputs into ``options.out``; returns its summary row.
@@ -44,22 +60,22 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
                                       batch_size=options.batch_size)
     k = predictor.num_classes
     classes = predictor.classes
-    out = options.out
+    paths = output_paths(item, options)
     warning = ""
     written: list[str] = []
     if geo.is_tiff:
         if geo.crs is None:
             warning = "GeoTIFF has no CRS: outputs written without georeferencing"
         label_path = write_geotiff(
-            out / f"{item.name}_label.tif", labels[None], crs=geo.crs, transform=geo.transform,
+            paths["label"], labels[None], crs=geo.crs, transform=geo.transform,
             descriptions=["class id"], colormap=class_colormap(k),
             tags={"classes": json.dumps(classes), "source": str(item.path)})
     else:
-        label_path = write_png(out / f"{item.name}_label.png", labels)
+        label_path = write_png(paths["label"], labels)
     written.append(label_path.name)
     if options.probabilities:
         q = np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
-        p = write_geotiff(out / f"{item.name}_probs.tif", q, crs=geo.crs, transform=geo.transform,
+        p = write_geotiff(paths["probs"], q, crs=geo.crs, transform=geo.transform,
                           descriptions=classes, resampling="average",
                           tags={"classes": json.dumps(classes), "scale": f"1/{PROB_SCALE}",
                                 "source": str(item.path)})
@@ -67,8 +83,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
     if options.overlay:
         from raygym.data.preview import overlay
 
-        written.append(write_png(out / f"{item.name}_overlay.png",
-                                 overlay(image, labels, k)).name)
+        written.append(write_png(paths["overlay"], overlay(image, labels, k)).name)
     row = summary_row(item, label_path.name, labels, classes, geo, warning)
     row["_files"] = written
     return row

@@ -11,7 +11,7 @@ from . import S2, need, read_summary, s2_scene, string_console
 
 def test_unreadable_files_are_skipped_and_listed(s2_models: dict[str, Path], tmp_path: Path
                                                  ) -> None:
-    from raygym.predict import predict_command
+    from raygym.predict import PredictOptions, predict_and_print
 
     images = tmp_path / "img"
     images.mkdir()
@@ -20,9 +20,9 @@ def test_unreadable_files_are_skipped_and_listed(s2_models: dict[str, Path], tmp
     (images / "broken.jpg").write_bytes(b"not a jpeg at all")
     bands = [need(S2) / "nir"]
     console = string_console()
-    code = predict_command(s2_models["artifact"], [images], out=tmp_path / "out", top_k=1,
-                           tta=False, tile=None, overlap=0.25, probabilities=False,
-                           extra_bands=bands, use_ray=False, console=console)
+    code = predict_and_print(s2_models["artifact"], [images],
+                             PredictOptions(out=tmp_path / "out", extra_bands=bands),
+                             console=console)
     text = console.file.getvalue()
     assert code == 0
     assert "skipped 1 files" in text and "broken.jpg" in text
@@ -33,8 +33,8 @@ def test_unreadable_files_are_skipped_and_listed(s2_models: dict[str, Path], tmp
     (bad / "a.jpg").write_bytes(b"garbage")
     (bad / "b.png").write_bytes(b"garbage")
     console = string_console()
-    code = predict_command(s2_models["artifact"], [bad], out=tmp_path / "out2", top_k=1,
-                           tta=False, tile=None, overlap=0.25, probabilities=False,
-                           extra_bands=bands, use_ray=False, console=console)
+    code = predict_and_print(s2_models["artifact"], [bad],
+                             PredictOptions(out=tmp_path / "out2", extra_bands=bands),
+                             console=console)
     assert code == 1
     assert "all images failed" in console.file.getvalue()
