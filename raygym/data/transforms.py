@@ -14,12 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from raygym.data.augment import augment_pair, build_augmenter
 from raygym.data.labels import IGNORE_INDEX
-
-# train/loop.py imports the augmentation from here; drop this once it imports raygym.data.augment.
-__all__ = ["augment_pair", "build_augmenter", "crop_valid", "fit_size", "resize_pad",
-           "standardize"]
 
 # cv2.resize with INTER_AREA at a non-integer scale accepts at most 4 channels (OpenCV 5.0:
 # "cn <= 4" assertion; integer factors and INTER_LINEAR take more, and any call fails above 128

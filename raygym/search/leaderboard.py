@@ -12,8 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raygym.config import ExperimentConfig, SearchSpace
+from raygym.config import ExperimentConfig
 from raygym.search.space import REPEAT_KEY, active_params, config_key
+from raygym.search.space_config import SearchSpace
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
                "none": "stopped"}

@@ -45,7 +45,7 @@ class OnlineAugmenter:
     """Per-epoch albumentations on top of the offline copies (``data.augment.online``)."""
 
     def __init__(self, config: ExperimentConfig) -> None:
-        from raygym.data.transforms import build_augmenter
+        from raygym.data.augment import build_augmenter
 
         self.seed = config.train.seed
         self.aug = build_augmenter(**config.data.augment.augmenter_kwargs(),
@@ -53,7 +53,7 @@ class OnlineAugmenter:
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, epoch: int, offset: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-        from raygym.data.transforms import augment_pair
+        from raygym.data.augment import augment_pair
 
         out_i, out_l = [], []
         for j, (img, lab) in enumerate(zip(images, labels, strict=True)):
