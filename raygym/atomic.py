@@ -33,13 +33,15 @@ def replace_dir(tmp: Path, out: Path, *, owned: Callable[[Path], bool] | None = 
     removed after, so ``out`` is always either the old or the new folder, never a mix.
 
     ``owned(out)`` says whether an existing ``out`` is one raygym made (its own card or
-    layout): anything else is refused, never deleted, whatever the user asked for.
+    layout): anything else but an empty folder is refused, never deleted, whatever the user
+    asked for.
     """
     from raygym.errors import DataError
 
     old = None
     if out.exists():
-        if owned is not None and not owned(out):
+        empty = out.is_dir() and not any(out.iterdir())
+        if owned is not None and not empty and not owned(out):
             raise DataError("exists and was not made by raygym (or is damaged): refusing to "
                             "replace it", file=out, fix="move it away, or choose another "
                             "output path")

@@ -17,6 +17,7 @@ and read (bench/RESULTS.md, bench_prepare point 3).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,16 @@ def decode_table(table: Any, specs: dict[str, tuple[tuple[int, ...], str]]) -> d
         else:
             out[name] = table.column(name).to_numpy()
     return out
+
+
+def is_dataset_dir(path: Path) -> bool:
+    """A folder ``raygym prepare`` made (its card.json names a raygym dataset format, of this
+    or an older version), even if damaged since: the one kind ``prepare`` replaces."""
+    try:
+        card = json.loads((path / CARD_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and str(card.get("format", "")).startswith("raygym-dataset/")
 
 
 def read_card(path: Path) -> DatasetCard:

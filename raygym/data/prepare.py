@@ -33,6 +33,7 @@ from raygym.data.dataset import (
     DatasetCard,
     decode_column,
     encode_rows,
+    is_dataset_dir,
     read_card,
     write_shard,
 )
@@ -291,6 +292,10 @@ def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
                             file=out, key="data.prepared",
                             fix="choose another data.prepared folder")
         return False
+    if not is_dataset_dir(out):  # someone else's card.json, or one damaged beyond telling
+        raise DataError("output folder is not recognisably a raygym dataset (its card.json "
+                        "names no raygym format): refusing to replace it", file=out,
+                        key="data.prepared", fix="move it away, or choose another folder")
     try:
         card = read_card(out)
     except DataError as err:  # damaged card or an older dataset format
@@ -360,7 +365,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
         ray.get(previews)
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, owned=is_dataset_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -419,6 +419,16 @@ def test_output_is_a_foreign_folder(tmp_path, small_s2, prepare_cli) -> None:
     assert (tmp_path / "ds" / "thesis.docx").read_text() == "precious"
 
 
+def test_a_foreign_card_json_is_never_overwritten(tmp_path, small_s2, prepare_cli) -> None:
+    _, sections, _ = small_s2
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "card.json").write_text('{"title": "my field notes"}')
+    code, err = prepare_cli(sections, "--overwrite")
+    assert code == 2 and "not recognisably a raygym dataset" in err
+    assert (tmp_path / "ds" / "card.json").read_text() == '{"title": "my field notes"}'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")) == []
+
+
 def test_binary_mask_suggests_remap(tmp_path, prepare_cli, prepare_fails) -> None:
     rng = np.random.default_rng(0)
     for sub in ("images", "labels"):
