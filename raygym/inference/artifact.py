@@ -75,6 +75,14 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
 
     core = model.module if hasattr(model, "module") else model
     sd = state_dict if state_dict is not None else core.state_dict()
+    # Self-contained: pretrained encoder weights are inside model.safetensors already, so the
+    # local file they came from is recorded, not required (it is absent on other machines).
+    params = config.model.builder_kwargs()
+    weights_source = params.pop("encoder_weights", None)
+    if weights_source is not None:
+        config = config.model_copy(
+            update={"model": config.model.model_copy(update={"encoder_weights": None})})
+        training = {**(training or {}), "encoder_weights_source": str(weights_source)}
     tmp = out.with_name(f".{out.name}.tmp-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
@@ -82,7 +90,7 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
                   str(tmp / "model.safetensors"))
         dump_yaml(config, tmp / "config.yaml")
         card = ModelCard(
-            name=config.name, arch=config.model.arch, model_params=config.model.builder_kwargs(),
+            name=config.name, arch=config.model.arch, model_params=params,
             in_channels=in_channels, classes=classes, target_size=list(config.data.target_size),
             metrics=json_safe(metrics),
             trainable_params=sum(p.numel() for p in core.parameters() if p.requires_grad),
@@ -148,10 +156,13 @@ def load_artifact(path: Path, device: str | torch.device = "cpu"
 
     files = _verified_files(path)
     card = _parse_card(path, files["model_card.json"])
-    config = validate_experiment(yaml.safe_load(files["config.yaml"].decode("utf-8")),
-                                 str(path / "config.yaml"))
+    raw = yaml.safe_load(files["config.yaml"].decode("utf-8"))
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        raw["model"].pop("encoder_weights", None)  # older artifacts named a local file
+    config = validate_experiment(raw, str(path / "config.yaml"))
+    params = {k: v for k, v in card.model_params.items() if k != "encoder_weights"}
     model = build_model(card.arch, in_channels=card.in_channels, num_classes=card.num_classes,
-                        **card.model_params)
+                        **params)
     model.load_state_dict(load_safetensors(files["model.safetensors"]))
     model.to(device).eval()
     return model, card, config

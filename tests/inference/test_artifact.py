@@ -145,3 +145,31 @@ def test_export_never_replaces_a_folder_raygym_did_not_make(
                         dataset={})
     assert (mine / "data.csv").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"], "no temp folder left"
+
+
+def test_smp_artifact_from_local_encoder_weights_is_self_contained(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    donor = build_model("unet", in_channels=3, num_classes=2, encoder="resnet18",
+                        encoder_depth=3)
+    weights = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.encoder.state_dict().items()}, str(weights))
+    config = validate_experiment({
+        "name": "smp", "data": {"images": str(tmp_path / "i"), "labels": str(tmp_path / "l"),
+                                "classes": ["a", "b"], "target_size": [32, 32],
+                                "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "unet", "encoder": "resnet18", "encoder_depth": 3,
+                  "encoder_weights": str(weights)}})
+    model = build_model("unet", in_channels=3, num_classes=2,
+                        **config.model.builder_kwargs()).eval()
+    out = export_artifact(tmp_path / "best", model, config, in_channels=3, classes=["a", "b"],
+                          metrics={}, dataset={})
+    weights.unlink()  # another machine: the local weights file is not there
+    loaded, card, loaded_config = load_artifact(out)
+    assert "encoder_weights" not in card.model_params
+    assert card.training["encoder_weights_source"] == str(weights)
+    assert loaded_config.model.encoder_weights is None
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
