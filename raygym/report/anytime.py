@@ -152,6 +152,7 @@ def _replay_line(res: SearchResults, series: AnytimeSeries,
 
 
 def anytime_section(doc: ReportDocument, res: SearchResults) -> None:
+    """The curve, when the final best was first reached, and a replay's rank and cost."""
     doc.section("anytime")
     records, skipped = anytime_records(res)
     if not records:

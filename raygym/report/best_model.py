@@ -90,6 +90,7 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str
 
 
 def best_model_section(doc: ReportDocument, res: SearchResults) -> None:
+    """The card of ``best/rank1_*``, its scores from training, then the held-out split's."""
     doc.section("best")
     found = sorted((res.path / "best").glob("rank1_*")) if (res.path / "best").is_dir() else []
     if not found:

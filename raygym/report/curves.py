@@ -35,6 +35,7 @@ def _label(res: SearchResults, tid: str) -> str:
 
 
 def curves_section(doc: ReportDocument, res: SearchResults) -> None:
+    """val mean IoU and val loss per epoch of the :data:`TOP_CURVES` best trials."""
     doc.section("curves")
     if res.trials_note:
         doc.note(res.trials_note)
@@ -68,6 +69,7 @@ def curves_section(doc: ReportDocument, res: SearchResults) -> None:
 
 
 def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
+    """The metric per epoch of every trial, and the epochs spent against the full budget."""
     doc.section("pruning")
     s = res.search_cfg
     scheduler = s.get("scheduler", "asha")

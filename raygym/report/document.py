@@ -37,6 +37,9 @@ class Block:
 
 @dataclass
 class Section:
+    """One ``<section>`` / ``##`` of the report: its id (a key of SECTION_TITLES), heading
+    and blocks in order."""
+
     id: str
     title: str
     blocks: list[Block] = field(default_factory=list)
@@ -93,6 +96,7 @@ class ReportDocument:
 
     # ------------------------------------------------------------------ renderers
     def to_html(self, title: str, subtitle: str) -> str:
+        """One self-contained page: CSS inline, every figure a ``data:`` URI, a section nav."""
         esc = html.escape
         nav = " ".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in self.sections)
         parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -109,6 +113,7 @@ class ReportDocument:
         return "\n".join(parts) + "\n"
 
     def to_markdown(self, title: str, subtitle: str) -> str:
+        """The same content as Markdown; figures linked by file name (PNGs in ``fig_dir``)."""
         lines = [f"# {title}", "", subtitle, ""]
         for sec in self.sections:
             lines += [f"## {sec.title}", ""]
@@ -118,6 +123,7 @@ class ReportDocument:
 
 
 def _block_html(b: Block) -> str:
+    """One block as HTML, every text escaped."""
     esc = html.escape
     if b.kind == "p":
         return f"<p>{esc(b.data)}</p>"

@@ -21,6 +21,7 @@ from raygym.report.results import (
 
 
 def effects_section(doc: ReportDocument, res: SearchResults) -> None:
+    """One panel per searched key, then the grouped view when two keys are categorical."""
     doc.section("effects")
     ok = res.scored_rows()
     space = res.space

@@ -41,6 +41,7 @@ def environment_rows() -> list[tuple[str, str]]:
 
 
 def environment_section(doc: ReportDocument, res: SearchResults) -> None:
+    """:func:`environment_rows`, then the search's times, resources and precision."""
     doc.section("environment")
     doc.heading("Report built with")
     doc.kv(environment_rows())

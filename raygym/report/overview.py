@@ -10,6 +10,7 @@ from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, parse
 
 
 def summary_section(doc: ReportDocument, res: SearchResults) -> None:
+    """Search status, algorithm, metric, trials by status, the best trial, epochs, time."""
     doc.section("summary")
     s = res.search_cfg
     summary = res.info.get("summary") or {}
@@ -47,6 +48,7 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
 
 
 def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
+    """Every trial best first (rows classed best / pruned / failed), then the failures."""
     doc.section("leaderboard")
     if not res.rows:
         doc.note("no leaderboard.csv yet (the search is running or was interrupted); trials "

@@ -46,18 +46,22 @@ class SearchResults:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The experiment config the search ran with (``search.json`` key ``config``)."""
         return dict(self.info.get("config") or {})
 
     @property
     def search_cfg(self) -> dict[str, Any]:
+        """Its ``search`` section (algorithm, scheduler, metric, mode, ...)."""
         return dict(self.config.get("search") or {})
 
     @property
     def name(self) -> str:
+        """The experiment name, else the folder's."""
         return str(self.info.get("name") or self.config.get("name") or self.path.name)
 
     @property
     def metric(self) -> str:
+        """The searched metric: the config's, else the leaderboard's ``best_*`` column."""
         if self.search_cfg.get("metric"):
             return str(self.search_cfg["metric"])
         best = [c for c in self.columns if c.startswith("best_")]
@@ -65,6 +69,7 @@ class SearchResults:
 
     @property
     def mode(self) -> str:
+        """``"max"`` or ``"min"``: the config's, else ``min`` for a loss."""
         return str(self.search_cfg.get("mode") or ("min" if "loss" in self.metric else "max"))
 
     @property
@@ -83,6 +88,7 @@ class SearchResults:
 
     @property
     def param_keys(self) -> list[str]:
+        """Dotted paths of the searched keys (``model.filters``, ...)."""
         if self.info.get("space"):
             return [d["path"] for d in self.info["space"]]
         # the leaderboard writes the searched keys between node_id and error
@@ -91,6 +97,8 @@ class SearchResults:
         return []
 
     def status(self, trial_id: str) -> str:
+        """The leaderboard's status, else the last epoch's ``stop_reason``, else ``running``
+        (the search is) or ``unknown``."""
         for r in self.rows:
             if r.get("trial_id") == trial_id:
                 return r.get("status") or "unknown"

@@ -22,6 +22,7 @@ from raygym.report.results import (
 
 
 def optuna_section(doc: ReportDocument, res: SearchResults) -> None:
+    """Importances when ``optuna.db`` holds the study, parallel coordinates always."""
     doc.section("optuna")
     db = res.path / "optuna.db"
     study = None
@@ -34,11 +35,12 @@ def optuna_section(doc: ReportDocument, res: SearchResults) -> None:
         except Exception as err:  # a damaged or foreign database should not sink the report
             doc.note(f"could not open the Optuna study in {db.name}: {one_line(err)}")
     if study is not None:
-        _importances(doc, res, study)
+        _importances(doc, study)
     _parallel(doc, res)
 
 
 def _load_study(db: Path, name: str) -> Any:
+    """The study ``name`` in ``db``, else the only study there (a search renamed since)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,7 +53,8 @@ def _load_study(db: Path, name: str) -> Any:
     return optuna.load_study(study_name=name, storage=url)
 
 
-def _importances(doc: ReportDocument, res: SearchResults, study: Any) -> None:
+def _importances(doc: ReportDocument, study: Any) -> None:
+    """The study's trials by state, then a bar chart of fANOVA parameter importances."""
     import optuna
 
     states: dict[str, int] = {}
