@@ -5,7 +5,9 @@ Never by sorted position alone (Gym's fault): a missing file would silently shif
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,18 +88,33 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
     return pairs
 
 
+def _manifest_text(manifest: Path) -> str:
+    """The manifest as text: UTF-16 with a byte-order mark (Excel's "Unicode text"), UTF-8
+    (with or without a BOM), else Windows-1252 / Latin-1 (Excel's plain "CSV" on Windows)."""
+    data = manifest.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    if b"\0" in data:  # UTF-16 / UTF-32 without a BOM: no 8-bit reading is right
+        raise DataError("manifest is not UTF-8 text (it holds NUL bytes)", file=manifest,
+                        key="data.manifest", fix="save it as CSV UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
 def pair_by_manifest(manifest: Path) -> list[Pair]:
     """Read ``image,<band>...,label`` rows (paths relative to the manifest's folder)."""
     if not manifest.is_file():
         raise DataError("manifest not found", file=manifest, key="data.manifest")
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        if "image" not in columns or "label" not in columns:
-            raise DataError(f"manifest needs 'image' and 'label' columns (has {columns})",
-                            file=manifest)
-        bands = [c for c in columns if c not in ("image", "label")]
-        rows = list(reader)
+    reader = csv.DictReader(io.StringIO(_manifest_text(manifest), newline=""))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    if "image" not in columns or "label" not in columns:
+        raise DataError(f"manifest needs 'image' and 'label' columns (has {columns})",
+                        file=manifest, fix="first line: image,label (band columns between)")
+    bands = [c for c in columns if c not in ("image", "label")]
+    rows = list(reader)
     if not rows:
         raise DataError("manifest has no rows", file=manifest)
     base = manifest.parent

@@ -177,3 +177,20 @@ def test_manifest_same_stem_in_two_folders_gets_distinct_keys(tmp_path, s2_subse
     pairs = pair_by_manifest(_write_manifest(tmp_path / "pairs.csv", rows))
     assert len(pairs) == 2 and len({p.key for p in pairs}) == 2
     assert pairs[0].images[0].parent.parent.name == "a"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
+def test_manifest_in_the_encodings_spreadsheets_save(tmp_path: Path, encoding: str) -> None:
+    for name in ("plage_été.png", "plage_été_label.png"):
+        (tmp_path / name).write_bytes(b"")
+    text = "image,label\r\nplage_été.png,plage_été_label.png\r\n"
+    (tmp_path / "pairs.csv").write_bytes(text.encode(encoding))
+    pairs = pair_by_manifest(tmp_path / "pairs.csv")
+    assert [p.images[0].name for p in pairs] == ["plage_été.png"]
+    assert pairs[0].label.name == "plage_été_label.png"
+
+
+def test_manifest_in_utf16_without_a_bom_is_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_bytes("image,label\na.png,b.png\n".encode("utf-16-le"))
+    with pytest.raises(DataError, match="CSV UTF-8"):
+        pair_by_manifest(tmp_path / "pairs.csv")
