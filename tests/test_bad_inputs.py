@@ -16,6 +16,7 @@ import yaml
 
 from raygym.cli import main
 from tests.conftest import write_experiment
+from tests.report import write_bare_leaderboard
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,10 @@ CASES = [
          ("no config.yaml",)),
     Case("train-without-validation-split", lambda i: ["train", _dataset_without_val(i)],
          ("data.split.val", "no validation rows", "--overwrite")),
+    Case("report-out-beside-a-users-report-folder",
+         lambda i: ["report", str(write_bare_leaderboard(i.dir / "results")),
+                    "--out", str(_write(i.dir / "here" / "report" / "notes.txt", "mine")
+                                 .parent.parent)], ("not a raygym report", "--out")),
     # ---------------------------------------------------------------- artifacts
     Case("evaluate-not-an-artifact", lambda i: ["evaluate", str(_write(i.dir / "m" / "x", ""))],
          ("model",)),

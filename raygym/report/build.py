@@ -28,11 +28,52 @@ SECTION_BUILDERS: tuple[tuple[str, Callable[[ReportDocument, SearchResults], Non
 """Section id -> the function that writes it, in report order (ids as in SECTION_TITLES)."""
 
 
+REPORT_TITLE = "raygym search report"
+"""Every report's title: how a report file or folder raygym wrote is recognised again."""
+
+
+def _is_report_html(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return f"<title>{REPORT_TITLE}" in head
+
+
+def _is_report_dir(path: Path) -> bool:
+    """A report's Markdown folder raygym wrote (its report.md opens with the title)."""
+    try:
+        with (path / "report.md").open(encoding="utf-8", errors="replace") as fh:
+            return fh.readline().startswith(f"# {REPORT_TITLE}")
+    except OSError:
+        return False
+
+
+def _check_outputs(html_path: Path, md_dir: Path) -> None:
+    """Refuse to replace an HTML file or a folder that is not a raygym report."""
+    from raygym.errors import DataError
+
+    if html_path.exists() and not (html_path.is_file() and _is_report_html(html_path)):
+        raise DataError("exists and is not a raygym report: refusing to replace it",
+                        file=html_path, key="--out", fix="give another --out (a new .html path "
+                        "or a folder)")
+    if md_dir.exists() and (not md_dir.is_dir() or (any(md_dir.iterdir())
+                                                    and not _is_report_dir(md_dir))):
+        raise DataError(f"the report's figures would replace {md_dir.name}/, which is not a "
+                        "raygym report", file=md_dir, key="--out",
+                        fix="give another --out (a new .html path or a folder)")
+
+
 def build_report(results: Path, out: Path | None = None) -> Path:
     """Write the HTML report of a search (default ``RESULTS/report.html``) and, beside it, the
     same content as ``<stem>/report.md`` + PNGs (``RESULTS/report/``). Returns the HTML path.
 
-    Raises :class:`~raygym.errors.DataError` when ``results`` is not a search results folder.
+    Only a report raygym wrote is ever replaced: an existing HTML file or ``<stem>/`` folder
+    that is not one is refused (``--out .`` next to a ``report/`` folder of the user's).
+
+    Raises :class:`~raygym.errors.DataError` when ``results`` is not a search results folder
+    or an output would replace something that is not a raygym report.
     """
     results = Path(results).resolve()
     res = load_results(results)
@@ -40,8 +81,9 @@ def build_report(results: Path, out: Path | None = None) -> Path:
     if html_path.suffix.lower() not in (".html", ".htm"):
         html_path = html_path / "report.html" if html_path.is_dir() else \
             html_path.with_suffix(".html")
-    html_path.parent.mkdir(parents=True, exist_ok=True)
     md_dir = html_path.with_suffix("")
+    _check_outputs(html_path, md_dir)  # before anything is written
+    html_path.parent.mkdir(parents=True, exist_ok=True)
     # the figures go to a temp folder that replaces md_dir whole: never half an old report
     tmp_dir = md_dir.with_name(f".{md_dir.name}.tmp-{time.time_ns()}")
     tmp_dir.mkdir(parents=True)
@@ -57,12 +99,12 @@ def build_report(results: Path, out: Path | None = None) -> Path:
                 doc.note(f"this section could not be built: {one_line(err)}")
             finally:
                 close_all_figures()
-        title = f"raygym search report: {res.name}"
+        title = f"{REPORT_TITLE}: {res.name}"
         subtitle = (f"{results}  |  metric {res.metric} ({res.mode})  |  "
                     f"{len(res.trial_ids())} trials")
         (tmp_dir / "report.md").write_text(doc.to_markdown(title, subtitle), encoding="utf-8")
         page = doc.to_html(title, subtitle)
-        replace_dir(tmp_dir, md_dir)
+        replace_dir(tmp_dir, md_dir, owned=_is_report_dir)
         write_text_atomic(html_path, page)
     finally:
         if tmp_dir.exists():

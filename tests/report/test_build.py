@@ -127,6 +127,27 @@ def test_report_out_names(tmp_path: Path) -> None:
     assert build_report(results, out=tmp_path / "r.txt") == tmp_path / "r.html"
 
 
+def test_report_never_replaces_what_it_did_not_write(tmp_path: Path) -> None:
+    """``--out .`` beside a ``report/`` folder of the user's, or an HTML file of theirs:
+    refused before anything is written; a raygym report is rewritten in place."""
+    from raygym.errors import DataError
+
+    results = write_bare_leaderboard(tmp_path / "rep")
+    here = tmp_path / "here"
+    (here / "report").mkdir(parents=True)
+    (here / "report" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not a raygym report"):
+        build_report(results, out=here)
+    assert (here / "report" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in here.iterdir()) == ["report"], "nothing written"
+    (tmp_path / "page.html").write_text("<html><title>my page</title></html>")
+    with pytest.raises(DataError, match="not a raygym report"):
+        build_report(results, out=tmp_path / "page.html")
+    assert "my page" in (tmp_path / "page.html").read_text()
+    fresh = build_report(results, out=tmp_path / "mine.html")
+    assert build_report(results, out=fresh) == fresh  # its own report: replaced
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-headless-shell", "chromium-browser"):
         if shutil.which(name):
