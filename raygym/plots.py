@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed, PNG output only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _plt() -> Any:
 
 def save_atomic(fig: Any, path: Path, dpi: int = 90) -> Path:
     """Save a figure to ``path`` via a temp file and rename (never a half-written PNG)."""
-    plt = _plt()
+    plt = pyplot()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -30,7 +31,7 @@ def save_atomic(fig: Any, path: Path, dpi: int = 90) -> Path:
 
 def learning_curves(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
     """Loss (train/val), val mean IoU and LR per epoch, in three panels."""
-    plt = _plt()
+    plt = pyplot()
     epochs = [r.get("epoch") for r in rows]
 
     def series(key: str) -> list[float]:
@@ -56,7 +57,7 @@ def learning_curves(rows: list[dict[str, Any]], out: Path, title: str = "") -> P
 
 def confusion_heatmap(cm: np.ndarray, classes: list[str], out: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (truth rows, prediction columns) with counts."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.1 * len(classes) + 1.5))
@@ -78,7 +79,7 @@ def value_histogram(values: list[float] | np.ndarray, out: Path, *, xlabel: str 
                     title: str = "", bins: int = 20, value_range: tuple[float, float] = (0, 1)
                     ) -> Path:
     """Histogram of finite ``values`` (e.g. per-image mean IoU in [0, 1]) with the mean marked."""
-    plt = _plt()
+    plt = pyplot()
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -103,7 +104,7 @@ def image_truth_prediction_grid(rows: list[tuple[str, np.ndarray, np.ndarray, np
         rows: ``(caption, rgb (H, W, 3) uint8, truth (H, W, 3) uint8, pred (H, W, 3) uint8)``.
         classes: class names for the legend; colours: ``(K, 3)`` uint8 class colours.
     """
-    plt = _plt()
+    plt = pyplot()
     n = max(len(rows), 1)
     fig, axes = plt.subplots(n, 3, figsize=(8, 2.7 * n), squeeze=False)
     for i, (caption, rgb, truth, pred) in enumerate(rows):

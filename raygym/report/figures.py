@@ -6,12 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from raygym.plots import pyplot
 
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend (no display needed, PNG output only)."""
-    from raygym.plots import _plt
-
-    return _plt()
+__all__ = ["close_all_figures", "epoch_axis", "legend_outside", "pyplot", "shorten"]
 
 
 def close_all_figures() -> None:
