@@ -327,25 +327,17 @@ def _smp_losses() -> ModuleType:
     return losses
 
 
-def _build_focal(num_classes: int, class_weights: Sequence[float] | None = None) -> LossFn:
-    smp_losses = _smp_losses()
-    inner = smp_losses.FocalLoss(
-        mode="multiclass",
-        ignore_index=IGNORE_INDEX,
-        class_weights=list(class_weights) if class_weights is not None else None,
-    )
-    return SMPLoss(inner, num_classes)
+def _smp_weighted(loss_name: str) -> Callable[..., LossFn]:
+    """A builder for smp's multiclass ``loss_name`` (``FocalLoss``, ``TverskyLoss``: alpha =
+    beta = 0.5 is smp's Dice-like default) with class weights."""
 
+    def build(num_classes: int, class_weights: Sequence[float] | None = None) -> LossFn:
+        inner = getattr(_smp_losses(), loss_name)(
+            mode="multiclass", ignore_index=IGNORE_INDEX,
+            class_weights=list(class_weights) if class_weights is not None else None)
+        return SMPLoss(inner, num_classes)
 
-def _build_tversky(num_classes: int, class_weights: Sequence[float] | None = None) -> LossFn:
-    # alpha = beta = 0.5 is smp's default (Dice-like); tune via a custom builder if needed.
-    smp_losses = _smp_losses()
-    inner = smp_losses.TverskyLoss(
-        mode="multiclass",
-        ignore_index=IGNORE_INDEX,
-        class_weights=list(class_weights) if class_weights is not None else None,
-    )
-    return SMPLoss(inner, num_classes)
+    return build
 
 
 def _build_lovasz(num_classes: int, class_weights: Sequence[float] | None = None) -> LossFn:
@@ -362,8 +354,8 @@ LOSS_REGISTRY: dict[str, Callable[..., LossFn]] = {
     "cce": CCELoss,
     "cat": CCELoss,  # Gym's config name for categorical cross-entropy
     "kld": KLDLoss,
-    "focal": _build_focal,
-    "tversky": _build_tversky,
+    "focal": _smp_weighted("FocalLoss"),
+    "tversky": _smp_weighted("TverskyLoss"),
     "lovasz": _build_lovasz,
 }
 """Loss name -> builder ``(num_classes, class_weights=None) -> nn.Module``."""
