@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -13,8 +14,53 @@ from pathlib import Path
 
 
 def temp_beside(path: Path) -> Path:
-    """A hidden temp name in ``path``'s folder (same file system, so the rename is atomic)."""
+    """A hidden temp name in ``path``'s folder (same file system, so the rename is atomic);
+    it carries this process's pid, so a killed writer's leftover is known
+    (:func:`sweep_temp_files`)."""
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove the :func:`temp_beside` files that processes no longer running left in
+    ``folder`` (a writer killed between write and rename); returns what was removed."""
+    removed = []
+    for path in folder.glob(".*.tmp-*"):
+        match = re.search(r"\.tmp-(\d+)(\.[^.]*)?$", path.name)
+        if path.is_file() and match and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def temp_dir_beside(out: Path) -> Path:
+    """A new hidden folder beside ``out`` to build its replacement in (then
+    :func:`replace_dir`). First recovers from a killed earlier run: its temp folders are
+    removed and, if it died between the two renames of :func:`replace_dir`, the previous
+    ``out`` (moved aside) is put back."""
+    sweep_beside(out)
+    path = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    path.mkdir(parents=True)
+    return path
+
+
+def sweep_beside(out: Path) -> list[Path]:
+    """Clean up what killed runs left beside ``out``: temp folders of dead processes go; an
+    old ``out`` moved aside comes back when ``out`` is missing, else goes. Returns what was
+    removed or restored."""
+    touched: list[Path] = []
+    for path in out.parent.glob(f".{out.name}.tmp-*-*"):
+        pid = path.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if path.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            touched.append(path)
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
+    if olds and not out.exists():
+        olds.pop().rename(out)  # the newest previous version: nothing newer was completed
+        touched.append(out)
+    for path in olds:
+        shutil.rmtree(path, ignore_errors=True)
+        touched.append(path)
+    return touched
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

@@ -54,3 +54,47 @@ def test_scratch_of_a_killed_process_is_swept_by_the_next_one(tmp_path: Path) ->
         assert live.is_dir()
     assert not live.exists()
     assert mine_before.is_dir()
+
+
+def _killed_after(code: str, folder: Path) -> int:
+    """Run ``code`` (``out`` = ``folder / 'ds'``) in a process, SIGKILL it once it prints
+    'ready'; returns its (now dead) pid."""
+    head = ("import os, sys, time; from pathlib import Path\n"
+            "from raygym.atomic import temp_dir_beside, temp_beside\n"
+            "out = Path(sys.argv[1]) / 'ds'\n")
+    proc = subprocess.Popen([sys.executable, "-c", head + code + "\nprint('ready', flush=True)"
+                             "\ntime.sleep(600)", str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.pid
+
+
+def test_a_killed_builders_temp_folder_and_file_are_swept(tmp_path: Path) -> None:
+    from raygym.atomic import sweep_temp_files, temp_dir_beside
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "card.json").write_text("previous")
+    pid = _killed_after("t = temp_dir_beside(out); (t / 'half.parquet').write_text('x')\n"
+                        "temp_beside(out.parent / 'report.html').write_text('<half')", tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert f".ds.tmp-{pid}" in " ".join(left) and f".report.tmp-{pid}.html" in left
+    live = temp_dir_beside(tmp_path / "ds")  # the next run
+    assert sweep_temp_files(tmp_path) == [tmp_path / f".report.tmp-{pid}.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds", live.name])
+    assert (tmp_path / "ds" / "card.json").read_text() == "previous"
+
+
+def test_a_kill_between_the_two_renames_restores_the_previous_folder(tmp_path: Path) -> None:
+    from raygym.atomic import sweep_beside
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "card.json").write_text("previous")
+    # replace_dir's first step (move the old folder aside), then death before the second
+    _killed_after("out.rename(out.with_name(f'.ds.old-{time.time_ns()}'))", tmp_path)
+    assert not (tmp_path / "ds").exists()
+    assert sweep_beside(tmp_path / "ds") == [tmp_path / "ds"]
+    assert (tmp_path / "ds" / "card.json").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from raygym.atomic import replace_dir
+from raygym.atomic import replace_dir, sweep_beside, temp_dir_beside
 from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, parse_colour
 from raygym.data.dataset import (
     CARD_NAME,
@@ -321,6 +321,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     started = time.perf_counter()
     out = data.prepared
     fingerprint = data_fingerprint(data)
+    if out.parent.is_dir():
+        sweep_beside(out)  # a killed run's temp folder goes; its moved-aside dataset returns
     if _check_output(out, fingerprint, overwrite):
         card = read_card(out)
         log(f"[green]{out} is already prepared from these settings[/] (use --overwrite to redo)")
@@ -341,9 +343,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     blocks = max(1, min(len(records), int(cluster_cpus()) * 4))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
+    tmp = temp_dir_beside(out)
     try:
-        tmp.mkdir()
         # The previews' rows are known now: render them alongside the main job instead of
         # as a tail after it (they re-process <= 6 scene copies per split, ~1/4 s of CPU).
         previews = _start_previews(config.name, records, data, dtype, tmp)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raygym.atomic import replace_dir
+from raygym.atomic import replace_dir, temp_dir_beside
 from raygym.config import ExperimentConfig
 from raygym.inference.artifact import is_artifact_dir
 from raygym.search.space_config import apply_params
@@ -73,8 +72,7 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
 
     card = read_card(config.data.prepared)
     storage = tune_storage(config, out)
-    tmp = out / f".best.tmp-{time.time_ns()}"
-    tmp.mkdir(parents=True)
+    tmp = temp_dir_beside(out / "best")
     exported: list[str] = []
     try:
         for row in [r for r in board.rows if r["status"] != "failed"][: config.search.top_k]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raygym.atomic import sweep_temp_files
 from raygym.errors import DataError
 from raygym.predict.guards import check_memory, check_out_is_a_folder, check_overwrites
 from raygym.predict.inputs import check_band_counts, check_output_folder, collect_inputs
@@ -74,6 +75,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
     items, unreadable = check_band_counts(items, predictor.in_channels)
     skipped += unreadable
+    if out.is_dir():
+        sweep_temp_files(out)  # half-written outputs of a killed run, before they are judged
     check_overwrites(items, options)
     check_memory(items, predictor.num_classes, options)
     out.mkdir(parents=True, exist_ok=True)

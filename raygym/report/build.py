@@ -4,11 +4,10 @@ Markdown + PNGs, each atomically."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from raygym.atomic import replace_dir, write_text_atomic
+from raygym.atomic import replace_dir, sweep_temp_files, temp_dir_beside, write_text_atomic
 from raygym.report.anytime import anytime_section
 from raygym.report.best_model import best_model_section
 from raygym.report.curves import curves_section, pruning_section
@@ -84,9 +83,9 @@ def build_report(results: Path, out: Path | None = None) -> Path:
     md_dir = html_path.with_suffix("")
     _check_outputs(html_path, md_dir)  # before anything is written
     html_path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temp_files(html_path.parent)  # a killed run's half-written report.html
     # the figures go to a temp folder that replaces md_dir whole: never half an old report
-    tmp_dir = md_dir.with_name(f".{md_dir.name}.tmp-{time.time_ns()}")
-    tmp_dir.mkdir(parents=True)
+    tmp_dir = temp_dir_beside(md_dir)
     try:
         doc = ReportDocument(tmp_dir)
         for sid, build in SECTION_BUILDERS:
