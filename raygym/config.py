@@ -476,16 +476,3 @@ def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> Experime
 def dump_yaml(config: ExperimentConfig, path: Path) -> None:
     """Write the resolved config atomically (temp file, then rename)."""
     write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
-
-
-# Moved to raygym.search.space_config (issue 13): importable from here only until the module
-# that still names it here (search/leaderboard.py) switches.
-_MOVED_TO_SPACE_CONFIG = frozenset({"SearchSpace"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_SPACE_CONFIG:
-        from raygym.search import space_config
-
-        return getattr(space_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from raygym.errors import DataError
+from raygym.train.contract import FINISHED_REASONS
 
-FINISHED = ("completed", "early-stopped")
+FINISHED = tuple(sorted(FINISHED_REASONS))
 """Statuses of trials that ran until their own end (not stopped by the scheduler)."""
 NOT_PRUNED = (*FINISHED, "failed", "running", "unknown")
 """Statuses that are not a scheduler's stop; any other status (``asha-pruned``, ...) is one."""

@@ -15,6 +15,7 @@ from rich.table import Table
 from raygym.config import ExperimentConfig
 from raygym.search.space import REPEAT_KEY, active_params, config_key
 from raygym.search.space_config import SearchSpace
+from raygym.train.contract import finished
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
                "none": "stopped"}
@@ -110,11 +111,10 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
             match = history[history["epoch"] == best_epoch]
             if len(match):
                 best_row = match.iloc[-1].to_dict()
-        reason = m.get("stop_reason") or ""
         if result.error is not None:
             status = "failed"
-        elif reason in ("completed", "early-stopped"):
-            status = reason
+        elif finished(m):
+            status = str(m["stop_reason"])
         else:
             status = pruned_name
         error = _one_line(result.error) if result.error is not None else ""

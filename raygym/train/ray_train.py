@@ -22,6 +22,7 @@ from raygym.config import ExperimentConfig, validate_experiment
 from raygym.data.batch import Batch, to_batch
 from raygym.errors import ResourceError
 from raygym.inference.runtime import to_layout, uses_channels_last
+from raygym.train.contract import diverged
 from raygym.train.loop import NumpyBatches, OnlineAugmenter
 
 METRICS_CSV = "metrics.csv"
@@ -117,7 +118,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         metrics = {**metrics, "node_id": node_id, "workers": world}
         with scratch_dir("ckpt") as tmp:
             ckpt = None
-            if rank == 0 and metrics.get("stop_reason") != "nan":
+            if rank == 0 and not diverged(metrics):
                 write_checkpoint(tmp)
                 ckpt = ray.train.Checkpoint.from_directory(str(tmp))
             if rank == 0:

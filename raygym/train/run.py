@@ -19,6 +19,7 @@ from rich.table import Table
 from raygym.config import ExperimentConfig, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
+from raygym.train.contract import diverged
 from raygym.train.ray_train import METRICS_CSV
 
 CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
@@ -188,7 +189,7 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
     if getattr(result, "error", None):
         raise _user_error(result.error)
     rows = read_metrics(run_dir / METRICS_CSV)
-    if rows and rows[-1].get("stop_reason") == "nan":
+    if rows and diverged(rows[-1]):
         last_good = latest_checkpoint(run_dir)
         kept = (f"the last good checkpoint is kept in {last_good}" if last_good is not None
                 else "no epoch finished, so there is no checkpoint")
