@@ -106,7 +106,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     config = _load(args.config, "prepare", args.set, address=args.address)
     # heavy imports only after the config is known good: a typo is reported at once
     from raygym.data.prepare import prepare_dataset
-    from raygym.summaries import print_prepare_summary
+    from raygym.data.summary import print_prepare_summary
 
     console = _console()
     result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)

@@ -1,4 +1,4 @@
-"""Rich tables printed at the end of each command."""
+"""The table `raygym prepare` prints: rows, sources and class pixel shares per split."""
 
 from __future__ import annotations
 
