@@ -33,6 +33,15 @@ from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE, GymParams, SmpPara
 IGNORE_INDEX = 255
 
 
+class KeyedError(ValueError):
+    """A cross-field error naming the key to fix (pydantic's location names only the section
+    whose validator raised it)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -254,9 +263,34 @@ class LossConfig(_Strict):
                 raise ValueError(
                     f"unknown loss '{name}'{did}; valid: {', '.join(sorted(LOSS_REGISTRY))}"
                 )
-        if isinstance(value, dict) and (not value or any(w < 0 for w in value.values())):
-            raise ValueError("a weighted loss needs at least one non-negative weight")
+        if isinstance(value, dict):
+            example = "(fix: give weights >= 0 that are not all 0, e.g. {dice: 0.5, cce: 0.5})"
+            bad = [f"{n}: {w}" for n, w in value.items() if not (math.isfinite(w) and w >= 0)]
+            if bad or not any(value.values()):
+                what = f"weight {bad[0]} is not a number >= 0" if bad else "every weight is 0"
+                raise ValueError(f"{what}: the weighted loss would not train {example}")
         return value
+
+    @field_validator("class_weights")
+    @classmethod
+    def _usable_class_weights(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            fix = "(fix: one weight >= 0 per class in the order of data.classes, or `auto`)"
+            bad = [w for w in value if not (math.isfinite(w) and w >= 0)]
+            if bad:
+                raise ValueError(f"weight {bad[0]:g} is not a number >= 0 {fix}")
+            if not any(value):
+                raise ValueError(f"every weight is 0: no pixel would count {fix}")
+        return value
+
+    @model_validator(mode="after")
+    def _weights_supported(self) -> LossConfig:
+        names = [self.name] if isinstance(self.name, str) else list(self.name)
+        if self.class_weights is not None and "lovasz" in names:
+            raise KeyedError("loss.class_weights", "loss 'lovasz' takes no class weights "
+                             "(fix: remove class_weights, or use dice, cce, kld, focal or "
+                             "tversky)")
+        return self
 
     @property
     def label(self) -> str:
@@ -293,6 +327,16 @@ class TrainConfig(_Strict):
     def _lr_order(self) -> TrainConfig:
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr:g}) must be <= max_lr ({self.max_lr:g})")
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
+        # no torch import: the rule lives beside the schedules that need it
+        from raygym.train.schedule import warmup_problem
+
+        problem = warmup_problem(self.lr_schedule, self.max_epochs, self.rampup_epochs)
+        if problem:
+            raise KeyedError("train.rampup_epochs", problem)
         return self
 
 
@@ -363,6 +407,8 @@ class ResourcesConfig(_Strict):
     workers_per_trial: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$",
+                        description="auto: a CUDA GPU, else Apple's MPS, else the CPU")
     address: str | None = Field(None, description="None: start a local Ray; 'auto' or ray://...")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
     object_store_memory: int | None = Field(None, ge=78_643_200)
@@ -390,6 +436,15 @@ class ExperimentConfig(_Strict):
             ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
             grace = ramp + 1 if isinstance(ramp, int) and ramp else 2
             self.search.grace_period = max(1, min(grace, t.max_epochs))
+        return self
+
+    @model_validator(mode="after")
+    def _one_weight_per_class(self) -> ExperimentConfig:
+        weights, classes = self.loss.class_weights, self.data.classes
+        if isinstance(weights, list) and len(weights) != len(classes):
+            raise KeyedError("loss.class_weights", (
+                f"has {len(weights)} weights but data.classes names {len(classes)} classes "
+                f"({', '.join(classes)}) (fix: one weight per class in that order, or `auto`)"))
         return self
 
     @model_validator(mode="after")
@@ -426,7 +481,7 @@ def _format_validation_error(err: ValidationError, file: str) -> ConfigError:
     loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     # pydantic puts union branch names into loc ("str", "dict[str,float]"); drop them
     loc = [p for p in loc if "[" not in p and p not in ("str", "int", "float", "bool", "list")]
-    key = ".".join(loc) or None
+    key = getattr((first.get("ctx") or {}).get("error"), "key", None) or ".".join(loc) or None
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
