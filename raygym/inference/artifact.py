@@ -5,6 +5,11 @@ experiment), ``model_card.json`` (architecture, bands, classes, input size, stan
 scores, dataset) and ``checksums.json`` (SHA-256 of the other files). The checksums guard the
 artifact's *integrity* (a damaged or partly copied file is refused), not its authenticity; the
 files are read once and parsed from the very bytes that were hashed.
+
+An smp architecture's artifact also holds smp's ``config.json`` (its constructor arguments and
+``_model_class``), so ``segmentation_models_pytorch.from_pretrained(ARTIFACT)`` loads it: smp
+reads that file and the same ``model.safetensors`` (its state dict keys are smp's own). Gym
+networks are not smp models and get no ``config.json``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,8 @@ from raygym.train.metrics import json_safe
 
 ARTIFACT_FORMAT = "raygym-model/1"
 FILES = ("model.safetensors", "config.yaml", "model_card.json")
+SMP_CONFIG = "config.json"
+"""smp's ``from_pretrained`` config, beside :data:`FILES` for smp architectures only."""
 
 
 class ModelCard(BaseModel):
@@ -98,13 +106,32 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         (tmp / "model_card.json").write_text(card.model_dump_json(indent=2))
+        files = list(FILES)
+        smp_config = _smp_config(core)
+        if smp_config is not None:
+            (tmp / SMP_CONFIG).write_text(smp_config)
+            files.append(SMP_CONFIG)  # listed, so a damaged one is noticed; loading ignores it
         (tmp / "checksums.json").write_text(
-            json.dumps({f: sha256_hex((tmp / f).read_bytes()) for f in FILES}, indent=2))
+            json.dumps({f: sha256_hex((tmp / f).read_bytes()) for f in files}, indent=2))
         replace_dir(tmp, out, owned=is_artifact_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _smp_config(model: nn.Module) -> str | None:
+    """smp's ``config.json`` text for an smp model (what its ``save_pretrained`` writes:
+    the constructor arguments plus ``_model_class``), or None for any other model.
+
+    Not ``model.save_pretrained``: it would write a second copy of the weights. An smp model
+    exists only once smp is imported, so a Gym model never pays for importing it here.
+    """
+    hub = sys.modules.get("segmentation_models_pytorch.base.hub_mixin")
+    if hub is None or not isinstance(model, hub.SMPHubMixin):
+        return None
+    config = {**model.config, "_model_class": type(model).__name__}
+    return json.dumps(config, sort_keys=True, indent=2)
 
 
 def _verified_files(path: Path) -> dict[str, bytes]:

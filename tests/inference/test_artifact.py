@@ -173,3 +173,44 @@ def test_smp_artifact_from_local_encoder_weights_is_self_contained(tmp_path: Pat
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_smp_artifact_loads_with_smp_from_pretrained(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.hub_mixin
+    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch.base.hub_mixin
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"from_pretrained tried to download {args} {kwargs}")
+
+    for module in (huggingface_hub.hub_mixin, segmentation_models_pytorch.base.hub_mixin):
+        monkeypatch.setattr(module, "hf_hub_download", no_download)
+    config = validate_experiment({
+        "name": "smp", "data": {"images": str(tmp_path / "i"), "labels": str(tmp_path / "l"),
+                                "classes": CLASSES, "target_size": [32, 32],
+                                "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "unet", "encoder": "resnet18", "encoder_depth": 3}})
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=4, num_classes=4, **config.model.builder_kwargs())
+    model.train()
+    with torch.no_grad():  # BN running statistics away from their defaults
+        model(torch.randn(2, 4, 32, 32))
+    out = export_artifact(tmp_path / "best", model.eval(), config, in_channels=4,
+                          classes=CLASSES, metrics={}, dataset={})
+    smp_config = json.loads((out / "config.json").read_text())
+    assert smp_config["_model_class"] == "Unet" and smp_config["encoder_weights"] is None
+    sums = json.loads((out / "checksums.json").read_text())
+    assert set(sums) == {*FILES, "config.json"}
+    theirs = smp.from_pretrained(str(out))
+    ours, _, _ = load_artifact(out)
+    assert type(theirs) is smp.Unet and not theirs.training
+    x = torch.randn(2, 4, 48, 40)
+    with torch.no_grad():
+        assert torch.equal(theirs(x), ours(x))
+
+
+def test_gym_artifact_has_no_smp_config(exported: tuple[Path, torch.nn.Module]) -> None:
+    path, _ = exported
+    assert not (path / "config.json").exists()
+    assert set(json.loads((path / "checksums.json").read_text())) == set(FILES)
