@@ -14,25 +14,66 @@ from torch import nn
 
 from raygym.config import ExperimentConfig
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+"""What ``resources.device`` names (``cuda:N`` picks one GPU)."""
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: the first CUDA GPU when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto``: the first CUDA GPU, else Apple's GPU (MPS), else the CPU.
+
+    An explicit ``cuda`` / ``mps`` that this machine lacks raises a ``RuntimeError`` naming it
+    (rather than failing later inside the first forward pass).
+    """
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU here "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+    if dev.type == "mps" and not mps_available():
+        raise RuntimeError(f"device {name!r} asked for, but Apple's MPS backend is not "
+                           "available here (it needs macOS on Apple silicon)")
+    return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 autocast where the hardware runs it natively, else fp32."""
+def mps_available() -> bool:
+    """Apple's Metal backend is built into this torch and usable on this machine."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def explain_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """``(precision, why)``: what ``precision`` (possibly ``auto``) resolves to on ``device``,
+    and a one-line reason a user can act on."""
     if precision != "auto":
-        return precision
+        return precision, "set in the config (train.precision)"
     if device.type == "cuda":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "fp16-mixed"
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"{torch.cuda.get_device_name(device)} runs bf16 natively"
+        return "fp16-mixed", (f"{torch.cuda.get_device_name(device)} has no native bf16: "
+                              "fp16 autocast with loss scaling")
+    if device.type == "mps":
+        # bf16 on Metal needs macOS 14; before that fp16 is the GPU's fast half precision
+        if torch.backends.mps.is_macos_or_newer(14, 0):
+            return "bf16-mixed", "Apple GPU on macOS >= 14 runs bf16"
+        return "fp16-mixed", "Apple GPU before macOS 14: fp16 autocast (no bf16)"
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         native = False
-    return "bf16-mixed" if native else "fp32"
+    if native:
+        return "bf16-mixed", "this CPU runs bf16 natively (AVX512-BF16 / AMX): ~2x fp32"
+    return "fp32", ("this CPU has no native bf16 (it would be emulated, slower than fp32); "
+                    "set train.precision: bf16-mixed to force it")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast where the hardware runs it natively, fp16 on GPUs without
+    it, else fp32 (:func:`explain_precision` says why)."""
+    return explain_precision(precision, device)[0]
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -3,10 +3,27 @@ leaderboard (every trial, its score, sampled values and per-class IoU; failures 
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any
 
 from raygym.report.document import ReportDocument, cell_text
-from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, parse_cell
+from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, as_float, parse_cell
+
+SPEED_HEAD = "GFLOP/s (peak)"
+"""The leaderboard's throughput column: training GFLOP/s and the share of the device's peak."""
+
+
+def throughput_text(history: list[dict[str, Any]]) -> str:
+    """A trial's median training GFLOP/s over its epochs and its share of the peak, e.g.
+    ``"41.2 (23 %)"``; empty when its epochs reported none (older runs)."""
+    rates = [(as_float(h.get("gflop_per_s")), as_float(h.get("peak_share"))) for h in history]
+    rates = [(g, p) for g, p in rates if math.isfinite(g)]
+    if not rates:
+        return ""
+    gflops = statistics.median(g for g, _ in rates)
+    shares = [p for _, p in rates if math.isfinite(p)]
+    return f"{gflops:.1f}" + (f" ({100 * statistics.median(shares):.0f} %)" if shares else "")
 
 
 def summary_section(doc: ReportDocument, res: SearchResults) -> None:
@@ -62,10 +79,14 @@ def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
     short = [c.split(".")[-1] for c in res.param_keys]
     heads = [c.split(".")[-1] if c in res.param_keys and short.count(c.split(".")[-1]) == 1
              and c.split(".")[-1] not in ("name", "type", "kind") else c for c in cols]
+    speeds = {r.get("trial_id", ""): throughput_text(res.histories.get(r.get("trial_id", ""))
+                                                     or []) for r in res.rows}
+    show_speed = any(speeds.values())
+    heads += [SPEED_HEAD] if show_speed else []
     table_rows, classes = [], []
     for i, r in enumerate(res.rows):
         table_rows.append([r.get(c, "") if c in TEXT_COLUMNS else parse_cell(r.get(c, ""))
-                           for c in cols])
+                           for c in cols] + ([speeds[r.get("trial_id", "")]] if show_speed else []))
         st = r.get("status", "")
         classes.append("failed" if st == "failed" else "best" if i == 0 else
                        "pruned" if st not in NOT_PRUNED else "")
@@ -73,6 +94,9 @@ def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
     doc.text(f"{metric_col}: the trial's {res.metric} at its best epoch (lowest validation "
              "loss, whose weights are kept); iou/<class> at that epoch. Green: the best "
              "trial; grey: stopped early by the scheduler; red: failed."
+             + (f" {SPEED_HEAD}: the trial's median training GFLOP/s over its epochs and its "
+                "share of the device's measured peak (low: a small batch, fp32 on a bf16 "
+                "device, or a loop waiting for data)." if show_speed else "")
              + (f" Searched keys: {', '.join(res.param_keys)}." if res.param_keys else ""))
     failed = [r for r in res.rows if r.get("status") == "failed" or r.get("error")]
     if failed:

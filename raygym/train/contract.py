@@ -4,7 +4,10 @@
 report it to Tune as it is, and the searcher, the scheduler, the live table, the leaderboard
 and the replayed curves of :mod:`raygym.search.replay` read it. Its keys: ``epoch``, ``lr``,
 ``train_loss``, ``val_loss``, the other ``val_*`` scores of :data:`METRICS` and
-``val_iou/<class>`` ..., ``images_per_s``, ``epoch_seconds``, ``best_epoch``,
+``val_iou/<class>`` ..., ``images_per_s`` (training images per second, data waits included),
+``gflop_per_s`` (training GFLOP/s achieved: 3 x forward FLOPs per image x images / s),
+``peak_share`` (that over the device's measured peak in the compute dtype, 0-1: the MFU of
+:mod:`raygym.train.throughput`), ``epoch_seconds``, ``best_epoch``,
 ``best_val_loss``, ``stop_reason`` (:data:`StopReason`; :data:`RUNNING` while training goes
 on), ``precision``, the kept epoch's scores (:func:`kept_scores`) and, when the scheduler
 judges a smoothed value, that value (:func:`rung_scores`).
@@ -31,6 +34,9 @@ METRICS: tuple[str, ...] = ("val_mean_iou", "val_loss", "val_accuracy", "val_fw_
                             "val_mcc", "val_kld", "val_mean_dice", "val_mean_precision",
                             "val_mean_recall", "train_loss")
 LOWER_IS_BETTER = frozenset({"val_loss", "train_loss", "val_kld"})
+# How fast an epoch trained (not scores a search optimises): shown by train, the live table
+# and the report.
+SPEED_METRICS: tuple[str, ...] = ("images_per_s", "gflop_per_s", "peak_share")
 
 
 def metric_names(classes: Sequence[str]) -> list[str]:

@@ -24,8 +24,15 @@ from torch import nn
 from raygym.config import IGNORE_INDEX, ExperimentConfig
 from raygym.data.batch import Batch, to_batch
 from raygym.data.dataset import DatasetCard, SplitArrays
-from raygym.inference.runtime import logits, resolve_precision, to_layout, uses_channels_last
+from raygym.inference.runtime import (
+    explain_precision,
+    logits,
+    resolve_device,
+    to_layout,
+    uses_channels_last,
+)
 from raygym.train.contract import DIVERGED, RUNNING, StopReason, kept_scores, rung_scores
+from raygym.train.throughput import ThroughputMeter, synchronize
 
 
 class NonFiniteLossError(RuntimeError):
@@ -209,6 +216,19 @@ def _json_default(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------- loop
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Print ``message`` once per process, from DDP rank 0 only (not once per trial epoch)."""
+    dist = torch.distributed
+    if message in _SAID or (dist.is_available() and dist.is_initialized()
+                            and dist.get_rank() != 0):
+        return
+    _SAID.add(message)
+    print(f"raygym: {message}", flush=True)
+
+
 def _finite_everywhere(loss: torch.Tensor) -> bool:
     """``loss`` is finite on this rank and on every other DDP rank.
 
@@ -254,14 +274,21 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         resume_from: Path | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) until done.
 
+    ``device=None``: ``resources.device`` (``auto``: CUDA, else MPS, else CPU), and the model
+    is moved there.
+
     ``on_epoch(metrics, write_checkpoint)`` is called once per epoch on every rank; calling
     ``write_checkpoint(dir)`` saves the full resumable state into ``dir``. ``metrics`` is the
     flat dict of :mod:`raygym.train.contract` (``epoch``, ``lr``, ``train_loss``,
     ``val_loss``, ``val_mean_iou``, ``val_iou/<class>`` ..., ``best_*``, ``stop_reason``).
     """
     t = config.train
-    device = device or torch.device("cpu")
-    precision = resolve_precision(t.precision, device)
+    if device is None:
+        device = resolve_device(config.resources.device)
+        model = model.to(device)
+    precision, why = explain_precision(t.precision, device)
+    _say_once(f"precision {precision} on {device.type}: {why}")
+    meter = ThroughputMeter(device, precision)
     channels_last = uses_channels_last(config)
     model = to_layout(model, channels_last)
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
@@ -290,6 +317,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         tick = time.perf_counter()
         loss_sum, n_images = 0.0, 0
         for x, y in source.train_batches(epoch):
+            meter.observe(model, x)
             y = y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(logits(model, x, device=device, precision=precision,
@@ -302,6 +330,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             scaler.update()
             loss_sum += float(loss.detach()) * len(x)
             n_images += len(x)
+        synchronize(device)  # GPU work is queued: the epoch's time is when it has run
         train_seconds = time.perf_counter() - tick
         if stop_reason == DIVERGED:
             metrics = {"epoch": epoch + 1, "stop_reason": DIVERGED, "train_loss": math.nan,
@@ -328,6 +357,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             "train_loss": loss_sum / max(n_images, 1), "val_loss": val_loss,
             **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list | dict)},
             "images_per_s": n_images / max(train_seconds, 1e-9),
+            **meter.metrics(n_images, train_seconds),
             "epoch_seconds": time.perf_counter() - tick,
             "best_epoch": state.best_epoch, "best_val_loss": state.best_val_loss,
             "stop_reason": stop_reason, "precision": precision,

@@ -10,7 +10,12 @@ import pytest
 
 from raygym.report import SECTION_TITLES, build_report
 from raygym.report.document import ReportDocument
-from raygym.report.overview import leaderboard_section, summary_section
+from raygym.report.overview import (
+    SPEED_HEAD,
+    leaderboard_section,
+    summary_section,
+    throughput_text,
+)
 from raygym.report.results import load_results
 
 from . import leaderboard_column, parse_page, section_html, write_bare_leaderboard
@@ -69,3 +74,25 @@ def test_summary_and_leaderboard_rows(tmp_path: Path) -> None:
     assert "filters" in cols and "loss.name" in cols  # "name" alone would say nothing
     assert classes == ["best", "pruned", "", "failed"]
     assert failed[1] == [["deadbeef", "RuntimeError: out of memory"]]
+
+
+def test_leaderboard_shows_each_trial_s_throughput(tmp_path: Path) -> None:
+    """Trials whose epochs reported GFLOP/s get the median and the peak share; others blank."""
+    res = load_results(write_bare_leaderboard(tmp_path))
+    res.histories["01234567"] = [{"gflop_per_s": 40.0, "peak_share": 0.2},
+                                 {"gflop_per_s": 44.0, "peak_share": 0.22},
+                                 {"gflop_per_s": 41.0, "peak_share": 0.21}]
+    doc = ReportDocument(tmp_path)
+    leaderboard_section(doc, res)
+    cols, rows, _ = next(b.data for b in doc.sections[0].blocks if b.kind == "table")
+    assert cols[-1] == SPEED_HEAD
+    speed = {r[1]: r[-1] for r in rows}
+    assert speed["01234567"] == "41.0 (21 %)" and speed["deadbeef"] == ""
+    assert throughput_text([]) == "" and throughput_text([{"gflop_per_s": 3.0}]) == "3.0"
+
+
+def test_leaderboard_without_throughput_has_no_such_column(tmp_path: Path) -> None:
+    doc = ReportDocument(tmp_path)
+    leaderboard_section(doc, load_results(write_bare_leaderboard(tmp_path)))
+    cols, _, _ = next(b.data for b in doc.sections[0].blocks if b.kind == "table")
+    assert SPEED_HEAD not in cols

@@ -118,6 +118,8 @@ def test_training_beats_the_untrained_model(prepared: PreparedDataset, splits: A
         assert key in rows[-1]
     assert all(f"val_iou/{c}" in rows[-1] for c in card.classes)
     assert rows[-1]["stop_reason"] == "completed" and rows[0]["stop_reason"] == ""
+    # Speed in view: achieved GFLOP/s and its share of the measured peak, every epoch.
+    assert all(r["gflop_per_s"] > 0 and 0 < r["peak_share"] < 5 for r in rows), rows
 
 
 class SpoiledAfter:
@@ -224,7 +226,7 @@ def scores(result: FitResult) -> list[dict[str, Any]]:
     return [{k: v for k, v in h.items() if k not in TIMINGS} for h in result.state.history]
 
 
-TIMINGS = ("images_per_s", "epoch_seconds")
+TIMINGS = ("images_per_s", "epoch_seconds", "gflop_per_s", "peak_share")
 
 
 class InfAt:
@@ -362,5 +364,6 @@ def test_bf16_mixed_trains_on_cpu(prepared: PreparedDataset, splits: Any,
     assert result.stop_reason == "completed"
     assert math.isfinite(rows[0]["train_loss"]) and math.isfinite(rows[0]["val_loss"])
     assert 0.0 <= rows[0]["val_mean_iou"] <= 1.0
+    assert rows[0]["gflop_per_s"] > 0 and rows[0]["peak_share"] > 0
     # Weights stay fp32 (autocast only changes the compute dtype).
     assert all(p.dtype == torch.float32 for p in model.parameters())
