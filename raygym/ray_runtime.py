@@ -1,19 +1,34 @@
-"""Starting or joining Ray quietly, with the settings that matter on small machines.
+"""Starting or joining Ray quietly, with the settings that matter on small machines (the
+environment variables below must be set before Ray starts).
 
-The environment variables of :data:`QUIET_ENV` must be set before Ray starts: Ray's processes
-read them once, at start-up.
+A local Ray that raygym starts is kept to this machine and to this user:
+
+- its servers listen on 127.0.0.1 only (GCS, raylet, object manager, workers, agents,
+  dashboard), not on every interface;
+- it demands a token (Ray's ``RAY_AUTH_MODE=token``) that is made for this process alone,
+  kept in its environment (so Ray's processes inherit it) and in a file only the user can
+  read inside the Ray session folder, never in ``~/.ray/auth_token``: Ray turns token
+  authentication on for every later ``ray start`` that finds a token there, and clients
+  without it (raygym's own cluster code among them) then get 401s.
+
+A user's own ``RAY_AUTH_MODE`` (with its token source) and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``
+are kept as they are; joining a cluster (``resources.address``, ``RAY_ADDRESS``) changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from raygym.config import ResourcesConfig
 
 QUIET_ENV = {
-    "RAY_AUTH_MODE": "disabled",  # else a later `ray start --head` demands tokens (401)
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "1",
@@ -23,6 +38,15 @@ QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
 }
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
+AUTH_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+# "0" makes Ray treat this host as it treats macOS and Windows: the node's IP is 127.0.0.1
+# (instead of the address that routes outside), and Ray binds its servers to loopback for that
+# IP only. ``ray.init(_node_ip_address="127.0.0.1")`` is no way there: Ray resolves it back to
+# the outside address. The price: such a node cannot be joined by other nodes.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+TOKEN_FILE = "raygym_auth_token"  # in the Ray session folder, mode 0600
 
 
 def set_ray_env(progress_bars: bool = True) -> None:
@@ -35,7 +59,11 @@ def set_ray_env(progress_bars: bool = True) -> None:
 
 def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool = True,
                dashboard: bool = False) -> bool:
-    """Start a local Ray (or join ``resources.address``) unless one is up; True if started here."""
+    """Start a local Ray (or join ``resources.address``) unless one is up; True if started here.
+
+    A local Ray listens on 127.0.0.1 only and, unless the user set ``RAY_AUTH_MODE``, demands
+    this process's own token (see the module docstring; :func:`session_token_file`).
+    """
     set_ray_env(progress_bars)
     import ray
 
@@ -48,15 +76,95 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     if address:
         ray.init(address=address, **kwargs)
         return True
-    ray.init(
-        address="local",  # never join a stale cluster from /tmp/ray/ray_current_cluster
-        num_cpus=res.num_cpus,
-        object_store_memory=res.object_store_memory,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        **kwargs,
-    )
+    token = use_session_token()
+    with loopback_node():
+        ray.init(
+            address="local",  # never join a stale cluster from /tmp/ray/ray_current_cluster
+            num_cpus=res.num_cpus,
+            object_store_memory=res.object_store_memory,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            **kwargs,
+        )
+    if token is not None:
+        _write_token_file(token)
     return True
+
+
+def use_session_token() -> str | None:
+    """Turn on Ray's token authentication with a fresh token, unless the user chose a mode.
+
+    Sets ``RAY_AUTH_MODE=token`` and (when the user gave no ``RAY_AUTH_TOKEN`` /
+    ``RAY_AUTH_TOKEN_PATH``) ``RAY_AUTH_TOKEN`` to 256 random bits, in this process's
+    environment, which the Ray processes it starts inherit. Returns the token made here, else
+    None (the user's ``RAY_AUTH_MODE`` is kept, token source and all).
+    """
+    if AUTH_MODE_ENV in os.environ:
+        return None
+    token = None
+    if not (os.environ.get(AUTH_TOKEN_ENV) or os.environ.get(AUTH_TOKEN_PATH_ENV)):
+        # The variable outranks ~/.ray/auth_token, so a stale token there is never used.
+        token = secrets.token_hex(32)
+        os.environ[AUTH_TOKEN_ENV] = token
+    os.environ[AUTH_MODE_ENV] = "token"
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None:
+        # Ray copied RAY_AUTH_MODE into its C++ config when it was imported (raygym imports
+        # Ray before this point on some paths): without a refresh this driver would go on
+        # sending no token and its own GCS would refuse it. Ray refreshes the same way when
+        # it turns token auth on by itself.
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
+    return token
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """Make the Ray that starts inside this block a 127.0.0.1 node (unless the user set
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``).
+
+    The variable is set only while Ray starts its processes (they keep it: Ray's state API in
+    a worker must resolve ``127.0.0.1:PORT`` to 127.0.0.1 too), then removed again, so that a
+    later ``ray start --address`` launched from this process is not refused. Ray read the
+    variable into a constant when it was imported; that constant is set for this process,
+    which stays a loopback Ray host.
+    """
+    if LOOPBACK_ENV in os.environ:
+        yield
+        return
+    from ray._private import ray_constants
+
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        os.environ.pop(LOOPBACK_ENV, None)
+
+
+def session_token_file() -> Path | None:
+    """The file (mode 0600) with the token of the local Ray this process started, for a client
+    such as the Ray dashboard's login page or ``RAY_AUTH_TOKEN_PATH=FILE ray status``; None
+    when there is none."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    session = ray._private.worker._global_node.get_session_dir_path()
+    path = Path(session) / TOKEN_FILE
+    return path if path.is_file() else None
+
+
+def _write_token_file(token: str) -> None:
+    """Write ``token`` beside the Ray session's logs, readable by this user only; the session
+    folder goes (``/tmp/ray/session_*``), the token goes with it."""
+    import ray
+
+    session = ray._private.worker._global_node.get_session_dir_path()
+    path = Path(session) / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
 
 
 def cluster_cpus() -> float:

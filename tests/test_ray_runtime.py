@@ -1,0 +1,229 @@
+"""The local Ray that ``ensure_ray`` starts: loopback only, a per-session token, the user's own
+``RAY_AUTH_MODE`` kept. Each real Ray runs in a subprocess of its own (never the session's
+shared Ray, which runs without authentication for the other tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from raygym import ray_runtime
+from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV
+
+# Variables that would point the driver at another Ray, or decide its auth, in this process.
+FOREIGN_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_GCS_SERVER_PORT", AUTH_MODE_ENV,
+               AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV, ray_runtime.LOOPBACK_ENV)
+STALE_TOKEN = "0" * 64  # as if left in ~/.ray/auth_token by an earlier `ray.init`
+
+# Starts Ray as raygym does (Ray imported first, as on the train path), runs one task so that a
+# worker listens too, reports its addresses, then holds Ray until stdin closes.
+DRIVER = """
+import json, os, sys
+import ray
+from raygym.config import ResourcesConfig
+from raygym.ray_runtime import ensure_ray, session_token_file
+ensure_ray(ResourcesConfig(num_cpus=1, object_store_memory=80 * 2**20),
+           dashboard=sys.argv[2] == "1")
+ray.get(ray.remote(lambda: os.getpid()).remote())
+node = ray._private.worker._global_node
+print(json.dumps({"gcs": node.gcs_address, "web": node.address_info["webui_url"],
+                  "session": node.get_session_dir_path(),
+                  "token_file": str(session_token_file() or ""),
+                  "mode": os.environ.get("RAY_AUTH_MODE"),
+                  "loopback_env": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}),
+      file=open(sys.argv[1] + ".tmp", "w"))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+sys.stdin.read()
+"""
+
+
+def _is_loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def _listening(pid: int) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP socket that ``pid`` and its descendants
+    listen on."""
+    rows = []
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            rows += [(proc.name(), c.laddr.ip, c.laddr.port)
+                     for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue  # a worker that just exited
+    return rows
+
+
+def _http_status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),  # noqa: S310
+                                    timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def _wait_for_dashboard(web: str, timeout_s: float = 60.0) -> None:
+    """Poll the dashboard's public health route (no token needed) until it answers 200."""
+    assert web, "ray.init reported no dashboard URL"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if _http_status(f"http://{web}/api/gcs_healthz") == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline, f"dashboard at {web} not up within {timeout_s} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def local_ray(tmp_path: Path) -> Iterator[Any]:
+    """``start(auth_mode, dashboard) -> (info, pid)``: ``ensure_ray`` in a subprocess with a
+    HOME of its own that holds a stale ``~/.ray/auth_token``; stopped and its session folder
+    removed afterwards."""
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(auth_mode: str | None, dashboard: bool) -> tuple[dict[str, Any], int]:
+        home = tmp_path / "home"
+        (home / ".ray").mkdir(parents=True)
+        (home / ".ray" / "auth_token").write_text(STALE_TOKEN)
+        env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+        env["HOME"] = str(home)
+        if auth_mode is not None:
+            env[AUTH_MODE_ENV] = auth_mode
+        out = tmp_path / "driver.json"
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), str(int(dashboard))],
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=(tmp_path / "driver.log").open("wb"),
+                                start_new_session=True)
+        started.append((proc, out))
+        deadline = time.monotonic() + 180  # generous: a busy shared machine starts Ray slowly
+        while not out.exists():
+            assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "Ray did not start within 180 s"
+            time.sleep(0.2)
+        return json.loads(out.read_text()), proc.pid
+
+    yield start
+    for proc, out in started:
+        assert proc.stdin is not None
+        proc.stdin.close()  # the driver exits; ray.shutdown at exit stops its processes
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        if out.exists():
+            session = Path(json.loads(out.read_text())["session"])
+            if session.name.startswith("session_"):  # under /tmp/ray, or $RAY_TMPDIR/ray
+                shutil.rmtree(session, ignore_errors=True)
+
+
+def _assert_loopback_only(info: dict[str, Any], pid: int) -> None:
+    rows = _listening(pid)
+    names = {name for name, _, _ in rows}
+    assert {"gcs_server", "raylet"} <= names, rows  # the tree was read, not an empty list
+    assert not [r for r in rows if not _is_loopback(r[1])], rows
+    port = int(info["gcs"].rsplit(":", 1)[1])
+    assert info["gcs"].startswith("127.0.0.1:")
+    outside = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+               if a.family == socket.AF_INET and not _is_loopback(a.address)]
+    for ip in outside:  # and from another interface nothing answers
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex((ip, port)) != 0, ip
+
+
+@pytest.mark.slow
+def test_local_ray_is_loopback_only_and_refuses_a_client_without_its_token(local_ray: Any
+                                                                          ) -> None:
+    info, pid = local_ray(None, True)
+    _assert_loopback_only(info, pid)
+    assert info["mode"] == "token"
+    assert info["loopback_env"] is None  # set only while Ray started its processes
+    token_file = Path(info["token_file"])
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}", token) and token != STALE_TOKEN
+    assert token_file.parent == Path(info["session"])
+
+    # gRPC: this test process has no token (conftest: RAY_AUTH_MODE=disabled).
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        GcsClient(address=info["gcs"]).internal_kv_keys(b"", namespace=None, timeout=30)
+    # HTTP: refused without a token and with the stale one from ~/.ray; the session's works.
+    _wait_for_dashboard(info["web"])
+    url = f"http://{info['web']}/api/v0/nodes"
+    assert _http_status(url) == 401
+    assert _http_status(url, STALE_TOKEN) == 403  # a wrong token: forbidden
+    assert _http_status(url, token) == 200
+
+
+@pytest.mark.slow
+def test_the_users_auth_mode_disabled_is_kept(local_ray: Any) -> None:
+    info, pid = local_ray("disabled", False)
+    _assert_loopback_only(info, pid)
+    assert info["mode"] == "disabled"
+    assert info["token_file"] == ""
+    from ray._raylet import GcsClient
+
+    # no token needed: the user's choice (the cluster is still reachable from this host only)
+    GcsClient(address=info["gcs"]).internal_kv_keys(b"", namespace=None, timeout=30)
+
+
+# ---------------------------------------------------------------------- env rules (no Ray)
+@pytest.fixture
+def auth_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No auth variables, and Ray's C++ module hidden from ``use_session_token``: its config
+    refresh must not switch this test process (and its shared Ray) to token mode."""
+    for key in (AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "ray._raylet", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("mode", ["disabled", "token"])
+def test_a_users_auth_mode_is_left_alone(auth_env: pytest.MonkeyPatch, mode: str) -> None:
+    auth_env.setenv(AUTH_MODE_ENV, mode)
+    assert ray_runtime.use_session_token() is None
+    assert os.environ[AUTH_MODE_ENV] == mode
+    assert AUTH_TOKEN_ENV not in os.environ
+
+
+def test_a_fresh_token_per_process_unless_the_user_gave_one(auth_env: pytest.MonkeyPatch
+                                                            ) -> None:
+    token = ray_runtime.use_session_token()
+    assert token is not None and re.fullmatch(r"[0-9a-f]{64}", token)
+    assert os.environ[AUTH_TOKEN_ENV] == token
+    assert os.environ[AUTH_MODE_ENV] == "token"
+    assert ray_runtime.use_session_token() is None  # mode now set: the same token stays
+    assert os.environ[AUTH_TOKEN_ENV] == token
+
+    auth_env.delenv(AUTH_MODE_ENV)
+    auth_env.setenv(AUTH_TOKEN_PATH_ENV, "/some/where/token")
+    auth_env.delenv(AUTH_TOKEN_ENV)
+    assert ray_runtime.use_session_token() is None  # the user's token file is used
+    assert os.environ[AUTH_MODE_ENV] == "token"
+    assert AUTH_TOKEN_ENV not in os.environ
