@@ -49,6 +49,15 @@ def set_trial_user_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, ke
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
+def rdb_storage(study: optuna.Study) -> optuna.storages.RDBStorage | None:
+    """The ``RDBStorage`` under a study (Optuna wraps it in ``_CachedStorage``: ``_storage``,
+    ``_backend``), or None for another kind of storage."""
+    from optuna.storages import RDBStorage
+
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
 def intermediate_values(trial: optuna.Trial) -> dict[int, float]:
     """{step: value} reported so far for a live trial, read from storage (``Trial._trial_id``)."""
     return trial.storage.get_trial(trial._trial_id).intermediate_values

@@ -20,6 +20,9 @@ from raygym.config import ExperimentConfig
 from raygym.train.contract import finished
 
 REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
+# the shortest: a redraw walks every trial, so one per result grew as trials x results
+# (1,000 trials: ~1 s of driver CPU per 100 results); rich draws at 2 Hz anyway
+MIN_REDRAW_S = 0.5
 SHOWN_TRIALS = 12  # the newest trials get a row each; the caption counts them all
 
 
@@ -32,11 +35,25 @@ class LiveTrials:
         self.results: dict[str, dict[str, Any]] = {}
         self.live: Live | None = None
         self.last = 0.0
+        self.dirty = False  # results arrived since the last redraw
         self.started = time.monotonic()
         self.callback = LiveTrialsCallback(self)
 
-    def refresh(self, trials: list) -> None:
+    def keep(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Keep what the table shows of a trial's latest result (not all of it: a 1,000-trial
+        search would hold every trial's full last result in the driver)."""
+        metric = self.config.search.metric
+        self.results[trial_id] = {k: result[k] for k in (
+            metric, f"best_{metric}", "epoch", "val_loss", "stop_reason") if k in result}
+        self.dirty = True
+
+    def refresh(self, trials: list, *, force: bool = False) -> None:
+        """Redraw, at most every ``MIN_REDRAW_S`` seconds (wall) unless ``force``."""
+        if not force and time.monotonic() - self.last < MIN_REDRAW_S:
+            self.dirty = True
+            return
         self.last = time.monotonic()
+        self.dirty = False
         if self.live is not None:
             self.live.update(self.table(trials))
 
@@ -86,7 +103,7 @@ class LiveTrialsCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         if self.view is not None:
-            self.view.results[trial.trial_id] = result
+            self.view.keep(trial.trial_id, result)
             self.view.refresh(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -98,5 +115,10 @@ class LiveTrialsCallback(Callback):
             self.view.refresh(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.view is not None and time.monotonic() - self.view.last > REFRESH_S:
+        if self.view is not None and (self.view.dirty or
+                                      time.monotonic() - self.view.last > REFRESH_S):
             self.view.refresh(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.view is not None:  # the final counts, whatever the throttle held back
+            self.view.refresh(trials, force=True)

@@ -21,11 +21,20 @@ is trained once more, with the next training seed, before new configurations are
 Such a repeat is a Tune trial whose config carries ``REPEAT_KEY`` (the run index, added to
 ``train.seed``); Optuna never hears of it. :meth:`mean_scores` gives each configuration's mean
 over its runs, by which the leaderboard ranks.
+
+Scale: Optuna's cached storage re-reads every RUNNING trial from SQLite on each query
+(``get_trials``), so the twin checks keep their own indexes (configuration key -> trial) in
+memory instead of asking the study, and the SQLite file runs in WAL mode with
+``synchronous=NORMAL`` (:func:`sqlite_study_storage`): a commit no longer waits for fsync,
+and a read no longer rereads the whole file after this process's own writes (with the
+default rollback journal both grew with the study: 1,000-trial measurements in
+``bench/RESULTS.md``, bench_scale).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
@@ -37,6 +46,7 @@ from raygym.search.compat import (
     intermediate_values,
     live_optuna_trials,
     optuna_study,
+    rdb_storage,
     searcher_space,
     set_trial_user_attr,
 )
@@ -51,6 +61,41 @@ MAX_REPEATS = 20
 RUNS_PER_CONFIG = 2  # a configuration is trained at most this often (one repeat)
 
 
+def sqlite_study_storage(path: Path) -> Any:
+    """An Optuna ``RDBStorage`` on the SQLite file ``path``, in WAL mode with
+    ``synchronous=NORMAL`` (see module docstring).
+
+    WAL keeps the study durable against a killed driver (a power cut may lose the last
+    commits: their trials are then re-run or closed as orphans on resume); the file needs a
+    local disk (WAL's shared index does not work over NFS), as ``results_dir`` is by default.
+    """
+    from optuna.storages import RDBStorage
+
+    storage = RDBStorage(f"sqlite:///{path}")
+    fast_sqlite(storage)
+    return storage
+
+
+def fast_sqlite(storage: Any) -> None:
+    """WAL + ``synchronous=NORMAL`` on every new connection of an ``RDBStorage``'s engine
+    (its pickled copies lose the hook: call again after unpickling). Not SQLite: nothing."""
+    from sqlalchemy import event
+
+    engine = storage.engine
+    if engine.dialect.name != "sqlite":
+        return
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    if not event.contains(engine, "connect", pragmas):
+        event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections Optuna opened to create its tables lack the pragmas
+
+
 class TruthfulOptunaSearch(OptunaSearch):
     """``OptunaSearch`` with PRUNED for scheduler-stopped trials and no repeated configurations
     (see module docstring)."""
@@ -62,6 +107,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._params_of: dict[str, dict[str, Any]] = {}  # trial -> its config
         self._queued: list[tuple[dict[str, Any], int]] = []  # repeats waiting for a slot
         self._live: set[str] = set()
+        self._index_trials()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self._queued:
@@ -74,20 +120,22 @@ class TruthfulOptunaSearch(OptunaSearch):
             if not isinstance(config, dict):
                 return config
             ot_trial = live_optuna_trials(self)[trial_id]
-            twin = self._finished_twin(ot_trial.params)
-            running = None if twin else self._running_twin(ot_trial)
+            params = ot_trial.params
+            twin = self._finished_twin(params)
+            running = None if twin else self._running_twin(trial_id, params)
             if twin is None and running is None:
+                self._running_keys[trial_id] = (ot_trial.number, config_key(params))
                 return self._started(trial_id, config)
             if twin is not None:
                 self._record_as_twin(ot_trial, twin)
             else:  # its twin is still training: no outcome to copy, and no second run
-                ot_trial.set_user_attr("duplicate_of_running", running.number)
+                ot_trial.set_user_attr("duplicate_of_running", running)
                 optuna_study(self).tell(ot_trial, state=TrialState.FAIL)
             del live_optuna_trials(self)[trial_id]  # the next super().suggest asks again
             untried = self._untried()
             if untried:  # steer that ask to the untried point nearest to TPE's choice
                 nearest = max(untried, key=lambda p: sum(p.get(k) == v
-                                                         for k, v in ot_trial.params.items()))
+                                                         for k, v in params.items()))
                 optuna_study(self).enqueue_trial(nearest, skip_if_exists=True)
         if self.repeat_top and self._live:
             return None  # a running trial may still earn a repeat
@@ -126,8 +174,6 @@ class TruthfulOptunaSearch(OptunaSearch):
     def _untried(self) -> list[dict[str, Any]]:
         """Points of a discrete space no trial has taken (finished, running or queued); one
         placeholder point when the space is continuous (never exhausted)."""
-        from optuna.trial import TrialState
-
         from raygym.search.space import OptunaDefineByRun, enumerate_points
 
         if not hasattr(self, "_all_points"):
@@ -136,9 +182,8 @@ class TruthfulOptunaSearch(OptunaSearch):
                                 if isinstance(space, OptunaDefineByRun) else None)
         if self._all_points is None:
             return [{}]
-        taken = [t.params for t in optuna_study(self).get_trials(deepcopy=False) if t.state in (
-            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
-        return [p for p in self._all_points if p not in taken]
+        taken = set(self._told_keys) | {key for _, key in self._running_keys.values()}
+        return [p for p in self._all_points if config_key(p) not in taken]
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -147,7 +192,28 @@ class TruthfulOptunaSearch(OptunaSearch):
                             ("_queued", []), ("_live", set())):
             if not hasattr(self, name):
                 setattr(self, name, empty)
+        backend = rdb_storage(optuna_study(self))
+        if backend is not None:  # the unpickled engine lost the WAL hook
+            fast_sqlite(backend)
         self._fail_orphans()
+        self._index_trials()
+
+    def _index_trials(self) -> None:
+        """Build the twin indexes from the study (at start and after a restore: one read).
+
+        ``_told_keys``: configuration key -> number of a COMPLETE or PRUNED trial;
+        ``_running_keys``: Tune trial id -> (number, key) of the trials this searcher asked
+        and has not told yet."""
+        self._told_keys: dict[str, int] = {}
+        self._running_keys: dict[str, tuple[int, str]] = {}
+        study = optuna_study(self)
+        if study is None:  # OptunaSearch builds its study later, in set_search_properties
+            return
+        for t in study.get_trials(deepcopy=False,
+                                  states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            self._told_keys.setdefault(config_key(t.params), t.number)
+        for trial_id, trial in live_optuna_trials(self).items():
+            self._running_keys[trial_id] = (trial.number, config_key(trial.params))
 
     def _fail_orphans(self) -> None:
         """Trials asked after the last saved searcher state (the driver died in between) stay
@@ -166,21 +232,23 @@ class TruthfulOptunaSearch(OptunaSearch):
             except Exception as exc:  # noqa: BLE001 - bookkeeping only
                 logger.warning("optuna could not close orphan trial %s: %s", trial.number, exc)
 
-    def _running_twin(self, ot_trial: Any) -> Any:
-        """Another RUNNING trial of the study with exactly these parameters, or None."""
-        for trial in optuna_study(self).get_trials(deepcopy=False,
-                                                   states=(TrialState.RUNNING,)):
-            if trial.number != ot_trial.number and trial.params == ot_trial.params:
-                return trial
+    def _running_twin(self, trial_id: str, params: dict[str, Any]) -> int | None:
+        """The number of another running trial with exactly these parameters, or None."""
+        key = config_key(params)
+        for other, (number, other_key) in self._running_keys.items():
+            if other != trial_id and other_key == key:
+                return number
         return None
 
     def _finished_twin(self, params: dict[str, Any]) -> Any:
-        """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None."""
-        from optuna.trial import TrialState
-
+        """A COMPLETE or PRUNED trial of the study with exactly these parameters, or None
+        (the study is read only on a hit)."""
+        number = self._told_keys.get(config_key(params))
+        if number is None:
+            return None
         for trial in optuna_study(self).get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            if trial.params == params:
+            if trial.number == number:
                 return trial
         return None
 
@@ -194,6 +262,7 @@ class TruthfulOptunaSearch(OptunaSearch):
             optuna_study(self).tell(ot_trial, twin.value)
         else:
             optuna_study(self).tell(ot_trial, state=TrialState.PRUNED)
+        self._told_keys.setdefault(config_key(twin.params), twin.number)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # A trial Tune restored but this searcher's saved state never heard of (driver killed
@@ -238,6 +307,9 @@ class TruthfulOptunaSearch(OptunaSearch):
             optuna_study(self).tell(ot_trial, value, state=state)
         except Exception as exc:  # noqa: BLE001 - never take the search down for bookkeeping
             logger.warning("optuna could not record trial %s: %s", trial_id, exc)
+        number_key = self._running_keys.pop(trial_id, None)
+        if number_key is not None and state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self._told_keys.setdefault(number_key[1], number_key[0])
         completed_trial_ids(self).add(trial_id)
 
     def _report_last(self, ot_trial: Any, result: dict[str, Any]) -> None:

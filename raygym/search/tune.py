@@ -38,13 +38,12 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
         return BasicVariantGenerator(points_to_evaluate=s.points_to_evaluate or None,
                                      max_concurrent=s.max_concurrent, random_state=s.seed)
     import optuna
-    from optuna.storages import RDBStorage
 
-    from raygym.search.optuna_search import TruthfulOptunaSearch
+    from raygym.search.optuna_search import TruthfulOptunaSearch, sqlite_study_storage
     from raygym.search.space import OptunaDefineByRun
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = RDBStorage(f"sqlite:///{out / 'optuna.db'}") if out is not None else None
+    storage = sqlite_study_storage(out / "optuna.db") if out is not None else None
     searcher = TruthfulOptunaSearch(
         space=OptunaDefineByRun(space), metric=s.metric, mode=s.mode,
         points_to_evaluate=s.points_to_evaluate or None,

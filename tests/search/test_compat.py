@@ -20,6 +20,7 @@ from raygym.search.compat import (
     intermediate_values,
     live_optuna_trials,
     optuna_study,
+    rdb_storage,
     searcher_space,
     set_trial_user_attr,
     snapshot_trials,
@@ -73,6 +74,8 @@ def test_study_storage_internals(kind: str, tmp_path: Path) -> None:
     [frozen] = study.get_trials(deepcopy=False)
     set_trial_user_attr(study, frozen, "orphaned", True)
     assert study.trials[0].user_attrs == {"orphaned": True}
+    backend = rdb_storage(study)
+    assert (backend is storage) if kind == "sqlite" else backend is None
 
 
 def test_storage_filesystem_of_a_local_folder(tmp_path: Path) -> None:

@@ -66,3 +66,24 @@ def test_callback_pickles_without_the_view() -> None:
     assert isinstance(copy, LiveTrialsCallback) and copy.view is None
     copy.on_trial_result(0, [], _Trial("a", "RUNNING"), {"epoch": 1})  # feeds nothing
     assert view.callback.view is view and view.results == {}
+
+
+def test_redraws_are_throttled_and_the_last_one_is_forced() -> None:
+    """A redraw walks every trial: many results in a burst draw once, the rest wait for the
+    next step (or the experiment's end), and only the shown keys are kept."""
+    view = _view()
+    drawn: list[int] = []
+
+    class _Live:
+        def update(self, table: Any) -> None:
+            drawn.append(1)
+
+    view.live = _Live()  # type: ignore[assignment]
+    trials = [_Trial(f"t{i}", "RUNNING") for i in range(50)]
+    for t in trials:
+        view.callback.on_trial_result(0, trials, t, {"epoch": 1, "val_mean_iou": 0.3,
+                                                     "train_loss": 1.0, "lr": 1e-3})
+    assert len(drawn) == 1 and view.dirty
+    assert view.results["t7"] == {"epoch": 1, "val_mean_iou": 0.3}
+    view.callback.on_experiment_end(trials)
+    assert len(drawn) == 2 and not view.dirty

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from raygym.search.optuna_search import TruthfulOptunaSearch
+from raygym.search.optuna_search import TruthfulOptunaSearch, sqlite_study_storage
 from raygym.search.space import OptunaDefineByRun, enumerate_points
 from raygym.search.space_config import Distribution, SearchSpace
 
@@ -131,6 +131,37 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
     # the restored searcher still finishes the trial it knows
     _finish(restored, "b", {"model.arch": "gym_unet", "loss.name": "cce"}, pruned=True)
     assert optuna.load_study(study_name="t", storage=storage).trials[1].state == TrialState.PRUNED
+
+
+def test_the_sqlite_study_runs_in_wal_mode_and_restores_its_twin_index(tmp_path) -> None:
+    """WAL + synchronous=NORMAL (commits without fsync; bench_scale), kept on the engine a
+    restored searcher unpickles; the in-memory twin index is rebuilt from the study."""
+    from raygym.search.compat import optuna_study, rdb_storage
+
+    def make() -> TruthfulOptunaSearch:
+        return TruthfulOptunaSearch(
+            space=_space, metric="val_mean_iou", mode="max",
+            sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=2),
+            study_name="t", storage=sqlite_study_storage(tmp_path / "optuna.db"))
+
+    def pragmas(searcher: TruthfulOptunaSearch) -> tuple[str, int]:
+        engine = rdb_storage(optuna_study(searcher)).engine  # type: ignore[union-attr]
+        with engine.connect() as conn:
+            return (conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                    conn.exec_driver_sql("PRAGMA synchronous").scalar())
+
+    searcher = make()
+    assert pragmas(searcher) == ("wal", 1)  # 1: NORMAL
+    first = searcher.suggest("a")
+    assert isinstance(first, dict)
+    _finish(searcher, "a", first, pruned=True)
+    params = optuna_study(searcher).trials[0].params
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = make()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert pragmas(restored) == ("wal", 1)
+    twin = restored._finished_twin(params)
+    assert twin is not None and twin.number == 0 and twin.state == TrialState.PRUNED
 
 
 def test_leading_configurations_are_trained_once_more_on_the_next_seed() -> None:
