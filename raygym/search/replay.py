@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
     from raygym.search.space_config import SearchSpace
 
 PARAM_PREFIX = "param:"
+# A replayed trial sleeps this fraction of each epoch's recorded ``seconds`` (unset: 0, as
+# fast as Tune takes results). An environment variable because Ray's worker processes inherit
+# it: bench/bench_scale.py gives each trial a known cost this way, through the real
+# ``raygym search --replay`` path.
+TIME_SCALE_ENV = "RAYGYM_REPLAY_TIME_SCALE"
 
 
 def parse_cell(text: str) -> Any:
@@ -310,19 +316,24 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
 
 
 def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: SearchSpace,
-                 table_path: str, time_scale: float = 0.0) -> None:
+                 table_path: str, time_scale: float | None = None) -> None:
     """Tune function for ``raygym search SPACE --replay TABLE``: reports a recorded curve.
 
     ``time_scale`` > 0 sleeps that fraction of each epoch's recorded seconds, so trials
-    finish in the order they would have (0: as fast as Tune takes results).
+    finish in the order they would have (0: as fast as Tune takes results; None: from
+    ``$RAYGYM_REPLAY_TIME_SCALE``, else 0).
     """
+    import ray
     from ray import tune
 
     from raygym.search.space import REPEAT_KEY
     from raygym.search.trainable import trial_config
     from raygym.train.loop import NonFiniteLossError
 
+    if time_scale is None:
+        time_scale = float(os.environ.get(TIME_SCALE_ENV) or 0.0)
     config, active = trial_config(params, config, space)
+    node_id = ray.get_runtime_context().get_node_id()
     table = load_table(table_path)
     cid = table.match(active)
     seed = replay_seed(table, cid, config.search.seed + int(params.get(REPEAT_KEY, 0)))
@@ -336,7 +347,8 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
             time.sleep(result["epoch_seconds"] * time_scale)
         if finished(result):
             result["done"] = True
-        tune.report({**result, "replay_wall": time.time()})
+        # node_id as training reports it: the leaderboard shows where each trial ran
+        tune.report({**result, "replay_wall": time.time(), "node_id": node_id})
 
 
 def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:

@@ -1,0 +1,314 @@
+"""Driver overhead of ``raygym search`` at 100-1,000 trials (issue 10).
+
+Each run is ``raygym search SPACE --replay TABLE`` through its real code path
+(:func:`raygym.search.run.search_experiment`, the real config, Tune + raygym's Optuna searcher
++ SQLite study + live table + leaderboard), in a child process of its own (a fresh Ray, clean
+``getrusage``). Trials replay the S2 curve table with every epoch's ``seconds`` set to
+``--epoch-s`` and ``RAYGYM_REPLAY_TIME_SCALE=1``: a trial costs exactly (epochs it runs) x
+``--epoch-s`` of sleep, so the floor is known: sum of trial costs / concurrency.
+
+Where: ``local`` is one Ray with ``--cpus`` logical CPUs (``resources.num_cpus``); ``cluster``
+is ``raygym.cluster.cluster_up``: a head with 0 CPUs and ``--nodes`` worker nodes of 1 CPU,
+each a real ``ray start`` raylet on 127.0.0.1 with its own custom resource.
+
+Instrumentation (bench only, by wrapping functions in the child): time per ``suggest``,
+searcher write time (``on_trial_result``/``on_trial_complete``: the SQLite writes), Tune's
+experiment-state snapshots (``TuneController.checkpoint``), live-table redraws, leaderboard
+and replay verdict, driver CPU at each finished trial (per-trial cost by thirds).
+
+    nice -n 5 .venv/bin/python bench/bench_scale.py --where local --trials 100 300 1000
+    nice -n 5 .venv/bin/python bench/bench_scale.py --where cluster --nodes 32 --trials 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "bench" / "curves" / "s2_64x128.csv"
+
+
+def fixed_cost_table(out: Path, epoch_s: float) -> Path:
+    """The S2 table with every epoch's ``seconds`` = ``epoch_s`` (a known trial cost)."""
+    path = out / f"s2_fixed_{epoch_s:g}s.csv"
+    with TABLE.open(newline="") as src, path.open("w", newline="") as dst:
+        reader, writer = csv.DictReader(src), None
+        for row in reader:
+            if writer is None:
+                writer = csv.DictWriter(dst, fieldnames=list(row))
+                writer.writeheader()
+            row["seconds"] = f"{epoch_s:g}"
+            writer.writerow(row)
+    return path
+
+
+def space_yaml(spec: dict[str, Any], out: Path) -> Path:
+    import yaml
+
+    search: dict[str, Any] = {
+        "num_samples": spec["trials"], "max_concurrent": spec["concurrency"],
+        "algorithm": spec["algorithm"], "scheduler": spec["scheduler"],
+        "grace_period": 2, "reduction_factor": 3, "results_dir": str(out / "results"),
+        "seed": 0}
+    resources: dict[str, Any] = {"workers_per_trial": 1, "cpus_per_worker": 1}
+    if spec.get("address"):
+        resources["address"] = spec["address"]
+    else:
+        resources.update(num_cpus=spec["cpus"], object_store_memory=256 * 2**20)
+    sections = {
+        "name": spec["name"],
+        "data": {"images": "nowhere/images", "labels": "nowhere/labels",
+                 "classes": ["water", "surf", "wet_sand", "dry_land"]},
+        "model": {"arch": {"choice": ["gym_unet", "gym_resunet"]},
+                  "filters": {"choice": [2, 4, 8, 12]}, "kernel": 3},
+        "loss": {"name": {"choice": ["dice", "cce", {"cce": 0.5, "dice": 0.5}]}},
+        # continuous: snaps to the recorded 1e-4 / 1e-3 / 1e-2, never exhausts the space
+        "train": {"max_lr": {"loguniform": [1e-4, 1e-2]}, "max_epochs": spec["epochs"],
+                  "patience": 5, "rampup_epochs": 1},
+        "search": search, "resources": resources,
+    }
+    path = out / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------ child side
+class Probe:
+    """Wall seconds and counts of wrapped calls, by name; CPU seconds at each finished trial."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.cpu_at_done: list[float] = []
+        self.max_running = 0
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        times = self.times.setdefault(label, [])
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                times.append(time.perf_counter() - t0)
+
+        setattr(owner, name, timed)
+
+    def stat(self, label: str) -> dict[str, float]:
+        t = self.times.get(label, [])
+        slow = [x for x in t if x > 0.005]  # Tune's snapshot calls: most return at once
+        return {"n": len(t), "total_s": sum(t), "mean_ms": 1e3 * sum(t) / len(t) if t else 0.0,
+                "max_ms": 1e3 * max(t, default=0.0), "n_slow": len(slow),
+                "slow_mean_ms": 1e3 * sum(slow) / len(slow) if slow else 0.0}
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    from ray.tune.execution.tune_controller import TuneController
+    from rich.console import Console
+
+    import raygym.search.leaderboard as leaderboard
+    import raygym.search.replay as replay
+    import raygym.search.tune as tune_mod
+    from raygym.search.live_table import LiveTrials, LiveTrialsCallback
+    from raygym.search.optuna_search import TruthfulOptunaSearch
+    from raygym.search.run import search_experiment
+    from raygym.search.space_config import load_experiment
+
+    out = Path(spec["out"])
+    os.environ[replay.TIME_SCALE_ENV] = "1"
+    table = fixed_cost_table(out, spec["epoch_s"])
+    config, space = load_experiment(space_yaml(spec, out))
+    probe = Probe()
+    probe.wrap(TruthfulOptunaSearch, "suggest", "suggest")
+    probe.wrap(TruthfulOptunaSearch, "on_trial_result", "searcher_result")
+    probe.wrap(TruthfulOptunaSearch, "on_trial_complete", "searcher_complete")
+    probe.wrap(TuneController, "checkpoint", "snapshot")
+    probe.wrap(LiveTrials, "refresh", "live_table")
+    probe.wrap(tune_mod, "run_tune", "fit")
+    probe.wrap(leaderboard, "build_leaderboard", "leaderboard")
+    probe.wrap(leaderboard.Leaderboard, "write", "leaderboard_write")
+    probe.wrap(replay, "replay_verdict", "replay_verdict")
+    done_original = LiveTrialsCallback.on_trial_complete
+
+    def on_done(self: Any, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        probe.cpu_at_done.append(time.process_time())
+        probe.max_running = max(probe.max_running,
+                                sum(1 for t in trials if t.status == "RUNNING"))
+        done_original(self, iteration, trials, trial, **info)
+
+    LiveTrialsCallback.on_trial_complete = on_done  # type: ignore[method-assign]
+    # a terminal the live table really draws to, thrown away
+    console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    search_experiment(config, space, space_file=out / "space.yaml", replay=table,
+                      console=console)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    res_dir = out / "results" / spec["name"]
+    rows = list(csv.DictReader((res_dir / "leaderboard.csv").open()))
+    epochs = sum(int(r["epochs"] or 0) for r in rows)
+    floor = epochs * spec["epoch_s"] / spec["concurrency"]
+    n = len(probe.cpu_at_done)
+    third = max(1, n // 3)
+    cpu = probe.cpu_at_done
+
+    def per_trial(a: int, b: int) -> float:
+        return (cpu[b - 1] - cpu[a]) / max(1, b - 1 - a)
+
+    sugg = probe.times.get("suggest", [])
+    db = res_dir / "optuna.db"
+    writes = probe.times.get("searcher_result", []) + probe.times.get("searcher_complete", [])
+    fit = probe.stat("fit")["total_s"]
+    return {
+        **{k: spec[k] for k in ("where", "trials", "concurrency", "scheduler", "algorithm",
+                                "epoch_s", "epochs", "label")},
+        "rows": len(rows), "status": _count(r["status"] for r in rows),
+        "nodes_used": len({r["node_id"] for r in rows if r["node_id"]}),
+        "max_running": probe.max_running,
+        "wall_s": wall, "fit_s": fit, "floor_s": floor, "trial_epochs": epochs,
+        "overhead_pct": 100 * (fit / floor - 1) if floor else None,
+        "driver_cpu_s": usage.ru_utime + usage.ru_stime,
+        "driver_cpu_run_s": time.process_time() - cpu0,
+        "cpu_per_trial_ms": 1e3 * (cpu[-1] - cpu[0]) / max(1, n - 1) if n > 1 else None,
+        "cpu_per_trial_first_third_ms": 1e3 * per_trial(0, third) if n > 6 else None,
+        "cpu_per_trial_last_third_ms": 1e3 * per_trial(n - third, n) if n > 6 else None,
+        "suggest_ms_first100": 1e3 * sum(sugg[:100]) / max(1, len(sugg[:100])),
+        "suggest_ms_last100": 1e3 * sum(sugg[-100:]) / max(1, len(sugg[-100:])),
+        "db_bytes": db.stat().st_size if db.exists() else 0,
+        "write_ms": 1e3 * sum(writes) / max(1, len(writes)),
+        "snapshot": probe.stat("snapshot"), "live_table": probe.stat("live_table"),
+        "leaderboard_s": probe.stat("leaderboard")["total_s"]
+        + probe.stat("leaderboard_write")["total_s"],
+        "replay_verdict_s": probe.stat("replay_verdict")["total_s"],
+        "driver_maxrss_mib": usage.ru_maxrss / 1024,
+        "ray_folder_mib": _du(res_dir / "ray") / 2**20,
+        "load": os.getloadavg(),
+    }
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in items:
+        out[i] = out.get(i, 0) + 1
+    return out
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# ----------------------------------------------------------------------------- parent side
+def child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ, RAYGYM_BENCH_SCALE="1")
+    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {**spec, "error": (proc.stderr or proc.stdout)[-2000:]}
+
+
+def fmt_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['where']} | {r['trials']} | {r['scheduler']} | {r['algorithm']} | " \
+               f"error: {r['error'].splitlines()[-1][:80]} |"
+    return ("| " + " | ".join([
+        r.get("label", ""), r["where"], str(r["trials"]), str(r["concurrency"]), r["scheduler"],
+        r["algorithm"], f"{r['fit_s']:.0f} / {r['floor_s']:.0f}", f"{r['overhead_pct']:.0f} %",
+        f"{r['cpu_per_trial_ms']:.0f} ({r['cpu_per_trial_first_third_ms']:.0f} -> "
+        f"{r['cpu_per_trial_last_third_ms']:.0f})",
+        f"{r['suggest_ms_first100']:.0f} -> {r['suggest_ms_last100']:.0f}",
+        f"{r['db_bytes'] / 2**20:.1f} MiB / {r['write_ms']:.1f}",
+        f"{r['snapshot']['n_slow']} x {r['snapshot']['slow_mean_ms']:.0f} "
+        f"(max {r['snapshot']['max_ms']:.0f}; {r['snapshot']['total_s']:.1f} s)",
+        f"{r['live_table']['total_s']:.1f}", f"{r['driver_maxrss_mib']:.0f}",
+        f"{r['leaderboard_s']:.1f} + {r['replay_verdict_s']:.1f}",
+        f"{r['rows']}/{r['nodes_used']}n/{r['max_running']}",
+        " ".join(f"{x:.1f}" for x in r["load"])]) + " |")
+
+
+HEADER = ("| run | where | trials | conc | sched | algo | fit / floor s | overhead | "
+          "driver CPU ms/trial (1st -> last third) | suggest ms (first 100 -> last 100) | "
+          "study size / write ms | snapshots saved n x ms (max; total) | live table s | driver RSS MiB | "
+          "leaderboard + verdict s | rows/nodes/max running | load 1/5/15 |\n"
+          + "|---" * 17 + "|")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--where", choices=["local", "cluster"], default="local")
+    ap.add_argument("--trials", type=int, nargs="+", default=[100, 300, 1000])
+    ap.add_argument("--scheduler", nargs="+", default=["asha"])
+    ap.add_argument("--algorithm", nargs="+", default=["optuna"])
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--cpus", type=int, default=64, help="logical CPUs of the local Ray")
+    ap.add_argument("--nodes", type=int, default=32, help="worker nodes of the cluster")
+    ap.add_argument("--epoch-s", type=float, default=0.5, help="seconds of sleep per epoch")
+    ap.add_argument("--epochs", type=int, default=10, help="train.max_epochs")
+    ap.add_argument("--label", default="", help="tag for the table (e.g. before / after)")
+    ap.add_argument("--json", type=Path, help="append results as JSON lines here")
+    ap.add_argument("--timeout", type=float, default=1800)
+    args = ap.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
+        import ray
+
+        ray.shutdown()  # stops the local Ray this child started (a cluster: disconnects)
+        return
+    cluster = None
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        address = None
+        if args.where == "cluster":
+            from raygym.cluster import cluster_up
+
+            t0 = time.perf_counter()
+            cluster = cluster_up(workers=args.nodes, cpus_per_node=1, head_cpus=0,
+                                 object_store_memory=80 * 2**20, head_port=_free(),
+                                 dashboard_port=_free(), state_dir=work / "cluster",
+                                 timeout=900)
+            address = cluster["address"]
+            print(f"cluster of {args.nodes} + head up in {time.perf_counter() - t0:.0f} s "
+                  f"at {address}", flush=True)
+        print(HEADER, flush=True)
+        for trials, sched, algo in itertools.product(args.trials, args.scheduler,
+                                                     args.algorithm):
+            name = f"scale-{args.where}-{trials}-{sched}-{algo}"
+            out = work / name
+            out.mkdir()
+            spec = {"name": name, "out": str(out), "where": args.where, "trials": trials,
+                    "concurrency": args.concurrency, "scheduler": sched, "algorithm": algo,
+                    "epoch_s": args.epoch_s, "epochs": args.epochs, "cpus": args.cpus,
+                    "address": address, "label": args.label}
+            r = child(spec, args.timeout)
+            print(fmt_row(r), flush=True)
+            if args.json:
+                with args.json.open("a") as fh:
+                    fh.write(json.dumps(r) + "\n")
+    finally:
+        if cluster is not None:
+            from raygym.cluster import cluster_down
+
+            cluster_down(state_dir=work / "cluster")
+
+
+def _free() -> int:
+    from raygym.cluster import free_port
+
+    return free_port()
+
+
+if __name__ == "__main__":
+    main()
