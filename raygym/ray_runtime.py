@@ -12,7 +12,10 @@ A local Ray that raygym starts is kept to this machine and to this user:
   without it (raygym's own cluster code among them) then get 401s.
 
 A user's own ``RAY_AUTH_MODE`` (with its token source) and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``
-are kept as they are; joining a cluster (``resources.address``, ``RAY_ADDRESS``) changes nothing.
+are kept as they are. Joining a cluster (``resources.address``, ``RAY_ADDRESS``) makes no token:
+the cluster's must be in the environment (for ``raygym cluster up``: the ``export`` line of
+``raygym cluster status``); a cluster on this machine that answers on 127.0.0.1 only (as
+``raygym cluster up`` starts it) is joined as a 127.0.0.1 node.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +78,9 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                               "configure_logging": True}
     if address:
-        ray.init(address=address, **kwargs)
+        join = loopback_node() if _loopback_only(address) else contextlib.nullcontext()
+        with join:
+            ray.init(address=address, **kwargs)
         return True
     token = use_session_token()
     with loopback_node():
@@ -140,6 +146,34 @@ def loopback_node() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(LOOPBACK_ENV, None)
+
+
+def _loopback_only(address: str) -> bool:
+    """True if ``address`` (``127.0.0.1:PORT`` / ``localhost:PORT``; ``auto`` reads
+    ``RAY_ADDRESS``) is a Ray on this machine that answers on 127.0.0.1 but not on the
+    machine's outside address: a driver must then join it as a 127.0.0.1 node, or Ray rewrites
+    the address to the outside one and fails after 20-60 s. A Ray that listens everywhere
+    (a plain ``ray start --head``) is joined as before: its raylet has the outside address."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return False  # another host, or ray:// (Ray Client, which has no node IP of its own)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("8.8.8.8", 80))  # picks the outside interface; sends nothing
+            outside = probe.getsockname()[0]
+    except OSError:
+        return False  # no outside address: Ray keeps 127.0.0.1 by itself
+    return _answers("127.0.0.1", int(port)) and not _answers(outside, int(port))
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return True
+    except OSError:
+        return False
 
 
 def session_token_file() -> Path | None:

@@ -35,10 +35,12 @@ from raygym.cluster import (
     MARKER_ENV,
     cluster_down,
     cluster_up,
+    driver_env,
     free_port,
     kill_node,
     list_nodes,
     read_state,
+    read_token,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -149,20 +151,14 @@ def make_search(tmp_path: Path, s2_subset: Callable[[Path, int], list[str]],
 
 
 # ----------------------------------------------------------------------------- jobs (HTTP)
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["RAY_AUTH_MODE"] = "disabled"
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def submit(cluster: Cluster, entrypoint: str) -> str:
     """``ray job submit --no-wait`` (the CLI, as a user would); returns the submission id."""
     job_id = f"raygym-search-{uuid.uuid4().hex[:8]}"
     out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard,
                           "--no-wait", "--submission-id", job_id, "--",
                           "bash", "-c", entrypoint],
-                         env=_env(), capture_output=True, text=True, timeout=120)
+                         env=driver_env(cluster.state_dir), capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return job_id
 
@@ -170,7 +166,8 @@ def submit(cluster: Cluster, entrypoint: str) -> str:
 def job_client(cluster: Cluster) -> Any:
     from ray.job_submission import JobSubmissionClient  # HTTP only: no ray.init here
 
-    return JobSubmissionClient(cluster.dashboard)
+    return JobSubmissionClient(
+        cluster.dashboard, headers={"Authorization": f"Bearer {read_token(cluster.state_dir)}"})
 
 
 def job_status(cluster: Cluster, job_id: str) -> str:
@@ -405,7 +402,8 @@ def test_worker_node_lost_mid_trial(cluster: Cluster,
     killed_at = time.time()
 
     logs = assert_succeeded(cluster, job_id)
-    dead = [n for n in list_nodes(cluster.dashboard) if n.get("node_id") == cluster.worker_id]
+    dead = [n for n in list_nodes(cluster.dashboard, token=read_token(cluster.state_dir))
+            if n.get("node_id") == cluster.worker_id]
     assert dead and dead[0]["state"] == "DEAD"
 
     board = read_leaderboard(search)

@@ -4,26 +4,22 @@ shared Ray, which runs without authentication for the other tests)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from raygym import ray_runtime
 from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV
+from tests.ray_exposure import assert_loopback_only, http_status, listening, process_tree
 
 # Variables that would point the driver at another Ray, or decide its auth, in this process.
 FOREIGN_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_GCS_SERVER_PORT", AUTH_MODE_ENV,
@@ -52,44 +48,13 @@ sys.stdin.read()
 """
 
 
-def _is_loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def _listening(pid: int) -> list[tuple[str, str, int]]:
-    """(process name, address, port) of every TCP socket that ``pid`` and its descendants
-    listen on."""
-    rows = []
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            rows += [(proc.name(), c.laddr.ip, c.laddr.port)
-                     for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
-        except psutil.Error:
-            continue  # a worker that just exited
-    return rows
-
-
-def _http_status(url: str, token: str | None = None) -> int:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),  # noqa: S310
-                                    timeout=30) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
-
-
 def _wait_for_dashboard(web: str, timeout_s: float = 60.0) -> None:
     """Poll the dashboard's public health route (no token needed) until it answers 200."""
     assert web, "ray.init reported no dashboard URL"
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if _http_status(f"http://{web}/api/gcs_healthz") == 200:
+            if http_status(f"http://{web}/api/gcs_healthz") == 200:
                 return
         except OSError:
             pass  # not listening yet
@@ -140,18 +105,11 @@ def local_ray(tmp_path: Path) -> Iterator[Any]:
 
 
 def _assert_loopback_only(info: dict[str, Any], pid: int) -> None:
-    rows = _listening(pid)
+    rows = listening(process_tree(pid))
     names = {name for name, _, _ in rows}
     assert {"gcs_server", "raylet"} <= names, rows  # the tree was read, not an empty list
-    assert not [r for r in rows if not _is_loopback(r[1])], rows
-    port = int(info["gcs"].rsplit(":", 1)[1])
     assert info["gcs"].startswith("127.0.0.1:")
-    outside = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-               if a.family == socket.AF_INET and not _is_loopback(a.address)]
-    for ip in outside:  # and from another interface nothing answers
-        with socket.socket() as s:
-            s.settimeout(2)
-            assert s.connect_ex((ip, port)) != 0, ip
+    assert_loopback_only(rows, [int(info["gcs"].rsplit(":", 1)[1])])
 
 
 @pytest.mark.slow
@@ -176,9 +134,9 @@ def test_local_ray_is_loopback_only_and_refuses_a_client_without_its_token(local
     # HTTP: refused without a token and with the stale one from ~/.ray; the session's works.
     _wait_for_dashboard(info["web"])
     url = f"http://{info['web']}/api/v0/nodes"
-    assert _http_status(url) == 401
-    assert _http_status(url, STALE_TOKEN) == 403  # a wrong token: forbidden
-    assert _http_status(url, token) == 200
+    assert http_status(url) == 401
+    assert http_status(url, STALE_TOKEN) == 403  # a wrong token: forbidden
+    assert http_status(url, token) == 200
 
 
 @pytest.mark.slow

@@ -1,10 +1,12 @@
 """Stopping and inspecting a running local cluster: ``raygym cluster down`` / ``status``,
-killing one worker node (a simulated machine failure), and the environment for a driver that
-joins the cluster. Only processes of the recorded cluster are ever signalled."""
+killing one worker node (a simulated machine failure), and the environment for a driver or
+``ray job submit`` that talks to the cluster (its auth token included). Only processes of the
+recorded cluster are ever signalled."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import urllib.error
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from raygym.cluster.state import (
     ClusterError,
     forget_cluster,
     read_state,
+    read_token,
+    token_path,
     write_state,
 )
 
@@ -78,10 +82,13 @@ def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
     if state is None:
         return f"no local cluster recorded in {state_dir}"
     lines = [f"cluster {state['cluster_id']}: address {state['address']}, "
-             f"dashboard {state['dashboard']}", f"session {state.get('session_dir')}"]
+             f"dashboard {state['dashboard']}", f"session {state.get('session_dir')}",
+             f"auth token in {token_path(state_dir)} (yours only); for `ray job submit` "
+             "and drivers:", f"  {export_line(state_dir)}"]
     try:
-        ray_nodes = {row.get("node_id"): row for row in list_nodes(state["dashboard"], 3.0)}
-    except (urllib.error.URLError, OSError, ValueError) as err:
+        ray_nodes = {row.get("node_id"): row for row in
+                     list_nodes(state["dashboard"], 3.0, token=read_token(state_dir))}
+    except (urllib.error.URLError, OSError, ValueError, ClusterError) as err:
         ray_nodes = {}
         lines.append(f"dashboard not answering ({err})")
     for node in state["nodes"]:
@@ -93,12 +100,35 @@ def cluster_status(*, state_dir: Path = DEFAULT_STATE_DIR) -> str:
     return "\n".join(lines)
 
 
+def auth_env(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:
+    """What a client of the recorded cluster needs besides its address: the cluster's token,
+    and loopback mode (without it a driver rewrites ``127.0.0.1`` to the machine's outside
+    address, where the cluster does not listen, and gives up after 20-60 s)."""
+    from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, LOOPBACK_ENV
+
+    return {AUTH_MODE_ENV: "token", AUTH_TOKEN_ENV: read_token(state_dir), LOOPBACK_ENV: "0"}
+
+
+def export_line(state_dir: Path = DEFAULT_STATE_DIR) -> str:
+    """:func:`auth_env` as a shell ``export`` that reads the token from its 0600 file: the
+    line goes to terminals and logs, the token itself never does."""
+    from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, LOOPBACK_ENV
+
+    path = shlex.quote(str(token_path(Path(state_dir).absolute())))
+    return f'export {AUTH_MODE_ENV}=token {AUTH_TOKEN_ENV}="$(cat {path})" {LOOPBACK_ENV}=0'
+
+
 def driver_env(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:
-    """Environment for a driver subprocess that should join the recorded cluster."""
-    state = read_state(Path(state_dir).absolute())
+    """Environment for a driver subprocess (``ray.init``, ``raygym search``, ``ray job``) that
+    should join the recorded cluster: this process's, plus its address and :func:`auth_env`."""
+    state_dir = Path(state_dir).absolute()
+    state = read_state(state_dir)
     if state is None:
         raise ClusterError(f"no cluster recorded in {state_dir}", fix="run `raygym cluster up`")
+    from raygym.ray_runtime import AUTH_TOKEN_PATH_ENV
+
     env = dict(os.environ)
+    env.pop(AUTH_TOKEN_PATH_ENV, None)  # one token source: no doubt which one Ray reads
     env["RAY_ADDRESS"] = state["address"]
-    env["RAY_AUTH_MODE"] = "disabled"
+    env.update(auth_env(state_dir))
     return env

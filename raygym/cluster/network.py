@@ -51,20 +51,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get_json(url: str, timeout: float = 5.0) -> Any:
-    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+def _get_json(url: str, timeout: float = 5.0, token: str | None = None) -> Any:
+    headers = {"Accept": "application/json"}
+    if token:  # the cluster's token: its dashboard refuses anything else with 401/403
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (127.0.0.1 only)
         return json.loads(resp.read().decode())
 
 
-def list_nodes(dashboard: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+def list_nodes(dashboard: str, timeout: float = 5.0, *, token: str | None = None
+               ) -> list[dict[str, Any]]:
     """Nodes known to the cluster (Ray state API through the dashboard, no ``ray.init``).
 
-    ``dashboard`` is ``http://127.0.0.1:PORT``; ``timeout`` in seconds. Each entry has
+    ``dashboard`` is ``http://127.0.0.1:PORT``; ``timeout`` in seconds; ``token`` the
+    cluster's auth token (:func:`~raygym.cluster.state.read_token`). Each entry has
     ``node_id``, ``node_ip``, ``is_head_node``, ``state`` (ALIVE/DEAD), ``resources_total``
     and more.
     """
-    body = _get_json(f"{dashboard}/api/v0/nodes?limit=1000&detail=1", timeout)
+    body = _get_json(f"{dashboard}/api/v0/nodes?limit=1000&detail=1", timeout, token)
     data = body.get("data", {}).get("result", {})
     rows = data.get("result", data) if isinstance(data, dict) else data
     return list(rows or [])

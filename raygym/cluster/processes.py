@@ -27,7 +27,7 @@ except ImportError:  # Ray ships its own copy and puts it on sys.path when impor
     importlib.import_module("ray")
     import psutil
 
-from raygym.cluster.state import ClusterError, write_state
+from raygym.cluster.state import ClusterError, read_token, write_state
 
 MARKER_ENV = "RAYGYM_CLUSTER"
 
@@ -44,13 +44,32 @@ def ray_command() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def _node_env(marker: str) -> dict[str, str]:
-    from raygym.ray_runtime import QUIET_ENV
+def worker_command() -> list[str]:
+    """The launcher of a worker node (``ray start`` that joins a loopback-only head)."""
+    return [sys.executable, "-m", "raygym.cluster.loopback_worker"]
+
+
+def _node_env(marker: str, token: str, head: bool) -> dict[str, str]:
+    from raygym.ray_runtime import (
+        AUTH_MODE_ENV,
+        AUTH_TOKEN_ENV,
+        AUTH_TOKEN_PATH_ENV,
+        LOOPBACK_ENV,
+        QUIET_ENV,
+    )
 
     env = dict(os.environ)
     for key, value in QUIET_ENV.items():
         env.setdefault(key, value)
-    env["RAY_AUTH_MODE"] = "disabled"  # a token file from another run would else demand auth
+    # The cluster's own token, whatever the user's shell says. The value, not a path: Ray
+    # aborts when a token file it was given disappears while nodes still run.
+    env[AUTH_MODE_ENV] = "token"
+    env[AUTH_TOKEN_ENV] = token
+    env.pop(AUTH_TOKEN_PATH_ENV, None)
+    if head:  # a 127.0.0.1 node: every server of the head listens on loopback only
+        env[LOOPBACK_ENV] = "0"
+    else:  # set by the launcher itself, after `ray start` checked it (see loopback_worker)
+        env.pop(LOOPBACK_ENV, None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env.pop("RAY_ADDRESS", None)  # never let a node join some other cluster
     # Job entrypoints run with the head's PATH: put this interpreter's bin (raygym, python)
@@ -69,7 +88,9 @@ def launch_node(state: dict[str, Any], node: dict[str, Any], attempt: int) -> No
         fh.flush()
         popen = subprocess.Popen(node["cmd"], stdin=subprocess.DEVNULL, stdout=fh,
                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=_node_env(f"{state['cluster_id']}:{node['name']}"))
+                                 env=_node_env(f"{state['cluster_id']}:{node['name']}",
+                                               read_token(Path(state["state_dir"])),
+                                               head=node.get("role") == "head"))
     _POPENS[popen.pid] = popen
     node.update(pid=popen.pid, pgid=popen.pid, attempts=attempt,
                 create_time=psutil.Process(popen.pid).create_time())

@@ -23,14 +23,17 @@ from raygym.cluster.processes import (
     ray_command,
     reap,
     record_pids,
+    worker_command,
 )
 from raygym.cluster.state import (
     DEFAULT_STATE_DIR,
     STATE_VERSION,
     ClusterError,
     forget_cluster,
+    new_token,
     public_view,
     read_state,
+    read_token,
     write_state,
 )
 
@@ -90,6 +93,7 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
+    new_token(state_dir)  # every node and client must present it (see processes._node_env)
     tmp_root = "/tmp" if Path("/tmp").is_dir() else None
     temp_dir = tempfile.mkdtemp(prefix="raygym-", dir=tmp_root)
     cluster_id = uuid.uuid4().hex[:12]
@@ -130,7 +134,8 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
                 "role": "head" if index == 0 else "worker", "resource": resource,
                 "num_cpus": int(cpus), "log": str(logs / f"{name}.log"), "node_id": None,
                 "alive": True, "pids": {},
-                "cmd": [*ray_command(), "start", *extra, *common, "--num-cpus", str(int(cpus)),
+                "cmd": [*(worker_command() if index else ray_command()), "start", *extra,
+                        *common, "--num-cpus", str(int(cpus)),
                         "--resources", json.dumps({resource: 1})],
             }
             state["nodes"].append(node)
@@ -166,6 +171,7 @@ class _NodeExited(ClusterError):
 def _wait_for_nodes(state: dict[str, Any], count: int, deadline: float) -> None:
     """Poll the dashboard until ``count`` of our nodes are ALIVE; record their node ids."""
     wanted = {n["resource"]: n for n in state["nodes"][:count]}
+    token = read_token(Path(state["state_dir"]))
     last_err = ""
     while True:
         for node in state["nodes"][:count]:
@@ -174,7 +180,7 @@ def _wait_for_nodes(state: dict[str, Any], count: int, deadline: float) -> None:
                 raise _NodeExited(node["name"], node["log"])
         try:
             alive: dict[str, dict[str, Any]] = {}
-            for row in list_nodes(state["dashboard"], timeout=3.0):
+            for row in list_nodes(state["dashboard"], timeout=3.0, token=token):
                 if row.get("state") != "ALIVE":
                     continue
                 for res in row.get("resources_total", {}):

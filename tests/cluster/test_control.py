@@ -11,13 +11,22 @@ from typing import Any
 
 import pytest
 
-from raygym.cluster import cluster_down, cluster_up, free_port, kill_node, list_nodes, read_state
+from raygym.cluster import (
+    cluster_down,
+    cluster_up,
+    free_port,
+    kill_node,
+    list_nodes,
+    read_state,
+    read_token,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def alive_nodes(dashboard: str) -> list[dict[str, Any]]:
-    return [n for n in list_nodes(dashboard) if n.get("state") == "ALIVE"]
+def alive_nodes(dashboard: str, state_dir: Path) -> list[dict[str, Any]]:
+    return [n for n in list_nodes(dashboard, token=read_token(state_dir))
+            if n.get("state") == "ALIVE"]
 
 
 def pids_alive(pids: list[int]) -> list[int]:
@@ -52,16 +61,16 @@ def test_kill_node_then_down_stops_exactly_its_processes(tmp_path: Path) -> None
                            dashboard_port=free_port(), state_dir=state_b, timeout=100)
         pids_a, pids_b = recorded_pids(state_a), recorded_pids(state_b)
         assert not set(pids_a) & set(pids_b)
-        assert len(alive_nodes(info["dashboard"])) == 2
+        assert len(alive_nodes(info["dashboard"], state_a)) == 2
 
         worker = info["nodes"][1]
         assert kill_node(state_a, 0) >= 2  # at least its `ray start` and its raylet
         assert not pids_alive([worker["pid"], worker["raylet_pid"]])
         deadline = time.monotonic() + 60
-        while len(alive_nodes(info["dashboard"])) != 1:
+        while len(alive_nodes(info["dashboard"], state_a)) != 1:
             assert time.monotonic() < deadline, "the head never noticed the dead node"
             time.sleep(0.5)
-        assert [n["node_id"] for n in alive_nodes(info["dashboard"])] == \
+        assert [n["node_id"] for n in alive_nodes(info["dashboard"], state_a)] == \
             [info["nodes"][0]["node_id"]]
         with pytest.raises(Exception, match="no worker node 5"):
             kill_node(state_a, 5)
@@ -75,7 +84,7 @@ def test_kill_node_then_down_stops_exactly_its_processes(tmp_path: Path) -> None
 
         assert pids_alive(pids_b) == pids_b, "the other cluster was touched"
         assert decoy.poll() is None
-        assert len(alive_nodes(other["dashboard"])) == 1
+        assert len(alive_nodes(other["dashboard"], state_b)) == 1
     finally:
         cluster_down(state_dir=state_a)
         cluster_down(state_dir=state_b)

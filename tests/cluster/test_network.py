@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -14,6 +15,7 @@ import pytest
 from raygym.cluster.network import free_port, list_nodes, port_free
 
 NODES = [{"node_id": "n1", "state": "ALIVE"}, {"node_id": "n2", "state": "DEAD"}]
+TOKEN = "ab" * 32
 
 
 def test_free_ports_are_free_and_never_repeated() -> None:
@@ -27,10 +29,14 @@ def test_free_ports_are_free_and_never_repeated() -> None:
 
 
 class _Dashboard(BaseHTTPRequestHandler):
-    """Answers Ray's state API the way Ray 2.x nests it: data.result.result."""
+    """Answers Ray's state API the way Ray 2.x nests it (data.result.result), to the holder of
+    ``TOKEN`` only, as a cluster with token authentication does."""
 
     def do_GET(self) -> None:  # the name http.server calls
         assert self.path.startswith("/api/v0/nodes")
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self.send_error(401)
+            return
         body = json.dumps({"data": {"result": {"result": NODES, "total": 2}}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -53,5 +59,7 @@ def dashboard() -> Iterator[str]:
         server.server_close()
 
 
-def test_list_nodes_reads_the_state_api(dashboard: str) -> None:
-    assert list_nodes(dashboard, timeout=5.0) == NODES
+def test_list_nodes_reads_the_state_api_with_the_token(dashboard: str) -> None:
+    assert list_nodes(dashboard, timeout=5.0, token=TOKEN) == NODES
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        list_nodes(dashboard, timeout=5.0)

@@ -1,6 +1,6 @@
 """raygym.cluster.processes with plain ``sleep`` processes standing in for Ray nodes: a launched
-node carries the marker, is found by it and stopped, and an unmarked process is left alone
-(fast: no Ray)."""
+node carries the marker and the cluster's token, is found by the marker and stopped, and an
+unmarked process is left alone (fast: no Ray)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from raygym.cluster.processes import (
     MARKER_ENV,
+    _node_env,
     launch_node,
     node_processes,
     pid_alive,
     stop_processes,
 )
+from raygym.cluster.state import new_token
+from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV, LOOPBACK_ENV
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -25,6 +30,7 @@ def test_launched_node_is_found_by_its_marker_and_stopped(tmp_path: Path) -> Non
     node: dict[str, Any] = {"name": "worker_0", "cmd": SLEEPER, "log": str(tmp_path / "w.log")}
     state: dict[str, Any] = {"cluster_id": "test-cluster", "state_dir": str(tmp_path),
                              "nodes": [node]}
+    token = new_token(tmp_path)
     decoy = subprocess.Popen(SLEEPER)  # no marker: must survive
     try:
         launch_node(state, node, attempt=1)
@@ -33,7 +39,10 @@ def test_launched_node_is_found_by_its_marker_and_stopped(tmp_path: Path) -> Non
         assert "start attempt 1" in Path(node["log"]).read_text()
         found = node_processes(state, node)
         assert [p.pid for p in found] == [node["pid"]]
-        assert found[0].environ()[MARKER_ENV] == "test-cluster:worker_0"
+        env = found[0].environ()
+        assert env[MARKER_ENV] == "test-cluster:worker_0"
+        assert (env[AUTH_MODE_ENV], env[AUTH_TOKEN_ENV]) == ("token", token)
+        assert token not in " ".join(node["cmd"]) + Path(node["log"]).read_text()
         assert not pid_alive(node["pid"], node["create_time"] - 100)  # a reused pid
         assert stop_processes(found, [node["pid"]], grace=5.0) == 1
         assert not pid_alive(node["pid"])
@@ -44,3 +53,17 @@ def test_launched_node_is_found_by_its_marker_and_stopped(tmp_path: Path) -> Non
             stop_processes(node_processes(state, node), [node["pid"]], grace=None)
         decoy.kill()
         decoy.wait()
+
+
+def test_node_env_the_clusters_token_and_loopback_for_the_head_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # as if the user's shell had another cluster's settings
+    for key, value in {AUTH_MODE_ENV: "disabled", AUTH_TOKEN_PATH_ENV: "/elsewhere",
+                       LOOPBACK_ENV: "0", "RAY_ADDRESS": "10.0.0.1:6379"}.items():
+        monkeypatch.setenv(key, value)
+    head, worker = _node_env("c:head", "t" * 64, head=True), _node_env("c:w", "t" * 64, head=False)
+    for env in (head, worker):
+        assert (env[AUTH_MODE_ENV], env[AUTH_TOKEN_ENV]) == ("token", "t" * 64)
+        assert AUTH_TOKEN_PATH_ENV not in env and "RAY_ADDRESS" not in env
+    assert head[LOOPBACK_ENV] == "0"
+    assert LOOPBACK_ENV not in worker  # the launcher sets it after `ray start`'s own check

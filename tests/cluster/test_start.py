@@ -1,5 +1,6 @@
-"""raygym.cluster.start against a real local cluster: nodes, placement by node resource,
-jobs through the dashboard, refusals, and a failed start that leaves nothing behind.
+"""raygym.cluster.start against a real local cluster: nodes on 127.0.0.1 only that demand the
+cluster's token, placement by node resource (drivers joining with the token), jobs through the
+dashboard, refusals, and a failed start that leaves nothing behind.
 
 Only 127.0.0.1 addresses, ports picked free at test time, every cluster stopped in a
 ``finally``. Ray is never initialised in the pytest process (other tests own that): drivers
@@ -25,18 +26,29 @@ from raygym.cluster import (
     cluster_down,
     cluster_status,
     cluster_up,
+    driver_env,
     free_port,
     read_state,
+    read_token,
     worker_resource,
 )
+from raygym.cluster.processes import cluster_processes
+from raygym.ray_runtime import AUTH_MODE_ENV, AUTH_TOKEN_ENV, LOOPBACK_ENV
+from tests.ray_exposure import assert_loopback_only, http_status, listening
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
+# argv: address, resource to run on, "init" (plain ray.init) or "ensure_ray" (raygym's join)
 DRIVER = r"""
 import json, sys
 import ray
 
-ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+if sys.argv[3] == "ensure_ray":
+    from raygym.config import ResourcesConfig
+    from raygym.ray_runtime import ensure_ray
+    ensure_ray(ResourcesConfig(address=sys.argv[1]), progress_bars=False)
+else:
+    ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
 
 @ray.remote(num_cpus=0, resources={sys.argv[2]: 0.01})
 def where():
@@ -54,16 +66,18 @@ print("RESULT " + json.dumps({
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["RAY_AUTH_MODE"] = "disabled"
-    env.pop("RAY_ADDRESS", None)
+def token_only_env(state_dir: Path) -> dict[str, str]:
+    """A user's shell with just the cluster's token exported (no loopback variable, no
+    address): what ``raygym search --address 127.0.0.1:PORT`` must cope with."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", LOOPBACK_ENV)}
+    env.update({AUTH_MODE_ENV: "token", AUTH_TOKEN_ENV: read_token(state_dir)})
     return env
 
 
-def run_driver(address: str, resource: str) -> dict[str, Any]:
+def run_driver(address: str, resource: str, env: dict[str, str], join: str = "init"
+               ) -> dict[str, Any]:
     """Run a short Ray driver in a subprocess; return what it printed."""
-    out = subprocess.run([sys.executable, "-c", DRIVER, address, resource], env=_env(),
+    out = subprocess.run([sys.executable, "-c", DRIVER, address, resource, join], env=env,
                          capture_output=True, text=True, timeout=120)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     assert out.returncode == 0 and lines, f"driver failed:\n{out.stdout}\n{out.stderr[-3000:]}"
@@ -91,33 +105,72 @@ def test_two_nodes_and_placement_by_node_resource(cluster: tuple[Path, dict[str,
     assert head["node_id"] and worker["node_id"] and head["node_id"] != worker["node_id"]
     assert head["raylet_pid"] != worker["raylet_pid"] and head["gcs_pid"]
 
-    result = run_driver(info["address"], worker_resource(0))
+    result = run_driver(info["address"], worker_resource(0), driver_env(state_dir))
     assert result["alive"] == 2
     assert result["cpus"] == 2.0
     assert {"head", worker_resource(0)} <= set(result["resources"])
     assert result["task_node"] == worker["node_id"]  # pinned to the worker node's raylet
 
-    result = run_driver(info["address"], "head")
-    assert result["task_node"] == head["node_id"]
+    # raygym's own join (as `raygym search --address 127.0.0.1:PORT`) with only the token
+    started = time.monotonic()
+    result = run_driver(info["address"], "head", token_only_env(state_dir), join="ensure_ray")
+    assert result["task_node"] == head["node_id"] and result["alive"] == 2
+    assert time.monotonic() - started < 60  # not the 20-60 s of a retried outside address
 
     status = cluster_status(state_dir=state_dir)
     assert "worker_0" in status and "ALIVE" in status
+    assert f"RAY_AUTH_TOKEN=\"$(cat {info['token_file']})\"" in status
+    assert read_token(state_dir) not in status
+
+
+def test_loopback_only_and_refuses_a_client_without_the_token(
+        cluster: tuple[Path, dict[str, Any]]) -> None:
+    state_dir, info = cluster
+    state = read_state(state_dir)
+    assert state is not None
+    rows = listening(cluster_processes(state))
+    names = [name for name, _, _ in rows]
+    assert "gcs_server" in names and names.count("raylet") >= 2, rows  # both nodes were read
+    ports = [state["head_port"], state["dashboard_port"], state["client_port"]]
+    assert {port for _, _, port in rows} >= set(ports), rows
+    assert_loopback_only(rows, ports)
+    assert {n["node_ip"] for n in info["nodes"]} == {"127.0.0.1"}
+
+    token_file = Path(info["token_file"])
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = read_token(state_dir)
+    assert token not in (state_dir / "cluster.json").read_text()
+
+    # gRPC: this test process has no token (conftest: RAY_AUTH_MODE=disabled)
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        GcsClient(address=info["address"]).internal_kv_keys(b"", namespace=None, timeout=30)
+    # HTTP: the job and state APIs want the token; the health route does not
+    url = f"{info['dashboard']}/api/v0/nodes"
+    assert http_status(f"{info['dashboard']}/api/gcs_healthz") == 200
+    assert http_status(url) == 401
+    assert http_status(url, "0" * 64) == 403
+    assert http_status(url, token) == 200
+    assert http_status(f"{info['dashboard']}/api/jobs/") == 401
 
 
 def test_job_submission_through_the_dashboard(cluster: tuple[Path, dict[str, Any]]) -> None:
-    _, info = cluster
+    state_dir, info = cluster
     dashboard = info["dashboard"]
     ray_cli = str(Path(sys.executable).parent / "ray")
     job_id = f"raygym-test-{uuid.uuid4().hex[:8]}"
     out = subprocess.run([ray_cli, "job", "submit", "--address", dashboard, "--no-wait",
                           "--submission-id", job_id, "--",
                           "python", "-c", "print('job says', 6 * 7)"],
-                         env=_env(), capture_output=True, text=True, timeout=60)
+                         env=driver_env(state_dir), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
     from ray.job_submission import JobStatus, JobSubmissionClient  # HTTP only, no ray.init
 
-    client = JobSubmissionClient(dashboard)
+    client = JobSubmissionClient(
+        dashboard, headers={"Authorization": f"Bearer {read_token(state_dir)}"})
     deadline = time.monotonic() + 90
     while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED,
                                                             JobStatus.FAILED,

@@ -1,4 +1,5 @@
-"""raygym.cluster.state: the cluster.json record (fast: nothing is started)."""
+"""raygym.cluster.state: the cluster.json record and the token file (fast: nothing is
+started)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from raygym.cluster.state import (
     ClusterError,
     cluster_info,
     forget_cluster,
+    new_token,
     public_view,
     read_state,
+    read_token,
+    token_path,
     write_state,
 )
 
@@ -43,6 +47,7 @@ def test_unreadable_state_says_what_to_do(tmp_path: Path) -> None:
 def test_public_view_leaves_out_bookkeeping(tmp_path: Path) -> None:
     view = public_view(make_state(tmp_path, tmp_path / "t"))
     assert view["state_file"] == str(tmp_path / STATE_FILE)
+    assert view["token_file"] == str(token_path(tmp_path))
     assert view["nodes"] == [{"name": "head", "role": "head", "pid": 7, "log": "head.log"}]
 
 
@@ -62,3 +67,16 @@ def test_forget_cluster_removes_only_its_own_folder(tmp_path: Path) -> None:
         forget_cluster(tmp_path, make_state(tmp_path, folder), keep_temp=keep)
         assert read_state(tmp_path) is None
     assert not ours.exists() and other.exists() and kept.exists()
+
+
+def test_a_new_token_per_cluster_readable_by_its_user_only(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="no cluster auth token"):
+        read_token(tmp_path)
+    token_path(tmp_path).write_text("old")
+    token_path(tmp_path).chmod(0o644)  # a looser file left behind is replaced, not reused
+    token = new_token(tmp_path)
+    assert len(token) == 64 and int(token, 16) >= 0
+    assert read_token(tmp_path) == token != new_token(tmp_path)
+    assert token_path(tmp_path).stat().st_mode & 0o777 == 0o600
+    forget_cluster(tmp_path, make_state(tmp_path, tmp_path / "t"))
+    assert not token_path(tmp_path).exists()
