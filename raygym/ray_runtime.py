@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from raygym.config import ResourcesConfig
+from raygym.errors import RaygymError
 
 QUIET_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -78,9 +79,7 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                               "configure_logging": True}
     if address:
-        join = loopback_node() if _loopback_only(address) else contextlib.nullcontext()
-        with join:
-            ray.init(address=address, **kwargs)
+        _join(address, kwargs)
         return True
     token = use_session_token()
     with loopback_node():
@@ -146,6 +145,30 @@ def loopback_node() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(LOOPBACK_ENV, None)
+
+
+def _join(address: str, kwargs: dict[str, Any]) -> None:
+    """``ray.init(address)``, as a 127.0.0.1 node where the cluster listens there only; a
+    refused token becomes one line that says where to get it (Ray's own error is a ~50-line
+    traceback after 20 s of retries)."""
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    join = loopback_node() if _loopback_only(address) else contextlib.nullcontext()
+    try:
+        with join:
+            ray.init(address=address, **kwargs)
+    except ConnectionError as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, AuthenticationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise RaygymError(f"the Ray cluster at {address} refused this driver's auth token",
+                          key="resources.address",
+                          fix=f"export its token ({AUTH_MODE_ENV}=token and {AUTH_TOKEN_ENV}); "
+                              "for `raygym cluster up`: the export line of "
+                              "`raygym cluster status`") from err
 
 
 def _loopback_only(address: str) -> bool:

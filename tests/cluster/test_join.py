@@ -1,0 +1,69 @@
+"""Joining a cluster with ``ensure_ray``: which addresses are joined as a 127.0.0.1 node (a
+loopback-only Ray such as ``raygym cluster up`` starts), and the one-line refusal without the
+cluster's token (fast: real sockets, no Ray cluster; the real join is in test_start.py)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from raygym import ray_runtime
+from raygym.config import ResourcesConfig
+from raygym.errors import RaygymError
+
+
+@pytest.fixture
+def listener(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A TCP port listening on ``request.param`` (127.0.0.1, or every interface)."""
+    with socket.socket() as s:
+        s.bind((request.param, 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("listener", ["127.0.0.1"], indirect=True)
+def test_a_loopback_only_ray_is_joined_as_a_loopback_node(
+        listener: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ray_runtime._loopback_only(f"127.0.0.1:{listener}")
+    assert ray_runtime._loopback_only(f"localhost:{listener}")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{listener}")  # as inside a Ray job
+    assert ray_runtime._loopback_only("auto")
+
+
+@pytest.mark.parametrize("listener", [""], indirect=True)
+def test_other_addresses_are_joined_as_ray_would(listener: int) -> None:
+    outside = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+               if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if outside:  # on every interface (a plain `ray start --head`): Ray's own rewrite works
+        assert not ray_runtime._loopback_only(f"127.0.0.1:{listener}")
+    assert not ray_runtime._loopback_only(f"10.9.8.7:{listener}")
+    assert not ray_runtime._loopback_only(f"ray://127.0.0.1:{listener}")
+    assert not ray_runtime._loopback_only("127.0.0.1:1")  # nothing there
+
+
+def test_a_refused_token_is_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    def refuse(**_: Any) -> None:  # as Ray 2.60 does, after 20 s of retries
+        try:
+            raise AuthenticationError("RPC error: InvalidAuthToken")
+        except AuthenticationError as err:
+            raise ConnectionError("Failed to connect to Ray cluster") from err
+
+    def down(**_: Any) -> None:
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RaygymError, match="refused this driver's auth token") as info:
+        ray_runtime.ensure_ray(ResourcesConfig(address="10.9.8.7:6390"))
+    assert "raygym cluster status" in str(info.value) and "\n" not in str(info.value)
+
+    monkeypatch.setattr(ray, "init", down)
+    with pytest.raises(ConnectionError, match="down"):  # other failures stay Ray's own
+        ray_runtime.ensure_ray(ResourcesConfig(address="10.9.8.7:6390"))
