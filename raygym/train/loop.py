@@ -32,6 +32,7 @@ from raygym.inference.runtime import (
     uses_channels_last,
 )
 from raygym.train.contract import DIVERGED, RUNNING, StopReason, kept_scores, rung_scores
+from raygym.train.prefetch import prefetch
 from raygym.train.throughput import ThroughputMeter, synchronize
 
 
@@ -289,6 +290,11 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     precision, why = explain_precision(t.precision, device)
     _say_once(f"precision {precision} on {device.type}: {why}")
     meter = ThroughputMeter(device, precision)
+
+    def layout(batch: Batch) -> Batch:
+        """NHWC input made in the prefetch thread: ``logits`` then has no copy left to do."""
+        x, y = batch
+        return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
     channels_last = uses_channels_last(config)
     model = to_layout(model, channels_last)
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
@@ -316,7 +322,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         model.train()
         tick = time.perf_counter()
         loss_sum, n_images = 0.0, 0
-        for x, y in source.train_batches(epoch):
+        # the next batch is standardised (and laid out) by a thread while this one trains
+        for x, y in prefetch(source.train_batches(epoch), prepare=layout):
             meter.observe(model, x)
             y = y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -338,7 +345,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             if on_epoch:
                 on_epoch(metrics, write_checkpoint)
             break
-        val = evaluate_model(model, source.val_batches(), loss_fn, card.num_classes, device,
+        val = evaluate_model(model, prefetch(source.val_batches(), prepare=layout), loss_fn, card.num_classes, device,
                              precision, channels_last, card.classes)
         val_loss = val.pop("loss")
         improved = val_loss < state.best_val_loss - 1e-12
