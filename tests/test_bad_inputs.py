@@ -90,6 +90,14 @@ def _dataset_without_val(i: Inputs) -> str:
     return path
 
 
+def _search_with_record(i: Inputs, record: str) -> str:
+    """A search config whose results folder holds ``record`` as its ``search.json``."""
+    results = i.dir / "results"
+    _write(results / str(i.sections["name"]) / "search.json", record)
+    return _config(i, model={"filters": {"choice": [2, 4]}},
+                   search={"results_dir": str(results)})
+
+
 def _rgba(path: Path) -> Path:
     """A 32 x 32 RGBA PNG: 4 bands, as the tiny model expects."""
     import numpy as np
@@ -147,6 +155,49 @@ CASES = [
     Case("config-space-for-prepare",
          lambda i: ["prepare", _config(i, model={"filters": {"choice": [2, 4]}})],
          ("model.filters",)),
+    Case("cosine-warmup-longer-than-the-run",
+         lambda i: ["train", _config(i, train={"lr_schedule": "cosine", "max_epochs": 12,
+                                               "rampup_epochs": 20})],
+         ("train.rampup_epochs", "max_epochs 12", "at most 12")),
+    Case("gym-warmup-longer-than-the-run",
+         lambda i: ["train", _config(i), "--set", "train.rampup_epochs=5"],
+         ("train.rampup_epochs", "rampup_epochs 5", "max_epochs 2")),
+    Case("search-cosine-shortest-run-shorter-than-warmup",
+         lambda i: ["search", _config(i, train={"lr_schedule": "cosine", "rampup_epochs": 20,
+                                                "max_epochs": {"choice": [40, 5]}})],
+         ("train.max_epochs", "candidate 5", "rampup_epochs 20")),
+    Case("search-worst-case-of-two-searched-keys",
+         lambda i: ["search", _config(i, train={"max_epochs": {"choice": [30, 4]},
+                                                "rampup_epochs": {"choice": [1, 10]}})],
+         ("worst case", "train.max_epochs 4", "train.rampup_epochs 10")),
+    Case("class-weights-negative",
+         lambda i: ["train", _config(i, loss={"class_weights": [1, -1, 1, 1]})],
+         ("loss.class_weights", "-1", ">= 0")),
+    Case("class-weights-wrong-length",
+         lambda i: ["train", _config(i, loss={"class_weights": [1.0, 2.0]})],
+         ("loss.class_weights", "2 weights", "4 classes")),
+    Case("class-weights-all-zero",
+         lambda i: ["prepare", _config(i, loss={"class_weights": [0, 0, 0, 0]})],
+         ("loss.class_weights", "every weight is 0")),
+    Case("search-class-weights-wrong-length",
+         lambda i: ["search", _config(i, loss={"class_weights": {"grid": [None, [1.0, 2.0]]}})],
+         ("loss.class_weights", "2 weights", "4 classes")),
+    Case("loss-weights-all-zero", lambda i: ["train", _config(i, loss={"name": {"dice": 0}})],
+         ("loss.name", "every weight is 0")),
+    Case("loss-weight-negative",
+         lambda i: ["train", _config(i, loss={"name": {"dice": 1, "cce": -0.5}})],
+         ("loss.name", "cce", ">= 0")),
+    Case("lovasz-with-class-weights",
+         lambda i: ["train", _config(i, loss={"name": "lovasz", "class_weights": [1, 1, 1, 1]})],
+         ("loss.class_weights", "lovasz")),
+    Case("points-to-evaluate-typo",
+         lambda i: ["search", _config(i, train={"max_lr": {"loguniform": [1e-4, 1e-2]}},
+                                      search={"points_to_evaluate": [{"train.max_rl": 1e-3}]})],
+         ("search.points_to_evaluate.0", "train.max_rl", "did you mean 'train.max_lr'")),
+    Case("points-to-evaluate-bad-value",
+         lambda i: ["search", _config(i, train={"max_lr": {"loguniform": [1e-4, 1e-2]}},
+                                      search={"points_to_evaluate": [{"train.max_lr": -1}]})],
+         ("search.points_to_evaluate.0", "-1")),
     # --------------------------------------------------------------------- runs
     Case("train-resume-with-other-settings",
          lambda i: ["train", _config(i, train={"max_lr": 0.002}), "--resume",
@@ -159,6 +210,12 @@ CASES = [
          lambda i: ["report", str(write_bare_leaderboard(i.dir / "results")),
                     "--out", str(_write(i.dir / "here" / "report" / "notes.txt", "mine")
                                  .parent.parent)], ("not a raygym report", "--out")),
+    Case("search-resume-truncated-record",
+         lambda i: ["search", _search_with_record(i, '{"name": "demo_test", "spa'), "--resume"],
+         ("search.json", "damaged", "backup")),
+    Case("search-resume-record-not-a-mapping",
+         lambda i: ["search", _search_with_record(i, "[1, 2]"), "--resume"],
+         ("search.json", "damaged")),
     # ---------------------------------------------------------------- artifacts
     Case("evaluate-not-an-artifact", lambda i: ["evaluate", str(_write(i.dir / "m" / "x", ""))],
          ("model",)),

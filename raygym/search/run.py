@@ -179,7 +179,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         if not (out / SEARCH_JSON).exists():
             raise DataError("nothing to resume: no search.json", file=out,
                             fix="run without --resume to start the search")
-        saved = json.loads((out / SEARCH_JSON).read_text())
+        saved = read_search_json(out)
         if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
                 "config_fingerprint") != _resume_fingerprint(config):
             raise DataError("this results folder holds a search of a different space/config; "
@@ -240,6 +240,23 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         raise RaygymError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def read_search_json(out: Path) -> dict[str, Any]:
+    """The ``search.json`` of the results folder ``out``; a damaged one (a truncated write, an
+    edit) is refused with one line, before anything is changed."""
+    path = out / SEARCH_JSON
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        saved = err
+    if not isinstance(saved, dict) or not isinstance(saved.get("space_fingerprint"), str):
+        what = f"{type(saved).__name__}: {saved}" if isinstance(saved, Exception) else (
+            "no space fingerprint in it")
+        raise DataError(f"cannot resume: the search record is damaged ({what})", file=path,
+                        fix="restore search.json from a backup, or start a new search under "
+                        "another `name` (this folder is left as it is)")
+    return saved
 
 
 def _print_replay(verdict: dict[str, Any], console: Console) -> None:

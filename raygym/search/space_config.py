@@ -14,6 +14,7 @@ on the validated config with :func:`apply_params`.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import math
@@ -38,6 +39,10 @@ DIST_KINDS: tuple[DistKind, ...] = get_args(DistKind)
 # Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
 # per trial (a different target size would need a different prepared dataset).
 FIXED_PREFIXES = ("name", "data", "search", "resources", "train.output_dir")
+# Searched keys whose extremes, taken together, make the trial that breaks a cross-key rule
+# first: the shortest run with the longest warm-up. Each candidate alone is validated only
+# against the other keys' first candidates.
+WORST_CASE = {"train.max_epochs": min, "train.rampup_epochs": max}
 
 
 class Distribution(BaseModel):
@@ -278,14 +283,53 @@ def load_experiment(
     config = validate_experiment(fixed, file)
     for dist in space:
         for value in dist.candidates():
-            trial = copy.deepcopy(fixed)
-            set_path(trial, dist.path, value)
-            try:
-                validate_experiment(trial, file)
-            except ConfigError as err:
-                raise ConfigError(f"candidate {value!r}: {err.message}", file=file,
-                                  key=dist.path) from None
+            _validate_trial(fixed, {dist.path: value}, f"candidate {value!r}", file, dist.path)
+    _check_worst_case(fixed, space, file)
+    _check_points(config, fixed, space, file)
     return config, space
+
+
+def _validate_trial(fixed: dict[str, Any], values: Mapping[str, Any], what: str, file: str,
+                    key: str, fix: str | None = None) -> None:
+    """Validate ``fixed`` with dotted ``values`` set; an error names ``key`` (the searched key
+    or point at fault) and starts with ``what``."""
+    trial = copy.deepcopy(fixed)
+    for path, value in values.items():
+        set_path(trial, path, value)
+    try:
+        validate_experiment(trial, file)
+    except ConfigError as err:
+        raise ConfigError(f"{what}: {err.message}", file=file, key=key,
+                          fix=fix or err.fix) from None
+
+
+def _check_worst_case(fixed: dict[str, Any], space: SearchSpace, file: str) -> None:
+    """Validate the shortest run with the longest warm-up the space can draw, under each
+    schedule it can draw."""
+    extremes = {d.path: WORST_CASE[d.path](d.candidates()) for d in space if d.path in WORST_CASE}
+    if not extremes:
+        return
+    schedules = next((d.candidates() for d in space if d.path == "train.lr_schedule"), [None])
+    for schedule in schedules:
+        values = {**extremes, **({"train.lr_schedule": schedule} if schedule else {})}
+        what = "the space's worst case (" + ", ".join(f"{k} {v}" for k, v in values.items()) + ")"
+        _validate_trial(fixed, values, what, file, next(iter(extremes)))
+
+
+def _check_points(config: ExperimentConfig, fixed: dict[str, Any], space: SearchSpace,
+                  file: str) -> None:
+    """Each of ``search.points_to_evaluate`` names searched keys only, with valid values."""
+    keys = space.paths()
+    for i, point in enumerate(config.search.points_to_evaluate):
+        where = f"search.points_to_evaluate.{i}"
+        for name in point:
+            if name not in keys:
+                hint = difflib.get_close_matches(name, keys, n=1)
+                did = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ConfigError(f"'{name}' is not a searched key{did}", file=file, key=where,
+                                  fix="name keys of the space: " + (", ".join(keys) or "none"))
+        _validate_trial(fixed, point, f"point {point}", file, where,
+                        fix="give each key a value its distribution can draw")
 
 
 def require_fixed(space: SearchSpace, command: str, file: str) -> None:

@@ -12,8 +12,10 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the config imports warmup_problem: loading a YAML must not import torch
+    import torch
 
 __all__ = [
     "SCHEDULES",
@@ -22,6 +24,7 @@ __all__ = [
     "cosine_lr",
     "ramp_sustain_decay_lr",
     "set_lr",
+    "warmup_problem",
 ]
 
 
@@ -136,6 +139,24 @@ def build_lr_schedule(name: str, **params: float) -> Callable[[int], float]:
     schedule = functools.partial(fn, **params)
     schedule(0)  # validates values (raises ValueError)
     return schedule
+
+
+def warmup_problem(lr_schedule: str, max_epochs: int, rampup_epochs: int) -> str | None:
+    """Why a warm-up of ``rampup_epochs`` (epochs) does not fit a run of ``max_epochs``
+    (epochs) under ``lr_schedule`` (``train.lr_schedule``), with the fix; None when it fits.
+
+    ``cosine`` needs ``rampup_epochs <= max_epochs`` (:func:`cosine_lr` raises otherwise, in
+    every trial). ``gym`` runs with any ramp, but a ramp longer than the run never reaches
+    ``max_lr``: the searched or configured peak is never used, so the same bound applies.
+    ``constant`` has no warm-up.
+    """
+    if lr_schedule == "constant" or rampup_epochs <= max_epochs:
+        return None
+    shorter = max(1, max_epochs // 5)  # Gym's proportion: a 20-epoch ramp in 100 epochs
+    return (f"rampup_epochs {rampup_epochs} is longer than max_epochs {max_epochs}: the "
+            f"{lr_schedule} schedule's warm-up would not end before training does (fix: "
+            f"set train.rampup_epochs to at most {max_epochs}, e.g. {shorter}, or "
+            f"train.max_epochs to at least {rampup_epochs})")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -46,5 +46,5 @@ def test_default_grace_period_is_the_first_epoch_after_the_ramp_up() -> None:
     assert validate_experiment(raw).search.grace_period == 21
     raw["train"]["lr_schedule"] = "constant"
     assert validate_experiment(raw).search.grace_period == 2
-    raw["train"].update(lr_schedule="gym", rampup_epochs=50, max_epochs=30)
+    raw["train"].update(lr_schedule="gym", rampup_epochs=30, max_epochs=30)
     assert validate_experiment(raw).search.grace_period == 30  # never past max_epochs

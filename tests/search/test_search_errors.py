@@ -45,9 +45,8 @@ def _sections(base: dict[str, Any], **search: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def failing_search(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
                    base_sections: dict[str, Any]) -> tuple[Path, Path]:
-    """A 2-point grid; one point has 2 class weights for 4 classes: valid YAML and schema
-    (the class count is only known from the prepared dataset), fails when the trial builds its
-    loss. Tune's storage is a ``file://`` URI, as a remote store (``s3://``) is named: the
+    """A 2-point grid; one point's learning rate (1e30, constant schedule) is valid input but
+    makes the loss NaN in the first epoch, so the trial fails at run time. Tune's storage is a ``file://`` URI, as a remote store (``s3://``) is named: the
     best model is exported from Tune's checkpoint through ``Checkpoint.to_directory``.
     Returns (space file, results folder)."""
     tmp = tmp_path_factory.mktemp("failing")
@@ -55,8 +54,8 @@ def failing_search(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
                   max_failures=0, storage_path=(tmp / "tune").as_uri())
     s["name"] = "s2_failing"
     s["model"] = {"arch": "gym_unet", "filters": 2, "kernel": 3}
-    s["loss"] = {"name": "cce", "class_weights": {"grid": [None, [1.0, 2.0]]}}
-    s["train"].update(max_epochs=1, max_lr=1e-3)
+    s["loss"] = {"name": "cce"}
+    s["train"].update(max_epochs=1, lr_schedule="constant", max_lr={"grid": [1e-3, 1e30]})
     space = write_space(tmp / "failing.yaml", s)
     code, _ = run_cli(["search", str(space)])
     assert code == 0, "one good trial: the search finishes"
@@ -73,9 +72,9 @@ def test_failed_trial_is_marked_with_its_error(failing_search: tuple[Path, Path]
     assert len(failed) == 1 and len(ok) == 1
     assert ok[0]["status"] == "completed" and ok[0]["rank"] == "1", "failed trials rank last"
     err = failed[0]["error"]
-    assert "class_weights" in err and "2 weights" in err and "4 classes" in err, err
+    assert "NaN/inf" in err and "train.max_lr" in err, err
     assert "\n" not in err
-    assert failed[0]["loss.class_weights"] == json.dumps([1.0, 2.0])
+    assert float(failed[0]["train.max_lr"]) == 1e30
     assert not failed[0]["best_val_mean_iou"]
     md = (out / "leaderboard.md").read_text()
     assert "## Failed trials" in md and failed[0]["trial_id"] in md
@@ -89,7 +88,7 @@ def test_failed_trial_is_marked_with_its_error(failing_search: tuple[Path, Path]
 def test_resume_with_a_different_space_is_refused(failing_search: tuple[Path, Path],
                                                   capsys: pytest.CaptureFixture) -> None:
     space, out = failing_search
-    text = space.read_text().replace("- 1.0\n", "- 3.0\n")  # same name, other grid point
+    text = space.read_text().replace("- 0.001\n", "- 0.002\n")  # same name, other grid point
     assert text != space.read_text()
     other = space.with_name("other.yaml")
     other.write_text(text)

@@ -78,3 +78,19 @@ def test_set_lr_updates_every_param_group() -> None:
     fn = build_lr_schedule("gym", **GYM)
     set_lr(opt, fn(10))
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([fn(10), fn(10)])
+
+
+def test_warmup_problem_is_what_the_schedules_need() -> None:
+    from raygym.train.schedule import warmup_problem
+
+    # cosine_lr raises past this bound; the config refuses the same bound when it loads
+    assert warmup_problem("cosine", 12, 12) is None
+    cosine_lr(11, max_lr=1.0, min_lr=0.0, max_epochs=12, warmup_epochs=12)
+    problem = warmup_problem("cosine", 12, 20)
+    assert problem is not None and "at most 12" in problem and "at least 20" in problem
+    with pytest.raises(ValueError, match="warmup_epochs <= max_epochs"):
+        cosine_lr(0, max_lr=1.0, min_lr=0.0, max_epochs=12, warmup_epochs=20)
+    # gym would run, but a 20-epoch ramp in 12 epochs never reaches max_lr
+    assert ramp_sustain_decay_lr(11, **GYM) < 0.6 * GYM["max_lr"]
+    assert warmup_problem("gym", 12, 20) is not None
+    assert warmup_problem("constant", 1, 20) is None
