@@ -1,12 +1,14 @@
 """Reading imagery and labels: PNG / JPEG with Pillow, TIFF / GeoTIFF with rasterio.
 
 Images come back as ``(H, W, C)`` uint8 or uint16 arrays, labels as ``(H, W)`` integer arrays.
-Every failure is a :class:`~raygym.errors.DataError` that names the file.
+Every failure is a :class:`~raygym.errors.DataError` that names the file. Training data asks
+for nodata as NaN (:func:`read_image` with ``nodata_to_nan``; see :func:`nodata_mask`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ class ImageHeader:
     width: int
     bands: int
     dtype: str
+    nodata: bool = False  # a GeoTIFF that declares a nodata value for some band
 
 
 # Pillow modes decoded to another mode, so that the bands a header promises are the bands
@@ -74,7 +77,8 @@ def read_header(path: Path) -> ImageHeader:
             import rasterio
 
             with rasterio.open(path) as src:
-                return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0])
+                return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0],
+                                   nodata=any(v is not None for v in src.nodatavals))
         with Image.open(path) as im:
             bands = decoded_bands(im.mode)
             wide = im.mode in ("I;16", "I;16B", "I") or _is_16bit_colour_png(im)
@@ -88,14 +92,42 @@ def read_header(path: Path) -> ImageHeader:
                         fix="replace or remove the file") from None
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode ``path`` to ``(H, W, C)`` uint8/uint16 (float rasters are kept as float32)."""
+def nodata_mask(bands: np.ndarray, nodatavals: Sequence[float | None]) -> np.ndarray:
+    """``(H, W)`` bool, True at nodata pixels of ``(C, H, W)`` ``bands``: NaN in any band, or
+    every band that declares a nodata value (rasterio's ``src.nodatavals``) holding it, as
+    GDAL's dataset mask reads it (an RGB with nodata 0 keeps its pixels that are 0 in one band
+    only, e.g. dark water)."""
+    mask = np.zeros(bands.shape[1:], dtype=bool)
+    if bands.dtype.kind == "f":
+        mask |= np.isnan(bands).any(axis=0)
+    declared = [(b, v) for b, v in enumerate(nodatavals) if v is not None]
+    if declared:
+        same = np.ones(bands.shape[1:], dtype=bool)
+        for b, value in declared:
+            # a NaN nodata value equals nothing: NaN pixels are masked above
+            same &= bands[b] == value
+        mask |= same
+    return mask
+
+
+def read_image(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
+    """Decode ``path`` to ``(H, W, C)`` uint8/uint16 (float rasters are kept as float32).
+
+    ``nodata_to_nan`` (training data): a GeoTIFF's nodata pixels (:func:`nodata_mask`) become
+    NaN in every band, the array float32 when it has any; an image with no other pixel is
+    refused. Without it (prediction) pixels come back as stored.
+    """
+    mask: np.ndarray | None = None
+    nodatavals: Sequence[float | None] = ()
     try:
         if path.suffix.lower() in _TIFF:
             import rasterio
 
             with rasterio.open(path) as src:
                 arr = src.read()  # (C, H, W)
+                nodatavals = src.nodatavals
+            if nodata_to_nan:  # on the stored values, before any cast
+                mask = nodata_mask(arr, nodatavals)
             arr = np.moveaxis(arr, 0, -1)
             if arr.dtype not in (np.uint8, np.uint16):
                 # Signed / 32-bit ints become uint16 only where that is lossless (e.g. class ids
@@ -125,12 +157,29 @@ def read_image(path: Path) -> np.ndarray:
         arr = arr.astype(np.uint16)
     elif arr.dtype not in (np.uint8, np.uint16):
         arr = arr.astype(np.float32)
+    if mask is not None and mask.any():
+        arr = _nodata_as_nan(arr, mask, nodatavals, path)
     return np.ascontiguousarray(arr)
 
 
-def read_single_band(path: Path) -> np.ndarray:
-    """An extra-band file: ``(H, W, 1)``; a greyscale saved as RGB is accepted (equal channels)."""
-    arr = read_image(path)
+def _nodata_as_nan(arr: np.ndarray, mask: np.ndarray, nodatavals: Sequence[float | None],
+                   path: Path) -> np.ndarray:
+    """Float32 ``(H, W, C)`` ``arr`` with the pixels of the ``(H, W)`` ``mask`` NaN; a mask of
+    every pixel is refused."""
+    if mask.all():
+        declared = sorted({v for v in nodatavals if v is not None})
+        what = "NaN" + "".join(f" or {v:g}" for v in declared)
+        raise DataError(f"every pixel is nodata ({what}): nothing to train on", file=path,
+                        fix="remove this scene, or correct the raster's nodata value")
+    out = arr.astype(np.float32)
+    out[mask] = np.nan
+    return out
+
+
+def read_single_band(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
+    """An extra-band file: ``(H, W, 1)``; a greyscale saved as RGB is accepted (equal channels).
+    ``nodata_to_nan``: as :func:`read_image`."""
+    arr = read_image(path, nodata_to_nan=nodata_to_nan)
     if arr.shape[2] == 1:
         return arr
     if arr.shape[2] in (3, 4) and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(

@@ -90,7 +90,8 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str]:
                 )
         bands = heads[0].bands + len(heads) - 1
         for h in heads:
-            stored = _storage_dtype(h.dtype)
+            # nodata pixels are stored as NaN (standardisation leaves them out): float32
+            stored = "float32" if h.nodata else _storage_dtype(h.dtype)
             if _DTYPE_RANK[stored] > _DTYPE_RANK[dtype]:
                 dtype = stored
         bands_seen.setdefault(bands, heads[0].path)
@@ -129,6 +130,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
         out = []
         for c, img, lab in scenes:
             img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
+            lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
             out.append(_row(row, c, img, lab.astype(np.uint8), valid, len(data.classes),
                             changed if c == 0 else {}))
         return out
@@ -148,7 +150,8 @@ def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     from raygym.data.labels import LabelValueError, apply_remap, decode_palette
 
     paths = [Path(p) for p in row["images"]]
-    parts = [read_image(paths[0])] + [read_single_band(p) for p in paths[1:]]
+    parts = ([read_image(paths[0], nodata_to_nan=True)]
+             + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
     image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
     if image.shape[2] != int(row["bands"]):  # the headers promised what every scene must have
         raise DataError(f"decoded to {image.shape[2]} bands but the file headers promise "
@@ -184,7 +187,25 @@ def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     if label.shape != image.shape[:2]:
         raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
                         file=label_path)
-    return image, label.astype(np.uint8), changed
+    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
+        # each file has data (read_image refuses an empty one) but never at the same pixel
+        raise DataError("every pixel is nodata in one band file or another: nothing to train "
+                        "on", file=paths[0], fix="remove this scene, or correct the nodata "
+                        "values of its band files")
+    return image, ignore_nodata(image, label.astype(np.uint8)), changed
+
+
+def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``(H, W)`` ``label`` with the ignore index where the ``(H, W, C)`` float ``image`` is
+    nodata (NaN / inf in any band), so the loss and the metrics skip those pixels."""
+    if image.dtype.kind != "f":
+        return label
+    nodata = ~np.isfinite(image).all(axis=2)
+    if not nodata.any():
+        return label
+    out = label.copy()
+    out[nodata] = IGNORE_INDEX
+    return out
 
 
 def _row(row: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
@@ -253,7 +274,9 @@ def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]],
                 return ""
             if (row["key"], row["copy"]) in wanted:
                 rows[(row["key"], row["copy"])] = row
-    shown = [(k, c, rows[(k, c)]["image"], rows[(k, c)]["label"]) for k, c in picks]
+    # nodata (NaN) shown as 0: the preview's percentile stretch needs numbers
+    shown = [(k, c, np.nan_to_num(rows[(k, c)]["image"]), rows[(k, c)]["label"])
+             for k, c in picks]
     return str(render_preview(Path(path), shown, list(data.classes), title))
 
 

@@ -129,7 +129,10 @@ def standardize(image: np.ndarray, valid_hw: tuple[int, int] | None = None) -> n
     ``(x - mean) / max(std, 1 / sqrt(h * w))`` with mean and std over the valid region
     ``image[:h, :w]`` (all bands pooled); the ``max`` guards flat images against division by ~0.
     Pixels outside the valid region (padding) are set to 0, i.e. to the mean, so they carry no
-    signal. Used identically at training load time and at prediction.
+    signal. Nodata pixels of a float image (NaN or inf in any band: prepare writes a raster's
+    nodata as NaN, see :func:`raygym.data.io.read_image`) are left out of the statistics (h * w
+    becomes their count) and set to 0 too; their labels are the ignore index. Used identically
+    at training load time and at prediction.
 
     Args:
         image: ``(H, W, C)`` uint8, uint16 or float array (raw digital numbers).
@@ -146,9 +149,19 @@ def standardize(image: np.ndarray, valid_hw: tuple[int, int] | None = None) -> n
     if not (1 <= h <= big_h and 1 <= w <= big_w):
         raise ValueError(f"valid_hw {(h, w)} outside image size {(big_h, big_w)}")
     valid = image[:h, :w].astype(np.float64)  # float64 sums: uint16 images overflow float32 precision
-    mean = float(valid.mean())
-    std = float(valid.std())
-    denom = max(std, 1.0 / math.sqrt(h * w))
     out = np.zeros(image.shape, dtype=np.float32)
-    out[:h, :w] = ((valid - mean) / denom).astype(np.float32)
+    data = np.isfinite(valid).all(axis=2) if image.dtype.kind == "f" else None
+    if data is None or data.all():
+        pixels, count = valid, h * w
+    else:
+        pixels, count = valid[data], int(data.sum())
+        if not count:  # an augmented copy cut from nodata alone: nothing to standardise
+            return out
+    mean = float(pixels.mean())
+    std = float(pixels.std())
+    denom = max(std, 1.0 / math.sqrt(count))
+    scaled = ((valid - mean) / denom).astype(np.float32)
+    if data is not None:
+        scaled[~data] = 0.0
+    out[:h, :w] = scaled
     return out
