@@ -7,12 +7,21 @@ authentication (and optuna-dashboard can delete studies), so another host addres
 that is taken moves to the next free one (and says so). The Ray dashboard's address is printed
 too when a Ray cluster answers on 127.0.0.1:8265. Ctrl-C stops both children.
 
+The children die with this process however it ends: Ctrl-C, SIGTERM, SIGHUP and a normal exit
+stop them (signal handlers, ``atexit``); on Linux the kernel sends them SIGTERM when this
+process is killed outright (``PR_SET_PDEATHSIG``, which follows the thread that started
+them: call :func:`start_dashboards` from one that lives as long as they should). ``raygym-dashboard-*/dashboard.json`` in
+the temp folder is the pidfile (this process, its children, the URLs); the next start sweeps
+the folders of dashboards that are gone and the children they left behind (elsewhere than
+Linux, where SIGKILL leaves them running).
+
 :func:`start_dashboards` is the library function (tests use it); :func:`serve_dashboards` is the
 CLI's blocking loop around it.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import json
@@ -35,6 +44,8 @@ from raygym.errors import DataError, RaygymError
 RAY_DASHBOARD = "http://127.0.0.1:8265"
 PORT_TRIES = 50
 START_TIMEOUT_S = 60.0
+TEMP_PREFIX = "raygym-dashboard-"
+PIDFILE = "dashboard.json"
 
 
 @dataclass
@@ -55,6 +66,11 @@ class DashboardHandles:
     notes: list[str] = field(default_factory=list)
     children: list[_Child] = field(default_factory=list)
     log_dir: Path | None = None
+
+    @property
+    def pidfile(self) -> Path | None:
+        """``dashboard.json`` (this process's pid, its children's, the URLs) while running."""
+        return self.log_dir / PIDFILE if self.log_dir is not None else None
 
     def alive(self) -> dict[str, bool]:
         """Name -> whether that child process is still running."""
@@ -85,6 +101,7 @@ class DashboardHandles:
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None
+        atexit.unregister(self.stop)
 
     def __enter__(self) -> DashboardHandles:
         return self
@@ -212,6 +229,70 @@ def optuna_storage(results: Path) -> str | None:
     return f"sqlite:///{db.resolve()}" if db.is_file() else None
 
 
+def _die_with_parent() -> Any:
+    """Linux: a ``preexec_fn`` that makes the child get SIGTERM when this process dies, even
+    by SIGKILL, when no handler of ours can run; None elsewhere. libc is loaded here, before
+    the fork: the child only calls into it."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, pr_set_pdeathsig = os.getpid(), 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return arm
+
+
+def _write_pidfile(handles: DashboardHandles, results: Path) -> None:
+    from raygym.atomic import write_text_atomic
+
+    if handles.pidfile is not None:
+        write_text_atomic(handles.pidfile, json.dumps({
+            "pid": os.getpid(), "results": str(results), "urls": handles.urls,
+            "children": {c.name: c.proc.pid for c in handles.children}}))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale(temp: Path | None = None) -> list[Path]:
+    """Remove the temp folders of dashboards whose process is gone, first stopping the
+    children they left (a child is signalled only while its command line still names the
+    dashboard it was, so a reused pid is never hit); returns the folders removed."""
+    removed = []
+    for folder in Path(temp or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            info = json.loads((folder / PIDFILE).read_text())
+            owner, children = int(info["pid"]), dict(info["children"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # starting, or not ours: left alone
+        if _alive(owner):
+            continue
+        for name, pid in children.items():  # name: "optuna" or "tensorboard"
+            with contextlib.suppress(OSError, ValueError):
+                if name in Path(f"/proc/{int(pid)}/cmdline").read_bytes().decode(
+                        errors="replace"):
+                    os.killpg(int(pid), signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def _launch(name: str, cmd: list[str], url: str, log_dir: Path) -> _Child:
     log_path = log_dir / f"{name}.log"
     log = log_path.open("wb")
@@ -221,7 +302,8 @@ def _launch(name: str, cmd: list[str], url: str, log_dir: Path) -> _Child:
     # Own session: a terminal's Ctrl-C reaches only this process, which then stops the
     # children cleanly (and the children never outlive it by accident of signal order).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=_die_with_parent())
     return _Child(name, proc, url, log_path, log)
 
 
@@ -270,8 +352,10 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
         raise DataError("results folder not found", file=results,
                         fix="give the folder `raygym search` printed (results/<name>)")
     check_host(host, allow_remote)
-    log_dir = Path(tempfile.mkdtemp(prefix="raygym-dashboard-"))
+    sweep_stale()
+    log_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     handles = DashboardHandles(log_dir=log_dir)
+    atexit.register(handles.stop)  # an exception or sys.exit in the caller stops them too
     shown = _url_host(host)
     try:
         storage = optuna_storage(results)
@@ -302,6 +386,7 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
             "tensorboard", [*cmd, "--logdir", logdir, "--host", host, "--port", str(port),
                             "--reload_interval", "5"], url, log_dir))
         handles.urls["tensorboard"] = url
+        _write_pidfile(handles, results)
         if wait:
             for child in handles.children:
                 probe = child.url + ("api/studies" if child.name == "optuna" else
@@ -339,7 +424,7 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
             time.sleep(1.0)
     handles = start_dashboards(results, host, optuna_port, tensorboard_port,
                                allow_remote=True)
-    previous = _interrupt_on_sigterm()
+    previous = _interrupt_on_signals()
     try:
         for note in handles.notes:
             console.print(f"[yellow]note:[/] {note}")
@@ -365,19 +450,20 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
         return 0
     finally:
         handles.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _interrupt_on_sigterm() -> Any:
-    """Make SIGTERM end the serve loop like Ctrl-C (so ``kill`` also stops the children);
-    returns the previous handler, or None off the main thread."""
+def _interrupt_on_signals() -> dict[int, Any]:
+    """Make SIGTERM and SIGHUP (the terminal closed) end the serve loop like Ctrl-C, so the
+    children are stopped; returns the previous handlers (none off the main thread)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    return {int(signum): signal.signal(signum, handler) for signum in wanted}

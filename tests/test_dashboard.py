@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -209,3 +211,48 @@ def test_serve_until_interrupt(results: Path, monkeypatch: pytest.MonkeyPatch) -
     assert code == 0
     assert "optuna-dashboard: http://127.0.0.1:" in text and "TensorBoard:" in text
     assert started and not any(started[0].alive().values())
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_children_die_with_a_killed_dashboard(results: Path) -> None:
+    """SIGKILL leaves the dashboard no chance to clean up: the kernel ends its children
+    (and they their helpers); its pidfile names them, and the next start sweeps its folder."""
+    from raygym.dashboard import sweep_stale
+
+    optuna_port, tb_port = _ports()
+    script = ("import sys, time\nfrom pathlib import Path\n"
+              "from raygym.dashboard import start_dashboards\n"
+              f"h = start_dashboards(Path({str(results)!r}), optuna_port={optuna_port}, "
+              f"tensorboard_port={tb_port})\n"
+              "print(h.pidfile, flush=True)\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        pidfile = Path(proc.stdout.readline().strip())
+        info = json.loads(pidfile.read_text())
+        assert info["pid"] == proc.pid and info["results"] == str(results)
+        children = list(info["children"].values())
+        assert len(children) == 2 and all(_running(pid) for pid in children)
+        assert _listening(optuna_port) and _listening(tb_port)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while (any(map(_running, children)) or _processes_mentioning(str(results))) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, children)), "children outlived the dashboard"
+    assert _processes_mentioning(str(results)) == [], "TensorBoard's helper outlived it"
+    assert not _listening(optuna_port) and not _listening(tb_port)
+    assert pidfile.is_file(), "a killed dashboard leaves its pidfile ..."
+    assert pidfile.parent in sweep_stale(), "... which the next start sweeps"
+    assert not pidfile.parent.exists()
