@@ -19,7 +19,7 @@ from rich.table import Table
 
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
-from raygym.errors import ConfigError, DataError, RaygymError
+from raygym.errors import ConfigError, DataError, RunFailedError
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
@@ -237,7 +237,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     if table is not None:
         _print_replay(saved["replay"], console)
     if not board.rows or all(r["status"] == "failed" for r in board.rows):
-        raise RaygymError("every trial failed; see the error column of "
+        raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
 
