@@ -41,14 +41,30 @@ def test_peak_is_probed_once_then_read_from_the_cache(cache: Path,
         return 123.0
 
     monkeypatch.setattr(throughput, "probe_peak_gflops", fake_probe)
+    monkeypatch.setattr(throughput, "_busy", lambda: 0.5)
     assert peak_gflops(CPU, torch.float32) == 123.0
     peak_gflops.cache_clear()  # a new process: reads the file, does not probe again
     assert peak_gflops(CPU, torch.float32) == 123.0
     assert calls == [torch.float32]
     table = json.loads((cache / "peak.json").read_text())
     key = peak_key(CPU, torch.float32)
-    assert table == {key: 123.0}
+    assert table == {key: {"gflops": 123.0, "busy": 0.5}}
     assert "float32" in key and torch.__version__ in key and "threads" in key
+
+
+def test_a_probe_under_load_is_retried_when_quieter(cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    rates = iter([20.0, 90.0])
+    monkeypatch.setattr(throughput, "probe_peak_gflops", lambda *a, **k: next(rates))
+    monkeypatch.setattr(throughput, "_busy", lambda: 10.0)  # 10 processes per core
+    assert peak_gflops(CPU, torch.float32) == 20.0
+    peak_gflops.cache_clear()
+    assert peak_gflops(CPU, torch.float32) == 20.0  # as loaded as before: not probed again
+    peak_gflops.cache_clear()
+    monkeypatch.setattr(throughput, "_busy", lambda: 0.3)
+    assert peak_gflops(CPU, torch.float32) == 90.0
+    peak_gflops.cache_clear()
+    assert peak_gflops(CPU, torch.float32) == 90.0  # quiet now: cached for good
 
 
 def test_the_real_probe_measures_a_positive_rate() -> None:
