@@ -7,15 +7,26 @@ verified, no pickle) with plain PyTorch; Ray is only imported for ``--ray``.
 Per input image ``<stem>`` (files, or folders of PNG / JPEG / TIFF / GeoTIFF, any size) the
 output folder receives
 
-- ``<stem>_label.tif`` (TIFF input: class ids 0..K-1, uint8, the input's CRS and transform kept,
-  deflate-compressed cloud-optimised GeoTIFF with nearest-neighbour overviews and a colour table)
-  or ``<stem>_label.png`` (PNG / JPEG input);
-- ``<stem>_probs.tif`` with ``probabilities=True``: one uint8 band per class,
-  ``round(255 * softmax)`` (divide by 255 for probabilities), georeferenced like the label;
-- ``<stem>_overlay.png``: class colours blended over the image;
+- ``<stem>_label.tif`` (TIFF input: class ids 0..K-1, uint8, nodata 255 (tagged as the band's
+  nodata) where the input is nodata, the input's CRS and transform kept, deflate-compressed
+  cloud-optimised GeoTIFF with nearest-neighbour overviews, a colour table and the class names
+  in the ``classes`` tag) or ``<stem>_label.png`` (PNG / JPEG input; 255 where nodata);
+- ``<stem>_label.qml`` beside it: a QGIS style (paletted renderer, each class's colour and
+  name), which QGIS applies by itself when it opens the label;
+- ``<stem>_probs.tif`` with ``probabilities``: one uint8 band per class (described by its
+  name), ``round(255 * softmax)`` with GDAL scale 1/255 and offset 0 on every band (rasterio's
+  ``scales`` / ``offsets``; GDAL and QGIS unscale to probabilities), georeferenced like the
+  label, and a dataset mask (0 = nodata) when the input can hold nodata;
+- ``<stem>_overlay.png``: class colours blended over the image (first three bands; nodata
+  unblended), with a legend (colour + class name) below it; images longer than 4096 px are
+  shown shrunk to that long side;
+- ``<stem>_polygons.gpkg`` with ``polygons``: the class regions as a GeoPackage layer
+  (``class_id``, ``class_name``, ``pixels``, ``area_m2`` for projected CRSs), regions smaller
+  than ``min_area`` (m2, or pixels when not projected) dropped; see :mod:`.polygons`;
 
-and one ``summary.csv`` row per image with the pixel count, fraction and (for projected CRSs)
-area in m2 of each class (``pixels * |det(transform)| * metres_per_unit**2``).
+and one ``summary.csv`` row per image with the nodata pixel count and, per class, the pixel
+count, the fraction of the predicted (non-nodata) pixels and, for projected CRSs, the area in
+m2 (``pixels * |det(transform)| * metres_per_unit**2``).
 
 Rules, chosen to match training:
 
@@ -24,13 +35,30 @@ Rules, chosen to match training:
   (1) the pairing regexes of the model's ``config.yaml`` (``data.images.key`` and
   ``data.extra_bands[i].key``: equal keys pair), else (2) the same file stem, else (3) the first
   file (sorted by name) whose stem starts with the image stem. An image with no match is skipped.
-- **Standardisation** is :func:`raygym.data.transforms.standardize` over the *whole* image once,
-  before tiling (training standardised each whole scene), so tiles share one mean / std.
+- **Nodata.** A pixel is nodata when GDAL's dataset mask says so (a TIFF's internal mask or
+  alpha band, else every band equal to its nodata value), when any band is NaN, or when a
+  PNG's alpha is 0. An alpha band (TIFF colour interpretation, PNG RGBA) is a mask only when
+  the model wants that many bands fewer; otherwise it is data (GDAL marks the 4th band of a
+  4-band uint8 GTiff as alpha by default, so RGB + NIR scenes keep their NIR).
+  Nodata pixels get no prediction (label 255), are left out of the statistics below, and enter
+  the model as 0 (the mean). An input that is nodata everywhere is refused (skipped, one line).
+- **Standardisation** is :func:`raygym.data.transforms.standardize`'s rule over the *whole*
+  image's valid pixels (training standardised each whole scene), so tiles share one mean / std:
+  a first pass streams the image by bands of rows (:func:`~.sources.band_stats`, exact up to
+  float64 rounding; an overview read would be approximate and most inputs have none).
 - **Size.** Images larger than the model input are predicted with a sliding window at native
   resolution (``tile`` pixels, default the model's input size; ``overlap`` fraction between
   neighbours); softmax probabilities are blended with a weight that ramps linearly from the tile
   edge over the overlap width, then normalised by the summed weights. Images smaller than a tile
   are zero-padded bottom / right (as training's ``resize_pad``) and cropped back.
+- **Large rasters.** One path for all (:func:`~.tiling.blend_strips`): the image is read one row
+  of windows at a time and finished rows are written in bands of 256 (the output tile height),
+  so a GeoTIFF at ``scale == 1`` is read by rasterio windows and its outputs written block by
+  block into tiled temp files, then turned into COGs by GDAL and renamed: peak memory is about
+  ``(tile + 256) x width`` pixels, whatever the height. PNG / JPEG inputs (and non-TIFF band
+  files) are decoded whole, and so is any image at ``scale != 1`` (resampled whole);
+  :func:`~.guards.check_memory` refuses those that cannot fit. For a huge raster at another
+  resolution, resample it first (``gdalwarp -tr``) and predict at ``scale`` 1.
 - **Resolution.** Training scenes were shrunk (aspect kept) to ``data.target_size``, so a model
   trained on downscaled scenes has learnt a coarser ground-sample distance than the native one.
   ``scale`` resamples the image by that factor before prediction (``cv2`` area / linear) and the
@@ -39,17 +67,20 @@ Rules, chosen to match training:
 - **Ensembles / TTA.** ``top_k`` averages the softmax of the best k models of a search; ``tta``
   averages the identity and horizontal, vertical and both flips (each un-flipped).
 
-Bad input: a tampered or incomplete artifact, a wrong band count or an output folder inside an
-input folder raise :class:`~raygym.errors.RaygymError` (exit 2). An unreadable image (or one
-without its band files) is skipped and listed at the end; the command fails (exit 1) only if
-every image failed. A GeoTIFF without a CRS is written without one, with a warning.
+Bad input: a tampered or incomplete artifact, a wrong band count, an output folder inside an
+input folder or ``polygons`` without pyogrio raise :class:`~raygym.errors.RaygymError` (exit 2).
+An unreadable image (or one without its band files, or nodata everywhere) is skipped and listed
+at the end; the command fails (exit 1) only if every image failed. A GeoTIFF without a CRS is
+written without one, with a warning.
 
 Modules, in the order a run uses them: :mod:`.options` (:class:`PredictOptions`, every setting
-of a run), :mod:`.predictor` (which models, and the :class:`Predictor` running them),
-:mod:`.inputs` (files, band matching, band counts, pixels and georeferencing), :mod:`.tiling`
-(sliding windows, blending, resampling), :mod:`.outputs` (one image's files and summary row),
-:mod:`.rasters` (PNG / GeoTIFF writers), :mod:`.ray_path` (the Ray Data batch job) and
-:mod:`.command` (the entry points and the printed summary).
+of a run), :mod:`.guards` (checks before any work), :mod:`.predictor` (which models, and the
+:class:`Predictor` running them), :mod:`.inputs` (files, band matching, band counts, alpha
+bands and georeferencing), :mod:`.sources` (pixels by bands of rows, nodata masks, streamed
+statistics), :mod:`.tiling` (sliding windows, blending, resampling), :mod:`.outputs` (one
+image's files and summary row), :mod:`.rasters` (PNG / block-wise COG writers), :mod:`.styles`
+(QGIS style, overlay legend), :mod:`.polygons` (GeoPackage), :mod:`.ray_path` (the Ray Data
+batch job) and :mod:`.command` (the entry points and the printed summary).
 """
 
 from raygym.predict.command import (
@@ -71,23 +102,43 @@ from raygym.predict.inputs import (
 from raygym.predict.options import PredictOptions
 from raygym.predict.outputs import PROB_SCALE, predict_one, write_summary
 from raygym.predict.predictor import Predictor, resolve_models
-from raygym.predict.rasters import write_geotiff, write_png
+from raygym.predict.rasters import GeoTiffWriter, write_geotiff, write_png
 from raygym.predict.ray_path import PredictActor
+from raygym.predict.sources import (
+    ArraySource,
+    BandStats,
+    RasterSource,
+    TiffSource,
+    band_stats,
+    open_source,
+)
+from raygym.predict.styles import add_legend, label_qml
 from raygym.predict.tiling import (
+    NODATA,
+    Strip,
+    blend_strips,
     blend_weights,
-    predict_image,
-    sliding_window_probs,
     window_starts,
 )
 
 __all__ = [
+    "NODATA",
     "PROB_SCALE",
+    "ArraySource",
+    "BandStats",
     "GeoInfo",
+    "GeoTiffWriter",
     "InputItem",
     "PredictActor",
     "PredictOptions",
     "PredictResult",
     "Predictor",
+    "RasterSource",
+    "Strip",
+    "TiffSource",
+    "add_legend",
+    "band_stats",
+    "blend_strips",
     "blend_weights",
     "check_band_counts",
     "check_output_folder",
@@ -95,13 +146,13 @@ __all__ = [
     "match_band",
     "predict_and_print",
     "predict_files",
-    "predict_image",
+    "label_qml",
+    "open_source",
     "predict_one",
     "print_predict_summary",
     "read_geo",
     "read_input",
     "resolve_models",
-    "sliding_window_probs",
     "window_starts",
     "write_geotiff",
     "write_png",

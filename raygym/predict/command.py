@@ -12,7 +12,12 @@ from typing import Any
 
 from raygym.atomic import sweep_temp_files
 from raygym.errors import DataError
-from raygym.predict.guards import check_memory, check_out_is_a_folder, check_overwrites
+from raygym.predict.guards import (
+    check_memory,
+    check_out_is_a_folder,
+    check_overwrites,
+    check_vector_writer,
+)
 from raygym.predict.inputs import check_band_counts, check_output_folder, collect_inputs
 from raygym.predict.options import PredictOptions
 from raygym.predict.outputs import predict_one, write_summary
@@ -69,6 +74,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     check_out_is_a_folder(out)
     check_output_folder(out, images, options.extra_bands)
     options.check_ranges()
+    check_vector_writer(options)
     predictor = Predictor(model_dirs, device="cpu" if options.use_ray else options.device,
                           precision=options.precision)
     predictor.tile_hw(options.tile)  # validate before any work
@@ -78,7 +84,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     if out.is_dir():
         sweep_temp_files(out)  # half-written outputs of a killed run, before they are judged
     check_overwrites(items, options)
-    check_memory(items, predictor.num_classes, options)
+    check_memory(items, predictor.num_classes, options,
+                 tile_rows=predictor.tile_hw(options.tile)[0])
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     if options.use_ray and items:

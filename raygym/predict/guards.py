@@ -1,5 +1,5 @@
 """Checks made before any image is predicted: nothing a user owns is overwritten unasked,
-and no image is started that cannot fit in memory."""
+no image is started that cannot fit in memory, and ``--polygons`` has its vector writer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from raygym.predict.options import PredictOptions
 from raygym.predict.outputs import output_paths
 
 MEMORY_SHARE = 0.8
-"""Share of the memory available at start that one whole-image prediction may plan to use."""
+"""Share of the memory available at start that one image's prediction may plan to use."""
+_TIFF = (".tif", ".tiff")
 
 
 def check_out_is_a_folder(out: Path) -> None:
@@ -53,26 +54,65 @@ def available_memory() -> int:
 
 
 def planned_bytes(height: int, width: int, bands: int, num_classes: int, scale: float) -> int:
-    """Peak bytes of one whole-image prediction: the image (float32 once standardised) and,
-    at the predicted resolution, the blended float32 probabilities, their weights and the
-    resampled copies (x2 for the copy made when they are resized back)."""
+    """Peak bytes of a prediction held whole in memory (PNG / JPEG input, or any ``scale != 1``):
+    the image (float32 once standardised) and, at the predicted resolution, the blended float32
+    probabilities, their weights and the resampled copies (x2 for the copy made when they are
+    resized back)."""
     native = height * width
     scaled = int(native * scale * scale)
     return native * bands * 4 * 2 + scaled * (bands * 4 + (num_classes + 1) * 4) \
         + native * num_classes * 4 * 2
 
 
+def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int) -> int:
+    """Peak bytes of a windowed prediction (TIFF input at ``scale == 1``): the blending buffers
+    and the rows read, ``(tile_rows + FLUSH_ROWS)`` rows of the full ``width`` (float32
+    probabilities and weights, float64 pixels while standardising), plus the statistics pass's
+    reads. Independent of the image height."""
+    from raygym.predict.sources import STATS_PIXELS
+    from raygym.predict.tiling import FLUSH_ROWS
+
+    rows = tile_rows + FLUSH_ROWS
+    return rows * width * ((num_classes + 1) * 4 * 2 + bands * (8 + 4) + 2) \
+        + STATS_PIXELS * bands * 8 * 2
+
+
 def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictOptions,
-                 available: int | None = None) -> None:
-    """Refuse an image whose prediction cannot fit in memory (before any is started)."""
+                 available: int | None = None, tile_rows: int = 512) -> None:
+    """Refuse an image whose prediction cannot fit in memory (before any is started).
+
+    Only what needs the whole image is limited: PNG / JPEG inputs, non-TIFF band files and any
+    ``scale != 1``; a TIFF at ``scale == 1`` needs a band of rows (:func:`planned_strip_bytes`,
+    ``tile_rows`` being the window height), whatever its height.
+    """
     budget = int((available if available is not None else available_memory()) * MEMORY_SHARE)
     for item in items:
         head = read_header(item.path)
-        need = planned_bytes(head.height, head.width, head.bands + len(item.bands), num_classes,
-                             options.scale)
+        bands = head.bands + len(item.bands)
+        windowed = item.path.suffix.lower() in _TIFF and options.scale == 1.0
+        if windowed:
+            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows)
+            # a band file that is not a TIFF is decoded whole
+            need += sum(head.height * head.width * 2 for b in item.bands
+                        if b.suffix.lower() not in _TIFF)
+            fix = "cut the raster into tiles (e.g. gdal_retile.py) and predict those"
+        else:
+            need = planned_bytes(head.height, head.width, bands, num_classes, options.scale)
+            fix = ("use --scale 1 (GeoTIFFs are then read by windows), or resample the raster "
+                   "first (gdal_translate -outsize / gdalwarp -tr), or cut it into tiles"
+                   if item.path.suffix.lower() in _TIFF else
+                   "convert it to a GeoTIFF (read by windows at --scale 1), or use a smaller "
+                   "--scale")
         if need > budget:
             raise DataError(
                 f"{head.width} x {head.height} px at scale {options.scale:g} needs about "
                 f"{need / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is available",
-                file=item.path, fix="use a smaller --scale, or cut the raster into tiles "
-                "(e.g. gdal_retile.py) and predict those")
+                file=item.path, fix=fix)
+
+
+def check_vector_writer(options: PredictOptions) -> None:
+    """``--polygons`` needs pyogrio: refused before any image is predicted when it is absent."""
+    if options.polygons:
+        from raygym.predict.polygons import require_pyogrio
+
+        require_pyogrio()

@@ -160,9 +160,37 @@ def match_band(image: Path, candidates: Sequence[Path], image_key: str | None = 
     return None
 
 
+def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:
+    """0-based indexes of the image file's bands that are alpha (a nodata mask, not data).
+
+    A TIFF's bands whose colour interpretation is alpha, or a PNG's RGBA alpha, but only when
+    the stack of ``stack_bands`` without them has the model's ``in_channels``: GDAL marks the
+    4th band of any 4-band uint8 GTiff as alpha by default, so an RGB + NIR scene for a
+    4-band model keeps its NIR (and a 4-band model may have been trained on RGBA PNGs).
+    """
+    alpha: list[int] = []
+    if path.suffix.lower() in _TIFF:
+        import rasterio
+        from rasterio.enums import ColorInterp
+
+        try:
+            with _quiet_rasterio(), rasterio.open(path) as src:
+                alpha = [i for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
+        except Exception as err:  # noqa: BLE001 - rasterio's own error classes
+            raise DataError(f"unreadable TIFF: {str(err).splitlines()[0]}", file=path) from None
+    elif path.suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            alpha = [3] if im.mode in ("RGBA", "RGBa") else []
+    return alpha if alpha and stack_bands - len(alpha) == in_channels else []
+
+
 def check_band_counts(items: Sequence[InputItem], in_channels: int
                       ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Header check of every input: unreadable files are skipped, a wrong band count raises.
+
+    Alpha bands (see :func:`image_alpha`) are masks, not data: they do not count.
 
     Raises:
         DataError: naming the first image whose bands (its own + extra files) differ from
@@ -173,7 +201,8 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int
     for item in items:
         try:
             head = read_header(item.path)
-            bands = head.bands + len(item.bands)
+            stack = head.bands + len(item.bands)
+            bands = stack - len(image_alpha(item.path, stack, in_channels))
         except DataError as err:
             skipped.append((str(item.path), err.message))
             continue

@@ -32,6 +32,9 @@ class PredictOptions:
         use_ray: run as a Ray Data batch job (one CPU actor per core, models loaded once each).
         ray_actors: actors for ``use_ray`` (None: one per cluster CPU).
         overwrite: replace output files that already exist (never an input).
+        polygons: also write ``<stem>_polygons.gpkg`` (needs the ``vector`` extra: pyogrio).
+        min_area: with ``polygons``, drop polygons smaller than this: m2 for a projected CRS,
+            pixels otherwise (0 keeps every polygon).
     """
 
     out: Path
@@ -49,6 +52,8 @@ class PredictOptions:
     use_ray: bool = False
     ray_actors: int | None = None
     overwrite: bool = False
+    polygons: bool = False
+    min_area: float = 0.0
 
     def __post_init__(self) -> None:
         # callers pass str / list (argparse, scripts); one normalised form from here on
@@ -56,12 +61,18 @@ class PredictOptions:
         object.__setattr__(self, "extra_bands", tuple(Path(p) for p in self.extra_bands))
 
     def check_ranges(self) -> None:
-        """Refuse an ``overlap`` outside ``[0, 1)`` or a ``scale`` that is not positive.
+        """Refuse an ``overlap`` outside ``[0, 1)``, a ``scale`` that is not positive, or a
+        negative ``min_area`` (or one given without ``polygons``).
 
         Raises:
-            RaygymError: naming the ``--overlap`` or ``--scale`` option.
+            RaygymError: naming the ``--overlap``, ``--scale`` or ``--min-area`` option.
         """
         if not 0.0 <= self.overlap < 1.0:
             raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
         if not self.scale > 0:
             raise RaygymError(f"scale must be > 0 (got {self.scale})", key="--scale")
+        if not self.min_area >= 0:
+            raise RaygymError(f"min-area must be >= 0 (got {self.min_area})", key="--min-area")
+        if self.min_area > 0 and not self.polygons:
+            raise RaygymError("--min-area applies to --polygons only", key="--min-area",
+                              fix="add --polygons, or drop --min-area")

@@ -1,18 +1,19 @@
 """Which models to predict with (:func:`resolve_models`) and the :class:`Predictor` that runs
-them over whole images. Loading and the forward pass go through :mod:`raygym.inference`."""
+them over images of any size, strip by strip. Loading and the forward pass go through :mod:`raygym.inference`."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from raygym.errors import DataError, RaygymError
-from raygym.predict.tiling import predict_image
+from raygym.predict.sources import ArraySource, RasterSource, band_stats
+from raygym.predict.tiling import Strip, blend_strips, join_strips, predict_rescaled
 
 
 def _rank_number(path: Path) -> int:
@@ -64,7 +65,7 @@ def resolve_models(path: Path, top_k: int = 1) -> list[Path]:
 
 
 class Predictor:
-    """One model or an ensemble, ready to predict whole images of any size.
+    """One model or an ensemble, ready to predict images of any size.
 
     All models must share bands, classes and input size (true for the top-k of one search).
     ``forward`` maps standardized ``(B, C, H, W)`` tiles to averaged softmax ``(B, K, H, W)``.
@@ -145,25 +146,61 @@ class Predictor:
 
         return ensemble_softmax(self.models, x, tta=tta)
 
-    def predict(self, image: np.ndarray, *, tile: int | None = None, overlap: float = 0.25,
-                tta: bool = False, scale: float = 1.0, batch_size: int = 8
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """Predict one whole image.
+    def predict_strips(self, source: RasterSource, *, tile: int | None = None,
+                       overlap: float = 0.25, tta: bool = False, scale: float = 1.0,
+                       batch_size: int = 8) -> Iterator[Strip]:
+        """Predict a source top to bottom: the one prediction path of ``raygym predict``.
+
+        At ``scale == 1`` the standardisation statistics are streamed (:func:`band_stats`)
+        and the rows blended strip by strip (:func:`blend_strips`): memory bounded by a band of
+        rows, whatever the image height. Any other ``scale`` resamples the whole image in
+        memory (:func:`predict_rescaled`) and yields one strip.
 
         Args:
-            image: ``(H, W, C)`` raw image (uint8 / uint16 / float), ``C == in_channels``.
+            source: ``C == in_channels`` bands (see :mod:`raygym.predict.sources`).
             tile: sliding-window size in pixels (default: the model's input size).
             overlap: fraction of a tile shared by neighbouring windows, ``0 <= overlap < 1``.
             tta: flip test-time augmentation.
             scale: resample factor applied before prediction (0.5 = half the pixels per side).
             batch_size: tiles per forward pass.
 
-        Returns:
-            ``(labels (H, W) uint8 class ids, probs (K, H, W) float32)`` on the input grid.
+        Yields:
+            :class:`Strip` s of the input grid, in row order.
+
+        Raises:
+            DataError: a wrong band count, or every pixel nodata.
         """
-        if image.ndim != 3 or image.shape[2] != self.in_channels:
-            raise DataError(f"image has {image.shape[-1] if image.ndim == 3 else 1} bands but "
-                            f"the model expects {self.in_channels}")
-        return predict_image(lambda x: self.forward(x, tta), image, tile_hw=self.tile_hw(tile),
-                             overlap=overlap, scale=scale, batch_size=batch_size,
-                             num_classes=self.num_classes)
+        if source.bands != self.in_channels:
+            raise DataError(f"image has {source.bands} bands but the model expects "
+                            f"{self.in_channels}")
+        kwargs = {"tile_hw": self.tile_hw(tile), "overlap": overlap,
+                  "num_classes": self.num_classes, "batch_size": batch_size}
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self.forward(x, tta)
+
+        if scale == 1.0:
+            yield from blend_strips(forward, source, band_stats(source), **kwargs)
+        else:
+            yield predict_rescaled(forward, source, scale, **kwargs)
+
+    def predict(self, image: np.ndarray, *, valid: np.ndarray | None = None,
+                tile: int | None = None, overlap: float = 0.25, tta: bool = False,
+                scale: float = 1.0, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Predict one image held in memory (through :meth:`predict_strips`).
+
+        Args:
+            image: ``(H, W, C)`` raw image (uint8 / uint16 / float), ``C == in_channels``.
+            valid: ``(H, W)`` bool, False where the image is nodata (None: all valid).
+            tile, overlap, tta, scale, batch_size: as :meth:`predict_strips`.
+
+        Returns:
+            ``(labels (H, W) uint8 class ids (NODATA 255 where not valid), probs (K, H, W)
+            float32)`` on the input grid.
+        """
+        if image.ndim != 3:
+            raise DataError(f"image must be (H, W, C), got shape {image.shape}")
+        whole = join_strips(self.predict_strips(
+            ArraySource(image, valid), tile=tile, overlap=overlap, tta=tta, scale=scale,
+            batch_size=batch_size))
+        return whole.labels, whole.probs

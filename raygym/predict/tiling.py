@@ -1,21 +1,56 @@
-"""Whole images of any size through a fixed-size model: sliding windows at native resolution,
-softmax blended with edge-ramped weights, optional resampling by ``scale`` and back.
+"""Images of any size through a fixed-size model: sliding windows at native resolution, softmax
+blended with edge-ramped weights, streamed as :class:`Strip` s of finished rows.
+
+:func:`blend_strips` is the one blending path: it reads a :class:`~.sources.RasterSource` one
+row of windows at a time (``tH`` rows, consecutive reads overlapping by the blending overlap)
+and yields rows as soon as no later window can touch them, in bands of ``flush_rows`` (the
+output GeoTIFF's tile height, so every output tile is written once). Memory is bounded by
+``(tH + flush_rows) x W`` pixels, whatever the image height; an in-memory image is just a
+source that happens to be in memory. :func:`predict_rescaled` (``scale != 1``) resamples the
+whole image, so it holds the image in memory.
 
 Everything here takes a ``forward`` callable (``(B, C, tH, tW)`` tensor -> ``(B, K, tH, tW)``
 probabilities), so it runs without a model file (see :class:`raygym.predict.Predictor`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from raygym.data.transforms import standardize
+from raygym.data.labels import IGNORE_INDEX
 from raygym.errors import RaygymError
+from raygym.predict.sources import ArraySource, BandStats, RasterSource, band_stats
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """``(B, C, tH, tW)`` float32 standardized tiles -> ``(B, K, tH, tW)`` probabilities."""
+
+NODATA = IGNORE_INDEX
+"""Label value of pixels without a prediction (input nodata); the label rasters' nodata."""
+FLUSH_ROWS = 256
+"""Rows per yielded strip (the output GeoTIFFs' block height)."""
+
+
+@dataclass
+class Strip:
+    """Finished rows ``[row, row + h)`` of a prediction, full width ``W``.
+
+    Attributes:
+        row: first image row.
+        labels: ``(h, W)`` uint8 class ids, :data:`NODATA` where the input is nodata.
+        probs: ``(K, h, W)`` float32 blended probabilities (sum 1 over K; 0 at nodata).
+    """
+
+    row: int
+    labels: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(h, W)`` bool: pixels with a prediction."""
+        return self.labels != NODATA
 
 
 def window_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -45,44 +80,73 @@ def blend_weights(tile_hw: tuple[int, int], overlap: float) -> np.ndarray:
     return np.outer(ramp(tile_hw[0]), ramp(tile_hw[1]))
 
 
-def sliding_window_probs(forward: Forward, image: np.ndarray, *, tile_hw: tuple[int, int],
-                         overlap: float, num_classes: int, batch_size: int = 8) -> np.ndarray:
-    """Blended class probabilities of a standardized image of any size.
+def _finish(acc: np.ndarray, norm: np.ndarray, valid: np.ndarray, row: int) -> Strip:
+    """Normalise blended rows into a :class:`Strip` (copies: the buffers are reused)."""
+    probs = acc / norm
+    labels = probs.argmax(axis=0).astype(np.uint8)
+    labels[~valid] = NODATA
+    probs[:, ~valid] = 0.0
+    return Strip(row, labels, probs)
+
+
+def blend_strips(forward: Forward, source: RasterSource, stats: BandStats, *,
+                 tile_hw: tuple[int, int], overlap: float, num_classes: int,
+                 batch_size: int = 8, flush_rows: int = FLUSH_ROWS) -> Iterator[Strip]:
+    """Blended class probabilities of ``source``, top to bottom, in strips of finished rows.
 
     Args:
         forward: ``(B, C, tH, tW)`` float32 tensor -> ``(B, K, tH, tW)`` probabilities.
-        image: ``(H, W, C)`` float32, already standardized (padding value 0 = the mean).
+        source: the raw image; ``stats`` standardise it (nodata pixels become 0, the mean).
         tile_hw: window size ``(tH, tW)``; an image smaller than it is zero-padded bottom/right.
         overlap: ``0 <= overlap < 1``, fraction of a window shared with its neighbour.
         num_classes: K.
-        batch_size: windows per ``forward`` call.
+        batch_size: windows per ``forward`` call (within one row of windows).
+        flush_rows: strips end on multiples of this row (the last one at the image's end).
 
-    Returns:
-        ``(K, H, W)`` float32 probabilities (each pixel's weighted mean over its windows).
+    Yields:
+        :class:`Strip` s covering rows ``0..H`` in order; each pixel's probabilities are the
+        weighted mean over its windows.
     """
     if not 0.0 <= overlap < 1.0:
         raise RaygymError(f"overlap must be in [0, 1) (got {overlap})", key="--overlap")
-    h, w, c = image.shape
+    h, w = source.height, source.width
     th, tw = tile_hw
     ph, pw = max(h, th), max(w, tw)
-    if (ph, pw) != (h, w):
-        padded = np.zeros((ph, pw, c), np.float32)
-        padded[:h, :w] = image
-        image = padded
-    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-    weight = blend_weights((th, tw), overlap)
-    acc = np.zeros((num_classes, ph, pw), np.float32)
-    norm = np.zeros((ph, pw), np.float32)
-    windows = [(y, x) for y in window_starts(ph, th, overlap) for x in window_starts(pw, tw, overlap)]
-    for start in range(0, len(windows), batch_size):
-        part = windows[start:start + batch_size]
-        x = torch.from_numpy(np.stack([chw[:, y:y + th, x0:x0 + tw] for y, x0 in part]))
-        probs = forward(x).numpy()
-        for (y, x0), p in zip(part, probs, strict=True):
-            acc[:, y:y + th, x0:x0 + tw] += p * weight
-            norm[y:y + th, x0:x0 + tw] += weight
-    acc /= norm
-    return acc[:, :h, :w]
+    ys, xs = window_starts(ph, th, overlap), window_starts(pw, tw, overlap)
+    weight = blend_weights(tile_hw, overlap)
+    # rows still open never span more than one window plus one unfinished flush band
+    cap = th + flush_rows
+    acc = np.zeros((num_classes, cap, pw), np.float32)
+    norm = np.zeros((cap, pw), np.float32)
+    valid = np.ones((cap, pw), bool)
+    top = 0  # image row held in buffer row 0
+    for i, y in enumerate(ys):
+        r1 = min(y + th, h)
+        pixels, ok = source.read_rows(y, r1)
+        chw = np.zeros((pixels.shape[2], th, pw), np.float32)
+        chw[:, :r1 - y, :w] = stats.standardize(pixels, ok).transpose(2, 0, 1)
+        if ok is not None:
+            valid[y - top:r1 - top, :w] = ok
+        for start in range(0, len(xs), batch_size):
+            part = xs[start:start + batch_size]
+            probs = forward(torch.from_numpy(np.stack([chw[:, :, x:x + tw] for x in part])))
+            for x, p in zip(part, probs.numpy(), strict=True):
+                acc[:, y - top:y - top + th, x:x + tw] += p * weight
+                norm[y - top:y - top + th, x:x + tw] += weight
+        last = i + 1 == len(ys)
+        end = h if last else (ys[i + 1] // flush_rows) * flush_rows
+        if end <= top:
+            continue
+        n = end - top
+        yield _finish(acc[:, :n, :w], norm[:n, :w], valid[:n, :w], top)
+        used = y + th - top
+        acc[:, :used - n] = acc[:, n:used]
+        acc[:, used - n:] = 0.0
+        norm[:used - n] = norm[n:used]
+        norm[used - n:] = 0.0
+        valid[:used - n] = valid[n:used]
+        valid[used - n:] = True
+        top = end
 
 
 def _resize_chw(arr: np.ndarray, hw: tuple[int, int], *, linear: bool) -> np.ndarray:
@@ -96,22 +160,26 @@ def _resize_chw(arr: np.ndarray, hw: tuple[int, int], *, linear: bool) -> np.nda
     return np.ascontiguousarray(_resize_image(hwc, hw, interp).transpose(2, 0, 1))
 
 
-def predict_image(forward: Forward, image: np.ndarray, *, tile_hw: tuple[int, int],
-                  overlap: float, num_classes: int, scale: float = 1.0, batch_size: int = 8
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Standardize once, (optionally) resample, slide, blend, and map back to the input grid.
+def join_strips(strips: Iterator[Strip]) -> Strip:
+    """One :class:`Strip` of all rows (for images that are held in memory anyway)."""
+    parts = list(strips)
+    if len(parts) == 1:
+        return parts[0]
+    return Strip(parts[0].row, np.concatenate([s.labels for s in parts], axis=0),
+                 np.concatenate([s.probs for s in parts], axis=1))
 
-    Args:
-        forward: ``(B, C, tH, tW)`` -> ``(B, K, tH, tW)`` probabilities (see :class:`Predictor`).
-        image: ``(H, W, C)`` raw image.
-        tile_hw: window size; overlap: window overlap fraction; num_classes: K.
-        scale: resample factor before prediction (1 = native resolution).
-        batch_size: windows per forward call.
+
+def predict_rescaled(forward: Forward, source: RasterSource, scale: float, *,
+                     tile_hw: tuple[int, int], overlap: float, num_classes: int,
+                     batch_size: int = 8) -> Strip:
+    """Predict at ``scale`` times the native resolution, mapped back to the input grid.
+
+    The whole image is read and resampled (``cv2`` area when shrinking, linear when
+    enlarging), standardised, blended by :func:`blend_strips`; labels come back nearest,
+    probabilities linear. Needs the image in memory (see :mod:`raygym.predict.guards`).
 
     Returns:
-        ``(labels (H, W) uint8, probs (K, H, W) float32)``. With ``scale != 1`` the labels are
-        the argmax at the model's resolution resampled nearest to ``(H, W)`` and the
-        probabilities are resampled linearly.
+        One :class:`Strip` of the whole ``(H, W)`` image.
     """
     import cv2
 
@@ -119,16 +187,20 @@ def predict_image(forward: Forward, image: np.ndarray, *, tile_hw: tuple[int, in
 
     if not scale > 0:
         raise RaygymError(f"scale must be > 0 (got {scale})", key="--scale")
-    h, w = image.shape[:2]
-    work = image
-    if scale != 1.0:
-        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        work = _resize_image(image, (sh, sw), interp)
-    probs = sliding_window_probs(forward, standardize(work), tile_hw=tile_hw, overlap=overlap,
-                                 num_classes=num_classes, batch_size=batch_size)
-    labels = probs.argmax(axis=0).astype(np.uint8)
-    if scale != 1.0:
-        labels = _resize_nearest(labels, (h, w))
-        probs = _resize_chw(probs, (h, w), linear=True)
-    return labels, probs
+    h, w = source.height, source.width
+    image, valid = source.read_rows(0, h)
+    if valid is not None and np.issubdtype(image.dtype, np.floating):
+        image = np.where(valid[..., None], image, 0.0).astype(image.dtype)  # NaN would smear
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    small = ArraySource(_resize_image(image, (sh, sw), interp),
+                        None if valid is None else _resize_nearest(valid, (sh, sw)))
+    whole = join_strips(blend_strips(forward, small, band_stats(small), tile_hw=tile_hw,
+                                     overlap=overlap, num_classes=num_classes,
+                                     batch_size=batch_size))
+    labels = _resize_nearest(whole.labels, (h, w))
+    probs = _resize_chw(whole.probs, (h, w), linear=True)
+    if valid is not None:
+        labels[~valid] = NODATA
+        probs[:, ~valid] = 0.0
+    return Strip(0, labels, probs)

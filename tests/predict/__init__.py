@@ -77,17 +77,36 @@ def s2_stack(n: int = 0) -> np.ndarray:
     return np.concatenate([rgb, ir], axis=2)
 
 
-def write_tiff(path: Path, hwc: np.ndarray, crs: str | None, transform: Any) -> Path:
-    """``(H, W, C)`` as a plain GTiff, georeferenced when ``crs`` / ``transform`` are given."""
+def write_tiff(path: Path, hwc: np.ndarray, crs: str | None, transform: Any,
+               **profile: Any) -> Path:
+    """``(H, W, C)`` as a plain GTiff, georeferenced when ``crs`` / ``transform`` are given;
+    ``profile`` adds creation options (``nodata``, ``tiled``, ``photometric``...)."""
     import rasterio
 
     kwargs: dict[str, Any] = {"transform": transform} if transform is not None else {}
     if crs is not None:
         kwargs["crs"] = crs
     with rasterio.open(path, "w", driver="GTiff", height=hwc.shape[0], width=hwc.shape[1],
-                       count=hwc.shape[2], dtype=str(hwc.dtype), **kwargs) as dst:
+                       count=hwc.shape[2], dtype=str(hwc.dtype), **kwargs, **profile) as dst:
         dst.write(np.moveaxis(hwc, -1, 0))
     return path
+
+
+UTM = "EPSG:32610"
+"""A projected CRS (metres) for the GeoTIFFs the tests write."""
+
+
+def utm_transform(pixel: float = 2.0) -> Any:
+    """A north-up transform of ``pixel``-metre pixels in :data:`UTM`."""
+    from rasterio.transform import from_origin
+
+    return from_origin(545_000.0, 4_180_000.0, pixel, pixel)
+
+
+def aerial_crop(rows: int = 300, cols: int = 400) -> np.ndarray:
+    """The top-left ``rows`` x ``cols`` of the first USGS aerial scene, ``(H, W, 3)`` uint8."""
+    image = sorted((need(AERIAL) / "images").glob("*.jpg"))[0]
+    return np.ascontiguousarray(np.asarray(Image.open(image).convert("RGB"))[:rows, :cols])
 
 
 def string_console() -> Any:

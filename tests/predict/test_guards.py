@@ -1,5 +1,6 @@
 """``raygym.predict.guards``: outputs never replace inputs, existing outputs only with
-``overwrite``, ``--out`` must be a folder, and an image too large for memory is refused."""
+``overwrite``, ``--out`` must be a folder, an image too large for memory is refused (a GeoTIFF
+at scale 1 only by its width), and ``--polygons`` needs pyogrio."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from raygym.predict.guards import (
     check_out_is_a_folder,
     check_overwrites,
     planned_bytes,
+    planned_strip_bytes,
 )
 from raygym.predict.inputs import InputItem
 from raygym.predict.options import PredictOptions
@@ -56,7 +58,37 @@ def test_an_image_too_large_for_memory_is_refused(tmp_path: Path) -> None:
     item = _image(tmp_path / "a.png", (400, 300))
     need = planned_bytes(300, 400, 3, 4, 1.0)
     check_memory([item], 4, PredictOptions(out=tmp_path), available=need * 2)
-    with pytest.raises(DataError, match=r"400 x 300 px.*GiB.*--scale"):
+    with pytest.raises(DataError, match=r"400 x 300 px.*GiB.*GeoTIFF"):
         check_memory([item], 4, PredictOptions(out=tmp_path), available=need)
     # a 50,000 px square 3-band scene at --scale 2 would need far more than 24 GiB
     assert planned_bytes(50_000, 50_000, 3, 4, 2.0) > 100 * 2**30
+
+
+def test_a_large_geotiff_is_limited_by_its_width_only(tmp_path: Path) -> None:
+    """60,000 x 60,000 px (a sparse file: only the header is read): at scale 1 it is read by
+    windows and fits in a few GiB; at scale 0.5 it would be resampled whole and is refused."""
+    import rasterio
+
+    path = tmp_path / "big.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=60_000, width=60_000, count=3,
+                       dtype="uint8", tiled=True, compress="deflate", sparse_ok=True):
+        pass
+    item = InputItem(path=path, bands=[], name="big")
+    strip = planned_strip_bytes(60_000, 3, 4, 256)
+    assert strip < 4 * 2**30 < planned_bytes(60_000, 60_000, 3, 4, 1.0) / 10
+    check_memory([item], 4, PredictOptions(out=tmp_path), available=8 * 2**30, tile_rows=256)
+    with pytest.raises(DataError, match=r"60000 x 60000 px at scale 0.5.*gdalwarp"):
+        check_memory([item], 4, PredictOptions(out=tmp_path, scale=0.5),
+                     available=8 * 2**30, tile_rows=256)
+
+
+def test_polygons_need_pyogrio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from raygym.predict.guards import check_vector_writer
+
+    check_vector_writer(PredictOptions(out=tmp_path))  # not asked for: nothing to check
+    monkeypatch.setitem(sys.modules, "pyogrio", None)  # as if not installed
+    with pytest.raises(RaygymError, match=r"pyogrio.*raygym\[vector\]") as err:
+        check_vector_writer(PredictOptions(out=tmp_path, polygons=True))
+    assert err.value.key == "--polygons"

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raygym.errors import DataError
+
 from . import NIR_KEY, S2, need, one_error_line, run_cli, s2_scene
 
 
@@ -74,3 +76,20 @@ def test_output_inside_input_folder_is_refused(s2_models: dict[str, Path], tmp_p
     line = one_error_line(capsys.readouterr().err)
     assert "inside the input folder" in line
     assert not (images / "pred").exists()
+
+
+def test_alpha_bands_do_not_count_as_data(tmp_path: Path) -> None:
+    from raygym.predict import InputItem, check_band_counts
+
+    from . import UTM, utm_transform, write_tiff
+
+    rgba = np.full((8, 8, 4), 9, np.uint8)
+    tif = write_tiff(tmp_path / "a.tif", rgba, UTM, utm_transform(), photometric="RGB",
+                     alpha="YES")
+    png = tmp_path / "b.png"
+    Image.fromarray(rgba).save(png)
+    items = [InputItem(tif, [], "a"), InputItem(png, [], "b")]
+    assert check_band_counts(items, 3) == (items, [])  # one band too many: alpha is a mask
+    assert check_band_counts(items, 4) == (items, [])  # a 4-band model: alpha is data (NIR)
+    with pytest.raises(DataError, match="has 4 bands"):
+        check_band_counts(items, 5)

@@ -1,8 +1,10 @@
-"""``raygym.predict.tiling``: windows cover the image, blending is seamless, images of any
-size (larger, smaller, rescaled) come back on their own grid."""
+"""``raygym.predict.tiling``: windows cover the image, blending is seamless in any strip height,
+a GeoTIFF read by windows gives the whole-image prediction, and images of any size (larger,
+smaller, rescaled) come back on their own grid."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image
 
 from raygym.errors import RaygymError
 
-from . import AERIAL, need, s2_stack
+from . import AERIAL, UTM, aerial_crop, need, s2_stack, utm_transform, write_tiff
 
 
 def test_window_starts_cover_the_image() -> None:
@@ -28,11 +30,8 @@ def test_window_starts_cover_the_image() -> None:
         assert starts == sorted(set(starts))
 
 
-def test_blending_is_exact_for_a_pointwise_model() -> None:
-    """A 1x1-conv model has no spatial context: the blended windows must reproduce one
-    whole-image pass exactly (weights normalise, every pixel covered, no seams)."""
-    from raygym.predict import sliding_window_probs
-
+def _pointwise() -> Callable[[torch.Tensor], torch.Tensor]:
+    """A 1x1-conv softmax: no spatial context, so blending must not change its output."""
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 3, 1)
 
@@ -40,13 +39,66 @@ def test_blending_is_exact_for_a_pointwise_model() -> None:
         with torch.no_grad():
             return torch.softmax(conv(x), dim=1)
 
+    return forward
+
+
+def test_blending_is_exact_for_a_pointwise_model() -> None:
+    """The blended windows must reproduce one whole-image pass exactly (weights normalise,
+    every pixel covered, no seams), whatever the strip height the rows are flushed in."""
+    from raygym.predict import ArraySource, BandStats, blend_strips
+
+    forward = _pointwise()
     image = np.random.default_rng(0).normal(size=(157, 301, 3)).astype(np.float32)
     whole = forward(torch.from_numpy(image.transpose(2, 0, 1))[None])[0].numpy()
-    for overlap in (0.0, 0.25, 0.5):
-        tiled = sliding_window_probs(forward, image, tile_hw=(64, 64), overlap=overlap,
-                                     num_classes=3, batch_size=5)
+    identity = BandStats(mean=0.0, std=1.0, valid_pixels=image.shape[0] * image.shape[1])
+    for overlap, flush in ((0.0, 256), (0.25, 16), (0.5, 48)):
+        strips = list(blend_strips(forward, ArraySource(image), identity, tile_hw=(64, 64),
+                                   overlap=overlap, num_classes=3, batch_size=5,
+                                   flush_rows=flush))
+        assert [s.row for s in strips] == sorted({s.row for s in strips})
+        assert all(s.row % flush == 0 for s in strips)
+        tiled = np.concatenate([s.probs for s in strips], axis=1)
         assert tiled.shape == (3, 157, 301)
         np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def _whole_image_reference(forward: Callable[[torch.Tensor], torch.Tensor], image: np.ndarray,
+                           tile: int, overlap: float) -> np.ndarray:
+    """The former in-memory path: standardise the whole image, blend into a full (K, H, W)."""
+    from raygym.data.transforms import standardize
+    from raygym.predict import blend_weights, window_starts
+
+    chw = standardize(image).transpose(2, 0, 1)
+    weight = blend_weights((tile, tile), overlap)
+    acc = np.zeros((3, *image.shape[:2]), np.float32)
+    norm = np.zeros(image.shape[:2], np.float32)
+    for y in window_starts(image.shape[0], tile, overlap):
+        for x in window_starts(image.shape[1], tile, overlap):
+            p = forward(torch.from_numpy(np.ascontiguousarray(
+                chw[None, :, y:y + tile, x:x + tile])))[0].numpy()
+            acc[:, y:y + tile, x:x + tile] += p * weight
+            norm[y:y + tile, x:x + tile] += weight
+    return acc / norm
+
+
+def test_windowed_geotiff_equals_the_whole_image_prediction(aerial_model: Path,
+                                                           tmp_path: Path) -> None:
+    """A real aerial scene as a tiled GeoTIFF, read by windows and flushed in 256-row strips,
+    gives the probabilities of the whole image standardised and blended in memory."""
+    from raygym.predict import InputItem, Predictor, open_source
+    from raygym.predict.tiling import join_strips
+
+    image = aerial_crop(320, 200)
+    tif = write_tiff(tmp_path / "scene.tif", image, UTM, utm_transform(), tiled=True,
+                     blockxsize=64, blockysize=64)
+    predictor = Predictor([aerial_model], device="cpu")
+    with open_source(InputItem(tif, [], "scene"), 3) as source:
+        strips = list(predictor.predict_strips(source, tile=64, overlap=0.25))
+    assert [s.row for s in strips] == [0, 256]
+    whole = join_strips(iter(strips))
+    reference = _whole_image_reference(lambda x: predictor.forward(x), image, 64, 0.25)
+    np.testing.assert_allclose(whole.probs, reference, atol=1e-5)
+    assert whole.labels.shape == (320, 200) and whole.labels.max() < 3
 
 
 @pytest.mark.slow
