@@ -219,5 +219,6 @@ def test_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:
         cluster_up(workers=1, head_port=free_port(), dashboard_port=free_port(),
                    state_dir=state_dir, timeout=1.0)
     assert read_state(state_dir) is None
+    assert not (state_dir / "auth_token").exists()  # the token goes with its cluster
     assert (state_dir / "logs" / "head.log").exists()  # kept for the post-mortem
     assert _cluster_ids() <= before
