@@ -220,7 +220,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from raygym.cluster import cluster_down, cluster_status, cluster_up
+    from raygym.cluster import cluster_down, cluster_status, cluster_up, export_line
 
     console = _console()
     if args.action == "up":
@@ -228,7 +228,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                           head_port=args.port, dashboard_port=args.dashboard_port,
                           state_dir=args.state_dir)
         console.print(f"cluster up: head {info['address']}, dashboard {info['dashboard']}, "
-                      f"{len(info['nodes'])} nodes")
+                      f"{len(info['nodes'])} nodes (127.0.0.1 only, token required); a "
+                      f"client joins after:\n{export_line(args.state_dir)}", soft_wrap=True)
     elif args.action == "down":
         stopped = cluster_down(state_dir=args.state_dir)
         console.print(f"stopped {stopped} Ray processes")
