@@ -1,1 +1,46 @@
+"""raygym: Ray + PyTorch hyperparameter search for geoscientific image segmentation.
+
+The Python API (see the README, "Using models elsewhere") is imported on first use, so
+``import raygym`` loads neither torch nor Ray:
+
+- ``load_model(path)`` -> :class:`raygym.inference.scoring.LoadedModel`
+- ``predict_array(model, image)`` -> ``(labels (H, W) uint8, probs (K, H, W) float32)``
+- ``predict_file(model, images, out, **options)`` -> :class:`raygym.predict.PredictResult`
+- ``run_search(experiment, ...)`` -> the results folder
+- ``read_leaderboard(results)`` -> one dict per trial, best first
+- ``Predictor``: a model (or top-k ensemble) kept loaded to predict many arrays
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raygym.api import (
+        load_model,
+        predict_array,
+        predict_file,
+        read_leaderboard,
+        run_search,
+    )
+    from raygym.predict.predictor import Predictor
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Predictor",
+    "__version__",
+    "load_model",
+    "predict_array",
+    "predict_file",
+    "read_leaderboard",
+    "run_search",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        home = "raygym.predict.predictor" if name == "Predictor" else "raygym.api"
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

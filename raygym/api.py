@@ -1,0 +1,181 @@
+"""raygym from Python: thin wrappers over the one code path of each job, exported by
+``raygym/__init__.py`` (imported on first use, so ``import raygym`` stays free of torch and
+Ray).
+
+- :func:`load_model`: a model artifact, checksums verified, ready to run
+  (:func:`raygym.inference.scoring.load_model`).
+- :func:`predict_array`: one ``(H, W, C)`` array -> class ids and probabilities
+  (:class:`raygym.predict.predictor.Predictor`: sliding window, blending, TTA).
+- :func:`predict_file`: image files / folders -> rasters, overlays and ``summary.csv``
+  (:func:`raygym.predict.predict_files`, what ``raygym predict`` runs).
+- :func:`run_search`: a search from an experiment file or mapping
+  (:func:`raygym.search.run.search_experiment`, what ``raygym search`` runs). Not named
+  ``search``: ``raygym.search`` is the package, which would shadow the function.
+- :func:`read_leaderboard`: a search's ``leaderboard.csv`` as typed rows
+  (:func:`raygym.report.results.load_results`, what ``raygym report`` reads).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raygym.errors import RaygymError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from rich.console import Console
+
+    from raygym.config import ExperimentConfig
+    from raygym.inference.scoring import LoadedModel
+    from raygym.predict import PredictResult
+    from raygym.predict.predictor import Predictor
+    from raygym.search.space_config import SearchSpace
+
+PathLike = str | Path
+
+
+def load_model(path: PathLike, *, device: str | torch.device = "auto",
+               precision: str = "fp32") -> LoadedModel:
+    """The model artifact at ``path`` (``runs/<name>/best``, ``results/<x>/best/rank1_*``),
+    checksums verified, in eval mode on ``device`` (``auto``: CUDA when present).
+
+    ``precision``: ``fp32`` | ``bf16-mixed`` | ``fp16-mixed`` | ``auto``.
+    """
+    from raygym.inference.scoring import load_model as load
+
+    return load(Path(path), device=device, precision=precision)
+
+
+def _folder(model: LoadedModel) -> Path:
+    """The artifact folder a loaded model came from (predict loads its models itself)."""
+    if model.path is None:
+        raise RaygymError("this LoadedModel has no artifact folder to predict with",
+                          fix="load it with raygym.load_model(path)")
+    return model.path
+
+
+def _predictor(model: LoadedModel | Predictor | PathLike) -> Predictor:
+    from raygym.inference.scoring import LoadedModel
+    from raygym.predict.predictor import Predictor, resolve_models
+
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, LoadedModel):
+        return Predictor([_folder(model)], device=model.device, precision=model.precision)
+    return Predictor(resolve_models(Path(model), 1))
+
+
+def predict_array(model: LoadedModel | Predictor | PathLike, image: np.ndarray, *,
+                  tile: int | None = None, overlap: float = 0.25, tta: bool = False,
+                  scale: float = 1.0, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Predict one whole image, as ``raygym predict`` does (rules in :mod:`raygym.predict`).
+
+    Args:
+        model: a :class:`Predictor` (used as is: build one to predict many arrays), a
+            :func:`load_model` result or an artifact / results folder (loaded for this call).
+        image: ``(H, W, C)`` raw digital numbers (uint8 / uint16 / float), ``C`` the model's
+            bands in training order, any size; standardised here like in training.
+        tile, overlap, tta, scale, batch_size: see :meth:`Predictor.predict` (``tile`` in
+            pixels, default the model's input size).
+
+    Returns:
+        ``(labels (H, W) uint8 class ids, probs (K, H, W) float32 softmax)`` on the input grid.
+    """
+    return _predictor(model).predict(image, tile=tile, overlap=overlap, tta=tta, scale=scale,
+                                     batch_size=batch_size)
+
+
+def predict_file(model: LoadedModel | PathLike, images: PathLike | Sequence[PathLike],
+                 out: PathLike, **options: Any) -> PredictResult:
+    """Predict image files / folders into ``out``, as ``raygym predict`` does.
+
+    Args:
+        model: a :func:`load_model` result, an artifact folder or a search's results folder.
+        images: files and / or folders (PNG, JPEG, TIFF, GeoTIFF).
+        out: output folder (label rasters, overlays, ``summary.csv``).
+        options: any other :class:`raygym.predict.PredictOptions` field (``top_k``,
+            ``extra_bands``, ``tile``, ``overlap``, ``tta``, ``scale``, ``probabilities`` ...).
+
+    Returns:
+        :class:`raygym.predict.PredictResult` (``rows``: one summary dict per image).
+    """
+    from raygym.inference.scoring import LoadedModel
+    from raygym.predict import PredictOptions, predict_files
+
+    if isinstance(model, LoadedModel):
+        model = [_folder(model)]
+    given = [images] if isinstance(images, str | Path) else list(images)
+    source = model if isinstance(model, list) else Path(model)
+    return predict_files(source, [Path(p) for p in given], PredictOptions(out=Path(out),
+                                                                          **options))
+
+
+def _experiment(experiment: PathLike | Mapping[str, Any]
+                | tuple[ExperimentConfig, SearchSpace],
+                overrides: Mapping[str, Any] | None
+                ) -> tuple[ExperimentConfig, SearchSpace, Path]:
+    """(config, space, file named in ``search.json``) through :func:`load_experiment`, the
+    one validation path; a mapping goes through it as a temporary YAML file."""
+    import yaml
+
+    from raygym.search.space_config import load_experiment
+
+    if isinstance(experiment, tuple):
+        if overrides:
+            raise RaygymError("overrides apply to an experiment file or mapping, not to a "
+                              "loaded (config, space)", fix="set the values in the config")
+        config, space = experiment
+        return config, space, Path("<python: ExperimentConfig>")
+    if isinstance(experiment, Mapping):
+        with tempfile.TemporaryDirectory(prefix="raygym-api-") as tmp:
+            file = Path(tmp) / "experiment.yaml"
+            file.write_text(yaml.safe_dump(dict(experiment), sort_keys=False))
+            # relative paths resolve against the working directory, as for a file
+            config, space = load_experiment(file, overrides=overrides, base_dir=Path.cwd())
+        return config, space, Path("<python: mapping>")
+    return (*load_experiment(Path(experiment), overrides=overrides), Path(experiment))
+
+
+def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig, SearchSpace],
+               *, overrides: Mapping[str, Any] | None = None, resume: bool = False,
+               retry_errored: bool = False, smoke_test: bool = False,
+               replay: PathLike | None = None, console: Console | None = None) -> Path:
+    """Run (or resume) a hyperparameter search, as ``raygym search`` does; returns its
+    results folder (``leaderboard.csv``, ``best/rank<N>_*`` artifacts, ``search.json``).
+
+    Args:
+        experiment: an experiment YAML file, the same content as a mapping (relative paths
+            resolve against the working directory), or ``load_experiment``'s (config, space).
+        overrides: dotted keys to set first, e.g. ``{"train.max_epochs": 3}`` (``--set``).
+        resume, retry_errored, smoke_test, replay: as the command's ``--resume``,
+            ``--retry-errored``, ``--smoke-test`` and ``--replay TABLE``.
+
+    Raises:
+        RaygymError: a bad experiment, or every trial failed.
+    """
+    from raygym.search.run import results_dir, search_experiment, smoke_config
+
+    config, space, file = _experiment(experiment, overrides)
+    search_experiment(config, space, space_file=file, resume=resume,
+                      retry_errored=retry_errored, smoke_test=smoke_test,
+                      replay=Path(replay) if replay is not None else None, console=console)
+    return results_dir(smoke_config(config) if smoke_test else config)
+
+
+def read_leaderboard(results: PathLike) -> list[dict[str, Any]]:
+    """A search's ``leaderboard.csv``, best first, one dict per trial; numbers and JSON
+    values parsed (ids, status and errors stay text, empty cells ""); ``[]`` while a search
+    has written none yet.
+
+    ``results``: the results folder (``results/<name>``) or its ``leaderboard.csv``.
+    """
+    from raygym.report.results import TEXT_COLUMNS, load_results, parse_cell
+
+    folder = Path(results)
+    folder = folder.parent if folder.name == "leaderboard.csv" else folder
+    return [{k: v if k in TEXT_COLUMNS else parse_cell(v) for k, v in row.items()}
+            for row in load_results(folder).rows]
