@@ -209,8 +209,12 @@ def _du(path: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- parent side
-def child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    env = dict(os.environ, RAYGYM_BENCH_SCALE="1")
+def child(spec: dict[str, Any], timeout: float, cluster_dir: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if cluster_dir is not None:  # the cluster's address and its token
+        from raygym.cluster import driver_env
+
+        env = driver_env(cluster_dir)
     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     for line in reversed(proc.stdout.splitlines()):
@@ -267,6 +271,8 @@ def main() -> None:
 
         ray.shutdown()  # stops the local Ray this child started (a cluster: disconnects)
         return
+    # before the cluster starts: its nodes (and so the trials on them) inherit it
+    os.environ["RAYGYM_REPLAY_TIME_SCALE"] = "1"
     cluster = None
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
@@ -281,7 +287,8 @@ def main() -> None:
                                  timeout=900)
             address = cluster["address"]
             print(f"cluster of {args.nodes} + head up in {time.perf_counter() - t0:.0f} s "
-                  f"at {address}", flush=True)
+                  f"at {address}; its processes hold {_cluster_rss(work) / 2**20:.0f} MiB "
+                  "RSS (idle)", flush=True)
         print(HEADER, flush=True)
         for trials, sched, algo in itertools.product(args.trials, args.scheduler,
                                                      args.algorithm):
@@ -292,7 +299,7 @@ def main() -> None:
                     "concurrency": args.concurrency, "scheduler": sched, "algorithm": algo,
                     "epoch_s": args.epoch_s, "epochs": args.epochs, "cpus": args.cpus,
                     "address": address, "label": args.label}
-            r = child(spec, args.timeout)
+            r = child(spec, args.timeout, work / "cluster" if cluster is not None else None)
             print(fmt_row(r), flush=True)
             if args.json:
                 with args.json.open("a") as fh:
@@ -302,6 +309,20 @@ def main() -> None:
             from raygym.cluster import cluster_down
 
             cluster_down(state_dir=work / "cluster")
+
+
+def _cluster_rss(work: Path) -> int:
+    """Bytes resident in the cluster's node processes (raylets, agents, GCS), no trials."""
+    from raygym.cluster import read_state
+    from raygym.cluster.processes import cluster_processes
+
+    total = 0
+    for proc in cluster_processes(read_state(work / "cluster") or {}):
+        try:
+            total += proc.memory_info().rss
+        except Exception:  # noqa: BLE001 - a process that just ended
+            pass
+    return total
 
 
 def _free() -> int:
