@@ -159,6 +159,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from raygym.inference.onnx_export import export_command
+
+    return export_command(args.model, onnx=args.onnx, out=args.out, opset=args.opset,
+                          console=_console())
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from raygym.dashboard import serve_dashboards
 
@@ -319,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray", action="store_true", help="run as a Ray Data batch job")
     sp.add_argument("--overwrite", action="store_true",
                     help="replace output files that already exist in --out")
+
+    sp = add("export", cmd_export, "Export a model artifact for other runtimes: an ONNX file "
+             "(needs the onnx extra: pip install 'raygym[onnx]').")
+    sp.add_argument("model", type=Path, help="model artifact folder, or a search results "
+                    "folder (its best model)")
+    sp.add_argument("--onnx", action="store_true", help="write an ONNX file: dynamic batch, "
+                    "H and W (multiples of the model's size multiple), checked with ONNX Runtime")
+    sp.add_argument("--out", type=Path, default=None, metavar="FILE",
+                    help="the .onnx file to write (default: model.onnx in the artifact folder)")
+    sp.add_argument("--opset", type=_int_at_least(18), default=None, metavar="N",
+                    help="ONNX opset version (default: 20)")
 
     sp = add("report", cmd_report, "One self-contained HTML report (+ Markdown) of a search.")
     sp.add_argument("results", type=Path)

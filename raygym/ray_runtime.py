@@ -25,11 +25,15 @@ import logging
 import os
 import secrets
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from raygym.compat import (
+    disable_multi_node_address_rewrite,
+    refresh_ray_auth_config,
+    session_dir,
+)
 from raygym.config import ResourcesConfig
 from raygym.errors import RaygymError
 
@@ -112,14 +116,10 @@ def use_session_token() -> str | None:
         token = secrets.token_hex(32)
         os.environ[AUTH_TOKEN_ENV] = token
     os.environ[AUTH_MODE_ENV] = "token"
-    raylet = sys.modules.get("ray._raylet")
-    if raylet is not None:
-        # Ray copied RAY_AUTH_MODE into its C++ config when it was imported (raygym imports
-        # Ray before this point on some paths): without a refresh this driver would go on
-        # sending no token and its own GCS would refuse it. Ray refreshes the same way when
-        # it turns token auth on by itself.
-        raylet.Config.initialize("")
-        raylet.AuthenticationTokenLoader.instance().reset_cache()
+    # Ray copied RAY_AUTH_MODE into its C++ config when it was imported (raygym imports Ray
+    # before this point on some paths): without a refresh this driver would go on sending no
+    # token and its own GCS would refuse it.
+    refresh_ray_auth_config()
     return token
 
 
@@ -137,10 +137,8 @@ def loopback_node() -> Iterator[None]:
     if LOOPBACK_ENV in os.environ:
         yield
         return
-    from ray._private import ray_constants
-
     os.environ[LOOPBACK_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    disable_multi_node_address_rewrite()
     try:
         yield
     finally:
@@ -207,18 +205,14 @@ def session_token_file() -> Path | None:
 
     if not ray.is_initialized():
         return None
-    session = ray._private.worker._global_node.get_session_dir_path()
-    path = Path(session) / TOKEN_FILE
+    path = Path(session_dir()) / TOKEN_FILE
     return path if path.is_file() else None
 
 
 def _write_token_file(token: str) -> None:
     """Write ``token`` beside the Ray session's logs, readable by this user only; the session
     folder goes (``/tmp/ray/session_*``), the token goes with it."""
-    import ray
-
-    session = ray._private.worker._global_node.get_session_dir_path()
-    path = Path(session) / TOKEN_FILE
+    path = Path(session_dir()) / TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token)

@@ -11,36 +11,24 @@ resolve_ip_for_localhost(host)`` so that 127.0.0.1 stays 127.0.0.1, then sets
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` after Ray read it, so that ``ray start``'s multi-node
 check passes while the raylet and workers it starts inherit the variable and bind to
 127.0.0.1. ``tests/cluster/test_loopback_worker.py`` fails when Ray moves the function or
-changes its signature; :func:`install` refuses to start a node in that case.
+changes its signature (:func:`raygym.compat.keep_loopback_host_names`, where the private
+attribute is touched); :func:`install` refuses to start a node in that case.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 
+from raygym.compat import keep_loopback_host_names
 from raygym.ray_runtime import LOOPBACK_ENV
-
-
-def _keep_host(host: str) -> str:
-    """Ray's ``resolve_ip_for_localhost`` without the rewrite of loopback names."""
-    if not host:
-        raise ValueError(f"Malformed host: {host}")
-    return host
 
 
 def install() -> None:
     """Patch this process's Ray (see the module docstring); raise if Ray's function changed."""
-    from ray._private import services  # imports ray_constants, which reads LOOPBACK_ENV now
-
-    original = getattr(services, "resolve_ip_for_localhost", None)
-    if original is None or list(inspect.signature(original).parameters) != ["host"]:
-        raise RuntimeError(
-            "raygym cluster: ray._private.services.resolve_ip_for_localhost(host) is gone or "
-            "changed in this Ray version, so a worker node cannot join a 127.0.0.1-only head; "
-            "update raygym/cluster/loopback_worker.py for it")
-    services.resolve_ip_for_localhost = _keep_host
+    # importing ray._private.services imports ray_constants, which reads LOOPBACK_ENV: set
+    # the variable only after, so that `ray start`'s multi-node check passes
+    keep_loopback_host_names()
     os.environ[LOOPBACK_ENV] = "0"
 
 

@@ -29,7 +29,7 @@ def trial_checkpoint(row: dict[str, Any], storage: str, scratch: Path) -> Path |
     """
     from ray.train import Checkpoint
 
-    from raygym.search.compat import storage_filesystem
+    from raygym.compat import storage_filesystem
 
     refs = [str(row["checkpoint"])] if row.get("checkpoint") else []
     trial_path = Path(str(row.get("trial_path", "")))

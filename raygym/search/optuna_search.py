@@ -41,7 +41,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raygym.search.compat import (
+from raygym.compat import (
     completed_trial_ids,
     intermediate_values,
     live_optuna_trials,

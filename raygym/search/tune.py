@@ -117,7 +117,7 @@ def mend_checkpoints(exp_path: str) -> list[str]:
     not exist on storage anymore") and every retry fails the same way. With the folder back,
     the trial starts and :func:`raygym.search.trainable.fetch_checkpoint` resumes it from the
     newer checkpoint beside it. Reads the snapshot with Ray's own (internal) loaders
-    (:func:`raygym.search.compat.snapshot_trials`); if those change, nothing is mended and a
+    (:func:`raygym.compat.snapshot_trials`); if those change, nothing is mended and a
     warning says so.
     """
     import logging
@@ -125,7 +125,7 @@ def mend_checkpoints(exp_path: str) -> list[str]:
 
     import pyarrow.fs as pafs
 
-    from raygym.search.compat import snapshot_trials, storage_filesystem
+    from raygym.compat import snapshot_trials, storage_filesystem
 
     log = logging.getLogger(__name__)
     created: list[str] = []
@@ -162,8 +162,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
+    from raygym.compat import tuner_run_config
     from raygym.data.dataset import PreparedDataset
-    from raygym.search.compat import tuner_run_config
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 

@@ -136,7 +136,7 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
 def test_the_sqlite_study_runs_in_wal_mode_and_restores_its_twin_index(tmp_path) -> None:
     """WAL + synchronous=NORMAL (commits without fsync; bench_scale), kept on the engine a
     restored searcher unpickles; the in-memory twin index is rebuilt from the study."""
-    from raygym.search.compat import optuna_study, rdb_storage
+    from raygym.compat import optuna_study, rdb_storage
 
     def make() -> TruthfulOptunaSearch:
         return TruthfulOptunaSearch(

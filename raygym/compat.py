@@ -1,9 +1,9 @@
-"""Every private Ray Tune or Optuna attribute raygym uses, in one place.
+"""Every private Ray or Optuna attribute raygym uses, in one place.
 
 Written against ray 2.60 and optuna 5.1. Each function names what it reaches into;
-``tests/search/test_compat.py`` calls each one on real objects (a real ``OptunaSearch``, a
-real study, a real Tune experiment), so an upgrade that moves any of them fails there, by
-name, instead of somewhere inside a search.
+``tests/test_compat.py`` calls each one on real objects (a real ``OptunaSearch``, a real
+study, a real Tune experiment, a real local Ray), so an upgrade that moves any of them fails
+there, by name, instead of somewhere inside a search or a cluster start.
 """
 
 from __future__ import annotations
@@ -122,3 +122,59 @@ def tuner_run_config(tuner: Tuner) -> RunConfig | None:
     the callbacks: set this driver's own on it."""
     local = getattr(tuner, "_local_tuner", None)
     return None if local is None else local.get_run_config()
+
+
+# ---------------------------------------------------------------------- Ray core internals
+def refresh_ray_auth_config() -> None:
+    """Make an already imported Ray re-read ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN`` from the
+    environment (``ray._raylet.Config.initialize``, ``AuthenticationTokenLoader``'s cache), as
+    Ray does itself when it turns token auth on. No-op when Ray is not imported yet."""
+    import sys
+
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None:
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
+def disable_multi_node_address_rewrite() -> None:
+    """Ray read ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` into ``ray._private.ray_constants.
+    ENABLE_RAY_CLUSTER`` when it was imported; set it as the variable now says (0: this
+    process is a 127.0.0.1 host, as on macOS)."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def session_dir() -> str:
+    """The running local Ray's session folder (``ray._private.worker._global_node``)."""
+    import ray
+
+    return str(ray._private.worker._global_node.get_session_dir_path())
+
+
+def keep_loopback_host_names() -> None:
+    """Stop ``ray start`` rewriting 127.0.0.1 to the machine's outside address: replace
+    ``ray._private.services.resolve_ip_for_localhost(host)`` in this process.
+
+    Raises:
+        RuntimeError: the function is gone or its signature changed in this Ray version.
+    """
+    import inspect
+
+    from ray._private import services
+
+    original = getattr(services, "resolve_ip_for_localhost", None)
+    if original is None or list(inspect.signature(original).parameters) != ["host"]:
+        raise RuntimeError(
+            "ray._private.services.resolve_ip_for_localhost(host) is gone or changed in this "
+            "Ray version, so a worker node cannot join a 127.0.0.1-only head; update "
+            "raygym/compat.py for it")
+    services.resolve_ip_for_localhost = _keep_host
+
+
+def _keep_host(host: str) -> str:
+    """Ray's ``resolve_ip_for_localhost`` without the rewrite of loopback names."""
+    if not host:
+        raise ValueError(f"Malformed host: {host}")
+    return host

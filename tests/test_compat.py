@@ -1,4 +1,4 @@
-"""Each private Ray / Optuna attribute of ``raygym.search.compat`` on real objects: a real
+"""Each private Ray / Optuna attribute of ``raygym.compat`` on real objects: a real
 ``OptunaSearch``, real studies (in memory and SQLite, as a search keeps them) and a real Tune
 experiment. A failure here names what an upgrade moved."""
 
@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from raygym.search.compat import (
+from raygym.compat import (
     completed_trial_ids,
     intermediate_values,
     live_optuna_trials,
@@ -112,3 +112,33 @@ def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None
     assert isinstance(restored, tune.RunConfig)
     [callback] = restored.callbacks
     assert isinstance(callback, LiveTrialsCallback) and callback.view is None
+
+
+# ---------------------------------------------------------------------- Ray core internals
+def test_ray_auth_config_can_be_refreshed() -> None:
+    import ray._raylet as raylet
+
+    from raygym.compat import refresh_ray_auth_config
+
+    assert callable(raylet.Config.initialize)
+    assert callable(raylet.AuthenticationTokenLoader.instance().reset_cache)
+    refresh_ray_auth_config()  # re-reads this process's (unchanged) environment
+
+
+def test_the_multi_node_constant_is_where_raygym_sets_it(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from ray._private import ray_constants
+
+    from raygym.compat import disable_multi_node_address_rewrite
+
+    assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    disable_multi_node_address_rewrite()
+    assert ray_constants.ENABLE_RAY_CLUSTER is False
+
+
+def test_session_dir_of_the_running_ray(ray_session: None) -> None:
+    from raygym.compat import session_dir
+
+    path = Path(session_dir())
+    assert path.is_dir() and path.name.startswith("session_")
