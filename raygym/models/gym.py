@@ -40,8 +40,10 @@ def keras_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     Output size is ``ceil(size / stride)``; odd totals put the extra pixel *after* (bottom/right),
     which PyTorch's symmetric ``padding=`` cannot express (even kernels, or stride 2 on even sizes).
     """
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
+    # (ceil(size / stride) - 1) * stride + kernel - size, written without a max() of sizes:
+    # under torch.export (ONNX) a symbolic max nests level by level and export takes minutes
+    rem = size % stride
+    total = max(kernel - (stride if rem == 0 else rem), 0)
     return total // 2, total - total // 2
 
 
