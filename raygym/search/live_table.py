@@ -44,7 +44,8 @@ class LiveTrials:
         search would hold every trial's full last result in the driver)."""
         metric = self.config.search.metric
         self.results[trial_id] = {k: result[k] for k in (
-            metric, f"best_{metric}", "epoch", "val_loss", "stop_reason") if k in result}
+            metric, f"best_{metric}", "epoch", "val_loss", "stop_reason", "gflop_per_s",
+            "peak_share") if k in result}
         self.dirty = True
 
     def refresh(self, trials: list, *, force: bool = False) -> None:
@@ -75,7 +76,7 @@ class LiveTrials:
         elapsed = time.monotonic() - self.started
         table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
                             f"{elapsed:.0f} s", expand=False)
-        for col in ("trial", "status", "epoch", metric, "val_loss"):
+        for col in ("trial", "status", "epoch", metric, "val_loss", "GFLOP/s (peak)"):
             table.add_column(col)
         for t in trials[-SHOWN_TRIALS:]:
             r = self.results.get(t.trial_id, {})
@@ -83,11 +84,21 @@ class LiveTrials:
             vl = r.get("val_loss")
             table.add_row(t.trial_id, t.status.lower(), str(r.get("epoch", "")),
                           f"{m:.3f}" if isinstance(m, float) else "",
-                          f"{vl:.4f}" if isinstance(vl, float) else "")
+                          f"{vl:.4f}" if isinstance(vl, float) else "", _speed(r))
         summary = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
         best_text = f"; best {metric} {best[0]:.3f} ({best[1]})" if best else ""
         table.caption = summary + best_text
         return table
+
+
+def _speed(result: dict[str, Any]) -> str:
+    """Training GFLOP/s and its share of the device's measured peak: a slow configuration
+    (tiny batches, fp32 on a bf16 CPU, a data-bound loop) shows here."""
+    flops, share = result.get("gflop_per_s"), result.get("peak_share")
+    if not isinstance(flops, float) or flops != flops:
+        return ""
+    return f"{flops:.0f}" + (f" ({100 * share:.0f} %)" if isinstance(share, float)
+                             and share == share else "")
 
 
 class LiveTrialsCallback(Callback):

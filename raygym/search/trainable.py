@@ -90,6 +90,7 @@ def trial_in_process(params: dict[str, Any], *, config: ExperimentConfig, train:
     from ray import tune
 
     from raygym.data.dataset import read_card
+    from raygym.inference.runtime import resolve_device
     from raygym.train.loop import (
         NumpyBatches,
         OnlineAugmenter,
@@ -104,8 +105,10 @@ def trial_in_process(params: dict[str, Any], *, config: ExperimentConfig, train:
     torch.manual_seed(config.train.seed)
     card = read_card(config.data.prepared)
     model = build_model_for(config, card.bands, card.num_classes)
-    device = torch.device("cuda" if config.resources.gpus_per_worker > 0
-                          and torch.cuda.is_available() else "cpu")
+    # auto: a GPU only for trials that Ray gave one (gpus_per_worker); Ray knows no MPS
+    # resource, so Apple's GPU is used when asked for by name (resources.device: mps)
+    r = config.resources
+    device = resolve_device(r.device if r.device != "auto" or r.gpus_per_worker > 0 else "cpu")
     model.to(device)
     loss_fn = build_loss_for(config, card)
     augment = OnlineAugmenter(config) if config.data.augment.online else None

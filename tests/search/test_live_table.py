@@ -87,3 +87,13 @@ def test_redraws_are_throttled_and_the_last_one_is_forced() -> None:
     assert view.results["t7"] == {"epoch": 1, "val_mean_iou": 0.3}
     view.callback.on_experiment_end(trials)
     assert len(drawn) == 2 and not view.dirty
+
+
+def test_training_speed_and_its_share_of_the_peak_are_shown() -> None:
+    view = _view()
+    trials = [_Trial("a", "RUNNING"), _Trial("b", "RUNNING")]
+    view.callback.on_trial_result(0, trials, trials[0], {
+        "epoch": 1, "val_mean_iou": 0.4, "gflop_per_s": 41.2, "peak_share": 0.234})
+    view.callback.on_trial_result(0, trials, trials[1], {"epoch": 1, "val_mean_iou": 0.3})
+    text = _text(view, trials)
+    assert "GFLOP/s (peak)" in text and "41 (23 %)" in text
