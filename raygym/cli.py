@@ -147,7 +147,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(out=args.out, top_k=args.top_k, extra_bands=args.band,
                              tile=args.tile, overlap=args.overlap, tta=args.tta,
                              scale=args.scale, probabilities=args.probabilities,
-                             use_ray=args.ray, overwrite=args.overwrite)
+                             use_ray=args.ray, overwrite=args.overwrite,
+                             polygons=args.polygons, min_area=args.min_area)
     return predict_and_print(args.model, args.images, options, console=_console())
 
 
@@ -326,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray", action="store_true", help="run as a Ray Data batch job")
     sp.add_argument("--overwrite", action="store_true",
                     help="replace output files that already exist in --out")
+    sp.add_argument("--polygons", action="store_true", help="also write the class map as "
+                    "polygons (<stem>_polygons.gpkg: class id, name, area in m2); needs the "
+                    "vector extra: pip install 'raygym[vector]'")
+    sp.add_argument("--min-area", type=float, default=0.0, metavar="AREA",
+                    help="with --polygons: drop polygons smaller than this (m2 in a projected "
+                    "CRS, else pixels)")
 
     sp = add("export", cmd_export, "Export a model artifact for other runtimes: an ONNX file "
              "(needs the onnx extra: pip install 'raygym[onnx]').")
