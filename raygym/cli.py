@@ -176,7 +176,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from raygym.models import build_model, list_models
+    from raygym.models import build_model, list_models, min_input_size, requires_multiple_of
     from raygym.models.summary import format_summary, model_summary
 
     console = _console()
@@ -201,6 +201,13 @@ def cmd_models(args: argparse.Namespace) -> int:
                           key="model" if field == "arch" else f"--{field}") from None
     except ValueError as err:
         raise RaygymError(str(err), key="model") from None
+    multiple = requires_multiple_of(args.name, **mc.builder_kwargs())
+    smallest = min_input_size(args.name, **mc.builder_kwargs())
+    if args.size < smallest or args.size % multiple:
+        ok = max(smallest, -(-args.size // multiple) * multiple)
+        raise RaygymError(f"{args.name} needs a size that is a multiple of {multiple} and at "
+                          f"least {smallest}, got {args.size}", key="--size",
+                          fix=f"use --size {ok}")
     summary = model_summary(model, (args.bands, args.size, args.size))
     print(format_summary(summary))
     return 0

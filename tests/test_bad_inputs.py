@@ -142,6 +142,8 @@ CASES = [
     Case("predict-top-k", lambda i: ["predict", str(i.dir), str(i.dir), "--out", str(i.dir / "o"),
                                         "--top-k", "0"], ("--top-k",)),
     Case("evaluate-top-k", lambda i: ["evaluate", str(i.dir), "--top-k", "-1"], ("--top-k",)),
+    Case("models-size-not-a-multiple", lambda i: ["models", "gym_unet", "--size", "50"],
+         ("--size", "multiple of 16", "--size 64")),
     Case("models-classes", lambda i: ["models", "gym_unet", "--classes", "1"],
          ("--classes", "at least 2")),
     Case("set-without-equals",
