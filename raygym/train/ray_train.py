@@ -110,7 +110,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         candidates.append(local_copy)
     if loop_config.get("resume_dir"):
         candidates.append(Path(loop_config["resume_dir"]))
-    resume_dir = max(candidates, key=_checkpoint_epoch, default=None)
+    resume_dir = max(candidates, key=checkpoint_epoch, default=None)
 
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -130,7 +130,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             resume_from=resume_dir)
 
 
-def _checkpoint_epoch(directory: Path) -> int:
+def checkpoint_epoch(directory: Path) -> int:
     """Epochs done in a checkpoint folder (-1 if it has no readable state.json)."""
     import json
 

@@ -20,7 +20,7 @@ from raygym.config import ExperimentConfig, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.contract import diverged
-from raygym.train.ray_train import METRICS_CSV
+from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch
 
 CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
 
@@ -166,7 +166,7 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
                       + f" ({len(done)} epochs done)")
         # Rows past the checkpoint are rerun: drop them (all rows when there is no checkpoint).
         _truncate_metrics(run_dir / METRICS_CSV,
-                          _checkpoint_epoch(resume_dir) if resume_dir is not None else 0)
+                          checkpoint_epoch(resume_dir) if resume_dir is not None else 0)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
     dump_yaml(config, run_dir / "config.yaml")
@@ -206,12 +206,6 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
     learning_curves(rows, run_dir / "curves.png", title=run_dir.name)
     _print_final(rows, run_dir, dataset.card, console)
     return run_dir
-
-
-def _checkpoint_epoch(checkpoint: Path) -> int:
-    import json
-
-    return int(json.loads((checkpoint / "state.json").read_text())["epoch"])
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
