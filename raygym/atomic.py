@@ -26,7 +26,7 @@ def sweep_temp_files(folder: Path) -> list[Path]:
     removed = []
     for path in folder.glob(".*.tmp-*"):
         match = re.search(r"\.tmp-(\d+)(\.[^.]*)?$", path.name)
-        if path.is_file() and match and not _pid_alive(int(match.group(1))):
+        if path.is_file() and match and not pid_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -50,7 +50,7 @@ def sweep_beside(out: Path) -> list[Path]:
     touched: list[Path] = []
     for path in out.parent.glob(f".{out.name}.tmp-*-*"):
         pid = path.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if path.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+        if path.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             touched.append(path)
     olds = sorted(out.parent.glob(f".{out.name}.old-*"))
@@ -98,7 +98,8 @@ def replace_dir(tmp: Path, out: Path, *, owned: Callable[[Path], bool] | None = 
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this pid runs (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -115,7 +116,7 @@ def sweep_scratch(kind: str, root: Path | None = None) -> list[Path]:
     removed = []
     for path in root.glob(f"raygym-{kind}-*-*"):
         pid = path.name.split("-")[2]
-        if path.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+        if path.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

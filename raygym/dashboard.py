@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from raygym.atomic import pid_alive
 from raygym.errors import DataError, RaygymError
 
 RAY_DASHBOARD = "http://127.0.0.1:8265"
@@ -260,16 +261,6 @@ def _write_pidfile(handles: DashboardHandles, results: Path) -> None:
             "children": {c.name: c.proc.pid for c in handles.children}}))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def sweep_stale(temp: Path | None = None) -> list[Path]:
     """Remove the temp folders of dashboards whose process is gone, first stopping the
     children they left (a child is signalled only while its command line still names the
@@ -281,7 +272,7 @@ def sweep_stale(temp: Path | None = None) -> list[Path]:
             owner, children = int(info["pid"]), dict(info["children"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # starting, or not ours: left alone
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         for name, pid in children.items():  # name: "optuna" or "tensorboard"
             with contextlib.suppress(OSError, ValueError):
