@@ -1,4 +1,4 @@
-"""Scheduling at scale, small: 60 replayed trials, 8 at a time, on 8 logical CPUs.
+"""Scheduling at scale, small: 32 replayed trials, 8 at a time, on 8 logical CPUs.
 
 ``raygym search SPACE --replay TABLE`` in a process of its own (its own local Ray, 8 logical
 CPUs), trials replaying the S2 curve table at a known 0.1 s per epoch. Structural checks
@@ -23,7 +23,7 @@ import pytest
 from . import read_leaderboard, reap, write_space
 
 ROOT = Path(__file__).resolve().parents[2]
-TRIALS, CONCURRENCY, EPOCH_S = 60, 8, 0.1
+TRIALS, CONCURRENCY, EPOCH_S = 32, 8, 0.1
 
 
 def _table(tmp: Path) -> Path:
