@@ -18,7 +18,7 @@ output folder receives
   ``scales`` / ``offsets``; GDAL and QGIS unscale to probabilities), georeferenced like the
   label, and a dataset mask (0 = nodata) when the input can hold nodata;
 - ``<stem>_overlay.png``: class colours blended over the image (first three bands; nodata
-  unblended), with a legend (colour + class name) below it; images longer than 4096 px are
+  unblended), with a legend (colour + class name) below it; images longer than 2048 px are
   shown shrunk to that long side;
 - ``<stem>_polygons.gpkg`` with ``polygons``: the class regions as a GeoPackage layer
   (``class_id``, ``class_name``, ``pixels``, ``area_m2`` for projected CRSs), regions smaller

@@ -24,8 +24,9 @@ from raygym.predict.tiling import NODATA, Strip
 
 PROB_SCALE = 255
 """Probability rasters store ``round(PROB_SCALE * p)`` as uint8, with GDAL scale 1/PROB_SCALE."""
-OVERLAY_MAX_SIDE = 4096
-"""Overlays of larger images are shrunk to this long side (a PNG of a whole scene is useless)."""
+OVERLAY_MAX_SIDE = 2048
+"""Overlays of larger images are shrunk to this long side: a full-size PNG of a scene is of no
+use (the label GeoTIFF is the map) and the overlay's float copies would dominate the memory."""
 SUMMARY_HEAD = ["image", "label", "height", "width", "crs", "pixel_area_m2", "nodata_pixels"]
 """``summary.csv``'s first columns; then ``<class>_{pixels,fraction,m2}``, then ``warning``."""
 

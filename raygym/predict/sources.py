@@ -180,7 +180,14 @@ def open_source(item: InputItem, in_channels: int) -> Iterator[RasterSource]:
     """
     with contextlib.ExitStack() as stack:
         if item.path.suffix.lower() in _TIFF:
+            import rasterio
+
+            from raygym.predict.rasters import GDAL_CACHE_MB
+
             stack.enter_context(_quiet_rasterio())
+            # before the first pixel is read: GDAL's default cache (5 % of RAM) would keep
+            # much of a large scene's decoded blocks
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
             try:
                 source: RasterSource = TiffSource(item, in_channels, stack)
             except DataError:
