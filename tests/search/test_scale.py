@@ -95,8 +95,10 @@ def test_the_study_holds_each_trial_once_with_its_state(scaled: Path) -> None:
     pruned = [r for r in rows if r["status"] == "asha-pruned"]
     assert len(states["PRUNED"]) == len(pruned)
     assert all(t.intermediate_values for t in states["PRUNED"])
-    done = sorted(round(float(r["best_val_mean_iou"]), 5) for r in rows if r not in pruned)
-    assert sorted(round(t.value, 5) for t in states.get("COMPLETE", [])) == done
+    # the leaderboard CSV holds rounded scores: compare within its precision
+    done = sorted(float(r["best_val_mean_iou"]) for r in rows if r not in pruned)
+    told = sorted(t.value for t in states.get("COMPLETE", []))
+    assert told == pytest.approx(done, abs=1e-5)
 
 
 def test_replay_exports_nothing_and_concurrency_held(scaled: Path) -> None:
