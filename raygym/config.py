@@ -63,11 +63,46 @@ class FolderSource(_Strict):
 
 
 class SplitConfig(_Strict):
-    """Fractions of *source images* (not augmented copies) per split; the rest is train."""
+    """Fractions of *source images* (not augmented copies) per split; the rest is train.
+
+    ``group`` keeps every scene of one group (tile, site, date) in one split, so adjacent crops
+    of one capture never sit in train and test: a regex searched in each scene key (its capture
+    groups, joined with ``/``, give the group id; with none, the whole match), or
+    ``column:NAME`` for a column of ``data.manifest``. See :mod:`raygym.data.split`.
+    """
 
     val: float = Field(0.2, ge=0.0, lt=1.0)
     test: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = 42
+    # Left out of dumps when unset, so the fingerprint (hence the reuse check) of every dataset
+    # prepared before `group` existed stays what it was.
+    group: str | None = Field(None, min_length=1, exclude_if=lambda v: v is None)
+
+    @field_validator("group")
+    @classmethod
+    def _group_rule(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith("column:"):
+            if not value[len("column:"):].strip():
+                raise ValueError("`column:` needs a manifest column name, e.g. `column:site`")
+            return value
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a valid regular expression: {err} (fix: e.g. "
+                             f"'^(.*)_\\d+_\\d+$' for <scene>_<row>_<col> crops, or "
+                             f"`column:NAME` for a manifest column)") from None
+        return value
+
+    @property
+    def group_column(self) -> str | None:
+        """The manifest column named by ``group: column:NAME``, else None."""
+        if self.group and self.group.startswith("column:"):
+            return self.group[len("column:"):].strip()
+        return None
 
     @model_validator(mode="after")
     def _leaves_train(self) -> SplitConfig:
