@@ -16,13 +16,16 @@ the folders of dashboards that are gone and the children they left behind (elsew
 Linux, where SIGKILL leaves them running).
 
 :func:`start_dashboards` is the library function (tests use it); :func:`serve_dashboards` is the
-CLI's blocking loop around it.
+CLI's blocking loop around it. Both viewers come with the ``dashboard`` extra
+(``pip install 'raygym[dashboard]'``); without them the command stops at once with one line
+naming what is missing (:func:`require_viewers`), before anything starts.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -47,6 +50,8 @@ PORT_TRIES = 50
 START_TIMEOUT_S = 60.0
 TEMP_PREFIX = "raygym-dashboard-"
 PIDFILE = "dashboard.json"
+VIEWERS = {"optuna-dashboard": "optuna_dashboard", "tensorboard": "tensorboard"}
+"""The viewers' distributions (what pip installs) -> the modules this Python must import."""
 
 
 @dataclass
@@ -316,6 +321,21 @@ def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def require_viewers() -> None:
+    """Refuse to start when optuna-dashboard or TensorBoard is not installed in this Python
+    (they are the optional ``dashboard`` extra; searches need neither).
+
+    Raises:
+        RaygymError: naming the missing distributions and ``pip install 'raygym[dashboard]'``.
+    """
+    missing = [dist for dist, module in VIEWERS.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise RaygymError(f"raygym dashboard needs {' and '.join(missing)}, which {verb} not "
+                          "installed", fix="pip install 'raygym[dashboard]'")
+
+
 # ---------------------------------------------------------------------------------- API
 def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 8080,
                      tensorboard_port: int = 6006, *, allow_remote: bool = False,
@@ -335,9 +355,11 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
         ``stop()`` (or use it as a context manager) to end them.
 
     Raises:
-        RaygymError: a missing results folder, a remote host without ``allow_remote``, no
+        RaygymError: a viewer not installed (:func:`require_viewers`), a missing results
+            folder, a remote host without ``allow_remote``, no
             free port, or a dashboard that exits or stays silent at start (both are stopped).
     """
+    require_viewers()
     results = Path(results).resolve()
     if not results.is_dir():
         raise DataError("results folder not found", file=results,
@@ -399,6 +421,7 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
     from rich.console import Console
 
     console = console or Console()
+    require_viewers()
     results = Path(results).resolve()
     check_host(host, allow_remote)
     if not is_loopback(host):

@@ -256,3 +256,35 @@ def test_children_die_with_a_killed_dashboard(results: Path) -> None:
     assert pidfile.is_file(), "a killed dashboard leaves its pidfile ..."
     assert pidfile.parent in sweep_stale(), "... which the next start sweeps"
     assert not pidfile.parent.exists()
+
+
+@pytest.mark.parametrize("absent", [["optuna_dashboard"], ["tensorboard"],
+                                    ["optuna_dashboard", "tensorboard"]])
+def test_missing_viewer_is_one_line_before_anything_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        absent: list[str]) -> None:
+    """Without the ``dashboard`` extra the command names what is missing and the extra to
+    install, exits 2, and starts nothing (no temp folder, no child, no port)."""
+    import tempfile
+
+    from raygym.cli import main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for module in absent:
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    optuna_port, tb_port = _ports()
+    code = main(["dashboard", str(results), "--optuna-port", str(optuna_port),
+                 "--tensorboard-port", str(tb_port)])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    names = {"optuna_dashboard": "optuna-dashboard", "tensorboard": "tensorboard"}
+    for module, dist in names.items():
+        assert (f"needs {dist}" in lines[0] or f"and {dist}" in lines[0]) == (module in absent)
+    assert "pip install 'raygym[dashboard]'" in lines[0]
+    assert list(temp.iterdir()) == []
+    assert not _listening(optuna_port) and not _listening(tb_port)
