@@ -1,6 +1,13 @@
 """Pairing images, extra bands and labels by file name or by a CSV manifest.
 
 Never by sorted position alone (Gym's fault): a missing file would silently shift every pair.
+
+Manifest header rule: ``image``, then one column per extra band, then ``label``; the band
+columns are the ones *between* ``image`` and ``label``. Every other named column (before
+``image`` or after ``label``: ``site``, ``tile``, ``date``, ...) is kept as text on the
+:class:`Pair` (``Pair.column(name)``), never read as a file; ``data.split.group:
+column:site`` uses one. A text column whose every cell names an image file is refused (a band
+column in the wrong place), so no band is ever silently dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raygym.config import DataConfig, FolderSource
-from raygym.data.io import is_image
+from raygym.data.io import IMAGE_SUFFIXES, is_image
 from raygym.errors import DataError
 
 
@@ -24,6 +31,12 @@ class Pair:
     key: str
     images: tuple[Path, ...]
     label: Path
+    # the manifest's named text columns, ``(name, cell)`` in header order; () by file name
+    columns: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str) -> str | None:
+        """The cell of manifest column ``name`` (stripped), or None if there is no such column."""
+        return next((v for k, v in self.columns if k == name), None)
 
 
 def _key_of(path: Path, source: FolderSource) -> str | None:
@@ -103,17 +116,30 @@ def _manifest_text(manifest: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+def _manifest_columns(columns: list[str], manifest: Path) -> tuple[list[str], list[str]]:
+    """(band columns, text columns) of a manifest header; see the module docstring."""
+    if "image" not in columns or "label" not in columns:
+        raise DataError(f"manifest needs 'image' and 'label' columns (has {columns})",
+                        file=manifest, fix="first line: image,label (band columns between)")
+    twice = sorted({c for c in columns if c and columns.count(c) > 1})
+    if twice:
+        raise DataError(f"manifest column '{twice[0]}' appears twice in the first line",
+                        file=manifest, fix="give every column its own name")
+    i, j = sorted((columns.index("image"), columns.index("label")))
+    bands = columns[i + 1:j]
+    text = [c for c in columns[:i] + columns[j + 1:] if c]  # unnamed: Excel's trailing commas
+    return bands, text
+
+
 def pair_by_manifest(manifest: Path) -> list[Pair]:
-    """Read ``image,<band>...,label`` rows (paths relative to the manifest's folder)."""
+    """Read ``image,<band>...,label[,<text>...]`` rows (paths relative to the manifest's
+    folder); the header rule is in the module docstring."""
     if not manifest.is_file():
         raise DataError("manifest not found", file=manifest, key="data.manifest")
     reader = csv.DictReader(io.StringIO(_manifest_text(manifest), newline=""))
     columns = [c.strip() for c in reader.fieldnames or []]
     reader.fieldnames = columns
-    if "image" not in columns or "label" not in columns:
-        raise DataError(f"manifest needs 'image' and 'label' columns (has {columns})",
-                        file=manifest, fix="first line: image,label (band columns between)")
-    bands = [c for c in columns if c not in ("image", "label")]
+    bands, text = _manifest_columns(columns, manifest)
     rows = list(reader)
     if not rows:
         raise DataError("manifest has no rows", file=manifest)
@@ -137,7 +163,15 @@ def pair_by_manifest(manifest: Path) -> list[Pair]:
         if key in seen:
             key = f"{key}#{n}"
         seen.add(key)
-        pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
+        cols = tuple((c, (row[c] or "").strip()) for c in text)
+        pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1], columns=cols))
+    for c in text:
+        cells = [p.column(c) or "" for p in pairs]
+        if all(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in cells):
+            raise DataError(f"column '{c}' lists image files but is not between 'image' and "
+                            "'label', where band columns go", file=manifest,
+                            fix=f"move '{c}' between image and label (columns outside them "
+                            "are kept as text, e.g. a site for data.split.group)")
     if missing:
         more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
         raise DataError(f"{len(missing)} files listed but not found: "
