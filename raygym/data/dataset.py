@@ -48,6 +48,9 @@ class DatasetCard(BaseModel):
     remap_changed: dict[str, int]
     sources: list[dict[str, Any]]
     created: str
+    # data.split.group when the split kept whole groups together: then each split also holds
+    # "groups" (how many) and each source its "group" id. None: split by source image.
+    group_rule: str | None = None
 
     @property
     def num_classes(self) -> int:

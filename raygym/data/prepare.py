@@ -1,8 +1,9 @@
 """``raygym prepare``: folders of imagery + labels -> a model-ready dataset, with Ray Data.
 
 Pipeline (the first two steps on the driver, the rest as Ray Data tasks on every core):
-pair -> check headers -> [read, validate, remap, resize/pad] -> split by source (seeded, before
-augmentation) -> augment train copies -> Parquet shards per split + ``card.json`` + previews.
+pair -> check headers -> [read, validate, remap, resize/pad] -> split by source, or by whole
+groups of sources with ``data.split.group`` (seeded, before augmentation) -> augment train
+copies -> Parquet shards per split + ``card.json`` + previews.
 Everything is written under a temp folder that is renamed into place at the end, so a failed or
 interrupted prepare never leaves half a dataset.
 
@@ -39,7 +40,14 @@ from raygym.data.dataset import (
 )
 from raygym.data.io import read_header, read_image, read_label, read_single_band, sha256_file
 from raygym.data.pairing import Pair, find_pairs
-from raygym.data.split import SPLITS, assign_splits
+from raygym.data.split import (
+    SPLITS,
+    assign_group_splits,
+    assign_splits,
+    scene_groups,
+    split_group_counts,
+    straddling_groups,
+)
 from raygym.errors import DataError
 
 
@@ -352,11 +360,10 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         return PrepareResult(out, card, time.perf_counter() - started, reused=True)
 
     pairs = find_pairs(data)
+    groups = scene_groups(pairs, data.split, data.manifest)
     bands, dtype = check_headers(pairs)
-    splits = assign_splits([p.key for p in pairs], data.split.val, data.split.test,
-                           data.split.seed)
-    log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); split "
-        + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in SPLITS))
+    splits = split_scenes(pairs, data, groups)
+    log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
                 "split": splits[p.key], "bands": bands} for p in pairs]
 
@@ -387,7 +394,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         for m in meta:
             for v, n in json.loads(m["changed"]).items():
                 remap_report[v] = remap_report.get(v, 0) + int(n)
-        card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report)
+        card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report,
+                          groups)
         ray.get(previews)
         replace_dir(tmp, out, owned=is_dataset_dir)
     finally:
@@ -396,9 +404,34 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
 
 
+def split_scenes(pairs: list[Pair], data: DataConfig,
+                 groups: dict[str, str] | None) -> dict[str, str]:
+    """``{scene key: split}``: by source image, or by whole groups when ``groups`` (from
+    :func:`raygym.data.split.scene_groups`) is given; never a group in two splits."""
+    s = data.split
+    if groups is None:
+        return assign_splits([p.key for p in pairs], s.val, s.test, s.seed)
+    splits = assign_group_splits(groups, s.val, s.test, s.seed, rule=str(s.group))
+    leaked = straddling_groups(groups, splits)
+    if leaked:  # a bug, not bad input: never write a dataset that leaks
+        raise RuntimeError(f"groups in two splits: {leaked}")
+    return splits
+
+
+def split_line(splits: dict[str, str], groups: dict[str, str] | None) -> str:
+    """``split train 56, val 16, test 8`` (images), with groups when split by group."""
+    images = {s: sum(v == s for v in splits.values()) for s in SPLITS}
+    if groups is None:
+        return "split " + ", ".join(f"{s} {images[s]}" for s in SPLITS)
+    count = split_group_counts(groups, splits)
+    return (f"split by {len(set(groups.values()))} groups: "
+            + ", ".join(f"{s} {images[s]} ({count[s]} group{'s' * (count[s] != 1)})"
+                        for s in SPLITS))
+
+
 def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],
                bands: int, dtype: str, fingerprint: str,
-               remap_report: dict[str, int]) -> DatasetCard:
+               remap_report: dict[str, int], groups: dict[str, str] | None) -> DatasetCard:
     import pyarrow.parquet as pq
 
     k = config.data.num_classes
@@ -417,7 +450,11 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
             "pixels_per_class": [int(c) for c in counts[:k]],
             "ignored_pixels": int(counts[k]),
         }
+    if groups is not None:
+        for split, n in split_group_counts(groups, splits).items():
+            split_info[split]["groups"] = n
     sources = [{"key": p.key, "split": splits[p.key],
+                **({"group": groups[p.key]} if groups is not None else {}),
                 "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
     card = DatasetCard(
@@ -427,6 +464,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         data_config=json.loads(config.data.model_dump_json()),
         splits=split_info, remap_changed=remap_report, sources=sources,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        group_rule=config.data.split.group if groups is not None else None,
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
     return card

@@ -152,7 +152,28 @@ def _card_rows(artifact: Path, card: ModelCard) -> list[tuple[str, Any]]:
                                           for k, v in (tr.get("params") or {}).items())),
         ("dataset", f"{card.dataset.get('path', '?')} (splits "
                     f"{card.dataset.get('splits', {})})"),
+        *split_rows(card.dataset),
     ]
+
+
+def split_rows(dataset: dict[str, Any]) -> list[tuple[str, str]]:
+    """How a model's dataset (``ModelCard.dataset``: its path and config hash) was split,
+    read from the dataset's card while it is there and unchanged: by source image, or by
+    ``data.split.group`` with groups and images per split. [] otherwise."""
+    from raygym.data.dataset import read_card
+
+    try:
+        ds = read_card(Path(str(dataset.get("path", ""))))
+    except DataError:  # gone or damaged: the evaluation below says so
+        return []
+    if ds.config_hash != dataset.get("config_hash"):
+        return []
+    if ds.group_rule is None:
+        return [("split", "by source image (no data.split.group: crops of one scene may sit "
+                          "in train and test)")]
+    per = ", ".join(f"{s} {info.get('groups', 0)} group{'s' * (info.get('groups') != 1)} / "
+                    f"{info.get('sources', 0)} images" for s, info in ds.splits.items())
+    return [("split", f"by data.split.group '{ds.group_rule}', no group in two splits: {per}")]
 
 
 def _per_class_table(doc: ReportDocument, card: ModelCard, ev: SplitEvaluation | None) -> None:
