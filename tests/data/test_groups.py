@@ -104,3 +104,16 @@ def test_prepare_by_group_records_groups_per_split(tmp_path, s2_subset, write_co
     assert name == "split" and "train 2 groups / 4 images" in row and "test 1 group / 2 images" in row
     assert split_rows({**dataset, "config_hash": "other"}) == []
     assert split_rows({"path": str(tmp_path / "gone")}) == []
+
+
+def test_no_group_keeps_the_fingerprint_of_existing_datasets(tmp_path) -> None:
+    from raygym.config import DataConfig
+    from raygym.data.prepare import data_fingerprint
+
+    plain = DataConfig(images=tmp_path / "i", labels=tmp_path / "l", classes=["a", "b"])
+    # a dataset prepared before `group` existed was fingerprinted from exactly these keys
+    assert plain.model_dump()["split"] == {"val": 0.2, "test": 0.1, "seed": 42}
+    grouped = plain.model_copy(update={"split": plain.split.model_copy(
+        update={"group": CAPTURE})})
+    assert grouped.model_dump()["split"]["group"] == CAPTURE
+    assert data_fingerprint(grouped) != data_fingerprint(plain), "a new split, a new dataset"
