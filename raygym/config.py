@@ -1,10 +1,10 @@
 """The experiment schema: one YAML file, parsed and validated once at the edge.
 
-Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``. Any scalar may
-instead be a search distribution: :func:`raygym.search.space_config.load_experiment` reads a
-file, resolves its relative paths (modules below the CLI only ever see absolute
-:class:`~pathlib.Path` objects), separates the distributions into a search space and
-validates the rest here.
+Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``, ``mlflow``.
+Any scalar may instead be a search distribution:
+:func:`raygym.search.space_config.load_experiment` reads a file, resolves its relative paths
+(modules below the CLI only ever see absolute :class:`~pathlib.Path` objects), separates
+the distributions into a search space and validates the rest here.
 """
 
 from __future__ import annotations
@@ -441,6 +441,32 @@ class ResourcesConfig(_Strict):
     object_store_memory: int | None = Field(None, ge=78_643_200)
 
 
+# ------------------------------------------------------------------------------------- mlflow
+class MlflowConfig(_Strict):
+    """Experiment tracking in MLflow (``pip install 'raygym[mlflow]'``): ``raygym train`` logs
+    one MLflow run, ``raygym search`` one run per trial under a run for the search. Whether
+    mlflow is installed is checked when a command starts, not here: an artifact's
+    ``config.yaml`` must load on machines without it."""
+
+    enabled: bool = False
+    tracking_uri: str | None = Field(
+        None, description="None: sqlite:///<train.output_dir or search.results_dir>/mlflow.db "
+        "(MLflow 3 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true); relative "
+        "sqlite: paths resolve against the folder raygym runs from; or http(s)://, databricks")
+    experiment_name: str | None = Field(None, min_length=1,
+                                        description="None: the experiment's `name`")
+    log_artifacts: bool = Field(True, description="log best/ (train: also curves.png, "
+                                "metrics.csv, config.yaml; search: leaderboard, search.json)")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value and value != "databricks":
+            raise ValueError(f"'{value}' is not a URI (fix: e.g. sqlite:///{value}/mlflow.db, "
+                             "or http://host:5000)")
+        return value
+
+
 # ----------------------------------------------------------------------------------- top level
 class ExperimentConfig(_Strict):
     """One experiment: what ``prepare``, ``train`` and ``search`` all read."""
@@ -452,6 +478,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     @model_validator(mode="after")
     def _default_grace_period(self) -> ExperimentConfig:
