@@ -91,6 +91,36 @@ def test_predict_a_file(artifact: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "summary.csv").is_file()
 
 
+def test_top_k_from_python_follows_the_ensemble_rule(tmp_path: Path) -> None:
+    """``predict_file(top_k=...)`` and ``Predictor([...])`` weigh a search's models by the
+    command's rule (raygym.predict.ensemble): the weak third is left out."""
+    config = validate_experiment({
+        "name": "api", "data": {"images": str(tmp_path / "i"), "labels": str(tmp_path / "l"),
+                                "classes": CLASSES, "target_size": [32, 32],
+                                "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
+    best = tmp_path / "results" / "best"
+    for seed, score in enumerate([0.7, 0.69, 0.5]):
+        torch.manual_seed(seed)
+        model = build_model("gym_unet", in_channels=3, num_classes=4,
+                            **config.model.builder_kwargs()).eval()
+        export_artifact(best / f"rank{seed + 1}_t{seed}", model, config, in_channels=3,
+                        classes=CLASSES, metrics={"val_mean_iou": score}, dataset={})
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(2).integers(0, 255, (36, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(images / "scene.png")
+    result = raygym.predict_file(tmp_path / "results", images, tmp_path / "out", top_k=3,
+                                 overlay=False, device="cpu")
+    assert result.ensemble is not None
+    assert [p.name for p in result.ensemble.kept] == ["rank1_t0", "rank2_t1"]
+    assert result.ensemble.kept_weights == pytest.approx([0.7 / 1.39, 0.69 / 1.39])
+    predictor = raygym.Predictor(sorted(best.iterdir()), device="cpu")
+    assert predictor.model_dirs == result.ensemble.kept
+    label = np.asarray(Image.open(tmp_path / "out" / "scene_label.png"))
+    np.testing.assert_array_equal(label, raygym.predict_array(predictor, pixels)[0])
+
+
 def test_read_leaderboard_parses_numbers_and_json(tmp_path: Path) -> None:
     rows = [["rank", "trial_id", "status", "best_val_mean_iou", "epochs", "loss.name",
              "error"],

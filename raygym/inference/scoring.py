@@ -2,8 +2,8 @@
 
 :class:`LoadedModel` is an artifact ready to run (weights verified, on its device, in its
 memory layout and precision); :func:`score_batch` scores prepared samples with it
-(``evaluate``, ``report``), :func:`ensemble_softmax` averages the softmax of several
-(``predict``). All go through :func:`raygym.inference.runtime.logits`.
+(``evaluate``, ``report``), :func:`ensemble_softmax` averages the softmax of several,
+weighted (``predict``). All go through :func:`raygym.inference.runtime.logits`.
 """
 
 from __future__ import annotations
@@ -98,27 +98,37 @@ def score_batch(loaded: LoadedModel, images: np.ndarray, labels: np.ndarray,
 
 
 @torch.no_grad()
-def ensemble_softmax(models: Sequence[LoadedModel], x: torch.Tensor, *, tta: bool = False
-                     ) -> torch.Tensor:
-    """Average softmax of ``models`` on ``x`` (and of its flips with ``tta``).
+def ensemble_softmax(models: Sequence[LoadedModel], x: torch.Tensor, *, tta: bool = False,
+                     weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Weighted average softmax of ``models`` on ``x`` (each first averaged over its flips
+    with ``tta``).
 
     Args:
         models: loaded models sharing bands and classes.
         x: ``(B, C, H, W)`` float32 standardized input.
         tta: average identity, horizontal, vertical and both flips (outputs un-flipped).
+        weights: one per model, > 0 (normalised to sum 1; None: equal). The rule that picks
+            them for ``raygym predict --top-k`` is :mod:`raygym.predict.ensemble`'s.
 
     Returns:
         ``(B, K, H, W)`` float32 probabilities on the CPU.
     """
+    w = [1.0] * len(models) if weights is None else [float(v) for v in weights]
+    if len(w) != len(models) or not models or min(w) <= 0:
+        raise ValueError(f"need one positive weight per model, got {w} for {len(models)}")
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     total: torch.Tensor | None = None
-    for loaded in models:
+    for loaded, share in zip(models, w, strict=True):
         xd = x.to(loaded.device)
+        member: torch.Tensor | None = None
         for dims in flips:
             p = torch.softmax(loaded.logits(torch.flip(xd, dims) if dims else xd), dim=1)
             if dims:
                 p = torch.flip(p, dims)
             p = p.cpu()
-            total = p if total is None else total + p
+            member = p if member is None else member + p
+        assert member is not None
+        member = member * (share / (sum(w) * len(flips)))
+        total = member if total is None else total + member
     assert total is not None
-    return (total / (len(models) * len(flips))).contiguous()
+    return total.contiguous()

@@ -10,7 +10,8 @@ output folder receives
 - ``<stem>_label.tif`` (TIFF input: class ids 0..K-1, uint8, nodata 255 (tagged as the band's
   nodata) where the input is nodata, the input's CRS and transform kept, deflate-compressed
   cloud-optimised GeoTIFF with nearest-neighbour overviews, a colour table and the class names
-  in the ``classes`` tag) or ``<stem>_label.png`` (PNG / JPEG input; 255 where nodata);
+  in the ``classes`` tag, the models used with their scores and weights in the ``models`` tag)
+  or ``<stem>_label.png`` (PNG / JPEG input; 255 where nodata);
 - ``<stem>_label.qml`` beside it: a QGIS style (paletted renderer, each class's colour and
   name), which QGIS applies by itself when it opens the label;
 - ``<stem>_probs.tif`` with ``probabilities``: one uint8 band per class (described by its
@@ -64,8 +65,13 @@ Rules, chosen to match training:
   ``scale`` resamples the image by that factor before prediction (``cv2`` area / linear) and the
   label back to the input size (nearest; probabilities linear), so the output always matches the
   input grid.
-- **Ensembles / TTA.** ``top_k`` averages the softmax of the best k models of a search; ``tta``
-  averages the identity and horizontal, vertical and both flips (each un-flipped).
+- **Ensembles / TTA.** ``top_k`` takes the best k models of a search; of those, a model whose
+  validation mean IoU (its model card's) is more than ``ensemble_margin`` (0.05) below the best
+  one's is left out, and the rest's softmax is averaged with weights in proportion to their
+  validation mean IoU (``ensemble_weights="score"``) or equal (``"equal"``); see
+  :mod:`.ensemble`. The rule, the models kept and their weights are printed and written in the
+  GeoTIFFs' ``models`` tag. ``tta`` averages the identity and horizontal, vertical and both
+  flips (each un-flipped).
 
 Bad input: a tampered or incomplete artifact, a wrong band count, an output folder inside an
 input folder or ``polygons`` without pyogrio raise :class:`~raygym.errors.RaygymError` (exit 2).
@@ -75,7 +81,7 @@ written without one, with a warning.
 
 Modules, in the order a run uses them: :mod:`.options` (:class:`PredictOptions`, every setting
 of a run), :mod:`.guards` (checks before any work), :mod:`.predictor` (which models, and the
-:class:`Predictor` running them), :mod:`.inputs` (files, band matching, band counts, alpha
+:class:`Predictor` running them), :mod:`.ensemble` (which of the top-k, with what weight), :mod:`.inputs` (files, band matching, band counts, alpha
 bands and georeferencing), :mod:`.sources` (pixels by bands of rows, nodata masks, streamed
 statistics), :mod:`.tiling` (sliding windows, blending, resampling), :mod:`.outputs` (one
 image's files and summary row), :mod:`.rasters` (PNG / block-wise COG writers), :mod:`.styles`
@@ -89,6 +95,7 @@ from raygym.predict.command import (
     predict_files,
     print_predict_summary,
 )
+from raygym.predict.ensemble import EnsemblePlan, ensemble_weights, plan_ensemble
 from raygym.predict.inputs import (
     GeoInfo,
     InputItem,
@@ -126,6 +133,7 @@ __all__ = [
     "PROB_SCALE",
     "ArraySource",
     "BandStats",
+    "EnsemblePlan",
     "GeoInfo",
     "GeoTiffWriter",
     "InputItem",
@@ -143,11 +151,13 @@ __all__ = [
     "check_band_counts",
     "check_output_folder",
     "collect_inputs",
+    "ensemble_weights",
     "match_band",
     "predict_and_print",
     "predict_files",
     "label_qml",
     "open_source",
+    "plan_ensemble",
     "predict_one",
     "print_predict_summary",
     "read_geo",

@@ -12,6 +12,7 @@ from typing import Any
 
 from raygym.atomic import sweep_temp_files
 from raygym.errors import DataError
+from raygym.predict.ensemble import EnsemblePlan
 from raygym.predict.guards import (
     check_memory,
     check_out_is_a_folder,
@@ -32,7 +33,9 @@ ProgressCallback = Callable[[int, int, str], None]
 
 @dataclass
 class PredictResult:
-    """What a prediction run produced. ``rows``: one summary dict per predicted image."""
+    """What a prediction run produced. ``rows``: one summary dict per predicted image;
+    ``ensemble``: the models used, their scores and weights (also in the GeoTIFFs' ``models``
+    tag)."""
 
     out: Path
     rows: list[dict[str, Any]]
@@ -43,6 +46,7 @@ class PredictResult:
     megapixels: float
     summary_csv: Path | None = None
     files: list[Path] = field(default_factory=list)
+    ensemble: EnsemblePlan | None = None
 
     @property
     def exit_code(self) -> int:
@@ -76,7 +80,9 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     options.check_ranges()
     check_vector_writer(options)
     predictor = Predictor(model_dirs, device="cpu" if options.use_ray else options.device,
-                          precision=options.precision)
+                          precision=options.precision, ensemble_margin=options.ensemble_margin,
+                          ensemble_weights=options.ensemble_weights)
+    plan = predictor.plan
     predictor.tile_hw(options.tile)  # validate before any work
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
     items, unreadable = check_band_counts(items, predictor.in_channels)
@@ -114,7 +120,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     mpx = sum(int(r["height"]) * int(r["width"]) for r in rows) / 1e6
     return PredictResult(out=out, rows=rows, skipped=skipped, warnings=warnings,
                          classes=classes, seconds=time.perf_counter() - started,
-                         megapixels=mpx, summary_csv=summary, files=files)
+                         megapixels=mpx, summary_csv=summary, files=files, ensemble=plan)
 
 
 def predict_and_print(model: Path, images: Sequence[Path], options: PredictOptions, *,
@@ -161,6 +167,9 @@ def print_predict_summary(result: PredictResult, console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    if result.ensemble is not None:
+        for line in result.ensemble.lines():
+            console.print(escape(line))
     if result.rows:
         table = Table(title=f"{len(result.rows)} images, {result.megapixels:.2f} Mpx in "
                             f"{result.seconds:.1f} s")

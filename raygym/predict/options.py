@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raygym.errors import RaygymError
+from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, check_rule
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class PredictOptions:
     Attributes:
         out: output folder (created; must not lie inside an input folder).
         top_k: how many of a search's best models to ensemble (1 for a single artifact).
+        ensemble_margin: of those, leave out models more than this validation mean IoU below
+            the best one (see :mod:`raygym.predict.ensemble`).
+        ensemble_weights: ``score`` (in proportion to validation mean IoU) or ``equal``.
         extra_bands: one folder per extra band, in training order.
         tile: sliding-window size in pixels (None: the model's input size).
         overlap: fraction of a window shared with its neighbour, ``0 <= overlap < 1``.
@@ -39,6 +43,8 @@ class PredictOptions:
 
     out: Path
     top_k: int = 1
+    ensemble_margin: float = DEFAULT_MARGIN
+    ensemble_weights: EnsembleWeights = "score"
     extra_bands: Sequence[Path] = ()
     tile: int | None = None
     overlap: float = 0.25
@@ -61,12 +67,15 @@ class PredictOptions:
         object.__setattr__(self, "extra_bands", tuple(Path(p) for p in self.extra_bands))
 
     def check_ranges(self) -> None:
-        """Refuse an ``overlap`` outside ``[0, 1)``, a ``scale`` that is not positive, or a
-        negative ``min_area`` (or one given without ``polygons``).
+        """Refuse an ``overlap`` outside ``[0, 1)``, a ``scale`` that is not positive, a
+        negative ``min_area`` (or one given without ``polygons``), a negative ensemble margin
+        or an unknown ensemble weighting.
 
         Raises:
-            RaygymError: naming the ``--overlap``, ``--scale`` or ``--min-area`` option.
+            RaygymError: naming the ``--overlap``, ``--scale``, ``--min-area``,
+                ``--ensemble-margin`` or ``--ensemble-weights`` option.
         """
+        check_rule(self.ensemble_margin, self.ensemble_weights)
         if not 0.0 <= self.overlap < 1.0:
             raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
         if not self.scale > 0:

@@ -108,7 +108,8 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
     with open_source(item, predictor.in_channels) as source, contextlib.ExitStack() as stack:
         h, w = source.height, source.width
         common = {"height": h, "width": w, "crs": geo.crs, "transform": geo.transform}
-        tags = {"classes": json.dumps(classes), "source": str(item.path)}
+        tags = {"classes": json.dumps(classes), "source": str(item.path),
+                "models": json.dumps(predictor.plan.to_json())}
         writers: dict[str, GeoTiffWriter] = {}
         if geo.is_tiff:
             writers["label"] = stack.enter_context(GeoTiffWriter(

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from raygym.errors import DataError, RaygymError
+from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, plan_ensemble
 from raygym.predict.sources import ArraySource, RasterSource, band_stats
 from raygym.predict.tiling import Strip, blend_strips, join_strips, predict_rescaled
 
@@ -68,17 +69,28 @@ class Predictor:
     """One model or an ensemble, ready to predict images of any size.
 
     All models must share bands, classes and input size (true for the top-k of one search).
-    ``forward`` maps standardized ``(B, C, H, W)`` tiles to averaged softmax ``(B, K, H, W)``.
+    Of several models, those more than ``ensemble_margin`` validation mean IoU below the best
+    are left out (never loaded) and the rest weighted (``ensemble_weights``): the rule of
+    :mod:`raygym.predict.ensemble`, recorded in :attr:`plan`. ``forward`` maps standardized
+    ``(B, C, H, W)`` tiles to their weighted mean softmax ``(B, K, H, W)``.
     """
 
     def __init__(self, model_dirs: Sequence[Path], *, device: str | torch.device = "auto",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", ensemble_margin: float = DEFAULT_MARGIN,
+                 ensemble_weights: EnsembleWeights = "score") -> None:
+        from raygym.inference.artifact import read_model_card
         from raygym.inference.scoring import load_model
         from raygym.models import min_input_size, requires_multiple_of
 
         if not model_dirs:
             raise RaygymError("no model to predict with")
-        self.model_dirs = [Path(p) for p in model_dirs]
+        candidates = [Path(p) for p in model_dirs]
+        metrics = ([read_model_card(p).metrics for p in candidates] if len(candidates) > 1
+                   else [{}])  # one model: nothing to weigh, its card is read when loaded
+        self.plan = plan_ensemble(candidates, metrics, margin=ensemble_margin,
+                                  weights=ensemble_weights)
+        self.model_dirs = self.plan.kept
+        self.weights = self.plan.kept_weights
         self.models = [load_model(p, device=device, precision=precision)
                        for p in self.model_dirs]
         self.device = self.models[0].device
@@ -133,7 +145,7 @@ class Predictor:
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
-        """Mean softmax over models (and flips with ``tta``).
+        """Softmax averaged over flips (with ``tta``), then over models with :attr:`weights`.
 
         Args:
             x: ``(B, C, H, W)`` float32 standardized tiles (any device).
@@ -144,7 +156,7 @@ class Predictor:
         """
         from raygym.inference.scoring import ensemble_softmax
 
-        return ensemble_softmax(self.models, x, tta=tta)
+        return ensemble_softmax(self.models, x, tta=tta, weights=self.weights)
 
     def predict_strips(self, source: RasterSource, *, tile: int | None = None,
                        overlap: float = 0.25, tta: bool = False, scale: float = 1.0,

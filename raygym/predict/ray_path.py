@@ -30,7 +30,9 @@ class PredictActor:
     def __init__(self, model_dirs: list[str], options: PredictOptions, threads: int = 1) -> None:
         torch.set_num_threads(max(1, threads))
         self.predictor = Predictor([Path(p) for p in model_dirs], device="cpu",
-                                   precision=options.precision)
+                                   precision=options.precision,
+                                   ensemble_margin=options.ensemble_margin,
+                                   ensemble_weights=options.ensemble_weights)
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -70,3 +70,20 @@ def test_ensemble_softmax_is_the_mean_of_the_members(tmp_path: Path) -> None:
     tta = ensemble_softmax([a], x, tta=True)
     assert tta.shape == (2, 3, 32, 32)
     torch.testing.assert_close(tta.sum(1), torch.ones(2, 32, 32))
+
+
+def test_ensemble_softmax_weights_its_members(tmp_path: Path) -> None:
+    """Weights (normalised to sum 1) scale each member's softmax; no positive weight, or a
+    count that does not match, is refused."""
+    a = load_model(_export(tmp_path, "a", 0), device="cpu")
+    b = load_model(_export(tmp_path, "b", 1), device="cpu")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        pa, pb = (torch.softmax(m.model(x), 1) for m in (a, b))
+    torch.testing.assert_close(ensemble_softmax([a, b], x, weights=[0.75, 0.25]),
+                               0.75 * pa + 0.25 * pb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ensemble_softmax([a, b], x, weights=[3, 1]),
+                               0.75 * pa + 0.25 * pb, rtol=1e-4, atol=1e-5)
+    for bad in ([1.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="positive weight"):
+            ensemble_softmax([a, b], x, weights=bad)
