@@ -263,8 +263,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------- parser
-class _Help(argparse.RawDescriptionHelpFormatter):
-    """Option help wrapped as usual; description and the closing example kept as written."""
+class _Help(argparse.HelpFormatter):
+    """argparse's wrapping, except for the closing example, kept as written (one command a
+    reader can copy)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def build_parser() -> argparse.ArgumentParser:

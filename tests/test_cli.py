@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from raygym import __version__
@@ -78,3 +80,57 @@ def test_prepare_refuses_a_search_space(tmp_path, capsys, write_config, s2_confi
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.filters" in err
     assert not (tmp_path / "ds").exists()
+
+
+def _verbs() -> dict[str, argparse.ArgumentParser]:
+    from raygym.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_option_has_help_with_its_default() -> None:
+    """Each option of each verb says what it does, and its default where it has one; each
+    verb's help ends with one example of that verb, kept as written."""
+    verbs = _verbs()
+    assert len(verbs) == 12
+    for verb, sp in verbs.items():
+        for action in sp._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help and action.help.strip(), f"{verb} {name}: no help"
+            has_default = action.default not in (None, False, argparse.SUPPRESS)
+            if has_default and action.option_strings:
+                assert "%(default)s" in action.help or "default: " in action.help, \
+                    f"{verb} {name}: default {action.default!r} not stated"
+        assert sp.epilog and sp.epilog.startswith("example"), f"{verb}: no example"
+        assert f"raygym {verb} " in sp.epilog or sp.epilog.rstrip().endswith(f"raygym {verb}")
+        assert sp.format_help().rstrip().endswith(sp.epilog.splitlines()[-1].rstrip()), \
+            f"{verb}: the example must close the help, unwrapped"
+
+
+@pytest.mark.parametrize("verb", sorted(["prepare", "train", "search", "evaluate", "predict",
+                                         "export", "report", "dashboard", "models",
+                                         "convert-config", "demo-data", "cluster"]))
+def test_help_of_each_verb_ends_with_its_example(verb: str, capsys) -> None:
+    assert _exit_code([verb, "--help"]) == 0
+    out = capsys.readouterr().out.rstrip().splitlines()
+    assert out[-2] == "example:" and out[-1].startswith(f"  raygym {verb}")
+    assert "(default: " in "\n".join(out)
+
+
+def test_computed_defaults_in_help_match_their_source() -> None:
+    """Defaults the parser does not hold (``models --filters / --kernel / --encoder``: the
+    schema's; ``export --opset``: the exporter's) are named in words, without importing
+    their modules at every call; they must match them."""
+    from raygym.inference.onnx_export import DEFAULT_OPSET
+    from raygym.models.spec import DEFAULT_ENCODER, GYM_DEFAULTS
+
+    helps = {a.dest: a.help for a in _verbs()["models"]._actions}
+    assert helps["filters"].endswith(f"default, {GYM_DEFAULTS.filters})")
+    assert helps["kernel"].endswith(f"default, {GYM_DEFAULTS.kernel})")
+    assert helps["encoder"].endswith(f"default, {DEFAULT_ENCODER})")
+    opset = {a.dest: a.help for a in _verbs()["export"]._actions}["opset"]
+    assert opset.endswith(f"(default: {DEFAULT_OPSET})")
