@@ -83,19 +83,19 @@ def scene_groups(pairs: list[Pair], split: SplitConfig,
         if unmatched:
             more = f" ({len(unmatched)} of {len(out)} keys do not)" if len(unmatched) > 1 else ""
             raise DataError(f"scene key '{unmatched[0]}' does not match the group regex "
-                            f"{rule!r}{more}", key=GROUP_KEY,
+                            f"'{rule}'{more}", key=GROUP_KEY,
                             fix="write a regex that finds a group in every scene key (the "
                             f"image file stem), e.g. {CROP_EXAMPLE}")
         return {k: g for k, g in out.items() if g is not None}
     if manifest is None:
-        raise DataError(f"{rule!r} takes each scene's group from a manifest column, but the "
+        raise DataError(f"'{rule}' takes each scene's group from a manifest column, but the "
                         "scenes are paired by file name", key=GROUP_KEY,
                         fix=f"pair with data.manifest (a '{column}' column after 'label'), or "
                         f"use a regex over the scene key, e.g. {CROP_EXAMPLE}")
     cells = {p.key: p.column(column) for p in pairs}
     if any(v is None for v in cells.values()):
         names = [c for c, _ in pairs[0].columns] if pairs else []
-        raise DataError(f"{rule!r}: the manifest has no '{column}' column (its text columns: "
+        raise DataError(f"'{rule}': the manifest has no '{column}' column (its text columns: "
                         f"{', '.join(names) or 'none'})", file=manifest, key=GROUP_KEY,
                         fix=f"add a '{column}' column after 'label', or name an existing one")
     empty = sorted(k for k, v in cells.items() if not v)
@@ -128,7 +128,7 @@ def assign_group_splits(groups: dict[str, str], val: float, test: float, seed: i
     needs = ["train"] + [s for s, f in (("val", val), ("test", test)) if f > 0]
     if len(ids) < len(needs) and n:
         shown = ", ".join(f"'{g}'" for g in ids[:3]) + (" ..." if len(ids) > 3 else "")
-        raise DataError(f"{rule!r} gives {len(ids)} group{'s' * (len(ids) != 1)} ({shown}) but "
+        raise DataError(f"'{rule}' gives {len(ids)} group{'s' * (len(ids) != 1)} ({shown}) but "
                         f"{', '.join(needs[:-1])} and {needs[-1]} need one each", key=GROUP_KEY,
                         fix="lower data.split.val / data.split.test (0 drops that split), or "
                         "a group rule that gives more groups")
