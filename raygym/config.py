@@ -188,6 +188,11 @@ class DataConfig(_Strict):
             )
         if self.manifest is not None and (self.images is not None or self.labels is not None):
             raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
+        if self.split.group_column is not None and self.manifest is None:
+            raise KeyedError("data.split.group", (
+                f"'{self.split.group}' takes each scene's group from a manifest column, but the "
+                "scenes are paired by file name (fix: pair with data.manifest, or use a regex "
+                "over the scene key, e.g. '^(.*)_\\d+_\\d+$' for <scene>_<row>_<col> crops)"))
         k = len(self.classes)
         if self.remap:
             bad = {old: new for old, new in self.remap.items()
