@@ -193,7 +193,9 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
         find_pairs(config.data)  # missing/unpaired data fails here, before Ray starts
     from raygym.ray_runtime import ensure_ray
+    from raygym.search.tracking import check_tracking
 
+    check_tracking(config, replay=table)  # mlflow.enabled: the extra, the store
     _pin_local_ray_address(config)
     ensure_ray(config.resources, dashboard=config.resources.address is None)
     from raygym.train.ray_train import check_resources
@@ -233,6 +235,10 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
         saved["replay"] = replay_verdict(table, config, grid)
     _write_json(out / SEARCH_JSON, saved)
+    if table is None:
+        from raygym.search.tracking import log_search_summary
+
+        log_search_summary(config, out, summary, exported)
     print_summary(board, exported, out, summary, console)
     if table is not None:
         _print_replay(saved["replay"], console)

@@ -201,8 +201,11 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
     live = LiveTrials(config, console, total)
+    from raygym.search.tracking import tracking_callbacks  # MLflow runs (mlflow.enabled)
+
+    callbacks = [live.callback, *tracking_callbacks(config, space, replay=replay)]
     run_config = tune.RunConfig(
-        name=config.name, storage_path=storage, verbose=0, callbacks=[live.callback],
+        name=config.name, storage_path=storage, verbose=0, callbacks=callbacks,
         # PBT restores one trial from another's checkpoint, chosen when the bottom trial
         # reports; by the time that trial has restarted, the donor may have written several
         # newer ones (seen: 3 on 2 busy CPUs, "checkpoint does not exist on storage
@@ -223,7 +226,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                                        resume_errored=False, restart_errored=retry_errored)
             restored = tuner_run_config(tuner)
             if restored is not None:  # its callbacks are pickled copies, not fed to this view
-                restored.callbacks = [live.callback]
+                restored.callbacks = callbacks
         else:
             searcher = build_searcher(config, space, out)
             scheduler = build_scheduler(config, space)

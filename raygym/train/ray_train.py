@@ -161,8 +161,9 @@ def check_resources(workers: int, cpus: float, gpus: float) -> None:
 
 
 def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Path | None = None,
-                      name: str | None = None) -> Any:
-    """Build and fit a ``TorchTrainer``; returns Ray's ``Result``."""
+                      name: str | None = None, callbacks: list[Any] | None = None) -> Any:
+    """Build and fit a ``TorchTrainer``; returns Ray's ``Result``. ``callbacks``: Ray Train
+    ``UserCallback`` objects (``raygym train``'s TensorBoard / MLflow logger)."""
     from raygym.data.dataset import PreparedDataset
 
     r = config.resources
@@ -173,7 +174,8 @@ def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Pa
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
     trainer = build_torch_trainer(config, run_dir, train_ds, name=name or run_dir.name,
                                   storage_path=str(run_dir / "ray"), resume_dir=resume_dir,
-                                  num_to_keep=config.train.checkpoint_keep, max_failures=2)
+                                  num_to_keep=config.train.checkpoint_keep, max_failures=2,
+                                  callbacks=callbacks)
     return trainer.fit()
 
 

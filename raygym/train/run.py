@@ -1,7 +1,8 @@
 """``raygym train``: check config against the dataset, run Ray Train, export the best model.
 
 Outputs in ``runs/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch),
-``curves.png`` (loss, mean IoU, LR), ``best/`` (the model artifact), ``ray/`` (checkpoints).
+``curves.png`` (loss, mean IoU, LR), ``best/`` (the model artifact), ``ray/`` (checkpoints),
+``events.out.tfevents.*`` (TensorBoard).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,9 @@ from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.contract import diverged
 from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch
+
+if TYPE_CHECKING:
+    from raygym.train.tracking import TrainTracking
 
 CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
 
@@ -135,11 +139,14 @@ def _num(text: str | None) -> Any:
 
 def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
                      console: Console | None = None, run_name: str | None = None) -> Path:
-    """Train one model on Ray Train and export ``best/``; returns the run folder."""
-    from raygym.ray_runtime import ensure_ray
-    from raygym.train.ray_train import check_resources, run_torch_trainer
+    """Train one model on Ray Train and export ``best/``; returns the run folder.
+
+    Tracking: TensorBoard events in the run folder; with ``mlflow.enabled`` one MLflow run
+    (:mod:`raygym.train.tracking`)."""
+    from raygym.tracking import require_mlflow
 
     console = console or Console()
+    require_mlflow(config)
     if resume is not None:
         run_dir = resume.resolve()
         if not (run_dir / "config.yaml").exists():
@@ -153,6 +160,21 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         if run_dir.exists() and any(run_dir.iterdir()):
             raise DataError("run folder already exists", file=run_dir,
                             fix="use --resume to continue it, or another --name")
+    from raygym.train.tracking import TrainTracking
+
+    # Before Ray: an unusable MLflow store is refused first.
+    tracking = TrainTracking.start(config, run_dir)
+    with tracking.active():
+        return _train_and_export(config, dataset, run_dir, resume, tracking, console)
+
+
+def _train_and_export(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path,
+                      resume: Path | None, tracking: TrainTracking, console: Console
+                      ) -> Path:
+    """``train_experiment`` from Ray's start on (``tracking``: its TrainTracking)."""
+    from raygym.ray_runtime import ensure_ray
+    from raygym.train.ray_train import check_resources, run_torch_trainer
+
     # Before the run folder is touched: a refused request must not block a retry of this name.
     ensure_ray(config.resources)
     r = config.resources
@@ -175,7 +197,8 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
 
     def target() -> None:
         try:
-            outcome["result"] = run_torch_trainer(config, run_dir, resume_dir=resume_dir)
+            outcome["result"] = run_torch_trainer(config, run_dir, resume_dir=resume_dir,
+                                                  callbacks=tracking.callbacks)
         except BaseException as err:  # noqa: BLE001 - re-raised on the main thread
             outcome["error"] = err
 
@@ -205,7 +228,15 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
 
     learning_curves(rows, run_dir / "curves.png", title=run_dir.name)
     _print_final(rows, run_dir, dataset.card, console)
+    tracking.log_outputs(_card_metrics(run_dir))
     return run_dir
+
+
+def _card_metrics(run_dir: Path) -> dict[str, Any]:
+    """The exported model's scores (its kept epoch), from ``best/model_card.json``."""
+    import json
+
+    return json.loads((run_dir / "best" / "model_card.json").read_text())["metrics"]
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:

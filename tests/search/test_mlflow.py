@@ -1,0 +1,131 @@
+"""``raygym search`` with ``mlflow.enabled``: a real 2-trial search on S2 (64 x 64, up to 2
+epochs) logs one MLflow run per trial under a run for the search, in a local SQLite store,
+and everything in it matches what the search left on disk."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.tracking import MISSING_EXTRA
+
+from . import (
+    one_error_line,
+    read_leaderboard,
+    run_cli,
+    search_sections,
+    shared_prepared,
+    write_space,
+)
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e '.[mlflow]'")
+
+NAME = "s2_mlflow"
+SEARCHED = ("model.arch", "model.filters", "loss.name", "train.max_lr")
+
+
+def _sections(make_s2_config: Callable[..., dict[str, Any]], prepared: Path, results: Path
+              ) -> dict[str, Any]:
+    sections = search_sections(make_s2_config, prepared, results, NAME, num_samples=2,
+                               max_concurrent=2, grace_period=1, reduction_factor=2)
+    sections["train"]["max_epochs"] = 2
+    return sections
+
+
+@pytest.fixture(scope="module")
+def search_out(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
+               make_s2_config: Callable[..., dict[str, Any]]) -> Path:
+    tmp = tmp_path_factory.mktemp("mlflow")
+    sections = _sections(make_s2_config, shared_prepared(tmp_path_factory), tmp / "results")
+    code, _ = run_cli(["search", str(write_space(tmp / "space.yaml", sections)),
+                       "--set", "mlflow.enabled=true"])
+    assert code == 0
+    return tmp / "results" / NAME
+
+
+@pytest.fixture(scope="module")
+def store(search_out: Path) -> tuple[Any, str]:
+    """(a client of the default store, results/mlflow.db; the experiment's id)."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{search_out.parent / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(NAME)
+    assert experiment.artifact_location == (search_out.parent / "mlartifacts").as_uri()
+    return client, experiment.experiment_id
+
+
+def _runs(store: tuple[Any, str]) -> tuple[Any, dict[str, Any]]:
+    """(the search's run, {trial id: trial run})."""
+    client, experiment_id = store
+    runs = client.search_runs([experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("raygym.role") == "search"]
+    trials = {r.data.tags["raygym.trial_id"]: r for r in runs if r is not parent}
+    return parent, trials
+
+
+def test_one_run_per_trial_with_its_params_and_epoch_history(
+        search_out: Path, store: tuple[Any, str]) -> None:
+    client, _ = store
+    board = read_leaderboard(search_out)
+    parent, trials = _runs(store)
+    assert set(trials) == {r["trial_id"] for r in board} and len(trials) == 2
+    for row in board:
+        run = trials[row["trial_id"]]
+        tags = run.data.tags
+        assert tags["raygym.search"] == NAME and tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        params = run.data.params
+        assert set(params) == set(SEARCHED)  # the sampled values, nothing else
+        for key in ("model.arch", "model.filters", "loss.name"):
+            assert params[key] == row[key], key
+        assert float(params["train.max_lr"]) == pytest.approx(float(row["train.max_lr"]),
+                                                              rel=1e-5)
+        # every epoch the trial ran, step = epoch, the values Tune recorded
+        results = [json.loads(line) for line in (search_out / "ray" / NAME / row["trial_id"]
+                                                 / "result.json").read_text().splitlines()]
+        assert len(results) == int(row["epochs"])
+        for key in ("val_mean_iou", "val_loss", "train_loss", "lr", "val_iou/surf"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert [(m.step, m.value) for m in history] == [
+                (r["epoch"], pytest.approx(r[key])) for r in results], key
+        assert tags["raygym.status"] == row["status"]  # the leaderboard's words
+
+
+def test_the_search_run_holds_the_summary_and_the_best_models(
+        search_out: Path, store: tuple[Any, str]) -> None:
+    client, _ = store
+    board = read_leaderboard(search_out)
+    parent, trials = _runs(store)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == NAME
+    assert parent.data.tags["best_trial"] == board[0]["trial_id"]
+    assert parent.data.params["search.num_samples"] == "2"
+    assert parent.data.metrics["trials"] == 2
+    assert parent.data.metrics["total_epochs"] == sum(int(r["epochs"]) for r in board)
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert names == {"best", "leaderboard.csv", "leaderboard.md", "search.json"}
+    exported = sorted(p.name for p in (search_out / "best").iterdir())
+    assert exported  # top_k 2: each trial with weights
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "best")}
+    assert logged == {f"best/{n}" for n in exported}
+    for rank, name in enumerate(exported, start=1):
+        files = {a.path.rsplit("/", 1)[1]
+                 for a in client.list_artifacts(parent.info.run_id, f"best/{name}")}
+        assert {"model.safetensors", "model_card.json", "checksums.json"} <= files
+        trial_id = name.split("_", 1)[1]
+        assert client.get_run(trials[trial_id].info.run_id).data.tags["raygym.rank"] == str(
+            rank)
+
+
+def test_enabled_without_the_extra_is_one_line_exit_2(
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sections = _sections(make_s2_config, tmp_path / "ds", tmp_path / "results")
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # Python's own "not importable"
+    code, err = run_cli(["search", str(write_space(tmp_path / "space.yaml", sections)),
+                         "--set", "mlflow.enabled=true"], capsys)
+    assert code == 2
+    assert one_error_line(err) == f"error: mlflow.enabled: {MISSING_EXTRA}"
+    assert not (tmp_path / "results").exists() and not (tmp_path / "ds").exists()

@@ -1,0 +1,123 @@
+"""``raygym train``'s tracking: a real 2-epoch run logs one MLflow run (params, per-epoch
+metrics, the model) to a local SQLite store and TensorBoard events into its run folder."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raygym.cli import main
+from raygym.config import validate_experiment
+from raygym.data.dataset import PreparedDataset
+from raygym.tracking import MISSING_EXTRA
+from raygym.train.run import read_metrics
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e '.[mlflow]'")
+
+TRACKED = ("val_mean_iou", "val_loss", "train_loss", "lr", "val_iou/water", "best_val_loss")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
+             make_s2_config: Callable[..., dict[str, Any]]) -> PreparedDataset:
+    """The S2 set at 64 x 64, the folder test_loop and test_ray_train prepare (reused)."""
+    from raygym.data.prepare import prepare_dataset
+
+    path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
+    prepare_dataset(validate_experiment(make_s2_config(path)), log=lambda *a, **k: None)
+    return PreparedDataset(path)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, prepared: PreparedDataset,
+                make_s2_config: Callable[..., dict[str, Any]], write_config: Any) -> Path:
+    s = make_s2_config(prepared.path)
+    s["model"] = {"arch": "gym_unet", "filters": 4, "kernel": 3}
+    s["train"] = {"batch_size": 8, "max_epochs": 2, "rampup_epochs": 0, "max_lr": 3e-3,
+                  "precision": "fp32", "output_dir": str(tmp_path / "runs")}
+    return write_config(tmp_path / "train.yaml", **s)
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder``: {tag: [(step, value)]}.
+
+    Read with the Event protobuf that tensorboardX ships; records are TFRecord frames
+    (u64 length, u32 crc, data, u32 crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found
+
+
+def test_train_logs_an_mlflow_run_and_tensorboard_events(config_file: Path,
+                                                        tmp_path: Path) -> None:
+    assert main(["train", str(config_file), "--name", "tracked",
+                 "--set", "mlflow.enabled=true"]) == 0
+    run_dir = tmp_path / "runs" / "tracked"
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+    # the default store: runs/mlflow.db, artifacts beside it (not in the working directory)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("s2_test")
+    assert experiment.artifact_location == (tmp_path / "runs" / "mlartifacts").as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
+    assert run.data.tags["raygym.run"] == "tracked"
+    params = run.data.params
+    assert params["model.filters"] == "4" and params["train.max_epochs"] == "2"
+    assert params["data.classes"] == '["water", "surf", "wet_sand", "dry_land"]'
+    assert "search.num_samples" not in params  # train logs what trains the model
+
+    for key in TRACKED:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2], key
+        assert [m.value for m in history] == pytest.approx([r[key] for r in rows]), key
+    # the exported model's scores: its kept epoch's, at that epoch
+    card = json.loads((run_dir / "best" / "model_card.json").read_text())
+    (kept,) = client.get_metric_history(run.info.run_id, "kept_val_mean_iou")
+    assert kept.value == pytest.approx(card["metrics"]["val_mean_iou"])
+    assert kept.step == card["training"]["best_epoch"]
+
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert names == {"best", "curves.png", "metrics.csv", "config.yaml"}
+    assert not any(p.name.startswith("events.out") for p in (tmp_path / "runs").iterdir())
+    best = {a.path for a in client.list_artifacts(run.info.run_id, "best")}
+    assert {"best/model.safetensors", "best/model_card.json", "best/config.yaml",
+            "best/checksums.json"} <= best
+    stored = Path(experiment.artifact_location.removeprefix("file://"))
+    assert (stored / run.info.run_id / "artifacts" / "best" / "model.safetensors").is_file()
+
+    # TensorBoard: every epoch's scalars under Tune's tags, step = epoch
+    scalars = tensorboard_scalars(run_dir)
+    for key in TRACKED:
+        assert [s for s, _ in scalars[f"ray/tune/{key}"]] == [1, 2], key
+        assert [v for _, v in scalars[f"ray/tune/{key}"]] == pytest.approx(
+            [r[key] for r in rows], rel=1e-6), key
+
+
+def test_enabled_without_the_extra_is_one_line_exit_2_before_anything(
+        config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Python's own way to make a module unimportable: None in sys.modules
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    code = main(["train", str(config_file), "--name", "refused",
+                 "--set", "mlflow.enabled=true"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2
+    assert err == [f"error: mlflow.enabled: {MISSING_EXTRA}"]
+    assert not (tmp_path / "runs").exists()  # refused before the run folder or a store
