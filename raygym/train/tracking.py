@@ -58,7 +58,7 @@ class EpochLogger(ray.train.UserCallback):
             return
         step, values = int(row["epoch"]), epoch_metrics(row)
         try:
-            self.write_scalars(values, step)
+            self.write_scalars(values, step, last=bool(row.get("stop_reason")))
             if self.mlflow_run is not None:
                 self.mlflow_run.log_metrics(values, step)
         except Exception as err:  # noqa: BLE001 - tracking must not stop the training
@@ -67,15 +67,20 @@ class EpochLogger(ray.train.UserCallback):
                                type(err).__name__, err)
                 self._warned = True
 
-    def write_scalars(self, values: dict[str, float], step: int) -> None:
+    def write_scalars(self, values: dict[str, float], step: int, *, last: bool) -> None:
+        """``last``: the run's final epoch (it has a stop reason): the file is closed, so
+        everything is on disk before the controller exits. tensorboardX writes from a thread
+        and its ``flush()`` does not wait for it; ``flush_secs=2`` keeps a live view."""
         if self._writer is None:
             from tensorboardX import SummaryWriter
 
-            self._writer = SummaryWriter(logdir=str(self.run_dir))
+            self._writer = SummaryWriter(logdir=str(self.run_dir), flush_secs=2)
         for key, value in values.items():
             if math.isfinite(value):
                 self._writer.add_scalar(TB_PREFIX + key, value, global_step=step)
-        self._writer.flush()  # the run can stop at any epoch: each one is on disk
+        if last:
+            self._writer.close()
+            self._writer = None
 
 
 class TrainTracking:

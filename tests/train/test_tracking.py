@@ -4,6 +4,8 @@ metrics, the model) to a local SQLite store and TensorBoard events into its run 
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import struct
 import sys
 from collections.abc import Callable
@@ -15,8 +17,9 @@ import pytest
 from raygym.cli import main
 from raygym.config import validate_experiment
 from raygym.data.dataset import PreparedDataset
-from raygym.tracking import MISSING_EXTRA
+from raygym.tracking import MISSING_EXTRA, MlflowRun
 from raygym.train.run import read_metrics
+from raygym.train.tracking import EpochLogger, TrainTracking
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e '.[mlflow]'")
 
@@ -121,3 +124,54 @@ def test_enabled_without_the_extra_is_one_line_exit_2_before_anything(
     assert code == 2
     assert err == [f"error: mlflow.enabled: {MISSING_EXTRA}"]
     assert not (tmp_path / "runs").exists()  # refused before the run folder or a store
+
+
+# ---------------------------------------------------------------- the pieces, without Ray
+@pytest.fixture(scope="module")
+def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One store for these tests (a new SQLite store runs MLflow's migrations: seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+def test_a_resumed_run_continues_its_mlflow_run_and_ends_with_its_outcome(
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]], sqlite_uri: str) -> None:
+    sections = make_s2_config(tmp_path / "ds")
+    sections["train"]["output_dir"] = str(tmp_path / "runs")
+    sections["mlflow"] = {"enabled": True, "tracking_uri": sqlite_uri}
+    config = validate_experiment(sections)
+    run_dir = tmp_path / "runs" / "r1"
+    first = TrainTracking.start(config, run_dir)
+    with pytest.raises(KeyboardInterrupt), first.active():
+        raise KeyboardInterrupt
+    client = first.mlflow_run.client
+    assert client.get_run(first.mlflow_run.run_id).info.status == "KILLED"
+
+    longer = config.model_copy(update={"train": config.train.model_copy(
+        update={"max_epochs": 4})})  # what --resume may change
+    again = TrainTracking.start(longer, run_dir)
+    assert again.mlflow_run.run_id == first.mlflow_run.run_id
+    # as Ray sends it to Train's controller; every rank reports, rank 0's values are kept
+    logger = pickle.loads(pickle.dumps(again.callbacks[0]))
+    logger.after_report(None, [{"epoch": 3, "val_mean_iou": 0.5, "stop_reason": "completed"},
+                               {"epoch": 3, "val_mean_iou": 0.1}], None)
+    with again.active():
+        pass
+    run = client.get_run(again.mlflow_run.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.max_epochs"] == "2"  # MLflow keeps a param's first value
+    history = client.get_metric_history(run.info.run_id, "val_mean_iou")
+    assert [(m.step, m.value) for m in history] == [(3, 0.5)]
+    assert tensorboard_scalars(run_dir)["ray/tune/val_mean_iou"] == [(3, 0.5)]
+
+
+def test_a_store_that_fails_mid_run_is_a_warning_not_a_failed_training(
+        tmp_path: Path, sqlite_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    gone = MlflowRun(sqlite_uri, "0" * 32)  # no such run
+    logger = EpochLogger(tmp_path, gone)
+    with caplog.at_level(logging.WARNING, logger="raygym.train.tracking"):
+        for epoch, stop in ((1, ""), (2, "early-stopped")):
+            logger.after_report(None, [{"epoch": epoch, "val_loss": 1.0 / epoch,
+                                        "stop_reason": stop}], None)
+    warned = [r for r in caplog.records if "not tracked" in r.getMessage()]
+    assert len(warned) == 1  # once, not every epoch
+    assert tensorboard_scalars(tmp_path)["ray/tune/val_loss"] == [(1, 1.0), (2, 0.5)]
