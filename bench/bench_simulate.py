@@ -72,6 +72,13 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-mv+asha-g2-r2-rep3": _setting("tpe", rf=2, rep=3, mv=True),
     "tpe-mv+median-g2-rep3": _setting("tpe", "median", rep=3, mv=True),
     "tpe-mv+hb3-g2-rep3": _setting("tpe", rep=3, mv=True, brackets=3),
+    # BOHB (TuneBOHB + HyperBandForBOHB; the bohb extra): no grace period, no repeats
+    "bohb-r3": ("bohb", {"algorithm": "bohb", "reduction_factor": 3, "repeat_top": 0}),
+    "bohb-r2": ("bohb", {"algorithm": "bohb", "reduction_factor": 2, "repeat_top": 0}),
+    # ... with trials that run to max_epochs (no early stopping inside a trial): Ray's
+    # HyperBandForBOHB brackets then fill, and BOHB's model hears of every rung
+    "bohb-r3-noes": ("bohb", {"algorithm": "bohb", "reduction_factor": 3, "repeat_top": 0,
+                              "_train": {"patience": 1000}}),
 }
 
 
@@ -85,12 +92,15 @@ DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+ash
 def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any]
                ) -> dict[str, Any]:
     """The table's grid as a search space of choices, in ``raygym search``'s own schema."""
+    overrides = dict(overrides)
+    train = overrides.pop("_train", {})  # a setting's own training keys (e.g. patience)
     sections: dict[str, Any] = {
         "name": "simulated",
         "data": {"images": "unused/images", "labels": "unused/labels",
                  "classes": ["a", "b"]},
         "model": {}, "loss": {},
-        "train": {"max_epochs": table.epochs, "patience": patience, "rampup_epochs": 1},
+        "train": {"max_epochs": table.epochs, "patience": patience, "rampup_epochs": 1,
+                  **train},
         "search": {"num_samples": len(table.configs), "max_concurrent": concurrency,
                    "algorithm": "optuna", **overrides},
     }

@@ -390,7 +390,9 @@ class SearchConfig(_Strict):
 
     num_samples: int = Field(20, ge=1)
     max_concurrent: int = Field(2, ge=1)
-    algorithm: Literal["optuna", "random", "grid"] = "optuna"
+    algorithm: Literal["optuna", "random", "grid", "bohb"] = Field(
+        "optuna", description="bohb: hpbandster's BOHB (Ray's TuneBOHB) with its own "
+        "HyperBand scheduler (HyperBandForBOHB, reduction_factor); needs the bohb extra")
     scheduler: Literal["asha", "median", "none", "pbt"] = "asha"
     # None: the LR ramp-up of the gym schedule (scores during it say little), else 2 epochs
     grace_period: int | None = Field(None, ge=1)
@@ -415,6 +417,21 @@ class SearchConfig(_Strict):
         None, description="local folder, NFS path or s3://... (defaults to results_dir/ray)"
     )
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+
+    @model_validator(mode="after")
+    def _bohb_brings_its_scheduler(self) -> SearchConfig:
+        if self.algorithm == "bohb":
+            if "scheduler" in self.model_fields_set and self.scheduler != "asha":
+                raise KeyedError("search.scheduler", (
+                    f"is {self.scheduler}, but algorithm bohb runs its own HyperBand scheduler "
+                    "(fix: remove search.scheduler, or use algorithm: optuna)"))
+            import importlib.util
+
+            if any(importlib.util.find_spec(m) is None for m in ("hpbandster", "ConfigSpace")):
+                raise KeyedError("search.algorithm", (
+                    "bohb needs hpbandster and ConfigSpace, which are not installed (fix: pip "
+                    "install 'raygym[bohb]', or use algorithm: optuna)"))
+        return self
 
     @property
     def rung_key(self) -> str:

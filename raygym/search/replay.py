@@ -337,9 +337,19 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
     table = load_table(table_path)
     cid = table.match(active)
     seed = replay_seed(table, cid, config.search.seed + int(params.get(REPEAT_KEY, 0)))
+    # BOHB's HyperBand pauses trials at its rungs and resumes some later: a replayed trial
+    # then checkpoints its epoch, as a training trial checkpoints its weights
+    pausing = config.search.algorithm == "bohb"
+    checkpoint = tune.get_checkpoint() if pausing else None
+    done_epochs = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            done_epochs = int(json.loads((Path(folder) / "replay.json").read_text())["epoch"])
     for result in replay_results(table, cid, seed, patience=config.train.patience,
                                  max_epochs=config.train.max_epochs,
                                  metric=config.search.metric, search=config.search):
+        if result["epoch"] <= done_epochs:
+            continue
         if diverged(result):
             raise NonFiniteLossError(f"the recorded run (config {cid}, seed {seed}) became NaN "
                                      f"at epoch {result['epoch']}")
@@ -348,7 +358,15 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
         if finished(result):
             result["done"] = True
         # node_id as training reports it: the leaderboard shows where each trial ran
-        tune.report({**result, "replay_wall": time.time(), "node_id": node_id})
+        report = {**result, "replay_wall": time.time(), "node_id": node_id}
+        if not pausing:
+            tune.report(report)
+            continue
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="raygym-replay-") as tmp:
+            (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": result["epoch"]}))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:

@@ -60,24 +60,51 @@ class _Stub:
 
     def __init__(self, trial_id: str) -> None:
         self.trial_id = trial_id
-        self.status = "RUNNING"
+        self.status = "PENDING"
+        self.is_saving = False  # a replayed trial pauses without writing a checkpoint
+        self.last_result: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return self.trial_id
 
 
 class _Controller:
-    """The part of Tune's controller that schedulers call (MedianStoppingRule reads the live
-    trials)."""
+    """The part of Tune's controller that schedulers call: the trials (all, in creation order,
+    and the unfinished ones), ``stop_trial`` (HyperBand stops paused trials of a bracket it
+    halves) and ``search_alg.searcher`` (HyperBandForBOHB tells BOHB when a trial pauses)."""
 
-    def __init__(self) -> None:
-        self.live: dict[str, _Stub] = {}
+    def __init__(self, scheduler: Any, searcher: Any) -> None:
+        from types import SimpleNamespace
+
+        self.trials: dict[str, _Stub] = {}
+        self.scheduler = scheduler
+        self.searcher = searcher
+        self.search_alg = SimpleNamespace(searcher=searcher)
+        self.stopped: list[_Stub] = []  # trials stopped while not running (pruned)
 
     def get_live_trials(self) -> list[_Stub]:
-        return list(self.live.values())
+        return [t for t in self.trials.values() if t.status != "TERMINATED"]
 
     def get_trials(self) -> list[_Stub]:
-        return list(self.live.values())
+        return list(self.trials.values())
+
+    def count(self, status: str) -> int:
+        return sum(t.status == status for t in self.trials.values())
+
+    def stop_trial(self, trial: _Stub) -> None:
+        """As Tune's ``TuneController.stop_trial``: a pending or paused trial is removed from
+        the scheduler and completed without a result; a running one completes with its last
+        result."""
+        if trial.status == "TERMINATED":
+            return
+        if trial.status in ("PENDING", "PAUSED"):
+            self.scheduler.on_trial_remove(self, trial)
+            self.searcher.on_trial_complete(trial.trial_id)
+            self.stopped.append(trial)
+        else:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
+        trial.status = "TERMINATED"
 
 
 class GridSearcher:
@@ -133,7 +160,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
 
     config = with_seed(config, seed)
     s, t = config.search, config.train
-    np.random.seed(seed)  # AsyncHyperBand draws brackets from numpy's global generator
+    np.random.seed(seed)  # AsyncHyperBand and hpbandster draw from numpy's global generator
     random.seed(seed)
     if algorithm == "grid":
         searcher: Any = GridSearcher(space)
@@ -143,11 +170,12 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         scheduler = build_scheduler(config, space)
     if not scheduler.metric:  # Tune's TuneConfig(metric, mode), as run_tune passes them
         scheduler.set_search_properties(s.metric, s.mode)
-    controller = _Controller()
+    ctl = _Controller(scheduler, searcher)
     sign = 1.0 if s.mode == "max" else -1.0
     events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial id, epoch index)
-    trials: dict[str, tuple[_Stub, list[dict[str, Any]], int]] = {}
-    spent, pruned, started, seq = 0, 0, 0, 0
+    replays: dict[str, tuple[list[dict[str, Any]], int]] = {}  # trial -> (results, config)
+    resume_at: dict[str, int] = {}  # trial -> index of its next epoch
+    spent, pruned, seq = 0, 0, 0
     chosen = -1
     runs: dict[int, dict[str, float]] = {}  # config -> {trial: its best value so far}
     epochs_out: list[int] = []
@@ -156,42 +184,64 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     searcher_done = False
     clock = 0.0
 
-    def start_trials() -> None:
-        nonlocal started, searcher_done, seq
-        while (not searcher_done and started < s.num_samples
-               and len(controller.live) < s.max_concurrent):
-            trial_id = f"t{started:05d}"
-            params = searcher.suggest(trial_id)
-            if params is None:
-                return
-            if params == Searcher.FINISHED:
-                searcher_done = True
-                return
-            started += 1
-            run = int(params.get(REPEAT_KEY, 0))
-            cid = table.match(active_params(space, params))
-            order.append(cid)
-            runs.setdefault(cid, {})
-            results = list(replay_results(table, cid, replay_seed(table, cid, s.seed + run),
-                                          patience=t.patience, max_epochs=t.max_epochs,
-                                          metric=s.metric, search=s))
-            stub = _Stub(trial_id)
-            trials[trial_id] = (stub, results, cid)
-            controller.live[trial_id] = stub
-            scheduler.on_trial_add(controller, stub)
-            seq += 1
-            heapq.heappush(events, (clock + _seconds(results[0]), seq, trial_id, 0))
+    def ask() -> bool:
+        """One new trial from the searcher (PENDING), as Tune's trial queue asks for it."""
+        nonlocal searcher_done
+        trial_id = f"t{len(ctl.trials):05d}"
+        params = searcher.suggest(trial_id)
+        if params is None:
+            return False
+        if params == Searcher.FINISHED:
+            searcher_done = True
+            return False
+        run = int(params.get(REPEAT_KEY, 0))
+        cid = table.match(active_params(space, params))
+        order.append(cid)
+        runs.setdefault(cid, {})
+        replays[trial_id] = (list(replay_results(
+            table, cid, replay_seed(table, cid, s.seed + run), patience=t.patience,
+            max_epochs=t.max_epochs, metric=s.metric, search=s)), cid)
+        resume_at[trial_id] = 0
+        stub = _Stub(trial_id)
+        ctl.trials[trial_id] = stub
+        scheduler.on_trial_add(ctl, stub)
+        return True
 
-    start_trials()
+    def fill_slots() -> None:
+        """Tune's controller step: ask the searcher while a slot is free, then run what the
+        scheduler chooses (pending trials first for FIFO / ASHA; HyperBand's own choice of
+        paused trials to resume) on ``max_concurrent`` slots."""
+        nonlocal seq
+        while True:
+            while (not searcher_done and len(ctl.trials) < s.num_samples
+                   and ctl.count("PENDING") + ctl.count("RUNNING") < s.max_concurrent):
+                if not ask():
+                    break
+            if ctl.count("RUNNING") >= s.max_concurrent:
+                return
+            trial = scheduler.choose_trial_to_run(ctl)
+            if trial is None:
+                return
+            trial.status = "RUNNING"
+            i = resume_at[trial.trial_id]
+            seq += 1
+            heapq.heappush(events, (clock + _seconds(replays[trial.trial_id][0][i]), seq,
+                                    trial.trial_id, i))
+
+    fill_slots()
     while events and spent < max_epochs_spent:
         clock, _, trial_id, i = heapq.heappop(events)
-        stub, results, cid = trials[trial_id]
-        result = results[i]
+        stub = ctl.trials[trial_id]
+        if stub.status != "RUNNING":  # stopped by the scheduler while its epoch ran
+            continue
+        results, cid = replays[trial_id]
+        result = dict(results[i])  # HyperBandForBOHB writes into the result it judges
         spent += 1
+        stub.last_result = result
         if diverged(result):
-            scheduler.on_trial_error(controller, stub)
+            scheduler.on_trial_error(ctl, stub)
             searcher.on_trial_complete(trial_id, error=True)
-            del controller.live[trial_id]
+            stub.status = "TERMINATED"
         else:
             value = result.get(f"best_{s.metric}", math.nan)
             if value == value:
@@ -200,21 +250,25 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             if finished(result):  # the trial's own loop ended: Tune's done flag
                 decision = TrialScheduler.STOP
             else:
-                decision = scheduler.on_trial_result(controller, stub, result)
+                decision = scheduler.on_trial_result(ctl, stub, result)
             if decision == TrialScheduler.STOP:
-                scheduler.on_trial_complete(controller, stub, result)
-                searcher.on_trial_complete(trial_id, result)
+                ctl.stop_trial(stub)
                 pruned += not finished(result)
-                del controller.live[trial_id]
             else:
                 searcher.on_trial_result(trial_id, result)
-                seq += 1
-                heapq.heappush(events, (clock + _seconds(results[i + 1]), seq, trial_id, i + 1))
+                resume_at[trial_id] = i + 1
+                if decision == TrialScheduler.PAUSE:
+                    stub.status = "PAUSED"
+                else:
+                    seq += 1
+                    heapq.heappush(events, (clock + _seconds(results[i + 1]), seq, trial_id,
+                                            i + 1))
         epochs_out.append(spent)
         chosen_out.append(chosen)
-        start_trials()
+        fill_slots()
+    pruned += len(ctl.stopped)
     return SearchTrace(epochs=np.asarray(epochs_out), chosen=np.asarray(chosen_out),
-                       trials=started, pruned=pruned, sim_seconds=clock, order=order)
+                       trials=len(ctl.trials), pruned=pruned, sim_seconds=clock, order=order)
 
 
 def _leader(runs: dict[int, dict[str, float]]) -> int:

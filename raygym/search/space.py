@@ -146,3 +146,54 @@ def _grid_points(space: SearchSpace) -> int:
         if d.kind in ("choice", "grid"):
             n *= len(d.values)
     return n
+
+
+def config_space(space: SearchSpace, seed: int | None = None) -> Any:
+    """The space as a ``ConfigSpace.ConfigurationSpace`` for BOHB (``search.algorithm: bohb``).
+
+    Choices become categoricals (dicts JSON-encoded as for Optuna, decoded again by
+    :class:`BohbSearch`), ranges uniform (``log`` for loguniform) and ``int`` integer
+    hyperparameters; ``when: {key: [values]}`` becomes an ``InCondition`` on that key (several
+    keys: their conjunction), so BOHB samples a conditional key only where it applies, as
+    Optuna does.
+    """
+    import ConfigSpace as CS
+
+    cs = CS.ConfigurationSpace(seed=seed)
+    hps: dict[str, Any] = {}
+    by_path = {d.path: d for d in space}
+    for d in space:
+        if d.kind in ("choice", "grid"):
+            hp: Any = CS.CategoricalHyperparameter(d.path, _encode_choices(d.values)[0])
+        elif d.kind == "int":
+            hp = CS.UniformIntegerHyperparameter(d.path, int(d.low or 0), int(d.high or 0))
+        else:
+            hp = CS.UniformFloatHyperparameter(d.path, float(d.low or 0.0),
+                                               float(d.high or 0.0),
+                                               log=d.kind == "loguniform")
+        hps[d.path] = hp
+        cs.add(hp)
+    for d in space:
+        conditions = []
+        for key, allowed in d.when.items():
+            parent = by_path[key]
+            encoded, is_json = _encode_choices(parent.values)
+            values = [encoded[parent.values.index(v)] if is_json else v for v in allowed
+                      if v in parent.values]
+            conditions.append(CS.InCondition(hps[d.path], hps[key], values))
+        if len(conditions) == 1:
+            cs.add(conditions[0])
+        elif conditions:
+            cs.add(CS.AndConjunction(*conditions))
+    return cs
+
+
+def from_config_space(space: SearchSpace, sampled: dict[str, Any]) -> dict[str, Any]:
+    """A configuration BOHB sampled (numpy scalars, JSON-encoded choices) as the plain
+    ``{key path: value}`` that trials take."""
+    by_path = {d.path: d for d in space}
+    out: dict[str, Any] = {}
+    for key, value in sampled.items():
+        plain = value.item() if hasattr(value, "item") else value
+        out[key] = decode_value(by_path[key], plain) if key in by_path else plain
+    return out

@@ -32,6 +32,14 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     s = config.search
+    if s.algorithm == "bohb":
+        from raygym.search.bohb import BohbSearch
+
+        # BOHB's model learns from the value the scheduler judges at each rung
+        return ConcurrencyLimiter(BohbSearch(
+            space, metric=s.rung_key, mode=s.mode, seed=s.seed,
+            points_to_evaluate=[dict(p) for p in s.points_to_evaluate] or None),
+            max_concurrent=s.max_concurrent)
     if not uses_optuna(config):
         # Tune's own random / grid generator over param_space, seeded by search.seed and
         # starting from search.points_to_evaluate like Optuna does
@@ -84,6 +92,14 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     # judged on a smoothed value: the scheduler gets its own metric, and run_tune then
     # leaves Tune's (Tune refuses both); else Tune hands it search.metric
     judged = ({"metric": s.rung_key, "mode": s.mode} if s.rung_metric != "last" else {})
+    if s.algorithm == "bohb":
+        # BOHB's own HyperBand: brackets start at max_t / eta^k epochs, trials pause at each
+        # rung and the best 1/eta resume; no grace period (the smallest bracket sets it)
+        from ray.tune.schedulers import HyperBandForBOHB
+
+        return HyperBandForBOHB(time_attr="training_iteration", max_t=epochs,
+                                reduction_factor=s.reduction_factor, metric=s.rung_key,
+                                mode=s.mode)
     if s.scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(s.grace_period, epochs),
@@ -230,7 +246,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         else:
             searcher = build_searcher(config, space, out)
             scheduler = build_scheduler(config, space)
-            param_space = ({} if uses_optuna(config) else
+            param_space = ({} if uses_optuna(config) or s.algorithm == "bohb" else
                            tune_param_space(space, exhaustive_grid=s.algorithm == "grid"))
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
