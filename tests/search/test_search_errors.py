@@ -213,7 +213,8 @@ def test_two_workers_per_trial(tmp_path, base_sections) -> None:
     """A TorchTrainer (2 DDP workers) per trial, in its own process and Ray (2 CPUs):
     0.01 CPU for the trial + 2 workers x 0.5 CPU leaves a CPU for Ray Data."""
     # ranked by Dice: the TorchTrainer path reports it at the kept epoch as well
-    s = _sections(base_sections, num_samples=2, max_concurrent=1, max_failures=0,
+    # one trial: the DDP path is what this checks; starting a TorchTrainer costs ~30 s per trial
+    s = _sections(base_sections, num_samples=1, max_concurrent=1, max_failures=0,
                   results_dir=str(tmp_path / "results"), metric="val_mean_dice")
     s["name"] = "s2_ddp"
     s["train"]["max_epochs"] = 2
@@ -225,7 +226,7 @@ def test_two_workers_per_trial(tmp_path, base_sections) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = tmp_path / "results" / "s2_ddp"
     board = read_leaderboard(out)
-    assert len(board) == 2
+    assert len(board) == 1
     for r in board:
         assert r["status"] in ("completed", "asha-pruned", "early-stopped"), r
         assert 0.0 <= float(r["best_val_mean_dice"]) <= 1.0
