@@ -72,6 +72,12 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-mv+asha-g2-r2-rep3": _setting("tpe", rf=2, rep=3, mv=True),
     "tpe-mv+median-g2-rep3": _setting("tpe", "median", rep=3, mv=True),
     "tpe-mv+hb3-g2-rep3": _setting("tpe", rep=3, mv=True, brackets=3),
+    # learning-curve-aware stopping, on top of the default: halving that spares a trial whose
+    # curve still rises (Optuna's PatientPruner), or rungs judged on the validation loss
+    "tpe-mv+patient0-g2-rep3": _setting("tpe", "patient", rep=3, mv=True, prune_patience=0),
+    "tpe-mv+patient1-g2-rep3": _setting("tpe", "patient", rep=3, mv=True, prune_patience=1),
+    "tpe-mv+asha-g2-loss-rep3": _setting("tpe", rep=3, mv=True, rung_on="val_loss"),
+    "random+asha-loss-rep3": _setting("random", rep=3, rung_on="val_loss"),
     # BOHB (TuneBOHB + HyperBandForBOHB; the bohb extra): no grace period, no repeats
     "bohb-r3": ("bohb", {"algorithm": "bohb", "reduction_factor": 3, "repeat_top": 0}),
     "bohb-r2": ("bohb", {"algorithm": "bohb", "reduction_factor": 2, "repeat_top": 0}),

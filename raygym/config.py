@@ -393,7 +393,9 @@ class SearchConfig(_Strict):
     algorithm: Literal["optuna", "random", "grid", "bohb"] = Field(
         "optuna", description="bohb: hpbandster's BOHB (Ray's TuneBOHB) with its own "
         "HyperBand scheduler (HyperBandForBOHB, reduction_factor); needs the bohb extra")
-    scheduler: Literal["asha", "median", "none", "pbt"] = "asha"
+    scheduler: Literal["asha", "median", "none", "pbt", "patient"] = Field(
+        "asha", description="patient: successive halving (as asha) that stops a trial only "
+        "when its curve has not improved for prune_patience epochs (Optuna's PatientPruner)")
     # None: the LR ramp-up of the gym schedule (scores during it say little), else 2 epochs
     grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
@@ -407,6 +409,12 @@ class SearchConfig(_Strict):
     rung_metric: Literal["last", "max", "mean3"] = Field(
         "last", description="what ASHA / median judge at a rung: the metric's last value, "
         "its best so far, or the mean of its last 3 epochs")
+    rung_on: Literal["metric", "val_loss"] = Field(
+        "metric", description="what the early-stopping scheduler ranks trials by: the "
+        "search metric (as rung_metric smooths it) or the validation loss (lower is better)")
+    prune_patience: int = Field(1, ge=0, description="scheduler patient: a trial below its "
+                                "rung is stopped only if its best of the last "
+                                "prune_patience + 1 epochs is worse than its best before")
     metric: str = "val_mean_iou"
     mode: Literal["max", "min"] = "max"
     top_k: int = Field(3, ge=1)
@@ -419,7 +427,7 @@ class SearchConfig(_Strict):
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
 
     @model_validator(mode="after")
-    def _bohb_brings_its_scheduler(self) -> SearchConfig:
+    def _choices_fit_together(self) -> SearchConfig:
         if self.algorithm == "bohb":
             if "scheduler" in self.model_fields_set and self.scheduler != "asha":
                 raise KeyedError("search.scheduler", (
@@ -431,12 +439,22 @@ class SearchConfig(_Strict):
                 raise KeyedError("search.algorithm", (
                     "bohb needs hpbandster and ConfigSpace, which are not installed (fix: pip "
                     "install 'raygym[bohb]', or use algorithm: optuna)"))
+        if self.rung_on == "val_loss" and self.rung_metric != "last":
+            raise KeyedError("search.rung_metric", (
+                f"is {self.rung_metric}, but rung_on val_loss judges the loss itself (fix: "
+                "remove one of them)"))
         return self
 
     @property
     def rung_key(self) -> str:
-        """The result key the early-stopping scheduler judges."""
+        """The result key the training loop adds for ``rung_metric`` (the metric itself when
+        it adds none)."""
         return self.metric if self.rung_metric == "last" else f"rung_{self.metric}"
+
+    @property
+    def judged(self) -> tuple[str, Literal["max", "min"]]:
+        """(result key, mode) that the early-stopping scheduler ranks trials by."""
+        return ("val_loss", "min") if self.rung_on == "val_loss" else (self.rung_key, self.mode)
 
     def rung_value(self, values: list[float]) -> float:
         """``rung_metric`` of a trial's per-epoch ``metric`` values so far (oldest first)."""

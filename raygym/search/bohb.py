@@ -15,7 +15,7 @@ What raygym adds to Ray's classes (nothing private of Ray's is touched):
   lands on one it ran: without this, 72 trials on the 72-point tables of ``bench/curves``
   ran only 27-30 distinct configurations); when the model keeps repeating, an untried point
   is drawn at random, and an exhausted space ends the search;
-- the model learns from what the scheduler judges at each rung (``search.rung_key``).
+- the model learns from what the scheduler judges at each rung (``search.judged``).
 
 Two properties of Ray's classes that decide how BOHB does here (``bench/RESULTS.md``,
 bench_simulate): ``TuneBOHB`` learns only from results at a rung's budget (a trial that ends

@@ -36,8 +36,9 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
         from raygym.search.bohb import BohbSearch
 
         # BOHB's model learns from the value the scheduler judges at each rung
+        key, mode = s.judged
         return ConcurrencyLimiter(BohbSearch(
-            space, metric=s.rung_key, mode=s.mode, seed=s.seed,
+            space, metric=key, mode=mode, seed=s.seed,
             points_to_evaluate=[dict(p) for p in s.points_to_evaluate] or None),
             max_concurrent=s.max_concurrent)
     if not uses_optuna(config):
@@ -91,20 +92,28 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     s, epochs = config.search, config.train.max_epochs
     # judged on a smoothed value: the scheduler gets its own metric, and run_tune then
     # leaves Tune's (Tune refuses both); else Tune hands it search.metric
-    judged = ({"metric": s.rung_key, "mode": s.mode} if s.rung_metric != "last" else {})
+    key, mode = s.judged
+    judged = {"metric": key, "mode": mode} if key != s.metric else {}
     if s.algorithm == "bohb":
         # BOHB's own HyperBand: brackets start at max_t / eta^k epochs, trials pause at each
         # rung and the best 1/eta resume; no grace period (the smallest bracket sets it)
         from ray.tune.schedulers import HyperBandForBOHB
 
         return HyperBandForBOHB(time_attr="training_iteration", max_t=epochs,
-                                reduction_factor=s.reduction_factor, metric=s.rung_key,
-                                mode=s.mode)
+                                reduction_factor=s.reduction_factor, metric=key, mode=mode)
     if s.scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(s.grace_period, epochs),
                              reduction_factor=s.reduction_factor, brackets=s.brackets,
                              **judged)
+    if s.scheduler == "patient":
+        from raygym.search.pruning import OptunaPrunerScheduler, patient_halving
+
+        # Optuna's halving takes a whole reduction factor
+        rule = patient_halving(grace_period=min(s.grace_period, epochs),
+                               reduction_factor=max(2, round(s.reduction_factor)),
+                               patience=s.prune_patience)
+        return OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None}))
     if s.scheduler == "median":
         return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
                                   min_samples_required=2, **judged)

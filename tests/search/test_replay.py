@@ -441,3 +441,27 @@ def test_replayed_bohb_search_through_tune_resumes_paused_trials(
         assert epochs == list(range(1, len(epochs) + 1))
         lengths.append(len(epochs))
     assert min(lengths) < 8 <= max(lengths)  # some stopped at a rung, some ran the budget
+
+
+# ------------------------------------------------- learning-curve-aware stopping settings
+@pytest.mark.parametrize("search", [{"scheduler": "patient", "prune_patience": 0},
+                                    {"rung_on": "val_loss"}])
+def test_simulated_lc_aware_stopping_prunes_and_is_seeded(grid_table: Path, tmp_path: Path,
+                                                          search: dict[str, Any]) -> None:
+    from raygym.search.tune import build_scheduler
+
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path, repeat_top=0, grace_period=2, **search)
+    scheduler = build_scheduler(config, space)
+    assert (scheduler.metric, getattr(scheduler, "_mode", None)) == (
+        ("val_loss", "min") if "rung_on" in search else (None, None))
+    truth = ground_truth(table, patience=3, max_epochs=8)
+    first = simulate(config, space, table, seed=4, max_epochs_spent=truth.grid_epochs)
+    again = simulate(config, space, table, seed=4, max_epochs_spent=truth.grid_epochs)
+    assert first.order == again.order and list(first.chosen) == list(again.chosen)
+    assert first.pruned > 0 and first.epochs[-1] / first.trials < 8
+
+
+def test_rung_on_val_loss_refuses_a_smoothed_metric(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="search.rung_metric.*rung_on"):
+        load_space(tmp_path, rung_on="val_loss", rung_metric="max")

@@ -1,0 +1,79 @@
+"""Optuna's pruners as a Tune scheduler (``search.scheduler: patient``), fed by hand-made
+learning curves (no Ray needed: the scheduler is called as Tune's controller calls it)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from raygym.search.pruning import OptunaPrunerScheduler, patient_halving
+
+
+class Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def run(scheduler: OptunaPrunerScheduler, curves: dict[str, list[float]]) -> dict[str, int]:
+    """Feed the curves epoch by epoch, all trials side by side; {trial: epochs it ran}."""
+    trials = {name: Trial(name) for name in curves}
+    for t in trials.values():
+        scheduler.on_trial_add(None, t)
+    ran = dict.fromkeys(curves, 0)
+    alive = set(curves)
+    for epoch in range(1, max(map(len, curves.values())) + 1):
+        for name in [n for n in curves if n in alive]:  # asynchronous: in this order
+            result = {"val_mean_iou": curves[name][epoch - 1], "training_iteration": epoch}
+            ran[name] = epoch
+            decision = scheduler.on_trial_result(None, trials[name], result)
+            if decision == TrialScheduler.STOP or epoch == len(curves[name]):
+                scheduler.on_trial_complete(None, trials[name], result)
+                alive.discard(name)
+    return ran
+
+
+# at the rung (epoch 2) "rising", "falling" and "sinking" are all in the bottom two thirds
+CURVES = {"lead": [0.50, 0.60, 0.62, 0.63], "second": [0.45, 0.55, 0.56, 0.57],
+          "third": [0.40, 0.50, 0.52, 0.53],
+          "rising": [0.10, 0.30, 0.50, 0.70], "falling": [0.35, 0.30, 0.30, 0.30],
+          "sinking": [0.25, 0.20, 0.20, 0.20]}
+
+
+def halving() -> optuna.pruners.BasePruner:
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3)
+
+
+def test_halving_alone_stops_the_bottom_of_the_rung() -> None:
+    ran = run(OptunaPrunerScheduler(halving(), metric="val_mean_iou", mode="max"), CURVES)
+    # asynchronous halving: with fewer than 3 at the rung only the best so far goes on
+    assert ran == {"lead": 4, "second": 2, "third": 2, "rising": 2, "falling": 2, "sinking": 2}
+
+
+def test_patient_halving_spares_a_curve_that_still_rises() -> None:
+    rule = patient_halving(grace_period=2, reduction_factor=3, patience=0)
+    ran = run(OptunaPrunerScheduler(rule, metric="val_mean_iou", mode="max"), CURVES)
+    # below the cut but still improving at the rung: spared, as are the leaders
+    assert ran["rising"] == 4 and ran["lead"] == ran["second"] == ran["third"] == 4
+    # below the cut and no better than the epoch before: stopped at the rung
+    assert ran["falling"] == 2 and ran["sinking"] == 2
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_optunas_own_composition_compares_stalled_trials_only() -> None:
+    """Why AllOf: PatientPruner(SuccessiveHalvingPruner) asks halving about stalled trials
+    only, so "falling" meets no rising trial at the rung and is not stopped."""
+    pruner = optuna.pruners.PatientPruner(halving(), patience=0)
+    ran = run(OptunaPrunerScheduler(pruner, metric="val_mean_iou", mode="max"), CURVES)
+    assert ran["falling"] == 4 and ran["sinking"] == 2
+
+
+def test_scheduler_takes_tune_metric_and_closes_every_trial() -> None:
+    scheduler = OptunaPrunerScheduler(halving())
+    assert scheduler.set_search_properties("val_mean_iou", "max")
+    assert not scheduler.set_search_properties("val_loss", "min")  # already set: refused
+    run(scheduler, CURVES)
+    study = scheduler._optuna_study()
+    states = [t.state.name for t in study.trials]
+    assert states.count("PRUNED") == 5 and states.count("COMPLETE") == 1
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
