@@ -96,16 +96,29 @@ class TrialRuns(MLflowLoggerCallback):
         self.parent: MlflowRun | None = None
         self._client: Any = None
         self._experiment_id = ""
+        self._caller_uri: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks (tuner.pkl)
         return {**self.__dict__, "_client": None, "runs": {}, "parent": None}
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
+        import mlflow
+
         # first: creates the experiment with raygym's artifact folder, which Ray's setup
         # (it passes none) then finds
         self.parent = search_run(self.config)
+        # Ray's setup sets mlflow's process-wide tracking URI: given back at the end, for a
+        # caller of raygym.run_search that uses mlflow itself
+        self._caller_uri = mlflow.get_tracking_uri()
         super().setup(*args, **kwargs)
         self._client, self._experiment_id = open_experiment(self.store)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        import mlflow
+
+        super().on_experiment_end(trials, **info)
+        if self._caller_uri:
+            mlflow.set_tracking_uri(self._caller_uri)
 
     def log_trial_start(self, trial: Any) -> None:
         if trial.trial_id in self.runs:

@@ -228,7 +228,9 @@ def _train_and_export(config: ExperimentConfig, dataset: PreparedDataset, run_di
 
     learning_curves(rows, run_dir / "curves.png", title=run_dir.name)
     _print_final(rows, run_dir, dataset.card, console)
-    tracking.log_outputs(_card_metrics(run_dir))
+    where = tracking.log_outputs(_card_metrics(run_dir))
+    if where:
+        console.print(where)
     return run_dir
 
 

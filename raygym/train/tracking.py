@@ -122,13 +122,13 @@ class TrainTracking:
         if self.mlflow_run is not None:
             self.mlflow_run.finish(run_status(None))
 
-    def log_outputs(self, best: dict[str, Any]) -> None:
+    def log_outputs(self, best: dict[str, Any]) -> str | None:
         """After the export: the kept epoch's scores (``best``: the model card's metrics) as
         ``kept_*`` metrics at that epoch, and with ``log_artifacts`` ``best/`` and the run's
-        files."""
+        files. Returns a line saying where the run is (None without MLflow)."""
         run = self.mlflow_run
         if run is None:
-            return
+            return None
         kept = {f"kept_{k}": v for k, v in epoch_metrics(best).items()}
         if kept:
             run.log_metrics(kept, step=int(best.get("epoch") or 0))
@@ -136,3 +136,4 @@ class TrainTracking:
             run.log_artifact(self.run_dir / "best", "best")
             for name in RUN_FILES:
                 run.log_artifact(self.run_dir / name)
+        return f"mlflow run {run.run_id} in {run.uri}"

@@ -66,6 +66,7 @@ def _runs(store: tuple[Any, str]) -> tuple[Any, dict[str, Any]]:
     return parent, trials
 
 
+@pytest.mark.slow
 def test_one_run_per_trial_with_its_params_and_epoch_history(
         search_out: Path, store: tuple[Any, str]) -> None:
     client, _ = store
@@ -94,6 +95,7 @@ def test_one_run_per_trial_with_its_params_and_epoch_history(
         assert tags["raygym.status"] == row["status"]  # the leaderboard's words
 
 
+@pytest.mark.slow
 def test_the_search_run_holds_the_summary_and_the_best_models(
         search_out: Path, store: tuple[Any, str]) -> None:
     client, _ = store
@@ -101,6 +103,8 @@ def test_the_search_run_holds_the_summary_and_the_best_models(
     parent, trials = _runs(store)
     assert parent.info.status == "FINISHED" and parent.info.run_name == NAME
     assert parent.data.tags["best_trial"] == board[0]["trial_id"]
+    # Ray's callback sets mlflow's process-wide URI; the caller's is given back
+    assert mlflow.get_tracking_uri() != f"sqlite:///{search_out.parent / 'mlflow.db'}"
     assert parent.data.params["search.num_samples"] == "2"
     assert parent.data.metrics["trials"] == 2
     assert parent.data.metrics["total_epochs"] == sum(int(r["epochs"]) for r in board)

@@ -66,8 +66,9 @@ def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
-def test_train_logs_an_mlflow_run_and_tensorboard_events(config_file: Path,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_train_logs_an_mlflow_run_and_tensorboard_events(
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(config_file), "--name", "tracked",
                  "--set", "mlflow.enabled=true"]) == 0
     run_dir = tmp_path / "runs" / "tracked"
@@ -80,6 +81,8 @@ def test_train_logs_an_mlflow_run_and_tensorboard_events(config_file: Path,
     assert experiment.artifact_location == (tmp_path / "runs" / "mlartifacts").as_uri()
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
+    assert f"mlflow run {run.info.run_id} in sqlite:///" in " ".join(
+        capsys.readouterr().out.split())
     assert run.data.tags["raygym.run"] == "tracked"
     params = run.data.params
     assert params["model.filters"] == "4" and params["train.max_epochs"] == "2"
@@ -114,8 +117,11 @@ def test_train_logs_an_mlflow_run_and_tensorboard_events(config_file: Path,
 
 
 def test_enabled_without_the_extra_is_one_line_exit_2_before_anything(
-        config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]], write_config: Any,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sections = make_s2_config(tmp_path / "ds")  # never prepared: refused before that check
+    sections["train"]["output_dir"] = str(tmp_path / "runs")
+    config_file = write_config(tmp_path / "train.yaml", **sections)
     # Python's own way to make a module unimportable: None in sys.modules
     monkeypatch.setitem(sys.modules, "mlflow", None)
     code = main(["train", str(config_file), "--name", "refused",
