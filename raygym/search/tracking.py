@@ -11,6 +11,9 @@ restored trial's run again instead of starting a second one.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +38,11 @@ from raygym.tracking import (
     open_experiment,
     param_value,
     require_mlflow,
-    run_status,
     store_for,
 )
 from raygym.train.contract import finished
 
+logger = logging.getLogger(__name__)
 # What a finished search logs on its run (names in the results folder)
 SEARCH_FILES = ("leaderboard.csv", "leaderboard.md", "search.json")
 
@@ -97,6 +100,7 @@ class TrialRuns(MLflowLoggerCallback):
         self._client: Any = None
         self._experiment_id = ""
         self._caller_uri: str | None = None
+        self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks (tuner.pkl)
         return {**self.__dict__, "_client": None, "runs": {}, "parent": None}
@@ -121,6 +125,10 @@ class TrialRuns(MLflowLoggerCallback):
             mlflow.set_tracking_uri(self._caller_uri)
 
     def log_trial_start(self, trial: Any) -> None:
+        with self._warn_once(trial):
+            self._start(trial)
+
+    def _start(self, trial: Any) -> None:
         if trial.trial_id in self.runs:
             return
         if self._client is None:
@@ -138,10 +146,11 @@ class TrialRuns(MLflowLoggerCallback):
         self.runs[trial.trial_id] = run
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
-        if trial.trial_id not in self.runs:
-            self.log_trial_start(trial)
-        step = int(result.get("epoch") or iteration)
-        self.runs[trial.trial_id].log_metrics(epoch_metrics(result), step)
+        with self._warn_once(trial):
+            if trial.trial_id not in self.runs:
+                self._start(trial)
+            step = int(result.get("epoch") or iteration)
+            self.runs[trial.trial_id].log_metrics(epoch_metrics(result), step)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         run = self.runs.pop(trial.trial_id, None)
@@ -151,8 +160,20 @@ class TrialRuns(MLflowLoggerCallback):
         last = trial.last_result or {}
         status = ("failed" if failed else str(last["stop_reason"]) if finished(last)
                   else STOP_PRUNED[self.config.search.scheduler])
-        run.set_tags({"raygym.status": status})
-        run.finish(run_status(RuntimeError() if failed else None))
+        with self._warn_once(trial):
+            run.set_tags({"raygym.status": status})
+            run.finish("FAILED" if failed else "FINISHED")
+
+    @contextmanager
+    def _warn_once(self, trial: Any) -> Iterator[None]:
+        """A store that fails mid-search (a server gone) costs tracking, not the search."""
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - the search goes on; one warning says so
+            if not self._warned:
+                logger.warning("trial %s not tracked in MLflow (%s: %s); the search goes on",
+                               trial.trial_id, type(err).__name__, err)
+                self._warned = True
 
 
 def log_search_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
@@ -162,6 +183,15 @@ def log_search_summary(config: ExperimentConfig, out: Path, summary: dict[str, A
     ``log_artifacts`` the leaderboard, ``search.json`` and ``best/`` on the search's run."""
     if not config.mlflow.enabled:
         return
+    try:
+        _log_summary(config, out, summary, exported)
+    except Exception as err:  # noqa: BLE001 - the search's results are on disk all the same
+        logger.warning("the search's MLflow run was not completed (%s: %s)",
+                       type(err).__name__, err)
+
+
+def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
+                 exported: list[Path]) -> None:
     run = search_run(config)
     numbers = {k: v for k, v in summary.items() if k != "status"}
     numbers.update({f"trials_{k}": v for k, v in (summary.get("status") or {}).items()})

@@ -133,3 +133,52 @@ def test_enabled_without_the_extra_is_one_line_exit_2(
     assert code == 2
     assert one_error_line(err) == f"error: mlflow.enabled: {MISSING_EXTRA}"
     assert not (tmp_path / "results").exists() and not (tmp_path / "ds").exists()
+
+
+# ------------------------------------------------ the callback on its own (a real Tune Trial)
+def test_trial_runs_log_decoded_active_params_at_step_epoch_and_only_warn_on_failure(
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]], write_config: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ray import cloudpickle
+    from ray.tune.experiment import Trial
+
+    from raygym.search.space import REPEAT_KEY
+    from raygym.search.space_config import load_experiment
+    from raygym.search.tracking import TrialRuns
+
+    sections = make_s2_config(tmp_path / "ds")
+    sections["model"] = {"arch": {"choice": ["gym_unet", "unet"]},
+                         "encoder": {"choice": ["resnet18"], "when": {"model.arch": ["unet"]}}}
+    sections["loss"] = {"name": {"choice": ["dice", {"dice": 0.5, "cce": 0.5}]}}
+    sections["search"] = {"results_dir": str(tmp_path / "results")}
+    sections["mlflow"] = {"enabled": True}
+    config, space = load_experiment(write_config(tmp_path / "space.yaml", **sections))
+    callback = TrialRuns(config, space)
+    callback.setup()
+    # Optuna's values: a weighted loss JSON-encoded, an inactive conditional key sampled
+    trial = Trial("__fake", stub=True, trial_id="abc_00001", config={
+        "model.arch": "gym_unet", "model.encoder": "resnet18",
+        "loss.name": '{"cce": 0.5, "dice": 0.5}', REPEAT_KEY: 1})
+    callback.log_trial_start(trial)
+    # multi-worker trials: Tune's iteration counts reports, the loop's epoch is the step
+    callback.log_trial_result(1, trial, {"epoch": 4, "val_mean_iou": 0.5, "done": False})
+    run = callback.runs["abc_00001"]
+    data = run.client.get_run(run.run_id).data
+    assert data.params == {"model.arch": "gym_unet", "loss.name": '{"cce": 0.5, "dice": 0.5}',
+                           REPEAT_KEY: "1"}
+    assert data.tags["mlflow.parentRunId"] == callback.parent.run_id
+    assert [(m.step, m.value) for m in run.client.get_metric_history(
+        run.run_id, "val_mean_iou")] == [(4, 0.5)]
+    # Tune pickles its callbacks (tuner.pkl) with Ray's cloudpickle
+    assert cloudpickle.loads(cloudpickle.dumps(callback)).runs == {}
+
+    # MLflow refuses to log to a deleted run: tracking fails, the search must not
+    run.client.delete_run(run.run_id)
+    with caplog.at_level(logging.WARNING, logger="raygym.search.tracking"):
+        callback.log_trial_result(2, trial, {"epoch": 5, "val_mean_iou": 0.6})
+        callback.log_trial_end(trial)
+    warned = [r for r in caplog.records if "not tracked in MLflow" in r.getMessage()]
+    assert len(warned) == 1 and "abc_00001" in warned[0].getMessage()
+    assert callback.runs == {}
