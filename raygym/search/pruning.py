@@ -130,3 +130,68 @@ class OptunaPrunerScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Optuna pruner {type(self._pruner).__name__}: {len(self._pruned)} stopped"
+
+
+class SparingRepeats(TrialScheduler):
+    """Any Tune scheduler, except that a repeat run (``search.repeat_top``: a second training
+    seed of a configuration that finished among the leaders) is never stopped early.
+
+    A repeat exists to measure its configuration again, and the leaderboard ranks by the mean
+    of a configuration's runs: a repeat stopped at the first rung (ASHA stopped two thirds of
+    all trials at epoch 2 on bench/curves' aerial table, repeats included) averages a leader's
+    full run with an epoch-2 score and sinks it below configurations run once. Repeats are
+    also kept out of the scheduler's rung statistics (they are not new candidates)."""
+
+    def __init__(self, base: TrialScheduler) -> None:
+        super().__init__()
+        self.base = base
+
+    @staticmethod
+    def is_repeat(trial: Any) -> bool:
+        from raygym.search.space import REPEAT_KEY
+
+        return bool((getattr(trial, "config", None) or {}).get(REPEAT_KEY))
+
+    @property
+    def metric(self) -> str | None:
+        return self.base.metric
+
+    @property
+    def supports_buffered_results(self) -> bool:
+        return self.base.supports_buffered_results
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return self.base.set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self.base.on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self.base.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if self.is_repeat(trial):
+            return TrialScheduler.CONTINUE
+        return self.base.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any,
+                          result: dict[str, Any]) -> None:
+        if self.is_repeat(trial):  # kept out of the rungs, but the base forgets it
+            self.base.on_trial_remove(tune_controller, trial)
+        else:
+            self.base.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self.base.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        return self.base.choose_trial_to_run(tune_controller)
+
+    def debug_string(self) -> str:
+        return self.base.debug_string()
+
+    def save(self, checkpoint_path: str) -> None:
+        self.base.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.base.restore(checkpoint_path)

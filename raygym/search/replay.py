@@ -231,7 +231,8 @@ class GroundTruth:
 
     ``scores``: the metric at the kept epoch, averaged over training seeds (NaN: every seed
     failed); ``epochs``: epochs early stopping runs, averaged over seeds; ``ranks``: 1 = best;
-    ``best``: the grid's best score; ``grid_epochs``: the grid's cost (sum of ``epochs``).
+    ``best``: the grid's best score; ``grid_epochs``: the grid's cost (sum of ``epochs``);
+    ``per_seed``: shape (N, S), each training seed's kept score (NaN: failed or missing).
     """
 
     scores: np.ndarray
@@ -240,6 +241,7 @@ class GroundTruth:
     best: float
     grid_epochs: float
     mode: str
+    per_seed: np.ndarray | None = None
 
     def reached(self, config_id: int, tolerance: float = 0.01) -> bool:
         """Configuration's score within ``tolerance`` of the grid's best."""
@@ -253,17 +255,18 @@ def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: s
                  mode: str = "max") -> GroundTruth:
     n = len(table.configs)
     scores, epochs = np.full(n, np.nan), np.zeros(n)
+    per_seed = np.full((n, len(table.seeds)), np.nan)
     for cid in range(n):
-        kept, ran = [], []
-        for seed in table.seeds:
+        ran = []
+        for j, seed in enumerate(table.seeds):
             curve = table.curves.get((cid, seed))
             if curve is None:
                 continue
             run, best_epoch = early_stopping(curve["val_loss"], patience, max_epochs)
             ran.append(run)
-            kept.append(curve[metric][best_epoch - 1] if best_epoch else np.nan)
+            per_seed[cid, j] = curve[metric][best_epoch - 1] if best_epoch else np.nan
         epochs[cid] = float(np.mean(ran)) if ran else 0.0
-        kept_arr = np.asarray(kept, dtype=np.float64)
+        kept_arr = per_seed[cid]
         scores[cid] = float(np.nanmean(kept_arr)) if np.isfinite(kept_arr).any() else np.nan
     sign = 1.0 if mode == "max" else -1.0
     order = np.argsort(np.where(np.isnan(scores), np.inf, -sign * scores), kind="stable")
@@ -271,7 +274,41 @@ def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: s
     ranks[order] = np.arange(1, n + 1)
     best = float(scores[order[0]])
     return GroundTruth(scores=scores, epochs=epochs, ranks=ranks, best=best,
-                       grid_epochs=float(epochs.sum()), mode=mode)
+                       grid_epochs=float(epochs.sum()), mode=mode, per_seed=per_seed)
+
+
+def noise_floor(truth: GroundTruth, *, draws: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """How much of a table's ranking is noise of its training seeds (mode ``max`` tables).
+
+    ``run_sd``: the spread of one training run around its configuration's mean, pooled over
+    configurations with every seed finite (sqrt(mean of (s_i - mean)^2 * S / (S - 1)));
+    ``mean_se``: that over sqrt(S), the standard error of a ground-truth score; ``within_se``:
+    configurations whose score is within ``mean_se`` of the best. Bootstrap (``draws`` times
+    each configuration's seeds resampled with replacement): ``boot_best`` (5 %, 50 %, 95 %) of
+    the grid's best score, ``boot_same``: how often the same configuration is best. One run
+    per configuration at a random seed (Gym's grid with one seed): ``single_within``: how
+    often its pick is within 0.01 of the best, ``single_top3``: among the best 3.
+    """
+    per = truth.per_seed
+    assert per is not None and truth.mode == "max"
+    n, k = per.shape
+    full = np.isfinite(per).all(axis=1)
+    dev = per[full] - per[full].mean(axis=1, keepdims=True)
+    run_sd = float(np.sqrt((dev ** 2).sum() / (full.sum() * (k - 1))))
+    mean_se = run_sd / math.sqrt(k)
+    rng = np.random.default_rng(seed)
+    filled = np.where(np.isnan(per), -np.inf, per)
+    picks = rng.integers(0, k, size=(draws, n, k))
+    boot = np.take_along_axis(np.broadcast_to(filled, (draws, n, k)), picks, axis=2).mean(axis=2)
+    best_id = int(np.argmin(truth.ranks))
+    one = filled[np.arange(n)[None, :], picks[:, :, 0]].argmax(axis=1)
+    ok = np.nan_to_num(truth.scores, nan=-np.inf)
+    return {"run_sd": run_sd, "mean_se": mean_se,
+            "within_se": int((ok >= truth.best - mean_se).sum()),
+            "boot_best": tuple(float(np.quantile(boot.max(axis=1), q)) for q in (.05, .5, .95)),
+            "boot_same": float(np.mean(boot.argmax(axis=1) == best_id)),
+            "single_within": float(np.mean(ok[one] >= truth.best - 0.01)),
+            "single_top3": float(np.mean(truth.ranks[one] <= 3))}
 
 
 # ----------------------------------------------------------------------------------- replay

@@ -53,6 +53,7 @@ class SearchTrace:
     pruned: int
     sim_seconds: float
     order: list[int] = field(default_factory=list)  # configuration ids in start order
+    ran: list[int] = field(default_factory=list)  # epochs each of those trials ran
 
 
 class _Stub:
@@ -63,6 +64,7 @@ class _Stub:
         self.status = "PENDING"
         self.is_saving = False  # a replayed trial pauses without writing a checkpoint
         self.last_result: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return self.trial_id
@@ -175,6 +177,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial id, epoch index)
     replays: dict[str, tuple[list[dict[str, Any]], int]] = {}  # trial -> (results, config)
     resume_at: dict[str, int] = {}  # trial -> index of its next epoch
+    ran: dict[str, int] = {}  # trial -> epochs replayed
     spent, pruned, seq = 0, 0, 0
     chosen = -1
     runs: dict[int, dict[str, float]] = {}  # config -> {trial: its best value so far}
@@ -201,8 +204,9 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         replays[trial_id] = (list(replay_results(
             table, cid, replay_seed(table, cid, s.seed + run), patience=t.patience,
             max_epochs=t.max_epochs, metric=s.metric, search=s)), cid)
-        resume_at[trial_id] = 0
+        resume_at[trial_id] = ran[trial_id] = 0
         stub = _Stub(trial_id)
+        stub.config = params  # as Tune's Trial.config (SparingRepeats reads the repeat key)
         ctl.trials[trial_id] = stub
         scheduler.on_trial_add(ctl, stub)
         return True
@@ -237,6 +241,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         results, cid = replays[trial_id]
         result = dict(results[i])  # HyperBandForBOHB writes into the result it judges
         spent += 1
+        ran[trial_id] += 1
         stub.last_result = result
         if diverged(result):
             scheduler.on_trial_error(ctl, stub)
@@ -268,7 +273,8 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         fill_slots()
     pruned += len(ctl.stopped)
     return SearchTrace(epochs=np.asarray(epochs_out), chosen=np.asarray(chosen_out),
-                       trials=len(ctl.trials), pruned=pruned, sim_seconds=clock, order=order)
+                       trials=len(ctl.trials), pruned=pruned, sim_seconds=clock, order=order,
+                       ran=[ran[t] for t in ctl.trials])
 
 
 def _leader(runs: dict[int, dict[str, float]]) -> int:

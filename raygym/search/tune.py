@@ -101,11 +101,17 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
 
         return HyperBandForBOHB(time_attr="training_iteration", max_t=epochs,
                                 reduction_factor=s.reduction_factor, metric=key, mode=mode)
+    def spare(scheduler: Any) -> Any:
+        """Repeats of the leaders (repeat_top) run to the end (see SparingRepeats)."""
+        from raygym.search.pruning import SparingRepeats
+
+        return SparingRepeats(scheduler) if s.repeat_top and uses_optuna(config) else scheduler
+
     if s.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+        return spare(ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(s.grace_period, epochs),
                              reduction_factor=s.reduction_factor, brackets=s.brackets,
-                             **judged)
+                             **judged))
     if s.scheduler == "patient":
         from raygym.search.pruning import OptunaPrunerScheduler, patient_halving
 
@@ -113,10 +119,11 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         rule = patient_halving(grace_period=min(s.grace_period, epochs),
                                reduction_factor=max(2, round(s.reduction_factor)),
                                patience=s.prune_patience)
-        return OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None}))
+        return spare(OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None})))
     if s.scheduler == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
-                                  min_samples_required=2, **judged)
+        return spare(MedianStoppingRule(time_attr="training_iteration",
+                                        grace_period=s.grace_period, min_samples_required=2,
+                                        **judged))
     if s.scheduler == "pbt":
         from ray import tune
 

@@ -77,3 +77,34 @@ def test_scheduler_takes_tune_metric_and_closes_every_trial() -> None:
     states = [t.state.name for t in study.trials]
     assert states.count("PRUNED") == 5 and states.count("COMPLETE") == 1
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+class ConfiguredTrial(Trial):
+    def __init__(self, trial_id: str, config: dict) -> None:
+        super().__init__(trial_id)
+        self.config = config
+
+
+def test_repeats_of_the_leaders_are_never_stopped_early() -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from raygym.search.pruning import SparingRepeats
+    from raygym.search.space import REPEAT_KEY
+
+    scheduler = SparingRepeats(ASHAScheduler(time_attr="training_iteration", max_t=8,
+                                             grace_period=2, reduction_factor=3))
+    assert scheduler.set_search_properties("val_mean_iou", "max")
+    assert scheduler.metric == "val_mean_iou"
+    trials = [ConfiguredTrial(f"t{i}", {"model.filters": 2}) for i in range(3)]
+    trials.append(ConfiguredTrial("again", {"model.filters": 2, REPEAT_KEY: 1}))
+    decisions = {}
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    for value, t in zip([0.6, 0.5, 0.4, 0.1], trials, strict=True):
+        result = {"val_mean_iou": value, "training_iteration": 2}
+        decisions[t.trial_id] = scheduler.on_trial_result(None, t, result)
+    # the worst at the rung: a new configuration is stopped, a repeat goes on
+    assert decisions["t2"] == TrialScheduler.STOP
+    assert decisions["again"] == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, trials[3], {"val_mean_iou": 0.1, "training_iteration": 8})
+    assert "again" not in scheduler.base._trial_info  # forgotten, never entered the rungs

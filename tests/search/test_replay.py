@@ -274,6 +274,26 @@ def test_simulated_repeats_race_the_leaders(grid_table: Path, tmp_path: Path) ->
     assert counts[final] == 2 and final == int(np.argmin(truth.ranks))
 
 
+def test_simulated_repeats_are_not_stopped_by_the_scheduler(grid_table: Path,
+                                                           tmp_path: Path) -> None:
+    """With ASHA, a configuration's second run (its repeat) runs as long as its first
+    (the table's seeds early-stop alike), so the mean the leaderboard ranks by is a mean of
+    full runs."""
+    table = CurveTable.load(grid_table)
+    config, space = load_space(tmp_path, num_samples=40, repeat_top=3)
+    trace = simulate(config, space, table, seed=1, max_epochs_spent=math.inf)
+    assert trace.pruned > 0
+    firsts: dict[int, int] = {}
+    repeats = 0
+    for cid, ran in zip(trace.order, trace.ran, strict=True):
+        if cid in firsts:
+            repeats += 1
+            assert ran >= firsts[cid]  # a leader finished its first run; so does its repeat
+        else:
+            firsts[cid] = ran
+    assert repeats >= 3
+
+
 # ---------------------------------------------------------------- through real Ray Tune
 @pytest.mark.slow
 def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_session: None,
