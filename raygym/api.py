@@ -98,10 +98,13 @@ def predict_file(model: LoadedModel | PathLike, images: PathLike | Sequence[Path
         images: files and / or folders (PNG, JPEG, TIFF, GeoTIFF).
         out: output folder (label rasters, overlays, ``summary.csv``).
         options: any other :class:`raygym.predict.PredictOptions` field (``top_k``,
-            ``extra_bands``, ``tile``, ``overlap``, ``tta``, ``scale``, ``probabilities`` ...).
+            ``ensemble_margin``, ``ensemble_weights``, ``extra_bands``, ``tile``,
+            ``overlap``, ``tta``, ``scale``, ``probabilities`` ...). ``top_k`` models are
+            kept and weighted by :mod:`raygym.predict.ensemble`'s rule, as in the command.
 
     Returns:
-        :class:`raygym.predict.PredictResult` (``rows``: one summary dict per image).
+        :class:`raygym.predict.PredictResult` (``rows``: one summary dict per image;
+        ``ensemble``: the models used and their weights).
     """
     from raygym.inference.scoring import LoadedModel
     from raygym.predict import PredictOptions, predict_files
