@@ -10,9 +10,14 @@ Keras runs in a separate venv with ``tensorflow-cpu==2.12.1`` (Gym's pin), creat
 graph mode: ``model.fit`` / ``predict_on_batch``) that waits while raygym runs. Each round
 times Keras train, raygym train (each precision asked), Keras predict, raygym predict, one
 after the other; ``--rounds`` rounds, median and spread printed, with the load average.
+``--stock`` adds raygym with PyTorch's own ops in place of ``raygym.models.fused`` (A/B).
+Besides wall-clock img/s, each side's process CPU seconds per batch are printed: on a machine
+shared with other work, ``--threads 1`` and the CPU column compare the two frameworks' work
+with little noise (TF's inter-op pool is pinned to ``--threads`` too).
 Never part of CI (it needs TensorFlow).
 
     python bench/bench_keras.py --create --rounds 3 --steps 4
+    python bench/bench_keras.py --threads 1 --stock --precision fp32
 """
 
 from __future__ import annotations
@@ -92,13 +97,14 @@ def keras_worker() -> None:
     print(json.dumps({"ready": True, "trainable": trainable, "tf": tf.__version__}), flush=True)
     for line in sys.stdin:
         what, n = line.split()
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         if what == "train":
             model.fit(data, steps_per_epoch=int(n), epochs=1, verbose=0)
         else:
             for _ in range(int(n)):
                 model.predict_on_batch(x)
-        print(json.dumps({"seconds": time.perf_counter() - tick}), flush=True)
+        print(json.dumps({"seconds": time.perf_counter() - tick,
+                          "cpu": time.process_time() - cpu}), flush=True)
 
 
 # ----------------------------------------------------------------- the raygym side (driver)
@@ -118,7 +124,7 @@ class KerasChild:
 
     def __init__(self, python: Path, threads: int) -> None:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": str(threads),
-               "OMP_NUM_THREADS": str(threads)}
+               "TF_NUM_INTEROP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         self.proc = subprocess.Popen([str(python), __file__, "--keras-worker"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = self._read()
@@ -130,11 +136,13 @@ class KerasChild:
                 return json.loads(line)
         raise RuntimeError("the Keras process ended early")
 
-    def rate(self, what: str, steps: int) -> float:
+    def rate(self, what: str, steps: int) -> tuple[float, float]:
+        """(img/s, process CPU seconds per batch) over ``steps`` batches."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{what} {steps}\n")
         self.proc.stdin.flush()
-        return steps * BATCH / self._read()["seconds"]
+        got = self._read()
+        return steps * BATCH / got["seconds"], got["cpu"] / steps
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -143,17 +151,20 @@ class KerasChild:
 
 
 class RaygymSide:
-    """raygym's gym_unet, trained and run through the loop's own step pieces."""
+    """raygym's gym_unet, trained and run through the loop's own step pieces; ``fused=False``
+    swaps ``raygym.models.fused`` for PyTorch's own ops."""
 
-    def __init__(self, precision: str) -> None:
+    def __init__(self, precision: str, fused: bool = True) -> None:
         import torch
 
         from raygym.inference.runtime import logits, to_layout
         from raygym.models import build_model
+        from raygym.models.fused import fast_paths
         from raygym.train.losses import build_loss
 
         torch.manual_seed(0)
         self.torch, self.logits, self.precision = torch, logits, precision
+        self.fast_paths, self.fused = fast_paths, fused
         self.model = to_layout(build_model("gym_unet", in_channels=BANDS, num_classes=CLASSES,
                                            filters=FILTERS, kernel=KERNEL, dropout=DROPOUT),
                                True)
@@ -165,9 +176,14 @@ class RaygymSide:
         self.rate("train", 1)
         self.rate("predict", 1)
 
-    def rate(self, what: str, steps: int) -> float:
+    def rate(self, what: str, steps: int) -> tuple[float, float]:
+        """(img/s, process CPU seconds per batch) over ``steps`` batches."""
+        with self.fast_paths(self.fused):
+            return self._rate(what, steps)
+
+    def _rate(self, what: str, steps: int) -> tuple[float, float]:
         torch, cpu = self.torch, self.torch.device("cpu")
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         for _ in range(steps):
             if what == "train":
                 self.model.train()
@@ -181,7 +197,8 @@ class RaygymSide:
                 with torch.no_grad():
                     self.logits(self.model, self.x, device=cpu, precision=self.precision,
                                 channels_last=True).softmax(1)
-        return steps * BATCH / (time.perf_counter() - tick)
+        return (steps * BATCH / (time.perf_counter() - tick),
+                (time.process_time() - cpu_tick) / steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16-mixed"],
                    choices=["fp32", "bf16-mixed"])
+    p.add_argument("--stock", action="store_true",
+                   help="also time raygym with PyTorch's own ops (no raygym.models.fused)")
     p.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.keras_worker:
@@ -203,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     keras = KerasChild(ensure_venv(args.venv, args.create), args.threads)
     sides = {prec: RaygymSide(prec) for prec in args.precision}
-    assert keras.info["trainable"] == GYM_TRAINABLE == sides["fp32" if "fp32" in sides
-                                                             else args.precision[0]].trainable
-    rates: dict[str, list[float]] = {}
+    if args.stock:
+        sides.update({f"{prec} stock": RaygymSide(prec, fused=False) for prec in args.precision})
+    assert all(s.trainable == GYM_TRAINABLE for s in sides.values())
+    assert keras.info["trainable"] == GYM_TRAINABLE
+    rates: dict[str, list[tuple[float, float]]] = {}
     loads = [os.getloadavg()[0]]
     for _ in range(args.rounds):
         for what in ("train", "predict"):
@@ -219,13 +240,18 @@ def main(argv: list[str] | None = None) -> int:
           f"TF {keras.info['tf']} vs torch {torch.__version__}, {args.rounds} rounds x "
           f"{args.steps} batches, alternating; load average (1 min) "
           f"{min(loads):.1f}-{max(loads):.1f}\n")
-    print("| side | step | img/s median | spread | x Keras |\n|---|---|---:|---:|---:|")
-    for key, values in rates.items():
+    print("| side | step | img/s median | spread | x Keras | CPU s/batch median | spread "
+          "| x Keras (CPU) |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    for key, pairs in rates.items():
         who, *prec, what = key.split()
-        med = statistics.median(values)
-        ratio = med / statistics.median(rates[f"keras {what}"])
+        img_s, cpu_s = [p[0] for p in pairs], [p[1] for p in pairs]
+        keras_pairs = rates[f"keras {what}"]
+        med, cpu_med = statistics.median(img_s), statistics.median(cpu_s)
+        ratio = med / statistics.median(p[0] for p in keras_pairs)
+        cpu_ratio = statistics.median(p[1] for p in keras_pairs) / cpu_med
         print(f"| {who} {' '.join(prec) or 'fp32 graph'} | {what} | {med:.2f} | "
-              f"{min(values):.2f}-{max(values):.2f} | {ratio:.2f} |")
+              f"{min(img_s):.2f}-{max(img_s):.2f} | {ratio:.2f} | {cpu_med:.3f} | "
+              f"{min(cpu_s):.3f}-{max(cpu_s):.3f} | {cpu_ratio:.2f} |")
     return 0
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raygym.models.fused import up_concat
 from raygym.models.spec import GYM_DEFAULTS, GYM_LEVELS, DropoutType
 
 _D = GYM_DEFAULTS  # the constructors' defaults, written once in raygym.models.spec
@@ -247,11 +248,6 @@ class _GymCustomNet(nn.Module):
         self.head = SameConv2d(2 * f0, num_classes, 1)
         _keras_init(self, "glorot_uniform")
 
-    @staticmethod
-    def _up_cat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """Gym ``upsamp_concat_block``: nearest x2, then concat ``[up, skip]`` on channels."""
-        return torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` float -> ``(B, K, H, W)`` logits; H, W divisible by 16."""
         _check_input(x, self.in_channels, 2**self.levels, type(self).__name__)
@@ -260,10 +256,10 @@ class _GymCustomNet(nn.Module):
         e3 = self.e3(e2)
         e4 = self.e4(e3)
         b = self.b2(self.b1(self.e5(e4)))
-        d = self.d4(self._up_cat(b, e4))
-        d = self.d3(self._up_cat(d, e3))
-        d = self.d2(self._up_cat(d, e2))
-        d = self.d1(self._up_cat(d, e1))
+        d = self.d4(up_concat(b, e4))
+        d = self.d3(up_concat(d, e3))
+        d = self.d2(up_concat(d, e2))
+        d = self.d1(up_concat(d, e1))
         return self.head(d)
 
 
@@ -396,7 +392,7 @@ class _GymSimpleNet(nn.Module):
             x = F.max_pool2d(x, 2)
         x = self.bridge(x)
         for block, skip in zip(self.up, reversed(skips), strict=True):
-            x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
+            x = block(up_concat(x, skip))
         return self.head(x)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,16 @@ from raygym.models.gym import (
     SimpleUNet,
     keras_same_padding,
 )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny networks: a second OpenMP thread only adds barrier waits, which on a busy shared
+    machine cost a time slice per op (this module ~3x slower with 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def trainable(model: nn.Module) -> int:

@@ -1,0 +1,114 @@
+"""One training step of gym_unet, variants alternated in one process: the A/B bench for
+``raygym.models.fused``, robust to a shared machine.
+
+Each variant owns a model (same seed, same weights) and an Adam optimiser; every round runs
+one step of each variant in turn (forward, Dice loss, backward, Adam), so load from other
+processes hits all variants alike. Printed per variant: median and min-max of wall seconds per
+step, img/s, and the ratio to the first variant, with the 1-min load average before and after.
+With ``--threads 1`` it also prints the thread's CPU seconds per step (``time.thread_time``),
+which other processes' load barely moves: the figure to trust on a busy machine.
+
+Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
+``fused``, raygym's fast paths. The allocator is a process-wide setting, so compare it across
+processes: glibc's ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776`` keeps freed
+memory for reuse instead of mapping (and page-faulting) every large activation afresh.
+
+    python bench/bench_step.py --rounds 7                           # fp32, channels_last
+    python bench/bench_step.py --threads 1 --precision bf16-mixed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from raygym.inference.runtime import logits
+from raygym.models import build_model
+from raygym.models.fused import fast_paths
+from raygym.train.losses import build_loss
+
+BANDS, CLASSES = 3, 4
+
+
+class Variant:
+    """A model + optimiser trained with or without raygym's fast paths."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        if name not in ("stock", "fused"):
+            raise SystemExit(f"--variants {name!r}: use stock | fused")
+        self.name, self.fused = name, name == "fused"
+        self.args = args
+        torch.manual_seed(0)
+        self.model = build_model(args.arch, in_channels=BANDS, num_classes=CLASSES,
+                                 filters=args.filters, kernel=args.kernel, dropout=0.1)
+        if args.layout == "cl":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.loss = build_loss("dice", CLASSES, None)
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, record: bool) -> None:
+        a = self.args
+        with fast_paths(self.fused):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            self.model.train()
+            self.opt.zero_grad(set_to_none=True)
+            out = logits(self.model, x, device=torch.device("cpu"), precision=a.precision,
+                         channels_last=a.layout == "cl")
+            self.loss(out, y).backward()
+            self.opt.step()
+            if record:
+                self.wall.append(time.perf_counter() - wall)
+                self.cpu.append(time.thread_time() - cpu)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=["stock", "fused"])
+    p.add_argument("--rounds", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16-mixed"])
+    p.add_argument("--layout", default="cl", choices=["cl", "nchw"])
+    p.add_argument("--arch", default="gym_unet")
+    p.add_argument("--filters", type=int, default=8)
+    p.add_argument("--kernel", type=int, default=7)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    variants = [Variant(v, args) for v in args.variants]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, BANDS, args.size, args.size, generator=gen)
+    y = torch.randint(0, CLASSES, (args.batch, args.size, args.size), generator=gen)
+    loads = [os.getloadavg()[0]]
+    for r in range(args.rounds + 1):  # round 0 warms up (oneDNN primitives, allocator)
+        for v in variants:
+            v.step(x, y, record=r > 0)
+    loads.append(os.getloadavg()[0])
+    print(f"bench_step: {args.arch} f{args.filters} k{args.kernel}, batch {args.batch}, "
+          f"{args.size} px, {args.precision}, {args.layout}, {args.threads} threads, torch "
+          f"{torch.__version__}, {args.rounds} rounds alternating; load average (1 min) "
+          f"{loads[0]:.1f} -> {loads[1]:.1f}\n")
+    cpu_cols = args.threads == 1
+    head = "| variant | wall s/step median | min-max | img/s | x first |"
+    print(head + (" CPU s/step median | min-max | x first |" if cpu_cols else ""))
+    print("|---" * (head.count("|") - 1 + (3 if cpu_cols else 0)) + "|")
+    base_wall = statistics.median(variants[0].wall)
+    base_cpu = statistics.median(variants[0].cpu)
+    for v in variants:
+        w, c = statistics.median(v.wall), statistics.median(v.cpu)
+        row = (f"| {v.name} | {w:.3f} | {min(v.wall):.3f}-{max(v.wall):.3f} | "
+               f"{args.batch / w:.2f} | {base_wall / w:.3f} |")
+        if cpu_cols:
+            row += f" {c:.3f} | {min(v.cpu):.3f}-{max(v.cpu):.3f} | {base_cpu / c:.3f} |"
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""raygym.models.fused: the NHWC up-concat gives PyTorch's numbers (forward, gradients, running
+stats, whole networks in both precisions) and is used only where :func:`use_fast_path` says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raygym.models import build_model
+from raygym.models.fused import fast_paths, up_concat, use_fast_path
+
+CL = torch.channels_last
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: two OpenMP threads only wait on each other, and on a busy machine every
+    op's barrier waits for a time slice (this module: ~17 s with 2 threads, ~2.5 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def nhwc(*shape: int, dtype: torch.dtype = torch.float32, grad: bool = True) -> torch.Tensor:
+    return torch.randn(*shape, dtype=dtype).contiguous(memory_format=CL).requires_grad_(grad)
+
+
+def stock_up_concat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    return torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_up_concat_equals_interpolate_and_cat(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    x, skip = nhwc(2, 5, 4, 6, dtype=dtype), nhwc(2, 3, 8, 12, dtype=dtype)
+    grad = torch.randn(2, 8, 8, 12, dtype=dtype)
+    out = up_concat(x, skip)
+    assert type(out.grad_fn).__name__ == "_UpConcatNHWCBackward"  # the fast path ran
+    assert out.is_contiguous(memory_format=CL)
+    out.backward(grad)
+    gx, gs = x.grad, skip.grad
+    assert gx is not None and gs is not None
+    assert gx.is_contiguous(memory_format=CL) and gs.is_contiguous(memory_format=CL)
+    x.grad = skip.grad = None
+    ref = stock_up_concat(x, skip)
+    ref.backward(grad)
+    # the same additions in the same (float32) precision: bit-identical
+    assert torch.equal(out, ref)
+    assert torch.equal(gx, x.grad) and torch.equal(gs, skip.grad)
+
+
+def test_up_concat_gradcheck_float64() -> None:
+    torch.manual_seed(0)
+    x, skip = nhwc(1, 2, 2, 3, dtype=torch.float64), nhwc(1, 3, 4, 6, dtype=torch.float64)
+    assert torch.autograd.gradcheck(up_concat, (x, skip))
+
+
+def test_fast_path_only_where_it_pays() -> None:
+    x, skip = nhwc(1, 2, 4, 4), nhwc(1, 3, 8, 8)
+    assert use_fast_path(x, skip)
+    with fast_paths(False):
+        assert not use_fast_path(x, skip)
+    assert use_fast_path(x, skip)  # restored on leaving
+    with torch.no_grad():  # inference and export keep PyTorch's ops
+        assert not use_fast_path(x, skip)
+    assert not use_fast_path(x.detach(), skip.detach())
+    assert not use_fast_path(x.contiguous(), skip.contiguous())  # NCHW
+    assert not use_fast_path(x, skip.to(torch.bfloat16))  # mixed dtypes: cat promotes
+    nchw = up_concat(x.detach().contiguous().requires_grad_(), skip.contiguous())
+    assert type(nchw.grad_fn).__name__ == "CatBackward0"
+
+
+def autograd_nodes(out: torch.Tensor) -> list[str]:
+    """Type names of every node in ``out``'s backward graph."""
+    seen, todo, names = set(), [out.grad_fn], []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        todo.extend(fn for fn, _ in node.next_functions)
+    return names
+
+
+def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize(("arch", "precision", "layout"), [
+    ("gym_unet", "fp32", "cl"), ("gym_unet", "bf16", "cl"), ("gym_resunet", "fp32", "cl"),
+    ("simple_unet", "fp32", "cl"), ("gym_unet", "fp32", "nchw"),
+])
+def test_network_with_fast_paths_matches_stock(arch: str, precision: str, layout: str) -> None:
+    """The unfused model's state_dict loads into the fused run unchanged; outputs, gradients
+    and BN running stats agree in train and eval mode."""
+    torch.manual_seed(0)
+    stock = build_model(arch, in_channels=3, num_classes=3, filters=2, kernel=3, dropout=0.0)
+    fused = build_model(arch, in_channels=3, num_classes=3, filters=2, kernel=3, dropout=0.0)
+    assert fused.state_dict().keys() == stock.state_dict().keys()
+    fused.load_state_dict(stock.state_dict())
+    fmt = CL if layout == "cl" else torch.contiguous_format
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=fmt)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if precision == "fp32" else {"rtol": 2e-2, "atol": 2e-2}
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    outs = {}
+    for name, model, on in (("stock", stock, False), ("fused", fused, True)):
+        model.to(memory_format=fmt).train()
+        with fast_paths(on), autocast:
+            out = model(x)
+        # the decoder's up-concats ran on the fast path exactly where they should
+        nodes = autograd_nodes(out)
+        assert nodes.count("_UpConcatNHWCBackward") == (4 if on and layout == "cl" else 0)
+        out.float().square().mean().backward()
+        model.eval()
+        with fast_paths(on), autocast, torch.no_grad():
+            pred = model(x)
+        outs[name] = (out.float(), pred.float(), grads(model),
+                      {k: v for k, v in model.state_dict().items() if "running" in k})
+    (o1, p1, g1, s1), (o2, p2, g2, s2) = outs["stock"], outs["fused"]
+    torch.testing.assert_close(o2, o1, **tol)
+    torch.testing.assert_close(p2, p1, **tol)
+    assert g1.keys() == g2.keys() and len(g1) > 0
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
+    assert len(s1) > 0
+    for k in s1:
+        torch.testing.assert_close(s2[k], s1[k], **tol)
