@@ -102,7 +102,9 @@ DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+ash
                     "random+asha-rep3", "tpe", "tpe+asha-g2-r3", "tpe+asha-g3-r3",
                     "tpe+asha-g2-r2", "tpe+hb3-g2-r3", "tpe+median-g2", "tpe+asha-g2-max",
                     "tpe+asha-g2-mean3", "tpe-mv+asha-g2", "tpe+asha-g2-rep3",
-                    "tpe-mv+asha-g2-rep3"]
+                    "tpe-mv+asha-g2-rep3", "tpe-mv+asha-g2-rep6", "tpe-mv+asha-g3-rep3",
+                    "tpe-mv+patient0-g2-rep3", "tpe-mv+patient1-g2-rep3",
+                    "tpe-mv+asha-g2-loss-rep3", "bohb-r3", "bohb-r2"]
 
 
 def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any]
@@ -202,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
           f"(median {mid:.3f}), the same configuration best {noise['boot_same']:.0%}; one run "
           f"per configuration: its pick within 0.01 {noise['single_within']:.0%}, top-3 "
           f"{noise['single_top3']:.0%}", flush=True)
+    from raygym.search.bohb import bohb_installed
+
+    settings = [n for n in args.settings if SETTINGS[n][0] != "bohb" or bohb_installed()]
+    if len(settings) < len(args.settings):
+        print("BOHB settings left out: they need the bohb extra (pip install -e .[bohb])")
     jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i,
-             list(range(args.seeds))) for i, name in enumerate(args.settings)]
+             list(range(args.seeds))) for i, name in enumerate(settings)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(run_setting, jobs, chunksize=1)
     head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
