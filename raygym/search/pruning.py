@@ -78,7 +78,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
         self._mode = self._mode or mode
         return True
 
-    def _optuna_study(self) -> Any:
+    def study(self) -> Any:
         if self._study is None:
             import optuna
 
@@ -88,7 +88,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
         return self._study
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self._trials[trial.trial_id] = self._optuna_study().ask()
+        self._trials[trial.trial_id] = self.study().ask()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         ot = self._trials.get(trial.trial_id)
@@ -120,7 +120,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
         ot = self._trials.pop(trial_id, None)
         if ot is None:
             return
-        study = self._optuna_study()
+        study = self.study()
         if trial_id in self._pruned:
             study.tell(ot, state=TrialState.PRUNED)
         elif not failed and isinstance(value, int | float) and not math.isnan(value):
