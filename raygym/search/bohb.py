@@ -38,9 +38,11 @@ from raygym.search.space_config import SearchSpace
 
 
 def bohb_installed() -> bool:
-    """hpbandster and ConfigSpace can be imported (checked without importing them; the
-    config's own check, ``SearchConfig``, is the same)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("hpbandster", "ConfigSpace"))
+    """hpbandster and ConfigSpace can be imported (checked without importing them)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("hpbandster", "ConfigSpace"))
+    except ValueError:  # a module set to None in sys.modules: unimportable
+        return False
 
 
 def require_bohb() -> None:

@@ -196,6 +196,10 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     from raygym.search.tracking import check_tracking
 
     check_tracking(config, replay=table)  # mlflow.enabled: the extra, the store
+    if config.search.algorithm == "bohb":
+        from raygym.search.bohb import require_bohb
+
+        require_bohb()  # the extra, before Ray starts
     _pin_local_ray_address(config)
     ensure_ray(config.resources, dashboard=config.resources.address is None)
     from raygym.train.ray_train import check_resources

@@ -38,7 +38,7 @@ DistKind = Literal["choice", "uniform", "loguniform", "int", "grid"]
 DIST_KINDS: tuple[DistKind, ...] = get_args(DistKind)
 # Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
 # per trial (a different target size would need a different prepared dataset).
-FIXED_PREFIXES = ("name", "data", "search", "resources", "train.output_dir")
+FIXED_PREFIXES = ("name", "data", "search", "resources", "mlflow", "train.output_dir")
 # Searched keys whose extremes, taken together, make the trial that breaks a cross-key rule
 # first: the shortest run with the longest warm-up. Each candidate alone is validated only
 # against the other keys' first candidates.

@@ -369,6 +369,25 @@ def _bohb_installed() -> bool:
 needs_bohb = pytest.mark.skipif(not _bohb_installed(), reason="needs the bohb extra")
 
 
+def test_a_bohb_config_loads_without_the_extra(tmp_path: Path) -> None:
+    """A model artifact's config.yaml carries its search section: it must load anywhere."""
+    config, _ = load_space(tmp_path, algorithm="bohb")
+    assert config.search.algorithm == "bohb"
+
+
+@pytest.mark.skipif(_bohb_installed(), reason="the bohb extra is installed: nothing is missing")
+def test_bohb_without_the_extra_is_one_line_before_ray(grid_table: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    sections = json.loads(json.dumps(SPACE))
+    sections["search"].update(algorithm="bohb", results_dir=str(tmp_path / "results"))
+    space_file = write_space(tmp_path / "space.yaml", sections)
+    code, err = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(line) == 1 and "raygym[bohb]" in line[0], err
+    assert "search.algorithm" in line[0] and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+
+
 @needs_bohb
 def test_config_space_keeps_types_choices_and_conditions(tmp_path: Path) -> None:
     from raygym.search.space import active_params, config_space, from_config_space

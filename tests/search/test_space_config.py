@@ -99,7 +99,7 @@ def test_int_distribution_needs_integer_bounds(tmp_path, write_config, s2_config
 
 
 @pytest.mark.parametrize("path", ["data.target_size", "data.augment.copies", "name",
-                                  "train.output_dir"])
+                                  "train.output_dir", "mlflow.enabled"])
 def test_distribution_on_a_fixed_key_is_refused(tmp_path, write_config, s2_config, path) -> None:
     section, *rest = path.split(".")
     spec = {"choice": [64, 128]} if path != "name" else {"choice": ["a", "b"]}
