@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from raygym.atomic import scratch_dir
-from raygym.config import ExperimentConfig, validate_experiment
+from raygym.config import ExperimentConfig, ResourcesConfig, validate_experiment
 from raygym.data.batch import Batch, to_batch
 from raygym.errors import ResourceError
 from raygym.inference.runtime import to_layout, uses_channels_last
@@ -86,8 +86,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     # The layout before DDP wraps it: DDP's gradient buckets take the parameters' strides
     # when it is built (converting afterwards costs a gradient copy per parameter per step).
     model = to_layout(model, uses_channels_last(config))
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
+    device = worker_device(config.resources)
+    model = ray.train.torch.prepare_model(model, move_to_device=device)
     loss_fn = build_loss_for(config, card)
     per_worker = max(1, config.train.batch_size // world)
     val = NumpyBatches(train=None,
@@ -140,6 +140,37 @@ def checkpoint_epoch(directory: Path) -> int:
         return -1
 
 
+def worker_device(resources: ResourcesConfig) -> Any:
+    """The ``torch.device`` a Train worker runs on: the CUDA device Ray assigned to a worker
+    with GPUs; otherwise ``resources.device`` as in search trials (``auto``: the CPU, since Ray
+    knows no MPS resource; Apple's GPU when named ``mps``). :func:`check_device` has refused
+    the combinations that cannot work before any worker starts."""
+    import ray.train.torch
+
+    from raygym.inference.runtime import resolve_device
+
+    if resources.gpus_per_worker > 0:
+        return ray.train.torch.get_device()
+    return resolve_device("cpu" if resources.device == "auto" else resources.device)
+
+
+def check_device(resources: ResourcesConfig) -> None:
+    """Refuse ``resources.device`` values that :func:`worker_device` cannot honour."""
+    device, gpus = resources.device, resources.gpus_per_worker
+    if device.startswith("cuda") and not gpus:
+        raise ResourceError(f"device {device!r} needs a GPU per worker, but gpus_per_worker "
+                            "is 0", key="resources.device",
+                            fix="set resources.gpus_per_worker (e.g. 1), or device: auto")
+    if device in ("cpu", "mps") and gpus:
+        raise ResourceError(f"device {device!r} with gpus_per_worker {gpus:g}: Ray would "
+                            "hand each worker a GPU it does not use", key="resources.device",
+                            fix="set resources.gpus_per_worker: 0, or device: auto")
+    if device == "mps" and resources.workers_per_trial > 1:
+        raise ResourceError("device 'mps' runs one worker (DDP has no MPS backend), got "
+                            f"workers_per_trial {resources.workers_per_trial}",
+                            key="resources.workers_per_trial", fix="set it to 1")
+
+
 def check_resources(workers: int, cpus: float, gpus: float) -> None:
     """Refuse (instead of hanging) when no node could ever host a worker."""
     import ray
@@ -167,6 +198,7 @@ def run_torch_trainer(config: ExperimentConfig, run_dir: Path, *, resume_dir: Pa
     from raygym.data.dataset import PreparedDataset
 
     r = config.resources
+    check_device(r)
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
     dataset = PreparedDataset(config.data.prepared)
     # Materialised up front: with every CPU held by Train workers a lazy read would starve.
