@@ -10,7 +10,8 @@ Keras runs in a separate venv with ``tensorflow-cpu==2.12.1`` (Gym's pin), creat
 graph mode: ``model.fit`` / ``predict_on_batch``) that waits while raygym runs. Each round
 times Keras train, raygym train (each precision asked), Keras predict, raygym predict, one
 after the other; ``--rounds`` rounds, median and spread printed, with the load average.
-``--stock`` adds raygym with PyTorch's own ops in place of ``raygym.models.fused`` (A/B).
+``--stock`` adds raygym with PyTorch's own ops in place of ``raygym.models.fused`` (A/B);
+``--keep-freed-memory`` applies :func:`raygym.allocator.keep_freed_memory` to raygym's process.
 Besides wall-clock img/s, each side's process CPU seconds per batch are printed: on a machine
 shared with other work, ``--threads 1`` and the CPU column compare the two frameworks' work
 with little noise (TF's inter-op pool is pinned to ``--threads`` too).
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["fp32", "bf16-mixed"])
     p.add_argument("--stock", action="store_true",
                    help="also time raygym with PyTorch's own ops (no raygym.models.fused)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc reuses freed memory in raygym's process (raygym.allocator)")
     p.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.keras_worker:
@@ -219,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    from raygym.allocator import keep_freed_memory
+
+    keep = args.keep_freed_memory and keep_freed_memory()
     torch.set_num_threads(args.threads)
     keras = KerasChild(ensure_venv(args.venv, args.create), args.threads)
     sides = {prec: RaygymSide(prec) for prec in args.precision}
@@ -238,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     keras.close()
     print(f"bench_keras: gym_unet f8 k7, batch {BATCH}, {SIZE} px, {args.threads} threads, "
           f"TF {keras.info['tf']} vs torch {torch.__version__}, {args.rounds} rounds x "
-          f"{args.steps} batches, alternating; load average (1 min) "
+          f"{args.steps} batches, alternating, raygym keeps freed memory: {keep}; "
+          f"load average (1 min) "
           f"{min(loads):.1f}-{max(loads):.1f}\n")
     print("| side | step | img/s median | spread | x Keras | CPU s/batch median | spread "
           "| x Keras (CPU) |\n|---|---|---:|---:|---:|---:|---:|---:|")

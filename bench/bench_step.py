@@ -10,11 +10,12 @@ which other processes' load barely moves: the figure to trust on a busy machine.
 
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
 ``fused``, raygym's fast paths. The allocator is a process-wide setting, so compare it across
-processes: glibc's ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776`` keeps freed
-memory for reuse instead of mapping (and page-faulting) every large activation afresh.
+processes, alternating runs with and without ``--keep-freed-memory``
+(:func:`raygym.allocator.keep_freed_memory`: glibc reuses freed memory instead of mapping and
+page-faulting every large activation afresh).
 
     python bench/bench_step.py --rounds 7                           # fp32, channels_last
-    python bench/bench_step.py --threads 1 --precision bf16-mixed
+    python bench/bench_step.py --threads 1 --precision bf16-mixed --keep-freed-memory
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 
 import torch
 
+from raygym.allocator import keep_freed_memory
 from raygym.inference.runtime import logits
 from raygym.models import build_model
 from raygym.models.fused import fast_paths
@@ -79,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernel", type=int, default=7)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc: reuse freed memory (raygym.allocator) for the whole process")
     args = p.parse_args(argv)
+    keep = args.keep_freed_memory and keep_freed_memory()
     torch.set_num_threads(args.threads)
     variants = [Variant(v, args) for v in args.variants]
     gen = torch.Generator().manual_seed(0)
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             v.step(x, y, record=r > 0)
     loads.append(os.getloadavg()[0])
     print(f"bench_step: {args.arch} f{args.filters} k{args.kernel}, batch {args.batch}, "
-          f"{args.size} px, {args.precision}, {args.layout}, {args.threads} threads, torch "
+          f"{args.size} px, {args.precision}, {args.layout}, {args.threads} threads, "
+          f"keep freed memory {keep}, torch "
           f"{torch.__version__}, {args.rounds} rounds alternating; load average (1 min) "
           f"{loads[0]:.1f} -> {loads[1]:.1f}\n")
     cpu_cols = args.threads == 1
