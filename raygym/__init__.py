@@ -14,7 +14,16 @@ The Python API (see the README, "Using models elsewhere") is imported on first u
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# PyTorch's OpenMP threads (libgomp) spin at every barrier by default: when anything else holds
+# a core, each op then waits out a time slice (a gym_unet step took 6.4 s instead of 2.2-3.9 s
+# at load ~2.6 on 2 cores; the same 2.1-2.4 s either way on an idle machine). Passive threads
+# block, as TensorFlow's pool does. libgomp reads this once, when torch loads, so it is set
+# here, before any raygym module imports torch; Ray workers a local Ray starts inherit it.
+# A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from raygym.api import (

@@ -20,6 +20,7 @@ for _key, _value in {
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_DATA_LOG_LEVEL": "WARNING",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",
+    "OMP_WAIT_POLICY": "PASSIVE",  # as raygym/__init__.py; here before any test imports torch
 }.items():
     os.environ.setdefault(_key, _value)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raygym.allocator import keep_freed_memory
 from raygym.config import IGNORE_INDEX, ExperimentConfig
 from raygym.data.batch import Batch, to_batch
 from raygym.data.dataset import DatasetCard, SplitArrays
@@ -287,6 +288,9 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     if device is None:
         device = resolve_device(config.resources.device)
         model = model.to(device)
+    if device.type == "cpu":
+        # large activations reused, not page-faulted afresh every step (-12 % CPU per step)
+        keep_freed_memory()
     precision, why = explain_precision(t.precision, device)
     _say_once(f"precision {precision} on {device.type}: {why}")
     meter = ThroughputMeter(device, precision)

@@ -173,11 +173,12 @@ def _train_and_export(config: ExperimentConfig, dataset: PreparedDataset, run_di
                       ) -> Path:
     """``train_experiment`` from Ray's start on (``tracking``: its TrainTracking)."""
     from raygym.ray_runtime import ensure_ray
-    from raygym.train.ray_train import check_resources, run_torch_trainer
+    from raygym.train.ray_train import check_device, check_resources, run_torch_trainer
 
     # Before the run folder is touched: a refused request must not block a retry of this name.
-    ensure_ray(config.resources)
     r = config.resources
+    check_device(r)
+    ensure_ray(config.resources)
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
     resume_dir = None
     if resume is not None:
