@@ -220,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.keras_worker:
         keras_worker()
         return 0
-    import torch
+    # raygym before torch, as in the CLI: `import raygym` sets OMP_WAIT_POLICY=PASSIVE (unless
+    # set) before libgomp loads, so this side runs with the threads users get
+    from raygym.allocator import keep_freed_memory  # isort: skip
 
-    from raygym.allocator import keep_freed_memory
+    import torch  # isort: skip
 
     keep = args.keep_freed_memory and keep_freed_memory()
     torch.set_num_threads(args.threads)
