@@ -38,18 +38,6 @@ CPU = torch.device("cpu")
 
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
-             make_s2_config: Callable[..., dict[str, Any]]) -> PreparedDataset:
-    """The S2 set prepared once at 64 x 64 (a shared folder: other modules reuse it)."""
-    from raygym.data.prepare import prepare_dataset
-
-    path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
-    config = validate_experiment(make_s2_config(path))
-    prepare_dataset(config, log=lambda *a, **k: None)
-    return PreparedDataset(path)
-
-
-@pytest.fixture(scope="module")
 def splits(prepared: PreparedDataset) -> tuple[SplitArrays, SplitArrays]:
     return prepared.load_numpy("train"), prepared.load_numpy("val")
 

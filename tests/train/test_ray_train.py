@@ -34,17 +34,6 @@ COUNT_METRICS = ("num_pixels", "accuracy", "mcc", "mean_iou", "mean_dice", "mean
                  "mean_recall", "fw_iou")
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
-             make_s2_config: Callable[..., dict[str, Any]]) -> PreparedDataset:
-    """The S2 set prepared once at 64 x 64 (the same folder as test_loop's: reused)."""
-    from raygym.data.prepare import prepare_dataset
-
-    path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
-    prepare_dataset(validate_experiment(make_s2_config(path)), log=lambda *a, **k: None)
-    return PreparedDataset(path)
-
-
 @pytest.fixture
 def sections(tmp_path: Path, prepared: PreparedDataset,
              make_s2_config: Callable[..., dict[str, Any]]) -> dict[str, Any]:

@@ -26,17 +26,6 @@ mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e 
 TRACKED = ("val_mean_iou", "val_loss", "train_loss", "lr", "val_iou/water", "best_val_loss")
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
-             make_s2_config: Callable[..., dict[str, Any]]) -> PreparedDataset:
-    """The S2 set at 64 x 64, the folder test_loop and test_ray_train prepare (reused)."""
-    from raygym.data.prepare import prepare_dataset
-
-    path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
-    prepare_dataset(validate_experiment(make_s2_config(path)), log=lambda *a, **k: None)
-    return PreparedDataset(path)
-
-
 @pytest.fixture
 def config_file(tmp_path: Path, prepared: PreparedDataset,
                 make_s2_config: Callable[..., dict[str, Any]], write_config: Any) -> Path:
