@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -564,6 +565,18 @@ class ExperimentConfig(_Strict):
         d = self.to_yaml_dict()
         picked = {s: d[s] for s in sections} if sections else d
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dotted(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections -> ``{"train.max_lr": 0.0001, ...}``; lists and empty mappings stay
+    one value."""
+    out: dict[str, Any] = {}
+    for key, value in sections.items():
+        if isinstance(value, Mapping) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> ExperimentConfig:

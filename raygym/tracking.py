@@ -135,15 +135,11 @@ def param_value(value: Any) -> str:
     return text[:6000]  # MLflow's limit
 
 
-def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+def flat_params(d: Mapping[str, Any]) -> dict[str, str]:
     """Nested sections -> ``{"train.max_lr": "0.0001", ...}`` (lists stay one JSON value)."""
-    out: dict[str, str] = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(flat_params(value, f"{prefix}{key}."))
-        else:
-            out[metric_key(f"{prefix}{key}")] = param_value(value)
-    return out
+    from raygym.config import dotted
+
+    return {metric_key(key): param_value(value) for key, value in dotted(d).items()}
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from raygym.config import ExperimentConfig, dump_yaml
+from raygym.config import ExperimentConfig, dotted, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.contract import diverged
@@ -61,16 +61,6 @@ RESUMABLE_CHANGES = frozenset({"train.max_epochs", "train.patience", "train.num_
                                "train.output_dir"})
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_resume_config(run_dir: Path, config: ExperimentConfig) -> None:
     """Refuse to resume ``run_dir`` with a config that differs from the one it was started
     with, beyond :data:`RESUMABLE_CHANGES` (checked before anything in the run is written)."""
@@ -84,8 +74,8 @@ def check_resume_config(run_dir: Path, config: ExperimentConfig) -> None:
     except (OSError, yaml.YAMLError) as err:
         raise DataError(f"cannot read the run's config: {type(err).__name__}", file=saved_path,
                         fix="give the runs/<name> folder of the stopped run") from None
-    old = _flat({k: saved.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
-    new = _flat({k: config.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
+    old = dotted({k: saved.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
+    new = dotted({k: config.to_yaml_dict()[k] for k in ("data", "model", "loss", "train")})
     for key in sorted(old.keys() | new.keys()):
         if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
             raise ConfigError(f"{new.get(key)!r} here but {old.get(key)!r} in the run being "
