@@ -384,6 +384,9 @@ class TpeConfig(_Strict):
                                "multivariate TPE) instead of one by one")
     group: bool = Field(True, description="with multivariate: separate models for "
                         "conditional sub-spaces")
+    max_history: int | None = Field(
+        300, ge=100, description="finished trials TPE models at most: the best and the most "
+        "recent (a suggestion's cost grows with the study; null: every trial)")
 
 
 class SearchConfig(_Strict):

@@ -16,6 +16,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from raygym.compat import (
+    SamplerStudyView,
     completed_trial_ids,
     intermediate_values,
     live_optuna_trials,
@@ -142,3 +143,29 @@ def test_session_dir_of_the_running_ray(ray_session: None) -> None:
 
     path = Path(session_dir())
     assert path.is_dir() and path.name.startswith("session_")
+
+
+def test_sampler_study_view_is_what_tpe_reads(tmp_path: Path) -> None:
+    """TPESampler reads trials through ``Study._get_trials`` (the view's override): a view that
+    hides every trial leaves TPE in its random start-up phase, one that shows them all does not;
+    on SQLite the view's reads come from the study's per-ask cache."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for x in range(12):
+        study.enqueue_trial({"x": x / 10})
+    study.optimize(lambda t: -abs(t.suggest_float("x", 0.0, 1.0) - 0.3), n_trials=12)
+    seen: list[int] = []
+
+    def hide_all(trials: list[Any]) -> list[Any]:
+        seen.append(len(trials))
+        return []
+
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=10)
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)  # the live trial, as samplers get it
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+    sampler.sample_independent(SamplerStudyView(study, hide_all), frozen, "x", dist)
+    assert seen and seen[0] >= 12  # TPE asked for the trials, the view saw all of them
+    view = SamplerStudyView(study, lambda trials: trials)
+    assert len(view._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 12
+    assert view.direction == study.direction  # everything else is the study's own

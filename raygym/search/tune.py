@@ -63,8 +63,11 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
 
 
 def build_sampler(config: ExperimentConfig) -> Any:
-    """TPE as ``search.tpe`` sets it up, seeded by ``search.seed``."""
+    """TPE as ``search.tpe`` sets it up (history bounded: :mod:`raygym.search.tpe`), seeded
+    by ``search.seed``."""
     import optuna
+
+    from raygym.search.tpe import BoundedTPESampler
 
     s, tpe = config.search, config.search.tpe
     startup = tpe.startup_trials if tpe.startup_trials is not None else min(
@@ -76,9 +79,10 @@ def build_sampler(config: ExperimentConfig) -> Any:
     # words (since 2.2 / 2.8): the warning would be printed for every search.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+        return BoundedTPESampler(
             seed=s.seed, constant_liar=True, n_startup_trials=startup,
-            multivariate=tpe.multivariate, group=tpe.multivariate and tpe.group)
+            multivariate=tpe.multivariate, group=tpe.multivariate and tpe.group,
+            max_history=tpe.max_history)
 
 
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
