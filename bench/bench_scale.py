@@ -2,8 +2,8 @@
 
 Each run is ``raygym search SPACE --replay TABLE`` through its real code path
 (:func:`raygym.search.run.search_experiment`, the real config, Tune + raygym's Optuna searcher
-+ SQLite study + live table + leaderboard), in a child process of its own (a fresh Ray, clean
-``getrusage``). Trials replay the S2 curve table with every epoch's ``seconds`` set to
++ journal-file study + live table + leaderboard), in a child process of its own (a fresh
+Ray, clean ``getrusage``). Trials replay the S2 curve table with every epoch's ``seconds`` set to
 ``--epoch-s`` and ``RAYGYM_REPLAY_TIME_SCALE=1``: a trial costs exactly (epochs it runs) x
 ``--epoch-s`` of sleep, so the floor is known: sum of trial costs / concurrency.
 
@@ -12,7 +12,7 @@ is ``raygym.cluster.cluster_up``: a head with 0 CPUs and ``--nodes`` worker node
 each a real ``ray start`` raylet on 127.0.0.1 with its own custom resource.
 
 Instrumentation (bench only, by wrapping functions in the child): time per ``suggest``,
-searcher write time (``on_trial_result``/``on_trial_complete``: the SQLite writes), Tune's
+searcher write time (``on_trial_result``/``on_trial_complete``: the study's writes), Tune's
 experiment-state snapshots (``TuneController.checkpoint``), live-table redraws, leaderboard
 and replay verdict, driver CPU at each finished trial (per-trial cost by thirds).
 
@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from raygym.search.study_storage import STUDY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "bench" / "curves" / "s2_64x128.csv"
@@ -167,7 +169,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         return (cpu[b - 1] - cpu[a]) / max(1, b - 1 - a)
 
     sugg = probe.times.get("suggest", [])
-    db = res_dir / "optuna.db"
+    db = res_dir / STUDY_FILE
     writes = probe.times.get("searcher_result", []) + probe.times.get("searcher_complete", [])
     fit = probe.stat("fit")["total_s"]
     return {

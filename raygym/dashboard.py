@@ -1,6 +1,6 @@
 """``raygym dashboard RESULTS``: optuna-dashboard and TensorBoard for a search, live or after.
 
-Both run as child processes of this one (``optuna-dashboard sqlite:///RESULTS/optuna.db`` and
+Both run as child processes of this one (``optuna-dashboard RESULTS/optuna.journal`` and
 ``tensorboard --logdir <Tune storage>/<name>``), bound to 127.0.0.1 by default: neither has any
 authentication (and optuna-dashboard can delete studies), so another host address needs
 ``--allow-remote`` as well and gets a warning. A port
@@ -44,6 +44,7 @@ from typing import IO, Any
 
 from raygym.atomic import pid_alive
 from raygym.errors import DataError, RaygymError
+from raygym.search.study_storage import STUDY_FILE, dashboard_argument, study_file
 
 RAY_DASHBOARD = "http://127.0.0.1:8265"
 PORT_TRIES = 50
@@ -230,9 +231,10 @@ def tensorboard_logdir(results: Path) -> str:
 
 
 def optuna_storage(results: Path) -> str | None:
-    """``sqlite:///RESULTS/optuna.db`` when the study exists."""
-    db = results / "optuna.db"
-    return f"sqlite:///{db.resolve()}" if db.is_file() else None
+    """What optuna-dashboard takes for the search's study (``RESULTS/optuna.journal``, or an
+    older search's ``sqlite:///RESULTS/optuna.db``); None when there is none yet."""
+    path = study_file(results)
+    return dashboard_argument(path) if path is not None else None
 
 
 def _die_with_parent() -> Any:
@@ -340,7 +342,7 @@ def require_viewers() -> None:
 def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 8080,
                      tensorboard_port: int = 6006, *, allow_remote: bool = False,
                      wait: bool = True, timeout: float = START_TIMEOUT_S) -> DashboardHandles:
-    """Start optuna-dashboard (when ``RESULTS/optuna.db`` exists) and TensorBoard.
+    """Start optuna-dashboard (when the search's study file exists) and TensorBoard.
 
     Args:
         results: a search's results folder (``results/<name>``); may be a running search.
@@ -374,7 +376,7 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
         storage = optuna_storage(results)
         taken: set[int] = set()
         if storage is None:
-            handles.notes.append(f"no optuna.db in {results} (random/grid search, or the "
+            handles.notes.append(f"no {STUDY_FILE} in {results} (random/grid search, or the "
                                  "search has not started): optuna-dashboard not started")
         else:
             exe = _script("optuna-dashboard")
@@ -416,7 +418,7 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
                      wait_for_study_s: float = 60.0, allow_remote: bool = False) -> int:
     """Serve the dashboards until Ctrl-C (the ``raygym dashboard`` command); returns the exit
     code. A non-loopback ``host`` needs ``allow_remote`` (``--allow-remote``) and is served
-    with a warning. During a search that has not created ``optuna.db`` yet (Optuna search),
+    with a warning. During a search that has not created its study yet (Optuna search),
     waits up to ``wait_for_study_s`` for it."""
     from rich.console import Console
 
@@ -432,7 +434,7 @@ def serve_dashboards(results: Path, *, host: str = "127.0.0.1", optuna_port: int
     algorithm = ((info.get("config") or {}).get("search") or {}).get("algorithm")
     if results.is_dir() and optuna_storage(results) is None and algorithm == "optuna" \
             and info.get("status") == "running":
-        console.print("waiting for the search to create optuna.db ...")
+        console.print(f"waiting for the search to create {STUDY_FILE} ...")
         deadline = time.monotonic() + wait_for_study_s
         while optuna_storage(results) is None and time.monotonic() < deadline:
             time.sleep(1.0)

@@ -1,6 +1,6 @@
 """``raygym dashboard``: optuna-dashboard and TensorBoard as children, on free loopback ports.
 
-A tiny Optuna study (3 trials) in ``optuna.db`` and one TensorBoard event file under
+A tiny Optuna study (3 trials) in ``optuna.journal`` and one TensorBoard event file under
 ``ray/<name>/<trial>/`` stand in for a search; each server's pages are fetched over HTTP, and
 the ports must be closed again after ``stop()``.
 """
@@ -81,7 +81,9 @@ def results(tmp_path: Path) -> Path:
     out = tmp_path / "results" / STUDY
     out.mkdir(parents=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=f"sqlite:///{out / 'optuna.db'}", study_name=STUDY,
+    from raygym.search.study_storage import STUDY_FILE, journal_storage
+
+    study = optuna.create_study(storage=journal_storage(out / STUDY_FILE), study_name=STUDY,
                                 direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
     (out / "search.json").write_text(json.dumps({"name": STUDY, "config": {"search": {}}}))
@@ -160,11 +162,11 @@ def test_taken_port_moves_to_the_next_free_one(results: Path) -> None:
         blocker.close()
 
 
-def test_without_optuna_db_only_tensorboard(results: Path) -> None:
-    (results / "optuna.db").unlink()
+def test_without_a_study_only_tensorboard(results: Path) -> None:
+    (results / "optuna.journal").unlink()
     with start_dashboards(results, "127.0.0.1", _free_port(), _free_port()) as handles:
         assert list(handles.urls) == ["tensorboard"]
-        assert any("no optuna.db" in n for n in handles.notes)
+        assert any("no optuna.journal" in n for n in handles.notes)
         assert _fetch(handles.urls["tensorboard"] + "data/plugins_listing")[0] == 200
     assert not any(handles.alive().values())
 

@@ -1,7 +1,7 @@
 """``raygym report RESULTS``: one self-contained HTML report of a search (plus Markdown + PNGs).
 
 The report reads only what a search left in its results folder (``search.json``,
-``leaderboard.csv``, Tune's trial folders, ``optuna.db``, ``best/rank1_*``) and the prepared
+``leaderboard.csv``, Tune's trial folders, ``optuna.journal``, ``best/rank1_*``) and the prepared
 dataset the best model was trained on; it starts no Ray. Sections:
 
 1. summary (trials by status, best trial, wall time);
@@ -27,7 +27,7 @@ its HTML / Markdown), ``figures`` (shared matplotlib pieces), the sections (``ov
 Output: ``RESULTS/report.html`` (every figure a ``data:`` URI, CSS inline: one file to mail or
 archive, no external requests) and ``RESULTS/report/`` (``report.md`` + the PNGs it links,
 relative). Every file is written atomically. A section whose inputs are missing (no
-``optuna.db`` for a random/grid search, a deleted dataset, failed trials, a search that is still
+no study file for a random/grid search, a deleted dataset, failed trials, a search that is still
 running) becomes a short note instead of failing the report.
 """
 

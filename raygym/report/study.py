@@ -1,6 +1,6 @@
 """The Optuna study section: the study's trials by state, fANOVA parameter importances, and
 parallel coordinates of every successful trial (from the leaderboard, so a random or grid
-search without ``optuna.db`` still gets them)."""
+search without a study file still gets them)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ from raygym.report.results import (
     category_text,
     parse_cell,
 )
+from raygym.search.study_storage import STUDY_FILE, open_study_storage, study_file
 
 
 def optuna_section(doc: ReportDocument, res: SearchResults) -> None:
-    """Importances when ``optuna.db`` holds the study, parallel coordinates always."""
+    """Importances when the search's study file exists, parallel coordinates always."""
     doc.section("optuna")
-    db = res.path / "optuna.db"
+    db = study_file(res.path)
     study = None
-    if not db.is_file():
-        doc.note(f"no optuna.db (algorithm {res.search_cfg.get('algorithm', 'random/grid')}): "
+    if db is None:
+        doc.note(f"no Optuna study ({STUDY_FILE}; algorithm {res.search_cfg.get('algorithm', 'random/grid')}): "
                  "no Optuna study to analyse; parallel coordinates from the leaderboard below.")
     else:
         try:
@@ -40,11 +41,12 @@ def optuna_section(doc: ReportDocument, res: SearchResults) -> None:
 
 
 def _load_study(db: Path, name: str) -> Any:
-    """The study ``name`` in ``db``, else the only study there (a search renamed since)."""
+    """The study ``name`` in the study file ``db``, else the only study there (a search
+    renamed since)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = f"sqlite:///{db}"
+    url = open_study_storage(db)
     names = optuna.get_all_study_names(storage=url)
     if name not in names:
         if len(names) != 1:

@@ -15,6 +15,7 @@ from rich.table import Table
 from raygym.config import ExperimentConfig
 from raygym.search.space import REPEAT_KEY, active_params, config_key
 from raygym.search.space_config import SearchSpace
+from raygym.search.study_storage import STUDY_FILE
 from raygym.train.contract import finished
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
@@ -193,5 +194,5 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
         console.print(f"best models: [bold]{exported[0].parent}[/] "
                       f"({', '.join(p.name for p in exported)})")
     console.print(f"leaderboard: {out / 'leaderboard.md'}   study: "
-                  f"optuna-dashboard sqlite:///{out / 'optuna.db'}   "
+                  f"optuna-dashboard {out / STUDY_FILE}   "
                   f"dashboards: raygym dashboard {out}")

@@ -22,19 +22,15 @@ Such a repeat is a Tune trial whose config carries ``REPEAT_KEY`` (the run index
 ``train.seed``); Optuna never hears of it. :meth:`mean_scores` gives each configuration's mean
 over its runs, by which the leaderboard ranks.
 
-Scale: Optuna's cached storage re-reads every RUNNING trial from SQLite on each query
-(``get_trials``), so the twin checks keep their own indexes (configuration key -> trial) in
-memory instead of asking the study, and the SQLite file runs in WAL mode with
-``synchronous=NORMAL`` (:func:`sqlite_study_storage`): a commit no longer waits for fsync,
-and a read no longer rereads the whole file after this process's own writes (with the
-default rollback journal both grew with the study: 1,000-trial measurements in
-``bench/RESULTS.md``, bench_scale).
+Scale: the twin checks keep their own indexes (configuration key -> trial) in memory
+instead of asking the study on each suggestion, and the study itself lives in Optuna's journal
+file (:mod:`raygym.search.study_storage`; 1,000-trial measurements in ``bench/RESULTS.md``,
+bench_scale).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
@@ -51,6 +47,7 @@ from raygym.compat import (
     set_trial_user_attr,
 )
 from raygym.search.space import REPEAT_KEY, config_key
+from raygym.search.study_storage import fast_sqlite
 from raygym.train.contract import finished as loop_finished
 
 logger = logging.getLogger(__name__)
@@ -59,41 +56,6 @@ logger = logging.getLogger(__name__)
 # a second ask normally suffices.
 MAX_REPEATS = 20
 RUNS_PER_CONFIG = 2  # a configuration is trained at most this often (one repeat)
-
-
-def sqlite_study_storage(path: Path) -> Any:
-    """An Optuna ``RDBStorage`` on the SQLite file ``path``, in WAL mode with
-    ``synchronous=NORMAL`` (see module docstring).
-
-    WAL keeps the study durable against a killed driver (a power cut may lose the last
-    commits: their trials are then re-run or closed as orphans on resume); the file needs a
-    local disk (WAL's shared index does not work over NFS), as ``results_dir`` is by default.
-    """
-    from optuna.storages import RDBStorage
-
-    storage = RDBStorage(f"sqlite:///{path}")
-    fast_sqlite(storage)
-    return storage
-
-
-def fast_sqlite(storage: Any) -> None:
-    """WAL + ``synchronous=NORMAL`` on every new connection of an ``RDBStorage``'s engine
-    (its pickled copies lose the hook: call again after unpickling). Not SQLite: nothing."""
-    from sqlalchemy import event
-
-    engine = storage.engine
-    if engine.dialect.name != "sqlite":
-        return
-
-    def pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    if not event.contains(engine, "connect", pragmas):
-        event.listen(engine, "connect", pragmas)
-    engine.dispose()  # connections Optuna opened to create its tables lack the pragmas
 
 
 class TruthfulOptunaSearch(OptunaSearch):
@@ -193,7 +155,8 @@ class TruthfulOptunaSearch(OptunaSearch):
             if not hasattr(self, name):
                 setattr(self, name, empty)
         backend = rdb_storage(optuna_study(self))
-        if backend is not None:  # the unpickled engine lost the WAL hook
+        if backend is not None:  # an older search's SQLite study: the unpickled engine
+            # lost the WAL hook
             fast_sqlite(backend)
         self._fail_orphans()
         self._index_trials()

@@ -1,8 +1,8 @@
 """``raygym search SPACE``: Ray Tune + Optuna (TPE) + ASHA; leaderboard and best models out.
 
 Outputs in ``results/<experiment>/``: ``search.json`` (space, budget, summary),
-``leaderboard.csv``/``.md``, ``best/rank<N>_<trial>/`` (model artifacts), ``optuna.db`` (the
-study: ``optuna-dashboard sqlite:///.../optuna.db``) and ``ray/<experiment>/`` (Tune's trial
+``leaderboard.csv``/``.md``, ``best/rank<N>_<trial>/`` (model artifacts), ``optuna.journal``
+(the study, Optuna's journal file: ``optuna-dashboard .../optuna.journal``) and ``ray/<experiment>/`` (Tune's trial
 folders with ``result.json`` and TensorBoard event files) unless ``search.storage_path`` puts
 Tune's files elsewhere (a shared folder or ``s3://``).
 """

@@ -48,11 +48,12 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
                                      max_concurrent=s.max_concurrent, random_state=s.seed)
     import optuna
 
-    from raygym.search.optuna_search import TruthfulOptunaSearch, sqlite_study_storage
+    from raygym.search.optuna_search import TruthfulOptunaSearch
     from raygym.search.space import OptunaDefineByRun
+    from raygym.search.study_storage import search_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = sqlite_study_storage(out / "optuna.db") if out is not None else None
+    storage = search_storage(out) if out is not None else None
     searcher = TruthfulOptunaSearch(
         space=OptunaDefineByRun(space), metric=s.metric, mode=s.mode,
         points_to_evaluate=s.points_to_evaluate or None,

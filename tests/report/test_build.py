@@ -71,10 +71,10 @@ def test_report_rebuild_and_custom_out(search_results: Path, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_report_degrades_to_notes(search_results: Path, tmp_path: Path) -> None:
-    """No optuna.db, a failed trial, the dataset moved away: still a complete report."""
+    """No study file, a failed trial, the dataset moved away: still a complete report."""
     copy = tmp_path / "rep"
     shutil.copytree(search_results, copy, ignore=shutil.ignore_patterns("report*"))
-    (copy / "optuna.db").unlink()
+    (copy / "optuna.journal").unlink()
     with (copy / "leaderboard.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         cols, rows = list(reader.fieldnames or []), list(reader)
@@ -92,7 +92,7 @@ def test_report_degrades_to_notes(search_results: Path, tmp_path: Path) -> None:
         moved.rename(dataset)
     page = parse_page(copy / "report.html")
     assert page.h2 == list(SECTION_TITLES.values())
-    assert "no optuna.db" in html
+    assert "no Optuna study (optuna.journal" in html
     assert "is gone" in html
     assert "boom in trial" in html
     assert "could not be built" not in html

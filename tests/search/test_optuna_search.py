@@ -9,9 +9,15 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from raygym.search.optuna_search import TruthfulOptunaSearch, sqlite_study_storage
+from raygym.search.optuna_search import TruthfulOptunaSearch
 from raygym.search.space import OptunaDefineByRun, enumerate_points
 from raygym.search.space_config import Distribution, SearchSpace
+from raygym.search.study_storage import (
+    LEGACY_STUDY_FILE,
+    STUDY_FILE,
+    open_study_storage,
+    search_storage,
+)
 
 SPACE = SearchSpace(dists=[
     Distribution(path="model.arch", kind="choice", values=("gym_unet", "gym_resunet")),
@@ -100,15 +106,19 @@ def test_a_running_configuration_is_not_handed_out_again_at_once() -> None:
     assert first != second
 
 
-def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None:
-    """A driver killed between an ask and Tune's next save leaves a RUNNING orphan."""
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+@pytest.mark.parametrize("study_file", [STUDY_FILE, LEGACY_STUDY_FILE])
+def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path, study_file) -> None:
+    """A driver killed between an ask and Tune's next save leaves a RUNNING orphan; in the
+    journal (a search's study) and in an older search's SQLite study, resumed."""
+    if study_file == LEGACY_STUDY_FILE:
+        optuna.storages.RDBStorage(f"sqlite:///{tmp_path / LEGACY_STUDY_FILE}")
+    assert not (tmp_path / STUDY_FILE).exists()
 
     def make() -> TruthfulOptunaSearch:
         return TruthfulOptunaSearch(
             space=_space, metric="val_mean_iou", mode="max",
             sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=2),
-            study_name="t", storage=optuna.storages.RDBStorage(storage))
+            study_name="t", storage=search_storage(tmp_path))
 
     searcher = make()
     first = searcher.suggest("a")
@@ -120,6 +130,8 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
 
     restored = make()
     restored.restore(str(tmp_path / "searcher.pkl"))
+    assert (tmp_path / STUDY_FILE).exists() == (study_file == STUDY_FILE)
+    storage = open_study_storage(tmp_path / study_file)
     study = optuna.load_study(study_name="t", storage=storage)
     states = {t.number: t.state for t in study.trials}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING, 2: TrialState.FAIL}
@@ -133,16 +145,17 @@ def test_restore_fails_trials_asked_after_the_last_saved_state(tmp_path) -> None
     assert optuna.load_study(study_name="t", storage=storage).trials[1].state == TrialState.PRUNED
 
 
-def test_the_sqlite_study_runs_in_wal_mode_and_restores_its_twin_index(tmp_path) -> None:
-    """WAL + synchronous=NORMAL (commits without fsync; bench_scale), kept on the engine a
-    restored searcher unpickles; the in-memory twin index is rebuilt from the study."""
+def test_an_older_sqlite_study_runs_in_wal_mode_and_restores_its_twin_index(tmp_path) -> None:
+    """An older search's SQLite study, resumed: WAL + synchronous=NORMAL (commits without
+    fsync; bench_scale), kept on the engine a restored searcher unpickles; the in-memory twin
+    index is rebuilt from the study."""
     from raygym.compat import optuna_study, rdb_storage
 
     def make() -> TruthfulOptunaSearch:
         return TruthfulOptunaSearch(
             space=_space, metric="val_mean_iou", mode="max",
             sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=2),
-            study_name="t", storage=sqlite_study_storage(tmp_path / "optuna.db"))
+            study_name="t", storage=search_storage(tmp_path))
 
     def pragmas(searcher: TruthfulOptunaSearch) -> tuple[str, int]:
         engine = rdb_storage(optuna_study(searcher)).engine  # type: ignore[union-attr]
@@ -150,6 +163,7 @@ def test_the_sqlite_study_runs_in_wal_mode_and_restores_its_twin_index(tmp_path)
             return (conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
                     conn.exec_driver_sql("PRAGMA synchronous").scalar())
 
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / LEGACY_STUDY_FILE}")
     searcher = make()
     assert pragmas(searcher) == ("wal", 1)  # 1: NORMAL
     first = searcher.suggest("a")

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from raygym.search.study_storage import STUDY_FILE, open_study_storage
+
 from . import read_leaderboard, reap, write_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +88,7 @@ def test_the_study_holds_each_trial_once_with_its_state(scaled: Path) -> None:
     import optuna
 
     rows = read_leaderboard(scaled)
-    study = optuna.load_study(study_name="scale", storage=f"sqlite:///{scaled / 'optuna.db'}")
+    study = optuna.load_study(study_name="scale", storage=open_study_storage(scaled / STUDY_FILE))
     states: dict[str, list[Any]] = {}
     for t in study.trials:
         states.setdefault(t.state.name, []).append(t)

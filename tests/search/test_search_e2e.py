@@ -13,6 +13,8 @@ from typing import Any
 import optuna
 import pytest
 
+from raygym.search.study_storage import STUDY_FILE, open_study_storage
+
 from . import (
     FINISHED,
     read_leaderboard,
@@ -127,7 +129,7 @@ print(json.dumps({{"val_mean_iou": m["mean_iou"]}}))
 
 
 def test_optuna_study_tells_the_truth(search_out: Path, board: list[dict[str, str]]) -> None:
-    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{search_out / 'optuna.db'}")
+    study = optuna.load_study(study_name=NAME, storage=open_study_storage(search_out / STUDY_FILE))
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == NUM_SAMPLES
     TS = optuna.trial.TrialState

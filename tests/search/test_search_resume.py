@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from raygym.search.study_storage import STUDY_FILE, open_study_storage
+
 from . import (
     OWN_RAY,
     one_error_line,
@@ -154,7 +156,7 @@ def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
 
     import optuna
 
-    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{out / 'optuna.db'}")
+    study = optuna.load_study(study_name=NAME, storage=open_study_storage(out / STUDY_FILE))
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == NUM_SAMPLES
