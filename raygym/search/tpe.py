@@ -5,15 +5,17 @@ TPE models the finished trials in two groups: the best ``gamma(n)`` (at most 25 
 Optuna's default gamma) and the rest. Each suggestion walks every trial of the study (the
 search-space groups, the split, the Parzen estimators), so its cost grows linearly with the
 study: in a 1,000-trial search at 32 trials at once it doubled (``bench/RESULTS.md``,
-bench_scale). :class:`BoundedTPESampler` hands TPE at most ``max_history`` finished trials:
-the best quarter of them by value (complete trials) and by how far they got (pruned trials,
-Optuna's own order for them), so the good group is the one the whole study would give, and
-the most recent ones for the rest; every RUNNING trial stays (``constant_liar`` counts them
-as bad guesses). A study no larger than ``max_history`` is modelled whole.
+bench_scale). :class:`BoundedTPESampler` hands TPE at most ``max_history`` finished trials
+(:class:`BoundedHistory`): the best quarter of them by value (complete trials) and the best
+quarter by how far they got (pruned trials, Optuna's own order for them), so the good group is
+the one the whole study would give, and the most recent ones for the rest; every RUNNING trial
+stays (``constant_liar`` counts them as bad guesses). A study no larger than ``max_history``
+is modelled whole.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any
 
@@ -23,39 +25,71 @@ from optuna.trial import FrozenTrial, TrialState
 from raygym.compat import SamplerStudyView
 
 
-def _pruned_order(trial: FrozenTrial, sign: float) -> tuple[float, float]:
-    """Sort key of a pruned trial, best first: the furthest step, then its value there (NaN
-    last), as TPE ranks pruned trials."""
+def _goodness(trial: FrozenTrial, sign: float) -> tuple[float, ...]:
+    """How good a finished trial is for TPE, larger is better: a complete trial by its value;
+    a pruned one by the furthest step it reached, then its value there (TPE's own order);
+    NaN is worst."""
+    if trial.state == TrialState.COMPLETE:
+        value = trial.value
+        return (-math.inf,) if value is None or math.isnan(value) else (sign * value,)
     if not trial.intermediate_values:
-        return (1.0, 0.0)
+        return (-math.inf, -math.inf)
     step, value = max(trial.intermediate_values.items())
-    return (-step, math.inf if math.isnan(value) else -sign * value)
+    return (float(step), -math.inf if math.isnan(value) else sign * value)
 
 
-def bounded_history(trials: list[FrozenTrial], max_history: int | None,
-                    direction: optuna.study.StudyDirection) -> list[FrozenTrial]:
-    """``trials`` (sorted by number) reduced to at most ``max_history`` finished ones plus
-    every unfinished one, in number order; unchanged when there are no more than that.
+class BoundedHistory:
+    """The finished trials a bounded TPE models, kept up to date one new trial at a time.
 
-    Kept: the ``max_history // 4`` best COMPLETE trials by value, the ``max_history // 4`` best
-    PRUNED ones (furthest step, then value), then the most recent finished trials up to
-    ``max_history``.
+    Past ``max_history`` finished trials it keeps the ``max_history // 4`` best COMPLETE ones,
+    the ``max_history // 4`` best PRUNED ones (furthest step, then value) and the most recent
+    finished ones (highest numbers) for the rest. A finished trial never changes, so each is
+    ranked once, when first seen: a query costs one pass over the trials plus O(log
+    max_history) per newly finished trial, whatever the size of the study.
     """
-    finished = [t for t in trials if t.state.is_finished()]
-    if max_history is None or len(finished) <= max_history:
-        return trials
-    sign = 1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    best = max_history // 4
-    complete = sorted((t for t in finished if t.state == TrialState.COMPLETE),
-                      key=lambda t: -sign * t.value)
-    pruned = sorted((t for t in finished if t.state == TrialState.PRUNED),
-                    key=lambda t: _pruned_order(t, sign))
-    kept = {t.number for t in complete[:best]} | {t.number for t in pruned[:best]}
-    for trial in reversed(finished):
-        if len(kept) >= max_history:
-            break
-        kept.add(trial.number)
-    return [t for t in trials if t.number in kept or not t.state.is_finished()]
+
+    def __init__(self, max_history: int, direction: optuna.study.StudyDirection) -> None:
+        self.max_history = max_history
+        self._sign = 1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        self._best = max_history // 4
+        self._seen: set[int] = set()
+        # min-heaps: the worst of the kept ones on top, dropped when a better one arrives
+        self._complete: list[tuple[tuple[float, ...], int]] = []
+        self._pruned: list[tuple[tuple[float, ...], int]] = []
+        self._recent: list[int] = []
+        self._kept: set[int] | None = None
+
+    def _add(self, trial: FrozenTrial) -> None:
+        self._seen.add(trial.number)
+        self._kept = None
+        heap = self._complete if trial.state == TrialState.COMPLETE else self._pruned
+        heapq.heappush(heap, (_goodness(trial, self._sign), trial.number))
+        if len(heap) > self._best:
+            heapq.heappop(heap)
+        heapq.heappush(self._recent, trial.number)
+        if len(self._recent) > self.max_history:
+            heapq.heappop(self._recent)
+
+    def select(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        """``trials`` (sorted by number) with the finished ones outside the kept set left
+        out; unchanged while no more than ``max_history`` trials have finished."""
+        for trial in trials:
+            if trial.number not in self._seen and trial.state in _MODELLED:
+                self._add(trial)
+        if len(self._seen) <= self.max_history:
+            return trials
+        if self._kept is None:  # the bests, then the most recent up to max_history
+            kept = {n for _, n in self._complete} | {n for _, n in self._pruned}
+            for number in sorted(self._recent, reverse=True):
+                if len(kept) >= self.max_history:
+                    break
+                kept.add(number)
+            self._kept = kept
+        kept = self._kept
+        return [t for t in trials if t.number in kept or t.state not in _MODELLED]
+
+
+_MODELLED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class BoundedTPESampler(optuna.samplers.TPESampler):
@@ -65,10 +99,14 @@ class BoundedTPESampler(optuna.samplers.TPESampler):
     def __init__(self, *, max_history: int | None = None, **tpe_args: Any) -> None:
         super().__init__(**tpe_args)
         self.max_history = max_history
+        self._history: BoundedHistory | None = None
 
     def _view(self, study: optuna.Study) -> Any:
-        return SamplerStudyView(
-            study, lambda trials: bounded_history(trials, self.max_history, study.direction))
+        if self.max_history is None:
+            return SamplerStudyView(study, lambda trials: trials)
+        if self._history is None:
+            self._history = BoundedHistory(self.max_history, study.direction)
+        return SamplerStudyView(study, self._history.select)
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, Any]:

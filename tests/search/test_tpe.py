@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from raygym.search.tpe import BoundedTPESampler, bounded_history
+from raygym.search.tpe import BoundedHistory, BoundedTPESampler
 
 MAX = optuna.study.StudyDirection.MAXIMIZE
 
@@ -34,7 +34,7 @@ def _study_trials() -> list[FrozenTrial]:
 
 def test_bounded_history_keeps_the_best_the_furthest_and_the_newest() -> None:
     trials = _study_trials()
-    kept = bounded_history(trials, 100, MAX)
+    kept = BoundedHistory(100, MAX).select(trials)
     numbers = [t.number for t in kept]
     assert numbers == sorted(numbers)
     assert sum(t.state.is_finished() for t in kept) == 100
@@ -46,10 +46,19 @@ def test_bounded_history_keeps_the_best_the_furthest_and_the_newest() -> None:
     assert 99 not in numbers and 98 not in numbers  # old, neither best nor recent
 
 
-def test_bounded_history_unchanged_within_the_bound() -> None:
+def test_bounded_history_unchanged_within_the_bound_and_updated_one_trial_at_a_time() -> None:
     trials = _study_trials()
-    assert bounded_history(trials, 200, MAX) is trials
-    assert bounded_history(trials, None, MAX) is trials
+    assert BoundedHistory(200, MAX).select(trials) is trials
+    history = BoundedHistory(100, MAX)
+    assert history.select(trials[:100]) == trials[:100]  # 100 finished: all modelled
+    history.select(trials)  # the same history, fed the rest: as if all at once
+    assert history.select(trials) == BoundedHistory(100, MAX).select(trials)
+    better = _trial(202, TrialState.COMPLETE, 2.0)  # a new best displaces the 25th best
+    assert 202 in {t.number for t in history.select([*trials, better])}
+    # the query TPE's search-space step makes (COMPLETE only) is bounded the same way
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert {t.number for t in history.select(complete)} <= {
+        t.number for t in history.select([*trials, better])}
 
 
 def _search(sampler: optuna.samplers.BaseSampler, n: int) -> list[dict]:
