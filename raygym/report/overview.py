@@ -9,6 +9,7 @@ from typing import Any
 
 from raygym.report.document import ReportDocument, cell_text
 from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, as_float, parse_cell
+from raygym.search.leaderboard import noise_line
 
 SPEED_HEAD = "GFLOP/s (peak)"
 """The leaderboard's throughput column: training GFLOP/s and the share of the device's peak."""
@@ -59,6 +60,8 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
             rows.append(("search wall time", f"{wall:.0f} s ({wall / 60:.1f} min); sum over "
                          f"trials {summary.get('sum_trial_s') or 0:.0f} s"))
     doc.kv(rows)
+    if summary.get("seed_noise"):
+        doc.note(noise_line(summary["seed_noise"], str(s.get("metric", "val_mean_iou"))))
     if res.info.get("status") == "running":
         doc.note("search.json says the search is still running (or was interrupted): this "
                  "report shows what is on disk now.")

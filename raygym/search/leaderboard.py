@@ -53,6 +53,9 @@ class Leaderboard:
         lines = ["| " + " | ".join(md_cols) + " |", "|" + "---|" * len(md_cols)]
         for row in self.rows:
             lines.append("| " + " | ".join(_fmt(row.get(c), 4) for c in md_cols) + " |")
+        noise = self.seed_noise()
+        if noise:
+            lines += ["", noise_line(noise, self.metric)]
         failed = [r for r in self.rows if r.get("error")]
         if failed:
             lines += ["", "## Failed trials", ""]
@@ -60,6 +63,31 @@ class Leaderboard:
         tmp = out / ".leaderboard.md.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(out / "leaderboard.md")
+
+    def seed_noise(self) -> dict[str, Any] | None:
+        """How far apart two training runs of one configuration land, from the configurations
+        trained more than once (``search.repeat_top``), and what that means for the ranking.
+
+        ``run_sd``: the pooled standard deviation of a run's best score around its
+        configuration's mean (sqrt(sum of squared deviations / sum of (runs - 1))), over
+        configurations whose runs all finished; ``repeated``: how many there were; ``tied``:
+        finished configurations whose mean is within ``run_sd`` of rank 1's, rank 1 included
+        (this search cannot tell them apart). None without a repeated configuration.
+        """
+        stopped = {*STOP_PRUNED.values(), "failed"}
+        runs: dict[str, list[float]] = {}
+        for r in self.rows:
+            v = r[f"best_{self.metric}"]
+            if r["status"] not in stopped and not math.isnan(v):
+                runs.setdefault(config_key(r["params"]), []).append(v)
+        repeated = [v for v in runs.values() if len(v) > 1]
+        if not repeated or not self.rows or self.rows[0]["status"] in stopped:
+            return None
+        squares = sum((x - sum(v) / len(v)) ** 2 for v in repeated for x in v)
+        run_sd = math.sqrt(squares / sum(len(v) - 1 for v in repeated))
+        best = self.rows[0][f"mean_best_{self.metric}"]
+        tied = sum(1 for v in runs.values() if abs(sum(v) / len(v) - best) <= run_sd)
+        return {"run_sd": run_sd, "repeated": len(repeated), "tied": tied}
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         trial_s = sum(r.get("wall_s") or 0.0 for r in self.rows)
@@ -71,7 +99,8 @@ class Leaderboard:
         return {"trials": len(self.rows), "status": status, "total_epochs": epochs,
                 "wall_s": wall_s, "sum_trial_s": trial_s,
                 "best_trial": best["trial_id"] if best else None,
-                f"best_{self.metric}": best.get(f"best_{self.metric}") if best else None}
+                f"best_{self.metric}": best.get(f"best_{self.metric}") if best else None,
+                "seed_noise": self.seed_noise()}
 
 
 def _fmt(value: Any, digits: int = 6) -> str:
@@ -157,6 +186,17 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
                        mode=mode)
 
 
+def noise_line(noise: dict[str, Any], metric: str) -> str:
+    """One sentence on :meth:`Leaderboard.seed_noise` for the leaderboard and the terminal."""
+    tied = noise["tied"]
+    return (f"Seed noise: {noise['repeated']} configuration(s) trained twice; two runs of one "
+            f"configuration differ by {noise['run_sd']:.4f} {metric} (pooled SD). "
+            + (f"{tied} finished configurations are within that of rank 1: this search "
+               "cannot tell them apart (more runs each: search.repeat_top, a larger "
+               "validation split, or longer training)." if tied > 1 else
+               "No other finished configuration is within that of rank 1."))
+
+
 def _one_line(err: Any) -> str:
     text = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for ln in reversed(text):  # the innermost "SomeError: message" line names the cause
@@ -190,6 +230,8 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
         per_class = ", ".join(f"{c} {best.get(f'iou/{c}', math.nan):.3f}" for c in board.classes)
         console.print(f"[bold green]best[/] {best['trial_id']}: {metric} "
                       f"{best[f'best_{metric}']:.4f} ({per_class})")
+    if summary.get("seed_noise"):
+        console.print(noise_line(summary["seed_noise"], metric))
     if exported:
         console.print(f"best models: [bold]{exported[0].parent}[/] "
                       f"({', '.join(p.name for p in exported)})")

@@ -195,6 +195,7 @@ def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
     run = search_run(config)
     numbers = {k: v for k, v in summary.items() if k != "status"}
     numbers.update({f"trials_{k}": v for k, v in (summary.get("status") or {}).items()})
+    numbers.update({f"seed_noise_{k}": v for k, v in (summary.get("seed_noise") or {}).items()})
     run.log_metrics(finite_numbers(numbers), step=0)
     run.set_tags({"best_trial": str(summary.get("best_trial"))})
     client, experiment_id = open_experiment(search_store(config))

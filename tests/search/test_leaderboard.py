@@ -1,0 +1,49 @@
+"""The leaderboard's seed-noise line: the spread of repeated runs and the ties it implies."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from raygym.search.leaderboard import Leaderboard, noise_line
+
+M = "val_mean_iou"
+
+
+def _board(runs: list[tuple[dict, float, str]]) -> Leaderboard:
+    """Rows ranked as build_leaderboard ranks them: by the mean of a configuration's runs."""
+    means: dict[str, list[float]] = {}
+    for params, v, _ in runs:
+        means.setdefault(str(sorted(params.items())), []).append(v)
+    rows = []
+    for i, (params, v, status) in enumerate(runs):
+        scores = means[str(sorted(params.items()))]
+        rows.append({"trial_id": f"t{i}", "status": status, f"best_{M}": v, "params": params,
+                     f"mean_best_{M}": sum(scores) / len(scores)})
+    rows.sort(key=lambda r: -r[f"mean_best_{M}"])
+    return Leaderboard(rows=rows, classes=["a"], param_keys=["f"], metric=M, mode="max")
+
+
+def test_seed_noise_pools_the_repeated_runs_and_counts_the_ties(tmp_path: Path) -> None:
+    board = _board([({"f": 2}, 0.50, "completed"), ({"f": 2}, 0.40, "completed"),   # mean .45
+                    ({"f": 4}, 0.44, "completed"), ({"f": 4}, 0.42, "early-stopped"),  # .43
+                    ({"f": 8}, 0.38, "completed"),                                  # .38
+                    ({"f": 12}, 0.44, "asha-pruned")])  # pruned: neither spread nor tie
+    noise = board.seed_noise()
+    assert noise is not None and noise["repeated"] == 2
+    # deviations +-0.05 and +-0.01 over 2 degrees of freedom
+    assert noise["run_sd"] == pytest.approx(math.sqrt((2 * 0.05**2 + 2 * 0.01**2) / 2))
+    assert noise["tied"] == 2  # f2 (rank 1) and f4 (0.02 below); f8 is 0.07 below
+    board.write(tmp_path)
+    assert "2 finished configurations are within that of rank 1" in (
+        tmp_path / "leaderboard.md").read_text()
+    assert board.summary(1.0)["seed_noise"] == noise
+
+
+def test_no_seed_noise_without_a_repeated_run() -> None:
+    board = _board([({"f": 2}, 0.5, "completed"), ({"f": 4}, 0.4, "completed")])
+    assert board.seed_noise() is None and board.summary(1.0)["seed_noise"] is None
+    lone = {"run_sd": 0.01, "repeated": 1, "tied": 1}
+    assert "No other finished configuration" in noise_line(lone, M)
