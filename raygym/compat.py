@@ -8,6 +8,7 @@ there, by name, instead of somewhere inside a search or a cluster start.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -86,8 +87,6 @@ class SamplerStudyView:
 
     def _get_trials(self, deepcopy: bool = True, states: Any = None,
                     use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
-        import copy
-
         trials = self._select(self._view_of._get_trials(
             deepcopy=False, states=states, use_cache=True))
         return copy.deepcopy(trials) if deepcopy else trials

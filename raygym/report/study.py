@@ -28,8 +28,9 @@ def optuna_section(doc: ReportDocument, res: SearchResults) -> None:
     db = study_file(res.path)
     study = None
     if db is None:
-        doc.note(f"no Optuna study ({STUDY_FILE}; algorithm {res.search_cfg.get('algorithm', 'random/grid')}): "
-                 "no Optuna study to analyse; parallel coordinates from the leaderboard below.")
+        algorithm = res.search_cfg.get("algorithm", "random/grid")
+        doc.note(f"no Optuna study ({STUDY_FILE}; algorithm {algorithm}): parallel "
+                 "coordinates from the leaderboard below.")
     else:
         try:
             study = _load_study(db, res.name)

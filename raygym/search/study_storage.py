@@ -32,10 +32,11 @@ def journal_storage(path: Path) -> Any:
 def search_storage(results: Path) -> Any:
     """The storage a search in ``results`` writes its study to: the journal, or the SQLite
     study of an older search that is being resumed (WAL on, see :func:`fast_sqlite`)."""
-    if (results / LEGACY_STUDY_FILE).is_file() and not (results / STUDY_FILE).is_file():
+    existing = study_file(results)
+    if existing is not None and existing.name == LEGACY_STUDY_FILE:
         from optuna.storages import RDBStorage
 
-        storage = RDBStorage(f"sqlite:///{results / LEGACY_STUDY_FILE}")
+        storage = RDBStorage(f"sqlite:///{existing}")
         fast_sqlite(storage)
         return storage
     return journal_storage(results / STUDY_FILE)
