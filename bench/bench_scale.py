@@ -152,10 +152,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     LiveTrialsCallback.on_trial_complete = on_done  # type: ignore[method-assign]
     # a terminal the live table really draws to, thrown away
     console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, ticks0 = time.perf_counter(), time.process_time(), _cpu_ticks()
     search_experiment(config, space, space_file=out / "space.yaml", replay=table,
                       console=console)
     wall = time.perf_counter() - t0
+    machine = _busy(ticks0, _cpu_ticks())
     usage = resource.getrusage(resource.RUSAGE_SELF)
     res_dir = out / "results" / spec["name"]
     rows = list(csv.DictReader((res_dir / "leaderboard.csv").open()))
@@ -196,7 +197,29 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "driver_maxrss_mib": usage.ru_maxrss / 1024,
         "ray_folder_mib": _du(res_dir / "ray") / 2**20,
         "load": os.getloadavg(),
+        "machine_cpu": machine,
     }
+
+
+def _cpu_ticks() -> list[int] | None:
+    """The machine's aggregate CPU ticks (/proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+
+
+def _busy(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """Shares of all cores' time between two readings: ``busy`` (user + system + irq +
+    softirq: every process at normal priority, this search's trials and Ray's daemons
+    included) and ``nice`` (niced processes, e.g. a background recording that yields)."""
+    if before is None or after is None:
+        return None
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d) or 1
+    return {"busy": (d[0] + d[2] + d[5] + d[6]) / total, "nice": d[1] / total}
 
 
 def _count(items: Any) -> dict[str, int]:
@@ -241,14 +264,16 @@ def fmt_row(r: dict[str, Any]) -> str:
         f"{r['live_table']['total_s']:.1f}", f"{r['driver_maxrss_mib']:.0f}",
         f"{r['leaderboard_s']:.1f} + {r['replay_verdict_s']:.1f}",
         f"{r['rows']}/{r['nodes_used']}n/{r['max_running']}",
+        (f"{r['machine_cpu']['busy']:.0%} (+{r['machine_cpu']['nice']:.0%} niced)"
+         if r.get("machine_cpu") else "n/a"),
         " ".join(f"{x:.1f}" for x in r["load"])]) + " |")
 
 
 HEADER = ("| run | where | trials | conc | sched | algo | fit / floor s | overhead | "
           "driver CPU ms/trial (1st -> last third) | suggest ms (first 100 -> last 100) | "
           "study size / write ms | snapshots saved n x ms (max; total) | live table s | driver RSS MiB | "
-          "leaderboard + verdict s | rows/nodes/max running | load 1/5/15 |\n"
-          + "|---" * 17 + "|")
+          "leaderboard + verdict s | rows/nodes/max running | all cores busy | load 1/5/15 |\n"
+          + "|---" * 18 + "|")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +145,9 @@ def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:
 
 def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *, seed: int,
              max_epochs_spent: float, algorithm: str | None = None,
-             sampler: Any = None) -> SearchTrace:
+             sampler: Any = None,
+             leader: Callable[[dict[int, dict[str, float]]], int] | None = None
+             ) -> SearchTrace:
     """One search of ``space`` as ``config`` sets it up, replayed on ``table``.
 
     Runs until ``max_epochs_spent`` epochs were spent, ``search.num_samples`` trials ran or
@@ -251,7 +254,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             value = result.get(f"best_{s.metric}", math.nan)
             if value == value:
                 runs[cid][trial_id] = sign * value
-                chosen = _leader(runs)
+                chosen = (leader or _leader)(runs)
             if finished(result):  # the trial's own loop ended: Tune's done flag
                 decision = TrialScheduler.STOP
             else:
