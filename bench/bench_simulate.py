@@ -82,6 +82,20 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-mv+asha-g2-rep6": _setting("tpe", rep=6, mv=True),
     "tpe-mv+asha-g3-rep3": _setting("tpe", grace=3, rep=3, mv=True),
     "tpe-mv+asha-g3-rep6": _setting("tpe", grace=3, rep=6, mv=True),
+    # no scheduler, leaders repeated; and a later first rung (the 4-seed tables' best
+    # configurations learn slowly: lr 1e-4, large filters)
+    "tpe-mv-rep3": _setting("tpe", "none", rep=3, mv=True),
+    "tpe-rep3": _setting("tpe", "none", rep=3),
+    "random-rep3": _setting("random", "none", rep=3),
+    "tpe-mv+asha-g4-rep3": _setting("tpe", grace=4, rep=3, mv=True),
+    # the hand-back picked by a shrunk mean (shrink_leader) instead of the best mean
+    "grid-shrink": ("grid", {"scheduler": "none", "_pick": "shrink"}),
+    "tpe-shrink": _setting("tpe", "none", _pick="shrink"),
+    "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
+    "default-shrink": ("tpe", {"_pick": "shrink"}),
+    "random+asha-rep3-shrink": _setting("random", rep=3, _pick="shrink"),
+    "tpe-mv+median-g3-rep3": _setting("tpe", "median", grace=3, rep=3, mv=True),
+    "random+median-g3-rep3": _setting("random", "median", grace=3, rep=3),
     # learning-curve-aware stopping, on top of the default: halving that spares a trial whose
     # curve still rises (Optuna's PatientPruner), or rungs judged on the validation loss
     "tpe-mv+patient0-g2-rep3": _setting("tpe", "patient", rep=3, mv=True, prune_patience=0),
@@ -98,6 +112,47 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def shrink_leader(table: Any) -> Any:
+    """Experimental hand-back under seed noise: each configuration's mean shrunk towards an
+    additive (main-effects, ridge) model of all scores so far, by the share of the spread
+    between configurations that is not run noise (empirical Bayes). Run noise: pooled over
+    repeated configurations, else half the residual variance."""
+    import numpy as np
+
+    from raygym.search.replay import _same
+
+    cols = []
+    for key in table.param_keys:
+        levels = table.values(key)
+        cols.append([[1.0 if _same(cfg[key], v) else 0.0 for v in levels]
+                     for cfg in table.configs])
+    design = np.hstack([np.ones((len(table.configs), 1))] + [np.asarray(c) for c in cols])
+
+    def leader(runs: dict[int, dict[str, float]]) -> int:
+        scored = {c: list(v.values()) for c, v in runs.items() if v}
+        if not scored:
+            return -1
+        cids = list(scored)
+        means = np.array([np.mean(scored[c]) for c in cids])
+        if len(cids) < design.shape[1]:
+            return cids[int(np.argmax(means))]
+        n = np.array([len(scored[c]) for c in cids], dtype=float)
+        x = design[cids]
+        gram = x.T @ (x * n[:, None]) + np.diag([0.0] + [1.0] * (x.shape[1] - 1))
+        pred = x @ np.linalg.solve(gram, x.T @ (n * means))
+        resid = means - pred
+        rep = [v for v in scored.values() if len(v) > 1]
+        if rep:
+            sigma2 = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in rep) / sum(
+                len(v) - 1 for v in rep)
+        else:
+            sigma2 = float(np.var(resid)) / 2
+        tau2 = max(float(np.var(resid) - np.mean(sigma2 / n)), 1e-6)
+        post = pred + tau2 / (tau2 + sigma2 / n) * resid
+        return cids[int(np.argmax(post))]
+    return leader
+
+
 DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+asha",
                     "random+asha-rep3", "tpe", "tpe+asha-g2-r3", "tpe+asha-g3-r3",
                     "tpe+asha-g2-r2", "tpe+hb3-g2-r3", "tpe+median-g2", "tpe+asha-g2-max",
@@ -112,6 +167,7 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
     """The table's grid as a search space of choices, in ``raygym search``'s own schema."""
     overrides = dict(overrides)
     train = overrides.pop("_train", {})  # a setting's own training keys (e.g. patience)
+    overrides.pop("_pick", None)
     sections: dict[str, Any] = {
         "name": "simulated",
         "data": {"images": "unused/images", "labels": "unused/labels",
@@ -147,12 +203,13 @@ def run_setting(job: tuple[str, str, int, int, int, list[int]]) -> dict[str, Any
     truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
     tick = time.process_time()
     traces = []
+    leader = shrink_leader(table) if overrides.get("_pick") == "shrink" else None
     for seed in seeds:
         sampler = RandomSampler(seed=seed) if algorithm == "random" else None
         traces.append(simulate(config, space, table, seed=seed,
                                max_epochs_spent=truth.grid_epochs,
                                algorithm="grid" if algorithm == "grid" else None,
-                               sampler=sampler))
+                               sampler=sampler, leader=leader))
     out = summarize(traces, truth)
     out["per_seed"] = [epochs_to_target(tr, truth) / truth.grid_epochs for tr in traces]
     # beside the goal, not instead of it: the same figures with the table's own noise

@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from optuna.pruners import BasePruner
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, MedianStoppingRule, TrialScheduler
 
 
 class AllOf(BasePruner):
@@ -130,6 +130,22 @@ class OptunaPrunerScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Optuna pruner {type(self._pruner).__name__}: {len(self._pruned)} stopped"
+
+
+class MedianWithoutYielding(MedianStoppingRule):
+    """Tune's ``MedianStoppingRule`` (hard stop) that never pauses a trial.
+
+    When fewer than ``min_samples_required`` other trials have reached a trial's epoch and a
+    trial is waiting, Tune's rule pauses the running one to give the waiting one its slot
+    (time-sharing). A replayed trial (``raygym search --replay``) has no checkpoint and starts
+    over from epoch 1 when resumed: a 6-trial replay spent 97 epochs for the 41 its
+    leaderboard shows; a training trial pays an actor restart and a checkpoint round trip for
+    nothing. With a hard stop that is the rule's only pause, so here it continues instead.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        return TrialScheduler.CONTINUE if decision == TrialScheduler.PAUSE else decision
 
 
 class SparingRepeats(TrialScheduler):

@@ -90,7 +90,6 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
         FIFOScheduler,
-        MedianStoppingRule,
         PopulationBasedTraining,
     )
 
@@ -126,9 +125,11 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
                                patience=s.prune_patience)
         return spare(OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None})))
     if s.scheduler == "median":
-        return spare(MedianStoppingRule(time_attr="training_iteration",
-                                        grace_period=s.grace_period, min_samples_required=2,
-                                        **judged))
+        from raygym.search.pruning import MedianWithoutYielding
+
+        return spare(MedianWithoutYielding(time_attr="training_iteration",
+                                           grace_period=s.grace_period,
+                                           min_samples_required=2, **judged))
     if s.scheduler == "pbt":
         from ray import tune
 

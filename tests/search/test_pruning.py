@@ -110,3 +110,41 @@ def test_repeats_of_the_leaders_are_never_stopped_early() -> None:
     scheduler.on_trial_complete(None, trials[3], {"val_mean_iou": 0.1, "training_iteration": 8})
     with pytest.raises(KeyError):  # already forgotten: ASHA has no such trial any more
         scheduler.on_trial_remove(None, trials[3])
+
+
+def test_median_rule_stops_below_the_median_but_never_pauses() -> None:
+    """Tune's rule pauses a trial it cannot judge yet when another one waits (time-sharing):
+    a replayed trial would start over. raygym's continues it, and still stops a trial whose
+    best is below the median of the finished ones."""
+    from ray.tune.schedulers import MedianStoppingRule
+
+    from raygym.search.pruning import MedianWithoutYielding
+    from raygym.search.simulate import _Controller, _Stub
+
+    def drive(rule: MedianStoppingRule, finished: list[float], value: float) -> str:
+        rule.set_search_properties("val_mean_iou", "max")
+        ctl = _Controller(rule, None)
+        trials = [_Stub(f"done{i}") for i in range(len(finished))] + [_Stub("run"),
+                                                                       _Stub("wait")]
+        for t in trials:
+            ctl.trials[t.trial_id] = t
+            rule.on_trial_add(ctl, t)
+        for t, v in zip(trials, finished, strict=False):
+            t.status = "RUNNING"
+            for epoch in (1, 2, 3):
+                result = {"val_mean_iou": v, "training_iteration": epoch}
+                rule.on_trial_result(ctl, t, result)
+            rule.on_trial_complete(ctl, t, result)
+            t.status = "TERMINATED"
+        trials[-2].status = "RUNNING"  # "wait" stays PENDING
+        decision = ""
+        for epoch in (1, 2, 3):
+            decision = rule.on_trial_result(ctl, trials[-2], {"val_mean_iou": value,
+                                                              "training_iteration": epoch})
+        return decision
+
+    kwargs = {"time_attr": "training_iteration", "grace_period": 3, "min_samples_required": 2}
+    assert drive(MedianStoppingRule(**kwargs), [], 0.5) == TrialScheduler.PAUSE
+    assert drive(MedianWithoutYielding(**kwargs), [], 0.5) == TrialScheduler.CONTINUE
+    assert drive(MedianWithoutYielding(**kwargs), [0.6, 0.7], 0.5) == TrialScheduler.STOP
+    assert drive(MedianWithoutYielding(**kwargs), [0.6, 0.7], 0.8) == TrialScheduler.CONTINUE

@@ -55,8 +55,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train": {"max_lr": {"loguniform": [1e-4, 1e-2]}, "max_epochs": 5, "patience": 5,
                   "rampup_epochs": 1},
         # repeat_top 0: one Optuna trial per Tune trial (repeats are Tune-only runs)
-        "search": {"num_samples": TRIALS, "max_concurrent": CONCURRENCY, "grace_period": 2,
-                   "reduction_factor": 3, "repeat_top": 0, "results_dir": str(tmp / "results")},
+        "search": {"num_samples": TRIALS, "max_concurrent": CONCURRENCY, "scheduler": "asha",
+                   "grace_period": 2, "reduction_factor": 3, "repeat_top": 0, "results_dir": str(tmp / "results")},
         "resources": {"num_cpus": CONCURRENCY, "object_store_memory": 256 * 2**20,
                       "cpus_per_worker": 1},
     })

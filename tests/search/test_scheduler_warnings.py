@@ -12,7 +12,8 @@ LANDSAT = Path(__file__).parents[2] / "search_spaces" / "landsat.yaml"
 
 def test_landsat_space_judges_trials_after_the_ramp_up() -> None:
     config, space = load_experiment(LANDSAT)
-    assert config.search.grace_period == config.train.rampup_epochs + 1 == 2
+    assert config.search.grace_period == config.train.rampup_epochs + 2 == 3
+    assert config.search.scheduler == "median"
     assert scheduler_warnings(config, space) == []
 
 
@@ -30,7 +31,7 @@ def test_grace_inside_the_ramp_up_is_named() -> None:
         assert scheduler_warnings(config, space) == []
 
 
-def test_default_grace_period_is_the_first_epoch_after_the_ramp_up() -> None:
+def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
     import yaml
 
     from raygym.config import validate_experiment
@@ -41,10 +42,10 @@ def test_default_grace_period_is_the_first_epoch_after_the_ramp_up() -> None:
         raw[dist] = {k: v for k, v in raw[dist].items() if not isinstance(v, dict)}
     raw["train"].update(max_lr=1e-4, rampup_epochs=20)
     config = validate_experiment(raw)
-    assert config.search.grace_period == config.train.rampup_epochs + 1 == 21
+    assert config.search.grace_period == config.train.rampup_epochs + 2 == 22
     raw["train"]["lr_schedule"] = "cosine"  # its warm-up is rampup_epochs too
-    assert validate_experiment(raw).search.grace_period == 21
+    assert validate_experiment(raw).search.grace_period == 22
     raw["train"]["lr_schedule"] = "constant"
-    assert validate_experiment(raw).search.grace_period == 2
+    assert validate_experiment(raw).search.grace_period == 3
     raw["train"].update(lr_schedule="gym", rampup_epochs=30, max_epochs=30)
     assert validate_experiment(raw).search.grace_period == 30  # never past max_epochs
