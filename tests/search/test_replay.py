@@ -183,31 +183,6 @@ def test_replayed_results_are_what_training_reports(grid_table: Path) -> None:
     assert results[0]["epoch_seconds"] == pytest.approx(curve["seconds"][0])
 
 
-def test_a_replayed_trial_never_imports_torch(grid_table: Path, tmp_path: Path) -> None:
-    """A replay trial's process validates its config and replays a curve without torch
-    (seconds of CPU per trial process: at 32 trials on 2 cores, most of a rehearsal)."""
-    import subprocess
-    import sys
-
-    space = write_space(tmp_path / "space.yaml", SPACE)
-    code = (
-        "import sys\n"
-        "from raygym.search.space_config import load_experiment\n"
-        "from raygym.search.trainable import trial_config\n"
-        "from raygym.search.replay import load_table, replay_results\n"
-        f"config, space = load_experiment({str(space)!r})\n"
-        "params = {'model.arch': 'gym_unet', 'model.filters': 2, 'loss.name': 'dice',"
-        " 'train.max_lr': 0.001}\n"
-        "trial, active = trial_config(params, config, space)\n"
-        f"table = load_table({str(grid_table)!r})\n"
-        "results = list(replay_results(table, table.match(active), 0, patience=3,"
-        " max_epochs=8, metric='val_mean_iou', search=trial.search))\n"
-        "print(len(results), 'torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == ["8", "False"]
-
-
 def test_rung_metric_smooths_what_the_scheduler_judges(grid_table: Path, tmp_path: Path) -> None:
     from raygym.search.tune import build_scheduler
 
