@@ -104,8 +104,9 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
     b = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)
     console.print(
         f"algorithm {'random (PBT)' if s.scheduler == 'pbt' else s.algorithm}, "
-        f"scheduler {s.scheduler} (grace {s.grace_period}, "
-        f"reduction {s.reduction_factor:g}), metric {s.metric} ({s.mode})\n"
+        f"scheduler {s.scheduler} (grace {s.grace_period}"
+        + (f", reduction {s.reduction_factor:g}" if s.scheduler in ("asha", "patient") else "")
+        + f"), metric {s.metric} ({s.mode})\n"
         f"budget: {b['trials']} trials x up to {b['max_epochs_per_trial']} epochs = at most "
         f"{b['max_total_epochs']} epochs; {s.max_concurrent} concurrent; per trial "
         f"{config.resources.workers_per_trial} worker(s) x {config.resources.cpus_per_worker:g} "

@@ -49,3 +49,18 @@ def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
     assert validate_experiment(raw).search.grace_period == 3
     raw["train"].update(lr_schedule="gym", rampup_epochs=30, max_epochs=30)
     assert validate_experiment(raw).search.grace_period == 30  # never past max_epochs
+
+
+def test_the_search_names_its_scheduler_and_only_the_settings_it_reads() -> None:
+    from rich.console import Console
+
+    from raygym.search.run import describe_space
+
+    console = Console(width=200)
+    for overrides, expected in (({}, "scheduler median (grace 3), metric"),
+                                ({"search.scheduler": "asha"},
+                                 "scheduler asha (grace 3, reduction 3), metric")):
+        config, space = load_experiment(LANDSAT, overrides=overrides)
+        with console.capture() as out:
+            describe_space(config, space, console)
+        assert expected in out.get()
