@@ -31,7 +31,6 @@ from raygym.errors import ConfigError, DataError
 from raygym.train.contract import (
     DIVERGED,
     RUNNING,
-    NonFiniteLossError,
     StopReason,
     diverged,
     finished,
@@ -366,6 +365,7 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
 
     from raygym.search.space import REPEAT_KEY
     from raygym.search.trainable import trial_config
+    from raygym.train.loop import NonFiniteLossError
 
     if time_scale is None:
         time_scale = float(os.environ.get(TIME_SCALE_ENV) or 0.0)

@@ -18,7 +18,8 @@ from raygym.config import ExperimentConfig
 from raygym.data.dataset import SplitArrays
 from raygym.search.space import active_params
 from raygym.search.space_config import SearchSpace, apply_params
-from raygym.train.contract import NonFiniteLossError, diverged, finished
+from raygym.train.contract import diverged, finished
+from raygym.train.loop import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
 
