@@ -9,13 +9,16 @@ With ``--threads 1`` it also prints the thread's CPU seconds per step (``time.th
 which other processes' load barely moves: the figure to trust on a busy machine.
 
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
-``fused``, raygym's fast paths. The allocator is a process-wide setting, so compare it across
+``fused``, raygym's fast paths, and ``compiled`` / ``compiled-autotune``: PyTorch's ops under
+``torch.compile`` (inductor, default mode / ``max-autotune-no-cudagraphs``), printed with their
+first step's wall time, which holds the compile. The allocator is a process-wide setting, so compare it across
 processes, alternating runs with and without ``--keep-freed-memory``
 (:func:`raygym.allocator.keep_freed_memory`: glibc reuses freed memory instead of mapping and
 page-faulting every large activation afresh).
 
     python bench/bench_step.py --rounds 7                           # fp32, channels_last
     python bench/bench_step.py --threads 1 --precision bf16-mixed --keep-freed-memory
+    python bench/bench_step.py --variants fused compiled compiled-autotune --keep-freed-memory
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ from raygym.models.fused import fast_paths
 from raygym.train.losses import build_loss
 
 BANDS, CLASSES = 3, 4
+# torch.compile (inductor) variants: name -> mode; the first step's wall time (the compile
+# included) is printed beside them
+COMPILE_MODES = {"compiled": "default", "compiled-autotune": "max-autotune-no-cudagraphs"}
 
 
 class Variant:
     """A model + optimiser trained with or without raygym's fast paths."""
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
-        if name not in ("stock", "fused"):
-            raise SystemExit(f"--variants {name!r}: use stock | fused")
+        if name not in COMPILE_MODES and name not in ("stock", "fused"):
+            raise SystemExit(f"--variants {name!r}: use stock | fused | "
+                             + " | ".join(COMPILE_MODES))
+        # compiled variants trace PyTorch's own ops: inductor makes its own fusions
         self.name, self.fused = name, name == "fused"
         self.args = args
         torch.manual_seed(0)
@@ -51,6 +59,9 @@ class Variant:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.loss = build_loss("dice", CLASSES, None)
+        if name in COMPILE_MODES:
+            self.model = torch.compile(self.model, mode=COMPILE_MODES[name])
+        self.first_s = 0.0  # round 0: warm-up, and for compiled variants the compile
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
@@ -67,6 +78,8 @@ class Variant:
             if record:
                 self.wall.append(time.perf_counter() - wall)
                 self.cpu.append(time.thread_time() - cpu)
+            else:
+                self.first_s = time.perf_counter() - wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.__version__}, {args.rounds} rounds alternating; load average (1 min) "
           f"{loads[0]:.1f} -> {loads[1]:.1f}\n")
     cpu_cols = args.threads == 1
-    head = "| variant | wall s/step median | min-max | img/s | x first |"
+    head = "| variant | first step s | wall s/step median | min-max | img/s | x first |"
     print(head + (" CPU s/step median | min-max | x first |" if cpu_cols else ""))
     print("|---" * (head.count("|") - 1 + (3 if cpu_cols else 0)) + "|")
     base_wall = statistics.median(variants[0].wall)
     base_cpu = statistics.median(variants[0].cpu)
     for v in variants:
         w, c = statistics.median(v.wall), statistics.median(v.cpu)
-        row = (f"| {v.name} | {w:.3f} | {min(v.wall):.3f}-{max(v.wall):.3f} | "
+        row = (f"| {v.name} | {v.first_s:.1f} | {w:.3f} | {min(v.wall):.3f}-{max(v.wall):.3f} | "
                f"{args.batch / w:.2f} | {base_wall / w:.3f} |")
         if cpu_cols:
             row += f" {c:.3f} | {min(v.cpu):.3f}-{max(v.cpu):.3f} | {base_cpu / c:.3f} |"
