@@ -156,6 +156,38 @@ def test_loopback_only_and_refuses_a_client_without_the_token(
     assert http_status(f"{info['dashboard']}/api/jobs/") == 401
 
 
+# a task on the worker node prints one line; the driver must see it once (no dedup by Ray)
+PRINTING_DRIVER = r"""
+import sys, time
+import ray
+
+ray.init(address=sys.argv[1], logging_level="ERROR")
+
+@ray.remote(num_cpus=0, resources={sys.argv[2]: 0.01})
+def speak():
+    print("LINE-FROM-THE-WORKER-NODE", flush=True)
+
+ray.get(speak.remote(), timeout=60)
+time.sleep(3)  # the log monitor polls the files every 0.1 s and publishes in batches
+"""
+
+
+def test_a_task_print_reaches_the_driver_once(cluster: tuple[Path, dict[str, Any]]) -> None:
+    state_dir, info = cluster
+    env = {**driver_env(state_dir), "RAY_DEDUP_LOGS": "0"}
+    out = subprocess.run([sys.executable, "-c", PRINTING_DRIVER, info["address"],
+                          worker_resource(0)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines()
+             if "LINE-FROM-THE-WORKER-NODE" in ln]
+    assert len(lines) == 1, lines  # one log monitor for the shared session folder
+    state = read_state(state_dir)
+    assert state is not None
+    monitors = [p for p in cluster_processes(state) if "log_monitor" in " ".join(p.cmdline())]
+    assert len(monitors) == 1, monitors
+
+
 def test_job_submission_through_the_dashboard(cluster: tuple[Path, dict[str, Any]]) -> None:
     state_dir, info = cluster
     dashboard = info["dashboard"]
