@@ -311,7 +311,7 @@ def main() -> None:
             cluster = cluster_up(workers=args.nodes, cpus_per_node=1, head_cpus=0,
                                  object_store_memory=80 * 2**20, head_port=_free(),
                                  dashboard_port=_free(), state_dir=work / "cluster",
-                                 timeout=900)
+                                 timeout=max(900, 45 * args.nodes))
             address = cluster["address"]
             print(f"cluster of {args.nodes} + head up in {time.perf_counter() - t0:.0f} s "
                   f"at {address}; its processes hold {_cluster_rss(work) / 2**20:.0f} MiB "
