@@ -161,6 +161,21 @@ PRINTING_DRIVER = r"""
 import sys, time
 import ray
 
+
+class Counting:
+    # Ray's log thread writes workers' lines to sys.stdout as found at the time of writing
+    def __init__(self, inner):
+        self.inner, self.seen = inner, 0
+
+    def write(self, text):
+        self.seen += text.count("LINE-FROM-THE-WORKER-NODE")
+        return self.inner.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+sys.stdout = counting = Counting(sys.stdout)
 ray.init(address=sys.argv[1], logging_level="ERROR")
 
 @ray.remote(num_cpus=0, resources={sys.argv[2]: 0.01})
@@ -168,7 +183,10 @@ def speak():
     print("LINE-FROM-THE-WORKER-NODE", flush=True)
 
 ray.get(speak.remote(), timeout=60)
-time.sleep(3)  # the log monitor polls the files every 0.1 s and publishes in batches
+deadline = time.monotonic() + 60
+while not counting.seen and time.monotonic() < deadline:  # slow on a busy machine
+    time.sleep(0.2)
+time.sleep(3)  # a second log monitor polls the same file every 0.1 s: its copy comes soon
 """
 
 
