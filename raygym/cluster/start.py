@@ -124,7 +124,8 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
         # All nodes write their logs into the one session folder under `temp_dir`, which the
         # head's log monitor already tails: a monitor per node would send every line to the
         # driver once per node (seen: 3 copies with 2 workers) and poll the shared folder
-        # N times over (~0.013 core per idle node, bench_cluster_idle). Ray: "one log monitor per physical host".
+        # N times over (~0.013 core per idle node, bench_cluster_idle). Ray: "one log
+        # monitor per physical host".
         specs.append((f"worker_{i}", worker_resource(i), cpus_per_node,
                       ["--address", address, "--include-log-monitor", "false"]))
 
