@@ -2,8 +2,8 @@
 
 Starts a loopback cluster (a head with 0 CPUs + ``--nodes`` worker nodes of 1 CPU, as
 ``bench_scale.py --where cluster`` does), waits ``--settle`` seconds, then reads the CPU time
-of every process carrying the cluster's marker over ``--window`` seconds of doing nothing,
-and stops the cluster. On a small machine the daemons of N loopback nodes compete with the
+of every process of the cluster (``cluster_processes``) over ``--window`` seconds of doing
+nothing, and stops the cluster. On a small machine the daemons of N loopback nodes compete with the
 trials: this prints how many cores they take while no trial runs.
 
     python bench/bench_cluster_idle.py --nodes 8 --window 60
@@ -18,27 +18,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from raygym.cluster import cluster_down, cluster_up, free_port
-from raygym.cluster.processes import MARKER_ENV
+import psutil
+
+from raygym.cluster import cluster_down, cluster_up, free_port, read_state
+from raygym.cluster.processes import cluster_processes
 
 KINDS = ("DashboardAgent", "RuntimeEnvAgent", "raylet/raylet", "gcs_server", "log_monitor",
          "loopback_worker", "dashboard.py", "monitor.py", "client.server")
 
 
-def marked_cpu() -> dict[str, tuple[str, float]]:
-    """pid -> (process kind, CPU seconds so far) of every process with the cluster marker."""
-    out: dict[str, tuple[str, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def cluster_cpu(state_dir: Path) -> dict[int, tuple[str, float]]:
+    """pid -> (process kind, CPU seconds so far) of every process of the cluster."""
+    out: dict[int, tuple[str, float]] = {}
+    for proc in cluster_processes(read_state(state_dir) or {}):
         try:
-            if f"{MARKER_ENV}=".encode() not in Path(f"/proc/{pid}/environ").read_bytes():
-                continue
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone, or not ours to read
+            cmd = " ".join(proc.cmdline())
+            times = proc.cpu_times()
+        except psutil.Error:  # a process that just ended
             continue
         kind = next((k for k in KINDS if k in cmd), "other")
-        out[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+        out[proc.pid] = (kind, times.user + times.system)
     return out
 
 
@@ -56,9 +55,9 @@ def main() -> int:
                    timeout=max(300, 45 * args.nodes))
         up_s = time.perf_counter() - started
         time.sleep(args.settle)
-        before = marked_cpu()
+        before = cluster_cpu(state_dir)
         time.sleep(args.window)
-        after = marked_cpu()
+        after = cluster_cpu(state_dir)
     finally:
         cluster_down(state_dir=state_dir)
     use: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])

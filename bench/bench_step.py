@@ -11,8 +11,8 @@ which other processes' load barely moves: the figure to trust on a busy machine.
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
 ``fused``, raygym's fast paths, and ``compiled`` / ``compiled-autotune``: PyTorch's ops under
 ``torch.compile`` (inductor, default mode / ``max-autotune-no-cudagraphs``), printed with their
-first step's wall time, which holds the compile. The allocator is a process-wide setting, so compare it across
-processes, alternating runs with and without ``--keep-freed-memory``
+first step's wall time, which holds the compile. The allocator is a process-wide setting, so
+compare it across processes, alternating runs with and without ``--keep-freed-memory``
 (:func:`raygym.allocator.keep_freed_memory`: glibc reuses freed memory instead of mapping and
 page-faulting every large activation afresh).
 
