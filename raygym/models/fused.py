@@ -11,22 +11,29 @@ copy. Forward + backward of the four gym_unet f8 levels (batch 8, 256 px), 1 thr
 294 -> 117 (135 -> 52 where glibc keeps freed memory instead of page-faulting every large
 output afresh); ``bench/bench_ops.py`` measures it, ``bench/bench_step.py`` the whole step.
 
-A fused BatchNorm + ReLU was measured too and is *not* here: written as an autograd function
-over the ``(N*H*W, C)`` view of an NHWC tensor (GEMV column sums, one elementwise pass each for
-normalise + affine + ReLU and for the input gradient; ``MatrixBNReLU`` in bench_ops.py), it was
-15-140 % slower than PyTorch's own channels_last ``batch_norm`` + ``relu_`` at every gym_unet
-shape, forward and backward, and ``torch.compile`` of the pair was 4-12x slower still. At one
-thread PyTorch's channels_last BN is not the bottleneck it looked like in a 2-thread profile on
-a busy machine: it is as fast as NCHW's (bench_ops.py) and ~3 % of a training step.
+:class:`BatchNorm2d` is ``nn.BatchNorm2d`` with another backward where PyTorch's is slow: its
+channels_last CPU kernel sums each thread's rows into a ``(threads, C)`` float buffer, so with
+``C`` not a multiple of 16 two threads write into one 64-byte cache line on every row (false
+sharing): at 2 threads the backward of (8, 8, 256, 256) takes 38-54 ms against 13 ms at 1 thread.
+Here the sums run over the tensor viewed as ``(N*H*W / k, k*C)`` rows, ``k*C`` a multiple of 16
+(per-thread slots a whole cache line each), then fold back to ``C`` channels; the input gradient
+is one affine pass. 2 threads, ms: C=8 38 -> 11, C=40 46 -> 37; the same at 1 thread, where
+PyTorch's own is kept.
+
+A fused BatchNorm + ReLU (GEMV column sums, one pass each for the affine + ReLU and the input
+gradient; ``MatrixBNReLU`` in bench_ops.py) was 15-140 % slower than PyTorch's at one thread,
+and ``torch.compile`` of the pair 4-12x slower still: not here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 _ENABLED = True  # flipped only by fast_paths(), for A/B benchmarks and tests
 
@@ -107,3 +114,84 @@ def up_concat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     if use_fast_path(x, skip) and skip.shape[-2:] == (2 * x.shape[-2], 2 * x.shape[-1]):
         return _UpConcatNHWC.apply(x, skip)
     return torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1)
+
+
+# Floats per 64-byte cache line: PyTorch's channels_last BN backward accumulates in float32
+_LINE_FLOATS = 16
+
+
+def _widening(x: torch.Tensor) -> int:
+    """How many NHWC rows to view as one (``k``) so that ``k * C`` fills whole cache lines;
+    1 where PyTorch's own backward is as good (C a multiple of 16, or one thread)."""
+    rows, channels = x.numel() // x.shape[1], x.shape[1]
+    k = _LINE_FLOATS // math.gcd(channels, _LINE_FLOATS)
+    if k == 1 or torch.get_num_threads() == 1 or rows % k:
+        return 1
+    return k
+
+
+class _BatchNormNHWC(torch.autograd.Function):
+    """Training-mode batch norm of an NHWC tensor (fp32, or bf16 with fp32 parameters); PyTorch's forward, and a backward whose
+    per-channel sums run over ``(N*H*W / k, k*C)`` rows (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                momentum: float, eps: float, k: int) -> torch.Tensor:
+        # updates the running statistics in place, as F.batch_norm does
+        out, mean, invstd = torch.ops.aten.native_batch_norm(
+            x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps, ctx.k = eps, k  # type: ignore[attr-defined]
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, ...]:
+        x, weight, mean, invstd = ctx.saved_tensors  # type: ignore[attr-defined]
+        eps, k = ctx.eps, ctx.k  # type: ignore[attr-defined]
+        n, c, h, w = x.shape
+        rows = n * h * w
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        # (N, C, H, W) NHWC -> (rows / k, k * C), free views; eval mode with the batch's own
+        # statistics gives sum(dy * x_hat) and sum(dy) per widened channel
+        x2 = x.permute(0, 2, 3, 1).reshape(rows // k, k * c)
+        dy2 = grad.permute(0, 2, 3, 1).reshape(rows // k, k * c)
+        var = invstd.pow(-2).sub_(eps)
+        # a float32 weight (of ones) keeps a bf16 input's sums in float32
+        _, dot_k, sum_k = torch.ops.aten.native_batch_norm_backward(
+            dy2, x2, weight.new_ones(k * c), mean.repeat(k), var.repeat(k), None, None, False,
+            eps, [False, True, True])
+        grad_weight = dot_k.view(k, c).sum(0)  # sum(dy * (x - mean)) * invstd
+        grad_bias = sum_k.view(k, c).sum(0)  # sum(dy)
+        # dx = w * invstd * (dy - sum(dy) / rows - x_hat * grad_weight / rows), as one affine
+        # map of dy and x per channel
+        a = weight * invstd
+        b = -a * invstd * grad_weight / rows
+        d = -a * grad_bias / rows - b * mean
+        shape = (1, c, 1, 1)
+        # float32 math (the coefficients are float32), rounded once to a bf16 input's dtype
+        grad_x = torch.addcmul(d.view(shape), x, b.view(shape)).addcmul_(grad, a.view(shape))
+        return grad_x.to(x.dtype), grad_weight, grad_bias, None, None, None, None, None
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (same parameters, buffers and results) whose training backward avoids
+    PyTorch's false sharing on NHWC CPU tensors with ``C`` not a multiple of 16 (fp32; bf16
+    below 16 channels), at more than one thread; elsewhere it is ``nn.BatchNorm2d`` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = 1
+        if (self.training and self.track_running_stats and self.momentum is not None
+                and self.affine and use_fast_path(x)
+                # bf16: the float32 input gradient costs a pass more; it pays only where every
+                # row's slot shares a cache line (C < 16): (8, 8, 256, 256) 43 -> 18 ms, while
+                # C = 40 would go 46 -> 69 ms
+                and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and x.shape[1] < 16))):
+            k = _widening(x)
+        if k == 1:
+            return super().forward(x)
+        assert self.num_batches_tracked is not None  # track_running_stats
+        self.num_batches_tracked.add_(1)
+        return _BatchNormNHWC.apply(x, self.weight, self.bias, self.running_mean,
+                                    self.running_var, self.momentum, self.eps, k)

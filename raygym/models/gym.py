@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygym.models.fused import up_concat
+from raygym.models.fused import BatchNorm2d, up_concat
 from raygym.models.spec import GYM_DEFAULTS, GYM_LEVELS, DropoutType
 
 _D = GYM_DEFAULTS  # the constructors' defaults, written once in raygym.models.spec
@@ -85,7 +85,7 @@ def _dropout(p: float, dropout_type: DropoutType) -> nn.Module:
 
 
 def _bn(channels: int, momentum: float, eps: float) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    return BatchNorm2d(channels, eps=eps, momentum=momentum)
 
 
 def _check_input(x: torch.Tensor, in_channels: int, multiple: int, name: str) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from raygym.models import build_model
-from raygym.models.fused import fast_paths, up_concat, use_fast_path
+from raygym.models.fused import BatchNorm2d, fast_paths, up_concat, use_fast_path
 
 CL = torch.channels_last
 
@@ -91,13 +91,16 @@ def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize(("arch", "precision", "layout"), [
-    ("gym_unet", "fp32", "cl"), ("gym_unet", "bf16", "cl"), ("gym_resunet", "fp32", "cl"),
-    ("simple_unet", "fp32", "cl"), ("gym_unet", "fp32", "nchw"),
+@pytest.mark.parametrize(("arch", "precision", "layout", "threads"), [
+    ("gym_unet", "fp32", "cl", 1), ("gym_unet", "bf16", "cl", 1), ("gym_resunet", "fp32", "cl", 1),
+    ("simple_unet", "fp32", "cl", 1), ("gym_unet", "fp32", "nchw", 1),
+    ("gym_unet", "fp32", "cl", 2), ("gym_resunet", "fp32", "cl", 2), ("gym_unet", "bf16", "cl", 2),
 ])
-def test_network_with_fast_paths_matches_stock(arch: str, precision: str, layout: str) -> None:
+def test_network_with_fast_paths_matches_stock(arch: str, precision: str, layout: str,
+                                               threads: int) -> None:
     """The unfused model's state_dict loads into the fused run unchanged; outputs, gradients
     and BN running stats agree in train and eval mode."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     stock = build_model(arch, in_channels=3, num_classes=3, filters=2, kernel=3, dropout=0.0)
     fused = build_model(arch, in_channels=3, num_classes=3, filters=2, kernel=3, dropout=0.0)
@@ -115,6 +118,9 @@ def test_network_with_fast_paths_matches_stock(arch: str, precision: str, layout
         # the decoder's up-concats ran on the fast path exactly where they should
         nodes = autograd_nodes(out)
         assert nodes.count("_UpConcatNHWCBackward") == (4 if on and layout == "cl" else 0)
+        # and the batch norms' backward only for NHWC at more than one thread
+        widened = on and layout == "cl" and threads > 1
+        assert (nodes.count("_BatchNormNHWCBackward") > 0) == widened
         out.float().square().mean().backward()
         model.eval()
         with fast_paths(on), autocast, torch.no_grad():
@@ -130,3 +136,65 @@ def test_network_with_fast_paths_matches_stock(arch: str, precision: str, layout
     assert len(s1) > 0
     for k in s1:
         torch.testing.assert_close(s2[k], s1[k], **tol)
+
+
+@pytest.mark.parametrize(("channels", "dtype"), [
+    (2, torch.float32), (8, torch.float32), (12, torch.float32), (40, torch.float32),
+    (8, torch.bfloat16),
+])
+def test_batch_norm_backward_over_widened_rows_equals_pytorch(channels: int,
+                                                              dtype: torch.dtype) -> None:
+    """At 2 threads, NHWC, C not a multiple of 16: raygym's backward runs, and output,
+    input / weight / bias gradients, running statistics and the batch count equal
+    ``nn.BatchNorm2d``'s, over two training steps (bf16 input, fp32 parameters as under
+    autocast: to bf16's rounding)."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    stock = torch.nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+    ours = BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+    with torch.no_grad():
+        stock.weight.uniform_(0.5, 1.5)
+        stock.bias.uniform_(-0.5, 0.5)
+    ours.load_state_dict(stock.state_dict())
+    for _ in range(2):
+        x = (3 * torch.randn(2, channels, 6, 10) + 1).to(dtype).contiguous(memory_format=CL)
+        grad = torch.randn(2, channels, 6, 10).to(dtype)
+        results = []
+        for bn in (stock, ours):
+            xi = x.detach().clone().requires_grad_(True)
+            out = bn(xi)
+            names = autograd_nodes(out)
+            out.backward(grad)
+            results.append((out, xi.grad, bn.weight.grad.clone(), bn.bias.grad.clone(), names))
+        (o1, dx1, dw1, db1, n1), (o2, dx2, dw2, db2, n2) = results
+        assert "_BatchNormNHWCBackward" in n2 and "_BatchNormNHWCBackward" not in n1
+        assert o2.is_contiguous(memory_format=CL) and dx2.is_contiguous(memory_format=CL)
+        assert dx2.dtype == dtype
+        torch.testing.assert_close(o2, o1)
+        # bf16: PyTorch rounds even the weight and bias gradients to bf16 (raygym's are the
+        # float32 sums): agreement to bf16's unit in the last place
+        tol = ({"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else
+               {"rtol": 1.6e-2, "atol": 2e-3})
+        torch.testing.assert_close(dx2, dx1, **tol)
+        torch.testing.assert_close(dw2, dw1, **tol)
+        torch.testing.assert_close(db2, db1, **tol)
+    for key, value in stock.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[key], value, msg=key)
+
+
+@pytest.mark.parametrize(("case", "threads", "channels", "dtype", "layout", "training"), [
+    ("one thread: no false sharing", 1, 8, torch.float32, CL, True),
+    ("C a multiple of 16", 2, 32, torch.float32, CL, True),
+    ("bf16 with 16 channels or more", 2, 40, torch.bfloat16, CL, True),
+    ("NCHW", 2, 8, torch.float32, torch.contiguous_format, True),
+    ("eval", 2, 8, torch.float32, CL, False),
+])
+def test_batch_norm_keeps_pytorchs_backward_elsewhere(case: str, threads: int, channels: int,
+                                                      dtype: torch.dtype,
+                                                      layout: torch.memory_format,
+                                                      training: bool) -> None:
+    torch.set_num_threads(threads)
+    bn = BatchNorm2d(channels).to(dtype).train(training)
+    x = torch.randn(2, channels, 4, 4, dtype=dtype).contiguous(memory_format=layout)
+    out = bn(x.requires_grad_(True))
+    assert "_BatchNormNHWCBackward" not in autograd_nodes(out), case
