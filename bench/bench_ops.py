@@ -2,7 +2,9 @@
 f8 k7 non-convolution ops at their real shapes (batch 8, 256 px), variants alternated.
 
 * ``bn_relu``: BatchNorm (training, batch statistics) + ReLU. ``stock`` = ``nn.BatchNorm2d`` +
-  ``relu_`` in channels_last; ``nchw`` = the same in NCHW; ``matrix`` = a hand-written autograd
+  ``relu_`` in channels_last; ``raygym`` = ``raygym.models.fused.BatchNorm2d`` + ``relu_`` (its
+  backward sums over widened rows where PyTorch's false-shares a cache line between threads:
+  compare at ``--threads 2``); ``nchw`` = the stock pair in NCHW; ``matrix`` = a hand-written autograd
   function over the ``(N*H*W, C)`` view of the NHWC tensor (GEMV column sums, fused affine +
   ReLU, hand-written backward) - the candidate that was measured and *not* adopted;
   ``compiled`` (with ``--compile``) = ``torch.compile`` of the functional pair.
@@ -13,6 +15,7 @@ With ``--threads 1`` (default) the figures are the thread's CPU milliseconds
 min / median over ``--rounds``.
 
     python bench/bench_ops.py --rounds 7
+    python bench/bench_ops.py --rounds 7 --threads 2
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776 python bench/bench_ops.py
 """
 
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygym.models.fused import fast_paths, up_concat
+from raygym.models.fused import BatchNorm2d, fast_paths, up_concat
 
 CL = torch.channels_last
 BN_SHAPES = [(8, 8, 256, 256), (8, 16, 128, 128), (8, 40, 256, 256), (8, 80, 128, 128),
@@ -112,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| op | shape | variant | forward {unit} | backward {unit} |\n|---|---|---|---|---|")
     for shape in BN_SHAPES:
         bn = nn.BatchNorm2d(shape[1], eps=1e-3, momentum=0.01)
+        ours = BatchNorm2d(shape[1], eps=1e-3, momentum=0.01)
         x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
         xn = x.detach().contiguous().requires_grad_()
         g = torch.randn(shape).contiguous(memory_format=CL)
         cases = {
             "stock": lambda bn=bn, x=x: F.relu(bn(x), inplace=True),
+            "raygym": lambda bn=ours, x=x: F.relu(bn(x), inplace=True),
             "nchw": lambda bn=bn, x=xn: F.relu(bn(x), inplace=True),
             "matrix": lambda bn=bn, x=x: MatrixBNReLU.apply(
                 x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps),

@@ -9,7 +9,8 @@ With ``--threads 1`` it also prints the thread's CPU seconds per step (``time.th
 which other processes' load barely moves: the figure to trust on a busy machine.
 
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
-``fused``, raygym's fast paths, and ``compiled`` / ``compiled-autotune``: PyTorch's ops under
+``fused``, raygym's fast paths, ``fused-stock-bn``, the same with ``nn.BatchNorm2d``'s own
+backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more), and ``compiled`` / ``compiled-autotune``: PyTorch's ops under
 ``torch.compile`` (inductor, default mode / ``max-autotune-no-cudagraphs``), printed with their
 first step's wall time, which holds the compile. The allocator is a process-wide setting, so
 compare it across processes, alternating runs with and without ``--keep-freed-memory``
@@ -19,6 +20,7 @@ page-faulting every large activation afresh).
     python bench/bench_step.py --rounds 7                           # fp32, channels_last
     python bench/bench_step.py --threads 1 --precision bf16-mixed --keep-freed-memory
     python bench/bench_step.py --variants fused compiled compiled-autotune --keep-freed-memory
+    python bench/bench_step.py --variants fused-stock-bn fused --threads 2 --rounds 15
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from raygym.allocator import keep_freed_memory
 from raygym.inference.runtime import logits
 from raygym.models import build_model
-from raygym.models.fused import fast_paths
+from raygym.models.fused import BatchNorm2d, fast_paths
 from raygym.train.losses import build_loss
 
 BANDS, CLASSES = 3, 4
@@ -46,15 +49,19 @@ class Variant:
     """A model + optimiser trained with or without raygym's fast paths."""
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
-        if name not in COMPILE_MODES and name not in ("stock", "fused"):
-            raise SystemExit(f"--variants {name!r}: use stock | fused | "
+        if name not in COMPILE_MODES and name not in ("stock", "fused", "fused-stock-bn"):
+            raise SystemExit(f"--variants {name!r}: use stock | fused | fused-stock-bn | "
                              + " | ".join(COMPILE_MODES))
         # compiled variants trace PyTorch's own ops: inductor makes its own fusions
-        self.name, self.fused = name, name == "fused"
+        self.name, self.fused = name, name in ("fused", "fused-stock-bn")
         self.args = args
         torch.manual_seed(0)
         self.model = build_model(args.arch, in_channels=BANDS, num_classes=CLASSES,
                                  filters=args.filters, kernel=args.kernel, dropout=0.1)
+        if name == "fused-stock-bn":  # same modules and state, PyTorch's own forward/backward
+            for module in self.model.modules():
+                if isinstance(module, BatchNorm2d):
+                    module.__class__ = nn.BatchNorm2d
         if args.layout == "cl":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
