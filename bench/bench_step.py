@@ -8,11 +8,12 @@ step, img/s, and the ratio to the first variant, with the 1-min load average bef
 With ``--threads 1`` it also prints the thread's CPU seconds per step (``time.thread_time``),
 which other processes' load barely moves: the figure to trust on a busy machine.
 
-Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``), and
-``fused``, raygym's fast paths, ``fused-stock-bn``, the same with ``nn.BatchNorm2d``'s own
-backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more), and ``compiled`` / ``compiled-autotune``: PyTorch's ops under
-``torch.compile`` (inductor, default mode / ``max-autotune-no-cudagraphs``), printed with their
-first step's wall time, which holds the compile. The allocator is a process-wide setting, so
+Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``);
+``fused``, raygym's fast paths; ``fused-stock-bn``, the same with ``nn.BatchNorm2d``'s own
+backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more); ``compiled`` /
+``compiled-autotune``: PyTorch's ops under ``torch.compile`` (inductor, default mode /
+``max-autotune-no-cudagraphs``), printed with their first step's wall time, which holds the
+compile. The allocator is a process-wide setting, so
 compare it across processes, alternating runs with and without ``--keep-freed-memory``
 (:func:`raygym.allocator.keep_freed_memory`: glibc reuses freed memory instead of mapping and
 page-faulting every large activation afresh).

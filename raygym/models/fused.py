@@ -131,8 +131,9 @@ def _widening(x: torch.Tensor) -> int:
 
 
 class _BatchNormNHWC(torch.autograd.Function):
-    """Training-mode batch norm of an NHWC tensor (fp32, or bf16 with fp32 parameters); PyTorch's forward, and a backward whose
-    per-channel sums run over ``(N*H*W / k, k*C)`` rows (see the module docstring)."""
+    """Training-mode batch norm of an NHWC tensor (fp32, or bf16 with fp32 parameters):
+    PyTorch's forward, and a backward whose per-channel sums run over ``(N*H*W / k, k*C)``
+    rows (see the module docstring)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
@@ -187,7 +188,8 @@ class BatchNorm2d(nn.BatchNorm2d):
                 # bf16: the float32 input gradient costs a pass more; it pays only where every
                 # row's slot shares a cache line (C < 16): (8, 8, 256, 256) 43 -> 18 ms, while
                 # C = 40 would go 46 -> 69 ms
-                and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and x.shape[1] < 16))):
+                and (x.dtype == torch.float32
+                     or (x.dtype == torch.bfloat16 and x.shape[1] < 16))):
             k = _widening(x)
         if k == 1:
             return super().forward(x)
