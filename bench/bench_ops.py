@@ -5,8 +5,8 @@ f8 k7 non-convolution ops at their real shapes (batch 8, 256 px), variants alter
   ``relu_`` in channels_last; ``raygym`` = ``raygym.models.fused.BatchNorm2d`` + ``relu_`` (its
   backward sums over widened rows where PyTorch's false-shares a cache line between threads:
   compare at ``--threads 2``); ``nchw`` = the stock pair in NCHW; ``matrix`` = a hand-written
-  autograd function over the ``(N*H*W, C)`` view of the NHWC tensor (GEMV column sums, fused affine +
-  ReLU, hand-written backward) - the candidate that was measured and *not* adopted;
+  autograd function over the ``(N*H*W, C)`` view of the NHWC tensor (GEMV column sums, fused
+  affine + ReLU, hand-written backward) - the candidate that was measured and *not* adopted;
   ``compiled`` (with ``--compile``) = ``torch.compile`` of the functional pair.
 * ``up_concat``: ``stock`` = ``cat([interpolate(x, 2), skip])``; ``fused`` = raygym's.
 
