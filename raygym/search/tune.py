@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.live import Live
 
 from raygym.config import ExperimentConfig
-from raygym.search.live_table import LiveTrials
+from raygym.search.live_table import LiveTrials, live_view
 from raygym.search.space_config import SearchSpace
 
 
@@ -253,8 +252,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
     )
     exp_path = f"{storage.rstrip('/')}/{config.name}"
-    with Live(console=console, refresh_per_second=2, transient=False) as live_view:
-        live.live = live_view
+    with live_view(console) as view:
+        live.live = view
         if resume and tune.Tuner.can_restore(exp_path):
             for folder in mend_checkpoints(exp_path):
                 console.print(f"[yellow]note:[/] {folder} had been replaced by a newer "

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from raygym.config import validate_experiment
-from raygym.search.live_table import LiveTrials, LiveTrialsCallback
+from raygym.search.live_table import LiveTrials, LiveTrialsCallback, live_view
 
 
 @dataclass
@@ -75,7 +75,8 @@ def test_redraws_are_throttled_and_the_last_one_is_forced() -> None:
     drawn: list[int] = []
 
     class _Live:
-        def update(self, table: Any) -> None:
+        def update(self, table: Any, refresh: bool = False) -> None:
+            assert refresh  # the view does not refresh itself (live_view)
             drawn.append(1)
 
     view.live = _Live()  # type: ignore[assignment]
@@ -97,3 +98,17 @@ def test_training_speed_and_its_share_of_the_peak_are_shown() -> None:
     view.callback.on_trial_result(0, trials, trials[1], {"epoch": 1, "val_mean_iou": 0.3})
     text = _text(view, trials)
     assert "GFLOP/s (peak)" in text and "41 (23 %)" in text
+
+
+def test_the_terminal_view_draws_only_when_the_table_changes() -> None:
+    """No refresh thread re-renders an unchanged table; each (throttled) refresh draws it."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    view = _view()
+    view.console = console
+    with live_view(console) as live:
+        assert live.auto_refresh is False
+        view.live = live
+        trials = [_Trial("t0", "RUNNING")]
+        view.callback.on_trial_result(0, trials, trials[0], {"epoch": 3, "val_mean_iou": 0.5})
+        assert "t0" in out.getvalue() and "0.500" in out.getvalue()
