@@ -21,7 +21,7 @@ from raygym.train.contract import finished
 
 REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
 # the shortest: a redraw walks every trial, so one per result grew as trials x results
-# (1,000 trials: ~1 s of driver CPU per 100 results); rich draws at 2 Hz anyway
+# (1,000 trials: ~1 s of driver CPU per 100 results); a terminal shows no more anyway
 MIN_REDRAW_S = 0.5
 SHOWN_TRIALS = 12  # the newest trials get a row each; the caption counts them all
 
