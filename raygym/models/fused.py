@@ -17,8 +17,8 @@ channels_last CPU kernel sums each thread's rows into a ``(threads, C)`` float b
 sharing): at 2 threads the backward of (8, 8, 256, 256) takes 38-54 ms against 13 ms at 1 thread.
 Here the sums run over the tensor viewed as ``(N*H*W / k, k*C)`` rows, ``k*C`` a multiple of 16
 (per-thread slots a whole cache line each), then fold back to ``C`` channels; the input gradient
-is one affine pass. 2 threads, ms: C=8 38 -> 11, C=40 46 -> 37; the same at 1 thread, where
-PyTorch's own is kept.
+is one affine pass. 2 threads, ms: C=8 38 -> 11, C=40 46 -> 37. At 1 thread (no false
+sharing) PyTorch's own is kept.
 
 A fused BatchNorm + ReLU (GEMV column sums, one pass each for the affine + ReLU and the input
 gradient; ``MatrixBNReLU`` in bench_ops.py) was 15-140 % slower than PyTorch's at one thread,
@@ -121,11 +121,15 @@ _LINE_FLOATS = 16
 
 
 def _widening(x: torch.Tensor) -> int:
-    """How many NHWC rows to view as one (``k``) so that ``k * C`` fills whole cache lines;
-    1 where PyTorch's own backward is as good (C a multiple of 16, or one thread)."""
+    """How many NHWC rows :class:`BatchNorm2d`'s backward views as one (``k``) so that
+    ``k * C`` fills whole cache lines; 1 where PyTorch's own backward is kept: one thread (no
+    false sharing), C a multiple of 16, and bf16 from 16 channels up (its float32 input
+    gradient costs a pass more, which pays only where every row's slot shares a line:
+    (8, 8, 256, 256) 43 -> 18 ms, while C = 40 would go 46 -> 69 ms)."""
     rows, channels = x.numel() // x.shape[1], x.shape[1]
     k = _LINE_FLOATS // math.gcd(channels, _LINE_FLOATS)
-    if k == 1 or torch.get_num_threads() == 1 or rows % k:
+    dtype_pays = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and channels < 16)
+    if k == 1 or not dtype_pays or torch.get_num_threads() == 1 or rows % k:
         return 1
     return k
 
@@ -184,12 +188,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = 1
         if (self.training and self.track_running_stats and self.momentum is not None
-                and self.affine and use_fast_path(x)
-                # bf16: the float32 input gradient costs a pass more; it pays only where every
-                # row's slot shares a cache line (C < 16): (8, 8, 256, 256) 43 -> 18 ms, while
-                # C = 40 would go 46 -> 69 ms
-                and (x.dtype == torch.float32
-                     or (x.dtype == torch.bfloat16 and x.shape[1] < 16))):
+                and self.affine and use_fast_path(x)):
             k = _widening(x)
         if k == 1:
             return super().forward(x)
