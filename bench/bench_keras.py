@@ -12,6 +12,9 @@ times Keras train, raygym train (each precision asked), Keras predict, raygym pr
 after the other; ``--rounds`` rounds, median and spread printed, with the load average.
 ``--stock`` adds raygym with PyTorch's own ops in place of ``raygym.models.fused`` (A/B);
 ``--keep-freed-memory`` applies :func:`raygym.allocator.keep_freed_memory` to raygym's process.
+Keras's training is timed from its first batch's start to its last batch's end (a callback):
+``model.fit`` sometimes idles 1-5 s after its last batch with no CPU spent, a per-call cost
+that a real Gym run pays once per epoch; the bench prints how often it happened.
 Besides wall-clock img/s, each side's process CPU seconds per batch are printed: on a machine
 shared with other work, ``--threads 1`` and the CPU column compare the two frameworks' work
 with little noise (TF's inter-op pool is pinned to ``--threads`` too).
@@ -96,15 +99,30 @@ def keras_worker() -> None:
     model.predict_on_batch(x)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     print(json.dumps({"ready": True, "trainable": trainable, "tf": tf.__version__}), flush=True)
+    class StepClock(tf.keras.callbacks.Callback):
+        """Wall time from the first batch's start to the last batch's end: ``model.fit``
+        sometimes idles 1-5 s after its last batch (same CPU time, measured), a per-call cost
+        that Gym pays once per epoch, not once per batch."""
+
+        def on_train_batch_begin(self, batch, logs=None):  # noqa: ANN001, ANN202
+            if batch == 0:
+                self.first = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):  # noqa: ANN001, ANN202
+            self.last = time.perf_counter()  # the logs reach numpy here: the step is done
+
     for line in sys.stdin:
         what, n = line.split()
         tick, cpu = time.perf_counter(), time.process_time()
         if what == "train":
-            model.fit(data, steps_per_epoch=int(n), epochs=1, verbose=0)
+            clock = StepClock()
+            model.fit(data, steps_per_epoch=int(n), epochs=1, verbose=0, callbacks=[clock])
+            seconds, call = clock.last - clock.first, time.perf_counter() - tick
         else:
             for _ in range(int(n)):
                 model.predict_on_batch(x)
-        print(json.dumps({"seconds": time.perf_counter() - tick,
+            seconds = call = time.perf_counter() - tick
+        print(json.dumps({"seconds": seconds, "call_seconds": call,
                           "cpu": time.process_time() - cpu}), flush=True)
 
 
@@ -129,6 +147,7 @@ class KerasChild:
         self.proc = subprocess.Popen([str(python), __file__, "--keras-worker"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = self._read()
+        self.idle_s: list[float] = []  # per call: wall outside the timed batches
 
     def _read(self) -> dict:
         assert self.proc.stdout is not None
@@ -143,6 +162,7 @@ class KerasChild:
         self.proc.stdin.write(f"{what} {steps}\n")
         self.proc.stdin.flush()
         got = self._read()
+        self.idle_s.append(got["call_seconds"] - got["seconds"])
         return steps * BATCH / got["seconds"], got["cpu"] / steps
 
     def close(self) -> None:
@@ -261,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {who} {' '.join(prec) or 'fp32 graph'} | {what} | {med:.2f} | "
               f"{min(img_s):.2f}-{max(img_s):.2f} | {ratio:.2f} | {cpu_med:.3f} | "
               f"{min(cpu_s):.3f}-{max(cpu_s):.3f} | {cpu_ratio:.2f} |")
+    idle = [s for s in keras.idle_s if s > 0.2]
+    print(f"\nKeras train is timed from its first batch's start to its last batch's end; "
+          f"model.fit idled after its last batch in {len(idle)} of {len(keras.idle_s)} calls"
+          + (f" ({min(idle):.1f}-{max(idle):.1f} s, not counted)" if idle else ""))
     return 0
 
 

@@ -10,7 +10,8 @@ which other processes' load barely moves: the figure to trust on a busy machine.
 
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``);
 ``fused``, raygym's fast paths; ``fused-stock-bn``, the same with ``nn.BatchNorm2d``'s own
-backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more); ``compiled`` /
+backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more); ``fused-late-bn``,
+the decoders' BN + ReLU after the upsampling (``up_concat_bn_relu`` off); ``compiled`` /
 ``compiled-autotune``: PyTorch's ops under ``torch.compile`` (inductor, default mode /
 ``max-autotune-no-cudagraphs``), printed with their first step's wall time, which holds the
 compile. The allocator is a process-wide setting, so
@@ -37,24 +38,26 @@ from torch import nn
 from raygym.allocator import keep_freed_memory
 from raygym.inference.runtime import logits
 from raygym.models import build_model
-from raygym.models.fused import BatchNorm2d, fast_paths
+from raygym.models.fused import BatchNorm2d, fast_paths, up_concat
+from raygym.models.gym import ConvBlock
 from raygym.train.losses import build_loss
 
 BANDS, CLASSES = 3, 4
 # torch.compile (inductor) variants: name -> mode; the first step's wall time (the compile
 # included) is printed beside them
 COMPILE_MODES = {"compiled": "default", "compiled-autotune": "max-autotune-no-cudagraphs"}
+FUSED_VARIANTS = ("fused", "fused-stock-bn", "fused-late-bn")
 
 
 class Variant:
     """A model + optimiser trained with or without raygym's fast paths."""
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
-        if name not in COMPILE_MODES and name not in ("stock", "fused", "fused-stock-bn"):
-            raise SystemExit(f"--variants {name!r}: use stock | fused | fused-stock-bn | "
-                             + " | ".join(COMPILE_MODES))
+        if name not in COMPILE_MODES and name not in FUSED_VARIANTS + ("stock",):
+            raise SystemExit(f"--variants {name!r}: use stock | " + " | ".join(FUSED_VARIANTS)
+                             + " | " + " | ".join(COMPILE_MODES))
         # compiled variants trace PyTorch's own ops: inductor makes its own fusions
-        self.name, self.fused = name, name in ("fused", "fused-stock-bn")
+        self.name, self.fused = name, name in FUSED_VARIANTS
         self.args = args
         torch.manual_seed(0)
         self.model = build_model(args.arch, in_channels=BANDS, num_classes=CLASSES,
@@ -63,6 +66,11 @@ class Variant:
             for module in self.model.modules():
                 if isinstance(module, BatchNorm2d):
                     module.__class__ = nn.BatchNorm2d
+        if name == "fused-late-bn":  # decoder BN + ReLU after the upsampling, as before
+            for module in self.model.modules():
+                if isinstance(module, ConvBlock):
+                    module.forward_up = (  # type: ignore[method-assign]
+                        lambda x, skip, block=module: block(up_concat(x, skip)))
         if args.layout == "cl":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)

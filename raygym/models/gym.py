@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygym.models.fused import BatchNorm2d, up_concat
+from raygym.models.fused import BatchNorm2d, up_concat, up_concat_bn_relu
 from raygym.models.spec import GYM_DEFAULTS, GYM_LEVELS, DropoutType
 
 _D = GYM_DEFAULTS  # the constructors' defaults, written once in raygym.models.spec
@@ -124,6 +124,13 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.act(self.bn(self.drop(x))))
 
+    def forward_up(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``self(up_concat(x, skip))``, a decoder block; without dropout, BN and ReLU run
+        before the upsampling (:func:`up_concat_bn_relu`: same results, fewer values)."""
+        if isinstance(self.drop, nn.Identity):
+            return self.conv(up_concat_bn_relu(x, skip, self.bn))
+        return self(up_concat(x, skip))
+
 
 class Shortcut(nn.Module):
     """Residual projection: Conv 1x1 (stride) -> BN -> ReLU, as in Gym's blocks."""
@@ -175,6 +182,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.block2(self.block1(x))
+
+    def forward_up(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``self(up_concat(x, skip))``, a decoder block (the shortcut needs the concatenation
+        itself, so nothing moves before the upsampling)."""
+        return self(up_concat(x, skip))
 
 
 def _keras_init(module: nn.Module, kernel_init: Literal["glorot_uniform", "he_normal"]) -> None:
@@ -256,10 +268,10 @@ class _GymCustomNet(nn.Module):
         e3 = self.e3(e2)
         e4 = self.e4(e3)
         b = self.b2(self.b1(self.e5(e4)))
-        d = self.d4(up_concat(b, e4))
-        d = self.d3(up_concat(d, e3))
-        d = self.d2(up_concat(d, e2))
-        d = self.d1(up_concat(d, e1))
+        d = self.d4.forward_up(b, e4)
+        d = self.d3.forward_up(d, e3)
+        d = self.d2.forward_up(d, e2)
+        d = self.d1.forward_up(d, e1)
         return self.head(d)
 
 

@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from raygym.models import build_model
-from raygym.models.fused import BatchNorm2d, fast_paths, up_concat, use_fast_path
+from raygym.models.fused import (
+    BatchNorm2d,
+    fast_paths,
+    up_concat,
+    up_concat_bn_relu,
+    use_fast_path,
+)
 
 CL = torch.channels_last
 
@@ -198,3 +204,55 @@ def test_batch_norm_keeps_pytorchs_backward_elsewhere(case: str, threads: int, c
     x = torch.randn(2, channels, 4, 4, dtype=dtype).contiguous(memory_format=layout)
     out = bn(x.requires_grad_(True))
     assert "_BatchNormNHWCBackward" not in autograd_nodes(out), case
+
+
+@pytest.mark.parametrize(("threads", "c1", "c2", "dtype"), [
+    (1, 12, 4, torch.float32), (2, 12, 4, torch.float32), (2, 32, 8, torch.float32),
+    (2, 16, 16, torch.float32), (2, 12, 4, torch.bfloat16),
+])
+def test_up_concat_bn_relu_before_the_upsampling_equals_after(threads: int, c1: int, c2: int,
+                                                              dtype: torch.dtype) -> None:
+    """BN + ReLU of the decoder's input on ``x`` and ``skip`` before the nearest x2 equal
+    ``relu(bn(cat(up(x), skip)))``: output, gradients of x, skip, weight and bias, running
+    statistics (each value of x counted four times) and the batch count, over two steps, at 1
+    and 2 threads (the widened backward) and in bf16 (to its rounding)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    stock = torch.nn.BatchNorm2d(c1 + c2, eps=1e-3, momentum=0.01)
+    with torch.no_grad():
+        stock.weight.uniform_(0.5, 1.5)
+        stock.bias.uniform_(-0.5, 0.5)
+    ours = BatchNorm2d(c1 + c2, eps=1e-3, momentum=0.01)
+    ours.load_state_dict(stock.state_dict())
+    tol = ({"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else
+           {"rtol": 1.6e-2, "atol": 2e-2})
+    for _ in range(2):
+        x = (2 * torch.randn(2, c1, 4, 6) + 1).to(dtype).contiguous(memory_format=CL)
+        skip = torch.randn(2, c2, 8, 12).to(dtype).contiguous(memory_format=CL)
+        grad = torch.randn(2, c1 + c2, 8, 12).to(dtype)
+        results = []
+        for bn, fn in ((stock, lambda a, b, m: F.relu(m(stock_up_concat(a, b)))),
+                       (ours, up_concat_bn_relu)):
+            xi, si = x.clone().requires_grad_(True), skip.clone().requires_grad_(True)
+            out = fn(xi, si, bn)
+            top = type(out.grad_fn).__name__
+            out.backward(grad)
+            results.append((out, xi.grad, si.grad, bn.weight.grad.clone(),
+                            bn.bias.grad.clone(), top))
+            bn.weight.grad = bn.bias.grad = None
+        (o1, dx1, ds1, dw1, db1, top1), (o2, dx2, ds2, dw2, db2, top2) = results
+        # ours upsamples last: BN and ReLU ran on x and skip, before the up-concat
+        assert top2 == "_UpConcatNHWCBackward" and top1 != top2
+        assert o2.is_contiguous(memory_format=CL) and o2.dtype == dtype
+        for got, want in ((o2, o1), (dx2, dx1), (ds2, ds1), (dw2, dw1), (db2, db1)):
+            torch.testing.assert_close(got, want, **tol)
+    for key, value in stock.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[key], value, msg=key)
+
+
+def test_up_concat_bn_relu_is_the_plain_composition_in_eval_mode() -> None:
+    bn = BatchNorm2d(12).eval()
+    x, skip = nhwc(2, 8, 4, 4), nhwc(2, 4, 8, 8)
+    out = up_concat_bn_relu(x, skip, bn)
+    assert type(out.grad_fn).__name__ != "_UpConcatNHWCBackward"
+    torch.testing.assert_close(out, F.relu(bn(stock_up_concat(x, skip))))
