@@ -250,9 +250,30 @@ def test_up_concat_bn_relu_before_the_upsampling_equals_after(threads: int, c1: 
         torch.testing.assert_close(ours.state_dict()[key], value, msg=key)
 
 
-def test_up_concat_bn_relu_is_the_plain_composition_in_eval_mode() -> None:
-    bn = BatchNorm2d(12).eval()
-    x, skip = nhwc(2, 8, 4, 4), nhwc(2, 4, 8, 8)
-    out = up_concat_bn_relu(x, skip, bn)
-    assert type(out.grad_fn).__name__ != "_UpConcatNHWCBackward"
-    torch.testing.assert_close(out, F.relu(bn(stock_up_concat(x, skip))))
+@pytest.mark.parametrize("grad", [True, False])
+def test_up_concat_bn_relu_in_eval_mode_equals_after(grad: bool) -> None:
+    """Eval mode (running statistics), with and without autograd: BN + ReLU before the
+    upsampling give the same numbers; NCHW keeps the plain composition."""
+    torch.manual_seed(0)
+    bn = BatchNorm2d(12)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+    bn.eval()
+    x, skip = nhwc(2, 8, 4, 4, grad=grad), nhwc(2, 4, 8, 8, grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = up_concat_bn_relu(x, skip, bn)
+        ref = F.relu(bn(stock_up_concat(x, skip)))
+        plain = up_concat_bn_relu(x.contiguous(), skip.contiguous(), bn)
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(plain, ref)
+    if grad:
+        assert type(out.grad_fn).__name__ == "_UpConcatNHWCBackward"
+        assert type(plain.grad_fn).__name__ != "_UpConcatNHWCBackward"
+        out.backward(torch.ones_like(out))
+        dx = x.grad.clone()
+        x.grad = None
+        ref.backward(torch.ones_like(ref))
+        torch.testing.assert_close(dx, x.grad)
