@@ -11,7 +11,8 @@ which other processes' load barely moves: the figure to trust on a busy machine.
 Variants (``--variants``): ``stock``, PyTorch's own ops (``fused.fast_paths(False)``);
 ``fused``, raygym's fast paths; ``fused-stock-bn``, the same with ``nn.BatchNorm2d``'s own
 backward in place of ``fused.BatchNorm2d``'s (compare at 2 threads or more); ``fused-late-bn``,
-the decoders' BN + ReLU after the upsampling (``up_concat_bn_relu`` off); ``compiled`` /
+the decoders' BN + ReLU after the upsampling (``up_concat_bn_relu`` off);
+``fused-stock-dropout``, ``nn.Dropout``'s own masks in place of ``fused.Dropout``'s; ``compiled`` /
 ``compiled-autotune``: PyTorch's ops under ``torch.compile`` (inductor, default mode /
 ``max-autotune-no-cudagraphs``), printed with their first step's wall time, which holds the
 compile. The allocator is a process-wide setting, so
@@ -38,7 +39,7 @@ from torch import nn
 from raygym.allocator import keep_freed_memory
 from raygym.inference.runtime import logits
 from raygym.models import build_model
-from raygym.models.fused import BatchNorm2d, fast_paths, up_concat
+from raygym.models.fused import BatchNorm2d, Dropout, fast_paths, up_concat
 from raygym.models.gym import ConvBlock
 from raygym.train.losses import build_loss
 
@@ -46,7 +47,7 @@ BANDS, CLASSES = 3, 4
 # torch.compile (inductor) variants: name -> mode; the first step's wall time (the compile
 # included) is printed beside them
 COMPILE_MODES = {"compiled": "default", "compiled-autotune": "max-autotune-no-cudagraphs"}
-FUSED_VARIANTS = ("fused", "fused-stock-bn", "fused-late-bn")
+FUSED_VARIANTS = ("fused", "fused-stock-bn", "fused-late-bn", "fused-stock-dropout")
 
 
 class Variant:
@@ -66,6 +67,10 @@ class Variant:
             for module in self.model.modules():
                 if isinstance(module, BatchNorm2d):
                     module.__class__ = nn.BatchNorm2d
+        if name == "fused-stock-dropout":  # PyTorch's bernoulli_ masks
+            for module in self.model.modules():
+                if isinstance(module, Dropout):
+                    module.__class__ = nn.Dropout
         if name == "fused-late-bn":  # decoder BN + ReLU after the upsampling, as before
             for module in self.model.modules():
                 if isinstance(module, ConvBlock):

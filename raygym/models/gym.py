@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygym.models.fused import BatchNorm2d, up_concat, up_concat_bn_relu
+from raygym.models.fused import BatchNorm2d, Dropout, up_concat, up_concat_bn_relu
 from raygym.models.spec import GYM_DEFAULTS, GYM_LEVELS, DropoutType
 
 _D = GYM_DEFAULTS  # the constructors' defaults, written once in raygym.models.spec
@@ -81,7 +81,7 @@ def _dropout(p: float, dropout_type: DropoutType) -> nn.Module:
         return nn.Identity()
     if p >= 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {p}")
-    return nn.Dropout2d(p) if dropout_type == "spatial" else nn.Dropout(p)
+    return nn.Dropout2d(p) if dropout_type == "spatial" else Dropout(p)
 
 
 def _bn(channels: int, momentum: float, eps: float) -> nn.BatchNorm2d:

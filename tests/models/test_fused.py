@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from raygym.models import build_model
 from raygym.models.fused import (
     BatchNorm2d,
+    Dropout,
     fast_paths,
     up_concat,
     up_concat_bn_relu,
@@ -277,3 +278,46 @@ def test_up_concat_bn_relu_in_eval_mode_equals_after(grad: bool) -> None:
         x.grad = None
         ref.backward(torch.ones_like(ref))
         torch.testing.assert_close(dx, x.grad)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dropout_mask_keeps_1_minus_p_scaled_repeatably(threads: int) -> None:
+    """Fast path (float32 NHWC, training): every value is dropped or scaled by 1 / (1 - p), the
+    kept share is 1 - p (binomial, 5 SD), the gradient is grad * mask, the same seed gives the
+    same mask (at 2 threads: drawn in two parts) and the next call another one."""
+    torch.set_num_threads(threads)
+    p = 0.25
+    drop = Dropout(p).train()
+    x = (torch.rand(2, 8, 128, 128) + 0.5).contiguous(memory_format=CL).requires_grad_(True)
+    torch.manual_seed(7)
+    out = drop(x)
+    again = drop(x)
+    torch.manual_seed(7)
+    same = drop(x)
+    assert out.is_contiguous(memory_format=CL)
+    mask = out.detach() / x.detach()
+    kept = mask != 0
+    torch.testing.assert_close(mask[kept], torch.full_like(mask[kept], 1 / (1 - p)))
+    n = x.numel()
+    assert abs(kept.sum().item() - (1 - p) * n) < 5 * (n * p * (1 - p)) ** 0.5
+    torch.testing.assert_close(same, out, rtol=0, atol=0)
+    assert not torch.equal(again, out)
+    grad = torch.randn_like(x)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad, grad * mask)
+
+
+@pytest.mark.parametrize(("case", "dtype", "layout", "training"), [
+    ("bf16", torch.bfloat16, CL, True), ("NCHW", torch.float32, torch.contiguous_format, True),
+    ("eval", torch.float32, CL, False),
+])
+def test_dropout_is_pytorchs_elsewhere(case: str, dtype: torch.dtype,
+                                       layout: torch.memory_format, training: bool) -> None:
+    """Off the fast path the same seed gives PyTorch's own mask."""
+    x = torch.rand(2, 8, 16, 16, dtype=dtype).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    outs = []
+    for drop in (Dropout(0.25), torch.nn.Dropout(0.25)):
+        torch.manual_seed(3)
+        outs.append(drop.train(training)(x))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0, msg=case)
