@@ -239,7 +239,8 @@ def _bn_train_channels(x: torch.Tensor, bn: nn.BatchNorm2d, first: int, repeats:
     return out
 
 
-def up_concat_bn_relu(x: torch.Tensor, skip: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+def up_concat_bn_relu(x: torch.Tensor, skip: torch.Tensor, bn: nn.BatchNorm2d
+                      ) -> torch.Tensor | None:
     """``relu(bn(up_concat(x, skip)))``: a decoder block's input, BN-ReLU'd.
 
     Batch norm and ReLU act per channel, and nearest x2 only repeats each value four times:
@@ -248,7 +249,7 @@ def up_concat_bn_relu(x: torch.Tensor, skip: torch.Tensor, bn: nn.BatchNorm2d) -
     concatenation, on ``x`` (a quarter of the upsampled values) and ``skip``, in training;
     the running statistics count each value of ``x`` four times, as PyTorch's would. In eval
     mode (running statistics) likewise, with the one-pass up-concat also without autograd.
-    Elsewhere it is the plain composition.
+    ``None`` elsewhere: the caller runs its own modules (their hooks fire as usual).
     ``x (B, C1, H, W)``, ``skip (B, C2, 2H, 2W)``, ``bn`` over ``C1 + C2`` channels.
     """
     same_grid = skip.shape[-2:] == (2 * x.shape[-2], 2 * x.shape[-1])
@@ -266,7 +267,7 @@ def up_concat_bn_relu(x: torch.Tensor, skip: torch.Tensor, bn: nn.BatchNorm2d) -
                               bn.weight[lo:hi], bn.bias[lo:hi], False, 0.0, bn.eps).relu_()
                  for part, lo, hi in ((x, 0, c1), (skip, c1, c1 + skip.shape[1]))]
         return _UpConcatNHWC.apply(*parts)
-    return F.relu(bn(up_concat(x, skip)), inplace=True)
+    return None
 
 
 # Dropout masks: parts of at least this many values, at most this many at once (one per thread)

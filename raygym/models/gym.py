@@ -128,7 +128,9 @@ class ConvBlock(nn.Module):
         """``self(up_concat(x, skip))``, a decoder block; without dropout, BN and ReLU run
         before the upsampling (:func:`up_concat_bn_relu`: same results, fewer values)."""
         if isinstance(self.drop, nn.Identity):
-            return self.conv(up_concat_bn_relu(x, skip, self.bn))
+            fused = up_concat_bn_relu(x, skip, self.bn)
+            if fused is not None:
+                return self.conv(fused)
         return self(up_concat(x, skip))
 
 

@@ -15,6 +15,8 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from raygym.models.fused import fast_paths
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -97,7 +99,9 @@ def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelS
     model.eval()
     try:
         flops = FlopCounterMode(display=False)
-        with flops:
+        # PyTorch's own ops: every leaf module is called (fused ops skip some, e.g. the
+        # decoders' BN + ReLU before the upsampling), so every row gets its shape
+        with flops, fast_paths(False):
             out = model(x)
     finally:
         model.train(was_training)

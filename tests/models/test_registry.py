@@ -178,6 +178,16 @@ def test_summary_counts_and_flops() -> None:
     assert "1,001,788" in text and "e2.conv" in text and "GFLOPs" in text
 
 
+def test_summary_of_a_channels_last_model_has_every_layers_shape() -> None:
+    """In channels_last the decoders' fast path skips their BN / ReLU modules; the summary
+    runs PyTorch's own ops, so every leaf still gets its output shape."""
+    model = build_model("gym_unet", in_channels=3, num_classes=4, filters=4, kernel=3,
+                        dropout=0.1).to(memory_format=torch.channels_last)
+    s = model_summary(model, (3, 64, 64))
+    assert [r.name for r in s.rows if r.output_shape == ()] == []
+    assert {r.name: r for r in s.rows}["d1.act"].output_shape == (20, 64, 64)
+
+
 def test_summary_flops_of_single_conv() -> None:
     conv = nn.Conv2d(3, 8, 3, padding=1)
     s = model_summary(conv, (3, 16, 16))
