@@ -197,6 +197,12 @@ class _BatchNormNHWC(torch.autograd.Function):
         return grad_x.to(x.dtype), grad_weight, grad_bias, None, None, None, None, None
 
 
+def _updates_running_stats(bn: nn.BatchNorm2d) -> bool:
+    """``bn`` normalises by the batch's statistics and moves its running ones by a fixed
+    momentum: the training mode the hand-written batch norms reproduce."""
+    return bn.training and bn.track_running_stats and bn.momentum is not None and bn.affine
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and results) whose training backward avoids
     PyTorch's false sharing on NHWC CPU tensors with ``C`` not a multiple of 16 (fp32; bf16
@@ -204,8 +210,7 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = 1
-        if (self.training and self.track_running_stats and self.momentum is not None
-                and self.affine and use_fast_path(x)):
+        if _updates_running_stats(self) and use_fast_path(x):
             k = _widening(x)
         if k == 1:
             return super().forward(x)
@@ -253,8 +258,7 @@ def up_concat_bn_relu(x: torch.Tensor, skip: torch.Tensor, bn: nn.BatchNorm2d
     ``x (B, C1, H, W)``, ``skip (B, C2, 2H, 2W)``, ``bn`` over ``C1 + C2`` channels.
     """
     same_grid = skip.shape[-2:] == (2 * x.shape[-2], 2 * x.shape[-1])
-    if (bn.training and bn.track_running_stats and bn.momentum is not None and bn.affine
-            and same_grid and use_fast_path(x, skip)):
+    if _updates_running_stats(bn) and same_grid and use_fast_path(x, skip):
         assert bn.num_batches_tracked is not None
         bn.num_batches_tracked.add_(1)
         up = _bn_train_channels(x, bn, 0, repeats=4)
