@@ -138,12 +138,40 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     probe.wrap(TuneController, "checkpoint", "snapshot")
     probe.wrap(LiveTrials, "refresh", "live_table")
     probe.wrap(tune_mod, "run_tune", "fit")
+    fit_window: list[float] = []
+    timed_fit = tune_mod.run_tune
+
+    def fit_stamped(*args: Any, **kwargs: Any) -> Any:
+        fit_window.append(time.time())
+        try:
+            return timed_fit(*args, **kwargs)
+        finally:
+            fit_window.append(time.time())
+
+    tune_mod.run_tune = fit_stamped  # type: ignore[assignment]
     probe.wrap(leaderboard, "build_leaderboard", "leaderboard")
     probe.wrap(leaderboard.Leaderboard, "write", "leaderboard_write")
     probe.wrap(replay, "replay_verdict", "replay_verdict")
     done_original = LiveTrialsCallback.on_trial_complete
 
+    stamps: dict[str, dict[str, float]] = {}  # trial id -> {suggested, started, completed}
+    suggest_original = TruthfulOptunaSearch.suggest
+
+    def suggest(self: Any, trial_id: str) -> Any:
+        out = suggest_original(self, trial_id)
+        if isinstance(out, dict):
+            stamps.setdefault(trial_id, {})["suggested"] = time.time()
+        return out
+
+    TruthfulOptunaSearch.suggest = suggest  # type: ignore[method-assign]
+
+    def on_start(self: Any, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        stamps.setdefault(trial.trial_id, {})["started"] = time.time()
+
+    LiveTrialsCallback.on_trial_start = on_start  # type: ignore[method-assign]
+
     def on_done(self: Any, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        stamps.setdefault(trial.trial_id, {})["completed"] = time.time()
         probe.cpu_at_done.append(time.process_time())
         probe.max_running = max(probe.max_running,
                                 sum(1 for t in trials if t.status == "RUNNING"))
@@ -198,7 +226,53 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "ray_folder_mib": _du(res_dir / "ray") / 2**20,
         "load": os.getloadavg(),
         "machine_cpu": machine,
+        "slots": slot_time(res_dir / "ray" / spec["name"], fit_window, spec["epoch_s"],
+                           spec["concurrency"], stamps),
     }
+
+
+def slot_time(exp_dir: Path, fit_window: list[float], epoch_s: float, concurrency: int,
+              stamps: dict[str, dict[str, float]]) -> dict[str, float] | None:
+    """Where the fit's slot-seconds (fit wall x concurrency) went, from the trials' results.
+
+    ``start_s``: fit start -> the first trial's first epoch begins (trial processes starting);
+    ``end_s``: the last report -> the fit's end; inside that span, per trial: ``wait_ms``
+    (seconds a trial sat blocked at a report: Tune's function trainables wait for the driver
+    to ask for the next result) and ``between_ms`` (slot-seconds with no trial in them:
+    suggestion, trial start and stop, actor reuse), and the median of each step of a trial's
+    life in the driver's clock: ``queued_ms`` (suggested -> Tune starts it: an actor found or
+    made), ``to_first_ms`` (started -> its first epoch begins), ``to_done_ms`` (its last
+    report -> Tune calls it complete).
+    """
+    import statistics
+
+    steps: dict[str, list[float]] = {"queued_ms": [], "to_first_ms": [], "to_done_ms": []}
+    spans: list[tuple[float, float]] = []
+    waits = 0.0
+    for f in exp_dir.glob("*/result.json"):
+        walls = [r["replay_wall"] for r in map(json.loads, f.read_text().splitlines())
+                 if "replay_wall" in r]
+        if walls:
+            spans.append((walls[0] - epoch_s, walls[-1]))
+            st = stamps.get(f.parent.name, {})
+            if "suggested" in st and "started" in st:
+                steps["queued_ms"].append(st["started"] - st["suggested"])
+            if "started" in st:
+                steps["to_first_ms"].append(walls[0] - epoch_s - st["started"])
+            if "completed" in st:
+                steps["to_done_ms"].append(st["completed"] - walls[-1])
+            waits += sum(b - a - epoch_s for a, b in itertools.pairwise(walls))
+    (exp_dir.parent / "trial_stamps.json").write_text(json.dumps(
+        {"fit": fit_window, "trials": stamps}))  # for a closer look, beside the results
+    if not spans or len(fit_window) != 2:
+        return None
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    inside = sum(b - a for a, b in spans)
+    n = len(spans)
+    return {"start_s": first - fit_window[0], "end_s": fit_window[1] - last,
+            "span_s": last - first, "wait_ms": 1e3 * waits / n,
+            "between_ms": 1e3 * ((last - first) * concurrency - inside) / n,
+            **{k: 1e3 * statistics.median(v) if v else float("nan") for k, v in steps.items()}}
 
 
 def _cpu_ticks() -> list[int] | None:
@@ -266,7 +340,18 @@ def fmt_row(r: dict[str, Any]) -> str:
         f"{r['rows']}/{r['nodes_used']}n/{r['max_running']}",
         (f"{r['machine_cpu']['busy']:.0%} (+{r['machine_cpu']['nice']:.0%} niced)"
          if r.get("machine_cpu") else "n/a"),
-        " ".join(f"{x:.1f}" for x in r["load"])]) + " |")
+        " ".join(f"{x:.1f}" for x in r["load"])]) + " |" + _slots(r.get("slots")))
+
+
+def _slots(s: dict[str, float] | None) -> str:
+    if not s:
+        return ""
+    return (f"\n  slot time: start {s['start_s']:.0f} s, trials' span {s['span_s']:.0f} s, "
+            f"end {s['end_s']:.0f} s; per trial {s['wait_ms']:.0f} ms blocked at reports, "
+            f"{s['between_ms']:.0f} ms of slot between trials; median suggested -> started "
+            f"{s.get('queued_ms', float('nan')):.0f} ms, started -> first epoch "
+            f"{s.get('to_first_ms', float('nan')):.0f} ms, last report -> complete "
+            f"{s.get('to_done_ms', float('nan')):.0f} ms")
 
 
 HEADER = ("| run | where | trials | conc | sched | algo | fit / floor s | overhead | "

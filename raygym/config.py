@@ -30,6 +30,7 @@ from pydantic import (
 from raygym.atomic import write_text_atomic
 from raygym.config_errors import KeyedError, format_validation_error
 from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE, GymParams, SmpParams
+from raygym.train.loss_spec import LOSS_NAMES
 
 IGNORE_INDEX = 255
 
@@ -286,15 +287,13 @@ class LossConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_losses(cls, value: str | dict[str, float]) -> str | dict[str, float]:
-        from raygym.train.losses import LOSS_REGISTRY
-
         names = [value] if isinstance(value, str) else list(value)
         for name in names:
-            if name not in LOSS_REGISTRY:
-                hint = difflib.get_close_matches(name, list(LOSS_REGISTRY), n=1)
+            if name not in LOSS_NAMES:
+                hint = difflib.get_close_matches(name, list(LOSS_NAMES), n=1)
                 did = f" (did you mean '{hint[0]}'?)" if hint else ""
                 raise ValueError(
-                    f"unknown loss '{name}'{did}; valid: {', '.join(sorted(LOSS_REGISTRY))}"
+                    f"unknown loss '{name}'{did}; valid: {', '.join(sorted(LOSS_NAMES))}"
                 )
         if isinstance(value, dict):
             example = "(fix: give weights >= 0 that are not all 0, e.g. {dice: 0.5, cce: 0.5})"

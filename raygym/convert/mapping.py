@@ -264,9 +264,9 @@ class GymConverter:
             key = name.strip().lower() if isinstance(name, str) else name
             mapped = GYM_LOSSES.get(key) if isinstance(key, str) else None
             if mapped is None and isinstance(key, str):
-                from raygym.train.losses import LOSS_REGISTRY
+                from raygym.train.loss_spec import LOSS_NAMES
 
-                mapped = key if key in LOSS_REGISTRY else None
+                mapped = key if key in LOSS_NAMES else None
             if mapped is None:
                 self.skipped["LOSS"] = (f"loss {name!r} has no raygym equivalent, so loss.name "
                                         f"is dice; valid: {', '.join(GYM_LOSSES)}")

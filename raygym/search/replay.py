@@ -363,9 +363,8 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
     import ray
     from ray import tune
 
-    from raygym.search.space import REPEAT_KEY
-    from raygym.search.trainable import trial_config
-    from raygym.train.loop import NonFiniteLossError
+    from raygym.search.space import REPEAT_KEY, trial_config
+    from raygym.train.contract import NonFiniteLossError
 
     if time_scale is None:
         time_scale = float(os.environ.get(TIME_SCALE_ENV) or 0.0)

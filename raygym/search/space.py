@@ -8,9 +8,12 @@ flat ``{path: value}`` dict applied with :func:`raygym.search.space_config.apply
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raygym.search.space_config import Distribution, SearchSpace
+from raygym.search.space_config import Distribution, SearchSpace, apply_params
+
+if TYPE_CHECKING:
+    from raygym.config import ExperimentConfig
 
 _PRIMITIVE = (str, int, float, bool, type(None))
 # The key of a trial config that makes it a repeat run of a configuration (value: its run
@@ -131,6 +134,21 @@ def active_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
         if d.path in params and condition_met(d, kept):
             kept[d.path] = decode_value(d, params[d.path])
     return kept
+
+
+def trial_config(params: dict[str, Any], config: ExperimentConfig, space: SearchSpace
+                 ) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """(the trial's validated config, its active sampled params).
+
+    ``params``: what the searcher sampled (Optuna's encoded choices, keys whose ``when``
+    does not hold); they are decoded and filtered once here and set on the search's
+    validated ``config``. A repeat run of a configuration (``REPEAT_KEY``: its run index)
+    trains with ``train.seed`` + that index.
+    """
+    active = active_params(space, params)
+    run = int(params.get(REPEAT_KEY, 0))
+    seed = {"train.seed": config.train.seed + run} if run else {}
+    return apply_params(config, {**active, **seed}), active
 
 
 def budget(space: SearchSpace, num_samples: int, max_epochs: int, algorithm: str) -> dict[str, Any]:

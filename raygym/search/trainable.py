@@ -16,10 +16,9 @@ from typing import Any
 from raygym.atomic import scratch_dir
 from raygym.config import ExperimentConfig
 from raygym.data.dataset import SplitArrays
-from raygym.search.space import active_params
-from raygym.search.space_config import SearchSpace, apply_params
-from raygym.train.contract import diverged, finished
-from raygym.train.loop import NonFiniteLossError
+from raygym.search.space import trial_config
+from raygym.search.space_config import SearchSpace
+from raygym.train.contract import NonFiniteLossError, diverged, finished
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +27,6 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def trial_config(params: dict[str, Any], config: ExperimentConfig, space: SearchSpace
-                 ) -> tuple[ExperimentConfig, dict[str, Any]]:
-    """(the trial's validated config, its active sampled params).
-
-    ``params``: what the searcher sampled (Optuna's encoded choices, keys whose ``when``
-    does not hold); they are decoded and filtered once here and set on the search's
-    validated ``config``. A repeat run of a configuration (``REPEAT_KEY``: its run index)
-    trains with ``train.seed`` + that index.
-    """
-    from raygym.search.space import REPEAT_KEY
-
-    active = active_params(space, params)
-    run = int(params.get(REPEAT_KEY, 0))
-    seed = {"train.seed": config.train.seed + run} if run else {}
-    return apply_params(config, {**active, **seed}), active
 
 
 def fetch_checkpoint(checkpoint: Any, dest: Path) -> bool:

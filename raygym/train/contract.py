@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from raygym.config import SearchConfig
 
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (raised by training and by a replayed curve)."""
+
 # How a training run ended: its epochs ran out, early stopping ended it, or the loss became
 # NaN / inf. A trial that a scheduler stopped or that raised has no stop reason.
 StopReason = Literal["completed", "early-stopped", "nan"]

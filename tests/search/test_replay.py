@@ -168,6 +168,35 @@ def test_ground_truth_on_a_table_with_a_known_answer(tmp_path: Path) -> None:
     assert truth.reached(1, 0.2) and not truth.reached(1, 0.19)
 
 
+def test_a_replayed_trial_never_imports_torch(grid_table: Path, tmp_path: Path) -> None:
+    """A replay trial's process validates its config and replays a curve without torch:
+    importing it costs seconds of CPU per trial process, which at 32 trials on 2 cores was
+    most of a rehearsal's overhead (``bench/bench_scale.py``)."""
+    import subprocess
+    import sys
+
+    space = write_space(tmp_path / "space.yaml", SPACE)
+    code = (
+        "import sys\n"
+        "import ray.tune\n"
+        "from raygym.search.space_config import load_experiment\n"
+        # what replay_trial imports when it runs
+        "from raygym.search.replay import load_table, replay_results, replay_trial\n"
+        "from raygym.search.space import REPEAT_KEY, trial_config\n"
+        "from raygym.train.contract import NonFiniteLossError\n"
+        f"config, space = load_experiment({str(space)!r})\n"
+        "params = {'model.arch': 'gym_unet', 'model.filters': 2, 'loss.name': 'dice',"
+        " 'train.max_lr': 0.001}\n"
+        "trial, active = trial_config(params, config, space)\n"
+        f"table = load_table({str(grid_table)!r})\n"
+        "results = list(replay_results(table, table.match(active), 0, patience=3,"
+        " max_epochs=8, metric='val_mean_iou', search=trial.search))\n"
+        "print(len(results), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["8", "False"]
+
+
 def test_replayed_results_are_what_training_reports(grid_table: Path) -> None:
     table = CurveTable.load(grid_table)
     results = list(replay_results(table, 5, 1, patience=3, max_epochs=6,

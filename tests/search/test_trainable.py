@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from raygym.errors import ConfigError
-from raygym.search.space import REPEAT_KEY
+from raygym.search.space import REPEAT_KEY, trial_config
 from raygym.search.space_config import load_experiment
-from raygym.search.trainable import trial_config
 
 WEIGHTED = {"dice": 0.5, "cce": 0.5}
 

@@ -204,3 +204,11 @@ def test_bad_specs_rejected() -> None:
     logits, target = _random_case(k=4)
     with pytest.raises(ValueError, match=r"expects logits \(B, 3, H, W\)"):
         build_loss("cce", 3)(logits, target)
+
+
+def test_loss_names_without_torch_match_the_registry() -> None:
+    """Configs are validated against the torch-free names; every name must build."""
+    from raygym.train.loss_spec import LOSS_NAMES
+    from raygym.train.losses import LOSS_REGISTRY
+
+    assert set(LOSS_NAMES) == set(LOSS_REGISTRY)
