@@ -56,6 +56,10 @@ AUTH_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 # the outside address. The price: such a node cannot be joined by other nodes.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 TOKEN_FILE = "raygym_auth_token"  # in the Ray session folder, mode 0600
+# A custom resource of a local Ray started for a search: one unit per trial the search may run
+# at once, so that Ray itself never holds more trial actors (starting, running or cached for
+# reuse) than that. See :func:`trial_slots`.
+TRIAL_SLOT = "raygym_trial_slot"
 
 
 def set_ray_env(progress_bars: bool = True) -> None:
@@ -67,8 +71,10 @@ def set_ray_env(progress_bars: bool = True) -> None:
 
 
 def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool = True,
-               dashboard: bool = False) -> bool:
+               dashboard: bool = False, trial_slots: int | None = None) -> bool:
     """Start a local Ray (or join ``resources.address``) unless one is up; True if started here.
+
+    ``trial_slots``: a local Ray started here gets that many units of :data:`TRIAL_SLOT`.
 
     A local Ray listens on 127.0.0.1 only and, unless the user set ``RAY_AUTH_MODE``, demands
     this process's own token (see the module docstring; :func:`session_token_file`).
@@ -93,11 +99,27 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
             object_store_memory=res.object_store_memory,
             include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
+            resources={TRIAL_SLOT: trial_slots} if trial_slots else None,
             **kwargs,
         )
     if token is not None:
         _write_token_file(token)
     return True
+
+
+def trial_slots() -> int:
+    """Units of :data:`TRIAL_SLOT` in the running Ray (0: none, e.g. a cluster or a user's Ray).
+
+    Why they exist: with actor reuse, Ray Tune asks for a new actor for every pending trial
+    while the actors of finishing trials are still being cached, then drops the new actor
+    (already started) when a cached one frees first. Where the Ray has more CPUs than the
+    search runs trials at once, every such actor is a fresh Python process importing Ray
+    (seconds of CPU on a busy machine) for nothing; a trial that also needs a slot cannot
+    get an actor until one is really free (``bench/RESULTS.md``, bench_scale, sixth pass).
+    """
+    import ray
+
+    return int(ray.cluster_resources().get(TRIAL_SLOT, 0))
 
 
 def use_session_token() -> str | None:

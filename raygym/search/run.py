@@ -202,7 +202,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
         require_bohb()  # the extra, before Ray starts
     _pin_local_ray_address(config)
-    ensure_ray(config.resources, dashboard=config.resources.address is None)
+    ensure_ray(config.resources, dashboard=config.resources.address is None,
+               trial_slots=config.search.max_concurrent)
     from raygym.train.ray_train import check_resources
 
     r = config.resources

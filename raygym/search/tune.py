@@ -201,6 +201,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from raygym.compat import tuner_run_config
     from raygym.data.dataset import PreparedDataset
+    from raygym.ray_runtime import TRIAL_SLOT, trial_slots
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 
@@ -235,6 +236,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                                   train_ds=train_ds,
                                   train_storage=f"{storage.rstrip('/')}/train_runs")
         resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
+    if trial_slots() == s.max_concurrent:  # a local Ray raygym started for this search
+        resources[TRIAL_SLOT] = 1
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
     live = LiveTrials(config, console, total)

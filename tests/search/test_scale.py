@@ -1,6 +1,6 @@
-"""Scheduling at scale, small: 32 replayed trials, 8 at a time, on 8 logical CPUs.
+"""Scheduling at scale, small: 32 replayed trials, 8 at a time, on 16 logical CPUs.
 
-``raygym search SPACE --replay TABLE`` in a process of its own (its own local Ray, 8 logical
+``raygym search SPACE --replay TABLE`` in a process of its own (its own local Ray, 16 logical
 CPUs), trials replaying the S2 curve table at a known 0.1 s per epoch. Structural checks
 only (no timing asserts; speed lives in bench/bench_scale.py): every trial ran and is on the
 leaderboard once, the Optuna study holds each trial once with the right state (ASHA-stopped
@@ -57,7 +57,9 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # repeat_top 0: one Optuna trial per Tune trial (repeats are Tune-only runs)
         "search": {"num_samples": TRIALS, "max_concurrent": CONCURRENCY, "scheduler": "asha",
                    "grace_period": 2, "reduction_factor": 3, "repeat_top": 0, "results_dir": str(tmp / "results")},
-        "resources": {"num_cpus": CONCURRENCY, "object_store_memory": 256 * 2**20,
+        # more logical CPUs than trials at once: only the trial slots keep Tune from
+        # starting spare actors on the rest
+        "resources": {"num_cpus": 2 * CONCURRENCY, "object_store_memory": 256 * 2**20,
                       "cpus_per_worker": 1},
     })
     marker = f"scale-{os.getpid()}"
@@ -124,3 +126,15 @@ def test_replay_exports_nothing_and_concurrency_held(scaled: Path) -> None:
         running += step
         peak = max(peak, running)
     assert 1 <= peak <= CONCURRENCY
+
+
+def test_each_trial_holds_one_of_the_searchs_trial_slots(scaled: Path) -> None:
+    from ray.tune import ExperimentAnalysis
+
+    from raygym.ray_runtime import TRIAL_SLOT
+
+    trials = ExperimentAnalysis(str(scaled / "ray" / "scale")).trials
+    assert len(trials) == TRIALS
+    # the local Ray has CONCURRENCY slots: no more trial actors than that can exist at once
+    assert all(t.placement_group_factory.bundles == [{"CPU": 1.0, TRIAL_SLOT: 1.0}]
+               for t in trials), trials[0].placement_group_factory.bundles
