@@ -8,8 +8,9 @@ there, by name, instead of somewhere inside a search or a cluster start.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +152,63 @@ def tuner_run_config(tuner: Tuner) -> RunConfig | None:
     the callbacks: set this driver's own on it."""
     local = getattr(tuner, "_local_tuner", None)
     return None if local is None else local.get_run_config()
+
+
+@contextlib.contextmanager
+def tune_reuses_actors_fully(limit: int) -> Iterator[None]:
+    """While inside, a Tune controller (with ``reuse_actors``) wastes no trial actor:
+
+    - it keeps up to ``limit`` idle actors per resource shape for the next trials
+      (``tune_controller._ObjectCache``: its ``_cached_objects``, ``_num_cached_objects``,
+      ``_max_num_objects``). Tune itself keeps one, or as many as trials already wait for,
+      and stops the rest: when several trials end between two of its steps, the trials
+      suggested next each start a fresh Python process;
+    - a trial whose own actor already has its resources (a process being started) waits for
+      it instead of taking an idle actor and stopping its own
+      (``TuneController._maybe_reuse_cached_actor``, ``_trial_to_actor``,
+      ``_resetting_trials``). Tune takes the idle one, so the next trial finds none, asks for
+      yet another actor, and every trial's end costs a process that never runs a trial.
+
+    A trial whose actor still waits for resources takes an idle one as before. Tune still
+    empties the cache when the search has no more trials to run.
+    """
+    from ray.tune.execution import tune_controller
+
+    base_cache = tune_controller._ObjectCache
+    controller = tune_controller.TuneController
+    base_reuse = controller._maybe_reuse_cached_actor
+
+    class KeepIdle(base_cache):  # type: ignore[misc, valid-type]
+        def cache_object(self, key: Any, obj: Any) -> bool:
+            if len(self._cached_objects[key]) < limit:
+                self._cached_objects[key].append(obj)
+                self._num_cached_objects += 1
+                return True
+            return bool(super().cache_object(key, obj))
+
+        def flush_cached_objects(self, force_all: bool = False) -> Iterator[Any]:
+            if force_all:
+                yield from super().flush_cached_objects(force_all=True)
+                return
+            for key, objs in self._cached_objects.items():
+                while len(objs) > max(limit, self._max_num_objects[key]):
+                    self._num_cached_objects -= 1
+                    yield objs.pop(0)
+
+    def reuse_unless_own_actor_starts(self: Any, trial: Any) -> bool:
+        own = self._trial_to_actor.get(trial)
+        if (own is not None and trial not in self._resetting_trials
+                and self._actor_manager.is_actor_started(own)):
+            return False
+        return bool(base_reuse(self, trial))
+
+    tune_controller._ObjectCache = KeepIdle
+    controller._maybe_reuse_cached_actor = reuse_unless_own_actor_starts
+    try:
+        yield
+    finally:
+        tune_controller._ObjectCache = base_cache
+        controller._maybe_reuse_cached_actor = base_reuse
 
 
 # ---------------------------------------------------------------------- Ray core internals

@@ -169,3 +169,44 @@ def test_sampler_study_view_is_what_tpe_reads(tmp_path: Path) -> None:
     view = SamplerStudyView(study, lambda trials: trials)
     assert len(view._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 12
     assert view.direction == study.direction  # everything else is the study's own
+
+
+def test_tune_reuses_actors_fully_keeps_idle_ones_up_to_the_limit() -> None:
+    from ray.tune.execution import tune_controller
+
+    from raygym.compat import tune_reuses_actors_fully
+
+    original = tune_controller._ObjectCache
+    reuse = tune_controller.TuneController._maybe_reuse_cached_actor
+    tunes_own = original(may_keep_one=True)  # as TuneController builds it
+    assert tunes_own.cache_object("1 CPU", "a") and not tunes_own.cache_object("1 CPU", "b")
+    with tune_reuses_actors_fully(3):
+        cache = tune_controller._ObjectCache(may_keep_one=True)
+        assert tune_controller.TuneController._maybe_reuse_cached_actor is not reuse
+    assert tune_controller._ObjectCache is original  # restored after the block
+    assert tune_controller.TuneController._maybe_reuse_cached_actor is reuse
+    assert [cache.cache_object("1 CPU", x) for x in "abcd"] == [True, True, True, False]
+    assert list(cache.flush_cached_objects()) == []  # kept between Tune's steps
+    assert cache.pop_cached_object("1 CPU") == "a" and cache.num_cached_objects == 2
+    assert list(cache.flush_cached_objects(force_all=True)) == ["b", "c"]  # the search's end
+    assert cache.num_cached_objects == 0
+
+
+def test_tune_reuses_actors_fully_runs_every_trial_in_the_first_actors(
+        tmp_path: Path, ray_session: None) -> None:
+    from raygym.compat import tune_reuses_actors_fully
+
+    def three_reports(config: dict[str, Any]) -> None:  # the trials end together, in pairs
+        for step in range(3):
+            tune.report({"step": step})
+
+    tuner = tune.Tuner(
+        tune.with_resources(three_reports, {"cpu": 1}),
+        param_space={"x": tune.grid_search(list(range(8)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(name="reuse", storage_path=str(tmp_path), verbose=0))
+    with tune_reuses_actors_fully(2):
+        grid = tuner.fit()
+    assert len(grid) == 8 and not grid.errors
+    pids = {r.metrics["pid"] for r in grid}
+    assert 1 <= len(pids) <= 2, pids  # Tune alone stops one of two actors freed at once

@@ -199,7 +199,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
-    from raygym.compat import tuner_run_config
+    from raygym.compat import tune_reuses_actors_fully, tuner_run_config
     from raygym.data.dataset import PreparedDataset
     from raygym.ray_runtime import TRIAL_SLOT, trial_slots
     from raygym.search.space import budget, tune_param_space
@@ -291,6 +291,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )
-        grid = tuner.fit()
+        # the searcher's concurrency is the most actors that can ever be idle at once
+        with tune_reuses_actors_fully(s.max_concurrent):
+            grid = tuner.fit()
     console.print()
     return grid

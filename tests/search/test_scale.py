@@ -138,3 +138,11 @@ def test_each_trial_holds_one_of_the_searchs_trial_slots(scaled: Path) -> None:
     # the local Ray has CONCURRENCY slots: no more trial actors than that can exist at once
     assert all(t.placement_group_factory.bundles == [{"CPU": 1.0, TRIAL_SLOT: 1.0}]
                for t in trials), trials[0].placement_group_factory.bundles
+
+
+def test_trials_run_in_no_more_processes_than_slots(scaled: Path) -> None:
+    # actors of ended trials are kept for the next ones: no fresh process per trial
+    pids = {json.loads((trial / "result.json").read_text().splitlines()[0])["pid"]
+            for trial in (scaled / "ray" / "scale").iterdir()
+            if (trial / "result.json").is_file()}
+    assert 1 <= len(pids) <= CONCURRENCY, len(pids)
