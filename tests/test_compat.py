@@ -196,7 +196,7 @@ def test_tune_reuses_actors_fully_runs_every_trial_in_the_first_actors(
         tmp_path: Path, ray_session: None) -> None:
     from raygym.compat import tune_reuses_actors_fully
 
-    def three_reports(config: dict[str, Any]) -> None:  # the trials end together, in pairs
+    def three_reports(config: dict[str, Any]) -> None:
         for step in range(3):
             tune.report({"step": step})
 
@@ -208,5 +208,8 @@ def test_tune_reuses_actors_fully_runs_every_trial_in_the_first_actors(
     with tune_reuses_actors_fully(2):
         grid = tuner.fit()
     assert len(grid) == 8 and not grid.errors
+    # Both actors asked for at the start run trials. Tune alone gives the first idle actor
+    # to the trial whose own actor is still starting and stops that one (seen: all 8 trials
+    # in one process in some runs).
     pids = {r.metrics["pid"] for r in grid}
-    assert 1 <= len(pids) <= 2, pids  # Tune alone stops one of two actors freed at once
+    assert len(pids) == 2, pids
