@@ -402,9 +402,16 @@ def test_worker_node_lost_mid_trial(cluster: Cluster,
     killed_at = time.time()
 
     logs = assert_succeeded(cluster, job_id)
-    dead = [n for n in list_nodes(cluster.dashboard, token=read_token(cluster.state_dir))
-            if n.get("node_id") == cluster.worker_id]
-    assert dead and dead[0]["state"] == "DEAD"
+    # The GCS marks the node DEAD after its health checks fail (seconds to tens of seconds);
+    # Tune learns of the lost actor sooner, and the search may finish before that.
+    deadline = time.monotonic() + 90
+    while True:
+        dead = [n for n in list_nodes(cluster.dashboard, token=read_token(cluster.state_dir))
+                if n.get("node_id") == cluster.worker_id]
+        if (dead and dead[0]["state"] == "DEAD") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert dead and dead[0]["state"] == "DEAD", dead
 
     board = read_leaderboard(search)
     assert len(board) == search.num_samples, logs

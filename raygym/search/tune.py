@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +186,23 @@ def mend_checkpoints(exp_path: str) -> list[str]:
     return created
 
 
-def _single_node() -> bool:
-    import ray
+def _cores() -> int:
+    """CPU cores this process may run on (not Ray's logical CPUs)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
-    return sum(1 for n in ray.nodes() if n.get("Alive")) <= 1
+
+@contextlib.contextmanager
+def _env_default(key: str, value: str | None) -> Iterator[None]:
+    """``key=value`` in the environment while inside, unless the user set it (or value None)."""
+    if value is None or key in os.environ:
+        yield
+        return
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
@@ -236,7 +252,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                                   train_ds=train_ds,
                                   train_storage=f"{storage.rstrip('/')}/train_runs")
         resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
-    if trial_slots() == s.max_concurrent:  # a local Ray raygym started for this search
+    local = trial_slots() == s.max_concurrent  # a local Ray raygym started for this search
+    if local:
         resources[TRIAL_SLOT] = 1
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
@@ -284,15 +301,20 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                     # process importing torch per trial (seconds each on a small machine).
                     # Not for TorchTrainer trials: their function outlives Tune's 2 s reset
                     # wait and the next trial would fail ("reuse requires reset_config()").
-                    # Only on one machine: on a cluster a reused actor keeps every trial on
-                    # the node where the first ones started (seen: all trials on the head).
-                    reuse_actors=(r.workers_per_trial == 1 or replay is not None)
-                    and _single_node(),
+                    # On a cluster too: with Tune's own reuse a trial took the first idle
+                    # actor and stopped its own, starting on another node (seen: all trials
+                    # on the head); tune_reuses_actors_fully below lets it wait for its own.
+                    reuse_actors=r.workers_per_trial == 1 or replay is not None,
                     trial_dirname_creator=lambda t: t.trial_id),
                 run_config=run_config,
             )
+        # Tune starts a process for every pending trial at once, and each imports Ray Tune
+        # (~1.6 s of CPU): more at once than the machine has cores only delays them all (32
+        # on 2 cores: the first epoch began after 24-29 s; 2 at a time: after 2 s).
+        starting = str(_cores()) if local else None
         # the searcher's concurrency is the most actors that can ever be idle at once
-        with tune_reuses_actors_fully(s.max_concurrent):
+        with tune_reuses_actors_fully(s.max_concurrent), \
+                _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
             grid = tuner.fit()
     console.print()
     return grid
