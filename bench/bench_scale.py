@@ -87,18 +87,22 @@ def space_yaml(spec: dict[str, Any], out: Path) -> Path:
 
 # ------------------------------------------------------------------------------ child side
 class Probe:
-    """Wall seconds and counts of wrapped calls, by name; CPU seconds at each finished trial."""
+    """Wall seconds, counts and (epoch) start times of wrapped calls, by name; CPU seconds at
+    each finished trial."""
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
+        self.began: dict[str, list[float]] = {}
         self.cpu_at_done: list[float] = []
         self.max_running = 0
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name)
         times = self.times.setdefault(label, [])
+        began = self.began.setdefault(label, [])
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            began.append(time.time())
             t0 = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -106,6 +110,12 @@ class Probe:
                 times.append(time.perf_counter() - t0)
 
         setattr(owner, name, timed)
+
+    def window(self, label: str) -> list[float]:
+        """[start, end] of the first call, in the epoch seconds of the trials' timestamps."""
+        if not self.began.get(label) or not self.times.get(label):
+            return []
+        return [self.began[label][0], self.began[label][0] + self.times[label][0]]
 
     def stat(self, label: str) -> dict[str, float]:
         t = self.times.get(label, [])
@@ -138,17 +148,6 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     probe.wrap(TuneController, "checkpoint", "snapshot")
     probe.wrap(LiveTrials, "refresh", "live_table")
     probe.wrap(tune_mod, "run_tune", "fit")
-    fit_window: list[float] = []
-    timed_fit = tune_mod.run_tune
-
-    def fit_stamped(*args: Any, **kwargs: Any) -> Any:
-        fit_window.append(time.time())
-        try:
-            return timed_fit(*args, **kwargs)
-        finally:
-            fit_window.append(time.time())
-
-    tune_mod.run_tune = fit_stamped  # type: ignore[assignment]
     probe.wrap(leaderboard, "build_leaderboard", "leaderboard")
     probe.wrap(leaderboard.Leaderboard, "write", "leaderboard_write")
     probe.wrap(replay, "replay_verdict", "replay_verdict")
@@ -226,8 +225,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "ray_folder_mib": _du(res_dir / "ray") / 2**20,
         "load": os.getloadavg(),
         "machine_cpu": machine,
-        "slots": slot_time(res_dir / "ray" / spec["name"], fit_window, spec["epoch_s"],
-                           spec["concurrency"], stamps),
+        "slots": slot_time(res_dir / "ray" / spec["name"], probe.window("fit"),
+                           spec["epoch_s"], spec["concurrency"], stamps),
     }
 
 

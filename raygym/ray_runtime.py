@@ -110,12 +110,9 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
 def trial_slots() -> int:
     """Units of :data:`TRIAL_SLOT` in the running Ray (0: none, e.g. a cluster or a user's Ray).
 
-    Why they exist: with actor reuse, Ray Tune asks for a new actor for every pending trial
-    while the actors of finishing trials are still being cached, then drops the new actor
-    (already started) when a cached one frees first. Where the Ray has more CPUs than the
-    search runs trials at once, every such actor is a fresh Python process importing Ray
-    (seconds of CPU on a busy machine) for nothing; a trial that also needs a slot cannot
-    get an actor until one is really free (``bench/RESULTS.md``, bench_scale, sixth pass).
+    A trial that takes one cannot get an actor until one of the search's is really free, so
+    Tune starts no spare trial processes on logical CPUs the search does not use
+    (``bench/RESULTS.md``, bench_scale, sixth pass).
     """
     import ray
 

@@ -32,14 +32,7 @@ from raygym.inference.runtime import (
     to_layout,
     uses_channels_last,
 )
-from raygym.train.contract import (  # noqa: F401 - NonFiniteLossError: raised here too
-    DIVERGED,
-    RUNNING,
-    NonFiniteLossError,
-    StopReason,
-    kept_scores,
-    rung_scores,
-)
+from raygym.train.contract import DIVERGED, RUNNING, StopReason, kept_scores, rung_scores
 from raygym.train.prefetch import prefetch
 from raygym.train.throughput import ThroughputMeter, synchronize
 
