@@ -119,6 +119,36 @@ def trial_slots() -> int:
     return int(ray.cluster_resources().get(TRIAL_SLOT, 0))
 
 
+def machine_cores() -> int:
+    """CPU cores this process may run on (not Ray's logical CPUs)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def trial_start_limit(nodes: list[dict[str, Any]] | None = None) -> int:
+    """How many trial processes may start at once: the cores of the machines Ray runs on.
+
+    A new trial process imports Ray Tune (~1.6 s of CPU); Ray starts one per pending trial on
+    whichever node has room, and cannot tell that several nodes share one machine (the
+    loopback cluster of ``bench_scale``: 32 nodes on 2 cores took 60 s to the first epoch).
+    Nodes are grouped by host name; this machine counts its real cores, any other machine
+    the logical CPUs of its Ray nodes. ``nodes``: ``ray.nodes()`` (read here when None).
+    """
+    if nodes is None:
+        import ray
+
+        nodes = ray.nodes()
+    here = socket.gethostname()
+    cpus_by_host: dict[str, float] = {}
+    for node in nodes:
+        cpus = float(node.get("Resources", {}).get("CPU", 0.0))
+        if node.get("Alive") and cpus > 0:
+            host = str(node.get("NodeManagerHostname") or node.get("NodeManagerAddress"))
+            cpus_by_host[host] = cpus_by_host.get(host, 0.0) + cpus
+    return max(1, sum(min(machine_cores(), int(cpus)) if host == here else int(cpus)
+                      for host, cpus in cpus_by_host.items()))
+
+
 def use_session_token() -> str | None:
     """Turn on Ray's token authentication with a fresh token, unless the user chose a mode.
 

@@ -185,3 +185,22 @@ def test_a_fresh_token_per_process_unless_the_user_gave_one(auth_env: pytest.Mon
     assert ray_runtime.use_session_token() is None  # the user's token file is used
     assert os.environ[AUTH_MODE_ENV] == "token"
     assert AUTH_TOKEN_ENV not in os.environ
+
+
+def _node(host: str, cpus: float, alive: bool = True) -> dict[str, Any]:
+    return {"NodeManagerHostname": host, "Alive": alive, "Resources": {"CPU": cpus}}
+
+
+def test_trial_start_limit_counts_machines_not_ray_nodes() -> None:
+    import socket
+
+    here, cores = socket.gethostname(), ray_runtime.machine_cores()
+    # a local Ray with more logical CPUs than cores: the cores
+    assert ray_runtime.trial_start_limit([_node(here, 64)]) == min(cores, 64)
+    # 32 loopback nodes on this machine: still this machine's cores, not 32
+    assert ray_runtime.trial_start_limit([_node(here, 1)] * 32) == min(cores, 32)
+    # other machines count their logical CPUs; a head without CPUs and dead nodes count nothing
+    nodes = [_node(here, 0), _node("gpu-a", 8), _node("gpu-a", 8), _node("gpu-b", 16),
+             _node("gone", 99, alive=False)]
+    assert ray_runtime.trial_start_limit(nodes) == 32
+    assert ray_runtime.trial_start_limit([]) == 1

@@ -186,12 +186,6 @@ def mend_checkpoints(exp_path: str) -> list[str]:
     return created
 
 
-def _cores() -> int:
-    """CPU cores this process may run on (not Ray's logical CPUs)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-
-
 @contextlib.contextmanager
 def _env_default(key: str, value: str | None) -> Iterator[None]:
     """``key=value`` in the environment while inside, unless the user set it (or value None)."""
@@ -217,7 +211,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from raygym.compat import tune_reuses_actors_fully, tuner_run_config
     from raygym.data.dataset import PreparedDataset
-    from raygym.ray_runtime import TRIAL_SLOT, trial_slots
+    from raygym.ray_runtime import TRIAL_SLOT, trial_slots, trial_start_limit
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 
@@ -309,9 +303,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                 run_config=run_config,
             )
         # Tune starts a process for every pending trial at once, and each imports Ray Tune
-        # (~1.6 s of CPU): more at once than the machine has cores only delays them all (32
+        # (~1.6 s of CPU): more at once than the machines have cores only delays them all (32
         # on 2 cores: the first epoch began after 24-29 s; 2 at a time: after 2 s).
-        starting = str(_cores()) if local else None
+        cores = trial_start_limit()
+        starting = str(cores) if cores < s.max_concurrent else None
         # the searcher's concurrency is the most actors that can ever be idle at once
         with tune_reuses_actors_fully(s.max_concurrent), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
