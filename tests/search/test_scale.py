@@ -1,11 +1,14 @@
-"""Scheduling at scale, small: 32 replayed trials, 8 at a time, on 16 logical CPUs.
+"""Scheduling at scale, small: 32 replayed trials, 8 at a time, on a local Ray with 16 logical
+CPUs and on a real 8-node Ray cluster on 127.0.0.1 (``raygym cluster up``: a head without CPUs
+and 8 worker nodes of 1 CPU, each a ``ray start`` of its own).
 
-``raygym search SPACE --replay TABLE`` in a process of its own (its own local Ray, 16 logical
-CPUs), trials replaying the S2 curve table at a known 0.1 s per epoch. Structural checks
-only (no timing asserts; speed lives in bench/bench_scale.py): every trial ran and is on the
-leaderboard once, the Optuna study holds each trial once with the right state (ASHA-stopped
-ones PRUNED), no more than 8 trials ever overlapped, and ASHA-stopped trials gave their CPU
-back (a leak would leave later trials pending: the run would time out).
+``raygym search SPACE --replay TABLE`` in a process of its own, trials replaying the S2 curve
+table at a known 0.1 s per epoch. Structural checks only (no timing asserts; speed lives in
+bench/bench_scale.py): every trial ran and is on the leaderboard once, the Optuna study holds
+each trial once with the right state (ASHA-stopped ones PRUNED), no more than 8 trials ever
+overlapped, trials ran in no more processes than run at once, and ASHA-stopped trials gave
+their CPU back (a leak would leave later trials pending: the run would time out; on the
+cluster every CPU is free again once the search has ended).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from . import read_leaderboard, reap, write_space
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS, CONCURRENCY, EPOCH_S = 32, 8, 0.1
+TIME_SCALE_ENV = "RAYGYM_REPLAY_TIME_SCALE"
 
 
 def _table(tmp: Path) -> Path:
@@ -41,9 +48,24 @@ def _table(tmp: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("scale")
+@dataclass
+class Scaled:
+    where: str  # "local" or "cluster"
+    results: Path  # search.results_dir / name
+    cluster: Path | None = None  # the cluster's state folder (still up while tests run)
+    worker_nodes: frozenset[str] = frozenset()  # the cluster's worker node ids
+
+    @property
+    def experiment(self) -> Path:
+        return self.results / "ray" / "scale"
+
+
+def _run_search(tmp: Path, env: dict[str, str], num_cpus: int | None) -> Path:
+    resources: dict[str, Any] = {"object_store_memory": 256 * 2**20, "cpus_per_worker": 1}
+    if num_cpus:
+        # more logical CPUs than trials at once: only the trial slots keep Tune from
+        # starting spare actors on the rest
+        resources["num_cpus"] = num_cpus
     space = write_space(tmp / "scale.yaml", {
         "name": "scale",
         "data": {"images": "nowhere/images", "labels": "nowhere/labels",
@@ -56,19 +78,16 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   "rampup_epochs": 1},
         # repeat_top 0: one Optuna trial per Tune trial (repeats are Tune-only runs)
         "search": {"num_samples": TRIALS, "max_concurrent": CONCURRENCY, "scheduler": "asha",
-                   "grace_period": 2, "reduction_factor": 3, "repeat_top": 0, "results_dir": str(tmp / "results")},
-        # more logical CPUs than trials at once: only the trial slots keep Tune from
-        # starting spare actors on the rest
-        "resources": {"num_cpus": 2 * CONCURRENCY, "object_store_memory": 256 * 2**20,
-                      "cpus_per_worker": 1},
+                   "grace_period": 2, "reduction_factor": 3, "repeat_top": 0,
+                   "results_dir": str(tmp / "results")},
+        "resources": resources,
     })
-    marker = f"scale-{os.getpid()}"
-    env = {**os.environ, "RAYGYM_TEST_RUN": marker, "RAYGYM_REPLAY_TIME_SCALE": "1"}
-    env.pop("RAY_ADDRESS", None)
+    marker = f"scale-{os.getpid()}-{tmp.name}"
+    env = {**env, "RAYGYM_TEST_RUN": marker, TIME_SCALE_ENV: "1"}
     log = tmp / "search.log"
     try:
         proc = subprocess.run([sys.executable, "-m", "raygym.cli", "search", str(space),
-                               "--replay", str(_table(tmp))], env=env, timeout=240,
+                               "--replay", str(_table(tmp))], env=env, timeout=300,
                               stdout=log.open("w"), stderr=subprocess.STDOUT)
     finally:
         reap(marker)
@@ -76,8 +95,33 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "results" / "scale"
 
 
-def test_every_trial_ran_once_and_is_on_the_leaderboard(scaled: Path) -> None:
-    rows = read_leaderboard(scaled)
+@pytest.fixture(scope="module", params=["local", "cluster"])
+def scaled(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
+    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
+    if request.param == "local":
+        env = dict(os.environ)
+        env.pop("RAY_ADDRESS", None)
+        yield Scaled("local", _run_search(tmp, env, num_cpus=2 * CONCURRENCY))
+        return
+    from raygym.cluster import cluster_down, cluster_up, driver_env, free_port
+
+    state = tmp / "cluster"
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(TIME_SCALE_ENV, "1")  # the nodes' trial processes inherit it
+            info = cluster_up(workers=CONCURRENCY, cpus_per_node=1, head_cpus=0,
+                       head_port=free_port(), dashboard_port=free_port(), state_dir=state,
+                       object_store_memory=80 * 2**20, timeout=300)
+        workers = frozenset(n["node_id"] for n in info["nodes"] if n["role"] == "worker")
+        yield Scaled("cluster", _run_search(tmp, driver_env(state), num_cpus=None), state,
+                     workers)
+    finally:
+        cluster_down(state_dir=state)
+
+
+def test_every_trial_ran_once_and_is_on_the_leaderboard(scaled: Scaled) -> None:
+    rows = read_leaderboard(scaled.results)
     assert len(rows) == TRIALS
     assert len({r["trial_id"] for r in rows}) == TRIALS
     assert {r["status"] for r in rows} <= {"completed", "early-stopped", "asha-pruned"}
@@ -86,11 +130,12 @@ def test_every_trial_ran_once_and_is_on_the_leaderboard(scaled: Path) -> None:
     assert any(r["status"] == "asha-pruned" for r in rows)
 
 
-def test_the_study_holds_each_trial_once_with_its_state(scaled: Path) -> None:
+def test_the_study_holds_each_trial_once_with_its_state(scaled: Scaled) -> None:
     import optuna
 
-    rows = read_leaderboard(scaled)
-    study = optuna.load_study(study_name="scale", storage=open_study_storage(scaled / STUDY_FILE))
+    rows = read_leaderboard(scaled.results)
+    study = optuna.load_study(study_name="scale", storage=open_study_storage(
+        scaled.results / STUDY_FILE))
     states: dict[str, list[Any]] = {}
     for t in study.trials:
         states.setdefault(t.state.name, []).append(t)
@@ -105,15 +150,15 @@ def test_the_study_holds_each_trial_once_with_its_state(scaled: Path) -> None:
     assert told == pytest.approx(done, abs=1e-5)
 
 
-def test_replay_exports_nothing_and_concurrency_held(scaled: Path) -> None:
-    saved = json.loads((scaled / "search.json").read_text())
+def test_replay_exports_nothing_and_concurrency_held(scaled: Scaled) -> None:
+    saved = json.loads((scaled.results / "search.json").read_text())
     assert saved["status"] == "finished" and saved["exported"] == []
-    assert not (scaled / "best").exists()  # a replayed trial has no model to export
+    assert not (scaled.results / "best").exists()  # a replayed trial has no model to export
     assert saved["summary"]["trials"] == TRIALS and saved["replay"]["epochs"] > TRIALS
     # each trial's reports span part of its life: more than CONCURRENCY overlapping spans
     # would mean more trials ran at once than max_concurrent allows
     spans = []
-    for trial in (scaled / "ray" / "scale").iterdir():
+    for trial in scaled.experiment.iterdir():
         if not (trial / "result.json").is_file():
             continue
         walls = [json.loads(line)["replay_wall"]
@@ -128,21 +173,52 @@ def test_replay_exports_nothing_and_concurrency_held(scaled: Path) -> None:
     assert 1 <= peak <= CONCURRENCY
 
 
-def test_each_trial_holds_one_of_the_searchs_trial_slots(scaled: Path) -> None:
+def test_each_trial_holds_one_of_the_searchs_trial_slots(scaled: Scaled) -> None:
     from ray.tune import ExperimentAnalysis
 
     from raygym.ray_runtime import TRIAL_SLOT
 
-    trials = ExperimentAnalysis(str(scaled / "ray" / "scale")).trials
+    trials = ExperimentAnalysis(str(scaled.experiment)).trials
     assert len(trials) == TRIALS
-    # the local Ray has CONCURRENCY slots: no more trial actors than that can exist at once
-    assert all(t.placement_group_factory.bundles == [{"CPU": 1.0, TRIAL_SLOT: 1.0}]
+    # a local Ray raygym starts has CONCURRENCY slots: no more trial actors than that can
+    # exist at once; a cluster's nodes have none (the searcher alone limits concurrency)
+    bundle = {"CPU": 1.0, TRIAL_SLOT: 1.0} if scaled.where == "local" else {"CPU": 1.0}
+    assert all(t.placement_group_factory.bundles == [bundle]
                for t in trials), trials[0].placement_group_factory.bundles
 
 
-def test_trials_run_in_no_more_processes_than_slots(scaled: Path) -> None:
-    # actors of ended trials are kept for the next ones: no fresh process per trial
-    pids = {json.loads((trial / "result.json").read_text().splitlines()[0])["pid"]
-            for trial in (scaled / "ray" / "scale").iterdir()
-            if (trial / "result.json").is_file()}
-    assert 1 <= len(pids) <= CONCURRENCY, len(pids)
+def _first_results(scaled: Scaled) -> list[dict[str, Any]]:
+    return [json.loads((trial / "result.json").read_text().splitlines()[0])
+            for trial in scaled.experiment.iterdir() if (trial / "result.json").is_file()]
+
+
+def test_trials_run_in_no_more_processes_than_slots(scaled: Scaled) -> None:
+    # actors of ended trials are kept for the next ones: no fresh process per trial, and on
+    # the cluster a kept process stays on its node
+    processes = {(r["node_id"], r["pid"]) for r in _first_results(scaled)}
+    assert 1 <= len(processes) <= CONCURRENCY, processes
+    if scaled.where == "cluster":  # one trial process per node
+        nodes = [node for node, _ in processes]
+        assert len(set(nodes)) == len(nodes), processes
+
+
+@pytest.mark.parametrize("scaled", ["cluster"], indirect=True)
+def test_the_cluster_ran_trials_on_every_node_and_got_every_cpu_back(scaled: Scaled) -> None:
+    from raygym.cluster import driver_env
+
+    used = {r["node_id"] for r in _first_results(scaled)}
+    # 8 trials at once on 8 one-CPU nodes (the head has none): the first wave needs them all
+    assert used == scaled.worker_nodes and len(used) == CONCURRENCY, used
+    probe = ("import json, ray; ray.init(log_to_driver=False); "
+             "print('CPU', json.dumps([ray.available_resources().get('CPU', 0), "
+             "ray.cluster_resources().get('CPU', 0)]))")
+    free: list[float] = []
+    for _ in range(10):  # the search's actors are gone once its job ends: at most seconds
+        out = subprocess.run([sys.executable, "-c", probe], env=driver_env(scaled.cluster),
+                             capture_output=True, text=True, timeout=120).stdout
+        line = next(x for x in reversed(out.splitlines()) if x.startswith("CPU "))
+        free = json.loads(line[4:])
+        if free[0] == free[1] == CONCURRENCY:
+            break
+        time.sleep(3)
+    assert free == [CONCURRENCY, CONCURRENCY], free
