@@ -111,13 +111,19 @@ def scaled(request: pytest.FixtureRequest,
         with pytest.MonkeyPatch.context() as env:
             env.setenv(TIME_SCALE_ENV, "1")  # the nodes' trial processes inherit it
             info = cluster_up(workers=CONCURRENCY, cpus_per_node=1, head_cpus=0,
-                       head_port=free_port(), dashboard_port=free_port(), state_dir=state,
-                       object_store_memory=80 * 2**20, timeout=300)
+                              head_port=free_port(), dashboard_port=free_port(),
+                              state_dir=state, object_store_memory=80 * 2**20, timeout=300)
         workers = frozenset(n["node_id"] for n in info["nodes"] if n["role"] == "worker")
         yield Scaled("cluster", _run_search(tmp, driver_env(state), num_cpus=None), state,
                      workers)
     finally:
         cluster_down(state_dir=state)
+
+
+def _trial_results(scaled: Scaled) -> list[list[dict[str, Any]]]:
+    """Every trial's reported results (its ``result.json`` lines), one list per trial."""
+    return [[json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line]
+            for trial in scaled.experiment.iterdir() if (trial / "result.json").is_file()]
 
 
 def test_every_trial_ran_once_and_is_on_the_leaderboard(scaled: Scaled) -> None:
@@ -157,13 +163,8 @@ def test_replay_exports_nothing_and_concurrency_held(scaled: Scaled) -> None:
     assert saved["summary"]["trials"] == TRIALS and saved["replay"]["epochs"] > TRIALS
     # each trial's reports span part of its life: more than CONCURRENCY overlapping spans
     # would mean more trials ran at once than max_concurrent allows
-    spans = []
-    for trial in scaled.experiment.iterdir():
-        if not (trial / "result.json").is_file():
-            continue
-        walls = [json.loads(line)["replay_wall"]
-                 for line in (trial / "result.json").read_text().splitlines() if line]
-        spans.append((min(walls) - EPOCH_S, max(walls)))
+    spans = [(min(r["replay_wall"] for r in rows) - EPOCH_S, max(r["replay_wall"] for r in rows))
+             for rows in _trial_results(scaled)]
     assert len(spans) == TRIALS
     events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     running = peak = 0
@@ -187,15 +188,10 @@ def test_each_trial_holds_one_of_the_searchs_trial_slots(scaled: Scaled) -> None
                for t in trials), trials[0].placement_group_factory.bundles
 
 
-def _first_results(scaled: Scaled) -> list[dict[str, Any]]:
-    return [json.loads((trial / "result.json").read_text().splitlines()[0])
-            for trial in scaled.experiment.iterdir() if (trial / "result.json").is_file()]
-
-
 def test_trials_run_in_no_more_processes_than_slots(scaled: Scaled) -> None:
     # actors of ended trials are kept for the next ones: no fresh process per trial, and on
     # the cluster a kept process stays on its node
-    processes = {(r["node_id"], r["pid"]) for r in _first_results(scaled)}
+    processes = {(rows[0]["node_id"], rows[0]["pid"]) for rows in _trial_results(scaled)}
     assert 1 <= len(processes) <= CONCURRENCY, processes
     if scaled.where == "cluster":  # one trial process per node
         nodes = [node for node, _ in processes]
@@ -206,7 +202,7 @@ def test_trials_run_in_no_more_processes_than_slots(scaled: Scaled) -> None:
 def test_the_cluster_ran_trials_on_every_node_and_got_every_cpu_back(scaled: Scaled) -> None:
     from raygym.cluster import driver_env
 
-    used = {r["node_id"] for r in _first_results(scaled)}
+    used = {rows[0]["node_id"] for rows in _trial_results(scaled)}
     # 8 trials at once on 8 one-CPU nodes (the head has none): the first wave needs them all
     assert used == scaled.worker_nodes and len(used) == CONCURRENCY, used
     probe = ("import json, ray; ray.init(log_to_driver=False); "
