@@ -140,6 +140,17 @@ def cmd_search(args: argparse.Namespace) -> int:
                              console=_console())
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    config, space = _load(args.space, "record", args.set, allow_space=True,
+                          address=args.address)
+    from raygym.search.record import record_experiment
+
+    return record_experiment(config, space, space_file=args.space, seeds=args.seeds,
+                             points=args.points, out=args.out, resume=args.resume,
+                             retry_errored=args.retry_errored, dry_run=args.dry_run,
+                             console=_console())
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from raygym.evaluate import evaluate_command
 
@@ -333,6 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rehearse the search on a recorded curve table (bench/curves/*.csv): "
                     "trials replay recorded learning curves instead of training (default: "
                     "train)")
+    with_set(sp)
+
+    sp = add("record", cmd_record, "Record a learning-curve table of your own data: every "
+             "configuration of SPACE's grid trained at each seed to train.max_epochs, no "
+             "early stopping, every epoch's scores in one CSV, for `search --replay`.",
+             "raygym record search_spaces/demo.yaml --seeds 0 1 --points 3")
+    sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
+                    help="training seeds, each a run of every configuration (default: 0 1)")
+    sp.add_argument("--points", type=_int_at_least(2), default=3, metavar="N",
+                    help="values recorded across each numeric range, log-spaced for "
+                    "loguniform (default: %(default)s; choices keep their values)")
+    sp.add_argument("--out", type=Path, default=None, metavar="TABLE",
+                    help="where the CSV goes (default: results/<name>-record/curves.csv)")
+    sp.add_argument("--dry-run", action="store_true",
+                    help="print the grid and its budget, run nothing (default: run)")
+    sp.add_argument("--resume", action="store_true", help="finish a stopped recording "
+                    "(default: a new one)")
+    sp.add_argument("--retry-errored", action="store_true",
+                    help="with --resume: run failed trials again (default: keep them failed)")
     with_set(sp)
 
     sp = add("evaluate", cmd_evaluate, "Score an exported model (or a search's top-k) on a "

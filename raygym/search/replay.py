@@ -1,7 +1,7 @@
 """Recorded learning curves: the table, the ground truth it implies, and replayed trials.
 
-A curve table (``bench/record_curves.py`` writes them) is a CSV with one row per
-(configuration, training seed, epoch): ``config_id``, ``param:<key path>`` columns (the
+A curve table (``raygym record SPACE`` writes them, as does ``bench/record_curves.py``) is a
+CSV with one row per (configuration, training seed, epoch): ``config_id``, ``param:<key path>`` columns (the
 configuration, as a search space writes its values; a weighted loss as JSON), ``seed``,
 ``epoch`` (from 1), and the metrics the training loop reports (``val_mean_iou``, ``val_loss``,
 ``val_iou/<class>``, ``train_loss``, ``lr``, ``seconds`` of wall time for that epoch). Every
@@ -88,7 +88,7 @@ class CurveTable:
         path = Path(path)
         if not path.is_file():
             raise DataError("curve table not found", file=path,
-                            fix="record one with bench/record_curves.py, or give its path")
+                            fix="record one with `raygym record SPACE`, or give its path")
         try:
             frame = pd.read_csv(path, dtype={c: str for c in _header(path)
                                              if c.startswith(PARAM_PREFIX)})
@@ -100,7 +100,7 @@ class CurveTable:
         if missing := sorted(needed - set(frame.columns)) or not param_cols:
             what = ", ".join(missing) if missing else "param:<key> columns"
             raise DataError(f"not a curve table: no {what}", file=path,
-                            fix="use a table written by bench/record_curves.py")
+                            fix="use a table written by `raygym record`")
         frame = frame.sort_values(["config_id", "seed", "epoch"])
         configs: dict[int, dict[str, Any]] = {}
         for cid, first in frame.groupby("config_id").head(1).set_index("config_id").iterrows():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +151,14 @@ def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
                       dry_run: bool = False, resume: bool = False, retry_errored: bool = False,
                       smoke_test: bool = False, replay: Path | None = None,
-                      console: Console | None = None) -> int:
+                      console: Console | None = None,
+                      on_grid: Callable[[Any], None] | None = None) -> int:
     """Run (or resume) the search; returns the CLI exit code.
 
     ``replay``: a recorded curve table; trials replay its learning curves instead of
     training (a rehearsal of the search settings: no data, no models exported).
+    ``on_grid``: called with Tune's ``ResultGrid`` once the search is written out
+    (``raygym record`` makes its table from it).
     """
     console = console or Console()
     if smoke_test:
@@ -246,6 +250,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
         log_search_summary(config, out, summary, exported)
     print_summary(board, exported, out, summary, console)
+    if on_grid is not None:
+        on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
     if not board.rows or all(r["status"] == "failed" for r in board.rows):

@@ -1,0 +1,202 @@
+"""``raygym record SPACE``: learning-curve tables of your own data, to rehearse searches on.
+
+Every configuration of the space's grid is trained at each of ``seeds`` to the full
+``train.max_epochs``: no scheduler, no early stopping. Choices and grids keep their values;
+numeric ranges are recorded at ``points`` values (log-spaced for ``loguniform``), which a
+replayed search snaps to. It runs as a Tune grid search through ``raygym search``'s own path
+(local Ray or a cluster, ``--resume``, leaderboard and best models in
+``results/<name>-record/``), and then writes every trial's every epoch to one CSV row in the
+format :mod:`raygym.search.replay` reads (``raygym search SPACE --replay TABLE``), with a card
+beside it (``<table>.card.json``: data, sizes, seeds, grid, command, date, cost).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from raygym.atomic import write_text_atomic
+from raygym.config import ExperimentConfig, validate_experiment
+from raygym.errors import ConfigError
+from raygym.search.space_config import Distribution, SearchSpace
+from raygym.train.contract import METRICS
+
+TABLE_NAME = "curves.csv"
+SEED_KEY = "train.seed"
+
+
+def grid_values(dist: Distribution, points: int) -> list[Any]:
+    """The values ``dist`` is recorded at: its choices, or ``points`` values spanning a range
+    (ends included; log-spaced for ``loguniform``; distinct integers for ``int``), rounded to
+    6 significant digits so that the table reads back the numbers it was given."""
+    if dist.kind in ("choice", "grid"):
+        return list(dist.values)
+    low, high = float(dist.low or 0.0), float(dist.high or 0.0)
+    if dist.kind == "int":
+        return sorted({int(round(v)) for v in np.linspace(low, high, points)})
+    spaced = np.geomspace(low, high, points) if dist.kind == "loguniform" else np.linspace(
+        low, high, points)
+    return [float(f"{v:.6g}") for v in spaced]
+
+
+def recording_space(space: SearchSpace, seeds: list[int], points: int, file: str
+                    ) -> SearchSpace:
+    """The space as an exhaustive grid, with ``train.seed`` as its last key.
+
+    Conditional keys are refused: a replayed search matches every trial to a row with a
+    value for every recorded key, which a conditional key does not have.
+    """
+    for d in space:
+        if d.when:
+            raise ConfigError("`raygym record` records a full grid; a conditional key "
+                              "(`when`) has no value in the trials where it does not apply",
+                              file=file, key=d.path,
+                              fix="record one table per branch: fix the parent key and drop "
+                              "`when`")
+        if d.path == SEED_KEY:
+            raise ConfigError("the recording's seeds are its runs, not a searched key",
+                              file=file, key=d.path,
+                              fix="give one train.seed and the seeds with --seeds")
+    dists = [Distribution(path=d.path, kind="grid", values=tuple(grid_values(d, points)))
+             for d in space]
+    return SearchSpace(dists=[*dists, Distribution(path=SEED_KEY, kind="grid",
+                                                   values=tuple(seeds))])
+
+
+def recording_config(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` as a recording: its own name, a grid searched once, no scheduler, no
+    early stopping, no repeats."""
+    raw = config.to_yaml_dict()
+    raw["name"] = f"{config.name}-record"
+    raw["train"]["patience"] = config.train.max_epochs + 1
+    raw["search"].update(algorithm="grid", scheduler="none", num_samples=1, repeat_top=0,
+                         points_to_evaluate=[])
+    return validate_experiment(raw, "<record>")
+
+
+def encode_cell(value: Any) -> str:
+    """A parameter value as a table cell that :func:`raygym.search.replay.parse_cell` reads
+    back: text as it is, anything else as JSON (a weighted loss, true/false, numbers)."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def table_rows(grid: Any, space: SearchSpace, classes: list[str]
+               ) -> tuple[list[str], list[dict[str, Any]], int]:
+    """(header, rows, trials left out) of a recording's ``ResultGrid``.
+
+    ``config_id`` numbers the configurations in the grid's factorial order (the space's keys
+    in file order), seeds excluded. A trial that raised is left out (its curve is not
+    whole); one whose loss became NaN keeps its rows up to that epoch.
+    """
+    from raygym.search.space import config_key
+
+    keys = [d.path for d in space if d.path != SEED_KEY]
+    values = [list(d.values) for d in space if d.path != SEED_KEY]
+    ids = {config_key(dict(zip(keys, combo, strict=True))): i
+           for i, combo in enumerate(itertools.product(*values))}
+    metrics = [*METRICS, *(f"val_iou/{c}" for c in classes)]
+    header = ["config_id", *(f"param:{k}" for k in keys), "seed", "epoch", *metrics, "lr",
+              "seconds"]
+    rows: list[dict[str, Any]] = []
+    left_out = 0
+    for result in grid:
+        history = result.metrics_dataframe
+        if result.error is not None or history is None or "epoch" not in history:
+            left_out += 1
+            continue
+        params = dict(result.config or {})
+        cid = ids[config_key({k: params[k] for k in keys})]
+        cells = {f"param:{k}": encode_cell(params[k]) for k in keys}
+        for epoch in history.sort_values("epoch").to_dict("records"):
+            rows.append({"config_id": cid, **cells, "seed": params[SEED_KEY],
+                         "epoch": int(epoch["epoch"]),
+                         **{m: epoch.get(m, math.nan) for m in metrics},
+                         "lr": epoch.get("lr", math.nan),
+                         "seconds": round(float(epoch.get("epoch_seconds", math.nan)), 3)})
+    rows.sort(key=lambda r: (r["config_id"], r["seed"], r["epoch"]))
+    return header, rows, left_out
+
+
+def write_table(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    """The CSV, written whole beside ``path`` and then moved over it."""
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text.getvalue())
+
+
+def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
+                      seeds: list[int], points: int = 3, out: Path | None = None,
+                      resume: bool = False, retry_errored: bool = False, dry_run: bool = False,
+                      console: Console | None = None) -> int:
+    """Record the curve table of ``space`` (see the module); returns the CLI exit code."""
+    from raygym.search.run import results_dir, search_experiment
+
+    console = console or Console()
+    file = str(space_file)
+    seeds = list(dict.fromkeys(seeds))  # a seed given twice is one run, not two
+    grid_space = recording_space(space, seeds, points, file)
+    rec = recording_config(config)
+    folder = results_dir(rec)
+    table = Path(out).resolve() if out is not None else folder / TABLE_NAME
+    if table.exists() and not resume:
+        raise ConfigError("the curve table already exists", file=table, key="--out",
+                          fix="pass --resume to finish that recording, or give another --out")
+    started = time.perf_counter()
+    grids: list[Any] = []
+    code = search_experiment(rec, grid_space, space_file=space_file, dry_run=dry_run,
+                             resume=resume, retry_errored=retry_errored, console=console,
+                             on_grid=grids.append)
+    if dry_run:
+        console.print(f"the curve table would go to {table}")
+        return code
+    classes = list(rec.data.classes)
+    header, rows, left_out = table_rows(grids[0], grid_space, classes)
+    write_table(table, header, rows)
+    configs = len({r["config_id"] for r in rows})
+    write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
+        rec, grid_space, table, seeds, rows, time.perf_counter() - started), indent=2))
+    console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
+                  f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
+                  + (f"; {left_out} trial(s) failed and are left out (raygym record "
+                     f"{space_file} --resume --retry-errored runs them again)" if left_out
+                     else ""))
+    console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
+    return code
+
+
+def _card(config: ExperimentConfig, space: SearchSpace, table: Path, seeds: list[int],
+          rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    from raygym import __version__
+    from raygym.data.dataset import read_card
+
+    data = read_card(config.data.prepared)
+    seconds = [r["seconds"] for r in rows if not math.isnan(r["seconds"])]
+    return {
+        "table": table.name, "raygym": __version__,
+        "data": config.to_yaml_dict()["data"],
+        "rows_per_split": {k: v.get("rows") for k, v in data.splits.items()},
+        "grid": {d.path: list(d.values) for d in space if d.path != SEED_KEY},
+        "seeds": seeds, "epochs": config.train.max_epochs,
+        "configurations": len({r["config_id"] for r in rows}),
+        "train": config.to_yaml_dict()["train"], "model": config.to_yaml_dict()["model"],
+        "loss": config.to_yaml_dict()["loss"],
+        "command": "raygym " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "host": platform.node(),
+        "cost": {"wall_s_this_run": round(wall_s), "training_s": round(sum(seconds))},
+    }
