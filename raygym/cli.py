@@ -303,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(handler=handler)
         return sp
 
+    def with_space(sp: argparse.ArgumentParser, what: str) -> None:
+        """SPACE and the options that run it (``search`` and ``record``)."""
+        sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="print the parsed space and budget, run nothing (default: run)")
+        sp.add_argument("--resume", action="store_true", help=f"continue a stopped {what} "
+                        f"(default: a new {what}; refused where one exists)")
+        sp.add_argument("--retry-errored", action="store_true", help="with --resume: run "
+                        "failed trials again (default: keep them failed)")
+
     def with_set(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.max_epochs=3 "
@@ -331,13 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("search", cmd_search, "Hyperparameter search (Ray Tune + Optuna TPE + ASHA) over "
              "the distributions in SPACE; exports the best models.",
              "raygym search search_spaces/landsat.yaml --smoke-test")
-    sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
-    sp.add_argument("--dry-run", action="store_true",
-                    help="print the parsed space and budget, run nothing (default: run)")
-    sp.add_argument("--resume", action="store_true", help="continue a stopped search "
-                    "(default: a new search; refused where one exists)")
-    sp.add_argument("--retry-errored", action="store_true",
-                    help="with --resume: run failed trials again (default: keep them failed)")
+    with_space(sp, "search")
     sp.add_argument("--smoke-test", action="store_true", help="same code path, tiny sizes: "
                     "4 trials, 3 epochs, ~64 px (default: the sizes in SPACE)")
     sp.add_argument("--replay", type=Path, default=None, metavar="TABLE",
@@ -350,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
              "configuration of SPACE's grid trained at each seed to train.max_epochs, no "
              "early stopping, every epoch's scores in one CSV, for `search --replay`.",
              "raygym record search_spaces/demo.yaml --seeds 0 1 --points 3")
-    sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
+    with_space(sp, "recording")
     sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
                     help="training seeds, each a run of every configuration (default: 0 1)")
     sp.add_argument("--points", type=_int_at_least(2), default=3, metavar="N",
@@ -358,12 +362,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "loguniform (default: %(default)s; choices keep their values)")
     sp.add_argument("--out", type=Path, default=None, metavar="TABLE",
                     help="where the CSV goes (default: results/<name>-record/curves.csv)")
-    sp.add_argument("--dry-run", action="store_true",
-                    help="print the grid and its budget, run nothing (default: run)")
-    sp.add_argument("--resume", action="store_true", help="finish a stopped recording "
-                    "(default: a new one)")
-    sp.add_argument("--retry-errored", action="store_true",
-                    help="with --resume: run failed trials again (default: keep them failed)")
     with_set(sp)
 
     sp = add("evaluate", cmd_evaluate, "Score an exported model (or a search's top-k) on a "
