@@ -17,7 +17,6 @@ import itertools
 import json
 import math
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,7 +116,9 @@ def table_rows(grid: Any, space: SearchSpace, classes: list[str]
         params = dict(result.config or {})
         cid = ids[config_key({k: params[k] for k in keys})]
         cells = {f"param:{k}": encode_cell(params[k]) for k in keys}
-        for epoch in history.sort_values("epoch").to_dict("records"):
+        # a trial resumed from its checkpoint may report an epoch twice: the later one stands
+        epochs = history.drop_duplicates("epoch", keep="last").sort_values("epoch")
+        for epoch in epochs.to_dict("records"):
             rows.append({"config_id": cid, **cells, "seed": params[SEED_KEY],
                          "epoch": int(epoch["epoch"]),
                          **{m: epoch.get(m, math.nan) for m in metrics},
@@ -168,8 +169,10 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     header, rows, left_out = table_rows(grids[0], grid_space, classes)
     write_table(table, header, rows)
     configs = len({r["config_id"] for r in rows})
+    command = (f"raygym record {space_file} --seeds {' '.join(map(str, seeds))} --points "
+               f"{points}" + (f" --out {out}" if out is not None else ""))
     write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
-        rec, grid_space, table, seeds, rows, time.perf_counter() - started), indent=2))
+        rec, grid_space, table, rows, command, time.perf_counter() - started), indent=2))
     console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
                   f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
                   + (f"; {left_out} trial(s) failed and are left out (raygym record "
@@ -179,8 +182,9 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     return code
 
 
-def _card(config: ExperimentConfig, space: SearchSpace, table: Path, seeds: list[int],
-          rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+def _card(config: ExperimentConfig, space: SearchSpace, table: Path,
+          rows: list[dict[str, Any]], command: str, wall_s: float) -> dict[str, Any]:
+    """What the table is: data, sizes, grid, seeds, the training settings, command, cost."""
     from raygym import __version__
     from raygym.data.dataset import read_card
 
@@ -191,11 +195,11 @@ def _card(config: ExperimentConfig, space: SearchSpace, table: Path, seeds: list
         "data": config.to_yaml_dict()["data"],
         "rows_per_split": {k: v.get("rows") for k, v in data.splits.items()},
         "grid": {d.path: list(d.values) for d in space if d.path != SEED_KEY},
-        "seeds": seeds, "epochs": config.train.max_epochs,
+        "seeds": list(space.dists[-1].values), "epochs": config.train.max_epochs,
         "configurations": len({r["config_id"] for r in rows}),
         "train": config.to_yaml_dict()["train"], "model": config.to_yaml_dict()["model"],
         "loss": config.to_yaml_dict()["loss"],
-        "command": "raygym " + " ".join(sys.argv[1:]),
+        "command": command,  # --set overrides show in train / model / loss
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": platform.node(),
         "cost": {"wall_s_this_run": round(wall_s), "training_s": round(sum(seconds))},
