@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--samples", type=int, default=24, help="trials per search")
     p.add_argument("--sim-seeds", type=int, default=30)
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping in every trial (default max(3, epochs // 5), as "
+                   "bench_simulate.py)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     assert set(card["grid"]["loss.name"]) <= {json.dumps(v, sort_keys=True)
                                               if isinstance(v, dict) else v
                                               for v in LOSSES.values()}
-    patience = max(3, table.epochs // 5)
+    patience = args.patience or max(3, table.epochs // 5)
     truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_confirm-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,10 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     code, err = run_cli(["record", str(space_file)], capsys)
     assert code == 2 and "--resume" in one_error_line(err)
     assert (out / "curves.csv").read_bytes() == before
+    # --resume of a finished recording trains nothing and writes the same table again
+    code, _ = run_cli(["record", str(space_file), "--seeds", "0", "1", "--points", "2",
+                       "--resume"], capsys)
+    assert code == 0 and (out / "curves.csv").read_bytes() == before
     # the search the table was recorded for replays on it
     code, _ = run_cli(["search", str(space_file), "--replay", str(out / "curves.csv")], capsys)
     assert code == 0
