@@ -44,7 +44,7 @@ def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
     sections = experiment(table, patience, 2, overrides)
     lr = card["lr_schedule"]
     sections.update(
-        name=f"confirm-{setting}-{seed}",
+        name=f"confirm-{setting.replace('+', '_')}-{seed}",
         data=data_section(args, workdir),
     )
     sections["model"].update(kernel=card["kernel"], dropout=0.1)

@@ -45,7 +45,7 @@ import yaml
 # setting but "default" spells out what it sets, so changing the defaults moves only "default".
 
 
-def _setting(algorithm: str, scheduler: str = "asha", grace: int = 2, rf: float = 3,
+def _setting(algorithm: str, scheduler: str = "asha", grace: int | str = 2, rf: float = 3,
              rep: int = 0, mv: bool = False, **more: Any) -> tuple[str, dict[str, Any]]:
     search: dict[str, Any] = {"scheduler": scheduler, "grace_period": grace,
                               "reduction_factor": rf, "repeat_top": rep,
@@ -107,6 +107,16 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "bohb-r2": ("bohb", {"algorithm": "bohb", "reduction_factor": 2, "repeat_top": 0}),
     # ... with trials that run to max_epochs (no early stopping inside a trial): Ray's
     # HyperBandForBOHB brackets then fill, and BOHB's model hears of every rung
+    # a first rung at a share of the budget instead of a fixed epoch (the 30-epoch aerial
+    # table's high learning rates lead only from epoch ~12): "_grace_frac" of max_epochs
+    "tpe-mv+median-gthird-rep3": _setting("tpe", "median", rep=3, mv=True, _grace_frac=1 / 3),
+    "tpe-mv+median-ghalf-rep3": _setting("tpe", "median", rep=3, mv=True, _grace_frac=1 / 2),
+    "tpe-mv+asha-gthird-rep3": _setting("tpe", rep=3, mv=True, _grace_frac=1 / 3),
+    "random+median-gthird-rep3": _setting("random", "median", rep=3, _grace_frac=1 / 3),
+    # ... or learnt from the first trials, run in full (grace_period: auto)
+    "tpe-mv+median-gauto-rep3": _setting("tpe", "median", rep=3, mv=True, grace="auto"),
+    "tpe-mv+asha-gauto-rep3": _setting("tpe", rep=3, mv=True, grace="auto"),
+    "random+median-gauto-rep3": _setting("random", "median", rep=3, grace="auto"),
     "bohb-r3-noes": ("bohb", {"algorithm": "bohb", "reduction_factor": 3, "repeat_top": 0,
                               "_train": {"patience": 1000}}),
 }
@@ -168,6 +178,8 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
     overrides = dict(overrides)
     train = overrides.pop("_train", {})  # a setting's own training keys (e.g. patience)
     overrides.pop("_pick", None)
+    if (frac := overrides.pop("_grace_frac", None)) is not None:
+        overrides["grace_period"] = max(1, round(frac * table.epochs))
     sections: dict[str, Any] = {
         "name": "simulated",
         "data": {"images": "unused/images", "labels": "unused/labels",

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -403,7 +403,21 @@ class SearchConfig(_Strict):
         "patient: successive halving that stops a trial only when its curve has not improved "
         "for prune_patience epochs (Optuna's PatientPruner)")
     # None: two epochs past the LR ramp-up of the gym / cosine schedule, else 3
-    grace_period: int | None = Field(None, ge=1)
+    grace_period: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None, description="first epoch at which the scheduler may stop a trial; auto: "
+        "learnt from the first grace_trials trials, run in full (the first epoch whose "
+        "scores rank them as their final scores do)")
+    grace_trials: int = Field(8, ge=3, description="grace_period auto: trials run in full "
+                              "to learn it from")
+
+    @field_validator("grace_period", mode="before")
+    @classmethod
+    def _grace_is_epochs_or_auto(cls, value: Any) -> Any:
+        if value is None or value == "auto" or (isinstance(value, int) and value >= 1
+                                                 and not isinstance(value, bool)):
+            return value
+        raise ValueError("must be a whole number of epochs >= 1, or auto (fix: e.g. 3, or "
+                         "auto to learn it from the first trials)")
     reduction_factor: float = Field(3.0, gt=1.0)
     brackets: int = Field(1, ge=1, description="ASHA brackets (asynchronous HyperBand: later "
                           "brackets judge trials later)")
@@ -445,6 +459,10 @@ class SearchConfig(_Strict):
                 self.scheduler = "asha"
             # the extra itself is checked when a search starts (search/run.py), not here: a
             # model artifact's config.yaml carries its search section and must load anywhere
+        if self.grace_period == "auto" and self.scheduler == "pbt":
+            raise KeyedError("search.grace_period", (
+                "is auto, but scheduler pbt perturbs at a fixed interval and learns no grace "
+                "(fix: give grace_period as a number of epochs, or use scheduler: median)"))
         if self.rung_on == "val_loss" and self.rung_metric != "last":
             raise KeyedError("search.rung_metric", (
                 f"is {self.rung_metric}, but rung_on val_loss judges the loss itself (fix: "

@@ -83,6 +83,21 @@ def test_wrong_type_names_key(tmp_path, write_config, s2_config) -> None:
     assert "integer" in err.message and "'eight'" in err.message
 
 
+@pytest.mark.parametrize(("search", "key", "words"), [
+    ({"grace_period": "soon"}, "search.grace_period", "or auto"),
+    ({"grace_period": 0}, "search.grace_period", ">= 1"),
+    ({"grace_period": "auto", "scheduler": "pbt"}, "search.grace_period", "scheduler: median"),
+    ({"grace_period": "auto", "grace_trials": 2}, "search.grace_trials", "greater than"),
+])
+def test_grace_period_is_epochs_or_auto(tmp_path, write_config, s2_config, search, key,
+                                        words) -> None:
+    s2_config.setdefault("search", {}).update(search)
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == key and words in str(err)
+    s2_config["search"] = {"grace_period": "auto"}
+    assert _load(tmp_path, write_config, s2_config)[0].search.grace_period == "auto"
+
+
 def test_missing_data_section(tmp_path, write_config, s2_config) -> None:
     del s2_config["data"]
     err = _error(tmp_path, write_config, s2_config)

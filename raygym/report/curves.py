@@ -108,8 +108,9 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
         extra.append(Line2D([], [], color="#d62728", linestyle=":", marker="x",
                             label=f"failed ({n_failed})"))
     max_epochs_cfg = (res.config.get("train") or {}).get("max_epochs")
-    if scheduler == "asha":
-        _draw_asha_rungs(ax, int(s.get("grace_period") or 1),
+    grace = s.get("grace_period") or 1
+    if scheduler == "asha" and isinstance(grace, int):  # (auto: learnt during the search)
+        _draw_asha_rungs(ax, grace,
                          float(s.get("reduction_factor") or 2), int(max_epochs_cfg or max_epoch))
     legend_outside(ax, extra)
     epoch_axis(ax)

@@ -22,6 +22,7 @@ with TPE, random search or BOHB's sampler alike. Public Optuna API only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from optuna.pruners import BasePruner
@@ -211,3 +212,217 @@ class SparingRepeats(TrialScheduler):
 
     def restore(self, checkpoint_path: str) -> None:
         self.base.restore(checkpoint_path)
+
+
+# ----------------------------------------------------------------- a grace period learnt
+#: Spearman rank correlation at which an epoch's scores are taken to rank trials as their
+#: final scores do (``search.grace_period: auto``)
+GRACE_AGREEMENT = 0.7
+
+
+def _average_ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n, ties sharing their mean rank (as Spearman's correlation needs)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equal-length sequences (NaN: either is constant)."""
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    n = len(ra)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    return cov / math.sqrt(va * vb) if va > 0 and vb > 0 else math.nan
+
+
+def learnt_grace(curves: Sequence[Sequence[float]], *, mode: str, max_epochs: int,
+                 agreement: float = GRACE_AGREEMENT) -> int:
+    """The first epoch from which the trials' best-so-far scores rank them as their final
+    best scores do, at every later epoch too (Spearman >= ``agreement``).
+
+    ``curves``: one per trial that ran to its end, its judged value at epochs 1, 2, ...
+    (NaN: no value; a curve shorter than ``max_epochs`` ended by early stopping and keeps
+    its best). Returns ``max_epochs`` when no earlier epoch agrees (nothing is then judged
+    before the end).
+    """
+    better = max if mode == "max" else min
+    worst = -math.inf if mode == "max" else math.inf
+
+    def best_by_epoch(curve: Sequence[float]) -> list[float]:
+        out, best = [], worst
+        for e in range(max_epochs):
+            v = curve[e] if e < len(curve) else math.nan
+            if v == v:
+                best = better(best, float(v))
+            out.append(best)
+        return out
+
+    bests = [best_by_epoch(c) for c in curves]
+    finals = [b[-1] for b in bests]
+    grace = max_epochs
+    for epoch in range(max_epochs - 1, 0, -1):  # from the last judged epoch backwards
+        rho = spearman([b[epoch - 1] for b in bests], finals)
+        if not rho >= agreement:  # NaN included
+            break
+        grace = epoch
+    return grace
+
+
+class LearntGrace(FIFOScheduler):
+    """An early-stopping scheduler whose grace period is learnt from the search's own trials
+    (``search.grace_period: auto``).
+
+    Its first ``trials`` trials run unjudged to their end; from their curves
+    :func:`learnt_grace` finds the first epoch that ranks trials as their final scores do,
+    and ``build(grace)`` then makes the scheduler (ASHA, median, patient). Every result seen
+    so far is replayed into it, through its public callbacks and in the order Tune reported
+    them, so its rungs and running means hold the early trials too; from then on it decides.
+    A fixed grace is a guess about the data: on bench/curves' S2 table the scores of epoch
+    2-4 already rank configurations (Spearman 0.8), on the 30-epoch aerial table the best
+    configurations (learning rate 1e-2) score *below* the median until epoch ~7 and the rank
+    only settles after epoch ~20 (bench/RESULTS.md).
+
+    ``learnt``: the grace once learnt (None before). Repeats (``repeat_top``) never reach
+    it: :class:`SparingRepeats` wraps this scheduler.
+    """
+
+    def __init__(self, build: Any, *, trials: int, max_epochs: int,
+                 metric: str | None = None, mode: str | None = None,
+                 time_attr: str = "training_iteration") -> None:
+        super().__init__()
+        self._build, self._trials_needed, self._max_epochs = build, trials, max_epochs
+        self._metric, self._mode, self._time_attr = metric, mode, time_attr
+        self.base: TrialScheduler | None = None
+        self.learnt: int | None = None
+        self._events: list[tuple[str, Any, dict[str, Any] | None]] = []
+        self._curves: dict[Any, list[float]] = {}
+        self._finished: list[list[float]] = []
+        self._ended: set[Any] = set()  # ended for the base in the replay, still running
+
+    @property
+    def metric(self) -> str | None:
+        return self._metric
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        return True
+
+    def _slim(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What schedulers read of a result (keeps the replay log small)."""
+        if not result:
+            return result
+        return {k: result[k] for k in (self._time_attr, self._metric) if k in result}
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if self.base is not None:
+            return self.base.on_trial_add(tune_controller, trial)
+        self._events.append(("add", trial, None))
+        self._curves[trial] = []
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if self.base is not None:
+            if trial in self._ended:
+                return TrialScheduler.STOP
+            return self.base.on_trial_result(tune_controller, trial, result)
+        slim = self._slim(result)
+        self._events.append(("result", trial, slim))
+        value = (slim or {}).get(str(self._metric))
+        if trial in self._curves and isinstance(value, int | float):
+            self._curves[trial].append(float(value))
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any,
+                          result: dict[str, Any]) -> None:
+        if self.base is not None:
+            if trial in self._ended:  # the base ended it in the replay
+                self._ended.discard(trial)
+                return None
+            return self.base.on_trial_complete(tune_controller, trial, result)
+        self._events.append(("complete", trial, self._slim(result)))
+        curve = self._curves.pop(trial, None)
+        if curve:
+            self._finished.append(curve)
+        if len(self._finished) >= self._trials_needed:
+            self._learn(tune_controller)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        if self.base is not None:
+            if trial in self._ended:  # the base ended it in the replay
+                self._ended.discard(trial)
+                return None
+            return self.base.on_trial_error(tune_controller, trial)
+        self._events.append(("error", trial, None))
+        self._curves.pop(trial, None)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        if self.base is not None:
+            if trial in self._ended:  # the base ended it in the replay
+                self._ended.discard(trial)
+                return None
+            return self.base.on_trial_remove(tune_controller, trial)
+        self._events.append(("remove", trial, None))
+        self._curves.pop(trial, None)
+
+    def _learn(self, tune_controller: Any) -> None:
+        self.learnt = learnt_grace(self._finished, mode=str(self._mode),
+                                   max_epochs=self._max_epochs)
+        base = self._build(self.learnt)
+        if not base.metric:
+            base.set_search_properties(self._metric, self._mode)
+        # the base sees the search as if it had judged from the start: a trial it would
+        # have stopped ends there for it (as Tune ends a stopped trial: complete with that
+        # result), its later results unseen
+        stopped: set[Any] = set()
+        for kind, trial, result in self._events:
+            if trial in stopped:
+                continue
+            if kind == "add":
+                base.on_trial_add(tune_controller, trial)
+            elif kind == "result":
+                if base.on_trial_result(tune_controller, trial, result or {}) == (
+                        TrialScheduler.STOP):
+                    base.on_trial_complete(tune_controller, trial, result or {})
+                    stopped.add(trial)
+            elif kind == "complete":
+                base.on_trial_complete(tune_controller, trial, result or {})
+            elif kind == "error":
+                base.on_trial_error(tune_controller, trial)
+            else:
+                base.on_trial_remove(tune_controller, trial)
+        # trials still running that it would have stopped: stopped at their next result
+        self._ended = {t for t in stopped if t in self._curves}
+        self.base, self._events, self._curves, self._finished = base, [], {}, []
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        if self.base is not None:
+            return self.base.choose_trial_to_run(tune_controller)
+        return super().choose_trial_to_run(tune_controller)
+
+    def debug_string(self) -> str:
+        if self.base is None:
+            return (f"grace learnt from {self._trials_needed} trials run in full "
+                    f"({len(self._finished)} so far)")
+        return f"grace {self.learnt} (learnt); " + self.base.debug_string()
+
+
+def learnt_grace_of(scheduler: Any) -> int | None:
+    """The grace a :class:`LearntGrace` in ``scheduler`` (or wrapped by it) has learnt."""
+    while scheduler is not None:
+        if isinstance(scheduler, LearntGrace):
+            return scheduler.learnt
+        scheduler = getattr(scheduler, "base", None)
+    return None

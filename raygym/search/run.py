@@ -105,7 +105,9 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
     b = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)
     console.print(
         f"algorithm {'random (PBT)' if s.scheduler == 'pbt' else s.algorithm}, "
-        f"scheduler {s.scheduler} (grace {s.grace_period}"
+        f"scheduler {s.scheduler} (grace "
+        + (f"learnt from the first {s.grace_trials} trials" if s.grace_period == "auto"
+           else f"{s.grace_period}")
         + (f", reduction {s.reduction_factor:g}" if s.scheduler in ("asha", "patient") else "")
         + f"), metric {s.metric} ({s.mode})\n"
         f"budget: {b['trials']} trials x up to {b['max_epochs_per_trial']} epochs = at most "
@@ -121,7 +123,8 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
     """Settings that make the early-stopping scheduler judge trials on noise."""
     s, t = config.search, config.train
     rampup_searched = any(d.path == "train.rampup_epochs" for d in space)
-    if (s.scheduler in ("asha", "median") and t.lr_schedule in ("gym", "cosine")
+    if (s.scheduler in ("asha", "median") and isinstance(s.grace_period, int)
+            and t.lr_schedule in ("gym", "cosine")
             and not rampup_searched and t.rampup_epochs and s.grace_period <= t.rampup_epochs
             and s.grace_period < t.max_epochs):
         return [f"search.grace_period {s.grace_period} <= train.rampup_epochs "

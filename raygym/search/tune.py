@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,12 +89,34 @@ def build_sampler(config: ExperimentConfig) -> Any:
             max_history=tpe.max_history)
 
 
+def stopping_scheduler(config: ExperimentConfig, grace: int) -> Any:
+    """``search.scheduler`` asha, patient or median with its first judged epoch at ``grace``."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    s, epochs = config.search, config.train.max_epochs
+    key, mode = s.judged
+    judged = {"metric": key, "mode": mode} if key != s.metric else {}
+    if s.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                             grace_period=min(grace, epochs),
+                             reduction_factor=s.reduction_factor, brackets=s.brackets,
+                             **judged)
+    if s.scheduler == "patient":
+        from raygym.search.pruning import OptunaPrunerScheduler, patient_halving
+
+        # Optuna's halving takes a whole reduction factor
+        rule = patient_halving(grace_period=min(grace, epochs),
+                               reduction_factor=max(2, round(s.reduction_factor)),
+                               patience=s.prune_patience)
+        return OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None}))
+    from raygym.search.pruning import MedianWithoutYielding
+
+    return MedianWithoutYielding(time_attr="training_iteration", grace_period=grace,
+                                 min_samples_required=2, **judged)
+
+
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
-    from ray.tune.schedulers import (
-        ASHAScheduler,
-        FIFOScheduler,
-        PopulationBasedTraining,
-    )
+    from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
     s, epochs = config.search, config.train.max_epochs
     # judged on a smoothed value: the scheduler gets its own metric, and run_tune then
@@ -107,31 +130,21 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
 
         return HyperBandForBOHB(time_attr="training_iteration", max_t=epochs,
                                 reduction_factor=s.reduction_factor, metric=key, mode=mode)
+
     def spare(scheduler: Any) -> Any:
         """Repeats of the leaders (repeat_top) run to the end (see SparingRepeats)."""
         from raygym.search.pruning import SparingRepeats
 
         return SparingRepeats(scheduler) if s.repeat_top and uses_optuna(config) else scheduler
 
-    if s.scheduler == "asha":
-        return spare(ASHAScheduler(time_attr="training_iteration", max_t=epochs,
-                             grace_period=min(s.grace_period, epochs),
-                             reduction_factor=s.reduction_factor, brackets=s.brackets,
-                             **judged))
-    if s.scheduler == "patient":
-        from raygym.search.pruning import OptunaPrunerScheduler, patient_halving
+    if s.scheduler in ("asha", "patient", "median"):
+        if s.grace_period == "auto":
+            from raygym.search.pruning import LearntGrace
 
-        # Optuna's halving takes a whole reduction factor
-        rule = patient_halving(grace_period=min(s.grace_period, epochs),
-                               reduction_factor=max(2, round(s.reduction_factor)),
-                               patience=s.prune_patience)
-        return spare(OptunaPrunerScheduler(rule, **(judged or {"metric": None, "mode": None})))
-    if s.scheduler == "median":
-        from raygym.search.pruning import MedianWithoutYielding
-
-        return spare(MedianWithoutYielding(time_attr="training_iteration",
-                                           grace_period=s.grace_period,
-                                           min_samples_required=2, **judged))
+            # (a partial, not a closure: Tune pickles the scheduler with the experiment)
+            return spare(LearntGrace(functools.partial(stopping_scheduler, config),
+                                     trials=s.grace_trials, max_epochs=epochs, **judged))
+        return spare(stopping_scheduler(config, int(s.grace_period or 1)))
     if s.scheduler == "pbt":
         from ray import tune
 
@@ -142,7 +155,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         # seconds apart and often never overlap, and PBT then silently never exploits (seen
         # with 2 trials on 2 CPUs). (PBT takes no seed argument.)
         return PopulationBasedTraining(time_attr="training_iteration",
-                                       perturbation_interval=max(1, s.grace_period),
+                                       perturbation_interval=max(1, int(s.grace_period or 1)),
                                        hyperparam_mutations=mutations, synch=True)
     return FIFOScheduler()
 
@@ -266,6 +279,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
     )
     exp_path = f"{storage.rstrip('/')}/{config.name}"
+    scheduler = None  # (a restored experiment brings its own)
     with live_view(console) as view:
         live.live = view
         if resume and tune.Tuner.can_restore(exp_path):
@@ -311,5 +325,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         with tune_reuses_actors_fully(s.max_concurrent), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
             grid = tuner.fit()
+    from raygym.search.pruning import learnt_grace_of
+
+    if scheduler is not None and (learnt := learnt_grace_of(scheduler)) is not None:
+        console.print(f"grace period learnt from the first {s.grace_trials} trials run in "
+                      f"full: trials judged from epoch {learnt}")
     console.print()
     return grid

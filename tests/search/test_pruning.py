@@ -3,6 +3,8 @@ learning curves (no Ray needed: the scheduler is called as Tune's controller cal
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
@@ -148,3 +150,95 @@ def test_median_rule_stops_below_the_median_but_never_pauses() -> None:
     assert drive(MedianWithoutYielding(**kwargs), [], 0.5) == TrialScheduler.CONTINUE
     assert drive(MedianWithoutYielding(**kwargs), [0.6, 0.7], 0.5) == TrialScheduler.STOP
     assert drive(MedianWithoutYielding(**kwargs), [0.6, 0.7], 0.8) == TrialScheduler.CONTINUE
+
+
+# ------------------------------------------------------------------ grace_period: auto
+def test_spearman_matches_scipy_with_ties() -> None:
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from raygym.search.pruning import spearman
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.integers(0, 5, 12).astype(float)  # many ties
+        b = a + rng.normal(0, 2, 12)
+        assert spearman(list(a), list(b)) == pytest.approx(spearmanr(a, b).statistic)
+    assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # a constant ranks nothing
+
+
+def test_learnt_grace_is_where_the_ranks_settle() -> None:
+    """Hand-made curves whose order flips at epoch 4: before it the slow starters (the best
+    at the end) are behind, from it on every epoch ranks the trials as their final scores."""
+    from raygym.search.pruning import learnt_grace
+
+    finals = [0.9, 0.8, 0.7, 0.6, 0.5]
+    curves = [[0.5 - f / 2, 0.6 - f / 2, 0.7 - f / 2] + [f - 0.1 + 0.02 * e for e in range(5)]
+              for f in finals]  # epochs 1-3: the order reversed; epochs 4-8: the final order
+    assert learnt_grace(curves, mode="max", max_epochs=8) == 4
+    # the same trials judged by a loss (lower is better): the mirror image, the same epoch
+    assert learnt_grace([[-v for v in c] for c in curves], mode="min", max_epochs=8) == 4
+    # ranks that hold from the first epoch: judged from the first epoch
+    assert learnt_grace([[f * e for e in range(1, 9)] for f in finals], mode="max",
+                        max_epochs=8) == 1
+    # ranks that only the last epoch shows: nothing judged before the end
+    shuffled = [[[0.3, 0.1, 0.5, 0.2, 0.4][i]] * 7 + [finals[i]] for i in range(5)]
+    assert learnt_grace(shuffled, mode="max", max_epochs=8) == 8
+    # a trial that stopped early (its own early stopping) keeps its best; NaN is no value
+    short = [c[:5] for c in curves[:2]] + [[math.nan] + c[1:] for c in curves[2:]]
+    assert learnt_grace(short, mode="max", max_epochs=8) == 4
+
+
+def test_learnt_grace_judges_nothing_until_its_trials_ran_then_replays_them() -> None:
+    """The first ``trials`` trials run unjudged to their end; then the scheduler built with the
+    learnt grace has seen them (a worse trial still running is stopped at once, as it would
+    have been), and judges from there on."""
+    from raygym.search.pruning import LearntGrace, MedianWithoutYielding
+    from raygym.search.simulate import _Controller, _Stub
+
+    built: list[int] = []
+
+    def build(grace: int) -> MedianWithoutYielding:
+        built.append(grace)
+        return MedianWithoutYielding(time_attr="training_iteration", grace_period=grace,
+                                     min_samples_required=2)
+
+    scheduler = LearntGrace(build, trials=3, max_epochs=6)
+    assert scheduler.set_search_properties("val_mean_iou", "max")
+    assert scheduler.metric == "val_mean_iou"
+    ctl = _Controller(scheduler, None)
+    finals = {"a": 0.9, "b": 0.7, "c": 0.5, "late": 0.1, "next": 0.05}
+    # epoch 1 ranks them backwards, epochs 2-6 in their final order: grace 2
+    curves = {n: [0.2 - f / 10] + [f - 0.01 * (6 - e) for e in range(2, 7)]
+              for n, f in finals.items()}
+    trials = {n: _Stub(n) for n in finals}
+    for t in trials.values():
+        ctl.trials[t.trial_id] = t
+        scheduler.on_trial_add(ctl, t)
+        t.status = "RUNNING"
+
+    def report(name: str, epoch: int) -> str:
+        return scheduler.on_trial_result(ctl, trials[name], {
+            "val_mean_iou": curves[name][epoch - 1], "training_iteration": epoch})
+
+    def finish(name: str) -> None:
+        assert {report(name, e) for e in range(1, 7)} == {TrialScheduler.CONTINUE}
+        assert scheduler.learnt is None
+        scheduler.on_trial_complete(ctl, trials[name], {"val_mean_iou": curves[name][-1],
+                                                        "training_iteration": 6})
+        trials[name].status = "TERMINATED"
+
+    # nothing is judged before the grace is learnt: "late" runs 3 epochs after a and b ended
+    finish("a")
+    finish("b")
+    assert [report("late", e) for e in (1, 2, 3)] == [TrialScheduler.CONTINUE] * 3
+    finish("c")
+    assert scheduler.learnt == 2 and built == [2]
+    # in the replay "late" fell below the median of a and b at epoch 2: it is stopped at its
+    # next result, and its end is not passed on twice
+    assert report("late", 4) == TrialScheduler.STOP
+    scheduler.on_trial_complete(ctl, trials["late"], {"val_mean_iou": curves["late"][3],
+                                                      "training_iteration": 4})
+    # a new trial is judged from the learnt grace on: epoch 1 goes on, epoch 2 is judged
+    assert report("next", 1) == TrialScheduler.CONTINUE
+    assert report("next", 2) == TrialScheduler.STOP

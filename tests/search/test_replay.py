@@ -8,6 +8,7 @@ import csv
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -328,12 +329,19 @@ def test_simulated_repeats_are_not_stopped_by_the_scheduler(grid_table: Path,
 def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_session: None,
                                       capsys: pytest.CaptureFixture) -> None:
     sections = json.loads(json.dumps(SPACE))
-    # rung_metric: ASHA gets its own metric (run_tune then passes Tune none)
+    # rung_metric: ASHA gets its own metric (run_tune then passes Tune none); its grace is
+    # learnt from the first 3 trials (LearntGrace in front of ASHA, inside SparingRepeats)
     sections["search"].update(num_samples=6, results_dir=str(tmp_path / "results"),
-                              rung_metric="max", repeat_top=1)
+                              rung_metric="max", repeat_top=1, grace_period="auto",
+                              grace_trials=3)
     space_file = write_space(tmp_path / "space.yaml", sections)
-    code, _ = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
-    assert code == 0
+    from raygym.cli import main
+
+    assert main(["search", str(space_file), "--replay", str(grid_table)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # (the console wraps long lines)
+    assert "grace learnt from the first 3 trials" in printed
+    assert re.search(r"grace period learnt from the first 3 trials run in full: trials "
+                     r"judged from epoch [1-8]\b", printed)
     out = tmp_path / "results" / "replay"
     saved = json.loads((out / "search.json").read_text())
     verdict = saved["replay"]
