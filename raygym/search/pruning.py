@@ -55,7 +55,21 @@ def patient_halving(*, grace_period: int, reduction_factor: int, patience: int) 
     return AllOf(halving, stalled)
 
 
-class OptunaPrunerScheduler(FIFOScheduler):
+class _OwnMetric(FIFOScheduler):
+    """A scheduler given its metric / mode at construction or, where not, by Tune."""
+
+    _metric: str | None
+    _mode: str | None
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        return True
+
+
+class OptunaPrunerScheduler(_OwnMetric):
     """A Tune scheduler that asks an Optuna pruner after every result.
 
     ``pruner``: any ``optuna.pruners.BasePruner``; ``metric`` / ``mode``: the result key it
@@ -72,12 +86,6 @@ class OptunaPrunerScheduler(FIFOScheduler):
         self._trials: dict[str, Any] = {}  # Tune trial id -> Optuna trial
         self._pruned: set[str] = set()
 
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        if (self._metric and metric) or (self._mode and mode):
-            return False
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
-        return True
 
     def study(self) -> Any:
         if self._study is None:
@@ -279,7 +287,7 @@ def learnt_grace(curves: Sequence[Sequence[float]], *, mode: str, max_epochs: in
     return grace
 
 
-class LearntGrace(FIFOScheduler):
+class LearntGrace(_OwnMetric):
     """An early-stopping scheduler whose grace period is learnt from the search's own trials
     (``search.grace_period: auto``).
 
@@ -310,16 +318,6 @@ class LearntGrace(FIFOScheduler):
         self._finished: list[list[float]] = []
         self._ended: set[Any] = set()  # ended for the base in the replay, still running
 
-    @property
-    def metric(self) -> str | None:
-        return self._metric
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        if (self._metric and metric) or (self._mode and mode):
-            return False
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
-        return True
 
     def _slim(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
         """What schedulers read of a result (keeps the replay log small)."""
@@ -360,22 +358,22 @@ class LearntGrace(FIFOScheduler):
             self._learn(tune_controller)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        if self.base is not None:
-            if trial in self._ended:  # the base ended it in the replay
-                self._ended.discard(trial)
-                return None
-            return self.base.on_trial_error(tune_controller, trial)
-        self._events.append(("error", trial, None))
-        self._curves.pop(trial, None)
+        self._lost("error", tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        if self.base is not None:
-            if trial in self._ended:  # the base ended it in the replay
-                self._ended.discard(trial)
-                return None
-            return self.base.on_trial_remove(tune_controller, trial)
-        self._events.append(("remove", trial, None))
-        self._curves.pop(trial, None)
+        self._lost("remove", tune_controller, trial)
+
+    def _lost(self, kind: str, tune_controller: Any, trial: Any) -> None:
+        """A trial that failed (``error``) or was removed: nothing to learn from."""
+        if self.base is None:
+            self._events.append((kind, trial, None))
+            self._curves.pop(trial, None)
+        elif trial in self._ended:  # the base ended it in the replay
+            self._ended.discard(trial)
+        elif kind == "error":
+            self.base.on_trial_error(tune_controller, trial)
+        else:
+            self.base.on_trial_remove(tune_controller, trial)
 
     def _learn(self, tune_controller: Any) -> None:
         self.learnt = learnt_grace(self._finished, mode=str(self._mode),

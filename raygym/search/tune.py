@@ -89,13 +89,20 @@ def build_sampler(config: ExperimentConfig) -> Any:
             max_history=tpe.max_history)
 
 
+def judged_metric(config: ExperimentConfig) -> dict[str, str]:
+    """The scheduler's own metric and mode, when it judges another value than the search
+    metric (a smoothed one, the loss): run_tune then leaves Tune's (Tune refuses both);
+    empty: Tune hands it search.metric."""
+    key, mode = config.search.judged
+    return {"metric": key, "mode": mode} if key != config.search.metric else {}
+
+
 def stopping_scheduler(config: ExperimentConfig, grace: int) -> Any:
     """``search.scheduler`` asha, patient or median with its first judged epoch at ``grace``."""
     from ray.tune.schedulers import ASHAScheduler
 
     s, epochs = config.search, config.train.max_epochs
-    key, mode = s.judged
-    judged = {"metric": key, "mode": mode} if key != s.metric else {}
+    judged = judged_metric(config)
     if s.scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                              grace_period=min(grace, epochs),
@@ -119,10 +126,8 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
     s, epochs = config.search, config.train.max_epochs
-    # judged on a smoothed value: the scheduler gets its own metric, and run_tune then
-    # leaves Tune's (Tune refuses both); else Tune hands it search.metric
     key, mode = s.judged
-    judged = {"metric": key, "mode": mode} if key != s.metric else {}
+    judged = judged_metric(config)
     if s.algorithm == "bohb":
         # BOHB's own HyperBand: brackets start at max_t / eta^k epochs, trials pause at each
         # rung and the best 1/eta resume; no grace period (the smallest bracket sets it)
