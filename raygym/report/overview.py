@@ -27,6 +27,16 @@ def throughput_text(history: list[dict[str, Any]]) -> str:
     return f"{gflops:.1f}" + (f" ({100 * statistics.median(shares):.0f} %)" if shares else "")
 
 
+def _grace(search: dict[str, Any], info: dict[str, Any]) -> str:
+    """The scheduler's grace period as configured, and the epoch learnt for ``auto``."""
+    grace = search.get("grace_period")
+    if grace != "auto":
+        return str(grace)
+    learnt = info.get("learnt_grace")
+    return (f"auto: learnt epoch {learnt}" if learnt is not None else
+            "auto: not learnt, fewer trials finished than grace_trials")
+
+
 def summary_section(doc: ReportDocument, res: SearchResults) -> None:
     """Search status, algorithm, metric, trials by status, the best trial, epochs, time."""
     doc.section("summary")
@@ -41,8 +51,9 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
         ("experiment", res.name),
         ("search status", res.info.get("status", "unknown")),
         ("algorithm / scheduler", f"{s.get('algorithm', '?')} / {s.get('scheduler', '?')}"
-         + (f" (grace {s.get('grace_period')}, reduction {s.get('reduction_factor')})"
-            if s.get("scheduler") == "asha" else "")),
+         + (f" (grace {_grace(s, res.info)}"
+            + (f", reduction {s.get('reduction_factor')}" if s.get("scheduler") == "asha"
+               else "") + ")" if s.get("scheduler") in ("asha", "median", "patient") else "")),
         ("metric", f"{res.metric} ({res.mode})"),
         ("trials", f"{sum(counts.values())}: "
          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))),

@@ -230,8 +230,9 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     from raygym.search.tune import run_tune
 
     started = time.perf_counter()
+    learnt: dict[str, Any] = {}
     grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
-                    console=console, replay=table)
+                    console=console, replay=table, learnt=learnt)
     wall = time.perf_counter() - started
     from raygym.inference.export import export_top_models
     from raygym.search.leaderboard import build_leaderboard, print_summary
@@ -242,7 +243,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     summary = board.summary(wall)
     saved = json.loads((out / SEARCH_JSON).read_text())
     saved.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 summary=summary, exported=[str(p) for p in exported])
+                 summary=summary, exported=[str(p) for p in exported], **learnt)
     if table is not None:
         from raygym.search.replay import replay_verdict
 

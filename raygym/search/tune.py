@@ -218,8 +218,10 @@ def _env_default(key: str, value: str | None) -> Iterator[None]:
 
 
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
-             retry_errored: bool, console: Console, replay: Any = None) -> Any:
-    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``.
+             retry_errored: bool, console: Console, replay: Any = None,
+             learnt: dict[str, Any] | None = None) -> Any:
+    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``. ``learnt``
+    receives what the search learnt on the way (``learnt_grace``: grace_period auto's epoch).
 
     ``replay``: a :class:`~raygym.search.replay.CurveTable` whose curves the trials replay.
     """
@@ -332,8 +334,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
             grid = tuner.fit()
     from raygym.search.pruning import learnt_grace_of
 
-    if scheduler is not None and (learnt := learnt_grace_of(scheduler)) is not None:
-        console.print(f"grace period learnt from the first {s.grace_trials} trials run in "
-                      f"full: trials judged from epoch {learnt}")
     console.print()
+    if scheduler is not None and (grace := learnt_grace_of(scheduler)) is not None:
+        console.print(f"grace period learnt from the first {s.grace_trials} trials run in "
+                      f"full: trials judged from epoch {grace}")
+        if learnt is not None:
+            learnt["learnt_grace"] = grace
     return grid

@@ -96,3 +96,11 @@ def test_leaderboard_without_throughput_has_no_such_column(tmp_path: Path) -> No
     leaderboard_section(doc, load_results(write_bare_leaderboard(tmp_path)))
     cols, _, _ = next(b.data for b in doc.sections[0].blocks if b.kind == "table")
     assert SPEED_HEAD not in cols
+
+
+def test_summary_names_the_grace_period_learnt_or_set() -> None:
+    from raygym.report.overview import _grace
+
+    assert _grace({"grace_period": 3}, {}) == "3"
+    assert _grace({"grace_period": "auto"}, {"learnt_grace": 12}) == "auto: learnt epoch 12"
+    assert "not learnt" in _grace({"grace_period": "auto"}, {})

@@ -344,6 +344,7 @@ def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_sess
                      r"judged from epoch [1-8]\b", printed)
     out = tmp_path / "results" / "replay"
     saved = json.loads((out / "search.json").read_text())
+    assert f"judged from epoch {saved['learnt_grace']}" in printed  # kept for the report
     verdict = saved["replay"]
     table = CurveTable.load(grid_table)
     truth = ground_truth(table, patience=3, max_epochs=8)
