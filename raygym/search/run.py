@@ -132,6 +132,11 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
                 "still ramping up, when scores say little about the final model (see "
                 "bench/RESULTS.md, bench_simulate); consider grace_period "
                 f"{t.rampup_epochs + 1} (the default) or a shorter warm-up"]
+    if (s.grace_period == "auto" and s.scheduler in ("asha", "median", "patient")
+            and s.grace_trials >= s.num_samples):
+        return [f"search.grace_period auto learns from the first {s.grace_trials} trials "
+                f"(grace_trials), but the search runs {s.num_samples}: no trial will be "
+                "stopped early (fix: fewer grace_trials, or more num_samples)"]
     return []
 
 

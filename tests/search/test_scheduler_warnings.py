@@ -31,6 +31,15 @@ def test_grace_inside_the_ramp_up_is_named() -> None:
         assert scheduler_warnings(config, space) == []
 
 
+def test_a_grace_learnt_from_more_trials_than_the_search_runs_is_named() -> None:
+    overrides = {"search.grace_period": "auto", "search.num_samples": 8}
+    config, space = load_experiment(LANDSAT, overrides=overrides)
+    (text,) = scheduler_warnings(config, space)
+    assert "first 8 trials (grace_trials), but the search runs 8" in text
+    config, space = load_experiment(LANDSAT, overrides={**overrides, "search.grace_trials": 4})
+    assert scheduler_warnings(config, space) == []
+
+
 def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
     import yaml
 
