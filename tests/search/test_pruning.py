@@ -189,17 +189,23 @@ def test_learnt_grace_is_where_the_ranks_settle() -> None:
     assert learnt_grace(short, mode="max", max_epochs=8) == 4
 
 
-def test_learnt_grace_judges_nothing_until_its_trials_ran_then_replays_them() -> None:
+@pytest.mark.parametrize("rule", ["median", "asha"])
+def test_learnt_grace_judges_nothing_until_its_trials_ran_then_replays_them(rule: str) -> None:
     """The first ``trials`` trials run unjudged to their end; then the scheduler built with the
     learnt grace has seen them (a worse trial still running is stopped at once, as it would
     have been), and judges from there on."""
+    from ray.tune.schedulers import ASHAScheduler
+
     from raygym.search.pruning import LearntGrace, MedianWithoutYielding
     from raygym.search.simulate import _Controller, _Stub
 
     built: list[int] = []
 
-    def build(grace: int) -> MedianWithoutYielding:
+    def build(grace: int) -> TrialScheduler:
         built.append(grace)
+        if rule == "asha":
+            return ASHAScheduler(time_attr="training_iteration", max_t=6, grace_period=grace,
+                                 reduction_factor=3)
         return MedianWithoutYielding(time_attr="training_iteration", grace_period=grace,
                                      min_samples_required=2)
 
@@ -234,8 +240,9 @@ def test_learnt_grace_judges_nothing_until_its_trials_ran_then_replays_them() ->
     assert [report("late", e) for e in (1, 2, 3)] == [TrialScheduler.CONTINUE] * 3
     finish("c")
     assert scheduler.learnt == 2 and built == [2]
-    # in the replay "late" fell below the median of a and b at epoch 2: it is stopped at its
-    # next result, and its end is not passed on twice
+    # in the replay "late" fell below the median of a and b (ASHA: below its rung's cut) at
+    # epoch 2: it is stopped at its next result, and its end is not passed on twice (ASHA
+    # would raise KeyError for a trial it already forgot)
     assert report("late", 4) == TrialScheduler.STOP
     scheduler.on_trial_complete(ctl, trials["late"], {"val_mean_iou": curves["late"][3],
                                                       "training_iteration": 4})
