@@ -1,4 +1,6 @@
-"""Optuna's pruners as a Ray Tune scheduler (``search.scheduler: patient``).
+"""raygym's Tune schedulers: Optuna's pruners (``search.scheduler: patient``), Tune's median
+rule without pausing, repeats never stopped, and a grace period learnt from the first trials
+(``search.grace_period: auto``, :class:`LearntGrace`).
 
 Tune's schedulers judge a trial at a rung by its value there and nothing else. Optuna's
 pruners read a trial's whole learning curve. ``search.scheduler: patient`` stops a trial only
@@ -85,7 +87,6 @@ class OptunaPrunerScheduler(_OwnMetric):
         self._study: Any = None
         self._trials: dict[str, Any] = {}  # Tune trial id -> Optuna trial
         self._pruned: set[str] = set()
-
 
     def study(self) -> Any:
         if self._study is None:
