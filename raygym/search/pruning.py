@@ -229,32 +229,6 @@ class SparingRepeats(TrialScheduler):
 GRACE_AGREEMENT = 0.7
 
 
-def _average_ranks(values: Sequence[float]) -> list[float]:
-    """Ranks 1..n, ties sharing their mean rank (as Spearman's correlation needs)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation of two equal-length sequences (NaN: either is constant)."""
-    ra, rb = _average_ranks(a), _average_ranks(b)
-    n = len(ra)
-    ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = sum((x - ma) ** 2 for x in ra)
-    vb = sum((y - mb) ** 2 for y in rb)
-    return cov / math.sqrt(va * vb) if va > 0 and vb > 0 else math.nan
-
-
 def learnt_grace(curves: Sequence[Sequence[float]], *, mode: str, max_epochs: int,
                  agreement: float = GRACE_AGREEMENT) -> int:
     """The first epoch from which the trials' best-so-far scores rank them as their final
@@ -277,11 +251,17 @@ def learnt_grace(curves: Sequence[Sequence[float]], *, mode: str, max_epochs: in
             out.append(best)
         return out
 
+    import warnings
+
+    from scipy.stats import spearmanr
+
     bests = [best_by_epoch(c) for c in curves]
     finals = [b[-1] for b in bests]
     grace = max_epochs
     for epoch in range(max_epochs - 1, 0, -1):  # from the last judged epoch backwards
-        rho = spearman([b[epoch - 1] for b in bests], finals)
+        with warnings.catch_warnings():  # a constant epoch ranks nothing: NaN, said below
+            warnings.simplefilter("ignore")
+            rho = spearmanr([b[epoch - 1] for b in bests], finals).statistic
         if not rho >= agreement:  # NaN included
             break
         grace = epoch
@@ -318,7 +298,6 @@ class LearntGrace(_OwnMetric):
         self._curves: dict[Any, list[float]] = {}
         self._finished: list[list[float]] = []
         self._ended: set[Any] = set()  # ended for the base in the replay, still running
-
 
     def _slim(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
         """What schedulers read of a result (keeps the replay log small)."""
