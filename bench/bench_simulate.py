@@ -4,9 +4,9 @@ Every setting runs ``--seeds`` simulated searches (:mod:`raygym.search.simulate`
 searcher and Tune's scheduler, built from the same config ``raygym search`` would use, driven
 in simulated time on the recorded curves of ``bench/curves/*.csv``) over the table's whole
 grid as a space of choices. Ground truth, fixed before any search: each configuration's score
-under early stopping (``--patience`` on val loss, best weights kept), averaged over the
-table's training seeds; the grid's cost is the epochs early stopping runs for every
-configuration (as Gym's grid does).
+under early stopping (``--patience`` epochs without improvement of ``--monitor``, the
+validation loss by default; best weights kept), averaged over the table's training seeds; the
+grid's cost is the epochs early stopping runs for every configuration (as Gym's grid does).
 
 Printed first, the table's noise (:func:`raygym.search.replay.noise_floor`): one run's
 spread around its configuration's mean, the standard error (SE) of a ground-truth score, a
@@ -172,8 +172,8 @@ DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+ash
                     "tpe-mv+asha-g2-loss-rep3", "bohb-r3", "bohb-r2"]
 
 
-def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any]
-               ) -> dict[str, Any]:
+def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str, Any],
+               monitor: str = "val_loss") -> dict[str, Any]:
     """The table's grid as a search space of choices, in ``raygym search``'s own schema."""
     overrides = dict(overrides)
     train = overrides.pop("_train", {})  # a setting's own training keys (e.g. patience)
@@ -186,7 +186,7 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
                  "classes": ["a", "b"]},
         "model": {}, "loss": {},
         "train": {"max_epochs": table.epochs, "patience": patience, "rampup_epochs": 1,
-                  **train},
+                  "monitor": monitor, **train},
         "search": {"num_samples": len(table.configs), "max_concurrent": concurrency,
                    "algorithm": "optuna", **overrides},
     }
@@ -196,9 +196,9 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
     return sections
 
 
-def run_setting(job: tuple[str, str, int, int, int, list[int]]) -> dict[str, Any]:
+def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str, Any]:
     """Worker: every seed of one setting on one table; the summary and per-seed figures."""
-    name, table_path, patience, concurrency, _, seeds = job
+    name, table_path, patience, concurrency, _, seeds, monitor = job
     import numpy as np
     from optuna.samplers import RandomSampler
 
@@ -210,9 +210,10 @@ def run_setting(job: tuple[str, str, int, int, int, list[int]]) -> dict[str, Any
     algorithm, overrides = SETTINGS[name]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "space.yaml"
-        path.write_text(yaml.safe_dump(experiment(table, patience, concurrency, overrides)))
+        path.write_text(yaml.safe_dump(experiment(table, patience, concurrency, overrides,
+                                                  monitor)))
         config, space = load_experiment(path)
-    truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
+    truth = ground_truth(table, patience=patience, max_epochs=table.epochs, monitor=monitor)
     tick = time.process_time()
     traces = []
     leader = shrink_leader(table) if overrides.get("_pick") == "shrink" else None
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=30)
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
+    p.add_argument("--monitor", default="val_loss",
+                   help="what early stopping watches (train.monitor), e.g. val_mean_iou")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 0))
@@ -257,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
 
     table = load_table(str(args.table.resolve()))
     patience = args.patience or max(3, table.epochs // 5)
-    truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
+    truth = ground_truth(table, patience=patience, max_epochs=table.epochs,
+                         monitor=args.monitor)
     best = int(truth.ranks.argmin())
     print(f"{args.table.name}: {len(table.configs)} configurations x {len(table.seeds)} "
-          f"training seeds, {table.epochs} epochs recorded; patience {patience}; grid cost "
+          f"training seeds, {table.epochs} epochs recorded; patience {patience} on "
+          f"{args.monitor}; grid cost "
           f"{truth.grid_epochs:.0f} epochs; grid's best {truth.best:.4f} "
           f"({table.configs[best]}); 2nd {sorted(truth.scores)[-2]:.4f}; configurations "
           f"within 0.01 of the best: {sum(truth.reached(i) for i in range(len(truth.scores)))}"
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(settings) < len(args.settings):
         print("BOHB settings left out: they need the bohb extra (pip install -e .[bohb])")
     jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i,
-             list(range(args.seeds))) for i, name in enumerate(settings)]
+             list(range(args.seeds)), args.monitor) for i, name in enumerate(settings)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(run_setting, jobs, chunksize=1)
     head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
@@ -297,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['noise_at_50']:>4.0%}")
     if args.json:
         args.json.write_text(json.dumps({
-            "table": str(args.table), "patience": patience, "seeds": args.seeds,
+            "table": str(args.table), "patience": patience, "monitor": args.monitor,
+            "seeds": args.seeds,
             "concurrency": args.concurrency, "grid_epochs": truth.grid_epochs,
             "grid_best": truth.best, "results": results}, indent=1, default=str))
     return 0

@@ -333,11 +333,17 @@ class LossConfig(_Strict):
 
 # -------------------------------------------------------------------------------------- train
 class TrainConfig(_Strict):
-    """Optimisation: Adam, Gym's ramp/sustain/decay LR schedule, early stopping on val loss."""
+    """Optimisation: Adam, Gym's ramp/sustain/decay LR schedule, early stopping (on the
+    validation loss, as Gym, or on a validation score: ``monitor``)."""
 
     batch_size: int = Field(8, ge=1)
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1)
+    monitor: str = Field(
+        "val_loss", description="what early stopping watches: training stops after patience "
+        "epochs without improvement of it, and the weights of its best epoch are kept; "
+        "val_loss (Gym's rule) or a validation score the loop reports, e.g. val_mean_iou "
+        "(higher is better)")
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["gym", "cosine", "constant"] = "gym"
@@ -354,6 +360,18 @@ class TrainConfig(_Strict):
     shuffle: bool = True
     output_dir: Path = Path("runs")
     checkpoint_keep: int = Field(2, ge=1)
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_is_reported(cls, value: str) -> str:
+        from raygym.train.contract import MONITORS
+
+        if value not in MONITORS:
+            hint = difflib.get_close_matches(value, MONITORS, n=1)
+            raise ValueError(f"early stopping cannot watch '{value}'"
+                             + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                             + "; valid: " + ", ".join(MONITORS))
+        return value
 
     @model_validator(mode="after")
     def _lr_order(self) -> TrainConfig:

@@ -98,6 +98,15 @@ def test_grace_period_is_epochs_or_auto(tmp_path, write_config, s2_config, searc
     assert _load(tmp_path, write_config, s2_config)[0].search.grace_period == "auto"
 
 
+def test_early_stopping_watches_a_reported_validation_score(tmp_path, write_config,
+                                                             s2_config) -> None:
+    s2_config["train"]["monitor"] = "val_miou"
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "train.monitor" and "did you mean 'val_mean_iou'" in str(err)
+    s2_config["train"]["monitor"] = "val_mean_iou"
+    assert _load(tmp_path, write_config, s2_config)[0].train.monitor == "val_mean_iou"
+
+
 def test_missing_data_section(tmp_path, write_config, s2_config) -> None:
     del s2_config["data"]
     err = _error(tmp_path, write_config, s2_config)

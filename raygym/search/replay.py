@@ -8,8 +8,8 @@ configuration, as a search space writes its values; a weighted loss as JSON), ``
 run is recorded to the full epoch budget, without early stopping or pruning.
 
 Replaying a configuration at a seed gives the per-epoch results that training would report,
-with the training loop's own early stopping (``train.patience`` on ``val_loss``, the kept
-epoch's scores as ``best_*``), so a search driven by them behaves as it would on real training,
+with the training loop's own early stopping (``train.patience`` epochs without improvement of
+``train.monitor``, ``val_loss`` by default; the kept epoch's scores as ``best_*``), so a search driven by them behaves as it would on real training,
 in a fraction of a second per trial.
 """
 
@@ -35,6 +35,7 @@ from raygym.train.contract import (
     diverged,
     finished,
     kept_scores,
+    monitored_sign,
     rung_scores,
 )
 
@@ -152,7 +153,8 @@ class CurveTable:
         raise ConfigError(f"the table has no run of {want}", file=self.path,
                           fix="search only over values the table recorded")
 
-    def check_space(self, space: Any, max_epochs: int, metric: str) -> None:
+    def check_space(self, space: Any, max_epochs: int, metric: str,
+                    monitor: str = "val_loss") -> None:
         """Refuse (one line, naming the key) a space or config this table cannot replay."""
         for d in space:
             if d.path not in self.param_keys:
@@ -171,10 +173,11 @@ class CurveTable:
             raise ConfigError(f"{max_epochs} epochs per trial, but the table recorded "
                               f"{self.epochs}", key="train.max_epochs", file=self.path,
                               fix=f"set train.max_epochs <= {self.epochs}")
-        if metric not in self.metrics:
-            raise ConfigError(f"the table has no column {metric}", key="search.metric",
-                              file=self.path, fix="use one of " + ", ".join(
-                                  m for m in self.metrics if m.startswith("val_")))
+        for key, column in (("search.metric", metric), ("train.monitor", monitor)):
+            if column not in self.metrics:
+                raise ConfigError(f"the table has no column {column}", key=key,
+                                  file=self.path, fix="use one of " + ", ".join(
+                                      m for m in self.metrics if m.startswith("val_")))
 
 
 def _header(path: Path) -> list[str]:
@@ -203,26 +206,36 @@ def load_table(path: str) -> CurveTable:
 
 
 # ------------------------------------------------------------------------------ ground truth
-def early_stopping(val_loss: np.ndarray, patience: int, max_epochs: int) -> tuple[int, int]:
+def early_stopping(val_loss: np.ndarray, patience: int, max_epochs: int,
+                   watched: np.ndarray | None = None, sign: float = 1.0) -> tuple[int, int]:
     """(epochs run, kept epoch) under the training loop's rule, epochs counted from 1.
 
-    An epoch improves when its ``val_loss`` is below the best so far; training stops after
-    ``patience`` epochs without improvement, at ``max_epochs``, or at a NaN loss. The kept
-    epoch is the best one (0: none, the run failed at its first epoch).
+    An epoch improves when ``sign * watched`` (``train.monitor``'s curve; ``val_loss`` when
+    None; ``sign`` from :func:`~raygym.train.contract.monitored_sign`) is below the best so
+    far; training stops after ``patience`` epochs without improvement, at ``max_epochs``, or
+    at a NaN loss. The kept epoch is the best one (0: none, the run failed at its first
+    epoch).
     """
+    watched = val_loss if watched is None else watched
     best, best_epoch, bad = math.inf, 0, 0
     n = min(max_epochs, len(val_loss))
     for i in range(n):
-        loss = float(val_loss[i])
-        if loss != loss:  # NaN: the loop stops here
+        if float(val_loss[i]) != float(val_loss[i]):  # NaN: the loop stops here
             return i + 1, best_epoch
-        if loss < best - 1e-12:
-            best, best_epoch, bad = loss, i + 1, 0
+        if sign * float(watched[i]) < best - 1e-12:  # a NaN score never improves
+            best, best_epoch, bad = sign * float(watched[i]), i + 1, 0
         else:
             bad += 1
         if bad >= patience:
             return i + 1, best_epoch
     return n, best_epoch
+
+
+def curve_stopping(curve: dict[str, np.ndarray], patience: int, max_epochs: int,
+                   monitor: str = "val_loss") -> tuple[int, int]:
+    """:func:`early_stopping` of one recorded run, watching ``monitor``."""
+    return early_stopping(curve["val_loss"], patience, max_epochs, curve[monitor],
+                          monitored_sign(monitor))
 
 
 @dataclass
@@ -252,7 +265,7 @@ class GroundTruth:
 
 
 def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: str = "val_mean_iou",
-                 mode: str = "max") -> GroundTruth:
+                 mode: str = "max", monitor: str = "val_loss") -> GroundTruth:
     n = len(table.configs)
     scores, epochs = np.full(n, np.nan), np.zeros(n)
     per_seed = np.full((n, len(table.seeds)), np.nan)
@@ -262,7 +275,7 @@ def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: s
             curve = table.curves.get((cid, seed))
             if curve is None:
                 continue
-            run, best_epoch = early_stopping(curve["val_loss"], patience, max_epochs)
+            run, best_epoch = curve_stopping(curve, patience, max_epochs, monitor)
             ran.append(run)
             per_seed[cid, j] = curve[metric][best_epoch - 1] if best_epoch else np.nan
         epochs[cid] = float(np.mean(ran)) if ran else 0.0
@@ -319,13 +332,15 @@ def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
 
 
 def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,
-                   max_epochs: int, metric: str, search: SearchConfig | None = None
-                   ) -> Iterator[dict[str, Any]]:
-    """The per-epoch results training would report (the loop's keys and early stopping,
-    :mod:`raygym.train.contract`); with ``search`` also the value its scheduler judges."""
+                   max_epochs: int, metric: str, search: SearchConfig | None = None,
+                   monitor: str = "val_loss") -> Iterator[dict[str, Any]]:
+    """The per-epoch results training would report (the loop's keys and early stopping on
+    ``monitor``, :mod:`raygym.train.contract`); with ``search`` also the value its scheduler
+    judges."""
     curve = table.curves[(config_id, seed)]
-    run, _ = early_stopping(curve["val_loss"], patience, max_epochs)
-    best_loss, best_epoch, bad = math.inf, 0, 0
+    run, _ = curve_stopping(curve, patience, max_epochs, monitor)
+    sign = monitored_sign(monitor)
+    best_watched, best_loss, best_epoch, bad = math.inf, math.inf, 0, 0
     best: dict[str, float] = {}
     for i in range(run):
         row = {m: float(curve[m][i]) for m in table.metrics}
@@ -335,8 +350,8 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
             yield {"epoch": epoch, "training_iteration": epoch, "stop_reason": DIVERGED,
                    "val_loss": math.nan, "train_loss": math.nan}
             return
-        if loss < best_loss - 1e-12:
-            best_loss, best_epoch, bad = loss, epoch, 0
+        if sign * row[monitor] < best_watched - 1e-12:
+            best_watched, best_loss, best_epoch, bad = sign * row[monitor], loss, epoch, 0
             best = {k: v for k, v in row.items() if k.startswith("val_")}
         else:
             bad += 1
@@ -383,7 +398,8 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
             done_epochs = int(json.loads((Path(folder) / "replay.json").read_text())["epoch"])
     for result in replay_results(table, cid, seed, patience=config.train.patience,
                                  max_epochs=config.train.max_epochs,
-                                 metric=config.search.metric, search=config.search):
+                                 metric=config.search.metric, search=config.search,
+                                 monitor=config.train.monitor):
         if result["epoch"] <= done_epochs:
             continue
         if diverged(result):
@@ -414,7 +430,7 @@ def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:
     """
     s, t = config.search, config.train
     truth = ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
-                         mode=s.mode)
+                         mode=s.mode, monitor=t.monitor)
     records = []
     for result in grid:
         frame = result.metrics_dataframe

@@ -180,7 +180,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
             raise ConfigError("a replayed search has no checkpoints for PBT to exploit",
                               key="search.scheduler", fix="use asha, median or none")
         table = load_table(str(Path(replay).resolve()))
-        table.check_space(space, config.train.max_epochs, config.search.metric)
+        table.check_space(space, config.train.max_epochs, config.search.metric,
+                          config.train.monitor)
     else:
         check_metric(config)
     out = results_dir(config)

@@ -206,7 +206,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         runs.setdefault(cid, {})
         replays[trial_id] = (list(replay_results(
             table, cid, replay_seed(table, cid, s.seed + run), patience=t.patience,
-            max_epochs=t.max_epochs, metric=s.metric, search=s)), cid)
+            max_epochs=t.max_epochs, metric=s.metric, search=s, monitor=t.monitor)), cid)
         resume_at[trial_id] = ran[trial_id] = 0
         stub = _Stub(trial_id)
         stub.config = params  # as Tune's Trial.config (SparingRepeats reads the repeat key)

@@ -8,7 +8,8 @@ and the replayed curves of :mod:`raygym.search.replay` read it. Its keys: ``epoc
 ``gflop_per_s`` (training GFLOP/s achieved: 3 x forward FLOPs per image x images / s),
 ``peak_share`` (that over the device's measured peak in the compute dtype, 0-1: the MFU of
 :mod:`raygym.train.throughput`), ``epoch_seconds``, ``best_epoch``,
-``best_val_loss``, ``stop_reason`` (:data:`StopReason`; :data:`RUNNING` while training goes
+``best_val_loss`` (the validation loss of the kept epoch: the epoch with the best
+``train.monitor``, the lowest ``val_loss`` by default), ``stop_reason`` (:data:`StopReason`; :data:`RUNNING` while training goes
 on), ``precision``, the kept epoch's scores (:func:`kept_scores`) and, when the scheduler
 judges a smoothed value, that value (:func:`rung_scores`).
 """
@@ -38,6 +39,9 @@ METRICS: tuple[str, ...] = ("val_mean_iou", "val_loss", "val_accuracy", "val_fw_
                             "val_mcc", "val_kld", "val_mean_dice", "val_mean_precision",
                             "val_mean_recall", "train_loss")
 LOWER_IS_BETTER = frozenset({"val_loss", "train_loss", "val_kld"})
+# What early stopping may watch (``train.monitor``): the validation scores of METRICS that
+# every evaluation reports (val_kld is left out when a batch had no logits to compare).
+MONITORS: tuple[str, ...] = tuple(m for m in METRICS if m.startswith("val_") and m != "val_kld")
 # How fast an epoch trained (not scores a search optimises): shown by train, the live table
 # and the report.
 SPEED_METRICS: tuple[str, ...] = ("images_per_s", "gflop_per_s", "peak_share")
@@ -46,6 +50,12 @@ SPEED_METRICS: tuple[str, ...] = ("images_per_s", "gflop_per_s", "peak_share")
 def metric_names(classes: Sequence[str]) -> list[str]:
     """:data:`METRICS`, then ``val_iou/<class>`` for each class name."""
     return [*METRICS, *(f"val_iou/{c}" for c in classes)]
+
+
+def monitored_sign(monitor: str) -> float:
+    """+1 when a lower ``monitor`` is better, -1 when a higher one is: ``sign * value`` is
+    what early stopping minimises."""
+    return 1.0 if monitor in LOWER_IS_BETTER else -1.0
 
 
 def finished(result: Mapping[str, Any] | None) -> bool:

@@ -32,7 +32,14 @@ from raygym.inference.runtime import (
     to_layout,
     uses_channels_last,
 )
-from raygym.train.contract import DIVERGED, RUNNING, StopReason, kept_scores, rung_scores
+from raygym.train.contract import (
+    DIVERGED,
+    RUNNING,
+    StopReason,
+    kept_scores,
+    monitored_sign,
+    rung_scores,
+)
 from raygym.train.prefetch import prefetch
 from raygym.train.throughput import ThroughputMeter, synchronize
 
@@ -156,7 +163,9 @@ class FitState:
     """Everything a resumed run needs besides the weights and the optimizer."""
 
     epoch: int = 0  # next epoch to run
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the kept epoch's validation loss
+    # the kept epoch's train.monitor, signed so that lower is better (monitored_sign)
+    best_monitored: float = math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -195,7 +204,10 @@ def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
     if optimizer is not None and (directory / "optimizer.pt").exists():
         optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
-    state = FitState(**json.loads((directory / "state.json").read_text()))
+    saved = json.loads((directory / "state.json").read_text())
+    # a checkpoint written before train.monitor existed watched the validation loss
+    saved.setdefault("best_monitored", saved.get("best_val_loss", math.inf))
+    state = FitState(**saved)
     best = load_file(str(directory / "best.safetensors"))
     return state, best
 
@@ -348,10 +360,13 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         val = evaluate_model(model, prefetch(source.val_batches(), prepare=layout), loss_fn, card.num_classes, device,
                              precision, channels_last, card.classes)
         val_loss = val.pop("loss")
-        improved = val_loss < state.best_val_loss - 1e-12
+        watched = monitored_sign(t.monitor) * (
+            val_loss if t.monitor == "val_loss" else val.get(t.monitor.removeprefix("val_"), math.nan))
+        improved = watched < state.best_monitored - 1e-12  # NaN never improves
         state.epoch = epoch + 1
         if improved:
-            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch + 1, 0
+            state.best_monitored, state.best_epoch, state.bad_epochs = watched, epoch + 1, 0
+            state.best_val_loss = val_loss
             best_state = _cpu_state(core)
         else:
             state.bad_epochs += 1

@@ -130,6 +130,9 @@ def test_space_check_names_the_key(grid_table: Path, tmp_path: Path) -> None:
         table.check_space(space, 9, "val_mean_iou")
     with pytest.raises(ConfigError, match="no column val_mcc"):
         table.check_space(space, 8, "val_mcc")
+    with pytest.raises(ConfigError, match="no column val_fw_iou") as err:
+        table.check_space(space, 8, "val_mean_iou", "val_fw_iou")
+    assert err.value.key == "train.monitor"
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -140,6 +143,37 @@ def test_early_stopping_follows_the_training_loop() -> None:
     assert early_stopping(loss, patience=9, max_epochs=6) == (6, 5)
     assert early_stopping(np.array([1.0, np.nan, 0.1]), patience=3, max_epochs=3) == (2, 1)
     assert early_stopping(np.array([np.nan]), patience=3, max_epochs=3) == (1, 0)
+
+
+def test_early_stopping_on_a_score_keeps_its_best_epoch() -> None:
+    """train.monitor: a score (higher is better, sign -1) decides; a NaN loss still ends the
+    run, a NaN score never improves."""
+    loss = np.array([1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.76, 0.77])
+    iou = np.array([0.1, 0.3, 0.35, 0.34, 0.33, 0.36, 0.2, 0.2])
+    assert early_stopping(loss, 2, 8, iou, -1.0) == (5, 3)  # 0.34, 0.33: 2 bad
+    assert early_stopping(loss, 3, 8, iou, -1.0) == (8, 6)
+    assert early_stopping(loss[:5], 3, 8, np.array([0.2, np.nan, np.nan, np.nan, 0.9]),
+                          -1.0) == (4, 1)
+    assert early_stopping(np.array([1.0, np.nan, 0.1]), 3, 3, iou[:3], -1.0) == (2, 1)
+
+
+def test_ground_truth_and_replay_follow_the_monitor(tmp_path: Path) -> None:
+    """One run whose loss is lowest at epoch 2 and whose IoU is highest at epoch 4."""
+    p = ("gym_unet", 2, "dice", 0.001)
+    curve = [(0.1, 1.0), (0.3, 0.5), (0.2, 0.6), (0.6, 0.7), (0.5, 0.8), (0.4, 0.9)]
+    rows = [row(0, p, 0, e, iou, loss) for e, (iou, loss) in enumerate(curve, 1)]
+    table = CurveTable.load(write_table(tmp_path / "t.csv", rows))
+    on_loss = ground_truth(table, patience=2, max_epochs=6)
+    on_iou = ground_truth(table, patience=2, max_epochs=6, monitor="val_mean_iou")
+    assert (on_loss.scores[0], on_loss.epochs[0]) == (pytest.approx(0.3), 4.0)
+    assert (on_iou.scores[0], on_iou.epochs[0]) == (pytest.approx(0.6), 6.0)
+    results = list(replay_results(table, 0, 0, patience=2, max_epochs=6,
+                                  metric="val_mean_iou", monitor="val_mean_iou"))
+    assert len(results) == 6 and results[-1]["stop_reason"] == "early-stopped"
+    assert [r["best_epoch"] for r in results] == [1, 2, 2, 4, 4, 4]
+    # the kept epoch's validation loss, as the training loop reports it
+    assert results[-1]["best_val_loss"] == pytest.approx(0.7)
+    assert results[-1]["best_val_mean_iou"] == pytest.approx(0.6)
 
 
 def test_ground_truth_on_a_table_with_a_known_answer(tmp_path: Path) -> None:

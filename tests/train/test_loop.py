@@ -162,6 +162,48 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
         assert row["rung_val_mean_dice"] == max(r["val_mean_dice"] for r in rows[:i + 1])
 
 
+def test_early_stopping_can_watch_a_score(prepared: PreparedDataset, splits: Any,
+                                         base_sections: dict[str, Any]) -> None:
+    """``train.monitor: val_mean_iou``: patience counts epochs without a better IoU and the
+    best IoU's weights are kept. In this run (CCE at a high learning rate) the validation
+    loss is lowest at epoch 1 and the IoU highest at epoch 2, so watching the loss would
+    have kept other weights and stopped an epoch sooner."""
+    train, val = splits
+    card = prepared.card
+    sections = copy.deepcopy(base_sections)
+    sections["loss"] = {"name": "cce"}
+    config = make_config(sections, max_epochs=5, patience=2, max_lr=1e-2,
+                         monitor="val_mean_iou")
+    rows: list[dict[str, Any]] = []
+    model, result = run_fit(config, card, subset(train, 32), val,
+                            on_epoch=lambda m, _w: rows.append(dict(m)))
+    ious = [r["val_mean_iou"] for r in rows]
+    losses = [r["val_loss"] for r in rows]
+    best = result.state.best_epoch
+    assert best == 1 + int(np.argmax(ious)) != 1 + int(np.argmin(losses)), rows
+    assert result.stop_reason == "early-stopped" and len(rows) == best + 2
+    assert result.state.best_val_loss == rows[best - 1]["val_loss"] == rows[-1]["best_val_loss"]
+    assert rows[-1]["best_val_mean_iou"] == max(ious)
+    assert val_metrics(model, config, card, val)["mean_iou"] == pytest.approx(max(ious),
+                                                                               abs=1e-9)
+
+
+def test_a_checkpoint_from_before_the_monitor_resumes_on_its_loss(tmp_path: Path) -> None:
+    """A ``state.json`` written before ``train.monitor`` existed has no ``best_monitored``:
+    its run watched the validation loss, so that is the best to beat after the resume."""
+    from raygym.train.loop import FitState, load_checkpoint, save_checkpoint
+
+    model = nn.Conv2d(3, 2, 1)
+    save_checkpoint(tmp_path, model, torch.optim.Adam(model.parameters()),
+                    FitState(epoch=3, best_val_loss=0.42, best_monitored=0.42, best_epoch=2),
+                    dict(model.state_dict()))
+    saved = json.loads((tmp_path / "state.json").read_text())
+    del saved["best_monitored"]
+    (tmp_path / "state.json").write_text(json.dumps(saved))
+    state, _ = load_checkpoint(tmp_path, model, None)
+    assert (state.best_monitored, state.best_val_loss, state.epoch) == (0.42, 0.42, 3)
+
+
 def test_checkpoint_and_resume_continue_where_they_stopped(
         tmp_path: Path, prepared: PreparedDataset, splits: Any,
         base_sections: dict[str, Any]) -> None:
