@@ -1,8 +1,8 @@
 """The training loop: plain PyTorch that a unit test calls without Ray.
 
 :func:`fit` trains one model for up to ``train.max_epochs`` epochs with Gym's LR schedule,
-early stopping on validation loss (restoring the best weights), a checkpoint per epoch, and one
-``on_epoch`` call per epoch. The Ray adapters (``ray_train.py``, ``search/trainable.py``) only
+early stopping on ``train.monitor`` (the validation loss by default; the best epoch's weights
+restored), a checkpoint per epoch, and one ``on_epoch`` call per epoch. The Ray adapters (``ray_train.py``, ``search/trainable.py``) only
 choose where batches come from and where reports and checkpoints go.
 """
 
