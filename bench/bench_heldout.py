@@ -3,11 +3,14 @@
 A simulated trial replays one recorded seed of its configuration (a repeat: the next one), and
 the ground truth is the mean over *all* recorded seeds, so the runs a search saw are part of
 the truth it is judged by. For each of ``--seeds`` searches of one setting this prints the
-configuration held at half the grid's epochs, judged (a) by the full ground truth, as
-``bench_simulate.py`` does, and (b) by the mean of the recorded seeds the search did not
-replay for it (a held-out truth: tables with more than 2 seeds only). The difference is the
-simulator's optimism. A setting ``X-shrink`` beside ``X`` is the same searches with another
-hand-back; their difference per search seed is printed (paired: mean, its SE and t).
+configuration held at 25 / 50 / 100 % of the grid's epochs, judged (a) by the full ground
+truth, as ``bench_simulate.py`` does, and (b) by the mean of the recorded seeds the search did
+not replay for it (a held-out truth: tables with more than 2 seeds only). The difference is
+the simulator's optimism; (b) is what the hand-back is worth on a fresh run.
+
+Paired comparisons (the same search seeds): every setting against ``--against`` (default:
+``default``), and ``X-shrink`` against ``X`` (the same searches with another hand-back):
+mean difference of (b) at 50 %, its SE and t.
 
 Example (~1 min per setting)::
 
@@ -24,6 +27,20 @@ import numpy as np
 import yaml
 from bench_simulate import SETTINGS, experiment, shrink_leader  # bench/ sibling module
 
+BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> str:
+    """``b - a`` over the search seeds both have: mean, SE, t, how often better / worse."""
+    seeds = sorted(set(a) & set(b))
+    diff = np.array([b[s] - a[s] for s in seeds])
+    if len(diff) < 2:
+        return "too few searches"
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    t = diff.mean() / se if se else 0.0
+    return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.1f}; better in {np.mean(diff > 0):.0%}, "
+            f"worse in {np.mean(diff < 0):.0%}, {len(diff)} searches)")
+
 
 def main(argv: list[str] | None = None) -> int:
     from optuna.samplers import RandomSampler
@@ -35,55 +52,66 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", type=Path)
     p.add_argument("--settings", nargs="+", default=["default"], choices=list(SETTINGS))
+    p.add_argument("--against", default="default", choices=list(SETTINGS),
+                   help="the setting every other one is paired with")
     p.add_argument("--seeds", type=int, default=30)
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
+    p.add_argument("--monitor", default="val_loss", help="what early stopping watches")
     args = p.parse_args(argv)
     table = load_table(str(args.table))
     if len(table.seeds) < 3:
         raise SystemExit(f"{args.table}: {len(table.seeds)} seeds; a held-out truth needs 3+")
     patience = args.patience or max(3, table.epochs // 5)
-    truth = ground_truth(table, patience=patience, max_epochs=table.epochs)
+    truth = ground_truth(table, patience=patience, max_epochs=table.epochs,
+                         monitor=args.monitor)
     n_seeds = len(table.seeds)
-    print(f"{args.table.name}: patience {patience}, grid's best {truth.best:.4f}, "
-          f"{args.seeds} searches per setting")
+    print(f"{args.table.name}: patience {patience} on {args.monitor}, grid's best "
+          f"{truth.best:.4f} of {truth.grid_epochs:.0f} epochs, {args.seeds} searches per "
+          f"setting; held-out means at {' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
+          "grid's epochs")
     shrunk = shrink_leader(table)
-    held_by: dict[str, dict[int, float]] = {}
+    held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at 50 %
     for name in args.settings:
         algorithm, overrides = SETTINGS[name]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "space.yaml"
-            path.write_text(yaml.safe_dump(experiment(table, patience, 2, overrides)))
+            path.write_text(yaml.safe_dump(experiment(table, patience, 2, overrides,
+                                                      args.monitor)))
             config, space = load_experiment(path)
-        full, held = [], []
+        full: dict[float, list[float]] = {b: [] for b in BUDGETS}
+        held: dict[float, list[float]] = {b: [] for b in BUDGETS}
         held_by[name] = {}
         for seed in range(args.seeds):
             trace = simulate(config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                              algorithm="grid" if algorithm == "grid" else None,
                              sampler=RandomSampler(seed=seed) if algorithm == "random" else None,
                              leader=shrunk if overrides.get("_pick") == "shrink" else None)
-            cid = chosen_at(trace, 0.5 * truth.grid_epochs)
-            if cid < 0:
-                continue
-            runs = trace.order.count(cid)  # replay_seed: seed index (cid + search seed + run)
-            seen = {(cid + seed + run) % n_seeds for run in range(runs)}
-            unseen = [j for j in range(n_seeds) if j not in seen]
-            full.append(truth.scores[cid])
-            held.append(float(np.nanmean(truth.per_seed[cid, unseen])))
-            held_by[name][seed] = held[-1]
-        se = np.std(held, ddof=1) / np.sqrt(len(held)) if len(held) > 1 else float("nan")
-        print(f"  {name:24s} held at 50 %: full truth {np.mean(full):.4f}, on its unseen seeds "
-              f"{np.mean(held):.4f} (SE {se:.4f}), optimism "
-              f"{np.mean(full) - np.mean(held):+.4f} ({len(full)} searches)", flush=True)
+            for budget in BUDGETS:
+                cid = chosen_at(trace, budget * truth.grid_epochs)
+                if cid < 0:
+                    continue
+                # every run of cid in the whole search (replay_seed's seed index is
+                # cid + seed + run): none of them is part of the held-out truth
+                runs = trace.order.count(cid)
+                seen = {(cid + seed + run) % n_seeds for run in range(runs)}
+                unseen = [j for j in range(n_seeds) if j not in seen]
+                full[budget].append(truth.scores[cid])
+                held[budget].append(float(np.nanmean(truth.per_seed[cid, unseen])))
+                if budget == 0.5:
+                    held_by[name][seed] = held[budget][-1]
+        h50 = held[0.5]
+        se = np.std(h50, ddof=1) / np.sqrt(len(h50)) if len(h50) > 1 else float("nan")
+        print(f"  {name:26s} held-out {' / '.join(f'{np.mean(held[b]):.4f}' for b in BUDGETS)}"
+              f" (SE at 50 % {se:.4f}); full truth at 50 % {np.mean(full[0.5]):.4f}, optimism "
+              f"{np.mean(full[0.5]) - np.mean(h50):+.4f} ({len(h50)} searches)", flush=True)
     for name in args.settings:
-        if (other := f"{name}-shrink") not in held_by:
-            continue
-        seeds = sorted(set(held_by[name]) & set(held_by[other]))
-        diff = np.array([held_by[other][s] - held_by[name][s] for s in seeds])
-        se = diff.std(ddof=1) / np.sqrt(len(diff))
-        print(f"  {other} minus {name}, unseen seeds, paired over {len(diff)} searches: "
-              f"{diff.mean():+.4f} (SE {se:.4f}, t {diff.mean() / se if se else 0:+.1f}; "
-              f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%})")
+        if name != args.against and args.against in held_by:
+            print(f"  {name} minus {args.against}, held-out at 50 %: "
+                  f"{paired(held_by[args.against], held_by[name])}")
+        if (other := f"{name}-shrink") in held_by:
+            print(f"  {other} minus {name}, held-out at 50 %: "
+                  f"{paired(held_by[name], held_by[other])}")
     return 0
 
 
