@@ -38,7 +38,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> str:
         return "too few searches"
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     t = diff.mean() / se if se else 0.0
-    return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.1f}; better in {np.mean(diff > 0):.0%}, "
+    return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; better in {np.mean(diff > 0):.0%}, "
             f"worse in {np.mean(diff < 0):.0%}, {len(diff)} searches)")
 
 

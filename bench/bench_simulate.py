@@ -113,6 +113,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-mv+median-ghalf-rep3": _setting("tpe", "median", rep=3, mv=True, _grace_frac=1 / 2),
     "tpe-mv+asha-gthird-rep3": _setting("tpe", rep=3, mv=True, _grace_frac=1 / 3),
     "random+median-gthird-rep3": _setting("random", "median", rep=3, _grace_frac=1 / 3),
+    "random+median-ghalf-rep3": _setting("random", "median", rep=3, _grace_frac=1 / 2),
     # ... or learnt from the first trials, run in full (grace_period: auto)
     "tpe-mv+median-gauto-rep3": _setting("tpe", "median", rep=3, mv=True, grace="auto"),
     "tpe-mv+asha-gauto-rep3": _setting("tpe", rep=3, mv=True, grace="auto"),

@@ -420,7 +420,8 @@ class SearchConfig(_Strict):
         "of the other trials' running averages at the same epoch; asha: successive halving; "
         "patient: successive halving that stops a trial only when its curve has not improved "
         "for prune_patience epochs (Optuna's PatientPruner)")
-    # None: two epochs past the LR ramp-up of the gym / cosine schedule, else 3
+    # None: two epochs past the LR ramp-up of the gym / cosine schedule, else 3; half of
+    # train.max_epochs when trials run in full (train.patience >= max_epochs)
     grace_period: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None, description="first epoch at which the scheduler may stop a trial; auto: "
         "learnt from the first grace_trials trials, run in full (the first epoch whose "
@@ -572,6 +573,12 @@ class ExperimentConfig(_Strict):
             t = self.train
             ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
             grace = ramp + 2 if isinstance(ramp, int) and ramp else 3
+            if t.patience >= t.max_epochs:
+                # trials run their whole budget (no early stopping): the best configurations
+                # may start slowest, so judge from half of it (chosen on S2, confirmed on the
+                # 30-epoch aerial table, judged on training seeds the searches never saw:
+                # bench/RESULTS.md, 2026-12-04 fifth session)
+                grace = max(grace, t.max_epochs // 2)
             self.search.grace_period = max(1, min(grace, t.max_epochs))
         return self
 

@@ -58,6 +58,11 @@ def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
     assert validate_experiment(raw).search.grace_period == 3
     raw["train"].update(lr_schedule="gym", rampup_epochs=30, max_epochs=30)
     assert validate_experiment(raw).search.grace_period == 30  # never past max_epochs
+    # trials that run their whole budget (no early stopping) are judged from its half
+    raw["train"].update(rampup_epochs=1, max_epochs=30, patience=30)
+    assert validate_experiment(raw).search.grace_period == 15
+    raw["train"]["patience"] = 29
+    assert validate_experiment(raw).search.grace_period == 3
 
 
 def test_the_search_names_its_scheduler_and_only_the_settings_it_reads() -> None:
