@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = load_table(str(args.table.resolve()))
     card = json.loads(args.table.with_name(
-        args.table.name.removesuffix(".csv") + ".card.json").read_text())
+        args.table.name.removesuffix(".gz").removesuffix(".csv") + ".card.json").read_text())
     assert set(card["grid"]["loss.name"]) <= {json.dumps(v, sort_keys=True)
                                               if isinstance(v, dict) else v
                                               for v in LOSSES.values()}

@@ -181,8 +181,10 @@ class CurveTable:
 
 
 def _header(path: Path) -> list[str]:
-    with path.open() as fh:
-        return fh.readline().strip().split(",")
+    import pandas as pd
+
+    # pandas reads the header of a compressed table too (table.csv.gz, by its suffix)
+    return [str(c) for c in pd.read_csv(path, nrows=0).columns]
 
 
 def _nearest(value: Any, recorded: list[Any], key: str, path: Path) -> Any:

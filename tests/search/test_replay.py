@@ -99,6 +99,18 @@ def test_table_loads_configurations_and_curves(grid_table: Path) -> None:
     assert table.curves[(0, 1)]["val_mean_iou"].shape == (8,)
 
 
+def test_a_gzipped_table_loads_as_the_plain_one(grid_table: Path, tmp_path: Path) -> None:
+    import gzip
+
+    packed = tmp_path / "grid.csv.gz"
+    packed.write_bytes(gzip.compress(grid_table.read_bytes()))
+    plain, table = CurveTable.load(grid_table), CurveTable.load(packed)
+    assert table.configs == plain.configs and table.seeds == plain.seeds
+    assert table.configs[3]["loss.name"] == {"cce": 0.5, "dice": 0.5}  # param cells as text
+    np.testing.assert_array_equal(table.curves[(5, 1)]["val_loss"],
+                                  plain.curves[(5, 1)]["val_loss"])
+
+
 def test_match_snaps_numbers_and_refuses_unrecorded_values(grid_table: Path) -> None:
     table = CurveTable.load(grid_table)
     params = {"model.arch": "gym_resunet", "model.filters": 8,
