@@ -9,8 +9,9 @@ run is recorded to the full epoch budget, without early stopping or pruning.
 
 Replaying a configuration at a seed gives the per-epoch results that training would report,
 with the training loop's own early stopping (``train.patience`` epochs without improvement of
-``train.monitor``, ``val_loss`` by default; the kept epoch's scores as ``best_*``), so a search driven by them behaves as it would on real training,
-in a fraction of a second per trial.
+``train.monitor``, ``val_loss`` by default; the kept epoch's scores as ``best_*``), so a
+search driven by them behaves as it would on real training, in a fraction of a second per
+trial. A table may be gzipped (``table.csv.gz``).
 """
 
 from __future__ import annotations
