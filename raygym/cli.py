@@ -345,9 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--smoke-test", action="store_true", help="same code path, tiny sizes: "
                     "4 trials, 3 epochs, ~64 px (default: the sizes in SPACE)")
     sp.add_argument("--replay", type=Path, default=None, metavar="TABLE",
-                    help="rehearse the search on a recorded curve table (bench/curves/*.csv): "
-                    "trials replay recorded learning curves instead of training (default: "
-                    "train)")
+                    help="rehearse the search on a recorded curve table (bench/curves/*.csv, "
+                    "gzipped or not): trials replay recorded learning curves instead of "
+                    "training (default: train)")
     with_set(sp)
 
     sp = add("record", cmd_record, "Record a learning-curve table of your own data: every "
