@@ -209,29 +209,42 @@ def load_table(path: str) -> CurveTable:
 
 
 # ------------------------------------------------------------------------------ ground truth
-def early_stopping(val_loss: np.ndarray, patience: int, max_epochs: int,
-                   watched: np.ndarray | None = None, sign: float = 1.0) -> tuple[int, int]:
-    """(epochs run, kept epoch) under the training loop's rule, epochs counted from 1.
+def stopping_steps(val_loss: np.ndarray, patience: int, max_epochs: int,
+                   watched: np.ndarray | None = None, sign: float = 1.0
+                   ) -> Iterator[tuple[int, int, StopReason | Literal[""]]]:
+    """The training loop's early stopping, one ``(epoch, kept epoch, stop reason)`` per epoch
+    run (epochs from 1; kept epoch 0: none yet; reason ``""`` while training goes on).
 
     An epoch improves when ``sign * watched`` (``train.monitor``'s curve; ``val_loss`` when
     None; ``sign`` from :func:`~raygym.train.contract.monitored_sign`) is below the best so
     far; training stops after ``patience`` epochs without improvement, at ``max_epochs``, or
-    at a NaN loss. The kept epoch is the best one (0: none, the run failed at its first
-    epoch).
+    at a NaN loss (reason ``nan``, that epoch's kept epoch the one before).
     """
     watched = val_loss if watched is None else watched
     best, best_epoch, bad = math.inf, 0, 0
-    n = min(max_epochs, len(val_loss))
-    for i in range(n):
+    for i in range(min(max_epochs, len(val_loss))):
         if float(val_loss[i]) != float(val_loss[i]):  # NaN: the loop stops here
-            return i + 1, best_epoch
+            yield i + 1, best_epoch, DIVERGED
+            return
         if sign * float(watched[i]) < best - 1e-12:  # a NaN score never improves
             best, best_epoch, bad = sign * float(watched[i]), i + 1, 0
         else:
             bad += 1
+        reason: StopReason | Literal[""] = ("early-stopped" if bad >= patience else
+                                            "completed" if i + 1 >= max_epochs else RUNNING)
+        yield i + 1, best_epoch, reason
         if bad >= patience:
-            return i + 1, best_epoch
-    return n, best_epoch
+            return
+
+
+def early_stopping(val_loss: np.ndarray, patience: int, max_epochs: int,
+                   watched: np.ndarray | None = None, sign: float = 1.0) -> tuple[int, int]:
+    """(epochs run, kept epoch) under :func:`stopping_steps` (kept epoch 0: none, the run
+    failed at its first epoch)."""
+    last = (0, 0)
+    for epoch, kept, _ in stopping_steps(val_loss, patience, max_epochs, watched, sign):
+        last = (epoch, kept)
+    return last
 
 
 def curve_stopping(curve: dict[str, np.ndarray], patience: int, max_epochs: int,
@@ -341,28 +354,20 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
     ``monitor``, :mod:`raygym.train.contract`); with ``search`` also the value its scheduler
     judges."""
     curve = table.curves[(config_id, seed)]
-    run, _ = curve_stopping(curve, patience, max_epochs, monitor)
-    sign = monitored_sign(monitor)
-    best_watched, best_loss, best_epoch, bad = math.inf, math.inf, 0, 0
-    best: dict[str, float] = {}
-    for i in range(run):
-        row = {m: float(curve[m][i]) for m in table.metrics}
-        loss = row["val_loss"]
-        epoch = i + 1
-        if loss != loss:
+    best_loss, best = math.inf, dict[str, float]()
+    for epoch, kept, stop in stopping_steps(curve["val_loss"], patience, max_epochs,
+                                            curve[monitor], monitored_sign(monitor)):
+        if stop == DIVERGED:
             yield {"epoch": epoch, "training_iteration": epoch, "stop_reason": DIVERGED,
                    "val_loss": math.nan, "train_loss": math.nan}
             return
-        if sign * row[monitor] < best_watched - 1e-12:
-            best_watched, best_loss, best_epoch, bad = sign * row[monitor], loss, epoch, 0
-            best = {k: v for k, v in row.items() if k.startswith("val_")}
-        else:
-            bad += 1
-        stop: StopReason | Literal[""] = ("early-stopped" if bad >= patience else
-                                          "completed" if epoch >= max_epochs else RUNNING)
+        row = {m: float(curve[m][epoch - 1]) for m in table.metrics}
+        if kept == epoch:
+            best_loss, best = row["val_loss"], {k: v for k, v in row.items()
+                                                if k.startswith("val_")}
         out = {k: v for k, v in row.items() if k != "seconds"}
         out.update(epoch=epoch, training_iteration=epoch, epoch_seconds=row.get("seconds", 0.0),
-                   best_epoch=best_epoch, best_val_loss=best_loss, stop_reason=stop,
+                   best_epoch=kept, best_val_loss=best_loss, stop_reason=stop,
                    replay_config_id=config_id, replay_seed=seed)
         out.update(kept_scores(best, metric))
         if search is not None:
