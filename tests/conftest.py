@@ -38,6 +38,33 @@ def write_experiment(path: Path, **sections: Any) -> Path:
     path.write_text(yaml.safe_dump(_plain(sections), sort_keys=False))
     return path
 
+def read_tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder``: {tag: [(step, value)]}.
+
+    Read with the Event protobuf that tensorboardX ships; records are TFRecord frames
+    (u64 length, u32 crc, data, u32 crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found
+
+
+@pytest.fixture
+def tensorboard_scalars() -> Callable[[Path], dict[str, list[tuple[int, float]]]]:
+    """:func:`read_tensorboard_scalars`, for tests in any folder."""
+    return read_tensorboard_scalars
+
+
 
 def _plain(value: Any) -> Any:
     """Paths and tuples -> YAML-safe strings and lists."""

@@ -21,8 +21,10 @@ from raygym.train.contract import finished
 
 REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
 # the shortest: a redraw walks every trial, so one per result grew as trials x results
-# (1,000 trials: ~1 s of driver CPU per 100 results); a terminal shows no more anyway
-MIN_REDRAW_S = 0.5
+# (1,000 trials: ~1 s of driver CPU per 100 results). At 2 a second, drawing was still a
+# sixth of the driver loop's busy time with 32 trials reporting 30 results a second (py-spy,
+# bench_scale, 2026-12-04); once a second is as live to a reader.
+MIN_REDRAW_S = 1.0
 SHOWN_TRIALS = 12  # the newest trials get a row each; the caption counts them all
 
 

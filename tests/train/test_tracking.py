@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,28 +35,10 @@ def config_file(tmp_path: Path, prepared: PreparedDataset,
     return write_config(tmp_path / "train.yaml", **s)
 
 
-def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the TensorBoard event files in ``folder``: {tag: [(step, value)]}.
-
-    Read with the Event protobuf that tensorboardX ships; records are TFRecord frames
-    (u64 length, u32 crc, data, u32 crc)."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    found: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        data, at = path.read_bytes(), 0
-        while at < len(data):
-            (length,) = struct.unpack("<Q", data[at:at + 8])
-            event = Event.FromString(data[at + 12:at + 12 + length])
-            at += 12 + length + 4
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return found
-
-
 @pytest.mark.slow
 def test_train_logs_an_mlflow_run_and_tensorboard_events(
-        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        tensorboard_scalars: Callable[[Path], dict[str, Any]]) -> None:
     assert main(["train", str(config_file), "--name", "tracked",
                  "--set", "mlflow.enabled=true"]) == 0
     run_dir = tmp_path / "runs" / "tracked"
@@ -129,7 +110,8 @@ def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_a_resumed_run_continues_its_mlflow_run_and_ends_with_its_outcome(
-        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]], sqlite_uri: str) -> None:
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]], sqlite_uri: str,
+        tensorboard_scalars: Callable[[Path], dict[str, Any]]) -> None:
     sections = make_s2_config(tmp_path / "ds")
     sections["train"]["output_dir"] = str(tmp_path / "runs")
     sections["mlflow"] = {"enabled": True, "tracking_uri": sqlite_uri}
@@ -160,7 +142,8 @@ def test_a_resumed_run_continues_its_mlflow_run_and_ends_with_its_outcome(
 
 
 def test_a_store_that_fails_mid_run_is_a_warning_not_a_failed_training(
-        tmp_path: Path, sqlite_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, sqlite_uri: str, caplog: pytest.LogCaptureFixture,
+        tensorboard_scalars: Callable[[Path], dict[str, Any]]) -> None:
     gone = MlflowRun(sqlite_uri, "0" * 32)  # no such run
     logger = EpochLogger(tmp_path, gone)
     with caplog.at_level(logging.WARNING, logger="raygym.train.tracking"):
