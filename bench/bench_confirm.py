@@ -34,8 +34,10 @@ ALGORITHMS = {"tpe": "optuna", "random": "random", "grid": "grid"}
 
 
 def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
-                  samples: int, seed: int, workdir: Path) -> dict[str, Any]:
-    """The table's recording settings + the table's grid as a space + one search setting."""
+                  samples: int, seed: int, workdir: Path, train_seed: int = 0
+                  ) -> dict[str, Any]:
+    """The table's recording settings + the table's grid as a space + one search setting;
+    ``train_seed``: the trials' ``train.seed`` (a repeat trains the next one)."""
     algorithm, overrides = SETTINGS[setting]
     if algorithm == "random":
         raise SystemExit("random search runs Tune's own generator for real: compare tpe")
@@ -44,14 +46,15 @@ def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
     sections = experiment(table, patience, 2, overrides)
     lr = card["lr_schedule"]
     sections.update(
-        name=f"confirm-{setting.replace('+', '_')}-{seed}",
+        name=f"confirm-{setting.replace('+', '_')}-{seed}" + (f"-t{train_seed}" if train_seed
+                                                              else ""),
         data=data_section(args, workdir),
     )
     sections["model"].update(kernel=card["kernel"], dropout=0.1)
     sections["train"].update(batch_size=card["batch_size"], lr_schedule="gym",
                              start_lr=lr["start_lr"], min_lr=lr["min_lr"],
                              rampup_epochs=lr["rampup_epochs"], exp_decay=lr["exp_decay"],
-                             precision=card["precision"], seed=0, num_threads=1)
+                             precision=card["precision"], seed=train_seed, num_threads=1)
     sections["search"].update(num_samples=samples, seed=seed, top_k=1,
                               results_dir=str(workdir / "results"))
     sections["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1, "num_cpus": 2}
@@ -102,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5), as "
                    "bench_simulate.py)")
+    p.add_argument("--train-seed", choices=["0", "search"], default="0",
+                   help="the trials' train.seed: 0 in every search (searches then share each "
+                   "configuration's training noise), or each search's own seed (as the "
+                   "simulator, which replays other recorded seeds in each search)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     real, sims = [], []
     for seed in args.seeds:
         sections = real_sections(card, table, args.setting, patience, args.samples, seed,
-                                 workdir)
+                                 workdir, seed if args.train_seed == "search" else 0)
         path = workdir / f"{sections['name']}.yaml"
         path.write_text(yaml.safe_dump(sections, sort_keys=False))
         config, space = load_experiment(path)
@@ -137,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                                      console=Console(file=io.StringIO()))
             assert code == 0
             print(f"seed {seed}: real search {time.perf_counter() - tick:.0f} s", flush=True)
-        real.append({"seed": seed, **score_real(out, config.name, table, truth, space,
-                                                config.search.metric)})
+        scored = score_real(out, config.name, table, truth, space, config.search.metric)
+        real.append({"seed": seed, "train_seed": config.train.seed, **scored})
         if not sims:
             for s in range(args.sim_seeds):
                 tr = simulate(config, space, table, seed=s, max_epochs_spent=math.inf)

@@ -93,41 +93,7 @@ class SamplerStudyView:
         return copy.deepcopy(trials) if deepcopy else trials
 
 
-def append_journal_logs(backend: optuna.storages.journal.JournalFileBackend,
-                        logs: list[dict[str, Any]], *, sync: bool) -> None:
-    """Append ``logs`` to a ``JournalFileBackend``'s file as its ``append_logs`` does (one line
-    of JSON each, under the backend's lock: ``_lock``, ``_file_path``, ``get_lock_file``), but
-    fsync only when ``sync``: the lines reach the OS either way, so a killed process loses
-    none; only a machine that loses power may lose the unsynced tail."""
-    import json
-    import os
-
-    from optuna.storages.journal._file import get_lock_file
-
-    with get_lock_file(backend._lock):
-        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        with open(backend._file_path, "ab") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-
-
-def journal_op_codes(*names: str) -> set[int]:
-    """The ``op_code`` values of the journal's operations ``names`` (``JournalOperation``
-    members, e.g. ``SET_TRIAL_STATE_VALUES``)."""
-    from optuna.storages.journal._storage import JournalOperation
-
-    return {int(JournalOperation[name]) for name in names}
-
-
 # ------------------------------------------------------------------------- Tune internals
-def tbx_trial_writers(callback: Any) -> dict[Any, Any]:
-    """Tune's ``TBXLoggerCallback``'s event-file writer of each running trial
-    (``_trial_writer``: trial -> tensorboardX ``SummaryWriter``)."""
-    return callback._trial_writer
-
-
 def storage_filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
     """(filesystem, path on it) for a local path or URI, as Tune resolves storage
     (``ray.train._internal.storage.get_fs_and_path``)."""

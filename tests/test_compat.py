@@ -5,9 +5,8 @@ experiment. A failure here names what an upgrade moved."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import optuna
 import pyarrow.fs
@@ -27,10 +26,8 @@ from raygym.compat import (
     set_trial_user_attr,
     snapshot_trials,
     storage_filesystem,
-    tbx_trial_writers,
     tuner_run_config,
 )
-from raygym.search.event_files import SearchEventFiles
 from raygym.search.live_table import LiveTrialsCallback
 from raygym.search.space import OptunaDefineByRun
 from raygym.search.space_config import Distribution, SearchSpace
@@ -87,21 +84,7 @@ def test_storage_filesystem_of_a_local_folder(tmp_path: Path) -> None:
     assert isinstance(fs, pyarrow.fs.LocalFileSystem) and path == str(tmp_path)
 
 
-class SeenWriters(SearchEventFiles):
-    """raygym's TensorBoard logger, noting the writer Tune's logger holds for the trial
-    (``tbx_trial_writers``) at each result."""
-
-    seen: ClassVar[list[str]] = []
-
-    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
-        super().log_trial_result(iteration, trial, result)
-        writer = tbx_trial_writers(self)[trial]
-        self.seen.append(f"{type(writer).__name__}({type(writer.writer).__name__})")
-
-
-def test_tune_snapshot_and_restored_run_config(
-        tmp_path: Path, ray_session: None,
-        tensorboard_scalars: Callable[[Path], dict[str, list[tuple[int, float]]]]) -> None:
+def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None) -> None:
     def two_checkpoints(config: dict[str, Any]) -> None:  # local: pickled by value
         for epoch in (1, 2):
             with tempfile.TemporaryDirectory() as folder:
@@ -110,7 +93,7 @@ def test_tune_snapshot_and_restored_run_config(
                             checkpoint=tune.Checkpoint.from_directory(folder))
 
     run_config = tune.RunConfig(name="compat", storage_path=str(tmp_path), verbose=0,
-                                callbacks=[LiveTrialsCallback(), SeenWriters()],
+                                callbacks=[LiveTrialsCallback()],
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
     tuner = tune.Tuner(two_checkpoints, run_config=run_config,
                        tune_config=tune.TuneConfig(num_samples=1))
@@ -121,9 +104,6 @@ def test_tune_snapshot_and_restored_run_config(
     exp = tmp_path / "compat"
     [trial] = snapshot_trials(str(exp))
     assert trial.status == "TERMINATED" and trial.trial_id
-    # the event-file writer of the running trial, as raygym wrapped it, at each result
-    assert SeenWriters.seen == ["ThrottledFlush(SummaryWriter)"] * 2
-    assert len(tensorboard_scalars(exp / trial.trial_dir_name)["ray/tune/epoch"]) == 2
     assert (exp / trial.trial_dir_name).is_dir()
     assert trial.checkpoint is not None
     assert Path(trial.checkpoint).name == "checkpoint_000001"  # the last one registered
@@ -131,44 +111,8 @@ def test_tune_snapshot_and_restored_run_config(
 
     restored = tuner_run_config(tune.Tuner.restore(str(exp), trainable=two_checkpoints))
     assert isinstance(restored, tune.RunConfig)
-    callback, event_files = restored.callbacks
+    [callback] = restored.callbacks
     assert isinstance(callback, LiveTrialsCallback) and callback.view is None
-    assert isinstance(event_files, SeenWriters) and tbx_trial_writers(event_files) == {}
-
-
-def test_journal_lines_appended_without_fsync_are_the_study(tmp_path: Path) -> None:
-    """``append_journal_logs`` writes what Optuna's own backend writes: a study written through
-    it, fsync or not, is the study another storage on the file replays; ``journal_op_codes``
-    names Optuna's operations."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from raygym.compat import append_journal_logs, journal_op_codes
-
-    class Alternating(JournalFileBackend):
-        synced: list[bool] = []
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            self.synced.append(len(self.synced) % 2 == 0)
-            append_journal_logs(self, logs, sync=self.synced[-1])
-
-    path = tmp_path / "optuna.journal"
-    backend = Alternating(str(path))
-    study = optuna.create_study(storage=JournalStorage(backend), study_name="compat")
-    trial = study.ask()
-    trial.suggest_int("filters", 2, 8)
-    trial.report(0.25, 1)
-    study.tell(trial, 0.5)
-    assert backend.synced[:2] == [True, False]
-    again = optuna.load_study(study_name="compat",
-                              storage=JournalStorage(JournalFileBackend(str(path))))
-    [frozen] = again.trials
-    assert (frozen.state, frozen.value, frozen.intermediate_values) == (
-        TrialState.COMPLETE, 0.5, {1: 0.25})
-    assert frozen.params == trial.params
-    codes = [log["op_code"] for log in backend.read_logs(0)]
-    assert codes[:2] == sorted(journal_op_codes("CREATE_STUDY", "CREATE_TRIAL"))
-    assert [codes[-1]] == list(journal_op_codes("SET_TRIAL_STATE_VALUES"))
 
 
 # ---------------------------------------------------------------------- Ray core internals

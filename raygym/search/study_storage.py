@@ -8,58 +8,25 @@ suggestion and half of the search driver's CPU (bench/RESULTS.md, bench_scale). 
 needs no server, survives a killed driver (a line is written whole or not at all),
 ``optuna-dashboard RESULTS/optuna.journal`` opens it, and resuming replays it.
 
-Optuna fsyncs the file after every operation: ~17 per trial (its creation, each sampled
-value, each epoch's score, its end), each one a pause of the driver loop that every running
-trial waits on at its next report. :class:`JournalFile` fsyncs a trial's creation and end at
-once, and anything else at most every :data:`SYNC_EVERY_S`: a killed driver still loses no
-line (each reaches the OS when written); a machine that loses power may lose at most that
-much of sampled values and epoch scores, never a trial's end without what came before it
-(one file, synced in order).
-
 Searches written before (``RESULTS/optuna.db``, SQLite) are still read, and a resumed one
 keeps its SQLite study (:func:`fast_sqlite`).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from optuna.storages.journal import JournalFileBackend
-
-from raygym.compat import append_journal_logs, journal_op_codes
-
 STUDY_FILE = "optuna.journal"
 LEGACY_STUDY_FILE = "optuna.db"  # SQLite, raygym before 2026-12-03
-SYNC_EVERY_S = 1.0  # the longest a sampled value or epoch score waits for an fsync
-# a study's and a trial's creation and end: synced at once
-SYNCED_AT_ONCE = journal_op_codes("CREATE_STUDY", "DELETE_STUDY", "CREATE_TRIAL",
-                                  "SET_TRIAL_STATE_VALUES", "DISCARD_TRIALS")
-
-
-class JournalFile(JournalFileBackend):
-    """Optuna's journal file, fsynced at a trial's creation and end and otherwise at most
-    every :data:`SYNC_EVERY_S` (module docstring)."""
-
-    def __init__(self, file_path: str) -> None:
-        super().__init__(file_path)
-        self.synced = 0.0  # time.monotonic() of the last fsync
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        now = time.monotonic()
-        sync = (now - self.synced >= SYNC_EVERY_S
-                or any(log.get("op_code") in SYNCED_AT_ONCE for log in logs))
-        append_journal_logs(self, logs, sync=sync)
-        if sync:
-            self.synced = now
 
 
 def journal_storage(path: Path) -> Any:
     """An Optuna ``JournalStorage`` on the file ``path`` (created when missing)."""
     from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFile(str(path)))
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def search_storage(results: Path) -> Any:

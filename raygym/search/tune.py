@@ -12,7 +12,6 @@ from typing import Any
 from rich.console import Console
 
 from raygym.config import ExperimentConfig
-from raygym.search.event_files import event_file_callbacks
 from raygym.search.live_table import LiveTrials, live_view
 from raygym.search.space_config import SearchSpace
 
@@ -275,8 +274,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     live = LiveTrials(config, console, total)
     from raygym.search.tracking import tracking_callbacks  # MLflow runs (mlflow.enabled)
 
-    callbacks = [live.callback, *event_file_callbacks(),
-                 *tracking_callbacks(config, space, replay=replay)]
+    callbacks = [live.callback, *tracking_callbacks(config, space, replay=replay)]
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage, verbose=0, callbacks=callbacks,
         # PBT restores one trial from another's checkpoint, chosen when the bottom trial

@@ -154,8 +154,7 @@ def test_tensorboard_events_and_summary(
         tensorboard_scalars: Callable[[Path], dict[str, list[tuple[int, float]]]]) -> None:
     trial_root = search_out / "ray" / NAME
     for r in board:
-        # one event file (raygym's throttled logger; Tune added none of its own) that holds
-        # every epoch, flushed or not while the trial ran
+        # one event file per trial, holding every epoch
         events = list((trial_root / r["trial_id"]).glob("events.out.tfevents*"))
         assert len(events) == 1, (r["trial_id"], events)
         scores = tensorboard_scalars(trial_root / r["trial_id"])["ray/tune/val_mean_iou"]
