@@ -45,9 +45,9 @@ def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
                               copies=card["augment_copies"])
     sections = experiment(table, patience, 2, overrides)
     lr = card["lr_schedule"]
+    own_seed = f"-t{train_seed}" if train_seed else ""  # not the name of a seed-0 search
     sections.update(
-        name=f"confirm-{setting.replace('+', '_')}-{seed}" + (f"-t{train_seed}" if train_seed
-                                                              else ""),
+        name=f"confirm-{setting.replace('+', '_')}-{seed}{own_seed}",
         data=data_section(args, workdir),
     )
     sections["model"].update(kernel=card["kernel"], dropout=0.1)

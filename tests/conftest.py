@@ -38,6 +38,7 @@ def write_experiment(path: Path, **sections: Any) -> Path:
     path.write_text(yaml.safe_dump(_plain(sections), sort_keys=False))
     return path
 
+
 def read_tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar of the TensorBoard event files in ``folder``: {tag: [(step, value)]}.
 
@@ -63,7 +64,6 @@ def read_tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]
 def tensorboard_scalars() -> Callable[[Path], dict[str, list[tuple[int, float]]]]:
     """:func:`read_tensorboard_scalars`, for tests in any folder."""
     return read_tensorboard_scalars
-
 
 
 def _plain(value: Any) -> Any:
