@@ -354,7 +354,8 @@ def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: in
     ``monitor``, :mod:`raygym.train.contract`); with ``search`` also the value its scheduler
     judges."""
     curve = table.curves[(config_id, seed)]
-    best_loss, best = math.inf, dict[str, float]()
+    best_loss = math.inf
+    best: dict[str, float] = {}  # the kept epoch's validation scores
     for epoch, kept, stop in stopping_steps(curve["val_loss"], patience, max_epochs,
                                             curve[monitor], monitored_sign(monitor)):
         if stop == DIVERGED:
