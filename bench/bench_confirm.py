@@ -45,7 +45,7 @@ def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
                               copies=card["augment_copies"])
     sections = experiment(table, patience, 2, overrides)
     lr = card["lr_schedule"]
-    own_seed = f"-t{train_seed}" if train_seed else ""  # not the name of a seed-0 search
+    own_seed = f"-t{train_seed}" if train_seed else ""  # seed-0 searches keep their old names
     sections.update(
         name=f"confirm-{setting.replace('+', '_')}-{seed}{own_seed}",
         data=data_section(args, workdir),
