@@ -10,9 +10,11 @@ grid's cost is the epochs early stopping runs for every configuration (as Gym's 
 
 Printed first, the table's noise (:func:`raygym.search.replay.noise_floor`): one run's
 spread around its configuration's mean, the standard error (SE) of a ground-truth score, a
-bootstrap of the grid's best over training seeds, and how a grid with one run per
-configuration picks. Printed per setting: median and quartiles of the epochs until the handed-back configuration
-(the leaderboard's rank 1) is within 0.01 of the grid's best, as a share of the grid's epochs;
+bootstrap of the grid's best over training seeds, how a grid with one run per
+configuration picks, and whether the table's leaders replicate (its best by half the seeds,
+judged by the other half). Printed per setting: median and quartiles of the epochs until the
+handed-back configuration (the leaderboard's rank 1) is within 0.01 of the grid's best, as a
+share of the grid's epochs;
 the share of searches that got there; the chance of a top-1 / top-3 configuration after 25 %
 and 50 % of the grid's epochs; the anytime curve (median ground-truth score handed back at
 10 / 25 / 50 / 100 % of the grid's epochs); trials and pruned trials (medians); beside them
@@ -279,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(median {mid:.3f}), the same configuration best {noise['boot_same']:.0%}; one run "
           f"per configuration: its pick within 0.01 {noise['single_within']:.0%}, top-3 "
           f"{noise['single_top3']:.0%}", flush=True)
+    k = len(table.seeds)
+    if k >= 2:
+        print(f"do new runs name the same best? {math.ceil(k / 2)} seeds pick, the other "
+              f"{k - math.ceil(k / 2)} judge (every split): the pick within 0.01 of their best "
+              f"{noise['split_within']:.0%}, {noise['split_gap']:+.3f} on average; top-3 "
+              f"shared {noise['split_top3']:.1f} of 3", flush=True)
     from raygym.search.bohb import bohb_installed
 
     settings = [n for n in args.settings if SETTINGS[n][0] != "bohb" or bohb_installed()]

@@ -17,6 +17,7 @@ trial. A table may be gzipped (``table.csv.gz``).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -317,6 +318,14 @@ def noise_floor(truth: GroundTruth, *, draws: int = 10_000, seed: int = 0) -> di
     the grid's best score, ``boot_same``: how often the same configuration is best. One run
     per configuration at a random seed (Gym's grid with one seed): ``single_within``: how
     often its pick is within 0.01 of the best, ``single_top3``: among the best 3.
+
+    Whether a second set of training runs names the same leaders (every split of the seeds
+    into ``ceil(S / 2)`` picking and ``S - ceil(S / 2)`` judging seeds, S >= 2): the
+    configuration best by its picking seeds' mean, scored by its judging seeds' mean, minus
+    the judging seeds' best (``split_gap``, mean over splits, <= 0); how often that is
+    within 0.01 (``split_within``); how many of the picking seeds' top 3 are in the judging
+    seeds' top 3 (``split_top3``, of 3). A table whose ``split_within`` is low has a best
+    configuration that new runs would not confirm.
     """
     per = truth.per_seed
     assert per is not None and truth.mode == "max"
@@ -337,7 +346,27 @@ def noise_floor(truth: GroundTruth, *, draws: int = 10_000, seed: int = 0) -> di
             "boot_best": tuple(float(np.quantile(boot.max(axis=1), q)) for q in (.05, .5, .95)),
             "boot_same": float(np.mean(boot.argmax(axis=1) == best_id)),
             "single_within": float(np.mean(ok[one] >= truth.best - 0.01)),
-            "single_top3": float(np.mean(truth.ranks[one] <= 3))}
+            "single_top3": float(np.mean(truth.ranks[one] <= 3)),
+            **_seed_splits(per)}
+
+
+def _seed_splits(per: np.ndarray, tolerance: float = 0.01) -> dict[str, float]:
+    """Pick by some seeds' mean, judge by the others' (``noise_floor``'s ``split_*``)."""
+    n, k = per.shape
+    if k < 2:
+        return {"split_gap": math.nan, "split_within": math.nan, "split_top3": math.nan}
+    gaps, top3 = [], []
+    for picking in itertools.combinations(range(k), math.ceil(k / 2)):
+        judging = [j for j in range(k) if j not in picking]
+        with np.errstate(invalid="ignore"):  # a configuration failed on every seed: NaN
+            pick = np.nanmean(per[:, list(picking)], axis=1)
+            judge = np.nanmean(per[:, judging], axis=1)
+        pick, judge = np.nan_to_num(pick, nan=-np.inf), np.nan_to_num(judge, nan=-np.inf)
+        gaps.append(float(judge[int(pick.argmax())] - judge.max()))
+        top3.append(len(set(np.argsort(-pick)[:3]) & set(np.argsort(-judge)[:3])))
+    gap = np.array(gaps)
+    return {"split_gap": float(gap.mean()), "split_within": float(np.mean(gap >= -tolerance)),
+            "split_top3": float(np.mean(top3))}
 
 
 # ----------------------------------------------------------------------------------- replay

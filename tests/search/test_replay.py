@@ -606,3 +606,21 @@ def test_noise_floor_on_a_table_with_a_known_answer() -> None:
     # one run each: A's 0.8 wins (A is the best) or its 0.6 loses to B (not within 0.01)
     assert noise["single_within"] == pytest.approx(0.5, abs=0.02)
     assert noise["single_top3"] == 1.0
+    # seeds split 1 vs 1: seed 0 picks A (judged 0.6 against B's 0.65), seed 1 picks B
+    # (judged 0.65 against A's 0.8): 0.05 and 0.15 below, never within 0.01
+    assert noise["split_gap"] == pytest.approx(-0.10)
+    assert noise["split_within"] == 0.0
+    assert noise["split_top3"] == 3.0
+
+
+def test_seed_splits_confirm_a_leader_that_every_seed_names() -> None:
+    from raygym.search.replay import GroundTruth, noise_floor
+
+    # D leads on every seed; E and F trade 2nd and 3rd place, G is never in the top 3
+    per = np.array([[0.9, 0.9, 0.9], [0.5, 0.7, 0.6], [0.6, 0.5, 0.7], [0.0, 0.1, 0.0]])
+    truth = GroundTruth(scores=per.mean(axis=1), epochs=np.ones(4),
+                        ranks=np.array([1, 2, 3, 4]), best=0.9, grid_epochs=4.0, mode="max",
+                        per_seed=per)
+    noise = noise_floor(truth, draws=100)
+    assert noise["split_gap"] == 0.0 and noise["split_within"] == 1.0  # 2 vs 1, 3 splits
+    assert noise["split_top3"] == 3.0
