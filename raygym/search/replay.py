@@ -497,4 +497,15 @@ def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:
                    "score": float(truth.scores[chosen])} if chosen >= 0 else None),
         "ranks": [{"params": cfg, "score": float(truth.scores[i]), "rank": int(truth.ranks[i])}
                   for i, cfg in enumerate(table.configs)],
+        "noise": _table_noise(truth),
     }
+
+
+def _table_noise(truth: GroundTruth) -> dict[str, float] | None:
+    """What a rank on this table is worth (``noise_floor``'s figures), for the verdict."""
+    per = truth.per_seed
+    if truth.mode != "max" or per is None or per.shape[1] < 2 or not np.isfinite(per).all(
+            axis=1).any():
+        return None
+    noise = noise_floor(truth, draws=200)
+    return {k: noise[k] for k in ("run_sd", "mean_se", "split_within", "split_top3")}

@@ -299,6 +299,15 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
         + (f"; within 0.01 of the grid's best after {verdict['epochs_to_best']} epochs "
            f"({verdict['epochs_to_best'] / verdict['grid_epochs']:.0%})"
            if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
+    if noise := verdict.get("noise"):
+        console.print(
+            f"the table's noise: one run's spread {noise['run_sd']:.3f}, a score's standard "
+            f"error {noise['mean_se']:.3f}; its best by half the training seeds is within 0.01 "
+            f"of its best by the other half in {noise['split_within']:.0%} of splits (top 3 "
+            f"shared {noise['split_top3']:.1f} of 3)"
+            + ("" if noise["split_within"] >= 0.5 else
+               ": ranks this close are ties, not a verdict; record more seeds to tell them "
+               "apart"))
 
 
 def _resume_fingerprint(config: ExperimentConfig) -> str:

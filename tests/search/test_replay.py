@@ -397,6 +397,10 @@ def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_sess
     assert verdict["grid_epochs"] == pytest.approx(truth.grid_epochs)
     assert verdict["grid_best"] == pytest.approx(truth.best)
     assert len(verdict["ranks"]) == 24
+    # the fixture's winner leads on both training seeds: either seed alone confirms it
+    assert verdict["noise"]["split_within"] == 1.0 and verdict["noise"]["run_sd"] < 0.05
+    assert ("its best by half the training seeds is within 0.01 of its best by the other half "
+            "in 100% of splits") in printed and "not a verdict" not in printed
     # every epoch the trials reported is counted; the leaderboard agrees
     with (out / "leaderboard.csv").open(newline="") as fh:
         board = list(csv.DictReader(fh))
