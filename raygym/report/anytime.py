@@ -172,6 +172,15 @@ def anytime_section(doc: ReportDocument, res: SearchResults) -> None:
             cost = (f"Running the whole grid costs {grid_epochs:g} epochs; this search spent "
                     f"{series.total_epochs} ({100 * series.total_epochs / grid_epochs:.0f} %).")
             line = f"{line} {cost}" if line else cost
+        noise = replay.get("noise")
+        if isinstance(noise, dict) and not math.isnan(as_float(noise.get("split_within"))):
+            ties = as_float(noise["split_within"]) < 0.5
+            worth = (f"On this table one run spreads {as_float(noise.get('run_sd')):.3f} around "
+                     f"its configuration's mean; the best by half its training seeds is within "
+                     f"0.01 of the best by the other half in "
+                     f"{100 * as_float(noise['split_within']):.0f} % of splits"
+                     + (", so ranks this close are ties, not a verdict." if ties else "."))
+            line = f"{line} {worth}" if line else worth
         if line:
             doc.text(line)
 

@@ -70,9 +70,12 @@ def test_report_anytime_replay(search_results: Path, tmp_path: Path) -> None:
     ranks = [{"params": {k: _cell(row[k]) for k in keys}, "score": 0.5 + 0.1 * i,
               "rank": len(rows) - i} for i, row in enumerate(rows)]
     info["replay"] = {"grid_best": 0.5 + 0.1 * (len(rows) - 1), "grid_epochs": 48.0,
-                      "ranks": ranks}
+                      "ranks": ranks, "noise": {"run_sd": 0.03, "mean_se": 0.017,
+                                                "split_within": 1 / 3, "split_top3": 0.3}}
     (copy / "search.json").write_text(json.dumps(info))
     section = section_html(build_report(copy).read_text(), "anytime")
+    assert "one run spreads 0.030" in section
+    assert "within 0.01 of the best by the other half in 33 % of splits, so ranks" in section
     assert (f"configuration (trial {rows[0]['trial_id']}) ranks {len(rows)} of {len(rows)} "
             "configurations of the recorded table" in section)
     assert f"is 0.5000 vs the grid&#x27;s best {0.5 + 0.1 * (len(rows) - 1):.4f}" in section
