@@ -8,7 +8,7 @@ under early stopping (``--patience`` epochs without improvement of ``--monitor``
 validation loss by default; best weights kept), averaged over the table's training seeds; the
 grid's cost is the epochs early stopping runs for every configuration (as Gym's grid does).
 
-Printed first, the table's noise (:func:`raygym.search.replay.noise_floor`): one run's
+Printed first, the table's noise (:func:`raygym.search.noise.noise_floor`): one run's
 spread around its configuration's mean, the standard error (SE) of a ground-truth score, a
 bootstrap of the grid's best over training seeds, how a grid with one run per
 configuration picks, and whether the table's leaders replicate (its best by half the seeds,
@@ -205,7 +205,8 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str
     import numpy as np
     from optuna.samplers import RandomSampler
 
-    from raygym.search.replay import ground_truth, load_table, noise_floor
+    from raygym.search.noise import noise_floor
+    from raygym.search.replay import ground_truth, load_table
     from raygym.search.simulate import chosen_at, epochs_to_target, simulate, summarize
     from raygym.search.space_config import load_experiment
 
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
-    from raygym.search.replay import ground_truth, load_table, noise_floor
+    from raygym.search.noise import noise_floor
+    from raygym.search.replay import ground_truth, load_table
 
     table = load_table(str(args.table.resolve()))
     patience = args.patience or max(3, table.epochs // 5)
