@@ -64,7 +64,7 @@ def noise_floor(truth: GroundTruth, *, draws: int = 10_000, seed: int = 0) -> di
 
 def _seed_splits(per: np.ndarray, tolerance: float = 0.01) -> dict[str, float]:
     """Pick by some seeds' mean, judge by the others' (``noise_floor``'s ``split_*``)."""
-    n, k = per.shape
+    k = per.shape[1]
     if k < 2:
         return {"split_gap": math.nan, "split_within": math.nan, "split_top3": math.nan}
     gaps, top3 = [], []
