@@ -296,7 +296,8 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
         f"({verdict['epochs'] / verdict['grid_epochs']:.0%})"
         + (f" and handed back a configuration of rank {found['rank']} "
            f"(ground truth {found['score']:.4f})" if found else " and found nothing")
-        + (f"; within 0.01 of the grid's best after {verdict['epochs_to_best']} epochs "
+        + (f"; within 0.01 of the grid's best after {verdict['epochs_to_best']} "
+           f"epoch{'' if verdict['epochs_to_best'] == 1 else 's'} "
            f"({verdict['epochs_to_best'] / verdict['grid_epochs']:.0%})"
            if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
     if noise := verdict.get("noise"):
