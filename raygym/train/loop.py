@@ -322,6 +322,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     # A checkpoint taken at the stopping epoch must not train one epoch more when restored.
     stop_reason: StopReason | Literal[""] = (
         "early-stopped" if state.bad_epochs >= t.patience else RUNNING)
+    ended_before = resume_from is not None and (bool(stop_reason) or state.epoch >= t.max_epochs)
 
     def write_checkpoint(directory: Path) -> Path:
         return save_checkpoint(directory, core, optimizer, state, best_state)
@@ -397,6 +398,12 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
                                    [h.get(search_metric, math.nan) for h in state.history]))
         if on_epoch:
             on_epoch(metrics, write_checkpoint)
+    if ended_before and on_epoch and state.history:
+        # Restored from its last epoch's checkpoint: that epoch's result may not have been
+        # recorded (a search killed between the two), so it is reported again, as final.
+        stop_reason = stop_reason or "completed"
+        on_epoch({**state.history[-1], "stop_reason": stop_reason, "precision": precision},
+                 write_checkpoint)
     core.load_state_dict(best_state)  # restore the best weights (Gym kept the last ones)
     return FitResult(state=state, stop_reason=stop_reason or "completed",
                      best_state_dict=best_state, precision=precision,

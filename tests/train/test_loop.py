@@ -236,6 +236,30 @@ def test_checkpoint_and_resume_continue_where_they_stopped(
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-4, atol=1e-5)
 
 
+def test_a_run_restored_at_its_last_epoch_reports_it_again_as_final(
+        tmp_path: Path, prepared: PreparedDataset, splits: Any,
+        base_sections: dict[str, Any]) -> None:
+    """A search killed after a trial's last checkpoint but before its result was recorded:
+    the restored trial trains nothing more and says, once, how it ended."""
+    train, val = splits
+    config = make_config(base_sections, max_epochs=2)
+    ckpt = tmp_path / "ckpt"
+    last: list[dict[str, Any]] = []
+
+    def save_last(metrics: dict[str, Any], write: Callable[[Path], Path]) -> None:
+        last.append(metrics)
+        write(ckpt)
+
+    run_fit(config, prepared.card, subset(train, 16), val, on_epoch=save_last)
+    again: list[dict[str, Any]] = []
+    _, part = run_fit(config, prepared.card, subset(train, 16), val, resume_from=ckpt,
+                      on_epoch=lambda m, _w: again.append(m))
+    assert len(again) == 1 and len(part.state.history) == 2  # nothing trained again
+    assert again[0]["stop_reason"] == "completed" == last[-1]["stop_reason"]
+    assert again[0]["epoch"] == 2
+    assert again[0]["best_val_mean_iou"] == pytest.approx(last[-1]["best_val_mean_iou"])
+
+
 def test_same_seed_gives_identical_metrics(prepared: PreparedDataset, splits: Any,
                                            base_sections: dict[str, Any]) -> None:
     train, val = splits
