@@ -174,7 +174,9 @@ def anytime_section(doc: ReportDocument, res: SearchResults) -> None:
             line = f"{line} {cost}" if line else cost
         noise = replay.get("noise")
         if isinstance(noise, dict) and not math.isnan(as_float(noise.get("split_within"))):
-            ties = as_float(noise["split_within"]) < 0.5
+            from raygym.search.noise import TIES_BELOW
+
+            ties = as_float(noise["split_within"]) < TIES_BELOW
             worth = (f"On this table one run spreads {as_float(noise.get('run_sd')):.3f} around "
                      f"its configuration's mean; the best by half its training seeds is within "
                      f"0.01 of the best by the other half in "

@@ -18,6 +18,9 @@ import numpy as np
 if TYPE_CHECKING:
     from raygym.search.replay import GroundTruth
 
+# Under this share of seed splits confirming the table's best, its leading ranks are ties.
+TIES_BELOW = 0.5
+
 
 def noise_floor(truth: GroundTruth, *, draws: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """How much of a table's ranking is noise of its training seeds (mode ``max`` tables).

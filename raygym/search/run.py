@@ -288,6 +288,8 @@ def read_search_json(out: Path) -> dict[str, Any]:
 
 
 def _print_replay(verdict: dict[str, Any], console: Console) -> None:
+    from raygym.search.noise import TIES_BELOW
+
     found = verdict.get("found")
     console.print(
         f"[bold]replay[/] of {verdict['table']}: the grid of {verdict['configurations']} "
@@ -306,7 +308,7 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
             f"error {noise['mean_se']:.3f}; its best by half the training seeds is within 0.01 "
             f"of its best by the other half in {noise['split_within']:.0%} of splits (top 3 "
             f"shared {noise['split_top3']:.1f} of 3)"
-            + ("" if noise["split_within"] >= 0.5 else
+            + ("" if noise["split_within"] >= TIES_BELOW else
                ": ranks this close are ties, not a verdict; record more seeds to tell them "
                "apart"))
 
