@@ -95,6 +95,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-shrink": _setting("tpe", "none", _pick="shrink"),
     "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
     "default-shrink": ("tpe", {"_pick": "shrink"}),
+    "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     "random+asha-rep3-shrink": _setting("random", rep=3, _pick="shrink"),
     "tpe-mv+median-g3-rep3": _setting("tpe", "median", grace=3, rep=3, mv=True),
     "random+median-g3-rep3": _setting("random", "median", grace=3, rep=3),
@@ -250,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("table", type=Path)
     p.add_argument("--seeds", type=int, default=30)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="search seeds first..first+seeds-1: fresh ones re-check a choice "
+                        "made on seeds 0-29 without the luck of the seeds it was chosen on")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
     p.add_argument("--monitor", default="val_loss",
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{truth.grid_epochs:.0f} epochs; grid's best {truth.best:.4f} "
           f"({table.configs[best]}); 2nd {sorted(truth.scores)[-2]:.4f}; configurations "
           f"within 0.01 of the best: {sum(truth.reached(i) for i in range(len(truth.scores)))}"
-          f"; {args.seeds} search seeds, {args.concurrency} trials at once", flush=True)
+          f"; {args.seeds} search seeds from {args.first_seed}, {args.concurrency} trials at once", flush=True)
     noise = noise_floor(truth)
     lo, mid, hi = noise["boot_best"]
     print(f"noise of the table: one run's spread {noise['run_sd']:.3f}, a ground-truth "
@@ -295,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(settings) < len(args.settings):
         print("BOHB settings left out: they need the bohb extra (pip install -e .[bohb])")
     jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i,
-             list(range(args.seeds)), args.monitor) for i, name in enumerate(settings)]
+             list(range(args.first_seed, args.first_seed + args.seeds)), args.monitor) for i, name in enumerate(settings)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(run_setting, jobs, chunksize=1)
     head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
@@ -314,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "table": str(args.table), "patience": patience, "monitor": args.monitor,
-            "seeds": args.seeds,
+            "seeds": args.seeds, "first_seed": args.first_seed,
             "concurrency": args.concurrency, "grid_epochs": truth.grid_epochs,
             "grid_best": truth.best, "results": results}, indent=1, default=str))
     return 0
