@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", default="default", choices=list(SETTINGS),
                    help="the setting every other one is paired with")
     p.add_argument("--seeds", type=int, default=30)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="search seeds first..first+seeds-1 (fresh ones: a re-check)")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
     p.add_argument("--monitor", default="val_loss", help="what early stopping watches")
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     n_seeds = len(table.seeds)
     print(f"{args.table.name}: patience {patience} on {args.monitor}, grid's best "
           f"{truth.best:.4f} of {truth.grid_epochs:.0f} epochs, {args.seeds} searches per "
-          f"setting; held-out means at {' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
+          f"setting (search seeds from {args.first_seed}); held-out means at "
+          f"{' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
           "grid's epochs")
     shrunk = shrink_leader(table)
     held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at 50 %
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         full: dict[float, list[float]] = {b: [] for b in BUDGETS}
         held: dict[float, list[float]] = {b: [] for b in BUDGETS}
         held_by[name] = {}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             trace = simulate(config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                              algorithm="grid" if algorithm == "grid" else None,
                              sampler=RandomSampler(seed=seed) if algorithm == "random" else None,
