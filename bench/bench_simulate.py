@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{truth.grid_epochs:.0f} epochs; grid's best {truth.best:.4f} "
           f"({table.configs[best]}); 2nd {sorted(truth.scores)[-2]:.4f}; configurations "
           f"within 0.01 of the best: {sum(truth.reached(i) for i in range(len(truth.scores)))}"
-          f"; {args.seeds} search seeds from {args.first_seed}, {args.concurrency} trials at once", flush=True)
+          f"; {args.seeds} search seeds from {args.first_seed}, {args.concurrency} trials "
+          "at once", flush=True)
     noise = noise_floor(truth)
     lo, mid, hi = noise["boot_best"]
     print(f"noise of the table: one run's spread {noise['run_sd']:.3f}, a ground-truth "
@@ -298,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = [n for n in args.settings if SETTINGS[n][0] != "bohb" or bohb_installed()]
     if len(settings) < len(args.settings):
         print("BOHB settings left out: they need the bohb extra (pip install -e .[bohb])")
-    jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i,
-             list(range(args.first_seed, args.first_seed + args.seeds)), args.monitor) for i, name in enumerate(settings)]
+    search_seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i, search_seeds,
+             args.monitor) for i, name in enumerate(settings)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(run_setting, jobs, chunksize=1)
     head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
