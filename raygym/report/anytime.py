@@ -20,6 +20,7 @@ from raygym.report.results import (
     category_text,
     parse_cell,
 )
+from raygym.search.noise import TIES_BELOW
 
 AnytimeRecord = tuple[float, str, int, float]
 """One reported epoch: (Tune ``timestamp`` in s, trial id, epoch, score)."""
@@ -174,8 +175,6 @@ def anytime_section(doc: ReportDocument, res: SearchResults) -> None:
             line = f"{line} {cost}" if line else cost
         noise = replay.get("noise")
         if isinstance(noise, dict) and not math.isnan(as_float(noise.get("split_within"))):
-            from raygym.search.noise import TIES_BELOW
-
             ties = as_float(noise["split_within"]) < TIES_BELOW
             worth = (f"On this table one run spreads {as_float(noise.get('run_sd')):.3f} around "
                      f"its configuration's mean; the best by half its training seeds is within "

@@ -21,6 +21,7 @@ from rich.table import Table
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
 from raygym.errors import ConfigError, DataError, RunFailedError
+from raygym.search.noise import TIES_BELOW
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
@@ -288,8 +289,6 @@ def read_search_json(out: Path) -> dict[str, Any]:
 
 
 def _print_replay(verdict: dict[str, Any], console: Console) -> None:
-    from raygym.search.noise import TIES_BELOW
-
     found = verdict.get("found")
     console.print(
         f"[bold]replay[/] of {verdict['table']}: the grid of {verdict['configurations']} "

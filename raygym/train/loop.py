@@ -278,6 +278,14 @@ def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Modul
     return metrics
 
 
+def _with_rung_scores(metrics: dict[str, Any], config: ExperimentConfig,
+                      history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``metrics`` plus what the search's scheduler judges at a rung (``rung_scores`` over
+    the search metric of every epoch in ``history``, the reported one last)."""
+    values = [h.get(config.search.metric, math.nan) for h in history]
+    return {**metrics, **rung_scores(config.search, values)}
+
+
 def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: BatchSource,
         card: DatasetCard, *, device: torch.device | None = None,
         on_epoch: Callable[[dict[str, Any], Callable[[Path], Path]], None] | None = None,
@@ -394,16 +402,14 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         for key, value in kept_scores(state.best_metrics, search_metric).items():
             metrics.setdefault(key, value)
         state.history.append({k: v for k, v in metrics.items() if not isinstance(v, str)})
-        metrics.update(rung_scores(config.search,
-                                   [h.get(search_metric, math.nan) for h in state.history]))
         if on_epoch:
-            on_epoch(metrics, write_checkpoint)
+            on_epoch(_with_rung_scores(metrics, config, state.history), write_checkpoint)
     if ended_before and on_epoch and state.history:
         # Restored from its last epoch's checkpoint: that epoch's result may not have been
         # recorded (a search killed between the two), so it is reported again, as final.
         stop_reason = stop_reason or "completed"
-        on_epoch({**state.history[-1], "stop_reason": stop_reason, "precision": precision},
-                 write_checkpoint)
+        final = {**state.history[-1], "stop_reason": stop_reason, "precision": precision}
+        on_epoch(_with_rung_scores(final, config, state.history), write_checkpoint)
     core.load_state_dict(best_state)  # restore the best weights (Gym kept the last ones)
     return FitResult(state=state, stop_reason=stop_reason or "completed",
                      best_state_dict=best_state, precision=precision,
