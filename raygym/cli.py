@@ -137,7 +137,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
                              smoke_test=args.smoke_test, replay=args.replay,
-                             console=_console())
+                             searches=args.searches, console=_console())
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -348,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rehearse the search on a recorded curve table (bench/curves/*.csv, "
                     "gzipped or not): trials replay recorded learning curves instead of "
                     "training (default: train)")
+    sp.add_argument("--searches", type=_int_at_least(2), default=None, metavar="N",
+                    help="with --replay: N searches in simulated time (seconds, no Ray), "
+                    "at search seeds search.seed.., beside raygym's defaults, random search "
+                    "and the grid; prints how often and how soon each finds the grid's best "
+                    "(default: one search through Ray Tune)")
     with_set(sp)
 
     sp = add("record", cmd_record, "Record a learning-curve table of your own data: every "

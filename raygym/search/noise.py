@@ -92,3 +92,14 @@ def table_noise(truth: GroundTruth) -> dict[str, float] | None:
         return None
     noise = noise_floor(truth, draws=200)
     return {k: noise[k] for k in ("run_sd", "mean_se", "split_within", "split_top3")}
+
+
+def noise_line(noise: dict[str, float]) -> str:
+    """``table_noise``'s figures in one sentence, with a warning when leaders are ties."""
+    return (f"the table's noise: one run's spread {noise['run_sd']:.3f}, a score's standard "
+            f"error {noise['mean_se']:.3f}; its best by half the training seeds is within 0.01 "
+            f"of its best by the other half in {noise['split_within']:.0%} of splits (top 3 "
+            f"shared {noise['split_top3']:.1f} of 3)"
+            + ("" if noise["split_within"] >= TIES_BELOW else
+               ": ranks this close are ties, not a verdict; record more seeds to tell them "
+               "apart"))

@@ -21,7 +21,7 @@ from rich.table import Table
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
 from raygym.errors import ConfigError, DataError, RunFailedError
-from raygym.search.noise import TIES_BELOW
+from raygym.search.noise import noise_line
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
@@ -160,12 +160,15 @@ def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
                       dry_run: bool = False, resume: bool = False, retry_errored: bool = False,
                       smoke_test: bool = False, replay: Path | None = None,
-                      console: Console | None = None,
+                      searches: int | None = None, console: Console | None = None,
                       on_grid: Callable[[Any], None] | None = None) -> int:
     """Run (or resume) the search; returns the CLI exit code.
 
     ``replay``: a recorded curve table; trials replay its learning curves instead of
     training (a rehearsal of the search settings: no data, no models exported).
+    ``searches``: with ``replay``, that many searches in simulated time instead of one through
+    Ray Tune, beside raygym's defaults, random search and the grid
+    (:mod:`raygym.search.rehearse`; nothing is written).
     ``on_grid``: called with Tune's ``ResultGrid`` once the search is written out
     (``raygym record`` makes its table from it).
     """
@@ -183,7 +186,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         table = load_table(str(Path(replay).resolve()))
         table.check_space(space, config.train.max_epochs, config.search.metric,
                           config.train.monitor)
+        if searches is not None:
+            return _rehearse(config, space, table, searches, resume=resume, dry_run=dry_run,
+                             console=console)
     else:
+        if searches is not None:
+            raise ConfigError("--searches rehearses on a recorded table",
+                              fix="add --replay TABLE (a table from `raygym record`)")
         check_metric(config)
     out = results_dir(config)
     if dry_run:
@@ -271,6 +280,33 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     return 0
 
 
+def _rehearse(config: ExperimentConfig, space: SearchSpace, table: Any, searches: int, *,
+              resume: bool, dry_run: bool, console: Console) -> int:
+    """``--replay TABLE --searches N``: N simulated searches per row, printed side by side."""
+    from raygym.search.rehearse import print_rehearsal, rehearsal_rows, rehearse
+
+    if resume:
+        raise ConfigError("--searches runs in seconds and writes nothing; there is nothing "
+                          "to resume", fix="drop --resume")
+    if config.search.algorithm == "bohb":
+        from raygym.search.bohb import require_bohb
+
+        require_bohb()
+    rows = rehearsal_rows(config, table)
+    if dry_run:
+        describe_space(config, space, console)
+        console.print(f"would rehearse {searches} searches per row, search seeds "
+                      f"{config.search.seed}-{config.search.seed + searches - 1}: "
+                      + "; ".join(r.name for r in rows))
+        return 0
+    console.print(f"rehearsing {searches} searches per row in simulated time ("
+                  + "; ".join(r.name for r in rows) + ") ...")
+    result = rehearse(config, space, table, searches=searches,
+                      on_row=lambda row: console.print(f"  {row['name']}: done"))
+    print_rehearsal(result, console)
+    return 0
+
+
 def read_search_json(out: Path) -> dict[str, Any]:
     """The ``search.json`` of the results folder ``out``; a damaged one (a truncated write, an
     edit) is refused with one line, before anything is changed."""
@@ -302,14 +338,7 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
            f"({verdict['epochs_to_best'] / verdict['grid_epochs']:.0%})"
            if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
     if noise := verdict.get("noise"):
-        console.print(
-            f"the table's noise: one run's spread {noise['run_sd']:.3f}, a score's standard "
-            f"error {noise['mean_se']:.3f}; its best by half the training seeds is within 0.01 "
-            f"of its best by the other half in {noise['split_within']:.0%} of splits (top 3 "
-            f"shared {noise['split_top3']:.1f} of 3)"
-            + ("" if noise["split_within"] >= TIES_BELOW else
-               ": ranks this close are ties, not a verdict; record more seeds to tell them "
-               "apart"))
+        console.print(noise_line(noise))
 
 
 def _resume_fingerprint(config: ExperimentConfig) -> str:

@@ -111,16 +111,19 @@ class _Controller:
 
 
 class GridSearcher:
-    """Gym's exhaustive grid as a searcher: every point of the space, in factorial order."""
+    """Gym's exhaustive grid as a searcher: every point of the space, in factorial order,
+    or the given ``points`` in their order."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, points: list[dict[str, Any]] | None = None) -> None:
         from raygym.search.space import decode_value
 
-        points = enumerate_points(space)
         if points is None:
-            raise ValueError("a grid needs a discrete space")
-        by_path = {d.path: d for d in space}
-        self.points = [{k: decode_value(by_path[k], v) for k, v in p.items()} for p in points]
+            points = enumerate_points(space)
+            if points is None:
+                raise ValueError("a grid needs a discrete space")
+            by_path = {d.path: d for d in space}
+            points = [{k: decode_value(by_path[k], v) for k, v in p.items()} for p in points]
+        self.points = points
         self.next = 0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -145,14 +148,15 @@ def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:
 
 def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *, seed: int,
              max_epochs_spent: float, algorithm: str | None = None,
-             sampler: Any = None,
+             sampler: Any = None, grid_points: list[dict[str, Any]] | None = None,
              leader: Callable[[dict[int, dict[str, float]]], int] | None = None
              ) -> SearchTrace:
     """One search of ``space`` as ``config`` sets it up, replayed on ``table``.
 
     Runs until ``max_epochs_spent`` epochs were spent, ``search.num_samples`` trials ran or
     the searcher is finished. ``algorithm``: ``grid`` replaces the searcher with Gym's grid
-    (no scheduler); ``sampler``: an Optuna sampler instead of the configured TPE (e.g.
+    (no scheduler), over the space or ``grid_points`` (``{key path: value}`` each);
+    ``sampler``: an Optuna sampler instead of the configured TPE (e.g.
     ``RandomSampler`` for a random-search baseline with the same bookkeeping).
     With ``search.repeat_top`` the searcher repeats leading configurations; a repeat replays
     the table's next seed, and configurations are ranked by their mean, as the leaderboard
@@ -168,7 +172,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     np.random.seed(seed)  # AsyncHyperBand and hpbandster draw from numpy's global generator
     random.seed(seed)
     if algorithm == "grid":
-        searcher: Any = GridSearcher(space)
+        searcher: Any = GridSearcher(space, grid_points)
         scheduler: Any = FIFOScheduler()
     else:
         searcher = build_searcher(config, space, None, sampler=sampler)

@@ -1,0 +1,202 @@
+"""Many rehearsals of one search on a recorded curve table, beside random search and the grid.
+
+``raygym search SPACE --replay TABLE --searches N``: the search that SPACE sets up is run N
+times in simulated time (:func:`raygym.search.simulate.simulate`: raygym's own searcher and
+scheduler, built from SPACE's config, driven on the table's recorded curves; no Ray processes),
+at search seeds ``search.seed`` .. ``search.seed + N - 1``, and so are its baselines: raygym's
+default search settings (when SPACE sets others), random search with SPACE's scheduler, and
+Gym's grid (every configuration of the table, one run each). One search says little: a
+rehearsal over many seeds says how often the settings find the grid's best, and how soon.
+
+Each row's figures (:func:`raygym.search.simulate.summarize`): the epochs spent until the
+handed-back configuration is within 0.01 of the grid's best (quartiles, as a share of the
+grid's epochs to early stopping), how many searches got there, the chance of handing back the
+grid's best / one of its best three at 25 % and 50 % of the grid's epochs, and the median
+ground-truth score handed back at 10 / 25 / 50 / 100 % of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from raygym.config import ExperimentConfig
+from raygym.search.replay import CurveTable, GroundTruth, ground_truth, load_table
+from raygym.search.space_config import SearchSpace
+
+# Search keys that say what is searched and how much, not how: a row of raygym's defaults
+# keeps SPACE's values of these.
+_BUDGET_KEYS = ("num_samples", "max_concurrent", "metric", "mode", "top_k", "seed",
+                "points_to_evaluate", "results_dir", "storage_path", "max_failures")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a rehearsal: ``config`` searched with ``sampler`` (``tpe``: the config's
+    own searcher; ``random``: Optuna's RandomSampler with the same bookkeeping; ``grid``:
+    every configuration of the table in its order, no scheduler)."""
+
+    name: str
+    config: ExperimentConfig
+    sampler: str
+
+
+def rehearsal_rows(config: ExperimentConfig, table: CurveTable) -> list[Row]:
+    """SPACE's own settings (``yours``), raygym's defaults where SPACE sets others
+    (``defaults``), random search with SPACE's scheduler (``random``) and the grid."""
+    s = config.search
+
+    def with_search(**update: Any) -> ExperimentConfig:
+        return config.model_copy(update={"search": s.model_copy(update=update)})
+
+    if s.algorithm == "grid":
+        rows = [Row("yours", config, "grid")]
+    elif s.algorithm == "random":
+        # Tune's random generator repeats nothing; Optuna's RandomSampler with no repeats
+        # samples the same way with the bookkeeping the simulator drives
+        rows = [Row("yours", with_search(algorithm="optuna", repeat_top=0), "random")]
+    else:
+        rows = [Row("yours", config, "tpe")]
+    # validated whole, so that the defaults that depend on training (the grace period) follow
+    budget = {k: getattr(s, k) for k in _BUDGET_KEYS}
+    defaults = type(config).model_validate({**config.model_dump(), "search": budget})
+    if defaults.search.model_dump() != s.model_dump():
+        rows.append(Row("defaults", defaults, "tpe"))
+    if s.algorithm != "random":
+        # the baseline the issue names: random sampling, the same early stopping; BOHB's
+        # HyperBand needs its own searcher, so random search then judges with ASHA at
+        # BOHB's reduction factor
+        bohb = s.algorithm == "bohb"
+        rows.append(Row("random", with_search(
+            algorithm="optuna", scheduler="asha" if bohb else s.scheduler,
+            repeat_top=0 if bohb else s.repeat_top), "random"))
+    if s.algorithm != "grid":
+        rows.append(Row("grid", with_search(algorithm="grid", scheduler="none",
+                                            num_samples=len(table.configs)), "grid"))
+    return rows
+
+
+def describe_row(row: Row) -> str:
+    """What a row searches with, in a few words."""
+    s = row.config.search
+    if row.sampler == "grid":
+        return "every configuration of the table once, in its order"
+    what = {"tpe": "BOHB" if s.algorithm == "bohb" else "TPE" + (
+        " (multivariate)" if s.tpe.multivariate else ""), "random": "random"}[row.sampler]
+    if s.algorithm == "bohb":
+        return f"{what} + HyperBand (reduction factor {s.reduction_factor:g})"
+    stop = {"none": "no scheduler", "asha": f"ASHA (grace {s.grace_period}, reduction "
+            f"factor {s.reduction_factor:g})", "median": f"median stopping (grace "
+            f"{s.grace_period})", "patient": f"patient halving (grace {s.grace_period})"
+            }.get(s.scheduler, s.scheduler)
+    return f"{what} + {stop}" + (f", best {s.repeat_top} repeated" if s.repeat_top else "")
+
+
+def table_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
+    """The table's grid under SPACE's early stopping, averaged over its training seeds."""
+    s, t = config.search, config.train
+    return ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
+                        mode=s.mode, monitor=t.monitor)
+
+
+def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
+    """Every search seed of one row (a worker process, or inline); its summary."""
+    row, space, table_path, seeds = job
+    from optuna.samplers import RandomSampler
+
+    from raygym.search.simulate import simulate, summarize
+
+    table = load_table(table_path)
+    truth = table_truth(row.config, table)
+    # Gym's grid over the table: every recorded configuration once, in the table's order
+    # (SPACE may sample a continuous range that the table recorded at a few points)
+    keys = [k for k in table.param_keys if k in space.paths()]
+    grid = [{k: cfg[k] for k in keys} for cfg in table.configs]
+    traces = [simulate(row.config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
+                       algorithm="grid" if row.sampler == "grid" else None,
+                       sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
+                       grid_points=grid)
+              for seed in seeds]
+    return {"name": row.name, "settings": describe_row(row), **summarize(traces, truth)}
+
+
+def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
+             searches: int, workers: int | None = None,
+             on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """``searches`` simulated searches per row of :func:`rehearsal_rows`.
+
+    ``workers``: processes (default: this machine's CPUs, at most one per row; 1 runs in
+    this process). ``on_row`` is called with each row's summary as it is ready, in row
+    order. Returns the table's figures (``grid_epochs``, ``grid_best``, ``configurations``,
+    ``noise``), the search seeds and ``rows`` (each :func:`~raygym.search.simulate.summarize`
+    plus its ``name``).
+    """
+    from raygym.search.noise import table_noise
+
+    truth = table_truth(config, table)
+    rows = rehearsal_rows(config, table)
+    seeds = list(range(config.search.seed, config.search.seed + searches))
+    jobs = [(row, space, str(table.path), seeds) for row in rows]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    out: list[dict[str, Any]] = []
+    if workers == 1:
+        for job in jobs:
+            out.append(_run_row(job))
+            if on_row is not None:
+                on_row(out[-1])
+    else:
+        import multiprocessing
+
+        # spawn: a forked child would inherit the parent's Ray and Optuna state
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for summary in pool.map(_run_row, jobs):
+                out.append(summary)
+                if on_row is not None:
+                    on_row(summary)
+    best = int(truth.ranks.argmin())
+    return {"table": str(table.path), "configurations": len(table.configs),
+            "training_seeds": len(table.seeds), "grid_epochs": truth.grid_epochs,
+            "grid_best": truth.best, "grid_best_params": table.configs[best],
+            "search_seeds": [seeds[0], seeds[-1]], "noise": table_noise(truth), "rows": out}
+
+
+def print_rehearsal(result: dict[str, Any], console: Any) -> None:
+    """The rehearsal's rows side by side (fixed width: 80 columns), then what a rank on the
+    table is worth."""
+    from raygym.search.noise import noise_line
+
+    first, last = result["search_seeds"]
+    title = (f"{last - first + 1} simulated searches per row (search seeds {first}-{last}) on "
+             f"{result['table']}: {result['configurations']} configurations x "
+             f"{result['training_seeds']} training seeds; the grid costs "
+             f"{result['grid_epochs']:.0f} epochs to early stopping, its best "
+             f"{result['grid_best']:.4f} ({result['grid_best_params']})")
+    console.print(title, markup=False, highlight=False)
+    lines = [f"{'':10}{'to the grid best':>18}{'':6}{'top-1':>10}{'top-3':>10}{'score':>12}",
+             f"{'settings':10}{'q25':>6}{'med':>6}{'q75':>6}{'reach':>6}"
+             f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}{'@50':>6}{'@100':>6}{'stop':>5}"]
+    for row in result["rows"]:
+        q, a = row["to_best"], row["anytime"]
+        lines.append(
+            f"{row['name']:10}" + "".join(f"{_share(x):>6}" for x in q)
+            + f"{row['reached']:>6.0%}{row['top1'][0.25]:>5.0%}{row['top1'][0.5]:>5.0%}"
+            f"{row['top3'][0.25]:>5.0%}{row['top3'][0.5]:>5.0%}"
+            f"{a[0.5]:>6.3f}{a[1.0]:>6.3f}{row['pruned']:>5.0f}")
+    lines += [f"  {row['name']}: {row['settings']}" for row in result["rows"]]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    console.print("to the grid best: epochs until the configuration handed back is within 0.01 "
+                  "of the grid's best, a share of the grid's epochs (quartiles over the "
+                  "searches); reach: searches that got there; top-1 / top-3: searches handing "
+                  "back the grid's best / one of its best 3 after 25 % / 50 % of the grid's "
+                  "epochs; score: the median ground truth handed back after 50 % / 100 %; "
+                  "stop: trials the scheduler stopped (median)", markup=False, highlight=False)
+    if result.get("noise"):
+        console.print(noise_line(result["noise"]))
+
+
+def _share(x: float) -> str:
+    return "never" if x == float("inf") else f"{x:.0%}"
