@@ -8,6 +8,7 @@ The Python API (see the README, "Using models elsewhere") is imported on first u
 - ``predict_file(model, images, out, **options)`` -> :class:`raygym.predict.PredictResult`
 - ``run_search(experiment, ...)`` -> the results folder
 - ``read_leaderboard(results)`` -> one dict per trial, best first
+- ``rehearse_search(experiment, table, searches=30)`` -> simulated searches' figures, per row
 - ``Predictor``: a model (or top-k ensemble) kept loaded to predict many arrays
 """
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         predict_array,
         predict_file,
         read_leaderboard,
+        rehearse_search,
         run_search,
     )
     from raygym.predict.predictor import Predictor
@@ -44,6 +46,7 @@ __all__ = [
     "predict_array",
     "predict_file",
     "read_leaderboard",
+    "rehearse_search",
     "run_search",
 ]
 

@@ -11,6 +11,9 @@ Ray).
 - :func:`run_search`: a search from an experiment file or mapping
   (:func:`raygym.search.run.search_experiment`, what ``raygym search`` runs). Not named
   ``search``: ``raygym.search`` is the package, which would shadow the function.
+- :func:`rehearse_search`: many simulated searches of an experiment's settings on a recorded
+  curve table, beside the defaults, random search and the grid
+  (:func:`raygym.search.rehearse.rehearse`, what ``raygym search --replay --searches`` runs).
 - :func:`read_leaderboard`: a search's ``leaderboard.csv`` as typed rows
   (:func:`raygym.report.results.load_results`, what ``raygym report`` reads).
 """
@@ -167,6 +170,31 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
                       retry_errored=retry_errored, smoke_test=smoke_test,
                       replay=Path(replay) if replay is not None else None, console=console)
     return results_dir(smoke_config(config) if smoke_test else config)
+
+
+def rehearse_search(experiment: PathLike | Mapping[str, Any]
+                    | tuple[ExperimentConfig, SearchSpace], table: PathLike, *,
+                    searches: int = 30, overrides: Mapping[str, Any] | None = None,
+                    workers: int | None = None) -> dict[str, Any]:
+    """``searches`` simulated searches of the experiment's settings on the curve ``table``
+    (``raygym record``'s ``curves.csv``), beside raygym's defaults, random search and the
+    grid, as ``raygym search --replay TABLE --searches N`` prints them; nothing is written.
+
+    Returns the table's figures and ``rows``: per row ``name``, ``settings`` and
+    :func:`raygym.search.simulate.summarize`'s figures (``to_best`` quartiles as shares of
+    the grid's epochs, ``reached``, ``top1`` / ``top3`` at 0.25 and 0.5 of them,
+    ``anytime``). ``workers``: processes (default: one per CPU, at most one per row).
+
+    Raises:
+        RaygymError: a bad experiment, or a table that cannot replay its space.
+    """
+    from raygym.search.rehearse import rehearse
+    from raygym.search.run import check_space, replay_table
+
+    config, space, file = _experiment(experiment, overrides)
+    check_space(config, space, str(file))
+    return rehearse(config, space, replay_table(config, space, Path(table)),
+                    searches=searches, workers=workers)
 
 
 def read_leaderboard(results: PathLike) -> list[dict[str, Any]]:

@@ -30,14 +30,15 @@ TABLE = REPO / "bench" / "curves" / "s2_64x128.csv"
 def test_import_raygym_loads_neither_torch_nor_ray() -> None:
     code = ("import sys, raygym\n"
             "names = [raygym.load_model, raygym.predict_array, raygym.predict_file,\n"
-            "         raygym.run_search, raygym.read_leaderboard]\n"
+            "         raygym.run_search, raygym.read_leaderboard, raygym.rehearse_search]\n"
             "print(sorted(m for m in ('torch', 'ray', 'segmentation_models_pytorch')\n"
             "             if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=REPO)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
     assert set(raygym.__all__) >= {"load_model", "predict_array", "predict_file",
-                                   "run_search", "read_leaderboard", "Predictor"}
+                                   "run_search", "read_leaderboard", "rehearse_search",
+                                   "Predictor"}
     with pytest.raises(AttributeError):
         raygym.no_such_function  # noqa: B018
 
@@ -164,3 +165,19 @@ def test_run_a_replayed_search_from_a_mapping(tmp_path: Path, ray_session: None,
     scores = [r["best_val_mean_iou"] for r in board]
     assert all(isinstance(s, float) for s in scores) and scores == sorted(scores, reverse=True)
     assert {r["model.arch"] for r in board} <= {"gym_unet", "gym_resunet"}
+
+
+def test_rehearse_a_space_file_on_its_table(tmp_path: Path) -> None:
+    """The shipped S2 rehearsal space: the printed figures' numbers, and a table that cannot
+    replay a space is one keyed error."""
+    from raygym.errors import ConfigError
+
+    space = REPO / "bench" / "curves" / "s2_128x64_4seeds.space.yaml"
+    table = REPO / "bench" / "curves" / "s2_128x64_4seeds.csv"
+    out = raygym.rehearse_search(space, table, searches=2, workers=1,
+                                 overrides={"search.scheduler": "asha"})
+    assert [r["name"] for r in out["rows"]] == ["yours", "defaults", "random", "grid"]
+    assert "ASHA" in out["rows"][0]["settings"] and out["configurations"] == 72
+    assert all(0.0 <= r["top3"][0.5] <= 1.0 and r["searches"] == 2 for r in out["rows"])
+    with pytest.raises(ConfigError, match="train.max_epochs"):
+        raygym.rehearse_search(space, table, searches=2, overrides={"train.max_epochs": 30})

@@ -178,14 +178,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     check_space(config, space, str(space_file))
     table = None
     if replay is not None:
-        from raygym.search.replay import load_table
-
-        if config.search.scheduler == "pbt":
-            raise ConfigError("a replayed search has no checkpoints for PBT to exploit",
-                              key="search.scheduler", fix="use asha, median or none")
-        table = load_table(str(Path(replay).resolve()))
-        table.check_space(space, config.train.max_epochs, config.search.metric,
-                          config.train.monitor)
+        table = replay_table(config, space, replay)
         if searches is not None:
             return _rehearse(config, space, table, searches, resume=resume, dry_run=dry_run,
                              console=console)
@@ -278,6 +271,20 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def replay_table(config: ExperimentConfig, space: SearchSpace, path: Path) -> Any:
+    """The curve table at ``path``, checked against the space and config that will replay
+    it (one line naming the key where it cannot)."""
+    from raygym.search.replay import load_table
+
+    if config.search.scheduler == "pbt":
+        raise ConfigError("a replayed search has no checkpoints for PBT to exploit",
+                          key="search.scheduler", fix="use asha, median or none")
+    table = load_table(str(Path(path).resolve()))
+    table.check_space(space, config.train.max_epochs, config.search.metric,
+                      config.train.monitor)
+    return table
 
 
 def _rehearse(config: ExperimentConfig, space: SearchSpace, table: Any, searches: int, *,
