@@ -203,12 +203,11 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
 def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str, Any]:
     """Worker: every seed of one setting on one table; the summary and per-seed figures."""
     name, table_path, patience, concurrency, _, seeds, monitor = job
-    import numpy as np
     from optuna.samplers import RandomSampler
 
     from raygym.search.noise import noise_floor
     from raygym.search.replay import ground_truth, load_table
-    from raygym.search.simulate import chosen_at, epochs_to_target, simulate, summarize
+    from raygym.search.simulate import epochs_to_target, simulate, summarize
     from raygym.search.space_config import load_experiment
 
     table = load_table(table_path)
@@ -228,16 +227,10 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str
                                max_epochs_spent=truth.grid_epochs,
                                algorithm="grid" if algorithm == "grid" else None,
                                sampler=sampler, leader=leader))
-    out = summarize(traces, truth)
-    out["per_seed"] = [epochs_to_target(tr, truth) / truth.grid_epochs for tr in traces]
     # beside the goal, not instead of it: the same figures with the table's own noise
     # (a ground-truth score's standard error) as the tolerance instead of 0.01
-    se = noise_floor(truth)["mean_se"]
-    noisy = np.array([epochs_to_target(tr, truth, se) / truth.grid_epochs for tr in traces])
-    out["to_noise"] = float(np.quantile(noisy, 0.5, method="lower"))
-    out["noise_at_50"] = float(np.mean([
-        (c := chosen_at(tr, 0.5 * truth.grid_epochs)) >= 0 and truth.reached(c, se)
-        for tr in traces]))
+    out = summarize(traces, truth, noise_se=noise_floor(truth)["mean_se"])
+    out["per_seed"] = [epochs_to_target(tr, truth) / truth.grid_epochs for tr in traces]
     out["cpu_s"] = time.process_time() - tick
     out["setting"] = name
     return out

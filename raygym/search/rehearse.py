@@ -83,16 +83,18 @@ def describe_row(row: Row) -> str:
     """What a row searches with, in a few words."""
     s = row.config.search
     if row.sampler == "grid":
-        return "every configuration of the table once, in its order"
+        return f"every configuration of the table once ({s.num_samples} trials), in its order"
     what = {"tpe": "BOHB" if s.algorithm == "bohb" else "TPE" + (
         " (multivariate)" if s.tpe.multivariate else ""), "random": "random"}[row.sampler]
+    trials = f"at most {s.num_samples} trials, "
     if s.algorithm == "bohb":
-        return f"{what} + HyperBand (reduction factor {s.reduction_factor:g})"
+        return f"{trials}{what} + HyperBand (reduction factor {s.reduction_factor:g})"
     stop = {"none": "no scheduler", "asha": f"ASHA (grace {s.grace_period}, reduction "
             f"factor {s.reduction_factor:g})", "median": f"median stopping (grace "
             f"{s.grace_period})", "patient": f"patient halving (grace {s.grace_period})"
             }.get(s.scheduler, s.scheduler)
-    return f"{what} + {stop}" + (f", best {s.repeat_top} repeated" if s.repeat_top else "")
+    return f"{trials}{what} + {stop}" + (f", best {s.repeat_top} repeated" if s.repeat_top
+                                         else "")
 
 
 def table_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
@@ -107,6 +109,7 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
     row, space, table_path, seeds = job
     from optuna.samplers import RandomSampler
 
+    from raygym.search.noise import table_noise
     from raygym.search.simulate import simulate, summarize
 
     table = load_table(table_path)
@@ -120,7 +123,9 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
                        sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
                        grid_points=grid)
               for seed in seeds]
-    return {"name": row.name, "settings": describe_row(row), **summarize(traces, truth)}
+    noise = table_noise(truth)  # None: one training seed, nothing to tell noise by
+    return {"name": row.name, "settings": describe_row(row),
+            **summarize(traces, truth, noise_se=noise["mean_se"] if noise else None)}
 
 
 def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
@@ -175,16 +180,20 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
              f"{result['grid_epochs']:.0f} epochs to early stopping, its best "
              f"{result['grid_best']:.4f} ({result['grid_best_params']})")
     console.print(title, markup=False, highlight=False)
-    lines = [f"{'':10}{'to the grid best':>18}{'':6}{'top-1':>10}{'top-3':>10}{'score':>12}",
+    noisy = "noise_at_50" in result["rows"][0]
+    lines = [f"{'':10}{'to the grid best':>18}{'':6}{'top-1':>10}{'top-3':>10}"
+             + ("  <=SE" if noisy else "") + f"{'score':>12}",
              f"{'settings':10}{'q25':>6}{'med':>6}{'q75':>6}{'reach':>6}"
-             f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}{'@50':>6}{'@100':>6}{'stop':>5}"]
+             f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}" + (f"{'@50':>6}" if noisy else "")
+             + f"{'@50':>6}{'@100':>6}{'stop':>5}"]
     for row in result["rows"]:
         q, a = row["to_best"], row["anytime"]
         lines.append(
             f"{row['name']:10}" + "".join(f"{_share(x):>6}" for x in q)
             + f"{row['reached']:>6.0%}{row['top1'][0.25]:>5.0%}{row['top1'][0.5]:>5.0%}"
             f"{row['top3'][0.25]:>5.0%}{row['top3'][0.5]:>5.0%}"
-            f"{a[0.5]:>6.3f}{a[1.0]:>6.3f}{row['pruned']:>5.0f}")
+            + (f"{row['noise_at_50']:>6.0%}" if noisy else "")
+            + f"{a[0.5]:>6.3f}{a[1.0]:>6.3f}{row['pruned']:>5.0f}")
     lines += [f"  {row['name']}: {row['settings']}" for row in result["rows"]]
     for line in lines:
         console.print(line, markup=False, highlight=False)
@@ -192,7 +201,9 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
                   "of the grid's best, a share of the grid's epochs (quartiles over the "
                   "searches); reach: searches that got there; top-1 / top-3: searches handing "
                   "back the grid's best / one of its best 3 after 25 % / 50 % of the grid's "
-                  "epochs; score: the median ground truth handed back after 50 % / 100 %; "
+                  "epochs; <=SE: searches handing back, at 50 %, a configuration within one "
+                  "standard error of the grid's best (closer than the table can tell apart); "
+                  "score: the median ground truth handed back after 50 % / 100 %; "
                   "stop: trials the scheduler stopped (median)", markup=False, highlight=False)
     if result.get("noise"):
         console.print(noise_line(result["noise"]))

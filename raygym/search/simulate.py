@@ -312,7 +312,8 @@ def chosen_at(trace: SearchTrace, epochs: float) -> int:
 
 
 def summarize(traces: list[SearchTrace], truth: GroundTruth,
-              fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)) -> dict[str, Any]:
+              fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0),
+              noise_se: float | None = None) -> dict[str, Any]:
     """Figures over many seeds of one search setting.
 
     ``to_best``: quartiles (q25, median, q75) of epochs-to-within-0.01 as a share of the
@@ -320,6 +321,9 @@ def summarize(traces: list[SearchTrace], truth: GroundTruth,
     got there at all; ``top1`` / ``top3``: chance that the handed-back configuration is the
     grid's best / among its best three after 25 % and 50 % of the grid's epochs;
     ``anytime``: {fraction: median ground-truth score handed back at that budget}.
+    With ``noise_se`` (a ground-truth score's standard error, :func:`raygym.search.noise.
+    noise_floor`'s ``mean_se``), the same with it as the tolerance instead of 0.01:
+    ``to_noise`` (median share) and ``noise_at_50`` (chance at 50 % of the grid's epochs).
     """
     grid = truth.grid_epochs
     shares = np.array([epochs_to_target(tr, truth) / grid for tr in traces])
@@ -335,7 +339,14 @@ def summarize(traces: list[SearchTrace], truth: GroundTruth,
         vals = [truth.scores[c] if (c := chosen_at(tr, f * grid)) >= 0 else math.nan
                 for tr in traces]
         anytime[f] = float(np.nanmedian(vals)) if np.isfinite(vals).any() else math.nan
-    return {"searches": len(traces), "to_best": (q25, q50, q75),
+    noisy: dict[str, float] = {}
+    if noise_se is not None:
+        near = np.array([epochs_to_target(tr, truth, noise_se) / grid for tr in traces])
+        noisy = {"to_noise": float(np.quantile(near, 0.5, method="lower")),
+                 "noise_at_50": float(np.mean([
+                     (c := chosen_at(tr, 0.5 * grid)) >= 0 and truth.reached(c, noise_se)
+                     for tr in traces]))}
+    return {**noisy, "searches": len(traces), "to_best": (q25, q50, q75),
             "reached": float(np.mean(np.isfinite(shares))),
             "top1": {0.25: top(1, 0.25), 0.5: top(1, 0.5)},
             "top3": {0.25: top(3, 0.25), 0.5: top(3, 0.5)},

@@ -64,6 +64,8 @@ def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path,  # noqa: F81
     assert grid["to_best"][0] >= before and grid["reached"] == 1.0
     assert grid["top1"][0.5] == 0.0 and grid["anytime"][1.0] == pytest.approx(truth.best)
     assert grid["pruned"] == 0 and grid["trials"] == 24
+    # the others lie far more than one standard error below the winner
+    assert grid["noise_at_50"] == 0.0
     # the winner stands far above the others: TPE finds it within the grid's budget
     assert rows["yours"]["reached"] == 1.0
     assert rows["yours"]["to_best"][1] < grid["to_best"][1]
@@ -91,7 +93,9 @@ def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,  # noq
                     workers=1)["rows"][-1]
     assert lines["grid"][1:4] == [f"{x:.0%}" for x in grid["to_best"]]
     assert lines["grid"][-3:-1] == [f"{grid['anytime'][f]:.3f}" for f in (0.5, 1.0)]
-    assert "grid: every configuration of the table once" in printed
+    words = " ".join(printed.split())  # (the console wraps long lines)
+    assert "grid: every configuration of the table once (24 trials)" in words
+    assert "yours: at most 24 trials, TPE (multivariate) + median stopping (grace 1)" in words
     assert not (tmp_path / "results").exists()
 
 
