@@ -96,6 +96,9 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
     "default-shrink": ("tpe", {"_pick": "shrink"}),
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
+    # leaders raced further: trained again while their mean keeps them among the best
+    "default-rr3": ("tpe", {"repeat_runs": 3}),
+    "default-rep6-rr3": ("tpe", {"repeat_top": 6, "repeat_runs": 3}),
     "random+asha-rep3-shrink": _setting("random", rep=3, _pick="shrink"),
     "tpe-mv+median-g3-rep3": _setting("tpe", "median", grace=3, rep=3, mv=True),
     "random+median-g3-rep3": _setting("random", "median", grace=3, rep=3),

@@ -445,6 +445,9 @@ class SearchConfig(_Strict):
                             "best repeat_top is trained once more with the next seed, and "
                             "configurations are ranked by their mean (0: never; Optuna "
                             "searches only)")
+    repeat_runs: int = Field(2, ge=2, description="runs at most per leading configuration: "
+                             "a repeated leader whose mean keeps it among the best repeat_top "
+                             "is trained again with the next seed, up to this many runs")
     rung_metric: Literal["last", "max", "mean3"] = Field(
         "last", description="what ASHA / median judge at a rung: the metric's last value, "
         "its best so far, or the mean of its last 3 epochs")

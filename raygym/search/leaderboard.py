@@ -189,11 +189,11 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
 def noise_line(noise: dict[str, Any], metric: str) -> str:
     """One sentence on :meth:`Leaderboard.seed_noise` for the leaderboard and the terminal."""
     tied = noise["tied"]
-    return (f"Seed noise: {noise['repeated']} configuration(s) trained twice; two runs of one "
-            f"configuration differ by {noise['run_sd']:.4f} {metric} (pooled SD). "
+    return (f"Seed noise: {noise['repeated']} configuration(s) trained more than once; runs "
+            f"of one configuration differ by {noise['run_sd']:.4f} {metric} (pooled SD). "
             + (f"{tied} finished configurations are within that of rank 1: this search "
-               "cannot tell them apart (more runs each: search.repeat_top, a larger "
-               "validation split, or longer training)." if tied > 1 else
+               "cannot tell them apart (more runs each: search.repeat_top and repeat_runs, "
+               "a larger validation split, or longer training)." if tied > 1 else
                "No other finished configuration is within that of rank 1."))
 
 

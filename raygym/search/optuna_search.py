@@ -17,7 +17,8 @@ been tried, the search ends before ``num_samples``.
 
 With ``repeat_top`` k > 0 it also races the leaders, as SMAC's intensification does: a
 configuration whose trial finishes (its own loop ended) with a mean score among the best k
-is trained once more, with the next training seed, before new configurations are asked for.
+is trained once more, with the next training seed, before new configurations are asked for,
+and again while its mean keeps it among the best k, up to ``repeat_runs`` runs.
 Such a repeat is a Tune trial whose config carries ``REPEAT_KEY`` (the run index, added to
 ``train.seed``); Optuna never hears of it. :meth:`mean_scores` gives each configuration's mean
 over its runs, by which the leaderboard ranks.
@@ -55,16 +56,17 @@ logger = logging.getLogger(__name__)
 # Backstop on asks per suggestion; with the nearest untried point queued after a repeat,
 # a second ask normally suffices.
 MAX_REPEATS = 20
-RUNS_PER_CONFIG = 2  # a configuration is trained at most this often (one repeat)
 
 
 class TruthfulOptunaSearch(OptunaSearch):
     """``OptunaSearch`` with PRUNED for scheduler-stopped trials and no repeated configurations
     (see module docstring)."""
 
-    def __init__(self, *args: Any, repeat_top: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, repeat_top: int = 0, repeat_runs: int = 2,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.repeat_top = repeat_top
+        self.repeat_runs = repeat_runs  # a configuration is trained at most this often
         self._runs: dict[str, dict[str, float]] = {}  # config key -> {trial: best value}
         self._params_of: dict[str, dict[str, Any]] = {}  # trial -> its config
         self._queued: list[tuple[dict[str, Any], int]] = []  # repeats waiting for a slot
@@ -129,7 +131,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         leaders = sorted(means, key=lambda k: means[k], reverse=True)[: self.repeat_top]
         queued = sum(1 for p, _ in self._queued if config_key(p) == key)
         runs = len(self._runs[key]) + queued
-        if key in leaders and runs < RUNS_PER_CONFIG:
+        if key in leaders and runs < self.repeat_runs:
             base = {k: v for k, v in params.items() if k != REPEAT_KEY}
             self._queued.append((base, runs))
 
@@ -150,7 +152,8 @@ class TruthfulOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         # a searcher saved before repeats existed
-        for name, empty in (("repeat_top", 0), ("_runs", {}), ("_params_of", {}),
+        for name, empty in (("repeat_top", 0), ("repeat_runs", 2), ("_runs", {}),
+                            ("_params_of", {}),
                             ("_queued", []), ("_live", set())):
             if not hasattr(self, name):
                 setattr(self, name, empty)

@@ -284,6 +284,12 @@ def replay_table(config: ExperimentConfig, space: SearchSpace, path: Path) -> An
     table = load_table(str(Path(path).resolve()))
     table.check_space(space, config.train.max_epochs, config.search.metric,
                       config.train.monitor)
+    s = config.search
+    if s.repeat_top and s.repeat_runs > len(table.seeds):
+        # a further run would replay a seed again: the same curve, a mean that only looks firmer
+        raise ConfigError(f"is {s.repeat_runs}, but the table recorded "
+                          f"{len(table.seeds)} training seeds", key="search.repeat_runs",
+                          file=table.path, fix=f"set search.repeat_runs <= {len(table.seeds)}")
     return table
 
 

@@ -215,3 +215,34 @@ def test_leading_configurations_are_trained_once_more_on_the_next_seed() -> None
     assert waiting.suggest("w4") is None
     _finish(waiting, "w0", configs[0], pruned=False)
     assert waiting.suggest("w5") == {**configs[0], REPEAT_KEY: 1}
+
+
+def test_a_leader_is_raced_up_to_repeat_runs_while_its_mean_leads() -> None:
+    """repeat_runs 3: a finished leader is trained again while its mean keeps it among the
+    best repeat_top, at most 3 runs in all; one whose repeat drags its mean below another
+    configuration's is not trained a third time."""
+    from raygym.search.space import REPEAT_KEY
+
+    def finish(searcher: TruthfulOptunaSearch, trial_id: str, value: float) -> None:
+        result = {"val_mean_iou": value, "best_val_mean_iou": value, "training_iteration": 2,
+                  "stop_reason": "completed"}
+        searcher.on_trial_result(trial_id, {**result, "training_iteration": 1})
+        searcher.on_trial_complete(trial_id, result)
+
+    searcher = _searcher(define_by_run=True)
+    searcher.repeat_top, searcher.repeat_runs = 1, 3
+    first = searcher.suggest("a")
+    assert isinstance(first, dict)
+    finish(searcher, "a", 0.6)
+    assert searcher.suggest("b") == {**first, REPEAT_KEY: 1}
+    finish(searcher, "b", 0.6)
+    assert searcher.suggest("c") == {**first, REPEAT_KEY: 2}
+    finish(searcher, "c", 0.6)
+    fresh = searcher.suggest("d")  # three runs: no fourth
+    assert isinstance(fresh, dict) and REPEAT_KEY not in fresh and fresh != first
+    # a new leader whose repeat falls below the first configuration's mean stops at two runs
+    finish(searcher, "d", 0.9)
+    assert searcher.suggest("e") == {**fresh, REPEAT_KEY: 1}
+    finish(searcher, "e", 0.1)  # mean 0.5 < 0.6
+    third = searcher.suggest("f")
+    assert isinstance(third, dict) and REPEAT_KEY not in third

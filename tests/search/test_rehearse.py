@@ -111,6 +111,11 @@ def test_searches_without_a_table_or_with_resume_are_one_line(grid_table: Path, 
     code, err = run_cli(["search", str(space_file), "--replay", str(grid_table),
                          "--searches", "3", "--resume"], capsys)
     assert code == 2 and "nothing to resume" in one_error_line(err)
+    # a third run of a leader would replay one of the table's 2 seeds again
+    code, err = run_cli(["search", str(space_file), "--replay", str(grid_table),
+                         "--searches", "3", "--set", "search.repeat_runs=3"], capsys)
+    assert code == 2 and "search.repeat_runs" in one_error_line(err)
+    assert "repeat_runs <= 2" in err
     assert not (tmp_path / "results").exists()
 
 
