@@ -114,10 +114,12 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
 
     table = load_table(table_path)
     truth = table_truth(row.config, table)
-    # Gym's grid over the table: every recorded configuration once, in the table's order
-    # (SPACE may sample a continuous range that the table recorded at a few points)
+    # the grid baseline is the table's: every recorded configuration once, in the table's
+    # order (SPACE may sample a continuous range that the table recorded at a few points); a
+    # space searched by grid (yours) runs its own points
     keys = [k for k in table.param_keys if k in space.paths()]
-    grid = [{k: cfg[k] for k in keys} for cfg in table.configs]
+    grid = ([{k: cfg[k] for k in keys} for cfg in table.configs] if row.name == "grid"
+            else None)
     traces = [simulate(row.config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                        algorithm="grid" if row.sampler == "grid" else None,
                        sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
