@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from bench_simulate import SETTINGS, experiment, shrink_leader  # bench/ sibling module
+from bench_simulate import SETTINGS, experiment, pick_leader  # bench/ sibling module
 
 BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
 
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
           f"setting (search seeds from {args.first_seed}); held-out means at "
           f"{' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
           "grid's epochs")
-    shrunk = shrink_leader(table)
     held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at 50 %
     for name in args.settings:
         algorithm, overrides = SETTINGS[name]
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             trace = simulate(config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                              algorithm="grid" if algorithm == "grid" else None,
                              sampler=RandomSampler(seed=seed) if algorithm == "random" else None,
-                             leader=shrunk if overrides.get("_pick") == "shrink" else None)
+                             leader=pick_leader(overrides.get("_pick"), table))
             for budget in BUDGETS:
                 cid = chosen_at(trace, budget * truth.grid_epochs)
                 if cid < 0:

@@ -95,6 +95,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-shrink": _setting("tpe", "none", _pick="shrink"),
     "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
     "default-shrink": ("tpe", {"_pick": "shrink"}),
+    "default-lcb": ("tpe", {"_pick": "lcb"}),  # hand-back by mean - run_sd / sqrt(runs)
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     # leaders raced further: trained again while their mean keeps them among the best
     "default-rr3": ("tpe", {"repeat_runs": 3}),
@@ -170,6 +171,27 @@ def shrink_leader(table: Any) -> Any:
     return leader
 
 
+def lcb_leader(runs: dict[int, dict[str, float]]) -> int:
+    """Experimental hand-back: each configuration's mean minus run_sd / sqrt(its runs) (a
+    lower confidence bound), run_sd pooled over the configurations run more than once so far;
+    before any repeat, the plain mean."""
+    import numpy as np
+
+    scored = {c: list(v.values()) for c, v in runs.items() if v}
+    if not scored:
+        return -1
+    rep = [v for v in scored.values() if len(v) > 1]
+    sd = math.sqrt(sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in rep)
+                   / sum(len(v) - 1 for v in rep)) if rep else 0.0
+    return max(scored, key=lambda c: np.mean(scored[c]) - sd / math.sqrt(len(scored[c])))
+
+
+def pick_leader(pick: str | None, table: Any) -> Any:
+    """A setting's ``_pick``: the simulator's hand-back rule (None: the best mean)."""
+    return {"shrink": lambda: shrink_leader(table), "lcb": lambda: lcb_leader,
+            None: lambda: None}[pick]()
+
+
 DEFAULT_SETTINGS = ["default", "previous-default", "grid", "random", "random+asha",
                     "random+asha-rep3", "tpe", "tpe+asha-g2-r3", "tpe+asha-g3-r3",
                     "tpe+asha-g2-r2", "tpe+hb3-g2-r3", "tpe+median-g2", "tpe+asha-g2-max",
@@ -223,7 +245,7 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str
     truth = ground_truth(table, patience=patience, max_epochs=table.epochs, monitor=monitor)
     tick = time.process_time()
     traces = []
-    leader = shrink_leader(table) if overrides.get("_pick") == "shrink" else None
+    leader = pick_leader(overrides.get("_pick"), table)
     for seed in seeds:
         sampler = RandomSampler(seed=seed) if algorithm == "random" else None
         traces.append(simulate(config, space, table, seed=seed,
