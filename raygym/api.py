@@ -175,7 +175,7 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
 def rehearse_search(experiment: PathLike | Mapping[str, Any]
                     | tuple[ExperimentConfig, SearchSpace], table: PathLike, *,
                     searches: int = 30, overrides: Mapping[str, Any] | None = None,
-                    workers: int | None = None) -> dict[str, Any]:
+                    workers: int | None = 1) -> dict[str, Any]:
     """``searches`` simulated searches of the experiment's settings on the curve ``table``
     (``raygym record``'s ``curves.csv``), beside raygym's defaults, random search and the
     grid, as ``raygym search --replay TABLE --searches N`` prints them; nothing is written.
@@ -183,7 +183,9 @@ def rehearse_search(experiment: PathLike | Mapping[str, Any]
     Returns the table's figures and ``rows``: per row ``name``, ``settings`` and
     :func:`raygym.search.simulate.summarize`'s figures (``to_best`` quartiles as shares of
     the grid's epochs, ``reached``, ``top1`` / ``top3`` at 0.25 and 0.5 of them,
-    ``anytime``). ``workers``: processes (default: one per CPU, at most one per row).
+    ``anytime``). ``workers``: processes, at most one per row (default 1: this process;
+    None: one per CPU, spawned, so a script that calls this needs an
+    ``if __name__ == "__main__":`` guard).
 
     Raises:
         RaygymError: a bad experiment, or a table that cannot replay its space.
