@@ -66,13 +66,12 @@ def rehearsal_rows(config: ExperimentConfig, table: CurveTable) -> list[Row]:
     if defaults.search.model_dump() != s.model_dump():
         rows.append(Row("defaults", defaults, "tpe"))
     if s.algorithm != "random":
-        # the baseline the issue names: random sampling, the same early stopping; BOHB's
-        # HyperBand needs its own searcher, so random search then judges with ASHA at
-        # BOHB's reduction factor
-        bohb = s.algorithm == "bohb"
+        # the baseline the issue names: random sampling, the same early stopping and repeats;
+        # BOHB's HyperBand needs its own searcher, so random search then judges with ASHA at
+        # BOHB's reduction factor (BOHB and the grid repeat nothing)
         rows.append(Row("random", with_search(
-            algorithm="optuna", scheduler="asha" if bohb else s.scheduler,
-            repeat_top=0 if bohb else s.repeat_top), "random"))
+            algorithm="optuna", scheduler="asha" if s.algorithm == "bohb" else s.scheduler,
+            repeat_top=s.repeat_top if s.algorithm == "optuna" else 0), "random"))
     if s.algorithm != "grid":
         rows.append(Row("grid", with_search(algorithm="grid", scheduler="none",
                                             num_samples=len(table.configs)), "grid"))
