@@ -31,15 +31,17 @@ BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> str:
-    """``b - a`` over the search seeds both have: mean, SE, t, how often better / worse."""
+    """``b - a`` over the search seeds both have: mean, SE, t, median, how often better /
+    worse."""
     seeds = sorted(set(a) & set(b))
     diff = np.array([b[s] - a[s] for s in seeds])
     if len(diff) < 2:
         return "too few searches"
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     t = diff.mean() / se if se else 0.0
-    return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; better in {np.mean(diff > 0):.0%}, "
-            f"worse in {np.mean(diff < 0):.0%}, {len(diff)} searches)")
+    return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; median {np.median(diff):+.4f}; "
+            f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%}, "
+            f"{len(diff)} searches)")
 
 
 def main(argv: list[str] | None = None) -> int:
