@@ -30,18 +30,28 @@ from bench_simulate import SETTINGS, experiment, pick_leader  # bench/ sibling m
 BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
 
 
-def paired(a: dict[int, float], b: dict[int, float]) -> str:
+def paired(a: dict[int, float], b: dict[int, float], paths: int | None = None) -> str:
     """``b - a`` over the search seeds both have: mean, SE, t, median, how often better /
-    worse."""
+    worse. ``paths``: a grid replays seed (configuration + search seed) % S, so over many
+    search seeds it runs only S different grids; its searches are then S independent ones,
+    and the t that counts them so (search seeds grouped by seed % S, the groups' mean
+    differences) is printed as well."""
     seeds = sorted(set(a) & set(b))
     diff = np.array([b[s] - a[s] for s in seeds])
     if len(diff) < 2:
         return "too few searches"
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     t = diff.mean() / se if se else 0.0
+    grouped = ""
+    if paths:
+        means = np.array([np.mean([d for s, d in zip(seeds, diff, strict=True)
+                                   if s % paths == g]) for g in range(paths)])
+        g_se = means.std(ddof=1) / np.sqrt(paths)
+        grouped = (f"; as {paths} grids: SE {g_se:.4f}, t "
+                   f"{means.mean() / g_se if g_se else 0.0:+.2f}")
     return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; median {np.median(diff):+.4f}; "
             f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%}, "
-            f"{len(diff)} searches)")
+            f"{len(diff)} searches{grouped})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean(full[0.5]) - np.mean(h50):+.4f} ({len(h50)} searches)", flush=True)
     for name in args.settings:
         if name != args.against and args.against in held_by:
+            grid = "grid" in (SETTINGS[name][0], SETTINGS[args.against][0])
             print(f"  {name} minus {args.against}, held-out at 50 %: "
-                  f"{paired(held_by[args.against], held_by[name])}")
+                  f"{paired(held_by[args.against], held_by[name], n_seeds if grid else None)}")
         if (other := f"{name}-shrink") in held_by:
             print(f"  {other} minus {name}, held-out at 50 %: "
                   f"{paired(held_by[name], held_by[other])}")
