@@ -204,6 +204,48 @@ def mend_checkpoints(exp_path: str) -> list[str]:
     return created
 
 
+def drop_replaced_checkpoints(grid: Any, mended: list[str], exp_path: str) -> list[str]:
+    """After a restore that :func:`mend_checkpoints` mended: in each mended trial's folder,
+    remove raygym's checkpoints (a ``state.json`` in them) other than the one Tune registered
+    last, once the trial finished without an error; returns the removed folders.
+
+    The newer checkpoint such a trial resumed from was never registered with the restored
+    Tune, so ``num_to_keep`` never deletes it: it would stay beside the final one, with a
+    higher number than it. ``grid``: Tune's ``ResultGrid`` (each result's ``path``,
+    ``checkpoint`` and ``error``).
+    """
+    import logging
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    from raygym.compat import storage_filesystem
+
+    if not mended:
+        return []
+    removed: list[str] = []
+    try:
+        fs, fs_path = storage_filesystem(exp_path)
+        trial_dirs = {posixpath.dirname(folder) for folder in mended}
+        for result in grid:
+            trial_dir = posixpath.join(fs_path, posixpath.basename(str(result.path)))
+            if (trial_dir not in trial_dirs or result.error is not None
+                    or result.checkpoint is None):
+                continue
+            kept = posixpath.basename(str(result.checkpoint.path))
+            for info in fs.get_file_info(pafs.FileSelector(trial_dir)):
+                name = posixpath.basename(info.path)
+                if (info.type == pafs.FileType.Directory and name.startswith("checkpoint_")
+                        and name != kept and fs.get_file_info(posixpath.join(
+                            info.path, "state.json")).type == pafs.FileType.File):
+                    fs.delete_dir(info.path)
+                    removed.append(info.path)
+    except Exception as exc:  # noqa: BLE001 - tidying, never fatal
+        logging.getLogger(__name__).warning("could not tidy the checkpoints in %s: %s",
+                                            exp_path, exc)
+    return removed
+
+
 @contextlib.contextmanager
 def _env_default(key: str, value: str | None) -> Iterator[None]:
     """``key=value`` in the environment while inside, unless the user set it (or value None)."""
@@ -287,10 +329,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     )
     exp_path = f"{storage.rstrip('/')}/{config.name}"
     scheduler = None  # (a restored experiment brings its own)
+    mended: list[str] = []
     with live_view(console) as view:
         live.live = view
         if resume and tune.Tuner.can_restore(exp_path):
-            for folder in mend_checkpoints(exp_path):
+            mended = mend_checkpoints(exp_path)
+            for folder in mended:
                 console.print(f"[yellow]note:[/] {folder} had been replaced by a newer "
                               "checkpoint when the search stopped; that trial resumes from "
                               "the newer one")
@@ -332,6 +376,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         with tune_reuses_actors_fully(s.max_concurrent), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
             grid = tuner.fit()
+    drop_replaced_checkpoints(grid, mended, exp_path)
     from raygym.search.pruning import learnt_grace_of
 
     console.print()

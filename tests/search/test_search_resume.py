@@ -245,3 +245,39 @@ def test_resume_when_tune_had_replaced_the_saved_checkpoint(
     # Tune's bookkeeping came out whole: one checkpoint left, the last one
     [last] = [p for p in trial_dir.glob("checkpoint_*")]
     assert _state_epoch(last) == max_epochs
+
+
+def test_a_mended_trial_keeps_only_its_final_checkpoint(tmp_path: Path) -> None:
+    """After a mended restore (the snapshot's checkpoint had been replaced), the newer
+    checkpoint the trial resumed from is never registered with Tune, so num_to_keep never
+    deletes it: once the trial finished, raygym removes it beside the final one. Folders
+    that are not raygym's checkpoints, other trials and failed trials are left alone."""
+    from ray.tune import Checkpoint, Result
+
+    from raygym.search.tune import drop_replaced_checkpoints
+
+    exp = tmp_path / "exp"
+
+    def trial(name: str, *folders: str, state: bool = True) -> Path:
+        for folder in folders:
+            (exp / name / folder).mkdir(parents=True)
+            if state:
+                (exp / name / folder / "state.json").write_text('{"epoch": 1}')
+        return exp / name
+
+    mended = trial("a", "checkpoint_000007", "checkpoint_000008")  # final 7, resumed from 8
+    (mended / "checkpoint_000009").mkdir()  # not a raygym checkpoint: no state.json
+    failed = trial("b", "checkpoint_000001", "checkpoint_000003")
+    other = trial("c", "checkpoint_000002", "checkpoint_000004")  # not mended
+    grid = [Result(metrics={}, checkpoint=Checkpoint(str(mended / "checkpoint_000007")),
+                   error=None, path=str(mended)),
+            Result(metrics={}, checkpoint=Checkpoint(str(failed / "checkpoint_000001")),
+                   error=RuntimeError("boom"), path=str(failed)),
+            Result(metrics={}, checkpoint=Checkpoint(str(other / "checkpoint_000002")),
+                   error=None, path=str(other))]
+    removed = drop_replaced_checkpoints(
+        grid, [str(mended / "checkpoint_000006"), str(failed / "checkpoint_000000")], str(exp))
+    assert removed == [str(mended / "checkpoint_000008")]
+    assert sorted(p.name for p in mended.iterdir()) == ["checkpoint_000007", "checkpoint_000009"]
+    assert len(list(failed.iterdir())) == 2 and len(list(other.iterdir())) == 2
+    assert drop_replaced_checkpoints(grid, [], str(exp)) == []
