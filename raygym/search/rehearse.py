@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raygym.config import ExperimentConfig
-from raygym.search.replay import CurveTable, GroundTruth, ground_truth, load_table
+from raygym.search.replay import CurveTable, config_truth, load_table
 from raygym.search.space_config import SearchSpace
 
 # Search keys that say what is searched and how much, not how: a row of raygym's defaults
@@ -96,23 +96,16 @@ def describe_row(row: Row) -> str:
                                          else "")
 
 
-def table_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
-    """The table's grid under SPACE's early stopping, averaged over its training seeds."""
-    s, t = config.search, config.train
-    return ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
-                        mode=s.mode, monitor=t.monitor)
-
-
-def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
-    """Every search seed of one row (a worker process, or inline); its summary."""
-    row, space, table_path, seeds = job
+def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict[str, Any]:
+    """Every search seed of one row (a worker process, or inline); its summary.
+    ``noise_se``: a ground-truth score's standard error (None: the table cannot tell)."""
+    row, space, table_path, seeds, noise_se = job
     from optuna.samplers import RandomSampler
 
-    from raygym.search.noise import table_noise
     from raygym.search.simulate import simulate, summarize
 
     table = load_table(table_path)
-    truth = table_truth(row.config, table)
+    truth = config_truth(row.config, table)
     # the grid baseline is the table's: every recorded configuration once, in the table's
     # order (SPACE may sample a continuous range that the table recorded at a few points); a
     # space searched by grid (yours) runs its own points
@@ -124,9 +117,8 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int]]) -> dict[str, Any]:
                        sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
                        grid_points=grid)
               for seed in seeds]
-    noise = table_noise(truth)  # None: one training seed, nothing to tell noise by
     return {"name": row.name, "settings": describe_row(row),
-            **summarize(traces, truth, noise_se=noise["mean_se"] if noise else None)}
+            **summarize(traces, truth, noise_se=noise_se)}
 
 
 def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
@@ -142,10 +134,12 @@ def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     """
     from raygym.search.noise import table_noise
 
-    truth = table_truth(config, table)
+    truth = config_truth(config, table)
+    noise = table_noise(truth)  # None: one training seed, nothing to tell noise by
     rows = rehearsal_rows(config, table)
     seeds = list(range(config.search.seed, config.search.seed + searches))
-    jobs = [(row, space, str(table.path), seeds) for row in rows]
+    jobs = [(row, space, str(table.path), seeds, noise["mean_se"] if noise else None)
+            for row in rows]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     out: list[dict[str, Any]] = []
     if workers == 1:
@@ -166,7 +160,7 @@ def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     return {"table": str(table.path), "configurations": len(table.configs),
             "training_seeds": len(table.seeds), "grid_epochs": truth.grid_epochs,
             "grid_best": truth.best, "grid_best_params": table.configs[best],
-            "search_seeds": [seeds[0], seeds[-1]], "noise": table_noise(truth), "rows": out}
+            "search_seeds": [seeds[0], seeds[-1]], "noise": noise, "rows": out}
 
 
 def print_rehearsal(result: dict[str, Any], console: Any) -> None:

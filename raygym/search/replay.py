@@ -306,6 +306,14 @@ def ground_truth(table: CurveTable, *, patience: int, max_epochs: int, metric: s
                        grid_epochs=float(epochs.sum()), mode=mode, per_seed=per_seed)
 
 
+def config_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
+    """The table's ground truth under a search config's early stopping (``train.patience``,
+    ``max_epochs``, ``monitor``) and metric, as its searches are judged."""
+    s, t = config.search, config.train
+    return ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
+                        mode=s.mode, monitor=t.monitor)
+
+
 # ----------------------------------------------------------------------------------- replay
 def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
     """The training seed whose curve a trial replays: alternates over the table's seeds with
@@ -405,9 +413,8 @@ def replay_verdict(table: CurveTable, config: Any, grid: Any) -> dict[str, Any]:
     """
     from raygym.search.noise import table_noise
 
-    s, t = config.search, config.train
-    truth = ground_truth(table, patience=t.patience, max_epochs=t.max_epochs, metric=s.metric,
-                         mode=s.mode, monitor=t.monitor)
+    s = config.search
+    truth = config_truth(config, table)
     records = []
     for result in grid:
         frame = result.metrics_dataframe
