@@ -30,34 +30,27 @@ from bench_simulate import SETTINGS, experiment, pick_leader  # bench/ sibling m
 BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
 
 
-def paired(a: dict[int, float], b: dict[int, float], paths: int | None = None) -> str:
+def paired(a: dict[int, float], b: dict[int, float]) -> str:
     """``b - a`` over the search seeds both have: mean, SE, t, median, how often better /
-    worse. ``paths``: a grid replays seed (configuration + search seed) % S, so over many
-    search seeds it runs only S different grids; its searches are then S independent ones,
-    and the t that counts them so (search seeds grouped by seed % S, the groups' mean
-    differences) is printed as well."""
+    worse. Every search seed draws its own assignment of recorded seeds to configurations
+    (:func:`raygym.search.replay.replay_seed_index`), so the searches are independent draws,
+    grids included (before 2026-12-05's eleventh session a grid replayed seed (configuration
+    + search seed) mod S: only S different grids)."""
     seeds = sorted(set(a) & set(b))
     diff = np.array([b[s] - a[s] for s in seeds])
     if len(diff) < 2:
         return "too few searches"
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     t = diff.mean() / se if se else 0.0
-    grouped = ""
-    if paths:
-        means = np.array([np.mean([d for s, d in zip(seeds, diff, strict=True)
-                                   if s % paths == g]) for g in range(paths)])
-        g_se = means.std(ddof=1) / np.sqrt(paths)
-        grouped = (f"; as {paths} grids: SE {g_se:.4f}, t "
-                   f"{means.mean() / g_se if g_se else 0.0:+.2f}")
     return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; median {np.median(diff):+.4f}; "
             f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%}, "
-            f"{len(diff)} searches{grouped})")
+            f"{len(diff)} searches)")
 
 
 def main(argv: list[str] | None = None) -> int:
     from optuna.samplers import RandomSampler
 
-    from raygym.search.replay import ground_truth, load_table
+    from raygym.search.replay import ground_truth, load_table, replay_seed_index
     from raygym.search.simulate import chosen_at, simulate
     from raygym.search.space_config import load_experiment
 
@@ -105,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 cid = chosen_at(trace, budget * truth.grid_epochs)
                 if cid < 0:
                     continue
-                # every run of cid in the whole search (replay_seed's seed index is
-                # cid + seed + run): none of them is part of the held-out truth
+                # every run of cid in the whole search: none of them is part of the
+                # held-out truth
                 runs = trace.order.count(cid)
-                seen = {(cid + seed + run) % n_seeds for run in range(runs)}
+                seen = {replay_seed_index(n_seeds, cid, seed, run) for run in range(runs)}
                 unseen = [j for j in range(n_seeds) if j not in seen]
                 full[budget].append(truth.scores[cid])
                 held[budget].append(float(np.nanmean(truth.per_seed[cid, unseen])))
@@ -121,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean(full[0.5]) - np.mean(h50):+.4f} ({len(h50)} searches)", flush=True)
     for name in args.settings:
         if name != args.against and args.against in held_by:
-            grid = "grid" in (SETTINGS[name][0], SETTINGS[args.against][0])
             print(f"  {name} minus {args.against}, held-out at 50 %: "
-                  f"{paired(held_by[args.against], held_by[name], n_seeds if grid else None)}")
+                  f"{paired(held_by[args.against], held_by[name])}")
         if (other := f"{name}-shrink") in held_by:
             print(f"  {other} minus {name}, held-out at 50 %: "
                   f"{paired(held_by[name], held_by[other])}")

@@ -315,10 +315,20 @@ def config_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
 
 
 # ----------------------------------------------------------------------------------- replay
-def replay_seed(table: CurveTable, config_id: int, search_seed: int) -> int:
-    """The training seed whose curve a trial replays: alternates over the table's seeds with
-    the configuration and the search seed, so repeated searches see each seed's noise."""
-    return table.seeds[(config_id + search_seed) % len(table.seeds)]
+def replay_seed_index(n_seeds: int, config_id: int, search_seed: int, run: int = 0) -> int:
+    """Which of a table's ``n_seeds`` recorded seeds run ``run`` of a configuration replays in
+    the search seeded ``search_seed``: the ``run``-th of a permutation drawn for (search seed,
+    configuration), so a configuration's repeats replay different seeds and every search seed
+    draws its own assignment (a grid then trains each configuration from its own draw, as a
+    user's grid does, rather than one of only ``n_seeds`` fixed grids)."""
+    rng = np.random.default_rng((search_seed % 2**32, config_id))
+    return int(rng.permutation(n_seeds)[run % n_seeds])
+
+
+def replay_seed(table: CurveTable, config_id: int, search_seed: int, run: int = 0) -> int:
+    """The training seed whose curve run ``run`` of a configuration replays
+    (:func:`replay_seed_index`)."""
+    return table.seeds[replay_seed_index(len(table.seeds), config_id, search_seed, run)]
 
 
 def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,
@@ -370,7 +380,7 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
     node_id = ray.get_runtime_context().get_node_id()
     table = load_table(table_path)
     cid = table.match(active)
-    seed = replay_seed(table, cid, config.search.seed + int(params.get(REPEAT_KEY, 0)))
+    seed = replay_seed(table, cid, config.search.seed, int(params.get(REPEAT_KEY, 0)))
     # BOHB's HyperBand pauses trials at its rungs and resumes some later: a replayed trial
     # then checkpoints its epoch, as a training trial checkpoints its weights
     pausing = config.search.algorithm == "bohb"

@@ -209,7 +209,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         order.append(cid)
         runs.setdefault(cid, {})
         replays[trial_id] = (list(replay_results(
-            table, cid, replay_seed(table, cid, s.seed + run), patience=t.patience,
+            table, cid, replay_seed(table, cid, s.seed, run), patience=t.patience,
             max_epochs=t.max_epochs, metric=s.metric, search=s, monitor=t.monitor)), cid)
         resume_at[trial_id] = ran[trial_id] = 0
         stub = _Stub(trial_id)

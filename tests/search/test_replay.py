@@ -21,6 +21,7 @@ from raygym.search.replay import (
     early_stopping,
     ground_truth,
     replay_results,
+    replay_seed_index,
 )
 from raygym.search.simulate import (
     SearchTrace,
@@ -308,6 +309,22 @@ def test_search_metrics_on_hand_made_traces(grid_table: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- simulator
+def test_each_search_seed_draws_its_own_seed_assignment() -> None:
+    """A configuration's runs replay distinct recorded seeds, the same ones again for the same
+    search seed, and search seeds draw many different grids, not one per recorded seed."""
+    n_seeds, configs = 4, range(30)
+    for search_seed in (0, 7):
+        for cid in configs:
+            runs = [replay_seed_index(n_seeds, cid, search_seed, run) for run in range(n_seeds)]
+            assert sorted(runs) == list(range(n_seeds))
+            assert runs == [replay_seed_index(n_seeds, cid, search_seed, r) for r in range(4)]
+    grids = {tuple(replay_seed_index(n_seeds, cid, s) for cid in configs) for s in range(100)}
+    assert len(grids) == 100
+    # every recorded seed is a configuration's first run about as often (30 x 100 draws)
+    firsts = np.bincount([g[c] for g in grids for c in configs], minlength=n_seeds)
+    assert firsts.min() > 0.2 * 3000
+
+
 def test_simulated_grid_costs_what_the_grid_costs(grid_table: Path, tmp_path: Path) -> None:
     table = CurveTable.load(grid_table)
     config, space = load_space(tmp_path, max_concurrent=1)
