@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if name != args.against and args.against in held_by:
             print(f"  {name} minus {args.against}, held-out at 50 %: "
                   f"{paired(held_by[args.against], held_by[name])}")
-        if (other := f"{name}-shrink") in held_by:
+        if (other := f"{name}-shrink") in held_by and args.against != name:
             print(f"  {other} minus {name}, held-out at 50 %: "
                   f"{paired(held_by[name], held_by[other])}")
     return 0
