@@ -30,21 +30,30 @@ from bench_simulate import SETTINGS, experiment, pick_leader  # bench/ sibling m
 BUDGETS = (0.25, 0.5, 1.0)  # shares of the grid's epochs
 
 
-def paired(a: dict[int, float], b: dict[int, float]) -> str:
+def paired(a: dict[int, float], b: dict[int, float],
+           worlds: dict[int, int] | None = None) -> str:
     """``b - a`` over the search seeds both have: mean, SE, t, median, how often better /
-    worse. Every search seed draws its own assignment of recorded seeds to configurations
-    (:func:`raygym.search.replay.replay_seed_index`), so the searches are independent draws,
-    grids included (before 2026-12-05's eleventh session a grid replayed seed (configuration
-    + search seed) mod S: only S different grids)."""
+    worse. ``worlds``: search seed -> the recorded seed every configuration's first run
+    replays (``--seed-draw shared``): the searches then live in only that many noise worlds,
+    and the t that counts each world once (the worlds' mean differences) is printed too."""
     seeds = sorted(set(a) & set(b))
     diff = np.array([b[s] - a[s] for s in seeds])
     if len(diff) < 2:
         return "too few searches"
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     t = diff.mean() / se if se else 0.0
+    grouped = ""
+    if worlds:
+        ids = sorted({worlds[s] for s in seeds})
+        means = np.array([np.mean([d for s, d in zip(seeds, diff, strict=True)
+                                   if worlds[s] == w]) for w in ids])
+        if len(means) > 1:
+            g_se = means.std(ddof=1) / np.sqrt(len(means))
+            grouped = (f"; as {len(means)} worlds: SE {g_se:.4f}, t "
+                       f"{means.mean() / g_se if g_se else 0.0:+.2f}")
     return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; median {np.median(diff):+.4f}; "
             f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%}, "
-            f"{len(diff)} searches)")
+            f"{len(diff)} searches{grouped})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
     p.add_argument("--monitor", default="val_loss", help="what early stopping watches")
+    p.add_argument("--seed-draw", choices=["shared", "per_trial"], default="shared",
+                   help="as in bench_simulate.py")
     args = p.parse_args(argv)
     table = load_table(str(args.table))
     if len(table.seeds) < 3:
@@ -75,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     n_seeds = len(table.seeds)
     print(f"{args.table.name}: patience {patience} on {args.monitor}, grid's best "
           f"{truth.best:.4f} of {truth.grid_epochs:.0f} epochs, {args.seeds} searches per "
-          f"setting (search seeds from {args.first_seed}); held-out means at "
+          f"setting (search seeds from {args.first_seed}, recorded seeds {args.seed_draw}); "
+          "held-out means at "
           f"{' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
           "grid's epochs")
     held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at 50 %
@@ -93,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             trace = simulate(config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                              algorithm="grid" if algorithm == "grid" else None,
                              sampler=RandomSampler(seed=seed) if algorithm == "random" else None,
-                             leader=pick_leader(overrides.get("_pick"), table))
+                             leader=pick_leader(overrides.get("_pick"), table),
+                             seed_draw=args.seed_draw)
             for budget in BUDGETS:
                 cid = chosen_at(trace, budget * truth.grid_epochs)
                 if cid < 0:
@@ -101,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 # every run of cid in the whole search: none of them is part of the
                 # held-out truth
                 runs = trace.order.count(cid)
-                seen = {replay_seed_index(n_seeds, cid, seed, run) for run in range(runs)}
+                seen = {replay_seed_index(n_seeds, cid, seed, run, args.seed_draw)
+                        for run in range(runs)}
                 unseen = [j for j in range(n_seeds) if j not in seen]
                 full[budget].append(truth.scores[cid])
                 held[budget].append(float(np.nanmean(truth.per_seed[cid, unseen])))
@@ -112,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:26s} held-out {' / '.join(f'{np.mean(held[b]):.4f}' for b in BUDGETS)}"
               f" (SE at 50 % {se:.4f}); full truth at 50 % {np.mean(full[0.5]):.4f}, optimism "
               f"{np.mean(full[0.5]) - np.mean(h50):+.4f} ({len(h50)} searches)", flush=True)
+    worlds = ({seed: replay_seed_index(n_seeds, 0, seed, 0, "shared")
+               for seed in range(args.first_seed, args.first_seed + args.seeds)}
+              if args.seed_draw == "shared" else None)
     for name in args.settings:
         if name != args.against and args.against in held_by:
             print(f"  {name} minus {args.against}, held-out at 50 %: "
-                  f"{paired(held_by[args.against], held_by[name])}")
+                  f"{paired(held_by[args.against], held_by[name], worlds)}")
         if (other := f"{name}-shrink") in held_by and args.against != name:
             print(f"  {other} minus {name}, held-out at 50 %: "
-                  f"{paired(held_by[name], held_by[other])}")
+                  f"{paired(held_by[name], held_by[other], worlds)}")
     return 0
 
 

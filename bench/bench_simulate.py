@@ -225,9 +225,9 @@ def experiment(table: Any, patience: int, concurrency: int, overrides: dict[str,
     return sections
 
 
-def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str, Any]:
+def run_setting(job: tuple[str, str, int, int, int, list[int], str, str]) -> dict[str, Any]:
     """Worker: every seed of one setting on one table; the summary and per-seed figures."""
-    name, table_path, patience, concurrency, _, seeds, monitor = job
+    name, table_path, patience, concurrency, _, seeds, monitor, seed_draw = job
     from optuna.samplers import RandomSampler
 
     from raygym.search.noise import noise_floor
@@ -251,7 +251,7 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str]) -> dict[str
         traces.append(simulate(config, space, table, seed=seed,
                                max_epochs_spent=truth.grid_epochs,
                                algorithm="grid" if algorithm == "grid" else None,
-                               sampler=sampler, leader=leader))
+                               sampler=sampler, leader=leader, seed_draw=seed_draw))
     # beside the goal, not instead of it: the same figures with the table's own noise
     # (a ground-truth score's standard error) as the tolerance instead of 0.01
     out = summarize(traces, truth, noise_se=noise_floor(truth)["mean_se"])
@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 0))
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--seed-draw", choices=["shared", "per_trial"], default="shared",
+                   help="which recorded seed a run replays: shared by every configuration "
+                        "of a search (raygym trains every trial on train.seed), or drawn per "
+                        "configuration (trainings seeded per run, e.g. Gym's Keras grid)")
     args = p.parse_args(argv)
 
     from raygym.search.noise import noise_floor
@@ -297,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({table.configs[best]}); 2nd {sorted(truth.scores)[-2]:.4f}; configurations "
           f"within 0.01 of the best: {sum(truth.reached(i) for i in range(len(truth.scores)))}"
           f"; {args.seeds} search seeds from {args.first_seed}, {args.concurrency} trials "
-          "at once", flush=True)
+          f"at once; recorded seeds {args.seed_draw}", flush=True)
     noise = noise_floor(truth)
     lo, mid, hi = noise["boot_best"]
     print(f"noise of the table: one run's spread {noise['run_sd']:.3f}, a ground-truth "
@@ -319,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print("BOHB settings left out: they need the bohb extra (pip install -e .[bohb])")
     search_seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     jobs = [(name, str(args.table.resolve()), patience, args.concurrency, i, search_seeds,
-             args.monitor) for i, name in enumerate(settings)]
+             args.monitor, args.seed_draw) for i, name in enumerate(settings)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(run_setting, jobs, chunksize=1)
     head = (f"{'setting':20} {'to best q25/med/q75':>22} {'reached':>8} {'top1@25':>8} "
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "table": str(args.table), "patience": patience, "monitor": args.monitor,
-            "seeds": args.seeds, "first_seed": args.first_seed,
+            "seeds": args.seeds, "first_seed": args.first_seed, "seed_draw": args.seed_draw,
             "concurrency": args.concurrency, "grid_epochs": truth.grid_epochs,
             "grid_best": truth.best, "results": results}, indent=1, default=str))
     return 0

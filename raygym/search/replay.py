@@ -315,20 +315,29 @@ def config_truth(config: ExperimentConfig, table: CurveTable) -> GroundTruth:
 
 
 # ----------------------------------------------------------------------------------- replay
-def replay_seed_index(n_seeds: int, config_id: int, search_seed: int, run: int = 0) -> int:
+SeedDraw = Literal["shared", "per_trial"]
+
+
+def replay_seed_index(n_seeds: int, config_id: int, search_seed: int, run: int = 0,
+                      draw: SeedDraw = "shared") -> int:
     """Which of a table's ``n_seeds`` recorded seeds run ``run`` of a configuration replays in
-    the search seeded ``search_seed``: the ``run``-th of a permutation drawn for (search seed,
-    configuration), so a configuration's repeats replay different seeds and every search seed
-    draws its own assignment (a grid then trains each configuration from its own draw, as a
-    user's grid does, rather than one of only ``n_seeds`` fixed grids)."""
-    rng = np.random.default_rng((search_seed % 2**32, config_id))
-    return int(rng.permutation(n_seeds)[run % n_seeds])
+    the search seeded ``search_seed``: the ``run``-th of a permutation of the seeds drawn per
+    search seed, so repeats replay different seeds and each search seed draws its own.
+
+    ``shared`` (raygym's own training): one permutation for every configuration, since a
+    search trains every trial with ``train.seed`` (+ the repeat's index), so all first runs
+    share a seed's data order and, per architecture, its initial weights; a table records
+    exactly those runs. ``per_trial``: a permutation per configuration too, for trainings
+    that draw a seed per run (e.g. Gym's unseeded Keras grid)."""
+    key = (search_seed % 2**32,) if draw == "shared" else (search_seed % 2**32, config_id)
+    return int(np.random.default_rng(key).permutation(n_seeds)[run % n_seeds])
 
 
-def replay_seed(table: CurveTable, config_id: int, search_seed: int, run: int = 0) -> int:
+def replay_seed(table: CurveTable, config_id: int, search_seed: int, run: int = 0,
+                draw: SeedDraw = "shared") -> int:
     """The training seed whose curve run ``run`` of a configuration replays
     (:func:`replay_seed_index`)."""
-    return table.seeds[replay_seed_index(len(table.seeds), config_id, search_seed, run)]
+    return table.seeds[replay_seed_index(len(table.seeds), config_id, search_seed, run, draw)]
 
 
 def replay_results(table: CurveTable, config_id: int, seed: int, *, patience: int,

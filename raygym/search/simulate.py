@@ -30,6 +30,7 @@ from raygym.config import ExperimentConfig
 from raygym.search.replay import (
     CurveTable,
     GroundTruth,
+    SeedDraw,
     replay_results,
     replay_seed,
 )
@@ -149,8 +150,8 @@ def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:
 def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *, seed: int,
              max_epochs_spent: float, algorithm: str | None = None,
              sampler: Any = None, grid_points: list[dict[str, Any]] | None = None,
-             leader: Callable[[dict[int, dict[str, float]]], int] | None = None
-             ) -> SearchTrace:
+             leader: Callable[[dict[int, dict[str, float]]], int] | None = None,
+             seed_draw: SeedDraw = "shared") -> SearchTrace:
     """One search of ``space`` as ``config`` sets it up, replayed on ``table``.
 
     Runs until ``max_epochs_spent`` epochs were spent, ``search.num_samples`` trials ran or
@@ -159,8 +160,10 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     ``sampler``: an Optuna sampler instead of the configured TPE (e.g.
     ``RandomSampler`` for a random-search baseline with the same bookkeeping).
     With ``search.repeat_top`` the searcher repeats leading configurations; a repeat replays
-    the table's next seed, and configurations are ranked by their mean, as the leaderboard
-    ranks them.
+    another of the table's seeds, and configurations are ranked by their mean, as the
+    leaderboard ranks them. ``seed_draw``: which recorded seed a run replays
+    (:func:`raygym.search.replay.replay_seed_index`; ``shared``, raygym's own training, or
+    ``per_trial``).
     """
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
     from ray.tune.search import Searcher
@@ -209,7 +212,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
         order.append(cid)
         runs.setdefault(cid, {})
         replays[trial_id] = (list(replay_results(
-            table, cid, replay_seed(table, cid, s.seed, run), patience=t.patience,
+            table, cid, replay_seed(table, cid, s.seed, run, seed_draw), patience=t.patience,
             max_epochs=t.max_epochs, metric=s.metric, search=s, monitor=t.monitor)), cid)
         resume_at[trial_id] = ran[trial_id] = 0
         stub = _Stub(trial_id)
