@@ -326,9 +326,9 @@ def replay_seed_index(n_seeds: int, config_id: int, search_seed: int, run: int =
 
     ``shared`` (raygym's own training): one permutation for every configuration, since a
     search trains every trial with ``train.seed`` (+ the repeat's index), so all first runs
-    share a seed's data order and, per architecture, its initial weights; a table records
-    exactly those runs. ``per_trial``: a permutation per configuration too, for trainings
-    that draw a seed per run (e.g. Gym's unseeded Keras grid)."""
+    share a seed's data order and, per architecture and width, its initial weights; a table
+    records exactly those runs. ``per_trial``: a permutation per configuration too, for
+    trainings that draw a seed per run (e.g. Gym's unseeded Keras grid)."""
     key = (search_seed % 2**32,) if draw == "shared" else (search_seed % 2**32, config_id)
     return int(np.random.default_rng(key).permutation(n_seeds)[run % n_seeds])
 
