@@ -389,6 +389,8 @@ def replay_trial(params: dict[str, Any], *, config: ExperimentConfig, space: Sea
     node_id = ray.get_runtime_context().get_node_id()
     table = load_table(table_path)
     cid = table.match(active)
+    # search.seed, not train.seed, draws the recorded seed all first runs share, so that
+    # replays of one space with different search seeds see different training noise
     seed = replay_seed(table, cid, config.search.seed, int(params.get(REPEAT_KEY, 0)))
     # BOHB's HyperBand pauses trials at its rungs and resumes some later: a replayed trial
     # then checkpoints its epoch, as a training trial checkpoints its weights
