@@ -199,7 +199,10 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
                   "epochs; <=SE: searches handing back, at 50 %, a configuration within one "
                   "standard error of the grid's best (closer than the table can tell apart); "
                   "score: the median ground truth handed back after 50 % / 100 %; "
-                  "stop: trials the scheduler stopped (median)", markup=False, highlight=False)
+                  "stop: trials the scheduler stopped (median); every search replays one "
+                  "recorded training seed for all its configurations (a repeat: another one), "
+                  "as a raygym search trains every trial on train.seed",
+                  markup=False, highlight=False)
     if result.get("noise"):
         console.print(noise_line(result["noise"]))
 

@@ -96,6 +96,7 @@ def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,  # noq
     words = " ".join(printed.split())  # (the console wraps long lines)
     assert "grid: every configuration of the table once (24 trials)" in words
     assert "yours: at most 24 trials, TPE (multivariate) + median stopping (grace 1)" in words
+    assert "every search replays one recorded training seed for all its configurations" in words
     assert not (tmp_path / "results").exists()
 
 
