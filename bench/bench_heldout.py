@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -54,6 +55,22 @@ def paired(a: dict[int, float], b: dict[int, float],
     return (f"{diff.mean():+.4f} (SE {se:.4f}, t {t:+.2f}; median {np.median(diff):+.4f}; "
             f"better in {np.mean(diff > 0):.0%}, worse in {np.mean(diff < 0):.0%}, "
             f"{len(diff)} searches{grouped})")
+
+
+def replayed_seeds(trace: Any, cid: int, search_seed: int, n_seeds: int,
+                  draw: str = "shared") -> set[int]:
+    """The recorded seed indices that a search's runs of ``cid`` replayed (all of them, in
+    the whole search): none of them may be part of the held-out truth."""
+    from raygym.search.replay import replay_seed_index
+
+    return {replay_seed_index(n_seeds, cid, search_seed, run, draw)
+            for run in range(trace.order.count(cid))}
+
+
+def held_out(truth: Any, cid: int, seen: set[int]) -> float:
+    """The mean of ``cid``'s recorded seed scores that the search did not replay."""
+    unseen = [j for j in range(truth.per_seed.shape[1]) if j not in seen]
+    return float(np.nanmean(truth.per_seed[cid, unseen])) if unseen else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,14 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 cid = chosen_at(trace, budget * truth.grid_epochs)
                 if cid < 0:
                     continue
-                # every run of cid in the whole search: none of them is part of the
-                # held-out truth
-                runs = trace.order.count(cid)
-                seen = {replay_seed_index(n_seeds, cid, seed, run, args.seed_draw)
-                        for run in range(runs)}
-                unseen = [j for j in range(n_seeds) if j not in seen]
                 full[budget].append(truth.scores[cid])
-                held[budget].append(float(np.nanmean(truth.per_seed[cid, unseen])))
+                held[budget].append(held_out(truth, cid, replayed_seeds(
+                    trace, cid, seed, n_seeds, args.seed_draw)))
                 if budget == 0.5:
                     held_by[name][seed] = held[budget][-1]
         h50 = held[0.5]

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from bench_heldout import paired  # bench/ sibling modules
+from bench_heldout import held_out, paired, replayed_seeds  # bench/ sibling modules
 from bench_simulate import SETTINGS, experiment, fmt
 
 BUDGETS = (0.25, 0.5, 1.0)
@@ -89,14 +89,8 @@ def resolution_search(cheap: Any, full: Any, *, seed: int, top_k: int, runs: int
     return trace, seen
 
 
-def held_out(truth: Any, cid: int, seen: set[int]) -> float:
-    """The mean of ``cid``'s full-size seed scores that the search did not replay."""
-    unseen = [j for j in range(truth.per_seed.shape[1]) if j not in seen]
-    return float(np.nanmean(truth.per_seed[cid, unseen])) if unseen else math.nan
-
-
 def main(argv: list[str] | None = None) -> int:
-    from raygym.search.replay import ground_truth, load_table, replay_seed_index
+    from raygym.search.replay import ground_truth, load_table
     from raygym.search.simulate import chosen_at, simulate, summarize
     from raygym.search.space_config import load_experiment
 
@@ -122,19 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.median(np.concatenate([c["seconds"] for c in t.curves.values()])))
 
     ratio = args.cost_ratio or median_epoch_s(cheap) / median_epoch_s(full)
-    cheap_truth = ground_truth(cheap, patience=args.patience, max_epochs=cheap.epochs)
-    from scipy.stats import spearmanr
-
-    ok = np.isfinite(cheap_truth.scores) & np.isfinite(truth.scores)
+    # how well the small size ranks the full one: bench_fidelity.py on the same two tables
     print(f"{args.cheap.name} -> {args.full.name}: a low-size epoch costs {ratio:.2f} of a "
           f"full one (median epoch {median_epoch_s(cheap):.2f} s / {median_epoch_s(full):.2f}"
-          f" s); ground truths' Spearman {spearmanr(cheap_truth.scores[ok], truth.scores[ok])[0]:.2f}"
-          f"; the full best 3 rank {', '.join(str(int(cheap_truth.ranks[c])) for c in np.argsort(truth.ranks)[:3])}"
-          f" at the low size; grid {grid:.0f} epochs, best {truth.best:.4f}; {args.seeds} "
-          f"search seeds from {args.first_seed}")
+          f" s); grid {grid:.0f} epochs, best {truth.best:.4f}; {args.seeds} search seeds "
+          f"from {args.first_seed}")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     rows: dict[str, tuple[list[Any], dict[int, float]]] = {}
-    algorithm, overrides = SETTINGS["default"]
+    overrides = SETTINGS["default"][1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "space.yaml"
         path.write_text(yaml.safe_dump(experiment(full, args.patience, 2, overrides)))
@@ -146,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         traces.append(trace)
         cid = chosen_at(trace, 0.5 * grid)
         if cid >= 0:
-            runs = trace.order.count(cid)
-            held[seed] = held_out(truth, cid, {
-                replay_seed_index(len(full.seeds), cid, seed, r, args.seed_draw)
-                for r in range(runs)})
+            held[seed] = held_out(truth, cid, replayed_seeds(trace, cid, seed, len(full.seeds),
+                                                             args.seed_draw))
     rows["default"] = (traces, held)
     for name in args.strategies:
         k, r = (int(part[1:]) for part in name.split("-")[1:])
