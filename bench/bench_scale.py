@@ -239,7 +239,27 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "machine_cpu": machine,
         "slots": slot_time(res_dir / "ray" / spec["name"], probe.window("fit"),
                            spec["epoch_s"], spec["concurrency"], stamps),
+        "study": study_check(res_dir, rows) if db.exists() else None,
     }
+
+
+def study_check(res_dir: Path, rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Does the Optuna study hold every trial once, in the state its leaderboard row says?
+    Repeat runs (``run`` > 0) are Tune's only: the study holds each configuration's first run.
+    """
+    import optuna
+
+    from raygym.search.study_storage import open_study_storage
+
+    study = optuna.load_study(study_name=res_dir.name,
+                              storage=open_study_storage(res_dir / STUDY_FILE))
+    first = [r for r in rows if r.get("run", "0") in ("", "0")]
+    states = _count(t.state.name for t in study.trials)
+    pruned = sum(1 for r in first if r["status"].endswith("-pruned"))
+    return {"trials": len(study.trials), "states": states, "ok": (
+        len(study.trials) == len(first) == len({t.number for t in study.trials})
+        and states.get("PRUNED", 0) == pruned
+        and states.get("COMPLETE", 0) == len(first) - pruned)}
 
 
 def slot_time(exp_dir: Path, fit_window: list[float], epoch_s: float, concurrency: int,
@@ -348,10 +368,17 @@ def fmt_row(r: dict[str, Any]) -> str:
         f"(max {r['snapshot']['max_ms']:.0f}; {r['snapshot']['total_s']:.1f} s)",
         f"{r['live_table']['total_s']:.1f}", f"{r['driver_maxrss_mib']:.0f}",
         f"{r['leaderboard_s']:.1f} + {r['replay_verdict_s']:.1f}",
-        f"{r['rows']}/{r['nodes_used']}n/{r['max_running']}",
+        f"{r['rows']}/{r['nodes_used']}n/{r['max_running']}" + _study(r.get("study")),
         (f"{r['machine_cpu']['busy']:.0%} (+{r['machine_cpu']['nice']:.0%} niced)"
          if r.get("machine_cpu") else "n/a"),
         " ".join(f"{x:.1f}" for x in r["load"])]) + " |" + _slots(r.get("slots")))
+
+
+def _study(s: dict[str, Any] | None) -> str:
+    if not s:
+        return ""
+    return (f"; study {s['trials']} ({s['states'].get('PRUNED', 0)} pruned) "
+            f"{'= leaderboard' if s['ok'] else '!= LEADERBOARD'}")
 
 
 def _slots(s: dict[str, float] | None) -> str:
@@ -368,7 +395,7 @@ def _slots(s: dict[str, float] | None) -> str:
 HEADER = ("| run | where | trials | conc | sched | algo | fit / floor s | overhead | "
           "driver CPU ms/trial (1st -> last third; steady) | suggest ms (first 100 -> last 100) | "
           "study size / write ms | snapshots saved n x ms (max; total) | live table s | driver RSS MiB | "
-          "leaderboard + verdict s | rows/nodes/max running | all cores busy | load 1/5/15 |\n"
+          "leaderboard + verdict s | rows/nodes/max running; study | all cores busy | load 1/5/15 |\n"
           + "|---" * 18 + "|")
 
 
