@@ -5,6 +5,7 @@ the metric by filters grouped by the other categorical keys."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -50,17 +51,16 @@ def effects_section(doc: ReportDocument, res: SearchResults) -> None:
                     means.append((i, float(np.mean(vals)), len(vals)))
             ax.bar([m[0] for m in means], [m[1] for m in means], width=0.6, color="#9ecae1",
                    edgecolor="#3182bd", label="mean")
-            for x, v, tid in pts:
-                ax.scatter(xs[category_text(x)] + rng.uniform(-0.15, 0.15), v, s=26, zorder=3,
-                           **_trial_marker(statuses.get(tid)))
+            jitter = rng.uniform(-0.15, 0.15, size=len(pts))
+            _scatter_trials(ax, [(xs[category_text(x)] + j, v, tid)
+                                 for (x, v, tid), j in zip(pts, jitter, strict=True)], statuses)
             for i, m, cnt in means:
                 ax.annotate(f"{m:.3f}\n(n={cnt})", (i, m), ha="center", va="bottom",
                             fontsize=7, xytext=(0, 2), textcoords="offset points")
             ax.set_xticks(range(len(labels)), [shorten(lab) for lab in labels],
                           rotation=20 if max(len(lab) for lab in labels) > 8 else 0)
         else:
-            for x, v, tid in pts:
-                ax.scatter(x, v, s=26, **_trial_marker(statuses.get(tid)))
+            _scatter_trials(ax, pts, statuses)
             if d.get("kind") == "loguniform":
                 ax.set_xscale("log")
         ax.set_title(key, fontsize=10)
@@ -79,10 +79,17 @@ def effects_section(doc: ReportDocument, res: SearchResults) -> None:
              "combinations unevenly, so read the means together with their n.")
 
 
-def _trial_marker(status: str | None) -> dict[str, str]:
-    """Scatter style of one trial: blue dot when it ran to its end, grey triangle if pruned."""
-    pruned = status not in FINISHED
-    return {"color": "#7f7f7f" if pruned else "#08519c", "marker": "v" if pruned else "o"}
+def _scatter_trials(ax: Any, pts: list[tuple[float, float, str]],
+                    statuses: dict[str, str]) -> None:
+    """Trials as (x, value, trial id): blue dots where they ran to their end, grey triangles
+    where pruned (drawn first, under the dots). One scatter call per kind: one per trial made a
+    1,000-trial report spend 18 s in matplotlib."""
+    pruned = [(x, v) for x, v, tid in pts if statuses.get(tid) not in FINISHED]
+    ran = [(x, v) for x, v, tid in pts if statuses.get(tid) in FINISHED]
+    for group, style in ((pruned, {"color": "#7f7f7f", "marker": "v"}),
+                         (ran, {"color": "#08519c", "marker": "o"})):
+        if group:
+            ax.scatter([x for x, _ in group], [v for _, v in group], s=26, zorder=3, **style)
 
 
 def _grouped_view(doc: ReportDocument, res: SearchResults, ok: list[dict[str, str]]) -> None:
@@ -110,9 +117,9 @@ def _grouped_view(doc: ReportDocument, res: SearchResults, ok: list[dict[str, st
               if x in vals]
         ys = [float(np.mean(vals[x])) for x in x_vals if x in vals]
         ax.bar(xs, ys, width=width * 0.95, color=cmap(gi % 10), label=g)
-        for xx, x in zip(xs, [x for x in x_vals if x in vals], strict=True):
-            for v in vals[x]:
-                ax.scatter(xx, v, s=10, color="black", zorder=3)
+        dots = [(xx, v) for xx, x in zip(xs, [x for x in x_vals if x in vals], strict=True)
+                for v in vals[x]]
+        ax.scatter([d[0] for d in dots], [d[1] for d in dots], s=10, color="black", zorder=3)
     ax.set_xticks(range(len(x_vals)), x_vals)
     ax.set_xlabel(x_key)
     ax.set_ylabel(f"mean {res.metric}")
