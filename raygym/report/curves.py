@@ -12,6 +12,10 @@ from raygym.report.results import FINISHED, NOT_PRUNED, SearchResults, as_float,
 
 TOP_CURVES = 5
 """How many of the best trials the learning-curve figure shows."""
+LABELLED_CURVES = 10
+"""How many trials that ran to their end the pruning figure names (the best, by the
+leaderboard); the others share one colour and one legend entry."""
+OTHERS_COLOUR = "#6baed6"
 
 
 def epoch_series(hist: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -80,30 +84,13 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
         return
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.4))
-    max_epoch = 1
-    n_pruned = n_failed = 0
-    cmap = plt.get_cmap("tab10")
-    colour_i = 0
-    for tid in tids:
-        xs, ys = epoch_series(res.histories[tid], metric)
-        if not xs:
-            continue
-        max_epoch = max(max_epoch, xs[-1])
-        st = res.status(tid)
-        if st == "failed":
-            n_failed += 1
-            ax.plot(xs, ys, color="#d62728", linestyle=":", linewidth=1.2)
-            ax.scatter(xs[-1:], ys[-1:], marker="x", color="#d62728", s=40, zorder=3)
-        elif st in NOT_PRUNED:
-            ax.plot(xs, ys, color=cmap(colour_i % 10), linewidth=1.8, marker="o", ms=3,
-                    label=f"{tid} ({st})")
-            colour_i += 1
-        else:
-            n_pruned += 1
-            ax.plot(xs, ys, color="#9a9a9a", linestyle="--", linewidth=1.1, marker=".")
+    max_epoch, n_pruned, n_failed, n_others = draw_trial_curves(ax, res, tids, metric)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="#9a9a9a", linestyle="--", label=f"pruned ({n_pruned})")]
+    if n_others:
+        extra.append(Line2D([], [], color=OTHERS_COLOUR, linewidth=1.0,
+                            label=f"the other {n_others} that ran to their end"))
     if n_failed:
         extra.append(Line2D([], [], color="#d62728", linestyle=":", marker="x",
                             label=f"failed ({n_failed})"))
@@ -125,6 +112,50 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
     if budget:
         doc.text(f"{epochs} epochs trained out of {budget} without early stopping "
                  f"({100 * epochs / budget:.0f} %).")
+
+
+def draw_trial_curves(ax: Any, res: SearchResults, tids: list[str],
+                      metric: str) -> tuple[int, int, int, int]:
+    """Every trial's ``metric`` per epoch on ``ax``: the first :data:`LABELLED_CURVES` of
+    ``tids`` (leaderboard order) that ran to their end in colours of their own, named; the
+    other such trials in one light colour, pruned trials grey dashed, failed ones red dotted.
+    Returns (last epoch seen, pruned, failed, the other trials that ran to their end).
+
+    The unnamed trials are one collection each, not a line per trial: at 1,000 trials a line
+    and a legend entry each made the figure a 6,000-pixel-tall legend."""
+    from matplotlib.collections import LineCollection
+
+    cmap = pyplot().get_cmap("tab10")
+    max_epoch, named, n_failed = 1, 0, 0
+    others: list[list[tuple[int, float]]] = []
+    pruned: list[list[tuple[int, float]]] = []
+    for tid in tids:
+        xs, ys = epoch_series(res.histories[tid], metric)
+        if not xs:
+            continue
+        max_epoch = max(max_epoch, xs[-1])
+        st = res.status(tid)
+        if st == "failed":
+            n_failed += 1
+            ax.plot(xs, ys, color="#d62728", linestyle=":", linewidth=1.2)
+            ax.scatter(xs[-1:], ys[-1:], marker="x", color="#d62728", s=40, zorder=3)
+        elif st in NOT_PRUNED and named < LABELLED_CURVES:
+            ax.plot(xs, ys, color=cmap(named % 10), linewidth=1.8, marker="o", ms=3,
+                    label=f"{tid} ({st})", zorder=2)
+            named += 1
+        else:
+            (others if st in NOT_PRUNED else pruned).append(list(zip(xs, ys, strict=True)))
+    if others:
+        ax.add_collection(LineCollection(others, colors=OTHERS_COLOUR, linewidths=1.0,
+                                         zorder=1))
+    if pruned:
+        ax.add_collection(LineCollection(pruned, colors="#9a9a9a", linestyles="--",
+                                         linewidths=1.1, zorder=1))
+        points = [pt for line in pruned for pt in line]
+        ax.scatter([x for x, _ in points], [y for _, y in points], marker=".", s=12,
+                   color="#9a9a9a", zorder=1)
+    ax.autoscale_view()
+    return max_epoch, len(pruned), n_failed, len(others)
 
 
 def _draw_asha_rungs(ax: Any, grace: int, reduction: float, max_t: int) -> None:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from raygym.report.curves import curves_section, epoch_series, pruning_section
+from raygym.report.curves import (
+    LABELLED_CURVES,
+    curves_section,
+    draw_trial_curves,
+    epoch_series,
+    pruning_section,
+)
 from raygym.report.document import ReportDocument
 from raygym.report.results import load_results
 
-from . import PNG_MAGIC, VAL_LOSS_SEARCH, write_bare_leaderboard, write_trial_folders
+from . import (
+    PNG_MAGIC,
+    VAL_LOSS_SEARCH,
+    write_bare_leaderboard,
+    write_leaderboard,
+    write_trial_folders,
+)
 
 
 def test_epoch_series_skips_missing_values() -> None:
@@ -41,3 +54,39 @@ def test_no_trial_folders_is_a_note(tmp_path: Path) -> None:
     for section in doc.sections:
         assert [b.kind for b in section.blocks] == ["note"]
         assert "no Tune trial folders" in section.blocks[0].data
+
+
+def test_a_large_search_names_only_its_best_curves(tmp_path: Path) -> None:
+    """15 trials that ran to their end and 4 pruned: the 10 best are named (one legend entry
+    each), the other 5 and the pruned ones are one collection each, every trial drawn."""
+    from matplotlib.collections import LineCollection
+
+    from raygym.plots import pyplot
+
+    results = tmp_path / "rep"
+    rows, trials = [], []
+    for i in range(19):
+        tid, pruned = f"t{i:02d}", i >= 15
+        epochs = 1 if pruned else 3
+        rows.append([i + 1, tid, "asha-pruned" if pruned else "completed", 0.9 - 0.01 * i,
+                     epochs, epochs, "n", ""])
+        trials.append((tid, epochs))
+    write_leaderboard(results, ["rank", "trial_id", "status", "best_val_mean_iou",
+                                "best_epoch", "epochs", "node_id", "error"], rows)
+    for tid, epochs in trials:
+        folder = results / "ray" / "rep" / tid
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("".join(
+            json.dumps({"trial_id": tid, "epoch": e, "val_mean_iou": 0.1 * e}) + "\n"
+            for e in range(1, epochs + 1)))
+    (results / "search.json").write_text(json.dumps({"name": "rep", "config": {
+        "name": "rep", "search": {"metric": "val_mean_iou", "mode": "max"}}}))
+    res = load_results(results)
+    fig, ax = pyplot().subplots()
+    tids = [t for t in res.trial_ids() if res.histories.get(t)]
+    assert draw_trial_curves(ax, res, tids, "val_mean_iou") == (3, 4, 0, 5)
+    named = [line.get_label() for line in ax.get_lines()]
+    assert named == [f"t{i:02d} (completed)" for i in range(LABELLED_CURVES)]
+    others, pruned = (c for c in ax.collections if isinstance(c, LineCollection))
+    assert len(others.get_segments()) == 5 and len(pruned.get_segments()) == 4
+    pyplot().close(fig)
