@@ -13,7 +13,7 @@ from raygym.report.results import FINISHED, NOT_PRUNED, SearchResults, as_float,
 TOP_CURVES = 5
 """How many of the best trials the learning-curve figure shows."""
 LABELLED_CURVES = 10
-"""How many trials that ran to their end the pruning figure names (the best, by the
+"""How many trials not stopped by the scheduler the pruning figure names (the best, by the
 leaderboard); the others share one colour and one legend entry."""
 OTHERS_COLOUR = "#6baed6"
 
@@ -90,7 +90,7 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
     extra = [Line2D([], [], color="#9a9a9a", linestyle="--", label=f"pruned ({n_pruned})")]
     if n_others:
         extra.append(Line2D([], [], color=OTHERS_COLOUR, linewidth=1.0,
-                            label=f"the other {n_others} that ran to their end"))
+                            label=f"the other {n_others} not pruned"))
     if n_failed:
         extra.append(Line2D([], [], color="#d62728", linestyle=":", marker="x",
                             label=f"failed ({n_failed})"))
@@ -117,9 +117,9 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
 def draw_trial_curves(ax: Any, res: SearchResults, tids: list[str],
                       metric: str) -> tuple[int, int, int, int]:
     """Every trial's ``metric`` per epoch on ``ax``: the first :data:`LABELLED_CURVES` of
-    ``tids`` (leaderboard order) that ran to their end in colours of their own, named; the
-    other such trials in one light colour, pruned trials grey dashed, failed ones red dotted.
-    Returns (last epoch seen, pruned, failed, the other trials that ran to their end).
+    ``tids`` (leaderboard order) that the scheduler did not stop in colours of their own,
+    named; the other such trials in one light colour, pruned trials grey dashed, failed ones
+    red dotted. Returns (last epoch seen, pruned, failed, the other trials not pruned).
 
     The unnamed trials are one collection each, not a line per trial: at 1,000 trials a line
     and a legend entry each made the figure a 6,000-pixel-tall legend."""
