@@ -273,10 +273,13 @@ def _latest_checkpoint(runtime: dict[str, Any]) -> Any:
 def resume_epoch(checkpoint_path: str) -> int:
     """The epoch a restored trial goes on from: its registered checkpoint's, or, when Tune
     had already replaced that one (num_to_keep=1) before the snapshot caught up, the newest
-    complete checkpoint's beside it (raygym mends that case on --resume)."""
+    whole checkpoint's beside it (raygym mends that case on --resume; a checkpoint that the
+    kill cut short mid-copy is skipped, as ``fetch_checkpoint`` skips it)."""
+    from raygym.train.loop import checkpoint_readable
+
     registered = Path(checkpoint_path)
-    folders = [registered] if (registered / "state.json").is_file() else \
-        [p for p in registered.parent.glob("checkpoint_*") if (p / "state.json").is_file()]
+    folders = [registered] if checkpoint_readable(registered) else \
+        [p for p in registered.parent.glob("checkpoint_*") if checkpoint_readable(p)]
     return max(int(json.loads((p / "state.json").read_text())["epoch"]) for p in folders)
 
 
@@ -336,6 +339,29 @@ def driver_processes(cluster: Cluster) -> list[psutil.Process]:
                 and "search" in cmd:
             found.append(proc)
     return found
+
+
+def wait_quiet(path: Path, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
+    """Wait until no file under ``path`` is created, removed or resized for ``quiet_s``."""
+
+    def sizes() -> dict[str, int]:
+        found = {}
+        for file in path.rglob("*"):
+            try:
+                if file.is_file():
+                    found[str(file)] = file.stat().st_size
+            except FileNotFoundError:  # removed while listing: not quiet yet
+                found[str(file)] = -1
+        return found
+
+    deadline = time.monotonic() + timeout_s
+    last, since = sizes(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"{path} still changing after {timeout_s:.0f} s"
+        time.sleep(0.5)
+        now = sizes()
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -488,6 +514,9 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     # (a loaded CI machine) outlives the job's status change by a moment
     psutil.wait_procs(drivers, timeout=30)
     assert not [p.pid for p in drivers if _running(p)]
+    # The trials' processes outlive their driver by a moment, and one may still be copying a
+    # checkpoint: read the storage once it is quiet, as --resume will find it.
+    wait_quiet(search.experiment)
 
     # What Tune recorded before the driver died (the snapshot may have moved since the poll):
     # "finished" = TERMINATED there; "part-way" = RUNNING with a registered checkpoint.

@@ -30,39 +30,56 @@ def _node_id() -> str:
 
 
 def fetch_checkpoint(checkpoint: Any, dest: Path) -> bool:
-    """Copy a Tune trial checkpoint into ``dest``; False when there is none to resume from.
+    """Copy a Tune trial checkpoint into ``dest`` (an empty folder of raygym's); False when
+    there is none to resume from.
 
-    A checkpoint without ``state.json`` (written last) is one that the restored snapshot
-    named after Tune had already deleted it (see :func:`raygym.search.tune.mend_checkpoints`,
-    which leaves an empty folder there): the newest complete checkpoint of the trial's
-    folder is used instead; it holds a later epoch. With none at all the trial starts again
-    from epoch 1. Both cases are logged.
+    A registered checkpoint that is not whole (:func:`raygym.train.loop.checkpoint_readable`)
+    is either one that the restored snapshot named after Tune had already deleted (see
+    :func:`raygym.search.tune.mend_checkpoints`, which leaves an empty folder there) or one
+    cut short by a kill. The newest whole checkpoint of the trial's folder is used instead:
+    a replaced one holds a later epoch; one cut short is skipped. With none at all the trial
+    starts again from epoch 1. Both cases are logged.
     """
     import posixpath
+    import shutil
 
     import pyarrow.fs as pafs
 
+    from raygym.train.loop import checkpoint_readable
+
     fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
 
-    def complete(folder: str) -> bool:
+    def has_state(folder: str) -> bool:
         return fs.get_file_info(posixpath.join(folder, "state.json")).type == pafs.FileType.File
 
-    if complete(path):
-        checkpoint.to_directory(str(dest))
+    def clear() -> None:  # what an earlier candidate left
+        for child in dest.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def fetched_whole(folder: str) -> bool:
+        clear()
+        type(checkpoint)(folder, filesystem=fs).to_directory(str(dest))
+        return checkpoint_readable(dest)
+
+    if has_state(path) and fetched_whole(path):
         return True
     siblings = fs.get_file_info(pafs.FileSelector(posixpath.dirname(path),
                                                   allow_not_found=True))
-    found = [info.path for info in siblings if info.type == pafs.FileType.Directory
-             and info.base_name.startswith("checkpoint_") and complete(info.path)]
-    if not found:
-        logger.warning("checkpoint %s is empty and its trial folder holds no other complete "
-                       "checkpoint: the trial starts again from epoch 1", path)
-        return False
-    newest = max(found, key=posixpath.basename)
-    logger.warning("checkpoint %s was gone (Tune had replaced it when the driver stopped): "
-                   "resuming from %s", path, newest)
-    type(checkpoint)(newest, filesystem=fs).to_directory(str(dest))
-    return True
+    found = sorted((info.path for info in siblings if info.type == pafs.FileType.Directory
+                    and info.base_name.startswith("checkpoint_") and info.path != path
+                    and has_state(info.path)), key=posixpath.basename, reverse=True)
+    for newest in found:
+        if fetched_whole(newest):
+            logger.warning("checkpoint %s was gone or cut short (Tune had replaced it, or a "
+                           "kill stopped its copy): resuming from %s", path, newest)
+            return True
+    clear()
+    logger.warning("checkpoint %s is empty or cut short and its trial folder holds no other "
+                   "whole checkpoint: the trial starts again from epoch 1", path)
+    return False
 
 
 def trial_in_process(params: dict[str, Any], *, config: ExperimentConfig, train: SplitArrays,

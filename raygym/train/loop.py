@@ -197,6 +197,34 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     return directory
 
 
+def checkpoint_readable(directory: Path) -> bool:
+    """Whether ``directory`` holds a whole checkpoint of :func:`save_checkpoint`: a
+    ``state.json`` with its epoch, both weight files complete (their headers cover the file
+    exactly) and, if present, an optimizer file whose every member passes its CRC.
+
+    Tune copies a checkpoint's files into storage in parallel threads, so a driver or node
+    killed mid-copy leaves a folder whose ``state.json`` may exist while it, or the weights
+    beside it, are cut short (seen: an empty ``state.json``)."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        state = json.loads((directory / "state.json").read_text())
+        if not isinstance(state, dict) or "epoch" not in state:
+            return False
+        for name in ("model.safetensors", "best.safetensors"):
+            with safe_open(str(directory / name), framework="pt"):
+                pass
+        optimizer = directory / "optimizer.pt"
+        if optimizer.exists():
+            with zipfile.ZipFile(optimizer) as archive:
+                return archive.testzip() is None
+    except Exception:  # noqa: BLE001 - whatever fails to read makes the checkpoint unusable
+        return False
+    return True
+
+
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None
                     ) -> tuple[FitState, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
