@@ -26,9 +26,6 @@ from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch
 if TYPE_CHECKING:
     from raygym.train.tracking import TrainTracking
 
-CHECKPOINT_FILES = ("model.safetensors", "best.safetensors", "optimizer.pt", "state.json")
-
-
 def check_dataset(config: ExperimentConfig) -> PreparedDataset:
     """The prepared dataset, after checking it matches the config (classes, settings, sizes)."""
     from raygym.data.prepare import data_fingerprint
@@ -85,17 +82,15 @@ def check_resume_config(run_dir: Path, config: ExperimentConfig) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint folder (by epoch in its state.json) under ``run_dir/ray``."""
-    import json
+    """The newest whole checkpoint folder (by epoch in its state.json) under ``run_dir/ray``;
+    a copy cut short by a kill is not resumable (:func:`raygym.train.loop.checkpoint_readable`)."""
+    from raygym.train.loop import checkpoint_readable
 
     best: tuple[int, Path] | None = None
     for state in (run_dir / "ray").glob("**/checkpoint_*/state.json"):
-        if not all((state.parent / f).is_file() for f in CHECKPOINT_FILES):
-            continue  # a copy cut short by a kill: not resumable
-        try:
-            epoch = int(json.loads(state.read_text()).get("epoch", 0))
-        except (OSError, ValueError):
+        if not checkpoint_readable(state.parent):
             continue
+        epoch = checkpoint_epoch(state.parent)
         if best is None or epoch > best[0]:
             best = (epoch, state.parent)
     return best[1] if best else None
