@@ -57,19 +57,19 @@ def test_an_invalid_value_names_its_key(tmp_path, write_config, s2_config) -> No
     assert info.value.key == "model.filters"
 
 
-def test_a_resume_skips_checkpoints_that_a_kill_cut_short(tmp_path: Path) -> None:
+def test_a_resume_skips_checkpoints_that_a_killcut_short(tmp_path: Path) -> None:
     """The registered checkpoint is gone (mended: an empty folder) and the newest one beside
     it was cut short mid-copy: the trial resumes from the newest whole one; with none whole it
     starts again and ``dest`` is left empty."""
     from ray.tune import Checkpoint
 
     from raygym.search.trainable import fetch_checkpoint
-    from tests.train.test_loop import _cut_short, _whole_checkpoint
+    from tests.train import cut_short, whole_checkpoint
 
     trial = tmp_path / "trial"
     for epoch in (1, 2, 3):
-        _whole_checkpoint(trial / f"checkpoint_00000{epoch}", epoch)
-    _cut_short(trial / "checkpoint_000003" / "model.safetensors")
+        whole_checkpoint(trial / f"checkpoint_00000{epoch}", epoch)
+    cut_short(trial / "checkpoint_000003" / "model.safetensors")
     (trial / "checkpoint_000004").mkdir()  # what mend_checkpoints leaves
     dest = tmp_path / "dest"
     dest.mkdir()

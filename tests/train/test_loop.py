@@ -33,6 +33,8 @@ from raygym.train.loop import (
     fit,
 )
 
+from . import cut_short, whole_checkpoint
+
 CPU = torch.device("cpu")
 
 
@@ -204,22 +206,6 @@ def test_a_checkpoint_from_before_the_monitor_resumes_on_its_loss(tmp_path: Path
     assert (state.best_monitored, state.best_val_loss, state.epoch) == (0.42, 0.42, 3)
 
 
-def _whole_checkpoint(directory: Path, epoch: int) -> Path:
-    """A checkpoint as training writes it, with optimizer state, at ``epoch``."""
-    from raygym.train.loop import FitState, save_checkpoint
-
-    model = nn.Conv2d(3, 2, 1)
-    optimizer = torch.optim.Adam(model.parameters())
-    model(torch.ones(1, 3, 4, 4)).sum().backward()
-    optimizer.step()
-    return save_checkpoint(directory, model, optimizer, FitState(epoch=epoch),
-                           dict(model.state_dict()))
-
-
-def _cut_short(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
 @pytest.mark.parametrize("damage", ["none", "empty state", "state without epoch", "model cut",
                                     "best missing", "optimizer cut"])
 def test_a_checkpoint_cut_short_is_not_readable(tmp_path: Path, damage: str) -> None:
@@ -228,17 +214,17 @@ def test_a_checkpoint_cut_short_is_not_readable(tmp_path: Path, damage: str) -> 
     and a readable one loads."""
     from raygym.train.loop import checkpoint_readable, load_checkpoint
 
-    ckpt = _whole_checkpoint(tmp_path / "ckpt", epoch=4)
+    ckpt = whole_checkpoint(tmp_path / "ckpt", epoch=4)
     if damage == "empty state":
         (ckpt / "state.json").write_text("")
     elif damage == "state without epoch":
         (ckpt / "state.json").write_text("{}")
     elif damage == "model cut":
-        _cut_short(ckpt / "model.safetensors")
+        cut_short(ckpt / "model.safetensors")
     elif damage == "best missing":
         (ckpt / "best.safetensors").unlink()
     elif damage == "optimizer cut":
-        _cut_short(ckpt / "optimizer.pt")
+        cut_short(ckpt / "optimizer.pt")
     assert checkpoint_readable(ckpt) == (damage == "none")
     if damage == "none":
         model = nn.Conv2d(3, 2, 1)

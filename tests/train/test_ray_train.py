@@ -5,7 +5,6 @@ resumes without repeating epochs, bad input fails fast with exit code 2, a faile
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import re
@@ -28,6 +27,8 @@ from raygym.inference.artifact import load_artifact, read_model_card
 from raygym.train.loop import NumpyBatches, build_model_for, evaluate_model
 from raygym.train.ray_train import append_metrics_row
 from raygym.train.run import _truncate_metrics, latest_checkpoint, read_metrics
+
+from . import cut_short, whole_checkpoint
 
 CPU = torch.device("cpu")
 COUNT_METRICS = ("num_pixels", "accuracy", "mcc", "mean_iou", "mean_dice", "mean_precision",
@@ -265,22 +266,14 @@ def test_resources_the_cluster_cannot_give_exit_2_quickly(
 
 
 # ------------------------------------------------------------------ run-folder helpers
-def _fake_checkpoint(folder: Path, epoch: int, files: tuple[str, ...] = (
-        "model.safetensors", "best.safetensors", "optimizer.pt")) -> Path:
-    folder.mkdir(parents=True)
-    for name in files:
-        (folder / name).write_bytes(b"x")
-    (folder / "state.json").write_text(json.dumps({"epoch": epoch}))
-    return folder
-
-
 def test_latest_checkpoint_takes_the_newest_complete_one(tmp_path: Path) -> None:
     ray_dir = tmp_path / "ray" / "run"
     assert latest_checkpoint(tmp_path) is None
-    _fake_checkpoint(ray_dir / "checkpoint_a", 1)
-    two = _fake_checkpoint(ray_dir / "checkpoint_b", 2)
-    # A copy cut short by a kill (weights missing) is newer but not resumable.
-    _fake_checkpoint(ray_dir / "checkpoint_c", 3, files=("model.safetensors",))
+    whole_checkpoint(ray_dir / "checkpoint_a", 1)
+    two = whole_checkpoint(ray_dir / "checkpoint_b", 2)
+    # Copies cut short by a kill are newer but not resumable: weights missing, or half there.
+    (whole_checkpoint(ray_dir / "checkpoint_c", 3) / "best.safetensors").unlink()
+    cut_short(whole_checkpoint(ray_dir / "checkpoint_d", 4) / "model.safetensors")
     assert latest_checkpoint(tmp_path) == two
 
 
