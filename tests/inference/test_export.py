@@ -104,3 +104,19 @@ def test_a_best_folder_raygym_did_not_make_is_refused_not_deleted(
     assert not list(out.glob(".best.*"))
     (out / "best" / "my_notes.txt").unlink()  # an empty best/ is raygym's to fill
     assert [p.name for p in export_top_models(_board(rows), config, out)] == ["rank1_aaa"]
+
+
+def test_a_multi_worker_trial_exports_its_newest_whole_checkpoint(tmp_path: Path) -> None:
+    """A DDP trial's Train run folder, whose newest checkpoint a kill cut short: the export
+    takes the newest whole one, as a resume would."""
+    from raygym.inference.export import trial_checkpoint
+    from tests.train import cut_short, whole_checkpoint
+
+    runs = tmp_path / "storage" / "train_runs" / "t1"
+    for epoch in (1, 2, 3):
+        whole_checkpoint(runs / f"checkpoint_{epoch}", epoch)
+    (runs / "checkpoint_3" / "state.json").write_text("")
+    cut_short(whole_checkpoint(runs / "checkpoint_4", 4) / "best.safetensors")
+    row = {"trial_id": "t1", "trial_path": str(tmp_path / "storage" / "exp" / "t1")}
+    got = trial_checkpoint(row, str(tmp_path / "storage"), tmp_path / "scratch")
+    assert got is not None and json.loads((got / "state.json").read_text())["epoch"] == 2
