@@ -30,15 +30,13 @@ def trial_checkpoint(row: dict[str, Any], storage: str, scratch: Path) -> Path |
     from ray.train import Checkpoint
 
     from raygym.compat import storage_filesystem
-    from raygym.train.loop import checkpoint_readable
-    from raygym.train.ray_train import checkpoint_epoch
+    from raygym.train.loop import newest_whole_checkpoint
 
     refs = [str(row["checkpoint"])] if row.get("checkpoint") else []
     trial_path = Path(str(row.get("trial_path", "")))
     run = trial_path.parent.parent / "train_runs" / str(row["trial_id"])
-    # a copy a kill cut short is skipped, as a resume skips it
-    found = [(checkpoint_epoch(p), p) for p in run.glob("checkpoint_*") if checkpoint_readable(p)]
-    refs += [str(max(found)[1])] if found else []
+    newest = newest_whole_checkpoint(run.glob("checkpoint_*"))  # as a resume picks it
+    refs += [str(newest)] if newest else []
     filesystem, _ = storage_filesystem(storage)
     for ref in refs:
         target = scratch / str(row["trial_id"])

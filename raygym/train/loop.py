@@ -12,7 +12,7 @@ import json
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -198,9 +198,26 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
 
 
 def checkpoint_readable(directory: Path) -> bool:
-    """Whether ``directory`` holds a whole checkpoint of :func:`save_checkpoint`: a
-    ``state.json`` with its epoch, both weight files complete (their headers cover the file
-    exactly) and, if present, an optimizer file whose every member passes its CRC.
+    """Whether ``directory`` holds a whole checkpoint of :func:`save_checkpoint` (see
+    :func:`_whole_checkpoint_epoch`)."""
+    return _whole_checkpoint_epoch(directory) is not None
+
+
+def newest_whole_checkpoint(folders: Iterable[Path]) -> Path | None:
+    """The one of ``folders`` whose whole checkpoint holds the highest epoch; None if none is
+    whole."""
+    best: tuple[int, Path] | None = None
+    for folder in folders:
+        epoch = _whole_checkpoint_epoch(folder)
+        if epoch is not None and (best is None or epoch > best[0]):
+            best = (epoch, folder)
+    return best[1] if best else None
+
+
+def _whole_checkpoint_epoch(directory: Path) -> int | None:
+    """The epoch in ``directory``'s ``state.json`` if the checkpoint there is whole: both weight
+    files complete (their headers cover the file exactly) and, if present, an optimizer file
+    whose every member passes its CRC; None otherwise.
 
     Tune copies a checkpoint's files into storage in parallel threads, so a driver or node
     killed mid-copy leaves a folder whose ``state.json`` may exist while it, or the weights
@@ -210,19 +227,18 @@ def checkpoint_readable(directory: Path) -> bool:
     from safetensors import safe_open
 
     try:
-        state = json.loads((directory / "state.json").read_text())
-        if not isinstance(state, dict) or "epoch" not in state:
-            return False
+        epoch = int(json.loads((directory / "state.json").read_text())["epoch"])
         for name in ("model.safetensors", "best.safetensors"):
             with safe_open(str(directory / name), framework="pt"):
                 pass
         optimizer = directory / "optimizer.pt"
         if optimizer.exists():
             with zipfile.ZipFile(optimizer) as archive:
-                return archive.testzip() is None
+                if archive.testzip() is not None:
+                    return None
     except Exception:  # noqa: BLE001 - whatever fails to read makes the checkpoint unusable
-        return False
-    return True
+        return None
+    return epoch
 
 
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None

@@ -84,16 +84,10 @@ def check_resume_config(run_dir: Path, config: ExperimentConfig) -> None:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest whole checkpoint folder (by epoch in its state.json) under ``run_dir/ray``;
     a copy cut short by a kill is not resumable (:func:`raygym.train.loop.checkpoint_readable`)."""
-    from raygym.train.loop import checkpoint_readable
+    from raygym.train.loop import newest_whole_checkpoint
 
-    best: tuple[int, Path] | None = None
-    for state in (run_dir / "ray").glob("**/checkpoint_*/state.json"):
-        if not checkpoint_readable(state.parent):
-            continue
-        epoch = checkpoint_epoch(state.parent)
-        if best is None or epoch > best[0]:
-            best = (epoch, state.parent)
-    return best[1] if best else None
+    return newest_whole_checkpoint(
+        state.parent for state in (run_dir / "ray").glob("**/checkpoint_*/state.json"))
 
 
 # Text columns: never parsed as numbers (stop_reason 'nan' is not float NaN; a node id such as
