@@ -154,6 +154,17 @@ def tuner_run_config(tuner: Tuner) -> RunConfig | None:
     return None if local is None else local.get_run_config()
 
 
+def tbx_callback_with_writer(writer_cls: type) -> Any:
+    """Tune's ``TBXLoggerCallback`` creating each trial's writer from ``writer_cls`` (its
+    ``_summary_writer_cls``, tensorboardX's ``SummaryWriter`` by default): everything else it
+    writes (tags, steps, HParams at a trial's end) stays Tune's."""
+    from ray.tune.logger import TBXLoggerCallback
+
+    callback = TBXLoggerCallback()
+    callback._summary_writer_cls = writer_cls
+    return callback
+
+
 @contextlib.contextmanager
 def tune_reuses_actors_fully(limit: int) -> Iterator[None]:
     """While inside, a Tune controller (with ``reuse_actors``) wastes no trial actor:

@@ -115,6 +115,42 @@ def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None
     assert isinstance(callback, LiveTrialsCallback) and callback.view is None
 
 
+def test_tbx_callback_writes_through_the_given_writer(tmp_path: Path, ray_session: None
+                                                      ) -> None:
+    """Tune's TensorBoard logger, given raygym's writer: the only event file of each trial is
+    raygym's (Tune adds no logger of its own beside it), with Tune's tags, steps and HParams."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raygym.search.tensorboard import TrialEventWriter, tensorboard_callback
+
+    made: list[str] = []
+
+    class Recording(TrialEventWriter):
+        def __init__(self, logdir: str, **kwargs: Any) -> None:
+            super().__init__(logdir, **kwargs)
+            made.append(self.path)
+
+    def three_reports(config: dict[str, Any]) -> None:
+        for step in (1, 2, 3):
+            tune.report({"val_mean_iou": step / 10})
+
+    callback = tensorboard_callback()
+    callback._summary_writer_cls = Recording  # the attribute tbx_callback_with_writer sets
+    tune.Tuner(three_reports, param_space={"filters": tune.grid_search([2, 4])},
+               run_config=tune.RunConfig(name="tbx", storage_path=str(tmp_path), verbose=0,
+                                         callbacks=[callback])).fit()
+    files = sorted(tmp_path.glob("tbx/*/events.out.tfevents.*"))
+    # written in the driver's staging folder, then synced to the storage path
+    assert sorted(Path(p).parts[-2:] for p in made) == sorted(f.parts[-2:] for f in files)
+    assert len(files) == 2
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert [(e.step, round(e.value, 6)) for e in acc.Scalars("ray/tune/val_mean_iou")] == [
+            (1, 0.1), (2, 0.2), (3, 0.3)]
+        assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
 # ---------------------------------------------------------------------- Ray core internals
 def test_ray_auth_config_can_be_refreshed() -> None:
     import ray._raylet as raylet
