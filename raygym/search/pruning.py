@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from optuna.pruners import BasePruner
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, MedianStoppingRule, TrialScheduler
 
 
@@ -158,25 +159,25 @@ class MedianWithoutYielding(MedianStoppingRule):
         return TrialScheduler.CONTINUE if decision == TrialScheduler.PAUSE else decision
 
 
-class SparingRepeats(TrialScheduler):
-    """Any Tune scheduler, except that a repeat run (``search.repeat_top``: a second training
-    seed of a configuration that finished among the leaders) is never stopped early.
+class FirstComeFirstServed(TrialScheduler):
+    """``base``, a scheduler that runs trials first come, first served (Tune's FIFO pick:
+    ASHA, the median rule, Optuna's pruners, no early stopping), choosing among the live
+    trials only. Every other call goes to ``base``.
 
-    A repeat exists to measure its configuration again, and the leaderboard ranks by the mean
-    of a configuration's runs: a repeat stopped at the first rung (ASHA stopped two thirds of
-    all trials at epoch 2 on bench/curves' aerial table, repeats included) averages a leader's
-    full run with an epoch-2 score and sinks it below configurations run once. Repeats are
-    also kept out of the scheduler's rung statistics (they are not new candidates)."""
+    Tune's pick walks every trial of the experiment (twice when none waits) on each step of
+    its controller, ~50 steps per trial: 2.5 ms of driver CPU per trial at 1,000 trials, and
+    growing with the experiment (``bench/RESULTS.md``, bench_scale, tenth pass). This one
+    applies the same rule, the first PENDING trial in Tune's order, else the first PAUSED, to
+    the controller's ``get_live_trials()`` (those not ended), ordered as ``on_trial_add``
+    came: Tune adds a trial again when it requeues it after an error, at the end of its list,
+    and so does this.
+    """
 
     def __init__(self, base: TrialScheduler) -> None:
         super().__init__()
         self.base = base
-
-    @staticmethod
-    def is_repeat(trial: Any) -> bool:
-        from raygym.search.space import REPEAT_KEY
-
-        return bool((getattr(trial, "config", None) or {}).get(REPEAT_KEY))
+        self._arrival: dict[str, int] = {}  # trial id -> place in Tune's list of trials
+        self._arrived = 0
 
     @property
     def metric(self) -> str | None:
@@ -190,10 +191,58 @@ class SparingRepeats(TrialScheduler):
         return self.base.set_search_properties(metric, mode, **spec)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._arrival[trial.trial_id] = self._arrived
+        self._arrived += 1
         self.base.on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         self.base.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        return self.base.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any,
+                          result: dict[str, Any]) -> None:
+        self.base.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self.base.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        live = list(tune_controller.get_live_trials())
+        for status in (Trial.PENDING, Trial.PAUSED):
+            waiting = [t for t in live if t.status == status]
+            if waiting:
+                last = len(self._arrival)  # never added here: after all that were
+                return min(waiting, key=lambda t: self._arrival.get(t.trial_id, last))
+        return None
+
+    def debug_string(self) -> str:
+        return self.base.debug_string()
+
+    def save(self, checkpoint_path: str) -> None:
+        self.base.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.base.restore(checkpoint_path)
+
+
+class SparingRepeats(FirstComeFirstServed):
+    """Any first-come-first-served Tune scheduler, except that a repeat run
+    (``search.repeat_top``: a second training seed of a configuration that finished among the
+    leaders) is never stopped early.
+
+    A repeat exists to measure its configuration again, and the leaderboard ranks by the mean
+    of a configuration's runs: a repeat stopped at the first rung (ASHA stopped two thirds of
+    all trials at epoch 2 on bench/curves' aerial table, repeats included) averages a leader's
+    full run with an epoch-2 score and sinks it below configurations run once. Repeats are
+    also kept out of the scheduler's rung statistics (they are not new candidates)."""
+
+    @staticmethod
+    def is_repeat(trial: Any) -> bool:
+        from raygym.search.space import REPEAT_KEY
+
+        return bool((getattr(trial, "config", None) or {}).get(REPEAT_KEY))
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if self.is_repeat(trial):
@@ -206,21 +255,6 @@ class SparingRepeats(TrialScheduler):
             self.base.on_trial_remove(tune_controller, trial)
         else:
             self.base.on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self.base.on_trial_remove(tune_controller, trial)
-
-    def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        return self.base.choose_trial_to_run(tune_controller)
-
-    def debug_string(self) -> str:
-        return self.base.debug_string()
-
-    def save(self, checkpoint_path: str) -> None:
-        self.base.save(checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        self.base.restore(checkpoint_path)
 
 
 # ----------------------------------------------------------------- a grace period learnt

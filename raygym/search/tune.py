@@ -137,10 +137,13 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
                                 reduction_factor=s.reduction_factor, metric=key, mode=mode)
 
     def spare(scheduler: Any) -> Any:
-        """Repeats of the leaders (repeat_top) run to the end (see SparingRepeats)."""
-        from raygym.search.pruning import SparingRepeats
+        """Repeats of the leaders (repeat_top) run to the end (see SparingRepeats); the next
+        trial to run picked among the live ones (FirstComeFirstServed)."""
+        from raygym.search.pruning import FirstComeFirstServed, SparingRepeats
 
-        return SparingRepeats(scheduler) if s.repeat_top and uses_optuna(config) else scheduler
+        if s.repeat_top and uses_optuna(config):
+            return SparingRepeats(scheduler)
+        return FirstComeFirstServed(scheduler)
 
     if s.scheduler in ("asha", "patient", "median"):
         if s.grace_period == "auto":
@@ -162,7 +165,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=max(1, int(s.grace_period or 1)),
                                        hyperparam_mutations=mutations, synch=True)
-    return FIFOScheduler()
+    return spare(FIFOScheduler())
 
 
 def mend_checkpoints(exp_path: str) -> list[str]:
@@ -314,9 +317,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
     live = LiveTrials(config, console, total)
+    from raygym.search.tensorboard import tensorboard_callback
     from raygym.search.tracking import tracking_callbacks  # MLflow runs (mlflow.enabled)
 
-    callbacks = [live.callback, *tracking_callbacks(config, space, replay=replay)]
+    # Tune's TensorBoard logger with a cheaper writer (Tune adds its own only without one)
+    callbacks = [live.callback, tensorboard_callback(),
+                 *tracking_callbacks(config, space, replay=replay)]
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage, verbose=0, callbacks=callbacks,
         # PBT restores one trial from another's checkpoint, chosen when the bottom trial

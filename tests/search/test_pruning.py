@@ -238,3 +238,59 @@ def test_learnt_grace_judges_nothing_until_its_trials_ran_then_replays_them(rule
     # a new trial is judged from the learnt grace on: epoch 1 goes on, epoch 2 is judged
     assert report("next", 1) == TrialScheduler.CONTINUE
     assert report("next", 2) == TrialScheduler.STOP
+
+
+def test_first_come_first_served_picks_as_tunes_fifo_over_the_live_trials_only() -> None:
+    """Random adds, starts, pauses, ends and requeues (Tune moves a requeued trial to the end
+    of its list and adds it again): the pick over the live trials is Tune's FIFO pick over
+    all trials, every time; the ended trials are never looked at."""
+    import random
+
+    from ray.tune.schedulers import FIFOScheduler
+
+    from raygym.search.pruning import FirstComeFirstServed
+
+    class Controller:  # Tune's list of trials and its set of live ones, as TuneController
+        def __init__(self) -> None:
+            self.trials: list[ConfiguredTrial] = []
+            self.live: set[ConfiguredTrial] = set()
+            self.walked = 0
+
+        def get_trials(self) -> list[ConfiguredTrial]:
+            self.walked += len(self.trials)
+            return self.trials
+
+        def get_live_trials(self) -> set[ConfiguredTrial]:
+            return self.live
+
+    rng = random.Random(0)
+    ctl, fifo = Controller(), FIFOScheduler()
+    scheduler = FirstComeFirstServed(FIFOScheduler())
+    picks = 0
+    for step in range(3000):
+        op = rng.random()
+        if op < 0.2 or not ctl.trials:
+            trial = ConfiguredTrial(f"t{step}", {})
+            trial.status = "PENDING"
+            ctl.trials.append(trial)
+            ctl.live.add(trial)
+            scheduler.on_trial_add(ctl, trial)
+        elif ctl.live:
+            trial = rng.choice(sorted(ctl.live, key=lambda t: t.trial_id))
+            if op < 0.5:
+                trial.status = rng.choice(["RUNNING", "PAUSED"])
+            elif op < 0.8:
+                trial.status = "TERMINATED"
+                ctl.live.discard(trial)
+            else:  # requeued after an error
+                trial.status = "PENDING"
+                ctl.trials.remove(trial)
+                ctl.trials.append(trial)
+                scheduler.on_trial_add(ctl, trial)
+        walked = ctl.walked
+        ours = scheduler.choose_trial_to_run(ctl)
+        assert ctl.walked == walked  # never walks Tune's whole list
+        assert ours is fifo.choose_trial_to_run(ctl)
+        picks += ours is not None
+    assert 100 < picks < 3000
+    assert len(ctl.live) < len(ctl.trials) / 2  # most trials ended: the pick skipped them

@@ -605,7 +605,7 @@ def test_simulated_lc_aware_stopping_prunes_and_is_seeded(grid_table: Path, tmp_
 
     table = CurveTable.load(grid_table)
     config, space = load_space(tmp_path, repeat_top=0, grace_period=2, **search)
-    scheduler = build_scheduler(config, space)
+    scheduler = build_scheduler(config, space).base  # inside FirstComeFirstServed
     assert (scheduler.metric, getattr(scheduler, "_mode", None)) == (
         ("val_loss", "min") if "rung_on" in search else (None, None))
     truth = ground_truth(table, patience=3, max_epochs=8)
