@@ -1,6 +1,6 @@
 """What the driver spends writing a search's TensorBoard files, per trial: tensorboardX's
-``SummaryWriter`` (Tune's default) against raygym's :class:`~raygym.search.tensorboard.
-TrialEventWriter`, driven as Tune's ``TBXLoggerCallback`` drives them, without Ray.
+``SummaryWriter`` (Tune's default) against raygym's :class:`~raygym.event_files.
+TensorBoardWriter`, driven as Tune's ``TBXLoggerCallback`` drives them, without Ray.
 
 Per trial: a writer on its folder; per result (``--results``) ``--scalars`` scalars (a raygym
 search's result has ~22 numbers Tune keeps) and a flush, as Tune flushes after every result;
@@ -58,10 +58,10 @@ def main() -> None:
     args = ap.parse_args()
     from tensorboardX import SummaryWriter
 
-    from raygym.search.tensorboard import TrialEventWriter
+    from raygym.event_files import TensorBoardWriter
 
-    writers = {"tensorboardX SummaryWriter": SummaryWriter, "raygym TrialEventWriter":
-               TrialEventWriter}
+    writers = {"tensorboardX SummaryWriter": SummaryWriter, "raygym TensorBoardWriter":
+               TensorBoardWriter}
     per_trial: dict[str, list[tuple[float, float]]] = {name: [] for name in writers}
     for _ in range(args.repeats):
         for name, cls in writers.items():  # alternating

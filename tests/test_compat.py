@@ -121,11 +121,12 @@ def test_tbx_callback_writes_through_the_given_writer(tmp_path: Path, ray_sessio
     raygym's (Tune adds no logger of its own beside it), with Tune's tags, steps and HParams."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from raygym.search.tensorboard import TrialEventWriter, tensorboard_callback
+    from raygym.compat import tbx_callback_with_writer
+    from raygym.event_files import TensorBoardWriter
 
     made: list[str] = []
 
-    class Recording(TrialEventWriter):
+    class Recording(TensorBoardWriter):
         def __init__(self, logdir: str, **kwargs: Any) -> None:
             super().__init__(logdir, **kwargs)
             made.append(self.path)
@@ -134,8 +135,7 @@ def test_tbx_callback_writes_through_the_given_writer(tmp_path: Path, ray_sessio
         for step in (1, 2, 3):
             tune.report({"val_mean_iou": step / 10})
 
-    callback = tensorboard_callback()
-    callback._summary_writer_cls = Recording  # the attribute tbx_callback_with_writer sets
+    callback = tbx_callback_with_writer(Recording)
     tune.Tuner(three_reports, param_space={"filters": tune.grid_search([2, 4])},
                run_config=tune.RunConfig(name="tbx", storage_path=str(tmp_path), verbose=0,
                                          callbacks=[callback])).fit()

@@ -317,11 +317,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
     live = LiveTrials(config, console, total)
-    from raygym.search.tensorboard import tensorboard_callback
+    from raygym.compat import tbx_callback_with_writer
+    from raygym.event_files import TensorBoardWriter
     from raygym.search.tracking import tracking_callbacks  # MLflow runs (mlflow.enabled)
 
     # Tune's TensorBoard logger with a cheaper writer (Tune adds its own only without one)
-    callbacks = [live.callback, tensorboard_callback(),
+    callbacks = [live.callback, tbx_callback_with_writer(TensorBoardWriter),
                  *tracking_callbacks(config, space, replay=replay)]
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage, verbose=0, callbacks=callbacks,

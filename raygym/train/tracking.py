@@ -68,16 +68,17 @@ class EpochLogger(ray.train.UserCallback):
                 self._warned = True
 
     def write_scalars(self, values: dict[str, float], step: int, *, last: bool) -> None:
-        """``last``: the run's final epoch (it has a stop reason): the file is closed, so
-        everything is on disk before the controller exits. tensorboardX writes from a thread
-        and its ``flush()`` does not wait for it; ``flush_secs=2`` keeps a live view."""
+        """Each epoch is in the file when this returns (TensorBoard shows it at once);
+        ``last``: the run's final epoch (it has a stop reason): the file is synced to disk and
+        closed before the controller exits."""
         if self._writer is None:
-            from tensorboardX import SummaryWriter
+            from raygym.event_files import TensorBoardWriter
 
-            self._writer = SummaryWriter(logdir=str(self.run_dir), flush_secs=2)
+            self._writer = TensorBoardWriter(str(self.run_dir))
         for key, value in values.items():
             if math.isfinite(value):
                 self._writer.add_scalar(TB_PREFIX + key, value, global_step=step)
+        self._writer.flush()
         if last:
             self._writer.close()
             self._writer = None

@@ -1,4 +1,4 @@
-"""raygym's TensorBoard event writer for Tune's logger: real files, read back by TensorBoard's
+"""raygym's TensorBoard event writer (a search's trials, train runs): real files, read back by TensorBoard's
 own reader and compared with what tensorboardX writes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorboardX.summary import hparams
 
-from raygym.search.tensorboard import TrialEventWriter, tfrecord
+from raygym.event_files import TensorBoardWriter, tfrecord
 
 accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -22,7 +22,7 @@ def read(path: Path) -> object:
 
 
 def test_scalars_are_readable_after_each_flush_and_after_close(tmp_path: Path) -> None:
-    writer = TrialEventWriter(str(tmp_path / "trial"))
+    writer = TensorBoardWriter(str(tmp_path / "trial"))
     for step, value in [(1, 0.25), (2, 0.5)]:
         writer.add_scalar("ray/tune/val_mean_iou", value, global_step=step)
     writer.flush()  # what Tune calls after each result: TensorBoard sees it before the end
@@ -41,7 +41,7 @@ def test_scalars_are_readable_after_each_flush_and_after_close(tmp_path: Path) -
 
 
 def test_hparams_summaries_reach_tensorboards_hparams_plugin(tmp_path: Path) -> None:
-    writer = TrialEventWriter(str(tmp_path))
+    writer = TensorBoardWriter(str(tmp_path))
     # as Tune's TBXLoggerCallback writes them when a trial ends
     for proto in hparams({"model/filters": 8, "loss/name": "dice"}, {"ray/tune/iou": 0.7}):
         writer.file_writer.add_summary(proto)
@@ -64,10 +64,10 @@ def test_records_are_framed_as_tensorboardx_frames_them(tmp_path: Path) -> None:
 
 
 def test_a_second_writer_in_the_same_second_keeps_the_first_file(tmp_path: Path) -> None:
-    first = TrialEventWriter(str(tmp_path))
+    first = TensorBoardWriter(str(tmp_path))
     first.add_scalar("a", 1.0, global_step=1)
     first.close()
-    second = TrialEventWriter(str(tmp_path))  # a restarted trial, same folder
+    second = TensorBoardWriter(str(tmp_path))  # a restarted trial, same folder
     second.add_scalar("a", 2.0, global_step=2)
     second.close()
     assert first.path != second.path

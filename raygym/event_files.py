@@ -1,19 +1,20 @@
-"""A search's TensorBoard files, written by Tune's own logger through a writer that costs the
-driver less.
+"""TensorBoard event files, written at once in the caller's thread: a search's trials (through
+Tune's own logger) and ``raygym train``'s runs (:class:`raygym.train.tracking.EpochLogger`).
 
 Tune's ``TBXLoggerCallback`` turns every trial result into TensorBoard scalars (tags
 ``ray/tune/<metric>``, the step Tune's ``training_iteration``) and, when a trial ends, its
 hyperparameters and last metrics for TensorBoard's HParams view. raygym keeps that callback
-and all it writes, but hands it :class:`TrialEventWriter` instead of tensorboardX's
+and all it writes, but hands it :class:`TensorBoardWriter` instead of tensorboardX's
 ``SummaryWriter`` (:func:`raygym.compat.tbx_callback_with_writer`).
 
 Why: the driver writes every trial's results in one thread. tensorboardX's writer passes each
 scalar through a multiprocessing queue to a thread of its own (a pipe and two threads per
-trial), and Tune flushes it after every result, which ``fsync``\\ s the file. At 1,000 trials,
-32 at once, that was ~19 ms of the driver's ~60 ms of CPU per trial (``bench/RESULTS.md``,
-bench_scale, eleventh pass). :class:`TrialEventWriter` appends each event to its file in the
-caller's thread, hands the file to the operating system after every result (TensorBoard sees
-it at once) and syncs it to disk when the trial ends.
+trial), and Tune flushes it after every result, which syncs the file to disk (``fsync``). In
+a search of 1,000 trials, 32 at once, Tune's logger took 4-19 ms of the driver's 43-62 ms of
+CPU per trial; the writer alone 11.3 ms per trial, against 2.5 ms for :class:`TensorBoardWriter`
+(``bench/RESULTS.md``, bench_scale, eleventh pass; ``bench/bench_tensorboard.py``). It appends
+each event to its file in the caller's thread, hands the file to the operating system after
+every result (TensorBoard sees it at once) and syncs it to disk when the trial ends.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def tfrecord(data: bytes) -> bytes:
 
 def new_event_file(logdir: str) -> str:
     """A path for a new event file in ``logdir`` (tensorboardX's name: ``events.out.tfevents.
-    <seconds>.<host>``), with a suffix where that file exists: a trial restarted within the
-    same second must not write over its first file."""
+    <seconds>.<host>``), with a suffix where that file exists: a trial or run restarted
+    within the same second must not write over its first file."""
     base = os.path.join(logdir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}")
     path, n = base, 0
     while os.path.exists(path):
@@ -61,7 +62,7 @@ def tensorflow_bins() -> list[float]:
     return [-e for e in reversed(edges)] + [0.0] + edges
 
 
-class TrialEventWriter:
+class TensorBoardWriter:
     """What Tune's ``TBXLoggerCallback`` calls of tensorboardX's ``SummaryWriter`` (scalars,
     histograms, images, video, and raw summaries through ``file_writer``), written at once in
     the caller's thread into one event file of ``logdir``.
@@ -120,12 +121,3 @@ class TrialEventWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-
-
-def tensorboard_callback() -> Any:
-    """Tune's ``TBXLoggerCallback`` writing through :class:`TrialEventWriter`. In a search's
-    callbacks it stands in for the one Tune would add itself (Tune adds its own only where
-    none of that class is there)."""
-    from raygym.compat import tbx_callback_with_writer
-
-    return tbx_callback_with_writer(TrialEventWriter)
