@@ -69,7 +69,8 @@ class TensorBoardWriter:
 
     Each ``add_*`` appends one event (wall time, step, summary) to a buffered file;
     :meth:`flush` hands it to the operating system (no ``fsync``: TensorBoard reads it from
-    there); :meth:`close` syncs it to disk and closes it.
+    there); :meth:`close` syncs it to disk and closes it. ``flush_secs`` is taken as Tune
+    passes it and not used: nothing waits in a queue to be flushed.
     """
 
     def __init__(self, logdir: str, flush_secs: float = 0, **_: Any) -> None:
