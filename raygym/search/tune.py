@@ -136,9 +136,9 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         return HyperBandForBOHB(time_attr="training_iteration", max_t=epochs,
                                 reduction_factor=s.reduction_factor, metric=key, mode=mode)
 
-    def spare(scheduler: Any) -> Any:
-        """Repeats of the leaders (repeat_top) run to the end (see SparingRepeats); the next
-        trial to run picked among the live ones (FirstComeFirstServed)."""
+    def served_in_order(scheduler: Any) -> Any:
+        """``scheduler`` picking the next trial among the live ones (FirstComeFirstServed);
+        with repeat_top, the leaders' repeats run to the end (SparingRepeats)."""
         from raygym.search.pruning import FirstComeFirstServed, SparingRepeats
 
         if s.repeat_top and uses_optuna(config):
@@ -150,9 +150,10 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
             from raygym.search.pruning import LearntGrace
 
             # (a partial, not a closure: Tune pickles the scheduler with the experiment)
-            return spare(LearntGrace(functools.partial(stopping_scheduler, config),
-                                     trials=s.grace_trials, max_epochs=epochs, **judged))
-        return spare(stopping_scheduler(config, int(s.grace_period or 1)))
+            return served_in_order(LearntGrace(functools.partial(stopping_scheduler, config),
+                                               trials=s.grace_trials, max_epochs=epochs,
+                                               **judged))
+        return served_in_order(stopping_scheduler(config, int(s.grace_period or 1)))
     if s.scheduler == "pbt":
         from ray import tune
 
@@ -165,7 +166,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=max(1, int(s.grace_period or 1)),
                                        hyperparam_mutations=mutations, synch=True)
-    return spare(FIFOScheduler())
+    return served_in_order(FIFOScheduler())
 
 
 def mend_checkpoints(exp_path: str) -> list[str]:
