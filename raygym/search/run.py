@@ -202,6 +202,10 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
             raise DataError("this results folder holds a search of a different space/config; "
                             "refusing to resume into it", file=out,
                             fix="resume with the original SPACE file, or change `name`")
+        from raygym.search.driver_state import check_driver_state
+        from raygym.search.tune import experiment_path
+
+        check_driver_state(experiment_path(config, out))  # else Tune would start over
     elif out.exists() and (out / SEARCH_JSON).exists():
         raise DataError("a search with this name already exists", file=out,
                         fix="pass --resume to continue it, or change `name` in the space file")

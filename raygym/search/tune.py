@@ -21,6 +21,11 @@ def tune_storage(config: ExperimentConfig, out: Path) -> str:
     return config.search.storage_path or str(out / "ray")
 
 
+def experiment_path(config: ExperimentConfig, out: Path) -> str:
+    """The Tune experiment's folder (path or URI): its snapshot, searcher state and trials."""
+    return f"{tune_storage(config, out).rstrip('/')}/{config.name}"
+
+
 def uses_optuna(config: ExperimentConfig) -> bool:
     """Optuna samples the trials, except for grid/random search and PBT, which refuses any
     search algorithm ("Search algorithms cannot be used with PBT"): PBT starts from random
@@ -275,9 +280,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
-    from raygym.compat import tune_reuses_actors_fully, tuner_run_config
+    from raygym.compat import tune_reuses_actors_fully, tune_state_uploads, tuner_run_config
     from raygym.data.dataset import PreparedDataset
     from raygym.ray_runtime import TRIAL_SLOT, trial_slots, trial_start_limit
+    from raygym.search.driver_state import upload_staging
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 
@@ -335,7 +341,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
             num_to_keep=None if s.scheduler == "pbt" else 1),
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
     )
-    exp_path = f"{storage.rstrip('/')}/{config.name}"
+    exp_path = experiment_path(config, out)
     scheduler = None  # (a restored experiment brings its own)
     mended: list[str] = []
     with live_view(console) as view:
@@ -381,7 +387,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         cores = trial_start_limit()
         starting = str(cores) if cores < s.max_concurrent else None
         # the searcher's concurrency is the most actors that can ever be idle at once
-        with tune_reuses_actors_fully(s.max_concurrent), \
+        # and its state reaches storage whole, even when the driver is killed mid-upload
+        with tune_reuses_actors_fully(s.max_concurrent), tune_state_uploads(upload_staging), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
             grid = tuner.fit()
     drop_replaced_checkpoints(grid, mended, exp_path)

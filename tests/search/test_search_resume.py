@@ -182,6 +182,28 @@ def test_resume_with_another_space_is_refused(space: Path, tmp_path: Path,
     assert (out / "search.json").read_text() == before
 
 
+def test_resume_with_cut_short_driver_state_is_refused(space: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """Runs after test_kill_then_resume (file order). A searcher state cut short (a driver
+    killed while Tune copied it to storage, before raygym uploaded state whole) is refused
+    with one line naming it; Tune would restart the search beside the trials already run."""
+    exp = space.parent / "results" / NAME / "ray" / NAME
+    states = sorted(exp.glob("searcher-state-*.pkl"))
+    if not states:
+        pytest.skip("needs the search of test_kill_then_resume")
+    newest, whole = states[-1], states[-1].read_bytes()
+    record = (exp.parent.parent / "search.json").read_text()
+    try:
+        newest.write_bytes(whole[: len(whole) // 2])
+        code, err = run_cli(["search", str(space), "--resume"], capsys)
+    finally:
+        newest.write_bytes(whole)
+    assert code == 2
+    line = one_error_line(err)
+    assert str(newest) in line and "cut short" in line and "another `name`" in line
+    assert (exp.parent.parent / "search.json").read_text() == record
+
+
 def _state_epoch(folder: Path) -> int:
     return int(json.loads((folder / "state.json").read_text())["epoch"])
 

@@ -1,0 +1,120 @@
+"""Tune's driver state on storage, kept whole; a resume that would lose it refuses instead.
+
+Tune's driver saves its state (the experiment snapshot ``experiment_state-<session>.json``,
+the searcher's ``search_gen_state-`` and ``searcher-state-`` files, callback states) into a
+local staging folder and copies that folder to storage in the background, writing each file in
+place. A driver killed during the copy (seen in CI: SIGKILL of the search's job) left the
+searcher's files 0 bytes long; ``Tuner.restore`` then could not load them, logged "Restarting
+experiment" and ran the search anew: the trials already run were orphaned and the leaderboard
+listed only the new ones.
+
+:func:`upload_staging` is the copy ``raygym search`` has Tune use instead
+(:func:`raygym.compat.tune_state_uploads`): each state file goes to a temporary name beside
+its old version and is renamed over it, so storage holds the old version or the new one,
+whole. :func:`check_driver_state` reads, before a resume, the files a restore would read,
+and refuses with one line if one is cut short (a search stopped by an older raygym).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import posixpath
+from typing import TYPE_CHECKING
+
+from raygym.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow.fs
+
+# The files a restore reads, by pattern: Tune reads the newest name of each (max of names).
+SNAPSHOT = "experiment_state-*.json"
+STATE_FILES = (SNAPSHOT, "search_gen_state-*.json", "searcher-state-*.pkl",
+               "basic-variant-state-*.json", "callback-states-*.pkl")
+# Suffix of the temporary name a state file is uploaded under; Tune never reads such a name
+# (it matches none of STATE_FILES, and Tune's download takes *.json and *.pkl only).
+UPLOADING = ".uploading"
+
+
+def upload_staging(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str) -> None:
+    """Copy the driver's staging folder ``local_path`` to ``fs_path`` on ``fs``.
+
+    Sub-folders (trial logs) are copied as Ray copies them. Each top-level file (the
+    state) is copied to ``.NAME.uploading`` beside it, then renamed over ``NAME``; the
+    experiment snapshot goes last, so a snapshot on storage never names trials that the
+    searcher's state there has not heard of (raygym's searcher closes the reverse as
+    orphans, :meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.restore`). A rename is
+    atomic on a local or network file system; an object store writes each object whole.
+    """
+    import pyarrow.fs as pafs
+
+    local = pafs.LocalFileSystem()
+    options: dict[str, object] = {"chunk_size": 64 * 1024 * 1024}  # Ray's chunk size
+    s3 = getattr(pafs, "S3FileSystem", None)
+    if s3 is not None and isinstance(fs, s3):
+        options["use_threads"] = False  # as Ray: pyarrow's threaded S3 upload is unsafe
+    fs.create_dir(fs_path, recursive=True)
+    with os.scandir(local_path) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():  # (pyarrow makes the folders inside, not the top one)
+            fs.create_dir(posixpath.join(fs_path, entry.name), recursive=True)
+            pafs.copy_files(entry.path, posixpath.join(fs_path, entry.name),
+                            source_filesystem=local, destination_filesystem=fs, **options)
+    files = sorted((e for e in entries if e.is_file()),
+                   key=lambda e: fnmatch.fnmatch(e.name, SNAPSHOT))  # the snapshot last
+    for entry in files:
+        temp = posixpath.join(fs_path, f".{entry.name}{UPLOADING}")
+        pafs.copy_files(entry.path, temp, source_filesystem=local, destination_filesystem=fs,
+                        **options)
+        fs.move(temp, posixpath.join(fs_path, entry.name))
+
+
+def unreadable_state(exp_path: str) -> list[tuple[str, int, str]]:
+    """The state files a restore of the Tune experiment at ``exp_path`` (a path or URI) would
+    read but cannot: ``[(path on its file system, size in bytes, why)]``; empty when every one
+    loads (or there is none yet). Loads them as Tune does: the snapshot as JSON, the rest
+    with Ray's cloudpickle."""
+    import pyarrow.fs as pafs
+    from ray import cloudpickle
+
+    from raygym.compat import storage_filesystem
+
+    fs, fs_path = storage_filesystem(exp_path)
+    infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
+    names = [i.base_name for i in infos if i.type == pafs.FileType.File]
+    unreadable = []
+    for pattern in STATE_FILES:
+        matching = fnmatch.filter(names, pattern)
+        if not matching:
+            continue
+        path = posixpath.join(fs_path, max(matching))
+        with fs.open_input_stream(path) as stream:
+            data = stream.readall()
+        try:
+            if not data:
+                raise ValueError("empty file")
+            if pattern == SNAPSHOT:
+                json.loads(data)
+            else:
+                cloudpickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
+            unreadable.append((path, len(data), f"{type(exc).__name__}: {exc}"[:200]))
+    return unreadable
+
+
+def check_driver_state(exp_path: str) -> None:
+    """Before a resume: raise :class:`~raygym.errors.DataError` naming the first state file
+    of ``exp_path`` that a restore could not load. Tune would log "Restarting experiment"
+    and run the whole search again beside the trials already run."""
+    unreadable = unreadable_state(exp_path)
+    if not unreadable:
+        return
+    path, size, why = unreadable[0]
+    others = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+    raise DataError(
+        f"cannot resume: Tune's saved state is cut short{others}: {size} bytes, {why} (the "
+        "search was stopped while saving it); resuming would start the search over",
+        file=path,
+        fix="start the search again under another `name` (this folder is left as it is)")
