@@ -29,7 +29,7 @@ from raygym.compat import (
     tune_state_uploads,
     tuner_run_config,
 )
-from raygym.search.driver_state import upload_staging
+from raygym.search.driver_state import StagingUploads
 from raygym.search.live_table import LiveTrialsCallback
 from raygym.search.space import OptunaDefineByRun
 from raygym.search.space_config import Distribution, SearchSpace
@@ -102,10 +102,11 @@ def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None
     own = tuner_run_config(tuner)
     assert own is not None and own.name == "compat"
     uploads: list[tuple[str, str]] = []
+    staging_uploads = StagingUploads()
 
     def upload(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str) -> None:
         uploads.append((local_path, fs_path))
-        upload_staging(local_path, fs, fs_path)
+        staging_uploads(local_path, fs, fs_path)
 
     with tune_state_uploads(upload):
         tuner.fit()

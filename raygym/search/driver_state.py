@@ -8,7 +8,7 @@ searcher's files 0 bytes long; ``Tuner.restore`` then could not load them, logge
 experiment" and ran the search anew: the trials already run were orphaned and the leaderboard
 listed only the new ones.
 
-:func:`upload_staging` is the copy ``raygym search`` has Tune use instead
+:class:`StagingUploads` is the copy ``raygym search`` has Tune use instead
 (:func:`raygym.compat.tune_state_uploads`): each state file goes to a temporary name beside
 its old version and is renamed over it, so storage holds the old version or the new one,
 whole. :func:`check_driver_state` reads, before a resume, the files a restore would read,
@@ -21,7 +21,8 @@ import fnmatch
 import json
 import os
 import posixpath
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from raygym.errors import DataError
 
@@ -37,38 +38,81 @@ STATE_FILES = (SNAPSHOT, "search_gen_state-*.json", "searcher-state-*.pkl",
 UPLOADING = ".uploading"
 
 
-def upload_staging(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str) -> None:
-    """Copy the driver's staging folder ``local_path`` to ``fs_path`` on ``fs``.
+class StagingUploads:
+    """Tune's upload of the driver's staging folder (one instance per search; it remembers
+    what it copied): call it as ``upload(local_path, fs, fs_path)``.
 
-    Sub-folders (trial logs) are copied as Ray copies them. Each top-level file (the
-    state) is copied to ``.NAME.uploading`` beside it, then renamed over ``NAME``; the
-    experiment snapshot goes last, so a snapshot on storage never names trials that the
-    searcher's state there has not heard of (raygym's searcher closes the reverse as
-    orphans, :meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.restore`). A rename is
-    atomic on a local or network file system; an object store writes each object whole.
+    Each top-level file (the state) is copied to ``.NAME.uploading`` beside ``NAME`` on
+    storage, then renamed over it; the experiment snapshot goes last, so a snapshot on storage
+    never names trials that the searcher's state there has not heard of (raygym's searcher
+    closes the reverse as orphans, :meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.
+    restore`). A rename is atomic on a local or network file system; an object store writes
+    each object whole. The files in sub-folders (trial logs, appended to) are copied in place
+    as Ray copies them, but only those whose size or modification time changed since this
+    instance copied them: Ray copies every trial's logs at every sync, which at 1,000 trials
+    costs more than the rest of the sync (``bench/RESULTS.md``, "driver state").
     """
-    import pyarrow.fs as pafs
 
-    local = pafs.LocalFileSystem()
-    options: dict[str, object] = {"chunk_size": 64 * 1024 * 1024}  # Ray's chunk size
-    s3 = getattr(pafs, "S3FileSystem", None)
-    if s3 is not None and isinstance(fs, s3):
-        options["use_threads"] = False  # as Ray: pyarrow's threaded S3 upload is unsafe
-    fs.create_dir(fs_path, recursive=True)
-    with os.scandir(local_path) as scan:
-        entries = sorted(scan, key=lambda e: e.name)
-    for entry in entries:
-        if entry.is_dir():  # (pyarrow makes the folders inside, not the top one)
-            fs.create_dir(posixpath.join(fs_path, entry.name), recursive=True)
-            pafs.copy_files(entry.path, posixpath.join(fs_path, entry.name),
-                            source_filesystem=local, destination_filesystem=fs, **options)
-    files = sorted((e for e in entries if e.is_file()),
-                   key=lambda e: fnmatch.fnmatch(e.name, SNAPSHOT))  # the snapshot last
-    for entry in files:
-        temp = posixpath.join(fs_path, f".{entry.name}{UPLOADING}")
-        pafs.copy_files(entry.path, temp, source_filesystem=local, destination_filesystem=fs,
-                        **options)
-        fs.move(temp, posixpath.join(fs_path, entry.name))
+    def __init__(self) -> None:
+        # storage folder -> (the staging folder copied there, {its file: (size, mtime)})
+        self._copied: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}
+
+    def __call__(self, local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str) -> None:
+        import pyarrow.fs as pafs
+
+        local = pafs.LocalFileSystem()
+        options: dict[str, Any] = {"chunk_size": 64 * 1024 * 1024}  # Ray's chunk size
+        s3 = getattr(pafs, "S3FileSystem", None)
+        if s3 is not None and isinstance(fs, s3):
+            options["use_threads"] = False  # as Ray: pyarrow's threaded S3 upload is unsafe
+        source, copied = self._copied.get(fs_path, (local_path, {}))
+        if source != local_path:  # another staging folder: its stamps say nothing here
+            copied = {}
+        self._copied[fs_path] = (local_path, copied)
+        top, nested = _staged_files(local_path)
+        changed = [(rel, stamp) for rel, stamp in nested if copied.get(rel) != stamp]
+        fs.create_dir(fs_path, recursive=True)
+        for folder in sorted({posixpath.dirname(rel) for rel, _ in changed}):
+            fs.create_dir(posixpath.join(fs_path, folder), recursive=True)
+
+        def copy(rel: str) -> None:
+            pafs.copy_files(os.path.join(local_path, rel), posixpath.join(fs_path, rel),
+                            source_filesystem=local, destination_filesystem=fs,
+                            **{**options, "use_threads": False})
+
+        if len(changed) > 8:  # many small files: their opens and writes overlap
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(copy, [rel for rel, _ in changed]))
+        else:
+            for rel, _ in changed:
+                copy(rel)
+        copied.update(changed)  # stamps from before the copy: a later append copies again
+        for name in sorted(top, key=lambda n: fnmatch.fnmatch(n, SNAPSHOT)):  # snapshot last
+            temp = posixpath.join(fs_path, f".{name}{UPLOADING}")
+            pafs.copy_files(os.path.join(local_path, name), temp, source_filesystem=local,
+                            destination_filesystem=fs, **options)
+            fs.move(temp, posixpath.join(fs_path, name))
+
+
+def _staged_files(local_path: str) -> tuple[list[str], list[tuple[str, tuple[int, int]]]]:
+    """The staging folder's top-level file names, and every file below them as
+    ``(relative posix path, (size, mtime in ns))``."""
+    top: list[str] = []
+    nested: list[tuple[str, tuple[int, int]]] = []
+    folders = [("", local_path)]
+    while folders:
+        rel_dir, path = folders.pop()
+        with os.scandir(path) as scan:
+            for entry in scan:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((rel, entry.path))
+                elif not rel_dir:
+                    top.append(entry.name)
+                else:
+                    stat = entry.stat()
+                    nested.append((rel, (stat.st_size, stat.st_mtime_ns)))
+    return top, nested
 
 
 def unreadable_state(exp_path: str) -> list[tuple[str, int, str]]:

@@ -18,9 +18,9 @@ from ray import cloudpickle
 from raygym.errors import DataError
 from raygym.search.driver_state import (
     UPLOADING,
+    StagingUploads,
     check_driver_state,
     unreadable_state,
-    upload_staging,
 )
 
 MIB = 1024 * 1024
@@ -42,9 +42,9 @@ def test_upload_copies_logs_and_replaces_each_state_file(tmp_path: Path) -> None
     import pyarrow.fs as pafs
 
     dest = tmp_path / "storage" / "exp"
-    fs = pafs.LocalFileSystem()
+    fs, upload = pafs.LocalFileSystem(), StagingUploads()
     for version in (1, 2):
-        upload_staging(str(_staging(tmp_path / f"staging{version}", version)), fs, str(dest))
+        upload(str(_staging(tmp_path / f"staging{version}", version)), fs, str(dest))
         assert (dest / "trial_a" / "result.json").read_text() == f'{{"v": {version}}}\n'
         assert (dest / "searcher-state-s.pkl").read_bytes() == bytes([version]) * 64
         assert json.loads((dest / "experiment_state-s.json").read_text())["v"] == version
@@ -54,18 +54,42 @@ def test_upload_copies_logs_and_replaces_each_state_file(tmp_path: Path) -> None
         "trial_a"]
 
 
+def test_upload_copies_again_only_the_logs_that_changed(tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+
+    staging = _staging(tmp_path / "staging", 1)
+    (staging / "trial_b" / "deep").mkdir(parents=True)
+    (staging / "trial_b" / "deep" / "params.json").write_text("{}")
+    dest = tmp_path / "storage" / "exp"
+    fs, upload = pafs.LocalFileSystem(), StagingUploads()
+    upload(str(staging), fs, str(dest))
+    assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
+    # storage's copy of an unchanged log is gone: a second upload does not copy it again...
+    (dest / "trial_b" / "deep" / "params.json").unlink()
+    with (staging / "trial_a" / "result.json").open("a") as log:  # ...but an appended one
+        log.write('{"v": 3}\n')
+    (staging / "searcher-state-s.pkl").write_bytes(b"new")
+    upload(str(staging), fs, str(dest))
+    assert not (dest / "trial_b" / "deep" / "params.json").exists()
+    assert (dest / "trial_a" / "result.json").read_text() == '{"v": 1}\n{"v": 3}\n'
+    assert (dest / "searcher-state-s.pkl").read_bytes() == b"new"  # state: every time
+    # a new search (a new instance) copies everything
+    StagingUploads()(str(staging), fs, str(dest))
+    assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
+
+
 # The child uploads two staging folders in turn, for ever, through a real Ray syncer as the
-# Tune driver does (raygym.compat.tune_state_uploads routes it to upload_staging).
+# Tune driver does (raygym.compat.tune_state_uploads routes it to StagingUploads).
 CHILD = textwrap.dedent("""
     import sys, pyarrow.fs as pafs
     from ray.train._internal.storage import _FilesystemSyncer
     from raygym.compat import tune_state_uploads
-    from raygym.search.driver_state import upload_staging
+    from raygym.search.driver_state import StagingUploads
 
     a, b, dest = sys.argv[1:]
     syncer = _FilesystemSyncer(storage_filesystem=pafs.LocalFileSystem(), sync_period=0,
                                sync_timeout=120)
-    with tune_state_uploads(upload_staging):
+    with tune_state_uploads(StagingUploads()):
         n = 0
         while True:
             syncer.sync_up((a, b)[n % 2], dest)
