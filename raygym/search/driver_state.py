@@ -43,11 +43,15 @@ class StagingUploads:
     what it copied): call it as ``upload(local_path, fs, fs_path)``.
 
     Each top-level file (the state) is copied to ``.NAME.uploading`` beside ``NAME`` on
-    storage, then renamed over it; the experiment snapshot goes last, so a snapshot on storage
-    never names trials that the searcher's state there has not heard of (raygym's searcher
-    closes the reverse as orphans, :meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.
-    restore`). A rename is atomic on a local or network file system; an object store writes
-    each object whole. The files in sub-folders (trial logs, appended to) are copied in place
+    storage; once all are copied, each is renamed over its old version, the experiment
+    snapshot first. A rename is atomic on a local or network file system; an object store
+    writes each object whole. A driver killed between two renames leaves a snapshot newer
+    than the searcher's state: the trials the searcher had not heard of are run to their end
+    unreported, their Optuna trials are closed as orphans
+    (:meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.restore`) and the searcher, whose
+    count is behind, suggests that many more; the other order would leave Optuna trials of
+    trials Tune never restores running for ever, and the search short of them. The files in
+    sub-folders (trial logs, appended to) are copied in place
     as Ray copies them, but only those whose size or modification time changed since this
     instance copied them: Ray copies every trial's logs at every sync, which at 1,000 trials
     costs more than the rest of the sync (``bench/RESULTS.md``, "driver state").
@@ -56,6 +60,15 @@ class StagingUploads:
     def __init__(self) -> None:
         # storage folder -> (the staging folder copied there, {its file: (size, mtime)})
         self._copied: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the syncer's last command, this object included, into every trial of
+        # its snapshot: with what it copied (an entry per file) the snapshot grew with the
+        # square of the trials (220 MB at 1,000). Unpickled, it copies everything once.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
 
     def __call__(self, local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str) -> None:
         import pyarrow.fs as pafs
@@ -87,11 +100,15 @@ class StagingUploads:
             for rel, _ in changed:
                 copy(rel)
         copied.update(changed)  # stamps from before the copy: a later append copies again
-        for name in sorted(top, key=lambda n: fnmatch.fnmatch(n, SNAPSHOT)):  # snapshot last
-            temp = posixpath.join(fs_path, f".{name}{UPLOADING}")
-            pafs.copy_files(os.path.join(local_path, name), temp, source_filesystem=local,
-                            destination_filesystem=fs, **options)
-            fs.move(temp, posixpath.join(fs_path, name))
+        # every state file to its temporary name, then the renames in a row: the snapshot
+        # first (see the class docstring)
+        top.sort(key=lambda n: not fnmatch.fnmatch(n, SNAPSHOT))
+        for name in top:
+            pafs.copy_files(os.path.join(local_path, name),
+                            posixpath.join(fs_path, f".{name}{UPLOADING}"),
+                            source_filesystem=local, destination_filesystem=fs, **options)
+        for name in top:
+            fs.move(posixpath.join(fs_path, f".{name}{UPLOADING}"), posixpath.join(fs_path, name))
 
 
 def _staged_files(local_path: str) -> tuple[list[str], list[tuple[str, tuple[int, int]]]]:

@@ -76,6 +76,12 @@ def test_upload_copies_again_only_the_logs_that_changed(tmp_path: Path) -> None:
     # a new search (a new instance) copies everything
     StagingUploads()(str(staging), fs, str(dest))
     assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
+    # Tune pickles the upload into every trial of its snapshot: what it remembers stays out
+    copy = cloudpickle.loads(cloudpickle.dumps(upload))
+    assert len(cloudpickle.dumps(upload)) < 200
+    (dest / "trial_b" / "deep" / "params.json").unlink()
+    copy(str(staging), fs, str(dest))  # it remembers nothing: it copies everything
+    assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
 
 
 # The child uploads two staging folders in turn, for ever, through a real Ray syncer as the
