@@ -165,6 +165,13 @@ def unreadable_state(exp_path: str) -> list[tuple[str, int, str]]:
     return unreadable
 
 
+def _cut_short(size: int, why: str) -> bool:
+    """Whether a load failure reads as a file that ends too early (not, e.g., a class that
+    moved since the search was saved)."""
+    return size == 0 or why.split(":", 1)[0] in ("EOFError", "UnpicklingError",
+                                                  "JSONDecodeError")
+
+
 def check_driver_state(exp_path: str) -> None:
     """Before a resume: raise :class:`~raygym.errors.DataError` naming the first state file
     of ``exp_path`` that a restore could not load. Tune would log "Restarting experiment"
@@ -174,8 +181,13 @@ def check_driver_state(exp_path: str) -> None:
         return
     path, size, why = unreadable[0]
     others = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-    raise DataError(
-        f"cannot resume: Tune's saved state is cut short{others}: {size} bytes, {why} (the "
-        "search was stopped while saving it); resuming would start the search over",
-        file=path,
-        fix="start the search again under another `name` (this folder is left as it is)")
+    if _cut_short(size, why):
+        what = (f"is cut short{others}: {size} bytes, {why} (the search was stopped while "
+                "saving it)")
+        fix = "start the search again under another `name` (this folder is left as it is)"
+    else:
+        what = f"does not load{others}: {why}"
+        fix = ("resume with the raygym and Ray versions that ran the search, or start it again "
+               "under another `name` (this folder is left as it is)")
+    raise DataError(f"cannot resume: Tune's saved state {what}; resuming would start the "
+                    "search over", file=path, fix=fix)

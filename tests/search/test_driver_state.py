@@ -149,6 +149,12 @@ def test_resume_check_names_the_state_a_restore_could_not_load(tmp_path: Path) -
     cut.write_bytes(cloudpickle.dumps({"_metric": "val_mean_iou"})[:-7])
     [(path, size, why)] = unreadable_state(str(exp))
     assert path == str(cut) and size > 0 and why
+    # a state that loads no more for another reason is not called cut short
+    cut.write_bytes(b"craygym_gone_module\nX\n.")  # a class from a module since removed
+    with pytest.raises(DataError) as info:
+        check_driver_state(str(exp))
+    assert "does not load" in str(info.value) and "ModuleNotFoundError" in str(info.value)
+    assert "cut short" not in str(info.value)
     (exp / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": [')
     assert [p for p, _, _ in unreadable_state(str(exp))] == [
         str(exp / "experiment_state-2026-01-02_00-00-00.json"), str(cut)]
