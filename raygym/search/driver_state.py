@@ -21,7 +21,7 @@ import fnmatch
 import json
 import os
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from raygym.errors import DataError
@@ -36,35 +36,39 @@ STATE_FILES = (SNAPSHOT, "search_gen_state-*.json", "searcher-state-*.pkl",
 # Suffix of the temporary name a state file is uploaded under; Tune never reads such a name
 # (it matches none of STATE_FILES, and Tune's download takes *.json and *.pkl only).
 UPLOADING = ".uploading"
+# The folder of links to the trial folders that one upload copies (beside the staging folder).
+VIEW = "raygym_upload_view"
 
 
 class StagingUploads:
-    """Tune's upload of the driver's staging folder (one instance per search; it remembers
-    what it copied): call it as ``upload(local_path, fs, fs_path)``.
+    """Tune's upload of the driver's staging folder: call it as
+    ``upload(local_path, fs, fs_path)``; one instance per search.
 
-    Each top-level file (the state) is copied to ``.NAME.uploading`` beside ``NAME`` on
-    storage; once all are copied, each is renamed over its old version, the experiment
-    snapshot first. A rename is atomic on a local or network file system; an object store
+    Everything is copied in one call into pyarrow, as Ray copies it, but through a folder of
+    links beside the staging folder (``raygym_upload_view``, in Ray's session folder): the
+    sub-folders (trial logs, appended to) under their own names, so they are copied in place,
+    and each top-level file (the state) as ``.NAME.uploading``. One call matters: the copy runs
+    in a thread of the driver, and a copy made file by file from Python waits for the
+    interpreter's lock at every file while Tune's loop runs (a sync of 350 files took 19 s
+    instead of 0.4 s; ``bench/RESULTS.md``, twelfth pass).
+
+    Then each state file is renamed over its old version, the experiment snapshot first. A rename is atomic on a local or network file system; an object store
     writes each object whole. A driver killed between two renames leaves a snapshot newer
     than the searcher's state: the trials the searcher had not heard of are run to their end
     unreported, their Optuna trials are closed as orphans
     (:meth:`~raygym.search.optuna_search.TruthfulOptunaSearch.restore`) and the searcher, whose
     count is behind, suggests that many more; the other order would leave Optuna trials of
-    trials Tune never restores running for ever, and the search short of them. The files in
-    sub-folders (trial logs, appended to) are copied in place
-    as Ray copies them, but only those whose size or modification time changed since this
-    instance copied them: Ray copies every trial's logs at every sync, which at 1,000 trials
-    costs more than the rest of the sync (``bench/RESULTS.md``, "driver state").
+    trials Tune never restores running for ever, and the search short of them.
     """
 
     def __init__(self) -> None:
-        # storage folder -> (the staging folder copied there, {its file: (size, mtime)})
-        self._copied: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}
+        # link folder -> (the staging folder linked to, the link names in it)
+        self._linked: dict[str, tuple[str, set[str]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the syncer's last command, this object included, into every trial of
-        # its snapshot: with what it copied (an entry per file) the snapshot grew with the
-        # square of the trials (220 MB at 1,000). Unpickled, it copies everything once.
+        # its snapshot: anything kept here is stored once per trial (a record of every file
+        # copied made the snapshot 220 MB at 1,000 trials). Unpickled, it starts afresh.
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -78,58 +82,39 @@ class StagingUploads:
         s3 = getattr(pafs, "S3FileSystem", None)
         if s3 is not None and isinstance(fs, s3):
             options["use_threads"] = False  # as Ray: pyarrow's threaded S3 upload is unsafe
-        source, copied = self._copied.get(fs_path, (local_path, {}))
-        if source != local_path:  # another staging folder: its stamps say nothing here
-            copied = {}
-        self._copied[fs_path] = (local_path, copied)
-        top, nested = _staged_files(local_path)
-        changed = [(rel, stamp) for rel, stamp in nested if copied.get(rel) != stamp]
+        with os.scandir(local_path) as scan:
+            entries = list(scan)
+        top = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        # trial folders under their names, state files under their temporary names
+        links = {e.name: e.name for e in entries if e.is_dir(follow_symlinks=False)}
+        links.update((f".{name}{UPLOADING}", name) for name in top)
         fs.create_dir(fs_path, recursive=True)
-        for folder in sorted({posixpath.dirname(rel) for rel, _ in changed}):
-            fs.create_dir(posixpath.join(fs_path, folder), recursive=True)
-
-        def copy(rel: str) -> None:
-            pafs.copy_files(os.path.join(local_path, rel), posixpath.join(fs_path, rel),
-                            source_filesystem=local, destination_filesystem=fs,
-                            **{**options, "use_threads": False})
-
-        if len(changed) > 8:  # many small files: their opens and writes overlap
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(copy, [rel for rel, _ in changed]))
-        else:
-            for rel, _ in changed:
-                copy(rel)
-        copied.update(changed)  # stamps from before the copy: a later append copies again
-        # every state file to its temporary name, then the renames in a row: the snapshot
-        # first (see the class docstring)
-        top.sort(key=lambda n: not fnmatch.fnmatch(n, SNAPSHOT))
-        for name in top:
-            pafs.copy_files(os.path.join(local_path, name),
-                            posixpath.join(fs_path, f".{name}{UPLOADING}"),
+        if links:
+            pafs.copy_files(self._links(local_path, links), fs_path,
                             source_filesystem=local, destination_filesystem=fs, **options)
+        # then the renames in a row: the snapshot first (see the class docstring)
+        top.sort(key=lambda n: not fnmatch.fnmatch(n, SNAPSHOT))
         for name in top:
             fs.move(posixpath.join(fs_path, f".{name}{UPLOADING}"), posixpath.join(fs_path, name))
 
-
-def _staged_files(local_path: str) -> tuple[list[str], list[tuple[str, tuple[int, int]]]]:
-    """The staging folder's top-level file names, and every file below them as
-    ``(relative posix path, (size, mtime in ns))``."""
-    top: list[str] = []
-    nested: list[tuple[str, tuple[int, int]]] = []
-    folders = [("", local_path)]
-    while folders:
-        rel_dir, path = folders.pop()
-        with os.scandir(path) as scan:
-            for entry in scan:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append((rel, entry.path))
-                elif not rel_dir:
-                    top.append(entry.name)
-                else:
-                    stat = entry.stat()
-                    nested.append((rel, (stat.st_size, stat.st_mtime_ns)))
-    return top, nested
+    def _links(self, local_path: str, links: dict[str, str]) -> str:
+        """The folder beside ``local_path`` holding, for each ``{link name: entry of
+        local_path}``, a link to that entry (made for new names, removed for gone ones); made
+        afresh (links only) on this instance's first call."""
+        view = os.path.join(os.path.dirname(local_path.rstrip(os.sep)), VIEW)
+        source, linked = self._linked.get(view, ("", set()))
+        if source != local_path:  # first call, or links to another staging folder
+            shutil.rmtree(view, ignore_errors=True)  # removes links, never their targets
+            os.makedirs(view)
+            linked = set()
+        self._linked[view] = (local_path, linked)
+        for name in links.keys() - linked:
+            os.symlink(os.path.join(local_path, links[name]), os.path.join(view, name))
+        for name in linked - links.keys():
+            os.unlink(os.path.join(view, name))
+        linked.clear()
+        linked.update(links)
+        return view
 
 
 def unreadable_state(exp_path: str) -> list[tuple[str, int, str]]:

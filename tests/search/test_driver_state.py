@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_upload_copies_logs_and_replaces_each_state_file(tmp_path: Path) -> None
         "trial_a"]
 
 
-def test_upload_copies_again_only_the_logs_that_changed(tmp_path: Path) -> None:
+def test_upload_copies_every_log_through_links_and_pickles_small(tmp_path: Path) -> None:
     import pyarrow.fs as pafs
 
     staging = _staging(tmp_path / "staging", 1)
@@ -64,24 +65,32 @@ def test_upload_copies_again_only_the_logs_that_changed(tmp_path: Path) -> None:
     fs, upload = pafs.LocalFileSystem(), StagingUploads()
     upload(str(staging), fs, str(dest))
     assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
-    # storage's copy of an unchanged log is gone: a second upload does not copy it again...
+    # the one copy of the trial folders reads them through links beside the staging folder
+    links = tmp_path / "raygym_upload_view"
+    assert sorted(p.name for p in links.iterdir() if not p.name.startswith(".")) == [
+        "trial_a", "trial_b"]
+    assert all(p.is_symlink() for p in links.iterdir())
+    # every log is copied at every sync, as Ray copies them; a trial folder gone from the
+    # staging folder loses its link, not its copy on storage
     (dest / "trial_b" / "deep" / "params.json").unlink()
-    with (staging / "trial_a" / "result.json").open("a") as log:  # ...but an appended one
+    with (staging / "trial_a" / "result.json").open("a") as log:
         log.write('{"v": 3}\n')
-    (staging / "searcher-state-s.pkl").write_bytes(b"new")
+    shutil.rmtree(staging / "trial_b")
+    (staging / "trial_c").mkdir()
+    (staging / "trial_c" / "result.json").write_text("{}\n")
     upload(str(staging), fs, str(dest))
-    assert not (dest / "trial_b" / "deep" / "params.json").exists()
     assert (dest / "trial_a" / "result.json").read_text() == '{"v": 1}\n{"v": 3}\n'
-    assert (dest / "searcher-state-s.pkl").read_bytes() == b"new"  # state: every time
-    # a new search (a new instance) copies everything
-    StagingUploads()(str(staging), fs, str(dest))
-    assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
-    # Tune pickles the upload into every trial of its snapshot: what it remembers stays out
-    copy = cloudpickle.loads(cloudpickle.dumps(upload))
+    assert (dest / "trial_c" / "result.json").read_text() == "{}\n"
+    assert sorted(p.name for p in links.iterdir() if not p.name.startswith(".")) == [
+        "trial_a", "trial_c"]
+    assert (dest / "trial_b").is_dir()
+    # Tune pickles the upload into every trial of its snapshot: it must stay small
     assert len(cloudpickle.dumps(upload)) < 200
-    (dest / "trial_b" / "deep" / "params.json").unlink()
-    copy(str(staging), fs, str(dest))  # it remembers nothing: it copies everything
-    assert (dest / "trial_b" / "deep" / "params.json").read_text() == "{}"
+    copy = cloudpickle.loads(cloudpickle.dumps(upload))
+    copy(str(staging), fs, str(dest))  # starts afresh: its links made anew
+    assert sorted(p.name for p in links.iterdir() if not p.name.startswith(".")) == [
+        "trial_a", "trial_c"]
+    assert (staging / "trial_a" / "result.json").read_text() == '{"v": 1}\n{"v": 3}\n'
 
 
 # The child uploads two staging folders in turn, for ever, through a real Ray syncer as the
