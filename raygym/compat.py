@@ -166,34 +166,6 @@ def tbx_callback_with_writer(writer_cls: type) -> Any:
 
 
 @contextlib.contextmanager
-def tune_state_uploads(upload: Callable[[str, pyarrow.fs.FileSystem, str], None]
-                       ) -> Iterator[None]:
-    """While inside, a Tune driver in this process uploads its staging folder (experiment
-    snapshot, searcher state, trial logs) to storage with ``upload(local_path, fs, fs_path)``
-    instead of Ray's ``_upload_to_fs_path``, which writes each file in place: a driver killed
-    mid-upload leaves cut-short files that a resume cannot read
-    (``ray.train._internal.storage._FilesystemSyncer._sync_up_command``; Ray's
-    own way still serves an upload with ``exclude`` patterns, which the driver never sends).
-    """
-    from ray.train._internal import storage as ray_storage
-
-    syncer = ray_storage._FilesystemSyncer
-    base = syncer._sync_up_command
-
-    def sync_up_command(self: Any, local_path: str, uri: str,
-                        exclude: list[str] | None = None) -> tuple[Callable[..., None], dict]:
-        if exclude:
-            return base(self, local_path, uri, exclude)
-        return upload, {"local_path": local_path, "fs": self.storage_filesystem, "fs_path": uri}
-
-    syncer._sync_up_command = sync_up_command
-    try:
-        yield
-    finally:
-        syncer._sync_up_command = base
-
-
-@contextlib.contextmanager
 def tune_reuses_actors_fully(limit: int) -> Iterator[None]:
     """While inside, a Tune controller (with ``reuse_actors``) wastes no trial actor:
 

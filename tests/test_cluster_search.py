@@ -42,6 +42,7 @@ from raygym.cluster import (
     read_state,
     read_token,
 )
+from raygym.search.driver_state import unreadable_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -531,6 +532,16 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     history = {t: rows for t, rows in trial_rows(search).items() if t in done}
 
     second_job = submit(cluster, search.command("--resume"))
+    cut_short = unreadable_state(str(search.experiment))
+    if cut_short:
+        # The kill landed while Tune copied its own state to storage, in place (rare): Tune
+        # would start the search over; the resume refuses instead, naming the file.
+        assert wait_job(cluster, second_job, 120) == "FAILED"
+        logs = job_logs(cluster, second_job, tail=None)
+        assert cut_short[0][0] in logs and "cannot resume" in logs, logs[-3000:]
+        assert "Traceback" not in logs
+        print(f"killed mid-copy of Tune's state ({cut_short}): resume refused")
+        return
     logs = assert_succeeded(cluster, second_job)
     assert "nothing to resume" not in logs
 

@@ -280,10 +280,9 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
-    from raygym.compat import tune_reuses_actors_fully, tune_state_uploads, tuner_run_config
+    from raygym.compat import tune_reuses_actors_fully, tuner_run_config
     from raygym.data.dataset import PreparedDataset
     from raygym.ray_runtime import TRIAL_SLOT, trial_slots, trial_start_limit
-    from raygym.search.driver_state import StagingUploads
     from raygym.search.space import budget, tune_param_space
     from raygym.search.trainable import trial_in_process, trial_with_trainer
 
@@ -387,8 +386,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         cores = trial_start_limit()
         starting = str(cores) if cores < s.max_concurrent else None
         # the searcher's concurrency is the most actors that can ever be idle at once
-        # and its state reaches storage whole, even when the driver is killed mid-upload
-        with tune_reuses_actors_fully(s.max_concurrent), tune_state_uploads(StagingUploads()), \
+        with tune_reuses_actors_fully(s.max_concurrent), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
             grid = tuner.fit()
     drop_replaced_checkpoints(grid, mended, exp_path)
