@@ -185,7 +185,7 @@ def test_resume_with_another_space_is_refused(space: Path, tmp_path: Path,
 def test_resume_with_cut_short_driver_state_is_refused(space: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     """Runs after test_kill_then_resume (file order). A searcher state cut short (a driver
-    killed while Tune copied it to storage, before raygym uploaded state whole) is refused
+    killed while Tune copied it to storage, in place) is refused
     with one line naming it; Tune would restart the search beside the trials already run."""
     exp = space.parent / "results" / NAME / "ray" / NAME
     states = sorted(exp.glob("searcher-state-*.pkl"))
