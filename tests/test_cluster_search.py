@@ -531,8 +531,9 @@ def test_driver_lost_then_resumed(cluster: Cluster,
     files = {t: snapshot_dir(search.experiment / t) for t in done}
     history = {t: rows for t, rows in trial_rows(search).items() if t in done}
 
-    second_job = submit(cluster, search.command("--resume"))
+    # read before the resume starts, which writes state files of its own
     cut_short = unreadable_state(str(search.experiment))
+    second_job = submit(cluster, search.command("--resume"))
     if cut_short:
         # The kill landed while Tune copied its own state to storage, in place (rare): Tune
         # would start the search over; the resume refuses instead, naming the file.

@@ -47,9 +47,10 @@ def unreadable_state(exp_path: str) -> list[tuple[str, int, str]]:
         path = posixpath.join(fs_path, max(matching))
         with fs.open_input_stream(path) as stream:
             data = stream.readall()
+        if not data:
+            unreadable.append((path, 0, "empty file"))
+            continue
         try:
-            if not data:
-                raise ValueError("empty file")
             if pattern == SNAPSHOT:
                 json.loads(data)
             else:
