@@ -99,6 +99,10 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     # leaders raced further: trained again while their mean keeps them among the best
     "default-rr3": ("tpe", {"repeat_runs": 3}),
+    # the trials left once a discrete space is exhausted race the leaders to L runs each
+    "default-lo3": ("tpe", {"leftover_runs": 3}),
+    "default-lo4": ("tpe", {"leftover_runs": 4}),
+    "default-lo5": ("tpe", {"leftover_runs": 5}),
     "default-rep6-rr3": ("tpe", {"repeat_top": 6, "repeat_runs": 3}),
     "random+asha-rep3-shrink": _setting("random", rep=3, _pick="shrink"),
     "tpe-mv+median-g3-rep3": _setting("tpe", "median", grace=3, rep=3, mv=True),
@@ -232,7 +236,7 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str, str]) -> dic
 
     from raygym.search.noise import noise_floor
     from raygym.search.replay import ground_truth, load_table
-    from raygym.search.simulate import epochs_to_target, simulate, summarize
+    from raygym.search.simulate import epochs_to_target, simulate, summarize, top_k_funnel
     from raygym.search.space_config import load_experiment
 
     table = load_table(table_path)
@@ -256,6 +260,7 @@ def run_setting(job: tuple[str, str, int, int, int, list[int], str, str]) -> dic
     # (a ground-truth score's standard error) as the tolerance instead of 0.01
     out = summarize(traces, truth, noise_se=noise_floor(truth)["mean_se"])
     out["per_seed"] = [epochs_to_target(tr, truth) / truth.grid_epochs for tr in traces]
+    out["funnel"] = {f: top_k_funnel(traces, truth, f) for f in (0.25, 0.5)}
     out["cpu_s"] = time.process_time() - tick
     out["setting"] = name
     return out
@@ -339,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{a[0.1]:.3f} {a[0.25]:.3f} {a[0.5]:.3f} {a[1.0]:.3f} "
               f"{r['trials']:>6.0f} {r['pruned']:>6.0f}  {fmt(r['to_noise']):>5} "
               f"{r['noise_at_50']:>4.0%}")
+    print("where top-3 is lost: share of searches in which, by 25 / 50 % of the grid's "
+          "epochs, a top-3 configuration was started, had run to its end, was handed back")
+    for r in results:
+        fun = r["funnel"]
+        print(f"{r['setting']:20} " + "   ".join(
+            f"@{f:.0%}: started {fun[f]['started']:>4.0%} ended {fun[f]['completed']:>4.0%} "
+            f"handed back {fun[f]['chosen']:>4.0%}" for f in (0.25, 0.5)))
     if args.json:
         args.json.write_text(json.dumps({
             "table": str(args.table), "patience": patience, "monitor": args.monitor,

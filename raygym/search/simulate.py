@@ -56,6 +56,12 @@ class SearchTrace:
     sim_seconds: float
     order: list[int] = field(default_factory=list)  # configuration ids in start order
     ran: list[int] = field(default_factory=list)  # epochs each of those trials ran
+    # per trial, in start order: epochs spent (by all trials) when it was suggested and when
+    # it ended (inf: still running at the end), and whether it ran to its own end (not
+    # stopped by the scheduler, not diverged)
+    started: list[int] = field(default_factory=list)
+    ended: list[float] = field(default_factory=list)
+    completed: list[bool] = field(default_factory=list)
 
 
 class _Stub:
@@ -188,6 +194,8 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     replays: dict[str, tuple[list[dict[str, Any]], int]] = {}  # trial -> (results, config)
     resume_at: dict[str, int] = {}  # trial -> index of its next epoch
     ran: dict[str, int] = {}  # trial -> epochs replayed
+    started: dict[str, int] = {}  # trial -> epochs spent when suggested
+    ended: dict[str, tuple[int, bool]] = {}  # trial -> (epochs spent when it ended, completed)
     spent, pruned, seq = 0, 0, 0
     chosen = -1
     runs: dict[int, dict[str, float]] = {}  # config -> {trial: its best value so far}
@@ -215,6 +223,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             table, cid, replay_seed(table, cid, s.seed, run, seed_draw), patience=t.patience,
             max_epochs=t.max_epochs, metric=s.metric, search=s, monitor=t.monitor)), cid)
         resume_at[trial_id] = ran[trial_id] = 0
+        started[trial_id] = spent
         stub = _Stub(trial_id)
         stub.config = params  # as Tune's Trial.config (SparingRepeats reads the repeat key)
         ctl.trials[trial_id] = stub
@@ -257,6 +266,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             scheduler.on_trial_error(ctl, stub)
             searcher.on_trial_complete(trial_id, error=True)
             stub.status = "TERMINATED"
+            ended[trial_id] = (spent, False)
         else:
             value = result.get(f"best_{s.metric}", math.nan)
             if value == value:
@@ -269,6 +279,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
             if decision == TrialScheduler.STOP:
                 ctl.stop_trial(stub)
                 pruned += not finished(result)
+                ended[trial_id] = (spent, finished(result))
             else:
                 searcher.on_trial_result(trial_id, result)
                 resume_at[trial_id] = i + 1
@@ -278,13 +289,19 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
                     seq += 1
                     heapq.heappush(events, (clock + _seconds(results[i + 1]), seq, trial_id,
                                             i + 1))
+        for gone in ctl.stopped:  # paused or pending trials a HyperBand bracket stopped
+            ended.setdefault(gone.trial_id, (spent, False))
         epochs_out.append(spent)
         chosen_out.append(chosen)
         fill_slots()
     pruned += len(ctl.stopped)
     return SearchTrace(epochs=np.asarray(epochs_out), chosen=np.asarray(chosen_out),
                        trials=len(ctl.trials), pruned=pruned, sim_seconds=clock, order=order,
-                       ran=[ran[t] for t in ctl.trials])
+                       ran=[ran[t] for t in ctl.trials],
+                       started=[started[t] for t in ctl.trials],
+                       ended=[float(ended[t][0]) if t in ended else math.inf
+                              for t in ctl.trials],
+                       completed=[t in ended and ended[t][1] for t in ctl.trials])
 
 
 def _leader(runs: dict[int, dict[str, float]]) -> int:
@@ -355,3 +372,24 @@ def summarize(traces: list[SearchTrace], truth: GroundTruth,
             "top3": {0.25: top(3, 0.25), 0.5: top(3, 0.5)},
             "anytime": anytime, "trials": float(np.median([tr.trials for tr in traces])),
             "pruned": float(np.median([tr.pruned for tr in traces]))}
+
+
+def top_k_funnel(traces: list[SearchTrace], truth: GroundTruth, fraction: float = 0.5,
+                 k: int = 3) -> dict[str, float]:
+    """Where the chance of handing back a top-``k`` configuration after ``fraction`` of the
+    grid's epochs is lost, as shares of the searches: ``started``: a trial of a top-``k``
+    configuration had been suggested by then (the most any hand-back rule could reach with
+    this sampler); ``completed``: one had run to its own end (not stopped by the scheduler);
+    ``chosen``: the hand-back was a top-``k`` configuration (``summarize``'s ``top3``)."""
+    budget = fraction * truth.grid_epochs
+    top = {int(c) for c in np.flatnonzero(truth.ranks <= k)}
+    started, completed, chosen = [], [], []
+    for tr in traces:
+        began = [c for c, s in zip(tr.order, tr.started, strict=True) if s <= budget]
+        done = [c for c, e, ok in zip(tr.order, tr.ended, tr.completed, strict=True)
+                if ok and e <= budget]
+        started.append(bool(top.intersection(began)))
+        completed.append(bool(top.intersection(done)))
+        chosen.append((c := chosen_at(tr, budget)) >= 0 and truth.ranks[c] <= k)
+    return {"started": float(np.mean(started)), "completed": float(np.mean(completed)),
+            "chosen": float(np.mean(chosen))}

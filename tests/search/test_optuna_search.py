@@ -246,3 +246,46 @@ def test_a_leader_is_raced_up_to_repeat_runs_while_its_mean_leads() -> None:
     finish(searcher, "e", 0.1)  # mean 0.5 < 0.6
     third = searcher.suggest("f")
     assert isinstance(third, dict) and REPEAT_KEY not in third
+
+
+def test_leftover_trials_race_the_leaders_once_the_space_is_exhausted() -> None:
+    """leftover_runs 4: after every point of the 4-point space ran (leaders twice), the trials
+    left go to the best 2 by mean, the fewest runs first, up to 4 runs each, with fresh run
+    indexes; a pruned configuration is never raced; then the search ends."""
+    from raygym.search.space import REPEAT_KEY, config_key
+
+    searcher = _searcher(define_by_run=True)
+    searcher.repeat_top, searcher.leftover_runs = 2, 4
+    runs: dict[str, list[int]] = {}
+    for i in range(30):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        base = {k: v for k, v in config.items() if k != REPEAT_KEY}
+        runs.setdefault(config_key(base), []).append(config.get(REPEAT_KEY, 0))
+        pruned = base["model.arch"] == "gym_unet" and base["loss.name"] == "dice"
+        _finish(searcher, f"t{i}", base, pruned=pruned)
+    def key(arch: str, loss: str) -> str:
+        return config_key({"model.arch": arch, "loss.name": loss})
+
+    assert len(runs) == 4
+    # the best 2 that ran to their end (0.5 and 0.4), each with a fresh seed per run
+    assert runs[key("gym_unet", "cce")] == runs[key("gym_resunet", "dice")] == [0, 1, 2, 3]
+    assert len(runs[key("gym_resunet", "cce")]) <= 2  # at most its ordinary repeat
+    # the best by _score is gym_unet + dice (0.6), but its run was pruned: not raced
+    assert runs[key("gym_unet", "dice")] == [0]
+    # leftover_runs <= repeat_runs: the search ends when the space is exhausted, as before
+    plain = _searcher(define_by_run=True)
+    plain.repeat_top, plain.leftover_runs = 2, 2
+    seen: list[str] = []
+    for i in range(30):
+        config = plain.suggest(f"p{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        seen.append(config_key(config))
+        _finish(plain, f"p{i}", {k: v for k, v in config.items() if k != REPEAT_KEY},
+                pruned=False)
+    assert config == Searcher.FINISHED and len(set(seen)) == 4
+    assert max(seen.count(k) for k in seen) == 2

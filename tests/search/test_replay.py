@@ -29,6 +29,7 @@ from raygym.search.simulate import (
     epochs_to_target,
     simulate,
     summarize,
+    top_k_funnel,
 )
 from raygym.search.space_config import load_experiment
 
@@ -308,6 +309,28 @@ def test_search_metrics_on_hand_made_traces(grid_table: Path) -> None:
     assert out["anytime"][1.0] == pytest.approx(truth.scores[other])
 
 
+def test_top_k_funnel_on_hand_made_traces(grid_table: Path) -> None:
+    """Started / ran to its end / handed back, each by the budget, for a top-3 configuration."""
+    truth = ground_truth(CurveTable.load(grid_table), patience=3, max_epochs=8)
+    best, worst = int(np.argmin(truth.ranks)), int(np.argmax(truth.ranks))
+    half = 0.5 * truth.grid_epochs
+    epochs = np.arange(1, int(truth.grid_epochs) + 1)
+
+    def trace(chosen: int, started: float, ended: float, completed: bool) -> SearchTrace:
+        return SearchTrace(epochs=epochs, chosen=np.full(len(epochs), chosen), trials=2,
+                           pruned=0, sim_seconds=1.0, order=[worst, best],
+                           started=[0, int(started)], ended=[8.0, ended],
+                           completed=[True, completed])
+
+    found = trace(best, 1, 9, True)  # the best ran to its end early and is handed back
+    missed = trace(worst, 1, 9, True)  # ... ran, but another is handed back
+    pruned = trace(worst, 1, 4, False)  # ... stopped by the scheduler
+    late = trace(worst, half + 1, math.inf, False)  # ... suggested after the budget
+    out = top_k_funnel([found, missed, pruned, late], truth, 0.5)
+    assert out == {"started": 0.75, "completed": 0.5, "chosen": 0.25}
+    assert top_k_funnel([late], truth, 1.0)["started"] == 1.0
+
+
 # ----------------------------------------------------------------------------- simulator
 def test_each_search_seed_draws_its_own_seed_assignment() -> None:
     """A configuration's runs replay distinct recorded seeds, the same ones again for the same
@@ -360,6 +383,12 @@ def test_simulated_tpe_asha_prunes_never_repeats_and_is_seeded(grid_table: Path,
     assert first.epochs[-1] <= truth.grid_epochs
     # ASHA stops trials at rungs 1 and 3: fewer epochs per trial than the grid's 8
     assert first.epochs[-1] / first.trials < 8
+    # each trial's start and end in epochs spent: those the scheduler stopped did not complete
+    # (inf: still running when the budget ran out)
+    assert sum(not ok and e < math.inf for ok, e in zip(
+        first.completed, first.ended, strict=True)) == first.pruned
+    assert all(s + n <= e and (e <= first.epochs[-1] or e == math.inf) for s, e, n in zip(
+        first.started, first.ended, first.ran, strict=True))
 
 
 def test_simulated_repeats_race_the_leaders(grid_table: Path, tmp_path: Path) -> None:
