@@ -8,6 +8,10 @@ truth, as ``bench_simulate.py`` does, and (b) by the mean of the recorded seeds 
 not replay for it (a held-out truth: tables with more than 2 seeds only). The difference is
 the simulator's optimism; (b) is what the hand-back is worth on a fresh run.
 
+Settings that run a configuration a different number of times are judged on different seeds
+here (a configuration raced to 3 runs of 4 on 1, one run twice on 2): compare those with
+``bench_unseen_seed.py``, which judges every setting on the same held-out seed.
+
 Paired comparisons (the same search seeds): every setting against ``--against`` (default:
 ``default``), and ``X-shrink`` against ``X`` (the same searches with another hand-back):
 mean difference of (b) at 50 %, its SE and t.
@@ -91,20 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping in every trial (default max(3, epochs // 5))")
     p.add_argument("--monitor", default="val_loss", help="what early stopping watches")
-    p.add_argument("--samples-factor", type=float, default=1.0,
-                   help="num_samples as a multiple of the table's configurations (above 1: "
-                        "room for search.leftover_runs)")
-    p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS),
-                   help="shares of the grid's epochs at which the hand-back is judged")
-    p.add_argument("--paired-at", type=float, default=0.5,
-                   help="the budget (one of --budgets) of the paired comparisons")
     p.add_argument("--seed-draw", choices=["shared", "per_trial"], default="shared",
                    help="as in bench_simulate.py")
     args = p.parse_args(argv)
-    budgets = tuple(args.budgets)
-    at = args.paired_at
-    if at not in budgets:
-        raise SystemExit(f"--paired-at {at:g} is not one of --budgets")
     table = load_table(str(args.table))
     if len(table.seeds) < 3:
         raise SystemExit(f"{args.table}: {len(table.seeds)} seeds; a held-out truth needs 3+")
@@ -116,52 +109,48 @@ def main(argv: list[str] | None = None) -> int:
           f"{truth.best:.4f} of {truth.grid_epochs:.0f} epochs, {args.seeds} searches per "
           f"setting (search seeds from {args.first_seed}, recorded seeds {args.seed_draw}); "
           "held-out means at "
-          f"{' / '.join(f'{b:.0%}' for b in budgets)} of the "
-          f"grid's epochs; num_samples {args.samples_factor:g} x the configurations")
-    held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at `at`
+          f"{' / '.join(f'{b:.0%}' for b in BUDGETS)} of the "
+          "grid's epochs")
+    held_by: dict[str, dict[int, float]] = {}  # setting -> search seed -> held-out at 50 %
     for name in args.settings:
         algorithm, overrides = SETTINGS[name]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "space.yaml"
-            exp = experiment(table, patience, 2, overrides, args.monitor)
-            exp["search"]["num_samples"] = round(args.samples_factor * len(table.configs))
-            path.write_text(yaml.safe_dump(exp))
+            path.write_text(yaml.safe_dump(experiment(table, patience, 2, overrides,
+                                                      args.monitor)))
             config, space = load_experiment(path)
-        full: dict[float, list[float]] = {b: [] for b in budgets}
-        held: dict[float, list[float]] = {b: [] for b in budgets}
+        full: dict[float, list[float]] = {b: [] for b in BUDGETS}
+        held: dict[float, list[float]] = {b: [] for b in BUDGETS}
         held_by[name] = {}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            trace = simulate(config, space, table, seed=seed,
-                             max_epochs_spent=max(budgets) * truth.grid_epochs,
+            trace = simulate(config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
                              algorithm="grid" if algorithm == "grid" else None,
                              sampler=RandomSampler(seed=seed) if algorithm == "random" else None,
                              leader=pick_leader(overrides.get("_pick"), table),
                              seed_draw=args.seed_draw)
-            for budget in budgets:
+            for budget in BUDGETS:
                 cid = chosen_at(trace, budget * truth.grid_epochs)
                 if cid < 0:
                     continue
                 full[budget].append(truth.scores[cid])
                 held[budget].append(held_out(truth, cid, replayed_seeds(
                     trace, cid, seed, n_seeds, args.seed_draw)))
-                if budget == at and not np.isnan(held[budget][-1]):
+                if budget == 0.5:
                     held_by[name][seed] = held[budget][-1]
-        h50 = held[at]
-        n_held = int(np.isfinite(h50).sum())
-        se = np.nanstd(h50, ddof=1) / np.sqrt(n_held) if n_held > 1 else float("nan")
-        print(f"  {name:26s} held-out {' / '.join(f'{np.nanmean(held[b]):.4f}' for b in budgets)}"
-              f" (SE at {at:.0%} {se:.4f}); full truth at {at:.0%} {np.mean(full[at]):.4f}, "
-              f"optimism {np.mean(full[at]) - np.nanmean(h50):+.4f} ({len(h50)} searches, "
-              f"{int(np.isnan(h50).sum())} without a held-out seed)", flush=True)
+        h50 = held[0.5]
+        se = np.std(h50, ddof=1) / np.sqrt(len(h50)) if len(h50) > 1 else float("nan")
+        print(f"  {name:26s} held-out {' / '.join(f'{np.mean(held[b]):.4f}' for b in BUDGETS)}"
+              f" (SE at 50 % {se:.4f}); full truth at 50 % {np.mean(full[0.5]):.4f}, optimism "
+              f"{np.mean(full[0.5]) - np.mean(h50):+.4f} ({len(h50)} searches)", flush=True)
     worlds = ({seed: replay_seed_index(n_seeds, 0, seed, 0, "shared")
                for seed in range(args.first_seed, args.first_seed + args.seeds)}
               if args.seed_draw == "shared" else None)
     for name in args.settings:
         if name != args.against and args.against in held_by:
-            print(f"  {name} minus {args.against}, held-out at {at:.0%}: "
+            print(f"  {name} minus {args.against}, held-out at 50 %: "
                   f"{paired(held_by[args.against], held_by[name], worlds)}")
         if (other := f"{name}-shrink") in held_by and args.against != name:
-            print(f"  {other} minus {name}, held-out at {at:.0%}: "
+            print(f"  {other} minus {name}, held-out at 50 %: "
                   f"{paired(held_by[name], held_by[other], worlds)}")
     return 0
 

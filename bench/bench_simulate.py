@@ -20,6 +20,9 @@ and 50 % of the grid's epochs; the anytime curve (median ground-truth score hand
 10 / 25 / 50 / 100 % of the grid's epochs); trials and pruned trials (medians); beside them
 the noise-aware figures: the median epochs until the handed-back configuration is within one
 SE of the best ("SE: med"), and the chance that it is at 50 % of the grid's epochs ("@50").
+Then, per setting, where the top-3 chance is lost (:func:`raygym.search.simulate.top_k_funnel`):
+the share of searches in which, by 25 / 50 % of the grid's epochs, a top-3 configuration had
+been suggested, had run to its own end, and was handed back.
 
 Example::
 
@@ -99,10 +102,6 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     # leaders raced further: trained again while their mean keeps them among the best
     "default-rr3": ("tpe", {"repeat_runs": 3}),
-    # the trials left once a discrete space is exhausted race the leaders to L runs each
-    "default-lo3": ("tpe", {"leftover_runs": 3}),
-    "default-lo4": ("tpe", {"leftover_runs": 4}),
-    "default-lo5": ("tpe", {"leftover_runs": 5}),
     "default-rep6-rr3": ("tpe", {"repeat_top": 6, "repeat_runs": 3}),
     "random+asha-rep3-shrink": _setting("random", rep=3, _pick="shrink"),
     "tpe-mv+median-g3-rep3": _setting("tpe", "median", grace=3, rep=3, mv=True),

@@ -448,10 +448,6 @@ class SearchConfig(_Strict):
     repeat_runs: int = Field(2, ge=2, description="runs at most per leading configuration: "
                              "a repeated leader whose mean keeps it among the best repeat_top "
                              "is trained again with the next seed, up to this many runs")
-    leftover_runs: int = Field(0, ge=0, description="once every configuration of a discrete "
-                               "space has run, the trials left (num_samples) race the best "
-                               "repeat_top further, the fewest runs first, up to this many "
-                               "runs each (<= repeat_runs: the search ends there instead)")
     rung_metric: Literal["last", "max", "mean3"] = Field(
         "last", description="what ASHA / median judge at a rung: the metric's last value, "
         "its best so far, or the mean of its last 3 epochs")

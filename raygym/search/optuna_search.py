@@ -13,16 +13,12 @@ outcome (user attribute ``duplicate_of``) and the untried point nearest to it (m
 parameters in common) is queued as the next ask; a suggestion of a configuration that is
 still training (parallel slots) is closed as FAIL (``duplicate_of_running``), which TPE
 ignores, and asked again the same way. When every point of a discrete space has
-been tried, the search ends before ``num_samples``, unless leftover racing (below) spends it.
+been tried, the search ends before ``num_samples``.
 
 With ``repeat_top`` k > 0 it also races the leaders, as SMAC's intensification does: a
 configuration whose trial finishes (its own loop ended) with a mean score among the best k
 is trained once more, with the next training seed, before new configurations are asked for,
-and again while its mean keeps it among the best k, up to ``repeat_runs`` runs. Once every
-point of a discrete space has run, the trials left under ``num_samples`` race the best k
-further (leftover racing): the leader with the fewest runs (then the best mean) is trained
-again, up to ``leftover_runs`` runs each; its mean is what the hand-back ranks, so the
-budget left buys precision where the choice is made.
+and again while its mean keeps it among the best k, up to ``repeat_runs`` runs.
 Such a repeat is a Tune trial whose config carries ``REPEAT_KEY`` (the run index, added to
 ``train.seed``); Optuna never hears of it. :meth:`mean_scores` gives each configuration's mean
 over its runs, by which the leaderboard ranks.
@@ -67,12 +63,10 @@ class TruthfulOptunaSearch(OptunaSearch):
     (see module docstring)."""
 
     def __init__(self, *args: Any, repeat_top: int = 0, repeat_runs: int = 2,
-                 leftover_runs: int = 0, **kwargs: Any) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.repeat_top = repeat_top
         self.repeat_runs = repeat_runs  # a configuration is trained at most this often
-        self.leftover_runs = leftover_runs  # ... or this often once the space is exhausted
-        self._finished_keys: set[str] = set()  # configurations with a run that ran to its end
         self._runs: dict[str, dict[str, float]] = {}  # config key -> {trial: best value}
         self._params_of: dict[str, dict[str, Any]] = {}  # trial -> its config
         self._queued: list[tuple[dict[str, Any], int]] = []  # repeats waiting for a slot
@@ -107,9 +101,6 @@ class TruthfulOptunaSearch(OptunaSearch):
                 nearest = max(untried, key=lambda p: sum(p.get(k) == v
                                                          for k, v in params.items()))
                 optuna_study(self).enqueue_trial(nearest, skip_if_exists=True)
-        race = self._leftover_race()
-        if race is not None:
-            return self._started(trial_id, race)
         if self.repeat_top and self._live:
             return None  # a running trial may still earn a repeat
         logger.info("every configuration of the search space has been tried: search ends")
@@ -136,7 +127,6 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._runs.setdefault(key, {})[trial_id] = sign * float(value)
         if not (finished and self.repeat_top):
             return
-        self._finished_keys.add(key)
         means = self.mean_scores()
         leaders = sorted(means, key=lambda k: means[k], reverse=True)[: self.repeat_top]
         queued = sum(1 for p, _ in self._queued if config_key(p) == key)
@@ -144,28 +134,6 @@ class TruthfulOptunaSearch(OptunaSearch):
         if key in leaders and runs < self.repeat_runs:
             base = {k: v for k, v in params.items() if k != REPEAT_KEY}
             self._queued.append((base, runs))
-
-    def _leftover_race(self) -> dict[str, Any] | None:
-        """The next run of a leader once the space is exhausted (leftover racing), or None:
-        of the best ``repeat_top`` configurations by mean (among those with a run that ran
-        to its end), the one with the fewest runs (finished, running or queued; then the
-        best mean) below ``leftover_runs``. Its run index follows the highest it had."""
-        if not self.repeat_top or self.leftover_runs <= self.repeat_runs:
-            return None
-        means = {k: v for k, v in self.mean_scores().items() if k in self._finished_keys}
-        leaders = sorted(means, key=lambda k: means[k], reverse=True)[: self.repeat_top]
-        started: dict[str, list[dict[str, Any]]] = {k: [] for k in leaders}
-        queued = ({**p, REPEAT_KEY: run} for p, run in self._queued)
-        for params in [*self._params_of.values(), *queued]:
-            if (key := config_key(params)) in started:
-                started[key].append(params)
-        racing = [k for k in leaders if len(started[k]) < self.leftover_runs]
-        if not racing:
-            return None
-        key = min(racing, key=lambda k: (len(started[k]), -means[k]))
-        base = {k: v for k, v in started[key][0].items() if k != REPEAT_KEY}
-        run = 1 + max(int(p.get(REPEAT_KEY, 0)) for p in started[key])
-        return {**base, REPEAT_KEY: run}
 
     def _untried(self) -> list[dict[str, Any]]:
         """Points of a discrete space no trial has taken (finished, running or queued); one
@@ -185,8 +153,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         # a searcher saved before repeats existed
         for name, empty in (("repeat_top", 0), ("repeat_runs", 2), ("_runs", {}),
-                            ("_params_of", {}), ("leftover_runs", 0),
-                            ("_finished_keys", set()), ("_queued", []), ("_live", set())):
+                            ("_params_of", {}),
+                            ("_queued", []), ("_live", set())):
             if not hasattr(self, name):
                 setattr(self, name, empty)
         backend = rdb_storage(optuna_study(self))

@@ -67,7 +67,6 @@ def build_searcher(config: ExperimentConfig, space: SearchSpace, out: Path | Non
         points_to_evaluate=s.points_to_evaluate or None,
         sampler=sampler or build_sampler(config), study_name=config.name, storage=storage,
         repeat_top=s.repeat_top, repeat_runs=s.repeat_runs,
-        leftover_runs=s.leftover_runs,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
 
