@@ -24,20 +24,12 @@ all searches, and over the folds: the folds are the independent units).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 from bench_simulate import SETTINGS, experiment, pick_leader  # bench/ sibling module
-
-
-def without_seed(table: Any, seed: int) -> Any:
-    """The table with one recorded training seed left out."""
-    return dataclasses.replace(table, seeds=[s for s in table.seeds if s != seed],
-                               curves={k: v for k, v in table.curves.items() if k[1] != seed})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     held: dict[str, dict[int, dict[int, list[float]]]] = {n: {} for n in args.settings}
     exhaustive: list[float] = []  # per fold: the best mean over every other seed, judged
     for j, seed_out in enumerate(table.seeds):
-        sub = without_seed(table, seed_out)
+        sub = table.without_seed(seed_out)
         truth = ground_truth(sub, patience=patience, max_epochs=table.epochs)
         exhaustive.append(float(full.per_seed[int(np.argmin(truth.ranks)), j]))
         for name in args.settings:

@@ -12,7 +12,10 @@ Each row's figures (:func:`raygym.search.simulate.summarize`): the epochs spent 
 handed-back configuration is within 0.01 of the grid's best (quartiles, as a share of the
 grid's epochs to early stopping), how many searches got there, the chance of handing back the
 grid's best / one of its best three at 25 % and 50 % of the grid's epochs, and the median
-ground-truth score handed back at 10 / 25 / 50 / 100 % of them.
+ground-truth score handed back at 10 / 25 / 50 / 100 % of them. On a table with 3 or more
+training seeds, also what the hand-back at half the grid's epochs scores on a seed that the
+search never replayed (``unseen_at_50``, :func:`unseen_seed_scores`): the ground truth is
+the mean of seeds a search replays, so a search is also judged on a run it could not see.
 """
 
 from __future__ import annotations
@@ -96,13 +99,43 @@ def describe_row(row: Row) -> str:
                                          else "")
 
 
+def unseen_seed_scores(config: ExperimentConfig, table: CurveTable, seeds: list[int],
+                       run: Callable[[ExperimentConfig, CurveTable, int, float], int] | None,
+                       runs_per_configuration: int = 1) -> list[float] | None:
+    """Seed cross-validation: search seed k replays the table without its recorded seed
+    k mod S (a fold) and is judged by its score on that seed alone, at half the fold's grid
+    epochs. ``run(config, fold, search_seed, budget)`` is one search's hand-back there
+    (configuration id; None: the fold's own best by the mean of its seeds, what its ground
+    truth calls best). None where a fold cannot replay it: fewer than 3 recorded seeds, or
+    ``runs_per_configuration`` above the fold's seeds."""
+    import numpy as np
+
+    n = len(table.seeds)
+    truth = config_truth(config, table)
+    if n < 3 or runs_per_configuration > n - 1 or truth.per_seed is None:
+        return None
+    folds: dict[int, tuple[CurveTable, float, int]] = {}
+    scores = []
+    for seed in seeds:
+        j = seed % n
+        if j not in folds:
+            fold = table.without_seed(table.seeds[j])
+            fold_truth = config_truth(config, fold)
+            folds[j] = (fold, 0.5 * fold_truth.grid_epochs, int(np.argmin(fold_truth.ranks)))
+        fold, budget, fold_best = folds[j]
+        cid = fold_best if run is None else run(config, fold, seed, budget)
+        scores.append(float(truth.per_seed[cid, j]) if cid >= 0 else float("nan"))
+    return scores
+
+
 def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict[str, Any]:
     """Every search seed of one row (a worker process, or inline); its summary.
     ``noise_se``: a ground-truth score's standard error (None: the table cannot tell)."""
     row, space, table_path, seeds, noise_se = job
+    import numpy as np
     from optuna.samplers import RandomSampler
 
-    from raygym.search.simulate import simulate, summarize
+    from raygym.search.simulate import chosen_at, simulate, summarize
 
     table = load_table(table_path)
     truth = config_truth(row.config, table)
@@ -112,13 +145,21 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict
     keys = [k for k in table.param_keys if k in space.paths()]
     grid = ([{k: cfg[k] for k in keys} for cfg in table.configs] if row.name == "grid"
             else None)
-    traces = [simulate(row.config, space, table, seed=seed, max_epochs_spent=truth.grid_epochs,
-                       algorithm="grid" if row.sampler == "grid" else None,
-                       sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
-                       grid_points=grid)
-              for seed in seeds]
+    def search(config: ExperimentConfig, on: CurveTable, seed: int, budget: float) -> Any:
+        return simulate(config, space, on, seed=seed, max_epochs_spent=budget,
+                        algorithm="grid" if row.sampler == "grid" else None,
+                        sampler=RandomSampler(seed=seed) if row.sampler == "random" else None,
+                        grid_points=grid)
+
+    traces = [search(row.config, table, seed, truth.grid_epochs) for seed in seeds]
+    s = row.config.search
+    unseen = unseen_seed_scores(
+        row.config, table, seeds,
+        lambda config, fold, seed, budget: chosen_at(search(config, fold, seed, budget), budget),
+        s.repeat_runs if s.repeat_top and row.sampler != "grid" else 1)
     return {"name": row.name, "settings": describe_row(row),
-            **summarize(traces, truth, noise_se=noise_se)}
+            **summarize(traces, truth, noise_se=noise_se),
+            "unseen_at_50": float(np.nanmean(unseen)) if unseen else None}
 
 
 def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
@@ -129,9 +170,12 @@ def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     ``workers``: processes (default: this machine's CPUs, at most one per row; 1 runs in
     this process). ``on_row`` is called with each row's summary as it is ready, in row
     order. Returns the table's figures (``grid_epochs``, ``grid_best``, ``configurations``,
-    ``noise``), the search seeds and ``rows`` (each :func:`~raygym.search.simulate.summarize`
-    plus its ``name``).
+    ``noise``; ``best_unseen``: the table's own best per fold, judged on the seed left out, as
+    the rows' ``unseen_at_50``), the search seeds and ``rows`` (each
+    :func:`~raygym.search.simulate.summarize` plus its ``name`` and ``unseen_at_50``).
     """
+    import numpy as np
+
     from raygym.search.noise import table_noise
 
     truth = config_truth(config, table)
@@ -157,7 +201,9 @@ def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
                 if on_row is not None:
                     on_row(summary)
     best = int(truth.ranks.argmin())
+    best_unseen = unseen_seed_scores(config, table, seeds, None)
     return {"table": str(table.path), "configurations": len(table.configs),
+            "best_unseen": float(np.nanmean(best_unseen)) if best_unseen else None,
             "training_seeds": len(table.seeds), "grid_epochs": truth.grid_epochs,
             "grid_best": truth.best, "grid_best_params": table.configs[best],
             "search_seeds": [seeds[0], seeds[-1]], "noise": noise, "rows": out}
@@ -177,10 +223,10 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
     console.print(title, markup=False, highlight=False)
     noisy = "noise_at_50" in result["rows"][0]
     lines = [f"{'':10}{'to the grid best':>18}{'':6}{'top-1':>10}{'top-3':>10}"
-             + ("  <=SE" if noisy else "") + f"{'score':>12}",
+             + ("  <=SE" if noisy else "") + f"{'score @50':>12}",
              f"{'settings':10}{'q25':>6}{'med':>6}{'q75':>6}{'reach':>6}"
              f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}" + (f"{'@50':>6}" if noisy else "")
-             + f"{'@50':>6}{'@100':>6}{'stop':>5}"]
+             + f"{'truth':>6}{'new':>6}{'stop':>5}"]
     for row in result["rows"]:
         q, a = row["to_best"], row["anytime"]
         lines.append(
@@ -188,7 +234,9 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
             + f"{row['reached']:>6.0%}{row['top1'][0.25]:>5.0%}{row['top1'][0.5]:>5.0%}"
             f"{row['top3'][0.25]:>5.0%}{row['top3'][0.5]:>5.0%}"
             + (f"{row['noise_at_50']:>6.0%}" if noisy else "")
-            + f"{a[0.5]:>6.3f}{a[1.0]:>6.3f}{row['pruned']:>5.0f}")
+            + f"{a[0.5]:>6.3f}" + (f"{new:>6.3f}" if (new := row.get("unseen_at_50"))
+                                    is not None else f"{'-':>6}")
+            + f"{row['pruned']:>5.0f}")
     lines += [f"  {row['name']}: {row['settings']}" for row in result["rows"]]
     for line in lines:
         console.print(line, markup=False, highlight=False)
@@ -198,7 +246,13 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
                   "back the grid's best / one of its best 3 after 25 % / 50 % of the grid's "
                   "epochs; <=SE: searches handing back, at 50 %, a configuration within one "
                   "standard error of the grid's best (closer than the table can tell apart); "
-                  "score: the median ground truth handed back after 50 % / 100 %; "
+                  "score @50, after 50 %: truth, the median ground truth handed back; new, "
+                  "its mean score on a recorded training seed the search never replayed "
+                  "(each search leaves one of the table's seeds out and is judged by it; -: "
+                  "fewer than 3 seeds, or more repeats than a fold keeps)"
+                  + (f", where the table's own best by its other seeds scores "
+                     f"{result['best_unseen']:.3f}" if result.get("best_unseen") is not None
+                     else "") + "; "
                   "stop: trials the scheduler stopped (median); every search replays one "
                   "recorded training seed for all its configurations (a repeat: another one), "
                   "as a raygym search trains every trial on train.seed",

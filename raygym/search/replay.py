@@ -16,6 +16,7 @@ trial. A table may be gzipped (``table.csv.gz``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -121,6 +122,13 @@ class CurveTable:
                    configs=[configs[i] for i in range(len(configs))],
                    seeds=sorted(int(s) for s in frame["seed"].unique()), epochs=epochs,
                    metrics=metrics, curves=curves)
+
+    def without_seed(self, seed: int) -> CurveTable:
+        """The table with one recorded training seed left out (a fold of seed
+        cross-validation: searches replay the rest, the left-out seed judges them)."""
+        return dataclasses.replace(
+            self, seeds=[s for s in self.seeds if s != seed],
+            curves={k: v for k, v in self.curves.items() if k[1] != seed})
 
     def values(self, key: str) -> list[Any]:
         """The distinct values of ``key`` in the table, in first-seen order."""
