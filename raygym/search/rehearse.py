@@ -145,6 +145,7 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict
     keys = [k for k in table.param_keys if k in space.paths()]
     grid = ([{k: cfg[k] for k in keys} for cfg in table.configs] if row.name == "grid"
             else None)
+
     def search(config: ExperimentConfig, on: CurveTable, seed: int, budget: float) -> Any:
         return simulate(config, space, on, seed=seed, max_epochs_spent=budget,
                         algorithm="grid" if row.sampler == "grid" else None,

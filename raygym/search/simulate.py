@@ -196,6 +196,7 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
     ran: dict[str, int] = {}  # trial -> epochs replayed
     started: dict[str, int] = {}  # trial -> epochs spent when suggested
     ended: dict[str, tuple[int, bool]] = {}  # trial -> (epochs spent when it ended, completed)
+    stopped_seen = 0  # of ctl.stopped, those already in ``ended``
     spent, pruned, seq = 0, 0, 0
     chosen = -1
     runs: dict[int, dict[str, float]] = {}  # config -> {trial: its best value so far}
@@ -289,8 +290,9 @@ def simulate(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
                     seq += 1
                     heapq.heappush(events, (clock + _seconds(results[i + 1]), seq, trial_id,
                                             i + 1))
-        for gone in ctl.stopped:  # paused or pending trials a HyperBand bracket stopped
+        for gone in ctl.stopped[stopped_seen:]:  # paused / pending ones HyperBand stopped
             ended.setdefault(gone.trial_id, (spent, False))
+        stopped_seen = len(ctl.stopped)
         epochs_out.append(spent)
         chosen_out.append(chosen)
         fill_slots()
