@@ -183,7 +183,9 @@ def rehearse_search(experiment: PathLike | Mapping[str, Any]
     Returns the table's figures and ``rows``: per row ``name``, ``settings`` and
     :func:`raygym.search.simulate.summarize`'s figures (``to_best`` quartiles as shares of
     the grid's epochs, ``reached``, ``top1`` / ``top3`` at 0.25 and 0.5 of them,
-    ``anytime``). ``workers``: processes, at most one per row (default 1: this process;
+    ``anytime``; ``unseen_at_50``: the hand-back at 0.5 scored on a recorded training seed the
+    search never replayed, None below 3 seeds; the table's own best so judged:
+    ``best_unseen``). ``workers``: processes, at most one per row (default 1: this process;
     None: one per CPU, spawned, so a script that calls this needs an
     ``if __name__ == "__main__":`` guard).
 
