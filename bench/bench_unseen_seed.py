@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             folds.append(float(np.nanmean(d)))
         d, f = np.array(diffs), np.array(folds)
         se = np.nanstd(d, ddof=1) / np.sqrt(np.isfinite(d).sum())
+        if not se:
+            print(f"  {name} minus {base} at 50 %: the same hand-back in every search")
+            continue
         fse = f.std(ddof=1) / np.sqrt(len(f))
         print(f"  {name} minus {base} at 50 %: {np.nanmean(d):+.4f} (SE {se:.4f}, t "
               f"{np.nanmean(d) / se:+.2f}; better in {np.mean(d > 0):.0%}, worse in "
