@@ -101,17 +101,19 @@ def describe_row(row: Row) -> str:
 
 def unseen_seed_scores(config: ExperimentConfig, table: CurveTable, seeds: list[int],
                        run: Callable[[ExperimentConfig, CurveTable, int, float], int] | None,
-                       runs_per_configuration: int = 1) -> list[float] | None:
+                       runs_per_configuration: int = 1, truth: Any = None
+                       ) -> list[float] | None:
     """Seed cross-validation: search seed k replays the table without its recorded seed
     k mod S (a fold) and is judged by its score on that seed alone, at half the fold's grid
     epochs. ``run(config, fold, search_seed, budget)`` is one search's hand-back there
     (configuration id; None: the fold's own best by the mean of its seeds, what its ground
     truth calls best). None where a fold cannot replay it: fewer than 3 recorded seeds, or
-    ``runs_per_configuration`` above the fold's seeds."""
+    ``runs_per_configuration`` above the fold's seeds. ``truth``: the table's ground truth
+    under ``config``, when the caller has it already."""
     import numpy as np
 
     n = len(table.seeds)
-    truth = config_truth(config, table)
+    truth = truth if truth is not None else config_truth(config, table)
     if n < 3 or runs_per_configuration > n - 1 or truth.per_seed is None:
         return None
     folds: dict[int, tuple[CurveTable, float, int]] = {}
@@ -157,7 +159,7 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict
     unseen = unseen_seed_scores(
         row.config, table, seeds,
         lambda config, fold, seed, budget: chosen_at(search(config, fold, seed, budget), budget),
-        s.repeat_runs if s.repeat_top and row.sampler != "grid" else 1)
+        s.repeat_runs if s.repeat_top and row.sampler != "grid" else 1, truth)
     return {"name": row.name, "settings": describe_row(row),
             **summarize(traces, truth, noise_se=noise_se),
             "unseen_at_50": float(np.nanmean(unseen)) if unseen else None}
@@ -202,7 +204,7 @@ def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
                 if on_row is not None:
                     on_row(summary)
     best = int(truth.ranks.argmin())
-    best_unseen = unseen_seed_scores(config, table, seeds, None)
+    best_unseen = unseen_seed_scores(config, table, seeds, None, truth=truth)
     return {"table": str(table.path), "configurations": len(table.configs),
             "best_unseen": float(np.nanmean(best_unseen)) if best_unseen else None,
             "training_seeds": len(table.seeds), "grid_epochs": truth.grid_epochs,
