@@ -27,9 +27,9 @@ def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
                  keep_temp: bool = False) -> int:
     """Stop the cluster recorded in ``state_dir``; return how many processes were stopped.
 
-    Worker nodes first, then the head: SIGTERM to each ``ray start --block`` process, SIGKILL
-    after ``timeout`` seconds for whatever of the cluster still runs (found by pid, process
-    group and the ``RAYGYM_CLUSTER`` marker). No other Ray process is touched. Removes the
+    All worker nodes together, then the head: SIGTERM to each ``ray start --block`` process,
+    SIGKILL after ``timeout`` seconds for whatever of the cluster still runs (found by pid,
+    process group and the ``RAYGYM_CLUSTER`` marker). No other Ray process is touched. Removes the
     state file and (unless ``keep_temp``) the session directory with its logs. Returns 0 when
     no cluster is recorded.
     """
@@ -39,10 +39,11 @@ def cluster_down(*, state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0,
         return 0
     stopped = 0
     nodes = state.get("nodes", [])
-    for node in [n for n in nodes if n.get("role") != "head"] + \
-            [n for n in nodes if n.get("role") == "head"]:
-        procs = node_processes(state, node)
-        stopped += stop_processes(procs, [node["pid"]] if node.get("pid") else [], timeout)
+    # every worker node at once (each shuts down in ~1 s, mostly waiting), then the head
+    for group in ([n for n in nodes if n.get("role") != "head"],
+                  [n for n in nodes if n.get("role") == "head"]):
+        procs = list({p.pid: p for n in group for p in node_processes(state, n)}.values())
+        stopped += stop_processes(procs, [n["pid"] for n in group if n.get("pid")], timeout)
     stopped += stop_processes(cluster_processes(state), [], None)  # stragglers, e.g. job drivers
     forget_cluster(state_dir, state, keep_temp=keep_temp)
     return stopped
