@@ -49,6 +49,9 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "raygym.cluster.loopback_worker"]
 
 
+DRAIN_TIMEOUT_ENV = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"
+
+
 def _node_env(marker: str, token: str, head: bool) -> dict[str, str]:
     from raygym.ray_runtime import (
         AUTH_MODE_ENV,
@@ -71,6 +74,10 @@ def _node_env(marker: str, token: str, head: bool) -> dict[str, str]:
     else:  # set by the launcher itself, after `ray start` checked it (see loopback_worker)
         env.pop(LOOPBACK_ENV, None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray 2.60 drains a node on SIGTERM (for Serve) and waits up to 30 s for its leases to
+    # end: a head that ran a search job (its supervisor, the autoscaler's actor) never does,
+    # so `cluster down` would wait out its whole grace before SIGKILL. Nothing here serves.
+    env.setdefault(DRAIN_TIMEOUT_ENV, "0")
     env.pop("RAY_ADDRESS", None)  # never let a node join some other cluster
     # Job entrypoints run with the head's PATH: put this interpreter's bin (raygym, python)
     # first so `ray job submit -- raygym search ...` finds the same installation.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from raygym.cluster.processes import (
+    DRAIN_TIMEOUT_ENV,
     MARKER_ENV,
     _node_env,
     launch_node,
@@ -67,3 +68,15 @@ def test_node_env_the_clusters_token_and_loopback_for_the_head_only(
         assert AUTH_TOKEN_PATH_ENV not in env and "RAY_ADDRESS" not in env
     assert head[LOOPBACK_ENV] == "0"
     assert LOOPBACK_ENV not in worker  # the launcher sets it after `ray start`'s own check
+
+
+def test_nodes_skip_rays_drain_on_sigterm_unless_the_user_asks_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray 2.60's drain waits up to 30 s on a head that ran a job: `cluster down` would wait
+    # out its grace and SIGKILL (teardowns of tests/test_cluster_search.py: 10-11 s, 2.5 s
+    # without the drain)
+    monkeypatch.delenv(DRAIN_TIMEOUT_ENV, raising=False)
+    for head in (True, False):
+        assert _node_env("c:n", "t" * 64, head=head)[DRAIN_TIMEOUT_ENV] == "0"
+    monkeypatch.setenv(DRAIN_TIMEOUT_ENV, "12")
+    assert _node_env("c:n", "t" * 64, head=True)[DRAIN_TIMEOUT_ENV] == "12"
