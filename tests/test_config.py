@@ -54,6 +54,21 @@ def test_round_trip_through_dump_yaml(tmp_path, write_config, s2_config) -> None
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_config_pickled_before_the_sections_moved_still_loads(tmp_path, write_config,
+                                                               s2_config) -> None:
+    import pickle
+
+    config, _ = _load(tmp_path, write_config, s2_config)
+    # protocol 2 names each class as "module\nname\n": rewrite the sections' modules to the
+    # one module they lived in before (Tune's saved experiments hold such pickles)
+    blob = pickle.dumps(config, protocol=2)
+    old = blob
+    for module in (b"raygym.config.data", b"raygym.config.training", b"raygym.config.run"):
+        old = old.replace(module + b"\n", b"raygym.config\n")
+    assert old != blob and b"raygym.config.run" not in old
+    assert pickle.loads(old) == config
+
+
 def test_unknown_key_names_path_and_suggests(tmp_path, write_config, s2_config) -> None:
     s2_config["model"]["filter"] = 4
     err = _error(tmp_path, write_config, s2_config)

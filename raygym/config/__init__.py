@@ -1,0 +1,132 @@
+"""The experiment schema: one YAML file, parsed and validated once at the edge.
+
+Sections: ``data``, ``model``, ``loss``, ``train``, ``search``, ``resources``, ``mlflow``.
+Any scalar may instead be a search distribution:
+:func:`raygym.search.space_config.load_experiment` reads a file, resolves its relative paths
+(modules below the CLI only ever see absolute :class:`~pathlib.Path` objects), separates
+the distributions into a search space and validates the rest here.
+
+The sections live in the modules beside this one (``data``, ``training``, ``run``); every
+name is importable from ``raygym.config`` (configurations pickled before the split load too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from raygym.atomic import write_text_atomic
+from raygym.config.base import IGNORE_INDEX, StrictModel
+from raygym.config.data import AugmentConfig, DataConfig, FolderSource, SplitConfig, parse_colour
+from raygym.config.run import MlflowConfig, ResourcesConfig, SearchConfig, TpeConfig
+from raygym.config.training import LossConfig, ModelConfig, TrainConfig
+from raygym.config_errors import KeyedError, format_validation_error
+from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
+
+__all__ = [
+    "IGNORE_INDEX", "AugmentConfig", "DataConfig", "ExperimentConfig", "FolderSource",
+    "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
+    "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "dotted", "dump_yaml",
+    "parse_colour", "validate_experiment",
+]
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: what ``prepare``, ``train`` and ``search`` all read."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @model_validator(mode="after")
+    def _default_grace_period(self) -> ExperimentConfig:
+        if self.search.grace_period is None:
+            # the second epoch at the full learning rate: scores while it ramps up rank
+            # nothing (rank correlation with the final score 0.14 at the warm-up epoch, 0.80
+            # one epoch later), and judging one epoch later spares the slow learners that
+            # lead the 4-seed tables (bench/RESULTS.md, bench_simulate, 4 seeds)
+            t = self.train
+            ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
+            grace = ramp + 2 if isinstance(ramp, int) and ramp else 3
+            if t.patience >= t.max_epochs:
+                # trials run their whole budget (no early stopping): the best configurations
+                # may start slowest, so judge from half of it (chosen on S2, confirmed on the
+                # 30-epoch aerial table, judged on training seeds the searches never saw:
+                # bench/RESULTS.md, 2026-12-04 fifth session)
+                grace = max(grace, t.max_epochs // 2)
+            self.search.grace_period = max(1, min(grace, t.max_epochs))
+        return self
+
+    @model_validator(mode="after")
+    def _one_weight_per_class(self) -> ExperimentConfig:
+        weights, classes = self.loss.class_weights, self.data.classes
+        if isinstance(weights, list) and len(weights) != len(classes):
+            raise KeyedError("loss.class_weights", (
+                f"has {len(weights)} weights but data.classes names {len(classes)} classes "
+                f"({', '.join(classes)}) (fix: one weight per class in that order, or `auto`)"))
+        return self
+
+    @model_validator(mode="after")
+    def _size_fits_model(self) -> ExperimentConfig:
+        if self.model.arch in GYM_ARCHS:
+            multiple = GYM_INPUT_MULTIPLE
+        else:
+            from raygym.models import requires_multiple_of
+
+            multiple = requires_multiple_of(self.model.arch,
+                                            encoder_depth=self.model.encoder_depth)
+        h, w = self.data.target_size
+        if h % multiple or w % multiple:
+            up = [math.ceil(v / multiple) * multiple for v in (h, w)]
+            raise ValueError(
+                f"data.target_size {[h, w]} must be divisible by {multiple} for model "
+                f"'{self.model.arch}' (try {up})"
+            )
+        return self
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe nested dict (paths as strings) that round-trips through the schema."""
+        return json.loads(self.model_dump_json())
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all when none), for cache and card keys."""
+        d = self.to_yaml_dict()
+        picked = {s: d[s] for s in sections} if sections else d
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dotted(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections -> ``{"train.max_lr": 0.0001, ...}``; lists and empty mappings stay
+    one value."""
+    out: dict[str, Any] = {}
+    for key, value in sections.items():
+        if isinstance(value, Mapping) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> ExperimentConfig:
+    """Validate a raw dict (no distributions) into an :class:`ExperimentConfig`."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise format_validation_error(err, file, ExperimentConfig) from None
+
+
+def dump_yaml(config: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config atomically (temp file, then rename)."""
+    write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))

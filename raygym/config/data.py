@@ -1,0 +1,202 @@
+"""The ``data`` section: where the images and labels are, which classes, how they are split,
+resized and augmented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from raygym.config.base import IGNORE_INDEX, StrictModel
+from raygym.config_errors import KeyedError
+
+
+class FolderSource(StrictModel):
+    """One folder of files; ``key`` is a regex whose groups, joined, give the pairing key.
+
+    Without ``key`` the file stem is the key. Example for Sentinel-2 NIR files named
+    ``<stem>_ir-0.jpg`` beside ``<stem>-0.jpg``: ``key: '^(.*)_ir(-\\d+)$'``.
+    """
+
+    folder: Path
+    key: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression: {err}") from None
+        return value
+
+
+class SplitConfig(StrictModel):
+    """Fractions of *source images* (not augmented copies) per split; the rest is train.
+
+    ``group`` keeps every scene of one group (tile, site, date) in one split, so adjacent crops
+    of one capture never sit in train and test: a regex searched in each scene key (its capture
+    groups, joined with ``/``, give the group id; with none, the whole match), or
+    ``column:NAME`` for a column of ``data.manifest``. See :mod:`raygym.data.split`.
+    """
+
+    val: float = Field(0.2, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 42
+    # Left out of dumps when unset, so the fingerprint (hence the reuse check) of every dataset
+    # prepared before `group` existed stays what it was.
+    group: str | None = Field(None, min_length=1, exclude_if=lambda v: v is None)
+
+    @field_validator("group")
+    @classmethod
+    def _group_rule(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith("column:"):
+            if not value[len("column:"):].strip():
+                raise ValueError("`column:` needs a manifest column name, e.g. `column:site`")
+            return value
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a valid regular expression: {err} (fix: e.g. "
+                             f"'^(.*)_\\d+_\\d+$' for <scene>_<row>_<col> crops, or "
+                             f"`column:NAME` for a manifest column)") from None
+        return value
+
+    @property
+    def group_column(self) -> str | None:
+        """The manifest column named by ``group: column:NAME``, else None."""
+        if self.group and self.group.startswith("column:"):
+            return self.group[len("column:"):].strip()
+        return None
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> SplitConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError("val + test must be < 1 so that some images remain for training")
+        return self
+
+
+class AugmentConfig(StrictModel):
+    """Offline augmentation of the train split (Gym's AUG_* keys) plus optional photometrics."""
+
+    copies: int = Field(0, ge=0, le=100)
+    rotation: float = Field(0.0, ge=0.0, le=180.0, description="degrees, +/-")
+    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="fraction, scale 1 +/- zoom")
+    width_shift: float = Field(0.0, ge=0.0, lt=1.0)
+    height_shift: float = Field(0.0, ge=0.0, lt=1.0)
+    hflip: bool = False
+    vflip: bool = False
+    brightness_contrast: float = Field(0.0, ge=0.0, le=1.0)
+    fog: float = Field(0.0, ge=0.0, le=1.0, description="probability")
+    sun_glare: float = Field(0.0, ge=0.0, le=1.0, description="probability")
+    online: bool = Field(False, description="also augment on the fly each epoch during training")
+
+    def augmenter_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"copies", "online"})
+
+
+class DataConfig(StrictModel):
+    """Where the raw data is, how to pair and decode it, and where the prepared dataset goes."""
+
+    images: FolderSource | None = None
+    extra_bands: list[FolderSource] = Field(default_factory=list)
+    labels: FolderSource | None = None
+    manifest: Path | None = None
+    classes: list[str] = Field(min_length=2)
+    remap: dict[int, int] | None = None
+    unknown_labels: Literal["error", "ignore", "clip"] = "error"
+    palette: dict[str, int] | None = None
+    target_size: tuple[int, int] = (256, 256)
+    upscale: bool = False
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    prepared: Path = Path("datasets/default")
+    seed: int = 0
+
+    @field_validator("images", "labels", mode="before")
+    @classmethod
+    def _folder_shorthand(cls, value: Any) -> Any:
+        return {"folder": value} if isinstance(value, str | Path) else value
+
+    @field_validator("extra_bands", mode="before")
+    @classmethod
+    def _bands_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"folder": v} if isinstance(v, str | Path) else v for v in value]
+        return value
+
+    @field_validator("target_size", mode="before")
+    @classmethod
+    def _square_shorthand(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("target_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 16:
+            raise ValueError(f"must be at least 16 x 16 (got {list(value)})")
+        return value
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_colours(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is not None:
+            for colour in value:
+                parse_colour(colour)
+        return value
+
+    @model_validator(mode="after")
+    def _inputs_and_classes(self) -> DataConfig:
+        if self.manifest is None and (self.images is None or self.labels is None):
+            raise ValueError(
+                "give either `manifest: pairs.csv` or both `images:` and `labels:` folders"
+            )
+        if self.manifest is not None and (self.images is not None or self.labels is not None):
+            raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
+        if self.split.group_column is not None and self.manifest is None:
+            raise KeyedError("data.split.group", (
+                f"'{self.split.group}' takes each scene's group from a manifest column, but the "
+                "scenes are paired by file name (fix: pair with data.manifest, or use a regex "
+                "over the scene key, e.g. '^(.*)_\\d+_\\d+$' for <scene>_<row>_<col> crops)"))
+        k = len(self.classes)
+        if self.remap:
+            bad = {old: new for old, new in self.remap.items()
+                   if not (0 <= new < k or new == IGNORE_INDEX)}
+            if bad:
+                old, new = next(iter(bad.items()))
+                raise ValueError(
+                    f"remap {old}: {new} maps to class {new} but only {k} classes are named "
+                    f"(0..{k - 1}, or {IGNORE_INDEX} = ignore); fix the remap or add class names"
+                )
+        if self.palette:
+            bad_p = {c: v for c, v in self.palette.items() if not (0 <= v < k or v == IGNORE_INDEX)}
+            if bad_p:
+                colour, v = next(iter(bad_p.items()))
+                raise ValueError(f"palette {colour}: {v} is not a class id 0..{k - 1} (or 255)")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """``'#00ff7f'`` or ``'0,255,127'`` -> (0, 255, 127)."""
+    s = text.strip()
+    try:
+        if s.startswith("#") and len(s) == 7:
+            return int(s[1:3], 16), int(s[3:5], 16), int(s[5:7], 16)
+        parts = [int(p) for p in s.split(",")]
+        if len(parts) == 3 and all(0 <= p <= 255 for p in parts):
+            return parts[0], parts[1], parts[2]
+    except ValueError:
+        pass
+    raise ValueError(f"colour {text!r} is not '#rrggbb' or 'r,g,b'")
