@@ -196,40 +196,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from raygym.models import build_model, list_models, min_input_size, requires_multiple_of
-    from raygym.models.summary import format_summary, model_summary
+    from raygym.models import list_models
+    from raygym.models.summary import describe_arch
 
-    console = _console()
     if not args.name:
+        console = _console()
         for name in list_models():
             console.print(name)
         return 0
-    from pydantic import ValidationError
-
-    from raygym.config import ModelConfig
-
-    try:
-        given = {k: getattr(args, k) for k in ("filters", "kernel", "encoder")
-                 if getattr(args, k) is not None}
-        mc = ModelConfig(arch=args.name, **given)
-        model = build_model(args.name, in_channels=args.bands, num_classes=args.classes,
-                            **mc.builder_kwargs())
-    except ValidationError as err:
-        e = err.errors()[0]
-        field = ".".join(map(str, e["loc"]))
-        raise RaygymError(e["msg"].removeprefix("Value error, "),
-                          key="model" if field == "arch" else f"--{field}") from None
-    except ValueError as err:
-        raise RaygymError(str(err), key="model") from None
-    multiple = requires_multiple_of(args.name, **mc.builder_kwargs())
-    smallest = min_input_size(args.name, **mc.builder_kwargs())
-    if args.size < smallest or args.size % multiple:
-        ok = max(smallest, -(-args.size // multiple) * multiple)
-        raise RaygymError(f"{args.name} needs a size that is a multiple of {multiple} and at "
-                          f"least {smallest}, got {args.size}", key="--size",
-                          fix=f"use --size {ok}")
-    summary = model_summary(model, (args.bands, args.size, args.size))
-    print(format_summary(summary))
+    given = {k: getattr(args, k) for k in ("filters", "kernel", "encoder")
+             if getattr(args, k) is not None}
+    print(describe_arch(args.name, bands=args.bands, classes=args.classes, size=args.size,
+                        **given))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Keras-style model summary: per-layer output shapes and parameters, totals and FLOPs per image.
 
-Backs ``raygym models NAME --filters 8 --kernel 7 --bands 3 --classes 4 --size 256``.
+Backs ``raygym models NAME --filters 8 --kernel 7 --bands 3 --classes 4 --size 256``
+(:func:`describe_arch`).
 """
 
 from __future__ import annotations
@@ -154,3 +155,39 @@ def format_summary(summary: ModelSummary, *, width: int = 110, layers: bool = Tr
     )
     text = console.file.getvalue()  # type: ignore[attr-defined]
     return f"{text}{footer}\n"
+
+
+def describe_arch(name: str, *, bands: int, classes: int, size: int, **given: object) -> str:
+    """The printed summary of architecture ``name`` built with the model keys ``given``
+    (``filters``, ``kernel``, ``encoder``; the schema's defaults otherwise) for square
+    ``size`` x ``size`` px images of ``bands`` bands.
+
+    Raises:
+        RaygymError: an unknown architecture, a bad model key (named as its option, e.g.
+            ``--filters``), or a size the architecture cannot take (with the nearest one
+            that it can).
+    """
+    from pydantic import ValidationError
+
+    from raygym.config import ModelConfig
+    from raygym.errors import RaygymError
+    from raygym.models import build_model, min_input_size, requires_multiple_of
+
+    try:
+        config = ModelConfig(arch=name, **given)
+        model = build_model(name, in_channels=bands, num_classes=classes,
+                            **config.builder_kwargs())
+    except ValidationError as err:
+        e = err.errors()[0]
+        field_name = ".".join(map(str, e["loc"]))
+        raise RaygymError(e["msg"].removeprefix("Value error, "),
+                          key="model" if field_name == "arch" else f"--{field_name}") from None
+    except ValueError as err:
+        raise RaygymError(str(err), key="model") from None
+    multiple = requires_multiple_of(name, **config.builder_kwargs())
+    smallest = min_input_size(name, **config.builder_kwargs())
+    if size < smallest or size % multiple:
+        ok = max(smallest, -(-size // multiple) * multiple)
+        raise RaygymError(f"{name} needs a size that is a multiple of {multiple} and at "
+                          f"least {smallest}, got {size}", key="--size", fix=f"use --size {ok}")
+    return format_summary(model_summary(model, (bands, size, size)))
