@@ -131,8 +131,11 @@ def cluster_up(*, workers: int = 1, cpus_per_node: int = 1, head_port: int = 639
 
     deadline = time.monotonic() + timeout
     try:
-        # One node at a time, each waited for: workers need a live GCS to join, and raylets
-        # starting together on a busy machine may miss Ray's fixed 30 s registration window.
+        # One node at a time, each waited for: workers need a live GCS to join, and nodes
+        # that share one temp dir and start together pick the same file index for their
+        # sockets and logs (seen: two raylets in raylet.2.out, one aborting with "bind:
+        # Address already in use", its `ray start` timing out after Ray's 30 s; 5 of 5
+        # tries with 3 workers at once).
         for index, (name, resource, cpus, extra) in enumerate(specs):
             node: dict[str, Any] = {
                 "name": name, "index": index - 1 if index else None,
