@@ -98,7 +98,8 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-shrink": _setting("tpe", "none", _pick="shrink"),
     "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
     "default-shrink": ("tpe", {"_pick": "shrink"}),
-    "default-lcb": ("tpe", {"_pick": "lcb"}),  # hand-back by mean - run_sd / sqrt(runs)
+    "default-lcb": ("tpe", {"_pick": "lcb"}),
+    "default-smooth": ("tpe", {"_pick": "smooth"}),  # pooled with one-step neighbours  # hand-back by mean - run_sd / sqrt(runs)
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     # leaders raced further: trained again while their mean keeps them among the best
     "default-rr3": ("tpe", {"repeat_runs": 3}),
@@ -189,9 +190,54 @@ def lcb_leader(runs: dict[int, dict[str, float]]) -> int:
     return max(scored, key=lambda c: np.mean(scored[c]) - sd / math.sqrt(len(scored[c])))
 
 
+def smooth_leader(table: Any, weight: float = 0.5) -> Any:
+    """Experimental hand-back: each configuration's mean pooled with its one-step neighbours'
+    runs (configurations that differ in one ordered numeric key by one recorded level, e.g.
+    the next learning rate or filter count), each neighbour run weighing ``weight`` of one of
+    its own (a kernel smoother over the grid: a local alternative to :func:`shrink_leader`'s
+    additive model)."""
+
+    from raygym.search.replay import _same
+
+    ordered = {}
+    for key in table.param_keys:
+        levels = table.values(key)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in levels):
+            ordered[key] = sorted(levels)
+
+    def level(cfg: dict[str, Any], key: str) -> int:
+        return next(i for i, v in enumerate(ordered[key]) if _same(cfg[key], v))
+
+    neighbours: list[list[int]] = []
+    for a in table.configs:
+        near = []
+        for j, b in enumerate(table.configs):
+            differ = [k for k in table.param_keys if not _same(a[k], b[k])]
+            if len(differ) == 1 and differ[0] in ordered and \
+                    abs(level(a, differ[0]) - level(b, differ[0])) == 1:
+                near.append(j)
+        neighbours.append(near)
+
+    def leader(runs: dict[int, dict[str, float]]) -> int:
+        scored = {c: list(v.values()) for c, v in runs.items() if v}
+        if not scored:
+            return -1
+
+        def pooled(c: int) -> float:
+            total, weights = sum(scored[c]), float(len(scored[c]))
+            for j in neighbours[c]:
+                if j in scored:
+                    total += weight * sum(scored[j])
+                    weights += weight * len(scored[j])
+            return total / weights
+        return max(scored, key=pooled)
+    return leader
+
+
 def pick_leader(pick: str | None, table: Any) -> Any:
     """A setting's ``_pick``: the simulator's hand-back rule (None: the best mean)."""
     return {"shrink": lambda: shrink_leader(table), "lcb": lambda: lcb_leader,
+            "smooth": lambda: smooth_leader(table),
             None: lambda: None}[pick]()
 
 
