@@ -79,7 +79,9 @@ def _scale(text: str) -> float:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    # soft_wrap: a line is never broken by raygym (the terminal wraps it, if it must), so a
+    # path in a message or a log stays whole for the user to copy
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False,
@@ -242,7 +244,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                           state_dir=args.state_dir)
         console.print(f"cluster up: head {info['address']}, dashboard {info['dashboard']}, "
                       f"{len(info['nodes'])} nodes (127.0.0.1 only, token required); a "
-                      f"client joins after:\n{export_line(args.state_dir)}", soft_wrap=True)
+                      f"client joins after:\n{export_line(args.state_dir)}")
     elif args.action == "down":
         stopped = cluster_down(state_dir=args.state_dir)
         console.print(f"stopped {stopped} Ray processes")
@@ -502,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaygymError as err:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}")
         return err.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
