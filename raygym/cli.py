@@ -499,6 +499,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from raygym.ray_runtime import set_ray_env
+
+    # before any command imports Ray: Ray Data reads its log level when first imported
+    # (`ray.tune` imports it), and would log every dataset's progress at INFO level
+    set_ray_env()
     try:
         return int(args.handler(args) or 0)
     except RaygymError as err:

@@ -134,3 +134,21 @@ def test_computed_defaults_in_help_match_their_source() -> None:
     assert helps["encoder"].endswith(f"default, {DEFAULT_ENCODER})")
     opset = {a.dest: a.help for a in _verbs()["export"]._actions}["opset"]
     assert opset.endswith(f"(default: {DEFAULT_OPSET})")
+
+
+def test_ray_data_is_quiet_in_any_command_that_imports_it() -> None:
+    """Ray Data sets its log level when first imported (``raygym search`` imports it with
+    ``ray.tune``, before starting Ray): the CLI sets raygym's Ray defaults first, or every
+    dataset's progress is logged at INFO level on a non-interactive stdout."""
+    import logging
+    import os
+    import subprocess
+    import sys
+
+    script = ("import logging; from raygym.cli import main; main(['models']); "
+              "import ray.data; print(logging.getLogger('ray.data').getEffectiveLevel())")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.splitlines()[-1]) == logging.ERROR
