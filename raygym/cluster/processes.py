@@ -30,6 +30,7 @@ except ImportError:  # Ray ships its own copy and puts it on sys.path when impor
 from raygym.cluster.state import ClusterError, read_token, write_state
 
 MARKER_ENV = "RAYGYM_CLUSTER"
+DRAIN_TIMEOUT_ENV = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"  # Ray's, off for our nodes
 
 # Popen handles of node processes started by this Python process, so that stopping them from
 # the same process also reaps them (no zombies left behind that still look like live pids).
@@ -47,9 +48,6 @@ def ray_command() -> list[str]:
 def worker_command() -> list[str]:
     """The launcher of a worker node (``ray start`` that joins a loopback-only head)."""
     return [sys.executable, "-m", "raygym.cluster.loopback_worker"]
-
-
-DRAIN_TIMEOUT_ENV = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"
 
 
 def _node_env(marker: str, token: str, head: bool) -> dict[str, str]:
