@@ -98,8 +98,8 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-shrink": _setting("tpe", "none", _pick="shrink"),
     "tpe-mv-rep3-shrink": _setting("tpe", "none", rep=3, mv=True, _pick="shrink"),
     "default-shrink": ("tpe", {"_pick": "shrink"}),
-    "default-lcb": ("tpe", {"_pick": "lcb"}),
-    "default-smooth": ("tpe", {"_pick": "smooth"}),  # pooled with one-step neighbours  # hand-back by mean - run_sd / sqrt(runs)
+    "default-lcb": ("tpe", {"_pick": "lcb"}),  # hand-back by mean - run_sd / sqrt(runs)
+    "default-smooth": ("tpe", {"_pick": "smooth"}),  # pooled with one-step neighbours
     "default-rep6": ("tpe", {"repeat_top": 6}),  # the defaults, 6 leaders trained twice
     # leaders raced further: trained again while their mean keeps them among the best
     "default-rr3": ("tpe", {"repeat_runs": 3}),
@@ -196,7 +196,6 @@ def smooth_leader(table: Any, weight: float = 0.5) -> Any:
     the next learning rate or filter count), each neighbour run weighing ``weight`` of one of
     its own (a kernel smoother over the grid: a local alternative to :func:`shrink_leader`'s
     additive model)."""
-
     from raygym.search.replay import _same
 
     ordered = {}
