@@ -20,6 +20,10 @@ for _key, _value in {
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_DATA_LOG_LEVEL": "WARNING",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",
+    # Ray Train's controller collects reports and sees a run end at its polls, 2 s apart by
+    # default: nothing for real epochs, ~3 s of every tiny test run (-17 and -27 s on the
+    # Ray Train tests, alternating; bench/RESULTS.md, seventeenth session)
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "OMP_WAIT_POLICY": "PASSIVE",  # as raygym/__init__.py; here before any test imports torch
 }.items():
     os.environ.setdefault(_key, _value)
