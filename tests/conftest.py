@@ -24,6 +24,11 @@ for _key, _value in {
     # default: nothing for real epochs, ~3 s of every tiny test run (-17 and -27 s on the
     # Ray Train tests, alternating; bench/RESULTS.md, seventeenth session)
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    # The GCS marks a killed node DEAD after failed health checks: every 3 s, 5 in a row by
+    # default (17 s on this machine); every 1 s, 3 in a row: 7 s. Each check still waits
+    # Ray's 10 s for an answer, so a busy node is not declared dead any sooner.
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
     "OMP_WAIT_POLICY": "PASSIVE",  # as raygym/__init__.py; here before any test imports torch
 }.items():
     os.environ.setdefault(_key, _value)
