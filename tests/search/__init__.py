@@ -49,7 +49,7 @@ def search_sections(make_s2_config: Callable[..., dict[str, Any]], prepared: Pat
     sections["loss"] = dict(SEARCH_LOSS)
     sections["train"] = json.loads(json.dumps(SEARCH_TRAIN))
     # repeat_top 0: these searches check one trial per configuration (repeats of the
-    # leaders are tested in test_optuna_search, test_replay and test_report)
+    # leaders are tested in test_optuna_search, test_simulate, test_replay and test_report)
     sections["search"] = {"num_samples": 6, "max_concurrent": 2, "scheduler": "asha",
                           "grace_period": 1, "reduction_factor": 2, "top_k": 2,
                           "repeat_top": 0, "results_dir": str(results), **search}

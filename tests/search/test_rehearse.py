@@ -1,6 +1,6 @@
 """``raygym search SPACE --replay TABLE --searches N``: many simulated searches of SPACE's
 settings beside raygym's defaults, random search and the grid, on a hand-made table whose
-answer is known (the fixture of test_replay: one clear winner, configuration 22 of 24)."""
+answer is known (``curve_tables.py``: one clear winner, configuration 22 of 24)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from raygym.search.rehearse import rehearsal_rows, rehearse
 from raygym.search.replay import CurveTable, ground_truth
 
 from . import one_error_line, run_cli, write_space
-from .test_replay import SPACE, grid_table, load_space  # noqa: F401 - grid_table: a fixture
+from .curve_tables import SPACE, load_space
 
 
-def test_rows_set_yours_beside_the_defaults_random_and_the_grid(grid_table: Path,  # noqa: F811
+def test_rows_set_yours_beside_the_defaults_random_and_the_grid(grid_table: Path,
                                                                 tmp_path: Path) -> None:
     table = CurveTable.load(grid_table)
     config, _ = load_space(tmp_path, scheduler="asha", repeat_top=2)
@@ -44,7 +44,7 @@ def test_rows_set_yours_beside_the_defaults_random_and_the_grid(grid_table: Path
     assert [r.name for r in rehearsal_rows(config, table)] == ["yours", "random", "grid"]
 
 
-def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path,  # noqa: F811
+def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path,
                                                   tmp_path: Path) -> None:
     table = CurveTable.load(grid_table)
     config, space = load_space(tmp_path, seed=5, repeat_top=0)
@@ -71,7 +71,7 @@ def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path,  # noqa: F81
     assert rows["yours"]["to_best"][1] < grid["to_best"][1]
 
 
-def test_each_search_is_judged_on_a_seed_it_never_replayed(grid_table: Path,  # noqa: F811
+def test_each_search_is_judged_on_a_seed_it_never_replayed(grid_table: Path,
                                                           tmp_path: Path) -> None:
     """A third seed (the second's curves, shifted): each search replays the table without one
     seed and its hand-back at half the grid's epochs is scored on that seed alone. The
@@ -102,7 +102,7 @@ def test_each_search_is_judged_on_a_seed_it_never_replayed(grid_table: Path,  # 
     assert {r["name"]: r["unseen_at_50"] for r in out["rows"]}["yours"] is None
 
 
-def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,  # noqa: F811
+def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,
                                                         tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     sections = json.loads(json.dumps(SPACE))
@@ -132,7 +132,7 @@ def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,  # noq
     assert not (tmp_path / "results").exists()
 
 
-def test_searches_without_a_table_or_with_resume_are_one_line(grid_table: Path,  # noqa: F811
+def test_searches_without_a_table_or_with_resume_are_one_line(grid_table: Path,
                                                                tmp_path: Path,
                                                                capsys: pytest.CaptureFixture
                                                                ) -> None:
