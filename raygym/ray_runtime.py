@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,16 @@ TRIAL_SLOT = "raygym_trial_slot"
 
 def set_ray_env(progress_bars: bool = True) -> None:
     """Set Ray's environment defaults (the user's own values win)."""
+    data_level_unset = "RAY_DATA_LOG_LEVEL" not in os.environ
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     if not progress_bars:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if data_level_unset and "ray.data" in sys.modules:
+        # Ray Data read its level when it was imported (an API user's `import ray.tune` before
+        # raygym runs): give its logger the level it would have read, or every dataset's
+        # progress is logged at INFO level
+        logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])
 
 
 def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool = True,

@@ -5,6 +5,7 @@ shared Ray, which runs without authentication for the other tests)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -204,3 +205,26 @@ def test_trial_start_limit_counts_machines_not_ray_nodes() -> None:
              _node("gone", 99, alive=False)]
     assert ray_runtime.trial_start_limit(nodes) == 32
     assert ray_runtime.trial_start_limit([]) == 1
+
+
+@pytest.mark.parametrize("users_level", [None, "DEBUG"])
+def test_ray_data_imported_before_raygym_gets_the_quiet_level_unless_the_user_chose(
+        users_level: str | None) -> None:
+    """An API user who imports ``ray.tune`` (hence Ray Data, which reads its log level once)
+    before raygym sets its Ray defaults would see every dataset's progress at INFO level."""
+    script = ("import logging, ray.data\n"
+              "from raygym.ray_runtime import set_ray_env\n"
+              "before = logging.getLogger('ray.data').getEffectiveLevel()\n"
+              "set_ray_env()\n"
+              "print(before, logging.getLogger('ray.data').getEffectiveLevel())\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOG_LEVEL"}
+    if users_level:
+        env["RAY_DATA_LOG_LEVEL"] = users_level
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split()[-2:])
+    if users_level:
+        assert before == after == logging.DEBUG  # the user's own level stays
+    else:
+        assert before <= logging.INFO and after == logging.ERROR  # INFO passed, now not
