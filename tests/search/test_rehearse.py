@@ -44,8 +44,7 @@ def test_rows_set_yours_beside_the_defaults_random_and_the_grid(grid_table: Path
     assert [r.name for r in rehearsal_rows(config, table)] == ["yours", "random", "grid"]
 
 
-def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path,
-                                                  tmp_path: Path) -> None:
+def test_rehearsal_on_a_table_with_a_known_answer(grid_table: Path, tmp_path: Path) -> None:
     table = CurveTable.load(grid_table)
     config, space = load_space(tmp_path, seed=5, repeat_top=0)
     truth = ground_truth(table, patience=3, max_epochs=8)
