@@ -47,6 +47,11 @@ QUIET_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    # Ray Train's controller polls its workers every 2 s, and a worker's report waits for the
+    # poll that collects it: ~1.2 s per epoch of `raygym train examples/demo_train.yaml`
+    # (10 epochs: 51-52 s at 2 s, 32-39 s at 0.5 s; bench/RESULTS.md, seventeenth session).
+    # A poll is one small actor call per worker.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"

@@ -20,10 +20,6 @@ for _key, _value in {
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_DATA_LOG_LEVEL": "WARNING",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",
-    # Ray Train's controller collects reports and sees a run end at its polls, 2 s apart by
-    # default: nothing for real epochs, ~3 s of every tiny test run (-17 and -27 s on the
-    # Ray Train tests, alternating; bench/RESULTS.md, seventeenth session)
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     # The GCS marks a killed node DEAD after failed health checks: every 3 s, 5 in a row by
     # default (17 s on this machine); every 1 s, 3 in a row: 7 s. Each check still waits
     # Ray's 10 s for an answer, so a busy node is not declared dead any sooner.
