@@ -38,7 +38,7 @@ from raygym.compat import (
 from raygym.config import ResourcesConfig
 from raygym.errors import RaygymError
 
-QUIET_ENV = {
+RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "1",
@@ -71,7 +71,7 @@ TRIAL_SLOT = "raygym_trial_slot"
 def set_ray_env(progress_bars: bool = True) -> None:
     """Set Ray's environment defaults (the user's own values win)."""
     data_level_unset = "RAY_DATA_LOG_LEVEL" not in os.environ
-    for key, value in QUIET_ENV.items():
+    for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if not progress_bars:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")

@@ -56,11 +56,11 @@ def _node_env(marker: str, token: str, head: bool) -> dict[str, str]:
         AUTH_TOKEN_ENV,
         AUTH_TOKEN_PATH_ENV,
         LOOPBACK_ENV,
-        QUIET_ENV,
+        RAY_ENV_DEFAULTS,
     )
 
     env = dict(os.environ)
-    for key, value in QUIET_ENV.items():
+    for key, value in RAY_ENV_DEFAULTS.items():
         env.setdefault(key, value)
     # The cluster's own token, whatever the user's shell says. The value, not a path: Ray
     # aborts when a token file it was given disappears while nodes still run.
