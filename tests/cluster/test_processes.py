@@ -73,7 +73,7 @@ def test_node_env_the_clusters_token_and_loopback_for_the_head_only(
 def test_nodes_skip_rays_drain_on_sigterm_unless_the_user_asks_for_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Ray 2.60's drain waits up to 30 s on a head that ran a job: `cluster down` would wait
-    # out its grace and SIGKILL (teardowns of tests/test_cluster_search.py: 10-11 s, 2.5 s
+    # out its grace and SIGKILL (teardowns of tests/cluster/test_search_jobs.py: 10-11 s, 2.5 s
     # without the drain)
     monkeypatch.delenv(DRAIN_TIMEOUT_ENV, raising=False)
     for head in (True, False):
