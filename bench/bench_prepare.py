@@ -36,12 +36,10 @@ import functools
 import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -51,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from manifest import write_manifest  # bench/ sibling module
+from manifest import write_manifest  # bench/ sibling modules
+from prepare_baseline import BaselineResult, baseline_child, make_config
+from process_tree import TreeSampler, TreeStats, ray_store_probe
 
 try:
     import psutil
@@ -62,24 +62,8 @@ except ImportError:  # not a raygym dependency; `import ray` puts Ray's own copy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
-CLASSES = ["deep_water", "shallow_water", "dry_land"]
 GiB = 1024**3
 MiB = 1024**2
-
-
-# ----------------------------------------------------------------------------------- config
-def make_config(manifest: Path, out: Path, target: int, copies: int) -> Any:
-    """The experiment both sides prepare (``raygym.config.ExperimentConfig``)."""
-    from raygym.config import AugmentConfig, DataConfig, ExperimentConfig
-
-    data = DataConfig(
-        manifest=manifest, classes=CLASSES, unknown_labels="ignore",
-        target_size=(target, target),
-        augment=AugmentConfig(copies=copies, rotation=5, zoom=0.05, width_shift=0.05,
-                              height_shift=0.05, hflip=True),
-        prepared=out,
-    )
-    return ExperimentConfig(name="bench_prepare", data=data)
 
 
 def warm_page_cache(manifest: Path) -> int:
@@ -90,305 +74,6 @@ def warm_page_cache(manifest: Path) -> int:
             for key in ("image", "label"):
                 total += len(Path(row[key]).read_bytes())
     return total
-
-
-# ---------------------------------------------------------------------------------- memory
-@dataclass
-class TreeStats:
-    """Peaks over a process tree, sampled every ``interval`` seconds."""
-
-    samples: int = 0
-    peak_rss: int = 0  # sum of RSS over the tree (shared pages counted once per process)
-    peak_private: int = 0  # sum of RSS - shared: memory no other process maps
-    peak_driver_rss: int = 0
-    peak_workers_rss: int = 0  # ray::<task> / ray::IDLE processes
-    peak_system_rss: int = 0  # gcs_server, raylet, dashboard, agents, monitors
-    peak_store_used: int | None = None  # Ray object store bytes in use
-    store_created: int | None = None  # bytes put into the object store during the run
-    cpu_seconds: float = 0.0  # user + system of every process seen, during the run
-    cpu_by_kind: dict[str, float] = field(default_factory=dict)  # driver / worker / system
-    sampler_cpu: float = 0.0  # this sampler's own CPU, taken out of the figures above
-    processes: int = 0
-
-
-def _kind(proc: psutil.Process, root: int) -> str:
-    if proc.pid == root:
-        return "driver"
-    name = proc.name()
-    if name.startswith("ray::") and not name.endswith(("Agent", "agent")):
-        return "worker"
-    return "system"
-
-
-class TreeSampler(threading.Thread):
-    """Samples RSS and CPU time of ``root`` and all its descendants (Ray's processes are
-    children of a driver that started a local Ray), plus the object store when ``store``."""
-
-    def __init__(self, root: int, interval: float = 0.2,
-                 store: Callable[[], tuple[int, int]] | None = None) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.interval = interval
-        self.store = store
-        self.stats = TreeStats()
-        self._stop_event = threading.Event()
-        self._cpu_start: dict[int, float] = {}
-        self._cpu_last: dict[int, float] = {}
-        self._kinds: dict[int, str] = {}
-        self._store_start: int | None = None
-        for proc in self._tree():  # CPU already spent before the run is not counted
-            try:
-                t = proc.cpu_times()
-                self._cpu_start[proc.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-        if store is not None:
-            try:
-                self._store_start = store()[1]
-            except Exception:  # noqa: BLE001 - private Ray API; memory stays "n/a"
-                self.store = None
-
-    def _tree(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.root)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def sample(self) -> None:
-        totals = {"rss": 0, "private": 0, "driver": 0, "worker": 0, "system": 0}
-        for proc in self._tree():
-            try:
-                mem = proc.memory_info()
-                t = proc.cpu_times()
-                kind = _kind(proc, self.root)
-            except psutil.Error:
-                continue
-            self._cpu_last[proc.pid] = t.user + t.system
-            self._kinds[proc.pid] = kind
-            totals["rss"] += mem.rss
-            totals["private"] += mem.rss - getattr(mem, "shared", 0)
-            totals[kind] += mem.rss
-        s = self.stats
-        s.samples += 1
-        s.peak_rss = max(s.peak_rss, totals["rss"])
-        s.peak_private = max(s.peak_private, totals["private"])
-        s.peak_driver_rss = max(s.peak_driver_rss, totals["driver"])
-        s.peak_workers_rss = max(s.peak_workers_rss, totals["worker"])
-        s.peak_system_rss = max(s.peak_system_rss, totals["system"])
-        if self.store is not None and s.samples % 2 == 1:
-            try:
-                used, created = self.store()
-            except Exception:  # noqa: BLE001 - Ray shutting down or API moved
-                return
-            s.peak_store_used = max(s.peak_store_used or 0, used)
-            if self._store_start is not None:
-                s.store_created = created - self._store_start
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            t = time.thread_time()
-            self.sample()
-            self.stats.sampler_cpu += time.thread_time() - t
-            self._stop_event.wait(self.interval)
-
-    def finish(self) -> TreeStats:
-        self._stop_event.set()
-        self.join()
-        self.sample()
-        s = self.stats
-        s.processes = len(self._cpu_last)
-        for pid, v in self._cpu_last.items():
-            used = v - self._cpu_start.get(pid, 0.0)
-            if pid == os.getpid():  # the sampler thread runs in this process: not the bench's work
-                used -= s.sampler_cpu
-            s.cpu_seconds += used
-            kind = self._kinds[pid]
-            s.cpu_by_kind[kind] = s.cpu_by_kind.get(kind, 0.0) + used
-        return s
-
-
-def ray_store_probe() -> Callable[[], tuple[int, int]]:
-    """(bytes in use, cumulative bytes created) of the local Ray object store.
-
-    Private Ray API (``ray._private.internal_api``), the same call ``ray memory`` makes."""
-    import ray
-    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
-
-    state = get_state_from_address(ray.get_runtime_context().gcs_address)
-
-    def probe() -> tuple[int, int]:
-        stats = get_memory_info_reply(state).store_stats
-        return int(stats.object_store_bytes_used), int(stats.cumulative_created_bytes)
-
-    return probe
-
-
-# ------------------------------------------------------------------------------- baseline
-@dataclass
-class BaselineResult:
-    scenes: int
-    rows: int
-    seconds: float
-    warmup_seconds: float
-    cpu_seconds: float
-    ru_maxrss: int  # bytes
-    phases: dict[str, float]  # wall seconds per step
-    phases_cpu: dict[str, float]  # CPU seconds per step (the loop is single-threaded)
-    remap_report: dict[str, int]
-    threads: str
-
-
-def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
-                     phases_cpu: dict[str, float] | None = None,
-                     previews: bool = True) -> tuple[int, dict[str, int]]:
-    """``prepare_dataset``'s work as one single-process loop; returns (rows, remap report).
-
-    Mirrors ``raygym.data.prepare._process_scene`` / ``_read_scene`` / ``_row`` step for step,
-    with raygym's own functions, and writes the same Parquet layout
-    (``shards/split=<s>/*.parquet``, raygym's fixed-size-binary array columns) plus card and
-    previews.
-    """
-    import pyarrow.parquet as pq
-
-    from raygym.config import IGNORE_INDEX
-    from raygym.data.augment import augment_pair, build_augmenter
-    from raygym.data.io import read_image, read_label
-    from raygym.data.labels import apply_remap
-    from raygym.data.pairing import find_pairs
-    from raygym.data.prepare import _make_card, check_headers, data_fingerprint, rows_table
-    from raygym.data.preview import write_previews
-    from raygym.data.split import assign_splits
-    from raygym.data.transforms import resize_pad
-
-    ph = phases if phases is not None else {}
-    ph_cpu = phases_cpu if phases_cpu is not None else {}
-    for name in ("pair_headers_split", "read_remap", "augment", "resize_pad_counts",
-                 "parquet_write", "card", "previews"):
-        ph.setdefault(name, 0.0)
-        ph_cpu.setdefault(name, 0.0)
-    mark = [time.perf_counter(), time.process_time()]
-
-    def lap(name: str) -> None:
-        """Charge the wall and CPU time since the previous lap to step ``name``."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        ph[name] += wall - mark[0]
-        ph_cpu[name] += cpu - mark[1]
-        mark[:] = [wall, cpu]
-
-    data = config.data
-    th, tw = data.target_size
-    k = data.num_classes
-    pairs = find_pairs(data)
-    bands, dtype = check_headers(pairs)
-    splits = assign_splits([p.key for p in pairs], data.split.val, data.split.test,
-                           data.split.seed)
-    out = data.prepared
-    tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
-    lap("pair_headers_split")
-
-    writers: dict[str, pq.ParquetWriter] = {}
-    buffers: dict[str, list[dict[str, Any]]] = {}
-    rows_written = 0
-    remap_report: dict[str, int] = {}
-
-    def flush(split: str) -> int:
-        rows = buffers.pop(split, [])
-        if not rows:
-            return 0
-        table = rows_table(rows)  # the same encoding as prepare's tasks
-        if split not in writers:
-            part = tmp / "shards" / f"split={split}"
-            part.mkdir(parents=True, exist_ok=True)
-            writers[split] = pq.ParquetWriter(part / "part-00000.parquet", table.schema,
-                                              use_dictionary=["key"],
-                                              write_statistics=["key", "copy"])
-        writers[split].write_table(table)
-        return len(rows)
-
-    for pair in pairs:
-        split = splits[pair.key]
-        parts = [read_image(pair.images[0])]  # _read_scene: images concatenated along bands
-        image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
-        raw = read_label(pair.label)
-        label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
-        label = label.astype(np.uint8)
-        for v, n in changed_v.items():
-            remap_report[str(v)] = remap_report.get(str(v), 0) + int(n)
-        lap("read_remap")
-        scenes = [(0, image, label)]
-        copies = data.augment.copies if split == "train" else 0
-        if copies:
-            augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
-                                        ignore_index=IGNORE_INDEX)
-            for c in range(1, copies + 1):
-                seed = zlib.crc32(f"{data.seed}/{pair.key}/{c}".encode())
-                img, lab = augment_pair(augmenter, image, label, seed)
-                scenes.append((c, img, lab))
-        lap("augment")
-        for c, img, lab in scenes:
-            img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
-            lab = lab.astype(np.uint8)
-            counts = np.bincount(np.where(lab == IGNORE_INDEX, k, lab).ravel(),
-                                 minlength=k + 1)[: k + 1]
-            buffers.setdefault(split, []).append(
-                {"key": pair.key, "copy": c, "image": img, "label": lab,
-                 "valid_hw": np.asarray(valid, dtype=np.int32), "counts": counts.astype(np.int64)})
-        lap("resize_pad_counts")
-        if len(buffers[split]) >= 64:  # prepare writes files of >= 64 rows
-            rows_written += flush(split)
-        lap("parquet_write")
-    for split in list(buffers):
-        rows_written += flush(split)
-    for writer in writers.values():
-        writer.close()
-    lap("parquet_write")
-    card = _make_card(config, tmp, pairs, splits, bands, dtype, data_fingerprint(data),
-                      remap_report)
-    lap("card")
-    if previews:
-        write_previews(tmp, card)
-    lap("previews")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return rows_written, remap_report
-
-
-def baseline_child(spec_path: Path) -> None:
-    """Entry point of the baseline subprocess: warm up, run once, write a JSON result."""
-    spec = json.loads(spec_path.read_text())
-    threads = "default"
-    if spec["single_thread"]:
-        import cv2
-        import pyarrow as pa
-
-        cv2.setNumThreads(1)
-        pa.set_cpu_count(1)
-        pa.set_io_thread_count(1)
-        threads = "cv2 1, arrow 1"
-    t = time.perf_counter()
-    if spec["warmup_manifest"]:
-        warm = make_config(Path(spec["warmup_manifest"]), Path(spec["warmup_out"]),
-                           spec["target"], spec["copies"])
-        baseline_prepare(warm, previews=not spec["skip_previews"])
-        shutil.rmtree(spec["warmup_out"], ignore_errors=True)
-    warmup = time.perf_counter() - t
-    config = make_config(Path(spec["manifest"]), Path(spec["out"]), spec["target"], spec["copies"])
-    phases: dict[str, float] = {}
-    phases_cpu: dict[str, float] = {}
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    t = time.perf_counter()
-    rows, report = baseline_prepare(config, phases, phases_cpu, not spec["skip_previews"])
-    seconds = time.perf_counter() - t
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    result = BaselineResult(
-        scenes=spec["scenes"], rows=rows, seconds=seconds, warmup_seconds=warmup,
-        cpu_seconds=cpu, ru_maxrss=cpu1.ru_maxrss * 1024, phases=phases, phases_cpu=phases_cpu,
-        remap_report=report,
-        threads=threads)
-    Path(spec["result"]).write_text(json.dumps(asdict(result)))
 
 
 def run_baseline(args: argparse.Namespace, work: Path, manifest: Path, warm_manifest: Path | None,
