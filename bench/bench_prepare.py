@@ -12,7 +12,7 @@ Both sides do the same work on the USGS aerial set (``../shared/data/usgs_coasta
   :func:`raygym.ray_runtime.ensure_ray` (``num_cpus = os.cpu_count()``). Ray start-up and a
   warm-up prepare of a few scenes are timed and reported, but not in the measured time.
 - baseline: the same raygym functions (``read_image``, ``read_label``, ``apply_remap``,
-  ``build_augmenter``, ``augment_pair``, ``resize_pad``, the card and preview writers) in one
+  ``scene_copies`` (the augmented copies), ``resize_pad``, the card and preview writers) in one
   loop in a child process with one thread (cv2 and Arrow pinned to one thread, unless
   ``--baseline-threads``), written with ``pyarrow.parquet.ParquetWriter`` in the same
   encoding (``raygym.data.prepare.rows_table``). Same warm-up.

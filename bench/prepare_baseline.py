@@ -7,7 +7,6 @@ import json
 import resource
 import shutil
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +59,16 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
     import pyarrow.parquet as pq
 
     from raygym.config import IGNORE_INDEX
-    from raygym.data.augment import augment_pair, build_augmenter
     from raygym.data.io import read_image, read_label
     from raygym.data.labels import apply_remap
     from raygym.data.pairing import find_pairs
-    from raygym.data.prepare import _make_card, check_headers, data_fingerprint, rows_table
+    from raygym.data.prepare import (
+        _make_card,
+        check_headers,
+        data_fingerprint,
+        rows_table,
+        scene_copies,
+    )
     from raygym.data.preview import write_previews
     from raygym.data.split import assign_splits
     from raygym.data.transforms import resize_pad
@@ -124,15 +128,7 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
         for v, n in changed_v.items():
             remap_report[str(v)] = remap_report.get(str(v), 0) + int(n)
         lap("read_remap")
-        scenes = [(0, image, label)]
-        copies = data.augment.copies if split == "train" else 0
-        if copies:
-            augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
-                                        ignore_index=IGNORE_INDEX)
-            for c in range(1, copies + 1):
-                seed = zlib.crc32(f"{data.seed}/{pair.key}/{c}".encode())
-                img, lab = augment_pair(augmenter, image, label, seed)
-                scenes.append((c, img, lab))
+        scenes = scene_copies(data, pair.key, split, image, label)
         lap("augment")
         for c, img, lab in scenes:
             img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)

@@ -111,6 +111,24 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str]:
     return next(iter(bands_seen)), dtype
 
 
+def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, label: np.ndarray
+                 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``[(copy, image, label), ...]`` of one scene: copy 0 is the scene itself; a train scene
+    adds ``data.augment.copies`` augmented copies (image (H, W, C), label (H, W), full size)."""
+    scenes = [(0, image, label)]
+    copies = data.augment.copies if split == "train" else 0
+    if copies:
+        from raygym.data.augment import augment_pair, build_augmenter
+
+        augmenter = build_augmenter(**data.augment.augmenter_kwargs(), ignore_index=IGNORE_INDEX)
+        for c in range(1, copies + 1):
+            # Seed from (dataset seed, source key, copy): each copy is reproducible alone.
+            seed = zlib.crc32(f"{data.seed}/{key}/{c}".encode())
+            img, lab = augment_pair(augmenter, image, label, seed)
+            scenes.append((c, img, lab))
+    return scenes
+
+
 def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[dict[str, Any]]:
     """Ray task body for one scene: read, validate, remap, augment (train copies), resize/pad.
 
@@ -123,18 +141,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
     th, tw = data.target_size
     try:
         image, label, changed = _read_scene(row, data, dtype)
-        scenes = [(0, image, label)]
-        copies = data.augment.copies if row["split"] == "train" else 0
-        if copies:
-            from raygym.data.augment import augment_pair, build_augmenter
-
-            augmenter = build_augmenter(**data.augment.augmenter_kwargs(),
-                                        ignore_index=IGNORE_INDEX)
-            for c in range(1, copies + 1):
-                # Seed from (dataset seed, source key, copy): each copy is reproducible alone.
-                seed = zlib.crc32(f"{data.seed}/{row['key']}/{c}".encode())
-                img, lab = augment_pair(augmenter, image, label, seed)
-                scenes.append((c, img, lab))
+        scenes = scene_copies(data, row["key"], row["split"], image, label)
         out = []
         for c, img, lab in scenes:
             img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
