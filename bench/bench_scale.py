@@ -8,8 +8,9 @@ Ray, clean ``getrusage``). Trials replay the S2 curve table with every epoch's `
 ``--epoch-s`` of sleep, so the floor is known: sum of trial costs / concurrency.
 
 Where: ``local`` is one Ray with ``--cpus`` logical CPUs (``resources.num_cpus``); ``cluster``
-is ``raygym.cluster.cluster_up``: a head with 0 CPUs and ``--nodes`` worker nodes of 1 CPU,
-each a real ``ray start`` raylet on 127.0.0.1 with its own custom resource.
+is ``raygym.cluster.cluster_up``: a head with 0 CPUs and ``--nodes`` worker nodes of
+``--cpus-per-node`` CPUs (1), each a real ``ray start`` raylet on 127.0.0.1 with its own custom
+resource.
 
 Instrumentation (bench only, by wrapping functions in the child): time per ``suggest``,
 searcher write time (``on_trial_result``/``on_trial_complete``: the study's writes), Tune's
@@ -409,6 +410,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--cpus", type=int, default=64, help="logical CPUs of the local Ray")
     ap.add_argument("--nodes", type=int, default=32, help="worker nodes of the cluster")
+    ap.add_argument("--cpus-per-node", type=int, default=1,
+                    help="logical CPUs of each worker node (fewer nodes for the same slots)")
     ap.add_argument("--epoch-s", type=float, default=0.5, help="seconds of sleep per epoch")
     ap.add_argument("--epochs", type=int, default=10, help="train.max_epochs")
     ap.add_argument("--label", default="", help="tag for the table (e.g. before / after)")
@@ -431,14 +434,14 @@ def main() -> None:
             from raygym.cluster import cluster_up
 
             t0 = time.perf_counter()
-            cluster = cluster_up(workers=args.nodes, cpus_per_node=1, head_cpus=0,
-                                 object_store_memory=80 * 2**20, head_port=_free(),
+            cluster = cluster_up(workers=args.nodes, cpus_per_node=args.cpus_per_node,
+                                 head_cpus=0, object_store_memory=80 * 2**20, head_port=_free(),
                                  dashboard_port=_free(), state_dir=work / "cluster",
                                  timeout=max(900, 45 * args.nodes))
             address = cluster["address"]
-            print(f"cluster of {args.nodes} + head up in {time.perf_counter() - t0:.0f} s "
-                  f"at {address}; its processes hold {_cluster_rss(work) / 2**20:.0f} MiB "
-                  "RSS (idle)", flush=True)
+            print(f"cluster of {args.nodes} x {args.cpus_per_node} CPU + head up in "
+                  f"{time.perf_counter() - t0:.0f} s at {address}; its processes hold "
+                  f"{_cluster_rss(work) / 2**20:.0f} MiB RSS (idle)", flush=True)
         print(HEADER, flush=True)
         for trials, sched, algo in itertools.product(args.trials, args.scheduler,
                                                      args.algorithm):
