@@ -93,3 +93,24 @@ def test_build_augmenter_validates() -> None:
         build_augmenter(rotation=-1.0)
     with pytest.raises(ValueError):
         build_augmenter(zoom=1.0)
+
+
+def test_scene_copies_augments_only_train_scenes_reproducibly_per_key() -> None:
+    """prepare's copies of one scene: copy 0 is the scene; a train scene adds ``copies``
+    augmented ones, the same for the same (dataset seed, key), different for another key."""
+    from raygym.config import AugmentConfig, DataConfig
+    from raygym.data.prepare import scene_copies
+
+    image, mask = _pair()
+    data = DataConfig(images="images", labels="labels", classes=["a", "b", "c", "d"],
+                      augment=AugmentConfig(copies=2, rotation=20.0, hflip=True))
+    val = scene_copies(data, "scene1", "val", image, mask)
+    assert [c for c, _, _ in val] == [0] and val[0][1] is image and val[0][2] is mask
+    train = scene_copies(data, "scene1", "train", image, mask)
+    assert [c for c, _, _ in train] == [0, 1, 2]
+    assert not np.array_equal(train[1][1], image) and not np.array_equal(train[1][1], train[2][1])
+    again = scene_copies(data, "scene1", "train", image, mask)
+    assert all(np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+               for a, b in zip(train, again, strict=True))
+    other = scene_copies(data, "scene2", "train", image, mask)
+    assert not np.array_equal(other[1][1], train[1][1])
