@@ -13,9 +13,9 @@ The members are cached in ROOT/members.npz; a second run only re-scores.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +31,10 @@ from raygym.train.loop import NumpyBatches, build_loss_for, build_model_for, fit
 from raygym.train.metrics import metrics_from_confusion
 
 S2 = Path("../shared/data/s2_ocean_beach_4class").resolve()  # run from the repository root
-root = Path(sys.argv[1])
+_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_parser.add_argument("workdir", type=Path,
+                     help="folder for the prepared set, the members' cache and summary.json")
+root = _parser.parse_args().workdir
 root.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(2)
 
