@@ -68,9 +68,10 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
         data_fingerprint,
         rows_table,
         scene_copies,
+        split_scenes,
     )
     from raygym.data.preview import write_previews
-    from raygym.data.split import assign_splits
+    from raygym.data.split import scene_groups
     from raygym.data.transforms import resize_pad
 
     ph = phases if phases is not None else {}
@@ -93,8 +94,8 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
     k = data.num_classes
     pairs = find_pairs(data)
     bands, dtype = check_headers(pairs)
-    splits = assign_splits([p.key for p in pairs], data.split.val, data.split.test,
-                           data.split.seed)
+    groups = scene_groups(pairs, data.split, data.manifest)
+    splits = split_scenes(pairs, data, groups)
     out = data.prepared
     tmp = out.with_name(f".{out.name}.tmp-{int(time.time() * 1000)}")
     lap("pair_headers_split")
@@ -148,7 +149,7 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
         writer.close()
     lap("parquet_write")
     card = _make_card(config, tmp, pairs, splits, bands, dtype, data_fingerprint(data),
-                      remap_report, None)  # split by image: no data.split.group here
+                      remap_report, groups)
     lap("card")
     if previews:
         write_previews(tmp, card)
