@@ -88,7 +88,7 @@ def sections(args: argparse.Namespace, data: dict[str, Any], params: dict[str, A
                   "lr_schedule": "gym", "start_lr": args.start_lr, "min_lr": args.min_lr,
                   "max_lr": params["train.max_lr"], "rampup_epochs": args.rampup,
                   "exp_decay": args.decay, "precision": args.precision, "seed": seed,
-                  "num_threads": 1},
+                  "num_threads": 1, "precise_bn_images": args.precise_bn_images},
     }
 
 
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rampup", type=int, default=1, help="gym LR ramp-up epochs")
     p.add_argument("--decay", type=float, default=0.9)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--precise-bn-images", type=int, default=512,
+                   help="train.precise_bn_images (0: Keras' running BatchNorm averages, as "
+                        "the tables recorded before 2026-12-06)")
     p.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, required=True)
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "name": "gym", "start_lr": args.start_lr, "min_lr": args.min_lr,
             "rampup_epochs": args.rampup, "exp_decay": args.decay},
         "batch_size": 8, "precision": args.precision,
+        "precise_bn_images": args.precise_bn_images,
         "precision_resolved": _resolved_precision(args.precision), "threads_per_run": 1,
         "workers": args.workers,
         "command": "python bench/record_curves.py " + " ".join(

@@ -2,8 +2,10 @@
 
 :func:`fit` trains one model for up to ``train.max_epochs`` epochs with Gym's LR schedule,
 early stopping on ``train.monitor`` (the validation loss by default; the best epoch's weights
-restored), a checkpoint per epoch, and one ``on_epoch`` call per epoch. The Ray adapters (``ray_train.py``, ``search/trainable.py``) only
-choose where batches come from and where reports and checkpoints go.
+restored), BatchNorm statistics recomputed before each validation (``train.precise_bn_images``,
+:mod:`raygym.train.batchnorm`), a checkpoint per epoch, and one ``on_epoch`` call per epoch.
+The Ray adapters (``ray_train.py``, ``search/trainable.py``) only choose where batches come
+from and where reports and checkpoints go.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from raygym.inference.runtime import (
     to_layout,
     uses_channels_last,
 )
+from raygym.train.batchnorm import EpochSample, has_batchnorm, recompute_batchnorm_statistics
 from raygym.train.contract import (
     DIVERGED,
     RUNNING,
@@ -379,6 +382,11 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     def write_checkpoint(directory: Path) -> Path:
         return save_checkpoint(directory, core, optimizer, state, best_state)
 
+    precise_bn = t.precise_bn_images > 0 and has_batchnorm(core)
+
+    def forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return logits(module, x, device=device, precision=precision, channels_last=channels_last)
+
     while state.epoch < t.max_epochs and not stop_reason:
         epoch = state.epoch
         lr = schedule(epoch)
@@ -387,6 +395,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         model.train()
         tick = time.perf_counter()
         loss_sum, n_images = 0.0, 0
+        sample = EpochSample(t.precise_bn_images if precise_bn else 0)
         # the next batch is standardised (and laid out) by a thread while this one trains
         for x, y in prefetch(source.train_batches(epoch), prepare=layout):
             meter.observe(model, x)
@@ -402,6 +411,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             scaler.update()
             loss_sum += float(loss.detach()) * len(x)
             n_images += len(x)
+            sample.add(x)
         synchronize(device)  # GPU work is queued: the epoch's time is when it has run
         train_seconds = time.perf_counter() - tick
         if stop_reason == DIVERGED:
@@ -410,6 +420,9 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
             if on_epoch:
                 on_epoch(metrics, write_checkpoint)
             break
+        # the statistics of the weights validated, not running averages that lag them
+        recompute_batchnorm_statistics(core, sample.batches, forward)
+        sample = EpochSample(0)  # the batches' memory back before validation
         val = evaluate_model(model, prefetch(source.val_batches(), prepare=layout), loss_fn, card.num_classes, device,
                              precision, channels_last, card.classes)
         val_loss = val.pop("loss")

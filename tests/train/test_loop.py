@@ -23,6 +23,7 @@ from torch import nn
 
 from raygym.config import IGNORE_INDEX, ExperimentConfig, validate_experiment
 from raygym.data.dataset import DatasetCard, PreparedDataset, SplitArrays
+from raygym.train.batchnorm import recompute_batchnorm_statistics
 from raygym.train.loop import (
     Batch,
     FitResult,
@@ -167,15 +168,16 @@ def test_early_stopping_restores_the_best_weights(prepared: PreparedDataset, spl
 def test_early_stopping_can_watch_a_score(prepared: PreparedDataset, splits: Any,
                                          base_sections: dict[str, Any]) -> None:
     """``train.monitor: val_mean_iou``: patience counts epochs without a better IoU and the
-    best IoU's weights are kept. In this run (CCE at a high learning rate) the validation
-    loss is lowest at epoch 1 and the IoU highest at epoch 2, so watching the loss would
-    have kept other weights and stopped an epoch sooner."""
+    best IoU's weights are kept. In this run (CCE at a high learning rate, validated with
+    Keras' lagging BatchNorm averages) the validation loss is lowest at epoch 1 and the IoU
+    highest at epoch 2, so watching the loss would have kept other weights and stopped an
+    epoch sooner."""
     train, val = splits
     card = prepared.card
     sections = copy.deepcopy(base_sections)
     sections["loss"] = {"name": "cce"}
     config = make_config(sections, max_epochs=5, patience=2, max_lr=1e-2,
-                         monitor="val_mean_iou")
+                         monitor="val_mean_iou", precise_bn_images=0)
     rows: list[dict[str, Any]] = []
     model, result = run_fit(config, card, subset(train, 32), val,
                             on_epoch=lambda m, _w: rows.append(dict(m)))
@@ -301,6 +303,34 @@ def test_same_seed_gives_identical_metrics(prepared: PreparedDataset, splits: An
     other = make_config(base_sections, {"dropout": 0.1}, max_epochs=2, seed=8)
     different = run_fit(other, card, train, val)[1]
     assert different.state.history[-1]["val_loss"] != runs[0].state.history[-1]["val_loss"]
+
+
+def first_batchnorm(model: nn.Module) -> nn.BatchNorm2d:
+    return next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_validation_uses_batchnorm_statistics_of_the_validated_weights(
+        prepared: PreparedDataset, splits: Any, base_sections: dict[str, Any]) -> None:
+    """The kept model's BatchNorm statistics are those of its own weights over the training
+    images (what its validation used); with ``precise_bn_images: 0`` they are Keras' running
+    averages (momentum 0.01), which after 8 steps still hold mostly the initial 0 and 1."""
+    train, val = splits
+    train = subset(train, 32)  # 4 batches of 8: the plain average of batch means is exact
+    card = prepared.card
+    images = [x for x, _ in NumpyBatches(train, None, 8, shuffle=False).train_batches(0)]
+    gaps = {}
+    for precise_bn_images in (512, 0):
+        config = make_config(base_sections, max_epochs=2, patience=5,
+                             precise_bn_images=precise_bn_images)
+        model, _ = run_fit(config, card, train, val)
+        again = copy.deepcopy(model)
+        recompute_batchnorm_statistics(again, images, lambda m, x: m(x))
+        kept, own = first_batchnorm(model), first_batchnorm(again)
+        gaps[precise_bn_images] = (float((kept.running_mean - own.running_mean).abs().max()),
+                                   float((kept.running_var - own.running_var).abs().max()))
+    # the mean of equal batches' means is exact; their variances depend on which images met
+    assert gaps[512][0] < 1e-4 and gaps[512][1] < 0.02, gaps
+    assert max(gaps[0]) > 0.3, gaps
 
 
 def scores(result: FitResult) -> list[dict[str, Any]]:

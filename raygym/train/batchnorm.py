@@ -1,0 +1,85 @@
+"""BatchNorm statistics recomputed for the weights being validated ("precise BN").
+
+A BatchNorm layer validates with running averages of the batch statistics seen in training.
+Those averages lag the weights: Keras' momentum (Gym's, 0.01 per step) keeps a quarter of the
+layer's initial statistics after 140 steps, i.e. 20 epochs of a 56-image set at batch 8, and
+while the learning rate is high they trail weights that move every step. A model that trains
+well can then validate as one class (a validation loss of 1e7 at epoch 2 of the smoke search),
+and the early epochs that a search scheduler judges rank nothing. Recomputing the statistics
+with the epoch's final weights before each validation removes the lag ("PreciseBN": Wu &
+Johnson, *Rethinking "Batch" in BatchNorm*, 2021). ``bench/RESULTS.md`` has the figures.
+
+Plain PyTorch, no Ray. ``torch.optim.swa_utils.update_bn`` does the same pass but in training
+mode, with dropout on; here only the BatchNorm layers see batch statistics, so the averages
+describe the network that validates and predicts (dropout off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# images kept for the pass are the epoch's own input tensors: at most this much memory
+SAMPLE_MAX_BYTES = 256 * 2**20
+
+
+class EpochSample:
+    """The first training batches of an epoch, up to ``max_images`` images and
+    :data:`SAMPLE_MAX_BYTES` (an epoch's order is shuffled, so they are a random sample).
+
+    ``add(x)`` keeps a reference to the batch ``x (B, C, H, W)`` (no copy) while room is left.
+    """
+
+    def __init__(self, max_images: int) -> None:
+        self.max_images = max_images
+        self.batches: list[torch.Tensor] = []
+        self.images = 0
+        self.bytes = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        size = x.element_size() * x.nelement()
+        if self.images >= self.max_images or self.bytes + size > SAMPLE_MAX_BYTES:
+            return
+        self.batches.append(x)
+        self.images += len(x)
+        self.bytes += size
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, BATCHNORMS) and m.track_running_stats for m in model.modules())
+
+
+def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Tensor],
+                                   forward: Callable[[nn.Module, torch.Tensor], object]) -> int:
+    """Set every BatchNorm layer's running mean and variance to the plain average of the
+    statistics of ``batches`` under the current weights; returns the images seen.
+
+    ``forward(model, x)`` runs one batch as training runs it (device, precision, layout).
+    The rest of the network is in eval mode (dropout off); the model's mode and each layer's
+    momentum are restored. With no batches, nothing changes.
+    """
+    layers = [m for m in model.modules() if isinstance(m, BATCHNORMS) and m.track_running_stats]
+    batches = list(batches)
+    if not layers or not batches:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in layers]
+    model.eval()
+    seen = 0
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # PyTorch: a cumulative average, each batch weighed once
+            m.train()
+        with torch.no_grad():
+            for x in batches:
+                forward(model, x)
+                seen += len(x)
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    return seen
