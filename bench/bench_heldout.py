@@ -18,7 +18,7 @@ mean difference of (b) at 50 %, its SE and t.
 
 Example (~1 min per setting)::
 
-    python bench/bench_heldout.py bench/curves/s2_128x64_4seeds.csv --settings default grid
+    python bench/bench_heldout.py bench/curves/s2_128x64_4seeds.csv.gz --settings default grid
 """
 
 from __future__ import annotations

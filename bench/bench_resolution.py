@@ -21,7 +21,7 @@ configuration it hands back), with the paired difference against the default.
 
 Example::
 
-    python bench/bench_resolution.py bench/curves/s2_64x32_2seeds.csv.gz bench/curves/s2_128x64_4seeds.csv \\
+    python bench/bench_resolution.py bench/curves/s2_64x32_2seeds.csv.gz bench/curves/s2_128x64_4seeds.csv.gz \\
         --patience 20 --seeds 100 --first-seed 100
 """
 

@@ -173,7 +173,7 @@ def test_rehearse_a_space_file_on_its_table(tmp_path: Path) -> None:
     from raygym.errors import ConfigError
 
     space = REPO / "bench" / "curves" / "s2_128x64_4seeds.space.yaml"
-    table = REPO / "bench" / "curves" / "s2_128x64_4seeds.csv"
+    table = REPO / "bench" / "curves" / "s2_128x64_4seeds.csv.gz"
     out = raygym.rehearse_search(space, table, searches=2, workers=1,
                                  overrides={"search.scheduler": "asha"})
     assert [r["name"] for r in out["rows"]] == ["yours", "defaults", "random", "grid"]
