@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rampup", type=int, default=1, help="gym LR ramp-up epochs")
     p.add_argument("--decay", type=float, default=0.9)
     p.add_argument("--precision", default="auto")
-    p.add_argument("--precise-bn-images", type=int, default=512,
+    p.add_argument("--precise-bn-images", type=int, default=128,
                    help="train.precise_bn_images (0: Keras' running BatchNorm averages, as "
                         "the tables recorded before 2026-12-06)")
     p.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")

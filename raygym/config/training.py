@@ -142,7 +142,7 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = "auto"
     channels_last: bool = True
     precise_bn_images: int = Field(
-        512, ge=0, description="before each validation, BatchNorm's statistics are "
+        128, ge=0, description="before each validation, BatchNorm's statistics are "
         "recomputed from up to this many of the epoch's training images with the epoch's final "
         "weights (dropout off; at most 256 MiB of them); 0: validate with the running averages "
         "of training, as Keras and Gym do (they lag the weights when an epoch has few steps)")
