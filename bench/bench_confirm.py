@@ -54,7 +54,10 @@ def real_sections(card: dict[str, Any], table: Any, setting: str, patience: int,
     sections["train"].update(batch_size=card["batch_size"], lr_schedule="gym",
                              start_lr=lr["start_lr"], min_lr=lr["min_lr"],
                              rampup_epochs=lr["rampup_epochs"], exp_decay=lr["exp_decay"],
-                             precision=card["precision"], seed=train_seed, num_threads=1)
+                             precision=card["precision"], seed=train_seed, num_threads=1,
+                             # tables recorded before the option validated with the running
+                             # averages: train as the table was recorded
+                             precise_bn_images=card.get("precise_bn_images", 0))
     sections["search"].update(num_samples=samples, seed=seed, top_k=1,
                               results_dir=str(workdir / "results"))
     sections["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1, "num_cpus": 2}
