@@ -168,8 +168,11 @@ def s2_section(root: Path, prepared: Path) -> dict[str, Any]:
 
 
 SMALL_MODEL = {"arch": "gym_unet", "filters": 2, "kernel": 3}
+# precise_bn_images: the statistics pass runs in every training test, over 2 batches instead
+# of the whole small set (it cost the suite ~2 minutes; tests/train/test_batchnorm.py and
+# test_loop.py check the pass itself at the default)
 SMALL_TRAIN = {"batch_size": 8, "max_epochs": 2, "rampup_epochs": 1, "max_lr": 1e-3,
-               "precision": "fp32"}
+               "precision": "fp32", "precise_bn_images": 16}
 
 
 def s2_sections(root: Path, prepared: Path) -> dict[str, Any]:
