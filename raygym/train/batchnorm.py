@@ -48,8 +48,13 @@ class EpochSample:
         self.bytes += size
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of ``model`` that keep running statistics."""
+    return [m for m in model.modules() if isinstance(m, BATCHNORMS) and m.track_running_stats]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, BATCHNORMS) and m.track_running_stats for m in model.modules())
+    return bool(batchnorm_layers(model))
 
 
 def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Tensor],
@@ -61,7 +66,7 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Ten
     The rest of the network is in eval mode (dropout off); the model's mode and each layer's
     momentum are restored. With no batches, nothing changes.
     """
-    layers = [m for m in model.modules() if isinstance(m, BATCHNORMS) and m.track_running_stats]
+    layers = batchnorm_layers(model)
     batches = list(batches)
     if not layers or not batches:
         return 0
