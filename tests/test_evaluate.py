@@ -50,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         },
         "model": {"arch": "gym_unet", "filters": 4, "kernel": 3},
         "train": {"batch_size": 8, "max_epochs": 2, "patience": 5, "max_lr": 1e-3,
-                  "rampup_epochs": 1, "precision": "fp32"},
+                  "rampup_epochs": 1, "precision": "fp32", "precise_bn_images": 16},
     })
     prepare_dataset(config, log=lambda *a, **k: None)
     ds = PreparedDataset(config.data.prepared)

@@ -45,7 +45,8 @@ def s2_config(root: Path, s2: Path) -> Any:
         },
         "model": {"arch": "gym_unet", "filters": 4, "kernel": 3},
         "train": {"batch_size": 8, "max_epochs": 2, "patience": 5, "max_lr": 1e-3,
-                  "rampup_epochs": 1, "precision": "fp32", "output_dir": str(root / "runs")},
+                  "rampup_epochs": 1, "precision": "fp32", "output_dir": str(root / "runs"),
+                  "precise_bn_images": 16},
     })
 
 

@@ -42,7 +42,8 @@ def sections(tmp_path: Path, prepared: PreparedDataset,
     s = make_s2_config(prepared.path)
     s["model"] = {"arch": "gym_unet", "filters": 4, "kernel": 3}
     s["train"] = {"batch_size": 8, "max_epochs": 2, "rampup_epochs": 0, "max_lr": 3e-3,
-                  "precision": "fp32", "output_dir": str(tmp_path / "runs")}
+                  "precision": "fp32", "output_dir": str(tmp_path / "runs"),
+                  "precise_bn_images": 16}
     return s
 
 
