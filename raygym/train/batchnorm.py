@@ -60,31 +60,69 @@ def has_batchnorm(model: nn.Module) -> bool:
 def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Tensor],
                                    forward: Callable[[nn.Module, torch.Tensor], object]) -> int:
     """Set every BatchNorm layer's running mean and variance to the plain average of the
-    statistics of ``batches`` under the current weights; returns the images seen.
+    statistics of ``batches`` under the current weights; returns the images seen here.
 
     ``forward(model, x)`` runs one batch as training runs it (device, precision, layout).
     The rest of the network is in eval mode (dropout off); the model's mode and each layer's
-    momentum are restored. With no batches, nothing changes.
+    momentum are restored. With no batches, nothing changes. Under DDP (a process group of
+    more than one rank) every rank must call it at the same point: each rank's statistics are
+    then the average over all ranks' batches (:func:`average_over_ranks`).
     """
     layers = batchnorm_layers(model)
     batches = list(batches)
-    if not layers or not batches:
+    distributed = _world_size() > 1
+    if not layers or not (batches or distributed):
         return 0
-    was_training = model.training
-    momenta = [m.momentum for m in layers]
-    model.eval()
     seen = 0
-    try:
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # PyTorch: a cumulative average, each batch weighed once
-            m.train()
-        with torch.no_grad():
-            for x in batches:
-                forward(model, x)
-                seen += len(x)
-    finally:
-        for m, momentum in zip(layers, momenta, strict=True):
-            m.momentum = momentum
-        model.train(was_training)
+    if batches:
+        was_training = model.training
+        momenta = [m.momentum for m in layers]
+        model.eval()
+        try:
+            for m in layers:
+                m.reset_running_stats()
+                m.momentum = None  # PyTorch: a cumulative average, each batch weighed once
+                m.train()
+            with torch.no_grad():
+                for x in batches:
+                    forward(model, x)
+                    seen += len(x)
+        finally:
+            for m, momentum in zip(layers, momenta, strict=True):
+                m.momentum = momentum
+            model.train(was_training)
+    if distributed:
+        average_over_ranks(layers, len(batches))
     return seen
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def average_over_ranks(layers: list[nn.Module], batches_here: int) -> None:
+    """Give every rank the statistics one process would compute over all ranks' batches.
+
+    Each rank's running mean and variance are averages over its ``batches_here`` batches, each
+    batch weighed once; their batch-weighted average over the ranks (one all-reduce, float64)
+    is then exactly the single-process average. Without it each DDP rank would validate with
+    statistics of its own share, and the kept model (rank 0's) would not be the one whose
+    scores were reported. A rank with no batches contributes nothing; if no rank has any,
+    nothing changes.
+    """
+    stats = [s for m in layers for s in (m.running_mean, m.running_var)]
+    weighted = torch.cat([s.detach().double().flatten() for s in stats]) * batches_here
+    packed = torch.cat([weighted, weighted.new_tensor([float(batches_here)])])
+    torch.distributed.all_reduce(packed)
+    total = float(packed[-1])
+    if total == 0:
+        return
+    averages = packed[:-1] / total
+    offset = 0
+    with torch.no_grad():
+        for s in stats:
+            s.copy_(averages[offset:offset + s.numel()].view_as(s))
+            offset += s.numel()
+        for m in layers:
+            m.num_batches_tracked.fill_(int(total))

@@ -421,7 +421,8 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
                 on_epoch(metrics, write_checkpoint)
             break
         # the statistics of the weights validated, not running averages that lag them
-        recompute_batchnorm_statistics(core, sample.batches, forward)
+        if precise_bn:
+            recompute_batchnorm_statistics(core, sample.batches, forward)
         sample = EpochSample(0)  # the batches' memory back before validation
         val = evaluate_model(model, prefetch(source.val_batches(), prepare=layout), loss_fn, card.num_classes, device,
                              precision, channels_last, card.classes)

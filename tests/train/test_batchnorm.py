@@ -1,9 +1,17 @@
 """BatchNorm statistics recomputed for the current weights (``raygym.train.batchnorm``), plain
-PyTorch on hand-made tensors."""
+PyTorch on hand-made tensors; DDP over two real gloo processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from raygym.train.batchnorm import (
@@ -78,3 +86,53 @@ def test_an_epoch_sample_stops_at_its_image_count_and_its_memory() -> None:
     off = EpochSample(0)
     off.add(batches(1)[0])
     assert not off.batches
+
+
+# ---------------------------------------------------------------------- distributed (gloo)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _conv_bn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, momentum=0.01))
+
+
+# unequal shares (3 batches and 1): the average must weigh batches, not ranks
+RANK_BATCHES = {0: (3, 1), 1: (1, 2)}  # rank -> (batches, seed)
+
+
+def _statistics_rank(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    try:
+        model = _conv_bn()
+        n, seed = RANK_BATCHES[rank]
+        recompute_batchnorm_statistics(model, batches(n, seed), plain_forward)
+        bn = model[1]
+        torch.save({"mean": bn.running_mean, "var": bn.running_var,
+                    "batches": bn.num_batches_tracked}, Path(out_dir) / f"{rank}.pt")
+        dist.barrier()  # tear gloo down only when both ranks are done with it
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_ddp_ranks_share_the_statistics_of_all_their_batches(tmp_path: Path) -> None:
+    """Two ranks end with identical statistics, equal to one process's pass over both
+    ranks' batches: the model each rank validates is the model rank 0 keeps."""
+    mp.spawn(_statistics_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1)]
+    alone = _conv_bn()
+    every_batch = [x for n, seed in RANK_BATCHES.values() for x in batches(n, seed)]
+    recompute_batchnorm_statistics(alone, every_batch, plain_forward)
+    bn = alone[1]
+    for state in ranks:
+        torch.testing.assert_close(state["mean"], bn.running_mean)
+        torch.testing.assert_close(state["var"], bn.running_var)
+        assert int(state["batches"]) == 4
+    assert torch.equal(ranks[0]["mean"], ranks[1]["mean"])
+    assert torch.equal(ranks[0]["var"], ranks[1]["var"])
