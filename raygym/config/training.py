@@ -144,7 +144,7 @@ class TrainConfig(StrictModel):
     precise_bn_images: int = Field(
         128, ge=0, description="before each validation, BatchNorm's statistics are "
         "recomputed from up to this many of the epoch's training images with the epoch's final "
-        "weights (dropout off; at most 256 MiB of them); 0: validate with the running averages "
+        "weights (dropout off; at most 256 MiB of them; DDP workers average theirs); 0: validate with the running averages "
         "of training, as Keras and Gym do (they lag the weights when an epoch has few steps)")
     num_threads: int | None = Field(None, ge=1)
     shuffle: bool = True
