@@ -1,6 +1,6 @@
 """What Ray processes listen on, and whom their HTTP servers answer: shared by the tests of the
 local Ray (``ensure_ray``) and of ``raygym cluster up``, which both must stay on 127.0.0.1 and
-demand their token."""
+demand their token; and a free loopback port for the servers and gloo groups tests start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ import urllib.request
 from collections.abc import Iterable
 
 import psutil
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def is_loopback(ip: str) -> bool:

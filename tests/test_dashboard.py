@@ -28,6 +28,7 @@ from raygym.dashboard import (
     tensorboard_logdir,
 )
 from raygym.errors import RaygymError
+from tests.ray_exposure import free_loopback_port
 
 STUDY = "dash_study"
 TRIAL = "abc12345"
@@ -45,12 +46,6 @@ def _fetch(url: str, timeout_s: float = 60.0) -> tuple[int, bytes]:
             last = err
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -95,10 +90,10 @@ def results(tmp_path: Path) -> Path:
 
 
 def _ports() -> tuple[int, int]:
-    a = _free_port()
-    b = _free_port()
+    a = free_loopback_port()
+    b = free_loopback_port()
     while b == a:
-        b = _free_port()
+        b = free_loopback_port()
     return a, b
 
 
@@ -148,7 +143,7 @@ def test_taken_port_moves_to_the_next_free_one(results: Path) -> None:
     taken = blocker.getsockname()[1]
     try:
         assert find_free_port("127.0.0.1", taken) != taken
-        tb_port = _free_port()
+        tb_port = free_loopback_port()
         handles = start_dashboards(results, "127.0.0.1", taken, tb_port)
         try:
             port = int(handles.urls["optuna"].rstrip("/").rsplit(":", 1)[1])
@@ -164,7 +159,7 @@ def test_taken_port_moves_to_the_next_free_one(results: Path) -> None:
 
 def test_without_a_study_only_tensorboard(results: Path) -> None:
     (results / "optuna.journal").unlink()
-    with start_dashboards(results, "127.0.0.1", _free_port(), _free_port()) as handles:
+    with start_dashboards(results, "127.0.0.1", free_loopback_port(), free_loopback_port()) as handles:
         assert list(handles.urls) == ["tensorboard"]
         assert any("no optuna.journal" in n for n in handles.notes)
         assert _fetch(handles.urls["tensorboard"] + "data/plugins_listing")[0] == 200
@@ -175,7 +170,7 @@ def test_remote_host_needs_explicit_consent(results: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
     with pytest.raises(RaygymError, match="no authentication"):
-        start_dashboards(results, "0.0.0.0", _free_port(), _free_port())
+        start_dashboards(results, "0.0.0.0", free_loopback_port(), free_loopback_port())
 
 
 def test_logdir_follows_storage_path(results: Path, tmp_path: Path) -> None:
@@ -207,7 +202,7 @@ def test_serve_until_interrupt(results: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(dash, "ray_dashboard_url", lambda *a, **k: None)
     console = Console(record=True, width=200)
     monkeypatch.setattr(dash, "_pause", interrupt)
-    code = serve_dashboards(results, optuna_port=_free_port(), tensorboard_port=_free_port(),
+    code = serve_dashboards(results, optuna_port=free_loopback_port(), tensorboard_port=free_loopback_port(),
                             console=console)
     text = console.export_text()
     assert code == 0

@@ -4,7 +4,6 @@ PyTorch on hand-made tensors; DDP over two real gloo processes on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from raygym.train.batchnorm import (
     has_batchnorm,
     recompute_batchnorm_statistics,
 )
+from tests.ray_exposure import free_loopback_port
 
 
 def plain_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -89,12 +89,6 @@ def test_an_epoch_sample_stops_at_its_image_count_and_its_memory() -> None:
 
 
 # ---------------------------------------------------------------------- distributed (gloo)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _conv_bn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, momentum=0.01))
@@ -124,7 +118,7 @@ def _statistics_rank(rank: int, world: int, port: int, out_dir: str) -> None:
 def test_ddp_ranks_share_the_statistics_of_all_their_batches(tmp_path: Path) -> None:
     """Two ranks end with identical statistics, equal to one process's pass over both
     ranks' batches: the model each rank validates is the model rank 0 keeps."""
-    mp.spawn(_statistics_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_statistics_rank, args=(2, free_loopback_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1)]
     alone = _conv_bn()
     every_batch = [x for n, seed in RANK_BATCHES.values() for x in batches(n, seed)]

@@ -8,7 +8,6 @@ import copy
 import json
 import math
 import os
-import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from raygym.train.loop import (
     evaluate_model,
     fit,
 )
+from tests.ray_exposure import free_loopback_port
 
 from . import cut_short, whole_checkpoint
 
@@ -376,12 +376,6 @@ def test_non_finite_loss_stops_with_reason_nan(prepared: PreparedDataset, splits
     assert math.isfinite(val_metrics(model, config, card, val)["loss"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: dict[str, Any],
                     card_json: str, train: SplitArrays, val: SplitArrays) -> None:
     """One DDP rank of fit(); only rank 0 meets the infinite pixel."""
@@ -417,7 +411,7 @@ def test_non_finite_loss_on_one_ddp_rank_stops_every_rank(
     train, val = splits
     config = make_config(base_sections, {"filters": 2}, max_epochs=3)
     mp.spawn(_ddp_nan_worker, nprocs=2, join=True,
-             args=(2, _free_port(), str(tmp_path), config.to_yaml_dict(),
+             args=(2, free_loopback_port(), str(tmp_path), config.to_yaml_dict(),
                    prepared.card.model_dump_json(), subset(train, 16), subset(val, 4)))
     for rank in range(2):
         assert json.loads((tmp_path / f"{rank}.json").read_text()) == {"stop": "nan",

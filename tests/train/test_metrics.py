@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from raygym.train.metrics import (
     json_safe,
     metrics_from_confusion,
 )
+from tests.ray_exposure import free_loopback_port
 
 X = IGNORE_INDEX
 
@@ -150,12 +150,6 @@ def test_accumulator_matches_single_pass_and_reports_kld() -> None:
 
 
 # ---------------------------------------------------------------------- distributed (gloo)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _dist_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only: no reliance on hostname
     dist.init_process_group(
@@ -176,7 +170,7 @@ def _dist_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_all_reduce_sums_across_two_gloo_processes(tmp_path: Path) -> None:
-    mp.spawn(_dist_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_dist_worker, args=(2, free_loopback_port(), str(tmp_path)), nprocs=2, join=True)
     expected = (np.pad(np.array(CM_2), ((0, 1), (0, 1))) + np.array(CM_3)).tolist()
     for rank in range(2):
         state = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
