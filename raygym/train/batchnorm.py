@@ -112,7 +112,9 @@ def average_over_ranks(layers: list[nn.Module], batches_here: int) -> None:
     nothing changes.
     """
     stats = [s for m in layers for s in (m.running_mean, m.running_var)]
-    weighted = torch.cat([s.detach().double().flatten() for s in stats]) * batches_here
+    flat = torch.cat([s.detach().double().flatten() for s in stats])
+    # zeros, not 0 x its statistics: a rank's untouched NaN statistics would poison the sum
+    weighted = flat * batches_here if batches_here else torch.zeros_like(flat)
     packed = torch.cat([weighted, weighted.new_tensor([float(batches_here)])])
     torch.distributed.all_reduce(packed)
     total = float(packed[-1])
