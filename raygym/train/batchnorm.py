@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from raygym.train.metrics import distributed
+
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 # images kept for the pass are the epoch's own input tensors: at most this much memory
 SAMPLE_MAX_BYTES = 256 * 2**20
@@ -70,8 +72,8 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Ten
     """
     layers = batchnorm_layers(model)
     batches = list(batches)
-    distributed = _world_size() > 1
-    if not layers or not (batches or distributed):
+    shared = distributed()
+    if not layers or not (batches or shared):
         return 0
     seen = 0
     if batches:
@@ -91,14 +93,9 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[torch.Ten
             for m, momentum in zip(layers, momenta, strict=True):
                 m.momentum = momentum
             model.train(was_training)
-    if distributed:
+    if shared:
         average_over_ranks(layers, len(batches))
     return seen
-
-
-def _world_size() -> int:
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def average_over_ranks(layers: list[nn.Module], batches_here: int) -> None:

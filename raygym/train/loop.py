@@ -43,6 +43,7 @@ from raygym.train.contract import (
     monitored_sign,
     rung_scores,
 )
+from raygym.train.metrics import distributed
 from raygym.train.prefetch import prefetch
 from raygym.train.throughput import ThroughputMeter, synchronize
 
@@ -293,7 +294,7 @@ def _finite_everywhere(loss: torch.Tensor) -> bool:
     others waiting forever in the gradient all-reduce of ``backward()``.
     """
     bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed():
         torch.distributed.all_reduce(bad)
     return not bool(bad.item())
 
@@ -318,7 +319,7 @@ def evaluate_model(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Modul
                                          dtype=torch.float64)
             cm.update(out, y)
     cm.all_reduce()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed():
         torch.distributed.all_reduce(loss_sum)
     metrics = cm.compute()
     metrics["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else math.nan

@@ -93,6 +93,11 @@ def _kld_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> t
         return (per_pixel * valid).sum().to(torch.float64)
 
 
+
+def distributed() -> bool:
+    """Whether this process is a rank of an initialised torch.distributed group (DDP)."""
+    return dist.is_available() and dist.is_initialized()
+
 class ConfusionMatrix:
     """Accumulates a (K, K) confusion matrix and the KLD over a whole split.
 
@@ -156,7 +161,7 @@ class ConfusionMatrix:
         Every rank must call it (collective). With the NCCL backend the state is moved to the
         current CUDA device first (a rank that saw no batch still holds CPU tensors).
         """
-        if not (dist.is_available() and dist.is_initialized()):
+        if not distributed():
             return
         if dist.get_backend() == "nccl" and self.matrix.device.type != "cuda":
             self._to(torch.device("cuda", torch.cuda.current_device()))
