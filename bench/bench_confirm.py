@@ -10,7 +10,7 @@ simulator's quartiles for the same setting and budget, over ``--sim-seeds``, are
 
 Example (aerial table, 3 seeds: ~25 min on 2 cores)::
 
-    python bench/bench_confirm.py bench/curves/aerial_96x128.csv --seeds 0 1 2 --samples 24
+    python bench/bench_confirm.py bench/curves/aerial_96x128.csv.gz --seeds 0 1 2 --samples 24
 """
 
 from __future__ import annotations
