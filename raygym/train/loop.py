@@ -279,9 +279,7 @@ _SAID: set[str] = set()
 
 def _say_once(message: str) -> None:
     """Print ``message`` once per process, from DDP rank 0 only (not once per trial epoch)."""
-    dist = torch.distributed
-    if message in _SAID or (dist.is_available() and dist.is_initialized()
-                            and dist.get_rank() != 0):
+    if message in _SAID or (distributed() and torch.distributed.get_rank() != 0):
         return
     _SAID.add(message)
     print(f"raygym: {message}", flush=True)

@@ -93,10 +93,10 @@ def _kld_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> t
         return (per_pixel * valid).sum().to(torch.float64)
 
 
-
 def distributed() -> bool:
     """Whether this process is a rank of an initialised torch.distributed group (DDP)."""
     return dist.is_available() and dist.is_initialized()
+
 
 class ConfusionMatrix:
     """Accumulates a (K, K) confusion matrix and the KLD over a whole split.
