@@ -53,19 +53,16 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _default_grace_period(self) -> ExperimentConfig:
         if self.search.grace_period is None:
-            # the second epoch at the full learning rate: scores while it ramps up rank
-            # nothing (rank correlation with the final score 0.14 at the warm-up epoch, 0.80
-            # one epoch later), and judging one epoch later spares the slow learners that
-            # lead the 4-seed tables (bench/RESULTS.md, bench_simulate, 4 seeds)
+            # the first epoch at the full learning rate, and never the first epoch: scores
+            # while it ramps up rank nothing (rank correlation with the final score 0.14 at
+            # the warm-up epoch, 0.80 one epoch later), and with BatchNorm statistics
+            # recomputed before validation the next epoch already ranks as the final score
+            # does (ASHA at ramp + 1 chosen over ramp + 2 and over the median rule judged
+            # from half of max_epochs, on unseen training seeds of both tables:
+            # bench/RESULTS.md, 2026-12-06 twenty-second session)
             t = self.train
             ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
-            grace = ramp + 2 if isinstance(ramp, int) and ramp else 3
-            if t.patience >= t.max_epochs:
-                # trials run their whole budget (no early stopping): the best configurations
-                # may start slowest, so judge from half of it (chosen on S2, confirmed on the
-                # 30-epoch aerial table, judged on training seeds the searches never saw:
-                # bench/RESULTS.md, 2026-12-04 fifth session)
-                grace = max(grace, t.max_epochs // 2)
+            grace = max(2, ramp + 1) if isinstance(ramp, int) else 2
             self.search.grace_period = max(1, min(grace, t.max_epochs))
         return self
 

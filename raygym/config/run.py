@@ -37,14 +37,13 @@ class SearchConfig(StrictModel):
     algorithm: Literal["optuna", "random", "grid", "bohb"] = Field(
         "optuna", description="bohb: hpbandster's BOHB (Ray's TuneBOHB) with its own "
         "HyperBand scheduler (HyperBandForBOHB, reduction_factor); needs the bohb extra")
-    # median (Tune's MedianStoppingRule) chosen on recorded curves (README, "Search defaults")
+    # asha chosen on recorded curves (README, "Search defaults")
     scheduler: Literal["asha", "median", "none", "pbt", "patient"] = Field(
-        "median", description="median: stop a trial whose best so far is below the median "
+        "asha", description="median: stop a trial whose best so far is below the median "
         "of the other trials' running averages at the same epoch; asha: successive halving; "
         "patient: successive halving that stops a trial only when its curve has not improved "
         "for prune_patience epochs (Optuna's PatientPruner)")
-    # None: two epochs past the LR ramp-up of the gym / cosine schedule, else 3; half of
-    # train.max_epochs when trials run in full (train.patience >= max_epochs)
+    # None: the first epoch past the LR ramp-up of the gym / cosine schedule, and at least 2
     grace_period: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None, description="first epoch at which the scheduler may stop a trial; auto: "
         "learnt from the first grace_trials trials, run in full (the first epoch whose "

@@ -30,10 +30,10 @@ def test_rows_set_yours_beside_the_defaults_random_and_the_grid(grid_table: Path
     assert rows["random"].sampler == "random"
     assert (random.scheduler, random.grace_period, random.repeat_top) == ("asha", 1, 2)
     # raygym's defaults keep your budget and take every other search key as shipped, the
-    # grace period derived from your training (1-epoch warm-up: judged from epoch 3)
+    # grace period derived from your training (1-epoch warm-up: judged from epoch 2)
     defaults = rows["defaults"].config.search
     assert (defaults.num_samples, defaults.max_concurrent) == (24, 2)
-    assert (defaults.scheduler, defaults.grace_period, defaults.repeat_top) == ("median", 3, 3)
+    assert (defaults.scheduler, defaults.grace_period, defaults.repeat_top) == ("asha", 2, 3)
     assert rows["grid"].config.search.num_samples == len(table.configs) == 24
     # settings that are the defaults get no second row of them
     plain = json.loads(json.dumps(SPACE))
@@ -126,7 +126,8 @@ def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,
     assert lines["grid"][-3:-1] == [f"{grid['anytime'][0.5]:.3f}", "-"]
     words = " ".join(printed.split())  # (the console wraps long lines)
     assert "grid: every configuration of the table once (24 trials)" in words
-    assert "yours: at most 24 trials, TPE (multivariate) + median stopping (grace 1)" in words
+    assert ("yours: at most 24 trials, TPE (multivariate) + ASHA (grace 1, reduction factor "
+            "3)") in words
     assert "every search replays one recorded training seed for all its configurations" in words
     assert not (tmp_path / "results").exists()
 

@@ -12,8 +12,8 @@ LANDSAT = Path(__file__).parents[2] / "search_spaces" / "landsat.yaml"
 
 def test_landsat_space_judges_trials_after_the_ramp_up() -> None:
     config, space = load_experiment(LANDSAT)
-    assert config.search.grace_period == config.train.rampup_epochs + 2 == 3
-    assert config.search.scheduler == "median"
+    assert config.search.grace_period == config.train.rampup_epochs + 1 == 2
+    assert config.search.scheduler == "asha"
     assert scheduler_warnings(config, space) == []
 
 
@@ -40,7 +40,7 @@ def test_a_grace_learnt_from_more_trials_than_the_search_runs_is_named() -> None
     assert scheduler_warnings(config, space) == []
 
 
-def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
+def test_default_grace_period_is_the_first_epoch_after_the_ramp_up() -> None:
     import yaml
 
     from raygym.config import validate_experiment
@@ -51,18 +51,18 @@ def test_default_grace_period_is_the_second_epoch_after_the_ramp_up() -> None:
         raw[dist] = {k: v for k, v in raw[dist].items() if not isinstance(v, dict)}
     raw["train"].update(max_lr=1e-4, rampup_epochs=20)
     config = validate_experiment(raw)
-    assert config.search.grace_period == config.train.rampup_epochs + 2 == 22
+    assert config.search.grace_period == config.train.rampup_epochs + 1 == 21
     raw["train"]["lr_schedule"] = "cosine"  # its warm-up is rampup_epochs too
-    assert validate_experiment(raw).search.grace_period == 22
-    raw["train"]["lr_schedule"] = "constant"
-    assert validate_experiment(raw).search.grace_period == 3
+    assert validate_experiment(raw).search.grace_period == 21
+    raw["train"]["lr_schedule"] = "constant"  # no warm-up: never judged on the first epoch
+    assert validate_experiment(raw).search.grace_period == 2
     raw["train"].update(lr_schedule="gym", rampup_epochs=30, max_epochs=30)
     assert validate_experiment(raw).search.grace_period == 30  # never past max_epochs
-    # trials that run their whole budget (no early stopping) are judged from its half
+    # trials that run their whole budget (no early stopping) are judged as early: with the
+    # statistics pass their first epochs rank them (the half-budget grace of the previous
+    # default lost on unseen seeds)
     raw["train"].update(rampup_epochs=1, max_epochs=30, patience=30)
-    assert validate_experiment(raw).search.grace_period == 15
-    raw["train"]["patience"] = 29
-    assert validate_experiment(raw).search.grace_period == 3
+    assert validate_experiment(raw).search.grace_period == 2
 
 
 def test_the_search_names_its_scheduler_and_only_the_settings_it_reads() -> None:
@@ -71,9 +71,9 @@ def test_the_search_names_its_scheduler_and_only_the_settings_it_reads() -> None
     from raygym.search.run import describe_space
 
     console = Console(width=200)
-    for overrides, expected in (({}, "scheduler median (grace 3), metric"),
-                                ({"search.scheduler": "asha"},
-                                 "scheduler asha (grace 3, reduction 3), metric")):
+    for overrides, expected in (({}, "scheduler asha (grace 2, reduction 3), metric"),
+                                ({"search.scheduler": "median"},
+                                 "scheduler median (grace 2), metric")):
         config, space = load_experiment(LANDSAT, overrides=overrides)
         with console.capture() as out:
             describe_space(config, space, console)
