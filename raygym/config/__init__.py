@@ -53,16 +53,12 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _default_grace_period(self) -> ExperimentConfig:
         if self.search.grace_period is None:
-            # the first epoch at the full learning rate, and never the first epoch: scores
-            # while it ramps up rank nothing (rank correlation with the final score 0.14 at
-            # the warm-up epoch, 0.80 one epoch later), and with BatchNorm statistics
-            # recomputed before validation the next epoch already ranks as the final score
-            # does (ASHA at ramp + 1 chosen over ramp + 2 and over the median rule judged
-            # from half of max_epochs, on unseen training seeds of both tables:
-            # bench/RESULTS.md, 2026-12-06 twenty-second session)
+            # the first epoch at the full learning rate, never the first epoch: scores while
+            # it ramps up rank nothing, and with BatchNorm statistics recomputed the next
+            # epoch ranks as the final score does (bench/RESULTS.md, twenty-second session)
             t = self.train
             ramp = t.rampup_epochs if t.lr_schedule in ("gym", "cosine") else 0
-            grace = max(2, ramp + 1) if isinstance(ramp, int) else 2
+            grace = max(2, ramp + 1)
             self.search.grace_period = max(1, min(grace, t.max_epochs))
         return self
 
