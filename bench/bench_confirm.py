@@ -127,9 +127,7 @@ def fresh_noise(config: Any, space: Any, table: Any, sim_seeds: int) -> list[tup
 
     out = []
     for seed in table.seeds:
-        alone = table
-        for other in table.seeds:
-            alone = alone.without_seed(other) if other != seed else alone
+        alone = table.only_seed(seed)
         judge = ground_truth(table.without_seed(seed), patience=config.train.patience,
                              max_epochs=table.epochs)
         out += simulated(config, space, alone, judge, sim_seeds)

@@ -10,7 +10,8 @@ rehearsal over many seeds says how often the settings find the grid's best, and 
 
 Each row's figures (:func:`raygym.search.simulate.summarize`): the epochs spent until the
 handed-back configuration is within 0.01 of the grid's best (quartiles, as a share of the
-grid's epochs to early stopping), how many searches got there, the chance of handing back the
+grid's epochs to early stopping), how many searches got there (also on fresh training
+noise: :func:`fresh_noise_shares`), the chance of handing back the
 grid's best / one of its best three at 25 % and 50 % of the grid's epochs, and the median
 ground-truth score handed back at 10 / 25 / 50 / 100 % of them. On a table with 3 or more
 training seeds, also what the hand-back at half the grid's epochs scores on a seed that the
@@ -130,6 +131,35 @@ def unseen_seed_scores(config: ExperimentConfig, table: CurveTable, seeds: list[
     return scores
 
 
+def fresh_noise_shares(config: ExperimentConfig, table: CurveTable, seeds: list[int],
+                       run: Callable[[ExperimentConfig, CurveTable, int, float], Any]
+                       ) -> list[float] | None:
+    """Searches on training noise their judge does not share, as a real search meets it:
+    search seed k replays only the table's recorded seed k mod S (a repeat replays it again)
+    and is judged by the ground truth of the other seeds. ``run(config, table, search_seed,
+    budget)`` is one search's trace. Per search: epochs until its hand-back is within 0.01 of
+    that truth's best, a share of its grid's epochs (inf: never). None with one seed.
+
+    A replayed search sees noise that is part of its judge (optimistic); here a repeat
+    averages no noise (pessimistic for searches that repeat): a real search lies between."""
+    from raygym.search.simulate import epochs_to_target
+
+    n = len(table.seeds)
+    if n < 2:
+        return None
+    folds: dict[int, tuple[CurveTable, Any]] = {}
+    shares = []
+    for seed in seeds:
+        j = seed % n
+        if j not in folds:
+            folds[j] = (table.only_seed(table.seeds[j]),
+                        config_truth(config, table.without_seed(table.seeds[j])))
+        alone, judge = folds[j]
+        trace = run(config, alone, seed, judge.grid_epochs)
+        shares.append(epochs_to_target(trace, judge) / judge.grid_epochs)
+    return shares
+
+
 def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict[str, Any]:
     """Every search seed of one row (a worker process, or inline); its summary.
     ``noise_se``: a ground-truth score's standard error (None: the table cannot tell)."""
@@ -160,9 +190,11 @@ def _run_row(job: tuple[Row, SearchSpace, str, list[int], float | None]) -> dict
         row.config, table, seeds,
         lambda config, fold, seed, budget: chosen_at(search(config, fold, seed, budget), budget),
         s.repeat_runs if s.repeat_top and row.sampler != "grid" else 1, truth)
+    fresh = fresh_noise_shares(row.config, table, seeds, search)
     return {"name": row.name, "settings": describe_row(row),
             **summarize(traces, truth, noise_se=noise_se),
-            "unseen_at_50": float(np.nanmean(unseen)) if unseen else None}
+            "unseen_at_50": float(np.nanmean(unseen)) if unseen else None,
+            "reached_fresh": float(np.isfinite(fresh).mean()) if fresh else None}
 
 
 def rehearse(config: ExperimentConfig, space: SearchSpace, table: CurveTable, *,
@@ -225,18 +257,20 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
              f"{result['grid_best']:.4f} ({result['grid_best_params']})")
     console.print(title, markup=False, highlight=False)
     noisy = "noise_at_50" in result["rows"][0]
-    lines = [f"{'':10}{'to the grid best':>18}{'':6}{'top-1':>10}{'top-3':>10}"
-             + ("  <=SE" if noisy else "") + f"{'score @50':>12}",
-             f"{'settings':10}{'q25':>6}{'med':>6}{'q75':>6}{'reach':>6}"
-             f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}" + (f"{'@50':>6}" if noisy else "")
+    lines = [f"{'':8}{'to the grid best':>18}{'reach':^12}{'top-1':>10}{'top-3':>10}"
+             + (f"{'<=SE':>5}" if noisy else "") + f"{'score @50':>12}",
+             f"{'settings':8}{'q25':>6}{'med':>6}{'q75':>6}{'table':>6}{'fresh':>6}"
+             f"{'@25':>5}{'@50':>5}{'@25':>5}{'@50':>5}" + (f"{'@50':>5}" if noisy else "")
              + f"{'truth':>6}{'new':>6}{'stop':>5}"]
     for row in result["rows"]:
         q, a = row["to_best"], row["anytime"]
+        fresh = row.get("reached_fresh")
         lines.append(
-            f"{row['name']:10}" + "".join(f"{_share(x):>6}" for x in q)
-            + f"{row['reached']:>6.0%}{row['top1'][0.25]:>5.0%}{row['top1'][0.5]:>5.0%}"
+            f"{row['name']:8}" + "".join(f"{_share(x):>6}" for x in q)
+            + f"{row['reached']:>6.0%}" + (f"{fresh:>6.0%}" if fresh is not None else f"{'-':>6}")
+            + f"{row['top1'][0.25]:>5.0%}{row['top1'][0.5]:>5.0%}"
             f"{row['top3'][0.25]:>5.0%}{row['top3'][0.5]:>5.0%}"
-            + (f"{row['noise_at_50']:>6.0%}" if noisy else "")
+            + (f"{row['noise_at_50']:>5.0%}" if noisy else "")
             + f"{a[0.5]:>6.3f}" + (f"{new:>6.3f}" if (new := row.get("unseen_at_50"))
                                     is not None else f"{'-':>6}")
             + f"{row['pruned']:>5.0f}")
@@ -245,7 +279,11 @@ def print_rehearsal(result: dict[str, Any], console: Any) -> None:
         console.print(line, markup=False, highlight=False)
     console.print("to the grid best: epochs until the configuration handed back is within 0.01 "
                   "of the grid's best, a share of the grid's epochs (quartiles over the "
-                  "searches); reach: searches that got there; top-1 / top-3: searches handing "
+                  "searches); reach: searches that got there, on the table's seeds (each search "
+                  "replays recorded seeds whose mean is the truth that judges it: optimistic) "
+                  "and on fresh noise (each replays one recorded seed alone, a repeat the same "
+                  "one, judged by the mean of the others: pessimistic for searches that "
+                  "repeat; -: one seed); top-1 / top-3: searches handing "
                   "back the grid's best / one of its best 3 after 25 % / 50 % of the grid's "
                   "epochs; <=SE: searches handing back, at 50 %, a configuration within one "
                   "standard error of the grid's best (closer than the table can tell apart); "

@@ -130,6 +130,12 @@ class CurveTable:
             self, seeds=[s for s in self.seeds if s != seed],
             curves={k: v for k, v in self.curves.items() if k[1] != seed})
 
+    def only_seed(self, seed: int) -> CurveTable:
+        """The table with one recorded training seed alone (what a search replays when the
+        other seeds judge it, as fresh training noise judges a real search)."""
+        return dataclasses.replace(
+            self, seeds=[seed], curves={k: v for k, v in self.curves.items() if k[1] == seed})
+
     def values(self, key: str) -> list[Any]:
         """The distinct values of ``key`` in the table, in first-seen order."""
         out: list[Any] = []

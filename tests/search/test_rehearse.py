@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from raygym.search.rehearse import rehearsal_rows, rehearse
+from raygym.search.rehearse import fresh_noise_shares, rehearsal_rows, rehearse
 from raygym.search.replay import CurveTable, ground_truth
 
 from . import one_error_line, run_cli, write_space
@@ -101,6 +102,33 @@ def test_each_search_is_judged_on_a_seed_it_never_replayed(grid_table: Path,
     assert {r["name"]: r["unseen_at_50"] for r in out["rows"]}["yours"] is None
 
 
+def test_fresh_noise_replays_one_seed_and_is_judged_by_the_others(grid_table: Path,
+                                                                 tmp_path: Path) -> None:
+    """Search seed k replays recorded seed k mod S alone, with the other seeds' grid epochs
+    as its budget, and is judged by their mean; a one-seed table has no fresh noise."""
+    from raygym.search.replay import config_truth
+    from raygym.search.simulate import simulate
+
+    table = CurveTable.load(grid_table)
+    assert table.seeds == [0, 1]
+    config, space = load_space(tmp_path, seed=0, repeat_top=0)
+    calls: list[tuple[list[int], int, float]] = []
+
+    def run(config: Any, alone: CurveTable, seed: int, budget: float) -> Any:
+        calls.append((alone.seeds, seed, budget))
+        assert {k[1] for k in alone.curves} == set(alone.seeds)
+        return simulate(config, space, alone, seed=seed, max_epochs_spent=budget)
+
+    shares = fresh_noise_shares(config, table, [4, 5, 6], run)
+    judge = {s: config_truth(config, table.without_seed(s)) for s in (0, 1)}
+    assert calls == [([0], 4, judge[0].grid_epochs), ([1], 5, judge[1].grid_epochs),
+                     ([0], 6, judge[0].grid_epochs)]
+    # the winner stands out on each seed alone: TPE finds it within the budget every time
+    assert shares is not None and len(shares) == 3
+    assert all(0 < x <= 1 for x in shares)
+    assert fresh_noise_shares(config, table.only_seed(0), [0], run) is None
+
+
 def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,
                                                         tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
@@ -124,6 +152,8 @@ def test_the_command_prints_the_rows_and_writes_nothing(grid_table: Path,
     assert lines["grid"][1:4] == [f"{x:.0%}" for x in grid["to_best"]]
     # truth at 50 %; no score on an unseen seed from a table of 2 seeds
     assert lines["grid"][-3:-1] == [f"{grid['anytime'][0.5]:.3f}", "-"]
+    # reach on the table's seeds, then on fresh noise
+    assert lines["grid"][4:6] == [f"{grid['reached']:.0%}", f"{grid['reached_fresh']:.0%}"]
     words = " ".join(printed.split())  # (the console wraps long lines)
     assert "grid: every configuration of the table once (24 trials)" in words
     assert ("yours: at most 24 trials, TPE (multivariate) + ASHA (grace 1, reduction factor "
