@@ -141,7 +141,7 @@ def fresh_noise_shares(config: ExperimentConfig, table: CurveTable, seeds: list[
     that truth's best, a share of its grid's epochs (inf: never). None with one seed.
 
     A replayed search sees noise that is part of its judge (optimistic); here a repeat
-    averages no noise (pessimistic for searches that repeat): a real search lies between."""
+    averages no noise (pessimistic for searches that repeat)."""
     from raygym.search.simulate import epochs_to_target
 
     n = len(table.seeds)
