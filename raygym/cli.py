@@ -16,9 +16,7 @@ from typing import Any
 
 from raygym import cli_parser
 from raygym.cli_parser import Handler
-from raygym.errors import RaygymError
-
-EXIT_INTERRUPTED = 130
+from raygym.errors import EXIT_INTERRUPTED, RaygymError
 
 
 def _console(stderr: bool = False) -> Any:

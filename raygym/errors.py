@@ -9,6 +9,7 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 class RaygymError(Exception):

@@ -76,6 +76,9 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
     if res.info.get("status") == "running":
         doc.note("search.json says the search is still running (or was interrupted): this "
                  "report shows what is on disk now.")
+    elif res.info.get("status") == "interrupted":
+        doc.note("the search was interrupted (Ctrl-C) before its end: this report shows the "
+                 "trials run so far; `raygym search SPACE --resume` goes on with it.")
 
 
 def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:

@@ -19,7 +19,7 @@ from raygym.train.contract import FINISHED_REASONS
 
 FINISHED = tuple(sorted(FINISHED_REASONS))
 """Statuses of trials that ran until their own end (not stopped by the scheduler)."""
-NOT_PRUNED = (*FINISHED, "failed", "running", "unknown")
+NOT_PRUNED = (*FINISHED, "failed", "running", "interrupted", "unknown")
 """Statuses that are not a scheduler's stop; any other status (``asha-pruned``, ...) is one."""
 CATEGORICAL_KINDS = ("choice", "grid")
 """Space kinds whose values are categories (plotted as bars, ordered as declared)."""

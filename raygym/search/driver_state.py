@@ -86,3 +86,14 @@ def check_driver_state(exp_path: str) -> None:
                "under another `name` (this folder is left as it is)")
     raise DataError(f"cannot resume: Tune's saved state {what}; resuming would start the "
                     "search over", file=path, fix=fix)
+
+
+def unfinished_trials(exp_path: str) -> set[str]:
+    """Trial ids that the newest snapshot of the Tune experiment at ``exp_path`` (an absolute
+    path or URI) leaves unfinished. A search that ran to its end leaves every trial
+    TERMINATED or ERROR; one stopped by Ctrl-C (Tune catches the first one, saves its state
+    and returns as if done) leaves the trials it cut short PENDING, to go on at a resume."""
+    from raygym.compat import snapshot_trials
+
+    return {t.trial_id for t in snapshot_trials(exp_path)
+            if t.status not in ("TERMINATED", "ERROR")}

@@ -20,6 +20,7 @@ from raygym.train.contract import finished
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
                "none": "stopped"}
+INTERRUPTED = "interrupted"  # cut short by Ctrl-C; goes on at --resume
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Leaderboard:
         finished configurations whose mean is within ``run_sd`` of rank 1's, rank 1 included
         (this search cannot tell them apart). None without a repeated configuration.
         """
-        stopped = {*STOP_PRUNED.values(), "failed"}
+        stopped = {*STOP_PRUNED.values(), "failed", INTERRUPTED}
         runs: dict[str, list[float]] = {}
         for r in self.rows:
             v = r[f"best_{self.metric}"]
@@ -121,8 +122,10 @@ def _num(value: Any) -> float:
     return f
 
 
-def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -> Leaderboard:
-    """Rows from Tune's ``ResultGrid`` (every trial, with its stop reason)."""
+def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace,
+                      interrupted: frozenset[str] | set[str] = frozenset()) -> Leaderboard:
+    """Rows from Tune's ``ResultGrid`` (every trial, with its stop reason); ``interrupted``:
+    ids of trials a Ctrl-C cut short (status ``interrupted``, not the scheduler's)."""
     metric, mode = config.search.metric, config.search.mode
     classes = list(config.data.classes)
     pruned_name = STOP_PRUNED[config.search.scheduler]
@@ -143,6 +146,8 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace) -
                 best_row = match.iloc[-1].to_dict()
         if result.error is not None:
             status = "failed"
+        elif trial_id in interrupted:
+            status = INTERRUPTED
         elif finished(m):
             status = str(m["stop_reason"])
         else:

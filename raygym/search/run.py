@@ -20,7 +20,7 @@ from rich.table import Table
 
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
-from raygym.errors import ConfigError, DataError, RunFailedError
+from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RunFailedError
 from raygym.search.noise import noise_line
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
@@ -248,14 +248,19 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                     console=console, replay=table, learnt=learnt)
     wall = time.perf_counter() - started
     from raygym.inference.export import export_top_models
+    from raygym.search.driver_state import unfinished_trials
     from raygym.search.leaderboard import build_leaderboard, print_summary
+    from raygym.search.tune import experiment_path
 
-    board = build_leaderboard(grid, config, space)
+    # Tune catches the first Ctrl-C, saves its state and returns as if the search were done
+    interrupted = unfinished_trials(experiment_path(config, out))
+    board = build_leaderboard(grid, config, space, interrupted)
     board.write(out)
     exported = export_top_models(board, config, out) if table is None else []
     summary = board.summary(wall)
     saved = json.loads((out / SEARCH_JSON).read_text())
-    saved.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    saved.update(status="interrupted" if interrupted else "finished",
+                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  summary=summary, exported=[str(p) for p in exported], **learnt)
     if table is not None:
         from raygym.search.replay import replay_verdict
@@ -271,6 +276,12 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
+    if interrupted:
+        console.print(f"interrupted: {len(interrupted)} trial(s) cut short, {len(board.rows)} of "
+                      f"at most {config.search.num_samples} started; the leaderboard and models "
+                      f"above are the best so far; continue with the same command and --resume "
+                      f"(raygym search {space_file} --resume)")
+        return EXIT_INTERRUPTED
     if not board.rows or all(r["status"] == "failed" for r in board.rows):
         raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")

@@ -1,0 +1,97 @@
+"""Ctrl-C in the middle of ``raygym search`` (SIGINT to its process group, as a terminal sends
+it): Tune catches it, saves its state and returns as if the search were done. raygym must say
+it was interrupted (exit 130, one line on how to go on), mark the trials it cut short
+``interrupted`` (not pruned), and ``--resume`` must then finish the search.
+
+Trials replay a hand-made curve table at a known pace (``RAYGYM_REPLAY_TIME_SCALE``), so the
+interrupt lands mid-trial without training anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from . import OWN_RAY, read_leaderboard, reap, write_space
+from .curve_tables import SPACE
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TRIALS, EPOCHS = 3, 8
+
+
+def _search(space: Path, table: Path, marker: str, log: Path, *extra: str) -> subprocess.Popen:
+    # each recorded epoch says 1 s: 0.5 s per replayed epoch, 4 s per trial
+    env = {**os.environ, "RAYGYM_TEST_RUN": marker, "RAYGYM_REPLAY_TIME_SCALE": "0.5"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "raygym.cli", "search", str(space), "--replay", str(table),
+         *extra], cwd=REPO, env=env, start_new_session=True, stdout=log.open("w"),
+        stderr=subprocess.STDOUT)
+
+
+def _epochs_reported(exp: Path) -> list[int]:
+    return sorted(len(p.read_text().splitlines()) for p in exp.glob("*/result.json"))
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
+        grid_table: Path, tmp_path: Path) -> None:
+    sections = json.loads(json.dumps(SPACE))
+    sections["train"]["patience"] = EPOCHS  # every trial runs all its epochs
+    sections["search"].update(num_samples=TRIALS, max_concurrent=1, scheduler="none",
+                              repeat_top=0, results_dir=str(tmp_path / "results"))
+    sections["resources"] = dict(OWN_RAY)
+    space = write_space(tmp_path / "space.yaml", sections)
+    out = tmp_path / "results" / "replay"
+    exp = out / "ray" / "replay"
+    marker = uuid.uuid4().hex
+    proc = _search(space, grid_table, marker, tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # one trial done, the next one part-way
+            epochs = _epochs_reported(exp)
+            if len(epochs) >= 2 and epochs[-1] == EPOCHS and 0 < epochs[0] < EPOCHS:
+                break
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.2)
+        else:
+            pytest.fail("the search never reached a second trial")
+        os.killpg(proc.pid, signal.SIGINT)  # start_new_session: pgid == pid
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        reap(marker)
+    log = (tmp_path / "first.log").read_text()
+    assert proc.returncode == 130, log[-3000:]
+    words = " ".join(log.split())
+    assert "interrupted: 1 trial(s) cut short" in words, log[-3000:]
+    assert f"raygym search {space} --resume" in words
+    saved = json.loads((out / "search.json").read_text())
+    assert saved["status"] == "interrupted"
+    statuses = sorted(r["status"] for r in read_leaderboard(out))
+    assert "interrupted" in statuses and "completed" in statuses
+    assert not any("pruned" in s or s == "stopped" for s in statuses)
+
+    marker = uuid.uuid4().hex
+    proc = _search(space, grid_table, marker, tmp_path / "resume.log", "--resume")
+    try:
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        reap(marker)
+    log = (tmp_path / "resume.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    board = read_leaderboard(out)
+    assert len(board) == TRIALS and {r["status"] for r in board} == {"completed"}
+    assert json.loads((out / "search.json").read_text())["status"] == "finished"
