@@ -60,6 +60,11 @@ class LiveTrials:
         if self.live is not None:
             self.live.update(self.table(trials), refresh=True)
 
+    def _last(self, trial: Any) -> dict[str, Any]:
+        """A trial's last result: this driver's, else what Tune restored (``--resume``: a
+        trial that finished before the resume reports nothing to this driver)."""
+        return self.results.get(trial.trial_id) or getattr(trial, "last_result", None) or {}
+
     def table(self, trials: list) -> Table:
         """Tune's ``trials`` (``trial_id``, ``status``) with their last results."""
         metric = self.config.search.metric
@@ -67,7 +72,7 @@ class LiveTrials:
         best: tuple[float, str] | None = None
         sign = 1 if self.config.search.mode == "max" else -1
         for t in trials:
-            r = self.results.get(t.trial_id, {})
+            r = self._last(t)
             status = t.status
             if status == "TERMINATED":
                 status = "done" if finished(r) else "pruned"
@@ -81,7 +86,7 @@ class LiveTrials:
         for col in ("trial", "status", "epoch", metric, "val_loss", "GFLOP/s (peak)"):
             table.add_column(col)
         for t in trials[-SHOWN_TRIALS:]:
-            r = self.results.get(t.trial_id, {})
+            r = self._last(t)
             m = r.get(metric)
             vl = r.get("val_loss")
             table.add_row(t.trial_id, t.status.lower(), str(r.get("epoch", "")),

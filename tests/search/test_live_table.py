@@ -53,6 +53,22 @@ def test_callback_feeds_the_table() -> None:
     assert "0.410" in text and "1.2000" in text
 
 
+@dataclass
+class _RestoredTrial(_Trial):
+    """A trial Tune restored at --resume: its last result, none sent to this driver."""
+
+    last_result: dict[str, Any]
+
+
+def test_a_trial_finished_before_a_resume_counts_as_done() -> None:
+    view = _view()
+    trials = [_RestoredTrial("a", "TERMINATED", {"epoch": 9, "stop_reason": "early-stopped",
+                                                 "best_val_mean_iou": 0.7}),
+              _RestoredTrial("b", "TERMINATED", {"epoch": 2, "stop_reason": ""})]
+    text = _text(view, trials)
+    assert "done 1, pruned 1" in text and "best val_mean_iou 0.700 (a)" in text
+
+
 def test_best_follows_the_mode() -> None:
     view = _view(mode="min")
     trials = [_Trial("a", "RUNNING"), _Trial("b", "RUNNING")]
