@@ -93,7 +93,13 @@ def unfinished_trials(exp_path: str) -> set[str]:
     path or URI) leaves unfinished. A search that ran to its end leaves every trial
     TERMINATED or ERROR; one stopped by Ctrl-C (Tune catches the first one, saves its state
     and returns as if done) leaves the trials it cut short PENDING, to go on at a resume."""
+    import logging
+
     from raygym.compat import snapshot_trials
 
-    return {t.trial_id for t in snapshot_trials(exp_path)
-            if t.status not in ("TERMINATED", "ERROR")}
+    try:
+        trials = snapshot_trials(exp_path)
+    except Exception as exc:  # noqa: BLE001 - the results are written whatever this says
+        logging.getLogger(__name__).warning("could not read %s's snapshot: %s", exp_path, exc)
+        return set()
+    return {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
