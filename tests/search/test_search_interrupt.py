@@ -36,6 +36,14 @@ def _search(space: Path, table: Path, marker: str, log: Path, *extra: str) -> su
         stderr=subprocess.STDOUT)
 
 
+def _stop(proc: subprocess.Popen, marker: str) -> None:
+    """Kill the search's process group if it still runs; wait for its Ray processes."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: pgid == pid
+        proc.wait(timeout=30)
+    reap(marker)
+
+
 def _epochs_reported(exp: Path) -> list[int]:
     return sorted(len(p.read_text().splitlines()) for p in exp.glob("*/result.json"))
 
@@ -63,13 +71,10 @@ def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
             time.sleep(0.2)
         else:
             pytest.fail("the search never reached a second trial")
-        os.killpg(proc.pid, signal.SIGINT)  # start_new_session: pgid == pid
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
         proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        reap(marker)
+        _stop(proc, marker)
     log = (tmp_path / "first.log").read_text()
     assert proc.returncode == 130, log[-3000:]
     words = " ".join(log.split())
@@ -86,10 +91,7 @@ def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
     try:
         proc.wait(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        reap(marker)
+        _stop(proc, marker)
     log = (tmp_path / "resume.log").read_text()
     assert proc.returncode == 0, log[-3000:]
     board = read_leaderboard(out)
