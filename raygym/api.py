@@ -162,13 +162,19 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
 
     Raises:
         RaygymError: a bad experiment, or every trial failed.
+        KeyboardInterrupt: the search was interrupted (Ctrl-C); what it ran is written, and
+            ``resume=True`` goes on with it.
     """
+    from raygym.errors import EXIT_INTERRUPTED
     from raygym.search.run import results_dir, search_experiment, smoke_config
 
     config, space, file = _experiment(experiment, overrides)
-    search_experiment(config, space, space_file=file, resume=resume,
-                      retry_errored=retry_errored, smoke_test=smoke_test,
-                      replay=Path(replay) if replay is not None else None, console=console)
+    code = search_experiment(config, space, space_file=file, resume=resume,
+                             retry_errored=retry_errored, smoke_test=smoke_test,
+                             replay=Path(replay) if replay is not None else None,
+                             console=console)
+    if code == EXIT_INTERRUPTED:  # Tune caught the Ctrl-C and returned as if done
+        raise KeyboardInterrupt
     return results_dir(smoke_config(config) if smoke_test else config)
 
 
