@@ -122,15 +122,12 @@ def simulated(config: Any, space: Any, replayed: Any, judge: Any, sim_seeds: int
 def fresh_noise(config: Any, space: Any, table: Any, sim_seeds: int) -> list[tuple[float, int]]:
     """:func:`simulated` on training noise the truth does not share, as a real search meets
     it: each recorded seed in turn is the only one replayed (a repeat replays it again), and
-    the mean of the other seeds judges the hand-back."""
-    from raygym.search.replay import ground_truth
+    the mean of the other seeds judges the hand-back (``rehearse.fresh_fold``)."""
+    from raygym.search.rehearse import fresh_fold
 
     out = []
     for seed in table.seeds:
-        alone = table.only_seed(seed)
-        judge = ground_truth(table.without_seed(seed), patience=config.train.patience,
-                             max_epochs=table.epochs)
-        out += simulated(config, space, alone, judge, sim_seeds)
+        out += simulated(config, space, *fresh_fold(config, table, seed), sim_seeds)
     return out
 
 

@@ -131,6 +131,14 @@ def unseen_seed_scores(config: ExperimentConfig, table: CurveTable, seeds: list[
     return scores
 
 
+def fresh_fold(config: ExperimentConfig, table: CurveTable, seed: int
+               ) -> tuple[CurveTable, Any]:
+    """Recorded seed ``seed`` alone, for a search to replay, and the ground truth of the
+    other seeds, to judge it: training noise its judge does not share, as a real search
+    meets it."""
+    return table.only_seed(seed), config_truth(config, table.without_seed(seed))
+
+
 def fresh_noise_shares(config: ExperimentConfig, table: CurveTable, seeds: list[int],
                        run: Callable[[ExperimentConfig, CurveTable, int, float], Any]
                        ) -> list[float] | None:
@@ -152,8 +160,7 @@ def fresh_noise_shares(config: ExperimentConfig, table: CurveTable, seeds: list[
     for seed in seeds:
         j = seed % n
         if j not in folds:
-            folds[j] = (table.only_seed(table.seeds[j]),
-                        config_truth(config, table.without_seed(table.seeds[j])))
+            folds[j] = fresh_fold(config, table, table.seeds[j])
         alone, judge = folds[j]
         trace = run(config, alone, seed, judge.grid_epochs)
         shares.append(epochs_to_target(trace, judge) / judge.grid_epochs)
