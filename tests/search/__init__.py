@@ -11,6 +11,8 @@ import csv
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,3 +125,23 @@ def reap(marker: str, grace_s: float = 20.0) -> list[int]:
         except ProcessLookupError:
             pass
     return left
+
+
+def start_search(space: Path, marker: str, *extra: str, log: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``raygym search SPACE *extra`` in a process group of its own (pgid == pid), its Ray
+    processes findable by ``marker`` (:func:`processes_with_env`), output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "raygym.cli", "search", str(space), *extra],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "RAYGYM_TEST_RUN": marker, **(env or {})},
+        start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a :func:`start_search` process group (gone already: nothing to do)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)

@@ -12,35 +12,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from . import OWN_RAY, read_leaderboard, reap, write_space
+from . import OWN_RAY, kill_group, read_leaderboard, reap, start_search, write_space
 from .curve_tables import SPACE
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 TRIALS, EPOCHS = 3, 8
 
 
 def _search(space: Path, table: Path, marker: str, log: Path, *extra: str) -> subprocess.Popen:
     # each recorded epoch says 1 s: 0.5 s per replayed epoch, 4 s per trial
-    env = {**os.environ, "RAYGYM_TEST_RUN": marker, "RAYGYM_REPLAY_TIME_SCALE": "0.5"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "raygym.cli", "search", str(space), "--replay", str(table),
-         *extra], cwd=REPO, env=env, start_new_session=True, stdout=log.open("w"),
-        stderr=subprocess.STDOUT)
+    return start_search(space, marker, "--replay", str(table), *extra, log=log,
+                        env={"RAYGYM_REPLAY_TIME_SCALE": "0.5"})
 
 
 def _stop(proc: subprocess.Popen, marker: str) -> None:
-    """Kill the search's process group if it still runs; wait for its Ray processes."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: pgid == pid
-        proc.wait(timeout=30)
+    """Kill what is left of the search's process group; wait for its Ray processes."""
+    kill_group(proc)
     reap(marker)
 
 

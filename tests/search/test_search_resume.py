@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from raygym.search.study_storage import STUDY_FILE, open_study_storage
 
 from . import (
     OWN_RAY,
+    kill_group,
     one_error_line,
     processes_with_env,
     read_leaderboard,
@@ -30,11 +29,11 @@ from . import (
     run_cli,
     search_sections,
     shared_prepared,
+    start_search,
     write_space,
 )
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 NAME = "s2_resume"
 NUM_SAMPLES = 3
 MAX_EPOCHS = 2
@@ -64,30 +63,15 @@ def _registered_checkpoint(exp: Path) -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def _start(space: Path, marker: str, *extra: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAYGYM_TEST_RUN": marker}
-    return subprocess.Popen([sys.executable, "-m", "raygym.cli", "search", str(space), *extra],
-                            cwd=REPO, env=env, start_new_session=True,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: pgid == pid
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-
-
 def _resume(space: Path, log_file: Path) -> str:
     """``raygym search SPACE --resume`` in its own process, to its end; returns its output."""
     marker = uuid.uuid4().hex
-    proc = _start(space, marker, "--resume", log=log_file)
+    proc = start_search(space, marker, "--resume", log=log_file)
     try:
         proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
-            _kill_group(proc)
+            kill_group(proc)
         reap(marker)
     log = log_file.read_text()
     assert proc.returncode == 0, log[-3000:]
@@ -111,7 +95,7 @@ def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
     out = space.parent / "results" / NAME
     exp = out / "ray" / NAME
     marker = uuid.uuid4().hex
-    proc = _start(space, marker, log=tmp_path / "first.log")
+    proc = start_search(space, marker, log=tmp_path / "first.log")
     finished: list[str] = []
     try:
         deadline = time.monotonic() + 420
@@ -127,7 +111,7 @@ def test_kill_then_resume(space: Path, tmp_path: Path) -> None:
         assert len(finished) < NUM_SAMPLES
         assert processes_with_env(marker), "the search runs Ray processes of its own"
     finally:
-        _kill_group(proc)
+        kill_group(proc)
         killed = reap(marker)
     assert proc.returncode == -signal.SIGKILL
     # The driver's local Ray dies with it (raylet and GCS share its process group; workers
@@ -226,7 +210,7 @@ def test_resume_when_tune_had_replaced_the_saved_checkpoint(
     out = tmp_path / "results" / name
     exp = out / "ray" / name
     marker = uuid.uuid4().hex
-    proc = _start(space, marker, log=tmp_path / "first.log")
+    proc = start_search(space, marker, log=tmp_path / "first.log")
     registered: Path | None = None
     try:
         deadline = time.monotonic() + 420
@@ -239,7 +223,7 @@ def test_resume_when_tune_had_replaced_the_saved_checkpoint(
             assert time.monotonic() < deadline, "no checkpoint part-way in time"
             time.sleep(0.1)
     finally:
-        _kill_group(proc)
+        kill_group(proc)
         reap(marker)
     trial_dir = registered.parent
     index = int(registered.name.split("_")[-1])
