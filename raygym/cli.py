@@ -9,6 +9,7 @@ traceback from inside Ray); 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,7 +83,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
                              smoke_test=args.smoke_test, replay=args.replay,
-                             searches=args.searches, console=_console())
+                             searches=args.searches, console=_console(),
+                             command=args.command_line)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -93,7 +95,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return record_experiment(config, space, space_file=args.space, seeds=args.seeds,
                              points=args.points, out=args.out, resume=args.resume,
                              retry_errored=args.retry_errored, dry_run=args.dry_run,
-                             console=_console())
+                             console=_console(), command=args.command_line)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -213,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # the user's own command line, --set and all, for the hints that say how to go on
+    args.command_line = shlex.join(["raygym", *argv])
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

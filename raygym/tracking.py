@@ -212,6 +212,17 @@ def find_run(client: Any, experiment_id: str, match: Mapping[str, str]) -> str |
     return found[0].info.run_id if found else None
 
 
+def runs_with_tag(client: Any, experiment_id: str, match: Mapping[str, str], key: str
+                  ) -> list[str]:
+    """Ids of the runs whose tags hold ``match`` and have a tag ``key`` (any value); none
+    where a value of ``match`` cannot be quoted in a filter string."""
+    if not all(_SAFE_TAG.match(v) for v in match.values()):
+        return []
+    where = [f"tags.`{k}` = '{v}'" for k, v in match.items()] + [f"tags.`{key}` LIKE '%'"]
+    return [r.info.run_id for r in client.search_runs([experiment_id],
+                                                      filter_string=" and ".join(where))]
+
+
 def find_or_start_run(client: Any, experiment_id: str, uri: str, *, name: str,
                       match: Mapping[str, str], tags: Mapping[str, str] | None = None
                       ) -> MlflowRun:

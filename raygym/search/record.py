@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import platform
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -143,9 +144,11 @@ def write_table(path: Path, header: list[str], rows: list[dict[str, Any]]) -> No
 def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
                       seeds: list[int], points: int = 3, out: Path | None = None,
                       resume: bool = False, retry_errored: bool = False, dry_run: bool = False,
-                      console: Console | None = None) -> int:
-    """Record the curve table of ``space`` (see the module); returns the CLI exit code."""
-    from raygym.search.run import results_dir, search_experiment
+                      console: Console | None = None, command: str | None = None) -> int:
+    """Record the curve table of ``space`` (see the module); returns the CLI exit code.
+    ``command``: the command line that ran it (the CLI's), for the table's card and the
+    line that says how to go on."""
+    from raygym.search.run import rerun_command, results_dir, search_experiment
 
     console = console or Console()
     file = str(space_file)
@@ -161,7 +164,7 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     grids: list[Any] = []
     code = search_experiment(rec, grid_space, space_file=space_file, dry_run=dry_run,
                              resume=resume, retry_errored=retry_errored, console=console,
-                             on_grid=grids.append)
+                             on_grid=grids.append, command=command)
     if dry_run:
         console.print(f"the curve table would go to {table}")
         return code
@@ -169,15 +172,19 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     header, rows, left_out = table_rows(grids[0], grid_space, classes)
     write_table(table, header, rows)
     configs = len({r["config_id"] for r in rows})
-    command = (f"raygym record {space_file} --seeds {' '.join(map(str, seeds))} --points "
-               f"{points}" + (f" --out {out}" if out is not None else ""))
+    # the card says how the table was made: the user's command (its --set values), less
+    # the flags that only said how to go on
+    made_by = (shlex.join([w for w in shlex.split(command)
+                           if w not in ("--resume", "--retry-errored")]) if command
+               else f"raygym record {space_file} --seeds {' '.join(map(str, seeds))} "
+                    f"--points {points}" + (f" --out {out}" if out is not None else ""))
     write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
-        rec, grid_space, table, rows, command, time.perf_counter() - started), indent=2))
+        rec, grid_space, table, rows, made_by, time.perf_counter() - started), indent=2))
     console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
                   f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
-                  + (f"; {left_out} trial(s) failed and are left out (raygym record "
-                     f"{space_file} --resume --retry-errored runs them again)" if left_out
-                     else ""))
+                  + (f"; {left_out} trial(s) failed and are left out ("
+                     f"{rerun_command(command, 'record', space_file, '--resume', '--retry-errored')}"
+                     " runs them again)" if left_out else ""))
     console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
     return code
 

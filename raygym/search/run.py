@@ -10,6 +10,7 @@ Tune's files elsewhere (a shared folder or ``s3://``).
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -161,7 +162,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                       dry_run: bool = False, resume: bool = False, retry_errored: bool = False,
                       smoke_test: bool = False, replay: Path | None = None,
                       searches: int | None = None, console: Console | None = None,
-                      on_grid: Callable[[Any], None] | None = None) -> int:
+                      on_grid: Callable[[Any], None] | None = None,
+                      command: str | None = None) -> int:
     """Run (or resume) the search; returns the CLI exit code.
 
     ``replay``: a recorded curve table; trials replay its learning curves instead of
@@ -171,6 +173,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     (:mod:`raygym.search.rehearse`; nothing is written).
     ``on_grid``: called with Tune's ``ResultGrid`` once the search is written out
     (``raygym record`` makes its table from it).
+    ``command``: the command line that ran it (the CLI's, ``--set`` and all), for the line
+    that says how to go on after a Ctrl-C; default ``raygym search SPACE``.
     """
     console = console or Console()
     if smoke_test:
@@ -270,7 +274,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     if table is None:
         from raygym.search.tracking import log_search_summary
 
-        log_search_summary(config, out, summary, exported)
+        log_search_summary(config, out, summary, exported, interrupted)
     print_summary(board, exported, out, summary, console)
     if on_grid is not None:
         on_grid(grid)
@@ -280,12 +284,20 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         console.print(f"interrupted: {len(interrupted)} trial(s) cut short, {len(board.rows)} of "
                       f"at most {config.search.num_samples} started; the leaderboard and models "
                       f"above are the best so far; continue with the same command and --resume "
-                      f"(raygym search {space_file} --resume)")
+                      f"({rerun_command(command, 'search', space_file, '--resume')})")
         return EXIT_INTERRUPTED
     if not board.rows or all(r["status"] == "failed" for r in board.rows):
         raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def rerun_command(command: str | None, verb: str, space_file: Path, *flags: str) -> str:
+    """``command`` (the user's command line; else ``raygym VERB SPACE``) with those of
+    ``flags`` it lacks added: the line to copy to go on with a search or a recording."""
+    line = command or shlex.join(["raygym", verb, str(space_file)])
+    have = set(shlex.split(line))
+    return " ".join([line, *(flag for flag in flags if flag not in have)])
 
 
 def replay_table(config: ExperimentConfig, space: SearchSpace, path: Path) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from raygym.config import ExperimentConfig
-from raygym.search.leaderboard import STOP_PRUNED
+from raygym.search.leaderboard import INTERRUPTED, STOP_PRUNED
 from raygym.search.space import REPEAT_KEY, active_params
 from raygym.search.space_config import SearchSpace
 from raygym.tracking import (
@@ -38,6 +38,7 @@ from raygym.tracking import (
     open_experiment,
     param_value,
     require_mlflow,
+    runs_with_tag,
     store_for,
 )
 from raygym.train.contract import finished
@@ -45,6 +46,7 @@ from raygym.train.contract import finished
 logger = logging.getLogger(__name__)
 # What a finished search logs on its run (names in the results folder)
 SEARCH_FILES = ("leaderboard.csv", "leaderboard.md", "search.json")
+RANK_TAG = "raygym.rank"  # on an exported trial's run: its rank among the search's best
 
 
 def search_store(config: ExperimentConfig) -> Store:
@@ -177,21 +179,26 @@ class TrialRuns(MLflowLoggerCallback):
 
 
 def log_search_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
-                       exported: list[Path]) -> None:
+                       exported: list[Path], interrupted: frozenset[str] | set[str] = frozenset()
+                       ) -> None:
     """After the export: the summary's numbers as metrics and ``best_trial`` as a tag on the
     search's run, each exported trial's rank as a tag on its run, and with
-    ``log_artifacts`` the leaderboard, ``search.json`` and ``best/`` on the search's run."""
+    ``log_artifacts`` the leaderboard, ``search.json`` and ``best/`` on the search's run.
+
+    ``interrupted``: ids of the trials a Ctrl-C cut short. Tune ended them as if its
+    scheduler had, so their runs are re-tagged ``interrupted`` and they and the search's
+    run end ``KILLED`` (a ``--resume`` sets them running again)."""
     if not config.mlflow.enabled:
         return
     try:
-        _log_summary(config, out, summary, exported)
+        _log_summary(config, out, summary, exported, interrupted)
     except Exception as err:  # noqa: BLE001 - the search's results are on disk all the same
         logger.warning("the search's MLflow run was not completed (%s: %s)",
                        type(err).__name__, err)
 
 
 def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
-                 exported: list[Path]) -> None:
+                 exported: list[Path], interrupted: frozenset[str] | set[str]) -> None:
     run = search_run(config)
     numbers = {k: v for k, v in summary.items() if k != "status"}
     numbers.update({f"trials_{k}": v for k, v in (summary.get("status") or {}).items()})
@@ -199,14 +206,23 @@ def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
     run.log_metrics(finite_numbers(numbers), step=0)
     run.set_tags({"best_trial": str(summary.get("best_trial"))})
     client, experiment_id = open_experiment(search_store(config))
+    # an earlier end of this search (before a --resume) ranked other trials: not any more
+    for run_id in runs_with_tag(client, experiment_id, {SEARCH_TAG: config.name}, RANK_TAG):
+        client.delete_tag(run_id, RANK_TAG)
     for rank, folder in enumerate(exported, start=1):  # rank<N>_<trial id>
         trial_id = folder.name.split("_", 1)[1]
         found = find_run(client, experiment_id, {SEARCH_TAG: config.name, TRIAL_TAG: trial_id})
         if found is not None:
-            client.set_tag(found, "raygym.rank", str(rank))
+            client.set_tag(found, RANK_TAG, str(rank))
+    for trial_id in sorted(interrupted):
+        found = find_run(client, experiment_id, {SEARCH_TAG: config.name, TRIAL_TAG: trial_id})
+        if found is not None:
+            client.set_tag(found, "raygym.status", INTERRUPTED)
+            client.set_terminated(found, status="KILLED")
     if config.mlflow.log_artifacts:
         for name in SEARCH_FILES:
             run.log_artifact(out / name)
         if exported:
             run.log_artifact(out / "best", "best")
-    run.finish("FINISHED" if summary.get("best_trial") else "FAILED")
+    run.finish("KILLED" if interrupted else "FINISHED" if summary.get("best_trial")
+               else "FAILED")

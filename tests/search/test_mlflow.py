@@ -182,3 +182,65 @@ def test_trial_runs_log_decoded_active_params_at_step_epoch_and_only_warn_on_fai
     warned = [r for r in caplog.records if "not tracked in MLflow" in r.getMessage()]
     assert len(warned) == 1 and "abc_00001" in warned[0].getMessage()
     assert callback.runs == {}
+
+
+def test_a_ctrl_c_leaves_the_cut_trials_and_the_search_run_killed_not_pruned(
+        tmp_path: Path, make_s2_config: Callable[..., dict[str, Any]],
+        write_config: Any) -> None:
+    from ray.tune.experiment import Trial
+
+    from raygym.search.space_config import load_experiment
+    from raygym.search.tracking import TrialRuns, log_search_summary
+
+    sections = make_s2_config(tmp_path / "ds")
+    sections["model"] = {"arch": {"choice": ["gym_unet", "gym_resunet"]}}
+    sections["search"] = {"results_dir": str(tmp_path / "results"), "scheduler": "asha"}
+    sections["mlflow"] = {"enabled": True}
+    config, space = load_experiment(write_config(tmp_path / "space.yaml", **sections))
+    callback = TrialRuns(config, space)
+    callback.setup()
+    done = Trial("__fake", stub=True, trial_id="abc_00001", config={"model.arch": "gym_unet"})
+    cut = Trial("__fake", stub=True, trial_id="abc_00002", config={"model.arch": "gym_resunet"})
+    for trial in (done, cut):
+        callback.log_trial_start(trial)
+        callback.log_trial_result(1, trial, {"epoch": 1, "val_mean_iou": 0.5})
+    done.update_last_result({"epoch": 1, "done": True, "stop_reason": "completed"})
+    cut.update_last_result({"epoch": 1, "val_mean_iou": 0.5})
+    for trial in (done, cut):  # Tune ends the trials a Ctrl-C cuts as if ASHA had stopped them
+        callback.log_trial_end(trial)
+    client = mlflow.MlflowClient(tracking_uri=callback.store.uri)
+    cut_run = client.search_runs(
+        [callback._experiment_id], filter_string="tags.`raygym.trial_id` = 'abc_00002'")[0]
+    assert cut_run.data.tags["raygym.status"] == "asha-pruned"
+
+    out = tmp_path / "results" / config.name
+    log_search_summary(config, out, {"best_trial": "abc_00002", "trials": 2},
+                       [out / "best" / "rank1_abc_00002", out / "best" / "rank2_abc_00001"],
+                       {"abc_00002"})
+    runs = _runs_by_trial(client, callback._experiment_id)
+    assert runs["abc_00002"].data.tags["raygym.status"] == "interrupted"
+    assert runs["abc_00002"].info.status == "KILLED"
+    assert runs["abc_00001"].data.tags["raygym.status"] == "completed"
+    assert runs["abc_00001"].info.status == "FINISHED"
+    assert runs["search"].info.status == "KILLED"  # a --resume sets it running again
+    assert runs["abc_00002"].data.tags["raygym.rank"] == "1"
+
+    # --resume: the cut trial goes on to its end, and the search ranks anew
+    callback.log_trial_start(cut)
+    assert client.get_run(runs["abc_00002"].info.run_id).info.status == "RUNNING"
+    cut.update_last_result({"epoch": 2, "done": True, "stop_reason": "completed"})
+    callback.log_trial_end(cut)
+    log_search_summary(config, out, {"best_trial": "abc_00001", "trials": 2},
+                       [out / "best" / "rank1_abc_00001"])
+    runs = _runs_by_trial(client, callback._experiment_id)
+    assert runs["abc_00002"].data.tags["raygym.status"] == "completed"
+    assert runs["abc_00002"].info.status == "FINISHED"
+    assert "raygym.rank" not in runs["abc_00002"].data.tags  # the earlier end's rank is gone
+    assert runs["abc_00001"].data.tags["raygym.rank"] == "1"
+    assert runs["search"].info.status == "FINISHED"
+
+
+def _runs_by_trial(client: Any, experiment_id: str) -> dict[str, Any]:
+    """{trial id, or "search" for the search's run: the run}."""
+    return {r.data.tags.get("raygym.trial_id", "search"): r
+            for r in client.search_runs([experiment_id])}

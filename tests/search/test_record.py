@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,9 @@ def test_conditional_keys_and_a_searched_seed_are_one_line_errors(
 def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_session: None,
                             capsys: pytest.CaptureFixture) -> None:
     space_file = _space(tmp_path, demo_config)
-    code, _ = run_cli(["record", str(space_file), "--seeds", "0", "1", "--points", "2"], capsys)
+    made_by = ["record", str(space_file), "--seeds", "0", "1", "--points", "2",
+               "--set", "train.patience=1"]
+    code, _ = run_cli(made_by, capsys)
     assert code == 0
     out = tmp_path / "results" / "rec-record"
     table = CurveTable.load(out / "curves.csv")
@@ -115,9 +118,11 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     assert code == 2 and "--resume" in one_error_line(err)
     assert (out / "curves.csv").read_bytes() == before
     # --resume of a finished recording trains nothing and writes the same table again
-    code, _ = run_cli(["record", str(space_file), "--seeds", "0", "1", "--points", "2",
-                       "--resume"], capsys)
+    code, _ = run_cli([*made_by, "--resume"], capsys)
     assert code == 0 and (out / "curves.csv").read_bytes() == before
+    # the card's command makes the table again: the user's --set kept, --resume left out
+    card = json.loads((out / "curves.card.json").read_text())
+    assert card["command"] == shlex.join(["raygym", *made_by])
     # the search the table was recorded for replays on it
     code, _ = run_cli(["search", str(space_file), "--replay", str(out / "curves.csv")], capsys)
     assert code == 0

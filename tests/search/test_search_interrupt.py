@@ -72,7 +72,8 @@ def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
     assert proc.returncode == 130, log[-3000:]
     words = " ".join(log.split())
     assert "interrupted: 1 trial(s) cut short" in words, log[-3000:]
-    assert f"raygym search {space} --resume" in words
+    # the user's own command line, --replay and all, to copy
+    assert f"raygym search {space} --replay {grid_table} --resume" in words
     saved = json.loads((out / "search.json").read_text())
     assert saved["status"] == "interrupted"
     statuses = sorted(r["status"] for r in read_leaderboard(out))
