@@ -193,6 +193,20 @@ class MlflowRun:
         elif path.is_file():
             self.client.log_artifact(self.run_id, str(path), folder)
 
+    def delete_artifacts(self, folder: str) -> bool:
+        """Delete this run's artifacts under ``folder`` (raygym's own: it logged them);
+        False where there were some and the artifact store cannot delete them."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        if not self.client.list_artifacts(self.run_id, folder):
+            return True
+        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+        try:
+            repo.delete_artifacts(folder)
+        except Exception:  # noqa: BLE001 - not every store deletes (NotImplementedError ...)
+            return False
+        return True
+
     def finish(self, status: str = "FINISHED") -> None:
         """``FINISHED``, ``FAILED`` or ``KILLED`` (Ctrl-C: a resume sets it running again)."""
         self.client.set_terminated(self.run_id, status=status)

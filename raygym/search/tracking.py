@@ -222,6 +222,10 @@ def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
     if config.mlflow.log_artifacts:
         for name in SEARCH_FILES:
             run.log_artifact(out / name)
+        # an earlier end of this search (before a --resume) logged other best models
+        if not run.delete_artifacts("best"):
+            logger.warning("the search's MLflow run keeps the best/ models of its earlier "
+                           "ends beside these (the artifact store cannot delete)")
         if exported:
             run.log_artifact(out / "best", "best")
     run.finish("KILLED" if interrupted else "FINISHED" if summary.get("best_trial")

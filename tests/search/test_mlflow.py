@@ -5,6 +5,7 @@ and everything in it matches what the search left on disk."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +215,9 @@ def test_a_ctrl_c_leaves_the_cut_trials_and_the_search_run_killed_not_pruned(
     assert cut_run.data.tags["raygym.status"] == "asha-pruned"
 
     out = tmp_path / "results" / config.name
+    for name in ("rank1_abc_00002", "rank2_abc_00001"):  # what the export wrote
+        (out / "best" / name).mkdir(parents=True)
+        (out / "best" / name / "model_card.json").write_text("{}")
     log_search_summary(config, out, {"best_trial": "abc_00002", "trials": 2},
                        [out / "best" / "rank1_abc_00002", out / "best" / "rank2_abc_00001"],
                        {"abc_00002"})
@@ -224,12 +228,17 @@ def test_a_ctrl_c_leaves_the_cut_trials_and_the_search_run_killed_not_pruned(
     assert runs["abc_00001"].info.status == "FINISHED"
     assert runs["search"].info.status == "KILLED"  # a --resume sets it running again
     assert runs["abc_00002"].data.tags["raygym.rank"] == "1"
+    assert _logged_best(client, runs["search"]) == ["best/rank1_abc_00002/model_card.json",
+                                                    "best/rank2_abc_00001/model_card.json"]
 
     # --resume: the cut trial goes on to its end, and the search ranks anew
     callback.log_trial_start(cut)
     assert client.get_run(runs["abc_00002"].info.run_id).info.status == "RUNNING"
     cut.update_last_result({"epoch": 2, "done": True, "stop_reason": "completed"})
     callback.log_trial_end(cut)
+    shutil.rmtree(out / "best")  # the export after the resume
+    (out / "best" / "rank1_abc_00001").mkdir(parents=True)
+    (out / "best" / "rank1_abc_00001" / "model_card.json").write_text("{}")
     log_search_summary(config, out, {"best_trial": "abc_00001", "trials": 2},
                        [out / "best" / "rank1_abc_00001"])
     runs = _runs_by_trial(client, callback._experiment_id)
@@ -238,6 +247,14 @@ def test_a_ctrl_c_leaves_the_cut_trials_and_the_search_run_killed_not_pruned(
     assert "raygym.rank" not in runs["abc_00002"].data.tags  # the earlier end's rank is gone
     assert runs["abc_00001"].data.tags["raygym.rank"] == "1"
     assert runs["search"].info.status == "FINISHED"
+    # and the search's run holds the best models of this end only
+    assert _logged_best(client, runs["search"]) == ["best/rank1_abc_00001/model_card.json"]
+
+
+def _logged_best(client: Any, run: Any) -> list[str]:
+    """The files under the run's ``best/`` artifacts."""
+    return sorted(f.path for d in client.list_artifacts(run.info.run_id, "best")
+                  for f in client.list_artifacts(run.info.run_id, d.path))
 
 
 def _runs_by_trial(client: Any, experiment_id: str) -> dict[str, Any]:
