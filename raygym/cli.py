@@ -56,7 +56,9 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ commands
 def cmd_prepare(args: argparse.Namespace) -> int:
-    config = _load(args.config, "prepare", args.set, address=args.address)
+    # prepare reads only `data`, where nothing is searched: a search's space file prepares
+    # that search's dataset ahead of it
+    config, _ = _load(args.config, "prepare", args.set, allow_space=True, address=args.address)
     # heavy imports only after the config is known good: a typo is reported at once
     from raygym.data.prepare import prepare_dataset
     from raygym.data.summary import print_prepare_summary

@@ -314,6 +314,8 @@ def prepare_fails(prepare_cli):
 
 def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
     _, sections, _ = small_s2
+    # a search's space file: prepare reads only `data`, so it prepares the search's dataset
+    sections["model"] = {**sections.get("model", {}), "filters": {"choice": [2, 4]}}
     code, err = prepare_cli(sections)
     assert code == 0, err
     assert read_card(tmp_path / "ds").splits["train"]["sources"] == 4
