@@ -74,7 +74,8 @@ def _predictor(model: LoadedModel | Predictor | PathLike) -> Predictor:
 
 def predict_array(model: LoadedModel | Predictor | PathLike, image: np.ndarray, *,
                   tile: int | None = None, overlap: float = 0.25, tta: bool = False,
-                  scale: float = 1.0, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                  scale: float | str = "auto", batch_size: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Predict one whole image, as ``raygym predict`` does (rules in :mod:`raygym.predict`).
 
     Args:
@@ -83,7 +84,8 @@ def predict_array(model: LoadedModel | Predictor | PathLike, image: np.ndarray, 
         image: ``(H, W, C)`` raw digital numbers (uint8 / uint16 / float), ``C`` the model's
             bands in training order, any size; standardised here like in training.
         tile, overlap, tta, scale, batch_size: see :meth:`Predictor.predict` (``tile`` in
-            pixels, default the model's input size).
+            pixels, default the model's input size; ``scale`` ``"auto"``: resampled as
+            training resized its scenes).
 
     Returns:
         ``(labels (H, W) uint8 class ids, probs (K, H, W) float32 softmax)`` on the input grid.

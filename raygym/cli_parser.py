@@ -63,8 +63,11 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _scale(text: str) -> float:
-    """A resample factor in (0, 8]: beyond 8x the resampled image only costs memory."""
+def _scale(text: str) -> float | str:
+    """``auto``, or a resample factor in (0, 8]: beyond 8x the resampled image only costs
+    memory."""
+    if text.strip().lower() == "auto":
+        return "auto"
     value = _number(text, float)
     if not 0 < value <= 8:
         raise argparse.ArgumentTypeError(f"must be in (0, 8], got {value}")
@@ -206,9 +209,11 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     help="sliding-window tile in pixels (default: the model's input size)")
     sp.add_argument("--overlap", type=_fraction, default=0.25, help="fraction of a tile "
                     "shared with its neighbour, in [0, 1) (default: %(default)s)")
-    sp.add_argument("--scale", type=_scale, default=1.0,
-                    help="resample factor before prediction, to match the training resolution "
-                    "(labels come back at the input size) (default: %(default)s)")
+    sp.add_argument("--scale", type=_scale, default="auto",
+                    help="resample factor before prediction (labels come back at the input "
+                    "size); auto: the factor by which training resized its scenes, so the "
+                    "model sees the ground at the sample distance it learnt; 1: native "
+                    "resolution (default: %(default)s)")
     sp.add_argument("--probabilities", action="store_true",
                     help="also write class probability rasters (default: off)")
     sp.add_argument("--ray", action="store_true",

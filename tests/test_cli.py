@@ -73,15 +73,6 @@ def test_config_error_is_one_line(tmp_path, capsys, write_config, s2_config) -> 
     assert "model.filter" in err and "did you mean 'filters'?" in err
 
 
-def test_prepare_refuses_a_search_space(tmp_path, capsys, write_config, s2_config) -> None:
-    s2_config["model"]["filters"] = {"choice": [2, 4]}
-    path = write_config(tmp_path / "exp.yaml", **s2_config)
-    assert _exit_code(["prepare", str(path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "model.filters" in err
-    assert not (tmp_path / "ds").exists()
-
-
 def _verbs() -> dict[str, argparse.ArgumentParser]:
     from raygym.cli import build_parser
 

@@ -51,6 +51,16 @@ class DatasetCard(BaseModel):
     # data.split.group when the split kept whole groups together: then each split also holds
     # "groups" (how many) and each source its "group" id. None: split by source image.
     group_rule: str | None = None
+    # How prepare resized the training split's scenes: {"median", "min", "max"} of the factor
+    # (output px per source px, per side; < 1 shrank). A model learns the ground at that
+    # sample distance, so predict resamples new images by the median. None: an older card.
+    train_scale: dict[str, float] | None = None
+
+    def model_dataset(self, path: Path | str) -> dict[str, Any]:
+        """What a model card records of the dataset a model was trained on (at ``path``)."""
+        return {"path": str(path), "config_hash": self.config_hash,
+                "splits": {k: v.get("rows") for k, v in self.splits.items()},
+                **({"train_scale": self.train_scale} if self.train_scale else {})}
 
     @property
     def num_classes(self) -> int:

@@ -78,17 +78,20 @@ def _storage_dtype(file_dtype: str) -> str:
 _DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
 
 
-def check_headers(pairs: list[Pair]) -> tuple[int, str]:
-    """Size and band checks from file headers alone; returns (bands, dtype).
+def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, tuple[int, int]]]:
+    """Size and band checks from file headers alone; returns (bands, dtype, sizes).
 
     ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
-    float band beside 8-bit RGB is never cast down (wrapped) into uint8.
+    float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``sizes``: each
+    scene's ``(height, width)`` in pixels, by key.
     """
     bands_seen: dict[int, Path] = {}
     dtype = "uint8"
+    sizes: dict[str, tuple[int, int]] = {}
     for pair in pairs:
         heads = [read_header(p) for p in pair.images]
         label = read_header(pair.label)
+        sizes[pair.key] = (heads[0].height, heads[0].width)
         for h in heads[1:] + [label]:
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(
@@ -108,7 +111,7 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str]:
             raise DataError(
                 f"has {b1} bands but {p0.name} has {b0}: every scene needs the same band count",
                 file=p1, fix="convert the odd files or remove them")
-    return next(iter(bands_seen)), dtype
+    return next(iter(bands_seen)), dtype, sizes
 
 
 def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, label: np.ndarray
@@ -368,7 +371,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     pairs = find_pairs(data)
     groups = scene_groups(pairs, data.split, data.manifest)
-    bands, dtype = check_headers(pairs)
+    bands, dtype, sizes = check_headers(pairs)
     splits = split_scenes(pairs, data, groups)
     log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
@@ -402,13 +405,25 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
             for v, n in json.loads(m["changed"]).items():
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report,
-                          groups)
+                          groups, sizes)
         ray.get(previews)
         replace_dir(tmp, out, owned=is_dataset_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
+
+
+def train_scale(data: DataConfig, sizes: list[tuple[int, int]]) -> dict[str, float] | None:
+    """``{"median", "min", "max"}`` of the factors that fit the training scenes (``(h, w)``
+    px) into ``data.target_size`` (see :func:`~raygym.data.transforms.fit_scale`)."""
+    from raygym.data.transforms import fit_scale
+
+    if not sizes:
+        return None
+    factors = [fit_scale(hw, tuple(data.target_size), data.upscale) for hw in sizes]
+    return {"median": round(float(np.median(factors)), 6),
+            "min": round(min(factors), 6), "max": round(max(factors), 6)}
 
 
 def split_scenes(pairs: list[Pair], data: DataConfig,
@@ -438,7 +453,8 @@ def split_line(splits: dict[str, str], groups: dict[str, str] | None) -> str:
 
 def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],
                bands: int, dtype: str, fingerprint: str,
-               remap_report: dict[str, int], groups: dict[str, str] | None) -> DatasetCard:
+               remap_report: dict[str, int], groups: dict[str, str] | None,
+               sizes: dict[str, tuple[int, int]]) -> DatasetCard:
     import pyarrow.parquet as pq
 
     k = config.data.num_classes
@@ -460,7 +476,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
     if groups is not None:
         for split, n in split_group_counts(groups, splits).items():
             split_info[split]["groups"] = n
-    sources = [{"key": p.key, "split": splits[p.key],
+    sources = [{"key": p.key, "split": splits[p.key], "size": list(sizes[p.key]),
                 **({"group": groups[p.key]} if groups is not None else {}),
                 "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
@@ -472,6 +488,8 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         splits=split_info, remap_changed=remap_report, sources=sources,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         group_rule=config.data.split.group if groups is not None else None,
+        train_scale=train_scale(config.data, [sizes[p.key] for p in pairs
+                                              if splits[p.key] == "train"]),
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
     return card

@@ -44,6 +44,14 @@ def _resize_nearest(label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return label[rows[:, None], cols[None, :]]
 
 
+def fit_scale(src_hw: tuple[int, int], target_hw: tuple[int, int], upscale: bool = False
+              ) -> float:
+    """The factor (output px per source px, per side) that fits ``src_hw`` inside
+    ``target_hw`` with the aspect kept: < 1 shrinks; > 1 only with ``upscale``."""
+    scale = min(target_hw[0] / src_hw[0], target_hw[1] / src_hw[1])
+    return scale if scale < 1.0 or upscale else 1.0
+
+
 def fit_size(src_hw: tuple[int, int], target_hw: tuple[int, int], upscale: bool = False) -> tuple[int, int]:
     """Size ``(h, w)`` of an image of size ``src_hw`` fitted inside ``target_hw``, aspect kept.
 
@@ -52,9 +60,7 @@ def fit_size(src_hw: tuple[int, int], target_hw: tuple[int, int], upscale: bool 
     """
     src_h, src_w = src_hw
     t_h, t_w = target_hw
-    scale = min(t_h / src_h, t_w / src_w)
-    if scale >= 1.0 and not upscale:
-        scale = 1.0
+    scale = fit_scale(src_hw, target_hw, upscale)
     h = min(t_h, max(1, round(src_h * scale)))
     w = min(t_w, max(1, round(src_w * scale)))
     return h, w

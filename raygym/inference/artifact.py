@@ -59,6 +59,13 @@ class ModelCard(BaseModel):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def training_scale(self) -> float | None:
+        """The median factor by which prepare resized the training scenes (output px per
+        source px, per side; < 1 shrank); None where the card does not say (older models)."""
+        median = (self.dataset.get("train_scale") or {}).get("median")
+        return float(median) if median is not None else None
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -87,8 +87,7 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
             export_artifact(
                 tmp / name, model, trial_config, in_channels=card.bands, classes=card.classes,
                 metrics=dict(state.get("best_metrics") or {}),
-                dataset={"path": str(config.data.prepared), "config_hash": card.config_hash,
-                         "splits": {k: v.get("rows") for k, v in card.splits.items()}},
+                dataset=card.model_dataset(config.data.prepared),
                 training={"trial_id": row["trial_id"], "status": row["status"],
                           "epochs_run": row["epochs"], "best_epoch": state.get("best_epoch"),
                           "params": row["params"], "search": config.name})

@@ -4,6 +4,7 @@ progress bar, and the printed summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ ProgressCallback = Callable[[int, int, str], None]
 class PredictResult:
     """What a prediction run produced. ``rows``: one summary dict per predicted image;
     ``ensemble``: the models used, their scores and weights (also in the GeoTIFFs' ``models``
-    tag)."""
+    tag); ``scale_line``: the resample factor used, and why."""
 
     out: Path
     rows: list[dict[str, Any]]
@@ -47,6 +48,7 @@ class PredictResult:
     summary_csv: Path | None = None
     files: list[Path] = field(default_factory=list)
     ensemble: EnsemblePlan | None = None
+    scale_line: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -84,6 +86,9 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
                           ensemble_weights=options.ensemble_weights)
     plan = predictor.plan
     predictor.tile_hw(options.tile)  # validate before any work
+    scale_line = predictor.scale_line(options.scale)
+    # one factor from here on (the guards, the Ray actors, the GeoTIFF tags)
+    options = dataclasses.replace(options, scale=predictor.resolve_scale(options.scale))
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
     items, unreadable = check_band_counts(items, predictor.in_channels)
     skipped += unreadable
@@ -120,7 +125,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     mpx = sum(int(r["height"]) * int(r["width"]) for r in rows) / 1e6
     return PredictResult(out=out, rows=rows, skipped=skipped, warnings=warnings,
                          classes=classes, seconds=time.perf_counter() - started,
-                         megapixels=mpx, summary_csv=summary, files=files, ensemble=plan)
+                         megapixels=mpx, summary_csv=summary, files=files, ensemble=plan,
+                         scale_line=scale_line)
 
 
 def predict_and_print(model: Path, images: Sequence[Path], options: PredictOptions, *,
@@ -170,6 +176,8 @@ def print_predict_summary(result: PredictResult, console: Any) -> None:
     if result.ensemble is not None:
         for line in result.ensemble.lines():
             console.print(escape(line))
+    if result.scale_line:
+        console.print(escape(result.scale_line))
     if result.rows:
         table = Table(title=f"{len(result.rows)} images, {result.megapixels:.2f} Mpx in "
                             f"{result.seconds:.1f} s")

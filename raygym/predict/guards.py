@@ -83,8 +83,11 @@ def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictO
 
     Only what needs the whole image is limited: PNG / JPEG inputs, non-TIFF band files and any
     ``scale != 1``; a TIFF at ``scale == 1`` needs a band of rows (:func:`planned_strip_bytes`,
-    ``tile_rows`` being the window height), whatever its height.
+    ``tile_rows`` being the window height), whatever its height. ``options.scale`` is a
+    factor here (``"auto"`` resolved by the models, :meth:`Predictor.resolve_scale`).
     """
+    if not isinstance(options.scale, int | float):
+        raise TypeError(f"check_memory needs a resolved scale, got {options.scale!r}")
     budget = int((available if available is not None else available_memory()) * MEMORY_SHARE)
     for item in items:
         head = read_header(item.path)

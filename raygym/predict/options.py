@@ -9,6 +9,9 @@ from pathlib import Path
 from raygym.errors import RaygymError
 from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, check_rule
 
+AUTO_SCALE = "auto"
+"""``scale``: resample new images as training resized its scenes (the models' cards say)."""
+
 
 @dataclass(frozen=True)
 class PredictOptions:
@@ -27,7 +30,8 @@ class PredictOptions:
         tile: sliding-window size in pixels (None: the model's input size).
         overlap: fraction of a window shared with its neighbour, ``0 <= overlap < 1``.
         tta: average the identity and the horizontal, vertical and both flips.
-        scale: resample factor before prediction (0.5 = half the pixels per side), > 0.
+        scale: resample factor before prediction (0.5 = half the pixels per side), > 0;
+            ``"auto"``: the models' training scale (:meth:`Predictor.resolve_scale`).
         probabilities: also write ``<stem>_probs.tif``.
         overlay: also write ``<stem>_overlay.png``.
         batch_size: sliding windows per forward pass.
@@ -49,7 +53,7 @@ class PredictOptions:
     tile: int | None = None
     overlap: float = 0.25
     tta: bool = False
-    scale: float = 1.0
+    scale: float | str = AUTO_SCALE
     probabilities: bool = False
     overlay: bool = True
     batch_size: int = 8
@@ -78,8 +82,10 @@ class PredictOptions:
         check_rule(self.ensemble_margin, self.ensemble_weights)
         if not 0.0 <= self.overlap < 1.0:
             raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
-        if not self.scale > 0:
-            raise RaygymError(f"scale must be > 0 (got {self.scale})", key="--scale")
+        if self.scale != AUTO_SCALE and not (isinstance(self.scale, int | float)
+                                             and self.scale > 0):
+            raise RaygymError(f"scale must be > 0 or 'auto' (got {self.scale!r})",
+                              key="--scale")
         if not self.min_area >= 0:
             raise RaygymError(f"min-area must be >= 0 (got {self.min_area})", key="--min-area")
         if self.min_area > 0 and not self.polygons:

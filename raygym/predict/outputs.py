@@ -109,7 +109,8 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
         h, w = source.height, source.width
         common = {"height": h, "width": w, "crs": geo.crs, "transform": geo.transform}
         tags = {"classes": json.dumps(classes), "source": str(item.path),
-                "models": json.dumps(predictor.plan.to_json())}
+                "models": json.dumps(predictor.plan.to_json()),
+                "resample_factor": f"{predictor.resolve_scale(options.scale):g}"}
         writers: dict[str, GeoTiffWriter] = {}
         if geo.is_tiff:
             writers["label"] = stack.enter_context(GeoTiffWriter(

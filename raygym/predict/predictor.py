@@ -13,6 +13,7 @@ import torch
 
 from raygym.errors import DataError, RaygymError
 from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, plan_ensemble
+from raygym.predict.options import AUTO_SCALE
 from raygym.predict.sources import ArraySource, RasterSource, band_stats
 from raygym.predict.tiling import Strip, blend_strips, join_strips, predict_rescaled
 
@@ -126,6 +127,43 @@ class Predictor:
         h, w = self.card.target_size
         return int(h), int(w)
 
+    def resolve_scale(self, scale: float | str) -> float:
+        """``scale`` as a factor: a number as given; ``"auto"``: the kept models' training
+        scale (:attr:`ModelCard.training_scale`), i.e. new images are resampled as training
+        resized its scenes; 1 (native resolution) where no card says.
+
+        Raises:
+            RaygymError: ``"auto"`` for models trained at different scales.
+        """
+        if scale != AUTO_SCALE:
+            return float(scale)
+        known = {p.name: m.card.training_scale for p, m in zip(self.model_dirs, self.models,
+                                                               strict=True)}
+        scales = sorted({round(v, 4) for v in known.values() if v is not None})
+        if len(scales) > 1:
+            listed = ", ".join(f"{name} {v:.3g}" for name, v in known.items() if v is not None)
+            raise RaygymError(f"the models were trained on scenes resized by different "
+                              f"factors ({listed}): no one scale suits them all",
+                              key="--scale", fix="pass --scale with the factor to use")
+        return scales[0] if scales else 1.0
+
+    def scale_line(self, scale: float | str) -> str:
+        """One line on the scale ``resolve_scale(scale)`` predicts at, and why."""
+        factor = self.resolve_scale(scale)
+        if scale != AUTO_SCALE:
+            return f"scale {factor:.4g} (--scale)"
+        if self.card.training_scale is None:
+            return ("scale 1: native resolution (the model card does not say how training "
+                    "resized its scenes; --scale sets the factor)")
+        if factor == 1.0:
+            return "scale 1: training kept its scenes' resolution"
+        span = self.card.dataset.get("train_scale") or {}
+        spread = (f", {span['min']:.3g}-{span['max']:.3g} over the training scenes"
+                  if span.get("min") != span.get("max") else "")
+        return (f"scale {factor:.4g} (auto): training resized its scenes by {factor:.4g} "
+                f"(median{spread}), so new images are too; --scale 1 predicts at native "
+                f"resolution")
+
     def band_keys(self) -> tuple[str | None, list[str | None]]:
         """Pairing regexes of the training config: (image key, one per extra band)."""
         data = self.config.data
@@ -159,8 +197,8 @@ class Predictor:
         return ensemble_softmax(self.models, x, tta=tta, weights=self.weights)
 
     def predict_strips(self, source: RasterSource, *, tile: int | None = None,
-                       overlap: float = 0.25, tta: bool = False, scale: float = 1.0,
-                       batch_size: int = 8) -> Iterator[Strip]:
+                       overlap: float = 0.25, tta: bool = False,
+                       scale: float | str = AUTO_SCALE, batch_size: int = 8) -> Iterator[Strip]:
         """Predict a source top to bottom: the one prediction path of ``raygym predict``.
 
         At ``scale == 1`` the standardisation statistics are streamed (:func:`band_stats`)
@@ -173,7 +211,8 @@ class Predictor:
             tile: sliding-window size in pixels (default: the model's input size).
             overlap: fraction of a tile shared by neighbouring windows, ``0 <= overlap < 1``.
             tta: flip test-time augmentation.
-            scale: resample factor applied before prediction (0.5 = half the pixels per side).
+            scale: resample factor applied before prediction (0.5 = half the pixels per
+                side); ``"auto"``: the models' training scale (:meth:`resolve_scale`).
             batch_size: tiles per forward pass.
 
         Yields:
@@ -185,6 +224,7 @@ class Predictor:
         if source.bands != self.in_channels:
             raise DataError(f"image has {source.bands} bands but the model expects "
                             f"{self.in_channels}")
+        scale = self.resolve_scale(scale)
         kwargs = {"tile_hw": self.tile_hw(tile), "overlap": overlap,
                   "num_classes": self.num_classes, "batch_size": batch_size}
 
@@ -198,7 +238,8 @@ class Predictor:
 
     def predict(self, image: np.ndarray, *, valid: np.ndarray | None = None,
                 tile: int | None = None, overlap: float = 0.25, tta: bool = False,
-                scale: float = 1.0, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                scale: float | str = AUTO_SCALE, batch_size: int = 8
+                ) -> tuple[np.ndarray, np.ndarray]:
         """Predict one image held in memory (through :meth:`predict_strips`).
 
         Args:

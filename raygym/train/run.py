@@ -256,8 +256,7 @@ def export_best(config: ExperimentConfig, card: DatasetCard, checkpoint: Path, o
     metrics = dict(fit_state.get("best_metrics") or {})
     return export_artifact(
         out, model, config, in_channels=card.bands, classes=card.classes, metrics=metrics,
-        dataset={"path": str(config.data.prepared), "config_hash": card.config_hash,
-                 "splits": {k: v.get("rows") for k, v in card.splits.items()}},
+        dataset=card.model_dataset(config.data.prepared),
         training={"epochs_run": len(rows), "best_epoch": fit_state.get("best_epoch"),
                   "stop_reason": rows[-1].get("stop_reason") if rows else None},
     )

@@ -88,7 +88,7 @@ def test_integer_geotiff_with_nodata_is_stored_as_float(tmp_path) -> None:
     out = read_image(path, nodata_to_nan=True)
     assert out.dtype == np.float32 and np.isnan(out[:, :8]).all() and (out[:, 8:] == 120).all()
     label = _label(tmp_path / "ortho_label.png")
-    assert check_headers([_Pair([path], label)]) == (3, "float32")  # room for NaN
+    assert check_headers([_Pair([path], label)])[:2] == (3, "float32")  # room for NaN
 
 
 @pytest.mark.parametrize("fill, nodata", [(np.nan, None), (-9999.0, -9999.0)])
@@ -126,7 +126,7 @@ def test_standardize_unchanged_without_nodata() -> None:
 # ---------------------------------------------------------------------------- prepared scenes
 class _Pair:
     def __init__(self, images: list[Path], label: Path) -> None:
-        self.images, self.label = images, label
+        self.images, self.label, self.key = images, label, images[0].stem
 
 
 @pytest.mark.parametrize("split, copies", [("val", 0), ("train", 2)])

@@ -318,7 +318,21 @@ def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
     sections["model"] = {**sections.get("model", {}), "filters": {"choice": [2, 4]}}
     code, err = prepare_cli(sections)
     assert code == 0, err
-    assert read_card(tmp_path / "ds").splits["train"]["sources"] == 4
+    card = read_card(tmp_path / "ds")
+    assert card.splits["train"]["sources"] == 4
+    # each scene's size, and the factor that fitted the training scenes into target_size
+    # (what predict --scale auto resamples new images by)
+    from PIL import Image
+
+    sizes = {s["key"]: Image.open(s["files"][0]["path"]).size[::-1] for s in card.sources}
+    assert {s["key"]: tuple(s["size"]) for s in card.sources} == sizes
+    th, tw = card.target_size
+    factors = [min(th / sizes[s["key"]][0], tw / sizes[s["key"]][1], 1.0)
+               for s in card.sources if s["split"] == "train"]
+    assert card.train_scale == pytest.approx(
+        {"median": float(np.median(factors)), "min": min(factors), "max": max(factors)},
+        abs=1e-6)
+    assert card.train_scale["median"] < 1  # 72 x 153 px scenes shrunk into 64 x 64
 
 
 def test_missing_images_folder(small_s2, prepare_fails) -> None:

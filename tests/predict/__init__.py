@@ -50,8 +50,10 @@ def s2_config(root: Path, s2: Path) -> Any:
     })
 
 
-def export_untrained(config: Any, out: Path, bands: int, seed: int) -> Path:
-    """Export a freshly initialised (seeded) model of ``config`` as an artifact at ``out``."""
+def export_untrained(config: Any, out: Path, bands: int, seed: int,
+                     train_scale: dict[str, float] | None = None) -> Path:
+    """Export a freshly initialised (seeded) model of ``config`` as an artifact at ``out``;
+    ``train_scale``: what its card says prepare resized the training scenes by."""
     from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
@@ -59,7 +61,8 @@ def export_untrained(config: Any, out: Path, bands: int, seed: int) -> Path:
     model = build_model_for(config, bands, config.data.num_classes).eval()
     return export_artifact(out, model, config, in_channels=bands,
                            classes=list(config.data.classes), metrics={},
-                           dataset={"path": str(config.data.prepared)})
+                           dataset={"path": str(config.data.prepared),
+                                    **({"train_scale": train_scale} if train_scale else {})})
 
 
 def s2_scene(n: int = 0) -> tuple[Path, Path]:

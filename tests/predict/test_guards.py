@@ -57,9 +57,9 @@ def test_out_must_be_a_folder(tmp_path: Path) -> None:
 def test_an_image_too_large_for_memory_is_refused(tmp_path: Path) -> None:
     item = _image(tmp_path / "a.png", (400, 300))
     need = planned_bytes(300, 400, 3, 4, 1.0)
-    check_memory([item], 4, PredictOptions(out=tmp_path), available=need * 2)
+    check_memory([item], 4, PredictOptions(out=tmp_path, scale=1.0), available=need * 2)
     with pytest.raises(DataError, match=r"400 x 300 px.*GiB.*GeoTIFF"):
-        check_memory([item], 4, PredictOptions(out=tmp_path), available=need)
+        check_memory([item], 4, PredictOptions(out=tmp_path, scale=1.0), available=need)
     # a 50,000 px square 3-band scene at --scale 2 would need far more than 24 GiB
     assert planned_bytes(50_000, 50_000, 3, 4, 2.0) > 100 * 2**30
 
@@ -76,7 +76,8 @@ def test_a_large_geotiff_is_limited_by_its_width_only(tmp_path: Path) -> None:
     item = InputItem(path=path, bands=[], name="big")
     strip = planned_strip_bytes(60_000, 3, 4, 256)
     assert strip < 4 * 2**30 < planned_bytes(60_000, 60_000, 3, 4, 1.0) / 10
-    check_memory([item], 4, PredictOptions(out=tmp_path), available=8 * 2**30, tile_rows=256)
+    check_memory([item], 4, PredictOptions(out=tmp_path, scale=1.0), available=8 * 2**30,
+                 tile_rows=256)
     with pytest.raises(DataError, match=r"60000 x 60000 px at scale 0.5.*gdalwarp"):
         check_memory([item], 4, PredictOptions(out=tmp_path, scale=0.5),
                      available=8 * 2**30, tile_rows=256)

@@ -120,6 +120,8 @@ def test_cli_train_end_to_end_learns_and_writes_its_outputs(
     card = read_model_card(run / "best")
     assert card.classes == ["water", "surf", "wet_sand", "dry_land"] and card.in_channels == 4
     assert card.training["epochs_run"] == 2
+    # how prepare resized the training scenes travels with the model (predict --scale auto)
+    assert card.training_scale == prepared.card.train_scale["median"] < 1
     trained = card.metrics["val_mean_iou"]
     untrained = untrained_val_iou(sections, prepared)
     assert trained > 0.3 and trained > untrained + 0.15, (untrained, trained)
