@@ -12,8 +12,9 @@ padding, which depends on the parity of each level's size, is right at every all
 A model whose graph is right only at its export size (adaptive pooling to a fixed grid:
 PSPNet, UPerNet) is found by running ONNX Runtime against torch at a second size, and is
 exported again with H and W fixed at its training size. The file's ``metadata_props`` say all
-of it (:func:`onnx_metadata`): input name and shape, size rule, classes, bands and
-standardisation.
+of it (:func:`onnx_metadata`): input name and shape, size rule, classes, bands,
+standardisation and the training scale (the factor prepare resized the training scenes by:
+resample new images by it first, as ``raygym predict --scale auto`` does).
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ def onnx_metadata(card: ModelCard, result: OnnxExport) -> dict[str, str]:
         "min_size": str(result.min_size),
         "dynamic_hw": str(result.dynamic_hw).lower(),
         "trained_size": json.dumps(card.target_size),
+        # new images of the training sensor: resample by this first (raygym predict --scale
+        # auto does), or the model sees the ground at a sample distance it never learnt
+        "training_scale": (f"{card.training_scale:g}" if card.training_scale is not None
+                           else "unknown"),
         "output_name": OUTPUT,
         "output": f"float32 (N, {k}, H, W) logits; softmax over axis 1 gives the class "
                   "probabilities, argmax the class id (an index into classes)",

@@ -45,7 +45,8 @@ def make_artifact(root: Path, arch: str, **params: Any) -> Path:
     with torch.no_grad():
         model(torch.randn(4, 3, 64, 64))
     return export_artifact(root / arch, model.eval(), config, in_channels=3, classes=CLASSES,
-                           metrics={}, dataset={})
+                           metrics={}, dataset={"train_scale": {"median": 0.42, "min": 0.4,
+                                                                "max": 0.45}})
 
 
 def export(artifact: Path, **kwargs: Any) -> tuple[int, str]:
@@ -88,6 +89,7 @@ def test_onnx_runtime_matches_torch_on_a_real_scene_at_two_sizes(
     assert meta["input_name"] == INPUT and meta["input_shape"] == "[N, 3, H, W]"
     assert meta["size_multiple"] == str(multiple) and meta["dynamic_hw"] == "true"
     assert meta["standardization"] == card.standardization and meta["arch"] == arch
+    assert meta["training_scale"] == "0.42"  # resample new images by this first
     opsets = {o.domain: o.version for o in onnx.load(str(path)).opset_import}
     assert opsets[""] == DEFAULT_OPSET
     for h, w in SIZES:
