@@ -139,13 +139,13 @@ class Predictor:
             return float(scale)
         known = {p.name: m.card.training_scale for p, m in zip(self.model_dirs, self.models,
                                                                strict=True)}
-        scales = sorted({round(v, 4) for v in known.values() if v is not None})
-        if len(scales) > 1:
+        values = [v for v in known.values() if v is not None]
+        if len({round(v, 4) for v in values}) > 1:
             listed = ", ".join(f"{name} {v:.3g}" for name, v in known.items() if v is not None)
             raise RaygymError(f"the models were trained on scenes resized by different "
                               f"factors ({listed}): no one scale suits them all",
                               key="--scale", fix="pass --scale with the factor to use")
-        return scales[0] if scales else 1.0
+        return values[0] if values else 1.0
 
     def scale_line(self, scale: float | str) -> str:
         """One line on the scale ``resolve_scale(scale)`` predicts at, and why."""
