@@ -13,6 +13,7 @@ Mpx/s within 10 % of the small one's.
 
     python bench/bench_predict_large.py                      # 20k and 2k
     python bench/bench_predict_large.py --sizes 10000 2000   # a shorter run
+    python bench/bench_predict_large.py --scale 0.25         # a model trained on shrunk scenes
 """
 
 from __future__ import annotations
@@ -95,14 +96,15 @@ def vm_hwm_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(model: Path, raster: Path, out: Path, tile: int | None, overlay: bool) -> None:
+def child(model: Path, raster: Path, out: Path, tile: int | None, overlay: bool,
+          scale: float = 1.0) -> None:
     """Predict one raster; print one JSON line (seconds, Mpx, peak RSS before and after)."""
     from raygym.predict import PredictOptions, predict_files
 
     before = vm_hwm_bytes()  # imports (torch, rasterio) only
     start, cpu = time.perf_counter(), time.process_time()
     result = predict_files(model, [raster], PredictOptions(out=out, tile=tile, device="cpu",
-                                                           overlay=overlay))
+                                                           overlay=overlay, scale=scale))
     seconds = time.perf_counter() - start
     assert result.rows and not result.skipped, result.skipped
     # CPU seconds too: on a shared machine wall time depends on the other users' load
@@ -121,11 +123,13 @@ def main() -> None:
     p.add_argument("--kernel", type=int, default=3)
     p.add_argument("--tile", type=int, default=None, help="--tile (default: model input)")
     p.add_argument("--overlay", action="store_true", help="also write the overlay PNGs")
+    p.add_argument("--scale", type=float, default=1.0, help="--scale: predict at this factor "
+                   "of the native resolution, read by windows as at 1 (default: 1)")
     p.add_argument("--child", nargs=3, metavar=("MODEL", "RASTER", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         model, raster, out = (Path(a) for a in args.child)
-        child(model, raster, out, args.tile, args.overlay)
+        child(model, raster, out, args.tile, args.overlay, args.scale)
         return
 
     import torch
@@ -134,7 +138,8 @@ def main() -> None:
     try:
         model = make_model(work, args.size, args.filters, args.kernel)
         print(f"model gym_unet f{args.filters} k{args.kernel}, input {args.size}, tile "
-              f"{args.tile or args.size}, overlap 0.25, fp32, overlay {args.overlay}; "
+              f"{args.tile or args.size}, overlap 0.25, scale {args.scale:g}, fp32, overlay "
+              f"{args.overlay}; "
               f"{os.cpu_count()} CPUs, torch "
               f"threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.2f}")
         results = {}
@@ -146,7 +151,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", str(model), str(raster),
                    str(work / f"out_{size}")]
             cmd += (["--tile", str(args.tile)] if args.tile else []) + \
-                (["--overlay"] if args.overlay else [])
+                (["--overlay"] if args.overlay else []) + ["--scale", str(args.scale)]
             for _ in range(1 if size == max(args.sizes) else 2):
                 shutil.rmtree(work / f"out_{size}", ignore_errors=True)
                 proc = subprocess.run(cmd, capture_output=True, text=True)

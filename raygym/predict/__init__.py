@@ -56,10 +56,10 @@ Rules, chosen to match training:
   of windows at a time and finished rows are written in bands of 256 (the output tile height),
   so a GeoTIFF at ``scale == 1`` is read by rasterio windows and its outputs written block by
   block into tiled temp files, then turned into COGs by GDAL and renamed: peak memory is about
-  ``(tile + 256) x width`` pixels, whatever the height. PNG / JPEG inputs (and non-TIFF band
-  files) are decoded whole, and so is any image at ``scale != 1`` (resampled whole);
-  :func:`~.guards.check_memory` refuses those that cannot fit. For a huge raster at another
-  resolution, resample it first (``gdalwarp -tr``) and predict at ``scale`` 1.
+  ``(tile + 256) x width`` pixels, whatever the height. At ``scale != 1`` the same holds at
+  both resolutions: the rows a window needs are resampled as they are read and finished rows
+  mapped back a band at a time (:mod:`.rescale`). PNG / JPEG inputs (and non-TIFF band files)
+  are decoded whole; :func:`~.guards.check_memory` refuses those that cannot fit.
 - **Resolution.** Training scenes were shrunk (aspect kept) to ``data.target_size``, so a model
   trained on downscaled scenes has learnt a coarser ground-sample distance than the native one.
   ``scale`` resamples the image by a factor before prediction (``cv2`` area / linear) and the

@@ -3,6 +3,7 @@ no image is started that cannot fit in memory, and ``--polygons`` has its vector
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ def available_memory() -> int:
 
 
 def planned_bytes(height: int, width: int, bands: int, num_classes: int, scale: float) -> int:
-    """Peak bytes of a prediction held whole in memory (PNG / JPEG input, or any ``scale != 1``):
+    """Peak bytes of a prediction held whole in memory (PNG / JPEG input):
     the image (float32 once standardised) and, at the predicted resolution, the blended float32
     probabilities, their weights and the resampled copies (x2 for the copy made when they are
     resized back)."""
@@ -64,27 +65,37 @@ def planned_bytes(height: int, width: int, bands: int, num_classes: int, scale: 
         + native * num_classes * 4 * 2
 
 
-def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int) -> int:
-    """Peak bytes of a windowed prediction (TIFF input at ``scale == 1``): the blending buffers
-    and the rows read, ``(tile_rows + FLUSH_ROWS)`` rows of the full ``width`` (float32
-    probabilities and weights, float64 pixels while standardising), plus the statistics pass's
-    reads. Independent of the image height."""
+def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int,
+                        scale: float = 1.0) -> int:
+    """Peak bytes of a windowed prediction (TIFF input, at any ``scale``): the blending
+    buffers and the rows read, ``(tile_rows + FLUSH_ROWS)`` rows of the predicted width
+    (float32 probabilities and weights, float64 pixels while standardising), plus the
+    statistics pass's reads; at ``scale != 1`` also the native rows a window's rows are
+    resampled from and a band of rows mapped back (:mod:`raygym.predict.rescale`).
+    Independent of the image height."""
     from raygym.predict.sources import STATS_PIXELS
     from raygym.predict.tiling import FLUSH_ROWS
 
+    scaled = max(1, round(width * scale))
     rows = tile_rows + FLUSH_ROWS
-    return rows * width * ((num_classes + 1) * 4 * 2 + bands * (8 + 4) + 2) \
+    need = rows * scaled * ((num_classes + 1) * 4 * 2 + bands * (8 + 4) + 2) \
         + STATS_PIXELS * bands * 8 * 2
+    if scale != 1.0:
+        native_rows = math.ceil(tile_rows / scale) + 2
+        need += native_rows * width * bands * 4 * 3  # read, float32 copy, vertical mix
+        need += FLUSH_ROWS * width * num_classes * 4 * 4  # probabilities mapped back
+        need += (math.ceil(FLUSH_ROWS * scale) + 2 + FLUSH_ROWS) * scaled * (num_classes * 4 + 1)
+    return need
 
 
 def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictOptions,
                  available: int | None = None, tile_rows: int = 512) -> None:
     """Refuse an image whose prediction cannot fit in memory (before any is started).
 
-    Only what needs the whole image is limited: PNG / JPEG inputs, non-TIFF band files and any
-    ``scale != 1``; a TIFF at ``scale == 1`` needs a band of rows (:func:`planned_strip_bytes`,
-    ``tile_rows`` being the window height), whatever its height. ``options.scale`` is a
-    factor here (``"auto"`` resolved by the models, :meth:`Predictor.resolve_scale`).
+    Only what needs the whole image is limited: PNG / JPEG inputs and non-TIFF band files; a
+    TIFF needs a band of rows at any scale (:func:`planned_strip_bytes`, ``tile_rows`` being
+    the window height), whatever its height. ``options.scale`` is a factor here (``"auto"``
+    resolved by the models, :meth:`Predictor.resolve_scale`).
     """
     if not isinstance(options.scale, int | float):
         raise TypeError(f"check_memory needs a resolved scale, got {options.scale!r}")
@@ -92,20 +103,16 @@ def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictO
     for item in items:
         head = read_header(item.path)
         bands = head.bands + len(item.bands)
-        windowed = item.path.suffix.lower() in _TIFF and options.scale == 1.0
-        if windowed:
-            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows)
+        if item.path.suffix.lower() in _TIFF:
+            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows,
+                                       float(options.scale))
             # a band file that is not a TIFF is decoded whole
             need += sum(head.height * head.width * 2 for b in item.bands
                         if b.suffix.lower() not in _TIFF)
             fix = "cut the raster into tiles (e.g. gdal_retile.py) and predict those"
         else:
             need = planned_bytes(head.height, head.width, bands, num_classes, options.scale)
-            fix = ("use --scale 1 (GeoTIFFs are then read by windows), or resample the raster "
-                   "first (gdal_translate -outsize / gdalwarp -tr), or cut it into tiles"
-                   if item.path.suffix.lower() in _TIFF else
-                   "convert it to a GeoTIFF (read by windows at --scale 1), or use a smaller "
-                   "--scale")
+            fix = "convert it to a GeoTIFF (read by windows), or cut it into tiles"
         if need > budget:
             raise DataError(
                 f"{head.width} x {head.height} px at scale {options.scale:g} needs about "

@@ -14,8 +14,9 @@ import torch
 from raygym.errors import DataError, RaygymError
 from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, plan_ensemble
 from raygym.predict.options import AUTO_SCALE
+from raygym.predict.rescale import rescaled_strips
 from raygym.predict.sources import ArraySource, RasterSource, band_stats
-from raygym.predict.tiling import Strip, blend_strips, join_strips, predict_rescaled
+from raygym.predict.tiling import Strip, blend_strips, join_strips
 
 
 def _rank_number(path: Path) -> int:
@@ -203,8 +204,9 @@ class Predictor:
 
         At ``scale == 1`` the standardisation statistics are streamed (:func:`band_stats`)
         and the rows blended strip by strip (:func:`blend_strips`): memory bounded by a band of
-        rows, whatever the image height. Any other ``scale`` resamples the whole image in
-        memory (:func:`predict_rescaled`) and yields one strip.
+        rows, whatever the image height. Any other ``scale`` does the same on the image
+        resampled a band of rows at a time, and maps the rows back to the input grid
+        (:func:`~raygym.predict.rescale.rescaled_strips`).
 
         Args:
             source: ``C == in_channels`` bands (see :mod:`raygym.predict.sources`).
@@ -234,7 +236,7 @@ class Predictor:
         if scale == 1.0:
             yield from blend_strips(forward, source, band_stats(source), **kwargs)
         else:
-            yield predict_rescaled(forward, source, scale, **kwargs)
+            yield from rescaled_strips(forward, source, scale, **kwargs)
 
     def predict(self, image: np.ndarray, *, valid: np.ndarray | None = None,
                 tile: int | None = None, overlap: float = 0.25, tta: bool = False,

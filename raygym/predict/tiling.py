@@ -6,8 +6,8 @@ row of windows at a time (``tH`` rows, consecutive reads overlapping by the blen
 and yields rows as soon as no later window can touch them, in bands of ``flush_rows`` (the
 output GeoTIFF's tile height, so every output tile is written once). Memory is bounded by
 ``(tH + flush_rows) x W`` pixels, whatever the image height; an in-memory image is just a
-source that happens to be in memory. :func:`predict_rescaled` (``scale != 1``) resamples the
-whole image, so it holds the image in memory.
+source that happens to be in memory. At another resolution (``scale != 1``) the same runs on
+a resampled source (:mod:`raygym.predict.rescale`).
 
 Everything here takes a ``forward`` callable (``(B, C, tH, tW)`` tensor -> ``(B, K, tH, tW)``
 probabilities), so it runs without a model file (see :class:`raygym.predict.Predictor`)."""
@@ -22,7 +22,7 @@ import torch
 
 from raygym.data.labels import IGNORE_INDEX
 from raygym.errors import RaygymError
-from raygym.predict.sources import ArraySource, BandStats, RasterSource, band_stats
+from raygym.predict.sources import BandStats, RasterSource
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """``(B, C, tH, tW)`` float32 standardized tiles -> ``(B, K, tH, tW)`` probabilities."""
@@ -149,17 +149,6 @@ def blend_strips(forward: Forward, source: RasterSource, stats: BandStats, *,
         top = end
 
 
-def _resize_chw(arr: np.ndarray, hw: tuple[int, int], *, linear: bool) -> np.ndarray:
-    """Resize ``(K, H, W)`` (probabilities) or ``(H, W, C)`` images via transforms' cv2 helper."""
-    import cv2
-
-    from raygym.data.transforms import _resize_image  # the same band-chunked cv2 resize
-
-    hwc = np.ascontiguousarray(arr.transpose(1, 2, 0))
-    interp = cv2.INTER_LINEAR if linear else cv2.INTER_AREA
-    return np.ascontiguousarray(_resize_image(hwc, hw, interp).transpose(2, 0, 1))
-
-
 def join_strips(strips: Iterator[Strip]) -> Strip:
     """One :class:`Strip` of all rows (for images that are held in memory anyway)."""
     parts = list(strips)
@@ -167,40 +156,3 @@ def join_strips(strips: Iterator[Strip]) -> Strip:
         return parts[0]
     return Strip(parts[0].row, np.concatenate([s.labels for s in parts], axis=0),
                  np.concatenate([s.probs for s in parts], axis=1))
-
-
-def predict_rescaled(forward: Forward, source: RasterSource, scale: float, *,
-                     tile_hw: tuple[int, int], overlap: float, num_classes: int,
-                     batch_size: int = 8) -> Strip:
-    """Predict at ``scale`` times the native resolution, mapped back to the input grid.
-
-    The whole image is read and resampled (``cv2`` area when shrinking, linear when
-    enlarging), standardised, blended by :func:`blend_strips`; labels come back nearest,
-    probabilities linear. Needs the image in memory (see :mod:`raygym.predict.guards`).
-
-    Returns:
-        One :class:`Strip` of the whole ``(H, W)`` image.
-    """
-    import cv2
-
-    from raygym.data.transforms import _resize_image, _resize_nearest
-
-    if not scale > 0:
-        raise RaygymError(f"scale must be > 0 (got {scale})", key="--scale")
-    h, w = source.height, source.width
-    image, valid = source.read_rows(0, h)
-    if valid is not None and np.issubdtype(image.dtype, np.floating):
-        image = np.where(valid[..., None], image, 0.0).astype(image.dtype)  # NaN would smear
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    small = ArraySource(_resize_image(image, (sh, sw), interp),
-                        None if valid is None else _resize_nearest(valid, (sh, sw)))
-    whole = join_strips(blend_strips(forward, small, band_stats(small), tile_hw=tile_hw,
-                                     overlap=overlap, num_classes=num_classes,
-                                     batch_size=batch_size))
-    labels = _resize_nearest(whole.labels, (h, w))
-    probs = _resize_chw(whole.probs, (h, w), linear=True)
-    if valid is not None:
-        labels[~valid] = NODATA
-        probs[:, ~valid] = 0.0
-    return Strip(0, labels, probs)

@@ -65,8 +65,9 @@ def test_an_image_too_large_for_memory_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_large_geotiff_is_limited_by_its_width_only(tmp_path: Path) -> None:
-    """60,000 x 60,000 px (a sparse file: only the header is read): at scale 1 it is read by
-    windows and fits in a few GiB; at scale 0.5 it would be resampled whole and is refused."""
+    """60,000 x 60,000 px (a sparse file: only the header is read): read by windows, it fits
+    in a few GiB at scale 1 and at a model's training scale; only a window as wide as memory
+    is refused."""
     import rasterio
 
     path = tmp_path / "big.tif"
@@ -76,11 +77,13 @@ def test_a_large_geotiff_is_limited_by_its_width_only(tmp_path: Path) -> None:
     item = InputItem(path=path, bands=[], name="big")
     strip = planned_strip_bytes(60_000, 3, 4, 256)
     assert strip < 4 * 2**30 < planned_bytes(60_000, 60_000, 3, 4, 1.0) / 10
-    check_memory([item], 4, PredictOptions(out=tmp_path, scale=1.0), available=8 * 2**30,
-                 tile_rows=256)
-    with pytest.raises(DataError, match=r"60000 x 60000 px at scale 0.5.*gdalwarp"):
-        check_memory([item], 4, PredictOptions(out=tmp_path, scale=0.5),
-                     available=8 * 2**30, tile_rows=256)
+    for scale in (1.0, 0.5, 0.14):
+        assert planned_strip_bytes(60_000, 3, 4, 256, scale) < 6 * 2**30, scale
+        check_memory([item], 4, PredictOptions(out=tmp_path, scale=scale),
+                     available=16 * 2**30, tile_rows=256)
+    with pytest.raises(DataError, match=r"60000 x 60000 px at scale 0.14.*gdal_retile"):
+        check_memory([item], 4, PredictOptions(out=tmp_path, scale=0.14),
+                     available=1 * 2**30, tile_rows=256)
 
 
 def test_polygons_need_pyogrio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
