@@ -82,8 +82,9 @@ def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int
         + STATS_PIXELS * bands * 8 * 2
     if scale != 1.0:
         native_rows = math.ceil(tile_rows / scale) + 2
-        need += native_rows * width * bands * 4 * 3  # read, float32 copy, vertical mix
-        need += FLUSH_ROWS * width * num_classes * 4 * 4  # probabilities mapped back
+        # the rows read, their float32 copy, the nodata-zeroed copy, the vertical mix
+        need += native_rows * width * bands * 4 * 4
+        need += FLUSH_ROWS * width * (num_classes * 4 * 5 + bands)  # mapped back, mask re-read
         need += (math.ceil(FLUSH_ROWS * scale) + 2 + FLUSH_ROWS) * scaled * (num_classes * 4 + 1)
     return need
 
