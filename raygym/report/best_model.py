@@ -146,7 +146,9 @@ def _card_rows(artifact: Path, card: ModelCard) -> list[tuple[str, Any]]:
         ("architecture", card.arch),
         ("model parameters", ", ".join(f"{k}={v}" for k, v in card.model_params.items())),
         ("trainable parameters", f"{card.trainable_params:,}"),
-        ("input", f"{card.in_channels} bands, {card.target_size[0]} x {card.target_size[1]} px"),
+        ("input", f"{card.in_channels} bands, {card.target_size[0]} x {card.target_size[1]} px"
+                  + (f"; training scenes resized by {card.training_scale:.3g} (predict "
+                     "resamples new images so)" if card.training_scale is not None else "")),
         ("classes", ", ".join(card.classes)),
         ("searched parameters", ", ".join(f"{k}={cell_text(v)}"
                                           for k, v in (tr.get("params") or {}).items())),

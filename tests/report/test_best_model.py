@@ -61,6 +61,8 @@ def test_best_model_section_on_a_real_search(search_results: Path, tmp_path: Pat
     assert kinds == ["kv", "h3", "table", "h3", "table", "p", "figure", "figure"]
     card = dict(section.blocks[0].data)
     assert card["classes"] == "water, surf, wet_sand, dry_land"
+    # S2 scenes (153 x 72 px) shrunk into 64 x 64: how predict will resample new images
+    assert card["input"].startswith("4 bands, 64 x 64 px; training scenes resized by 0.4")
     cols, rows, _ = section.blocks[4].data
     assert cols[-1] == "test pixels" and [r[0] for r in rows] == [
         "water", "surf", "wet_sand", "dry_land"]
