@@ -58,9 +58,24 @@ class DatasetCard(BaseModel):
 
     def model_dataset(self, path: Path | str) -> dict[str, Any]:
         """What a model card records of the dataset a model was trained on (at ``path``)."""
+        scale = self.train_scale or self._train_scale_from_files()
         return {"path": str(path), "config_hash": self.config_hash,
                 "splits": {k: v.get("rows") for k, v in self.splits.items()},
-                **({"train_scale": self.train_scale} if self.train_scale else {})}
+                **({"train_scale": scale} if scale else {})}
+
+    def _train_scale_from_files(self) -> dict[str, float] | None:
+        """``train_scale`` of a card written before prepare recorded it, from the training
+        scenes' file headers while they are all still there (None otherwise)."""
+        from raygym.data.io import read_header
+
+        try:
+            sizes = [(h.height, h.width) for h in (
+                read_header(Path(s["files"][0]["path"]))
+                for s in self.sources if s.get("split") == "train")]
+        except (DataError, OSError, KeyError, IndexError):
+            return None
+        return scale_summary(sizes, self.target_size,
+                             bool(self.data_config.get("upscale", False)))
 
     @property
     def num_classes(self) -> int:
@@ -72,6 +87,20 @@ class DatasetCard(BaseModel):
     def tensor_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """``{column: (per-row shape, numpy dtype)}`` of the array columns of every shard."""
         return tensor_specs(self.target_size, self.bands, self.dtype, self.num_classes)
+
+
+def scale_summary(sizes: list[tuple[int, int]], target_size: list[int] | tuple[int, int],
+                  upscale: bool) -> dict[str, float] | None:
+    """``{"median", "min", "max"}`` of the factors that fit scenes of ``sizes`` (``(h, w)``
+    px) into ``target_size`` (:func:`~raygym.data.transforms.fit_scale`); None: no scene."""
+    from raygym.data.transforms import fit_scale
+
+    if not sizes:
+        return None
+    target = (int(target_size[0]), int(target_size[1]))
+    factors = [fit_scale(hw, target, upscale) for hw in sizes]
+    return {"median": round(float(np.median(factors)), 6),
+            "min": round(min(factors), 6), "max": round(max(factors), 6)}
 
 
 def tensor_specs(target_size: list[int] | tuple[int, int], bands: int, dtype: str,

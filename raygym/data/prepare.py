@@ -36,6 +36,7 @@ from raygym.data.dataset import (
     encode_rows,
     is_dataset_dir,
     read_card,
+    scale_summary,
     write_shard,
 )
 from raygym.data.io import read_header, read_image, read_label, read_single_band, sha256_file
@@ -414,18 +415,6 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
 
 
-def train_scale(data: DataConfig, sizes: list[tuple[int, int]]) -> dict[str, float] | None:
-    """``{"median", "min", "max"}`` of the factors that fit the training scenes (``(h, w)``
-    px) into ``data.target_size`` (see :func:`~raygym.data.transforms.fit_scale`)."""
-    from raygym.data.transforms import fit_scale
-
-    if not sizes:
-        return None
-    factors = [fit_scale(hw, tuple(data.target_size), data.upscale) for hw in sizes]
-    return {"median": round(float(np.median(factors)), 6),
-            "min": round(min(factors), 6), "max": round(max(factors), 6)}
-
-
 def split_scenes(pairs: list[Pair], data: DataConfig,
                  groups: dict[str, str] | None) -> dict[str, str]:
     """``{scene key: split}``: by source image, or by whole groups when ``groups`` (from
@@ -488,8 +477,8 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         splits=split_info, remap_changed=remap_report, sources=sources,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         group_rule=config.data.split.group if groups is not None else None,
-        train_scale=train_scale(config.data, [sizes[p.key] for p in pairs
-                                              if splits[p.key] == "train"]),
+        train_scale=scale_summary([sizes[p.key] for p in pairs if splits[p.key] == "train"],
+                                  config.data.target_size, config.data.upscale),
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
     return card

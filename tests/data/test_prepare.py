@@ -333,6 +333,13 @@ def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
         {"median": float(np.median(factors)), "min": min(factors), "max": max(factors)},
         abs=1e-6)
     assert card.train_scale["median"] < 1  # 72 x 153 px scenes shrunk into 64 x 64
+    # what a model card records; a card from before train_scale: found from the files
+    assert card.model_dataset("ds")["train_scale"] == card.train_scale
+    older = card.model_copy(update={"train_scale": None})
+    assert older.model_dataset("ds")["train_scale"] == card.train_scale
+    gone = older.model_copy(update={"sources": [
+        {**s, "files": [{"path": str(tmp_path / "gone.jpg")}]} for s in card.sources]})
+    assert "train_scale" not in gone.model_dataset("ds")
 
 
 def test_missing_images_folder(small_s2, prepare_fails) -> None:
