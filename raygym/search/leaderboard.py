@@ -214,18 +214,26 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
                   console: Console) -> None:
     metric = board.metric
     table = Table(title=f"leaderboard (top {min(10, len(board.rows))} of {len(board.rows)})")
-    for col in ("rank", "trial", "status", f"best {metric}", "epochs", "params"):
-        table.add_column(col)
+    cells = []
     for r in board.rows[:10]:
         v, mean = r[f"best_{metric}"], r.get(f"mean_best_{metric}", math.nan)
         score = "" if math.isnan(v) else f"{v:.4f}"
         if not math.isnan(mean) and abs(mean - v) > 5e-5:  # a configuration with 2 runs
-            score += f" (mean {mean:.4f})"
-        table.add_row(str(r["rank"]), r["trial_id"], r["status"], score,
+            score += f"\n(mean {mean:.4f})"
+        cells.append((str(r["rank"]), r["trial_id"], r["status"], score,
                       str(r.get("epochs") or ""),
                       ", ".join(f"{k.split('.')[-1]}={_fmt(p, 3)}"
                                 for k, p in r["params"].items())
-                      + (f", run {r['run'] + 1}" if r.get("run") else ""))
+                      + (f", run {r['run'] + 1}" if r.get("run") else "")))
+    # a narrow terminal wraps the params between values, never inside one (gym_resunet)
+    longest = max((len(word) for c in cells for word in c[-1].split()), default=6)
+    for col in ("rank", "trial", "status"):
+        table.add_column(col, overflow="fold")
+    table.add_column(f"best {metric}", overflow="fold", max_width=13)  # "(mean 0.5079)"
+    table.add_column("epochs", overflow="fold")
+    table.add_column("params", overflow="fold", min_width=min(longest, 40))
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
     status = ", ".join(f"{k} {n}" for k, n in summary["status"].items())
     console.print(f"{summary['trials']} trials ({status}), {summary['total_epochs']} epochs, "

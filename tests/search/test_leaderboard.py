@@ -47,3 +47,29 @@ def test_no_seed_noise_without_a_repeated_run() -> None:
     assert board.seed_noise() is None and board.summary(1.0)["seed_noise"] is None
     lone = {"run_sd": 0.01, "repeated": 1, "tied": 1}
     assert "No other finished configuration" in noise_line(lone, M)
+
+
+def test_the_printed_leaderboard_keeps_every_value_in_an_80_column_terminal(
+        tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from raygym.search.leaderboard import print_summary
+
+    params = {"model.arch": "gym_resunet", "model.filters": 12, "loss.name": "cce",
+              "train.max_lr": 0.0027}
+    # two runs of one configuration (their mean shown) beside a pruned trial, as a search
+    # with repeat_top prints them
+    board = _board([(params, 0.5098, "completed"), (params, 0.5060, "completed"),
+                    ({**params, "model.filters": 4}, 0.4, "asha-pruned")])
+    for rank, row in enumerate(board.rows, start=1):
+        row.update(rank=rank, epochs=8, run=rank - 1 if rank < 3 else 0,
+                   trial_id=f"5612{rank}e77")  # Tune's 8-character ids
+    console = Console(width=80, record=True, color_system=None)
+    summary = {"status": {"completed": 2}, "trials": 2, "total_epochs": 16, "wall_s": 50.0}
+    print_summary(board, [], tmp_path, summary, console)
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert all(len(line) <= 80 and line.endswith("│") for line in rows)  # nothing cut off
+    params = [line.split("│")[-2].strip() for line in rows]
+    assert "…" not in text and "arch=gym_resunet," in params  # whole, comma and all
+    assert " ".join(params).count("filters=12,") == 2
