@@ -68,7 +68,10 @@ def _scale(text: str) -> float | str:
     memory."""
     if text.strip().lower() == "auto":
         return "auto"
-    value = _number(text, float)
+    try:
+        value = _number(text, float)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
     if not 0 < value <= 8:
         raise argparse.ArgumentTypeError(f"must be in (0, 8], got {value}")
     return value
