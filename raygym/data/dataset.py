@@ -55,13 +55,19 @@ class DatasetCard(BaseModel):
     # (output px per source px, per side; < 1 shrank). A model learns the ground at that
     # sample distance, so predict resamples new images by the median. None: an older card.
     train_scale: dict[str, float] | None = None
+    # Training scenes that are GeoTIFFs in a projected CRS: {"median", "min", "max"} of the
+    # ground sample distance the model sees, metres per pixel after that resize (the
+    # scene's pixel size / its factor). predict then resamples each georeferenced image by
+    # its own pixel size over the median, whatever its source. None: not all of them are.
+    train_gsd_m: dict[str, float] | None = None
 
     def model_dataset(self, path: Path | str) -> dict[str, Any]:
         """What a model card records of the dataset a model was trained on (at ``path``)."""
         scale = self.train_scale or self._train_scale_from_files()
         return {"path": str(path), "config_hash": self.config_hash,
                 "splits": {k: v.get("rows") for k, v in self.splits.items()},
-                **({"train_scale": scale} if scale else {})}
+                **({"train_scale": scale} if scale else {}),
+                **({"train_gsd_m": self.train_gsd_m} if self.train_gsd_m else {})}
 
     def _train_scale_from_files(self) -> dict[str, float] | None:
         """``train_scale`` of a card written before prepare recorded it, from the training
@@ -101,6 +107,21 @@ def scale_summary(sizes: list[tuple[int, int]], target_size: list[int] | tuple[i
     factors = [fit_scale(hw, target, upscale) for hw in sizes]
     return {"median": round(float(np.median(factors)), 6),
             "min": round(min(factors), 6), "max": round(max(factors), 6)}
+
+
+def gsd_summary(heads: list[Any], target_size: list[int] | tuple[int, int],
+                upscale: bool) -> dict[str, float] | None:
+    """``{"median", "min", "max"}`` of the ground sample distance (m / px) the model sees of
+    each training scene (:class:`~raygym.data.io.ImageHeader` s): its pixel size over the
+    factor that fits it into ``target_size``. None unless every scene has a pixel size."""
+    from raygym.data.transforms import fit_scale
+
+    if not heads or any(h.pixel_m is None for h in heads):
+        return None
+    target = (int(target_size[0]), int(target_size[1]))
+    gsd = [h.pixel_m / fit_scale((h.height, h.width), target, upscale) for h in heads]
+    return {"median": round(float(np.median(gsd)), 6), "min": round(min(gsd), 6),
+            "max": round(max(gsd), 6)}
 
 
 def tensor_specs(target_size: list[int] | tuple[int, int], bands: int, dtype: str,

@@ -8,6 +8,7 @@ for nodata as NaN (:func:`read_image` with ``nodata_to_nan``; see :func:`nodata_
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,21 @@ class ImageHeader:
     bands: int
     dtype: str
     nodata: bool = False  # a GeoTIFF that declares a nodata value for some band
+    pixel_m: float | None = None  # a GeoTIFF in a projected CRS: its pixel size in metres
+
+
+def pixel_area_m2(crs: Any, transform: Any) -> float | None:
+    """Square metres per pixel of a raster in a projected CRS (``|det(transform)|`` times the
+    squared metres per CRS unit); None without a CRS, in a geographic one, or without linear
+    units."""
+    if crs is None or not crs.is_projected:
+        return None
+    try:
+        unit = float(crs.linear_units_factor[1])
+    except Exception:  # noqa: BLE001 - a CRS without linear units
+        return None
+    area = abs(transform.a * transform.e - transform.b * transform.d) * unit * unit
+    return area or None
 
 
 # Pillow modes decoded to another mode, so that the bands a header promises are the bands
@@ -77,8 +93,10 @@ def read_header(path: Path) -> ImageHeader:
             import rasterio
 
             with rasterio.open(path) as src:
+                area = pixel_area_m2(src.crs, src.transform)
                 return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0],
-                                   nodata=any(v is not None for v in src.nodatavals))
+                                   nodata=any(v is not None for v in src.nodatavals),
+                                   pixel_m=math.sqrt(area) if area else None)
         with Image.open(path) as im:
             bands = decoded_bands(im.mode)
             wide = im.mode in ("I;16", "I;16B", "I") or _is_16bit_colour_png(im)

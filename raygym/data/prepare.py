@@ -34,12 +34,20 @@ from raygym.data.dataset import (
     DatasetCard,
     decode_column,
     encode_rows,
+    gsd_summary,
     is_dataset_dir,
     read_card,
     scale_summary,
     write_shard,
 )
-from raygym.data.io import read_header, read_image, read_label, read_single_band, sha256_file
+from raygym.data.io import (
+    ImageHeader,
+    read_header,
+    read_image,
+    read_label,
+    read_single_band,
+    sha256_file,
+)
 from raygym.data.pairing import Pair, find_pairs
 from raygym.data.split import (
     SPLITS,
@@ -79,20 +87,20 @@ def _storage_dtype(file_dtype: str) -> str:
 _DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
 
 
-def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, tuple[int, int]]]:
-    """Size and band checks from file headers alone; returns (bands, dtype, sizes).
+def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, ImageHeader]]:
+    """Size and band checks from file headers alone; returns (bands, dtype, heads).
 
     ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
-    float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``sizes``: each
-    scene's ``(height, width)`` in pixels, by key.
+    float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``heads``: each
+    scene's first image header (size, pixel size), by key.
     """
     bands_seen: dict[int, Path] = {}
     dtype = "uint8"
-    sizes: dict[str, tuple[int, int]] = {}
+    firsts: dict[str, ImageHeader] = {}
     for pair in pairs:
         heads = [read_header(p) for p in pair.images]
         label = read_header(pair.label)
-        sizes[pair.key] = (heads[0].height, heads[0].width)
+        firsts[pair.key] = heads[0]
         for h in heads[1:] + [label]:
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(
@@ -112,7 +120,7 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, tuple[int, int
             raise DataError(
                 f"has {b1} bands but {p0.name} has {b0}: every scene needs the same band count",
                 file=p1, fix="convert the odd files or remove them")
-    return next(iter(bands_seen)), dtype, sizes
+    return next(iter(bands_seen)), dtype, firsts
 
 
 def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, label: np.ndarray
@@ -372,7 +380,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     pairs = find_pairs(data)
     groups = scene_groups(pairs, data.split, data.manifest)
-    bands, dtype, sizes = check_headers(pairs)
+    bands, dtype, heads = check_headers(pairs)
     splits = split_scenes(pairs, data, groups)
     log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
@@ -406,7 +414,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
             for v, n in json.loads(m["changed"]).items():
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report,
-                          groups, sizes)
+                          groups, heads)
         ray.get(previews)
         replace_dir(tmp, out, owned=is_dataset_dir)
     finally:
@@ -443,7 +451,7 @@ def split_line(splits: dict[str, str], groups: dict[str, str] | None) -> str:
 def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],
                bands: int, dtype: str, fingerprint: str,
                remap_report: dict[str, int], groups: dict[str, str] | None,
-               sizes: dict[str, tuple[int, int]]) -> DatasetCard:
+               heads: dict[str, ImageHeader]) -> DatasetCard:
     import pyarrow.parquet as pq
 
     k = config.data.num_classes
@@ -465,10 +473,13 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
     if groups is not None:
         for split, n in split_group_counts(groups, splits).items():
             split_info[split]["groups"] = n
-    sources = [{"key": p.key, "split": splits[p.key], "size": list(sizes[p.key]),
+    sources = [{"key": p.key, "split": splits[p.key],
+                "size": [heads[p.key].height, heads[p.key].width],
+                **({"pixel_m": heads[p.key].pixel_m} if heads[p.key].pixel_m else {}),
                 **({"group": groups[p.key]} if groups is not None else {}),
                 "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
+    train = [heads[p.key] for p in pairs if splits[p.key] == "train"]
     card = DatasetCard(
         format=DATASET_FORMAT, name=config.name, classes=list(config.data.classes),
         bands=bands, dtype=dtype, target_size=list(config.data.target_size),
@@ -477,8 +488,9 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         splits=split_info, remap_changed=remap_report, sources=sources,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         group_rule=config.data.split.group if groups is not None else None,
-        train_scale=scale_summary([sizes[p.key] for p in pairs if splits[p.key] == "train"],
+        train_scale=scale_summary([(h.height, h.width) for h in train],
                                   config.data.target_size, config.data.upscale),
+        train_gsd_m=gsd_summary(train, config.data.target_size, config.data.upscale),
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
     return card

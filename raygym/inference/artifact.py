@@ -66,6 +66,13 @@ class ModelCard(BaseModel):
         median = (self.dataset.get("train_scale") or {}).get("median")
         return float(median) if median is not None else None
 
+    @property
+    def training_gsd_m(self) -> float | None:
+        """The median ground sample distance (metres per pixel, after prepare's resize) of
+        the training scenes, where they were all GeoTIFFs in a projected CRS; else None."""
+        median = (self.dataset.get("train_gsd_m") or {}).get("median")
+        return float(median) if median is not None else None
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -68,7 +68,10 @@ Rules, chosen to match training:
   (the median over the training split, recorded in the dataset card and the model card): new
   imagery of the same sensor is then seen at the sample distance the model learnt (measured on
   test scenes at full size: aerial models trained at factor 0.139, mean IoU 0.505 / 0.424 at
-  native resolution against 0.618 / 0.574; an S2 model at 0.209, 0.337 against 0.641). Models whose card does not say
+  native resolution against 0.618 / 0.574; an S2 model at 0.209, 0.337 against 0.641).
+  Where the training scenes were GeoTIFFs in a projected CRS, the model card also holds the
+  ground sample distance the model saw (``train_gsd_m``), and a georeferenced input is
+  resampled by its own pixel size over it instead (:meth:`Predictor.scale_for`). Models whose card does not say
   (made before it was recorded) predict at 1. The factor used is printed and written in the
   GeoTIFFs' ``resample_factor`` tag.
 - **Ensembles / TTA.** ``top_k`` takes the best k models of a search; of those, a model whose

@@ -4,7 +4,6 @@ progress bar, and the printed summary."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,9 +85,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
                           ensemble_weights=options.ensemble_weights)
     plan = predictor.plan
     predictor.tile_hw(options.tile)  # validate before any work
-    scale_line = predictor.scale_line(options.scale)
-    # one factor from here on (the guards, the Ray actors, the GeoTIFF tags)
-    options = dataclasses.replace(options, scale=predictor.resolve_scale(options.scale))
+    scale_line = predictor.scale_line(options.scale)  # also refuses models that disagree
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
     items, unreadable = check_band_counts(items, predictor.in_channels)
     skipped += unreadable
@@ -96,7 +93,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
         sweep_temp_files(out)  # half-written outputs of a killed run, before they are judged
     check_overwrites(items, options)
     check_memory(items, predictor.num_classes, options,
-                 tile_rows=predictor.tile_hw(options.tile)[0])
+                 tile_rows=predictor.tile_hw(options.tile)[0],
+                 scale_for=lambda pixel_m: predictor.scale_for(options.scale, pixel_m))
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     if options.use_ray and items:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raygym.data.io import read_header
@@ -90,33 +90,40 @@ def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int
 
 
 def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictOptions,
-                 available: int | None = None, tile_rows: int = 512) -> None:
+                 available: int | None = None, tile_rows: int = 512,
+                 scale_for: Callable[[float | None], float] | None = None) -> None:
     """Refuse an image whose prediction cannot fit in memory (before any is started).
 
     Only what needs the whole image is limited: PNG / JPEG inputs and non-TIFF band files; a
     TIFF needs a band of rows at any scale (:func:`planned_strip_bytes`, ``tile_rows`` being
-    the window height), whatever its height. ``options.scale`` is a factor here (``"auto"``
-    resolved by the models, :meth:`Predictor.resolve_scale`).
+    the window height), whatever its height. ``scale_for``: an image's factor from its pixel
+    size in metres (:meth:`Predictor.scale_for`); default: ``options.scale``, a number.
     """
-    if not isinstance(options.scale, int | float):
-        raise TypeError(f"check_memory needs a resolved scale, got {options.scale!r}")
+    if scale_for is None:
+        if not isinstance(options.scale, int | float):
+            raise TypeError(f"check_memory needs scale_for or a number, got {options.scale!r}")
+        fixed = float(options.scale)
+
+        def scale_for(pixel_m: float | None) -> float:
+            return fixed
+
     budget = int((available if available is not None else available_memory()) * MEMORY_SHARE)
     for item in items:
         head = read_header(item.path)
         bands = head.bands + len(item.bands)
+        scale = scale_for(head.pixel_m)
         if item.path.suffix.lower() in _TIFF:
-            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows,
-                                       float(options.scale))
+            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows, scale)
             # a band file that is not a TIFF is decoded whole
             need += sum(head.height * head.width * 2 for b in item.bands
                         if b.suffix.lower() not in _TIFF)
             fix = "cut the raster into tiles (e.g. gdal_retile.py) and predict those"
         else:
-            need = planned_bytes(head.height, head.width, bands, num_classes, options.scale)
+            need = planned_bytes(head.height, head.width, bands, num_classes, scale)
             fix = "convert it to a GeoTIFF (read by windows), or cut it into tiles"
         if need > budget:
             raise DataError(
-                f"{head.width} x {head.height} px at scale {options.scale:g} needs about "
+                f"{head.width} x {head.height} px at scale {scale:g} needs about "
                 f"{need / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is available",
                 file=item.path, fix=fix)
 

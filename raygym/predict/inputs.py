@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from raygym.data.io import IMAGE_SUFFIXES, is_image, read_header, read_image, read_single_band
+from raygym.data.io import (
+    IMAGE_SUFFIXES,
+    is_image,
+    pixel_area_m2,
+    read_header,
+    read_image,
+    read_single_band,
+)
 from raygym.errors import DataError, RaygymError
 
 _TIFF = (".tif", ".tiff")
@@ -252,15 +259,7 @@ def read_geo(path: Path) -> GeoInfo:
             crs, transform = src.crs, src.transform
     except Exception as err:  # noqa: BLE001 - rasterio's own error classes
         raise DataError(f"unreadable TIFF: {str(err).splitlines()[0]}", file=path) from None
-    area = None
-    if crs is not None and crs.is_projected:
-        try:
-            unit = float(crs.linear_units_factor[1])
-        except Exception:  # noqa: BLE001 - a CRS without linear units
-            unit = None
-        if unit:
-            area = abs(transform.a * transform.e - transform.b * transform.d) * unit * unit
-    return GeoInfo(crs, transform, True, area)
+    return GeoInfo(crs, transform, True, pixel_area_m2(crs, transform))
 
 
 def read_input(item: InputItem) -> np.ndarray:

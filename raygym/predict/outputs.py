@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
     """
     geo = read_geo(item.path)
     k, classes = predictor.num_classes, predictor.classes
+    # under auto, a GeoTIFF's own pixel size decides (see Predictor.scale_for)
+    scale = predictor.scale_for(options.scale, math.sqrt(geo.pixel_area_m2)
+                                if geo.pixel_area_m2 else None)
     paths = output_paths(item, options)
     warning = ""
     if geo.is_tiff and geo.crs is None:
@@ -110,7 +114,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
         common = {"height": h, "width": w, "crs": geo.crs, "transform": geo.transform}
         tags = {"classes": json.dumps(classes), "source": str(item.path),
                 "models": json.dumps(predictor.plan.to_json()),
-                "resample_factor": f"{predictor.resolve_scale(options.scale):g}"}
+                "resample_factor": f"{scale:g}"}
         writers: dict[str, GeoTiffWriter] = {}
         if geo.is_tiff:
             writers["label"] = stack.enter_context(GeoTiffWriter(
@@ -122,7 +126,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
                 tags=tags, scale=1.0 / PROB_SCALE, mask=source.masked, **common))
         labels = None if geo.is_tiff else np.empty((h, w), np.uint8)
         strips = predictor.predict_strips(source, tile=options.tile, overlap=options.overlap,
-                                          tta=options.tta, scale=options.scale,
+                                          tta=options.tta, scale=scale,
                                           batch_size=options.batch_size)
         counts = _write_strips(strips, writers, labels)
         stack.close()  # the GeoTIFFs are complete (COGs in place) from here on

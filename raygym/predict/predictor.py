@@ -148,11 +148,37 @@ class Predictor:
                               key="--scale", fix="pass --scale with the factor to use")
         return values[0] if values else 1.0
 
+    def training_gsd_m(self) -> float | None:
+        """The ground sample distance (m / px) the kept models learnt, where their cards say
+        and agree (within 0.1 %); else None."""
+        values = {round(m.card.training_gsd_m, 6) if m.card.training_gsd_m else None
+                  for m in self.models}
+        if len(values) != 1 or None in values:
+            return None
+        return self.models[0].card.training_gsd_m
+
+    def scale_for(self, scale: float | str, pixel_m: float | None) -> float:
+        """The factor for one image whose pixels are ``pixel_m`` metres (None: not a
+        georeferenced raster in a projected CRS): a number as given; ``"auto"``: the pixel
+        size over the ground sample distance the models learnt, where both are known (so
+        imagery of another resolution is brought to the model's), else
+        :meth:`resolve_scale`."""
+        gsd = self.training_gsd_m() if scale == AUTO_SCALE else None
+        if gsd and pixel_m:
+            return pixel_m / gsd
+        return self.resolve_scale(scale)
+
     def scale_line(self, scale: float | str) -> str:
         """One line on the scale ``resolve_scale(scale)`` predicts at, and why."""
         factor = self.resolve_scale(scale)
         if scale != AUTO_SCALE:
             return f"scale {factor:.4g} (--scale)"
+        gsd = self.training_gsd_m()
+        if gsd:
+            return (f"scale auto: each GeoTIFF is resampled to the {gsd:.3g} m pixels the "
+                    f"model learnt (its own pixel size / {gsd:.3g}), other images by "
+                    f"{factor:.4g} as training resized its scenes; --scale 1 predicts at "
+                    f"native resolution")
         if self.card.training_scale is None:
             return ("scale 1: native resolution (the model card does not say how training "
                     "resized its scenes; --scale sets the factor)")

@@ -91,6 +91,23 @@ def test_integer_geotiff_with_nodata_is_stored_as_float(tmp_path) -> None:
     assert check_headers([_Pair([path], label)])[:2] == (3, "float32")  # room for NaN
 
 
+def test_geotiff_pixel_size_gives_the_ground_sample_distance_the_model_sees(tmp_path) -> None:
+    """10 m pixels, 64 x 64 px scenes fitted into 32 x 32: the model sees 20 m pixels."""
+    from raygym.data.dataset import gsd_summary
+
+    path = _tif(tmp_path / "s.tif", _reflectance(64, 64))
+    label = _label(tmp_path / "s_label.png", 64, 64)
+    _, _, heads = check_headers([_Pair([path], label)])
+    assert heads["s"].pixel_m == pytest.approx(10.0)
+    assert (heads["s"].height, heads["s"].width) == (64, 64)
+    assert gsd_summary(list(heads.values()), (32, 32), False) == {
+        "median": 20.0, "min": 20.0, "max": 20.0}
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(png)
+    assert read_header(png).pixel_m is None  # no georeferencing: no ground distance
+    assert gsd_summary([heads["s"], read_header(png)], (32, 32), False) is None
+
+
 @pytest.mark.parametrize("fill, nodata", [(np.nan, None), (-9999.0, -9999.0)])
 def test_all_nodata_image_is_refused_naming_the_file(tmp_path, fill, nodata) -> None:
     path = _tif(tmp_path / "empty.tif", np.full((16, 16, 2), fill, np.float32), nodata=nodata)

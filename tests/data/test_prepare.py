@@ -333,6 +333,7 @@ def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
         {"median": float(np.median(factors)), "min": min(factors), "max": max(factors)},
         abs=1e-6)
     assert card.train_scale["median"] < 1  # 72 x 153 px scenes shrunk into 64 x 64
+    assert card.train_gsd_m is None  # JPEGs: no ground distance
     # what a model card records; a card from before train_scale: found from the files
     assert card.model_dataset("ds")["train_scale"] == card.train_scale
     older = card.model_copy(update={"train_scale": None})

@@ -51,9 +51,11 @@ def s2_config(root: Path, s2: Path) -> Any:
 
 
 def export_untrained(config: Any, out: Path, bands: int, seed: int,
-                     train_scale: dict[str, float] | None = None) -> Path:
+                     train_scale: dict[str, float] | None = None,
+                     train_gsd_m: dict[str, float] | None = None) -> Path:
     """Export a freshly initialised (seeded) model of ``config`` as an artifact at ``out``;
-    ``train_scale``: what its card says prepare resized the training scenes by."""
+    ``train_scale`` / ``train_gsd_m``: what its card says prepare resized the training
+    scenes by, and the ground sample distance that left."""
     from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
@@ -62,7 +64,8 @@ def export_untrained(config: Any, out: Path, bands: int, seed: int,
     return export_artifact(out, model, config, in_channels=bands,
                            classes=list(config.data.classes), metrics={},
                            dataset={"path": str(config.data.prepared),
-                                    **({"train_scale": train_scale} if train_scale else {})})
+                                    **({"train_scale": train_scale} if train_scale else {}),
+                                    **({"train_gsd_m": train_gsd_m} if train_gsd_m else {})})
 
 
 def s2_scene(n: int = 0) -> tuple[Path, Path]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from raygym.errors import RaygymError
 
@@ -58,6 +59,36 @@ def test_auto_is_the_training_scale_and_a_number_is_kept(models: dict[str, Path]
         mixed.resolve_scale("auto")
     assert info.value.key == "--scale"
     assert mixed.resolve_scale(0.5) == 0.5
+
+
+def test_a_georeferenced_image_is_brought_to_the_ground_distance_the_model_learnt(
+        tmp_path: Path) -> None:
+    """A model that learnt 2 m pixels (1 m GeoTIFFs shrunk by 0.5): a 0.5 m GeoTIFF is
+    resampled by 0.25, a 2 m one not at all, a PNG by the training factor."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from raygym.predict import PredictOptions, Predictor, predict_files
+
+    model = export_untrained(_config(tmp_path), tmp_path / "m", 3, seed=0,
+                             train_scale={"median": 0.5, "min": 0.5, "max": 0.5},
+                             train_gsd_m={"median": 2.0, "min": 2.0, "max": 2.0})
+    predictor = Predictor([model], device="cpu")
+    assert predictor.scale_for("auto", 0.5) == 0.25 and predictor.scale_for("auto", 2.0) == 1
+    assert predictor.scale_for("auto", None) == 0.5 and predictor.scale_for(1.0, 0.5) == 1.0
+    assert "2 m pixels the model learnt" in predictor.scale_line("auto")
+    image = aerial_crop(128, 160)
+    (tmp_path / "in").mkdir()
+    for name, pixel in (("fine", 0.5), ("coarse", 2.0)):
+        write_tiff(tmp_path / "in" / f"{name}.tif", image, "EPSG:32610",
+                   from_origin(500000, 4000000, pixel, pixel))
+    Image.fromarray(image).save(tmp_path / "in" / "plain.png")
+    result = predict_files(model, [tmp_path / "in"], PredictOptions(out=tmp_path / "out"))
+    assert result.exit_code == 0 and len(result.rows) == 3
+    for name, factor in (("fine", "0.25"), ("coarse", "1")):
+        with rasterio.open(tmp_path / "out" / f"{name}_label.tif") as label:
+            assert label.tags()["resample_factor"] == factor
+            assert np.array_equal(label.read(1), predictor.predict(image, scale=float(factor))[0])
 
 
 def test_predict_resamples_by_the_training_scale_by_default(models: dict[str, Path],
