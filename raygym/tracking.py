@@ -200,8 +200,11 @@ class MlflowRun:
 
         if not self.client.list_artifacts(self.run_id, folder):
             return True
-        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
         try:
+            # this run's tracking URI: an mlflow-artifacts:/ URI is resolved against it, not
+            # against mlflow's process-wide one (which raygym leaves to its caller)
+            repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri,
+                                           tracking_uri=self.uri)
             repo.delete_artifacts(folder)
         except Exception:  # noqa: BLE001 - not every store deletes (NotImplementedError ...)
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ class PredictOptions:
         if not 0.0 <= self.overlap < 1.0:
             raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
         if self.scale != AUTO_SCALE and not (isinstance(self.scale, int | float)
-                                             and self.scale > 0):
+                                             and 0 < self.scale < math.inf):
             raise RaygymError(f"scale must be > 0 or 'auto' (got {self.scale!r})",
                               key="--scale")
         if not self.min_area >= 0:

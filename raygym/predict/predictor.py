@@ -137,7 +137,14 @@ class Predictor:
             RaygymError: ``"auto"`` for models trained at different scales.
         """
         if scale != AUTO_SCALE:
-            return float(scale)
+            try:
+                factor = float(scale)
+            except (TypeError, ValueError):
+                factor = math.nan
+            if not (math.isfinite(factor) and factor > 0):
+                raise RaygymError(f"scale must be 'auto' or a number > 0 (got {scale!r})",
+                                  key="--scale")
+            return factor
         known = {p.name: m.card.training_scale for p, m in zip(self.model_dirs, self.models,
                                                                strict=True)}
         values = [v for v in known.values() if v is not None]

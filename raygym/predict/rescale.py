@@ -149,8 +149,11 @@ def upsample_strips(strips: Iterator[Strip], scaled: ScaledSource,
                 out_labels[~valid] = NODATA
                 out_probs[:, ~valid] = 0.0
         yield Strip(a, out_labels, out_probs.astype(np.float32))
-        drop = int(min(_nearest(np.array([rows[-1] + 1]), ry, sh)[0],
-                       _linear_taps(np.array([rows[-1] + 1]), ry, sh)[0][0])) - top
+        # the first scaled row the next band needs; never past what the buffer holds (when
+        # enlarging it can be the next strip's first row, which must stay at its place)
+        first_needed = int(min(_nearest(np.array([rows[-1] + 1]), ry, sh)[0],
+                               _linear_taps(np.array([rows[-1] + 1]), ry, sh)[0][0]))
+        drop = min(first_needed, top + labels.shape[0]) - top
         if drop > 0:
             labels, probs, top = labels[drop:], probs[:, drop:], top + drop
 

@@ -58,7 +58,7 @@ def test_rows_read_in_bands_equal_the_whole_image_resize(scale: float) -> None:
         np.testing.assert_allclose(rows, whole[r0:r1], atol=1e-3)
 
 
-@pytest.mark.parametrize("scale", [0.3, 1.7])
+@pytest.mark.parametrize("scale", [0.3, 1.7, 3.0])  # 3: a band's last row ends a strip
 def test_streamed_prediction_equals_the_whole_image_one(scale: float) -> None:
     image = _image()
     valid = np.ones(image.shape[:2], bool)

@@ -50,6 +50,9 @@ def test_auto_is_the_training_scale_and_a_number_is_kept(models: dict[str, Path]
     line = shrunk.scale_line("auto")
     assert "scale 0.25 (auto)" in line and "0.2-0.3" in line and "--scale 1" in line
     assert shrunk.scale_line(1.0) == "scale 1 (--scale)"
+    for bad in ("Auto", "native", 0, -1, float("inf")):  # one line, never a traceback
+        with pytest.raises(RaygymError, match="'auto' or a number > 0"):
+            shrunk.resolve_scale(bad)
     unknown = Predictor([models["unknown"]], device="cpu")
     assert unknown.resolve_scale("auto") == 1.0
     assert "does not say" in unknown.scale_line("auto")
