@@ -99,14 +99,7 @@ def scale_summary(sizes: list[tuple[int, int]], target_size: list[int] | tuple[i
                   upscale: bool) -> dict[str, float] | None:
     """``{"median", "min", "max"}`` of the factors that fit scenes of ``sizes`` (``(h, w)``
     px) into ``target_size`` (:func:`~raygym.data.transforms.fit_scale`); None: no scene."""
-    from raygym.data.transforms import fit_scale
-
-    if not sizes:
-        return None
-    target = (int(target_size[0]), int(target_size[1]))
-    factors = [fit_scale(hw, target, upscale) for hw in sizes]
-    return {"median": round(float(np.median(factors)), 6),
-            "min": round(min(factors), 6), "max": round(max(factors), 6)}
+    return _spread(_fit_factors(sizes, target_size, upscale))
 
 
 def gsd_summary(heads: list[Any], target_size: list[int] | tuple[int, int],
@@ -114,14 +107,26 @@ def gsd_summary(heads: list[Any], target_size: list[int] | tuple[int, int],
     """``{"median", "min", "max"}`` of the ground sample distance (m / px) the model sees of
     each training scene (:class:`~raygym.data.io.ImageHeader` s): its pixel size over the
     factor that fits it into ``target_size``. None unless every scene has a pixel size."""
+    if any(h.pixel_m is None for h in heads):
+        return None
+    factors = _fit_factors([(h.height, h.width) for h in heads], target_size, upscale)
+    return _spread([h.pixel_m / f for h, f in zip(heads, factors, strict=True)])
+
+
+def _fit_factors(sizes: list[tuple[int, int]], target_size: list[int] | tuple[int, int],
+                 upscale: bool) -> list[float]:
     from raygym.data.transforms import fit_scale
 
-    if not heads or any(h.pixel_m is None for h in heads):
-        return None
     target = (int(target_size[0]), int(target_size[1]))
-    gsd = [h.pixel_m / fit_scale((h.height, h.width), target, upscale) for h in heads]
-    return {"median": round(float(np.median(gsd)), 6), "min": round(min(gsd), 6),
-            "max": round(max(gsd), 6)}
+    return [fit_scale(hw, target, upscale) for hw in sizes]
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    """``{"median", "min", "max"}`` rounded to 6 decimals; None for no values."""
+    if not values:
+        return None
+    return {"median": round(float(np.median(values)), 6), "min": round(min(values), 6),
+            "max": round(max(values), 6)}
 
 
 def tensor_specs(target_size: list[int] | tuple[int, int], bands: int, dtype: str,

@@ -63,14 +63,16 @@ class ModelCard(BaseModel):
     def training_scale(self) -> float | None:
         """The median factor by which prepare resized the training scenes (output px per
         source px, per side; < 1 shrank); None where the card does not say (older models)."""
-        median = (self.dataset.get("train_scale") or {}).get("median")
-        return float(median) if median is not None else None
+        return self._dataset_median("train_scale")
 
     @property
     def training_gsd_m(self) -> float | None:
         """The median ground sample distance (metres per pixel, after prepare's resize) of
         the training scenes, where they were all GeoTIFFs in a projected CRS; else None."""
-        median = (self.dataset.get("train_gsd_m") or {}).get("median")
+        return self._dataset_median("train_gsd_m")
+
+    def _dataset_median(self, key: str) -> float | None:
+        median = (self.dataset.get(key) or {}).get("median")
         return float(median) if median is not None else None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -245,6 +246,11 @@ class GeoInfo:
     transform: Any
     is_tiff: bool
     pixel_area_m2: float | None
+
+    @property
+    def pixel_m(self) -> float | None:
+        """Pixel size in metres (a projected CRS only), as :class:`ImageHeader` gives it."""
+        return math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
 
 
 def read_geo(path: Path) -> GeoInfo:

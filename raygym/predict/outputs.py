@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,8 +102,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
     geo = read_geo(item.path)
     k, classes = predictor.num_classes, predictor.classes
     # under auto, a GeoTIFF's own pixel size decides (see Predictor.scale_for)
-    scale = predictor.scale_for(options.scale, math.sqrt(geo.pixel_area_m2)
-                                if geo.pixel_area_m2 else None)
+    scale = predictor.scale_for(options.scale, geo.pixel_m)
     paths = output_paths(item, options)
     warning = ""
     if geo.is_tiff and geo.crs is None:

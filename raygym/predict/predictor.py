@@ -145,8 +145,7 @@ class Predictor:
                 raise RaygymError(f"scale must be 'auto' or a number > 0 (got {scale!r})",
                                   key="--scale")
             return factor
-        known = {p.name: m.card.training_scale for p, m in zip(self.model_dirs, self.models,
-                                                               strict=True)}
+        known = self._card_values("training_scale")
         values = [v for v in known.values() if v is not None]
         if len({round(v, 4) for v in values}) > 1:
             listed = ", ".join(f"{name} {v:.3g}" for name, v in known.items() if v is not None)
@@ -156,13 +155,17 @@ class Predictor:
         return values[0] if values else 1.0
 
     def training_gsd_m(self) -> float | None:
-        """The ground sample distance (m / px) the kept models learnt, where their cards say
-        and agree (within 0.1 %); else None."""
-        values = {round(m.card.training_gsd_m, 6) if m.card.training_gsd_m else None
-                  for m in self.models}
-        if len(values) != 1 or None in values:
+        """The ground sample distance (m / px) the kept models learnt, where every card
+        says and they agree (to 6 decimals); else None."""
+        values = list(self._card_values("training_gsd_m").values())
+        if None in values or len({round(v, 6) for v in values}) != 1:
             return None
-        return self.models[0].card.training_gsd_m
+        return values[0]
+
+    def _card_values(self, attr: str) -> dict[str, float | None]:
+        """``{model folder name: its card's attr}`` over the kept models."""
+        return {p.name: getattr(m.card, attr)
+                for p, m in zip(self.model_dirs, self.models, strict=True)}
 
     def scale_for(self, scale: float | str, pixel_m: float | None) -> float:
         """The factor for one image whose pixels are ``pixel_m`` metres (None: not a
