@@ -39,21 +39,51 @@ def format_validation_error(err: ValidationError, file: str,
         return ConfigError("required key is missing", file=file, key=key)
     got = first.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return ConfigError(f"{msg}{got_text}", file=file, key=key)
+    fix = _TYPE_FIXES.get(first["type"])
+    field = _field_at(root, loc)
+    about = getattr(field, "description", None)
+    if fix and about:
+        fix = f"{fix} ({about})"
+    return ConfigError(f"{msg}{got_text}", file=file, key=key, fix=fix)
 
 
-def _valid_keys(root: type[BaseModel], loc: list[str]) -> list[str]:
+# what to write instead, for pydantic's type errors (the message names the type, not the form)
+_TYPE_FIXES: dict[str, str] = {
+    "bool_parsing": "write true or false", "bool_type": "write true or false",
+    "int_parsing": "write a whole number", "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number, e.g. 0.5 or 1.0e-4", "float_type": "write a number",
+    "string_type": "write a text value (quote it if YAML reads it as a number or a date)",
+    "list_type": "write a list, e.g. [a, b]", "tuple_type": "write a list, e.g. [256, 256]",
+    "dict_type": "write a mapping, e.g. {key: value}",
+}
+
+
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    """The schema that holds the keys under ``loc`` (None: ``loc`` is not a section)."""
     model = root
     for part in loc:
         if part.isdigit():  # a list index (data.extra_bands.0): same model as the list's items
             continue
         field = model.model_fields.get(part)
-        ann = getattr(field, "annotation", None)
-        sub = _model_in(ann)
+        sub = _model_in(getattr(field, "annotation", None))
         if sub is None:
-            return []
+            return None
         model = sub
-    return list(model.model_fields)
+    return model
+
+
+def _field_at(root: type[BaseModel], loc: list[str]) -> Any:
+    """Pydantic's FieldInfo of the key at ``loc`` (None when there is none)."""
+    while loc and loc[-1].isdigit():  # an item of a list key: the list key's field
+        loc = loc[:-1]
+    model = _model_at(root, loc[:-1]) if loc else None
+    return model.model_fields.get(loc[-1]) if model is not None else None
+
+
+def _valid_keys(root: type[BaseModel], loc: list[str]) -> list[str]:
+    model = _model_at(root, loc)
+    return list(model.model_fields) if model is not None else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -208,6 +208,38 @@ def test_invalid_yaml_gives_line_and_column(tmp_path) -> None:
     assert "column" in text and "\n" not in text
 
 
+def test_a_key_given_twice_is_refused_not_dropped(tmp_path) -> None:
+    # PyYAML keeps the last of two `train:` sections silently: the first one's settings vanish
+    path = tmp_path / "twice.yaml"
+    path.write_text("data:\n  images: a\n  labels: b\n  classes: [water, land]\n"
+                    "train:\n  max_lr: 1.0e-3\n  lr_schedule: cosine\n"
+                    "model: {}\ntrain:\n  max_epochs: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    text = str(info.value)
+    assert "'train' is given twice (lines 5 and 9)" in text and "line 9" in text
+    assert "\n" not in text
+    # a YAML merge key overriding a value is not a repeat
+    path.write_text("data:\n  images: a\n  labels: b\n  classes: [water, land]\n"
+                    "train:\n  <<: {max_lr: 1.0e-3, max_epochs: 30, rampup_epochs: 1}\n"
+                    "  max_epochs: 5\n")
+    config, _ = load_experiment(path)
+    assert (config.train.max_epochs, config.train.max_lr) == (5, 1.0e-3)
+
+
+@pytest.mark.parametrize(("line", "fix"), [
+    ("  augment: {hflip: 0.5}", "write true or false (true: flip left-right with probability"),
+    ("  augment: {copies: 1.5}", "write a whole number"),
+    ("  target_size: [128, x]", "write a whole number"),
+])
+def test_a_value_of_the_wrong_type_says_what_to_write(tmp_path, line, fix) -> None:
+    path = tmp_path / "typed.yaml"
+    path.write_text(f"data:\n  images: a\n  labels: b\n  classes: [water, land]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    assert f"(fix: {fix}" in str(info.value)
+
+
 @pytest.mark.parametrize(("content", "words"), [
     ("- just\n- a list\n", "YAML mapping"),
     ("", "YAML mapping"),

@@ -92,8 +92,8 @@ class AugmentConfig(StrictModel):
     zoom: float = Field(0.0, ge=0.0, lt=1.0, description="fraction, scale 1 +/- zoom")
     width_shift: float = Field(0.0, ge=0.0, lt=1.0)
     height_shift: float = Field(0.0, ge=0.0, lt=1.0)
-    hflip: bool = False
-    vflip: bool = False
+    hflip: bool = Field(False, description="true: flip left-right with probability 0.5")
+    vflip: bool = Field(False, description="true: flip up-down with probability 0.5")
     brightness_contrast: float = Field(0.0, ge=0.0, le=1.0)
     fog: float = Field(0.0, ge=0.0, le=1.0, description="probability")
     sun_glare: float = Field(0.0, ge=0.0, le=1.0, description="probability")

@@ -60,14 +60,30 @@ class DatasetCard(BaseModel):
     # scene's pixel size / its factor). predict then resamples each georeferenced image by
     # its own pixel size over the median, whatever its source. None: not all of them are.
     train_gsd_m: dict[str, float] | None = None
+    # How each extra band's file is named after its image, learnt from the pairs
+    # (:func:`raygym.data.pairing.naming_rules`), so predict finds a new image's band files
+    # named alike: per band {"image": regex, "band": regex}, or None (same stem). None: no
+    # extra band, or an older card.
+    band_names: list[dict[str, str] | None] | None = None
 
     def model_dataset(self, path: Path | str) -> dict[str, Any]:
         """What a model card records of the dataset a model was trained on (at ``path``)."""
         scale = self.train_scale or self._train_scale_from_files()
+        names = self.band_names or self._band_names_from_sources()
         return {"path": str(path), "config_hash": self.config_hash,
                 "splits": {k: v.get("rows") for k, v in self.splits.items()},
                 **({"train_scale": scale} if scale else {}),
-                **({"train_gsd_m": self.train_gsd_m} if self.train_gsd_m else {})}
+                **({"train_gsd_m": self.train_gsd_m} if self.train_gsd_m else {}),
+                **({"band_names": names} if names else {})}
+
+    def _band_names_from_sources(self) -> list[dict[str, str] | None] | None:
+        """``band_names`` of a card written before prepare recorded it, from the file names
+        it lists for each scene (images, then the label)."""
+        from raygym.data.pairing import Pair, naming_rules
+
+        pairs = [Pair(str(s["key"]), tuple(Path(f["path"]) for f in s["files"][:-1]),
+                      Path(s["files"][-1]["path"])) for s in self.sources if s.get("files")]
+        return naming_rules(pairs)
 
     def _train_scale_from_files(self) -> dict[str, float] | None:
         """``train_scale`` of a card written before prepare recorded it, from the training

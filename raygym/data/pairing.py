@@ -182,3 +182,60 @@ def pair_by_manifest(manifest: Path) -> list[Pair]:
 def find_pairs(data: DataConfig) -> list[Pair]:
     """Pairs from the manifest if one is given, else by file name across the folders."""
     return pair_by_manifest(data.manifest) if data.manifest else pair_by_name(data)
+
+
+def naming_rules(pairs: list[Pair]) -> list[dict[str, str] | None] | None:
+    """How each extra band's file is named after its image, learnt from ``pairs`` (a manifest
+    names them freely), so prediction finds the band files of new images named alike.
+
+    Per extra band: ``{"image": regex, "band": regex}`` whose keys (groups joined) are equal
+    for the two files of every pair and distinct between pairs, e.g. Sentinel-2 ``X-0`` and
+    ``X_ir-0``: ``^(.*)(-\\d+)$`` and ``^(.*)_ir(-\\d+)$``; None for a band named as its image
+    (same stem), or without one rule that fits every pair. None: no extra band, or none with
+    a rule.
+    """
+    if not pairs or len(pairs[0].images) < 2:
+        return None
+    rules = [_band_rule([(p.images[0].stem, p.images[i].stem) for p in pairs])
+             for i in range(1, len(pairs[0].images))]
+    return rules if any(rules) else None
+
+
+def _band_rule(stems: list[tuple[str, str]]) -> dict[str, str] | None:
+    """The rule of :func:`naming_rules` for one band from ``(image stem, band stem)`` pairs."""
+    if all(a == b for a, b in stems):
+        return None
+    parts = {_split_stems(a, b) for a, b in stems}
+    if len(parts) != 1:  # the part that differs, or the shape of the tail, varies
+        return None
+    mid_image, mid_band, tail = parts.pop()
+    rule = {"image": f"^(.*){re.escape(mid_image)}({tail})$",
+            "band": f"^(.*){re.escape(mid_band)}({tail})$"}
+    keys = [(_rule_key(rule["image"], a), _rule_key(rule["band"], b)) for a, b in stems]
+    if any(ka is None or ka != kb for ka, kb in keys) or len({k for k, _ in keys}) < len(keys):
+        return None
+    return rule
+
+
+def _split_stems(image: str, band: str) -> tuple[str, str, str]:
+    """``(image's middle, band's middle, tail pattern)``: what is left of the two stems between
+    their common start and common end; the common end as a regex with digit runs as ``\\d+``
+    (a scene number), so new images of other numbers follow the rule."""
+    start = len(_common_start(image, band))
+    end = len(_common_start(image[start:][::-1], band[start:][::-1]))
+    tail = image[len(image) - end:] if end else ""
+    pattern = "".join(r"\d+" if chunk.isdigit() else re.escape(chunk)
+                      for chunk in re.split(r"(\d+)", tail) if chunk)
+    return image[start:len(image) - end], band[start:len(band) - end], pattern
+
+
+def _common_start(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def _rule_key(pattern: str, stem: str) -> str | None:
+    m = re.match(pattern, stem)
+    return "".join(m.groups()) if m else None

@@ -48,7 +48,7 @@ from raygym.data.io import (
     read_single_band,
     sha256_file,
 )
-from raygym.data.pairing import Pair, find_pairs
+from raygym.data.pairing import Pair, find_pairs, naming_rules
 from raygym.data.split import (
     SPLITS,
     assign_group_splits,
@@ -383,6 +383,9 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     bands, dtype, heads = check_headers(pairs)
     splits = split_scenes(pairs, data, groups)
     log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
+    padding = padding_line([(h.height, h.width) for h in heads.values()], data)
+    if padding:
+        log(f"[yellow]{padding}[/]")
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
                 "split": splits[p.key], "bands": bands} for p in pairs]
 
@@ -421,6 +424,31 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
+
+
+def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
+    """A warning when padding fills most of each ``data.target_size`` tile (the scenes' aspect
+    is far from the target's, e.g. height and width swapped), with a target size of about the
+    same pixels in the scenes' aspect; None when the target fits them."""
+    from raygym.data.transforms import padding_share, target_size_like
+
+    target = (int(data.target_size[0]), int(data.target_size[1]))
+    share = padding_share(sizes, target, data.upscale)
+    if share <= 0.4:  # aerial 614 x 920 into 96 x 128: 11 %
+        return None
+    med = sorted(sizes, key=lambda hw: hw[0] / hw[1])[len(sizes) // 2]
+    said = (f"padding fills {100 * share:.0f} % of each {target[0]} x {target[1]} px tile "
+            f"(median; scenes are about {med[0]} x {med[1]} px, height x width): losses and "
+            "metrics skip it, so that share of the compute is wasted; ")
+    better = target_size_like(sizes, target)
+    if padding_share(sizes, better, data.upscale) <= share - 0.2:
+        return (said + f"data.target_size: [{better[0]}, {better[1]}] keeps about as many "
+                "pixels in the scenes' shape")
+    if not data.upscale and padding_share(sizes, target, True) <= share - 0.2:
+        fit = (-(-med[0] // 32) * 32, -(-med[1] // 32) * 32)
+        return (said + f"the scenes are smaller than the tile: data.target_size: "
+                f"[{fit[0]}, {fit[1]}], or data.upscale: true to enlarge them")
+    return None
 
 
 def split_scenes(pairs: list[Pair], data: DataConfig,
@@ -491,6 +519,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         train_scale=scale_summary([(h.height, h.width) for h in train],
                                   config.data.target_size, config.data.upscale),
         train_gsd_m=gsd_summary(train, config.data.target_size, config.data.upscale),
+        band_names=naming_rules(pairs),
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))
     return card

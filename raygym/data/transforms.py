@@ -66,6 +66,30 @@ def fit_size(src_hw: tuple[int, int], target_hw: tuple[int, int], upscale: bool 
     return h, w
 
 
+def padding_share(sizes: list[tuple[int, int]], target_hw: tuple[int, int],
+                  upscale: bool = False) -> float:
+    """Median share (0-1) of a ``target_hw`` tile that padding fills once scenes of ``sizes``
+    (``(h, w)`` px) are fitted inside it; 0.0 for no scene."""
+    if not sizes:
+        return 0.0
+    area = target_hw[0] * target_hw[1]
+    return float(np.median([1.0 - math.prod(fit_size(hw, target_hw, upscale)) / area
+                            for hw in sizes]))
+
+
+def target_size_like(sizes: list[tuple[int, int]], target_hw: tuple[int, int],
+                     multiple: int = 32) -> tuple[int, int]:
+    """A target size of about ``target_hw``'s pixel count with the scenes' median aspect
+    (``h / w``), each side a multiple of ``multiple`` (every model raygym builds accepts 32)."""
+    aspect = float(np.median([h / w for h, w in sizes]))
+    area = target_hw[0] * target_hw[1]
+
+    def side(v: float) -> int:
+        return max(multiple, int(round(v / multiple)) * multiple)
+
+    return side(math.sqrt(area * aspect)), side(math.sqrt(area / aspect))
+
+
 def resize_pad(
     image: np.ndarray,
     label: np.ndarray | None,

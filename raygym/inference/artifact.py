@@ -28,7 +28,7 @@ from torch import nn
 
 from raygym.atomic import replace_dir
 from raygym.config import ExperimentConfig, dump_yaml, validate_experiment
-from raygym.errors import DataError
+from raygym.errors import DataError, RaygymError
 from raygym.train.metrics import json_safe
 
 ARTIFACT_FORMAT = "raygym-model/1"
@@ -178,10 +178,35 @@ def _verified_files(path: Path) -> dict[str, bytes]:
 
 def _parse_card(path: Path, data: bytes) -> ModelCard:
     try:
-        return ModelCard.model_validate_json(data)
+        card = ModelCard.model_validate_json(data)
     except ValidationError as err:
         raise DataError(f"model_card.json is invalid: {err.errors()[0]['msg']}",
                         file=path, fix="export the model again") from None
+    card.dataset = _with_dataset_facts(card.dataset)
+    return card
+
+
+# what model cards record of their dataset that older exports lack
+_DATASET_FACTS = ("train_scale", "band_names")
+
+
+def _with_dataset_facts(dataset: dict[str, Any]) -> dict[str, Any]:
+    """A model card's ``dataset`` with what an older export did not record (the training
+    resize factor, the band files' naming) read from its prepared dataset, where that is still
+    on disk unchanged (same ``config_hash``); as recorded otherwise."""
+    if all(k in dataset for k in _DATASET_FACTS) or not dataset.get("path"):
+        return dataset
+    from raygym.data.dataset import read_card
+
+    folder = Path(str(dataset["path"]))
+    try:
+        prepared = read_card(folder)
+    except (RaygymError, OSError, ValueError):
+        return dataset
+    if prepared.config_hash != dataset.get("config_hash"):
+        return dataset
+    now = prepared.model_dataset(folder)
+    return {**dataset, **{k: now[k] for k in _DATASET_FACTS if k not in dataset and k in now}}
 
 
 def read_model_card(path: Path) -> ModelCard:

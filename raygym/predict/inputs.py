@@ -100,12 +100,13 @@ def _image_files(images: Sequence[Path]) -> list[Path]:
 
 
 def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
-                   band_keys: tuple[str | None, list[str | None]] = (None, [])
+                   band_keys: Sequence[tuple[str | None, str | None]] = ()
                    ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Expand files / folders into :class:`InputItem` s and match their extra-band files.
 
     Folders are listed non-recursively (PNG / JPEG / TIFF only, hidden files ignored). The band
-    matching rule is in the :mod:`raygym.predict` docstring (see :func:`match_band`).
+    matching rule is in the :mod:`raygym.predict` docstring (see :func:`match_band`);
+    ``band_keys``: per band folder, its ``(image key, band key)`` regexes (or Nones).
 
     Returns:
         ``(items, skipped)``; ``skipped`` holds ``(file, reason)`` for images without band files.
@@ -122,17 +123,19 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
             raise DataError("band folder not found", file=folder, key="--band",
                             fix="give one folder per extra band, in training order")
         band_files.append(_list_images(folder))
-    image_key, keys = band_keys
     items: list[InputItem] = []
     skipped: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     for f in files:
         matched: list[Path] = []
         for i, candidates in enumerate(band_files):
-            pattern = keys[i] if i < len(keys) else None
-            hit = match_band(f, candidates, image_key, pattern)
+            image_key, band_key = band_keys[i] if i < len(band_keys) else (None, None)
+            hit = match_band(f, candidates, image_key, band_key)
             if hit is None:
-                skipped.append((str(f), f"no matching band file in {Path(extra_bands[i])}"))
+                named = (f" (the model's rule: a stem matching {band_key})" if band_key
+                         else " (same stem, or a stem that starts with the image's)")
+                skipped.append((str(f), f"no matching band file in {Path(extra_bands[i])}"
+                                        + named))
                 break
             matched.append(hit)
         else:

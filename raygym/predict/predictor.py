@@ -201,11 +201,23 @@ class Predictor:
                 f"(median{spread}), so new images are too; --scale 1 predicts at native "
                 f"resolution")
 
-    def band_keys(self) -> tuple[str | None, list[str | None]]:
-        """Pairing regexes of the training config: (image key, one per extra band)."""
+    def band_keys(self) -> list[tuple[str | None, str | None]]:
+        """Per extra band, the regexes that pair it with its image, ``(image key, band key)``:
+        the training config's (``data.images.key``, ``data.extra_bands[i].key``), else the
+        naming rule prepare learnt from the training pairs (a manifest's), else none."""
         data = self.config.data
         image_key = data.images.key if data.images is not None else None
-        return image_key, [b.key for b in data.extra_bands]
+        learnt = self.card.dataset.get("band_names") or []
+        keys: list[tuple[str | None, str | None]] = []
+        for i, band in enumerate(data.extra_bands):
+            rule = learnt[i] if i < len(learnt) else None
+            if band.key is None and rule:
+                keys.append((rule["image"], rule["band"]))
+            else:
+                keys.append((image_key, band.key))
+        for rule in learnt[len(data.extra_bands):]:  # a manifest's bands are not extra_bands
+            keys.append((rule["image"], rule["band"]) if rule else (None, None))
+        return keys
 
     def tile_hw(self, tile: int | None) -> tuple[int, int]:
         """Validated sliding-window size ``(H, W)``: ``tile`` square, or the model input size."""

@@ -114,6 +114,26 @@ def _fmt(value: Any, digits: int = 6) -> str:
     return str(value)
 
 
+def _short_key(key: str, keys: list[str]) -> str:
+    """A parameter's name in the printed table: its last part (``model.arch`` -> ``arch``),
+    the section for a bare ``name`` (``loss.name`` -> ``loss``), the whole key when two
+    keys would print alike."""
+    def short(k: str) -> str:
+        parts = k.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    mine = short(key)
+    return key if sum(short(k) == mine for k in keys) > 1 else mine
+
+
+def _short_value(value: Any) -> str:
+    """A value without spaces, so a narrow terminal wraps between values, never inside one:
+    a weighted loss ``{"cce": 0.5, "dice": 0.5}`` -> ``0.5cce+0.5dice``."""
+    if isinstance(value, dict):
+        return "+".join(f"{_fmt(w, 3)}{k}" for k, w in value.items())
+    return _fmt(value, 3).replace(" ", "")
+
+
 def _num(value: Any) -> float:
     try:
         f = float(value)
@@ -213,7 +233,8 @@ def _one_line(err: Any) -> str:
 def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: dict[str, Any],
                   console: Console) -> None:
     metric = board.metric
-    table = Table(title=f"leaderboard (top {min(10, len(board.rows))} of {len(board.rows)})")
+    table = Table(title=f"leaderboard (top {min(10, len(board.rows))} of {len(board.rows)})",
+                  pad_edge=False)  # two more columns for the params in an 80-column terminal
     cells = []
     for r in board.rows[:10]:
         v, mean = r[f"best_{metric}"], r.get(f"mean_best_{metric}", math.nan)
@@ -222,7 +243,7 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
             score += f"\n(mean {mean:.4f})"
         cells.append((str(r["rank"]), r["trial_id"], r["status"], score,
                       str(r.get("epochs") or ""),
-                      ", ".join(f"{k.split('.')[-1]}={_fmt(p, 3)}"
+                      ", ".join(f"{_short_key(k, board.param_keys)}={_short_value(p)}"
                                 for k, p in r["params"].items())
                       + (f", run {r['run'] + 1}" if r.get("run") else "")))
     # a narrow terminal wraps the params between values, never inside one (gym_resunet)

@@ -60,6 +60,42 @@ class LiveTrials:
         if self.live is not None:
             self.live.update(self.table(trials), refresh=True)
 
+    def log_end(self, trial: Any, trials: list, *, error: bool = False) -> None:
+        """One plain line per ended trial where the console is not a terminal (a log file,
+        ``nohup``, a cluster job): the live table draws nothing there until the search ends,
+        so a log would show nothing for hours."""
+        if self.console.is_terminal:
+            return
+        metric = self.config.search.metric
+        r = self._last(trial)
+        epoch = r.get("epoch", "?")
+        if error:
+            how = f"failed at epoch {epoch}"
+        elif finished(r):
+            how = f"{r['stop_reason']} after {epoch} epochs"
+        else:
+            how = f"stopped by {self.config.search.scheduler} at epoch {epoch}"
+        v = r.get(f"best_{metric}", r.get(metric))
+        score = f": best {metric} {v:.3f}" if isinstance(v, float) else ""
+        ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)
+        best = self._best(trials)
+        best_text = f"; best so far {best[0]:.3f} ({best[1]})" if best else ""
+        self.console.print(f"[{time.monotonic() - self.started:.0f} s] trial {trial.trial_id} "
+                           f"{how}{score}; {ended} of {self.total} trials ended{best_text}",
+                           highlight=False, soft_wrap=True)
+
+    def _best(self, trials: list) -> tuple[float, str] | None:
+        """The best score any of ``trials`` kept so far, and its trial id."""
+        metric = self.config.search.metric
+        sign = 1 if self.config.search.mode == "max" else -1
+        best: tuple[float, str] | None = None
+        for t in trials:
+            r = self._last(t)
+            v = r.get(f"best_{metric}", r.get(metric))
+            if isinstance(v, float) and v == v and (best is None or sign * v > sign * best[0]):
+                best = (v, t.trial_id)
+        return best
+
     def _last(self, trial: Any) -> dict[str, Any]:
         """A trial's last result: this driver's, else what Tune restored (``--resume``: a
         trial that finished before the resume reports nothing to this driver)."""
@@ -69,17 +105,12 @@ class LiveTrials:
         """Tune's ``trials`` (``trial_id``, ``status``) with their last results."""
         metric = self.config.search.metric
         counts: dict[str, int] = {}
-        best: tuple[float, str] | None = None
-        sign = 1 if self.config.search.mode == "max" else -1
         for t in trials:
-            r = self._last(t)
             status = t.status
             if status == "TERMINATED":
-                status = "done" if finished(r) else "pruned"
+                status = "done" if finished(self._last(t)) else "pruned"
             counts[status] = counts.get(status, 0) + 1
-            v = r.get(f"best_{metric}", r.get(metric))
-            if isinstance(v, float) and v == v and (best is None or sign * v > sign * best[0]):
-                best = (v, t.trial_id)
+        best = self._best(trials)
         elapsed = time.monotonic() - self.started
         table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
                             f"{elapsed:.0f} s", expand=False)
@@ -133,10 +164,12 @@ class LiveTrialsCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.view is not None:
+            self.view.log_end(trial, trials)
             self.view.refresh(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.view is not None:
+            self.view.log_end(trial, trials, error=True)
             self.view.refresh(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

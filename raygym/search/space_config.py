@@ -201,14 +201,34 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's SafeLoader refusing a key given twice in one mapping: PyYAML keeps the last one
+    silently, so a second ``train:`` section would drop the whole first one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # `<<: *base` then a key overrides the base's on purpose
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key_node.value}' is given twice (lines {seen[key]} "
+                    f"and {line}); YAML would keep only the last: merge them into one",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-line :class:`ConfigError`."""
+    """Read a YAML mapping, turning every failure (a key given twice included) into a one-line
+    :class:`ConfigError`."""
     if not path.exists():
         raise ConfigError("file not found", file=path, fix="check the path")
     if not path.is_file():
         raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:

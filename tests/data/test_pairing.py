@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raygym.config import DataConfig
-from raygym.data.pairing import find_pairs, pair_by_manifest, pair_by_name
+from raygym.data.pairing import Pair, find_pairs, naming_rules, pair_by_manifest, pair_by_name
 from raygym.errors import DataError
 
 NIR_KEY = r"^(.*)_ir(-\d+)$"
@@ -194,3 +194,38 @@ def test_manifest_in_utf16_without_a_bom_is_refused_with_the_fix(tmp_path: Path)
     (tmp_path / "pairs.csv").write_bytes("image,label\na.png,b.png\n".encode("utf-16-le"))
     with pytest.raises(DataError, match="CSV UTF-8"):
         pair_by_manifest(tmp_path / "pairs.csv")
+
+
+def _pairs(*stems: tuple[str, ...]) -> list[Pair]:
+    return [Pair(names[0], tuple(Path(f"{n}.jpg") for n in names), Path("label.png"))
+            for names in stems]
+
+
+def test_band_naming_is_learnt_from_the_pairs(s2_data) -> None:
+    """A manifest names band files freely; the rule they follow is learnt so prediction can
+    find a new image's band files (S2: X-0 and X_ir-0)."""
+    import re
+
+    pairs = pair_by_manifest(s2_data / "pairs.csv")
+    rules = naming_rules(pairs)
+    assert rules is not None and len(rules) == 1 and rules[0] is not None
+
+    def key(pattern: str, stem: str) -> str:
+        m = re.match(pattern, stem)
+        assert m is not None, (pattern, stem)
+        return "".join(m.groups())
+
+    for p in pairs:  # the rule pairs every training scene with its own band file
+        assert key(rules[0]["image"], p.images[0].stem) == key(rules[0]["band"], p.images[1].stem)
+    # and a new scene number follows it
+    assert key(rules[0]["image"], "20250101T000000_X-17") == key(rules[0]["band"],
+                                                                  "20250101T000000_X_ir-17")
+    # a middle word swapped; a number whose digit count varies
+    assert naming_rules(_pairs(("a_rgb-0", "a_nir-0"), ("b_rgb-10", "b_nir-10"))) == [
+        {"image": r"^(.*)rgb(\-\d+)$", "band": r"^(.*)nir(\-\d+)$"}]
+    # same stems need no rule; names with nothing in common have none
+    assert naming_rules(_pairs(("a", "a"), ("b", "b"))) is None
+    assert naming_rules(_pairs(("a", "zz"), ("b", "qq"))) is None
+    assert naming_rules(_pairs(("a",), ("b",))) is None  # no extra band
+    # two rules for one band (one pair differs): none, never a rule that misses a pair
+    assert naming_rules(_pairs(("a-0", "a_ir-0"), ("b-0", "b_nir-0"))) is None

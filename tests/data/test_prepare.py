@@ -341,6 +341,11 @@ def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
     gone = older.model_copy(update={"sources": [
         {**s, "files": [{"path": str(tmp_path / "gone.jpg")}]} for s in card.sources]})
     assert "train_scale" not in gone.model_dataset("ds")
+    # how the NIR files are named after their images (for predict), recorded and carried
+    rule = {"image": r"^(.*)(\-\d+)$", "band": r"^(.*)_ir(\-\d+)$"}
+    assert card.band_names == [rule] and card.model_dataset("ds")["band_names"] == [rule]
+    assert older.model_copy(update={"band_names": None}).model_dataset("ds")["band_names"] == [
+        rule]  # a card from before: learnt from the files it lists
 
 
 def test_missing_images_folder(small_s2, prepare_fails) -> None:

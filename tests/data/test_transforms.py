@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from raygym.config import DataConfig
 from raygym.data.labels import IGNORE_INDEX
-from raygym.data.transforms import crop_valid, resize_pad, standardize
+from raygym.data.prepare import padding_line
+from raygym.data.transforms import (
+    crop_valid,
+    padding_share,
+    resize_pad,
+    standardize,
+    target_size_like,
+)
 
 # ---------------------------------------------------------------- resize / pad
 
@@ -96,3 +104,30 @@ def test_standardize_flat_image_guarded() -> None:
     almost[0, 0, 0] += 1.0
     out = standardize(almost)
     assert np.isfinite(out).all() and float(np.abs(out).max()) <= 16.0 + 1e-3
+
+
+def test_padding_share_and_a_target_in_the_scenes_shape() -> None:
+    s2 = [(153, 72)] * 5  # Sentinel-2 crops: portrait
+    # into a landscape 64 x 128 tile: 64 x 30 px of content, the rest padding
+    assert abs(padding_share(s2, (64, 128)) - (1 - 64 * 30 / (64 * 128))) < 1e-9
+    assert target_size_like(s2, (64, 128)) == (128, 64)
+    assert padding_share(s2, (128, 64)) < 0.1
+    assert padding_share([], (64, 128)) == 0.0
+
+
+def test_prepare_warns_when_padding_fills_most_of_each_tile() -> None:
+    def line(target, sizes, upscale=False):
+        data = DataConfig(classes=["a", "b"], manifest="pairs.csv", target_size=target,
+                          upscale=upscale)
+        return padding_line(sizes, data)
+
+    s2, aerial = [(153, 72)] * 9, [(614, 920)] * 9
+    swapped = line((64, 128), s2)
+    assert swapped is not None and "77 %" in swapped and "[128, 64]" in swapped
+    assert line((128, 64), s2) is None and line((96, 128), aerial) is None
+    # a tile larger than the scenes: a smaller tile or upscale, not a reshaped one
+    large = line((256, 256), s2)
+    assert large is not None and "[160, 96]" in large and "data.upscale: true" in large
+    # enlarged into it, the shape is what wastes it
+    enlarged = line((256, 256), s2, upscale=True)
+    assert enlarged is not None and "53 %" in enlarged and "[384, 160]" in enlarged

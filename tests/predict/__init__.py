@@ -52,10 +52,12 @@ def s2_config(root: Path, s2: Path) -> Any:
 
 def export_untrained(config: Any, out: Path, bands: int, seed: int,
                      train_scale: dict[str, float] | None = None,
-                     train_gsd_m: dict[str, float] | None = None) -> Path:
+                     train_gsd_m: dict[str, float] | None = None,
+                     band_names: list[Any] | None = None) -> Path:
     """Export a freshly initialised (seeded) model of ``config`` as an artifact at ``out``;
     ``train_scale`` / ``train_gsd_m``: what its card says prepare resized the training
-    scenes by, and the ground sample distance that left."""
+    scenes by, and the ground sample distance that left; ``band_names``: how the band files
+    were named after their images."""
     from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
@@ -65,7 +67,8 @@ def export_untrained(config: Any, out: Path, bands: int, seed: int,
                            classes=list(config.data.classes), metrics={},
                            dataset={"path": str(config.data.prepared),
                                     **({"train_scale": train_scale} if train_scale else {}),
-                                    **({"train_gsd_m": train_gsd_m} if train_gsd_m else {})})
+                                    **({"train_gsd_m": train_gsd_m} if train_gsd_m else {}),
+                                    **({"band_names": band_names} if band_names else {})})
 
 
 def s2_scene(n: int = 0) -> tuple[Path, Path]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from raygym.errors import DataError
 
-from . import NIR_KEY, S2, need, one_error_line, run_cli, s2_scene
+from . import NIR_KEY, S2, S2_CLASSES, export_untrained, need, one_error_line, run_cli, s2_scene
 
 
 def test_png_inputs_with_band_folder_use_the_training_key(s2_models: dict[str, Path],
@@ -35,6 +35,60 @@ def test_png_inputs_with_band_folder_use_the_training_key(s2_models: dict[str, P
         label = np.asarray(Image.open(out / f"{image.stem}_label.png"))
         assert label.shape == Image.open(image).size[::-1]
         assert label.max() < 4
+
+
+def test_a_manifest_trained_model_finds_band_files_named_as_in_training(
+        tmp_path: Path) -> None:
+    """Trained from a manifest (no key regex in its config), the model's card carries the
+    naming rule prepare learnt, and prediction pairs S2's X-0.jpg with X_ir-0.jpg by it."""
+    from raygym.config import validate_experiment
+    from raygym.predict import PredictOptions, predict_files
+
+    s2 = need(S2)
+    config = validate_experiment({
+        "name": "manifest", "data": {"manifest": str(s2 / "pairs.csv"), "classes": S2_CLASSES,
+                                     "target_size": [64, 64], "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
+    rule = {"image": r"^(.*)(\-\d+)$", "band": r"^(.*)_ir(\-\d+)$"}
+    images, nirs = tmp_path / "img", tmp_path / "nir"
+    images.mkdir()
+    nirs.mkdir()
+    for n in range(2):
+        image, nir = s2_scene(n)
+        shutil.copy(image, images)
+        shutil.copy(nir, nirs)
+    learnt = export_untrained(config, tmp_path / "learnt", 4, seed=0, band_names=[rule])
+    result = predict_files(learnt, [images], PredictOptions(out=tmp_path / "out",
+                                                            extra_bands=[nirs]))
+    assert result.exit_code == 0 and len(result.rows) == 2 and not result.skipped
+    # without the rule (and no dataset on disk to learn it from) no band file is found,
+    # and the reason says how one is matched
+    older = export_untrained(config, tmp_path / "older", 4, seed=0)
+    result = predict_files(older, [images], PredictOptions(out=tmp_path / "out2",
+                                                           extra_bands=[nirs]))
+    assert len(result.skipped) == 2 and result.exit_code == 1
+    assert "no matching band file" in result.skipped[0][1]
+    assert "starts with the image's" in result.skipped[0][1]
+
+
+def test_an_older_model_card_takes_what_it_lacks_from_its_dataset_on_disk(
+        s2_models: dict[str, Path]) -> None:
+    """Exported before model cards carried the training factor and the band naming: both are
+    read from the prepared dataset while it is on disk unchanged (same config hash)."""
+    import json
+
+    from raygym.data.dataset import read_card
+    from raygym.inference.artifact import read_model_card
+
+    artifact = s2_models["artifact"]
+    written = json.loads((artifact / "model_card.json").read_text())["dataset"]
+    assert "train_scale" not in written and "band_names" not in written
+    card = read_model_card(artifact)
+    prepared = read_card(Path(written["path"]))
+    assert card.dataset["train_scale"] == prepared.train_scale
+    assert card.dataset["band_names"] == prepared.band_names == [
+        {"image": r"^(.*)(\-\d+)$", "band": r"^(.*)_ir(\-\d+)$"}]
+    assert card.training_scale == prepared.train_scale["median"]
 
 
 def test_band_match_rule(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ def test_the_printed_leaderboard_keeps_every_value_in_an_80_column_terminal(
 
     from raygym.search.leaderboard import print_summary
 
-    params = {"model.arch": "gym_resunet", "model.filters": 12, "loss.name": "cce",
-              "train.max_lr": 0.0027}
+    params = {"model.arch": "gym_resunet", "model.filters": 12,
+              "loss.name": {"cce": 0.5, "dice": 0.5}, "train.max_lr": 0.0027}
     # two runs of one configuration (their mean shown) beside a pruned trial, as a search
     # with repeat_top prints them
     board = _board([(params, 0.5098, "completed"), (params, 0.5060, "completed"),
@@ -73,3 +73,4 @@ def test_the_printed_leaderboard_keeps_every_value_in_an_80_column_terminal(
     params = [line.split("│")[-2].strip() for line in rows]
     assert "…" not in text and "arch=gym_resunet," in params  # whole, comma and all
     assert " ".join(params).count("filters=12,") == 2
+    assert " ".join(params).count("loss=0.5cce+0.5dice,") == 3  # a weighted loss, whole

@@ -128,3 +128,31 @@ def test_the_terminal_view_draws_only_when_the_table_changes() -> None:
         trials = [_Trial("t0", "RUNNING")]
         view.callback.on_trial_result(0, trials, trials[0], {"epoch": 3, "val_mean_iou": 0.5})
         assert "t0" in out.getvalue() and "0.500" in out.getvalue()
+
+
+def test_a_log_file_gets_one_line_per_ended_trial() -> None:
+    """Redirected to a file the live table draws nothing until the end; each ended trial is
+    one plain line there (and none on a terminal)."""
+    view = _view()
+    out = io.StringIO()
+    view.console = Console(file=out, width=80)
+    trials = [_Trial("a", "RUNNING"), _Trial("b", "RUNNING"), _Trial("c", "RUNNING")]
+    view.callback.on_trial_result(0, trials, trials[0], {
+        "epoch": 9, "val_mean_iou": 0.60, "best_val_mean_iou": 0.62,
+        "stop_reason": "early-stopped"})
+    view.callback.on_trial_complete(0, trials, trials[0])
+    trials[0].status = "TERMINATED"
+    view.callback.on_trial_result(0, trials, trials[1], {"epoch": 2, "val_mean_iou": 0.31})
+    view.callback.on_trial_complete(0, trials, trials[1])
+    trials[1].status = "TERMINATED"
+    view.callback.on_trial_error(0, trials, trials[2])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert "trial a early-stopped after 9 epochs: best val_mean_iou 0.620; 1 of 4" in lines[0]
+    assert "trial b stopped by asha at epoch 2: best val_mean_iou 0.310; 2 of 4" in lines[1]
+    assert "best so far 0.620 (a)" in lines[1]
+    assert "trial c failed at epoch ?" in lines[2] and "3 of 4 trials ended" in lines[2]
+    terminal = io.StringIO()
+    view.console = Console(file=terminal, force_terminal=True)
+    view.callback.on_trial_complete(0, trials, trials[0])
+    assert "trial a" not in terminal.getvalue()
