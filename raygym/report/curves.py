@@ -9,6 +9,7 @@ from typing import Any
 from raygym.report.document import ReportDocument, cell_text
 from raygym.report.figures import epoch_axis, legend_outside, pyplot, shorten
 from raygym.report.results import FINISHED, NOT_PRUNED, SearchResults, as_float, parse_cell
+from raygym.search.space import short_key
 
 TOP_CURVES = 5
 """How many of the best trials the learning-curve figure shows."""
@@ -34,7 +35,8 @@ def _label(res: SearchResults, tid: str) -> str:
     params = res.trial_params.get(tid) or next(
         ({k: parse_cell(r.get(k, "")) for k in res.param_keys} for r in res.rows
          if r.get("trial_id") == tid), {})
-    short = ", ".join(f"{k.split('.')[-1]}={cell_text(v)}" for k, v in params.items())
+    short = ", ".join(f"{short_key(k, res.param_keys)}={cell_text(v)}"
+                      for k, v in params.items() if v != "")
     return f"{tid} ({shorten(short, 60)})" if short else tid
 
 

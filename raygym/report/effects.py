@@ -19,6 +19,7 @@ from raygym.report.results import (
     category_text,
     parse_cell,
 )
+from raygym.search.space import short_key
 
 
 def effects_section(doc: ReportDocument, res: SearchResults) -> None:
@@ -40,7 +41,11 @@ def effects_section(doc: ReportDocument, res: SearchResults) -> None:
         key = d["path"]
         pts = [(parse_cell(r.get(key, "")), res.value(r), r["trial_id"]) for r in ok
                if r.get(key, "") != ""]
-        if d.get("kind") in CATEGORICAL_KINDS:
+        if not pts:  # a conditional key whose branch no trial took
+            ax.text(0.5, 0.5, "no trial set this key", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9, color="#555555")
+            ax.set_xticks([])
+        elif d.get("kind") in CATEGORICAL_KINDS:
             labels = category_order(d, [p[0] for p in pts])
             xs = {lab: i for i, lab in enumerate(labels)}
             rng = np.random.default_rng(0)  # the same jitter on every rebuild
@@ -95,10 +100,15 @@ def _scatter_trials(ax: Any, pts: list[tuple[float, float, str]],
 def _grouped_view(doc: ReportDocument, res: SearchResults, ok: list[dict[str, str]]) -> None:
     """Gym's figure: the metric by filters (x), one line per architecture x loss."""
     cat = [d["path"] for d in res.space if d.get("kind") in CATEGORICAL_KINDS]
-    if len(cat) < 2:
+    # x: a key the trials took two values of (a conditional key may never have been active)
+    varied = [k for k in cat if len({r.get(k, "") for r in ok} - {""}) >= 2]
+    x_key = next((k for k in varied if k.endswith("filters")), varied[0] if varied else None)
+    if x_key is None:
         return
-    x_key = next((k for k in cat if k.endswith("filters")), cat[0])
-    groups = [k for k in cat if k != x_key]
+    ok = [r for r in ok if r.get(x_key, "") != ""]  # the trials whose branch sets x
+    groups = [k for k in cat if k != x_key and any(r.get(k, "") != "" for r in ok)]
+    if not groups:
+        return
     plt = pyplot()
     spec = next(d for d in res.space if d["path"] == x_key)
     seen = [parse_cell(r.get(x_key, "")) for r in ok]
@@ -106,7 +116,8 @@ def _grouped_view(doc: ReportDocument, res: SearchResults, ok: list[dict[str, st
     x_vals = [v for v in category_order(spec, seen) if v in seen_text]
     by_group: dict[str, dict[str, list[float]]] = {}
     for r in ok:
-        g = ", ".join(f"{k.split('.')[-1]}={parse_cell(r.get(k, ''))}" for k in groups)
+        g = ", ".join(f"{short_key(k, cat)}={parse_cell(r.get(k, ''))}" for k in groups
+                      if r.get(k, "") != "")
         by_group.setdefault(g, {}).setdefault(category_text(parse_cell(r.get(x_key, ""))),
                                               []).append(res.value(r))
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
@@ -125,7 +136,7 @@ def _grouped_view(doc: ReportDocument, res: SearchResults, ok: list[dict[str, st
     ax.set_ylabel(f"mean {res.metric}")
     ax.grid(alpha=0.3, axis="y")
     legend_outside(ax)
-    ax.set_title(f"{res.metric} by {x_key.split('.')[-1]}, grouped by "
-                 + ", ".join(k.split(".")[-1] for k in groups), fontsize=10)
+    ax.set_title(f"{res.metric} by {short_key(x_key, cat)}, grouped by "
+                 + ", ".join(short_key(k, cat) for k in groups), fontsize=10)
     doc.figure(fig, "effects_grouped", f"Gym's paper view: mean {res.metric} by {x_key} for "
                "each combination of the other categorical keys (dots: single trials).")

@@ -10,6 +10,7 @@ from typing import Any
 from raygym.report.document import ReportDocument, cell_text
 from raygym.report.results import NOT_PRUNED, TEXT_COLUMNS, SearchResults, as_float, parse_cell
 from raygym.search.leaderboard import noise_line
+from raygym.search.space import short_key
 
 SPEED_HEAD = "GFLOP/s (peak)"
 """The leaderboard's throughput column: training GFLOP/s and the share of the device's peak."""
@@ -62,8 +63,9 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
         best = ok[0]
         rows.append(("best trial", f"{best['trial_id']}: {res.metric} "
                      f"{res.value(best):.4f} at epoch {best.get('best_epoch', '?')}"))
-        rows.append(("best parameters", ", ".join(
-            f"{k}={cell_text(parse_cell(best.get(k, '')))}" for k in res.param_keys)))
+        rows.append(("best parameters", ", ".join(  # not the keys its branch leaves unset
+            f"{k}={cell_text(parse_cell(best.get(k, '')))}" for k in res.param_keys
+            if best.get(k, "") != "")))
     if summary:
         rows.append(("epochs trained (all trials)", summary.get("total_epochs")))
         wall = summary.get("wall_s")
@@ -89,13 +91,16 @@ def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
                  "found on disk: " + (", ".join(res.histories) or "none"))
         return
     metric_col = f"best_{res.metric}"
-    wanted = (["rank", "trial_id", "status", metric_col] + res.param_keys
+    # repeated configurations (search.repeat_top): the mean of the runs ranks them
+    wanted = (["rank", "trial_id", "status", metric_col, f"mean_{metric_col}", "run"]
+              + res.param_keys
               + [c for c in res.columns if c.startswith("iou/")]
               + ["best_epoch", "epochs", "val_loss", "wall_s"])
     cols = [c for c in wanted if c in res.columns]
-    short = [c.split(".")[-1] for c in res.param_keys]
-    heads = [c.split(".")[-1] if c in res.param_keys and short.count(c.split(".")[-1]) == 1
-             and c.split(".")[-1] not in ("name", "type", "kind") else c for c in cols]
+    repeats = any(r.get("run", "") not in ("", "0") for r in res.rows)
+    cols = [c for c in cols if repeats or c not in (f"mean_{metric_col}", "run")]
+    heads = [short_key(c, res.param_keys) if c in res.param_keys
+             else "mean of its runs" if c == f"mean_{metric_col}" else c for c in cols]
     speeds = {r.get("trial_id", ""): throughput_text(res.histories.get(r.get("trial_id", ""))
                                                      or []) for r in res.rows}
     show_speed = any(speeds.values())
@@ -108,9 +113,13 @@ def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
         classes.append("failed" if st == "failed" else "best" if i == 0 else
                        "pruned" if st not in NOT_PRUNED else "")
     doc.table(heads, table_rows, classes)
-    doc.text(f"{metric_col}: the trial's {res.metric} at its best epoch (lowest validation "
-             "loss, whose weights are kept); iou/<class> at that epoch. Green: the best "
-             "trial; grey: stopped early by the scheduler; red: failed."
+    monitor = str((res.config.get("train") or {}).get("monitor") or "val_loss")
+    watched = "lowest validation loss" if monitor == "val_loss" else f"its {monitor}"
+    doc.text(f"{metric_col}: the trial's {res.metric} at its best epoch ({watched}, whose "
+             "weights are kept); iou/<class> at that epoch."
+             + (" Runs of one configuration (run > 0: trained again with the next seed) are "
+                "ranked by the mean of their runs." if repeats else "")
+             + " Green: the best trial; grey: stopped early by the scheduler; red: failed."
              + (f" {SPEED_HEAD}: the trial's median training GFLOP/s over its epochs and its "
                 "share of the device's measured peak (low: a small batch, fp32 on a bf16 "
                 "device, or a loop waiting for data)." if show_speed else "")

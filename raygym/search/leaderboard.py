@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raygym.config import ExperimentConfig
-from raygym.search.space import REPEAT_KEY, active_params, config_key
+from raygym.search.space import REPEAT_KEY, active_params, config_key, short_key
 from raygym.search.space_config import SearchSpace
 from raygym.search.study_storage import STUDY_FILE
 from raygym.train.contract import finished
@@ -112,18 +112,6 @@ def _fmt(value: Any, digits: int = 6) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
-
-
-def _short_key(key: str, keys: list[str]) -> str:
-    """A parameter's name in the printed table: its last part (``model.arch`` -> ``arch``),
-    the section for a bare ``name`` (``loss.name`` -> ``loss``), the whole key when two
-    keys would print alike."""
-    def short(k: str) -> str:
-        parts = k.split(".")
-        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
-
-    mine = short(key)
-    return key if sum(short(k) == mine for k in keys) > 1 else mine
 
 
 def _short_value(value: Any) -> str:
@@ -243,7 +231,7 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
             score += f"\n(mean {mean:.4f})"
         cells.append((str(r["rank"]), r["trial_id"], r["status"], score,
                       str(r.get("epochs") or ""),
-                      ", ".join(f"{_short_key(k, board.param_keys)}={_short_value(p)}"
+                      ", ".join(f"{short_key(k, board.param_keys)}={_short_value(p)}"
                                 for k, p in r["params"].items())
                       + (f", run {r['run'] + 1}" if r.get("run") else "")))
     # a narrow terminal wraps the params between values, never inside one (gym_resunet)

@@ -21,6 +21,18 @@ _PRIMITIVE = (str, int, float, bool, type(None))
 REPEAT_KEY = "raygym.repeat"
 
 
+def short_key(key: str, keys: list[str] | tuple[str, ...] = ()) -> str:
+    """A searched key's name in tables and legends: its last part (``model.arch`` -> ``arch``),
+    the section for a bare ``name`` (``loss.name`` -> ``loss``), the whole key when another
+    of ``keys`` would print alike."""
+    def short(k: str) -> str:
+        parts = k.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    mine = short(key)
+    return key if sum(short(k) == mine for k in keys if k != key) else mine
+
+
 def config_key(params: dict[str, Any]) -> str:
     """One configuration's identity, whatever run of it a trial is."""
     return json.dumps({k: v for k, v in params.items() if k != REPEAT_KEY}, sort_keys=True,

@@ -58,3 +58,25 @@ def test_trials_are_drawn_as_one_scatter_per_kind() -> None:
     assert np.asarray(ran.get_offsets()) == pytest.approx(np.array([[0, 0], [2, 0.2], [4, 0.4]]))
     assert tuple(pruned.get_facecolor()[0][:3]) != tuple(ran.get_facecolor()[0][:3])
     pyplot().close(fig)
+
+
+def test_the_grouped_view_of_a_conditional_space_uses_what_the_trials_set(
+        tmp_path: Path) -> None:
+    """model.filters belongs to the gym branch, which no trial took: the grouped view is by
+    arch (the key the trials varied), never by a key every trial left unset; the best
+    parameters leave the unset key out."""
+    from raygym.report.overview import summary_section
+
+    (tmp_path / "leaderboard.csv").write_text(
+        "rank,trial_id,status,best_val_mean_iou,node_id,model.arch,model.filters,loss.name,"
+        "error\n"
+        "1,a,completed,0.7,n,unet,,dice,\n2,b,completed,0.6,n,fpn,,cce,\n"
+        "3,c,completed,0.5,n,fpn,,dice,\n")
+    doc = _effects(tmp_path)
+    grouped = [b for b in doc.sections[0].blocks
+               if b.kind == "figure" and b.data[0].name == "effects_grouped.png"]
+    assert len(grouped) == 1 and "by model.arch for each combination" in grouped[0].data[1]
+    summary = ReportDocument(tmp_path)
+    summary_section(summary, load_results(tmp_path))
+    rows = dict(summary.sections[0].blocks[0].data)
+    assert rows["best parameters"] == "model.arch=unet, loss.name=dice"

@@ -71,7 +71,7 @@ def test_summary_and_leaderboard_rows(tmp_path: Path) -> None:
     leaderboard, failed = (b.data for b in doc.sections[1].blocks if b.kind == "table")
     cols, _rows, classes = leaderboard
     assert cols[:4] == ["rank", "trial_id", "status", "best_val_mean_iou"]
-    assert "filters" in cols and "loss.name" in cols  # "name" alone would say nothing
+    assert "filters" in cols and "loss" in cols  # "name" alone would say nothing: its section
     assert classes == ["best", "pruned", "", "failed"]
     assert failed[1] == [["deadbeef", "RuntimeError: out of memory"]]
 
