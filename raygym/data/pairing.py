@@ -51,7 +51,12 @@ def _key_of(path: Path, source: FolderSource) -> str | None:
 def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
     folder = source.folder
     if not folder.is_dir():
-        demo = folder.parent if folder.name in ("images", "labels", "nir") else folder
+        demo_layout = folder.name in ("images", "labels", "nir")  # raygym demo-data's folders
+        if role == "extra_bands" and not demo_layout:  # e.g. convert-config's band_4/
+            raise DataError("folder not found", file=folder, key=f"data.{role}",
+                            fix="point it at the folder of that band's files (one folder per "
+                            "extra band, in training order)")
+        demo = folder.parent if demo_layout else folder
         raise DataError("folder not found", file=folder, key=f"data.{role}",
                         fix=f"check the path, or write the built-in demo set with "
                         f"`raygym demo-data {demo}`")
@@ -92,13 +97,40 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
             lines.append(f"'{key}' in {'/'.join(have)} but not in {'/'.join(missing)}")
         more = f" (+{len(orphans) - 5} more)" if len(orphans) > 5 else ""
         raise DataError(f"{len(orphans)} unpaired files: " + "; ".join(lines) + more,
-                        key="data", fix="add the missing files, or pair with a manifest "
-                        "(data.manifest) or a key regex per folder")
+                        key="data", fix=_suggested_keys(data, indexes) or (
+                            "add the missing files, or pair with a manifest (data.manifest) "
+                            "or a key regex per folder"))
     pairs = []
     for key in sorted(common):
         paths = [idx[key] for _, idx in indexes]
         pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
     return pairs
+
+
+def _suggested_keys(data: DataConfig, indexes: list[tuple[str, dict[str, Path]]]) -> str | None:
+    """The ``key`` regex for each extra-band folder whose file names differ from the images'
+    by a fixed word (S2: ``X-0.jpg`` and ``X_ir-0.jpg``), learnt from the two folders' sorted
+    names and checked to pair every file one to one; None where no such rule does."""
+    if data.images is None or data.images.key is not None:
+        return None
+    images = sorted(indexes[0][1])
+    fixes = []
+    for i, source in enumerate(data.extra_bands):
+        bands = sorted(indexes[i + 1][1])
+        if source.key is not None or set(bands) == set(images):
+            continue
+        rule = _band_rule(list(zip(images, bands, strict=True))) if len(bands) == len(
+            images) else None
+        # the image side must keep its stem as the key, so labels still pair by stem
+        if rule is None or {_rule_key(rule["image"], s) for s in images} != set(images):
+            return None
+        if {_rule_key(rule["band"], s) for s in bands} != set(images):
+            return None
+        fixes.append(f"data.extra_bands[{i}]: {{folder: {source.folder}, key: "
+                     f"'{rule['band']}'}}")
+    if not fixes:
+        return None
+    return "pair by the naming the files follow: " + "; ".join(fixes)
 
 
 def _manifest_text(manifest: Path) -> str:

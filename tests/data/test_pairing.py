@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raygym.config import DataConfig
+from raygym.config import DataConfig, FolderSource
 from raygym.data.pairing import Pair, find_pairs, naming_rules, pair_by_manifest, pair_by_name
 from raygym.errors import DataError
 
@@ -43,6 +43,24 @@ def test_without_key_regex_nothing_pairs(s2_data) -> None:
     assert "160 unpaired files" in info.value.message
     assert "in images/labels but not in extra_bands[0]" in info.value.message
     assert "(+155 more)" in info.value.message, "a long list is cut short"
+    # the fix names the key regex the names follow, and that key pairs every scene
+    rule = r"^(.*)_ir(\-\d+)$"
+    assert info.value.fix == ("pair by the naming the files follow: data.extra_bands[0]: "
+                              f"{{folder: {s2_data / 'nir'}, key: '{rule}'}}")
+    keyed = data.model_copy(update={"extra_bands": [
+        FolderSource(folder=s2_data / "nir", key=rule)]})
+    assert len(pair_by_name(keyed)) == 80
+
+
+def test_no_key_is_suggested_when_a_band_file_is_missing(tmp_path, s2_subset) -> None:
+    """Names that do not line up one to one: no guessed rule, the general fix."""
+    s2_subset(tmp_path, 4)
+    sorted((tmp_path / "nir").iterdir())[1].unlink()
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels",
+                      extra_bands=[tmp_path / "nir"], classes=CLASSES)
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    assert info.value.fix is not None and info.value.fix.startswith("add the missing files")
 
 
 def test_orphans_are_listed(tmp_path, s2_subset) -> None:
@@ -100,6 +118,17 @@ def test_missing_and_empty_folders(tmp_path) -> None:
     with pytest.raises(DataError) as info:
         pair_by_name(data)
     assert info.value.key == "data.images" and "no PNG/JPEG/TIFF" in info.value.message
+    # convert-config's placeholder band folder: no demo-data hint (it would write the demo
+    # set into band_4/)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    missing_band = data.model_copy(update={"extra_bands": [
+        FolderSource(folder=tmp_path / "band_4")]})
+    with pytest.raises(DataError) as info:
+        pair_by_name(missing_band)
+    assert info.value.key == "data.extra_bands" and "demo-data" not in str(info.value)
+    assert "one folder per extra band" in str(info.value)
 
 
 def test_s2_manifest(s2_data) -> None:
