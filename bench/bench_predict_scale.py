@@ -20,7 +20,7 @@ import torch
 
 from raygym.config import DataConfig
 from raygym.data.dataset import read_card
-from raygym.data.prepare import _read_scene
+from raygym.data.prepare import read_scene
 from raygym.inference.artifact import read_model_card
 from raygym.predict import Predictor
 from raygym.train.metrics import confusion_matrix, metrics_from_confusion
@@ -38,7 +38,7 @@ def score(model: Path, split: str) -> dict[str, float]:
     for source in scenes:
         files = [f["path"] for f in source["files"]]
         row = {"images": files[:-1], "label": files[-1], "bands": dataset.bands}
-        image, label, _ = _read_scene(row, data, dataset.dtype)
+        image, label, _ = read_scene(row, data, dataset.dtype)
         target = torch.from_numpy(label.astype(np.int64))[None]
         for scale in cms:
             labels, _ = predictor.predict(image, scale=scale if scale == "auto" else 1.0)

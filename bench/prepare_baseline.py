@@ -51,7 +51,7 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
                      previews: bool = True) -> tuple[int, dict[str, int]]:
     """``prepare_dataset``'s work as one single-process loop; returns (rows, remap report).
 
-    Mirrors ``raygym.data.prepare._process_scene`` / ``_read_scene`` / ``_row`` step for step,
+    Mirrors ``raygym.data.prepare._process_scene`` / ``read_scene`` / ``_row`` step for step,
     with raygym's own functions, and writes the same Parquet layout
     (``shards/split=<s>/*.parquet``, raygym's fixed-size-binary array columns) plus card and
     previews.
@@ -121,7 +121,7 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
 
     for pair in pairs:
         split = splits[pair.key]
-        parts = [read_image(pair.images[0])]  # _read_scene: images concatenated along bands
+        parts = [read_image(pair.images[0])]  # read_scene: images concatenated along bands
         image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
         raw = read_label(pair.label)
         label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)

@@ -103,9 +103,25 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from raygym.evaluate import evaluate_command
 
-    return evaluate_command(args.model, split=args.split, top_k=args.top_k,
+    if args.data is not None:
+        given = [f for f, on in (("--dataset", args.dataset is not None), ("--ray", args.ray),
+                                 ("--split", args.split is not None)) if on]
+        if given:
+            raise RaygymError(f"{given[0]} applies to a prepared dataset; --data scores every "
+                              "scene its file pairs, at full size", key=given[0],
+                              fix=f"drop {given[0]} or --data")
+    else:
+        given = [f for f, on in (("--scale", args.scale != "auto"), ("--tile", args.tile),
+                                 ("--tta", args.tta), ("--overlap", args.overlap != 0.25)) if on]
+        if given:
+            raise RaygymError(f"{given[0]} applies to full-size scenes (--data); a prepared "
+                              "split is scored at its prepared size", key=given[0],
+                              fix="add --data SITE.yaml, or drop " + given[0])
+    return evaluate_command(args.model, split=args.split or "test", top_k=args.top_k,
                             dataset=args.dataset, use_ray=args.ray, console=_console(),
-                            out=args.out)
+                            out=args.out, data_file=args.data,
+                            scenes={"scale": args.scale, "tile": args.tile,
+                                    "overlap": args.overlap, "tta": args.tta})
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

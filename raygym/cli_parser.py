@@ -173,11 +173,12 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     with_set(sp)
 
     sp = add("evaluate", "Score an exported model (or a search's top-k) on a "
-             "prepared split: metrics, confusion matrix, per-image IoU, overlays.",
+             "prepared split, or on labelled scenes at full size (--data): metrics, confusion "
+             "matrix, per-image IoU, overlays.",
              "raygym evaluate results/demo --top-k 3 --split test")
     sp.add_argument("model", type=Path, help="model artifact folder or search results folder")
-    sp.add_argument("--split", default="test", choices=["train", "val", "test"],
-                    help="prepared split to score (default: %(default)s)")
+    sp.add_argument("--split", default=None, choices=["train", "val", "test"],
+                    help="prepared split to score (default: test)")
     sp.add_argument("--top-k", type=_int_at_least(1), default=1, metavar="K",
                     help="score each of a search's best K models and compare them "
                     "(default: %(default)s)")
@@ -187,6 +188,17 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     help="batch inference with Ray Data (default: in this process)")
     sp.add_argument("--out", type=Path, default=None, help="write the reports here "
                     "(default: inside each model folder, which must then be writable)")
+    sp.add_argument("--data", type=Path, default=None, metavar="YAML",
+                    help="score every scene this experiment file's data: section pairs (e.g. "
+                    "a site the model never saw), read by prepare's rules and predicted at "
+                    "full size as `raygym predict` does; instead of --split / --dataset")
+    sp.add_argument("--scale", type=_scale, default="auto",
+                    help="with --data: as raygym predict --scale (default: %(default)s)")
+    sp.add_argument("--tile", type=_int_at_least(1), default=None, metavar="PX",
+                    help="with --data: sliding-window tile (default: the model's input size)")
+    sp.add_argument("--overlap", type=_fraction, default=0.25,
+                    help="with --data: window overlap, in [0, 1) (default: %(default)s)")
+    sp.add_argument("--tta", action="store_true", help="with --data: also average flips")
 
     sp = add("predict", "Map new imagery with an exported model: label rasters "
              "(GeoTIFF keeps CRS/transform), overlays, class areas.",

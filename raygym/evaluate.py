@@ -77,6 +77,12 @@ class EvaluationResult:
     def num_images(self) -> int:
         return len(self.per_image)
 
+    @property
+    def subject(self) -> str:
+        """What was scored, for titles: ``test split``, or ``site.yaml (full size)``."""
+        full = self.engine.startswith("predict")
+        return f"{self.split} (full size)" if full else f"{self.split} split"
+
 
 # ---------------------------------------------------------------------------- scoring
 class EvalActor:
@@ -298,10 +304,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
             classes or bands.
     """
     from raygym.data.dataset import PreparedDataset
-    from raygym.data.preview import class_colours
     from raygym.inference.artifact import read_model_card
-    from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
-    from raygym.train.metrics import json_safe, metrics_from_confusion
 
     started = time.perf_counter()
     model_dir = Path(model_dir)
@@ -326,12 +329,33 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
     if not keys:
         raise DataError(f"split '{split}' has no original rows", file=dataset_dir)
+    title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
+    return write_evaluation(
+        model_dir, card, out, keys, cms, kld, n_valid, title=title,
+        overlay_rows=lambda picks: _overlay_rows(model_dir, dataset, split, picks, k, device),
+        overlays=overlays, started=started, engine="ray-data" if use_ray else "torch",
+        dataset_dir=dataset_dir, split=split, warnings=warnings,
+        report={"dataset": str(dataset_dir), "split": split, "originals_only": True})
+
+
+def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms: np.ndarray,
+                     kld: np.ndarray, n_valid: np.ndarray, *, title: str,
+                     overlay_rows: Any, overlays: int, started: float, engine: str,
+                     dataset_dir: Path, split: str, warnings: list[str],
+                     report: dict[str, Any]) -> EvaluationResult:
+    """The report files of one model's scores (one path for a prepared split and for labelled
+    scenes at full size): ``cms`` ``(N, K, K)`` per image (rows truth), ``kld`` / ``n_valid``
+    ``(N,)`` summed KLD and valid pixels per image; ``overlay_rows(picks)``: the
+    image | truth | prediction rows of ``[(key, mean IoU)]``; ``report``: what was scored, for
+    ``metrics.json``."""
+    from raygym.data.preview import class_colours
+    from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
+    from raygym.train.metrics import json_safe, metrics_from_confusion
+
+    classes = list(card.classes)
     total = cms.sum(axis=0)
     metrics = metrics_from_confusion(total, classes)
-    if int(n_valid.sum()) > 0:
-        metrics["kld"] = float(kld.sum() / n_valid.sum())
-    else:
-        metrics["kld"] = math.nan
+    metrics["kld"] = float(kld.sum() / n_valid.sum()) if int(n_valid.sum()) > 0 else math.nan
     per_image: list[dict[str, Any]] = []
     for key, cm in zip(keys, cms, strict=True):
         m = metrics_from_confusion(cm, classes)
@@ -341,7 +365,6 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         per_image.append(row)
 
     files: dict[str, Path] = {}
-    title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
     files["confusion_csv"] = write_text_atomic(out / "confusion.csv", confusion_csv_text(total, classes))
     files["confusion_png"] = confusion_heatmap(total, classes, out / "confusion.png", title=title)
     buf = io.StringIO()
@@ -358,24 +381,21 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
                      if math.isfinite(r["mean_iou"])), key=lambda t: (t[1], t[0]))
     n_pick = min(overlays, len(scored))
     if n_pick:
-        colours = class_colours(k)
+        colours = class_colours(len(classes))
         for name, picks in (("worst", scored[:n_pick]), ("best", scored[::-1][:n_pick])):
-            rows = _overlay_rows(model_dir, dataset, split, picks, k, device)
             files[name] = image_truth_prediction_grid(
-                rows, classes, colours, out / f"{name}.png",
+                overlay_rows(picks), classes, colours, out / f"{name}.png",
                 title=f"{name} {n_pick} by per-image mean IoU: {title}")
     seconds = time.perf_counter() - started
-    engine = "ray-data" if use_ray else "torch"
-    report = {
-        "model": str(model_dir), "model_name": card.name, "arch": card.arch,
-        "dataset": str(dataset_dir), "split": split, "images": len(keys),
-        "originals_only": True, "engine": engine, "classes": classes,
+    document = {
+        "model": str(model_dir), "model_name": card.name, "arch": card.arch, **report,
+        "images": len(keys), "engine": engine, "classes": classes,
         "metrics": json_safe(metrics), "confusion": total.tolist(),
         "confusion_axes": "rows truth, columns prediction", "seconds": round(seconds, 3),
         "warnings": warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     files["metrics_json"] = write_text_atomic(out / "metrics.json",
-                                        json.dumps(report, indent=2, allow_nan=False))
+                                              json.dumps(document, indent=2, allow_nan=False))
     return EvaluationResult(model_dir=model_dir, dataset_dir=dataset_dir, split=split,
                             out_dir=out, classes=classes, confusion=total, metrics=metrics,
                             per_image=per_image, seconds=seconds, engine=engine,
@@ -394,7 +414,7 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
     m = result.metrics
     truth = result.confusion.sum(axis=1)
-    table = Table(title=f"{escape(model_label(result.model_dir))}: {result.split} split, "
+    table = Table(title=f"{escape(model_label(result.model_dir))}: {escape(result.subject)}, "
                         f"{result.num_images} images ({result.engine}, {result.seconds:.1f} s)")
     for col in ("class", "IoU", "Dice", "precision", "recall", "true pixels"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -415,26 +435,37 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
 
 def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
-                     use_ray: bool, console: Any, out: Path | None = None) -> int:
+                     use_ray: bool, console: Any, out: Path | None = None,
+                     data_file: Path | None = None, scenes: dict[str, Any] | None = None) -> int:
     """``raygym evaluate``: each of the ``top_k`` models (see
-    :func:`raygym.predict.resolve_models`) on ``split``; a comparison table (and
-    ``evaluation_<split>.csv``) when there are several. Reports go inside each model folder,
-    or to ``out/<model>/evaluation_<split>/`` (the table to ``out``). Returns 0."""
+    :func:`raygym.predict.resolve_models`) on ``split`` of a prepared dataset, or with
+    ``data_file`` on the labelled scenes it names at full size (``scenes``: the
+    :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a comparison table
+    (and ``evaluation_<split or data file>.csv``) when there are several. Reports go inside
+    each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to ``out``).
+    Returns 0."""
     from rich.markup import escape
     from rich.table import Table
 
     from raygym.predict import resolve_models
 
     model_dirs = resolve_models(Path(model), top_k)
+    name = Path(data_file).stem if data_file is not None else split
     results = []
     for model_dir in model_dirs:
-        result = evaluate_model_on_split(
-            model_dir, dataset, split, use_ray=use_ray,
-            out_dir=None if out is None else Path(out) / model_dir.name / f"evaluation_{split}")
+        report_dir = None if out is None else Path(out) / model_dir.name / f"evaluation_{name}"
+        if data_file is not None:
+            from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+            result = evaluate_model_on_scenes(model_dir, data_file, out_dir=report_dir,
+                                              **(scenes or {}))
+        else:
+            result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray,
+                                             out_dir=report_dir)
         print_evaluation(result, console)
         results.append(result)
     if len(results) > 1:
-        table = Table(title=f"top {len(results)} on {split}")
+        table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
         cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD")
         for col in cols:
             table.add_column(col, justify="left" if col == "model" else "right")
@@ -449,7 +480,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
                                                                  "accuracy", "mcc", "kld")),
                         str(r.out_dir)])
         console.print(table)
-        target = Path(out if out is not None else model) / f"evaluation_{split}.csv"
+        target = Path(out if out is not None else model) / f"evaluation_{name}.csv"
         try:
             write_text_atomic(target, buf.getvalue())
             console.print(f"comparison: [bold]{escape(str(target))}[/]")

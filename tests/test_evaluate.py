@@ -256,3 +256,60 @@ def test_out_elsewhere_and_an_unwritable_place_refused_before_scoring(
         evaluate_command(trained["artifact"], split="test", top_k=1, dataset=None,
                          use_ray=False, console=_console(), out=blocked)
     assert blocked.read_text() == "not a folder"
+
+
+# ------------------------------------------------------- labelled scenes at full size
+def test_labelled_scenes_at_full_size_score_what_predict_maps(trained: dict, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]
+                                                              ) -> None:
+    """``--data SITE.yaml``: every scene its data section pairs (a manifest here), labels read
+    by prepare's rules, scored against exactly the labels ``raygym predict`` writes, pixel
+    for pixel at each scene's own size."""
+    from PIL import Image
+
+    s2 = S2.resolve()
+    rows = list(csv.reader((s2 / "pairs.csv").open()))
+    header, picked = rows[0], rows[1:4]
+    manifest = tmp_path / "site.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows([[str(s2 / cell) for cell in row] for row in picked])
+    site = tmp_path / "site_b.yaml"
+    site.write_text(f"data:\n  manifest: {manifest}\n  classes: {CLASSES}\n"
+                    "  remap: {1: 0, 2: 1, 3: 2, 4: 3}\n  unknown_labels: ignore\n")
+    out = tmp_path / "reports"
+    assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site), "--out",
+                 str(out)]) == 0
+    report = json.loads((out / "best" / "evaluation_site_b" / "metrics.json").read_text())
+    assert report["images"] == 3 and report["full_size"] and report["scale"] < 1
+
+    maps = tmp_path / "maps"
+    images, nirs = tmp_path / "img", tmp_path / "nir"
+    images.mkdir()
+    nirs.mkdir()
+    for row in picked:
+        shutil.copy(s2 / row[0], images)
+        shutil.copy(s2 / row[1], nirs)
+    assert _cli(["predict", str(trained["artifact"]), str(images), "--band", str(nirs),
+                 "--out", str(maps)]) == 0
+    expected = np.zeros((4, 4), np.int64)
+    for row in picked:
+        truth = np.asarray(Image.open(s2 / row[2]).convert("L")).astype(np.int64) - 1
+        pred = np.asarray(Image.open(maps / f"{Path(row[0]).stem}_label.png")).astype(np.int64)
+        assert pred.shape == truth.shape  # the scene's own size, not the prepared tile
+        scored = (truth >= 0) & (truth < 4)  # JPEG artefacts 0 and 5: ignored by the rule
+        np.add.at(expected, (truth[scored], pred[scored]), 1)
+    assert report["confusion"] == expected.tolist()
+    capsys.readouterr()
+
+    # bad input: classes other than the model's; a prepared split's option beside --data
+    site.write_text(site.read_text().replace("dry_land", "land"))
+    assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.classes" in err[0] and "model's" in err[0]
+    assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site), "--split",
+                 "val"]) == 2
+    assert "--split applies to a prepared dataset" in capsys.readouterr().err
+    assert _cli(["evaluate", str(trained["artifact"]), "--scale", "1"]) == 2
+    assert "--scale applies to full-size scenes" in capsys.readouterr().err

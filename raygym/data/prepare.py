@@ -152,7 +152,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
 
     th, tw = data.target_size
     try:
-        image, label, changed = _read_scene(row, data, dtype)
+        image, label, changed = read_scene(row, data, dtype)
         scenes = scene_copies(data, row["key"], row["split"], image, label)
         out = []
         for c, img, lab in scenes:
@@ -171,7 +171,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
     return [blank]
 
 
-def _read_scene(row: dict[str, Any], data: DataConfig, dtype: str
+def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
     from raygym.data.labels import LabelValueError, apply_remap, decode_palette

@@ -17,7 +17,7 @@ from raygym.config import DataConfig
 from raygym.data.batch import to_batch
 from raygym.data.io import nodata_mask, read_header, read_image
 from raygym.data.labels import IGNORE_INDEX
-from raygym.data.prepare import _process_scene, _read_scene, check_headers
+from raygym.data.prepare import _process_scene, read_scene, check_headers
 from raygym.data.transforms import standardize
 from raygym.errors import DataError
 
@@ -175,7 +175,7 @@ def test_extra_band_nodata_joins_the_mask(tmp_path) -> None:
     nir[:3] = np.nan
     band = _tif(tmp_path / "s_nir.tif", nir)
     label = _label(tmp_path / "s_label.png")
-    img, lab, _ = _read_scene(_row(image, label, band), _data(tmp_path), "float32")
+    img, lab, _ = read_scene(_row(image, label, band), _data(tmp_path), "float32")
     assert img.shape == (32, 32, 4) and (lab[:3] == IGNORE_INDEX).all()
     assert (lab[3:] != IGNORE_INDEX).all()
 
@@ -188,7 +188,7 @@ def test_scene_whose_bands_never_overlap_is_refused(tmp_path) -> None:
     image = _tif(tmp_path / "s.tif", rgb)
     row = _row(image, _label(tmp_path / "s_label.png"), _tif(tmp_path / "s_nir.tif", nir))
     with pytest.raises(DataError) as info:
-        _read_scene(row, _data(tmp_path), "float32")
+        read_scene(row, _data(tmp_path), "float32")
     assert info.value.file == str(image) and "nodata" in str(info.value)
     # in the Ray task the refusal becomes the scene's one-line error, naming the file
     rows = _process_scene(row, _data(tmp_path), "float32")

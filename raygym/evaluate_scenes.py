@@ -1,0 +1,163 @@
+"""``raygym evaluate MODEL --data SITE.yaml``: score a model on labelled scenes at full size, as
+``raygym predict`` maps them, e.g. a site it was never trained on.
+
+``SITE.yaml`` is an experiment file whose ``data:`` section says where the scenes and labels
+are and how to read them, exactly as for ``raygym prepare`` (folders with ``key`` regexes or a
+manifest, ``remap``, ``unknown_labels``, ``palette``; its ``classes`` must be the model's).
+Every scene it pairs is scored (``data.split`` does not apply: nothing is trained on them).
+Each scene is predicted through :class:`~raygym.predict.Predictor` (sliding windows, resampled
+to the training scale by default: ``scale="auto"``), then compared with its whole label at
+the scene's own size; nodata and the ignore index are not scored. The report files are
+:func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_<SITE>/``.
+
+A scene is read whole (image and label in memory), so scenes should fit in memory; predicting
+a large raster without labels is ``raygym predict``'s job, which reads by windows.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from raygym.errors import DataError
+
+DISPLAY_MAX_PX = 512  # the longest side of an overlay panel; full-size scenes can be large
+
+
+def evaluation_dir_for(model_dir: Path, data_file: Path) -> Path:
+    """Where the report goes by default: ``<model_dir>/evaluation_<data file stem>/``."""
+    return Path(model_dir) / f"evaluation_{Path(data_file).stem}"
+
+
+def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path | None = None,
+                             scale: float | str = "auto", tile: int | None = None,
+                             overlap: float = 0.25, tta: bool = False, overlays: int = 4,
+                             device: str = "cpu") -> Any:
+    """Score ``model_dir`` on every scene ``data_file``'s ``data:`` section pairs.
+
+    Args:
+        model_dir: a model artifact folder.
+        data_file: an experiment YAML (only ``data`` is read).
+        out_dir: where to write (default :func:`evaluation_dir_for`).
+        scale, tile, overlap, tta: as :meth:`raygym.predict.Predictor.predict`.
+        overlays: k of the worst-k / best-k figures (0 = none).
+
+    Returns:
+        A :class:`raygym.evaluate.EvaluationResult` (its ``split``: ``data_file``'s name).
+
+    Raises:
+        ConfigError / DataError: a bad file, classes or bands other than the model's, or a
+            scene that cannot be read.
+    """
+    from raygym.data.pairing import find_pairs
+    from raygym.data.prepare import check_headers
+    from raygym.evaluate import _check_writable, model_label, write_evaluation
+    from raygym.predict import Predictor
+    from raygym.search.space_config import load_experiment
+
+    started = time.perf_counter()
+    model_dir, data_file = Path(model_dir), Path(data_file)
+    config, _ = load_experiment(data_file)
+    data = config.data
+    predictor = Predictor([model_dir], device=device)
+    card = predictor.card
+    if list(data.classes) != list(card.classes):
+        raise DataError(f"classes {list(data.classes)} differ from the model's "
+                        f"{list(card.classes)}", file=data_file, key="data.classes",
+                        fix="list the model's classes, in its order, and map the labels to "
+                        "them with data.remap")
+    pairs = find_pairs(data)
+    bands, dtype, _ = check_headers(pairs)
+    if bands != card.in_channels:
+        raise DataError(f"the scenes have {bands} bands but the model expects "
+                        f"{card.in_channels}", file=data_file, key="data",
+                        fix="give the extra bands the model was trained with "
+                        "(data.extra_bands or the manifest's band columns)")
+    factor = predictor.resolve_scale(scale)
+    out = Path(out_dir) if out_dir is not None else evaluation_dir_for(model_dir, data_file)
+    _check_writable(out)
+    k = card.num_classes
+    options = {"scale": factor, "tile": tile, "overlap": overlap, "tta": tta}
+
+    keys: list[str] = []
+    cms = np.zeros((len(pairs), k, k), np.int64)
+    kld = np.zeros(len(pairs), np.float64)
+    n_valid = np.zeros(len(pairs), np.int64)
+    for i, pair in enumerate(pairs):
+        _, truth, pred, probs = _predict_scene(predictor, pair, data, dtype, bands, options)
+        cms[i], kld[i], n_valid[i] = _scores(pred, probs, truth, k, card.ignore_index)
+        keys.append(pair.key)
+    by_key = {p.key: p for p in pairs}
+
+    def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
+        rows = []
+        for key, iou in picks:  # predicted again: a few scenes, never all held at once
+            image, truth, pred, _ = _predict_scene(predictor, by_key[key], data, dtype,
+                                                   bands, options)
+            rows.append(_overlay_row(key, iou, image, truth, pred, k, card.ignore_index))
+        return rows
+
+    where = f"scale {factor:.4g}" + (", tta" if tta else "")
+    title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} scenes at full size, "
+             f"{where})")
+    return write_evaluation(
+        model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
+        overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
+        split=data_file.name, warnings=[],
+        report={"data_file": str(data_file), "full_size": True, "scale": factor,
+                "tile": tile, "overlap": overlap, "tta": tta})
+
+
+def _predict_scene(predictor: Any, pair: Any, data: Any, dtype: str, bands: int,
+                   options: dict[str, Any]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(image (H, W, C), truth (H, W) uint8, pred (H, W) uint8, probs (K, H, W))`` of one
+    scene: read and labelled by prepare's own rules (remap, unknown labels, nodata),
+    predicted as ``raygym predict`` does (``pred``: the labels it writes)."""
+    from raygym.data.prepare import read_scene
+
+    row = {"images": [str(p) for p in pair.images], "label": str(pair.label), "bands": bands}
+    image, truth, _ = read_scene(row, data, dtype)
+    valid = ~np.isnan(image).any(axis=2) if image.dtype.kind == "f" else None
+    try:
+        pred, probs = predictor.predict(image, valid=valid, **options)
+    except DataError as err:
+        raise DataError(err.message, file=pair.images[0], fix=err.fix) from None
+    return image, truth, pred, probs
+
+
+def _scores(pred: np.ndarray, probs: np.ndarray, truth: np.ndarray, k: int, ignore_index: int
+            ) -> tuple[np.ndarray, float, int]:
+    """``(confusion (K, K), summed KLD, valid pixels)`` of one scene, by the metric code
+    training validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). The confusion
+    counts the labels predict writes (at a scale other than 1 they are mapped back nearest,
+    the probabilities linearly, so their argmax can differ at class edges); the KLD is the
+    probabilities'."""
+    from raygym.train.metrics import ConfusionMatrix
+
+    target = torch.from_numpy(truth.astype(np.int64))[None]
+    counts = ConfusionMatrix(k, ignore_index=ignore_index)
+    counts.update(torch.from_numpy(pred.astype(np.int64))[None], target)
+    spread = ConfusionMatrix(k, ignore_index=ignore_index)
+    # log-probabilities are logits whose softmax is the predicted distribution itself
+    spread.update(torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))[None], target)
+    kld_sum, n = (float(v) for v in spread.kld_state)
+    return counts.matrix.numpy(), kld_sum, int(n)
+
+
+def _overlay_row(key: str, iou: float, image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+                 k: int, ignore_index: int) -> tuple[str, Any, Any, Any]:
+    """An image | truth | prediction row, shrunk to at most :data:`DISPLAY_MAX_PX` a side."""
+    from raygym.data.preview import colourize, display_rgb
+
+    step = max(1, int(np.ceil(max(truth.shape) / DISPLAY_MAX_PX)))
+    image, truth, pred = image[::step, ::step], truth[::step, ::step], pred[::step, ::step]
+    pred = pred.astype(np.uint8)
+    pred[truth == ignore_index] = ignore_index  # what was not scored stays black
+    shown = np.nan_to_num(image.astype(np.float32)) if image.dtype.kind == "f" else image
+    return (f"{key}  (IoU {iou:.3f})", display_rgb(shown), colourize(truth, k, ignore_index),
+            colourize(pred, k, ignore_index))
