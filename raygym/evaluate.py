@@ -190,7 +190,7 @@ def model_label(model_dir: Path) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """Create ``out`` (or refuse in one line: a read-only model folder, a file in the way)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +319,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
                         fix="choose another --split, or set data.split fractions")
     out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
-    _check_writable(out)  # before minutes of scoring, not after
+    check_writable(out)  # before minutes of scoring, not after
     classes = list(card.classes)
     k = len(classes)
     if use_ray:

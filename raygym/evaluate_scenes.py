@@ -36,7 +36,7 @@ def evaluation_dir_for(model_dir: Path, data_file: Path) -> Path:
 def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path | None = None,
                              scale: float | str = "auto", tile: int | None = None,
                              overlap: float = 0.25, tta: bool = False, overlays: int = 4,
-                             device: str = "cpu") -> Any:
+                             device: str = "auto") -> Any:
     """Score ``model_dir`` on every scene ``data_file``'s ``data:`` section pairs.
 
     Args:
@@ -55,7 +55,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     """
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
-    from raygym.evaluate import _check_writable, model_label, write_evaluation
+    from raygym.evaluate import check_writable, model_label, write_evaluation
     from raygym.predict import Predictor
     from raygym.search.space_config import load_experiment
 
@@ -79,7 +79,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         "(data.extra_bands or the manifest's band columns)")
     factor = predictor.resolve_scale(scale)
     out = Path(out_dir) if out_dir is not None else evaluation_dir_for(model_dir, data_file)
-    _check_writable(out)
+    check_writable(out)
     k = card.num_classes
     options = {"scale": factor, "tile": tile, "overlap": overlap, "tta": tta}
 
