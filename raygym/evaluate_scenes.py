@@ -56,7 +56,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
     from raygym.evaluate import check_writable, model_label, write_evaluation
-    from raygym.predict import Predictor
+    from raygym.predict import NODATA, Predictor
     from raygym.search.space_config import load_experiment
 
     started = time.perf_counter()
@@ -71,44 +71,57 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
-    bands, dtype, _ = check_headers(pairs)
+    bands, dtype, heads = check_headers(pairs)
     if bands != card.in_channels:
         raise DataError(f"the scenes have {bands} bands but the model expects "
                         f"{card.in_channels}", file=data_file, key="data",
                         fix="give the extra bands the model was trained with "
                         "(data.extra_bands or the manifest's band columns)")
-    factor = predictor.resolve_scale(scale)
+    # each scene's factor as predict picks it: under auto a projected GeoTIFF's own pixel
+    # size over the ground distance the model learnt, else the training factor
+    factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}
     out = Path(out_dir) if out_dir is not None else evaluation_dir_for(model_dir, data_file)
     check_writable(out)
     k = card.num_classes
-    options = {"scale": factor, "tile": tile, "overlap": overlap, "tta": tta}
+    options = {"tile": tile, "overlap": overlap, "tta": tta}
 
     keys: list[str] = []
     cms = np.zeros((len(pairs), k, k), np.int64)
     kld = np.zeros(len(pairs), np.float64)
     n_valid = np.zeros(len(pairs), np.int64)
+    unmapped = 0  # labelled pixels predict leaves as nodata
     for i, pair in enumerate(pairs):
-        _, truth, pred, probs = _predict_scene(predictor, pair, data, dtype, bands, options)
-        cms[i], kld[i], n_valid[i] = _scores(pred, probs, truth, k, card.ignore_index)
+        _, truth, pred, probs = _predict_scene(predictor, pair, data, dtype, bands,
+                                               {**options, "scale": factors[pair.key]})
+        gap = (pred == NODATA) & (truth != card.ignore_index)
+        unmapped += int(gap.sum())
+        truth[pred == NODATA] = card.ignore_index  # predict wrote no class there
+        cms[i], kld[i], n_valid[i] = _scores(np.where(pred == NODATA, 0, pred), probs, truth,
+                                             k, card.ignore_index)
         keys.append(pair.key)
+    warnings = [f"{unmapped} labelled pixels lie where predict writes nodata (the edge of a "
+                "nodata area, resampled): not scored"] if unmapped else []
     by_key = {p.key: p for p in pairs}
 
     def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
         rows = []
         for key, iou in picks:  # predicted again: a few scenes, never all held at once
             image, truth, pred, _ = _predict_scene(predictor, by_key[key], data, dtype,
-                                                   bands, options)
+                                                   bands, {**options, "scale": factors[key]})
             rows.append(_overlay_row(key, iou, image, truth, pred, k, card.ignore_index))
         return rows
 
-    where = f"scale {factor:.4g}" + (", tta" if tta else "")
+    low, high = min(factors.values()), max(factors.values())
+    where = (f"scale {low:.4g}" if high - low < 5e-5 else f"scale {low:.4g}-{high:.4g}") + (
+        ", tta" if tta else "")
     title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} scenes at full size, "
              f"{where})")
     return write_evaluation(
         model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
         overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
-        split=data_file.name, warnings=[],
-        report={"data_file": str(data_file), "full_size": True, "scale": factor,
+        split=data_file.name, warnings=warnings,
+        report={"data_file": str(data_file), "full_size": True,
+                "scale": low if high - low < 5e-5 else factors,
                 "tile": tile, "overlap": overlap, "tta": tta})
 
 

@@ -17,7 +17,7 @@ from raygym.config import DataConfig
 from raygym.data.batch import to_batch
 from raygym.data.io import nodata_mask, read_header, read_image
 from raygym.data.labels import IGNORE_INDEX
-from raygym.data.prepare import _process_scene, read_scene, check_headers
+from raygym.data.prepare import _process_scene, check_headers, read_scene
 from raygym.data.transforms import standardize
 from raygym.errors import DataError
 
