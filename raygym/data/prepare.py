@@ -451,6 +451,17 @@ def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
     return None
 
 
+def prepare_if_missing(config: ExperimentConfig, log: Any = print) -> bool:
+    """Prepare ``config.data.prepared`` on first use (no ``card.json`` there), so ``raygym
+    train`` and ``raygym search`` are one command each; True when it did. A folder that is
+    there without a card is ``prepare_dataset``'s to refuse (it replaces only its own)."""
+    if (config.data.prepared / CARD_NAME).exists():
+        return False
+    log(f"[bold]preparing[/] {config.data.prepared} (first use) ...")
+    prepare_dataset(config, log=log)
+    return True
+
+
 def split_scenes(pairs: list[Pair], data: DataConfig,
                  groups: dict[str, str] | None) -> dict[str, str]:
     """``{scene key: split}``: by source image, or by whole groups when ``groups`` (from

@@ -145,17 +145,14 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
 def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
     """Prepare the dataset on first use, so the main job is one command."""
     from raygym.data.dataset import read_card
-    from raygym.data.prepare import data_fingerprint, prepare_dataset
+    from raygym.data.prepare import data_fingerprint, prepare_if_missing
 
     path = config.data.prepared
-    if (path / "card.json").exists():
-        if read_card(path).config_hash != data_fingerprint(config.data):
-            raise DataError("the prepared dataset was made from different data settings",
-                            file=path, key="data.prepared",
-                            fix="run `raygym prepare CONFIG --overwrite` or change data.prepared")
-        return
-    console.print(f"[bold]preparing[/] {path} (first use) ...")
-    prepare_dataset(config, log=console.print)
+    if not prepare_if_missing(config, log=console.print) and (
+            read_card(path).config_hash != data_fingerprint(config.data)):
+        raise DataError("the prepared dataset was made from different data settings",
+                        file=path, key="data.prepared",
+                        fix="run `raygym prepare CONFIG --overwrite` or change data.prepared")
 
 
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,

@@ -132,6 +132,10 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
             raise DataError("not a raygym run folder (no config.yaml)", file=run_dir,
                             fix="give the runs/<name> folder of the stopped run")
         check_resume_config(run_dir, config)
+    else:
+        from raygym.data.prepare import prepare_if_missing
+
+        prepare_if_missing(config, log=console.print)  # one command, as for a search
     dataset = check_dataset(config)
     if resume is None:
         name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"

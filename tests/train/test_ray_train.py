@@ -234,14 +234,20 @@ def test_classes_that_differ_from_the_dataset_exit_2(
     assert not run_dir_of(sections, "c").exists()
 
 
-def test_missing_dataset_folder_exits_2(tmp_path: Path, sections: dict[str, Any],
-                                        write_config: Any,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_dataset_is_prepared_first(tmp_path: Path, sections: dict[str, Any],
+                                             write_config: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``raygym train`` prepares a dataset that is not there yet (as a search does), so bad
+    data is prepare's one-line error, and nothing is left behind."""
     cfg = experiment(write_config, tmp_path / "m.yaml", sections,
-                     data={"prepared": str(tmp_path / "nowhere")})
+                     data={"prepared": str(tmp_path / "nowhere"),
+                           "images": str(tmp_path / "no_images")})
     assert main(["train", str(cfg), "--name", "m"]) == 2
-    err = capsys.readouterr().err
-    assert "nowhere" in err and "raygym prepare" in err
+    captured = capsys.readouterr()
+    assert "preparing" in captured.out and "nowhere" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "no_images" in err[0] and "data.images" in err[0]
+    assert not (tmp_path / "nowhere").exists() and not run_dir_of(sections, "m").exists()
 
 
 def test_batch_larger_than_the_training_split_exits_2(
