@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
-from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RunFailedError
+from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RaygymError, RunFailedError
 from raygym.search.noise import noise_line
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
@@ -52,6 +53,23 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
     from raygym.config import validate_experiment
 
     return validate_experiment(raw, "<smoke-test>")
+
+
+# what a search writes in its results folder (raygym report / evaluate add the last ones)
+_RESULTS_ENTRIES = frozenset({SEARCH_JSON, "leaderboard.csv", "leaderboard.md", "best", "ray",
+                              "optuna.journal", "report", "report.html"})
+
+
+def _is_smoke_results(out: Path) -> bool:
+    """``out`` holds a ``--smoke-test`` search's results and nothing else: its
+    ``search.json`` says so, and every entry is one raygym writes there."""
+    try:
+        saved = read_search_json(out)
+    except RaygymError:
+        return False
+    return saved.get("smoke_test") is True and all(
+        p.name in _RESULTS_ENTRIES or p.name.startswith(("evaluation_", "."))
+        for p in out.iterdir())
 
 
 def check_metric(config: ExperimentConfig) -> None:
@@ -208,8 +226,15 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
         check_driver_state(experiment_path(config, out))  # else Tune would start over
     elif out.exists() and (out / SEARCH_JSON).exists():
-        raise DataError("a search with this name already exists", file=out,
-                        fix="pass --resume to continue it, or change `name` in the space file")
+        if not (smoke_test and _is_smoke_results(out)):
+            raise DataError("a search with this name already exists", file=out,
+                            fix="pass --resume to continue it, or change `name` in the space "
+                            "file")
+        # a smoke test's results are scratch: running it again replaces them
+        console.print(f"replacing the earlier smoke test's results at {out}")
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
     if table is None and not (config.data.prepared / "card.json").exists():
         from raygym.data.pairing import find_pairs
 
@@ -236,7 +261,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         "name": config.name, "space_file": str(space_file),
         "space": [d.model_dump(mode="json") for d in space],
         "space_fingerprint": space.fingerprint(), "config_fingerprint": _resume_fingerprint(config),
-        "config": config.to_yaml_dict(), "status": "running",
+        "config": config.to_yaml_dict(), "status": "running", "smoke_test": smoke_test,
         **({"replay_table": str(table.path)} if table is not None else {}),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })

@@ -291,3 +291,34 @@ def test_repeats_need_the_optuna_searcher(tmp_path: Path) -> None:
     config, space = load_space(tmp_path, algorithm="random")  # the default: no error
     check_space(config, space, "space.yaml")
     assert config.search.repeat_top == 3 and config.search.tpe.multivariate
+
+
+@pytest.mark.slow
+def test_a_smoke_test_run_again_replaces_its_own_results_only(
+        grid_table: Path, tmp_path: Path, ray_session: None,
+        capsys: pytest.CaptureFixture) -> None:
+    """The README's first command twice: a smoke test's results are scratch, so the second
+    run replaces them (said in a line); a folder holding anything raygym did not write there,
+    or a search that was not a smoke test, is refused as before."""
+    sections = json.loads(json.dumps(SPACE))
+    sections["search"].update(results_dir=str(tmp_path / "results"))
+    space_file = write_space(tmp_path / "space.yaml", sections)
+    from raygym.cli import main
+
+    argv = ["search", str(space_file), "--replay", str(grid_table), "--smoke-test"]
+    assert main(argv) == 0
+    out = tmp_path / "results" / "replay-smoke"
+    first = json.loads((out / "search.json").read_text())
+    assert first["smoke_test"] is True and first["status"] == "finished"
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "replacing the earlier smoke test's results" in capsys.readouterr().out
+    assert json.loads((out / "search.json").read_text())["started"] != first["started"]
+    (out / "notes.txt").write_text("mine")
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    saved = json.loads((out / "search.json").read_text())
+    (out / "search.json").write_text(json.dumps({**saved, "smoke_test": False}))
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err
