@@ -375,7 +375,10 @@ def start_dashboards(results: Path, host: str = "127.0.0.1", optuna_port: int = 
     try:
         storage = optuna_storage(results)
         taken: set[int] = set()
-        if storage is None:
+        if storage is None and (results / "metrics.csv").is_file():
+            handles.notes.append(f"{results} is a train run (one model, no Optuna study): "
+                                 "TensorBoard only")
+        elif storage is None:
             handles.notes.append(f"no {STUDY_FILE} in {results} (random/grid search, or the "
                                  "search has not started): optuna-dashboard not started")
         else:

@@ -164,6 +164,12 @@ def test_without_a_study_only_tensorboard(results: Path) -> None:
         assert any("no optuna.journal" in n for n in handles.notes)
         assert _fetch(handles.urls["tensorboard"] + "data/plugins_listing")[0] == 200
     assert not any(handles.alive().values())
+    # a train run's folder (metrics.csv, no study) is said to be one, not a search without one
+    (results / "metrics.csv").write_text("epoch,val_loss\n1,0.5\n")
+    with start_dashboards(results, "127.0.0.1", free_loopback_port(), free_loopback_port()) as handles:
+        assert list(handles.urls) == ["tensorboard"]
+        assert any("is a train run" in n for n in handles.notes)
+    assert not any(handles.alive().values())
 
 
 def test_remote_host_needs_explicit_consent(results: Path) -> None:
