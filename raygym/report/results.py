@@ -236,6 +236,10 @@ def load_results(results: Path) -> SearchResults:
             reader = csv.DictReader(fh)
             columns = list(reader.fieldnames or [])
             rows = list(reader)
+    if not info and not rows and (results / "metrics.csv").is_file():
+        raise DataError("a train run, not a search: the report compares a search's trials",
+                        file=results, fix=f"its curves are {results / 'curves.png'} and "
+                        f"metrics.csv; `raygym evaluate {results / 'best'}` scores its model")
     if not info and not rows:
         raise DataError("not a raygym search results folder (no search.json or leaderboard.csv)",
                         file=results, fix="give the folder `raygym search` printed")

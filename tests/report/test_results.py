@@ -21,6 +21,10 @@ def test_report_refuses_non_results_folder(tmp_path: Path) -> None:
         build_report(tmp_path)
     with pytest.raises(DataError, match="not found"):
         build_report(tmp_path / "missing")
+    (tmp_path / "metrics.csv").write_text("epoch,val_loss\n1,0.5\n")  # a train run
+    with pytest.raises(DataError, match="a train run, not a search") as info:
+        build_report(tmp_path)
+    assert info.value.fix is not None and "raygym evaluate" in info.value.fix
 
 
 def test_damaged_search_json_is_an_error(tmp_path: Path) -> None:
