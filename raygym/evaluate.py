@@ -202,9 +202,17 @@ def check_writable(out: Path) -> None:
                         key="--out", fix="give --out DIR in a writable place") from None
 
 
+def evaluation_name(split: str = "test", data_file: Path | None = None) -> str:
+    """The report's name: ``evaluation_<split>`` for a prepared split,
+    ``evaluation_scenes_<file stem>`` for labelled scenes at full size (``--data``), so the
+    two never share a folder (a ``test.yaml`` beside the test split)."""
+    return (f"evaluation_scenes_{Path(data_file).stem}" if data_file is not None
+            else f"evaluation_{split}")
+
+
 def evaluation_dir(model_dir: Path, split: str) -> Path:
     """Where :func:`evaluate_model_on_split` writes: ``<model_dir>/evaluation_<split>/``."""
-    return Path(model_dir) / f"evaluation_{split}"
+    return Path(model_dir) / evaluation_name(split)
 
 
 def default_dataset(model_dir: Path) -> Path:
@@ -450,10 +458,10 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
     from raygym.predict import resolve_models
 
     model_dirs = resolve_models(Path(model), top_k)
-    name = Path(data_file).stem if data_file is not None else split
+    name = evaluation_name(split, data_file)
     results = []
     for model_dir in model_dirs:
-        report_dir = None if out is None else Path(out) / model_dir.name / f"evaluation_{name}"
+        report_dir = None if out is None else Path(out) / model_dir.name / name
         if data_file is not None:
             from raygym.evaluate_scenes import evaluate_model_on_scenes
 
@@ -480,7 +488,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
                                                                  "accuracy", "mcc", "kld")),
                         str(r.out_dir)])
         console.print(table)
-        target = Path(out if out is not None else model) / f"evaluation_{name}.csv"
+        target = Path(out if out is not None else model) / f"{name}.csv"
         try:
             write_text_atomic(target, buf.getvalue())
             console.print(f"comparison: [bold]{escape(str(target))}[/]")

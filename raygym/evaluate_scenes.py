@@ -8,7 +8,7 @@ Every scene it pairs is scored (``data.split`` does not apply: nothing is traine
 Each scene is predicted through :class:`~raygym.predict.Predictor` (sliding windows, resampled
 to the training scale by default: ``scale="auto"``), then compared with its whole label at
 the scene's own size; nodata and the ignore index are not scored. The report files are
-:func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_<SITE>/``.
+:func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_scenes_<SITE>/``.
 
 A scene is read whole (image and label in memory), so scenes should fit in memory; predicting
 a large raster without labels is ``raygym predict``'s job, which reads by windows.
@@ -28,11 +28,6 @@ from raygym.errors import DataError
 DISPLAY_MAX_PX = 512  # the longest side of an overlay panel; full-size scenes can be large
 
 
-def evaluation_dir_for(model_dir: Path, data_file: Path) -> Path:
-    """Where the report goes by default: ``<model_dir>/evaluation_<data file stem>/``."""
-    return Path(model_dir) / f"evaluation_{Path(data_file).stem}"
-
-
 def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path | None = None,
                              scale: float | str = "auto", tile: int | None = None,
                              overlap: float = 0.25, tta: bool = False, overlays: int = 4,
@@ -42,7 +37,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     Args:
         model_dir: a model artifact folder.
         data_file: an experiment YAML (only ``data`` is read).
-        out_dir: where to write (default :func:`evaluation_dir_for`).
+        out_dir: where to write (default ``<model_dir>/evaluation_scenes_<file stem>/``).
         scale, tile, overlap, tta: as :meth:`raygym.predict.Predictor.predict`.
         overlays: k of the worst-k / best-k figures (0 = none).
 
@@ -55,7 +50,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     """
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
-    from raygym.evaluate import check_writable, model_label, write_evaluation
+    from raygym.evaluate import check_writable, evaluation_name, model_label, write_evaluation
     from raygym.predict import NODATA, Predictor
     from raygym.search.space_config import load_experiment
 
@@ -80,7 +75,8 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     # each scene's factor as predict picks it: under auto a projected GeoTIFF's own pixel
     # size over the ground distance the model learnt, else the training factor
     factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}
-    out = Path(out_dir) if out_dir is not None else evaluation_dir_for(model_dir, data_file)
+    out = Path(out_dir) if out_dir is not None else model_dir / evaluation_name(
+        data_file=data_file)
     check_writable(out)
     k = card.num_classes
     options = {"tile": tile, "overlap": overlap, "tta": tta}

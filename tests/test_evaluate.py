@@ -281,7 +281,7 @@ def test_labelled_scenes_at_full_size_score_what_predict_maps(trained: dict, tmp
     out = tmp_path / "reports"
     assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site), "--out",
                  str(out)]) == 0
-    report = json.loads((out / "best" / "evaluation_site_b" / "metrics.json").read_text())
+    report = json.loads((out / "best" / "evaluation_scenes_site_b" / "metrics.json").read_text())
     assert report["images"] == 3 and report["full_size"] and report["scale"] < 1
 
     maps = tmp_path / "maps"

@@ -68,13 +68,13 @@ class DatasetCard(BaseModel):
 
     def model_dataset(self, path: Path | str) -> dict[str, Any]:
         """What a model card records of the dataset a model was trained on (at ``path``)."""
-        scale = self.train_scale or self._train_scale_from_files()
-        names = self.band_names or self._band_names_from_sources()
+        # train_scale and band_names are written even when None, so a model card says "none"
+        # rather than "not recorded" (which sends a load to the dataset on disk to ask)
         return {"path": str(path), "config_hash": self.config_hash,
                 "splits": {k: v.get("rows") for k, v in self.splits.items()},
-                **({"train_scale": scale} if scale else {}),
+                "train_scale": self.train_scale or self._train_scale_from_files(),
                 **({"train_gsd_m": self.train_gsd_m} if self.train_gsd_m else {}),
-                **({"band_names": names} if names else {})}
+                "band_names": self.band_names or self._band_names_from_sources()}
 
     def _band_names_from_sources(self) -> list[dict[str, str] | None] | None:
         """``band_names`` of a card written before prepare recorded it, from the file names

@@ -40,12 +40,7 @@ class Pair:
 
 
 def _key_of(path: Path, source: FolderSource) -> str | None:
-    if source.key is None:
-        return path.stem
-    m = re.match(source.key, path.stem)
-    if m is None:
-        return None
-    return "".join(g for g in m.groups() if g) if m.groups() else m.group(0)
+    return regex_key(source.key, path.stem)
 
 
 def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
@@ -109,8 +104,9 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
 
 def _suggested_keys(data: DataConfig, indexes: list[tuple[str, dict[str, Path]]]) -> str | None:
     """The ``key`` regex for each extra-band folder whose file names differ from the images'
-    by a fixed word (S2: ``X-0.jpg`` and ``X_ir-0.jpg``), learnt from the two folders' sorted
-    names and checked to pair every file one to one; None where no such rule does."""
+    by a fixed word (S2: ``X-0.jpg`` and ``X_ir-0.jpg``): a rule read off a band file and the
+    image name closest to it, kept only if it pairs every file of the two folders one to one
+    (and keeps the image names as keys, so labels still pair by name); None where none does."""
     if data.images is None or data.images.key is not None:
         return None
     images = sorted(indexes[0][1])
@@ -119,18 +115,26 @@ def _suggested_keys(data: DataConfig, indexes: list[tuple[str, dict[str, Path]]]
         bands = sorted(indexes[i + 1][1])
         if source.key is not None or set(bands) == set(images):
             continue
-        rule = _band_rule(list(zip(images, bands, strict=True))) if len(bands) == len(
-            images) else None
-        # the image side must keep its stem as the key, so labels still pair by stem
-        if rule is None or {_rule_key(rule["image"], s) for s in images} != set(images):
-            return None
-        if {_rule_key(rule["band"], s) for s in bands} != set(images):
+        rule = next((r for r in (_rule_from(_closest(b, images), b) for b in bands[:8])
+                     if r is not None
+                     and {regex_key(r["image"], s) for s in images} == set(images)
+                     and sorted(regex_key(r["band"], s) or "" for s in bands) == images), None)
+        if rule is None:
             return None
         fixes.append(f"data.extra_bands[{i}]: {{folder: {source.folder}, key: "
                      f"'{rule['band']}'}}")
     if not fixes:
         return None
     return "pair by the naming the files follow: " + "; ".join(fixes)
+
+
+def _closest(band: str, images: list[str]) -> str:
+    """The image name sharing the most whole name parts with ``band`` at its start and end."""
+    def shared(image: str) -> int:
+        mid_image, mid_band, _ = _split_stems(image, band)
+        return len(image) - len(mid_image) + len(band) - len(mid_band)
+
+    return max(images, key=shared)
 
 
 def _manifest_text(manifest: Path) -> str:
@@ -240,34 +244,65 @@ def _band_rule(stems: list[tuple[str, str]]) -> dict[str, str] | None:
     parts = {_split_stems(a, b) for a, b in stems}
     if len(parts) != 1:  # the part that differs, or the shape of the tail, varies
         return None
-    mid_image, mid_band, tail = parts.pop()
-    rule = {"image": f"^(.*){re.escape(mid_image)}({tail})$",
-            "band": f"^(.*){re.escape(mid_band)}({tail})$"}
-    keys = [(_rule_key(rule["image"], a), _rule_key(rule["band"], b)) for a, b in stems]
+    rule = _rule_from(*stems[0])
+    if rule is None:
+        return None
+    keys = [(regex_key(rule["image"], a), regex_key(rule["band"], b)) for a, b in stems]
     if any(ka is None or ka != kb for ka, kb in keys) or len({k for k, _ in keys}) < len(keys):
         return None
     return rule
 
 
+def _rule_from(image: str, band: str) -> dict[str, str] | None:
+    """``{"image", "band"}`` regexes whose keys are equal for this pair of stems (None: the
+    stems are equal)."""
+    if image == band:
+        return None
+    mid_image, mid_band, tail = _split_stems(image, band)
+    return {"image": f"^(.*){_token_start(mid_image)}{re.escape(mid_image)}({tail})$",
+            "band": f"^(.*){_token_start(mid_band)}{re.escape(mid_band)}({tail})$"}
+
+
 def _split_stems(image: str, band: str) -> tuple[str, str, str]:
     """``(image's middle, band's middle, tail pattern)``: what is left of the two stems between
-    their common start and common end; the common end as a regex with digit runs as ``\\d+``
-    (a scene number), so new images of other numbers follow the rule."""
-    start = len(_common_start(image, band))
-    end = len(_common_start(image[start:][::-1], band[start:][::-1]))
-    tail = image[len(image) - end:] if end else ""
-    pattern = "".join(r"\d+" if chunk.isdigit() else re.escape(chunk)
-                      for chunk in re.split(r"(\d+)", tail) if chunk)
-    return image[start:len(image) - end], band[start:len(band) - end], pattern
+    their common start and common end, both cut at whole tokens (runs of letters, runs of
+    digits, single other characters: ``K_B04`` / ``K_B08`` differ in ``04`` / ``08``, never in
+    ``4`` / ``8``); the common end as a regex of its tokens' kinds (digits, letters; other
+    characters as they are), so new images of other numbers or names follow the rule."""
+    a, b = _tokens(image), _tokens(band)
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[len(a) - 1 - end] == b[len(b) - 1 - end]:
+        end += 1
+    tail = a[len(a) - end:]
+    pattern = "".join(r"\d+" if t.isdigit() else r"[^\W\d_]+" if t.isalpha() else re.escape(t)
+                      for t in tail)
+    return "".join(a[start:len(a) - end]), "".join(b[start:len(b) - end]), pattern
 
 
-def _common_start(a: str, b: str) -> str:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
+def _tokens(stem: str) -> list[str]:
+    return re.findall(r"[^\W\d_]+|\d+|.", stem)
 
 
-def _rule_key(pattern: str, stem: str) -> str | None:
+def _token_start(middle: str) -> str:
+    """A look-behind keeping ``middle`` a whole token in a rule: ``B04`` / ``B08``'s ``04``
+    must not match the end of ``tile_104``."""
+    if middle[:1].isdigit():
+        return r"(?<!\d)"
+    if middle[:1].isalpha():
+        return r"(?<![^\W\d_])"
+    return ""
+
+
+def regex_key(pattern: str | None, stem: str) -> str | None:
+    """The pairing key of a file stem: ``pattern``'s groups joined (or its whole match), the
+    stem itself without a pattern, None when it does not match (the one rule for a folder's
+    ``key``, a learnt naming rule and prediction's band matching)."""
+    if pattern is None:
+        return stem
     m = re.match(pattern, stem)
-    return "".join(m.groups()) if m else None
+    if m is None:
+        return None
+    return "".join(g or "" for g in m.groups()) if m.groups() else m.group(0)

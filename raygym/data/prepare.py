@@ -448,7 +448,7 @@ def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
         fit = (-(-med[0] // 32) * 32, -(-med[1] // 32) * 32)
         return (said + f"the scenes are smaller than the tile: data.target_size: "
                 f"[{fit[0]}, {fit[1]}], or data.upscale: true to enlarge them")
-    return None
+    return said + "no tile in multiples of 32 px fits scenes this thin: cut them into squarer tiles first"
 
 
 def prepare_if_missing(config: ExperimentConfig, log: Any = print) -> bool:

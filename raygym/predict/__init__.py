@@ -34,8 +34,10 @@ Rules, chosen to match training:
 - **Bands.** The first file gives the RGB (or 1-band) layers, each ``extra_bands`` folder one more
   band, in training order (``card.in_channels`` in total). A band file is matched to an image by
   (1) the pairing regexes of the model's ``config.yaml`` (``data.images.key`` and
-  ``data.extra_bands[i].key``: equal keys pair), else (2) the same file stem, else (3) the first
-  file (sorted by name) whose stem starts with the image stem. An image with no match is skipped.
+  ``data.extra_bands[i].key``: equal keys pair), else (2) the same file stem, else (3) the
+  naming rule prepare learnt from the training pairs (the model card's ``dataset.band_names``:
+  S2's ``X-0`` / ``X_ir-0``, also from a manifest), else (4) the first file (sorted by name)
+  whose stem starts with the image stem. An image with no match is skipped.
 - **Nodata.** A pixel is nodata when GDAL's dataset mask says so (a TIFF's internal mask or
   alpha band, else every band equal to its nodata value), when any band is NaN, or when a
   PNG's alpha is 0. An alpha band (TIFF colour interpretation, PNG RGBA) is a mask only when
@@ -106,6 +108,7 @@ from raygym.predict.command import (
 )
 from raygym.predict.ensemble import EnsemblePlan, ensemble_weights, plan_ensemble
 from raygym.predict.inputs import (
+    BandRule,
     GeoInfo,
     InputItem,
     check_band_counts,
@@ -159,6 +162,7 @@ __all__ = [
     "blend_weights",
     "check_band_counts",
     "check_output_folder",
+    "BandRule",
     "collect_inputs",
     "ensemble_weights",
     "match_band",

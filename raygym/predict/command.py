@@ -86,7 +86,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     plan = predictor.plan
     predictor.tile_hw(options.tile)  # validate before any work
     scale_line = predictor.scale_line(options.scale)  # also refuses models that disagree
-    items, skipped = collect_inputs(images, options.extra_bands, predictor.band_keys())
+    items, skipped = collect_inputs(images, options.extra_bands, predictor.band_rules())
     items, unreadable = check_band_counts(items, predictor.in_channels)
     skipped += unreadable
     if out.is_dir():

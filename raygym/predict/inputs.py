@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from raygym.data.io import (
     read_image,
     read_single_band,
 )
+from raygym.data.pairing import regex_key
 from raygym.errors import DataError, RaygymError
 
 _TIFF = (".tif", ".tiff")
@@ -48,15 +48,16 @@ class InputItem:
         return cls(Path(d["path"]), [Path(b) for b in d["bands"]], d["name"])
 
 
-def _key_of(stem: str, pattern: str | None) -> str | None:
-    """The pairing key of a file stem: the regex's groups joined (or its whole match), the stem
-    itself without a regex, None when the regex does not match."""
-    if pattern is None:
-        return stem
-    m = re.match(pattern, stem)
-    if m is None:
-        return None
-    return "".join(g for g in m.groups() if g) if m.groups() else m.group(0)
+@dataclass(frozen=True)
+class BandRule:
+    """How one extra-band folder's files are paired with the images: ``image_key`` /
+    ``band_key`` regexes (:func:`~raygym.data.pairing.regex_key`); ``learnt``: a naming rule
+    prepare learnt from the training pairs, tried after an exact same stem (an explicit
+    ``data.extra_bands[i].key`` is tried first)."""
+
+    image_key: str | None = None
+    band_key: str | None = None
+    learnt: bool = False
 
 
 def _list_images(folder: Path) -> list[Path]:
@@ -100,13 +101,13 @@ def _image_files(images: Sequence[Path]) -> list[Path]:
 
 
 def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
-                   band_keys: Sequence[tuple[str | None, str | None]] = ()
+                   band_rules: Sequence[BandRule] = ()
                    ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Expand files / folders into :class:`InputItem` s and match their extra-band files.
 
     Folders are listed non-recursively (PNG / JPEG / TIFF only, hidden files ignored). The band
     matching rule is in the :mod:`raygym.predict` docstring (see :func:`match_band`);
-    ``band_keys``: per band folder, its ``(image key, band key)`` regexes (or Nones).
+    ``band_rules``: per band folder, how its files are named (none: by stem).
 
     Returns:
         ``(items, skipped)``; ``skipped`` holds ``(file, reason)`` for images without band files.
@@ -129,11 +130,12 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
     for f in files:
         matched: list[Path] = []
         for i, candidates in enumerate(band_files):
-            image_key, band_key = band_keys[i] if i < len(band_keys) else (None, None)
-            hit = match_band(f, candidates, image_key, band_key)
+            rule = band_rules[i] if i < len(band_rules) else BandRule()
+            hit = match_band(f, candidates, rule.image_key, rule.band_key, learnt=rule.learnt)
             if hit is None:
-                named = (f" (the model's rule: a stem matching {band_key})" if band_key
-                         else " (same stem, or a stem that starts with the image's)")
+                named = (f" (the model's rule: a stem matching {rule.band_key})"
+                         if rule.band_key else " (same stem, or a stem that starts with the "
+                         "image's)")
                 skipped.append((str(f), f"no matching band file in {Path(extra_bands[i])}"
                                         + named))
                 break
@@ -148,27 +150,32 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
 
 
 def match_band(image: Path, candidates: Sequence[Path], image_key: str | None = None,
-               band_key: str | None = None) -> Path | None:
+               band_key: str | None = None, *, learnt: bool = False) -> Path | None:
     """The extra-band file for ``image`` among ``candidates`` (sorted), or None.
 
     Rule: (1) when ``band_key`` (the training config's regex for that band folder) is given,
     the file whose key equals the image's key (``image_key`` regex, or its stem); (2) the file
-    with the same stem; (3) the first file whose stem starts with the image's stem.
+    with the same stem; (3) the first file whose stem starts with the image's stem. A ``learnt``
+    key (prepare's naming rule, not the user's) comes after (2): a file of the very same name
+    is never passed over for a guessed one.
     """
-    if band_key is not None:
-        want = _key_of(image.stem, image_key)
+    def by_key() -> Path | None:
+        want = regex_key(image_key, image.stem)
         if want is None:
             want = image.stem
-        for c in candidates:
-            if _key_of(c.stem, band_key) == want:
-                return c
-    for c in candidates:
-        if c.stem == image.stem and c.resolve() != image.resolve():
-            return c
-    for c in candidates:
-        if c.stem.startswith(image.stem) and c.resolve() != image.resolve():
-            return c
-    return None
+        return next((c for c in candidates if regex_key(band_key, c.stem) == want), None)
+
+    def other(c: Path) -> bool:
+        return c.resolve() != image.resolve()
+
+    if band_key is not None and not learnt and (hit := by_key()) is not None:
+        return hit
+    same = next((c for c in candidates if c.stem == image.stem and other(c)), None)
+    if same is not None:
+        return same
+    if band_key is not None and learnt and (hit := by_key()) is not None:
+        return hit
+    return next((c for c in candidates if c.stem.startswith(image.stem) and other(c)), None)
 
 
 def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:

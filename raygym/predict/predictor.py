@@ -13,6 +13,7 @@ import torch
 
 from raygym.errors import DataError, RaygymError
 from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, plan_ensemble
+from raygym.predict.inputs import BandRule
 from raygym.predict.options import AUTO_SCALE
 from raygym.predict.rescale import rescaled_strips
 from raygym.predict.sources import ArraySource, RasterSource, band_stats
@@ -201,23 +202,23 @@ class Predictor:
                 f"(median{spread}), so new images are too; --scale 1 predicts at native "
                 f"resolution")
 
-    def band_keys(self) -> list[tuple[str | None, str | None]]:
-        """Per extra band, the regexes that pair it with its image, ``(image key, band key)``:
-        the training config's (``data.images.key``, ``data.extra_bands[i].key``), else the
-        naming rule prepare learnt from the training pairs (a manifest's), else none."""
+    def band_rules(self) -> list[BandRule]:
+        """Per extra band, how its files pair with the images: the training config's
+        ``data.extra_bands[i].key`` (with ``data.images.key``), else the naming rule prepare
+        learnt from the training pairs (a manifest's too), else by stem."""
         data = self.config.data
         image_key = data.images.key if data.images is not None else None
         learnt = self.card.dataset.get("band_names") or []
-        keys: list[tuple[str | None, str | None]] = []
-        for i, band in enumerate(data.extra_bands):
+        bands = max(len(data.extra_bands), len(learnt))  # a manifest's bands: no extra_bands
+        rules: list[BandRule] = []
+        for i in range(bands):
+            key = data.extra_bands[i].key if i < len(data.extra_bands) else None
             rule = learnt[i] if i < len(learnt) else None
-            if band.key is None and rule:
-                keys.append((rule["image"], rule["band"]))
+            if key is None and rule:
+                rules.append(BandRule(rule["image"], rule["band"], learnt=True))
             else:
-                keys.append((image_key, band.key))
-        for rule in learnt[len(data.extra_bands):]:  # a manifest's bands are not extra_bands
-            keys.append((rule["image"], rule["band"]) if rule else (None, None))
-        return keys
+                rules.append(BandRule(image_key, key))
+        return rules
 
     def tile_hw(self, tile: int | None) -> tuple[int, int]:
         """Validated sliding-window size ``(H, W)``: ``tile`` square, or the model input size."""

@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from raygym.config import ExperimentConfig
-from raygym.train.contract import finished
+from raygym.train.contract import diverged, finished
 
 REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
 # the shortest: a redraw walks every trial, so one per result grew as trials x results
@@ -69,12 +69,16 @@ class LiveTrials:
         metric = self.config.search.metric
         r = self._last(trial)
         epoch = r.get("epoch", "?")
+        scheduler = self.config.search.scheduler
         if error:
             how = f"failed at epoch {epoch}"
+        elif diverged(r):
+            how = f"diverged (the loss is not finite) at epoch {epoch}"
         elif finished(r):
             how = f"{r['stop_reason']} after {epoch} epochs"
         else:
-            how = f"stopped by {self.config.search.scheduler} at epoch {epoch}"
+            how = (f"stopped by {scheduler}" if scheduler != "none" else "stopped") + (
+                f" at epoch {epoch}")
         v = r.get(f"best_{metric}", r.get(metric))
         score = f": best {metric} {v:.3f}" if isinstance(v, float) else ""
         ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)

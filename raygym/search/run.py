@@ -10,6 +10,7 @@ Tune's files elsewhere (a shared folder or ``s3://``).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import time
@@ -57,19 +58,27 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
 
 # what a search writes in its results folder (raygym report / evaluate add the last ones)
 _RESULTS_ENTRIES = frozenset({SEARCH_JSON, "leaderboard.csv", "leaderboard.md", "best", "ray",
-                              "optuna.journal", "report", "report.html"})
+                              "optuna.journal", "optuna.journal.lock", "report", "report.html"})
+# raygym's own temp / moved-aside names (raygym.atomic), and evaluate --top-k's tables
+_RESULTS_PATTERN = re.compile(r"\..+\.(tmp|old)-\d+.*|evaluation_[\w.-]+\.csv")
 
 
 def _is_smoke_results(out: Path) -> bool:
     """``out`` holds a ``--smoke-test`` search's results and nothing else: its
-    ``search.json`` says so, and every entry is one raygym writes there."""
+    ``search.json`` says so, every entry is one raygym writes there, and ``best/`` holds
+    only exported models."""
+    from raygym.inference.export import is_best_dir
+
     try:
         saved = read_search_json(out)
     except RaygymError:
         return False
-    return saved.get("smoke_test") is True and all(
-        p.name in _RESULTS_ENTRIES or p.name.startswith(("evaluation_", "."))
-        for p in out.iterdir())
+    if saved.get("smoke_test") is not True:
+        return False
+    if (out / "best").exists() and not is_best_dir(out / "best"):
+        return False
+    return all(p.name in _RESULTS_ENTRIES or _RESULTS_PATTERN.fullmatch(p.name)
+               for p in out.iterdir())
 
 
 def check_metric(config: ExperimentConfig) -> None:

@@ -206,11 +206,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     silently, so a second ``train:`` section would drop the whole first one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                 continue  # `<<: *base` then a key overrides the base's on purpose
-            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            # the parsed key: `true` / `True`, `1` / `0x1` are one key once loaded
+            key = self.construct_object(key_node)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key '{key_node.value}' is given twice (lines {seen[key]} "

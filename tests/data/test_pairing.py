@@ -249,12 +249,46 @@ def test_band_naming_is_learnt_from_the_pairs(s2_data) -> None:
     # and a new scene number follows it
     assert key(rules[0]["image"], "20250101T000000_X-17") == key(rules[0]["band"],
                                                                   "20250101T000000_X_ir-17")
-    # a middle word swapped; a number whose digit count varies
+    # a middle word swapped, also one sharing its first letter; a number whose digit count
+    # varies; a name prefix
+    word = r"(?<![^\W\d_])"
     assert naming_rules(_pairs(("a_rgb-0", "a_nir-0"), ("b_rgb-10", "b_nir-10"))) == [
-        {"image": r"^(.*)rgb(\-\d+)$", "band": r"^(.*)nir(\-\d+)$"}]
+        {"image": rf"^(.*){word}rgb(\-\d+)$", "band": rf"^(.*){word}nir(\-\d+)$"}]
+    assert naming_rules(_pairs(("a_rgb-0", "a_red-0"), ("b_rgb-1", "b_red-1")))[0]["band"] == (
+        rf"^(.*){word}red(\-\d+)$")
+    (prefix,) = naming_rules(_pairs(("abc", "nir_abc"), ("xyz", "nir_xyz")))
+    assert key(prefix["image"], "new") == key(prefix["band"], "nir_new") == "new"
+    # whole name parts only: Sentinel-2 band names differ in 04 / 08, so the rule never
+    # pairs tile_104 with tile_108 (cut inside a number, it would)
+    (bands,) = naming_rules(_pairs(("K_B04", "K_B08"), ("L_B04", "L_B08")))
+    assert key(bands["image"], "M_B04") == key(bands["band"], "M_B08") == "M_B"
+    assert re.match(bands["image"], "tile_104") is None
     # same stems need no rule; names with nothing in common have none
     assert naming_rules(_pairs(("a", "a"), ("b", "b"))) is None
     assert naming_rules(_pairs(("a", "zz"), ("b", "qq"))) is None
     assert naming_rules(_pairs(("a",), ("b",))) is None  # no extra band
     # two rules for one band (one pair differs): none, never a rule that misses a pair
     assert naming_rules(_pairs(("a-0", "a_ir-0"), ("b-0", "b_nir-0"))) is None
+
+
+def test_a_key_is_suggested_for_names_that_sort_out_of_step(tmp_path) -> None:
+    """'-' sorts before '_': Sao-0 / Sao_Paulo-0 against Sao_ir-0 / Sao_Paulo_ir-0 do not
+    line up by sorted position, and the rule is still found (and pairs both scenes)."""
+    from PIL import Image
+
+    stems = {"images": ["Sao-0", "Sao_Paulo-0"], "labels": ["Sao-0", "Sao_Paulo-0"],
+             "nir": ["Sao_ir-0", "Sao_Paulo_ir-0"]}
+    for folder, names in stems.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("L", (4, 4)).save(tmp_path / folder / f"{name}.png")
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels",
+                      extra_bands=[tmp_path / "nir"], classes=CLASSES)
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    rule = r"^(.*)_ir(\-\d+)$"
+    assert info.value.fix is not None and f"key: '{rule}'" in info.value.fix
+    keyed = data.model_copy(update={"extra_bands": [
+        FolderSource(folder=tmp_path / "nir", key=rule)]})
+    assert [p.images[1].name for p in pair_by_name(keyed)] == ["Sao_ir-0.png",
+                                                              "Sao_Paulo_ir-0.png"]

@@ -340,7 +340,7 @@ def test_small_s2_copy_prepares(tmp_path, small_s2, prepare_cli) -> None:
     assert older.model_dataset("ds")["train_scale"] == card.train_scale
     gone = older.model_copy(update={"sources": [
         {**s, "files": [{"path": str(tmp_path / "gone.jpg")}]} for s in card.sources]})
-    assert "train_scale" not in gone.model_dataset("ds")
+    assert gone.model_dataset("ds")["train_scale"] is None
     # how the NIR files are named after their images (for predict), recorded and carried
     rule = {"image": r"^(.*)(\-\d+)$", "band": r"^(.*)_ir(\-\d+)$"}
     assert card.band_names == [rule] and card.model_dataset("ds")["band_names"] == [rule]

@@ -129,5 +129,7 @@ def test_prepare_warns_when_padding_fills_most_of_each_tile() -> None:
     large = line((256, 256), s2)
     assert large is not None and "[160, 96]" in large and "data.upscale: true" in large
     # enlarged into it, the shape is what wastes it
+    thin = line((32, 32), [(1000, 10)] * 3)  # no shape helps: said so, not silent
+    assert thin is not None and "97 %" in thin and "squarer tiles" in thin
     enlarged = line((256, 256), s2, upscale=True)
     assert enlarged is not None and "53 %" in enlarged and "[384, 160]" in enlarged

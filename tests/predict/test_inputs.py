@@ -99,6 +99,13 @@ def test_band_match_rule(tmp_path: Path) -> None:
     assert match_band(tmp_path / "b-0.jpg", files) == files[2]  # same stem
     assert match_band(tmp_path / "scene-0.jpg", files, None, NIR_KEY) == files[3]  # regex keys
     assert match_band(tmp_path / "c.png", files) is None
+    # a rule prepare learnt comes after an exact same stem; an explicit key comes first
+    image_key, band_key = r"^(.*)(\-\d+)$", r"^(.*)_ir(\-\d+)$"
+    both = [tmp_path / "nir" / n for n in ("X-0.png", "X_ir-0.png")]
+    image = tmp_path / "X-0.png"
+    assert match_band(image, both, image_key, band_key, learnt=True) == both[0]
+    assert match_band(image, both, image_key, band_key) == both[1]
+    assert match_band(image, both[1:], image_key, band_key, learnt=True) == both[1]
 
 
 def test_input_item_survives_json(tmp_path: Path) -> None:

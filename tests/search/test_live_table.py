@@ -11,6 +11,7 @@ from rich.console import Console
 
 from raygym.config import validate_experiment
 from raygym.search.live_table import LiveTrials, LiveTrialsCallback, live_view
+from raygym.train.contract import DIVERGED
 
 
 @dataclass
@@ -156,3 +157,14 @@ def test_a_log_file_gets_one_line_per_ended_trial() -> None:
     view.console = Console(file=terminal, force_terminal=True)
     view.callback.on_trial_complete(0, trials, trials[0])
     assert "trial a" not in terminal.getvalue()
+
+
+def test_a_diverged_trial_is_logged_as_one() -> None:
+    view = _view()
+    out = io.StringIO()
+    view.console = Console(file=out, width=80)
+    trials = [_Trial("a", "RUNNING")]
+    view.callback.on_trial_result(0, trials, trials[0], {
+        "epoch": 3, "val_mean_iou": float("nan"), "stop_reason": DIVERGED})
+    view.callback.on_trial_complete(0, trials, trials[0])
+    assert "trial a diverged (the loss is not finite) at epoch 3" in out.getvalue()

@@ -314,11 +314,12 @@ def test_a_smoke_test_run_again_replaces_its_own_results_only(
     assert main(argv) == 0
     assert "replacing the earlier smoke test's results" in capsys.readouterr().out
     assert json.loads((out / "search.json").read_text())["started"] != first["started"]
-    (out / "notes.txt").write_text("mine")
-    assert main(argv) == 2
-    assert "already exists" in capsys.readouterr().err
-    assert (out / "notes.txt").read_text() == "mine"
-    (out / "notes.txt").unlink()
+    for mine in ("notes.txt", ".my_notes.md", "evaluation_field_notes.txt"):
+        (out / mine).write_text("mine")
+        assert main(argv) == 2
+        assert "already exists" in capsys.readouterr().err
+        assert (out / mine).read_text() == "mine"
+        (out / mine).unlink()
     saved = json.loads((out / "search.json").read_text())
     (out / "search.json").write_text(json.dumps({**saved, "smoke_test": False}))
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
