@@ -15,17 +15,23 @@ from raygym.errors import DataError
 from . import NIR_KEY, S2, S2_CLASSES, export_untrained, need, one_error_line, run_cli, s2_scene
 
 
+def _s2_folders(root: Path, n: int) -> tuple[Path, Path]:
+    """``root/img`` and ``root/nir`` holding the first ``n`` S2 scenes, named as in S2."""
+    images, nirs = root / "img", root / "nir"
+    images.mkdir()
+    nirs.mkdir()
+    for i in range(n):
+        image, nir = s2_scene(i)
+        shutil.copy(image, images)
+        shutil.copy(nir, nirs)
+    return images, nirs
+
+
 def test_png_inputs_with_band_folder_use_the_training_key(s2_models: dict[str, Path],
                                                           tmp_path: Path) -> None:
     from raygym.predict import PredictOptions, predict_files
 
-    images, nirs = tmp_path / "img", tmp_path / "nir"
-    images.mkdir()
-    nirs.mkdir()
-    for n in range(2):
-        image, nir = s2_scene(n)
-        shutil.copy(image, images)
-        shutil.copy(nir, nirs)
+    images, nirs = _s2_folders(tmp_path, 2)
     out = tmp_path / "out"
     result = predict_files(s2_models["artifact"], [images],
                            PredictOptions(out=out, extra_bands=[nirs]))
@@ -50,13 +56,7 @@ def test_a_manifest_trained_model_finds_band_files_named_as_in_training(
                                      "target_size": [64, 64], "prepared": str(tmp_path / "ds")},
         "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
     rule = {"image": r"^(.*)(\-\d+)$", "band": r"^(.*)_ir(\-\d+)$"}
-    images, nirs = tmp_path / "img", tmp_path / "nir"
-    images.mkdir()
-    nirs.mkdir()
-    for n in range(2):
-        image, nir = s2_scene(n)
-        shutil.copy(image, images)
-        shutil.copy(nir, nirs)
+    images, nirs = _s2_folders(tmp_path, 2)
     learnt = export_untrained(config, tmp_path / "learnt", 4, seed=0, band_names=[rule])
     result = predict_files(learnt, [images], PredictOptions(out=tmp_path / "out",
                                                             extra_bands=[nirs]))
