@@ -172,7 +172,7 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
 
 
 def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
-                ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
     from raygym.data.labels import LabelValueError, apply_remap, decode_palette
 
@@ -427,9 +427,10 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
 
 def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
-    """A warning when padding fills most of each ``data.target_size`` tile (the scenes' aspect
-    is far from the target's, e.g. height and width swapped), with a target size of about the
-    same pixels in the scenes' aspect; None when the target fits them."""
+    """A warning when padding fills over 40 % of the median ``data.target_size`` tile (the
+    scenes' aspect far from the target's, e.g. height and width swapped, or scenes smaller than
+    the tile), with the fix: a target size of about the same pixels in the scenes' shape, a
+    smaller one (or ``upscale``); None when the target fits them."""
     from raygym.data.transforms import padding_share, target_size_like
 
     target = (int(data.target_size[0]), int(data.target_size[1]))

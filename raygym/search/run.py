@@ -234,16 +234,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         from raygym.search.tune import experiment_path
 
         check_driver_state(experiment_path(config, out))  # else Tune would start over
-    elif out.exists() and (out / SEARCH_JSON).exists():
-        if not (smoke_test and _is_smoke_results(out)):
-            raise DataError("a search with this name already exists", file=out,
-                            fix="pass --resume to continue it, or change `name` in the space "
-                            "file")
-        # a smoke test's results are scratch: running it again replaces them
-        console.print(f"replacing the earlier smoke test's results at {out}")
-        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-        out.rename(old)
-        shutil.rmtree(old, ignore_errors=True)
+    # a smoke test's results are scratch: running it again replaces them (once the new one
+    # has passed every check below)
+    replace_smoke = (not resume and smoke_test and (out / SEARCH_JSON).exists()
+                     and _is_smoke_results(out))
+    if not resume and (out / SEARCH_JSON).exists() and not replace_smoke:
+        raise DataError("a search with this name already exists", file=out,
+                        fix="pass --resume to continue it, or change `name` in the space file")
     if table is None and not (config.data.prepared / "card.json").exists():
         from raygym.data.pairing import find_pairs
 
@@ -265,6 +262,11 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
     if table is None:
         _ensure_dataset(config, console)
+    if replace_smoke:
+        console.print(f"replacing the earlier smoke test's results at {out}")
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / SEARCH_JSON, {
         "name": config.name, "space_file": str(space_file),
