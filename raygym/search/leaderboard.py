@@ -257,6 +257,8 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
     if exported:
         console.print(f"best models: [bold]{exported[0].parent}[/] "
                       f"({', '.join(p.name for p in exported)})")
-    console.print(f"leaderboard: {out / 'leaderboard.md'}   study: "
-                  f"optuna-dashboard {out / STUDY_FILE}   "
+    # random / grid searches keep no Optuna study
+    study = (f"study: optuna-dashboard {out / STUDY_FILE}   " if (out / STUDY_FILE).exists()
+             else "")
+    console.print(f"leaderboard: {out / 'leaderboard.md'}   {study}"
                   f"dashboards: raygym dashboard {out}")

@@ -70,6 +70,11 @@ def test_the_printed_leaderboard_keeps_every_value_in_an_80_column_terminal(
     text = console.export_text()
     rows = [line for line in text.splitlines() if line.startswith("│")]
     assert all(len(line) <= 80 and line.endswith("│") for line in rows)  # nothing cut off
+    assert "study: optuna-dashboard" not in text  # no optuna.journal (a random / grid search)
+    (tmp_path / "optuna.journal").write_text("")
+    console = Console(width=200, record=True, color_system=None)
+    print_summary(board, [], tmp_path, summary, console)
+    assert f"study: optuna-dashboard {tmp_path / 'optuna.journal'}" in console.export_text()
     params = [line.split("│")[-2].strip() for line in rows]
     assert "…" not in text and "arch=gym_resunet," in params  # whole, comma and all
     assert " ".join(params).count("filters=12,") == 2
