@@ -201,25 +201,33 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml's SafeLoader refusing a key given twice in one mapping: PyYAML keeps the last one
-    silently, so a second ``train:`` section would drop the whole first one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue  # `<<: *base` then a key overrides the base's on purpose
-            # the parsed key: `true` / `True`, `1` / `0x1` are one key once loaded
-            key = self.construct_object(key_node)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key_node.value}' is given twice (lines {seen[key]} "
-                    f"and {line}); YAML would keep only the last: merge them into one",
-                    key_node.start_mark)
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+def _refuse_repeated_keys(node: yaml.Node, visited: set[int] | None = None) -> None:
+    """Raise on a key given twice in one mapping of ``node`` (the composed document): PyYAML
+    keeps the last one silently, so a second ``train:`` section would drop the whole first."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:  # an alias of a node already walked (or a recursive one)
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_repeated_keys(item, visited)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    scalars = yaml.constructor.SafeConstructor()
+    seen: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        _refuse_repeated_keys(value_node, visited)
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue  # `<<: *base` then a key overrides the base's on purpose
+        # the parsed key: `true` / `True`, `1` / `0x1` are one key once loaded
+        key = scalars.construct_object(key_node)  # type: ignore[no-untyped-call]
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key_node.value}' is given twice (lines {seen[key]} and "
+                f"{line}); YAML would keep only the last: merge them into one",
+                key_node.start_mark)
+        seen[key] = line
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -230,7 +238,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        if document is not None:
+            _refuse_repeated_keys(document)
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:
