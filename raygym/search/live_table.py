@@ -39,6 +39,10 @@ class LiveTrials:
         self.last = 0.0
         self.dirty = False  # results arrived since the last redraw
         self.started = time.monotonic()
+        # for the log lines, kept as results arrive: a walk over every trial per ended trial
+        # would grow as trials^2 on the driver (seeded once from Tune's trials: a resume)
+        self.best: tuple[float, str] | None = None
+        self.ended: int | None = None
         self.callback = LiveTrialsCallback(self)
 
     def keep(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -49,6 +53,7 @@ class LiveTrials:
             metric, f"best_{metric}", "epoch", "val_loss", "stop_reason", "gflop_per_s",
             "peak_share") if k in result}
         self.dirty = True
+        self.best = self._better(self.best, self.results[trial_id], trial_id)
 
     def refresh(self, trials: list, *, force: bool = False) -> None:
         """Redraw, at most every ``MIN_REDRAW_S`` seconds (wall) unless ``force``."""
@@ -81,23 +86,34 @@ class LiveTrials:
                 f" at epoch {epoch}")
         v = r.get(f"best_{metric}", r.get(metric))
         score = f": best {metric} {v:.3f}" if isinstance(v, float) else ""
-        ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)
-        best = self._best(trials)
-        best_text = f"; best so far {best[0]:.3f} ({best[1]})" if best else ""
+        if self.ended is None:  # the first line: what a restored search had ended already
+            self.ended = sum(t.status in ("TERMINATED", "ERROR") and t is not trial
+                             for t in trials)
+            restored = self._best(trials)
+            if restored is not None:
+                self.best = self._better(self.best, {f"best_{metric}": restored[0]},
+                                         restored[1])
+        self.ended += 1
+        best_text = f"; best so far {self.best[0]:.3f} ({self.best[1]})" if self.best else ""
         self.console.print(f"[{time.monotonic() - self.started:.0f} s] trial {trial.trial_id} "
-                           f"{how}{score}; {ended} of {self.total} trials ended{best_text}",
-                           highlight=False, soft_wrap=True)
+                           f"{how}{score}; {self.ended} of {self.total} trials ended"
+                           f"{best_text}", highlight=False, soft_wrap=True)
+
+    def _better(self, best: tuple[float, str] | None, result: dict[str, Any], trial_id: str
+                ) -> tuple[float, str] | None:
+        """``best`` or this result's score (its kept best, else its last), whichever wins."""
+        metric = self.config.search.metric
+        sign = 1 if self.config.search.mode == "max" else -1
+        v = result.get(f"best_{metric}", result.get(metric))
+        if isinstance(v, float) and v == v and (best is None or sign * v > sign * best[0]):
+            return v, trial_id
+        return best
 
     def _best(self, trials: list) -> tuple[float, str] | None:
         """The best score any of ``trials`` kept so far, and its trial id."""
-        metric = self.config.search.metric
-        sign = 1 if self.config.search.mode == "max" else -1
         best: tuple[float, str] | None = None
         for t in trials:
-            r = self._last(t)
-            v = r.get(f"best_{metric}", r.get(metric))
-            if isinstance(v, float) and v == v and (best is None or sign * v > sign * best[0]):
-                best = (v, t.trial_id)
+            best = self._better(best, self._last(t), t.trial_id)
         return best
 
     def _last(self, trial: Any) -> dict[str, Any]:
