@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from raygym.atomic import replace_dir, temp_dir_beside
 from raygym.config import ExperimentConfig
 from raygym.inference.artifact import is_artifact_dir
+from raygym.search.space import runs_key
 from raygym.search.space_config import apply_params
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ def is_best_dir(path: Path) -> bool:
 
 
 def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -> list[Path]:
-    """``out/best/rank<N>_<trial>/`` artifacts for the top-k successful trials.
+    """``out/best/rank<N>_<trial>/`` artifacts of the ``search.top_k`` best configurations,
+    each by its best run: the runs of one configuration (its repeats, a recording's seeds)
+    are one model to compare or ensemble, not several.
 
     The new ``best/`` is built beside the old one and swapped in whole
     (:func:`raygym.atomic.replace_dir`); when no trial has weights to export (every trial
@@ -74,8 +77,13 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
     storage = tune_storage(config, out)
     tmp = temp_dir_beside(out / "best")
     exported: list[str] = []
+    done: set[str] = set()  # configurations exported (runs_key)
     try:
-        for row in [r for r in board.rows if r["status"] != "failed"][: config.search.top_k]:
+        for row in board.rows:
+            if len(exported) == config.search.top_k:
+                break
+            if row["status"] == "failed" or runs_key(row["params"]) in done:
+                continue
             ckpt = trial_checkpoint(row, storage, tmp / ".checkpoints")
             if ckpt is None or not (ckpt / "best.safetensors").exists():
                 continue
@@ -92,6 +100,7 @@ def export_top_models(board: Leaderboard, config: ExperimentConfig, out: Path) -
                           "epochs_run": row["epochs"], "best_epoch": state.get("best_epoch"),
                           "params": row["params"], "search": config.name})
             exported.append(name)
+            done.add(runs_key(row["params"]))
         shutil.rmtree(tmp / ".checkpoints", ignore_errors=True)
         if exported or not (out / "best").exists():
             replace_dir(tmp, out / "best", owned=is_best_dir)

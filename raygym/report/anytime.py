@@ -256,8 +256,10 @@ def _anytime_text(res: SearchResults, series: AnytimeSeries, n_pruned: int,
         text += (f"The final best {metric} {series.final_best:.4f} was first reached after "
                  f"{first} epochs ({100 * first / series.total_epochs:.0f} % of the total), "
                  f"by trial {series.best_trial}. ")
+    scheduler = res.search_cfg.get("scheduler", "asha")
     text += (f"{n_pruned} of {len(series.last_epoch_at)} trials were pruned (stopped by the "
-             f"{res.search_cfg.get('scheduler', 'asha')} scheduler).")
+             f"{scheduler} scheduler)." if scheduler != "none" else
+             "No scheduler stopped any trial (scheduler: none).")
     if skipped:
         text += f" {skipped} epochs without a timestamp are not shown."
     return text

@@ -105,8 +105,9 @@ def pruning_section(doc: ReportDocument, res: SearchResults) -> None:
     epoch_axis(ax)
     ax.set_ylabel(metric)
     ax.set_title(f"{scheduler}: {len(tids)} trials, {n_pruned} stopped early", fontsize=10)
-    doc.figure(fig, "pruning", f"{metric} per epoch of every trial; grey dashed: stopped by the "
-               f"{scheduler} scheduler"
+    doc.figure(fig, "pruning", f"{metric} per epoch of every trial"
+               + (f"; grey dashed: stopped by the {scheduler} scheduler" if scheduler != "none"
+                  else " (no scheduler: none was stopped early)")
                + (", dotted verticals: ASHA's rungs (where it compares trials)"
                   if scheduler == "asha" else "") + ".")
     epochs = sum(len(res.histories[t]) for t in tids)

@@ -74,7 +74,8 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
                          f"trials {summary.get('sum_trial_s') or 0:.0f} s"))
     doc.kv(rows)
     if summary.get("seed_noise"):
-        doc.note(noise_line(summary["seed_noise"], str(s.get("metric", "val_mean_iou"))))
+        doc.note(noise_line(summary["seed_noise"], str(s.get("metric", "val_mean_iou")),
+                            res.param_keys))
     if res.info.get("status") == "running":
         doc.note("search.json says the search is still running (or was interrupted): this "
                  "report shows what is on disk now.")

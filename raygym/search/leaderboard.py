@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raygym.config import ExperimentConfig
-from raygym.search.space import REPEAT_KEY, active_params, config_key, short_key
+from raygym.search.space import REPEAT_KEY, SEED_KEY, active_params, runs_key, short_key
 from raygym.search.space_config import SearchSpace
 from raygym.search.study_storage import STUDY_FILE
 from raygym.train.contract import finished
@@ -56,7 +56,7 @@ class Leaderboard:
             lines.append("| " + " | ".join(_fmt(row.get(c), 4) for c in md_cols) + " |")
         noise = self.seed_noise()
         if noise:
-            lines += ["", noise_line(noise, self.metric)]
+            lines += ["", noise_line(noise, self.metric, self.param_keys)]
         failed = [r for r in self.rows if r.get("error")]
         if failed:
             lines += ["", "## Failed trials", ""]
@@ -67,7 +67,8 @@ class Leaderboard:
 
     def seed_noise(self) -> dict[str, Any] | None:
         """How far apart two training runs of one configuration land, from the configurations
-        trained more than once (``search.repeat_top``), and what that means for the ranking.
+        trained more than once (``search.repeat_top``, or the seeds of ``raygym record``), and
+        what that means for the ranking.
 
         ``run_sd``: the pooled standard deviation of a run's best score around its
         configuration's mean (sqrt(sum of squared deviations / sum of (runs - 1))), over
@@ -80,7 +81,7 @@ class Leaderboard:
         for r in self.rows:
             v = r[f"best_{self.metric}"]
             if r["status"] not in stopped and not math.isnan(v):
-                runs.setdefault(config_key(r["params"]), []).append(v)
+                runs.setdefault(runs_key(r["params"]), []).append(v)
         repeated = [v for v in runs.values() if len(v) > 1]
         if not repeated or not self.rows or self.rows[0]["status"] in stopped:
             return None
@@ -176,15 +177,19 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace,
         }
         rows.append(row)
     sign = -1.0 if mode == "max" else 1.0
-    # runs of one configuration (search.repeat_top) are ranked by their mean
-    by_config: dict[str, list[float]] = {}
+    # runs of one configuration (search.repeat_top; a recording's seeds) rank by their mean
+    by_config: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        v = r[f"best_{metric}"]
-        if r["status"] != "failed" and not math.isnan(v):
-            by_config.setdefault(config_key(r["params"]), []).append(v)
-    for r in rows:
-        scores = by_config.get(config_key(r["params"]))
-        r[f"mean_best_{metric}"] = sum(scores) / len(scores) if scores else math.nan
+        by_config.setdefault(runs_key(r["params"]), []).append(r)
+    for runs in by_config.values():
+        scores = [v for r in runs if r["status"] != "failed"
+                  and not math.isnan(v := r[f"best_{metric}"])]
+        for r in runs:
+            r[f"mean_best_{metric}"] = sum(scores) / len(scores) if scores else math.nan
+        if any(SEED_KEY in r["params"] for r in runs):  # runs told apart by their seed
+            runs.sort(key=lambda r: (_num(r["params"].get(SEED_KEY)), r["run"]))
+            for i, r in enumerate(runs):
+                r["run"] = i
 
     def key(r: dict[str, Any]) -> tuple[int, float, float]:
         v, mean = r[f"best_{metric}"], r[f"mean_best_{metric}"]
@@ -199,14 +204,17 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace,
                        mode=mode)
 
 
-def noise_line(noise: dict[str, Any], metric: str) -> str:
-    """One sentence on :meth:`Leaderboard.seed_noise` for the leaderboard and the terminal."""
+def noise_line(noise: dict[str, Any], metric: str, param_keys: list[str] | tuple[str, ...] = ()
+               ) -> str:
+    """One sentence on :meth:`Leaderboard.seed_noise` for the leaderboard and the terminal;
+    ``param_keys``: the searched keys (with ``train.seed``, runs are a recording's seeds)."""
     tied = noise["tied"]
+    more = ("more --seeds" if SEED_KEY in param_keys else "search.repeat_top and repeat_runs")
     return (f"Seed noise: {noise['repeated']} configuration(s) trained more than once; runs "
             f"of one configuration differ by {noise['run_sd']:.4f} {metric} (pooled SD). "
             + (f"{tied} finished configurations are within that of rank 1: this search "
-               "cannot tell them apart (more runs each: search.repeat_top and repeat_runs, "
-               "a larger validation split, or longer training)." if tied > 1 else
+               f"cannot tell them apart (more runs each: {more}, a larger validation split, "
+               "or longer training)." if tied > 1 else
                "No other finished configuration is within that of rank 1."))
 
 
@@ -233,7 +241,9 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
                       str(r.get("epochs") or ""),
                       ", ".join(f"{short_key(k, board.param_keys)}={_short_value(p)}"
                                 for k, p in r["params"].items())
-                      + (f", run {r['run'] + 1}" if r.get("run") else "")))
+                      # a seed names its run itself
+                      + (f", run {r['run'] + 1}" if r.get("run") and SEED_KEY not in r["params"]
+                         else "")))
     # a narrow terminal wraps the params between values, never inside one (gym_resunet)
     longest = max((len(word) for c in cells for word in c[-1].split()), default=6)
     for col in ("rank", "trial", "status"):
@@ -253,7 +263,7 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
         console.print(f"[bold green]best[/] {best['trial_id']}: {metric} "
                       f"{best[f'best_{metric}']:.4f} ({per_class})")
     if summary.get("seed_noise"):
-        console.print(noise_line(summary["seed_noise"], metric))
+        console.print(noise_line(summary["seed_noise"], metric, board.param_keys))
     if exported:
         console.print(f"best models: [bold]{exported[0].parent}[/] "
                       f"({', '.join(p.name for p in exported)})")

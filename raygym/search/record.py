@@ -28,11 +28,11 @@ from rich.console import Console
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig, validate_experiment
 from raygym.errors import ConfigError
+from raygym.search.space import SEED_KEY
 from raygym.search.space_config import Distribution, SearchSpace
 from raygym.train.contract import METRICS
 
 TABLE_NAME = "curves.csv"
-SEED_KEY = "train.seed"
 
 
 def grid_values(dist: Distribution, points: int) -> list[Any]:
@@ -185,8 +185,22 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                   + (f"; {left_out} trial(s) failed and are left out ("
                      f"{rerun_command(command, 'record', space_file, '--resume', '--retry-errored')}"
                      " runs them again)" if left_out else ""))
+    console.print(seed_noise_text(config, table, len(seeds)))
     console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
     return code
+
+
+def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int) -> str:
+    """What a rank on the recorded table is worth: its seeds' noise under ``config``'s early
+    stopping (as a rehearsal judges), or why nothing tells it with one seed."""
+    from raygym.search.noise import noise_line, table_noise
+    from raygym.search.replay import CurveTable, config_truth
+
+    noise = table_noise(config_truth(config, CurveTable.load(table))) if seeds > 1 else None
+    if noise is None:
+        return ("one training seed: nothing on this table tells a better configuration from "
+                "a luckier run; record 3 or more (--seeds 0 1 2) before trusting its ranks")
+    return noise_line(noise)
 
 
 def _card(config: ExperimentConfig, space: SearchSpace, table: Path,

@@ -19,6 +19,9 @@ _PRIMITIVE = (str, int, float, bool, type(None))
 # The key of a trial config that makes it a repeat run of a configuration (value: its run
 # index >= 1, added to train.seed); see search.repeat_top.
 REPEAT_KEY = "raygym.repeat"
+# a run's training seed: searched (or recorded, raygym record) it tells runs of one
+# configuration apart, as REPEAT_KEY does
+SEED_KEY = "train.seed"
 
 
 def short_key(key: str, keys: list[str] | tuple[str, ...] = ()) -> str:
@@ -37,6 +40,14 @@ def config_key(params: dict[str, Any]) -> str:
     """One configuration's identity, whatever run of it a trial is."""
     return json.dumps({k: v for k, v in params.items() if k != REPEAT_KEY}, sort_keys=True,
                       default=str)
+
+
+def runs_key(params: dict[str, Any]) -> str:
+    """One configuration's identity across its training runs: :func:`config_key` less
+    ``train.seed``, so that a recording's seeds (or a searched seed) are runs of one
+    configuration on the leaderboard. Not for the searcher: there a trial at another seed is
+    another point of the space."""
+    return config_key({k: v for k, v in params.items() if k != SEED_KEY})
 
 
 def _encode_choices(values: tuple[Any, ...]) -> tuple[list[Any], bool]:
@@ -159,7 +170,7 @@ def trial_config(params: dict[str, Any], config: ExperimentConfig, space: Search
     """
     active = active_params(space, params)
     run = int(params.get(REPEAT_KEY, 0))
-    seed = {"train.seed": config.train.seed + run} if run else {}
+    seed = {SEED_KEY: config.train.seed + run} if run else {}
     return apply_params(config, {**active, **seed}), active
 
 

@@ -63,10 +63,13 @@ def _board(rows: list[dict]) -> Leaderboard:
 def test_top_k_are_exported_from_their_checkpoints(config: ExperimentConfig,
                                                    tmp_path: Path) -> None:
     out = tmp_path / "results"
-    rows = [{"trial_id": t, "status": "completed", "epochs": 2, "params": {},
+    # aaa and its repeat aab are runs of one configuration: one model, its best run
+    rows = [{"trial_id": t, "status": "completed", "epochs": 2,
+             "params": {"model.dropout": drop, "train.seed": seed},
              "checkpoint": str(_checkpoint(out / "ray" / t / "ckpt", seed)),
              "trial_path": str(out / "ray" / "exp" / t)}
-            for seed, t in enumerate(("aaa", "bbb", "ccc"))]
+            for seed, (t, drop) in enumerate((("aaa", 0.1), ("aab", 0.1), ("bbb", 0.2),
+                                               ("ccc", 0.3)))]
     exported = export_top_models(_board(rows), config, out)
     assert [p.name for p in exported] == ["rank1_aaa", "rank2_bbb"]
     model, card, _ = load_artifact(exported[0])

@@ -141,6 +141,14 @@ def test_report_anytime_from_trial_files(tmp_path: Path) -> None:
             "ground-truth val_loss is 0.3300 vs the grid&#x27;s best 0.3100" in section)
     assert "Running the whole grid costs 12 epochs; this search spent 6 (50 %)." in section
     assert (results / "report" / "anytime.png").read_bytes()[:8] == PNG_MAGIC
+    # a search without a scheduler (raygym record's): no "stopped by the none scheduler"
+    info = json.loads((results / "search.json").read_text())
+    info["config"]["search"]["scheduler"] = "none"
+    (results / "search.json").write_text(json.dumps(info))
+    html = build_report(results).read_text()
+    assert "No scheduler stopped any trial" in section_html(html, "anytime")
+    assert "no scheduler: none was stopped early" in section_html(html, "pruning")
+    assert "none scheduler" not in html
     # no timestamps (an old progress.csv): a one-line note, not a broken section
     for rj in (results / "ray" / "rep").glob("*/result.json"):
         rj.write_text("\n".join(json.dumps({k: v for k, v in json.loads(line).items()

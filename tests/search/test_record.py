@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from raygym.errors import ConfigError
-from raygym.search.record import encode_cell, grid_values, recording_config, recording_space
+from raygym.search.record import (
+    encode_cell,
+    grid_values,
+    recording_config,
+    recording_space,
+    seed_noise_text,
+)
 from raygym.search.replay import CurveTable, parse_cell
 from raygym.search.space_config import Distribution, load_experiment
 
@@ -103,6 +109,23 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     with (out / "leaderboard.csv").open(newline="") as fh:
         board = list(csv.DictReader(fh))
     assert len(board) == 4 and {r["status"] for r in board} == {"completed"}
+    # the seeds are runs of one configuration: ranked by their mean, numbered by seed
+    means: dict[str, list[float]] = {}
+    for r in board:
+        means.setdefault(r["train.max_lr"], []).append(float(r["best_val_mean_iou"]))
+    for r in board:
+        mean = sum(means[r["train.max_lr"]]) / 2
+        assert float(r["mean_best_val_mean_iou"]) == pytest.approx(mean, abs=1e-5)
+        assert int(r["run"]) == int(r["train.seed"])
+    order = [float(r["mean_best_val_mean_iou"]) for r in board]
+    assert order == sorted(order, reverse=True) and board[0]["train.max_lr"] == board[1][
+        "train.max_lr"]
+    assert "Seed noise: 2 configuration(s) trained more than once" in (
+        out / "leaderboard.md").read_text()
+    # what a rank on the table is worth, as the rehearsal judges it (the user's patience)
+    config, _ = load_experiment(space_file, overrides={"train.patience": 1})
+    assert seed_noise_text(config, out / "curves.csv", 2).startswith("the table's noise:")
+    assert "record 3 or more" in seed_noise_text(config, out / "curves.csv", 1)
     for r in board:
         cid = table.match({"model.filters": int(r["model.filters"]),
                            "train.max_lr": float(r["train.max_lr"])})

@@ -202,3 +202,14 @@ def test_shipped_space_files_load_and_dry_run(path: Path, capsys: pytest.Capture
 
 def test_shipped_spaces_exist() -> None:
     assert {p.name for p in SPACE_FILES} >= {"demo.yaml", "landsat.yaml", "landsat_grid.yaml"}
+
+
+def test_runs_of_one_configuration_share_a_runs_key_whatever_their_seed_or_repeat() -> None:
+    from raygym.search.space import REPEAT_KEY, config_key, runs_key
+
+    base = {"model.filters": 4, "train.max_lr": 1e-3}
+    runs = [base, {**base, "train.seed": 1}, {**base, "train.seed": 2, REPEAT_KEY: 1}]
+    assert len({runs_key(p) for p in runs}) == 1
+    # the searcher's identity still tells another seed apart: it is another point
+    assert config_key(runs[1]) != config_key(runs[2]) and config_key(base) != config_key(runs[1])
+    assert runs_key({**base, "model.filters": 8}) != runs_key(base)
