@@ -118,7 +118,7 @@ def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:
     watched = "lowest validation loss" if monitor == "val_loss" else f"its {monitor}"
     doc.text(f"{metric_col}: the trial's {res.metric} at its best epoch ({watched}, whose "
              "weights are kept); iou/<class> at that epoch."
-             + (" Runs of one configuration (run > 0: trained again with the next seed) are "
+             + (" Runs of one configuration (run > 0: trained again at another seed) are "
                 "ranked by the mean of their runs." if repeats else "")
              + " Green: the best trial; grey: stopped early by the scheduler; red: failed."
              + (f" {SPEED_HEAD}: the trial's median training GFLOP/s over its epochs and its "

@@ -165,6 +165,7 @@ def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace,
         best_value = _num(m.get(f"best_{metric}", m.get(metric)))
         row = {
             "trial_id": trial_id, "status": status, f"best_{metric}": best_value, "run": run,
+            "repeat": run,  # the searcher's repeat index (run: the place among the runs)
             "best_epoch": best_epoch, "epochs": m.get("epoch"),
             "val_loss": _num(m.get("best_val_loss")), "wall_s": _num(m.get("time_total_s")),
             "node_id": m.get("node_id", ""), "error": error, "params": params,
@@ -209,7 +210,8 @@ def noise_line(noise: dict[str, Any], metric: str, param_keys: list[str] | tuple
     """One sentence on :meth:`Leaderboard.seed_noise` for the leaderboard and the terminal;
     ``param_keys``: the searched keys (with ``train.seed``, runs are a recording's seeds)."""
     tied = noise["tied"]
-    more = ("more --seeds" if SEED_KEY in param_keys else "search.repeat_top and repeat_runs")
+    more = ("more --seeds when recording, search.repeat_top and repeat_runs when searching"
+            if SEED_KEY in param_keys else "search.repeat_top and repeat_runs")
     return (f"Seed noise: {noise['repeated']} configuration(s) trained more than once; runs "
             f"of one configuration differ by {noise['run_sd']:.4f} {metric} (pooled SD). "
             + (f"{tied} finished configurations are within that of rank 1: this search "
@@ -241,9 +243,9 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
                       str(r.get("epochs") or ""),
                       ", ".join(f"{short_key(k, board.param_keys)}={_short_value(p)}"
                                 for k, p in r["params"].items())
-                      # a seed names its run itself
-                      + (f", run {r['run'] + 1}" if r.get("run") and SEED_KEY not in r["params"]
-                         else "")))
+                      # a recording's seed names its run itself; a repeat says so
+                      + (f", run {r['run'] + 1}" if r.get("repeat") or (
+                          r.get("run") and SEED_KEY not in r["params"]) else "")))
     # a narrow terminal wraps the params between values, never inside one (gym_resunet)
     longest = max((len(word) for c in cells for word in c[-1].split()), default=6)
     for col in ("rank", "trial", "status"):

@@ -185,22 +185,31 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                   + (f"; {left_out} trial(s) failed and are left out ("
                      f"{rerun_command(command, 'record', space_file, '--resume', '--retry-errored')}"
                      " runs them again)" if left_out else ""))
-    console.print(seed_noise_text(config, table, len(seeds)))
+    console.print(seed_noise_text(config, table, len(seeds), left_out))
     console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
     return code
 
 
-def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int) -> str:
+def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int, left_out: int = 0
+                    ) -> str:
     """What a rank on the recorded table is worth: its seeds' noise under ``config``'s early
-    stopping (as a rehearsal judges), or why nothing tells it with one seed."""
+    stopping (as a rehearsal judges), or why it cannot be told yet. ``left_out``: failed
+    trials missing from the table."""
     from raygym.search.noise import noise_line, table_noise
     from raygym.search.replay import CurveTable, config_truth
 
-    noise = table_noise(config_truth(config, CurveTable.load(table))) if seeds > 1 else None
-    if noise is None:
+    if seeds < 2:
         return ("one training seed: nothing on this table tells a better configuration from "
                 "a luckier run; record 3 or more (--seeds 0 1 2) before trusting its ranks")
-    return noise_line(noise)
+    if left_out:  # a configuration may have no run at all: the table cannot be judged yet
+        return ("the table's noise is told once its failed trials are recorded (above: how to "
+                "run them again)")
+    if config.search.mode != "max":
+        return (f"the table's noise is measured for a metric to maximise (search.metric "
+                f"{config.search.metric} is minimised)")
+    noise = table_noise(config_truth(config, CurveTable.load(table)))
+    return noise_line(noise) if noise else (
+        "the table's noise: no configuration has a score at every seed (runs that diverged)")
 
 
 def _card(config: ExperimentConfig, space: SearchSpace, table: Path,

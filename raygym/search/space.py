@@ -166,11 +166,12 @@ def trial_config(params: dict[str, Any], config: ExperimentConfig, space: Search
     ``params``: what the searcher sampled (Optuna's encoded choices, keys whose ``when``
     does not hold); they are decoded and filtered once here and set on the search's
     validated ``config``. A repeat run of a configuration (``REPEAT_KEY``: its run index)
-    trains with ``train.seed`` + that index.
+    trains with ``train.seed`` (the searched one, if searched) + that index.
     """
     active = active_params(space, params)
     run = int(params.get(REPEAT_KEY, 0))
-    seed = {SEED_KEY: config.train.seed + run} if run else {}
+    # a repeat of a trial at a searched seed trains at that seed + its run index
+    seed = {SEED_KEY: int(active.get(SEED_KEY, config.train.seed)) + run} if run else {}
     return apply_params(config, {**active, **seed}), active
 
 

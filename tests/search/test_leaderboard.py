@@ -79,3 +79,23 @@ def test_the_printed_leaderboard_keeps_every_value_in_an_80_column_terminal(
     assert "…" not in text and "arch=gym_resunet," in params  # whole, comma and all
     assert " ".join(params).count("filters=12,") == 2
     assert " ".join(params).count("loss=0.5cce+0.5dice,") == 3  # a weighted loss, whole
+
+
+def test_a_recordings_seed_names_its_run_and_a_repeat_says_run(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from raygym.search.leaderboard import print_summary
+
+    board = _board([({"f": 2, "train.seed": 0}, 0.5, "completed"),
+                    ({"f": 2, "train.seed": 1}, 0.4, "completed"),
+                    ({"f": 4, "train.seed": 0}, 0.3, "completed")])
+    for rank, row in enumerate(board.rows, start=1):
+        row.update(rank=rank, epochs=2, run=rank - 1 if rank < 3 else 0, trial_id=f"t{rank}")
+    board.param_keys = ["f", "train.seed"]
+    board.rows[2].update(run=1, repeat=1)  # a searcher's repeat of a trial at a searched seed
+    console = Console(width=200, record=True, color_system=None)
+    print_summary(board, [], tmp_path, {"status": {"completed": 3}, "trials": 3,
+                                        "total_epochs": 6, "wall_s": 1.0}, console)
+    params = [ln.split("│")[-2].strip() for ln in console.export_text().splitlines()
+              if ln.startswith("│")]
+    assert params == ["f=2, seed=0", "f=2, seed=1", "f=4, seed=0, run 2"]

@@ -126,6 +126,11 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     config, _ = load_experiment(space_file, overrides={"train.patience": 1})
     assert seed_noise_text(config, out / "curves.csv", 2).startswith("the table's noise:")
     assert "record 3 or more" in seed_noise_text(config, out / "curves.csv", 1)
+    assert "once its failed trials are recorded" in seed_noise_text(
+        config, out / "curves.csv", 2, left_out=1)
+    by_loss = config.model_copy(update={"search": config.search.model_copy(
+        update={"metric": "val_loss", "mode": "min"})})
+    assert "for a metric to maximise" in seed_noise_text(by_loss, out / "curves.csv", 2)
     for r in board:
         cid = table.match({"model.filters": int(r["model.filters"]),
                            "train.max_lr": float(r["train.max_lr"])})

@@ -213,3 +213,19 @@ def test_runs_of_one_configuration_share_a_runs_key_whatever_their_seed_or_repea
     # the searcher's identity still tells another seed apart: it is another point
     assert config_key(runs[1]) != config_key(runs[2]) and config_key(base) != config_key(runs[1])
     assert runs_key({**base, "model.filters": 8}) != runs_key(base)
+
+
+def test_a_repeat_trains_at_its_trials_seed_plus_its_run(tmp_path: Path, write_config: Any,
+                                                         s2_config: dict[str, Any]) -> None:
+    from raygym.search.space import REPEAT_KEY, trial_config
+
+    sections = {**s2_config, "train": {**s2_config["train"], "seed": 7,
+                                       "max_lr": {"choice": [1e-3, 1e-2]}}}
+    config, space = load_experiment(write_config(tmp_path / "s.yaml", **sections))
+    assert trial_config({"train.max_lr": 1e-3}, config, space)[0].train.seed == 7
+    assert trial_config({"train.max_lr": 1e-3, REPEAT_KEY: 2}, config, space)[0].train.seed == 9
+    sections["train"]["seed"] = {"choice": [0, 5]}  # a searched seed: its repeat from it
+    config, space = load_experiment(write_config(tmp_path / "t.yaml", **sections))
+    params = {"train.max_lr": 1e-3, "train.seed": 5}
+    assert trial_config(params, config, space)[0].train.seed == 5
+    assert trial_config({**params, REPEAT_KEY: 1}, config, space)[0].train.seed == 6
