@@ -73,8 +73,25 @@ def test_load_model_and_predict_an_array(artifact: Path) -> None:
         again, again_probs = raygym.predict_array(source, image)
         np.testing.assert_array_equal(again, labels)
         np.testing.assert_allclose(again_probs, probs, atol=1e-6)
-    with pytest.raises(DataError, match="bands"):
+    with pytest.raises(DataError, match="image has 2 bands but the model expects 3$"):
         raygym.predict_array(predictor, image[..., :2])
+
+
+def test_a_missing_extra_band_is_named(tmp_path: Path) -> None:
+    config = validate_experiment({
+        "name": "nir", "data": {"images": str(tmp_path / "i"), "labels": str(tmp_path / "l"),
+                                "extra_bands": [str(tmp_path / "nir")], "classes": CLASSES,
+                                "target_size": [32, 32], "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
+    model = build_model("gym_unet", in_channels=4, num_classes=4,
+                        **config.model.builder_kwargs()).eval()
+    path = export_artifact(tmp_path / "best", model, config, in_channels=4, classes=CLASSES,
+                           metrics={}, dataset={})
+    rgb = np.zeros((32, 32, 3), dtype=np.uint8)
+    with pytest.raises(DataError, match="followed by nir, stacked last .* --band"):
+        raygym.predict_array(path, rgb)
+    labels, _ = raygym.predict_array(path, np.dstack([rgb, rgb[..., 0]]))
+    assert labels.shape == (32, 32)
 
 
 def test_predict_a_file(artifact: Path, tmp_path: Path) -> None:

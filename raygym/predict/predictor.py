@@ -273,8 +273,14 @@ class Predictor:
             DataError: a wrong band count, or every pixel nodata.
         """
         if source.bands != self.in_channels:
+            data = self.config.data
+            extra = (", ".join(Path(b.folder).name for b in data.extra_bands)
+                     or ("its manifest's band columns" if data.manifest else ""))
+            hint = (f": the images' bands followed by {extra}, stacked last in that order "
+                    "(raygym predict: --band)" if extra and source.bands < self.in_channels
+                    else "")
             raise DataError(f"image has {source.bands} bands but the model expects "
-                            f"{self.in_channels}")
+                            f"{self.in_channels}{hint}")
         scale = self.resolve_scale(scale)
         kwargs = {"tile_hw": self.tile_hw(tile), "overlap": overlap,
                   "num_classes": self.num_classes, "batch_size": batch_size}
