@@ -110,7 +110,13 @@ class CurveTable:
             configs[int(cid)] = {c.removeprefix(PARAM_PREFIX): parse_cell(first[c])
                                  for c in param_cols}
         if sorted(configs) != list(range(len(configs))):
-            raise DataError("config_id must run 0..N-1", file=path)
+            missing = sorted(set(range(max(configs) + 1)) - set(configs))
+            if min(configs) < 0 or not missing:
+                raise DataError("config_id must run 0..N-1", file=path)
+            raise DataError(f"config_id must run 0..N-1; configuration(s) {missing[:5]} have "
+                            "no rows (trials that failed when the table was recorded)",
+                            file=path, fix="record them: raygym record SPACE --resume "
+                            "--retry-errored (the line the recording printed)")
         metrics = [c for c in frame.columns if c not in ("config_id", "seed", "epoch")
                    and not c.startswith(PARAM_PREFIX)]
         curves = {}

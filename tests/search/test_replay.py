@@ -64,6 +64,11 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a curve table: no config_id"):
         CurveTable.load(bad)
+    # a configuration whose every recorded trial failed: which one, and how to record it
+    gap = [row(cid, ("gym_unet", 2, "dice", 0.001), 0, 1, 0.5, 0.5) for cid in (1, 2)]
+    with pytest.raises(DataError, match=r"configuration\(s\) \[0\] have no rows") as err:
+        CurveTable.load(write_table(tmp_path / "gap.csv", gap))
+    assert "--retry-errored" in str(err.value)
 
 
 def test_space_check_names_the_key(grid_table: Path, tmp_path: Path) -> None:
