@@ -184,6 +184,17 @@ def read_confusion_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return classes, np.asarray([[int(v) for v in r[1:]] for r in rows[1:]], np.int64)
 
 
+def searched_params(model_dir: Path) -> dict[str, Any]:
+    """The values a search sampled for this model (its card's ``training.params``; {} for a
+    train run or an unreadable card)."""
+    from raygym.inference.artifact import read_model_card
+
+    try:
+        return dict(read_model_card(model_dir).training.get("params") or {})
+    except (RaygymError, OSError, ValueError):
+        return {}
+
+
 def model_label(model_dir: Path) -> str:
     """``runs/x/best`` -> ``x/best`` (a short, unambiguous name for titles)."""
     p = Path(model_dir).resolve()
@@ -456,6 +467,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
     from rich.table import Table
 
     from raygym.predict import resolve_models
+    from raygym.search.leaderboard import params_text
 
     model_dirs = resolve_models(Path(model), top_k)
     name = evaluation_name(split, data_file)
@@ -474,19 +486,25 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
         results.append(result)
     if len(results) > 1:
         table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
-        cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD")
+        cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD", "params")
+        texts = [params_text(searched_params(r.model_dir)) for r in results]
+        # a narrow terminal wraps the params between values, never inside one
+        longest = max((len(word) for t in texts for word in t.split()), default=6)
         for col in cols:
-            table.add_column(col, justify="left" if col == "model" else "right")
+            table.add_column(col, justify="left" if col in ("model", "params") else "right",
+                             overflow="fold", min_width=min(longest, 40) if col == "params"
+                             else None)
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report"])
-        for r in results:
-            m = r.metrics
+        w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report",
+                    "params"])
+        for r, text in zip(results, texts, strict=True):
+            m, params = r.metrics, searched_params(r.model_dir)
             table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
-                          _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")))
+                          _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")), escape(text))
             w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
                                                                  "accuracy", "mcc", "kld")),
-                        str(r.out_dir)])
+                        str(r.out_dir), json.dumps(params) if params else ""])
         console.print(table)
         target = Path(out if out is not None else model) / f"{name}.csv"
         try:

@@ -182,7 +182,9 @@ def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     config = trained["config"]
     export_artifact(results / "best" / "rank2_bbbb", build_model_for(config, 4, 4), config,
                     in_channels=4, classes=CLASSES, metrics={},
-                    dataset={"path": str(trained["dataset"].path)})
+                    dataset={"path": str(trained["dataset"].path)},
+                    training={"params": {"model.filters": 2, "loss.name": {"cce": 0.5,
+                                                                          "dice": 0.5}}})
     console = _console()
     code = evaluate_command(results, split="test", top_k=2, dataset=None, use_ray=False,
                             console=console)
@@ -194,6 +196,10 @@ def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     with (results / "evaluation_test.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["model"] for r in rows] == ["rank1_aaaa", "rank2_bbbb"]
+    # what the search sampled for each: a train run's artifact has none
+    assert rows[0]["params"] == "" and json.loads(rows[1]["params"]) == {
+        "model.filters": 2, "loss.name": {"cce": 0.5, "dice": 0.5}}
+    assert "filters=2, loss=0.5cce+0.5dice" in text
 
 
 # ------------------------------------------------------------------------ bad input

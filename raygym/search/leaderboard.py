@@ -123,6 +123,13 @@ def _short_value(value: Any) -> str:
     return _fmt(value, 3).replace(" ", "")
 
 
+def params_text(params: dict[str, Any], keys: list[str] | tuple[str, ...] = ()) -> str:
+    """Sampled values in one line for tables: ``arch=gym_unet, loss=0.5cce+0.5dice``
+    (``keys``: all searched keys, so that two that share a last part keep their section)."""
+    keys = keys or tuple(params)
+    return ", ".join(f"{short_key(k, keys)}={_short_value(v)}" for k, v in params.items())
+
+
 def _num(value: Any) -> float:
     try:
         f = float(value)
@@ -241,8 +248,7 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
             score += f"\n(mean {mean:.4f})"
         cells.append((str(r["rank"]), r["trial_id"], r["status"], score,
                       str(r.get("epochs") or ""),
-                      ", ".join(f"{short_key(k, board.param_keys)}={_short_value(p)}"
-                                for k, p in r["params"].items())
+                      params_text(r["params"], board.param_keys)
                       # a recording's seed names its run itself; a repeat says so
                       + (f", run {r['run'] + 1}" if r.get("repeat") or (
                           r.get("run") and SEED_KEY not in r["params"]) else "")))
