@@ -97,7 +97,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return record_experiment(config, space, space_file=args.space, seeds=args.seeds,
                              points=args.points, out=args.out, resume=args.resume,
                              retry_errored=args.retry_errored, dry_run=args.dry_run,
-                             console=_console(), command=args.command_line)
+                             add=args.add, console=_console(), command=args.command_line)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -161,10 +161,16 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     sp = add("record", "Record a learning-curve table of your own data: every "
              "configuration of SPACE's grid trained at each seed to train.max_epochs, no "
              "early stopping, every epoch's scores in one CSV, for `search --replay`.",
-             "raygym record search_spaces/demo.yaml --seeds 0 1 --points 3")
+             "raygym record search_spaces/demo.yaml --seeds 0 1 2 --points 3")
     with_space(sp, "recording")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
-                    help="training seeds, each a run of every configuration (default: 0 1)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                    help="training seeds, each a run of every configuration (default: 0 1 2: "
+                    "with fewer, a rehearsal cannot tell a better configuration from a luckier "
+                    "run)")
+    sp.add_argument("--add", action="store_true",
+                    help="add runs at the --seeds an existing table lacks (same space and "
+                    "settings; recorded in results/<name>-record-add-<seeds>/), e.g. when its "
+                    "noise line asks for more seeds")
     sp.add_argument("--points", type=_int_at_least(2), default=3, metavar="N",
                     help="values recorded across each numeric range, log-spaced for "
                     "loguniform (default: %(default)s; choices keep their values)")

@@ -73,11 +73,11 @@ def recording_space(space: SearchSpace, seeds: list[int], points: int, file: str
                                                    values=tuple(seeds))])
 
 
-def recording_config(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` as a recording: its own name, a grid searched once, no scheduler, no
-    early stopping, no repeats."""
+def recording_config(config: ExperimentConfig, suffix: str = "") -> ExperimentConfig:
+    """``config`` as a recording: its own name (``<name>-record<suffix>``), a grid searched
+    once, no scheduler, no early stopping, no repeats."""
     raw = config.to_yaml_dict()
-    raw["name"] = f"{config.name}-record"
+    raw["name"] = f"{config.name}-record{suffix}"
     raw["train"]["patience"] = config.train.max_epochs + 1
     raw["search"].update(algorithm="grid", scheduler="none", num_samples=1, repeat_top=0,
                          points_to_evaluate=[])
@@ -144,8 +144,11 @@ def write_table(path: Path, header: list[str], rows: list[dict[str, Any]]) -> No
 def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
                       seeds: list[int], points: int = 3, out: Path | None = None,
                       resume: bool = False, retry_errored: bool = False, dry_run: bool = False,
-                      console: Console | None = None, command: str | None = None) -> int:
+                      add: bool = False, console: Console | None = None,
+                      command: str | None = None) -> int:
     """Record the curve table of ``space`` (see the module); returns the CLI exit code.
+    ``add``: record only the ``seeds`` an existing table lacks, in a recording of their own
+    (``results/<name>-record-add-<seeds>/``), and add their rows to it (:func:`add_seeds`).
     ``command``: the command line that ran it (the CLI's), for the table's card and the
     line that says how to go on."""
     from raygym.search.run import rerun_command, results_dir, search_experiment
@@ -153,13 +156,19 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     console = console or Console()
     file = str(space_file)
     seeds = list(dict.fromkeys(seeds))  # a seed given twice is one run, not two
-    grid_space = recording_space(space, seeds, points, file)
     rec = recording_config(config)
-    folder = results_dir(rec)
-    table = Path(out).resolve() if out is not None else folder / TABLE_NAME
-    if table.exists() and not resume:
+    table = Path(out).resolve() if out is not None else results_dir(rec) / TABLE_NAME
+    kept: list[dict[str, Any]] = []
+    if add:
+        seeds, kept, card = _seeds_to_add(table, rec, space, seeds, points, file)
+        console.print(f"adding seed(s) {', '.join(map(str, seeds))} to {table} (it holds "
+                      f"{', '.join(map(str, card['seeds']))})")
+        rec = recording_config(config, suffix="-add-" + "-".join(map(str, seeds)))
+    elif table.exists() and not resume:
         raise ConfigError("the curve table already exists", file=table, key="--out",
-                          fix="pass --resume to finish that recording, or give another --out")
+                          fix="pass --resume to finish that recording, --add with new --seeds "
+                          "to add runs to it, or give another --out")
+    grid_space = recording_space(space, seeds, points, file)
     started = time.perf_counter()
     grids: list[Any] = []
     code = search_experiment(rec, grid_space, space_file=space_file, dry_run=dry_run,
@@ -170,16 +179,21 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         return code
     classes = list(rec.data.classes)
     header, rows, left_out = table_rows(grids[0], grid_space, classes)
-    write_table(table, header, rows)
-    configs = len({r["config_id"] for r in rows})
+    wall_s = time.perf_counter() - started
     # the card says how the table was made: the user's command (its --set values), less
     # the flags that only said how to go on
     made_by = (shlex.join([w for w in shlex.split(command)
                            if w not in ("--resume", "--retry-errored")]) if command
                else f"raygym record {space_file} --seeds {' '.join(map(str, seeds))} "
                     f"--points {points}" + (f" --out {out}" if out is not None else ""))
-    write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
-        rec, grid_space, table, rows, made_by, time.perf_counter() - started), indent=2))
+    if add:
+        new_card = add_seeds(table, header, kept, rows, seeds, made_by, wall_s)
+        seeds, rows = new_card["seeds"], [*kept, *rows]
+    else:
+        write_table(table, header, rows)
+        write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
+            rec, grid_space, table, rows, made_by, wall_s), indent=2))
+    configs = len({int(r["config_id"]) for r in rows})
     console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
                   f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
                   + (f"; {left_out} trial(s) failed and are left out ("
@@ -188,6 +202,65 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     console.print(seed_noise_text(config, table, len(seeds), left_out))
     console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
     return code
+
+
+def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds: list[int],
+                  points: int, file: str
+                  ) -> tuple[list[int], list[dict[str, Any]], dict[str, Any]]:
+    """(the seeds ``table`` lacks, its rows, its card), after checking that it was recorded
+    from the same grid with the same training: runs from another set-up would be averaged
+    as if they were more seeds of the same configurations."""
+    card_file = table.with_suffix(".card.json")
+    if not table.exists() or not card_file.exists():
+        raise ConfigError("--add adds runs to an existing curve table and its card; none here",
+                          file=table, key="--add",
+                          fix="record the table first (drop --add), or point --out at it")
+    card = json.loads(card_file.read_text())
+    grid = {d.path: list(d.values) for d in recording_space(space, [0], points, file)
+            if d.path != SEED_KEY}
+    now = rec.to_yaml_dict()
+    differs = [k for k, a, b in (("the grid", card.get("grid"), json.loads(json.dumps(grid))),
+                                 *((k, card.get(k), now[k]) for k in ("train", "model", "loss")),
+                                 ("data", card.get("data"), now["data"])) if a != b]
+    if differs:
+        raise ConfigError(f"the table was recorded with other settings ({', '.join(differs)} "
+                          f"differ{'s' if len(differs) == 1 else ''}), so new runs would not be more seeds of the same "
+                          "configurations", file=table, key="--add",
+                          fix=f"run the table's own command ({card.get('command')}) with the "
+                          "new --seeds and --add, or record a new table (another --out)")
+    new = [s for s in seeds if s not in card["seeds"]]
+    if not new:
+        raise ConfigError(f"seed(s) {', '.join(map(str, seeds))} are in the table already",
+                          file=table, key="--seeds",
+                          fix=f"give seeds it lacks (it holds {card['seeds']})")
+    with table.open(newline="") as fh:
+        kept = list(csv.DictReader(fh))
+    return new, kept, card
+
+
+def add_seeds(table: Path, header: list[str], kept: list[dict[str, Any]],
+              rows: list[dict[str, Any]], seeds: list[int], command: str, wall_s: float
+              ) -> dict[str, Any]:
+    """Write ``table`` with ``rows`` (the added seeds' runs) beside the ``kept`` ones, and its
+    card with the seeds, the cost and the command added; returns the new card."""
+    with table.open(newline="") as fh:
+        if next(csv.reader(fh)) != header:
+            raise ConfigError("the table's columns differ from a new recording's (another "
+                              "raygym, or other classes)", file=table, key="--add",
+                              fix="record a new table (another --out)")
+    merged = sorted([*kept, *rows], key=lambda r: (int(r["config_id"]), int(r["seed"]),
+                                                   int(r["epoch"])))
+    card_file = table.with_suffix(".card.json")
+    card = json.loads(card_file.read_text())
+    card["seeds"] = sorted({*card["seeds"], *seeds})
+    seconds = [r["seconds"] for r in rows if not math.isnan(r["seconds"])]
+    card.setdefault("added", []).append({
+        "seeds": seeds, "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cost": {"wall_s": round(wall_s), "training_s": round(sum(seconds))}})
+    write_table(table, header, merged)
+    write_text_atomic(card_file, json.dumps(card, indent=2))
+    return card
 
 
 def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int, left_out: int = 0

@@ -151,6 +151,23 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     # the card's command makes the table again: the user's --set kept, --resume left out
     card = json.loads((out / "curves.card.json").read_text())
     assert card["command"] == shlex.join(["raygym", *made_by])
+    # --add: the seeds the table lacks, recorded on their own and added; the rows there kept
+    code, err = run_cli([*made_by, "--set", "train.batch_size=3", "--add"], capsys)
+    assert code == 2 and "(train differs)" in one_error_line(err)
+    code, err = run_cli([*made_by[:3], "1", "--add", *made_by[5:]], capsys)
+    assert code == 2 and "are in the table already" in one_error_line(err)
+    code, _ = run_cli([*made_by[:3], "1", "2", "--add", *made_by[5:]], capsys)
+    assert code == 0 and (tmp_path / "results" / "rec-record-add-2" / "leaderboard.csv").exists()
+    added = CurveTable.load(out / "curves.csv")
+    assert added.seeds == [0, 1, 2] and added.configs == table.configs
+    for (cid, seed), curve in table.curves.items():
+        for key, values in curve.items():
+            np.testing.assert_array_equal(added.curves[(cid, seed)][key], values)
+    assert not np.array_equal(added.curves[(0, 2)]["train_loss"],
+                              added.curves[(0, 1)]["train_loss"])
+    card = json.loads((out / "curves.card.json").read_text())
+    assert card["seeds"] == [0, 1, 2] and [a["seeds"] for a in card["added"]] == [[2]]
+    assert card["command"] == shlex.join(["raygym", *made_by])  # how the table began
     # the search the table was recorded for replays on it
     code, _ = run_cli(["search", str(space_file), "--replay", str(out / "curves.csv")], capsys)
     assert code == 0
