@@ -102,4 +102,4 @@ def noise_line(noise: dict[str, float]) -> str:
             f"shared {noise['split_top3']:.1f} of 3)"
             + ("" if noise["split_within"] >= TIES_BELOW else
                ": ranks this close are ties, not a verdict; record more seeds to tell them "
-               "apart"))
+               "apart (raygym record SPACE --seeds ... --add adds runs to a table)"))
