@@ -90,6 +90,13 @@ def encode_cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def table_header(space: SearchSpace, classes: list[str]) -> list[str]:
+    """The columns of a recording of ``space`` (its keys but the seed, in file order)."""
+    keys = [d.path for d in space if d.path != SEED_KEY]
+    return ["config_id", *(f"param:{k}" for k in keys), "seed", "epoch", *METRICS,
+            *(f"val_iou/{c}" for c in classes), "lr", "seconds"]
+
+
 def table_rows(grid: Any, space: SearchSpace, classes: list[str]
                ) -> tuple[list[str], list[dict[str, Any]], int]:
     """(header, rows, trials left out) of a recording's ``ResultGrid``.
@@ -105,8 +112,7 @@ def table_rows(grid: Any, space: SearchSpace, classes: list[str]
     ids = {config_key(dict(zip(keys, combo, strict=True))): i
            for i, combo in enumerate(itertools.product(*values))}
     metrics = [*METRICS, *(f"val_iou/{c}" for c in classes)]
-    header = ["config_id", *(f"param:{k}" for k in keys), "seed", "epoch", *metrics, "lr",
-              "seconds"]
+    header = table_header(space, classes)
     rows: list[dict[str, Any]] = []
     left_out = 0
     for result in grid:
@@ -186,6 +192,11 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                            if w not in ("--resume", "--retry-errored")]) if command
                else f"raygym record {space_file} --seeds {' '.join(map(str, seeds))} "
                     f"--points {points}" + (f" --out {out}" if out is not None else ""))
+    rerun = rerun_command(command, "record", space_file, "--resume", "--retry-errored")
+    if add and left_out:  # a seed goes in whole or not at all: --resume finds it missing
+        console.print(f"{left_out} trial(s) failed: {table} is left as it was; {rerun} runs "
+                      "them again, then adds the seeds")
+        return code or 1
     if add:
         new_card = add_seeds(table, header, kept, rows, seeds, made_by, wall_s)
         seeds, rows = new_card["seeds"], [*kept, *rows]
@@ -196,9 +207,8 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     configs = len({int(r["config_id"]) for r in rows})
     console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
                   f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
-                  + (f"; {left_out} trial(s) failed and are left out ("
-                     f"{rerun_command(command, 'record', space_file, '--resume', '--retry-errored')}"
-                     " runs them again)" if left_out else ""))
+                  + (f"; {left_out} trial(s) failed and are left out ({rerun} runs them "
+                     "again)" if left_out else ""))
     console.print(seed_noise_text(config, table, len(seeds), left_out))
     console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
     return code
@@ -216,15 +226,19 @@ def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds:
                           file=table, key="--add",
                           fix="record the table first (drop --add), or point --out at it")
     card = json.loads(card_file.read_text())
-    grid = {d.path: list(d.values) for d in recording_space(space, [0], points, file)
-            if d.path != SEED_KEY}
+    one_seed = recording_space(space, [0], points, file)
+    grid = {d.path: list(d.values) for d in one_seed if d.path != SEED_KEY}
     now = rec.to_yaml_dict()
-    differs = [k for k, a, b in (("the grid", card.get("grid"), json.loads(json.dumps(grid))),
-                                 *((k, card.get(k), now[k]) for k in ("train", "model", "loss")),
-                                 ("data", card.get("data"), now["data"])) if a != b]
+    with table.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    differs = [k for k, a, b in (
+        ("the grid", card.get("grid"), json.loads(json.dumps(grid))),
+        *((k, card.get(k), now[k]) for k in ("train", "model", "loss", "data")),
+        ("the columns", header, table_header(one_seed, list(rec.data.classes)))) if a != b]
     if differs:
+        verb = "differs" if len(differs) == 1 else "differ"
         raise ConfigError(f"the table was recorded with other settings ({', '.join(differs)} "
-                          f"differ{'s' if len(differs) == 1 else ''}), so new runs would not be more seeds of the same "
+                          f"{verb}), so new runs would not be more seeds of the same "
                           "configurations", file=table, key="--add",
                           fix=f"run the table's own command ({card.get('command')}) with the "
                           "new --seeds and --add, or record a new table (another --out)")
@@ -243,11 +257,6 @@ def add_seeds(table: Path, header: list[str], kept: list[dict[str, Any]],
               ) -> dict[str, Any]:
     """Write ``table`` with ``rows`` (the added seeds' runs) beside the ``kept`` ones, and its
     card with the seeds, the cost and the command added; returns the new card."""
-    with table.open(newline="") as fh:
-        if next(csv.reader(fh)) != header:
-            raise ConfigError("the table's columns differ from a new recording's (another "
-                              "raygym, or other classes)", file=table, key="--add",
-                              fix="record a new table (another --out)")
     merged = sorted([*kept, *rows], key=lambda r: (int(r["config_id"]), int(r["seed"]),
                                                    int(r["epoch"])))
     card_file = table.with_suffix(".card.json")
