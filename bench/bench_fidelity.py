@@ -10,7 +10,7 @@ epoch e; and where the full table's best 3 configurations rank in the cheap tabl
 
 Example::
 
-    python bench/bench_fidelity.py bench/curves/s2_32x64.csv.gz bench/curves/s2_64x128.csv
+    python bench/bench_fidelity.py bench/curves/s2_32x64.csv.gz bench/curves/s2_64x128.csv.gz
 """
 
 from __future__ import annotations

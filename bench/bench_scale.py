@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import itertools
 import json
 import os
@@ -40,13 +41,13 @@ from typing import Any
 from raygym.search.study_storage import STUDY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT / "bench" / "curves" / "s2_64x128.csv"
+TABLE = ROOT / "bench" / "curves" / "s2_64x128.csv.gz"
 
 
 def fixed_cost_table(out: Path, epoch_s: float) -> Path:
     """The S2 table with every epoch's ``seconds`` = ``epoch_s`` (a known trial cost)."""
     path = out / f"s2_fixed_{epoch_s:g}s.csv"
-    with TABLE.open(newline="") as src, path.open("w", newline="") as dst:
+    with gzip.open(TABLE, "rt", newline="") as src, path.open("w", newline="") as dst:
         reader, writer = csv.DictReader(src), None
         for row in reader:
             if writer is None:

@@ -26,7 +26,7 @@ been suggested, had run to its own end, and was handed back.
 
 Example::
 
-    python bench/bench_simulate.py bench/curves/s2_64x128.csv --seeds 30 --json /tmp/s2.json
+    python bench/bench_simulate.py bench/curves/s2_64x128.csv.gz --seeds 30 --json /tmp/s2.json
     python bench/bench_simulate.py bench/curves/aerial_96x128.csv.gz --settings default random
 """
 

@@ -24,7 +24,7 @@ from raygym.models import build_model
 from tests.conftest import REPO
 
 CLASSES = ["water", "surf", "wet_sand", "dry_land"]
-TABLE = REPO / "bench" / "curves" / "s2_64x128.csv"
+TABLE = REPO / "bench" / "curves" / "s2_64x128.csv.gz"
 
 
 def test_import_raygym_loads_neither_torch_nor_ray() -> None:

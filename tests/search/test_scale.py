@@ -14,6 +14,7 @@ cluster every CPU is free again once the search has ended).
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -38,7 +39,7 @@ TIME_SCALE_ENV = "RAYGYM_REPLAY_TIME_SCALE"
 def _table(tmp: Path) -> Path:
     """The S2 curve table with every epoch costing ``EPOCH_S`` seconds."""
     path = tmp / "s2_fixed.csv"
-    with (ROOT / "bench" / "curves" / "s2_64x128.csv").open(newline="") as src, \
+    with gzip.open(ROOT / "bench" / "curves" / "s2_64x128.csv.gz", "rt", newline="") as src, \
             path.open("w", newline="") as dst:
         reader = csv.DictReader(src)
         writer = csv.DictWriter(dst, fieldnames=list(reader.fieldnames or []))
