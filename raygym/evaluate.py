@@ -487,7 +487,8 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
     if len(results) > 1:
         table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
         cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD", "params")
-        texts = [params_text(searched_params(r.model_dir)) for r in results]
+        sampled = [searched_params(r.model_dir) for r in results]
+        texts = [params_text(params) for params in sampled]
         # a narrow terminal wraps the params between values, never inside one
         longest = max((len(word) for t in texts for word in t.split()), default=6)
         for col in cols:
@@ -498,8 +499,8 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
         w = csv.writer(buf)
         w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report",
                     "params"])
-        for r, text in zip(results, texts, strict=True):
-            m, params = r.metrics, searched_params(r.model_dir)
+        for r, params, text in zip(results, sampled, texts, strict=True):
+            m = r.metrics
             table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
                           _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")), escape(text))
             w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
