@@ -274,11 +274,13 @@ class Predictor:
         """
         if source.bands != self.in_channels:
             data = self.config.data
+            # extra band files: the folders, or (a manifest) the naming rules prepare learnt
+            n_extra = len(data.extra_bands) or len(self.card.dataset.get("band_names") or [])
             extra = (", ".join(Path(b.folder).name for b in data.extra_bands)
-                     or ("its manifest's band columns" if data.manifest else ""))
+                     or "its manifest's band columns")
             hint = (f": the images' bands followed by {extra}, stacked last in that order "
-                    "(raygym predict: --band)" if extra and source.bands < self.in_channels
-                    else "")
+                    "(raygym predict: --band)"
+                    if 0 < self.in_channels - source.bands <= n_extra else "")
             raise DataError(f"image has {source.bands} bands but the model expects "
                             f"{self.in_channels}{hint}")
         scale = self.resolve_scale(scale)

@@ -12,6 +12,7 @@ beside it (``<table>.card.json``: data, sizes, seeds, grid, command, date, cost)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -164,11 +165,10 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     seeds = list(dict.fromkeys(seeds))  # a seed given twice is one run, not two
     rec = recording_config(config)
     table = Path(out).resolve() if out is not None else results_dir(rec) / TABLE_NAME
-    kept: list[dict[str, Any]] = []
     if add:
-        seeds, kept, card = _seeds_to_add(table, rec, space, seeds, points, file)
+        seeds, have = _seeds_to_add(table, rec, space, seeds, points, file)
         console.print(f"adding seed(s) {', '.join(map(str, seeds))} to {table} (it holds "
-                      f"{', '.join(map(str, card['seeds']))})")
+                      f"{', '.join(map(str, have))})")
         rec = recording_config(config, suffix="-add-" + "-".join(map(str, seeds)))
     elif table.exists() and not resume:
         raise ConfigError("the curve table already exists", file=table, key="--out",
@@ -198,12 +198,19 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                       "them again, then adds the seeds")
         return code or 1
     if add:
-        new_card = add_seeds(table, header, kept, rows, seeds, made_by, wall_s)
-        seeds, rows = new_card["seeds"], [*kept, *rows]
+        new_card, rows = add_seeds(table, header, rows, seeds, made_by, wall_s)
+        seeds = new_card["seeds"]
     else:
+        card = _card(rec, grid_space, table, rows, made_by, wall_s)
+        if table.exists():  # a resume: seeds added to the table since (--add) are kept
+            added = [r for r in _read_rows(table) if int(r["seed"]) not in seeds]
+            rows = sorted([*rows, *added], key=lambda r: (
+                int(r["config_id"]), int(r["seed"]), int(r["epoch"])))
+            with contextlib.suppress(ConfigError):
+                card["added"] = _read_card(table).get("added", [])
+            seeds = card["seeds"] = sorted({int(r["seed"]) for r in rows})
         write_table(table, header, rows)
-        write_text_atomic(table.with_suffix(".card.json"), json.dumps(_card(
-            rec, grid_space, table, rows, made_by, wall_s), indent=2))
+        write_text_atomic(table.with_suffix(".card.json"), json.dumps(card, indent=2))
     configs = len({int(r["config_id"]) for r in rows})
     console.print(f"[bold]curve table[/] {table}: {configs} configurations x {len(seeds)} "
                   f"seed(s) x {rec.train.max_epochs} epochs, {len(rows)} rows"
@@ -214,62 +221,101 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     return code
 
 
-def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds: list[int],
-                  points: int, file: str
-                  ) -> tuple[list[int], list[dict[str, Any]], dict[str, Any]]:
-    """(the seeds ``table`` lacks, its rows, its card), after checking that it was recorded
-    from the same grid with the same training: runs from another set-up would be averaged
-    as if they were more seeds of the same configurations."""
+# settings of a recording that do not change what its runs train (where files go, threads;
+# the seed is each run's own)
+_NOT_TRAINING = {"train.output_dir", "train.seed", "train.checkpoint_keep", "train.num_threads"}
+
+
+def _read_rows(table: Path) -> list[dict[str, Any]]:
+    with table.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _read_card(table: Path) -> dict[str, Any]:
     card_file = table.with_suffix(".card.json")
-    if not table.exists() or not card_file.exists():
-        raise ConfigError("--add adds runs to an existing curve table and its card; none here",
-                          file=table, key="--add",
-                          fix="record the table first (drop --add), or point --out at it")
-    card = json.loads(card_file.read_text())
-    one_seed = recording_space(space, [0], points, file)
-    grid = {d.path: list(d.values) for d in one_seed if d.path != SEED_KEY}
+    try:
+        card = json.loads(card_file.read_text())
+    except (OSError, ValueError):
+        card = None
+    if not isinstance(card, dict):
+        raise ConfigError("the table's card is missing or unreadable", file=card_file,
+                          key="--add", fix="--add needs the card `raygym record` wrote beside "
+                          "the table; record a new table (another --out)")
+    return card
+
+
+def _settings_differ(card: dict[str, Any], rec: ExperimentConfig, grid: dict[str, Any],
+                     header: list[str], expected: list[str]) -> list[str]:
+    """What differs between the table's recording and ``rec``: ``the grid``, dotted keys of
+    the data / model / loss / training settings (keys one side lacks, from another raygym's
+    schema, are not compared), ``the columns``."""
+    differs = [] if card.get("grid") == json.loads(json.dumps(grid)) else ["the grid"]
     now = rec.to_yaml_dict()
+    for section in ("data", "model", "loss", "train"):
+        old = card.get(section) or {}
+        differs += [f"{section}.{k}" for k in sorted(set(old) & set(now[section]))
+                    if f"{section}.{k}" not in _NOT_TRAINING and old[k] != now[section][k]]
+    return differs + ([] if header == expected else ["the columns"])
+
+
+def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds: list[int],
+                  points: int, file: str) -> tuple[list[int], list[int]]:
+    """(the seeds ``table`` lacks, those it holds), after checking that it was recorded from
+    the same grid with the same training: runs from another set-up would be averaged as if
+    they were more seeds of the same configurations. The table's rows, not its card, say
+    which seeds it holds."""
+    if table.suffix == ".gz":
+        raise ConfigError("--add writes a plain CSV table; this one is gzipped", file=table,
+                          key="--out", fix="gunzip it and give the .csv")
+    if not table.exists():
+        raise ConfigError("--add adds runs to an existing curve table; none here", file=table,
+                          key="--add", fix="record the table first (drop --add), or point "
+                          "--out at it")
+    card = _read_card(table)
+    one_seed = recording_space(space, [0], points, file)
     with table.open(newline="") as fh:
         header = next(csv.reader(fh), [])
-    differs = [k for k, a, b in (
-        ("the grid", card.get("grid"), json.loads(json.dumps(grid))),
-        *((k, card.get(k), now[k]) for k in ("train", "model", "loss", "data")),
-        ("the columns", header, table_header(one_seed, list(rec.data.classes)))) if a != b]
+    differs = _settings_differ(card, rec, {d.path: list(d.values) for d in one_seed
+                                           if d.path != SEED_KEY},
+                               header, table_header(one_seed, list(rec.data.classes)))
     if differs:
         verb = "differs" if len(differs) == 1 else "differ"
         raise ConfigError(f"the table was recorded with other settings ({', '.join(differs)} "
                           f"{verb}), so new runs would not be more seeds of the same "
                           "configurations", file=table, key="--add",
-                          fix=f"run the table's own command ({card.get('command')}) with the "
-                          "new --seeds and --add, or record a new table (another --out)")
-    new = [s for s in seeds if s not in card["seeds"]]
+                          fix=f"use the table's settings (its command: {card.get('command')}) "
+                          "with the new --seeds, or record a new table (another --out)")
+    have = sorted({int(r["seed"]) for r in _read_rows(table)})
+    new = [s for s in seeds if s not in have]
     if not new:
         raise ConfigError(f"seed(s) {', '.join(map(str, seeds))} are in the table already",
-                          file=table, key="--seeds",
-                          fix=f"give seeds it lacks (it holds {card['seeds']})")
-    with table.open(newline="") as fh:
-        kept = list(csv.DictReader(fh))
-    return new, kept, card
+                          file=table, key="--seeds", fix=f"give seeds it lacks (it holds {have})")
+    return new, have
 
 
-def add_seeds(table: Path, header: list[str], kept: list[dict[str, Any]],
-              rows: list[dict[str, Any]], seeds: list[int], command: str, wall_s: float
-              ) -> dict[str, Any]:
-    """Write ``table`` with ``rows`` (the added seeds' runs) beside the ``kept`` ones, and its
-    card with the seeds, the cost and the command added; returns the new card."""
-    merged = sorted([*kept, *rows], key=lambda r: (int(r["config_id"]), int(r["seed"]),
-                                                   int(r["epoch"])))
-    card_file = table.with_suffix(".card.json")
-    card = json.loads(card_file.read_text())
-    card["seeds"] = sorted({*card["seeds"], *seeds})
+def add_seeds(table: Path, header: list[str], rows: list[dict[str, Any]], seeds: list[int],
+              command: str, wall_s: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Write ``table`` with ``rows`` (the added seeds' runs) beside the rows it holds now, and
+    its card with the seeds, the cost and the command added; returns (card, all rows). The
+    table is read again here, so that an addition finished meanwhile is kept, not lost."""
+    current = _read_rows(table)
+    clash = sorted({int(r["seed"]) for r in current} & set(seeds))
+    if clash:
+        raise ConfigError(f"seed(s) {clash} were added to the table while this ran (another "
+                          "--add?); the table is left as it was", file=table, key="--seeds",
+                          fix="add only the seeds it lacks")
+    merged = sorted([*current, *rows], key=lambda r: (int(r["config_id"]), int(r["seed"]),
+                                                      int(r["epoch"])))
+    card = _read_card(table)
+    card["seeds"] = sorted({int(r["seed"]) for r in merged})
     seconds = [r["seconds"] for r in rows if not math.isnan(r["seconds"])]
     card.setdefault("added", []).append({
         "seeds": seeds, "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cost": {"wall_s": round(wall_s), "training_s": round(sum(seconds))}})
-    write_table(table, header, merged)
-    write_text_atomic(card_file, json.dumps(card, indent=2))
-    return card
+    write_table(table, header, merged)  # the rows decide the seeds: a card left behind by a
+    write_text_atomic(table.with_suffix(".card.json"), json.dumps(card, indent=2))  # crash
+    return card, merged
 
 
 def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int, left_out: int = 0

@@ -117,6 +117,16 @@ class CurveTable:
                             "no rows (trials that failed when the table was recorded)",
                             file=path, fix="record them: raygym record SPACE --resume "
                             "--retry-errored (the line the recording printed)")
+        if frame.duplicated(["config_id", "seed", "epoch"]).any():
+            raise DataError("an epoch of a run appears twice (rows of one seed written twice)",
+                            file=path, fix="record the table again, or drop the repeated rows")
+        recorded = _grid_size(path)
+        if recorded is not None and recorded != len(configs):
+            raise DataError(f"the table holds {len(configs)} of the {recorded} configurations "
+                            "of its grid (its card): the others' trials failed when it was "
+                            "recorded, and a replay would snap them to a neighbour",
+                            file=path, fix="record them: raygym record SPACE --resume "
+                            "--retry-errored (the line the recording printed)")
         metrics = [c for c in frame.columns if c not in ("config_id", "seed", "epoch")
                    and not c.startswith(PARAM_PREFIX)]
         curves = {}
@@ -199,6 +209,17 @@ class CurveTable:
                 raise ConfigError(f"the table has no column {column}", key=key,
                                   file=self.path, fix="use one of " + ", ".join(
                                       m for m in self.metrics if m.startswith("val_")))
+
+
+def _grid_size(path: Path) -> int | None:
+    """Configurations of the grid the table's card (``<table>.card.json``, or ``X.card.json``
+    beside ``X.csv.gz``) says was recorded; None without a readable card."""
+    name = path.name.removesuffix(".gz").removesuffix(".csv")
+    try:
+        grid = json.loads((path.parent / f"{name}.card.json").read_text()).get("grid")
+        return math.prod(len(v) for v in grid.values()) if isinstance(grid, dict) else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
 
 def _header(path: Path) -> list[str]:

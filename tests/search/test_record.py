@@ -153,7 +153,7 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     assert card["command"] == shlex.join(["raygym", *made_by])
     # --add: the seeds the table lacks, recorded on their own and added; the rows there kept
     code, err = run_cli([*made_by, "--set", "train.batch_size=3", "--add"], capsys)
-    assert code == 2 and "(train differs)" in one_error_line(err)
+    assert code == 2 and "(train.batch_size differs)" in one_error_line(err)
     code, err = run_cli([*made_by[:3], "1", "--add", *made_by[5:]], capsys)
     assert code == 2 and "are in the table already" in one_error_line(err)
     code, _ = run_cli([*made_by[:3], "1", "2", "--add", *made_by[5:]], capsys)
@@ -168,8 +168,34 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     card = json.loads((out / "curves.card.json").read_text())
     assert card["seeds"] == [0, 1, 2] and [a["seeds"] for a in card["added"]] == [[2]]
     assert card["command"] == shlex.join(["raygym", *made_by])  # how the table began
+    # the first recording resumed afterwards keeps the added seed's rows and the card's record
+    code, _ = run_cli([*made_by, "--resume"], capsys)
+    assert code == 0 and CurveTable.load(out / "curves.csv").seeds == [0, 1, 2]
+    card = json.loads((out / "curves.card.json").read_text())
+    assert card["seeds"] == [0, 1, 2] and [a["seeds"] for a in card["added"]] == [[2]]
     # the search the table was recorded for replays on it
     code, _ = run_cli(["search", str(space_file), "--replay", str(out / "curves.csv")], capsys)
     assert code == 0
     verdict = json.loads((tmp_path / "results" / "rec" / "search.json").read_text())["replay"]
     assert verdict["configurations"] == 2 and verdict["found"] is not None
+
+
+def test_settings_that_change_no_run_are_not_compared_and_a_bad_card_is_one_line(
+        tmp_path: Path, demo_config: dict[str, Any]) -> None:
+    from raygym.search.record import _read_card, _settings_differ
+
+    config, _ = load_experiment(_space(tmp_path, demo_config))
+    rec = recording_config(config)
+    card = json.loads(json.dumps(rec.to_yaml_dict()))
+    card["grid"] = {"model.filters": [2]}
+    card["train"]["output_dir"] = "/elsewhere/runs"  # another working directory
+    card["train"]["no_such_key"] = 1  # a key of another raygym's schema
+    card["train"]["batch_size"] = 99
+    assert _settings_differ(card, rec, {"model.filters": [2]}, ["a"], ["a"]) == [
+        "train.batch_size"]
+    assert _settings_differ(card, rec, {"model.filters": [4]}, ["a"], ["b"])[::2] == [
+        "the grid", "the columns"]
+    (tmp_path / "t.csv").write_text("config_id\n")
+    (tmp_path / "t.card.json").write_text("{cut short")
+    with pytest.raises(ConfigError, match="card is missing or unreadable"):
+        _read_card(tmp_path / "t.csv")

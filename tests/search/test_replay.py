@@ -69,6 +69,15 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"configuration\(s\) \[0\] have no rows") as err:
         CurveTable.load(write_table(tmp_path / "gap.csv", gap))
     assert "--retry-errored" in str(err.value)
+    # the last configuration failed: ids still run 0..N-1, the card's grid tells
+    both = [row(cid, ("gym_unet", 2, "dice", 0.001), 0, 1, 0.5, 0.5) for cid in (0, 1)]
+    short = write_table(tmp_path / "short.csv", both)
+    assert len(CurveTable.load(short).configs) == 2  # no card: nothing to tell by
+    (tmp_path / "short.card.json").write_text(json.dumps({"grid": {"model.filters": [2, 4, 8]}}))
+    with pytest.raises(DataError, match="holds 2 of the 3 configurations"):
+        CurveTable.load(short)
+    with pytest.raises(DataError, match="appears twice"):
+        CurveTable.load(write_table(tmp_path / "twice.csv", [*both, both[0]]))
 
 
 def test_space_check_names_the_key(grid_table: Path, tmp_path: Path) -> None:
