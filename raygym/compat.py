@@ -223,6 +223,49 @@ def tune_reuses_actors_fully(limit: int) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- Ray core internals
+@dataclass
+class SigintWatch:
+    """Whether Tune caught a Ctrl-C during :func:`watch_tune_sigint` (``caught``)."""
+
+    caught: bool = False
+
+
+@contextlib.contextmanager
+def watch_tune_sigint() -> Iterator[SigintWatch]:
+    """Tell whether ``Tuner.fit`` inside returned because of a Ctrl-C.
+
+    Tune (``ray.tune.tune._setup_signal_catching``) installs its own SIGINT handler, and on the
+    first signal stops the run and puts back the handler it found, without calling it; on a
+    normal end it leaves its own in place. So a marker handler installed here is the one in
+    place afterwards exactly when Tune caught a Ctrl-C, also between trials, when no trial is
+    left unfinished to show it. A second Ctrl-C meets the marker, which raises
+    ``KeyboardInterrupt`` as Python's default handler does. Outside the main thread (no
+    signals) ``caught`` stays False.
+    """
+    import os
+    import signal
+    import threading
+
+    watch = SigintWatch()
+
+    def marker(signum: int, frame: Any) -> None:
+        watch.caught = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield watch
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, marker)
+    try:
+        yield watch
+    finally:
+        tune_handles = not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+        watch.caught = watch.caught or (tune_handles and signal.getsignal(signal.SIGINT)
+                                        is marker)
+        signal.signal(signal.SIGINT, previous)
+
+
 def refresh_ray_auth_config() -> None:
     """Make an already imported Ray re-read ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN`` from the
     environment (``ray._raylet.Config.initialize``, ``AuthenticationTokenLoader``'s cache), as

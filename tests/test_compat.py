@@ -249,3 +249,31 @@ def test_tune_reuses_actors_fully_runs_every_trial_in_the_first_actors(
     # in one process in some runs).
     pids = {r.metrics["pid"] for r in grid}
     assert len(pids) == 2, pids
+
+
+def test_a_ctrl_c_that_tune_caught_is_told_apart_from_a_normal_end() -> None:
+    """Tune's own handler (the one ``Tuner.fit`` installs): on a Ctrl-C it stops the run and
+    puts back the handler it found, which is how ``watch_tune_sigint`` tells; on a normal end
+    it stays. Both ways the handler from before is back afterwards."""
+    import os
+    import signal
+
+    from ray.tune.tune import _setup_signal_catching
+
+    from raygym.compat import watch_tune_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    with watch_tune_sigint() as quiet:
+        _setup_signal_catching()  # what Tuner.fit does first
+    assert not quiet.caught and signal.getsignal(signal.SIGINT) is before
+    with watch_tune_sigint() as stopped:
+        event = _setup_signal_catching()
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Tune runs: Tune's handler takes it
+        assert event.wait(5)
+    assert stopped.caught and signal.getsignal(signal.SIGINT) is before
+    # a second Ctrl-C, after Tune gave the handler back: KeyboardInterrupt, as by default
+    with pytest.raises(KeyboardInterrupt), watch_tune_sigint() as twice:
+        _setup_signal_catching()
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # handled here, in the main thread
+    assert twice.caught and signal.getsignal(signal.SIGINT) is before

@@ -291,12 +291,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
     # Tune catches the first Ctrl-C, saves its state and returns as if the search were done
     interrupted = unfinished_trials(experiment_path(config, out))
+    stopped = bool(learnt.pop("interrupted", False)) or bool(interrupted)  # also between trials
     board = build_leaderboard(grid, config, space, interrupted)
     board.write(out)
     exported = export_top_models(board, config, out) if table is None else []
     summary = board.summary(wall)
     saved = json.loads((out / SEARCH_JSON).read_text())
-    saved.update(status="interrupted" if interrupted else "finished",
+    saved.update(status="interrupted" if stopped else "finished",
                  finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  summary=summary, exported=[str(p) for p in exported], **learnt)
     if table is not None:
@@ -307,13 +308,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     if table is None:
         from raygym.search.tracking import log_search_summary
 
-        log_search_summary(config, out, summary, exported, interrupted)
+        log_search_summary(config, out, summary, exported, interrupted, stopped)
     print_summary(board, exported, out, summary, console)
     if on_grid is not None:
         on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
-    if interrupted:
+    if stopped:
         console.print(f"interrupted: {len(interrupted)} trial(s) cut short, {len(board.rows)} of "
                       f"at most {config.search.num_samples} started; the leaderboard and models "
                       f"above are the best so far; continue with the same command and --resume "

@@ -179,26 +179,28 @@ class TrialRuns(MLflowLoggerCallback):
 
 
 def log_search_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
-                       exported: list[Path], interrupted: frozenset[str] | set[str] = frozenset()
-                       ) -> None:
+                       exported: list[Path], interrupted: frozenset[str] | set[str] = frozenset(),
+                       stopped: bool = False) -> None:
     """After the export: the summary's numbers as metrics and ``best_trial`` as a tag on the
     search's run, each exported trial's rank as a tag on its run, and with
     ``log_artifacts`` the leaderboard, ``search.json`` and ``best/`` on the search's run.
 
     ``interrupted``: ids of the trials a Ctrl-C cut short. Tune ended them as if its
     scheduler had, so their runs are re-tagged ``interrupted`` and they and the search's
-    run end ``KILLED`` (a ``--resume`` sets them running again)."""
+    run end ``KILLED`` (a ``--resume`` sets them running again). ``stopped``: a Ctrl-C ended
+    the search (also between trials, when it cut no trial short): its run ends ``KILLED``."""
     if not config.mlflow.enabled:
         return
     try:
-        _log_summary(config, out, summary, exported, interrupted)
+        _log_summary(config, out, summary, exported, interrupted, stopped or bool(interrupted))
     except Exception as err:  # noqa: BLE001 - the search's results are on disk all the same
         logger.warning("the search's MLflow run was not completed (%s: %s)",
                        type(err).__name__, err)
 
 
 def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
-                 exported: list[Path], interrupted: frozenset[str] | set[str]) -> None:
+                 exported: list[Path], interrupted: frozenset[str] | set[str],
+                 stopped: bool) -> None:
     run = search_run(config)
     numbers = {k: v for k, v in summary.items() if k != "status"}
     numbers.update({f"trials_{k}": v for k, v in (summary.get("status") or {}).items()})
@@ -228,5 +230,5 @@ def _log_summary(config: ExperimentConfig, out: Path, summary: dict[str, Any],
                            "ends beside these (the artifact store cannot delete)")
         if exported:
             run.log_artifact(out / "best", "best")
-    run.finish("KILLED" if interrupted else "FINISHED" if summary.get("best_trial")
+    run.finish("KILLED" if stopped else "FINISHED" if summary.get("best_trial")
                else "FAILED")

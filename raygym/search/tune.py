@@ -272,7 +272,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
              retry_errored: bool, console: Console, replay: Any = None,
              learnt: dict[str, Any] | None = None) -> Any:
     """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``. ``learnt``
-    receives what the search learnt on the way (``learnt_grace``: grace_period auto's epoch).
+    receives what the search learnt on the way (``learnt_grace``: grace_period auto's epoch)
+    and ``interrupted``: True where Tune returned because of a Ctrl-C.
 
     ``replay``: a :class:`~raygym.search.replay.CurveTable` whose curves the trials replay.
     """
@@ -280,7 +281,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
-    from raygym.compat import tune_reuses_actors_fully, tuner_run_config
+    from raygym.compat import tune_reuses_actors_fully, tuner_run_config, watch_tune_sigint
     from raygym.data.dataset import PreparedDataset
     from raygym.ray_runtime import TRIAL_SLOT, trial_slots, trial_start_limit
     from raygym.search.space import budget, tune_param_space
@@ -387,8 +388,11 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         starting = str(cores) if cores < s.max_concurrent else None
         # the searcher's concurrency is the most actors that can ever be idle at once
         with tune_reuses_actors_fully(s.max_concurrent), \
-                _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting):
+                _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting), \
+                watch_tune_sigint() as sigint:
             grid = tuner.fit()
+    if learnt is not None and sigint.caught:  # Tune returned as if done: say it was not
+        learnt["interrupted"] = True
     drop_replaced_checkpoints(grid, mended, exp_path)
     from raygym.search.pruning import learnt_grace_of
 

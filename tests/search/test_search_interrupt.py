@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -71,13 +72,19 @@ def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
     log = (tmp_path / "first.log").read_text()
     assert proc.returncode == 130, log[-3000:]
     words = " ".join(log.split())
-    assert "interrupted: 1 trial(s) cut short" in words, log[-3000:]
+    # result files lag the trials: the Ctrl-C may land after the second trial's end, between
+    # trials, where no trial is cut short and the search is still interrupted
+    cut = re.search(r"interrupted: ([01]) trial\(s\) cut short", words)
+    assert cut, log[-3000:]
     # the user's own command line, --replay and all, to copy
     assert f"raygym search {space} --replay {grid_table} --resume" in words
     saved = json.loads((out / "search.json").read_text())
     assert saved["status"] == "interrupted"
     statuses = sorted(r["status"] for r in read_leaderboard(out))
-    assert "interrupted" in statuses and "completed" in statuses
+    if cut.group(1) == "1":
+        assert "interrupted" in statuses and "completed" in statuses
+    else:
+        assert set(statuses) == {"completed"} and len(statuses) < TRIALS
     assert not any("pruned" in s or s == "stopped" for s in statuses)
 
     marker = uuid.uuid4().hex
