@@ -203,12 +203,11 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     else:
         card = _card(rec, grid_space, table, rows, made_by, wall_s)
         if table.exists():  # a resume: seeds added to the table since (--add) are kept
-            added = [r for r in _read_rows(table) if int(r["seed"]) not in seeds]
-            rows = sorted([*rows, *added], key=lambda r: (
-                int(r["config_id"]), int(r["seed"]), int(r["epoch"])))
+            added = [r for r in _read_rows(table)[1] if int(r["seed"]) not in seeds]
+            rows = _in_table_order([*rows, *added])
             with contextlib.suppress(ConfigError):
                 card["added"] = _read_card(table).get("added", [])
-            seeds = card["seeds"] = sorted({int(r["seed"]) for r in rows})
+            seeds = card["seeds"] = _seeds_of(rows)
         write_table(table, header, rows)
         write_text_atomic(table.with_suffix(".card.json"), json.dumps(card, indent=2))
     configs = len({int(r["config_id"]) for r in rows})
@@ -226,9 +225,20 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 _NOT_TRAINING = {"train.output_dir", "train.seed", "train.checkpoint_keep", "train.num_threads"}
 
 
-def _read_rows(table: Path) -> list[dict[str, Any]]:
+def _read_rows(table: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) of a curve table as written (cells as text)."""
     with table.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _seeds_of(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted({int(r["seed"]) for r in rows})
+
+
+def _in_table_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows by configuration, seed, epoch (kept rows hold text, new ones numbers)."""
+    return sorted(rows, key=lambda r: (int(r["config_id"]), int(r["seed"]), int(r["epoch"])))
 
 
 def _read_card(table: Path) -> dict[str, Any]:
@@ -273,8 +283,7 @@ def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds:
                           "--out at it")
     card = _read_card(table)
     one_seed = recording_space(space, [0], points, file)
-    with table.open(newline="") as fh:
-        header = next(csv.reader(fh), [])
+    header, kept = _read_rows(table)
     differs = _settings_differ(card, rec, {d.path: list(d.values) for d in one_seed
                                            if d.path != SEED_KEY},
                                header, table_header(one_seed, list(rec.data.classes)))
@@ -285,7 +294,7 @@ def _seeds_to_add(table: Path, rec: ExperimentConfig, space: SearchSpace, seeds:
                           "configurations", file=table, key="--add",
                           fix=f"use the table's settings (its command: {card.get('command')}) "
                           "with the new --seeds, or record a new table (another --out)")
-    have = sorted({int(r["seed"]) for r in _read_rows(table)})
+    have = _seeds_of(kept)
     new = [s for s in seeds if s not in have]
     if not new:
         raise ConfigError(f"seed(s) {', '.join(map(str, seeds))} are in the table already",
@@ -298,16 +307,15 @@ def add_seeds(table: Path, header: list[str], rows: list[dict[str, Any]], seeds:
     """Write ``table`` with ``rows`` (the added seeds' runs) beside the rows it holds now, and
     its card with the seeds, the cost and the command added; returns (card, all rows). The
     table is read again here, so that an addition finished meanwhile is kept, not lost."""
-    current = _read_rows(table)
-    clash = sorted({int(r["seed"]) for r in current} & set(seeds))
+    current = _read_rows(table)[1]
+    clash = sorted(set(_seeds_of(current)) & set(seeds))
     if clash:
         raise ConfigError(f"seed(s) {clash} were added to the table while this ran (another "
                           "--add?); the table is left as it was", file=table, key="--seeds",
                           fix="add only the seeds it lacks")
-    merged = sorted([*current, *rows], key=lambda r: (int(r["config_id"]), int(r["seed"]),
-                                                      int(r["epoch"])))
+    merged = _in_table_order([*current, *rows])
     card = _read_card(table)
-    card["seeds"] = sorted({int(r["seed"]) for r in merged})
+    card["seeds"] = _seeds_of(merged)
     seconds = [r["seconds"] for r in rows if not math.isnan(r["seconds"])]
     card.setdefault("added", []).append({
         "seeds": seeds, "command": command,
