@@ -88,8 +88,8 @@ class Predictor:
         if not model_dirs:
             raise RaygymError("no model to predict with")
         candidates = [Path(p) for p in model_dirs]
-        metrics = ([read_model_card(p).metrics for p in candidates] if len(candidates) > 1
-                   else [{}])  # one model: nothing to weigh, its card is read when loaded
+        # read for one model too: its score goes into the outputs' ``models`` tag
+        metrics = [read_model_card(p).metrics for p in candidates]
         self.plan = plan_ensemble(candidates, metrics, margin=ensemble_margin,
                                   weights=ensemble_weights)
         self.model_dirs = self.plan.kept

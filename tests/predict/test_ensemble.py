@@ -149,6 +149,13 @@ def test_predict_prints_and_records_the_ensemble(results: Path, tmp_path: Path) 
         record = json.loads(src.tags()["models"])
     assert [m["weight"] for m in record["members"]] == pytest.approx([1 / 3] * 3)
 
+    # one model: nothing is weighed, but the tag still names its validation score
+    assert run_cli(["predict", str(results), str(tif), "--out", str(tmp_path / "one")]) == 0
+    with rasterio.open(tmp_path / "one" / "scene_label.tif") as src:
+        record = json.loads(src.tags()["models"])
+    assert record["rule"] == "one model"
+    assert [(m["model"], m["val_mean_iou"]) for m in record["members"]] == [("rank1_a", 0.80)]
+
 
 def test_a_negative_margin_is_one_line(results: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
