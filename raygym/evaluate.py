@@ -433,8 +433,10 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
     m = result.metrics
     truth = result.confusion.sum(axis=1)
+    what = ("scene" if result.subject.endswith("(full size)") else "image") + (
+        "" if result.num_images == 1 else "s")
     table = Table(title=f"{escape(model_label(result.model_dir))}: {escape(result.subject)}, "
-                        f"{result.num_images} images ({result.engine}, {result.seconds:.1f} s)")
+                        f"{result.num_images} {what} ({result.engine}, {result.seconds:.1f} s)")
     for col in ("class", "IoU", "Dice", "precision", "recall", "true pixels"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for c, n in zip(result.classes, truth, strict=True):
