@@ -10,13 +10,16 @@ to the training scale by default: ``scale="auto"``), then compared with its whol
 the scene's own size; nodata and the ignore index are not scored. The report files are
 :func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_scenes_<SITE>/``.
 
-A scene is read whole (image and label in memory), so scenes should fit in memory; predicting
-a large raster without labels is ``raygym predict``'s job, which reads by windows.
+A scene's image and label are read whole (by prepare's own reader, so that its rules apply
+unchanged); the prediction is scored a band of rows at a time as predict yields them, so the
+class probabilities (K floats a pixel) are never held for the whole scene. Predicting a raster
+too large to read whole is ``raygym predict``'s job, which reads by windows.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
     from raygym.evaluate import check_writable, evaluation_name, model_label, write_evaluation
-    from raygym.predict import NODATA, Predictor
+    from raygym.predict import Predictor
     from raygym.search.space_config import load_experiment
 
     started = time.perf_counter()
@@ -87,13 +90,10 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     n_valid = np.zeros(len(pairs), np.int64)
     unmapped = 0  # labelled pixels predict leaves as nodata
     for i, pair in enumerate(pairs):
-        _, truth, pred, probs = _predict_scene(predictor, pair, data, dtype, bands,
-                                               {**options, "scale": factors[pair.key]})
-        gap = (pred == NODATA) & (truth != card.ignore_index)
-        unmapped += int(gap.sum())
-        truth[pred == NODATA] = card.ignore_index  # predict wrote no class there
-        cms[i], kld[i], n_valid[i] = _scores(np.where(pred == NODATA, 0, pred), probs, truth,
-                                             k, card.ignore_index)
+        scored = _predict_scene(predictor, pair, data, dtype, bands,
+                                {**options, "scale": factors[pair.key]})
+        cms[i], kld[i], n_valid[i] = scored.confusion, scored.kld_sum, scored.n_valid
+        unmapped += scored.unmapped
         keys.append(pair.key)
     warnings = [f"{unmapped} labelled pixels lie where predict writes nodata (the edge of a "
                 "nodata area, resampled): not scored"] if unmapped else []
@@ -102,9 +102,10 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
         rows = []
         for key, iou in picks:  # predicted again: a few scenes, never all held at once
-            image, truth, pred, _ = _predict_scene(predictor, by_key[key], data, dtype,
-                                                   bands, {**options, "scale": factors[key]})
-            rows.append(_overlay_row(key, iou, image, truth, pred, k, card.ignore_index))
+            scored = _predict_scene(predictor, by_key[key], data, dtype, bands,
+                                    {**options, "scale": factors[key]})
+            rows.append(_overlay_row(key, iou, scored.image, scored.truth, scored.pred, k,
+                                     card.ignore_index))
         return rows
 
     low, high = min(factors.values()), max(factors.values())
@@ -121,41 +122,68 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                 "tile": tile, "overlap": overlap, "tta": tta})
 
 
+@dataclass
+class SceneScore:
+    """One labelled scene, predicted and scored.
+
+    Attributes:
+        image: ``(H, W, C)`` as prepare reads it; truth: ``(H, W)`` uint8 labels (the ignore
+            index where the image is nodata); pred: ``(H, W)`` uint8, the labels predict
+            writes (:data:`~raygym.predict.NODATA` where it writes none).
+        confusion: ``(K, K)`` int64 counts, truth rows by prediction columns, over the pixels
+            with both a label and a prediction; kld_sum, n_valid: the summed KLD of the
+            probabilities and the pixels it covers; unmapped: labelled pixels without a
+            prediction (the resampled edge of a nodata area), not scored.
+    """
+
+    image: np.ndarray
+    truth: np.ndarray
+    pred: np.ndarray
+    confusion: np.ndarray
+    kld_sum: float
+    n_valid: int
+    unmapped: int
+
+
 def _predict_scene(predictor: Any, pair: Any, data: Any, dtype: str, bands: int,
-                   options: dict[str, Any]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(image (H, W, C), truth (H, W) uint8, pred (H, W) uint8, probs (K, H, W))`` of one
-    scene: read and labelled by prepare's own rules (remap, unknown labels, nodata),
-    predicted as ``raygym predict`` does (``pred``: the labels it writes)."""
-    from raygym.data.prepare import read_scene
-
-    row = {"images": [str(p) for p in pair.images], "label": str(pair.label), "bands": bands}
-    image, truth, _ = read_scene(row, data, dtype)
-    valid = ~np.isnan(image).any(axis=2) if image.dtype.kind == "f" else None
-    try:
-        pred, probs = predictor.predict(image, valid=valid, **options)
-    except DataError as err:
-        raise DataError(err.message, file=pair.images[0], fix=err.fix) from None
-    return image, truth, pred, probs
-
-
-def _scores(pred: np.ndarray, probs: np.ndarray, truth: np.ndarray, k: int, ignore_index: int
-            ) -> tuple[np.ndarray, float, int]:
-    """``(confusion (K, K), summed KLD, valid pixels)`` of one scene, by the metric code
+                   options: dict[str, Any]) -> SceneScore:
+    """Read one scene by prepare's own rules (remap, unknown labels, nodata), predict it as
+    ``raygym predict`` does, and score each band of rows as it comes, by the metric code
     training validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). The confusion
     counts the labels predict writes (at a scale other than 1 they are mapped back nearest,
     the probabilities linearly, so their argmax can differ at class edges); the KLD is the
     probabilities'."""
+    from raygym.data.prepare import read_scene
+    from raygym.predict import NODATA
+    from raygym.predict.sources import ArraySource
     from raygym.train.metrics import ConfusionMatrix
 
-    target = torch.from_numpy(truth.astype(np.int64))[None]
-    counts = ConfusionMatrix(k, ignore_index=ignore_index)
-    counts.update(torch.from_numpy(pred.astype(np.int64))[None], target)
-    spread = ConfusionMatrix(k, ignore_index=ignore_index)
-    # log-probabilities are logits whose softmax is the predicted distribution itself
-    spread.update(torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))[None], target)
+    row = {"images": [str(p) for p in pair.images], "label": str(pair.label), "bands": bands}
+    image, truth, _ = read_scene(row, data, dtype)
+    valid = ~np.isnan(image).any(axis=2) if image.dtype.kind == "f" else None
+    k, ignore = predictor.num_classes, predictor.card.ignore_index
+    counts = ConfusionMatrix(k, ignore_index=ignore)
+    spread = ConfusionMatrix(k, ignore_index=ignore)
+    pred = np.full(truth.shape, NODATA, np.uint8)
+    unmapped = 0
+    try:
+        for strip in predictor.predict_strips(ArraySource(image, valid), **options):
+            rows = slice(strip.row, strip.row + strip.labels.shape[0])
+            target = truth[rows].astype(np.int64)
+            gap = strip.labels == NODATA  # predict wrote no class there
+            unmapped += int((gap & (target != ignore)).sum())
+            target[gap] = ignore
+            target_t = torch.from_numpy(target)[None]
+            counts.update(torch.from_numpy(np.where(gap, 0, strip.labels).astype(np.int64))[None],
+                          target_t)
+            # log-probabilities are logits whose softmax is the predicted distribution itself
+            spread.update(torch.from_numpy(np.log(np.clip(strip.probs, 1e-12, 1.0)))[None],
+                          target_t)
+            pred[rows] = strip.labels
+    except DataError as err:
+        raise DataError(err.message, file=pair.images[0], fix=err.fix) from None
     kld_sum, n = (float(v) for v in spread.kld_state)
-    return counts.matrix.numpy(), kld_sum, int(n)
+    return SceneScore(image, truth, pred, counts.matrix.numpy(), kld_sum, int(n), unmapped)
 
 
 def _overlay_row(key: str, iou: float, image: np.ndarray, truth: np.ndarray, pred: np.ndarray,

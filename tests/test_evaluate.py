@@ -364,3 +364,63 @@ def test_geotiff_scenes_with_nodata_are_scored_around_it(trained: dict, tmp_path
     unmapped = sum(int(w.split()[0]) for w in report["warnings"])
     assert int(result.confusion.sum()) + unmapped == labelled
     assert unmapped < 0.02 * labelled  # an edge of the corner, not the scene
+
+
+@pytest.mark.parametrize("scale", [1.0, "auto"])
+def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
+        trained: dict, tmp_path: Path, scale: float | str) -> None:
+    """A scene of several strips (predict yields 256 rows at a time), with a nodata band
+    across a strip boundary: the streamed confusion and KLD equal those of the whole
+    prediction held at once."""
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    from raygym.evaluate_scenes import evaluate_model_on_scenes
+    from raygym.predict import NODATA, Predictor
+    from raygym.predict.sources import ArraySource
+
+    s2 = S2.resolve()
+    row = next(csv.DictReader((s2 / "pairs.csv").open()))
+    rgb = np.asarray(Image.open(s2 / row["image"]).convert("RGB"), np.uint16) + 1
+    nir = np.asarray(Image.open(s2 / row["nir"]).convert("L"), np.uint16)[..., None] + 1
+    label = np.asarray(Image.open(s2 / row["label"]).convert("L"))
+    reps = -(-600 // label.shape[0])  # stacked to >= 600 rows: three strips at scale 1
+    stack = np.tile(np.concatenate([rgb, nir], axis=2), (reps, 1, 1)).transpose(2, 0, 1)
+    label = np.tile(label, (reps, 1))
+    stack[:, 240:270, :20] = 0  # nodata across the first strip boundary
+    geo = {"driver": "GTiff", "height": label.shape[0], "width": label.shape[1],
+           "crs": "EPSG:32610", "transform": from_origin(545000, 4180000, 10, 10)}
+    for sub in ("scenes", "masks"):
+        (tmp_path / sub).mkdir()
+    with rasterio.open(tmp_path / "scenes" / "tall.tif", "w", count=4, dtype="uint16",
+                       nodata=0, **geo) as dst:
+        dst.write(stack)
+    with rasterio.open(tmp_path / "masks" / "tall.tif", "w", count=1, dtype="uint8",
+                       **geo) as dst:
+        dst.write(label[None])
+    site = tmp_path / "tall_site.yaml"
+    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  labels: {tmp_path / 'masks'}\n"
+                    f"  classes: {CLASSES}\n  remap: {{1: 0, 2: 1, 3: 2, 4: 3}}\n"
+                    "  unknown_labels: ignore\n")
+    result = evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "out",
+                                      scale=scale, overlays=0, device="cpu")
+
+    predictor = Predictor([trained["artifact"]], device="cpu")
+    image = stack.transpose(1, 2, 0).astype(np.float32)
+    image[(stack == 0).all(axis=0)] = np.nan
+    valid = ~np.isnan(image).any(axis=2)
+    strips = list(predictor.predict_strips(ArraySource(image, valid), scale=scale))
+    assert len(strips) >= 3, "the scene must span several strips to test the streaming"
+    pred, probs = predictor.predict(image, valid=valid, scale=scale)
+    truth = label.astype(np.int64) - 1
+    scored = (truth >= 0) & (truth < 4) & (pred != NODATA)
+    expected = np.zeros((4, 4), np.int64)
+    np.add.at(expected, (truth[scored], pred[scored].astype(np.int64)), 1)
+    np.testing.assert_array_equal(result.confusion, expected)
+    clipped = np.clip(probs, 1e-12, 1.0)
+    p_true = np.take_along_axis(clipped, np.clip(truth, 0, 3)[None], axis=0)[0]
+    p_true /= clipped.sum(axis=0)  # resampled probabilities next to nodata sum to < 1
+    # the KLD of a one-hot truth is -log p(true class), as the metric takes it
+    kld = -np.log(p_true[scored]).mean()
+    assert result.metrics["kld"] == pytest.approx(kld, rel=1e-4)
