@@ -81,7 +81,9 @@ def _is_smoke_results(out: Path) -> bool:
                for p in out.iterdir())
 
 
-def check_metric(config: ExperimentConfig) -> None:
+def check_metric(config: ExperimentConfig, file: str | Path | None = None) -> None:
+    """Refuse a ``search.metric`` that training never reports, or a ``search.mode`` that
+    would optimise it the wrong way (one line naming ``file`` and the key)."""
     valid = metric_names(config.data.classes)
     if config.search.metric not in valid:
         import difflib
@@ -89,12 +91,12 @@ def check_metric(config: ExperimentConfig) -> None:
         hint = difflib.get_close_matches(config.search.metric, valid, n=1)
         did = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise ConfigError(f"training never reports '{config.search.metric}'{did}; valid: "
-                          + ", ".join(valid), key="search.metric")
+                          + ", ".join(valid), file=file, key="search.metric")
     lower_better = config.search.metric in LOWER_IS_BETTER
     if lower_better != (config.search.mode == "min"):
         want = "min" if lower_better else "max"
         raise ConfigError(f"mode '{config.search.mode}' would optimise "
-                          f"{config.search.metric} the wrong way", key="search.mode",
+                          f"{config.search.metric} the wrong way", file=file, key="search.mode",
                           fix=f"use mode: {want}")
 
 
@@ -214,7 +216,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         if searches is not None:
             raise ConfigError("--searches rehearses on a recorded table",
                               fix="add --replay TABLE (a table from `raygym record`)")
-        check_metric(config)
+        check_metric(config, space_file)
     out = results_dir(config)
     if dry_run:
         describe_space(config, space, console)
