@@ -63,22 +63,24 @@ _RESULTS_ENTRIES = frozenset({SEARCH_JSON, "leaderboard.csv", "leaderboard.md", 
 _RESULTS_PATTERN = re.compile(r"\..+\.(tmp|old)-\d+.*|evaluation_[\w.-]+\.csv")
 
 
-def _is_smoke_results(out: Path) -> bool:
-    """``out`` holds a ``--smoke-test`` search's results and nothing else: its
-    ``search.json`` says so, every entry is one raygym writes there, and ``best/`` holds
-    only exported models."""
+def _smoke_results_kept(out: Path) -> list[str] | None:
+    """Whether ``out`` is a ``--smoke-test`` search's results that a new smoke test may
+    replace: None when it is not a smoke test's (its ``search.json`` does not say so), else
+    what raygym did not write there and would lose (empty: nothing, it may be replaced):
+    entries a search never writes, or a ``best/`` holding more than exported models."""
     from raygym.inference.export import is_best_dir
 
     try:
         saved = read_search_json(out)
     except RaygymError:
-        return False
+        return None
     if saved.get("smoke_test") is not True:
-        return False
+        return None
+    kept = sorted(p.name for p in out.iterdir()
+                  if not (p.name in _RESULTS_ENTRIES or _RESULTS_PATTERN.fullmatch(p.name)))
     if (out / "best").exists() and not is_best_dir(out / "best"):
-        return False
-    return all(p.name in _RESULTS_ENTRIES or _RESULTS_PATTERN.fullmatch(p.name)
-               for p in out.iterdir())
+        kept.append("best/ (holds more than exported models)")
+    return kept
 
 
 def check_metric(config: ExperimentConfig, file: str | Path | None = None) -> None:
@@ -238,8 +240,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         check_driver_state(experiment_path(config, out))  # else Tune would start over
     # a smoke test's results are scratch: running it again replaces them (once the new one
     # has passed every check below)
-    replace_smoke = (not resume and smoke_test and (out / SEARCH_JSON).exists()
-                     and _is_smoke_results(out))
+    kept = (_smoke_results_kept(out) if not resume and smoke_test
+            and (out / SEARCH_JSON).exists() else None)
+    replace_smoke = kept == []
+    if kept:
+        raise DataError(f"the last smoke test's results hold what raygym did not write there "
+                        f"({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}), so they are "
+                        "not replaced", file=out, fix="move those out, or remove the folder")
     if not resume and (out / SEARCH_JSON).exists() and not replace_smoke:
         raise DataError("a search with this name already exists", file=out,
                         fix="pass --resume to continue it, or change `name` in the space file")

@@ -331,7 +331,8 @@ def test_a_smoke_test_run_again_replaces_its_own_results_only(
     for mine in ("notes.txt", ".my_notes.md", "evaluation_field_notes.txt"):
         (out / mine).write_text("mine")
         assert main(argv) == 2
-        assert "already exists" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"not write there ({mine})" in err and "not replaced" in err, err
         assert (out / mine).read_text() == "mine"
         (out / mine).unlink()
     saved = json.loads((out / "search.json").read_text())
