@@ -5,15 +5,15 @@
 are and how to read them, exactly as for ``raygym prepare`` (folders with ``key`` regexes or a
 manifest, ``remap``, ``unknown_labels``, ``palette``; its ``classes`` must be the model's).
 Every scene it pairs is scored (``data.split`` does not apply: nothing is trained on them).
-Each scene is predicted through :class:`~raygym.predict.Predictor` (sliding windows, resampled
-to the training scale by default: ``scale="auto"``), then compared with its whole label at
+Each scene is predicted through :class:`~raygym.predict.Predictor` exactly as ``raygym
+predict`` maps it (its reader: a GeoTIFF by windows, nodata by its rules; sliding windows,
+resampled to the training scale by default: ``scale="auto"``), then compared with its label at
 the scene's own size; nodata and the ignore index are not scored. The report files are
 :func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_scenes_<SITE>/``.
 
-A scene's image and label are read whole (by prepare's own reader, so that its rules apply
-unchanged); the prediction is scored a band of rows at a time as predict yields them, so the
-class probabilities (K floats a pixel) are never held for the whole scene. Predicting a raster
-too large to read whole is ``raygym predict``'s job, which reads by windows.
+The prediction is scored a band of rows at a time as predict yields it; only the label and the
+predicted labels (a byte a pixel each) are held for the whole scene, so a GeoTIFF scene needs
+about 2 bytes a pixel beside the model (a PNG / JPEG is decoded whole, as predict decodes it).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
-    bands, dtype, heads = check_headers(pairs)
+    bands, _, heads = check_headers(pairs)
     if bands != card.in_channels:
         raise DataError(f"the scenes have {bands} bands but the model expects "
                         f"{card.in_channels}", file=data_file, key="data",
@@ -90,8 +90,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     n_valid = np.zeros(len(pairs), np.int64)
     unmapped = 0  # labelled pixels predict leaves as nodata
     for i, pair in enumerate(pairs):
-        scored = _predict_scene(predictor, pair, data, dtype, bands,
-                                {**options, "scale": factors[pair.key]})
+        scored = _predict_scene(predictor, pair, data, {**options, "scale": factors[pair.key]})
         cms[i], kld[i], n_valid[i] = scored.confusion, scored.kld_sum, scored.n_valid
         unmapped += scored.unmapped
         keys.append(pair.key)
@@ -102,17 +101,16 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
         rows = []
         for key, iou in picks:  # predicted again: a few scenes, never all held at once
-            scored = _predict_scene(predictor, by_key[key], data, dtype, bands,
-                                    {**options, "scale": factors[key]})
-            rows.append(_overlay_row(key, iou, scored.image, scored.truth, scored.pred, k,
-                                     card.ignore_index))
+            scored = _predict_scene(predictor, by_key[key], data,
+                                    {**options, "scale": factors[key]}, preview=True)
+            rows.append(_overlay_row(key, iou, scored, k, card.ignore_index))
         return rows
 
     low, high = min(factors.values()), max(factors.values())
     where = (f"scale {low:.4g}" if high - low < 5e-5 else f"scale {low:.4g}-{high:.4g}") + (
         ", tta" if tta else "")
-    title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} scenes at full size, "
-             f"{where})")
+    title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} "
+             f"scene{'' if len(keys) == 1 else 's'} at full size, {where})")
     return write_evaluation(
         model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
         overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
@@ -127,74 +125,98 @@ class SceneScore:
     """One labelled scene, predicted and scored.
 
     Attributes:
-        image: ``(H, W, C)`` as prepare reads it; truth: ``(H, W)`` uint8 labels (the ignore
-            index where the image is nodata); pred: ``(H, W)`` uint8, the labels predict
-            writes (:data:`~raygym.predict.NODATA` where it writes none).
+        truth: ``(H, W)`` uint8 labels, the ignore index where the image is nodata.
+        pred: ``(H, W)`` uint8, the labels predict writes (:data:`~raygym.predict.NODATA`
+            where it writes none).
         confusion: ``(K, K)`` int64 counts, truth rows by prediction columns, over the pixels
             with both a label and a prediction; kld_sum, n_valid: the summed KLD of the
-            probabilities and the pixels it covers; unmapped: labelled pixels without a
-            prediction (the resampled edge of a nodata area), not scored.
+            probabilities and the pixels it covers; unmapped: labelled pixels of valid input
+            without a prediction (the resampled edge of a nodata area), not scored.
+        preview: ``(h, w, C)`` the image shrunk for display by :func:`_display_step` (None
+            unless asked for).
     """
 
-    image: np.ndarray
     truth: np.ndarray
     pred: np.ndarray
     confusion: np.ndarray
     kld_sum: float
     n_valid: int
     unmapped: int
+    preview: np.ndarray | None = None
 
 
-def _predict_scene(predictor: Any, pair: Any, data: Any, dtype: str, bands: int,
-                   options: dict[str, Any]) -> SceneScore:
-    """Read one scene by prepare's own rules (remap, unknown labels, nodata), predict it as
-    ``raygym predict`` does, and score each band of rows as it comes, by the metric code
-    training validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). The confusion
-    counts the labels predict writes (at a scale other than 1 they are mapped back nearest,
-    the probabilities linearly, so their argmax can differ at class edges); the KLD is the
-    probabilities'."""
-    from raygym.data.prepare import read_scene
+def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any],
+                   preview: bool = False) -> SceneScore:
+    """Predict one scene exactly as ``raygym predict`` does (its reader: a GeoTIFF by
+    windows, nodata by its rules) and score each band of rows as it comes against the label
+    read by prepare's rules (remap or palette, unknown labels), by the metric code training
+    validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). Only the label and the
+    predicted labels (a byte a pixel each) are held whole. The confusion counts the labels
+    predict writes (at a scale other than 1 they are mapped back nearest, the probabilities
+    linearly, so their argmax can differ at class edges); the KLD is the probabilities'."""
+    from raygym.data.prepare import read_scene_label
     from raygym.predict import NODATA
-    from raygym.predict.sources import ArraySource
+    from raygym.predict.inputs import InputItem
+    from raygym.predict.sources import open_source
     from raygym.train.metrics import ConfusionMatrix
 
-    row = {"images": [str(p) for p in pair.images], "label": str(pair.label), "bands": bands}
-    image, truth, _ = read_scene(row, data, dtype)
-    valid = ~np.isnan(image).any(axis=2) if image.dtype.kind == "f" else None
+    paths = [Path(p) for p in pair.images]
+    label_path = Path(pair.label)
+    truth, _ = read_scene_label(label_path, data)
     k, ignore = predictor.num_classes, predictor.card.ignore_index
     counts = ConfusionMatrix(k, ignore_index=ignore)
     spread = ConfusionMatrix(k, ignore_index=ignore)
     pred = np.full(truth.shape, NODATA, np.uint8)
     unmapped = 0
+    shrunk = None
     try:
-        for strip in predictor.predict_strips(ArraySource(image, valid), **options):
-            rows = slice(strip.row, strip.row + strip.labels.shape[0])
-            target = truth[rows].astype(np.int64)
-            gap = strip.labels == NODATA  # predict wrote no class there
-            unmapped += int((gap & (target != ignore)).sum())
-            target[gap] = ignore
-            target_t = torch.from_numpy(target)[None]
-            counts.update(torch.from_numpy(np.where(gap, 0, strip.labels).astype(np.int64))[None],
-                          target_t)
-            # log-probabilities are logits whose softmax is the predicted distribution itself
-            spread.update(torch.from_numpy(np.log(np.clip(strip.probs, 1e-12, 1.0)))[None],
-                          target_t)
-            pred[rows] = strip.labels
+        with open_source(InputItem(paths[0], paths[1:], pair.key), predictor.in_channels) \
+                as source:
+            if (source.height, source.width) != truth.shape:
+                raise DataError(f"label size {truth.shape} differs from image "
+                                f"{(source.height, source.width)}", file=label_path)
+            for strip in predictor.predict_strips(source, **options):
+                rows = slice(strip.row, strip.row + strip.labels.shape[0])
+                target = truth[rows].astype(np.int64)
+                if source.masked:  # the input's own nodata is not scored (read again: cheap
+                    _, valid = source.read_rows(rows.start, rows.stop)  # beside the model)
+                    if valid is not None:
+                        target[~valid] = ignore
+                        truth[rows][~valid] = ignore
+                gap = strip.labels == NODATA  # predict wrote no class there
+                unmapped += int((gap & (target != ignore)).sum())
+                target[gap] = ignore
+                target_t = torch.from_numpy(target)[None]
+                counts.update(torch.from_numpy(np.where(gap, 0, strip.labels)
+                                               .astype(np.int64))[None], target_t)
+                # log-probabilities are logits whose softmax is the predicted distribution
+                spread.update(torch.from_numpy(np.log(np.clip(strip.probs, 1e-12, 1.0)))[None],
+                              target_t)
+                pred[rows] = strip.labels
+            if preview:
+                step = _display_step(truth.shape)
+                shrunk = source.preview(truth[::step, ::step].shape)
     except DataError as err:
-        raise DataError(err.message, file=pair.images[0], fix=err.fix) from None
+        raise DataError(err.message, file=err.file or paths[0], fix=err.fix) from None
     kld_sum, n = (float(v) for v in spread.kld_state)
-    return SceneScore(image, truth, pred, counts.matrix.numpy(), kld_sum, int(n), unmapped)
+    return SceneScore(truth, pred, counts.matrix.numpy(), kld_sum, int(n), unmapped, shrunk)
 
 
-def _overlay_row(key: str, iou: float, image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
-                 k: int, ignore_index: int) -> tuple[str, Any, Any, Any]:
+def _display_step(hw: tuple[int, int]) -> int:
+    """The stride that shrinks a scene to at most :data:`DISPLAY_MAX_PX` a side."""
+    return max(1, int(np.ceil(max(hw) / DISPLAY_MAX_PX)))
+
+
+def _overlay_row(key: str, iou: float, scored: SceneScore, k: int, ignore_index: int
+                 ) -> tuple[str, Any, Any, Any]:
     """An image | truth | prediction row, shrunk to at most :data:`DISPLAY_MAX_PX` a side."""
     from raygym.data.preview import colourize, display_rgb
 
-    step = max(1, int(np.ceil(max(truth.shape) / DISPLAY_MAX_PX)))
-    image, truth, pred = image[::step, ::step], truth[::step, ::step], pred[::step, ::step]
-    pred = pred.astype(np.uint8)
+    assert scored.preview is not None, "predicted without preview=True"
+    step = _display_step(scored.truth.shape)
+    truth, pred = scored.truth[::step, ::step], scored.pred[::step, ::step].copy()
     pred[truth == ignore_index] = ignore_index  # what was not scored stays black
+    image = scored.preview
     shown = np.nan_to_num(image.astype(np.float32)) if image.dtype.kind == "f" else image
     return (f"{key}  (IoU {iou:.3f})", display_rgb(shown), colourize(truth, k, ignore_index),
             colourize(pred, k, ignore_index))

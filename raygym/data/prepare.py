@@ -174,8 +174,6 @@ def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[di
 def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
-    from raygym.data.labels import LabelValueError, apply_remap, decode_palette
-
     paths = [Path(p) for p in row["images"]]
     parts = ([read_image(paths[0], nodata_to_nan=True)]
              + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
@@ -185,6 +183,28 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                         f"{row['bands']}", file=paths[0],
                         fix="save the image as plain RGB / greyscale (no palette, no alpha)")
     label_path = Path(row["label"])
+    label, changed = read_scene_label(label_path, data)
+    if label.shape != image.shape[:2]:
+        raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
+                        file=label_path)
+    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
+        # each file has data (read_image refuses an empty one) but never at the same pixel
+        raise DataError("every pixel is nodata in one band file or another: nothing to train "
+                        "on", file=paths[0], fix="remove this scene, or correct the nodata "
+                        "values of its band files")
+    return image, ignore_nodata(image, label.astype(np.uint8)), changed
+
+
+def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, dict[str, int]]:
+    """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
+    ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
+
+    Raises:
+        DataError: label values (colours) the rules leave unknown under ``unknown_labels:
+            error``, named with their pixel counts and the fix.
+    """
+    from raygym.data.labels import LabelValueError, apply_remap, decode_palette
+
     k = len(data.classes)
     try:
         if data.palette:
@@ -211,15 +231,7 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
         what = "label colours not in data.palette" if data.palette else (
             f"label values outside the {k} classes")
         raise DataError(f"{what}: {shown}", file=label_path, fix=fix) from None
-    if label.shape != image.shape[:2]:
-        raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
-                        file=label_path)
-    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
-        # each file has data (read_image refuses an empty one) but never at the same pixel
-        raise DataError("every pixel is nodata in one band file or another: nothing to train "
-                        "on", file=paths[0], fix="remove this scene, or correct the nodata "
-                        "values of its band files")
-    return image, ignore_nodata(image, label.astype(np.uint8)), changed
+    return label.astype(np.uint8, copy=False), changed
 
 
 def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
