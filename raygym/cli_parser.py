@@ -196,8 +196,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     "(default: inside each model folder, which must then be writable)")
     sp.add_argument("--data", type=Path, default=None, metavar="YAML",
                     help="score every scene this experiment file's data: section pairs (e.g. "
-                    "a site the model never saw), read by prepare's rules and predicted at "
-                    "full size as `raygym predict` does; instead of --split / --dataset")
+                    "a site the model never saw): labels read by prepare's rules, images "
+                    "read and predicted at full size as `raygym predict` does; instead of "
+                    "--split / --dataset")
     sp.add_argument("--scale", type=_scale, default="auto",
                     help="with --data: as raygym predict --scale (default: %(default)s)")
     sp.add_argument("--tile", type=_int_at_least(1), default=None, metavar="PX",
