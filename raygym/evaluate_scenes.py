@@ -163,6 +163,7 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
     paths = [Path(p) for p in pair.images]
     label_path = Path(pair.label)
     truth, _ = read_scene_label(label_path, data)
+    truth = truth if truth.flags.writeable else truth.copy()  # its nodata is marked below
     k, ignore = predictor.num_classes, predictor.card.ignore_index
     counts = ConfusionMatrix(k, ignore_index=ignore)
     spread = ConfusionMatrix(k, ignore_index=ignore)
@@ -178,8 +179,10 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
             for strip in predictor.predict_strips(source, **options):
                 rows = slice(strip.row, strip.row + strip.labels.shape[0])
                 target = truth[rows].astype(np.int64)
-                if source.masked:  # the input's own nodata is not scored (read again: cheap
-                    _, valid = source.read_rows(rows.start, rows.stop)  # beside the model)
+                if source.masked:
+                    # the input's own nodata is not scored: its mask read again, cheap
+                    # beside the model
+                    _, valid = source.read_rows(rows.start, rows.stop)
                     if valid is not None:
                         target[~valid] = ignore
                         truth[rows][~valid] = ignore
