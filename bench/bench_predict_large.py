@@ -14,6 +14,13 @@ Mpx/s within 10 % of the small one's.
     python bench/bench_predict_large.py                      # 20k and 2k
     python bench/bench_predict_large.py --sizes 10000 2000   # a shorter run
     python bench/bench_predict_large.py --scale 0.25         # a model trained on shrunk scenes
+    python bench/bench_predict_large.py --evaluate           # raygym evaluate --data instead
+
+``--evaluate`` scores the same rasters against a label GeoTIFF (three vertical class bands,
+uint8, tiled like the image) with ``raygym evaluate MODEL --data SITE.yaml``
+(:func:`raygym.evaluate_scenes.evaluate_model_on_scenes`, overlays off unless ``--overlay``),
+which holds the label and the predicted labels whole (a byte a pixel each) beside what
+predict holds.
 """
 
 from __future__ import annotations
@@ -67,6 +74,26 @@ def make_raster(path: Path, size: int, seed: int = 0) -> Path:
     return path
 
 
+def make_label(path: Path, size: int) -> Path:
+    """A ``size`` x ``size`` uint8 label GeoTIFF beside :func:`make_raster`'s image: classes
+    0 / 1 / 2 in three vertical bands, written by tile rows."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    profile = {"driver": "GTiff", "height": size, "width": size, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32610", "transform": from_origin(545_000.0, 4_180_000.0, 0.5, 0.5),
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+               "bigtiff": "IF_SAFER"}
+    row = np.minimum(np.arange(size) * 3 // size, 2).astype(np.uint8)
+    with rasterio.open(path, "w", **profile) as dst:
+        for r0 in range(0, size, ROWS):
+            h = min(ROWS, size - r0)
+            dst.write(np.broadcast_to(row, (1, h, size)), window=Window(0, r0, size, h))
+    return path
+
+
 def make_model(out: Path, size: int, filters: int, kernel: int) -> Path:
     """An untrained 3-band, 3-class gym_unet artifact with a ``size`` x ``size`` input."""
     import torch
@@ -98,11 +125,22 @@ def vm_hwm_bytes() -> int:
 
 def child(model: Path, raster: Path, out: Path, tile: int | None, overlay: bool,
           scale: float = 1.0) -> None:
-    """Predict one raster; print one JSON line (seconds, Mpx, peak RSS before and after)."""
+    """Predict one raster (or, given a site YAML, evaluate on its scenes); print one JSON line
+    (seconds, Mpx, peak RSS before and after)."""
     from raygym.predict import PredictOptions, predict_files
 
     before = vm_hwm_bytes()  # imports (torch, rasterio) only
     start, cpu = time.perf_counter(), time.process_time()
+    if raster.suffix == ".yaml":
+        from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+        scored = evaluate_model_on_scenes(model, raster, out_dir=out, scale=scale, tile=tile,
+                                          overlays=4 if overlay else 0, device="cpu")
+        seconds = time.perf_counter() - start
+        print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+                          "mpx": int(scored.confusion.sum()) / 1e6, "rss_imports": before,
+                          "rss_peak": vm_hwm_bytes(), "mean_iou": scored.mean_iou}))
+        return
     result = predict_files(model, [raster], PredictOptions(out=out, tile=tile, device="cpu",
                                                            overlay=overlay, scale=scale))
     seconds = time.perf_counter() - start
@@ -125,6 +163,8 @@ def main() -> None:
     p.add_argument("--overlay", action="store_true", help="also write the overlay PNGs")
     p.add_argument("--scale", type=float, default=1.0, help="--scale: predict at this factor "
                    "of the native resolution, read by windows as at 1 (default: 1)")
+    p.add_argument("--evaluate", action="store_true", help="raygym evaluate --data on the "
+                   "rasters and a label GeoTIFF each, instead of predict")
     p.add_argument("--child", nargs=3, metavar=("MODEL", "RASTER", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -137,7 +177,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_predict_large-"))
     try:
         model = make_model(work, args.size, args.filters, args.kernel)
-        print(f"model gym_unet f{args.filters} k{args.kernel}, input {args.size}, tile "
+        print(f"{'evaluate --data' if args.evaluate else 'predict'}: "
+              f"model gym_unet f{args.filters} k{args.kernel}, input {args.size}, tile "
               f"{args.tile or args.size}, overlap 0.25, scale {args.scale:g}, fp32, overlay "
               f"{args.overlay}; "
               f"{os.cpu_count()} CPUs, torch "
@@ -145,10 +186,20 @@ def main() -> None:
         results = {}
         for size in args.sizes:
             tick = time.perf_counter()
-            raster = make_raster(work / f"synthetic_{size}.tif", size)
+            folder = work / f"scenes_{size}"
+            (folder / "images").mkdir(parents=True)
+            raster = make_raster(folder / "images" / f"synthetic_{size}.tif", size)
+            target = raster
+            if args.evaluate:
+                (folder / "labels").mkdir()
+                make_label(folder / "labels" / raster.name, size)
+                target = folder / "site.yaml"
+                target.write_text(f"data:\n  images: {folder / 'images'}\n  labels: "
+                                  f"{folder / 'labels'}\n  classes: [water, wet_sand, "
+                                  "dry_land]\n  unknown_labels: ignore\n")
             print(f"{size} x {size}: generated in {time.perf_counter() - tick:.0f} s "
                   f"({raster.stat().st_size / 2**20:.0f} MiB on disk)", flush=True)
-            cmd = [sys.executable, __file__, "--child", str(model), str(raster),
+            cmd = [sys.executable, __file__, "--child", str(model), str(target),
                    str(work / f"out_{size}")]
             cmd += (["--tile", str(args.tile)] if args.tile else []) + \
                 (["--overlay"] if args.overlay else []) + ["--scale", str(args.scale)]
@@ -166,7 +217,7 @@ def main() -> None:
                       f"{r['rss_peak'] / 2**30:.2f} GiB (imports {r['rss_imports'] / 2**30:.2f} "
                       f"GiB); load {os.getloadavg()[0]:.2f}", flush=True)
             shutil.rmtree(work / f"out_{size}", ignore_errors=True)
-            raster.unlink()
+            shutil.rmtree(folder)
         big, small = max(results), min(results)
         rate = {s: results[s]["mpx"] / results[s]["seconds"] for s in results}
         per_cpu = {s: results[s]["mpx"] / results[s]["cpu_seconds"] for s in results}

@@ -71,6 +71,20 @@ def _as_lut_index(label: np.ndarray) -> np.ndarray:
     return label.astype(np.uint16)
 
 
+_COUNT_CHUNK = 1 << 22
+"""Pixels per ``np.bincount`` call: it copies its input to int64 (8 bytes a pixel)."""
+
+
+def _value_counts(idx: np.ndarray, size: int) -> np.ndarray:
+    """``(size,)`` pixel count of each value of the uint8 / uint16 ``idx``, a chunk of pixels
+    at a time, so a whole scene's label never needs an int64 copy."""
+    flat = idx.reshape(-1)
+    counts = np.zeros(size, np.int64)
+    for start in range(0, flat.size, _COUNT_CHUNK):
+        counts += np.bincount(flat[start:start + _COUNT_CHUNK], minlength=size)
+    return counts
+
+
 def apply_remap(
     label: np.ndarray,
     mapping: Mapping[int, int] | None,
@@ -129,7 +143,7 @@ def apply_remap(
         # A mapping key above 255 with a uint8 label can simply never match; widen the table.
         idx = idx.astype(np.uint16)
         size = 65536
-    counts = np.bincount(idx.ravel(), minlength=size)
+    counts = _value_counts(idx, size)
 
     # Lookup table raw value -> class id, filled for covered values; `covered` tracks which
     # raw values need no rule.

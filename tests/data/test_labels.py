@@ -22,6 +22,19 @@ def test_ignore_index_is_255() -> None:
 # ---------------------------------------------------------------- remap
 
 
+def test_unknown_values_are_counted_across_count_chunks() -> None:
+    """A label larger than one counting chunk (4 Mpx): counts from every chunk add up."""
+    from raygym.data.labels import _COUNT_CHUNK
+
+    label = np.ones(_COUNT_CHUNK + 5000, np.uint8)
+    label[:3] = 9  # in the first chunk
+    label[-7:] = 9  # in the last
+    label[-20:-7] = 200
+    out, changed = apply_remap(label.reshape(1, -1), S2_MAP, 4, unknown="ignore")
+    assert changed == {9: 10, 200: 13}
+    assert int((out == IGNORE_INDEX).sum()) == 23 and int((out == 0).sum()) == label.size - 23
+
+
 def test_remap_mapping_covers_all() -> None:
     label = np.array([[1, 2], [3, 4]], dtype=np.uint8)
     out, changed = apply_remap(label, S2_MAP, 4)
