@@ -192,7 +192,7 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
         raise DataError("every pixel is nodata in one band file or another: nothing to train "
                         "on", file=paths[0], fix="remove this scene, or correct the nodata "
                         "values of its band files")
-    return image, ignore_nodata(image, label.astype(np.uint8)), changed
+    return image, ignore_nodata(image, label), changed
 
 
 def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, dict[str, int]]:
