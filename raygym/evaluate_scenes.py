@@ -11,9 +11,11 @@ resampled to the training scale by default: ``scale="auto"``), then compared wit
 the scene's own size; nodata and the ignore index are not scored. The report files are
 :func:`raygym.evaluate.write_evaluation`'s, in ``<model>/evaluation_scenes_<SITE>/``.
 
-The prediction is scored a band of rows at a time as predict yields it; only the label and the
-predicted labels (a byte a pixel each) are held for the whole scene, so a GeoTIFF scene needs
-about 2 bytes a pixel beside the model (a PNG / JPEG is decoded whole, as predict decodes it).
+The prediction is scored a band of rows at a time as predict yields it; only the label (a byte
+a pixel) is held for the whole scene, beside what predict holds (a PNG / JPEG is decoded whole,
+as predict decodes it). The overlays' panels are shrunk as the rows come: kept for every scene
+when there are at most twice as many scenes as overlays, else taken again from the few scenes
+drawn.
 """
 
 from __future__ import annotations
@@ -89,10 +91,17 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     kld = np.zeros(len(pairs), np.float64)
     n_valid = np.zeros(len(pairs), np.int64)
     unmapped = 0  # labelled pixels predict leaves as nodata
+    # a few scenes keep their shrunk overlay panels from the scoring pass; with many, only
+    # the best / worst drawn are predicted again (never all held at once)
+    keep_panels = 0 < len(pairs) <= 2 * overlays
+    panels: dict[str, Panels] = {}
     for i, pair in enumerate(pairs):
-        scored = _predict_scene(predictor, pair, data, {**options, "scale": factors[pair.key]})
+        scored = _predict_scene(predictor, pair, data, {**options, "scale": factors[pair.key]},
+                                panels=keep_panels)
         cms[i], kld[i], n_valid[i] = scored.confusion, scored.kld_sum, scored.n_valid
         unmapped += scored.unmapped
+        if scored.panels is not None:
+            panels[pair.key] = scored.panels
         keys.append(pair.key)
     warnings = [f"{unmapped} labelled pixels lie where predict writes nodata (the edge of a "
                 "nodata area, resampled): not scored"] if unmapped else []
@@ -100,10 +109,12 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
 
     def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
         rows = []
-        for key, iou in picks:  # predicted again: a few scenes, never all held at once
-            scored = _predict_scene(predictor, by_key[key], data,
-                                    {**options, "scale": factors[key]}, preview=True)
-            rows.append(_overlay_row(key, iou, scored, k, card.ignore_index))
+        for key, iou in picks:
+            shown = panels.get(key) or _predict_scene(
+                predictor, by_key[key], data, {**options, "scale": factors[key]},
+                panels=True).panels
+            assert shown is not None
+            rows.append(_overlay_row(key, iou, shown, k, card.ignore_index))
         return rows
 
     low, high = min(factors.values()), max(factors.values())
@@ -121,38 +132,45 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
 
 
 @dataclass
+class Panels:
+    """A scene shrunk for an overlay row, every :func:`_display_step` th pixel: ``image``
+    ``(h, w, C)`` (the source's preview), ``truth`` and ``pred`` ``(h, w)`` uint8 (the ignore
+    index / :data:`~raygym.predict.NODATA` where not scored / not predicted)."""
+
+    image: np.ndarray
+    truth: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass
 class SceneScore:
     """One labelled scene, predicted and scored.
 
     Attributes:
-        truth: ``(H, W)`` uint8 labels, the ignore index where the image is nodata.
-        pred: ``(H, W)`` uint8, the labels predict writes (:data:`~raygym.predict.NODATA`
-            where it writes none).
         confusion: ``(K, K)`` int64 counts, truth rows by prediction columns, over the pixels
-            with both a label and a prediction; kld_sum, n_valid: the summed KLD of the
-            probabilities and the pixels it covers; unmapped: labelled pixels of valid input
-            without a prediction (the resampled edge of a nodata area), not scored.
-        preview: ``(h, w, C)`` the image shrunk for display by :func:`_display_step` (None
-            unless asked for).
+            with both a label and a prediction.
+        kld_sum, n_valid: the summed KLD of the probabilities and the pixels it covers.
+        unmapped: labelled pixels of valid input without a prediction (the resampled edge of
+            a nodata area), not scored.
+        panels: the scene shrunk for an overlay (None unless asked for).
     """
 
-    truth: np.ndarray
-    pred: np.ndarray
     confusion: np.ndarray
     kld_sum: float
     n_valid: int
     unmapped: int
-    preview: np.ndarray | None = None
+    panels: Panels | None = None
 
 
 def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any],
-                   preview: bool = False) -> SceneScore:
+                   panels: bool = False) -> SceneScore:
     """Predict one scene exactly as ``raygym predict`` does (its reader: a GeoTIFF by
     windows, nodata by its rules) and score each band of rows as it comes against the label
     read by prepare's rules (remap or palette, unknown labels), by the metric code training
-    validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). Only the label and the
-    predicted labels (a byte a pixel each) are held whole. The confusion counts the labels
-    predict writes (at a scale other than 1 they are mapped back nearest, the probabilities
+    validates with (:class:`~raygym.train.metrics.ConfusionMatrix`). Only the label is held
+    whole (a byte a pixel); ``panels`` keeps every :func:`_display_step` th pixel of the
+    image, label and prediction for an overlay. The confusion counts the labels predict
+    writes (at a scale other than 1 they are mapped back nearest, the probabilities
     linearly, so their argmax can differ at class edges); the KLD is the probabilities'."""
     from raygym.data.prepare import read_scene_label
     from raygym.predict import NODATA
@@ -167,9 +185,10 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
     k, ignore = predictor.num_classes, predictor.card.ignore_index
     counts = ConfusionMatrix(k, ignore_index=ignore)
     spread = ConfusionMatrix(k, ignore_index=ignore)
-    pred = np.full(truth.shape, NODATA, np.uint8)
+    step = _display_step(truth.shape)
+    shrunk = np.full(truth[::step, ::step].shape, NODATA, np.uint8) if panels else None
     unmapped = 0
-    shrunk = None
+    shown = None
     try:
         with open_source(InputItem(paths[0], paths[1:], pair.key), predictor.in_channels) \
                 as source:
@@ -195,14 +214,17 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
                 # log-probabilities are logits whose softmax is the predicted distribution
                 spread.update(torch.from_numpy(np.log(np.clip(strip.probs, 1e-12, 1.0)))[None],
                               target_t)
-                pred[rows] = strip.labels
-            if preview:
-                step = _display_step(truth.shape)
-                shrunk = source.preview(truth[::step, ::step].shape)
+                if shrunk is not None:  # the strip's rows that fall on the display stride
+                    first = -(-rows.start // step) * step
+                    picked = strip.labels[first - rows.start::step, ::step]
+                    shrunk[first // step:first // step + len(picked)] = picked
+            if shrunk is not None:
+                small = truth[::step, ::step].copy()
+                shown = Panels(source.preview(small.shape), small, shrunk)
     except DataError as err:
         raise DataError(err.message, file=err.file or paths[0], fix=err.fix) from None
     kld_sum, n = (float(v) for v in spread.kld_state)
-    return SceneScore(truth, pred, counts.matrix.numpy(), kld_sum, int(n), unmapped, shrunk)
+    return SceneScore(counts.matrix.numpy(), kld_sum, int(n), unmapped, shown)
 
 
 def _display_step(hw: tuple[int, int]) -> int:
@@ -210,16 +232,14 @@ def _display_step(hw: tuple[int, int]) -> int:
     return max(1, int(np.ceil(max(hw) / DISPLAY_MAX_PX)))
 
 
-def _overlay_row(key: str, iou: float, scored: SceneScore, k: int, ignore_index: int
+def _overlay_row(key: str, iou: float, shown: Panels, k: int, ignore_index: int
                  ) -> tuple[str, Any, Any, Any]:
-    """An image | truth | prediction row, shrunk to at most :data:`DISPLAY_MAX_PX` a side."""
+    """An image | truth | prediction row, at most :data:`DISPLAY_MAX_PX` a side."""
     from raygym.data.preview import colourize, display_rgb
 
-    assert scored.preview is not None, "predicted without preview=True"
-    step = _display_step(scored.truth.shape)
-    truth, pred = scored.truth[::step, ::step], scored.pred[::step, ::step].copy()
-    pred[truth == ignore_index] = ignore_index  # what was not scored stays black
-    image = scored.preview
-    shown = np.nan_to_num(image.astype(np.float32)) if image.dtype.kind == "f" else image
-    return (f"{key}  (IoU {iou:.3f})", display_rgb(shown), colourize(truth, k, ignore_index),
+    pred = shown.pred.copy()
+    pred[shown.truth == ignore_index] = ignore_index  # what was not scored stays black
+    image = shown.image
+    image = np.nan_to_num(image.astype(np.float32)) if image.dtype.kind == "f" else image
+    return (f"{key}  (IoU {iou:.3f})", display_rgb(image), colourize(shown.truth, k, ignore_index),
             colourize(pred, k, ignore_index))

@@ -385,7 +385,8 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
     rgb = np.asarray(Image.open(s2 / row["image"]).convert("RGB"), np.uint16) + 1
     nir = np.asarray(Image.open(s2 / row["nir"]).convert("L"), np.uint16)[..., None] + 1
     label = np.asarray(Image.open(s2 / row["label"]).convert("L"))
-    reps = -(-600 // label.shape[0])  # stacked to >= 600 rows: three strips at scale 1
+    # stacked to >= 1,100 rows: five strips at scale 1, shrunk every 3rd pixel for display
+    reps = -(-1100 // label.shape[0])
     stack = np.tile(np.concatenate([rgb, nir], axis=2), (reps, 1, 1)).transpose(2, 0, 1)
     label = np.tile(label, (reps, 1))
     stack[:, 240:270, :20] = 0  # nodata across the first strip boundary
@@ -424,3 +425,19 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
     # the KLD of a one-hot truth is -log p(true class), as the metric takes it
     kld = -np.log(p_true[scored]).mean()
     assert result.metrics["kld"] == pytest.approx(kld, rel=1e-4)
+
+    # the overlay's panels, shrunk strip by strip (256 rows: not a multiple of the stride),
+    # are the whole prediction's every 3rd pixel
+    from raygym.data.pairing import find_pairs
+    from raygym.evaluate_scenes import _display_step, _predict_scene
+    from raygym.search.space_config import load_experiment
+
+    data = load_experiment(site)[0].data
+    shown = _predict_scene(predictor, find_pairs(data)[0], data, {"scale": scale},
+                           panels=True).panels
+    step = _display_step(label.shape)
+    assert shown is not None and step == 3
+    np.testing.assert_array_equal(shown.pred, pred[::step, ::step])
+    np.testing.assert_array_equal(shown.truth == 255, ~((truth >= 0) & (truth < 4) & valid)
+                                  [::step, ::step])
+    assert shown.image.shape[:2] == shown.pred.shape
