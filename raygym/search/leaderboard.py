@@ -267,9 +267,10 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
                   f"{summary['wall_s']:.0f} s wall")
     if board.rows and board.rows[0]["status"] != "failed":
         best = board.rows[0]
-        per_class = ", ".join(f"{c} {best.get(f'iou/{c}', math.nan):.3f}" for c in board.classes)
+        per_class = ", ".join(f"{c} {v:.3f}" for c in board.classes
+                              if not math.isnan(v := best.get(f"iou/{c}", math.nan)))
         console.print(f"[bold green]best[/] {best['trial_id']}: {metric} "
-                      f"{best[f'best_{metric}']:.4f} ({per_class})")
+                      f"{best[f'best_{metric}']:.4f}" + (f" ({per_class})" if per_class else ""))
     if summary.get("seed_noise"):
         console.print(noise_line(summary["seed_noise"], metric, board.param_keys))
     if exported:

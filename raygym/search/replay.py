@@ -184,9 +184,20 @@ class CurveTable:
         raise ConfigError(f"the table has no run of {want}", file=self.path,
                           fix="search only over values the table recorded")
 
+    @property
+    def classes(self) -> list[str]:
+        """The classes whose IoU the table recorded (its ``val_iou/<class>`` columns)."""
+        return [m.removeprefix("val_iou/") for m in self.metrics if m.startswith("val_iou/")]
+
     def check_space(self, space: Any, max_epochs: int, metric: str,
-                    monitor: str = "val_loss") -> None:
-        """Refuse (one line, naming the key) a space or config this table cannot replay."""
+                    monitor: str = "val_loss", classes: list[str] | None = None) -> None:
+        """Refuse (one line, naming the key) a space or config this table cannot replay;
+        ``classes``: the config's ``data.classes``, which must be the recorded ones."""
+        if classes is not None and self.classes and list(classes) != self.classes:
+            raise ConfigError(f"{list(classes)}, but the table recorded the classes "
+                              f"{self.classes}: their scores would be missing",
+                              key="data.classes", file=self.path,
+                              fix=f"set data.classes: [{', '.join(self.classes)}]")
         for d in space:
             if d.path not in self.param_keys:
                 raise ConfigError(f"the curve table has no column param:{d.path}; it recorded "

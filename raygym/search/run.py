@@ -353,7 +353,7 @@ def replay_table(config: ExperimentConfig, space: SearchSpace, path: Path) -> An
                           key="search.scheduler", fix="use asha, median or none")
     table = load_table(str(Path(path).resolve()))
     table.check_space(space, config.train.max_epochs, config.search.metric,
-                      config.train.monitor)
+                      config.train.monitor, list(config.data.classes))
     s = config.search
     if s.repeat_top and s.repeat_runs > len(table.seeds):
         # a further run would replay a seed again: the same curve, a mean that only looks firmer

@@ -195,7 +195,7 @@ def test_the_shipped_rehearsal_spaces_fit_their_tables() -> None:
         config, space = load_experiment(space_file)
         table = CurveTable.load(table_file)
         table.check_space(space, config.train.max_epochs, config.search.metric,
-                          config.train.monitor)
+                          config.train.monitor, list(config.data.classes))
         assert config.train.max_epochs == table.epochs
         assert config.search.num_samples == len(table.configs)
         assert [r.name for r in rehearsal_rows(config, table)] == ["yours", "random", "grid"]

@@ -91,6 +91,10 @@ def test_space_check_names_the_key(grid_table: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no column val_fw_iou") as err:
         table.check_space(space, 8, "val_mean_iou", "val_fw_iou")
     assert err.value.key == "train.monitor"
+    table.check_space(space, 8, "val_mean_iou", classes=["a", "b"])
+    with pytest.raises(ConfigError, match=r"recorded the classes \['a', 'b'\]") as err:
+        table.check_space(space, 8, "val_mean_iou", classes=["water", "land"])
+    assert err.value.key == "data.classes" and "data.classes: [a, b]" in str(err.value)
 
 
 # --------------------------------------------------------------------------- ground truth
