@@ -26,12 +26,14 @@ each holding the model once (``map_batches`` with a callable class), for large t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,25 @@ def check_writable(out: Path) -> None:
                         key="--out", fix="give --out DIR in a writable place") from None
 
 
+@contextlib.contextmanager
+def output_dir(out: Path) -> Iterator[Path]:
+    """Create ``out`` for the body that fills it (refused in one line where it cannot be
+    written: :func:`check_writable`). When the body fails or is interrupted, the folders this
+    created are removed again while still empty, so a refused or stopped evaluation leaves
+    nothing behind."""
+    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    check_writable(out)
+    try:
+        yield out
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # something was written there: kept
+                break
+        raise
+
+
 def evaluation_name(split: str = "test", data_file: Path | None = None) -> str:
     """The report's name: ``evaluation_<split>`` for a prepared split,
     ``evaluation_scenes_<file stem>`` for labelled scenes at full size (``--data``), so the
@@ -338,23 +359,23 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
                         fix="choose another --split, or set data.split fractions")
     out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
-    check_writable(out)  # before minutes of scoring, not after
-    classes = list(card.classes)
-    k = len(classes)
-    if use_ray:
-        keys, cms, kld, n_valid = _score_ray(model_dir, dataset, split, k, batch_size,
-                                             ray_actors)
-    else:
-        keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
-    if not keys:
-        raise DataError(f"split '{split}' has no original rows", file=dataset_dir)
-    title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
-    return write_evaluation(
-        model_dir, card, out, keys, cms, kld, n_valid, title=title,
-        overlay_rows=lambda picks: _overlay_rows(model_dir, dataset, split, picks, k, device),
-        overlays=overlays, started=started, engine="ray-data" if use_ray else "torch",
-        dataset_dir=dataset_dir, split=split, warnings=warnings,
-        report={"dataset": str(dataset_dir), "split": split, "originals_only": True})
+    with output_dir(out):  # before minutes of scoring, not after
+        classes = list(card.classes)
+        k = len(classes)
+        if use_ray:
+            keys, cms, kld, n_valid = _score_ray(model_dir, dataset, split, k, batch_size,
+                                                 ray_actors)
+        else:
+            keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
+        if not keys:
+            raise DataError(f"split '{split}' has no original rows", file=dataset_dir)
+        title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
+        return write_evaluation(
+            model_dir, card, out, keys, cms, kld, n_valid, title=title,
+            overlay_rows=lambda picks: _overlay_rows(model_dir, dataset, split, picks, k, device),
+            overlays=overlays, started=started, engine="ray-data" if use_ray else "torch",
+            dataset_dir=dataset_dir, split=split, warnings=warnings,
+            report={"dataset": str(dataset_dir), "split": split, "originals_only": True})
 
 
 def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms: np.ndarray,

@@ -55,7 +55,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     """
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
-    from raygym.evaluate import check_writable, evaluation_name, model_label, write_evaluation
+    from raygym.evaluate import evaluation_name, model_label, output_dir, write_evaluation
     from raygym.predict import Predictor
     from raygym.search.space_config import load_experiment
 
@@ -82,53 +82,53 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}
     out = Path(out_dir) if out_dir is not None else model_dir / evaluation_name(
         data_file=data_file)
-    check_writable(out)
-    k = card.num_classes
-    options = {"tile": tile, "overlap": overlap, "tta": tta}
+    with output_dir(out):  # before minutes of scoring, not after
+        k = card.num_classes
+        options = {"tile": tile, "overlap": overlap, "tta": tta}
 
-    keys: list[str] = []
-    cms = np.zeros((len(pairs), k, k), np.int64)
-    kld = np.zeros(len(pairs), np.float64)
-    n_valid = np.zeros(len(pairs), np.int64)
-    unmapped = 0  # labelled pixels predict leaves as nodata
-    # a few scenes keep their shrunk overlay panels from the scoring pass; with many, only
-    # the best / worst drawn are predicted again (never all held at once)
-    keep_panels = 0 < len(pairs) <= 2 * overlays
-    panels: dict[str, Panels] = {}
-    for i, pair in enumerate(pairs):
-        scored = _predict_scene(predictor, pair, data, {**options, "scale": factors[pair.key]},
-                                panels=keep_panels)
-        cms[i], kld[i], n_valid[i] = scored.confusion, scored.kld_sum, scored.n_valid
-        unmapped += scored.unmapped
-        if scored.panels is not None:
-            panels[pair.key] = scored.panels
-        keys.append(pair.key)
-    warnings = [f"{unmapped} labelled pixels lie where predict writes nodata (the edge of a "
-                "nodata area, resampled): not scored"] if unmapped else []
-    by_key = {p.key: p for p in pairs}
+        keys: list[str] = []
+        cms = np.zeros((len(pairs), k, k), np.int64)
+        kld = np.zeros(len(pairs), np.float64)
+        n_valid = np.zeros(len(pairs), np.int64)
+        unmapped = 0  # labelled pixels predict leaves as nodata
+        # a few scenes keep their shrunk overlay panels from the scoring pass; with many, only
+        # the best / worst drawn are predicted again (never all held at once)
+        keep_panels = 0 < len(pairs) <= 2 * overlays
+        panels: dict[str, Panels] = {}
+        for i, pair in enumerate(pairs):
+            scored = _predict_scene(predictor, pair, data, {**options, "scale": factors[pair.key]},
+                                    panels=keep_panels)
+            cms[i], kld[i], n_valid[i] = scored.confusion, scored.kld_sum, scored.n_valid
+            unmapped += scored.unmapped
+            if scored.panels is not None:
+                panels[pair.key] = scored.panels
+            keys.append(pair.key)
+        warnings = [f"{unmapped} labelled pixels lie where predict writes nodata (the edge of a "
+                    "nodata area, resampled): not scored"] if unmapped else []
+        by_key = {p.key: p for p in pairs}
 
-    def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
-        rows = []
-        for key, iou in picks:
-            shown = panels.get(key) or _predict_scene(
-                predictor, by_key[key], data, {**options, "scale": factors[key]},
-                panels=True).panels
-            assert shown is not None
-            rows.append(_overlay_row(key, iou, shown, k, card.ignore_index))
-        return rows
+        def overlay_rows(picks: list[tuple[str, float]]) -> list[tuple[str, Any, Any, Any]]:
+            rows = []
+            for key, iou in picks:
+                shown = panels.get(key) or _predict_scene(
+                    predictor, by_key[key], data, {**options, "scale": factors[key]},
+                    panels=True).panels
+                assert shown is not None
+                rows.append(_overlay_row(key, iou, shown, k, card.ignore_index))
+            return rows
 
-    low, high = min(factors.values()), max(factors.values())
-    where = (f"scale {low:.4g}" if high - low < 5e-5 else f"scale {low:.4g}-{high:.4g}") + (
-        ", tta" if tta else "")
-    title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} "
-             f"scene{'' if len(keys) == 1 else 's'} at full size, {where})")
-    return write_evaluation(
-        model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
-        overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
-        split=data_file.name, warnings=warnings,
-        report={"data_file": str(data_file), "full_size": True,
-                "scale": low if high - low < 5e-5 else factors,
-                "tile": tile, "overlap": overlap, "tta": tta})
+        low, high = min(factors.values()), max(factors.values())
+        where = (f"scale {low:.4g}" if high - low < 5e-5 else f"scale {low:.4g}-{high:.4g}") + (
+            ", tta" if tta else "")
+        title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} "
+                 f"scene{'' if len(keys) == 1 else 's'} at full size, {where})")
+        return write_evaluation(
+            model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
+            overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
+            split=data_file.name, warnings=warnings,
+            report={"data_file": str(data_file), "full_size": True,
+                    "scale": low if high - low < 5e-5 else factors,
+                    "tile": tile, "overlap": overlap, "tta": tta})
 
 
 @dataclass

@@ -441,3 +441,31 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
     np.testing.assert_array_equal(shown.truth == 255, ~((truth >= 0) & (truth < 4) & valid)
                                   [::step, ::step])
     assert shown.image.shape[:2] == shown.pred.shape
+
+
+def test_a_scene_refused_midway_leaves_no_report_folder(trained: dict, tmp_path: Path) -> None:
+    """A label value outside the classes is found only when that scene is read: the
+    one-line refusal names it, and the report folders created for the run are gone again."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+    for sub in ("scenes", "masks"):
+        (tmp_path / sub).mkdir()
+    geo = {"driver": "GTiff", "crs": "EPSG:32610", "transform": from_origin(545000, 4180000, 10,
+                                                                             10)}
+    with rasterio.open(tmp_path / "scenes" / "s.tif", "w", count=4, dtype="uint16", height=40,
+                       width=48, **geo) as dst:
+        dst.write(np.ones((4, 40, 48), np.uint16))
+    with rasterio.open(tmp_path / "masks" / "s.tif", "w", count=1, dtype="uint8", height=40,
+                       width=48, **geo) as dst:
+        dst.write(np.full((1, 40, 48), 9, np.uint8))
+    site = tmp_path / "site.yaml"
+    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  labels: {tmp_path / 'masks'}\n"
+                    f"  classes: {CLASSES}\n")
+    with pytest.raises(DataError, match=r"outside the 4 classes: 9 \(1920 px\)") as err:
+        evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "reports" / "x",
+                                 device="cpu")
+    assert err.value.file == str(tmp_path / "masks" / "s.tif")
+    assert not (tmp_path / "reports").exists()
