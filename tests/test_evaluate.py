@@ -321,20 +321,43 @@ def test_labelled_scenes_at_full_size_score_what_predict_maps(trained: dict, tmp
     assert "--scale applies to full-size scenes" in capsys.readouterr().err
 
 
+def _geotiff_site(folder: Path, scenes: dict[str, tuple[np.ndarray, np.ndarray]],
+                  rules: str = "  remap: {1: 0, 2: 1, 3: 2, 4: 3}\n  unknown_labels: ignore\n"
+                  ) -> Path:
+    """A site under ``folder``: per ``name: (stack (4, H, W) uint16, label (H, W) uint8)`` a
+    GeoTIFF scene (nodata 0) and its label GeoTIFF, and the site YAML with the label
+    ``rules`` (default: S2's values 1-4 to the four classes)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    for sub in ("scenes", "masks"):
+        (folder / sub).mkdir()
+    for i, (name, (stack, label)) in enumerate(scenes.items()):
+        geo = {"driver": "GTiff", "height": label.shape[0], "width": label.shape[1],
+               "crs": "EPSG:32610", "transform": from_origin(545000 + 1000 * i, 4180000, 10, 10)}
+        with rasterio.open(folder / "scenes" / f"{name}.tif", "w", count=4, dtype="uint16",
+                           nodata=0, **geo) as dst:
+            dst.write(stack)
+        with rasterio.open(folder / "masks" / f"{name}.tif", "w", count=1, dtype="uint8",
+                           **geo) as dst:
+            dst.write(label[None])
+    site = folder / "site.yaml"
+    site.write_text(f"data:\n  images: {folder / 'scenes'}\n  labels: {folder / 'masks'}\n"
+                    f"  classes: {CLASSES}\n{rules}")
+    return site
+
+
 def test_geotiff_scenes_with_nodata_are_scored_around_it(trained: dict, tmp_path: Path) -> None:
     """4-band uint16 GeoTIFFs with a nodata corner: the corner is not scored, and the few
     labelled pixels predict leaves as nodata at its resampled edge are counted, not crashed
     on."""
-    import rasterio
     from PIL import Image
-    from rasterio.transform import from_origin
 
     from raygym.evaluate_scenes import evaluate_model_on_scenes
 
     s2 = S2.resolve()
     rows = list(csv.DictReader((s2 / "pairs.csv").open()))[:2]
-    for sub in ("scenes", "masks"):
-        (tmp_path / sub).mkdir()
+    scenes = {}
     labelled = 0
     for i, row in enumerate(rows):
         rgb = np.asarray(Image.open(s2 / row["image"]).convert("RGB"), np.uint16) + 1
@@ -342,21 +365,10 @@ def test_geotiff_scenes_with_nodata_are_scored_around_it(trained: dict, tmp_path
         stack = np.concatenate([rgb, nir], axis=2).transpose(2, 0, 1)
         stack[:, :9, :9] = 0  # nodata
         label = np.asarray(Image.open(s2 / row["label"]).convert("L"))
-        h, w = label.shape
         labelled += int(((label >= 1) & (label <= 4)).sum() - ((label[:9, :9] >= 1)
                                                                 & (label[:9, :9] <= 4)).sum())
-        geo = {"driver": "GTiff", "height": h, "width": w, "crs": "EPSG:32610",
-               "transform": from_origin(545000 + 1000 * i, 4180000, 10, 10)}
-        with rasterio.open(tmp_path / "scenes" / f"s{i}.tif", "w", count=4, dtype="uint16",
-                           nodata=0, **geo) as dst:
-            dst.write(stack)
-        with rasterio.open(tmp_path / "masks" / f"s{i}.tif", "w", count=1, dtype="uint8",
-                           **geo) as dst:
-            dst.write(label[None])
-    site = tmp_path / "geo_site.yaml"
-    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  labels: {tmp_path / 'masks'}\n"
-                    f"  classes: {CLASSES}\n  remap: {{1: 0, 2: 1, 3: 2, 4: 3}}\n"
-                    "  unknown_labels: ignore\n")
+        scenes[f"s{i}"] = (stack, label)
+    site = _geotiff_site(tmp_path, scenes)
     result = evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "out",
                                       device="cpu")
     assert result.num_images == 2 and int(result.confusion.sum()) > 0
@@ -372,9 +384,7 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
     """A scene of several strips (predict yields 256 rows at a time), with a nodata band
     across a strip boundary: the streamed confusion and KLD equal those of the whole
     prediction held at once."""
-    import rasterio
     from PIL import Image
-    from rasterio.transform import from_origin
 
     from raygym.evaluate_scenes import evaluate_model_on_scenes
     from raygym.predict import NODATA, Predictor
@@ -390,20 +400,7 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
     stack = np.tile(np.concatenate([rgb, nir], axis=2), (reps, 1, 1)).transpose(2, 0, 1)
     label = np.tile(label, (reps, 1))
     stack[:, 240:270, :20] = 0  # nodata across the first strip boundary
-    geo = {"driver": "GTiff", "height": label.shape[0], "width": label.shape[1],
-           "crs": "EPSG:32610", "transform": from_origin(545000, 4180000, 10, 10)}
-    for sub in ("scenes", "masks"):
-        (tmp_path / sub).mkdir()
-    with rasterio.open(tmp_path / "scenes" / "tall.tif", "w", count=4, dtype="uint16",
-                       nodata=0, **geo) as dst:
-        dst.write(stack)
-    with rasterio.open(tmp_path / "masks" / "tall.tif", "w", count=1, dtype="uint8",
-                       **geo) as dst:
-        dst.write(label[None])
-    site = tmp_path / "tall_site.yaml"
-    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  labels: {tmp_path / 'masks'}\n"
-                    f"  classes: {CLASSES}\n  remap: {{1: 0, 2: 1, 3: 2, 4: 3}}\n"
-                    "  unknown_labels: ignore\n")
+    site = _geotiff_site(tmp_path, {"tall": (stack, label)})
     result = evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "out",
                                       scale=scale, overlays=0, device="cpu")
 
@@ -446,24 +443,10 @@ def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
 def test_a_scene_refused_midway_leaves_no_report_folder(trained: dict, tmp_path: Path) -> None:
     """A label value outside the classes is found only when that scene is read: the
     one-line refusal names it, and the report folders created for the run are gone again."""
-    import rasterio
-    from rasterio.transform import from_origin
-
     from raygym.evaluate_scenes import evaluate_model_on_scenes
 
-    for sub in ("scenes", "masks"):
-        (tmp_path / sub).mkdir()
-    geo = {"driver": "GTiff", "crs": "EPSG:32610", "transform": from_origin(545000, 4180000, 10,
-                                                                             10)}
-    with rasterio.open(tmp_path / "scenes" / "s.tif", "w", count=4, dtype="uint16", height=40,
-                       width=48, **geo) as dst:
-        dst.write(np.ones((4, 40, 48), np.uint16))
-    with rasterio.open(tmp_path / "masks" / "s.tif", "w", count=1, dtype="uint8", height=40,
-                       width=48, **geo) as dst:
-        dst.write(np.full((1, 40, 48), 9, np.uint8))
-    site = tmp_path / "site.yaml"
-    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  labels: {tmp_path / 'masks'}\n"
-                    f"  classes: {CLASSES}\n")
+    site = _geotiff_site(tmp_path, {"s": (np.ones((4, 40, 48), np.uint16),
+                                          np.full((40, 48), 9, np.uint8))}, rules="")
     with pytest.raises(DataError, match=r"outside the 4 classes: 9 \(1920 px\)") as err:
         evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "reports" / "x",
                                  device="cpu")
