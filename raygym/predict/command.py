@@ -87,7 +87,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     predictor.tile_hw(options.tile)  # validate before any work
     scale_line = predictor.scale_line(options.scale)  # also refuses models that disagree
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_rules())
-    items, unreadable = check_band_counts(items, predictor.in_channels)
+    items, unreadable = check_band_counts(items, predictor.in_channels,
+                                          predictor.extra_bands_missing)
     skipped += unreadable
     if out.is_dir():
         sweep_temp_files(out)  # half-written outputs of a killed run, before they are judged

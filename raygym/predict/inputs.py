@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,11 +204,14 @@ def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:
     return alpha if alpha and stack_bands - len(alpha) == in_channels else []
 
 
-def check_band_counts(items: Sequence[InputItem], in_channels: int
+def check_band_counts(items: Sequence[InputItem], in_channels: int,
+                      extra_bands: Callable[[int], str] | None = None
                       ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Header check of every input: unreadable files are skipped, a wrong band count raises.
 
     Alpha bands (see :func:`image_alpha`) are masks, not data: they do not count.
+    ``extra_bands(bands)``: the names of the extra bands an input of ``bands`` bands lacks
+    ("" when unknown), for the fix (:meth:`raygym.predict.Predictor.extra_bands_missing`).
 
     Raises:
         DataError: naming the first image whose bands (its own + extra files) differ from
@@ -226,7 +229,9 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int
             continue
         if bands != in_channels:
             extra = f" ({head.bands} + {len(item.bands)} band files)" if item.bands else ""
+            named = extra_bands(bands) if extra_bands is not None else ""
             fix = ("give --band FOLDER for each extra band, in training order"
+                   + (f": {named}" if named else "")
                    if bands < in_channels else
                    f"the model was trained on {in_channels}-band images")
             raise DataError(f"has {bands} bands{extra} but the model expects {in_channels}",

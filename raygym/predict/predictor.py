@@ -246,6 +246,18 @@ class Predictor:
 
         return ensemble_softmax(self.models, x, tta=tta, weights=self.weights)
 
+    def extra_bands_missing(self, bands: int) -> str:
+        """What an input of ``bands`` bands lacks when the missing ones can be the extra
+        bands the models were trained with: their folders' names (``nir``), or (a manifest)
+        "its manifest's band columns"; "" when they cannot be."""
+        data = self.config.data
+        # extra band files: the folders, or (a manifest) the naming rules prepare learnt
+        n_extra = len(data.extra_bands) or len(self.card.dataset.get("band_names") or [])
+        if not 0 < self.in_channels - bands <= n_extra:
+            return ""
+        return (", ".join(Path(b.folder).name for b in data.extra_bands)
+                or "its manifest's band columns")
+
     def predict_strips(self, source: RasterSource, *, tile: int | None = None,
                        overlap: float = 0.25, tta: bool = False,
                        scale: float | str = AUTO_SCALE, batch_size: int = 8) -> Iterator[Strip]:
@@ -273,14 +285,9 @@ class Predictor:
             DataError: a wrong band count, or every pixel nodata.
         """
         if source.bands != self.in_channels:
-            data = self.config.data
-            # extra band files: the folders, or (a manifest) the naming rules prepare learnt
-            n_extra = len(data.extra_bands) or len(self.card.dataset.get("band_names") or [])
-            extra = (", ".join(Path(b.folder).name for b in data.extra_bands)
-                     or "its manifest's band columns")
+            extra = self.extra_bands_missing(source.bands)
             hint = (f": the images' bands followed by {extra}, stacked last in that order "
-                    "(raygym predict: --band)"
-                    if 0 < self.in_channels - source.bands <= n_extra else "")
+                    "(raygym predict: --band)" if extra else "")
             raise DataError(f"image has {source.bands} bands but the model expects "
                             f"{self.in_channels}{hint}")
         scale = self.resolve_scale(scale)

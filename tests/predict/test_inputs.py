@@ -124,6 +124,7 @@ def test_wrong_band_count_is_refused(s2_models: dict[str, Path], tmp_path: Path,
     assert code == 2
     line = one_error_line(capsys.readouterr().err)
     assert image.name in line and "3 bands" in line and "expects 4" in line
+    assert "--band FOLDER for each extra band, in training order: nir)" in line  # its folder
 
 
 def test_output_inside_input_folder_is_refused(s2_models: dict[str, Path], tmp_path: Path,
