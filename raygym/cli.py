@@ -50,7 +50,14 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise RaygymError(f"--set expects key.path=value, got {item!r}",
                               fix="e.g. --set train.max_epochs=3")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise RaygymError(f"--set {key.strip()}: the value {value!r} is not YAML "
+                              f"({problem})", fix="write the value as YAML, the item quoted "
+                              "for the shell, e.g. --set 'model.filters={choice: [2, 4]}'"
+                              ) from None
     return out
 
 

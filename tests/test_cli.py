@@ -62,6 +62,10 @@ def test_bad_set_override(tmp_path, capsys, write_config, s2_config) -> None:
     assert _exit_code(["prepare", str(path), "--set", "train.max_epochs"]) == 2
     err = capsys.readouterr().err
     assert "key.path=value" in err and len(err.strip().splitlines()) == 1
+    assert _exit_code(["prepare", str(path), "--set", "model.filters={choice:[2,4"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--set model.filters" in err and "is not YAML" in err and "quoted" in err
 
 
 def test_config_error_is_one_line(tmp_path, capsys, write_config, s2_config) -> None:
