@@ -88,14 +88,18 @@ class Predictor:
         if not model_dirs:
             raise RaygymError("no model to predict with")
         candidates = [Path(p) for p in model_dirs]
-        # read for one model too: its score goes into the outputs' ``models`` tag
-        metrics = [read_model_card(p).metrics for p in candidates]
+        # one model: its score (for the outputs' ``models`` tag) from the card it was loaded
+        # with; an ensemble reads every card first, to load only the members it keeps
+        alone = (load_model(candidates[0], device=device, precision=precision)
+                 if len(candidates) == 1 else None)
+        metrics = ([alone.card.metrics] if alone is not None
+                   else [read_model_card(p).metrics for p in candidates])
         self.plan = plan_ensemble(candidates, metrics, margin=ensemble_margin,
                                   weights=ensemble_weights)
         self.model_dirs = self.plan.kept
         self.weights = self.plan.kept_weights
-        self.models = [load_model(p, device=device, precision=precision)
-                       for p in self.model_dirs]
+        self.models = [alone] if alone is not None else [
+            load_model(p, device=device, precision=precision) for p in self.model_dirs]
         self.device = self.models[0].device
         self.precision = precision
         self.card = self.models[0].card
