@@ -228,7 +228,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     sp.add_argument("--tta", action="store_true",
                     help="also average horizontal/vertical flips (default: off)")
     sp.add_argument("--tile", type=_int_at_least(1), default=None, metavar="PX",
-                    help="sliding-window tile in pixels (default: the model's input size)")
+                    help="sliding-window tile in pixels, cut to the image where it reaches "
+                    "past it (default: the model's input size)")
     sp.add_argument("--overlap", type=_fraction, default=0.25, help="fraction of a tile "
                     "shared with its neighbour, in [0, 1) (default: %(default)s)")
     sp.add_argument("--scale", type=_scale, default="auto",

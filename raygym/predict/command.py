@@ -94,8 +94,8 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
         sweep_temp_files(out)  # half-written outputs of a killed run, before they are judged
     check_overwrites(items, options)
     check_memory(items, predictor.num_classes, options,
-                 tile_rows=predictor.tile_hw(options.tile)[0],
-                 scale_for=lambda pixel_m: predictor.scale_for(options.scale, pixel_m))
+                 scale_for=lambda pixel_m: predictor.scale_for(options.scale, pixel_m),
+                 window_for=lambda hw: predictor.window_hw(options.tile, hw))
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     if options.use_ray and items:

@@ -66,17 +66,18 @@ def planned_bytes(height: int, width: int, bands: int, num_classes: int, scale: 
 
 
 def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int,
-                        scale: float = 1.0) -> int:
+                        scale: float = 1.0, tile_cols: int = 0) -> int:
     """Peak bytes of a windowed prediction (TIFF input, at any ``scale``): the blending
     buffers and the rows read, ``(tile_rows + FLUSH_ROWS)`` rows of the predicted width
     (float32 probabilities and weights, float64 pixels while standardising), plus the
     statistics pass's reads; at ``scale != 1`` also the native rows a window's rows are
     resampled from and a band of rows mapped back (:mod:`raygym.predict.rescale`).
-    Independent of the image height."""
+    Independent of the image height; a window wider than the image (``tile_cols``) widens
+    the buffers to it."""
     from raygym.predict.sources import STATS_PIXELS
     from raygym.predict.tiling import FLUSH_ROWS
 
-    scaled = max(1, round(width * scale))
+    scaled = max(1, round(width * scale), tile_cols)
     rows = tile_rows + FLUSH_ROWS
     need = rows * scaled * ((num_classes + 1) * 4 * 2 + bands * (8 + 4) + 2) \
         + STATS_PIXELS * bands * 8 * 2
@@ -91,14 +92,20 @@ def planned_strip_bytes(width: int, bands: int, num_classes: int, tile_rows: int
 
 def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictOptions,
                  available: int | None = None, tile_rows: int = 512,
-                 scale_for: Callable[[float | None], float] | None = None) -> None:
+                 scale_for: Callable[[float | None], float] | None = None,
+                 window_for: Callable[[tuple[int, int]], tuple[int, int]] | None = None
+                 ) -> None:
     """Refuse an image whose prediction cannot fit in memory (before any is started).
 
     Only what needs the whole image is limited: PNG / JPEG inputs and non-TIFF band files; a
     TIFF needs a band of rows at any scale (:func:`planned_strip_bytes`, ``tile_rows`` being
     the window height), whatever its height. ``scale_for``: an image's factor from its pixel
     size in metres (:meth:`Predictor.scale_for`); default: ``options.scale``, a number.
+    ``window_for``: the window for an image of ``(H, W)`` px at that scale
+    (:meth:`Predictor.window_hw`); default: ``tile_rows`` square.
     """
+    from raygym.predict.rescale import scaled_size
+
     if scale_for is None:
         if not isinstance(options.scale, int | float):
             raise TypeError(f"check_memory needs scale_for or a number, got {options.scale!r}")
@@ -112,8 +119,10 @@ def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictO
         head = read_header(item.path)
         bands = head.bands + len(item.bands)
         scale = scale_for(head.pixel_m)
+        rows, cols = (window_for((scaled_size(head.height, scale), scaled_size(head.width, scale)))
+                      if window_for is not None else (tile_rows, tile_rows))
         if item.path.suffix.lower() in _TIFF:
-            need = planned_strip_bytes(head.width, bands, num_classes, tile_rows, scale)
+            need = planned_strip_bytes(head.width, bands, num_classes, rows, scale, cols)
             # a band file that is not a TIFF is decoded whole
             need += sum(head.height * head.width * 2 for b in item.bands
                         if b.suffix.lower() not in _TIFF)

@@ -15,7 +15,7 @@ from raygym.errors import DataError, RaygymError
 from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights, plan_ensemble
 from raygym.predict.inputs import BandRule
 from raygym.predict.options import AUTO_SCALE
-from raygym.predict.rescale import rescaled_strips
+from raygym.predict.rescale import rescaled_strips, scaled_size
 from raygym.predict.sources import ArraySource, RasterSource, band_stats
 from raygym.predict.tiling import Strip, blend_strips, join_strips
 
@@ -235,6 +235,15 @@ class Predictor:
                               fix=f"use --tile {ok}")
         return tile, tile
 
+    def window_hw(self, tile: int | None, hw: tuple[int, int]) -> tuple[int, int]:
+        """The sliding window for an image of ``hw`` pixels at the predicted scale: ``tile``
+        (:meth:`tile_hw`), cut where it reaches past the image (rounded up to the models'
+        multiple) but never below the models' input size, which a smaller image is padded to
+        as training padded its scenes. A window beyond that would predict padding only."""
+        th, tw = (min(t, max(i, math.ceil(n / self.multiple) * self.multiple))
+                  for t, i, n in zip(self.tile_hw(tile), self.input_hw, hw, strict=True))
+        return th, tw
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
         """Softmax averaged over flips (with ``tta``), then over models with :attr:`weights`.
@@ -295,7 +304,8 @@ class Predictor:
             raise DataError(f"image has {source.bands} bands but the model expects "
                             f"{self.in_channels}{hint}")
         scale = self.resolve_scale(scale)
-        kwargs = {"tile_hw": self.tile_hw(tile), "overlap": overlap,
+        scaled_hw = (scaled_size(source.height, scale), scaled_size(source.width, scale))
+        kwargs = {"tile_hw": self.window_hw(tile, scaled_hw), "overlap": overlap,
                   "num_classes": self.num_classes, "batch_size": batch_size}
 
         def forward(x: torch.Tensor) -> torch.Tensor:

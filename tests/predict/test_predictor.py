@@ -86,3 +86,23 @@ def test_incomplete_artifact_is_refused(s2_models: dict[str, Path], tmp_path: Pa
     (bad / "model.safetensors").unlink()
     with pytest.raises(DataError, match="missing model.safetensors"):
         predict_files(bad, [s2_scene(0)[0]], PredictOptions(out=tmp_path / "out"))
+
+
+def test_a_window_larger_than_the_image_is_cut_to_it(s2_models: dict[str, Path]) -> None:
+    """``--tile`` beyond the image predicts padding only: the window stops at the image
+    (rounded up to the model's multiple of 16), never below the model's 64 x 64 input, so a
+    huge tile costs what the image costs (it allocated the whole tile: 37 GiB for 100,000)."""
+    from raygym.predict import Predictor
+
+    predictor = Predictor([s2_models["artifact"]], device="cpu")
+    image = s2_stack(2)
+    h, w = image.shape[:2]
+    cut = (-(-h // 16) * 16, -(-w // 16) * 16)
+    assert predictor.window_hw(100_000, (h, w)) == cut
+    assert predictor.window_hw(None, (h, w)) == (64, 64)  # the model's input, tiled
+    assert predictor.window_hw(None, (20, 30)) == (64, 64)  # a small image: padded to it
+    assert predictor.window_hw(32, (h, w)) == (32, 32)  # a tile inside the image: as given
+    huge = predictor.predict(image, tile=100_000, scale=1.0)
+    same = predictor.predict(image, tile=max(cut), scale=1.0)
+    np.testing.assert_array_equal(huge[0], same[0])
+    np.testing.assert_array_equal(huge[1], same[1])
