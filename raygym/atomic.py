@@ -20,6 +20,13 @@ def temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 
+def intended_path(path: Path) -> Path:
+    """The file or folder a :func:`temp_beside` / :func:`temp_dir_beside` name stands for
+    (``path`` itself when it is not one), for messages about the path a user gave."""
+    match = re.fullmatch(r"\.(.+)\.tmp-\d+(?:-\d+)?(\.[^.]*)?", path.name)
+    return path.with_name(match.group(1) + (match.group(2) or "")) if match else path
+
+
 def sweep_temp_files(folder: Path) -> list[Path]:
     """Remove the :func:`temp_beside` files that processes no longer running left in
     ``folder`` (a writer killed between write and rename); returns what was removed."""

@@ -9,6 +9,8 @@ traceback from inside Ray); 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from typing import Any
 
 from raygym import cli_parser
 from raygym.cli_parser import Handler
-from raygym.errors import EXIT_INTERRUPTED, RaygymError
+from raygym.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaygymError
 
 
 def _console(stderr: bool = False) -> Any:
@@ -262,6 +264,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
         return EXIT_INTERRUPTED
+    except OSError as err:
+        # a path the user gave that cannot be read or written (an --out in a read-only or
+        # missing place): one line, like any other bad input; other OS errors stay loud
+        line = path_error_line(err)
+        if line is None:
+            raise
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(line)}")
+        return EXIT_USAGE
+
+
+_PATH_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "read-only file system", errno.ENOENT: "no such file or folder",
+                errno.ENOTDIR: "a part of the path is a file, not a folder",
+                errno.EISDIR: "is a folder, not a file"}
+
+
+def path_error_line(err: OSError) -> str | None:
+    """One line for an OS error about a path (``err.filename``; a raygym temp name is shown
+    as the path it stands for), or None when it is not one."""
+    from raygym.atomic import intended_path
+
+    if err.filename is None or err.errno not in _PATH_ERRORS:
+        return None
+    path = intended_path(Path(os.fsdecode(err.filename)))
+    return (f"{path}: {_PATH_ERRORS[err.errno]} (fix: give a path whose folder exists and "
+            "that you can write to, or an input you can read)")
 
 
 if __name__ == "__main__":

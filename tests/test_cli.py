@@ -147,3 +147,30 @@ def test_ray_data_is_quiet_in_any_command_that_imports_it() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.splitlines()[-1]) == logging.ERROR
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path, capsys) -> None:
+    """A path under a file (or in a read-only / missing place) is bad input: exit 2, one line
+    naming the path the user gave (not raygym's temp name beside it), no traceback."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    assert _exit_code(["demo-data", str(blocker / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(blocker / "demo") in err and "a part of the path is a file, not a folder" in err
+    assert blocker.read_text() == "mine"
+
+
+def test_path_errors_name_the_path_meant() -> None:
+    import errno
+
+    from raygym.cli import path_error_line
+
+    temp = FileNotFoundError(errno.ENOENT, "No such file", "/data/out/.report.tmp-41-99")
+    assert path_error_line(temp) == ("/data/out/report: no such file or folder (fix: give a "
+                                     "path whose folder exists and that you can write to, or "
+                                     "an input you can read)")
+    named = PermissionError(errno.EACCES, "denied", "/data/.maps.tmp-7.tif")
+    assert path_error_line(named).startswith("/data/maps.tif: permission denied")
+    assert path_error_line(OSError(errno.ENOSPC, "full", "/data/x")) is None  # not the path's
+    assert path_error_line(OSError(errno.ENOENT, "gone")) is None  # no path to name
