@@ -163,7 +163,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
              "early stopping, every epoch's scores in one CSV, for `search --replay`.",
              "raygym record search_spaces/demo.yaml --seeds 0 1 2 --points 3")
     with_space(sp, "recording")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+    sp.add_argument("--seeds", type=_int_at_least(0), nargs="+", default=[0, 1, 2],
+                    metavar="SEED",
                     help="training seeds, each a run of every configuration (default: 0 1 2: "
                     "with fewer, a rehearsal cannot tell a better configuration from a luckier "
                     "run)")

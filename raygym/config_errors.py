@@ -40,6 +40,9 @@ def format_validation_error(err: ValidationError, file: str,
     got = first.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     fix = _TYPE_FIXES.get(first["type"])
+    if first["type"] in _BOUNDS:  # a number out of its range: say which values are allowed
+        sign, name = _BOUNDS[first["type"]]
+        fix = f"use a value {sign} {(first.get('ctx') or {}).get(name)}"
     field = _field_at(root, loc)
     about = getattr(field, "description", None)
     if fix and about:
@@ -56,6 +59,13 @@ _TYPE_FIXES: dict[str, str] = {
     "string_type": "write a text value (quote it if YAML reads it as a number or a date)",
     "list_type": "write a list, e.g. [a, b]", "tuple_type": "write a list, e.g. [256, 256]",
     "dict_type": "write a mapping, e.g. {key: value}",
+}
+
+
+# pydantic's range errors: the comparison and the name of its bound in the error's ctx
+_BOUNDS: dict[str, tuple[str, str]] = {
+    "greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"), "less_than": ("<", "lt"),
 }
 
 

@@ -138,7 +138,8 @@ class TrainConfig(StrictModel):
     rampup_epochs: int = Field(20, ge=0)
     sustain_epochs: int = Field(0, ge=0)
     exp_decay: float = Field(0.9, gt=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**31 - 1,
+                      description="the seed of the weights, the shuffling and the dropout")
     precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = "auto"
     channels_last: bool = True
     precise_bn_images: int = Field(
