@@ -96,8 +96,9 @@ class CurveTable:
             frame = pd.read_csv(path, dtype={c: str for c in _header(path)
                                              if c.startswith(PARAM_PREFIX)})
         except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
-            raise DataError(f"not a readable CSV curve table ({exc})".splitlines()[0],
-                            file=path) from exc
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"not a readable CSV curve table ({reason})", file=path,
+                            fix="give the curves.csv that `raygym record` wrote") from exc
         needed = {"config_id", "seed", "epoch", "val_loss"}
         param_cols = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
         if missing := sorted(needed - set(frame.columns)) or not param_cols:

@@ -64,6 +64,11 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a curve table: no config_id"):
         CurveTable.load(bad)
+    yaml_file = tmp_path / "space.yaml"  # a space given where the table goes
+    yaml_file.write_text("name: x\ndata:\n  classes: [a, b]\nsearch: {num_samples: 2}\n")
+    with pytest.raises(DataError, match=r"not a readable CSV curve table \(.+\) \(fix: ") as err:
+        CurveTable.load(yaml_file)
+    assert "\n" not in str(err.value)
     # a configuration whose every recorded trial failed: which one, and how to record it
     gap = [row(cid, ("gym_unet", 2, "dice", 0.001), 0, 1, 0.5, 0.5) for cid in (1, 2)]
     with pytest.raises(DataError, match=r"configuration\(s\) \[0\] have no rows") as err:
