@@ -51,10 +51,18 @@ class RayShardBatches:
 
 
 def append_metrics_row(path: Path, metrics: dict[str, Any]) -> None:
-    """Append one epoch to ``metrics.csv`` (header from the first row's keys)."""
+    """Append one epoch to ``metrics.csv`` (header from the first row's keys). An epoch
+    reported again replaces its row: a run restored from its last epoch's checkpoint (a
+    finished run resumed) reports that epoch once more, as final."""
     row = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
     new = not path.exists()
     fields = list(row) if new else next(csv.reader(path.open()))
+    if not new:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if rows and rows[-1].get("epoch") == str(row.get("epoch")):
+            write_metrics_rows(path, fields, [*rows[:-1], row])
+            return
     with path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -62,6 +70,18 @@ def append_metrics_row(path: Path, metrics: dict[str, Any]) -> None:
         writer.writerow(row)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def write_metrics_rows(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """Write ``metrics.csv`` whole, beside then renamed (never half a file)."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:

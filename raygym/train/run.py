@@ -21,7 +21,7 @@ from raygym.config import ExperimentConfig, dotted, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.contract import diverged
-from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch
+from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch, write_metrics_rows
 
 if TYPE_CHECKING:
     from raygym.train.tracking import TrainTracking
@@ -235,12 +235,7 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
     if not fields:
         return
     keep = [r for r in rows if _num(r.get("epoch")) is not None and _num(r["epoch"]) <= epochs]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(keep)
-    tmp.replace(path)
+    write_metrics_rows(path, fields, keep)
 
 
 def export_best(config: ExperimentConfig, card: DatasetCard, checkpoint: Path, out: Path,

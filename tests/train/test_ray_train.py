@@ -215,6 +215,22 @@ def test_killed_run_resumes_without_repeating_epochs(
     card = read_model_card(run / "best")
     assert card.training["epochs_run"] == max_epochs
 
+    # the finished run resumed once more: its last epoch is reported again, listed once
+    assert main(["train", str(cfg), "--resume", str(run)]) == 0
+    assert [r["epoch"] for r in read_metrics(metrics)] == list(range(1, max_epochs + 1))
+
+
+def test_an_epoch_reported_again_replaces_its_row(tmp_path: Path) -> None:
+    from raygym.train.ray_train import append_metrics_row
+
+    path = tmp_path / "metrics.csv"
+    for epoch, loss in ((1, 0.9), (2, 0.7), (2, 0.7), (3, 0.5)):
+        append_metrics_row(path, {"epoch": epoch, "val_loss": loss, "stop_reason": ""})
+    append_metrics_row(path, {"epoch": 3, "val_loss": 0.5, "stop_reason": "completed"})
+    rows = read_metrics(path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["stop_reason"] == "completed"
+
 
 def _remove_ray_sessions(procs: dict[int, str]) -> None:
     """Delete the /tmp/ray/session_* folders of a killed Ray (named in its command lines)."""
