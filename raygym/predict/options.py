@@ -82,13 +82,16 @@ class PredictOptions:
         """
         check_rule(self.ensemble_margin, self.ensemble_weights)
         if not 0.0 <= self.overlap < 1.0:
-            raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap")
+            raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap",
+                              fix="e.g. --overlap 0.25")
         if self.scale != AUTO_SCALE and not (isinstance(self.scale, int | float)
                                              and 0 < self.scale < math.inf):
             raise RaygymError(f"scale must be > 0 or 'auto' (got {self.scale!r})",
-                              key="--scale")
+                              key="--scale", fix="e.g. --scale 0.5, or --scale auto")
         if not self.min_area >= 0:
-            raise RaygymError(f"min-area must be >= 0 (got {self.min_area})", key="--min-area")
+            raise RaygymError(f"min-area must be >= 0 (got {self.min_area})", key="--min-area",
+                              fix="give an area (m2 in a projected CRS, else pixels; 0 keeps "
+                              "every polygon)")
         if self.min_area > 0 and not self.polygons:
             raise RaygymError("--min-area applies to --polygons only", key="--min-area",
                               fix="add --polygons, or drop --min-area")
