@@ -56,10 +56,12 @@ def append_metrics_row(path: Path, metrics: dict[str, Any]) -> None:
     finished run resumed) reports that epoch once more, as final."""
     row = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
     new = not path.exists()
-    fields = list(row) if new else next(csv.reader(path.open()))
+    fields = list(row)
     if not new:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        with path.open(newline="") as fh:  # one read: the header and the rows
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = list(reader.fieldnames or fields)
         if rows and rows[-1].get("epoch") == str(row.get("epoch")):
             write_metrics_rows(path, fields, [*rows[:-1], row])
             return
