@@ -39,6 +39,30 @@ def sweep_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first, as :func:`created_on_success` lists them) while
+    they are empty; the first that is not stops it, so nothing written is ever removed."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # something was written there (or it is gone): kept
+            break
+
+
+@contextlib.contextmanager
+def created_on_success(out: Path) -> Iterator[list[Path]]:
+    """For a body that creates and fills folder ``out``: when the body fails or is
+    interrupted, the folders it created (``out`` and missing parents, innermost first, the
+    list yielded) are removed again while still empty, so a refused or stopped run leaves
+    nothing behind. A folder that existed before is never touched."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        yield created
+    except BaseException:
+        remove_if_empty(created)
+        raise
+
+
 def temp_dir_beside(out: Path) -> Path:
     """A new hidden folder beside ``out`` to build its replacement in (then
     :func:`replace_dir`). First recovers from a killed earlier run: its temp folders are

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from raygym.atomic import write_text_atomic
+from raygym.atomic import created_on_success, write_text_atomic
 from raygym.errors import DataError, RaygymError
 from raygym.inference.scoring import load_model, score_batch
 
@@ -219,19 +219,11 @@ def check_writable(out: Path) -> None:
 def output_dir(out: Path) -> Iterator[Path]:
     """Create ``out`` for the body that fills it (refused in one line where it cannot be
     written: :func:`check_writable`). When the body fails or is interrupted, the folders this
-    created are removed again while still empty, so a refused or stopped evaluation leaves
-    nothing behind."""
-    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
-    check_writable(out)
-    try:
+    created are removed again while still empty (:func:`~raygym.atomic.created_on_success`),
+    so a refused or stopped evaluation leaves nothing behind."""
+    with created_on_success(out):
+        check_writable(out)
         yield out
-    except BaseException:
-        for folder in created:
-            try:
-                folder.rmdir()
-            except OSError:  # something was written there: kept
-                break
-        raise
 
 
 def evaluation_name(split: str = "test", data_file: Path | None = None) -> str:

@@ -37,7 +37,8 @@ Rules, chosen to match training:
   ``data.extra_bands[i].key``: equal keys pair), else (2) the same file stem, else (3) the
   naming rule prepare learnt from the training pairs (the model card's ``dataset.band_names``:
   S2's ``X-0`` / ``X_ir-0``, also from a manifest), else (4) the first file (sorted by name)
-  whose stem starts with the image stem. An image with no match is skipped.
+  whose stem starts with the image stem. An image with no match is skipped; a band folder
+  where no image finds its file is refused (the folders swapped, or another band's).
 - **Nodata.** A pixel is nodata when GDAL's dataset mask says so (a TIFF's internal mask or
   alpha band, else every band equal to its nodata value), when any band is NaN, or when a
   PNG's alpha is 0. An alpha band (TIFF colour interpretation, PNG RGBA) is a mask only when
@@ -85,9 +86,10 @@ Rules, chosen to match training:
   flips (each un-flipped).
 
 Bad input: a tampered or incomplete artifact, a wrong band count, an output folder inside an
-input folder or ``polygons`` without pyogrio raise :class:`~raygym.errors.RaygymError` (exit 2).
-An unreadable image (or one without its band files, or nodata everywhere) is skipped and listed
-at the end; the command fails (exit 1) only if every image failed. A GeoTIFF without a CRS is
+input folder, a band folder that holds no image's band file or ``polygons`` without pyogrio
+raise :class:`~raygym.errors.RaygymError` (exit 2). An unreadable image (or one without its band
+files, or nodata everywhere) is skipped and listed at the end; the command fails (exit 1) only
+if every image failed, and then leaves no empty ``--out`` that it created. A GeoTIFF without a CRS is
 written without one, with a warning.
 
 Modules, in the order a run uses them: :mod:`.options` (:class:`PredictOptions`, every setting

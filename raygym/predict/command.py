@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raygym.atomic import sweep_temp_files
+from raygym.atomic import created_on_success, remove_if_empty, sweep_temp_files
 from raygym.errors import DataError
 from raygym.predict.ensemble import EnsemblePlan
 from raygym.predict.guards import (
@@ -96,25 +96,29 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     check_memory(items, predictor.num_classes, options,
                  scale_for=lambda pixel_m: predictor.scale_for(options.scale, pixel_m),
                  window_for=lambda hw: predictor.window_hw(options.tile, hw))
-    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    if options.use_ray and items:
-        del predictor  # the actors load their own copies
-        for i, row, error in predict_with_ray(model_dirs, items, options):
-            if row is None:
-                skipped.append((str(items[i].path), error))
-            else:
-                rows.append(row)
-    else:
-        if progress is not None:
-            progress(0, len(items), "")
-        for n, item in enumerate(items, start=1):
-            try:
-                rows.append(predict_one(predictor, item, options))
-            except DataError as err:
-                skipped.append((str(item.path), err.message))
+    # a stopped run, or one where every image failed, leaves no empty --out it created
+    with created_on_success(out) as created:
+        out.mkdir(parents=True, exist_ok=True)
+        if options.use_ray and items:
+            del predictor  # the actors load their own copies
+            for i, row, error in predict_with_ray(model_dirs, items, options):
+                if row is None:
+                    skipped.append((str(items[i].path), error))
+                else:
+                    rows.append(row)
+        else:
             if progress is not None:
-                progress(n, len(items), item.path.name)
+                progress(0, len(items), "")
+            for n, item in enumerate(items, start=1):
+                try:
+                    rows.append(predict_one(predictor, item, options))
+                except DataError as err:
+                    skipped.append((str(item.path), err.message))
+                if progress is not None:
+                    progress(n, len(items), item.path.name)
+        if not rows:
+            remove_if_empty(created)
     from raygym.inference.artifact import read_model_card
 
     classes = list(read_model_card(model_dirs[0]).classes)

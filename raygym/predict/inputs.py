@@ -113,8 +113,8 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
         ``(items, skipped)``; ``skipped`` holds ``(file, reason)`` for images without band files.
 
     Raises:
-        DataError: a missing path, a named file that is not an image, a missing band folder, or
-            no images at all.
+        DataError: a missing path, a named file that is not an image, a missing band folder,
+            no images at all, or a band folder where no image finds its file.
     """
     files = _image_files(images)
     band_files: list[list[Path]] = []
@@ -126,6 +126,7 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
         band_files.append(_list_images(folder))
     items: list[InputItem] = []
     skipped: list[tuple[str, str]] = []
+    unmatched_in: set[int] = set()  # the band folders where an image found no file
     seen: dict[str, int] = {}
     for f in files:
         matched: list[Path] = []
@@ -133,11 +134,9 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
             rule = band_rules[i] if i < len(band_rules) else BandRule()
             hit = match_band(f, candidates, rule.image_key, rule.band_key, learnt=rule.learnt)
             if hit is None:
-                named = (f" (the model's rule: a stem matching {rule.band_key})"
-                         if rule.band_key else " (same stem, or a stem that starts with the "
-                         "image's)")
                 skipped.append((str(f), f"no matching band file in {Path(extra_bands[i])}"
-                                        + named))
+                                        + _rule_text(rule)))
+                unmatched_in.add(i)
                 break
             matched.append(hit)
         else:
@@ -146,7 +145,26 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
             seen[f.stem] = n + 1
             name = f.stem if n == 0 else f"{f.stem}-{n + 1}"
             items.append(InputItem(path=f, bands=matched, name=name))
+    if files and not items and len(unmatched_in) == 1:
+        # every image lacks a file in one band folder: the folders are wrong (swapped with
+        # the images, or another band's), not the images: one line, not a list of failures
+        i = unmatched_in.pop()
+        held = band_files[i]
+        holds = (f"it holds {held[0].name}" + (f" and {len(held) - 1} more" if len(held) > 1
+                                                else "") if held else "it holds no images")
+        rule = band_rules[i] if i < len(band_rules) else BandRule()
+        raise DataError(f"none of the {len(files)} images (e.g. {files[0].name}) has its band "
+                        f"file in this folder{_rule_text(rule)}; {holds}",
+                        file=Path(extra_bands[i]), key="--band",
+                        fix="give the images first and one --band folder per extra band, in "
+                        "training order")
     return items, skipped
+
+
+def _rule_text(rule: BandRule) -> str:
+    """How a band file is found for an image, for messages."""
+    return (f" (the model's rule: a stem matching {rule.band_key})" if rule.band_key
+            else " (same stem, or a stem that starts with the image's)")
 
 
 def match_band(image: Path, candidates: Sequence[Path], image_key: str | None = None,

@@ -61,14 +61,23 @@ def test_a_manifest_trained_model_finds_band_files_named_as_in_training(
     result = predict_files(learnt, [images], PredictOptions(out=tmp_path / "out",
                                                             extra_bands=[nirs]))
     assert result.exit_code == 0 and len(result.rows) == 2 and not result.skipped
-    # without the rule (and no dataset on disk to learn it from) no band file is found,
-    # and the reason says how one is matched
+    # without the rule (and no dataset on disk to learn it from) no band file is found for
+    # any image: refused, naming the folder and how a file is matched; nothing written
     older = export_untrained(config, tmp_path / "older", 4, seed=0)
-    result = predict_files(older, [images], PredictOptions(out=tmp_path / "out2",
-                                                           extra_bands=[nirs]))
-    assert len(result.skipped) == 2 and result.exit_code == 1
+    with pytest.raises(DataError, match=r"none of the 2 images .* has its band file in this "
+                       r"folder \(same stem, or a stem that starts with the image's\)"
+                       ) as refused:
+        predict_files(older, [images], PredictOptions(out=tmp_path / "out2",
+                                                      extra_bands=[nirs]))
+    assert refused.value.file == str(nirs) and refused.value.key == "--band"
+    assert not (tmp_path / "out2").exists()
+    # one image without its band file among others is skipped and listed, as before
+    (images / "lone-0.jpg").write_bytes(s2_scene(0)[0].read_bytes())
+    result = predict_files(learnt, [images], PredictOptions(out=tmp_path / "out3",
+                                                            extra_bands=[nirs]))
+    assert len(result.rows) == 2 and result.exit_code == 0
+    assert [Path(f).name for f, _ in result.skipped] == ["lone-0.jpg"]
     assert "no matching band file" in result.skipped[0][1]
-    assert "starts with the image's" in result.skipped[0][1]
 
 
 def test_an_older_model_card_takes_what_it_lacks_from_its_dataset_on_disk(
@@ -125,6 +134,21 @@ def test_wrong_band_count_is_refused(s2_models: dict[str, Path], tmp_path: Path,
     line = one_error_line(capsys.readouterr().err)
     assert image.name in line and "3 bands" in line and "expects 4" in line
     assert "--band FOLDER for each extra band, in training order: nir)" in line  # its folder
+
+
+def test_band_and_image_folders_swapped_are_refused_in_one_line(
+        s2_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The NIR folder given as the images and the RGB one as --band: one line naming the
+    band folder and the model's rule (exit 2), not every image listed as failed; no --out."""
+    images, nirs = _s2_folders(tmp_path, 2)
+    code = run_cli(["predict", str(s2_models["artifact"]), str(nirs), "--band", str(images),
+                    "--out", str(tmp_path / "out")])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {images}: --band: none of the 2 images (e.g. ")
+    assert f"(the model's rule: a stem matching {NIR_KEY})" in line
+    assert f"it holds {s2_scene(0)[0].name} and 1 more" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_inside_input_folder_is_refused(s2_models: dict[str, Path], tmp_path: Path,
