@@ -150,7 +150,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raygym.report import build_report
 
     html = build_report(args.results, out=args.out)
-    _console().print(f"report written: [bold]{html}[/]")
+    # an --out that is not .html is written as .html: both paths say where things went
+    _console().print(f"report written: [bold]{html}[/]   Markdown + figures: "
+                     f"{html.with_suffix('')}/report.md")
     return 0
 
 
@@ -259,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaygymError as err:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}")
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(_in_config(err, args)))}")
         return err.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
@@ -274,6 +276,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _console(stderr=True).print(f"[bold red]error:[/] {escape(line)}")
         return EXIT_USAGE
+
+
+def _in_config(err: RaygymError, args: argparse.Namespace) -> RaygymError:
+    """``err``, naming the command's experiment file where it refuses one of that file's keys
+    but names no file (a check that runs after the file was parsed: ``resources`` against
+    the cluster, ``search.scheduler`` against the trial's workers)."""
+    path = next((getattr(args, a) for a in ("config", "space", "data")
+                 if isinstance(getattr(args, a, None), Path)), None)
+    if path is None or not err.key:
+        return err
+    from raygym.config import ExperimentConfig
+
+    head = err.key.split(".", 1)[0].split("[", 1)[0]
+    return err.in_file(path) if head in ExperimentConfig.model_fields else err
 
 
 _PATH_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",

@@ -25,6 +25,14 @@ class RaygymError(Exception):
         self.fix = fix
         super().__init__(self.format())
 
+    def in_file(self, file: str | Path) -> RaygymError:
+        """This error, naming ``file`` where it names none (a key of that file refused deep in
+        a run, e.g. ``resources`` that do not fit the cluster); returns ``self``."""
+        if self.file is None:
+            self.file = str(file)
+            self.args = (self.format(),)
+        return self
+
     def format(self) -> str:
         parts = [p for p in (self.file, self.key) if p]
         head = ": ".join(parts)

@@ -184,6 +184,11 @@ def describe_arch(name: str, *, bands: int, classes: int, size: int, **given: ob
                           key="model" if field_name == "arch" else f"--{field_name}") from None
     except ValueError as err:
         raise RaygymError(str(err), key="model") from None
+    unused = [k for k in given if k not in config.builder_kwargs()]
+    if unused:  # printed as if it applied, the summary would mislead
+        raise RaygymError(f"{name} takes no {unused[0]} (--encoder applies to smp "
+                          "architectures, --filters and --kernel to Gym networks)",
+                          key=f"--{unused[0]}", fix=f"drop --{unused[0]}")
     multiple = requires_multiple_of(name, **config.builder_kwargs())
     smallest = min_input_size(name, **config.builder_kwargs())
     if size < smallest or size % multiple:

@@ -118,13 +118,22 @@ def test_a_broken_section_becomes_a_note(tmp_path: Path,
     assert "<img" in section_html(html, "optuna")  # parallel coordinates, after the break
 
 
-def test_report_out_names(tmp_path: Path) -> None:
-    """``out``: a folder gets ``report.html`` inside; another suffix becomes ``.html``."""
+def test_report_out_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``out``: a folder gets ``report.html`` inside; another suffix becomes ``.html``, and
+    the command says where both the HTML and the Markdown went."""
+    from raygym.cli import main
+
     results = write_bare_leaderboard(tmp_path / "rep")
     (tmp_path / "folder").mkdir()
     assert build_report(results, out=tmp_path / "folder") == tmp_path / "folder" / "report.html"
     assert (tmp_path / "folder" / "report" / "report.md").is_file()
     assert build_report(results, out=tmp_path / "r.txt") == tmp_path / "r.html"
+    capsys.readouterr()
+    assert main(["report", str(results), "--out", str(tmp_path / "notes.md")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"report written: {tmp_path / 'notes.html'} " in said
+    assert f"Markdown + figures: {tmp_path / 'notes' / 'report.md'}" in said
+    assert (tmp_path / "notes" / "report.md").is_file()
 
 
 def test_report_never_replaces_what_it_did_not_write(tmp_path: Path) -> None:

@@ -165,6 +165,8 @@ def test_more_resources_than_the_cluster_has(tmp_path, capsys, base_sections,
     s["resources"]["cpus_per_worker"] = 64
     line = _bad(tmp_path, s, capsys)
     assert "resources" in line and "64 CPU" in line and "do not fit" in line
+    # checked against the cluster after the file was parsed, the key still names its file
+    assert line.startswith(f"error: {tmp_path / 'bad.yaml'}: resources: ")
 
 
 def test_resume_without_a_search(tmp_path, capsys, base_sections) -> None:
