@@ -57,6 +57,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     from raygym.data.prepare import check_headers
     from raygym.evaluate import evaluation_name, model_label, output_dir, write_evaluation
     from raygym.predict import Predictor
+    from raygym.predict.inputs import image_alpha
     from raygym.search.space_config import load_experiment
 
     started = time.perf_counter()
@@ -71,12 +72,16 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
-    bands, _, heads = check_headers(pairs)
-    if bands != card.in_channels:
-        raise DataError(f"the scenes have {bands} bands but the model expects "
-                        f"{card.in_channels}", file=data_file, key="data",
-                        fix="give the extra bands the model was trained with "
-                        "(data.extra_bands or the manifest's band columns)")
+    stack, _, heads = check_headers(pairs)
+    for pair in pairs:
+        # as predict counts them: an alpha that masks a band too many is not data
+        bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels))
+        if bands != card.in_channels:
+            with_files = " with its band files" if len(pair.images) > 1 else ""
+            raise DataError(f"has {bands} bands{with_files} but the model expects "
+                            f"{card.in_channels}", file=pair.images[0],
+                            fix=f"give {data_file.name}'s data the extra bands the model was "
+                            "trained with (data.extra_bands or the manifest's band columns)")
     # each scene's factor as predict picks it: under auto a projected GeoTIFF's own pixel
     # size over the ground distance the model learnt, else the training factor
     factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}

@@ -378,6 +378,42 @@ def test_geotiff_scenes_with_nodata_are_scored_around_it(trained: dict, tmp_path
     assert unmapped < 0.02 * labelled  # an edge of the corner, not the scene
 
 
+def test_rgba_png_scenes_are_scored_with_their_alpha_as_the_mask(trained: dict,
+                                                                  tmp_path: Path) -> None:
+    """RGBA PNGs + a NIR band for the RGB + NIR model: the alpha is a mask, as predict reads
+    it (not a fifth band refused by the header count), and alpha-0 pixels are not scored."""
+    from PIL import Image
+
+    from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+    s2 = S2.resolve()
+    rows = list(csv.DictReader((s2 / "pairs.csv").open()))[:2]
+    for sub in ("scenes", "nir", "masks"):
+        (tmp_path / sub).mkdir()
+    labelled = 0
+    for i, row in enumerate(rows):
+        rgba = np.asarray(Image.open(s2 / row["image"]).convert("RGBA")).copy()
+        rgba[:9, :9, 3] = 0  # transparent corner: nodata
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "scenes" / f"s{i}.png")
+        Image.open(s2 / row["nir"]).convert("L").save(tmp_path / "nir" / f"s{i}.png")
+        label = np.asarray(Image.open(s2 / row["label"]).convert("L"))
+        Image.fromarray(label).save(tmp_path / "masks" / f"s{i}.png")
+        inside = (label >= 1) & (label <= 4)
+        labelled += int(inside.sum() - inside[:9, :9].sum())
+    site = tmp_path / "site.yaml"
+    site.write_text(f"data:\n  images: {tmp_path / 'scenes'}\n  extra_bands:\n"
+                    f"    - {{folder: {tmp_path / 'nir'}}}\n  labels: {tmp_path / 'masks'}\n"
+                    f"  classes: {CLASSES}\n  remap: {{1: 0, 2: 1, 3: 2, 4: 3}}\n"
+                    "  unknown_labels: ignore\n")
+    result = evaluate_model_on_scenes(trained["artifact"], site, out_dir=tmp_path / "out",
+                                      device="cpu")
+    assert result.num_images == 2
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    unmapped = sum(int(w.split()[0]) for w in report["warnings"])
+    assert int(result.confusion.sum()) + unmapped == labelled
+    assert unmapped < 0.02 * labelled
+
+
 @pytest.mark.parametrize("scale", [1.0, "auto"])
 def test_a_tall_scene_scored_strip_by_strip_equals_its_whole_prediction(
         trained: dict, tmp_path: Path, scale: float | str) -> None:
