@@ -59,6 +59,7 @@ _TYPE_FIXES: dict[str, str] = {
     "string_type": "write a text value (quote it if YAML reads it as a number or a date)",
     "list_type": "write a list, e.g. [a, b]", "tuple_type": "write a list, e.g. [256, 256]",
     "dict_type": "write a mapping, e.g. {key: value}",
+    "string_pattern_mismatch": "write a value the pattern allows",
 }
 
 

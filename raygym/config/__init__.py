@@ -31,17 +31,22 @@ from raygym.config_errors import KeyedError, format_validation_error
 from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 
 __all__ = [
-    "IGNORE_INDEX", "AugmentConfig", "DataConfig", "ExperimentConfig", "FolderSource",
+    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "DataConfig", "ExperimentConfig", "FolderSource",
     "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
     "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",
 ]
 
 
+# an experiment's or a run's name names folders (results/<name>, runs/<name>): no path in it
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit: it names a folder"
+
+
 class ExperimentConfig(StrictModel):
     """One experiment: what ``prepare``, ``train`` and ``search`` all read."""
 
-    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field("experiment", pattern=NAME_PATTERN, description=NAME_RULE)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

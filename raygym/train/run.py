@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from raygym.config import ExperimentConfig, dotted, dump_yaml
+from raygym.config import NAME_PATTERN, NAME_RULE, ExperimentConfig, dotted, dump_yaml
 from raygym.data.dataset import DatasetCard, PreparedDataset
 from raygym.errors import ConfigError, DataError, RaygymError, RunFailedError
 from raygym.train.contract import diverged
@@ -125,6 +126,9 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
     from raygym.tracking import require_mlflow
 
     console = console or Console()
+    if run_name is not None and not re.fullmatch(NAME_PATTERN, run_name):
+        raise ConfigError(f"{run_name!r} is not a run name (its folder is train.output_dir/<name>)",
+                          key="--name", fix=f"use {NAME_RULE}")
     require_mlflow(config)
     if resume is not None:
         run_dir = resume.resolve()
