@@ -190,7 +190,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     machine = _busy(ticks0, _cpu_ticks())
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    res_dir = out / "results" / spec["name"]
+    res_dir = out / "results" / f"{spec['name']}-replay"  # a rehearsal's folder
     rows = list(csv.DictReader((res_dir / "leaderboard.csv").open()))
     epochs = sum(int(r["epochs"] or 0) for r in rows)
     floor = epochs * spec["epoch_s"] / spec["concurrency"]
@@ -239,7 +239,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "ray_folder_mib": _du(res_dir / "ray") / 2**20,
         "load": os.getloadavg(),
         "machine_cpu": machine,
-        "slots": slot_time(res_dir / "ray" / spec["name"], probe.window("fit"),
+        "slots": slot_time(res_dir / "ray" / res_dir.name, probe.window("fit"),
                            spec["epoch_s"], spec["concurrency"], stamps),
         "study": study_check(res_dir, rows) if db.exists() else None,
     }

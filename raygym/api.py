@@ -168,7 +168,7 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
             ``resume=True`` goes on with it.
     """
     from raygym.errors import EXIT_INTERRUPTED
-    from raygym.search.run import results_dir, search_experiment, smoke_config
+    from raygym.search.run import search_experiment, search_results_dir
 
     config, space, file = _experiment(experiment, overrides)
     code = search_experiment(config, space, space_file=file, resume=resume,
@@ -177,7 +177,7 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
                              console=console)
     if code == EXIT_INTERRUPTED:  # Tune caught the Ctrl-C and returned as if done
         raise KeyboardInterrupt
-    return results_dir(smoke_config(config) if smoke_test else config)
+    return search_results_dir(config, smoke_test=smoke_test, replay=replay is not None)
 
 
 def rehearse_search(experiment: PathLike | Mapping[str, Any]

@@ -161,7 +161,7 @@ def test_run_a_replayed_search_from_a_mapping(tmp_path: Path, ray_session: None,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths of a mapping resolve against the cwd
     experiment = {
-        "name": "api-replay",
+        "name": "api",
         "data": {"images": "nowhere/images", "labels": "nowhere/labels", "classes": CLASSES,
                  "target_size": [64, 128]},
         "model": {"arch": {"choice": ["gym_unet", "gym_resunet"]},
@@ -173,7 +173,7 @@ def test_run_a_replayed_search_from_a_mapping(tmp_path: Path, ray_session: None,
                    "reduction_factor": 3, "repeat_top": 0, "results_dir": "results"},
     }
     out = raygym.run_search(experiment, replay=TABLE, overrides={"train.patience": 2})
-    assert out == tmp_path / "results" / "api-replay"
+    assert out == tmp_path / "results" / "api-replay"  # a rehearsal's folder
     saved = json.loads((out / "search.json").read_text())
     assert saved["status"] == "finished" and saved["space_file"] == "<python: mapping>"
     assert saved["config"]["train"]["patience"] == 2

@@ -216,7 +216,7 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                   + (f"; {left_out} trial(s) failed and are left out ({rerun} runs them "
                      "again)" if left_out else ""))
     console.print(seed_noise_text(config, table, len(seeds), left_out))
-    console.print(f"rehearse search settings on it: raygym search {space_file} --replay {table}")
+    console.print(f"rehearse search settings on it: {rehearse_command(command, space_file, table)}")
     return code
 
 
@@ -346,6 +346,17 @@ def seed_noise_text(config: ExperimentConfig, table: Path, seeds: int, left_out:
     noise = table_noise(config_truth(config, CurveTable.load(table)))
     return noise_line(noise) if noise else (
         "the table's noise: no configuration has a score at every seed (runs that diverged)")
+
+
+def rehearse_command(command: str | None, space_file: Path, table: Path) -> str:
+    """The ``raygym search SPACE --replay TABLE`` line to copy after a recording, with the
+    recording's ``--set`` values (``command``: its command line): without them the space
+    would search keys or epochs the table never recorded."""
+    words = shlex.split(command) if command else []
+    sets = [w for i, w in enumerate(words)
+            if w.startswith("--set=") or (w == "--set" and i + 1 < len(words))
+            or (i and words[i - 1] == "--set")]
+    return shlex.join(["raygym", "search", str(space_file), *sets, "--replay", str(table)])
 
 
 def _card(config: ExperimentConfig, space: SearchSpace, table: Path,

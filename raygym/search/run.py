@@ -35,6 +35,21 @@ def results_dir(config: ExperimentConfig) -> Path:
     return (config.search.results_dir / config.name).resolve()
 
 
+def search_results_dir(config: ExperimentConfig, *, smoke_test: bool = False,
+                       replay: bool = False) -> Path:
+    """Where ``raygym search`` writes: ``results/<name>``; a smoke test's in
+    ``<name>-smoke``, a rehearsal's (``--replay``) in ``<name>-replay``, so that neither
+    occupies the real search's folder."""
+    if smoke_test:
+        config = smoke_config(config)
+    return results_dir(replay_config(config) if replay else config)
+
+
+def replay_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The config of a rehearsal on a recorded table: named ``<name>-replay``."""
+    return config.model_copy(update={"name": f"{config.name}-replay"})
+
+
 def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
     """Same code path, tiny sizes: 4 trials, 3 epochs, ~64 px, 1 augmented copy."""
     raw = config.to_yaml_dict()
@@ -63,18 +78,19 @@ _RESULTS_ENTRIES = frozenset({SEARCH_JSON, "leaderboard.csv", "leaderboard.md", 
 _RESULTS_PATTERN = re.compile(r"\..+\.(tmp|old)-\d+.*|evaluation_[\w.-]+\.csv")
 
 
-def _smoke_results_kept(out: Path) -> list[str] | None:
-    """Whether ``out`` is a ``--smoke-test`` search's results that a new smoke test may
-    replace: None when it is not a smoke test's (its ``search.json`` does not say so), else
-    what raygym did not write there and would lose (empty: nothing, it may be replaced):
-    entries a search never writes, or a ``best/`` holding more than exported models."""
+def _scratch_results_kept(out: Path) -> list[str] | None:
+    """Whether ``out`` holds scratch results (a ``--smoke-test`` search's or a ``--replay``
+    rehearsal's) that a new one may replace: None when it does not (its ``search.json`` does
+    not say so), else what raygym did not write there and would lose (empty: nothing, it may
+    be replaced): entries a search never writes, or a ``best/`` holding more than exported
+    models."""
     from raygym.inference.export import is_best_dir
 
     try:
         saved = read_search_json(out)
     except RaygymError:
         return None
-    if saved.get("smoke_test") is not True:
+    if saved.get("smoke_test") is not True and not saved.get("replay_table"):
         return None
     kept = sorted(p.name for p in out.iterdir()
                   if not (p.name in _RESULTS_ENTRIES or _RESULTS_PATTERN.fullmatch(p.name)))
@@ -214,6 +230,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         if searches is not None:
             return _rehearse(config, space, table, searches, resume=resume, dry_run=dry_run,
                              console=console)
+        config = replay_config(config)
     else:
         if searches is not None:
             raise ConfigError("--searches rehearses on a recorded table",
@@ -229,6 +246,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
             raise DataError("nothing to resume: no search.json", file=out,
                             fix="run without --resume to start the search")
         saved = read_search_json(out)
+        if bool(saved.get("replay_table")) != (table is not None):
+            # Tune would refuse the other trainable with a traceback from inside Ray
+            raise DataError("this results folder holds a " + (
+                "rehearsal on a recorded table; resume it with --replay "
+                f"{saved['replay_table']}" if saved.get("replay_table") else
+                "search that trained; a rehearsal (--replay) cannot resume it"), file=out,
+                fix="resume it as it was started, or start without --resume")
         if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
                 "config_fingerprint") != _resume_fingerprint(config):
             raise DataError("this results folder holds a search of a different space/config; "
@@ -238,16 +262,17 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         from raygym.search.tune import experiment_path
 
         check_driver_state(experiment_path(config, out))  # else Tune would start over
-    # a smoke test's results are scratch: running it again replaces them (once the new one
-    # has passed every check below)
-    kept = (_smoke_results_kept(out) if not resume and smoke_test
+    # a smoke test's or a rehearsal's results are scratch: running it again replaces them
+    # (once the new one has passed every check below)
+    scratch = "smoke test" if smoke_test else "rehearsal" if table is not None else None
+    kept = (_scratch_results_kept(out) if not resume and scratch
             and (out / SEARCH_JSON).exists() else None)
-    replace_smoke = kept == []
+    replace_scratch = kept == []
     if kept:
-        raise DataError(f"the last smoke test's results hold what raygym did not write there "
+        raise DataError(f"the last {scratch}'s results hold what raygym did not write there "
                         f"({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}), so they are "
                         "not replaced", file=out, fix="move those out, or remove the folder")
-    if not resume and (out / SEARCH_JSON).exists() and not replace_smoke:
+    if not resume and (out / SEARCH_JSON).exists() and not replace_scratch:
         raise DataError("a search with this name already exists", file=out,
                         fix="pass --resume to continue it, or change `name` in the space file")
     if table is None and not (config.data.prepared / "card.json").exists():
@@ -271,8 +296,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
     if table is None:
         _ensure_dataset(config, console)
-    if replace_smoke:
-        console.print(f"replacing the earlier smoke test's results at {out}")
+    if replace_scratch:
+        console.print(f"replacing the earlier {scratch}'s results at {out}")
         old = out.with_name(f".{out.name}.old-{time.time_ns()}")
         out.rename(old)
         shutil.rmtree(old, ignore_errors=True)

@@ -130,7 +130,7 @@ def test_replayed_bohb_search_through_tune_resumes_paused_trials(
     space_file = write_space(tmp_path / "space.yaml", sections)
     code, _ = run_cli(["search", str(space_file), "--replay", str(grid_table)], capsys)
     assert code == 0
-    out = tmp_path / "results" / "replay"
+    out = tmp_path / "results" / "replay-replay"
     progress = sorted((out / "ray").rglob("progress.csv"))
     assert len(progress) == 12
     lengths = []

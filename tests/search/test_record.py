@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -169,14 +170,23 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
     assert card["seeds"] == [0, 1, 2] and [a["seeds"] for a in card["added"]] == [[2]]
     assert card["command"] == shlex.join(["raygym", *made_by])  # how the table began
     # the first recording resumed afterwards keeps the added seed's rows and the card's record
-    code, _ = run_cli([*made_by, "--resume"], capsys)
-    assert code == 0 and CurveTable.load(out / "curves.csv").seeds == [0, 1, 2]
+    from raygym.cli import main
+
+    assert main([*made_by, "--resume"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert CurveTable.load(out / "curves.csv").seeds == [0, 1, 2]
     card = json.loads((out / "curves.card.json").read_text())
     assert card["seeds"] == [0, 1, 2] and [a["seeds"] for a in card["added"]] == [[2]]
-    # the search the table was recorded for replays on it
-    code, _ = run_cli(["search", str(space_file), "--replay", str(out / "curves.csv")], capsys)
+    # the search the table was recorded for replays on it, by the line the recording printed:
+    # the recording's --set values in it (else it would search epochs the table lacks)
+    hint = re.search(r"rehearse search settings on it: (.*)", printed)
+    assert hint is not None
+    assert shlex.split(hint.group(1)) == ["raygym", "search", str(space_file), "--set",
+                                          "train.patience=1", "--replay",
+                                          str(out / "curves.csv")]
+    code, _ = run_cli(shlex.split(hint.group(1))[1:], capsys)
     assert code == 0
-    verdict = json.loads((tmp_path / "results" / "rec" / "search.json").read_text())["replay"]
+    verdict = json.loads((tmp_path / "results" / "rec-replay" / "search.json").read_text())["replay"]
     assert verdict["configurations"] == 2 and verdict["found"] is not None
 
 

@@ -257,7 +257,7 @@ def test_replayed_search_through_tune(grid_table: Path, tmp_path: Path, ray_sess
     assert "grace learnt from the first 3 trials" in printed
     assert re.search(r"grace period learnt from the first 3 trials run in full: trials "
                      r"judged from epoch [1-8]\b", printed)
-    out = tmp_path / "results" / "replay"
+    out = tmp_path / "results" / "replay-replay"  # a rehearsal's own folder
     saved = json.loads((out / "search.json").read_text())
     assert f"judged from epoch {saved['learnt_grace']}" in printed  # kept for the report
     verdict = saved["replay"]
@@ -320,9 +320,10 @@ def test_repeats_need_the_optuna_searcher(tmp_path: Path) -> None:
 def test_a_smoke_test_run_again_replaces_its_own_results_only(
         grid_table: Path, tmp_path: Path, ray_session: None,
         capsys: pytest.CaptureFixture) -> None:
-    """The README's first command twice: a smoke test's results are scratch, so the second
-    run replaces them (said in a line); a folder holding anything raygym did not write there,
-    or a search that was not a smoke test, is refused as before."""
+    """The README's first command twice: a smoke test's (and a rehearsal's) results are
+    scratch, in their own folder, so the second run replaces them (said in a line); a folder
+    holding anything raygym did not write there, or a search that was neither, is refused as
+    before, and one is never resumed as the other kind."""
     sections = json.loads(json.dumps(SPACE))
     sections["search"].update(results_dir=str(tmp_path / "results"))
     space_file = write_space(tmp_path / "space.yaml", sections)
@@ -330,7 +331,7 @@ def test_a_smoke_test_run_again_replaces_its_own_results_only(
 
     argv = ["search", str(space_file), "--replay", str(grid_table), "--smoke-test"]
     assert main(argv) == 0
-    out = tmp_path / "results" / "replay-smoke"
+    out = tmp_path / "results" / "replay-smoke-replay"
     first = json.loads((out / "search.json").read_text())
     assert first["smoke_test"] is True and first["status"] == "finished"
     capsys.readouterr()
@@ -344,6 +345,19 @@ def test_a_smoke_test_run_again_replaces_its_own_results_only(
         assert f"not write there ({mine})" in err and "not replaced" in err, err
         assert (out / mine).read_text() == "mine"
         (out / mine).unlink()
+    # the rehearsals never touched the folders of the real search and its smoke test
+    assert sorted(p.name for p in out.parent.iterdir()) == ["replay-smoke-replay"]
     saved = json.loads((out / "search.json").read_text())
-    (out / "search.json").write_text(json.dumps({**saved, "smoke_test": False}))
+    (out / "search.json").write_text(json.dumps({**saved, "smoke_test": False,
+                                                 "replay_table": None}))
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+    # resumed as the other kind (a trained search as a rehearsal, a rehearsal as a trained
+    # search): one line, where Tune's restore raised a traceback from inside Ray
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "a rehearsal (--replay) cannot resume it" in err and "Traceback" not in err
+    (out / "search.json").write_text(json.dumps(saved))
+    assert main(["search", str(space_file), "--set", f"name={out.name}", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"rehearsal on a recorded table; resume it with --replay {grid_table}" in err
+    assert "Traceback" not in err

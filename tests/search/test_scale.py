@@ -58,7 +58,7 @@ class Scaled:
 
     @property
     def experiment(self) -> Path:
-        return self.results / "ray" / "scale"
+        return self.results / "ray" / self.results.name
 
 
 def _run_search(tmp: Path, env: dict[str, str], num_cpus: int | None) -> Path:
@@ -93,7 +93,7 @@ def _run_search(tmp: Path, env: dict[str, str], num_cpus: int | None) -> Path:
     finally:
         reap(marker)
     assert proc.returncode == 0, log.read_text()[-3000:]
-    return tmp / "results" / "scale"
+    return tmp / "results" / "scale-replay"
 
 
 @pytest.fixture(scope="module", params=["local", "cluster"])
@@ -141,7 +141,7 @@ def test_the_study_holds_each_trial_once_with_its_state(scaled: Scaled) -> None:
     import optuna
 
     rows = read_leaderboard(scaled.results)
-    study = optuna.load_study(study_name="scale", storage=open_study_storage(
+    study = optuna.load_study(study_name=scaled.results.name, storage=open_study_storage(
         scaled.results / STUDY_FILE))
     states: dict[str, list[Any]] = {}
     for t in study.trials:

@@ -51,8 +51,8 @@ def test_ctrl_c_marks_the_search_interrupted_and_resume_finishes_it(
                               repeat_top=0, results_dir=str(tmp_path / "results"))
     sections["resources"] = dict(OWN_RAY)
     space = write_space(tmp_path / "space.yaml", sections)
-    out = tmp_path / "results" / "replay"
-    exp = out / "ray" / "replay"
+    out = tmp_path / "results" / "replay-replay"
+    exp = out / "ray" / "replay-replay"
     marker = uuid.uuid4().hex
     proc = _search(space, grid_table, marker, tmp_path / "first.log")
     try:
