@@ -7,7 +7,9 @@ region (:func:`raygym.data.batch.to_batch`), padded pixels ignored (label 255).
 
 Outputs, in ``<model_dir>/evaluation_<split>/`` (inside the artifact folder, so every model of a
 search, ``best/rank<N>_<trial>/``, has its own; the artifact's checksums cover only its own
-files, so this does not invalidate it), each written atomically (temp file + rename):
+files, so this does not invalidate it; another ``--dataset`` than the model's gets
+``evaluation_<dataset folder>_<split>/`` beside it), each written atomically (temp file +
+rename):
 
 - ``metrics.json``: mean IoU, per-class IoU / Dice (F1) / precision / recall, overall accuracy,
   frequency-weighted IoU, KLD (mean KL(one-hot || softmax) per pixel), Matthews correlation,
@@ -226,17 +228,37 @@ def output_dir(out: Path) -> Iterator[Path]:
         yield out
 
 
-def evaluation_name(split: str = "test", data_file: Path | None = None) -> str:
-    """The report's name: ``evaluation_<split>`` for a prepared split,
-    ``evaluation_scenes_<file stem>`` for labelled scenes at full size (``--data``), so the
-    two never share a folder (a ``test.yaml`` beside the test split)."""
-    return (f"evaluation_scenes_{Path(data_file).stem}" if data_file is not None
-            else f"evaluation_{split}")
+def evaluation_name(split: str = "test", data_file: Path | None = None,
+                    other_dataset: Path | None = None) -> str:
+    """The report's name: ``evaluation_<split>`` for a split of the model's own dataset,
+    ``evaluation_<dataset folder>_<split>`` for one of ``other_dataset`` (``--dataset``
+    other than the model's), ``evaluation_scenes_<file stem>`` for labelled scenes at full
+    size (``--data``), so that none replaces another (a ``test.yaml`` beside the test
+    split, a second site's dataset beside the first)."""
+    if data_file is not None:
+        return f"evaluation_scenes_{Path(data_file).stem}"
+    if other_dataset is not None:
+        return f"evaluation_{Path(other_dataset).name}_{split}"
+    return f"evaluation_{split}"
 
 
-def evaluation_dir(model_dir: Path, split: str) -> Path:
-    """Where :func:`evaluate_model_on_split` writes: ``<model_dir>/evaluation_<split>/``."""
-    return Path(model_dir) / evaluation_name(split)
+def other_dataset(model_dir: Path, dataset_dir: Path | None) -> Path | None:
+    """``dataset_dir`` when it is not the dataset the model card names (a ``--dataset`` of
+    another site or other settings), else None."""
+    if dataset_dir is None:
+        return None
+    from raygym.inference.artifact import read_model_card
+
+    own = read_model_card(model_dir).dataset.get("path")
+    same = own is not None and Path(own).resolve() == Path(dataset_dir).resolve()
+    return None if same else Path(dataset_dir)
+
+
+def evaluation_dir(model_dir: Path, split: str, dataset_dir: Path | None = None) -> Path:
+    """Where :func:`evaluate_model_on_split` writes: ``<model_dir>/evaluation_<split>/``
+    (see :func:`evaluation_name` for another dataset's)."""
+    return Path(model_dir) / evaluation_name(
+        split, other_dataset=other_dataset(model_dir, dataset_dir))
 
 
 def default_dataset(model_dir: Path) -> Path:
@@ -321,7 +343,8 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         model_dir: a model artifact folder (checksums verified; weights via safetensors).
         dataset_dir: the prepared dataset; None = the one in the model card.
         split: ``train`` | ``val`` | ``test``.
-        out_dir: where to write (default :func:`evaluation_dir`).
+        out_dir: where to write (default :func:`evaluation_dir`: ``evaluation_<split>`` in
+            the model folder, ``evaluation_<dataset>_<split>`` for another dataset's).
         use_ray: score with a Ray Data actor pool instead of in this process.
         batch_size: samples per forward pass.
         overlays: k of the worst-k / best-k figures (0 = none).
@@ -341,6 +364,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     started = time.perf_counter()
     model_dir = Path(model_dir)
     card = read_model_card(model_dir)
+    default_out = evaluation_dir(model_dir, split, dataset_dir)
     dataset_dir = Path(dataset_dir) if dataset_dir is not None else default_dataset(model_dir)
     if not dataset_dir.exists():
         raise DataError("prepared dataset not found", file=dataset_dir,
@@ -350,7 +374,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
     if not dataset.has_split(split):
         raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
                         fix="choose another --split, or set data.split fractions")
-    out = Path(out_dir) if out_dir is not None else evaluation_dir(model_dir, split)
+    out = Path(out_dir) if out_dir is not None else default_out
     with output_dir(out):  # before minutes of scoring, not after
         classes = list(card.classes)
         k = len(classes)
@@ -485,7 +509,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
     from raygym.search.leaderboard import params_text
 
     model_dirs = resolve_models(Path(model), top_k)
-    name = evaluation_name(split, data_file)
+    name = evaluation_name(split, data_file, other_dataset(model_dirs[0], dataset))
     results = []
     for model_dir in model_dirs:
         report_dir = None if out is None else Path(out) / model_dir.name / name

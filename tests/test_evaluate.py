@@ -248,6 +248,27 @@ def test_missing_dataset_and_mismatched_classes(trained: dict, tmp_path: Path) -
         evaluate_model_on_split(trained["artifact"], other, "test")
 
 
+def test_another_dataset_gets_its_own_report_beside_the_first(trained: dict,
+                                                              tmp_path: Path) -> None:
+    """``--dataset`` of another folder (a second site, other settings) writes
+    ``evaluation_<folder>_<split>``: the report on the model's own dataset is kept, not
+    replaced; naming the model's own dataset is the default report."""
+    from raygym.evaluate import evaluate_command
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["artifact"], model)
+    other = tmp_path / "site_b"
+    shutil.copytree(trained["dataset"].path, other)
+    for dataset in (trained["dataset"].path, other):
+        assert evaluate_command(model, split="test", top_k=1, dataset=dataset,
+                                use_ray=False, console=_console()) == 0
+    own = json.loads((model / "evaluation_test" / "metrics.json").read_text())
+    second = json.loads((model / "evaluation_site_b_test" / "metrics.json").read_text())
+    assert own["confusion"] == second["confusion"]  # the same rows, copied
+    assert sorted(p.name for p in model.glob("evaluation_*")) == ["evaluation_site_b_test",
+                                                                  "evaluation_test"]
+
+
 def test_out_elsewhere_and_an_unwritable_place_refused_before_scoring(
         trained: dict, tmp_path: Path) -> None:
     from raygym.evaluate import evaluate_command
