@@ -129,10 +129,10 @@ def test_enabled_without_the_extra_is_one_line_exit_2(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     sections = _sections(make_s2_config, tmp_path / "ds", tmp_path / "results")
     monkeypatch.setitem(sys.modules, "mlflow", None)  # Python's own "not importable"
-    code, err = run_cli(["search", str(write_space(tmp_path / "space.yaml", sections)),
-                         "--set", "mlflow.enabled=true"], capsys)
+    space = write_space(tmp_path / "space.yaml", sections)
+    code, err = run_cli(["search", str(space), "--set", "mlflow.enabled=true"], capsys)
     assert code == 2
-    assert one_error_line(err) == f"error: mlflow.enabled: {MISSING_EXTRA}"
+    assert one_error_line(err) == f"error: {space}: mlflow.enabled: {MISSING_EXTRA}"
     assert not (tmp_path / "results").exists() and not (tmp_path / "ds").exists()
 
 

@@ -99,7 +99,7 @@ def test_enabled_without_the_extra_is_one_line_exit_2_before_anything(
                  "--set", "mlflow.enabled=true"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert code == 2
-    assert err == [f"error: mlflow.enabled: {MISSING_EXTRA}"]
+    assert err == [f"error: {config_file}: mlflow.enabled: {MISSING_EXTRA}"]
     assert not (tmp_path / "runs").exists()  # refused before the run folder or a store
 
 
