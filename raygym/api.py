@@ -82,7 +82,8 @@ def predict_array(model: LoadedModel | Predictor | PathLike, image: np.ndarray, 
         model: a :class:`Predictor` (used as is: build one to predict many arrays), a
             :func:`load_model` result or an artifact / results folder (loaded for this call).
         image: ``(H, W, C)`` raw digital numbers (uint8 / uint16 / float), ``C`` the model's
-            bands in training order, any size; standardised here like in training.
+            bands in training order, any size; standardised here like in training. A pixel
+            with a NaN band is nodata: label 255, left out of the statistics.
         tile, overlap, tta, scale, batch_size: see :meth:`Predictor.predict` (``tile`` in
             pixels, default the model's input size; ``scale`` ``"auto"``: resampled as
             training resized its scenes).

@@ -301,6 +301,9 @@ class Predictor:
             extra = self.extra_bands_missing(source.bands)
             hint = (f": the images' bands followed by {extra}, stacked last in that order "
                     "(raygym predict: --band)" if extra else "")
+            if source.height == self.in_channels and source.bands > self.in_channels:
+                hint = (f" (it looks channels-first, ({source.height}, {source.width}, "
+                        f"{source.bands}) read as (H, W, C): pass image.transpose(1, 2, 0))")
             raise DataError(f"image has {source.bands} bands but the model expects "
                             f"{self.in_channels}{hint}")
         scale = self.resolve_scale(scale)

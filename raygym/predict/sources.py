@@ -49,11 +49,20 @@ class RasterSource(Protocol):
 
 
 class ArraySource:
-    """A whole ``(H, W, C)`` image in memory, with an optional ``(H, W)`` validity mask."""
+    """A whole ``(H, W, C)`` image in memory, with an optional ``(H, W)`` validity mask; a
+    pixel with a NaN (or infinite) band is nodata too, as in a TIFF (its values are read as
+    0, the mask says where)."""
 
     def __init__(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
         if image.ndim != 3:
             raise DataError(f"image must be (H, W, C), got shape {image.shape}")
+        if not image.shape[0] or not image.shape[1]:
+            raise DataError(f"image is empty, shape {image.shape}: nothing to predict")
+        if image.dtype.kind == "f":
+            finite = np.isfinite(image).all(axis=2)
+            if not finite.all():  # one NaN would otherwise turn the whole image's stats NaN
+                valid = finite if valid is None else np.logical_and(valid, finite)
+                image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
         self.image = image
         self.valid = None if valid is None or valid.all() else valid.astype(bool)
         self.height, self.width, self.bands = image.shape

@@ -106,3 +106,37 @@ def test_a_window_larger_than_the_image_is_cut_to_it(s2_models: dict[str, Path])
     same = predictor.predict(image, tile=max(cut), scale=1.0)
     np.testing.assert_array_equal(huge[0], same[0])
     np.testing.assert_array_equal(huge[1], same[1])
+
+
+def test_nan_pixels_of_an_array_are_nodata(s2_models: dict[str, Path]) -> None:
+    """A float array with NaN pixels predicts as the same array with those pixels masked
+    (label 255 there, left out of the statistics): one NaN poisoned the whole image's
+    standardisation before, every label 0 and every probability NaN."""
+    from raygym.predict import NODATA, Predictor
+
+    predictor = Predictor([s2_models["artifact"]], device="cpu")
+    image = s2_stack(2).astype(np.float32)
+    holed = image.copy()
+    holed[:12, :20] = np.nan
+    holed[30, 5, 1] = np.nan  # one band of one pixel is enough
+    masked = np.ones(image.shape[:2], bool)
+    masked[:12, :20] = masked[30, 5] = False
+    labels, probs = predictor.predict(holed)
+    want_labels, want_probs = predictor.predict(np.where(masked[..., None], image, 0),
+                                                valid=masked)
+    assert np.array_equal(labels, want_labels) and np.allclose(probs, want_probs)
+    assert (labels[~masked] == NODATA).all() and not np.isnan(probs).any()
+    with pytest.raises(DataError, match="every pixel is nodata"):
+        predictor.predict(np.full((40, 40, 4), np.nan, np.float32))
+
+
+def test_an_empty_or_channels_first_array_is_refused_in_one_line(
+        s2_models: dict[str, Path]) -> None:
+    from raygym.predict import Predictor
+
+    predictor = Predictor([s2_models["artifact"]], device="cpu")
+    with pytest.raises(DataError, match=r"image is empty, shape \(0, 7, 4\)"):
+        predictor.predict(np.zeros((0, 7, 4), np.uint8))
+    stack = s2_stack(2)
+    with pytest.raises(DataError, match=r"looks channels-first.*image\.transpose\(1, 2, 0\)"):
+        predictor.predict(np.ascontiguousarray(stack.transpose(2, 0, 1)))
