@@ -123,6 +123,9 @@ def predict_file(model: LoadedModel | PathLike, images: PathLike | Sequence[Path
                                                                           **options))
 
 
+_MAPPING = "<python: mapping>"  # how a mapping given for an experiment is named
+
+
 def _experiment(experiment: PathLike | Mapping[str, Any]
                 | tuple[ExperimentConfig, SearchSpace],
                 overrides: Mapping[str, Any] | None
@@ -143,9 +146,15 @@ def _experiment(experiment: PathLike | Mapping[str, Any]
         with tempfile.TemporaryDirectory(prefix="raygym-api-") as tmp:
             file = Path(tmp) / "experiment.yaml"
             file.write_text(yaml.safe_dump(dict(experiment), sort_keys=False))
-            # relative paths resolve against the working directory, as for a file
-            config, space = load_experiment(file, overrides=overrides, base_dir=Path.cwd())
-        return config, space, Path("<python: mapping>")
+            try:
+                # relative paths resolve against the working directory, as for a file
+                config, space = load_experiment(file, overrides=overrides, base_dir=Path.cwd())
+            except RaygymError as err:
+                if err.file != str(file):
+                    raise
+                err.file = None  # the temporary file is not the user's: name the mapping
+                raise err.in_file(_MAPPING) from None
+        return config, space, Path(_MAPPING)
     return (*load_experiment(Path(experiment), overrides=overrides), Path(experiment))
 
 

@@ -156,6 +156,14 @@ def test_read_leaderboard_parses_numbers_and_json(tmp_path: Path) -> None:
         raygym.read_leaderboard(tmp_path / "missing")
 
 
+def test_a_bad_mapping_is_named_as_the_mapping_not_a_temporary_file() -> None:
+    from raygym.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        raygym.run_search({"name": "x"})
+    assert str(err.value) == "<python: mapping>: data: required key is missing"
+
+
 @pytest.mark.slow
 def test_run_a_replayed_search_from_a_mapping(tmp_path: Path, ray_session: None,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
