@@ -74,8 +74,32 @@ class PrepareResult:
 def data_fingerprint(data: DataConfig) -> str:
     """Hash of everything that decides the dataset's content (not where it is written, nor
     ``augment.online``, which only acts at training time)."""
-    d = json.loads(data.model_dump_json(exclude={"prepared": True, "augment": {"online"}}))
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_content_settings(data.model_dump(mode="json")),
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _content_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` settings (a JSON dump) that decide a dataset's content."""
+    d = {k: v for k, v in data.items() if k != "prepared"}
+    if isinstance(d.get("augment"), dict):
+        d["augment"] = {k: v for k, v in d["augment"].items() if k != "online"}
+    return d
+
+
+def settings_changed(card: DatasetCard, data: DataConfig, most: int = 3) -> str:
+    """Where ``data`` differs from the settings a dataset was prepared from, for messages:
+    ``data.split.val 0.2 -> 0.5`` (the first ``most``; "" when none can be told)."""
+    def flat(d: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}.{key}").items()}
+
+    old = flat(_content_settings(card.data_config), "data")
+    new = flat(_content_settings(data.model_dump(mode="json")), "data")
+    changed = [f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    more = f" and {len(changed) - most} more" if len(changed) > most else ""
+    return "; ".join(changed[:most]) + more
 
 
 def _storage_dtype(file_dtype: str) -> str:
@@ -341,8 +365,9 @@ def _start_previews(name: str, records: list[dict[str, Any]], data: DataConfig, 
     return refs
 
 
-def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
+def _check_output(out: Path, data: DataConfig, overwrite: bool) -> bool:
     """True if ``out`` already holds this exact dataset. Refuses to clobber anything else."""
+    fingerprint = data_fingerprint(data)
     if not out.exists():
         return False
     if not out.is_dir():
@@ -368,8 +393,9 @@ def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
     if card.config_hash == fingerprint and not overwrite:
         return True
     if not overwrite:
-        raise DataError("output folder holds a different dataset (its data settings differ)",
-                        file=out, key="data.prepared",
+        raise DataError("output folder holds a different dataset (its data settings differ: "
+                        f"{settings_changed(card, data) or 'unknown'})", file=out,
+                        key="data.prepared",
                         fix="pass --overwrite to replace it, or choose another folder")
     return False
 
@@ -385,7 +411,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     fingerprint = data_fingerprint(data)
     if out.parent.is_dir():
         sweep_beside(out)  # a killed run's temp folder goes; its moved-aside dataset returns
-    if _check_output(out, fingerprint, overwrite):
+    if _check_output(out, data, overwrite):
         card = read_card(out)
         log(f"[green]{out} is already prepared from these settings[/] (use --overwrite to redo)")
         return PrepareResult(out, card, time.perf_counter() - started, reused=True)

@@ -192,12 +192,13 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
 def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
     """Prepare the dataset on first use, so the main job is one command."""
     from raygym.data.dataset import read_card
-    from raygym.data.prepare import data_fingerprint, prepare_if_missing
+    from raygym.data.prepare import data_fingerprint, prepare_if_missing, settings_changed
 
     path = config.data.prepared
     if not prepare_if_missing(config, log=console.print) and (
-            read_card(path).config_hash != data_fingerprint(config.data)):
-        raise DataError("the prepared dataset was made from different data settings",
+            (card := read_card(path)).config_hash != data_fingerprint(config.data)):
+        raise DataError("the prepared dataset was made from different data settings "
+                        f"({settings_changed(card, config.data) or 'unknown'})",
                         file=path, key="data.prepared",
                         fix="run `raygym prepare CONFIG --overwrite` or change data.prepared")
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 def check_dataset(config: ExperimentConfig) -> PreparedDataset:
     """The prepared dataset, after checking it matches the config (classes, settings, sizes)."""
-    from raygym.data.prepare import data_fingerprint
+    from raygym.data.prepare import data_fingerprint, settings_changed
 
     path = config.data.prepared
     if not path.exists():
@@ -42,7 +42,8 @@ def check_dataset(config: ExperimentConfig) -> PreparedDataset:
                           f"{card.classes}", key="data.classes",
                           fix="prepare again (`raygym prepare --overwrite`) or fix the names")
     if card.config_hash != data_fingerprint(config.data):
-        raise ConfigError(f"the dataset at {path} was prepared from different data settings",
+        raise ConfigError(f"the dataset at {path} was prepared from different data settings "
+                          f"({settings_changed(card, config.data) or 'unknown'})",
                           key="data", fix="run `raygym prepare CONFIG --overwrite`")
     dataset.check_trainable()
     rows = dataset.rows("train")

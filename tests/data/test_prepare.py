@@ -210,6 +210,7 @@ def test_s2_reuse_refuse_overwrite(s2_prepared, tmp_path) -> None:
     with pytest.raises(DataError) as info:
         prepare_dataset(changed, log=_quiet)
     assert info.value.key == "data.prepared" and "--overwrite" in (info.value.fix or "")
+    assert "its data settings differ: data.split.seed 42 -> 7)" in info.value.message
     assert (out / "card.json").read_text() == card_text, "a refusal writes nothing"
 
     replaced = prepare_dataset(changed, overwrite=True, log=_quiet)

@@ -250,6 +250,17 @@ def test_classes_that_differ_from_the_dataset_exit_2(
     assert not run_dir_of(sections, "c").exists()
 
 
+def test_a_dataset_of_other_settings_names_them(
+        tmp_path: Path, sections: dict[str, Any], write_config: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = experiment(write_config, tmp_path / "s.yaml", sections,
+                     data={"split": {"val": 0.3, "test": 0.1, "seed": 42}})
+    assert main(["train", str(cfg), "--name", "s"]) == 2
+    err = capsys.readouterr().err
+    assert "prepared from different data settings (data.split.val 0.2 -> 0.3)" in err, err
+    assert not run_dir_of(sections, "s").exists()
+
+
 def test_a_missing_dataset_is_prepared_first(tmp_path: Path, sections: dict[str, Any],
                                              write_config: Any,
                                              capsys: pytest.CaptureFixture[str]) -> None:
