@@ -31,8 +31,8 @@ from raygym.config_errors import KeyedError, format_validation_error
 from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 
 __all__ = [
-    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "DataConfig", "ExperimentConfig", "FolderSource",
-    "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
+    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "DataConfig",
+    "ExperimentConfig", "FolderSource", "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
     "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",
 ]

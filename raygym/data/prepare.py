@@ -92,7 +92,8 @@ def settings_changed(card: DatasetCard, data: DataConfig, most: int = 3) -> str:
     def flat(d: Any, prefix: str) -> dict[str, Any]:
         if not isinstance(d, dict):
             return {prefix: d}
-        return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}.{key}").items()}
+        return {k: v for key, value in d.items()
+                for k, v in flat(value, f"{prefix}.{key}").items()}
 
     old = flat(_content_settings(card.data_config), "data")
     new = flat(_content_settings(data.model_dump(mode="json")), "data")

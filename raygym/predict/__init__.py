@@ -87,10 +87,10 @@ Rules, chosen to match training:
 
 Bad input: a tampered or incomplete artifact, a wrong band count, an output folder inside an
 input folder, a band folder that holds no image's band file or ``polygons`` without pyogrio
-raise :class:`~raygym.errors.RaygymError` (exit 2). An unreadable image (or one without its band
-files, or nodata everywhere) is skipped and listed at the end; the command fails (exit 1) only
-if every image failed, and then leaves no empty ``--out`` that it created. A GeoTIFF without a CRS is
-written without one, with a warning.
+raise :class:`~raygym.errors.RaygymError` (exit 2). An unreadable image (or one without its
+band files, or nodata everywhere) is skipped and listed at the end; the command fails (exit 1)
+only if every image failed, and then leaves no empty ``--out`` that it created. A GeoTIFF
+without a CRS is written without one, with a warning.
 
 Modules, in the order a run uses them: :mod:`.options` (:class:`PredictOptions`, every setting
 of a run), :mod:`.guards` (checks before any work), :mod:`.predictor` (which models, and the

@@ -186,7 +186,8 @@ def test_record_then_replay(tmp_path: Path, demo_config: dict[str, Any], ray_ses
                                           str(out / "curves.csv")]
     code, _ = run_cli(shlex.split(hint.group(1))[1:], capsys)
     assert code == 0
-    verdict = json.loads((tmp_path / "results" / "rec-replay" / "search.json").read_text())["replay"]
+    saved = json.loads((tmp_path / "results" / "rec-replay" / "search.json").read_text())
+    verdict = saved["replay"]
     assert verdict["configurations"] == 2 and verdict["found"] is not None
 
 
