@@ -238,7 +238,7 @@ def evaluation_name(split: str = "test", data_file: Path | None = None,
     if data_file is not None:
         return f"evaluation_scenes_{Path(data_file).stem}"
     if other_dataset is not None:
-        return f"evaluation_{Path(other_dataset).name}_{split}"
+        return f"evaluation_{Path(other_dataset).resolve().name}_{split}"
     return f"evaluation_{split}"
 
 
