@@ -8,7 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from raygym.atomic import replace_dir, scratch_dir, sweep_scratch, write_text_atomic
+import pytest
+
+from raygym.atomic import (
+    created_on_success,
+    replace_dir,
+    scratch_dir,
+    sweep_scratch,
+    write_text_atomic,
+)
 
 
 def test_write_text_atomic_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -98,3 +106,24 @@ def test_a_kill_between_the_two_renames_restores_the_previous_folder(tmp_path: P
     assert sweep_beside(tmp_path / "ds") == [tmp_path / "ds"]
     assert (tmp_path / "ds" / "card.json").read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_a_failed_body_removes_the_empty_folders_it_created_and_nothing_else(
+        tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    out = mine / "a" / "b"
+    with pytest.raises(KeyboardInterrupt), created_on_success(out) as created:
+        assert created == [out, out.parent]  # innermost first; "mine" existed
+        out.mkdir(parents=True)
+        raise KeyboardInterrupt
+    assert mine.is_dir() and not (mine / "a").exists()
+    # a file written in "a" keeps "a" (and so "mine"); the empty "b" inside it goes
+    with pytest.raises(RuntimeError), created_on_success(out):
+        out.mkdir(parents=True)
+        (out.parent / "kept.txt").write_text("written")
+        raise RuntimeError("stopped")
+    assert (mine / "a" / "kept.txt").is_file() and not out.exists()
+    with created_on_success(mine / "c"):  # a body that succeeds keeps what it made
+        (mine / "c").mkdir()
+    assert (mine / "c").is_dir()
