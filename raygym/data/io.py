@@ -35,6 +35,32 @@ class ImageHeader:
     dtype: str
     nodata: bool = False  # a GeoTIFF that declares a nodata value for some band
     pixel_m: float | None = None  # a GeoTIFF in a projected CRS: its pixel size in metres
+    # a GeoTIFF with a CRS: (CRS as WKT, affine transform a, b, c, d, e, f), its pixel grid
+    grid: tuple[str, tuple[float, ...]] | None = None
+
+
+def grid_mismatch(a: ImageHeader, b: ImageHeader) -> str | None:
+    """How ``b``'s pixel grid differs from ``a``'s when both are georeferenced (another CRS,
+    pixel size or origin, beyond a hundredth of a pixel), for messages; None when they agree
+    or either has no CRS (a plain PNG label beside a GeoTIFF is taken as aligned)."""
+    if a.grid is None or b.grid is None:
+        return None
+    (crs_a, ta), (crs_b, tb) = a.grid, b.grid
+    if crs_a != crs_b:
+        from rasterio.crs import CRS
+
+        if CRS.from_wkt(crs_a) != CRS.from_wkt(crs_b):
+            return (f"its CRS ({CRS.from_wkt(crs_b).to_string()}) is not its image's "
+                    f"({CRS.from_wkt(crs_a).to_string()})")
+    pixel = max(abs(ta[0]), abs(ta[4]), abs(ta[1]), abs(ta[3]))
+    if any(abs(x - y) > 1e-6 * pixel for x, y in zip(ta[:2] + ta[3:5], tb[:2] + tb[3:5],
+                                                      strict=True)):
+        return f"its pixel size ({tb[0]:g}, {tb[4]:g}) is not its image's ({ta[0]:g}, {ta[4]:g})"
+    if abs(ta[2] - tb[2]) > 0.01 * pixel or abs(ta[5] - tb[5]) > 0.01 * pixel:
+        return (f"its top-left corner ({tb[2]:.3f}, {tb[5]:.3f}) is not its image's "
+                f"({ta[2]:.3f}, {ta[5]:.3f}): {(tb[2] - ta[2]) / pixel:+.2f}, "
+                f"{(tb[5] - ta[5]) / pixel:+.2f} pixels off")
+    return None
 
 
 def pixel_area_m2(crs: Any, transform: Any) -> float | None:
@@ -94,9 +120,11 @@ def read_header(path: Path) -> ImageHeader:
 
             with rasterio.open(path) as src:
                 area = pixel_area_m2(src.crs, src.transform)
+                grid = (None if src.crs is None else
+                        (src.crs.to_wkt(), tuple(float(v) for v in src.transform[:6])))
                 return ImageHeader(path, src.height, src.width, src.count, src.dtypes[0],
                                    nodata=any(v is not None for v in src.nodatavals),
-                                   pixel_m=math.sqrt(area) if area else None)
+                                   pixel_m=math.sqrt(area) if area else None, grid=grid)
         with Image.open(path) as im:
             bands = decoded_bands(im.mode)
             wide = im.mode in ("I;16", "I;16B", "I") or _is_16bit_colour_png(im)

@@ -42,6 +42,7 @@ from raygym.data.dataset import (
 )
 from raygym.data.io import (
     ImageHeader,
+    grid_mismatch,
     read_header,
     read_image,
     read_label,
@@ -133,6 +134,12 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, ImageHeader]]:
                     f"{heads[0].path.name} ({heads[0].width}x{heads[0].height})",
                     file=h.path, fix="images, extra bands and labels of a scene must match",
                 )
+            off = grid_mismatch(heads[0], h)
+            if off is not None:  # same size, other ground: every pixel would teach a lie
+                raise DataError(
+                    f"georeferenced off its image {heads[0].path.name}: {off}", file=h.path,
+                    fix="resample it onto the image's grid (e.g. gdalwarp -te / -tr / -t_srs "
+                    "with the image's bounds, pixel size and CRS)")
         bands = heads[0].bands + len(heads) - 1
         for h in heads:
             # nodata pixels are stored as NaN (standardisation leaves them out): float32

@@ -96,6 +96,42 @@ def test_geotiff_uint16(tmp_path) -> None:
     assert read_geo_profile(tmp_path / "x.png") is None
 
 
+def test_a_label_georeferenced_off_its_image_is_refused(tmp_path) -> None:
+    """Same size, other ground: a label half a pixel east of its image, in another pixel
+    size or another CRS is refused naming the label and how far off it lies; the same grid,
+    or a plain PNG label, passes."""
+    import rasterio
+
+    from raygym.data.pairing import Pair
+    from raygym.data.prepare import check_headers
+
+    def tif(name: str, transform: Affine = GEO, crs: str = "EPSG:32610") -> Path:
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", height=8, width=8, count=1,
+                           dtype="uint8", crs=crs, transform=transform) as dst:
+            dst.write(np.zeros((1, 8, 8), np.uint8))
+        return tmp_path / name
+
+    image = tif("scene.tif")
+    png = tmp_path / "png_label.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
+    for label in (tif("same.tif"), tif("near.tif", GEO * Affine.translation(0.001, 0)), png):
+        assert check_headers([Pair("scene", (image,), label)])[0] == 1
+    refused = {
+        "east.tif": (GEO * Affine.translation(0.5, 0), "EPSG:32610",
+                     "top-left corner (545005.000, 4180000.000) is not its image's "
+                     "(545000.000, 4180000.000): +0.50, +0.00 pixels off"),
+        "coarse.tif": (GEO * Affine.scale(2), "EPSG:32610",
+                       "pixel size (20, -20) is not its image's (10, -10)"),
+        "zone11.tif": (GEO, "EPSG:32611", "CRS (EPSG:32611) is not its image's (EPSG:32610)"),
+    }
+    for name, (transform, crs, says) in refused.items():
+        label = tif(name, transform, crs)
+        with pytest.raises(DataError, match=r"georeferenced off its image scene\.tif") as err:
+            check_headers([Pair("scene", (image,), label)])
+        assert err.value.file == str(label) and says in err.value.message
+        assert "gdalwarp" in (err.value.fix or "")
+
+
 def test_signed_tiff_is_not_wrapped(tmp_path) -> None:
     import rasterio
 
