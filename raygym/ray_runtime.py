@@ -207,12 +207,17 @@ def loopback_node() -> Iterator[None]:
 
 
 def _join(address: str, kwargs: dict[str, Any]) -> None:
-    """``ray.init(address)``, as a 127.0.0.1 node where the cluster listens there only; a
+    """``ray.init(address)``, as a 127.0.0.1 node where the cluster listens there only. An
+    address where nothing answers is refused at once, before Ray retries for minutes; a
     refused token becomes one line that says where to get it (Ray's own error is a ~50-line
-    traceback after 20 s of retries)."""
+    traceback after 20 s of retries), and any other failure to join one line too."""
     import ray
     from ray.exceptions import AuthenticationError
 
+    silent = _unreachable(address)
+    if silent is not None:  # Ray would retry for minutes, then end in a traceback
+        raise RaygymError(f"no Ray cluster answers at {address} ({silent})",
+                          key="resources.address", fix=JOIN_FIX)
     join = loopback_node() if _loopback_only(address) else contextlib.nullcontext()
     try:
         with join:
@@ -222,7 +227,9 @@ def _join(address: str, kwargs: dict[str, Any]) -> None:
         while cause is not None and not isinstance(cause, AuthenticationError):
             cause = cause.__cause__ or cause.__context__
         if cause is None:
-            raise
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RaygymError(f"cannot join the Ray cluster at {address}: {first}",
+                              key="resources.address", fix=JOIN_FIX) from None
         raise RaygymError(f"the Ray cluster at {address} refused this driver's auth token",
                           key="resources.address",
                           fix=f"export its token ({AUTH_MODE_ENV}=token and {AUTH_TOKEN_ENV}); "
@@ -248,6 +255,24 @@ def _loopback_only(address: str) -> bool:
     except OSError:
         return False  # no outside address: Ray keeps 127.0.0.1 by itself
     return _answers("127.0.0.1", int(port)) and not _answers(outside, int(port))
+
+
+JOIN_FIX = ("start the cluster first (`raygym cluster up`, or `ray start --head` on its head "
+            "node), or correct --address / resources.address")
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``: refused, timed
+    out, unknown host), or None when something listens there (or the form is Ray's own to
+    resolve, e.g. ``auto``)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            return None
+    except OSError as err:
+        return err.strerror or type(err).__name__
 
 
 def _answers(host: str, port: int) -> bool:

@@ -241,3 +241,25 @@ def test_ray_train_polls_its_workers_every_half_second_unless_the_user_chose(
         monkeypatch.setenv(key, users_value)
     ray_runtime.set_ray_env()
     assert os.environ[key] == (users_value or "0.5")
+
+
+def test_joining_an_address_where_nothing_listens_is_one_line_at_once() -> None:
+    """``--address HOST:PORT`` (or ``ray://``) with no cluster there: Ray retried for minutes
+    and ended in a traceback (ray://: ConnectionError after 30 s); now one line naming the
+    address, before ``ray.init``."""
+    import socket
+
+    from raygym.errors import RaygymError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        started = time.perf_counter()
+        with pytest.raises(RaygymError) as err:
+            ray_runtime._join(address, {})
+        assert time.perf_counter() - started < 5
+        assert str(err.value).startswith(
+            f"resources.address: no Ray cluster answers at {address} (Connection refused)")
+        assert "raygym cluster up" in str(err.value)
+    assert ray_runtime._unreachable("auto") is None  # Ray's own to resolve

@@ -58,12 +58,18 @@ def test_a_refused_token_is_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPa
     def down(**_: Any) -> None:
         raise ConnectionError("down")
 
+    import socket
+
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
-    with pytest.raises(RaygymError, match="refused this driver's auth token") as info:
-        ray_runtime.ensure_ray(ResourcesConfig(address="10.9.8.7:6390"))
-    assert "raygym cluster status" in str(info.value) and "\n" not in str(info.value)
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # something answers there
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(RaygymError, match="refused this driver's auth token") as info:
+            ray_runtime.ensure_ray(ResourcesConfig(address=address))
+        assert "raygym cluster status" in str(info.value) and "\n" not in str(info.value)
 
-    monkeypatch.setattr(ray, "init", down)
-    with pytest.raises(ConnectionError, match="down"):  # other failures stay Ray's own
-        ray_runtime.ensure_ray(ResourcesConfig(address="10.9.8.7:6390"))
+        monkeypatch.setattr(ray, "init", down)
+        with pytest.raises(RaygymError) as info:  # any other failure to join: one line too
+            ray_runtime.ensure_ray(ResourcesConfig(address=address))
+        assert str(info.value).startswith(
+            f"resources.address: cannot join the Ray cluster at {address}: down (fix: ")
