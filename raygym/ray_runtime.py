@@ -228,13 +228,15 @@ def _join(address: str, kwargs: dict[str, Any]) -> None:
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise RaygymError(f"cannot join the Ray cluster at {address}: {first}",
-                              key="resources.address", fix=JOIN_FIX) from None
+            # Ray 2.60 often reports a missing token only in its C++ log lines
+            tokenless = os.environ.get(AUTH_MODE_ENV, "").lower() != "token"
+            raise RaygymError(
+                f"cannot join the Ray cluster at {address}: {first}" + (
+                    "; this driver sends no auth token, which a cluster that requires one "
+                    "(as `raygym cluster up` does) refuses" if tokenless else ""),
+                key="resources.address", fix=TOKEN_FIX if tokenless else JOIN_FIX) from None
         raise RaygymError(f"the Ray cluster at {address} refused this driver's auth token",
-                          key="resources.address",
-                          fix=f"export its token ({AUTH_MODE_ENV}=token and {AUTH_TOKEN_ENV}); "
-                              "for `raygym cluster up`: the export line of "
-                              "`raygym cluster status`") from err
+                          key="resources.address", fix=TOKEN_FIX) from err
 
 
 def _loopback_only(address: str) -> bool:
@@ -257,6 +259,8 @@ def _loopback_only(address: str) -> bool:
     return _answers("127.0.0.1", int(port)) and not _answers(outside, int(port))
 
 
+TOKEN_FIX = (f"export its token ({AUTH_MODE_ENV}=token and {AUTH_TOKEN_ENV}); for `raygym "
+             "cluster up`: the export line of `raygym cluster status`")
 JOIN_FIX = ("start the cluster first (`raygym cluster up`, or `ray start --head` on its head "
             "node), or correct --address / resources.address")
 

@@ -69,7 +69,15 @@ def test_a_refused_token_is_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPa
         assert "raygym cluster status" in str(info.value) and "\n" not in str(info.value)
 
         monkeypatch.setattr(ray, "init", down)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
         with pytest.raises(RaygymError) as info:  # any other failure to join: one line too
             ray_runtime.ensure_ray(ResourcesConfig(address=address))
         assert str(info.value).startswith(
-            f"resources.address: cannot join the Ray cluster at {address}: down (fix: ")
+            f"resources.address: cannot join the Ray cluster at {address}: down (fix: start")
+        # without a token of its own, the driver's likeliest fault is that (Ray 2.60 often
+        # says so only in its C++ log lines): the line says so and how to get one
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        with pytest.raises(RaygymError) as info:
+            ray_runtime.ensure_ray(ResourcesConfig(address=address))
+        assert "down; this driver sends no auth token" in str(info.value)
+        assert "the export line of `raygym cluster status`" in str(info.value)
