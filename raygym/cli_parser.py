@@ -150,7 +150,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     sp.add_argument("--replay", type=Path, default=None, metavar="TABLE",
                     help="rehearse the search on a recorded curve table (bench/curves/*.csv, "
                     "gzipped or not): trials replay recorded learning curves instead of "
-                    "training (default: train)")
+                    "training, results in results/<name>-replay, replaced when run again "
+                    "(default: train)")
     sp.add_argument("--searches", type=_int_at_least(2), default=None, metavar="N",
                     help="with --replay: N searches in simulated time (seconds, no Ray), "
                     "at search seeds search.seed.., beside raygym's defaults, random search "
