@@ -318,7 +318,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     sp = add("demo-data", "Write the built-in synthetic coastal demo dataset "
              "(RGB + NIR, 4 classes; seeded, no download).", "raygym demo-data demo_data")
-    sp.add_argument("out", type=Path, help="folder to write (images/, nir/, labels/, pairs.csv)")
+    sp.add_argument("out", type=Path, help="folder to write (images/, nir/, labels/, pairs.csv, "
+                    "README.md; an earlier demo's are replaced, a file of yours is refused)")
     sp.add_argument("--scenes", type=_int_at_least(1), default=48,
                     help="number of scenes (default: %(default)s)")
     sp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from raygym.errors import DataError
+
 CLASS_NAMES: list[str] = ["water", "whitewater", "sand", "other"]
 WATER, WHITEWATER, SAND, OTHER = range(4)
 
@@ -198,8 +200,10 @@ def write_demo_data(
     """Write the synthetic coastal dataset to ``out_dir`` (a few seconds for the default).
 
     Args:
-        out_dir: destination; created if needed. Existing files of the same names are
-            overwritten, others are left alone (``pairs.csv`` lists exactly this dataset).
+        out_dir: destination; created if needed. An earlier demo's files (its
+            ``README.md`` says so) are overwritten; a file of the same name that the demo did
+            not write is refused, never overwritten; other files are left alone
+            (``pairs.csv`` lists exactly this dataset).
         n_scenes: number of scenes.
         size_hw: scene size (height, width) in pixels.
         seed: master seed; scene ``i`` draws from ``default_rng([seed, i])``, so a scene does not
@@ -207,6 +211,9 @@ def write_demo_data(
 
     Returns:
         :class:`DemoInfo` describing what was written.
+
+    Raises:
+        DataError: ``out_dir`` holds a file of a name the demo writes, and is not a demo's.
     """
     if n_scenes < 1:
         raise ValueError(f"n_scenes must be >= 1, got {n_scenes}")
@@ -214,16 +221,18 @@ def write_demo_data(
     if h < 16 or w < 16:
         raise ValueError(f"size_hw must be at least 16 x 16, got {size_hw}")
     out_dir = Path(out_dir)
+    width = max(3, len(str(n_scenes - 1)))
+    stems = [f"scene_{i:0{width}d}" for i in range(n_scenes)]
+    names = [(f"images/{stem}.png", f"nir/{stem}_nir.png", f"labels/{stem}.png")
+             for stem in stems]
+    _refuse_others_files(out_dir, [n for rel in names for n in rel] + ["pairs.csv", "README.md"])
     for sub in ("images", "nir", "labels"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    width = max(3, len(str(n_scenes - 1)))
     rows: list[tuple[str, str, str]] = []
-    for i in range(n_scenes):
+    for i, rel in enumerate(names):
         rng = np.random.default_rng([seed, i])
         rgb, nir, label = _draw_scene(rng, (h, w))
-        stem = f"scene_{i:0{width}d}"
-        rel = (f"images/{stem}.png", f"nir/{stem}_nir.png", f"labels/{stem}.png")
         Image.fromarray(rgb, mode="RGB").save(out_dir / rel[0])
         Image.fromarray(nir, mode="L").save(out_dir / rel[1])
         Image.fromarray(label, mode="L").save(out_dir / rel[2])
@@ -237,3 +246,19 @@ def write_demo_data(
         _README.format(seed=seed, n=n_scenes, h=h, w=w), encoding="utf-8"
     )
     return DemoInfo(out_dir=out_dir, n_scenes=n_scenes, size_hw=(h, w), seed=seed)
+
+
+def _refuse_others_files(out_dir: Path, names: list[str]) -> None:
+    """Refuse to write into ``out_dir`` over a file the demo did not write: one of ``names``
+    exists there, and the folder's README.md is not an earlier demo's."""
+    try:
+        readme = (out_dir / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        readme = ""
+    if readme.startswith(_README.splitlines()[0]):
+        return  # an earlier demo: its files are ours to write again
+    clash = next((out_dir / n for n in names if (out_dir / n).exists()), None)
+    if clash is not None:
+        raise DataError("demo-data would overwrite this file, which it did not write",
+                        file=clash, fix="give a new or empty folder (the demo writes images/, "
+                        "nir/, labels/, pairs.csv and README.md)")

@@ -83,3 +83,25 @@ def test_seeded_determinism(tmp_path: Path) -> None:
     d = write_demo_data(tmp_path / "d", n_scenes=2, seed=7)
     for sub, name in (("images", "scene_001.png"), ("labels", "scene_001.png")):
         assert (a.out_dir / sub / name).read_bytes() == (d.out_dir / sub / name).read_bytes()
+
+
+def test_a_file_the_demo_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
+    """A folder of the user's holding a file of a name the demo writes is refused before
+    anything is written; an earlier demo's folder is written again; other files stay."""
+    import pytest
+
+    from raygym.errors import DataError
+
+    mine = tmp_path / "mine"
+    (mine / "labels").mkdir(parents=True)
+    (mine / "labels" / "scene_001.png").write_bytes(b"the user's label")
+    with pytest.raises(DataError, match="would overwrite this file") as err:
+        write_demo_data(mine, n_scenes=3, size_hw=(32, 32))
+    assert err.value.file == str(mine / "labels" / "scene_001.png")
+    assert (mine / "labels" / "scene_001.png").read_bytes() == b"the user's label"
+    assert sorted(p.name for p in mine.iterdir()) == ["labels"]  # no folder made
+    demo = tmp_path / "demo"
+    write_demo_data(demo, n_scenes=3, size_hw=(32, 32))
+    (demo / "notes.txt").write_text("kept")
+    write_demo_data(demo, n_scenes=3, size_hw=(32, 32))  # its own files: written again
+    assert (demo / "notes.txt").read_text() == "kept"
