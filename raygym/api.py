@@ -178,7 +178,7 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
             ``resume=True`` goes on with it.
     """
     from raygym.errors import EXIT_INTERRUPTED
-    from raygym.search.run import search_experiment, search_results_dir
+    from raygym.search.run import results_dir, search_config, search_experiment
 
     config, space, file = _experiment(experiment, overrides)
     code = search_experiment(config, space, space_file=file, resume=resume,
@@ -187,7 +187,7 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
                              console=console)
     if code == EXIT_INTERRUPTED:  # Tune caught the Ctrl-C and returned as if done
         raise KeyboardInterrupt
-    return search_results_dir(config, smoke_test=smoke_test, replay=replay is not None)
+    return results_dir(search_config(config, smoke_test=smoke_test, replay=replay is not None))
 
 
 def rehearse_search(experiment: PathLike | Mapping[str, Any]

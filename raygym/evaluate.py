@@ -247,9 +247,13 @@ def other_dataset(model_dir: Path, dataset_dir: Path | None) -> Path | None:
     another site or other settings), else None."""
     if dataset_dir is None:
         return None
-    from raygym.inference.artifact import read_model_card
-
-    own = read_model_card(model_dir).dataset.get("path")
+    # only to name a folder: the card's JSON as is, not a second checksum pass over the
+    # weights (loading the model verifies every file)
+    try:
+        card = json.loads((Path(model_dir) / "model_card.json").read_text(encoding="utf-8"))
+        own = (card.get("dataset") or {}).get("path")
+    except (OSError, ValueError, AttributeError):
+        own = None
     same = own is not None and Path(own).resolve() == Path(dataset_dir).resolve()
     return None if same else Path(dataset_dir)
 

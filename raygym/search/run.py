@@ -35,19 +35,14 @@ def results_dir(config: ExperimentConfig) -> Path:
     return (config.search.results_dir / config.name).resolve()
 
 
-def search_results_dir(config: ExperimentConfig, *, smoke_test: bool = False,
-                       replay: bool = False) -> Path:
-    """Where ``raygym search`` writes: ``results/<name>``; a smoke test's in
-    ``<name>-smoke``, a rehearsal's (``--replay``) in ``<name>-replay``, so that neither
-    occupies the real search's folder."""
+def search_config(config: ExperimentConfig, *, smoke_test: bool = False,
+                  replay: bool = False) -> ExperimentConfig:
+    """The config ``raygym search`` runs: a smoke test's (:func:`smoke_config`, named
+    ``<name>-smoke``), a rehearsal's (``--replay``) named ``<name>-replay``, so that neither
+    occupies the real search's folder (:func:`results_dir`)."""
     if smoke_test:
         config = smoke_config(config)
-    return results_dir(replay_config(config) if replay else config)
-
-
-def replay_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config of a rehearsal on a recorded table: named ``<name>-replay``."""
-    return config.model_copy(update={"name": f"{config.name}-replay"})
+    return config.model_copy(update={"name": f"{config.name}-replay"}) if replay else config
 
 
 def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -222,8 +217,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     that says how to go on after a Ctrl-C; default ``raygym search SPACE``.
     """
     console = console or Console()
-    if smoke_test:
-        config = smoke_config(config)
+    config = search_config(config, smoke_test=smoke_test, replay=replay is not None)
     check_space(config, space, str(space_file))
     table = None
     if replay is not None:
@@ -231,7 +225,6 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         if searches is not None:
             return _rehearse(config, space, table, searches, resume=resume, dry_run=dry_run,
                              console=console)
-        config = replay_config(config)
     else:
         if searches is not None:
             raise ConfigError("--searches rehearses on a recorded table",

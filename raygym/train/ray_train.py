@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from raygym.atomic import scratch_dir
+from raygym.atomic import scratch_dir, temp_beside
 from raygym.config import ExperimentConfig, ResourcesConfig, validate_experiment
 from raygym.data.batch import Batch, to_batch
 from raygym.errors import ResourceError
@@ -75,8 +75,9 @@ def append_metrics_row(path: Path, metrics: dict[str, Any]) -> None:
 
 
 def write_metrics_rows(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    """Write ``metrics.csv`` whole, beside then renamed (never half a file)."""
-    tmp = path.with_suffix(".tmp")
+    """Write ``metrics.csv`` whole, beside then renamed (never half a file; a killed
+    writer's temp file is raygym's usual one, :func:`~raygym.atomic.temp_beside`)."""
+    tmp = temp_beside(path)
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
