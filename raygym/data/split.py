@@ -30,20 +30,21 @@ def assign_splits(keys: list[str], val: float, test: float, seed: int) -> dict[s
 
     The permutation depends only on the sorted keys and ``seed``, so the same folder always
     splits the same way. Non-zero fractions get at least one image when there are >= 3 images,
-    and train always keeps at least one.
+    a non-zero val gets one from 2 images (training needs val more than a test split), and train
+    always keeps at least one.
     """
     ordered = sorted(keys)
     n = len(ordered)
     rng = np.random.default_rng(seed)
     perm = [ordered[i] for i in rng.permutation(n)]
 
-    def count(frac: float) -> int:
+    def count(frac: float, least_images: int) -> int:
         k = int(round(frac * n))
-        return max(k, 1) if frac > 0 and n >= 3 else k
+        return max(k, 1) if frac > 0 and n >= least_images else k
 
-    n_test, n_val = count(test), count(val)
+    n_test, n_val = count(test, 3), count(val, 2)
     while n_test + n_val >= n and (n_test or n_val):  # keep >= 1 for training
-        if n_val >= n_test and n_val:
+        if n_val > n_test:  # the larger gives way; on a tie test does, as training needs val
             n_val -= 1
         else:
             n_test -= 1

@@ -82,7 +82,8 @@ def check_output_folder(out: Path, images: Sequence[Path], extra_bands: Sequence
 
 
 def _image_files(images: Sequence[Path]) -> list[Path]:
-    """Named image files plus the images of named folders (non-recursive), in order."""
+    """Named image files plus the images of named folders (non-recursive), in order; a file
+    named twice (itself and its folder, or a shell glob beside the folder) is listed once."""
     files: list[Path] = []
     for item in images:
         p = Path(item)
@@ -97,7 +98,8 @@ def _image_files(images: Sequence[Path]) -> list[Path]:
             files.append(p)
         else:
             raise DataError("image file or folder not found", file=p)
-    return files
+    once = {f.resolve(): f for f in reversed(files)}  # the first naming of each file wins
+    return [f for f in files if once[f.resolve()] is f]
 
 
 def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],

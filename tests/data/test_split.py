@@ -75,6 +75,15 @@ def test_tiny_datasets_keep_training_data(n) -> None:
     assert sum(len(p) for p in parts.values()) == n
     if n >= 3:  # non-zero fractions get at least one image once there are three
         assert len(parts["val"]) >= 1 and len(parts["test"]) >= 1
+    if n == 2:  # training needs val more than a test split
+        assert len(parts["val"]) == 1 and not parts["test"]
+
+
+@pytest.mark.parametrize(("val", "test"), [(0.1, 0.1), (0.2, 0.0), (0.3, 0.3), (0.2, 0.6)])
+def test_two_scenes_give_train_and_val(val, test) -> None:
+    # 2 scenes at val 0.1 had no val image, and training refused the dataset
+    parts = _by_split(assign_splits(["a", "b"], val, test, seed=0))
+    assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (1, 1, 0)
 
 
 def test_large_fractions_still_leave_train() -> None:

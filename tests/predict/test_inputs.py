@@ -117,6 +117,22 @@ def test_band_match_rule(tmp_path: Path) -> None:
     assert match_band(image, both[1:], image_key, band_key, learnt=True) == both[1]
 
 
+def test_a_file_named_twice_is_predicted_once(tmp_path: Path) -> None:
+    # a file and its folder (or a glob beside it) named both made a second map, "a-2"
+    from raygym.predict.inputs import collect_inputs
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "other").mkdir()
+    for path in ("img/a.png", "img/b.png", "other/a.png"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / path)
+    named = [tmp_path / "img" / "b.png", tmp_path / "img", tmp_path / "img/../img/a.png",
+             tmp_path / "other"]
+    items, skipped = collect_inputs(named, [])
+    assert [(i.path.relative_to(tmp_path).as_posix(), i.name) for i in items] == [
+        ("img/b.png", "b"), ("img/a.png", "a"), ("other/a.png", "a-2")]
+    assert not skipped
+
+
 def test_input_item_survives_json(tmp_path: Path) -> None:
     """The Ray path ships items as JSON: the round trip keeps paths, bands and the name."""
     from raygym.predict import InputItem
