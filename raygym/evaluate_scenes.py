@@ -78,10 +78,13 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
         bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels))
         if bands != card.in_channels:
             with_files = " with its band files" if len(pair.images) > 1 else ""
-            raise DataError(f"has {bands} bands{with_files} but the model expects "
-                            f"{card.in_channels}", file=pair.images[0],
+            missing = predictor.extra_bands_missing(bands)
+            raise DataError(f"has {bands} band{'s' * (bands != 1)}{with_files} but the model "
+                            f"expects {card.in_channels}", file=pair.images[0],
                             fix=f"give {data_file.name}'s data the extra bands the model was "
-                            "trained with (data.extra_bands or the manifest's band columns)")
+                            f"trained with ({missing}: data.extra_bands or the manifest's band "
+                            "columns)" if missing else
+                            f"the model was trained on {card.in_channels}-band images")
     # each scene's factor as predict picks it: under auto a projected GeoTIFF's own pixel
     # size over the ground distance the model learnt, else the training factor
     factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}

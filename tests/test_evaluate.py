@@ -340,6 +340,15 @@ def test_labelled_scenes_at_full_size_score_what_predict_maps(trained: dict, tmp
     assert "--split applies to a prepared dataset" in capsys.readouterr().err
     assert _cli(["evaluate", str(trained["artifact"]), "--scale", "1"]) == 2
     assert "--scale applies to full-size scenes" in capsys.readouterr().err
+    # the scenes without the NIR band the model was trained with: the fix names it
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["image", "label"]] + [[str(s2 / row[0]), str(s2 / row[2])]
+                                                         for row in picked])
+    site.write_text(site.read_text().replace("land", "dry_land"))
+    assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 3 bands but the model expects 4" in err[0]
+    assert "the extra bands the model was trained with" in err[0]
 
 
 def _geotiff_site(folder: Path, scenes: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -250,11 +250,14 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int,
         if bands != in_channels:
             extra = f" ({head.bands} + {len(item.bands)} band files)" if item.bands else ""
             named = extra_bands(bands) if extra_bands is not None else ""
+            # extra band files can only make up bands the model had as extra bands: a grey
+            # image for an RGB model is the wrong imagery, not a missing --band
             fix = ("give --band FOLDER for each extra band, in training order"
                    + (f": {named}" if named else "")
-                   if bands < in_channels else
+                   if bands < in_channels and (named or extra_bands is None) else
                    f"the model was trained on {in_channels}-band images")
-            raise DataError(f"has {bands} bands{extra} but the model expects {in_channels}",
+            raise DataError(f"has {bands} band{'s' * (bands != 1)}{extra} but the model expects "
+                            f"{in_channels}",
                             file=item.path, fix=fix)
         ok.append(item)
     return ok, skipped

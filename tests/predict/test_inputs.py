@@ -152,6 +152,18 @@ def test_wrong_band_count_is_refused(s2_models: dict[str, Path], tmp_path: Path,
     assert "--band FOLDER for each extra band, in training order: nir)" in line  # its folder
 
 
+def test_a_grey_image_for_an_rgb_model_is_not_told_to_add_bands(tmp_path: Path) -> None:
+    # the model had no extra bands: --band cannot make up what a grey image lacks
+    from raygym.predict.inputs import check_band_counts, collect_inputs
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "grey.png")
+    items, _ = collect_inputs([tmp_path / "grey.png"], [])
+    with pytest.raises(DataError) as err:
+        check_band_counts(items, 3, extra_bands=lambda bands: "")
+    assert "has 1 band but the model expects 3" in str(err.value)
+    assert "trained on 3-band images" in str(err.value) and "--band" not in str(err.value)
+
+
 def test_band_and_image_folders_swapped_are_refused_in_one_line(
         s2_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The NIR folder given as the images and the RGB one as --band: one line naming the
