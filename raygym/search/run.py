@@ -184,18 +184,15 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
     return []
 
 
-def _ensure_dataset(config: ExperimentConfig, console: Console) -> None:
-    """Prepare the dataset on first use, so the main job is one command."""
-    from raygym.data.dataset import read_card
-    from raygym.data.prepare import data_fingerprint, prepare_if_missing, settings_changed
+def _ensure_dataset(config: ExperimentConfig, space: SearchSpace, console: Console) -> None:
+    """Prepare the dataset on first use, so the main job is one command, then check it as
+    ``raygym train`` does (settings, val rows, every batch size the space can sample)."""
+    from raygym.data.prepare import prepare_if_missing
+    from raygym.train.run import check_dataset
 
-    path = config.data.prepared
-    if not prepare_if_missing(config, log=console.print) and (
-            (card := read_card(path)).config_hash != data_fingerprint(config.data)):
-        raise DataError("the prepared dataset was made from different data settings "
-                        f"({settings_changed(card, config.data) or 'unknown'})",
-                        file=path, key="data.prepared",
-                        fix="run `raygym prepare CONFIG --overwrite` or change data.prepared")
+    prepare_if_missing(config, log=console.print)
+    batch = next((d for d in space if d.path == "train.batch_size"), None)
+    check_dataset(config, [int(b) for b in batch.candidates()] if batch else ())
 
 
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
@@ -289,7 +286,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     r = config.resources
     check_resources(r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker)
     if table is None:
-        _ensure_dataset(config, console)
+        _ensure_dataset(config, space, console)
     if replace_scratch:
         console.print(f"replacing the earlier {scratch}'s results at {out}")
         old = out.with_name(f".{out.name}.old-{time.time_ns()}")

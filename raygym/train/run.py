@@ -12,6 +12,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,10 @@ from raygym.train.ray_train import METRICS_CSV, checkpoint_epoch, write_metrics_
 if TYPE_CHECKING:
     from raygym.train.tracking import TrainTracking
 
-def check_dataset(config: ExperimentConfig) -> PreparedDataset:
-    """The prepared dataset, after checking it matches the config (classes, settings, sizes)."""
+def check_dataset(config: ExperimentConfig, batch_sizes: Sequence[int] = ()) -> PreparedDataset:
+    """The prepared dataset, after checking it matches the config (classes, settings, sizes)
+    and that training can use it (train and val rows; ``batch_sizes``, a search's candidates,
+    else ``train.batch_size``, no larger than the training split)."""
     from raygym.data.prepare import data_fingerprint, settings_changed
 
     path = config.data.prepared
@@ -47,10 +50,12 @@ def check_dataset(config: ExperimentConfig) -> PreparedDataset:
                           key="data", fix="run `raygym prepare CONFIG --overwrite`")
     dataset.check_trainable()
     rows = dataset.rows("train")
-    if config.train.batch_size > rows:
-        raise ConfigError(f"batch size {config.train.batch_size} is larger than the training "
-                          f"split ({rows} rows)", key="train.batch_size",
-                          fix=f"use at most {rows}")
+    largest = max(batch_sizes or [config.train.batch_size])
+    if largest > rows:  # every batch would be the whole split: batch sizes above it are one
+        what = "the search's candidate" if batch_sizes else "batch size"
+        raise ConfigError(f"{what} {largest} is larger than the training split ({rows} "
+                          f"row{'s' * (rows != 1)})", key="train.batch_size",
+                          fix=f"use at most {rows}, or add scenes / data.augment.copies")
     return dataset
 
 

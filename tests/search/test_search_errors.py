@@ -169,6 +169,39 @@ def test_more_resources_than_the_cluster_has(tmp_path, capsys, base_sections,
     assert line.startswith(f"error: {tmp_path / 'bad.yaml'}: resources: ")
 
 
+@pytest.mark.timeout(300)
+def test_a_dataset_training_cannot_use_is_refused(tmp_path, capsys, base_sections,
+                                                  ray_session) -> None:
+    """Checked as `raygym train` checks it. A batch size larger than the training split: its
+    trials trained on the whole split in one batch, as a smaller candidate did."""
+    from raygym.config import validate_experiment
+    from raygym.data.dataset import DATASET_FORMAT
+    from raygym.data.prepare import data_fingerprint
+
+    s = copy.deepcopy(base_sections)
+    s["train"]["batch_size"] = {"choice": [2, 16]}
+    s["data"]["prepared"] = str(tmp_path / "ds")  # a card of 8 train and 4 val rows
+    config = validate_experiment({"name": "d", "data": s["data"]}, "<test>")
+    rows = {"rows": 8, "sources": 8, "pixels_per_class": [1] * 4, "ignored_pixels": 0}
+    for split in ("train", "val"):
+        (tmp_path / "ds" / "shards" / f"split={split}").mkdir(parents=True)
+    card = {"format": DATASET_FORMAT, "name": "d", "classes": list(config.data.classes),
+            "bands": 4, "dtype": "uint8", "target_size": list(config.data.target_size),
+            "ignore_index": 255, "config_hash": data_fingerprint(config.data), "data_config": {},
+            "remap_changed": {}, "sources": [], "created": "",
+            "splits": {"train": rows, "val": {**rows, "rows": 4}}}
+    (tmp_path / "ds" / "card.json").write_text(json.dumps(card))
+    line = _bad(tmp_path, s, capsys)
+    assert line == (f"error: {tmp_path / 'bad.yaml'}: train.batch_size: the search's candidate "
+                    "16 is larger than the training split (8 rows) (fix: use at most 8, or add "
+                    "scenes / data.augment.copies)")
+    # no val rows: its trials scored NaN and a NaN "best" was exported, where train refuses
+    card["splits"]["val"]["rows"] = 0
+    (tmp_path / "ds" / "card.json").write_text(json.dumps(card))
+    line = _bad(tmp_path, s, capsys)
+    assert "data.split.val: dataset has no validation rows" in line and "--overwrite" in line
+
+
 def test_resume_without_a_search(tmp_path, capsys, base_sections) -> None:
     line = _bad(tmp_path, base_sections, capsys, "--resume")
     assert "nothing to resume" in line
