@@ -167,6 +167,13 @@ def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str
     """Settings that make the early-stopping scheduler judge trials on noise."""
     s, t = config.search, config.train
     rampup_searched = any(d.path == "train.rampup_epochs" for d in space)
+    longest = max([int(v) for d in space if d.path == "train.max_epochs"
+                   for v in d.candidates()] or [t.max_epochs])
+    if (s.scheduler in ("asha", "median", "patient") and isinstance(s.grace_period, int)
+            and s.grace_period >= longest):
+        return [f"search.grace_period {s.grace_period} >= train.max_epochs {longest}: the "
+                f"{s.scheduler} scheduler judges no trial before it ends, so it stops none "
+                "early (fix: a grace_period below max_epochs, or scheduler: none)"]
     if (s.scheduler in ("asha", "median") and isinstance(s.grace_period, int)
             and t.lr_schedule in ("gym", "cosine")
             and not rampup_searched and t.rampup_epochs and s.grace_period <= t.rampup_epochs

@@ -31,6 +31,18 @@ def test_grace_inside_the_ramp_up_is_named() -> None:
         assert scheduler_warnings(config, space) == []
 
 
+def test_a_grace_no_shorter_than_the_trials_is_named() -> None:
+    # ASHA with grace 5 over 2-epoch trials ran every trial in full, without a word
+    for grace, epochs in ((5, 2), (4, 4)):
+        overrides = {"search.grace_period": grace, "train.max_epochs": epochs}
+        config, space = load_experiment(LANDSAT, overrides=overrides)
+        (text,) = scheduler_warnings(config, space)
+        assert f"search.grace_period {grace} >= train.max_epochs {epochs}: the asha" in text
+    config, space = load_experiment(LANDSAT, overrides={"search.grace_period": 3,
+                                                        "train.max_epochs": 4})
+    assert scheduler_warnings(config, space) == []
+
+
 def test_a_grace_learnt_from_more_trials_than_the_search_runs_is_named() -> None:
     overrides = {"search.grace_period": "auto", "search.num_samples": 8}
     config, space = load_experiment(LANDSAT, overrides=overrides)
