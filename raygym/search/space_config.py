@@ -314,13 +314,31 @@ def load_experiment(
             raise ConfigError(err.message, file=f"{file} (--set)", key=key) from None
     resolve_paths(raw, base_dir or Path.cwd())
     fixed, space = extract_space(raw, file)
-    config = validate_experiment(fixed, file)
+    try:
+        config = validate_experiment(fixed, file)
+    except ConfigError as err:
+        raise _list_meant_as_choice(err, fixed) from None
     for dist in space:
         for value in dist.candidates():
             _validate_trial(fixed, {dist.path: value}, f"candidate {value!r}", file, dist.path)
     _check_worst_case(fixed, space, file)
     _check_points(config, fixed, space, file)
     return config, space
+
+
+def _list_meant_as_choice(err: ConfigError, fixed: dict[str, Any]) -> ConfigError:
+    """``err``, told how to search a list of plain values given where one value belongs
+    (``filters: [2, 4]`` in a search space, which validation reads as one bad value)."""
+    node: Any = fixed
+    for part in (err.key or "").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if not (err.message.startswith("Input should be") and isinstance(node, list) and node
+            and all(isinstance(v, str | int | float | bool) for v in node)):
+        return err  # a key that takes a list (classes, target_size) failed for its own reason
+    choice = "{choice: [" + ", ".join(str(v) for v in node) + "]}"
+    search = f"to search over these values (raygym search) write {choice}"
+    return ConfigError(err.message, file=err.file, key=err.key,
+                       fix=f"{search}; for one value: {err.fix}" if err.fix else search)
 
 
 def _validate_trial(fixed: dict[str, Any], values: Mapping[str, Any], what: str, file: str,

@@ -92,6 +92,20 @@ def test_reversed_bounds_suggest_the_fix(tmp_path, write_config, s2_config) -> N
     assert err.fix == "write [1e-05, 0.01]"
 
 
+def test_a_plain_list_of_values_is_told_how_to_search_them(tmp_path, write_config,
+                                                           s2_config) -> None:
+    s2_config["model"]["filters"] = [2, 4]
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "model.filters" and "valid integer" in err.message
+    assert err.fix.startswith("to search over these values (raygym search) write "
+                              "{choice: [2, 4]}; for one value: write a whole number")
+    # a key that takes a list keeps its own message
+    s2_config["model"]["filters"] = 4
+    s2_config["data"]["classes"] = ["water"]
+    err = _error(tmp_path, write_config, s2_config)
+    assert err.key == "data.classes" and "choice" not in str(err)
+
+
 def test_int_distribution_needs_integer_bounds(tmp_path, write_config, s2_config) -> None:
     s2_config["model"]["kernel"] = {"int": [3, 7.5]}
     err = _error(tmp_path, write_config, s2_config)
