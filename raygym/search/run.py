@@ -253,9 +253,12 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                 fix="resume it as it was started, or start without --resume")
         if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
                 "config_fingerprint") != _resume_fingerprint(config):
-            raise DataError("this results folder holds a search of a different space/config; "
-                            "refusing to resume into it", file=out,
-                            fix="resume with the original SPACE file, or change `name`")
+            changes = _resume_changes(saved, config, space)
+            raise DataError("this results folder holds a search of a different space/config"
+                            + (f" ({changes})" if changes else "") + "; refusing to resume into "
+                            "it", file=out, fix="resume with the SPACE file and --set values it "
+                            "started with, or change `name` (a search cannot grow: more trials "
+                            "are a new search)")
         from raygym.search.driver_state import check_driver_state
         from raygym.search.tune import experiment_path
 
@@ -445,6 +448,36 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
            if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
     if noise := verdict.get("noise"):
         console.print(noise_line(noise))
+
+
+def _resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: SearchSpace,
+                    most: int = 3) -> str:
+    """Where ``config`` / ``space`` differ from the search recorded in ``saved`` (its
+    search.json), for the refusal to resume: ``search.num_samples 5 -> 7`` (the first
+    ``most``; "" when the record cannot tell)."""
+    from raygym.config import dotted
+    from raygym.search.space_config import Distribution
+
+    sections = ("name", "data", "model", "loss", "train", "search")
+    if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("space"), list):
+        return ""
+    now = config.to_yaml_dict()
+    old = dotted({k: saved["config"].get(k) for k in sections})
+    new = dotted({k: now.get(k) for k in sections})
+    try:
+        searched_then = {d["path"]: Distribution(**d) for d in saved["space"]}
+    except (KeyError, TypeError, ValueError):
+        return ""
+    searched_now = {d.path: d for d in space}
+
+    def shown(key: str, values: dict[str, Any], searched: dict[str, Distribution]) -> str:
+        return searched[key].describe() if key in searched else json.dumps(values.get(key))
+
+    changed = [f"{k} {shown(k, old, searched_then)} -> {shown(k, new, searched_now)}"
+               for k in sorted(set(old) | set(new) | set(searched_then) | set(searched_now))
+               if shown(k, old, searched_then) != shown(k, new, searched_now)]
+    more = f" and {len(changed) - most} more" if len(changed) > most else ""
+    return "; ".join(changed[:most]) + more
 
 
 def _resume_fingerprint(config: ExperimentConfig) -> str:

@@ -97,6 +97,13 @@ def test_resume_with_a_different_space_is_refused(failing_search: tuple[Path, Pa
     assert code == 2
     line = one_error_line(err)
     assert "different space" in line and str(out) in line
+    # what differs is named
+    assert "(train.max_lr grid [0.001, 1e+30] -> grid [0.002, 1e+30])" in line, line
+    code, err = run_cli(["search", str(space), "--resume", "--set", "search.num_samples=3"],
+                        capsys)
+    assert code == 2
+    line = one_error_line(err)
+    assert "(search.num_samples 1 -> 3)" in line and "a search cannot grow" in line, line
     assert (out / "search.json").read_text() == before, "the old search is untouched"
 
 
