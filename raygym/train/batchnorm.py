@@ -125,3 +125,23 @@ def average_over_ranks(layers: list[nn.Module], batches_here: int) -> None:
             offset += s.numel()
         for m in layers:
             m.num_batches_tracked.fill_(int(total))
+
+
+def share_rank0_buffers(model: nn.Module) -> None:
+    """Give every DDP rank rank 0's buffers (BatchNorm running statistics and counts), as
+    DDP's forward would before validating; every rank must call it at the same point.
+
+    Validation runs the bare module (DDP's forward is a collective that a rank with fewer
+    validation batches would not join), so without it each rank would validate with the
+    statistics of its own last training batches, not the kept model's (rank 0's).
+    """
+    buffers = [b for b in model.buffers() if b.numel()]
+    if not buffers:
+        return
+    flat = torch.cat([b.detach().double().flatten() for b in buffers])  # exact for int64 counts
+    torch.distributed.broadcast(flat, src=0)
+    offset = 0
+    with torch.no_grad():
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b).to(b.dtype))
+            offset += b.numel()

@@ -34,7 +34,12 @@ from raygym.inference.runtime import (
     to_layout,
     uses_channels_last,
 )
-from raygym.train.batchnorm import EpochSample, has_batchnorm, recompute_batchnorm_statistics
+from raygym.train.batchnorm import (
+    EpochSample,
+    has_batchnorm,
+    recompute_batchnorm_statistics,
+    share_rank0_buffers,
+)
 from raygym.train.contract import (
     DIVERGED,
     RUNNING,
@@ -422,9 +427,13 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         # the statistics of the weights validated, not running averages that lag them
         if precise_bn:
             recompute_batchnorm_statistics(core, sample.batches, forward)
+        elif distributed():
+            share_rank0_buffers(core)  # validate with the statistics of the model kept
         sample = EpochSample(0)  # the batches' memory back before validation
-        val = evaluate_model(model, prefetch(source.val_batches(), prepare=layout), loss_fn, card.num_classes, device,
-                             precision, channels_last, card.classes)
+        # the bare module: DDP's forward broadcasts buffers (a collective), and a rank with
+        # fewer validation batches (1 val image, 2 workers) would leave the others waiting
+        val = evaluate_model(core, prefetch(source.val_batches(), prepare=layout), loss_fn,
+                             card.num_classes, device, precision, channels_last, card.classes)
         val_loss = val.pop("loss")
         watched = monitored_sign(t.monitor) * (
             val_loss if t.monitor == "val_loss" else val.get(t.monitor.removeprefix("val_"), math.nan))

@@ -377,9 +377,9 @@ def test_non_finite_loss_stops_with_reason_nan(prepared: PreparedDataset, splits
     assert math.isfinite(val_metrics(model, config, card, val)["loss"])
 
 
-def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: dict[str, Any],
-                    card_json: str, train: SplitArrays, val: SplitArrays) -> None:
-    """One DDP rank of fit(); only rank 0 meets the infinite pixel."""
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str, sections: dict[str, Any],
+                card_json: str, train: SplitArrays, val: SplitArrays, inf_on_rank0: bool) -> None:
+    """One DDP rank of fit(); with ``inf_on_rank0`` only rank 0 meets an infinite pixel."""
     from torch.nn.parallel import DistributedDataParallel
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -393,10 +393,12 @@ def _ddp_nan_worker(rank: int, world: int, port: int, out_dir: str, sections: di
         model = build_model_for(config, card.bands, card.num_classes)
         model = DistributedDataParallel(model.to(memory_format=torch.channels_last))
         inner = NumpyBatches(train, val, 4, seed=0, rank=rank, world=world)
-        source = InfAt(inner, epoch=1) if rank == 0 else inner
-        result = fit(config, model, build_loss_for(config, card), source, card, device=CPU)
+        source = InfAt(inner, epoch=1) if rank == 0 and inf_on_rank0 else inner
+        scores: list[float] = []
+        result = fit(config, model, build_loss_for(config, card), source, card, device=CPU,
+                     on_epoch=lambda m, _: scores.append(m.get("val_mean_iou", math.nan)))
         Path(out_dir, f"{rank}.json").write_text(json.dumps(
-            {"stop": result.stop_reason, "epoch": result.state.epoch}))
+            {"stop": result.stop_reason, "epoch": result.state.epoch, "scores": scores}))
         dist.barrier()  # both ranks are done and have written what the test reads
     except BaseException:
         dist.destroy_process_group()
@@ -420,12 +422,32 @@ def test_non_finite_loss_on_one_ddp_rank_stops_every_rank(
     """A rank that stopped alone would leave the other blocked in backward's all-reduce."""
     train, val = splits
     config = make_config(base_sections, {"filters": 2}, max_epochs=3)
-    mp.spawn(_ddp_nan_worker, nprocs=2, join=True,
+    mp.spawn(_ddp_worker, nprocs=2, join=True,
              args=(2, free_loopback_port(), str(tmp_path), config.to_yaml_dict(),
-                   prepared.card.model_dump_json(), subset(train, 16), subset(val, 4)))
+                   prepared.card.model_dump_json(), subset(train, 16), subset(val, 4), True))
     for rank in range(2):
-        assert json.loads((tmp_path / f"{rank}.json").read_text()) == {"stop": "nan",
-                                                                         "epoch": 1}
+        ended = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert (ended["stop"], ended["epoch"]) == ("nan", 1)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("precise_bn_images", [0, 64])
+def test_a_rank_without_validation_images_validates_with_the_others(
+        tmp_path: Path, prepared: PreparedDataset, splits: Any, base_sections: dict[str, Any],
+        precise_bn_images: int) -> None:
+    """One validation image, two ranks: rank 1 has no validation batch. Validating through
+    DDP's forward (a collective) left rank 0 waiting for it for ever (`raygym train` with
+    workers_per_trial 2 on 6 scenes hung at "starting Ray Train"). Both ranks report the
+    same scores: those of the model one process validates with rank 0's statistics."""
+    train, val = splits
+    config = make_config(base_sections, {"filters": 2}, max_epochs=2,
+                         precise_bn_images=precise_bn_images)
+    mp.spawn(_ddp_worker, nprocs=2, join=True,
+             args=(2, free_loopback_port(), str(tmp_path), config.to_yaml_dict(),
+                   prepared.card.model_dump_json(), subset(train, 8), subset(val, 1), False))
+    ranks = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(2)]
+    assert ranks[0]["epoch"] == ranks[1]["epoch"] == 2
+    assert ranks[0]["scores"] == ranks[1]["scores"] and len(ranks[0]["scores"]) == 2
 
 
 def test_huge_learning_rate_stops_with_reason_nan(prepared: PreparedDataset, splits: Any,
