@@ -112,8 +112,10 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from raygym.evaluate import evaluate_command
 
+    _address_needs_ray(args)
     if args.data is not None:
         given = [f for f, on in (("--dataset", args.dataset is not None), ("--ray", args.ray),
+                                 ("--address", args.address is not None),
                                  ("--split", args.split is not None)) if on]
         if given:
             raise RaygymError(f"{given[0]} applies to a prepared dataset; --data scores every "
@@ -128,20 +130,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               fix="add --data SITE.yaml, or drop " + given[0])
     return evaluate_command(args.model, split=args.split or "test", top_k=args.top_k,
                             dataset=args.dataset, use_ray=args.ray, console=_console(),
-                            out=args.out, data_file=args.data,
+                            out=args.out, data_file=args.data, ray_address=args.address,
                             scenes={"scale": args.scale, "tile": args.tile,
                                     "overlap": args.overlap, "tta": args.tta})
+
+
+def _address_needs_ray(args: argparse.Namespace) -> None:
+    """``--address`` says where ``--ray`` runs: alone it would be silently ignored."""
+    if args.address is not None and not args.ray:
+        raise RaygymError("--address names the Ray cluster that --ray runs on", key="--address",
+                          fix="add --ray, or drop --address")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from raygym.predict import PredictOptions, predict_and_print
 
+    _address_needs_ray(args)
     options = PredictOptions(out=args.out, top_k=args.top_k, extra_bands=args.band,
                              ensemble_margin=args.ensemble_margin,
                              ensemble_weights=args.ensemble_weights,
                              tile=args.tile, overlap=args.overlap, tta=args.tta,
                              scale=args.scale, probabilities=args.probabilities,
-                             use_ray=args.ray, overwrite=args.overwrite,
+                             use_ray=args.ray, ray_address=args.address, overwrite=args.overwrite,
                              polygons=args.polygons, min_area=args.min_area)
     return predict_and_print(args.model, args.images, options, console=_console())
 

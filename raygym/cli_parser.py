@@ -194,6 +194,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     "one the model was trained on)")
     sp.add_argument("--ray", action="store_true",
                     help="batch inference with Ray Data (default: in this process)")
+    sp.add_argument("--address", default=None, metavar="ADDR",
+                    help="with --ray: join this Ray cluster ('auto', 'HOST:6379', "
+                    "'ray://HOST:10001'; its nodes must see the files) (default: RAY_ADDRESS, "
+                    "else a local Ray)")
     sp.add_argument("--out", type=Path, default=None, help="write the reports here "
                     "(default: inside each model folder, which must then be writable)")
     sp.add_argument("--data", type=Path, default=None, metavar="YAML",
@@ -243,6 +247,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     help="also write class probability rasters (default: off)")
     sp.add_argument("--ray", action="store_true",
                     help="run as a Ray Data batch job (default: in this process)")
+    sp.add_argument("--address", default=None, metavar="ADDR",
+                    help="with --ray: join this Ray cluster ('auto', 'HOST:6379', "
+                    "'ray://HOST:10001'; its nodes must see the files) (default: RAY_ADDRESS, "
+                    "else a local Ray)")
     sp.add_argument("--overwrite", action="store_true", help="replace output files that "
                     "already exist in --out (default: refuse)")
     sp.add_argument("--polygons", action="store_true", help="also write the class map as "

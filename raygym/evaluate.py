@@ -136,12 +136,14 @@ def _score_plain(model_dir: Path, dataset: Any, split: str, batch_size: int, dev
 
 
 def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batch_size: int,
-               actors: int | None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+               actors: int | None, address: str | None = None
+               ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     import ray
 
+    from raygym.config import ResourcesConfig
     from raygym.ray_runtime import cluster_cpus, ensure_ray
 
-    ensure_ray(progress_bars=True)
+    ensure_ray(ResourcesConfig(address=address), progress_bars=True, address_key="--address")
     n = actors or max(1, int(cluster_cpus()))
     rows = max(1, dataset.rows(split))
     blocks = max(1, min(math.ceil(rows / batch_size), n * 4))
@@ -339,8 +341,8 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
 def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: str = "test", *,
                             out_dir: Path | None = None, use_ray: bool = False,
                             batch_size: int = DEFAULT_BATCH, overlays: int = DEFAULT_OVERLAYS,
-                            device: str = "cpu", ray_actors: int | None = None
-                            ) -> EvaluationResult:
+                            device: str = "cpu", ray_actors: int | None = None,
+                            ray_address: str | None = None) -> EvaluationResult:
     """Score ``model_dir`` on every original row of ``split`` and write the report files.
 
     Args:
@@ -354,6 +356,8 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         overlays: k of the worst-k / best-k figures (0 = none).
         device: for the plain path and overlays (``cpu``, ``cuda``, ``auto``).
         ray_actors: actor pool size (default: one per cluster CPU).
+        ray_address: with ``use_ray``, the Ray cluster to join (default: ``RAY_ADDRESS``,
+            else a local Ray).
 
     Returns:
         An :class:`EvaluationResult` (files listed in ``files``).
@@ -384,7 +388,7 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
         k = len(classes)
         if use_ray:
             keys, cms, kld, n_valid = _score_ray(model_dir, dataset, split, k, batch_size,
-                                                 ray_actors)
+                                                 ray_actors, ray_address)
         else:
             keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
         if not keys:
@@ -498,7 +502,8 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
 def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
                      use_ray: bool, console: Any, out: Path | None = None,
-                     data_file: Path | None = None, scenes: dict[str, Any] | None = None) -> int:
+                     data_file: Path | None = None, scenes: dict[str, Any] | None = None,
+                     ray_address: str | None = None) -> int:
     """``raygym evaluate``: each of the ``top_k`` models (see
     :func:`raygym.predict.resolve_models`) on ``split`` of a prepared dataset, or with
     ``data_file`` on the labelled scenes it names at full size (``scenes``: the
@@ -524,7 +529,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
                                               **(scenes or {}))
         else:
             result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray,
-                                             out_dir=report_dir)
+                                             out_dir=report_dir, ray_address=ray_address)
         print_evaluation(result, console)
         results.append(result)
     if len(results) > 1:

@@ -83,10 +83,12 @@ def set_ray_env(progress_bars: bool = True) -> None:
 
 
 def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool = True,
-               dashboard: bool = False, trial_slots: int | None = None) -> bool:
+               dashboard: bool = False, trial_slots: int | None = None,
+               address_key: str = "resources.address") -> bool:
     """Start a local Ray (or join ``resources.address``) unless one is up; True if started here.
 
     ``trial_slots``: a local Ray started here gets that many units of :data:`TRIAL_SLOT`.
+    ``address_key``: what a failure to join names (``--address`` for predict / evaluate).
 
     A local Ray listens on 127.0.0.1 only and, unless the user set ``RAY_AUTH_MODE``, demands
     this process's own token (see the module docstring; :func:`session_token_file`).
@@ -101,7 +103,7 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                               "configure_logging": True}
     if address:
-        _join(address, kwargs)
+        _join(address, kwargs, address_key)
         return True
     token = use_session_token()
     with loopback_node():
@@ -206,7 +208,7 @@ def loopback_node() -> Iterator[None]:
         os.environ.pop(LOOPBACK_ENV, None)
 
 
-def _join(address: str, kwargs: dict[str, Any]) -> None:
+def _join(address: str, kwargs: dict[str, Any], key: str = "resources.address") -> None:
     """``ray.init(address)``, as a 127.0.0.1 node where the cluster listens there only. An
     address where nothing answers is refused at once, before Ray retries for minutes; a
     refused token becomes one line that says where to get it (Ray's own error is a ~50-line
@@ -217,7 +219,7 @@ def _join(address: str, kwargs: dict[str, Any]) -> None:
     silent = _unreachable(address)
     if silent is not None:  # Ray would retry for minutes, then end in a traceback
         raise RaygymError(f"no Ray cluster answers at {address} ({silent})",
-                          key="resources.address", fix=JOIN_FIX)
+                          key=key, fix=JOIN_FIX)
     join = loopback_node() if _loopback_only(address) else contextlib.nullcontext()
     try:
         with join:
@@ -234,9 +236,9 @@ def _join(address: str, kwargs: dict[str, Any]) -> None:
                 f"cannot join the Ray cluster at {address}: {first}" + (
                     "; this driver sends no auth token, which a cluster that requires one "
                     "(as `raygym cluster up` does) refuses" if tokenless else ""),
-                key="resources.address", fix=TOKEN_FIX if tokenless else JOIN_FIX) from None
+                key=key, fix=TOKEN_FIX if tokenless else JOIN_FIX) from None
         raise RaygymError(f"the Ray cluster at {address} refused this driver's auth token",
-                          key="resources.address", fix=TOKEN_FIX) from err
+                          key=key, fix=TOKEN_FIX) from err
 
 
 def _loopback_only(address: str) -> bool:

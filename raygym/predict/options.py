@@ -40,6 +40,8 @@ class PredictOptions:
         precision: ``fp32`` (default, deterministic) or ``bf16-mixed`` / ``fp16-mixed``.
         use_ray: run as a Ray Data batch job (one CPU actor per core, models loaded once each).
         ray_actors: actors for ``use_ray`` (None: one per cluster CPU).
+        ray_address: with ``use_ray``, the Ray cluster to join (None: ``RAY_ADDRESS``, else a
+            local Ray); its nodes must see the input and output paths.
         overwrite: replace output files that already exist (never an input).
         polygons: also write ``<stem>_polygons.gpkg`` (needs the ``vector`` extra: pyogrio).
         min_area: with ``polygons``, drop polygons smaller than this: m2 for a projected CRS,
@@ -62,6 +64,7 @@ class PredictOptions:
     precision: str = "fp32"
     use_ray: bool = False
     ray_actors: int | None = None
+    ray_address: str | None = None
     overwrite: bool = False
     polygons: bool = False
     min_area: float = 0.0

@@ -59,9 +59,11 @@ def predict_with_ray(model_dirs: Sequence[Path], items: Sequence[InputItem],
     """
     import ray
 
+    from raygym.config import ResourcesConfig
     from raygym.ray_runtime import cluster_cpus, ensure_ray
 
-    ensure_ray(progress_bars=True)
+    ensure_ray(ResourcesConfig(address=options.ray_address), progress_bars=True,
+               address_key="--address")
     n = options.ray_actors or max(1, int(cluster_cpus()))
     n = max(1, min(n, len(items)))
     records = [{"i": i, "item": it.to_json()} for i, it in enumerate(items)]
