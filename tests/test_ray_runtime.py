@@ -263,3 +263,39 @@ def test_joining_an_address_where_nothing_listens_is_one_line_at_once() -> None:
             f"resources.address: no Ray cluster answers at {address} (Connection refused)")
         assert "raygym cluster up" in str(err.value)
     assert ray_runtime._unreachable("auto") is None  # Ray's own to resolve
+
+
+def test_predict_ray_names_its_address_option_where_nothing_listens(tmp_path: Path) -> None:
+    """``raygym predict --ray --address`` joins as a search does (a fresh process: no Ray is
+    up); where nothing listens, one line naming ``--address``, and no --out left behind."""
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    from raygym.config import validate_experiment
+    from raygym.inference.artifact import export_artifact
+    from raygym.models import build_model
+
+    config = validate_experiment({
+        "name": "tiny", "data": {"images": str(tmp_path), "labels": str(tmp_path),
+                                 "classes": ["a", "b"], "target_size": [32, 32],
+                                 "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3}})
+    model = build_model("gym_unet", in_channels=3, num_classes=2,
+                        **config.model.builder_kwargs())
+    artifact = export_artifact(tmp_path / "model", model, config, in_channels=3,
+                               classes=["a", "b"], metrics={}, dataset={})
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "raygym.cli", "predict", str(artifact), str(tmp_path / "a.png"),
+         "--out", str(tmp_path / "maps"), "--ray", "--address", f"127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"error: --address: no Ray cluster answers at 127.0.0.1:{port} (Connection refused) "
+        f"(fix: {ray_runtime.JOIN_FIX})")
+    assert not (tmp_path / "maps").exists()
