@@ -317,7 +317,9 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         fn = tune.with_parameters(trial_with_trainer, config=config, space=space,
                                   train_ds=train_ds,
                                   train_storage=f"{storage.rstrip('/')}/train_runs")
-        resources = {"cpu": 0.01}  # the trial only drives a TorchTrainer (0 is rejected)
+        # the trial only drives a TorchTrainer: no CPU of its own (0.01 CPU left 2 workers x
+        # 1 CPU waiting for ever on a 2-CPU machine); Tune rejects an empty bundle, so 1 byte
+        resources = {"cpu": 0, "memory": 1}
     local = trial_slots() == s.max_concurrent  # a local Ray raygym started for this search
     if local:
         resources[TRIAL_SLOT] = 1

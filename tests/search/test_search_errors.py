@@ -252,15 +252,16 @@ def test_pbt_over_learning_rate(tmp_path, ray_session, base_sections) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_per_trial(tmp_path, base_sections) -> None:
-    """A TorchTrainer (2 DDP workers) per trial, in its own process and Ray (2 CPUs):
-    0.01 CPU for the trial + 2 workers x 0.5 CPU leaves a CPU for Ray Data."""
+    """A TorchTrainer (2 DDP workers) per trial, in its own process and Ray (2 CPUs): 2
+    workers x 1 CPU take every CPU (the trial itself holds none: its 0.01 CPU left the
+    workers waiting for ever; the training rows are read before the workers start)."""
     # ranked by Dice: the TorchTrainer path reports it at the kept epoch as well
     # one trial: the DDP path is what this checks; starting a TorchTrainer costs ~30 s per trial
     s = _sections(base_sections, num_samples=1, max_concurrent=1, max_failures=0,
                   results_dir=str(tmp_path / "results"), metric="val_mean_dice")
     s["name"] = "s2_ddp"
     s["train"]["max_epochs"] = 2
-    s["resources"] = {"workers_per_trial": 2, "cpus_per_worker": 0.5, **OWN_RAY}
+    s["resources"] = {"workers_per_trial": 2, "cpus_per_worker": 1, **OWN_RAY}
     space = write_space(tmp_path / "ddp.yaml", s)
     env = {**os.environ, "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "90"}
     proc = subprocess.run([sys.executable, "-m", "raygym.cli", "search", str(space)],
