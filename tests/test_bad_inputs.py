@@ -70,8 +70,9 @@ def _run_folder(i: Inputs, **train: Any) -> str:
     return str(run)
 
 
-def _dataset_without_val(i: Inputs) -> str:
-    """A config whose prepared dataset (a hand-made card) has train rows but no val rows."""
+def _dataset_without_val(i: Inputs, scenes: int = 4) -> str:
+    """A config whose prepared dataset (a hand-made card) has train rows from ``scenes``
+    scenes but no val rows."""
     from raygym.config import validate_experiment
     from raygym.data.dataset import DATASET_FORMAT
     from raygym.data.prepare import data_fingerprint
@@ -80,7 +81,8 @@ def _dataset_without_val(i: Inputs) -> str:
     path = _config(i, data={"prepared": str(ds)})
     config = validate_experiment(yaml.safe_load(Path(path).read_text()), path)
     (ds / "shards" / "split=train").mkdir(parents=True)
-    split = {"rows": 4, "sources": 4, "pixels_per_class": [1, 1, 1, 1], "ignored_pixels": 0}
+    split = {"rows": 4, "sources": scenes, "pixels_per_class": [1, 1, 1, 1],
+             "ignored_pixels": 0}
     card = {"format": DATASET_FORMAT, "name": "d", "classes": list(config.data.classes),
             "bands": 4, "dtype": "uint8", "target_size": list(config.data.target_size),
             "ignore_index": 255, "config_hash": data_fingerprint(config.data),
@@ -242,6 +244,8 @@ CASES = [
          ("no config.yaml",)),
     Case("train-without-validation-split", lambda i: ["train", _dataset_without_val(i)],
          ("data.split.val", "no validation rows", "--overwrite")),
+    Case("train-on-one-scene", lambda i: ["train", _dataset_without_val(i, scenes=1)],
+         ("(1 scene in all)", "add scenes: training needs 2 or more")),
     Case("report-out-beside-a-users-report-folder",
          lambda i: ["report", str(write_bare_leaderboard(i.dir / "results")),
                     "--out", str(_write(i.dir / "here" / "report" / "notes.txt", "mine")

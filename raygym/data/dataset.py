@@ -286,11 +286,12 @@ class PreparedDataset:
                             fix="lower data.split.val / data.split.test, or add scenes")
         if not self.has_split("val"):
             sources = sum(int(s.get("sources", 0)) for s in self.card.splits.values())
-            raise DataError(f"dataset has no validation rows ({sources} scenes in all): early "
-                            "stopping and the best weights are chosen on val",
-                            file=self.path, key="data.split.val",
-                            fix="set data.split.val > 0 (e.g. 0.2) with enough scenes for it, "
-                            "then run `raygym prepare CONFIG --overwrite`")
+            raise DataError(f"dataset has no validation rows ({sources} scene"
+                            f"{'s' * (sources != 1)} in all): early stopping and the best "
+                            "weights are chosen on val", file=self.path, key="data.split.val",
+                            fix="add scenes: training needs 2 or more (one to validate on)"
+                            if sources < 2 else "set data.split.val > 0 (e.g. 0.2) with enough "
+                            "scenes for it, then run `raygym prepare CONFIG --overwrite`")
 
     def load_numpy(self, split: str, *, originals_only: bool = False) -> SplitArrays:
         """Read a whole split into memory (sorted by key and copy, so order is deterministic)."""
