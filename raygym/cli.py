@@ -115,7 +115,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _address_needs_ray(args)
     if args.data is not None:
         given = [f for f, on in (("--dataset", args.dataset is not None), ("--ray", args.ray),
-                                 ("--address", args.address is not None),
                                  ("--split", args.split is not None)) if on]
         if given:
             raise RaygymError(f"{given[0]} applies to a prepared dataset; --data scores every "

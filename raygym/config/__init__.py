@@ -117,6 +117,15 @@ def dotted(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def changed_values(old: Mapping[str, str], new: Mapping[str, str], most: int = 3) -> str:
+    """``data.split.val 0.2 -> 0.5; ...`` for every key whose shown value differs (a key one
+    side lacks shows ``null``), sorted, the first ``most`` then "and N more"; "" when none."""
+    changed = [f"{k} {old.get(k, 'null')} -> {new.get(k, 'null')}"
+               for k in sorted(set(old) | set(new)) if old.get(k, "null") != new.get(k, "null")]
+    more = f" and {len(changed) - most} more" if len(changed) > most else ""
+    return "; ".join(changed[:most]) + more
+
+
 def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> ExperimentConfig:
     """Validate a raw dict (no distributions) into an :class:`ExperimentConfig`."""
     try:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from raygym.atomic import replace_dir, sweep_beside, temp_dir_beside
-from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, parse_colour
+from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, changed_values, parse_colour
 from raygym.data.dataset import (
     CARD_NAME,
     DATASET_FORMAT,
@@ -98,10 +98,8 @@ def settings_changed(card: DatasetCard, data: DataConfig, most: int = 3) -> str:
 
     old = flat(_content_settings(card.data_config), "data")
     new = flat(_content_settings(data.model_dump(mode="json")), "data")
-    changed = [f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
-               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    more = f" and {len(changed) - most} more" if len(changed) > most else ""
-    return "; ".join(changed[:most]) + more
+    return changed_values({k: json.dumps(v) for k, v in old.items()},
+                          {k: json.dumps(v) for k, v in new.items()}, most)
 
 
 def _storage_dtype(file_dtype: str) -> str:

@@ -455,29 +455,25 @@ def _resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: Sear
     """Where ``config`` / ``space`` differ from the search recorded in ``saved`` (its
     search.json), for the refusal to resume: ``search.num_samples 5 -> 7`` (the first
     ``most``; "" when the record cannot tell)."""
-    from raygym.config import dotted
+    from raygym.config import changed_values, dotted
     from raygym.search.space_config import Distribution
 
     sections = ("name", "data", "model", "loss", "train", "search")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("space"), list):
         return ""
-    now = config.to_yaml_dict()
-    old = dotted({k: saved["config"].get(k) for k in sections})
-    new = dotted({k: now.get(k) for k in sections})
     try:
-        searched_then = {d["path"]: Distribution(**d) for d in saved["space"]}
+        searched_then = [Distribution(**d) for d in saved["space"]]
     except (KeyError, TypeError, ValueError):
         return ""
-    searched_now = {d.path: d for d in space}
 
-    def shown(key: str, values: dict[str, Any], searched: dict[str, Distribution]) -> str:
-        return searched[key].describe() if key in searched else json.dumps(values.get(key))
+    def shown(sections_now: dict[str, Any], dists: list[Distribution]) -> dict[str, str]:
+        # a searched key shows its distribution, not the first candidate the config holds
+        values = dotted({k: sections_now.get(k) for k in sections})
+        return ({k: json.dumps(v) for k, v in values.items()}
+                | {d.path: d.describe() for d in dists})
 
-    changed = [f"{k} {shown(k, old, searched_then)} -> {shown(k, new, searched_now)}"
-               for k in sorted(set(old) | set(new) | set(searched_then) | set(searched_now))
-               if shown(k, old, searched_then) != shown(k, new, searched_now)]
-    more = f" and {len(changed) - most} more" if len(changed) > most else ""
-    return "; ".join(changed[:most]) + more
+    return changed_values(shown(saved["config"], searched_then),
+                          shown(config.to_yaml_dict(), list(space)), most)
 
 
 def _resume_fingerprint(config: ExperimentConfig) -> str:

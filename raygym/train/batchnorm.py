@@ -117,14 +117,9 @@ def average_over_ranks(layers: list[nn.Module], batches_here: int) -> None:
     total = float(packed[-1])
     if total == 0:
         return
-    averages = packed[:-1] / total
-    offset = 0
-    with torch.no_grad():
-        for s in stats:
-            s.copy_(averages[offset:offset + s.numel()].view_as(s))
-            offset += s.numel()
-        for m in layers:
-            m.num_batches_tracked.fill_(int(total))
+    _unpack(packed[:-1] / total, stats)
+    for m in layers:
+        m.num_batches_tracked.fill_(int(total))
 
 
 def share_rank0_buffers(model: nn.Module) -> None:
@@ -140,8 +135,14 @@ def share_rank0_buffers(model: nn.Module) -> None:
         return
     flat = torch.cat([b.detach().double().flatten() for b in buffers])  # exact for int64 counts
     torch.distributed.broadcast(flat, src=0)
+    _unpack(flat, buffers)
+
+
+def _unpack(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    """Copy ``flat`` (the tensors' values concatenated, float64) back into ``tensors``, each
+    in its own shape and dtype."""
     offset = 0
     with torch.no_grad():
-        for b in buffers:
-            b.copy_(flat[offset:offset + b.numel()].view_as(b).to(b.dtype))
-            offset += b.numel()
+        for t in tensors:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
