@@ -274,19 +274,21 @@ def _unreachable(address: str) -> str | None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         return None
+    return _silent(host.strip("[]"), int(port), timeout=3.0)
+
+
+def _silent(host: str, port: int, timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``host:port`` (refused, timed out, unknown
+    host), or None when something does."""
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+        with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as err:
         return err.strerror or type(err).__name__
 
 
 def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2.0):
-            return True
-    except OSError:
-        return False
+    return _silent(host, port, timeout=2.0) is None
 
 
 def session_token_file() -> Path | None:
