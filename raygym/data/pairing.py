@@ -91,7 +91,7 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
             missing = [role for role, idx in indexes if key not in idx]
             lines.append(f"'{key}' in {'/'.join(have)} but not in {'/'.join(missing)}")
         more = f" (+{len(orphans) - 5} more)" if len(orphans) > 5 else ""
-        raise DataError(f"{len(orphans)} unpaired files: " + "; ".join(lines) + more,
+        raise DataError(f"{len(orphans)} unpaired file{'s' if len(orphans) > 1 else ''}: " + "; ".join(lines) + more,
                         key="data", fix=_suggested_keys(data, indexes) or (
                             "add the missing files, or pair with a manifest (data.manifest) "
                             "or a key regex per folder"))
@@ -123,9 +123,50 @@ def _suggested_keys(data: DataConfig, indexes: list[tuple[str, dict[str, Path]]]
             return None
         fixes.append(f"data.extra_bands[{i}]: {{folder: {source.folder}, key: "
                      f"'{rule['band']}'}}")
+    labels = sorted(indexes[-1][1])
+    if data.labels is not None and data.labels.key is None and set(labels) != set(images):
+        key = _affix_key(labels, set(images))
+        if key is not None:
+            fixes.append(f"data.labels: {{folder: {data.labels.folder}, key: '{key}'}}")
+        elif not data.extra_bands and (key := _affix_key(images, set(labels))) is not None:
+            # images named after their labels plus a word (``X_img`` / ``X``): key the images
+            fixes.append(f"data.images: {{folder: {data.images.folder}, key: '{key}'}}")
+        else:
+            return None
     if not fixes:
         return None
     return "pair by the naming the files follow: " + "; ".join(fixes)
+
+
+def _affix_key(stems: list[str], keys: set[str]) -> str | None:
+    """A key regex taking a fixed word, or one of a few, off the end (or start) of every name in
+    ``stems`` so that what is left is one of ``keys``, one to one; None where none does.
+
+    Doodler's and Gym's labels are the image's name plus ``_label_greyscale_mask`` or
+    ``_mask``: ``'^(.*?)(?:_label_greyscale_mask|_mask)$'`` (the shortest key first, so
+    ``X_label_greyscale_mask`` keys as ``X``, not ``X_label_greyscale``).
+    """
+    for at_end in (True, False):
+        affixes = set()
+        for stem in stems:
+            tokens = _tokens(stem)
+            # the longest key the name starts (ends) with, cut at a whole token
+            cuts = range(len(tokens) - 1, 0, -1) if at_end else range(1, len(tokens))
+            cut = next((c for c in cuts
+                        if "".join(tokens[:c] if at_end else tokens[c:]) in keys), None)
+            if cut is None:
+                break
+            affixes.add("".join(tokens[cut:] if at_end else tokens[:cut]))
+        else:
+            if len(affixes) > 4:  # no naming rule, just names that happen to overlap
+                continue
+            words = sorted(affixes, key=lambda a: (-len(a), a))
+            either = (re.escape(words[0]) if len(words) == 1
+                      else "(?:" + "|".join(map(re.escape, words)) + ")")
+            key = f"^(.*?){either}$" if at_end else f"^{either}(.*)$"
+            if sorted(regex_key(key, s) or "" for s in stems) == sorted(keys):
+                return key
+    return None
 
 
 def _closest(band: str, images: list[str]) -> str:

@@ -159,8 +159,26 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
         f"{config.resources.workers_per_trial} worker(s) x {config.resources.cpus_per_worker:g} "
         f"CPU" + (f" + {config.resources.gpus_per_worker:g} GPU"
                   if config.resources.gpus_per_worker else ""))
+    if (text := space_size_note(config, space)) is not None:
+        console.print(text)
     for text in scheduler_warnings(config, space):
         console.print(f"[yellow]note:[/] {text}")
+
+
+def space_size_note(config: ExperimentConfig, space: SearchSpace) -> str | None:
+    """What ends a TPE search of a discrete space smaller than ``num_samples``: the searcher
+    trains no configuration twice but for the leaders' reruns, so it runs out first."""
+    from raygym.search.space import enumerate_points
+
+    s = config.search
+    if s.algorithm != "optuna" or s.scheduler == "pbt":
+        return None
+    points = enumerate_points(space, limit=s.num_samples)
+    if points is None or len(points) >= s.num_samples:
+        return None
+    reruns = f" (the best {s.repeat_top} up to {s.repeat_runs} runs each)" if s.repeat_top else ""
+    return (f"the space holds {len(points)} configurations: the search ends once each has "
+            f"trained{reruns}, which may be before search.num_samples {s.num_samples}")
 
 
 def scheduler_warnings(config: ExperimentConfig, space: SearchSpace) -> list[str]:

@@ -63,13 +63,73 @@ def test_no_key_is_suggested_when_a_band_file_is_missing(tmp_path, s2_subset) ->
     assert info.value.fix is not None and info.value.fix.startswith("add the missing files")
 
 
+def _suggested_fix(data: DataConfig) -> str:
+    with pytest.raises(DataError) as info:
+        pair_by_name(data)
+    assert info.value.fix is not None
+    return info.value.fix
+
+
+def test_doodler_label_names_get_a_key(tmp_path, s2_subset) -> None:
+    """Labels named as Doodler / Gym write them (the image's name + ``_label_greyscale_mask``
+    or ``_mask``, as in the aerial set): the fix names a key that pairs every scene."""
+    keys = s2_subset(tmp_path, 4)
+    for n, key in enumerate(keys):
+        word = "_label_greyscale_mask" if n % 2 else "_mask"
+        (tmp_path / "labels" / f"{key}.jpg").rename(tmp_path / "labels" / f"{key}{word}.jpg")
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels", classes=CLASSES)
+    rule = r"^(.*?)(?:_label_greyscale_mask|_mask)$"
+    assert _suggested_fix(data) == ("pair by the naming the files follow: data.labels: "
+                                    f"{{folder: {tmp_path / 'labels'}, key: '{rule}'}}")
+    keyed = data.model_copy(update={"labels": FolderSource(folder=tmp_path / "labels", key=rule)})
+    pairs = pair_by_name(keyed)
+    assert [p.key for p in pairs] == sorted(keys)
+    assert all(p.label.name.startswith(f"{p.key}_") for p in pairs)
+
+
+def test_image_names_with_a_word_get_a_key(tmp_path, s2_subset) -> None:
+    """Images named ``X_img`` beside labels ``X`` (no extra band): the images get the key."""
+    keys = s2_subset(tmp_path, 3)
+    for key in keys:
+        (tmp_path / "images" / f"{key}.jpg").rename(tmp_path / "images" / f"img_{key}.jpg")
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels", classes=CLASSES)
+    assert _suggested_fix(data).endswith(f"data.images: {{folder: {tmp_path / 'images'}, "
+                                         "key: '^img_(.*)$'}")
+    keyed = data.model_copy(update={"images": FolderSource(folder=tmp_path / "images",
+                                                           key="^img_(.*)$")})
+    assert [p.key for p in pair_by_name(keyed)] == sorted(keys)
+
+
+def test_no_label_key_when_a_name_follows_no_rule(tmp_path, s2_subset) -> None:
+    keys = s2_subset(tmp_path, 3)
+    (tmp_path / "labels" / f"{keys[0]}.jpg").rename(tmp_path / "labels" / f"{keys[0]}_mask.jpg")
+    (tmp_path / "labels" / f"{keys[1]}.jpg").rename(tmp_path / "labels" / "other.jpg")
+    data = DataConfig(images=tmp_path / "images", labels=tmp_path / "labels", classes=CLASSES)
+    assert _suggested_fix(data).startswith("add the missing files")
+
+
+def test_aerial_label_names_get_a_key(s2_data) -> None:
+    """The real aerial set's 165 labels (two namings) pair by the suggested key alone."""
+    aerial = s2_data.parent / "usgs_coastal_aerial_3class"
+    if not (aerial / "pairs.csv").is_file():
+        pytest.skip(f"aerial data set not found at {aerial}")
+    data = DataConfig(images=aerial / "images", labels=aerial / "labels",
+                      classes=["deep", "shallow", "dry"])
+    fix = _suggested_fix(data)
+    key = fix.split("key: '")[1].rstrip("'}")
+    keyed = data.model_copy(update={"labels": FolderSource(folder=aerial / "labels", key=key)})
+    with (aerial / "pairs.csv").open() as f:
+        truth = {(Path(r["image"]).name, Path(r["label"]).name) for r in csv.DictReader(f)}
+    assert {(p.images[0].name, p.label.name) for p in pair_by_name(keyed)} == truth
+
+
 def test_orphans_are_listed(tmp_path, s2_subset) -> None:
     keys = s2_subset(tmp_path, 4)
     (tmp_path / "labels" / f"{keys[1]}.jpg").unlink()
     with pytest.raises(DataError) as info:
         pair_by_name(_folders(tmp_path))
     text = str(info.value)
-    assert "1 unpaired files" in text
+    assert "1 unpaired file:" in text
     assert f"'{keys[1]}' in images/extra_bands[0] but not in labels" in text
     assert "manifest" in (info.value.fix or "")
 

@@ -368,7 +368,7 @@ def test_unpaired_files(small_s2, prepare_fails) -> None:
     raw, sections, keys = small_s2
     (raw / "labels" / f"{keys[2]}.jpg").unlink()
     line = prepare_fails(sections)
-    assert "1 unpaired files" in line and keys[2] in line and "not in labels" in line
+    assert "1 unpaired file:" in line and keys[2] in line and "not in labels" in line
 
 
 def test_label_size_differs_from_image(small_s2, prepare_fails) -> None:

@@ -1,10 +1,11 @@
-"""The search warns when its scheduler would judge trials during the LR ramp-up."""
+"""The search warns when its scheduler would judge trials during the LR ramp-up, and says
+when a small discrete space, not num_samples, will end it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from raygym.search.run import scheduler_warnings
+from raygym.search.run import scheduler_warnings, space_size_note
 from raygym.search.space_config import load_experiment
 
 LANDSAT = Path(__file__).parents[2] / "search_spaces" / "landsat.yaml"
@@ -90,3 +91,25 @@ def test_the_search_names_its_scheduler_and_only_the_settings_it_reads() -> None
         with console.capture() as out:
             describe_space(config, space, console)
         assert expected in out.get()
+
+
+def test_a_discrete_space_smaller_than_the_trials_is_named(tmp_path: Path) -> None:
+    """A 4-point space and 20 trials ended after 7 (4 + the leaders' reruns) without a word
+    of why; the dry run now says so. Continuous or large spaces: nothing to say."""
+    space_file = tmp_path / "small.yaml"
+    space_file.write_text(
+        "name: small\ndata: {images: i, labels: l, classes: [a, b]}\n"
+        "model: {arch: gym_unet, filters: {choice: [2, 4]}}\n"
+        "loss: {name: {choice: [dice, cce]}}\nsearch: {num_samples: 20}\n")
+    config, space = load_experiment(space_file)
+    assert space_size_note(config, space) == (
+        "the space holds 4 configurations: the search ends once each has trained (the best 3 "
+        "up to 2 runs each), which may be before search.num_samples 20")
+    config, space = load_experiment(space_file, overrides={"search.repeat_top": 0})
+    assert space_size_note(config, space).endswith("has trained, which may be before "
+                                                   "search.num_samples 20")
+    for overrides in ({"search.num_samples": 4}, {"search.algorithm": "random"}):
+        config, space = load_experiment(space_file, overrides=overrides)
+        assert space_size_note(config, space) is None
+    config, space = load_experiment(LANDSAT)  # a learning rate drawn from a range
+    assert space_size_note(config, space) is None
