@@ -6,6 +6,9 @@ The Python API (see the README, "Using models elsewhere") is imported on first u
 - ``load_model(path)`` -> :class:`raygym.inference.scoring.LoadedModel`
 - ``predict_array(model, image)`` -> ``(labels (H, W) uint8, probs (K, H, W) float32)``
 - ``predict_file(model, images, out, **options)`` -> :class:`raygym.predict.PredictResult`
+- ``prepare_dataset(experiment)`` -> the dataset folder
+- ``train_model(experiment, ...)`` -> the run folder (``best/``: the model)
+- ``evaluate_model(model, split=...)`` -> :class:`raygym.evaluate.EvaluationResult`
 - ``run_search(experiment, ...)`` -> the results folder
 - ``read_leaderboard(results)`` -> one dict per trial, best first
 - ``rehearse_search(experiment, table, searches=30)`` -> simulated searches' figures, per row
@@ -28,12 +31,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from raygym.api import (
+        evaluate_model,
         load_model,
         predict_array,
         predict_file,
+        prepare_dataset,
         read_leaderboard,
         rehearse_search,
         run_search,
+        train_model,
     )
     from raygym.predict.predictor import Predictor
 
@@ -42,12 +48,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Predictor",
     "__version__",
+    "evaluate_model",
     "load_model",
     "predict_array",
     "predict_file",
+    "prepare_dataset",
     "read_leaderboard",
     "rehearse_search",
     "run_search",
+    "train_model",
 ]
 
 

@@ -8,6 +8,9 @@ Ray).
   (:class:`raygym.predict.predictor.Predictor`: sliding window, blending, TTA).
 - :func:`predict_file`: image files / folders -> rasters, overlays and ``summary.csv``
   (:func:`raygym.predict.predict_files`, what ``raygym predict`` runs).
+- :func:`prepare_dataset`, :func:`train_model`, :func:`evaluate_model`: what ``raygym
+  prepare``, ``train`` and ``evaluate`` run, returning the dataset folder, the run folder and
+  the scores (``train_model``, not ``train``: ``raygym.train`` is the package).
 - :func:`run_search`: a search from an experiment file or mapping
   (:func:`raygym.search.run.search_experiment`, what ``raygym search`` runs). Not named
   ``search``: ``raygym.search`` is the package, which would shadow the function.
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from raygym.config import ExperimentConfig
+    from raygym.evaluate import EvaluationResult
     from raygym.inference.scoring import LoadedModel
     from raygym.predict import PredictResult
     from raygym.predict.predictor import Predictor
@@ -156,6 +160,107 @@ def _experiment(experiment: PathLike | Mapping[str, Any]
                 raise err.in_file(_MAPPING) from None
         return config, space, Path(_MAPPING)
     return (*load_experiment(Path(experiment), overrides=overrides), Path(experiment))
+
+
+def prepare_dataset(experiment: PathLike | Mapping[str, Any], *,
+                    overrides: Mapping[str, Any] | None = None, overwrite: bool = False,
+                    console: Console | None = None) -> Path:
+    """Build the experiment's dataset (``data.prepared``), as ``raygym prepare`` does; returns
+    its folder. One already prepared from the same ``data`` settings is kept as it is.
+
+    Args:
+        experiment: an experiment or search-space YAML file, or its content as a mapping
+            (only ``data`` is read, so a search's file prepares that search's dataset).
+        overrides: dotted keys to set first (``--set``); overwrite: as ``--overwrite``.
+
+    Raises:
+        RaygymError: a bad file, data that cannot be paired or read, or a dataset folder
+            prepared from other settings (without ``overwrite``).
+    """
+    from raygym.data.prepare import prepare_dataset as prepare
+    from raygym.data.summary import print_prepare_summary
+
+    config, _, _ = _experiment(experiment, overrides)
+    console = console or _default_console()
+    result = prepare(config, overwrite=overwrite, log=console.print)
+    print_prepare_summary(result, console)
+    return result.path
+
+
+def train_model(experiment: PathLike | Mapping[str, Any], *,
+                overrides: Mapping[str, Any] | None = None, name: str | None = None,
+                resume: PathLike | None = None, console: Console | None = None) -> Path:
+    """Train one model on Ray Train, as ``raygym train`` does (preparing the dataset on first
+    use); returns the run folder, whose ``best/`` is the exported model (:func:`load_model`,
+    :func:`evaluate_model`) and ``metrics.csv`` the per-epoch scores.
+
+    Args:
+        experiment: an experiment YAML file or its content as a mapping; every value fixed
+            (a distribution is refused, naming its key: search it with :func:`run_search`).
+        overrides: dotted keys to set first (``--set``); name: the run folder's name under
+            ``train.output_dir`` (``--name``; default ``<name>-<time>``); resume: a stopped
+            run's folder to continue (``--resume``).
+
+    Raises:
+        RaygymError: bad input; a run that diverged or crashed.
+        KeyboardInterrupt: interrupted; the run's last checkpoint is kept for ``resume``.
+    """
+    from raygym.search.space_config import require_fixed
+    from raygym.train.run import train_experiment
+
+    config, space, file = _experiment(experiment, overrides)
+    require_fixed(space, "train", str(file))
+    return train_experiment(config, resume=Path(resume) if resume is not None else None,
+                            console=console or _default_console(), run_name=name)
+
+
+def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | None = None,
+                   data: PathLike | None = None, out: PathLike | None = None,
+                   use_ray: bool = False, **scene_options: Any) -> EvaluationResult:
+    """Score a model as ``raygym evaluate`` does, and write the same report files.
+
+    Args:
+        model: an artifact folder (``runs/<name>/best``) or a search's results folder (its
+            rank 1; a loop over ``best/rank*`` scores the others).
+        split: ``train`` | ``val`` | ``test`` of the prepared dataset (``dataset``, default
+            the one the model was trained on).
+        data: instead of a prepared split, an experiment YAML whose ``data:`` names labelled
+            scenes, scored at full size as ``raygym predict`` maps them (``--data``;
+            ``scene_options``: ``scale``, ``tile``, ``overlap``, ``tta``).
+        out: the folder the report files go to (default ``evaluation_<split>``, or
+            ``evaluation_scenes_<file stem>``, inside the model folder).
+        use_ray: score the split as Ray Data batch inference (``--ray``).
+
+    Returns:
+        :class:`raygym.evaluate.EvaluationResult`: ``metrics`` (``mean_iou``, per-class IoU,
+        F1, ...), ``confusion`` (K, K), ``per_image`` rows and ``files`` written.
+    """
+    from raygym.evaluate import evaluate_model_on_split
+    from raygym.predict import resolve_models
+
+    (model_dir,) = resolve_models(Path(model), 1)
+    dataset_dir = Path(dataset) if dataset is not None else None
+    out_dir = Path(out) if out is not None else None
+    if data is not None:
+        if dataset is not None or use_ray or split != "test":
+            raise RaygymError("dataset, split and use_ray apply to a prepared dataset; data "
+                              "scores every scene its file pairs, at full size",
+                              key="data", fix="give data or a prepared split, not both")
+        from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+        return evaluate_model_on_scenes(model_dir, Path(data), out_dir=out_dir,
+                                        **scene_options)
+    if scene_options:
+        raise RaygymError(f"{sorted(scene_options)[0]} applies to full-size scenes (data=...)",
+                          key=sorted(scene_options)[0], fix="add data=SITE.yaml, or drop it")
+    return evaluate_model_on_split(model_dir, dataset_dir, split, use_ray=use_ray,
+                                   out_dir=out_dir)
+
+
+def _default_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
 
 
 def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig, SearchSpace],

@@ -1,6 +1,6 @@
 """The Python API in ``raygym/__init__.py``: ``import raygym`` stays free of torch and Ray;
-load a model, predict an array and a file, read a leaderboard, and run a (replayed) search
-from a mapping."""
+prepare, train and evaluate from a notebook; load a model, predict an array and a file, read a
+leaderboard, and run a (replayed) search from a mapping."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from PIL import Image
 
 import raygym
 from raygym.config import validate_experiment
-from raygym.errors import DataError
+from raygym.errors import ConfigError, DataError, RaygymError
 from raygym.inference.artifact import export_artifact
 from raygym.inference.scoring import LoadedModel
 from raygym.models import build_model
@@ -30,7 +30,8 @@ TABLE = REPO / "bench" / "curves" / "s2_64x128.csv.gz"
 def test_import_raygym_loads_neither_torch_nor_ray() -> None:
     code = ("import sys, raygym\n"
             "names = [raygym.load_model, raygym.predict_array, raygym.predict_file,\n"
-            "         raygym.run_search, raygym.read_leaderboard, raygym.rehearse_search]\n"
+            "         raygym.run_search, raygym.read_leaderboard, raygym.rehearse_search,\n"
+            "         raygym.prepare_dataset, raygym.train_model, raygym.evaluate_model]\n"
             "print(sorted(m for m in ('torch', 'ray', 'segmentation_models_pytorch')\n"
             "             if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -38,6 +39,7 @@ def test_import_raygym_loads_neither_torch_nor_ray() -> None:
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
     assert set(raygym.__all__) >= {"load_model", "predict_array", "predict_file",
                                    "run_search", "read_leaderboard", "rehearse_search",
+                                   "prepare_dataset", "train_model", "evaluate_model",
                                    "Predictor"}
     with pytest.raises(AttributeError):
         raygym.no_such_function  # noqa: B018
@@ -137,6 +139,36 @@ def test_top_k_from_python_follows_the_ensemble_rule(tmp_path: Path) -> None:
     assert predictor.model_dirs == result.ensemble.kept
     label = np.asarray(Image.open(tmp_path / "out" / "scene_label.png"))
     np.testing.assert_array_equal(label, raygym.predict_array(predictor, pixels)[0])
+
+
+def test_prepare_train_and_evaluate_from_python(tmp_path: Path, demo_data: Path,
+                                                ray_session: None) -> None:
+    """A notebook's three steps on the demo data: the dataset, a 1-epoch run on Ray Train,
+    its model scored on the test split, each as the command does it."""
+    experiment = {
+        "name": "api_train",
+        "data": {"images": str(demo_data / "images"), "labels": str(demo_data / "labels"),
+                 "classes": ["water", "whitewater", "sand", "other"], "target_size": [32, 48],
+                 "split": {"val": 0.25, "test": 0.25}, "prepared": str(tmp_path / "ds")},
+        "model": {"arch": "gym_unet", "filters": 2, "kernel": 3},
+        # fp32: validation in training then runs as evaluate does (bf16 would move the score)
+        "train": {"batch_size": 4, "max_epochs": 1, "rampup_epochs": 1, "precision": "fp32",
+                  "output_dir": str(tmp_path / "runs")}}
+    assert raygym.prepare_dataset(experiment) == tmp_path / "ds"
+    assert (tmp_path / "ds" / "card.json").is_file()
+    with pytest.raises(ConfigError, match="model.filters"):
+        raygym.train_model(experiment, overrides={"model.filters": {"choice": [2, 4]}})
+    run = raygym.train_model(experiment, name="nb")
+    assert run == (tmp_path / "runs" / "nb").resolve()
+    with (run / "metrics.csv").open() as f:
+        trained = float(list(csv.DictReader(f))[-1]["val_mean_iou"])
+    result = raygym.evaluate_model(run / "best", split="val", out=tmp_path / "scores")
+    # the whole val split, scored as training scored it (one model path)
+    assert result.mean_iou == pytest.approx(trained, abs=1e-4)
+    assert result.files and all(p.parent == tmp_path / "scores" for p in result.files.values())
+    assert str(result.mean_iou)[:6] in (tmp_path / "scores" / "metrics.json").read_text()
+    with pytest.raises(RaygymError, match="tta applies to full-size scenes"):
+        raygym.evaluate_model(run / "best", tta=True)
 
 
 def test_read_leaderboard_parses_numbers_and_json(tmp_path: Path) -> None:
