@@ -136,8 +136,7 @@ def _experiment(experiment: PathLike | Mapping[str, Any]
                 ) -> tuple[ExperimentConfig, SearchSpace, Path]:
     """(config, space, file named in ``search.json``) through :func:`load_experiment`, the
     one validation path; a mapping goes through it as a temporary YAML file."""
-    import yaml
-
+    from raygym.config.base import dump_yaml_text
     from raygym.search.space_config import load_experiment
 
     if isinstance(experiment, tuple):
@@ -149,7 +148,7 @@ def _experiment(experiment: PathLike | Mapping[str, Any]
     if isinstance(experiment, Mapping):
         with tempfile.TemporaryDirectory(prefix="raygym-api-") as tmp:
             file = Path(tmp) / "experiment.yaml"
-            file.write_text(yaml.safe_dump(dict(experiment), sort_keys=False))
+            file.write_text(dump_yaml_text(dict(experiment)))
             try:
                 # relative paths resolve against the working directory, as for a file
                 config, space = load_experiment(file, overrides=overrides, base_dir=Path.cwd())

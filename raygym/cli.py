@@ -46,6 +46,8 @@ def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
+    from raygym.config.base import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -53,7 +55,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
                               fix="e.g. --set train.max_epochs=3")
         key, value = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value)
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise RaygymError(f"--set {key.strip()}: the value {value!r} is not YAML "

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from raygym.cli import _parse_overrides
 from raygym.config import ExperimentConfig, dump_yaml
 from raygym.errors import ConfigError
 from raygym.search.space_config import load_experiment
@@ -52,6 +53,23 @@ def test_round_trip_through_dump_yaml(tmp_path, write_config, s2_config) -> None
     assert again == config and not space
     assert again.fingerprint("data") == config.fingerprint("data")
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_exponents_without_a_dot_are_numbers(tmp_path, write_config, s2_config) -> None:
+    """PyYAML (YAML 1.1) reads ``1e-4`` as a string: a choice of learning rates written so
+    searched two strings. raygym reads them as YAML 1.2 does, and writes back what it reads."""
+    from raygym.config.base import dump_yaml_text, load_yaml
+
+    assert load_yaml("[1e-4, -2E+3, 1.5e-7, 10, 1_0e1, '1e-4', 1e-4x]") == [
+        1e-4, -2000.0, 1.5e-7, 10, 100.0, "1e-4", "1e-4x"]
+    data = {"lr": 1e-4, "name": "1e5", "tiny": 1e-7, "classes": ["1e5", "sand"]}
+    assert load_yaml(dump_yaml_text(data)) == data
+    s2_config["train"] = {"max_lr": "REPLACED"}
+    path = write_config(tmp_path / "e.yaml", **s2_config)
+    path.write_text(path.read_text().replace("REPLACED", "{choice: [1e-3, 1e-4]}"))
+    _, space = load_experiment(path)
+    assert space.dists[0].values == (1e-3, 1e-4)
+    assert _parse_overrides(["train.max_lr=1e-2"]) == {"train.max_lr": 1e-2}  # --set
 
 
 def test_a_config_pickled_before_the_sections_moved_still_loads(tmp_path, write_config,

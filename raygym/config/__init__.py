@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from raygym.atomic import write_text_atomic
-from raygym.config.base import IGNORE_INDEX, StrictModel
+from raygym.config.base import IGNORE_INDEX, StrictModel, dump_yaml_text
 from raygym.config.data import AugmentConfig, DataConfig, FolderSource, SplitConfig, parse_colour
 from raygym.config.run import MlflowConfig, ResourcesConfig, SearchConfig, TpeConfig
 from raygym.config.training import LossConfig, ModelConfig, TrainConfig
@@ -136,4 +135,4 @@ def validate_experiment(raw: dict[str, Any], file: str = "<config>") -> Experime
 
 def dump_yaml(config: ExperimentConfig, path: Path) -> None:
     """Write the resolved config atomically (temp file, then rename)."""
-    write_text_atomic(path, yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    write_text_atomic(path, dump_yaml_text(config.to_yaml_dict()))

@@ -11,13 +11,14 @@ from typing import Any
 
 import yaml
 
+from raygym.config.base import YamlDumper
 from raygym.convert.mapping import GymConverter
 
 # Folder paths keep the text written (placeholders stay relative), the remap its int keys.
 _KEPT_AS_WRITTEN = ("data.images", "data.labels", "data.extra_bands", "data.remap")
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(YamlDumper):
     """Block style, except lists of scalars, which read better inline (``[768, 768]``)."""
 
 

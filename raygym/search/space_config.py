@@ -32,6 +32,7 @@ from raygym.config import (
     TrainConfig,
     validate_experiment,
 )
+from raygym.config.base import YamlLoader, load_yaml
 from raygym.errors import ConfigError
 
 DistKind = Literal["choice", "uniform", "loguniform", "int", "grid"]
@@ -113,15 +114,6 @@ def _is_distribution(value: Any) -> bool:
     )
 
 
-def _as_number(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distribution:
     kinds = [k for k in spec if k in DIST_KINDS]
     if len(kinds) != 1:
@@ -137,8 +129,6 @@ def _parse_distribution(path: str, spec: Mapping[str, Any], file: str) -> Distri
         if not isinstance(arg, list) or not arg:
             raise ConfigError(f"{kind} needs a non-empty list of values", file=file, key=path)
         return Distribution(path=path, kind=kind, values=tuple(arg), when=when)
-    if isinstance(arg, list):  # YAML 1.1 reads `1e-4` (no dot) as a string
-        arg = [_as_number(v) for v in arg]
     if not (isinstance(arg, list) and len(arg) == 2
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in arg)):
         raise ConfigError(f"{kind} needs two numbers [low, high] (got {arg!r})",
@@ -239,8 +229,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError("not a file", file=path, fix="give the experiment YAML file")
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = load_yaml(text)
+        document = yaml.compose(text, Loader=YamlLoader)
         if document is not None:
             _refuse_repeated_keys(document)
     except (OSError, UnicodeDecodeError) as err:
