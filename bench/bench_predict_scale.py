@@ -20,7 +20,7 @@ import torch
 
 from raygym.config import DataConfig
 from raygym.data.dataset import read_card
-from raygym.data.prepare import read_scene
+from raygym.data.scenes import read_scene
 from raygym.inference.artifact import read_model_card
 from raygym.predict import Predictor
 from raygym.train.metrics import confusion_matrix, metrics_from_confusion

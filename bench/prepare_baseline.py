@@ -67,10 +67,10 @@ def baseline_prepare(config: Any, phases: dict[str, float] | None = None,
         check_headers,
         data_fingerprint,
         rows_table,
-        scene_copies,
         split_scenes,
     )
     from raygym.data.preview import write_previews
+    from raygym.data.scenes import scene_copies
     from raygym.data.split import scene_groups
     from raygym.data.transforms import resize_pad
 

@@ -180,7 +180,7 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
     image, label and prediction for an overlay. The confusion counts the labels predict
     writes (at a scale other than 1 they are mapped back nearest, the probabilities
     linearly, so their argmax can differ at class edges); the KLD is the probabilities'."""
-    from raygym.data.prepare import read_scene_label
+    from raygym.data.scenes import read_scene_label
     from raygym.predict import NODATA
     from raygym.predict.inputs import InputItem
     from raygym.predict.sources import open_source

@@ -23,14 +23,21 @@ from pydantic import Field, ValidationError, model_validator
 
 from raygym.atomic import write_text_atomic
 from raygym.config.base import IGNORE_INDEX, StrictModel, dump_yaml_text
-from raygym.config.data import AugmentConfig, DataConfig, FolderSource, SplitConfig, parse_colour
+from raygym.config.data import (
+    AugmentConfig,
+    ChipConfig,
+    DataConfig,
+    FolderSource,
+    SplitConfig,
+    parse_colour,
+)
 from raygym.config.run import MlflowConfig, ResourcesConfig, SearchConfig, TpeConfig
 from raygym.config.training import LossConfig, ModelConfig, TrainConfig
 from raygym.config_errors import KeyedError, format_validation_error
 from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 
 __all__ = [
-    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "DataConfig",
+    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "ChipConfig", "DataConfig",
     "ExperimentConfig", "FolderSource", "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
     "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",

@@ -103,6 +103,17 @@ class AugmentConfig(StrictModel):
         return self.model_dump(exclude={"copies", "online"})
 
 
+class ChipConfig(StrictModel):
+    """Cutting each scene into ``target_size`` chips at native resolution (large orthomosaics,
+    satellite tiles) instead of shrinking it whole into one ``target_size`` tile."""
+
+    overlap: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of a chip shared with "
+                           "its neighbour (0: chips side by side; the last row and column of "
+                           "chips end at the scene's edge)")
+    min_labelled: float = Field(0.05, ge=0.0, le=1.0, description="a chip with a smaller "
+                                "share of labelled pixels (not nodata, not ignored) is dropped")
+
+
 class DataConfig(StrictModel):
     """Where the raw data is, how to pair and decode it, and where the prepared dataset goes."""
 
@@ -116,6 +127,8 @@ class DataConfig(StrictModel):
     palette: dict[str, int] | None = None
     target_size: tuple[int, int] = (256, 256)
     upscale: bool = False
+    chips: ChipConfig | None = Field(None, description="cut scenes into target_size chips at "
+                                     "native resolution (null: each scene shrunk into one)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     prepared: Path = Path("datasets/default")
@@ -161,6 +174,9 @@ class DataConfig(StrictModel):
             )
         if self.manifest is not None and (self.images is not None or self.labels is not None):
             raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
+        if self.chips is not None and self.upscale:
+            raise KeyedError("data.upscale", "chips are cut at native resolution, so nothing "
+                             "is enlarged (fix: drop upscale, or data.chips)")
         if self.split.group_column is not None and self.manifest is None:
             raise KeyedError("data.split.group", (
                 f"'{self.split.group}' takes each scene's group from a manifest column, but the "

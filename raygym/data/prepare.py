@@ -1,7 +1,8 @@
 """``raygym prepare``: folders of imagery + labels -> a model-ready dataset, with Ray Data.
 
 Pipeline (the first two steps on the driver, the rest as Ray Data tasks on every core):
-pair -> check headers -> [read, validate, remap, resize/pad] -> split by source, or by whole
+pair -> check headers -> [read, validate, remap, cut chips, resize/pad: one scene is
+:func:`raygym.data.scenes.process_scene`] -> split by source, or by whole
 groups of sources with ``data.split.group`` (seeded, before augmentation) -> augment train
 copies -> Parquet shards per split + ``card.json`` + previews.
 Everything is written under a temp folder that is renamed into place at the end, so a failed or
@@ -18,7 +19,6 @@ import json
 import os
 import shutil
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from raygym.atomic import replace_dir, sweep_beside, temp_dir_beside
-from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, changed_values, parse_colour
+from raygym.config import IGNORE_INDEX, DataConfig, ExperimentConfig, changed_values
 from raygym.data.dataset import (
     CARD_NAME,
     DATASET_FORMAT,
@@ -44,12 +44,10 @@ from raygym.data.io import (
     ImageHeader,
     grid_mismatch,
     read_header,
-    read_image,
-    read_label,
-    read_single_band,
     sha256_file,
 )
 from raygym.data.pairing import Pair, find_pairs, naming_rules
+from raygym.data.scenes import process_scene
 from raygym.data.split import (
     SPLITS,
     assign_group_splits,
@@ -81,7 +79,8 @@ def data_fingerprint(data: DataConfig) -> str:
 
 def _content_settings(data: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` settings (a JSON dump) that decide a dataset's content."""
-    d = {k: v for k, v in data.items() if k != "prepared"}
+    # chips unset drops out, so datasets prepared before chips existed keep their fingerprint
+    d = {k: v for k, v in data.items() if k != "prepared" and not (k == "chips" and v is None)}
     if isinstance(d.get("augment"), dict):
         d["augment"] = {k: v for k, v in d["augment"].items() if k != "online"}
     return d
@@ -153,139 +152,6 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, ImageHeader]]:
     return next(iter(bands_seen)), dtype, firsts
 
 
-def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, label: np.ndarray
-                 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """``[(copy, image, label), ...]`` of one scene: copy 0 is the scene itself; a train scene
-    adds ``data.augment.copies`` augmented copies (image (H, W, C), label (H, W), full size)."""
-    scenes = [(0, image, label)]
-    copies = data.augment.copies if split == "train" else 0
-    if copies:
-        from raygym.data.augment import augment_pair, build_augmenter
-
-        augmenter = build_augmenter(**data.augment.augmenter_kwargs(), ignore_index=IGNORE_INDEX)
-        for c in range(1, copies + 1):
-            # Seed from (dataset seed, source key, copy): each copy is reproducible alone.
-            seed = zlib.crc32(f"{data.seed}/{key}/{c}".encode())
-            img, lab = augment_pair(augmenter, image, label, seed)
-            scenes.append((c, img, lab))
-    return scenes
-
-
-def _process_scene(row: dict[str, Any], data: DataConfig, dtype: str) -> list[dict[str, Any]]:
-    """Ray task body for one scene: read, validate, remap, augment (train copies), resize/pad.
-
-    Augmentation runs on the full-size scene *before* resize/pad, so the padding stays at the
-    bottom/right and ``valid_hw`` is true for every copy. A failure becomes one error row
-    (the driver reports it, naming the file) instead of an exception inside Ray.
-    """
-    from raygym.data.transforms import resize_pad
-
-    th, tw = data.target_size
-    try:
-        image, label, changed = read_scene(row, data, dtype)
-        scenes = scene_copies(data, row["key"], row["split"], image, label)
-        out = []
-        for c, img, lab in scenes:
-            img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
-            lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
-            out.append(_row(row, c, img, lab.astype(np.uint8), valid, len(data.classes),
-                            changed if c == 0 else {}))
-        return out
-    except DataError as err:
-        error = str(err)
-    except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
-        error = f"{row['images'][0]}: {type(err).__name__}: {err}"
-    blank = _row(row, 0, np.zeros((th, tw, int(row["bands"])), np.dtype(dtype)),
-                 np.full((th, tw), IGNORE_INDEX, np.uint8), (0, 0), len(data.classes), {})
-    blank["error"] = error
-    return [blank]
-
-
-def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
-               ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
-    paths = [Path(p) for p in row["images"]]
-    parts = ([read_image(paths[0], nodata_to_nan=True)]
-             + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
-    image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
-    if image.shape[2] != int(row["bands"]):  # the headers promised what every scene must have
-        raise DataError(f"decoded to {image.shape[2]} bands but the file headers promise "
-                        f"{row['bands']}", file=paths[0],
-                        fix="save the image as plain RGB / greyscale (no palette, no alpha)")
-    label_path = Path(row["label"])
-    label, changed = read_scene_label(label_path, data)
-    if label.shape != image.shape[:2]:
-        raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
-                        file=label_path)
-    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
-        # each file has data (read_image refuses an empty one) but never at the same pixel
-        raise DataError("every pixel is nodata in one band file or another: nothing to train "
-                        "on", file=paths[0], fix="remove this scene, or correct the nodata "
-                        "values of its band files")
-    return image, ignore_nodata(image, label), changed
-
-
-def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, dict[str, int]]:
-    """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
-    ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
-
-    Raises:
-        DataError: label values (colours) the rules leave unknown under ``unknown_labels:
-            error``, named with their pixel counts and the fix.
-    """
-    from raygym.data.labels import LabelValueError, apply_remap, decode_palette
-
-    k = len(data.classes)
-    try:
-        if data.palette:
-            colours = {parse_colour(c): v for c, v in data.palette.items()}
-            raw = read_label(label_path, colour=True)
-            rule = "ignore" if data.unknown_labels == "ignore" else "error"
-            label, changed_c = decode_palette(raw, colours, unknown=rule)
-            changed = {f"{r},{g},{b}": int(n) for (r, g, b), n in changed_c.items()}
-        else:
-            raw = read_label(label_path)
-            label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
-            changed = {str(v): int(n) for v, n in changed_v.items()}
-    except LabelValueError as err:
-        # palette errors carry colours as r<<16 | g<<8 | b: show them as '#rrggbb'
-        names = [f"'#{v:06x}'" if data.palette else str(v) for v in err.values]
-        shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(names, err.counts, strict=True))[:6])
-        if len(names) > 6:
-            shown += f" (+{len(names) - 6} more)"
-        fix = "map them in data.remap, or set data.unknown_labels: ignore | clip"
-        if data.palette:
-            fix = "add the colours to data.palette, or set data.unknown_labels: ignore"
-        elif data.remap is None and 255 in err.values and k == 2:
-            fix = "a 0/255 binary mask: set `remap: {0: 0, 255: 1}`"
-        what = "label colours not in data.palette" if data.palette else (
-            f"label values outside the {k} classes")
-        raise DataError(f"{what}: {shown}", file=label_path, fix=fix) from None
-    return label.astype(np.uint8, copy=False), changed
-
-
-def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """``(H, W)`` ``label`` with the ignore index where the ``(H, W, C)`` float ``image`` is
-    nodata (NaN / inf in any band), so the loss and the metrics skip those pixels."""
-    if image.dtype.kind != "f":
-        return label
-    nodata = ~np.isfinite(image).all(axis=2)
-    if not nodata.any():
-        return label
-    out = label.copy()
-    out[nodata] = IGNORE_INDEX
-    return out
-
-
-def _row(row: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
-         valid: tuple[int, int], num_classes: int, changed: dict[str, int]) -> dict[str, Any]:
-    counts = np.bincount(np.where(label == IGNORE_INDEX, num_classes, label).ravel(),
-                         minlength=num_classes + 1)[: num_classes + 1]
-    return {"key": row["key"], "split": row["split"], "copy": copy, "image": image,
-            "label": label, "valid_hw": np.asarray(valid, dtype=np.int32),
-            "counts": counts.astype(np.int64), "error": "", "changed": json.dumps(changed)}
-
-
 def _pin_threads() -> None:
     """Keep OpenCV (albumentations, resize) to the task's CPUs. Ray sets OMP_NUM_THREADS to
     them; cv2 ignores it and starts a thread per core, so parallel tasks oversubscribe."""
@@ -297,7 +163,7 @@ def _pin_threads() -> None:
 def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) -> Any:
     """Ray task body for a block of scenes: process each, write one Parquet file per split.
 
-    Returns one small row per scene (key, error, what the unknown-label rule changed).
+    Returns one small row per scene (key and :func:`process_scene`'s info).
     """
     import uuid
 
@@ -309,13 +175,13 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
     meta = []
     for record in batch.to_dict("records"):
         record["images"] = list(record["images"])
-        rows = _process_scene(record, data, dtype)
-        meta.append({"key": record["key"], "error": rows[0]["error"],
-                     "changed": rows[0]["changed"]})
-        if not rows[0]["error"]:
-            by_split.setdefault(record["split"], []).extend(rows)
+        rows, info = process_scene(record, data, dtype)
+        meta.append({"key": record["key"], **info})
+        by_split.setdefault(record["split"], []).extend(rows)
     name = f"{uuid.uuid4().hex}.parquet"
     for split, rows in by_split.items():
+        if not rows:
+            continue
         folder = Path(shards) / f"split={split}"
         folder.mkdir(parents=True, exist_ok=True)
         write_shard(rows_table(rows), folder / name)
@@ -323,7 +189,7 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
 
 
 def rows_table(rows: list[dict[str, Any]]) -> Any:
-    """The Arrow table of a shard from processed rows (``_process_scene``'s output)."""
+    """The Arrow table of a shard from processed rows (``process_scene``'s output)."""
     return encode_rows([r["key"] for r in rows], [r["copy"] for r in rows],
                        {c: np.stack([r[c] for r in rows]) for c in TENSOR_COLUMNS})
 
@@ -335,17 +201,19 @@ def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]],
     from raygym.data.preview import render_preview
 
     _pin_threads()
-    wanted = set(picks)
     rows = {}
     for record in records:
-        for row in _process_scene(record, data, dtype):
-            if row["error"]:  # the main job reports it
-                return ""
-            if (row["key"], row["copy"]) in wanted:
-                rows[(row["key"], row["copy"])] = row
+        scene_rows, info = process_scene(record, data, dtype)
+        if info["error"]:  # the main job reports it
+            return ""
+        for row in scene_rows:  # chips: a scene's first kept chip stands for it
+            rows.setdefault((row["scene"], row["copy"]), row)
+    picks = [pick for pick in picks if pick in rows]  # a scene whose every chip was dropped
+    if not picks:
+        return ""
     # nodata (NaN) shown as 0: the preview's percentile stretch needs numbers
-    shown = [(k, c, np.nan_to_num(rows[(k, c)]["image"]), rows[(k, c)]["label"])
-             for k, c in picks]
+    shown = [(rows[(k, c)]["key"], c, np.nan_to_num(rows[(k, c)]["image"]),
+              rows[(k, c)]["label"]) for k, c in picks]
     return str(render_preview(Path(path), shown, list(data.classes), title))
 
 
@@ -427,7 +295,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     bands, dtype, heads = check_headers(pairs)
     splits = split_scenes(pairs, data, groups)
     log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
-    padding = padding_line([(h.height, h.width) for h in heads.values()], data)
+    padding = (padding_line([(h.height, h.width) for h in heads.values()], data)
+               if data.chips is None else None)
     if padding:
         log(f"[yellow]{padding}[/]")
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
@@ -456,6 +325,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                 ray.cancel(task)
             more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
             raise DataError(errors[0] + more)
+        if data.chips is not None:
+            log(chips_line(meta, splits, data))
         remap_report: dict[str, int] = {}
         for m in meta:
             for v, n in json.loads(m["changed"]).items():
@@ -468,6 +339,33 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
+
+
+def chips_line(meta: list[dict[str, Any]], splits: dict[str, str], data: DataConfig) -> str:
+    """``cut into 412 chips of 256 x 256 px (train 300, val 70, test 42); 17 dropped ...``
+    from the scenes' :func:`process_scene` infos.
+
+    Raises:
+        DataError: a split with scenes but not one chip kept (nothing to validate or test on).
+    """
+    assert data.chips is not None
+    kept = {s: 0 for s in SPLITS}
+    for m in meta:
+        kept[splits[m["key"]]] += int(m["chips"])
+    dropped = sum(int(m["dropped"]) for m in meta)
+    empty = [s for s in SPLITS if kept[s] == 0 and s in splits.values()]
+    th, tw = data.target_size
+    if empty:
+        raise DataError(f"no chip of the {empty[0]} split's scenes has {data.chips.min_labelled:g} "
+                        "of its pixels labelled", key="data.chips.min_labelled",
+                        fix="lower data.chips.min_labelled, or check the labels' nodata / "
+                        "ignored values")
+    line = (f"cut into {sum(kept.values())} chips of {th} x {tw} px ("
+            + ", ".join(f"{s} {kept[s]}" for s in SPLITS) + ")")
+    if dropped:
+        line += (f"; {dropped} dropped with under {100 * data.chips.min_labelled:g} % of their "
+                 "pixels labelled (data.chips.min_labelled)")
+    return line
 
 
 def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
@@ -548,9 +446,11 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
             continue
         table = pq.read_table(part, columns=["key", "counts"])
         counts = decode_column(table.column("counts"), (k + 1,), "int64").sum(axis=0)
+        keys = set(table.column("key").to_pylist())
         split_info[split] = {
             "rows": table.num_rows,
-            "sources": len(set(table.column("key").to_pylist())),
+            "sources": sum(v == split for v in splits.values()),
+            **({"chips": len(keys)} if config.data.chips is not None else {}),
             "pixels_per_class": [int(c) for c in counts[:k]],
             "ignored_pixels": int(counts[k]),
         }
@@ -564,6 +464,10 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
                 "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
     train = [heads[p.key] for p in pairs if splits[p.key] == "train"]
+    target: tuple[int, int] = tuple(config.data.target_size)  # type: ignore[assignment]
+    upscale = config.data.upscale
+    if config.data.chips is not None:
+        target, upscale = (1 << 30, 1 << 30), False  # every scene fits: factor 1
     card = DatasetCard(
         format=DATASET_FORMAT, name=config.name, classes=list(config.data.classes),
         bands=bands, dtype=dtype, target_size=list(config.data.target_size),
@@ -572,9 +476,9 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         splits=split_info, remap_changed=remap_report, sources=sources,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         group_rule=config.data.split.group if groups is not None else None,
-        train_scale=scale_summary([(h.height, h.width) for h in train],
-                                  config.data.target_size, config.data.upscale),
-        train_gsd_m=gsd_summary(train, config.data.target_size, config.data.upscale),
+        # chips are cut at native resolution: new imagery is predicted at its own (factor 1)
+        train_scale=scale_summary([(h.height, h.width) for h in train], target, upscale),
+        train_gsd_m=gsd_summary(train, target, upscale),
         band_names=naming_rules(pairs),
     )
     (tmp / CARD_NAME).write_text(card.model_dump_json(indent=2))

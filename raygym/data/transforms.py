@@ -44,6 +44,40 @@ def _resize_nearest(label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return label[rows[:, None], cols[None, :]]
 
 
+def window_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Top (or left) offsets of the windows covering ``length`` pixels with ``tile``-pixel
+    windows overlapping by about ``overlap * tile``; the last window ends at ``length``.
+    ``[0]`` when ``length <= tile`` (the image is padded instead). Prediction's sliding
+    windows and prepare's chips (:func:`scene_chips`) both come from here."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(round(tile * (1.0 - overlap))))
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def scene_chips(image: np.ndarray, label: np.ndarray, size: tuple[int, int], overlap: float,
+                min_labelled: float) -> tuple[list[tuple[int, int, np.ndarray, np.ndarray]], int]:
+    """Cut a scene into ``size`` chips at native resolution: ``([(y, x, image chip, label
+    chip), ...], chips dropped)``, windows placed as prediction places them
+    (:func:`window_starts`: the last row and column end at the scene's edge; a scene smaller
+    than ``size`` is one chip, padded later). A chip whose share of labelled pixels (not
+    ``IGNORE_INDEX``) is below ``min_labelled`` is dropped. Views, not copies."""
+    th, tw = size
+    h, w = label.shape
+    kept, dropped = [], 0
+    for y in window_starts(h, th, overlap):
+        for x in window_starts(w, tw, overlap):
+            lab = label[y:y + th, x:x + tw]
+            if float(np.mean(lab != IGNORE_INDEX)) < min_labelled:
+                dropped += 1
+                continue
+            kept.append((y, x, image[y:y + th, x:x + tw], lab))
+    return kept, dropped
+
+
 def fit_scale(src_hw: tuple[int, int], target_hw: tuple[int, int], upscale: bool = False
               ) -> float:
     """The factor (output px per source px, per side) that fits ``src_hw`` inside

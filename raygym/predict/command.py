@@ -182,7 +182,8 @@ def print_predict_summary(result: PredictResult, console: Any) -> None:
     if result.scale_line:
         console.print(escape(result.scale_line))
     if result.rows:
-        table = Table(title=f"{len(result.rows)} images, {result.megapixels:.2f} Mpx in "
+        n = len(result.rows)
+        table = Table(title=f"{n} image{'s' * (n != 1)}, {result.megapixels:.2f} Mpx in "
                             f"{result.seconds:.1f} s")
         table.add_column("class")
         table.add_column("pixels", justify="right")

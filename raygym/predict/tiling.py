@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from raygym.data.labels import IGNORE_INDEX
+from raygym.data.transforms import window_starts
 from raygym.errors import RaygymError
 from raygym.predict.sources import BandStats, RasterSource
 
@@ -51,19 +52,6 @@ class Strip:
     def valid(self) -> np.ndarray:
         """``(h, W)`` bool: pixels with a prediction."""
         return self.labels != NODATA
-
-
-def window_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Top (or left) offsets of the windows covering ``length`` pixels with ``tile``-pixel
-    windows overlapping by about ``overlap * tile``; the last window ends at ``length``.
-    ``[0]`` when ``length <= tile`` (the image is padded instead)."""
-    if length <= tile:
-        return [0]
-    stride = max(1, int(round(tile * (1.0 - overlap))))
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
 
 
 def blend_weights(tile_hw: tuple[int, int], overlap: float) -> np.ndarray:

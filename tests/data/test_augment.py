@@ -99,7 +99,7 @@ def test_scene_copies_augments_only_train_scenes_reproducibly_per_key() -> None:
     """prepare's copies of one scene: copy 0 is the scene; a train scene adds ``copies``
     augmented ones, the same for the same (dataset seed, key), different for another key."""
     from raygym.config import AugmentConfig, DataConfig
-    from raygym.data.prepare import scene_copies
+    from raygym.data.scenes import scene_copies
 
     image, mask = _pair()
     data = DataConfig(images="images", labels="labels", classes=["a", "b", "c", "d"],

@@ -17,7 +17,8 @@ from raygym.config import DataConfig
 from raygym.data.batch import to_batch
 from raygym.data.io import nodata_mask, read_header, read_image
 from raygym.data.labels import IGNORE_INDEX
-from raygym.data.prepare import _process_scene, check_headers, read_scene
+from raygym.data.prepare import check_headers
+from raygym.data.scenes import process_scene, read_scene
 from raygym.data.transforms import standardize
 from raygym.errors import DataError
 
@@ -154,8 +155,8 @@ def test_prepared_scene_ignores_nodata_and_trains_finite(tmp_path, split, copies
     image = _tif(tmp_path / "s.tif", bands, nodata=-9999.0)
     label = _label(tmp_path / "s_label.png")
     data = _data(tmp_path, augment={"copies": copies, "rotation": 10, "hflip": True})
-    rows = _process_scene(_row(image, label, split=split), data, "float32")
-    assert len(rows) == 1 + copies and not rows[0]["error"], rows[0]["error"]
+    rows, info = process_scene(_row(image, label, split=split), data, "float32")
+    assert len(rows) == 1 + copies and not info["error"], info["error"]
     first = rows[0]
     assert (first["label"][:, :10] == IGNORE_INDEX).all() and first["label"][20, 20] == 255
     assert (first["label"][:, 10:][np.isfinite(first["image"][:, 10:]).all(axis=2)]
@@ -191,5 +192,5 @@ def test_scene_whose_bands_never_overlap_is_refused(tmp_path) -> None:
         read_scene(row, _data(tmp_path), "float32")
     assert info.value.file == str(image) and "nodata" in str(info.value)
     # in the Ray task the refusal becomes the scene's one-line error, naming the file
-    rows = _process_scene(row, _data(tmp_path), "float32")
-    assert str(image) in rows[0]["error"] and "nodata" in rows[0]["error"]
+    rows, info = process_scene(row, _data(tmp_path), "float32")
+    assert not rows and str(image) in info["error"] and "nodata" in info["error"]

@@ -1,0 +1,169 @@
+"""One scene of ``raygym prepare``, as its Ray tasks process it: read the image (and its extra
+bands) and label, validate, remap, mark nodata as ignored, cut into chips (``data.chips``),
+augment train copies, resize/pad into ``data.target_size``, as dataset rows.
+
+No Ray here: :mod:`raygym.data.prepare` runs :func:`process_scene` in its tasks, and
+``evaluate --data`` reads labels with :func:`read_scene_label`, the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raygym.config import IGNORE_INDEX, DataConfig, parse_colour
+from raygym.data.io import read_image, read_label, read_single_band
+from raygym.errors import DataError
+
+
+def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, label: np.ndarray
+                 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``[(copy, image, label), ...]`` of one scene: copy 0 is the scene itself; a train scene
+    adds ``data.augment.copies`` augmented copies (image (H, W, C), label (H, W), full size)."""
+    scenes = [(0, image, label)]
+    copies = data.augment.copies if split == "train" else 0
+    if copies:
+        from raygym.data.augment import augment_pair, build_augmenter
+
+        augmenter = build_augmenter(**data.augment.augmenter_kwargs(), ignore_index=IGNORE_INDEX)
+        for c in range(1, copies + 1):
+            # Seed from (dataset seed, source key, copy): each copy is reproducible alone.
+            seed = zlib.crc32(f"{data.seed}/{key}/{c}".encode())
+            img, lab = augment_pair(augmenter, image, label, seed)
+            scenes.append((c, img, lab))
+    return scenes
+
+
+def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
+    augment (train copies), resize/pad. Returns ``(rows, info)``; ``info``: ``error`` ("" or
+    one line naming the file), ``changed`` (what the unknown-label rule changed), ``chips``
+    kept and ``dropped`` (too little labelled).
+
+    Augmentation runs on the full-size scene (or chip) *before* resize/pad, so the padding
+    stays at the bottom/right and ``valid_hw`` is true for every copy. A failure becomes
+    ``info["error"]`` (the driver reports it) instead of an exception inside Ray.
+    """
+    from raygym.data.transforms import resize_pad, scene_chips
+
+    th, tw = data.target_size
+    info: dict[str, Any] = {"error": "", "changed": "{}", "chips": 0, "dropped": 0}
+    try:
+        image, label, changed = read_scene(row, data, dtype)
+        info["changed"] = json.dumps(changed)
+        if data.chips is None:
+            pieces = [(row["key"], image, label)]
+        else:
+            chips, info["dropped"] = scene_chips(image, label, (th, tw), data.chips.overlap,
+                                                 data.chips.min_labelled)
+            pieces = [(chip_key(row["key"], y, x), img, lab) for y, x, img, lab in chips]
+        info["chips"] = len(pieces)
+        out = []
+        for key, piece, piece_label in pieces:
+            for c, img, lab in scene_copies(data, key, row["split"], piece, piece_label):
+                img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
+                lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
+                out.append(scene_row(key, row, c, img, lab.astype(np.uint8), valid,
+                                len(data.classes)))
+        return out, info
+    except DataError as err:
+        info["error"] = str(err)
+    except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
+        info["error"] = f"{row['images'][0]}: {type(err).__name__}: {err}"
+    return [], info
+
+
+def chip_key(scene: str, y: int, x: int) -> str:
+    """A chip's row key: its scene's key and its top-left pixel (``scene_y512_x1024``)."""
+    return f"{scene}_y{y}_x{x}"
+
+
+def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
+    paths = [Path(p) for p in row["images"]]
+    parts = ([read_image(paths[0], nodata_to_nan=True)]
+             + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
+    image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
+    if image.shape[2] != int(row["bands"]):  # the headers promised what every scene must have
+        raise DataError(f"decoded to {image.shape[2]} bands but the file headers promise "
+                        f"{row['bands']}", file=paths[0],
+                        fix="save the image as plain RGB / greyscale (no palette, no alpha)")
+    label_path = Path(row["label"])
+    label, changed = read_scene_label(label_path, data)
+    if label.shape != image.shape[:2]:
+        raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
+                        file=label_path)
+    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
+        # each file has data (read_image refuses an empty one) but never at the same pixel
+        raise DataError("every pixel is nodata in one band file or another: nothing to train "
+                        "on", file=paths[0], fix="remove this scene, or correct the nodata "
+                        "values of its band files")
+    return image, ignore_nodata(image, label), changed
+
+
+def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, dict[str, int]]:
+    """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
+    ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
+
+    Raises:
+        DataError: label values (colours) the rules leave unknown under ``unknown_labels:
+            error``, named with their pixel counts and the fix.
+    """
+    from raygym.data.labels import LabelValueError, apply_remap, decode_palette
+
+    k = len(data.classes)
+    try:
+        if data.palette:
+            colours = {parse_colour(c): v for c, v in data.palette.items()}
+            raw = read_label(label_path, colour=True)
+            rule = "ignore" if data.unknown_labels == "ignore" else "error"
+            label, changed_c = decode_palette(raw, colours, unknown=rule)
+            changed = {f"{r},{g},{b}": int(n) for (r, g, b), n in changed_c.items()}
+        else:
+            raw = read_label(label_path)
+            label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
+            changed = {str(v): int(n) for v, n in changed_v.items()}
+    except LabelValueError as err:
+        # palette errors carry colours as r<<16 | g<<8 | b: show them as '#rrggbb'
+        names = [f"'#{v:06x}'" if data.palette else str(v) for v in err.values]
+        shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(names, err.counts, strict=True))[:6])
+        if len(names) > 6:
+            shown += f" (+{len(names) - 6} more)"
+        fix = "map them in data.remap, or set data.unknown_labels: ignore | clip"
+        if data.palette:
+            fix = "add the colours to data.palette, or set data.unknown_labels: ignore"
+        elif data.remap is None and 255 in err.values and k == 2:
+            fix = "a 0/255 binary mask: set `remap: {0: 0, 255: 1}`"
+        what = "label colours not in data.palette" if data.palette else (
+            f"label values outside the {k} classes")
+        raise DataError(f"{what}: {shown}", file=label_path, fix=fix) from None
+    return label.astype(np.uint8, copy=False), changed
+
+
+def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``(H, W)`` ``label`` with the ignore index where the ``(H, W, C)`` float ``image`` is
+    nodata (NaN / inf in any band), so the loss and the metrics skip those pixels."""
+    if image.dtype.kind != "f":
+        return label
+    nodata = ~np.isfinite(image).all(axis=2)
+    if not nodata.any():
+        return label
+    out = label.copy()
+    out[nodata] = IGNORE_INDEX
+    return out
+
+
+def scene_row(key: str, scene: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
+         valid: tuple[int, int], num_classes: int) -> dict[str, Any]:
+    """One dataset row: ``key`` (the scene's, or a chip's), ``scene``: the scene's record."""
+    counts = np.bincount(np.where(label == IGNORE_INDEX, num_classes, label).ravel(),
+                         minlength=num_classes + 1)[: num_classes + 1]
+    return {"key": key, "scene": scene["key"], "split": scene["split"], "copy": copy,
+            "image": image, "label": label, "valid_hw": np.asarray(valid, dtype=np.int32),
+            "counts": counts.astype(np.int64)}

@@ -1,0 +1,109 @@
+"""``data.chips``: scenes cut into ``target_size`` chips at native resolution, as large
+orthomosaics need, split by scene before cutting, chips with too little label dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from raygym.data.dataset import PreparedDataset
+from raygym.data.labels import IGNORE_INDEX
+from raygym.data.prepare import prepare_dataset
+from raygym.data.split import SPLITS
+from raygym.data.transforms import scene_chips
+from raygym.errors import ConfigError, DataError
+from raygym.search.space_config import load_experiment
+
+
+def test_chips_tile_the_scene_as_prediction_windows_do() -> None:
+    image = np.arange(70 * 100 * 2).reshape(70, 100, 2)
+    label = np.zeros((70, 100), np.uint8)
+    label[:, 80:] = IGNORE_INDEX  # the right fifth unlabelled
+    chips, dropped = scene_chips(image, label, (32, 32), overlap=0.0, min_labelled=0.5)
+    # rows at 0, 32, 38 (the last ends at the edge); columns at 0, 32, 64, 68
+    assert sorted({y for y, *_ in chips}) == [0, 32, 38]
+    # the chip at x 68 is 12 / 32 labelled: dropped in each of the 3 rows
+    assert sorted({x for _, x, *_ in chips}) == [0, 32, 64] and dropped == 3
+    for y, x, img, lab in chips:
+        assert img.shape == (32, 32, 2) and lab.shape == (32, 32)
+        assert (img == image[y:y + 32, x:x + 32]).all()
+    small, _ = scene_chips(image[:20, :20], label[:20, :20], (32, 32), 0.0, 0.0)
+    assert [(y, x, img.shape) for y, x, img, _ in small] == [(0, 0, (20, 20, 2))]
+    overlapping, _ = scene_chips(image, label, (32, 32), overlap=0.5, min_labelled=0.0)
+    assert sorted({x for _, x, *_ in overlapping}) == [0, 16, 32, 48, 64, 68]
+
+
+def _scenes(root: Path, n: int = 4, unlabelled_cols: int = 40) -> None:
+    """``n`` 80 x 120 px RGB scenes; each label's top-left 40 x ``unlabelled_cols`` px is 255
+    (unlabelled)."""
+    rng = np.random.default_rng(0)
+    for folder in ("images", "labels"):
+        (root / folder).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(
+            root / "images" / f"site{i}.png")
+        label = np.zeros((80, 120), np.uint8)
+        label[:, 60:] = 1
+        label[:40, :unlabelled_cols] = 255
+        Image.fromarray(label).save(root / "labels" / f"site{i}.png")
+
+
+def _experiment(root: Path, write_config: Any, **data: Any) -> Path:
+    return write_config(root / "exp.yaml", data={
+        "images": str(root / "images"), "labels": str(root / "labels"),
+        "classes": ["sand", "water"], "remap": {0: 0, 1: 1, 255: 255}, "target_size": [32, 48],
+        "split": {"val": 0.25, "test": 0.25}, "prepared": str(root / "ds"), **data})
+
+
+def test_prepare_cuts_chips_at_native_resolution(tmp_path: Path, write_config: Any,
+                                                 ray_session: None) -> None:
+    _scenes(tmp_path)
+    path = _experiment(tmp_path, write_config,
+                       chips={"min_labelled": 0.5}, augment={"copies": 1, "hflip": True})
+    config, _ = load_experiment(path)
+    lines: list[str] = []
+    result = prepare_dataset(config, log=lambda *a, **k: lines.append(str(a[0])))
+    card = result.card
+    # 80 x 120 in 32 x 48 chips: rows 0, 32, 48 x columns 0, 48, 72 = 9 chips a scene; the
+    # one at (0, 0) is 25 / 32 x 40 / 48 unlabelled (35 % labelled): dropped
+    assert "cut into 32 chips of 32 x 48 px (train 16, val 8, test 8); 4 dropped" in "".join(
+        lines)
+    assert [card.splits[s]["sources"] for s in SPLITS] == [2, 1, 1]
+    assert [card.splits[s]["chips"] for s in SPLITS] == [16, 8, 8]
+    assert card.splits["train"]["rows"] == 32, "each train chip + 1 augmented copy"
+    # chips keep the pixel size: prediction resamples nothing
+    assert card.train_scale == {"median": 1.0, "min": 1.0, "max": 1.0}
+    val = PreparedDataset(result.path).load_numpy("val")
+    scene = next(iter({k.rsplit("_y", 1)[0] for k in val.keys}))
+    assert sorted(val.keys) == sorted(f"{scene}_y{y}_x{x}" for y in (0, 32, 48)
+                                      for x in (0, 48, 72) if (y, x) != (0, 0))
+    with Image.open(tmp_path / "images" / f"{scene}.png") as im:
+        pixels = np.asarray(im)
+    i = list(val.keys).index(f"{scene}_y48_x72")
+    assert (val.images[i] == pixels[48:80, 72:120]).all(), "a chip is the scene's pixels"
+    assert {tuple(v) for v in val.valid_hw.tolist()} == {(32, 48)}, "no padding"
+    assert (tmp_path / "ds" / "preview_val.png").is_file()
+
+
+def test_chips_bad_settings(tmp_path: Path, write_config: Any, ray_session: None) -> None:
+    _scenes(tmp_path, 3, unlabelled_cols=120)  # the top half unlabelled
+    with pytest.raises(ConfigError, match="data.upscale"):
+        load_experiment(_experiment(tmp_path, write_config, chips={}, upscale=True))
+    # the best chips (rows 48-80) are whole; rows 32-64 are half labelled: 0.5 keeps them
+    config, _ = load_experiment(_experiment(tmp_path, write_config,
+                                            chips={"min_labelled": 0.5}))
+    assert prepare_dataset(config, log=lambda *a, **k: None).card.splits["val"]["chips"] == 6
+    for label_file in (tmp_path / "labels").iterdir():  # the last row unlabelled too
+        label = np.asarray(Image.open(label_file)).copy()
+        label[-1] = 255
+        Image.fromarray(label).save(label_file)
+    config, _ = load_experiment(_experiment(tmp_path, write_config, chips={"min_labelled": 1.0},
+                                            prepared=str(tmp_path / "ds2")))
+    with pytest.raises(DataError) as info:
+        prepare_dataset(config, log=lambda *a, **k: None)
+    assert info.value.key == "data.chips.min_labelled"
+    assert not (tmp_path / "ds2").exists(), "nothing is left half-written"
