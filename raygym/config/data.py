@@ -112,6 +112,10 @@ class ChipConfig(StrictModel):
                            "chips end at the scene's edge)")
     min_labelled: float = Field(0.05, ge=0.0, le=1.0, description="a chip with a smaller "
                                 "share of labelled pixels (not nodata, not ignored) is dropped")
+    blocks: int | None = Field(None, ge=1, description="split chips, not scenes: blocks of "
+                               "blocks x blocks chips go whole to train / val / test by "
+                               "data.split's fractions (seeded), for one or a few large scenes; "
+                               "null: scenes are split, then cut")
 
 
 class DataConfig(StrictModel):
@@ -174,6 +178,14 @@ class DataConfig(StrictModel):
             )
         if self.manifest is not None and (self.images is not None or self.labels is not None):
             raise ValueError("give either `manifest` or `images`/`labels` folders, not both")
+        if self.chips is not None and self.chips.blocks is not None:
+            if self.chips.overlap > 0:
+                raise KeyedError("data.chips.overlap", "chips that overlap would put the same "
+                                 "pixels in two splits at a block's edge (fix: overlap 0 with "
+                                 "blocks)")
+            if self.split.group is not None:
+                raise KeyedError("data.split.group", "chips.blocks splits by blocks of chips, "
+                                 "group by groups of scenes: give one (fix: drop one)")
         if self.chips is not None and self.upscale:
             raise KeyedError("data.upscale", "chips are cut at native resolution, so nothing "
                              "is enlarged (fix: drop upscale, or data.chips)")

@@ -49,6 +49,7 @@ from raygym.data.io import (
 from raygym.data.pairing import Pair, find_pairs, naming_rules
 from raygym.data.scenes import process_scene
 from raygym.data.split import (
+    BLOCKS,
     SPLITS,
     assign_group_splits,
     assign_splits,
@@ -177,11 +178,10 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
         record["images"] = list(record["images"])
         rows, info = process_scene(record, data, dtype)
         meta.append({"key": record["key"], **info})
-        by_split.setdefault(record["split"], []).extend(rows)
+        for row in rows:  # a scene's chips may lie in several splits (data.chips.blocks)
+            by_split.setdefault(row["split"], []).append(row)
     name = f"{uuid.uuid4().hex}.parquet"
     for split, rows in by_split.items():
-        if not rows:
-            continue
         folder = Path(shards) / f"split={split}"
         folder.mkdir(parents=True, exist_ok=True)
         write_shard(rows_table(rows), folder / name)
@@ -194,7 +194,7 @@ def rows_table(rows: list[dict[str, Any]]) -> Any:
                        {c: np.stack([r[c] for r in rows]) for c in TENSOR_COLUMNS})
 
 
-def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]],
+def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]], split: str,
                    data: DataConfig, dtype: str, path: str, title: str) -> str:
     """Ray task: process the scenes of ``picks`` exactly as the main job does (seeded, so the
     same rows) and render them with :func:`raygym.data.preview.render_preview`."""
@@ -206,8 +206,9 @@ def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]],
         scene_rows, info = process_scene(record, data, dtype)
         if info["error"]:  # the main job reports it
             return ""
-        for row in scene_rows:  # chips: a scene's first kept chip stands for it
-            rows.setdefault((row["scene"], row["copy"]), row)
+        for row in scene_rows:  # chips: a scene's first kept chip (of the split) stands for it
+            if row["split"] == split:
+                rows.setdefault((row["scene"], row["copy"]), row)
     picks = [pick for pick in picks if pick in rows]  # a scene whose every chip was dropped
     if not picks:
         return ""
@@ -227,15 +228,19 @@ def _start_previews(name: str, records: list[dict[str, Any]], data: DataConfig, 
     task = ray.remote(num_cpus=1)(_preview_split)
     refs = []
     for split in SPLITS:
-        keys = [r["key"] for r in records if r["split"] == split]
+        keys = [r["key"] for r in records if r["split"] in (split, BLOCKS)]
         if not keys:
             continue
         per_key = 1 + (data.augment.copies if split == "train" else 0)
         picks = preview_picks(keys, per_key)
         needed = {k for k, _ in picks}
-        refs.append(task.remote([r for r in records if r["key"] in needed], picks, data, dtype,
+        refs.append(task.remote([r for r in records if r["key"] in needed], picks, split,
+                                data, dtype,
                                 str(folder / f"preview_{split}.png"),
-                                preview_title(name, split, len(keys) * per_key)))
+                                preview_title(name, split, len(keys) * per_key)
+                                if data.chips is None else
+                                f"{name}: {split} (chips of {len(keys)} scene"
+                                f"{'s' * (len(keys) != 1)})"))
     return refs
 
 
@@ -293,14 +298,27 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     pairs = find_pairs(data)
     groups = scene_groups(pairs, data.split, data.manifest)
     bands, dtype, heads = check_headers(pairs)
-    splits = split_scenes(pairs, data, groups)
-    log(f"{len(pairs)} scenes paired, {bands} bands ({dtype}); " + split_line(splits, groups))
+    blocks_of: dict[str, dict[str, str]] = {}
+    if data.chips is not None and data.chips.blocks is not None:
+        from raygym.data.split import block_splits
+
+        # chips, not scenes, are split: each scene's blocks of chips carry their splits
+        splits = {p.key: BLOCKS for p in pairs}
+        blocks_of = block_splits({k: (h.height, h.width) for k, h in heads.items()},
+                                 data.target_size, data.chips.blocks, data.split)
+        line = block_line(blocks_of, data.chips.blocks)
+    else:
+        splits = split_scenes(pairs, data, groups)
+        line = split_line(splits, groups)
+    log(f"{len(pairs)} scene{'s' * (len(pairs) != 1)} paired, {bands} bands ({dtype}); {line}")
     padding = (padding_line([(h.height, h.width) for h in heads.values()], data)
                if data.chips is None else None)
     if padding:
         log(f"[yellow]{padding}[/]")
     records = [{"key": p.key, "images": [str(x) for x in p.images], "label": str(p.label),
-                "split": splits[p.key], "bands": bands} for p in pairs]
+                "split": splits[p.key], "bands": bands,
+                **({"blocks": json.dumps(blocks_of[p.key])} if blocks_of else {})}
+               for p in pairs]
 
     from raygym.ray_runtime import cluster_cpus, ensure_ray
 
@@ -325,14 +343,21 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                 ray.cancel(task)
             more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
             raise DataError(errors[0] + more)
+        kept = {s: 0 for s in SPLITS}  # chips per split
+        scenes_in = {s: 0 for s in SPLITS}  # scenes with rows per split
+        for m in meta:
+            for split, n in json.loads(m["chips"]).items():
+                kept[split] += int(n)
+                scenes_in[split] += 1
         if data.chips is not None:
-            log(chips_line(meta, splits, data))
+            log(chips_line(kept, sum(int(m["dropped"]) for m in meta), set(splits.values()),
+                           data))
         remap_report: dict[str, int] = {}
         for m in meta:
             for v, n in json.loads(m["changed"]).items():
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report,
-                          groups, heads)
+                          groups, heads, scenes_in)
         ray.get(previews)
         replace_dir(tmp, out, owned=is_dataset_dir)
     finally:
@@ -341,31 +366,40 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
 
 
-def chips_line(meta: list[dict[str, Any]], splits: dict[str, str], data: DataConfig) -> str:
+def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
+               data: DataConfig) -> str:
     """``cut into 412 chips of 256 x 256 px (train 300, val 70, test 42); 17 dropped ...``
-    from the scenes' :func:`process_scene` infos.
+    from the chips ``kept`` per split.
 
     Raises:
-        DataError: a split with scenes but not one chip kept (nothing to validate or test on).
+        DataError: a split drawn (``splits_drawn``: scenes', or ``blocks``) with not one chip
+            kept (nothing to validate or test on).
     """
     assert data.chips is not None
-    kept = {s: 0 for s in SPLITS}
-    for m in meta:
-        kept[splits[m["key"]]] += int(m["chips"])
-    dropped = sum(int(m["dropped"]) for m in meta)
-    empty = [s for s in SPLITS if kept[s] == 0 and s in splits.values()]
+    fractions = {"train": 1.0, "val": data.split.val, "test": data.split.test}
+    wanted = ([s for s in SPLITS if fractions[s] > 0] if BLOCKS in splits_drawn
+              else [s for s in SPLITS if s in splits_drawn])
+    empty = [s for s in wanted if kept[s] == 0]
     th, tw = data.target_size
     if empty:
-        raise DataError(f"no chip of the {empty[0]} split's scenes has {data.chips.min_labelled:g} "
+        raise DataError(f"not one chip of the {empty[0]} split has {data.chips.min_labelled:g} "
                         "of its pixels labelled", key="data.chips.min_labelled",
                         fix="lower data.chips.min_labelled, or check the labels' nodata / "
-                        "ignored values")
+                        "ignored values" + (", or use smaller data.chips.blocks"
+                                            if data.chips.blocks else ""))
     line = (f"cut into {sum(kept.values())} chips of {th} x {tw} px ("
             + ", ".join(f"{s} {kept[s]}" for s in SPLITS) + ")")
     if dropped:
         line += (f"; {dropped} dropped with under {100 * data.chips.min_labelled:g} % of their "
                  "pixels labelled (data.chips.min_labelled)")
     return line
+
+
+def block_line(blocks_of: dict[str, dict[str, str]], blocks: int) -> str:
+    """``split by 9 blocks of 2 x 2 chips: train 5, val 2, test 2 (blocks)``."""
+    drawn = [s for scene in blocks_of.values() for s in scene.values()]
+    return (f"split by {len(drawn)} blocks of {blocks} x {blocks} chips: "
+            + ", ".join(f"{s} {drawn.count(s)}" for s in SPLITS) + " (blocks)")
 
 
 def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
@@ -433,7 +467,9 @@ def split_line(splits: dict[str, str], groups: dict[str, str] | None) -> str:
 def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],
                bands: int, dtype: str, fingerprint: str,
                remap_report: dict[str, int], groups: dict[str, str] | None,
-               heads: dict[str, ImageHeader]) -> DatasetCard:
+               heads: dict[str, ImageHeader], scenes_in: dict[str, int] | None = None
+               ) -> DatasetCard:
+    """The dataset's card; ``scenes_in``: scenes with rows per split (default: by ``splits``)."""
     import pyarrow.parquet as pq
 
     k = config.data.num_classes
@@ -449,7 +485,8 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
         keys = set(table.column("key").to_pylist())
         split_info[split] = {
             "rows": table.num_rows,
-            "sources": sum(v == split for v in splits.values()),
+            "sources": (scenes_in[split] if scenes_in is not None
+                        else sum(v == split for v in splits.values())),
             **({"chips": len(keys)} if config.data.chips is not None else {}),
             "pixels_per_class": [int(c) for c in counts[:k]],
             "ignored_pixels": int(counts[k]),
@@ -463,7 +500,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
                 **({"group": groups[p.key]} if groups is not None else {}),
                 "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
                for p in pairs]
-    train = [heads[p.key] for p in pairs if splits[p.key] == "train"]
+    train = [heads[p.key] for p in pairs if splits[p.key] in ("train", BLOCKS)]
     target: tuple[int, int] = tuple(config.data.target_size)  # type: ignore[assignment]
     upscale = config.data.upscale
     if config.data.chips is not None:

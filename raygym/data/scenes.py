@@ -43,7 +43,8 @@ def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
     """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
     augment (train copies), resize/pad. Returns ``(rows, info)``; ``info``: ``error`` ("" or
     one line naming the file), ``changed`` (what the unknown-label rule changed), ``chips``
-    kept and ``dropped`` (too little labelled).
+    kept per split (JSON ``{split: n}``: Ray Data's rows take no dicts of varying keys) and
+    ``dropped`` (too little labelled).
 
     Augmentation runs on the full-size scene (or chip) *before* resize/pad, so the padding
     stays at the bottom/right and ``valid_hw`` is true for every copy. A failure becomes
@@ -52,30 +53,48 @@ def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
     from raygym.data.transforms import resize_pad, scene_chips
 
     th, tw = data.target_size
-    info: dict[str, Any] = {"error": "", "changed": "{}", "chips": 0, "dropped": 0}
+    info: dict[str, Any] = {"error": "", "changed": "{}", "chips": "{}", "dropped": 0}
     try:
         image, label, changed = read_scene(row, data, dtype)
         info["changed"] = json.dumps(changed)
         if data.chips is None:
-            pieces = [(row["key"], image, label)]
+            pieces = [(row["key"], row["split"], image, label)]
         else:
             chips, info["dropped"] = scene_chips(image, label, (th, tw), data.chips.overlap,
                                                  data.chips.min_labelled)
-            pieces = [(chip_key(row["key"], y, x), img, lab) for y, x, img, lab in chips]
-        info["chips"] = len(pieces)
-        out = []
-        for key, piece, piece_label in pieces:
-            for c, img, lab in scene_copies(data, key, row["split"], piece, piece_label):
+            split_of = _chip_split(row, label.shape, data)
+            pieces = [(chip_key(row["key"], y, x), split_of(y, x), img, lab)
+                      for y, x, img, lab in chips]
+        out, kept = [], {}
+        for key, split, piece, piece_label in pieces:
+            kept[split] = kept.get(split, 0) + 1
+            for c, img, lab in scene_copies(data, key, split, piece, piece_label):
                 img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
                 lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
-                out.append(scene_row(key, row, c, img, lab.astype(np.uint8), valid,
-                                len(data.classes)))
+                out.append(scene_row(key, split, row, c, img, lab.astype(np.uint8), valid,
+                                     len(data.classes)))
+        info["chips"] = json.dumps(kept)
         return out, info
     except DataError as err:
         info["error"] = str(err)
     except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
         info["error"] = f"{row['images'][0]}: {type(err).__name__}: {err}"
     return [], info
+
+
+def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig) -> Any:
+    """``split_of(y, x)``: the split of the chip at ``(y, x)``: its scene's, or with
+    ``data.chips.blocks`` its block's (``row["blocks"]``, from
+    :func:`raygym.data.split.block_splits`)."""
+    if data.chips is None or data.chips.blocks is None:
+        return lambda y, x: row["split"]
+    from raygym.data.split import axis_blocks
+
+    th, tw = data.target_size
+    blocks = json.loads(row["blocks"])
+    rows = axis_blocks(hw[0], th, data.chips.blocks)
+    cols = axis_blocks(hw[1], tw, data.chips.blocks)
+    return lambda y, x: blocks[f"{rows[y]}/{cols[x]}"]
 
 
 def chip_key(scene: str, y: int, x: int) -> str:
@@ -159,11 +178,12 @@ def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
     return out
 
 
-def scene_row(key: str, scene: dict[str, Any], copy: int, image: np.ndarray, label: np.ndarray,
-         valid: tuple[int, int], num_classes: int) -> dict[str, Any]:
-    """One dataset row: ``key`` (the scene's, or a chip's), ``scene``: the scene's record."""
+def scene_row(key: str, split: str, scene: dict[str, Any], copy: int, image: np.ndarray,
+              label: np.ndarray, valid: tuple[int, int], num_classes: int) -> dict[str, Any]:
+    """One dataset row: ``key`` (the scene's, or a chip's) in ``split``; ``scene``: the
+    scene's record."""
     counts = np.bincount(np.where(label == IGNORE_INDEX, num_classes, label).ravel(),
                          minlength=num_classes + 1)[: num_classes + 1]
-    return {"key": key, "scene": scene["key"], "split": scene["split"], "copy": copy,
+    return {"key": key, "scene": scene["key"], "split": split, "copy": copy,
             "image": image, "label": label, "valid_hw": np.asarray(valid, dtype=np.int32),
             "counts": counts.astype(np.int64)}

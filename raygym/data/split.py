@@ -21,6 +21,8 @@ from raygym.data.pairing import Pair
 from raygym.errors import DataError
 
 SPLITS = ("train", "val", "test")
+BLOCKS = "blocks"
+"""A scene's split when its chips, not it, are split (``data.chips.blocks``)."""
 GROUP_KEY = "data.split.group"
 CROP_EXAMPLE = r"'^(.*)_\d+_\d+$' groups <scene>_<row>_<col> crops by scene"
 
@@ -51,6 +53,35 @@ def assign_splits(keys: list[str], val: float, test: float, seed: int) -> dict[s
     out = {k: "test" for k in perm[:n_test]}
     out.update({k: "val" for k in perm[n_test:n_test + n_val]})
     out.update({k: "train" for k in perm[n_test + n_val:]})
+    return out
+
+
+# ------------------------------------------------------------------------ by chip blocks
+def axis_blocks(length: int, tile: int, blocks: int) -> dict[int, int]:
+    """``{chip start: block index}`` along one axis of ``length`` px cut into ``tile``-px chips
+    side by side (:func:`~raygym.data.transforms.window_starts` at overlap 0): ``blocks``
+    chips a block. The last chip, shifted to end at the edge, overlaps the one before it, so
+    it joins that chip's block: no pixel lies in two blocks."""
+    from raygym.data.transforms import window_starts
+
+    starts = window_starts(length, tile, 0.0)
+    side_by_side = max(1, length // tile)
+    return {s: min(i, side_by_side - 1) // blocks for i, s in enumerate(starts)}
+
+
+def block_splits(sizes: dict[str, tuple[int, int]], chip_hw: tuple[int, int], blocks: int,
+                 split: SplitConfig) -> dict[str, dict[str, str]]:
+    """``{scene: {"<block row>/<block col>": split}}``: every block of ``blocks`` x ``blocks``
+    chips of every scene (``sizes``: ``(h, w)`` px) drawn to a split as
+    :func:`assign_splits` draws images (seeded, the fractions over all blocks)."""
+    ids = [f"{key}/{by}/{bx}" for key, (h, w) in sizes.items()
+           for by in sorted(set(axis_blocks(h, chip_hw[0], blocks).values()))
+           for bx in sorted(set(axis_blocks(w, chip_hw[1], blocks).values()))]
+    drawn = assign_splits(ids, split.val, split.test, split.seed)
+    out: dict[str, dict[str, str]] = {key: {} for key in sizes}
+    for block, where in drawn.items():
+        key, by, bx = block.rsplit("/", 2)
+        out[key][f"{by}/{bx}"] = where
     return out
 
 

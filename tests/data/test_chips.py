@@ -107,3 +107,47 @@ def test_chips_bad_settings(tmp_path: Path, write_config: Any, ray_session: None
         prepare_dataset(config, log=lambda *a, **k: None)
     assert info.value.key == "data.chips.min_labelled"
     assert not (tmp_path / "ds2").exists(), "nothing is left half-written"
+
+
+def test_axis_blocks_keep_the_edge_chip_with_its_neighbour() -> None:
+    from raygym.data.split import axis_blocks
+
+    # 100 px in 32 px chips: starts 0, 32, 64 side by side and 68 at the edge, which overlaps
+    # the chip at 64 and so shares its block
+    assert axis_blocks(100, 32, 1) == {0: 0, 32: 1, 64: 2, 68: 2}
+    assert axis_blocks(100, 32, 2) == {0: 0, 32: 0, 64: 1, 68: 1}
+    assert axis_blocks(20, 32, 2) == {0: 0}
+
+
+def test_one_large_scene_is_split_by_blocks_of_chips(tmp_path: Path, write_config: Any,
+                                                     ray_session: None) -> None:
+    """One 160 x 240 px scene, 32 x 48 px chips in blocks of 2 x 2: 3 x 3 blocks drawn to
+    train / val / test; no pixel lies in two splits."""
+    rng = np.random.default_rng(1)
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(rng.integers(0, 255, (160, 240, 3), dtype=np.uint8)).save(
+        tmp_path / "images" / "mosaic.png")
+    Image.fromarray((np.arange(240)[None, :] >= 120).repeat(160, 0).astype(np.uint8)).save(
+        tmp_path / "labels" / "mosaic.png")
+    path = _experiment(tmp_path, write_config, chips={"blocks": 2},
+                       split={"val": 0.25, "test": 0.25, "seed": 3})
+    config, _ = load_experiment(path)
+    lines: list[str] = []
+    card = prepare_dataset(config, log=lambda *a, **k: lines.append(str(a[0]))).card
+    assert "split by 9 blocks of 2 x 2 chips: train 5, val 2, test 2 (blocks)" in lines[0]
+    chips = {s: card.splits[s]["chips"] for s in SPLITS}
+    assert sum(chips.values()) == 25 and min(chips.values()) >= 2
+    assert [card.splits[s]["sources"] for s in SPLITS] == [1, 1, 1]
+    covered = {}
+    for split in SPLITS:
+        for key in PreparedDataset(tmp_path / "ds").load_numpy(split).keys:
+            y, x = (int(v[1:]) for v in key.rsplit("_", 2)[1:])
+            mask = np.zeros((160, 240), bool)
+            mask[y:y + 32, x:x + 48] = True
+            covered[split] = covered.get(split, np.zeros_like(mask)) | mask
+    assert not (covered["train"] & covered["val"]).any()
+    assert not ((covered["train"] | covered["val"]) & covered["test"]).any()
+    with pytest.raises(ConfigError, match="data.chips.overlap"):
+        load_experiment(_experiment(tmp_path, write_config,
+                                    chips={"blocks": 2, "overlap": 0.5}))
