@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, labe
 
 
 def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
-                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
     augment (train copies), resize/pad. Returns ``(rows, info)``; ``info``: ``error`` ("" or
     one line naming the file), ``changed`` (what the unknown-label rule changed), ``chips``
@@ -82,7 +83,8 @@ def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
     return [], info
 
 
-def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig) -> Any:
+def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig
+                ) -> Callable[[int, int], str]:
     """``split_of(y, x)``: the split of the chip at ``(y, x)``: its scene's, or with
     ``data.chips.blocks`` its block's (``row["blocks"]``, from
     :func:`raygym.data.split.block_splits`)."""

@@ -170,9 +170,16 @@ def split_rows(dataset: dict[str, Any]) -> list[tuple[str, str]]:
         return []
     if ds.config_hash != dataset.get("config_hash"):
         return []
+    chips = ds.data_config.get("chips")
+    if isinstance(chips, dict) and chips.get("blocks"):
+        n = chips["blocks"]
+        per = ", ".join(f"{s} {info.get('chips', 0)}" for s, info in ds.splits.items())
+        return [("split", f"by blocks of {n} x {n} chips of each scene (neighbouring chips "
+                          f"across a block's edge sit in different splits): chips {per}")]
     if ds.group_rule is None:
-        return [("split", "by source image (no data.split.group: crops of one scene may sit "
-                          "in train and test)")]
+        cut = " and cut into chips" if chips else ""
+        return [("split", f"by source image{cut} (no data.split.group: crops of one scene may "
+                          "sit in train and test)")]
     per = ", ".join(f"{s} {info.get('groups', 0)} group{'s' * (info.get('groups') != 1)} / "
                     f"{info.get('sources', 0)} images" for s, info in ds.splits.items())
     return [("split", f"by data.split.group '{ds.group_rule}', no group in two splits: {per}")]
