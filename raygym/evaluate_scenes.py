@@ -72,7 +72,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
-    stack, _, heads = check_headers(pairs)
+    stack, _, heads = check_headers(pairs, vector_labels=data.label_vector is not None)
     for pair in pairs:
         # as predict counts them: an alpha that masks a band too many is not data
         bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels))
@@ -188,7 +188,7 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
 
     paths = [Path(p) for p in pair.images]
     label_path = Path(pair.label)
-    truth, _ = read_scene_label(label_path, data)
+    truth, _ = read_scene_label(label_path, data, image=paths[0])
     truth = truth if truth.flags.writeable else truth.copy()  # its nodata is marked below
     k, ignore = predictor.num_classes, predictor.card.ignore_index
     counts = ConfusionMatrix(k, ignore_index=ignore)

@@ -29,6 +29,7 @@ from raygym.config.data import (
     DataConfig,
     FolderSource,
     SplitConfig,
+    VectorLabels,
     parse_colour,
 )
 from raygym.config.run import MlflowConfig, ResourcesConfig, SearchConfig, TpeConfig
@@ -39,7 +40,7 @@ from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 __all__ = [
     "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "ChipConfig", "DataConfig",
     "ExperimentConfig", "FolderSource", "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
-    "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "dotted", "dump_yaml",
+    "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "VectorLabels", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",
 ]
 

@@ -103,6 +103,18 @@ class AugmentConfig(StrictModel):
         return self.model_dump(exclude={"copies", "online"})
 
 
+class VectorLabels(StrictModel):
+    """Labels as polygons (a GeoPackage, shapefile or GeoJSON layer) burnt onto each scene's
+    pixel grid at prepare (:mod:`raygym.data.vector_labels`); scenes must be georeferenced."""
+
+    file: Path
+    column: str = Field(description="the attribute holding each feature's class: a class name "
+                        "of data.classes, or a whole number mapped by data.remap")
+    layer: str | None = Field(None, description="the layer's name (default: the first)")
+    background: str | None = Field(None, description="the class of pixels no polygon covers "
+                                   "(null: they are ignored by losses and metrics)")
+
+
 class ChipConfig(StrictModel):
     """Cutting each scene into ``target_size`` chips at native resolution (large orthomosaics,
     satellite tiles) instead of shrinking it whole into one ``target_size`` tile."""
@@ -124,6 +136,8 @@ class DataConfig(StrictModel):
     images: FolderSource | None = None
     extra_bands: list[FolderSource] = Field(default_factory=list)
     labels: FolderSource | None = None
+    label_vector: VectorLabels | None = Field(None, description="labels drawn as polygons in "
+                                              "a GIS, instead of label rasters (labels)")
     manifest: Path | None = None
     classes: list[str] = Field(min_length=2)
     remap: dict[int, int] | None = None
@@ -172,7 +186,18 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _inputs_and_classes(self) -> DataConfig:
-        if self.manifest is None and (self.images is None or self.labels is None):
+        if self.label_vector is not None:
+            if self.labels is not None or self.manifest is not None or self.palette:
+                raise KeyedError("data.label_vector", "polygons are the labels: give no "
+                                 "labels folder, manifest or palette beside them (fix: drop "
+                                 "one)")
+            if self.images is None:
+                raise ValueError("label_vector labels the `images:` folder: give it")
+            background = self.label_vector.background
+            if background is not None and background not in self.classes:
+                raise KeyedError("data.label_vector.background", f"'{background}' is not one "
+                                 f"of data.classes {self.classes}")
+        elif self.manifest is None and (self.images is None or self.labels is None):
             raise ValueError(
                 "give either `manifest: pairs.csv` or both `images:` and `labels:` folders"
             )

@@ -75,11 +75,12 @@ def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
 
 
 def pair_by_name(data: DataConfig) -> list[Pair]:
-    """Pair the image folder, each extra-band folder and the label folder by key."""
-    assert data.images is not None and data.labels is not None
+    """Pair the image folder, each extra-band folder and the label folder by key (with
+    ``data.label_vector``, every scene's label is that one vector file)."""
+    assert data.images is not None and (data.labels is not None or data.label_vector)
     roles = [("images", data.images)] + [
         (f"extra_bands[{i}]", s) for i, s in enumerate(data.extra_bands)
-    ] + [("labels", data.labels)]
+    ] + ([("labels", data.labels)] if data.labels is not None else [])
     indexes = [(role, _index_folder(src, role.split("[")[0])) for role, src in roles]
     all_keys = set().union(*(idx for _, idx in indexes))
     common = set.intersection(*(set(idx) for _, idx in indexes))
@@ -98,6 +99,8 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
     pairs = []
     for key in sorted(common):
         paths = [idx[key] for _, idx in indexes]
+        if data.label_vector is not None:
+            paths.append(data.label_vector.file)
         pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
     return pairs
 
@@ -123,7 +126,7 @@ def _suggested_keys(data: DataConfig, indexes: list[tuple[str, dict[str, Path]]]
             return None
         fixes.append(f"data.extra_bands[{i}]: {{folder: {source.folder}, key: "
                      f"'{rule['band']}'}}")
-    labels = sorted(indexes[-1][1])
+    labels = sorted(indexes[-1][1]) if data.labels is not None else []
     if data.labels is not None and data.labels.key is None and set(labels) != set(images):
         key = _affix_key(labels, set(images))
         if key is not None:

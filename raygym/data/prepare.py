@@ -80,8 +80,9 @@ def data_fingerprint(data: DataConfig) -> str:
 
 def _content_settings(data: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` settings (a JSON dump) that decide a dataset's content."""
-    # chips unset drops out, so datasets prepared before chips existed keep their fingerprint
-    d = {k: v for k, v in data.items() if k != "prepared" and not (k == "chips" and v is None)}
+    # settings added later drop out while unset, so older datasets keep their fingerprint
+    d = {k: v for k, v in data.items()
+         if k != "prepared" and not (k in ("chips", "label_vector") and v is None)}
     if isinstance(d.get("augment"), dict):
         d["augment"] = {k: v for k, v in d["augment"].items() if k != "online"}
     return d
@@ -111,8 +112,11 @@ def _storage_dtype(file_dtype: str) -> str:
 _DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
 
 
-def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, ImageHeader]]:
+def check_headers(pairs: list[Pair], vector_labels: bool = False
+                  ) -> tuple[int, str, dict[str, ImageHeader]]:
     """Size and band checks from file headers alone; returns (bands, dtype, heads).
+    ``vector_labels``: the labels are polygons (``data.label_vector``), burnt onto each image's
+    grid, which must therefore be georeferenced.
 
     ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
     float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``heads``: each
@@ -123,9 +127,12 @@ def check_headers(pairs: list[Pair]) -> tuple[int, str, dict[str, ImageHeader]]:
     firsts: dict[str, ImageHeader] = {}
     for pair in pairs:
         heads = [read_header(p) for p in pair.images]
-        label = read_header(pair.label)
         firsts[pair.key] = heads[0]
-        for h in heads[1:] + [label]:
+        if vector_labels and heads[0].grid is None:
+            raise DataError("vector labels need georeferenced images, and this one has no "
+                            "CRS", file=heads[0].path, key="data.label_vector",
+                            fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
+        for h in heads[1:] + ([] if vector_labels else [read_header(pair.label)]):
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(
                     f"size {h.width}x{h.height} differs from its image "
@@ -297,7 +304,11 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     pairs = find_pairs(data)
     groups = scene_groups(pairs, data.split, data.manifest)
-    bands, dtype, heads = check_headers(pairs)
+    if data.label_vector is not None:
+        from raygym.data.vector_labels import check_layer
+
+        check_layer(data.label_vector)  # once, before any scene is read
+    bands, dtype, heads = check_headers(pairs, vector_labels=data.label_vector is not None)
     blocks_of: dict[str, dict[str, str]] = {}
     if data.chips is not None and data.chips.blocks is not None:
         from raygym.data.split import block_splits

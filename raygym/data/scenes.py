@@ -116,7 +116,7 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                         f"{row['bands']}", file=paths[0],
                         fix="save the image as plain RGB / greyscale (no palette, no alpha)")
     label_path = Path(row["label"])
-    label, changed = read_scene_label(label_path, data)
+    label, changed = read_scene_label(label_path, data, image=paths[0])
     if label.shape != image.shape[:2]:
         raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
                         file=label_path)
@@ -128,9 +128,12 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     return image, ignore_nodata(image, label), changed
 
 
-def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, dict[str, int]]:
+def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = None
+                     ) -> tuple[np.ndarray, dict[str, int]]:
     """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
     ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
+    With ``data.label_vector`` the polygons are burnt onto ``image``'s grid instead
+    (:func:`raygym.data.vector_labels.burn_labels`).
 
     Raises:
         DataError: label values (colours) the rules leave unknown under ``unknown_labels:
@@ -138,6 +141,11 @@ def read_scene_label(label_path: Path, data: DataConfig) -> tuple[np.ndarray, di
     """
     from raygym.data.labels import LabelValueError, apply_remap, decode_palette
 
+    if data.label_vector is not None:
+        from raygym.data.vector_labels import burn_labels
+
+        assert image is not None, "vector labels are burnt onto an image's grid"
+        return burn_labels(data, image)
     k = len(data.classes)
     try:
         if data.palette:
