@@ -14,6 +14,7 @@ Images are stored as raw uint8/uint16 (small, exact); standardisation happens at
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -505,11 +506,12 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
     if groups is not None:
         for split, n in split_group_counts(groups, splits).items():
             split_info[split]["groups"] = n
+    digest = functools.cache(sha256_file)  # one label_vector file serves every scene
     sources = [{"key": p.key, "split": splits[p.key],
                 "size": [heads[p.key].height, heads[p.key].width],
                 **({"pixel_m": heads[p.key].pixel_m} if heads[p.key].pixel_m else {}),
                 **({"group": groups[p.key]} if groups is not None else {}),
-                "files": [{"path": str(f), "sha256": sha256_file(f)} for f in (*p.images, p.label)]}
+                "files": [{"path": str(f), "sha256": digest(f)} for f in (*p.images, p.label)]}
                for p in pairs]
     train = [heads[p.key] for p in pairs if splits[p.key] in ("train", BLOCKS)]
     target: tuple[int, int] = tuple(config.data.target_size)  # type: ignore[assignment]
