@@ -92,8 +92,8 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
             missing = [role for role, idx in indexes if key not in idx]
             lines.append(f"'{key}' in {'/'.join(have)} but not in {'/'.join(missing)}")
         more = f" (+{len(orphans) - 5} more)" if len(orphans) > 5 else ""
-        raise DataError(f"{len(orphans)} unpaired file{'s' if len(orphans) > 1 else ''}: " + "; ".join(lines) + more,
-                        key="data", fix=_suggested_keys(data, indexes) or (
+        files = f"{len(orphans)} unpaired file{'s' * (len(orphans) > 1)}"
+        raise DataError(f"{files}: " + "; ".join(lines) + more, key="data", fix=_suggested_keys(data, indexes) or (
                             "add the missing files, or pair with a manifest (data.manifest) "
                             "or a key regex per folder"))
     pairs = []

@@ -269,6 +269,9 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> None:
                 data[key] = folder(data[key])
         if isinstance(data.get("extra_bands"), list):
             data["extra_bands"] = [folder(v) for v in data["extra_bands"]]
+        vector = data.get("label_vector")
+        if isinstance(vector, dict) and "file" in vector:
+            data["label_vector"] = {**vector, "file": absolute(vector["file"])}
     for section, key in (("train", "output_dir"), ("search", "results_dir"),
                          ("model", "encoder_weights")):
         sec = raw.get(section)

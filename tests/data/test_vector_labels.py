@@ -94,6 +94,19 @@ def test_numbered_classes_go_through_remap(tmp_path: Path) -> None:
     assert (ignored[:, 30:] == IGNORE_INDEX).all() and changed == {"7": 40 * 30}
 
 
+def test_a_relative_layer_path_is_made_absolute(tmp_path: Path, monkeypatch: Any) -> None:
+    """Trials run in other folders: the layer's path is resolved where raygym runs."""
+    from raygym.search.space_config import load_experiment
+
+    (tmp_path / "exp.yaml").write_text(
+        "data: {images: images, classes: [water, sand],\n"
+        "       label_vector: {file: labels.gpkg, column: class}}\n")
+    monkeypatch.chdir(tmp_path)
+    config, _ = load_experiment(Path("exp.yaml"))
+    assert config.data.label_vector is not None
+    assert config.data.label_vector.file == tmp_path / "labels.gpkg"
+
+
 def test_bad_vector_labels_are_named(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     scene = _scene(tmp_path / "images" / "a.tif")
