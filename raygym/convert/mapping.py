@@ -29,6 +29,8 @@ from raygym.errors import ConfigError
 from raygym.search.space_config import set_path
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+# Gym switches that raygym lacks: set to 0 / false they did nothing, so nothing is lost
+_OFF_AT_ZERO = ("FILTER_VALUE", "DO_CRF", "OTSU_THRESHOLD")
 
 
 def _safe_name(text: str, default: str) -> str:
@@ -296,7 +298,9 @@ class GymConverter:
             if key in self.skipped or key in DIRECT_KEYS or key in HANDLED_KEYS:
                 continue
             if key in NOT_CARRIED:
-                self.skipped[key] = NOT_CARRIED[key]
+                off = key in _OFF_AT_ZERO and not self.gym[key]  # 0 / false: nothing lost
+                self.skipped[key] = (f"{NOT_CARRIED[key]}; off in this file, so nothing is lost" if off
+                                     else NOT_CARRIED[key])
             else:
                 hint = difflib.get_close_matches(key, KNOWN_GYM_KEYS, n=1)
                 did = f" (did you mean {hint[0]}?)" if hint else ""

@@ -29,3 +29,16 @@ def test_unknown_keys_listed_with_hint(tmp_path: Path) -> None:
     text = out.read_text()
     assert "TARGETSIZE = 3: not a Segmentation Gym key (did you mean TARGET_SIZE?)" in text
     assert "MY_NOTE" in text
+
+
+def test_a_switch_set_off_is_said_to_lose_nothing(tmp_path: Path) -> None:
+    """FILTER_VALUE 0 / DO_CRF false did nothing in Gym: the note says so, and a value that
+    did something (FILTER_VALUE 3, above) is not told so."""
+    _, _, out = convert_and_load(tmp_path, FILTER_VALUE=0, DO_CRF=False)
+    text = out.read_text()
+    assert "FILTER_VALUE = 0: label dilation radius; not supported by raygym; off in this " \
+           "file, so nothing is lost" in text
+    assert "DO_CRF = false: CRF post-processing is not supported; off in this file" in text
+    (tmp_path / "on").mkdir()
+    _, _, out = convert_and_load(tmp_path / "on", DO_CRF=True)
+    assert "DO_CRF = true: CRF post-processing is not supported\n" in out.read_text()
