@@ -48,7 +48,7 @@ from raygym.data.io import (
     sha256_file,
 )
 from raygym.data.pairing import Pair, find_pairs, naming_rules
-from raygym.data.scenes import process_scene
+from raygym.data.scenes import process_scene, run_scene
 from raygym.data.split import (
     BLOCKS,
     SPLITS,
@@ -169,7 +169,12 @@ def _pin_threads() -> None:
     cv2.setNumThreads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
 
 
-def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) -> Any:
+SHARD_BYTES = 64 * 2**20
+"""Rows (image + label bytes) a prepare task gathers per split before writing a shard."""
+
+
+def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str,
+                       shard_bytes: int = SHARD_BYTES) -> Any:
     """Ray task body for a block of scenes: process each, write one Parquet file per split.
 
     Returns one small row per scene (key and :func:`process_scene`'s info).
@@ -180,19 +185,30 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str) ->
 
     _pin_threads()
 
-    by_split: dict[str, list[dict[str, Any]]] = {}
+    # rows wait per split (a scene's chips may lie in several: data.chips.blocks) and go to
+    # a shard every shard_bytes, so a large scene's chips never sit in memory all at once
+    waiting: dict[str, list[dict[str, Any]]] = {}
+    size = dict.fromkeys(SPLITS, 0)
+
+    def write(split: str) -> None:
+        folder = Path(shards) / f"split={split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_shard(rows_table(waiting.pop(split)), folder / f"{uuid.uuid4().hex}.parquet")
+        size[split] = 0
+
+    def emit(row: dict[str, Any]) -> None:
+        waiting.setdefault(row["split"], []).append(row)
+        size[row["split"]] += row["image"].nbytes + row["label"].nbytes
+        if size[row["split"]] >= shard_bytes:
+            write(row["split"])
+
     meta = []
     for record in batch.to_dict("records"):
         record["images"] = list(record["images"])
-        rows, info = process_scene(record, data, dtype)
-        meta.append({"key": record["key"], **info})
-        for row in rows:  # a scene's chips may lie in several splits (data.chips.blocks)
-            by_split.setdefault(row["split"], []).append(row)
-    name = f"{uuid.uuid4().hex}.parquet"
-    for split, rows in by_split.items():
-        folder = Path(shards) / f"split={split}"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_shard(rows_table(rows), folder / name)
+        # a failed scene's rows may be written: the prepare then fails and drops its folder
+        meta.append({"key": record["key"], **run_scene(record, data, dtype, emit)})
+    for split in list(waiting):
+        write(split)
     return pd.DataFrame(meta)
 
 
@@ -318,7 +334,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         splits = {p.key: BLOCKS for p in pairs}
         blocks_of = block_splits({k: (h.height, h.width) for k, h in heads.items()},
                                  data.target_size, data.chips.blocks, data.split)
-        line = block_line(blocks_of, data.chips.blocks)
+        line = block_line(blocks_of, data.chips.blocks, data)
     else:
         splits = split_scenes(pairs, data, groups)
         line = split_line(splits, groups)
@@ -407,11 +423,22 @@ def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
     return line
 
 
-def block_line(blocks_of: dict[str, dict[str, str]], blocks: int) -> str:
-    """``split by 9 blocks of 2 x 2 chips: train 5, val 2, test 2 (blocks)``."""
+def block_line(blocks_of: dict[str, dict[str, str]], blocks: int, data: DataConfig) -> str:
+    """``split by 9 blocks of 2 x 2 chips: train 5, val 2, test 2 (blocks)``.
+
+    Raises:
+        DataError: too few blocks to give every split with a fraction one.
+    """
     drawn = [s for scene in blocks_of.values() for s in scene.values()]
-    return (f"split by {len(drawn)} blocks of {blocks} x {blocks} chips: "
-            + ", ".join(f"{s} {drawn.count(s)}" for s in SPLITS) + " (blocks)")
+    line = (f"split by {len(drawn)} block{'s' * (len(drawn) != 1)} of {blocks} x {blocks} "
+            "chips: " + ", ".join(f"{s} {drawn.count(s)}" for s in SPLITS) + " (blocks)")
+    fractions = {"val": data.split.val, "test": data.split.test}
+    empty = [s for s, f in fractions.items() if f > 0 and s not in drawn]
+    if empty:
+        raise DataError(f"{line}: too few blocks to give the {empty[0]} split one",
+                        key="data.chips.blocks", fix="use smaller blocks (each holds blocks x "
+                        "blocks chips of data.target_size), or more scenes")
+    return line
 
 
 def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:

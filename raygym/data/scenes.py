@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,20 @@ def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, labe
 
 def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One scene's rows in a list, and :func:`run_scene`'s info (previews, tests)."""
+    rows: list[dict[str, Any]] = []
+    info = run_scene(row, data, dtype, rows.append)
+    return (rows, info) if not info["error"] else ([], info)
+
+
+def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
+              emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
-    augment (train copies), resize/pad. Returns ``(rows, info)``; ``info``: ``error`` ("" or
-    one line naming the file), ``changed`` (what the unknown-label rule changed), ``chips``
-    kept per split (JSON ``{split: n}``: Ray Data's rows take no dicts of varying keys) and
-    ``dropped`` (too little labelled).
+    augment (train copies), resize/pad; each row goes to ``emit`` as it is made, so a large
+    scene's chips never sit in memory all at once. Returns ``info``: ``error`` ("" or one line
+    naming the file; rows emitted before it are the caller's to drop), ``changed`` (what the
+    unknown-label rule changed), ``chips`` kept per split (JSON ``{split: n}``: Ray Data's
+    rows take no dicts of varying keys) and ``dropped`` (too little labelled).
 
     Augmentation runs on the full-size scene (or chip) *before* resize/pad, so the padding
     stays at the bottom/right and ``valid_hw`` is true for every copy. A failure becomes
@@ -59,28 +68,28 @@ def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
         image, label, changed = read_scene(row, data, dtype)
         info["changed"] = json.dumps(changed)
         if data.chips is None:
-            pieces = [(row["key"], row["split"], image, label)]
+            pieces: Iterable[tuple[str, str, np.ndarray, np.ndarray]] = [
+                (row["key"], row["split"], image, label)]
         else:
             chips, info["dropped"] = scene_chips(image, label, (th, tw), data.chips.overlap,
                                                  data.chips.min_labelled)
             split_of = _chip_split(row, label.shape, data)
-            pieces = [(chip_key(row["key"], y, x), split_of(y, x), img, lab)
-                      for y, x, img, lab in chips]
-        out, kept = [], {}
+            pieces = ((chip_key(row["key"], y, x), split_of(y, x), img, lab)
+                      for y, x, img, lab in chips)
+        kept: dict[str, int] = {}
         for key, split, piece, piece_label in pieces:
             kept[split] = kept.get(split, 0) + 1
             for c, img, lab in scene_copies(data, key, split, piece, piece_label):
                 img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
                 lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
-                out.append(scene_row(key, split, row, c, img, lab.astype(np.uint8), valid,
-                                     len(data.classes)))
+                emit(scene_row(key, split, row, c, img, lab.astype(np.uint8), valid,
+                               len(data.classes)))
         info["chips"] = json.dumps(kept)
-        return out, info
     except DataError as err:
         info["error"] = str(err)
     except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
         info["error"] = f"{row['images'][0]}: {type(err).__name__}: {err}"
-    return [], info
+    return info
 
 
 def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig
@@ -110,7 +119,9 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     paths = [Path(p) for p in row["images"]]
     parts = ([read_image(paths[0], nodata_to_nan=True)]
              + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
-    image = np.concatenate(parts, axis=2).astype(np.dtype(dtype), copy=False)
+    # one file: no concatenated copy (a large scene is held once)
+    whole = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    image = whole.astype(np.dtype(dtype), copy=False)
     if image.shape[2] != int(row["bands"]):  # the headers promised what every scene must have
         raise DataError(f"decoded to {image.shape[2]} bands but the file headers promise "
                         f"{row['bands']}", file=paths[0],

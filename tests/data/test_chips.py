@@ -151,3 +151,37 @@ def test_one_large_scene_is_split_by_blocks_of_chips(tmp_path: Path, write_confi
     with pytest.raises(ConfigError, match="data.chips.overlap"):
         load_experiment(_experiment(tmp_path, write_config,
                                     chips={"blocks": 2, "overlap": 0.5}))
+    # blocks of 5 x 5 chips: the scene is one block, which cannot make three splits
+    config, _ = load_experiment(_experiment(tmp_path, write_config, chips={"blocks": 5},
+                                            prepared=str(tmp_path / "ds5")))
+    with pytest.raises(DataError, match="split by 1 block of 5 x 5 chips: train 1, val 0, "
+                       "test 0 .blocks.: too few blocks to give the val split one") as info:
+        prepare_dataset(config, log=lambda *a, **k: None)
+    assert info.value.key == "data.chips.blocks"
+
+
+def test_a_large_scene_is_written_in_shards_as_its_chips_come(tmp_path: Path,
+                                                              write_config: Any) -> None:
+    """The task body (no Ray) writes a shard every ``shard_bytes`` of rows per split: the
+    rows are the scene's, each once, whatever the shard size."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from raygym.data.prepare import _process_and_write
+    from raygym.data.scenes import process_scene
+
+    _scenes(tmp_path, 1)
+    config, _ = load_experiment(_experiment(tmp_path, write_config, chips={},
+                                            split={"val": 0.0, "test": 0.0}))
+    record = {"key": "site0", "images": [str(tmp_path / "images" / "site0.png")],
+              "label": str(tmp_path / "labels" / "site0.png"), "split": "train", "bands": 3}
+    rows, _ = process_scene(record, config.data, "uint8")
+    chip_bytes = rows[0]["image"].nbytes + rows[0]["label"].nbytes
+    meta = _process_and_write(pd.DataFrame([record]), config.data, "uint8",
+                              str(tmp_path / "shards"), shard_bytes=3 * chip_bytes)
+    assert meta["error"].tolist() == [""]
+    files = sorted((tmp_path / "shards" / "split=train").iterdir())
+    # 80 x 120 px in 32 x 48 chips: 9, every one labelled enough; a shard every 3 as they come
+    assert len(rows) == 9 and len(files) == 3
+    keys = [k for f in files for k in pq.read_table(f, columns=["key"]).column("key").to_pylist()]
+    assert sorted(keys) == sorted(r["key"] for r in rows) and len(set(keys)) == 9
