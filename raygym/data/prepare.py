@@ -48,7 +48,7 @@ from raygym.data.io import (
     sha256_file,
 )
 from raygym.data.pairing import Pair, find_pairs, naming_rules
-from raygym.data.scenes import process_scene, run_scene
+from raygym.data.scenes import run_scene
 from raygym.data.split import (
     BLOCKS,
     SPLITS,
@@ -213,7 +213,7 @@ def _process_and_write(batch: Any, data: DataConfig, dtype: str, shards: str,
 
 
 def rows_table(rows: list[dict[str, Any]]) -> Any:
-    """The Arrow table of a shard from processed rows (``process_scene``'s output)."""
+    """The Arrow table of a shard from processed rows (:func:`run_scene`'s)."""
     return encode_rows([r["key"] for r in rows], [r["copy"] for r in rows],
                        {c: np.stack([r[c] for r in rows]) for c in TENSOR_COLUMNS})
 
@@ -225,14 +225,19 @@ def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]], 
     from raygym.data.preview import render_preview
 
     _pin_threads()
-    rows = {}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    wanted = set(picks)
+
+    def keep(row: dict[str, Any]) -> bool:
+        """Chips: a scene's first kept chip (of the split) stands for it, and the rest of the
+        scene is not cut again."""
+        if row["split"] == split:
+            rows.setdefault((row["scene"], row["copy"]), row)
+        return all(pick in rows for pick in wanted if pick[0] == row["scene"])
+
     for record in records:
-        scene_rows, info = process_scene(record, data, dtype)
-        if info["error"]:  # the main job reports it
+        if run_scene(record, data, dtype, keep)["error"]:  # the main job reports it
             return ""
-        for row in scene_rows:  # chips: a scene's first kept chip (of the split) stands for it
-            if row["split"] == split:
-                rows.setdefault((row["scene"], row["copy"]), row)
     picks = [pick for pick in picks if pick in rows]  # a scene whose every chip was dropped
     if not picks:
         return ""

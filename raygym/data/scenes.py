@@ -41,17 +41,18 @@ def scene_copies(data: DataConfig, key: str, split: str, image: np.ndarray, labe
 
 def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One scene's rows in a list, and :func:`run_scene`'s info (previews, tests)."""
+    """One scene's rows in a list, and :func:`run_scene`'s info (for tests and benches)."""
     rows: list[dict[str, Any]] = []
     info = run_scene(row, data, dtype, rows.append)
     return (rows, info) if not info["error"] else ([], info)
 
 
 def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
-              emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+              emit: Callable[[dict[str, Any]], bool | None]) -> dict[str, Any]:
     """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
     augment (train copies), resize/pad; each row goes to ``emit`` as it is made, so a large
-    scene's chips never sit in memory all at once. Returns ``info``: ``error`` ("" or one line
+    scene's chips never sit in memory all at once (``emit`` returning true stops the scene
+    there: a preview needs its first chips only). Returns ``info``: ``error`` ("" or one line
     naming the file; rows emitted before it are the caller's to drop), ``changed`` (what the
     unknown-label rule changed), ``chips`` kept per split (JSON ``{split: n}``: Ray Data's
     rows take no dicts of varying keys) and ``dropped`` (too little labelled).
@@ -77,13 +78,16 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
             pieces = ((chip_key(row["key"], y, x), split_of(y, x), img, lab)
                       for y, x, img, lab in chips)
         kept: dict[str, int] = {}
+        enough = False
         for key, split, piece, piece_label in pieces:
             kept[split] = kept.get(split, 0) + 1
             for c, img, lab in scene_copies(data, key, split, piece, piece_label):
                 img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
                 lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
-                emit(scene_row(key, split, row, c, img, lab.astype(np.uint8), valid,
-                               len(data.classes)))
+                enough = bool(emit(scene_row(key, split, row, c, img, lab.astype(np.uint8),
+                                             valid, len(data.classes))))
+            if enough:
+                break
         info["chips"] = json.dumps(kept)
     except DataError as err:
         info["error"] = str(err)
