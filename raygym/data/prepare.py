@@ -58,6 +58,7 @@ from raygym.data.split import (
     split_group_counts,
     straddling_groups,
 )
+from raygym.data.summary import block_line, chips_line, padding_line, split_line
 from raygym.errors import DataError
 
 
@@ -357,7 +358,7 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     ensure_ray(config.resources)  # only now: a reused dataset or bad input never waits for Ray
 
-    blocks = max(1, min(len(records), int(cluster_cpus()) * 4))
+    num_blocks = max(1, min(len(records), int(cluster_cpus()) * 4))  # Ray Data's blocks
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(out)
     try:
@@ -366,25 +367,28 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         previews = _start_previews(config.name, records, data, dtype, tmp)
         # Each task processes its scenes and writes their rows straight to Parquet: images
         # never travel through the object store, and only one small row per scene comes back.
-        meta = ray.data.from_items(records, override_num_blocks=blocks).map_batches(
+        meta = ray.data.from_items(records, override_num_blocks=num_blocks).map_batches(
             _process_and_write, batch_size=None, batch_format="pandas",
             fn_kwargs={"data": data, "dtype": dtype, "shards": str(tmp / "shards")},
         ).take_all()
-        errors = [m["error"] for m in meta if m["error"]]
-        if errors:
-            for task in previews:
-                ray.cancel(task)
-            more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
-            raise DataError(errors[0] + more)
         kept = {s: 0 for s in SPLITS}  # chips per split
         scenes_in = {s: 0 for s in SPLITS}  # scenes with rows per split
         for m in meta:
             for split, n in json.loads(m["chips"]).items():
                 kept[split] += int(n)
                 scenes_in[split] += 1
-        if data.chips is not None:
-            log(chips_line(kept, sum(int(m["dropped"]) for m in meta), set(splits.values()),
-                           data))
+        try:
+            errors = [m["error"] for m in meta if m["error"]]
+            if errors:
+                more = f" (and {len(errors) - 1} more scenes fail)" if len(errors) > 1 else ""
+                raise DataError(errors[0] + more)
+            if data.chips is not None:
+                log(chips_line(kept, sum(int(m["dropped"]) for m in meta),
+                               set(splits.values()), data))
+        except DataError:
+            for task in previews:
+                ray.cancel(task)
+            raise
         remap_report: dict[str, int] = {}
         for m in meta:
             for v, n in json.loads(m["changed"]).items():
@@ -397,79 +401,6 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, card, time.perf_counter() - started, remap_report=remap_report)
-
-
-def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
-               data: DataConfig) -> str:
-    """``cut into 412 chips of 256 x 256 px (train 300, val 70, test 42); 17 dropped ...``
-    from the chips ``kept`` per split.
-
-    Raises:
-        DataError: a split drawn (``splits_drawn``: scenes', or ``blocks``) with not one chip
-            kept (nothing to validate or test on).
-    """
-    assert data.chips is not None
-    fractions = {"train": 1.0, "val": data.split.val, "test": data.split.test}
-    wanted = ([s for s in SPLITS if fractions[s] > 0] if BLOCKS in splits_drawn
-              else [s for s in SPLITS if s in splits_drawn])
-    empty = [s for s in wanted if kept[s] == 0]
-    th, tw = data.target_size
-    if empty:
-        raise DataError(f"not one chip of the {empty[0]} split has {data.chips.min_labelled:g} "
-                        "of its pixels labelled", key="data.chips.min_labelled",
-                        fix="lower data.chips.min_labelled, or check the labels' nodata / "
-                        "ignored values" + (", or use smaller data.chips.blocks"
-                                            if data.chips.blocks else ""))
-    line = (f"cut into {sum(kept.values())} chips of {th} x {tw} px ("
-            + ", ".join(f"{s} {kept[s]}" for s in SPLITS) + ")")
-    if dropped:
-        line += (f"; {dropped} dropped with under {100 * data.chips.min_labelled:g} % of their "
-                 "pixels labelled (data.chips.min_labelled)")
-    return line
-
-
-def block_line(blocks_of: dict[str, dict[str, str]], blocks: int, data: DataConfig) -> str:
-    """``split by 9 blocks of 2 x 2 chips: train 5, val 2, test 2 (blocks)``.
-
-    Raises:
-        DataError: too few blocks to give every split with a fraction one.
-    """
-    drawn = [s for scene in blocks_of.values() for s in scene.values()]
-    line = (f"split by {len(drawn)} block{'s' * (len(drawn) != 1)} of {blocks} x {blocks} "
-            "chips: " + ", ".join(f"{s} {drawn.count(s)}" for s in SPLITS) + " (blocks)")
-    fractions = {"val": data.split.val, "test": data.split.test}
-    empty = [s for s, f in fractions.items() if f > 0 and s not in drawn]
-    if empty:
-        raise DataError(f"{line}: too few blocks to give the {empty[0]} split one",
-                        key="data.chips.blocks", fix="use smaller blocks (each holds blocks x "
-                        "blocks chips of data.target_size), or more scenes")
-    return line
-
-
-def padding_line(sizes: list[tuple[int, int]], data: DataConfig) -> str | None:
-    """A warning when padding fills over 40 % of the median ``data.target_size`` tile (the
-    scenes' aspect far from the target's, e.g. height and width swapped, or scenes smaller than
-    the tile), with the fix: a target size of about the same pixels in the scenes' shape, a
-    smaller one (or ``upscale``); None when the target fits them."""
-    from raygym.data.transforms import padding_share, target_size_like
-
-    target = (int(data.target_size[0]), int(data.target_size[1]))
-    share = padding_share(sizes, target, data.upscale)
-    if share <= 0.4:  # aerial 614 x 920 into 96 x 128: 11 %
-        return None
-    med = sorted(sizes, key=lambda hw: hw[0] / hw[1])[len(sizes) // 2]
-    said = (f"padding fills {100 * share:.0f} % of each {target[0]} x {target[1]} px tile "
-            f"(median; scenes are about {med[0]} x {med[1]} px, height x width): losses and "
-            "metrics skip it, so that share of the compute is wasted; ")
-    better = target_size_like(sizes, target)
-    if padding_share(sizes, better, data.upscale) <= share - 0.2:
-        return (said + f"data.target_size: [{better[0]}, {better[1]}] keeps about as many "
-                "pixels in the scenes' shape")
-    if not data.upscale and padding_share(sizes, target, True) <= share - 0.2:
-        fit = (-(-med[0] // 32) * 32, -(-med[1] // 32) * 32)
-        return (said + f"the scenes are smaller than the tile: data.target_size: "
-                f"[{fit[0]}, {fit[1]}], or data.upscale: true to enlarge them")
-    return said + "no tile in multiples of 32 px fits scenes this thin: cut them into squarer tiles first"
 
 
 def prepare_if_missing(config: ExperimentConfig, log: Any = print) -> bool:
@@ -495,17 +426,6 @@ def split_scenes(pairs: list[Pair], data: DataConfig,
     if leaked:  # a bug, not bad input: never write a dataset that leaks
         raise RuntimeError(f"groups in two splits: {leaked}")
     return splits
-
-
-def split_line(splits: dict[str, str], groups: dict[str, str] | None) -> str:
-    """``split train 56, val 16, test 8`` (images), with groups when split by group."""
-    images = {s: sum(v == s for v in splits.values()) for s in SPLITS}
-    if groups is None:
-        return "split " + ", ".join(f"{s} {images[s]}" for s in SPLITS)
-    count = split_group_counts(groups, splits)
-    return (f"split by {len(set(groups.values()))} groups: "
-            + ", ".join(f"{s} {images[s]} ({count[s]} group{'s' * (count[s] != 1)})"
-                        for s in SPLITS))
 
 
 def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: dict[str, str],

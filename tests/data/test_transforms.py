@@ -7,7 +7,7 @@ import numpy as np
 
 from raygym.config import DataConfig
 from raygym.data.labels import IGNORE_INDEX
-from raygym.data.prepare import padding_line
+from raygym.data.summary import padding_line
 from raygym.data.transforms import (
     crop_valid,
     padding_share,
