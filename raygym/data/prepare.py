@@ -219,7 +219,7 @@ def rows_table(rows: list[dict[str, Any]]) -> Any:
                        {c: np.stack([r[c] for r in rows]) for c in TENSOR_COLUMNS})
 
 
-def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]], split: str,
+def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]],
                    data: DataConfig, dtype: str, path: str, title: str) -> str:
     """Ray task: process the scenes of ``picks`` exactly as the main job does (seeded, so the
     same rows) and render them with :func:`raygym.data.preview.render_preview`."""
@@ -227,50 +227,42 @@ def _preview_split(records: list[dict[str, Any]], picks: list[tuple[str, int]], 
 
     _pin_threads()
     rows: dict[tuple[str, int], dict[str, Any]] = {}
-    wanted = set(picks)
 
-    def keep(row: dict[str, Any]) -> bool:
-        """Chips: a scene's first kept chip (of the split) stands for it, and the rest of the
-        scene is not cut again."""
-        if row["split"] == split:
-            rows.setdefault((row["scene"], row["copy"]), row)
-        return all(pick in rows for pick in wanted if pick[0] == row["scene"])
+    def keep(row: dict[str, Any]) -> None:
+        rows[(row["key"], row["copy"])] = row
 
     for record in records:
         if run_scene(record, data, dtype, keep)["error"]:  # the main job reports it
             return ""
-    picks = [pick for pick in picks if pick in rows]  # a scene whose every chip was dropped
-    if not picks:
-        return ""
     # nodata (NaN) shown as 0: the preview's percentile stretch needs numbers
-    shown = [(rows[(k, c)]["key"], c, np.nan_to_num(rows[(k, c)]["image"]),
-              rows[(k, c)]["label"]) for k, c in picks]
+    shown = [(k, c, np.nan_to_num(rows[(k, c)]["image"]), rows[(k, c)]["label"])
+             for k, c in picks]
     return str(render_preview(Path(path), shown, list(data.classes), title))
 
 
 def _start_previews(name: str, records: list[dict[str, Any]], data: DataConfig, dtype: str,
                     folder: Path) -> list[Any]:
-    """One Ray task per non-empty split writing ``preview_<split>.png``; returns their refs."""
+    """One Ray task per non-empty split writing ``preview_<split>.png``; returns their refs.
+    None with ``data.chips``: a preview would read a large scene whole again for one chip, so
+    the first chips are read back from the written shards instead (:func:`prepare_dataset`)."""
     import ray
 
     from raygym.data.preview import preview_picks, preview_title
 
+    if data.chips is not None:
+        return []
     task = ray.remote(num_cpus=1)(_preview_split)
     refs = []
     for split in SPLITS:
-        keys = [r["key"] for r in records if r["split"] in (split, BLOCKS)]
+        keys = [r["key"] for r in records if r["split"] == split]
         if not keys:
             continue
         per_key = 1 + (data.augment.copies if split == "train" else 0)
         picks = preview_picks(keys, per_key)
         needed = {k for k, _ in picks}
-        refs.append(task.remote([r for r in records if r["key"] in needed], picks, split,
-                                data, dtype,
+        refs.append(task.remote([r for r in records if r["key"] in needed], picks, data, dtype,
                                 str(folder / f"preview_{split}.png"),
-                                preview_title(name, split, len(keys) * per_key)
-                                if data.chips is None else
-                                f"{name}: {split} (chips of {len(keys)} scene"
-                                f"{'s' * (len(keys) != 1)})"))
+                                preview_title(name, split, len(keys) * per_key)))
     return refs
 
 
@@ -395,6 +387,10 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
                 remap_report[v] = remap_report.get(v, 0) + int(n)
         card = _make_card(config, tmp, pairs, splits, bands, dtype, fingerprint, remap_report,
                           groups, heads, scenes_in)
+        if data.chips is not None:
+            from raygym.data.preview import write_previews
+
+            write_previews(tmp, card)
         ray.get(previews)
         replace_dir(tmp, out, owned=is_dataset_dir)
     finally:

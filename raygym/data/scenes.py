@@ -48,11 +48,10 @@ def process_scene(row: dict[str, Any], data: DataConfig, dtype: str
 
 
 def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
-              emit: Callable[[dict[str, Any]], bool | None]) -> dict[str, Any]:
+              emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Ray task body for one scene: read, validate, remap, cut into chips (``data.chips``),
     augment (train copies), resize/pad; each row goes to ``emit`` as it is made, so a large
-    scene's chips never sit in memory all at once (``emit`` returning true stops the scene
-    there: a preview needs its first chips only). Returns ``info``: ``error`` ("" or one line
+    scene's chips never sit in memory all at once. Returns ``info``: ``error`` ("" or one line
     naming the file; rows emitted before it are the caller's to drop), ``changed`` (what the
     unknown-label rule changed), ``chips`` kept per split (JSON ``{split: n}``: Ray Data's
     rows take no dicts of varying keys) and ``dropped`` (too little labelled).
@@ -78,16 +77,13 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
             pieces = ((chip_key(row["key"], y, x), split_of(y, x), img, lab)
                       for y, x, img, lab in chips)
         kept: dict[str, int] = {}
-        enough = False
         for key, split, piece, piece_label in pieces:
             kept[split] = kept.get(split, 0) + 1
             for c, img, lab in scene_copies(data, key, split, piece, piece_label):
                 img, lab, valid = resize_pad(img, lab, (th, tw), IGNORE_INDEX, data.upscale)
                 lab = ignore_nodata(img, lab)  # resizing and warping spread NaN to neighbours
-                enough = bool(emit(scene_row(key, split, row, c, img, lab.astype(np.uint8),
-                                             valid, len(data.classes))))
-            if enough:
-                break
+                emit(scene_row(key, split, c, img, lab.astype(np.uint8), valid,
+                               len(data.classes)))
         info["chips"] = json.dumps(kept)
     except DataError as err:
         info["error"] = str(err)
@@ -203,12 +199,11 @@ def ignore_nodata(image: np.ndarray, label: np.ndarray) -> np.ndarray:
     return out
 
 
-def scene_row(key: str, split: str, scene: dict[str, Any], copy: int, image: np.ndarray,
-              label: np.ndarray, valid: tuple[int, int], num_classes: int) -> dict[str, Any]:
-    """One dataset row: ``key`` (the scene's, or a chip's) in ``split``; ``scene``: the
-    scene's record."""
+def scene_row(key: str, split: str, copy: int, image: np.ndarray, label: np.ndarray,
+              valid: tuple[int, int], num_classes: int) -> dict[str, Any]:
+    """One dataset row: ``key`` (the scene's, or a chip's) in ``split``."""
     counts = np.bincount(np.where(label == IGNORE_INDEX, num_classes, label).ravel(),
                          minlength=num_classes + 1)[: num_classes + 1]
-    return {"key": key, "scene": scene["key"], "split": split, "copy": copy,
+    return {"key": key, "split": split, "copy": copy,
             "image": image, "label": label, "valid_hw": np.asarray(valid, dtype=np.int32),
             "counts": counts.astype(np.int64)}
