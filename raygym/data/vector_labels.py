@@ -125,30 +125,30 @@ def _class_ids(values: list[Any], data: DataConfig) -> tuple[np.ndarray, dict[in
     names looked up in ``data.classes``, integers through ``data.remap`` as a raster's."""
     from raygym.data.labels import LabelValueError, apply_remap
 
+    spec = data.label_vector
+    assert spec is not None
     k = len(data.classes)
     rule = data.unknown_labels
-    if all(isinstance(v, str) for v in values):
+    if all(isinstance(v, str) for v in values):  # names: clip has no order, so it ignores
         ids = np.array([data.classes.index(v) if v in data.classes else -1 for v in values])
         bad = sorted({v for v, i in zip(values, ids, strict=True) if i < 0})
         if bad and rule == "error":
-            raise DataError(f"class names not in data.classes: {bad[:6]}",
-                            file=data.label_vector.file if data.label_vector else None,
+            raise DataError(f"class names not in data.classes: {bad[:6]}", file=spec.file,
                             key=f"{KEY}.column", fix="rename them in the layer, add them to "
                             "data.classes, or set data.unknown_labels: ignore")
         unknown = {i: v for i, v in enumerate(values) if ids[i] < 0}
         return np.where(ids < 0, IGNORE_INDEX, ids), unknown
-    try:
-        raw = np.array([[int(v) for v in values]])
-    except (TypeError, ValueError):
-        raise DataError(f"class values must be class names or whole numbers (got "
-                        f"{values[0]!r})", key=f"{KEY}.column",
-                        file=data.label_vector.file if data.label_vector else None) from None
+    odd = next((v for v in values if isinstance(v, str) or not float(v).is_integer()), None)
+    if odd is not None:
+        raise DataError(f"class values must be class names or whole numbers, not both, and "
+                        f"not {odd!r}", file=spec.file, key=f"{KEY}.column",
+                        fix="one class name or class number per feature")
+    raw = np.array([[int(v) for v in values]])
     try:
         mapped, changed = apply_remap(raw, data.remap, k, rule)
     except LabelValueError as err:
         raise DataError(f"class values outside the {k} classes: {list(err.values)[:6]}",
-                        file=data.label_vector.file if data.label_vector else None,
-                        key=f"{KEY}.column", fix="map them in data.remap, or set "
-                        "data.unknown_labels: ignore | clip") from None
+                        file=spec.file, key=f"{KEY}.column", fix="map them in data.remap, or "
+                        "set data.unknown_labels: ignore | clip") from None
     unknown = {i: int(v) for i, v in enumerate(raw[0]) if int(v) in changed}
     return mapped[0], unknown

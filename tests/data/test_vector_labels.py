@@ -118,6 +118,11 @@ def test_bad_vector_labels_are_named(tmp_path: Path) -> None:
     assert info.value.key == "data.label_vector.column"
     with pytest.raises(Exception, match="not one of data.classes"):
         _data(tmp_path, background="reef")
+    from raygym.data.vector_labels import _class_ids
+
+    for mixed in ([0, 1.5], [0, "water"]):  # a fraction, or names beside numbers
+        with pytest.raises(DataError, match="names or whole numbers, not both"):
+            _class_ids(mixed, _data(tmp_path))
 
 
 def test_prepare_with_vector_labels(tmp_path: Path, ray_session: None) -> None:
