@@ -50,11 +50,13 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
     raw = config.to_yaml_dict()
     prepared = Path(raw["data"]["prepared"])
     raw["name"] = f"{config.name}-smoke"
-    # ~64 px on the short side, keeping the aspect ratio, in multiples of 32 (every model)
+    # ~64 px on the short side, keeping the aspect ratio, in multiples of 32 (every model);
+    # not for chips: smaller chips of the same scenes would be more of them, not fewer pixels
     h, w = config.data.target_size
     scale = 64 / min(h, w)
-    raw["data"]["target_size"] = [max(32, -(-round(h * scale) // 32) * 32),
-                                  max(32, -(-round(w * scale) // 32) * 32)]
+    if config.data.chips is None:
+        raw["data"]["target_size"] = [max(32, -(-round(h * scale) // 32) * 32),
+                                      max(32, -(-round(w * scale) // 32) * 32)]
     raw["data"]["prepared"] = str(prepared.with_name(prepared.name + "-smoke"))
     raw["data"]["augment"]["copies"] = min(1, raw["data"]["augment"]["copies"])
     raw["train"]["max_epochs"] = min(3, raw["train"]["max_epochs"])

@@ -185,3 +185,17 @@ def test_a_large_scene_is_written_in_shards_as_its_chips_come(tmp_path: Path,
     assert len(rows) == 9 and len(files) == 3
     keys = [k for f in files for k in pq.read_table(f, columns=["key"]).column("key").to_pylist()]
     assert sorted(keys) == sorted(r["key"] for r in rows) and len(set(keys)) == 9
+
+
+def test_the_smoke_test_keeps_the_chip_size(tmp_path: Path, write_config: Any) -> None:
+    """--smoke-test shrinks target_size to ~64 px; with chips that would cut 16 times as many
+    chips of a 256 px setting, so the chip size stays."""
+    from raygym.search.run import smoke_config
+
+    _scenes(tmp_path, 1)
+    config, _ = load_experiment(_experiment(tmp_path, write_config, target_size=[256, 256]))
+    assert smoke_config(config).data.target_size == (64, 64)
+    config, _ = load_experiment(_experiment(tmp_path, write_config, target_size=[256, 256],
+                                            chips={}))
+    smoke = smoke_config(config)
+    assert smoke.data.target_size == (256, 256) and smoke.train.max_epochs <= 3
