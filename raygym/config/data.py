@@ -157,6 +157,14 @@ class DataConfig(StrictModel):
     def _folder_shorthand(cls, value: Any) -> Any:
         return {"folder": value} if isinstance(value, str | Path) else value
 
+    @field_validator("chips", mode="before")
+    @classmethod
+    def _chips_shorthand(cls, value: Any) -> Any:
+        """``chips: true`` is ``chips: {}`` (the defaults), ``false`` is none."""
+        if isinstance(value, bool):
+            return {} if value else None
+        return value
+
     @field_validator("extra_bands", mode="before")
     @classmethod
     def _bands_shorthand(cls, value: Any) -> Any:

@@ -93,6 +93,11 @@ def test_chips_bad_settings(tmp_path: Path, write_config: Any, ray_session: None
     _scenes(tmp_path, 3, unlabelled_cols=120)  # the top half unlabelled
     with pytest.raises(ConfigError, match="data.upscale"):
         load_experiment(_experiment(tmp_path, write_config, chips={}, upscale=True))
+    for shorthand, meant in ((True, {"overlap": 0.0, "min_labelled": 0.05, "blocks": None}),
+                             (False, None)):
+        config, _ = load_experiment(_experiment(tmp_path, write_config, chips=shorthand))
+        chips = config.data.chips
+        assert (chips.model_dump() if chips is not None else None) == meant
     # the best chips (rows 48-80) are whole; rows 32-64 are half labelled: 0.5 keeps them
     config, _ = load_experiment(_experiment(tmp_path, write_config,
                                             chips={"min_labelled": 0.5}))
