@@ -65,8 +65,9 @@ def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
     empty = [s for s in wanted if kept[s] == 0]
     th, tw = data.target_size
     if empty:
-        raise DataError(f"not one chip of the {empty[0]} split has {data.chips.min_labelled:g} "
-                        "of its pixels labelled", key="data.chips.min_labelled",
+        raise DataError(f"not one chip of the {empty[0]} split has "
+                        f"{100 * data.chips.min_labelled:g} % of its pixels labelled",
+                        key="data.chips.min_labelled",
                         fix="lower data.chips.min_labelled, or check the labels' nodata / "
                         "ignored values" + (", or use smaller data.chips.blocks"
                                             if data.chips.blocks else ""))
