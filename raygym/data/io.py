@@ -156,21 +156,36 @@ def nodata_mask(bands: np.ndarray, nodatavals: Sequence[float | None]) -> np.nda
     return mask
 
 
-def read_image(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
+Window = tuple[int, int, int, int]
+"""``(row, col, height, width)`` in pixels: a part of a raster (chips of a large GeoTIFF)."""
+
+
+def is_tiff(path: Path) -> bool:
+    """A TIFF / GeoTIFF, which rasterio reads a window at a time."""
+    return path.suffix.lower() in _TIFF
+
+
+def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None = None
+               ) -> np.ndarray:
     """Decode ``path`` to ``(H, W, C)`` uint8/uint16 (float rasters are kept as float32).
 
     ``nodata_to_nan`` (training data): a GeoTIFF's nodata pixels (:func:`nodata_mask`) become
     NaN in every band, the array float32 when it has any; an image with no other pixel is
-    refused. Without it (prediction) pixels come back as stored.
+    refused (a window with none is not: it is one chip of a larger scene). Without it
+    (prediction) pixels come back as stored. ``window``: only that part (a TIFF is read by
+    the window, another format decoded whole and cut).
     """
     mask: np.ndarray | None = None
     nodatavals: Sequence[float | None] = ()
     try:
         if path.suffix.lower() in _TIFF:
             import rasterio
+            from rasterio.windows import Window as RioWindow
 
             with rasterio.open(path) as src:
-                arr = src.read()  # (C, H, W)
+                part = None if window is None else RioWindow(window[1], window[0], window[3],
+                                                             window[2])
+                arr = src.read(window=part)  # (C, H, W)
                 nodatavals = src.nodatavals
             if nodata_to_nan:  # on the stored values, before any cast
                 mask = nodata_mask(arr, nodatavals)
@@ -193,6 +208,9 @@ def read_image(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
                     arr = np.asarray(im)
             if arr.ndim == 2:
                 arr = arr[:, :, None]
+            if window is not None:
+                y, x, h, w = window
+                arr = arr[y:y + h, x:x + w]
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DataError(f"unreadable or truncated image: {_short(err)}", file=path,
                         fix="replace or remove the file") from None
@@ -204,15 +222,15 @@ def read_image(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
     elif arr.dtype not in (np.uint8, np.uint16):
         arr = arr.astype(np.float32)
     if mask is not None and mask.any():
-        arr = _nodata_as_nan(arr, mask, nodatavals, path)
+        arr = _nodata_as_nan(arr, mask, nodatavals, path, refuse_empty=window is None)
     return np.ascontiguousarray(arr)
 
 
 def _nodata_as_nan(arr: np.ndarray, mask: np.ndarray, nodatavals: Sequence[float | None],
-                   path: Path) -> np.ndarray:
+                   path: Path, refuse_empty: bool = True) -> np.ndarray:
     """Float32 ``(H, W, C)`` ``arr`` with the pixels of the ``(H, W)`` ``mask`` NaN; a mask of
-    every pixel is refused."""
-    if mask.all():
+    every pixel is refused (``refuse_empty``)."""
+    if mask.all() and refuse_empty:
         declared = sorted({v for v in nodatavals if v is not None})
         what = "NaN" + "".join(f" or {v:g}" for v in declared)
         raise DataError(f"every pixel is nodata ({what}): nothing to train on", file=path,
@@ -222,10 +240,11 @@ def _nodata_as_nan(arr: np.ndarray, mask: np.ndarray, nodatavals: Sequence[float
     return out
 
 
-def read_single_band(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
+def read_single_band(path: Path, *, nodata_to_nan: bool = False, window: Window | None = None
+                     ) -> np.ndarray:
     """An extra-band file: ``(H, W, 1)``; a greyscale saved as RGB is accepted (equal channels).
-    ``nodata_to_nan``: as :func:`read_image`."""
-    arr = read_image(path, nodata_to_nan=nodata_to_nan)
+    ``nodata_to_nan``, ``window``: as :func:`read_image`."""
+    arr = read_image(path, nodata_to_nan=nodata_to_nan, window=window)
     if arr.shape[2] == 1:
         return arr
     if arr.shape[2] in (3, 4) and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(
@@ -236,9 +255,10 @@ def read_single_band(path: Path, *, nodata_to_nan: bool = False) -> np.ndarray:
                     fix="give one folder per band")
 
 
-def read_label(path: Path, colour: bool = False) -> np.ndarray:
-    """A label image: ``(H, W)`` class values, or ``(H, W, 3)`` colours when ``colour``."""
-    arr = read_image(path)
+def read_label(path: Path, colour: bool = False, window: Window | None = None) -> np.ndarray:
+    """A label image: ``(H, W)`` class values, or ``(H, W, 3)`` colours when ``colour``;
+    ``window``: as :func:`read_image`."""
+    arr = read_image(path, window=window)
     if colour:
         if arr.shape[2] < 3:
             raise DataError("a palette is configured but this label image is greyscale", file=path,

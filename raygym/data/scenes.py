@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from raygym.config import IGNORE_INDEX, DataConfig, parse_colour
-from raygym.data.io import read_image, read_label, read_single_band
+from raygym.data.io import (
+    Window,
+    is_tiff,
+    read_header,
+    read_image,
+    read_label,
+    read_single_band,
+)
 from raygym.errors import DataError
 
 
@@ -60,22 +67,18 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
     stays at the bottom/right and ``valid_hw`` is true for every copy. A failure becomes
     ``info["error"]`` (the driver reports it) instead of an exception inside Ray.
     """
-    from raygym.data.transforms import resize_pad, scene_chips
+    from raygym.data.transforms import resize_pad
 
     th, tw = data.target_size
     info: dict[str, Any] = {"error": "", "changed": "{}", "chips": "{}", "dropped": 0}
     try:
-        image, label, changed = read_scene(row, data, dtype)
-        info["changed"] = json.dumps(changed)
         if data.chips is None:
+            image, label, changed = read_scene(row, data, dtype)
+            info["changed"] = json.dumps(changed)
             pieces: Iterable[tuple[str, str, np.ndarray, np.ndarray]] = [
                 (row["key"], row["split"], image, label)]
         else:
-            chips, info["dropped"] = scene_chips(image, label, (th, tw), data.chips.overlap,
-                                                 data.chips.min_labelled)
-            split_of = _chip_split(row, label.shape, data)
-            pieces = ((chip_key(row["key"], y, x), split_of(y, x), img, lab)
-                      for y, x, img, lab in chips)
+            pieces = _chips(row, data, dtype, info)
         kept: dict[str, int] = {}
         for key, split, piece, piece_label in pieces:
             kept[split] = kept.get(split, 0) + 1
@@ -90,6 +93,47 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
     except Exception as err:  # noqa: BLE001 - reported to the user as one line, by file
         info["error"] = f"{row['images'][0]}: {type(err).__name__}: {err}"
     return info
+
+
+def _chips(row: dict[str, Any], data: DataConfig, dtype: str, info: dict[str, Any]
+           ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """A scene's kept chips, ``(key, split, image, label)``, as they are cut; ``info`` gets
+    ``dropped`` and ``changed``. TIFFs (a large orthomosaic's format) are read a chip's window
+    at a time, so a scene never sits in memory whole; other formats are decoded whole first."""
+    from raygym.data.transforms import chip_windows, labelled_enough, scene_chips
+
+    assert data.chips is not None
+    size, overlap = data.target_size, data.chips.overlap
+    if not by_windows(row, data):
+        image, label, changed = read_scene(row, data, dtype)
+        info["changed"] = json.dumps(changed)
+        chips, info["dropped"] = scene_chips(image, label, size, overlap,
+                                             data.chips.min_labelled)
+        split_of = _chip_split(row, label.shape, data)
+        for y, x, img, lab in chips:
+            yield chip_key(row["key"], y, x), split_of(y, x), img, lab
+        return
+    hw = read_header(Path(row["images"][0]))
+    split_of = _chip_split(row, (hw.height, hw.width), data)
+    changed: dict[str, int] = {}
+    for window in chip_windows((hw.height, hw.width), size, overlap):
+        image, label, changed_here = read_scene(row, data, dtype, window=window)
+        for value, n in changed_here.items():  # an edge chip's overlap counts twice
+            changed[value] = changed.get(value, 0) + n
+        info["changed"] = json.dumps(changed)
+        if not labelled_enough(label, data.chips.min_labelled):
+            info["dropped"] += 1
+            continue
+        yield chip_key(row["key"], window[0], window[1]), split_of(*window[:2]), image, label
+
+
+def by_windows(row: dict[str, Any], data: DataConfig) -> bool:
+    """Whether a scene's chips are read window by window: every file of it a TIFF (the label
+    too, unless it is drawn as polygons)."""
+    files = [Path(p) for p in row["images"]]
+    if data.label_vector is None:
+        files.append(Path(row["label"]))
+    return all(is_tiff(f) for f in files)
 
 
 def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig
@@ -113,12 +157,13 @@ def chip_key(scene: str, y: int, x: int) -> str:
     return f"{scene}_y{y}_x{x}"
 
 
-def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
+def read_scene(row: dict[str, Any], data: DataConfig, dtype: str, window: Window | None = None
                ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed."""
+    """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed;
+    ``window``: only that part of the scene (a chip), as :func:`raygym.data.io.read_image`."""
     paths = [Path(p) for p in row["images"]]
-    parts = ([read_image(paths[0], nodata_to_nan=True)]
-             + [read_single_band(p, nodata_to_nan=True) for p in paths[1:]])
+    parts = ([read_image(paths[0], nodata_to_nan=True, window=window)]
+             + [read_single_band(p, nodata_to_nan=True, window=window) for p in paths[1:]])
     # one file: no concatenated copy (a large scene is held once)
     whole = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
     image = whole.astype(np.dtype(dtype), copy=False)
@@ -127,11 +172,12 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
                         f"{row['bands']}", file=paths[0],
                         fix="save the image as plain RGB / greyscale (no palette, no alpha)")
     label_path = Path(row["label"])
-    label, changed = read_scene_label(label_path, data, image=paths[0])
+    label, changed = read_scene_label(label_path, data, image=paths[0], window=window)
     if label.shape != image.shape[:2]:
         raise DataError(f"label size {label.shape} differs from image {image.shape[:2]}",
                         file=label_path)
-    if image.dtype.kind == "f" and not np.isfinite(image).all(axis=2).any():
+    if (window is None and image.dtype.kind == "f"
+            and not np.isfinite(image).all(axis=2).any()):  # a chip may be all nodata
         # each file has data (read_image refuses an empty one) but never at the same pixel
         raise DataError("every pixel is nodata in one band file or another: nothing to train "
                         "on", file=paths[0], fix="remove this scene, or correct the nodata "
@@ -139,8 +185,8 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str
     return image, ignore_nodata(image, label), changed
 
 
-def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = None
-                     ) -> tuple[np.ndarray, dict[str, int]]:
+def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = None,
+                     window: Window | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
     ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
     With ``data.label_vector`` the polygons are burnt onto ``image``'s grid instead
@@ -156,17 +202,17 @@ def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = No
         from raygym.data.vector_labels import burn_labels
 
         assert image is not None, "vector labels are burnt onto an image's grid"
-        return burn_labels(data, image)
+        return burn_labels(data, image, window)
     k = len(data.classes)
     try:
         if data.palette:
             colours = {parse_colour(c): v for c, v in data.palette.items()}
-            raw = read_label(label_path, colour=True)
+            raw = read_label(label_path, colour=True, window=window)
             rule = "ignore" if data.unknown_labels == "ignore" else "error"
             label, changed_c = decode_palette(raw, colours, unknown=rule)
             changed = {f"{r},{g},{b}": int(n) for (r, g, b), n in changed_c.items()}
         else:
-            raw = read_label(label_path)
+            raw = read_label(label_path, window=window)
             label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)
             changed = {str(v): int(n) for v, n in changed_v.items()}
     except LabelValueError as err:

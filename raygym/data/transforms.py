@@ -58,23 +58,34 @@ def window_starts(length: int, tile: int, overlap: float) -> list[int]:
     return starts
 
 
+def chip_windows(hw: tuple[int, int], size: tuple[int, int], overlap: float
+                 ) -> list[tuple[int, int, int, int]]:
+    """The chips of a scene of ``hw`` px: ``(row, col, height, width)`` windows of ``size``,
+    placed as prediction places its windows (:func:`window_starts`: the last row and column
+    end at the scene's edge; a scene smaller than ``size`` is one chip, padded later)."""
+    (h, w), (th, tw) = hw, size
+    return [(y, x, min(th, h - y), min(tw, w - x)) for y in window_starts(h, th, overlap)
+            for x in window_starts(w, tw, overlap)]
+
+
+def labelled_enough(label: np.ndarray, min_labelled: float) -> bool:
+    """A chip is kept when at least ``min_labelled`` of its pixels are labelled (not
+    ``IGNORE_INDEX``: nodata, ignored values, no polygon)."""
+    return float(np.mean(label != IGNORE_INDEX)) >= min_labelled
+
+
 def scene_chips(image: np.ndarray, label: np.ndarray, size: tuple[int, int], overlap: float,
                 min_labelled: float) -> tuple[list[tuple[int, int, np.ndarray, np.ndarray]], int]:
-    """Cut a scene into ``size`` chips at native resolution: ``([(y, x, image chip, label
-    chip), ...], chips dropped)``, windows placed as prediction places them
-    (:func:`window_starts`: the last row and column end at the scene's edge; a scene smaller
-    than ``size`` is one chip, padded later). A chip whose share of labelled pixels (not
-    ``IGNORE_INDEX``) is below ``min_labelled`` is dropped. Views, not copies."""
-    th, tw = size
-    h, w = label.shape
+    """Cut a scene held in memory into chips (:func:`chip_windows`): ``([(y, x, image chip,
+    label chip), ...], chips dropped)``; a chip not :func:`labelled_enough` is dropped.
+    Views, not copies."""
     kept, dropped = [], 0
-    for y in window_starts(h, th, overlap):
-        for x in window_starts(w, tw, overlap):
-            lab = label[y:y + th, x:x + tw]
-            if float(np.mean(lab != IGNORE_INDEX)) < min_labelled:
-                dropped += 1
-                continue
-            kept.append((y, x, image[y:y + th, x:x + tw], lab))
+    for y, x, h, w in chip_windows(label.shape, size, overlap):
+        lab = label[y:y + h, x:x + w]
+        if not labelled_enough(lab, min_labelled):
+            dropped += 1
+            continue
+        kept.append((y, x, image[y:y + h, x:x + w], lab))
     return kept, dropped
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from raygym.config import IGNORE_INDEX, DataConfig, VectorLabels
+from raygym.data.io import Window
 from raygym.errors import DataError, RaygymError
 
 KEY = "data.label_vector"
@@ -62,9 +63,11 @@ def check_layer(spec: VectorLabels) -> Any:
     return CRS.from_user_input(info["crs"])
 
 
-def burn_labels(data: DataConfig, image: Path) -> tuple[np.ndarray, dict[str, int]]:
-    """The ``(H, W)`` uint8 class ids of ``image``'s pixel grid from ``data.label_vector``'s
-    features, and what ``data.unknown_labels`` changed (value -> pixels).
+def burn_labels(data: DataConfig, image: Path, window: Window | None = None
+                ) -> tuple[np.ndarray, dict[str, int]]:
+    """The ``(H, W)`` uint8 class ids of ``image``'s pixel grid (or of its ``window``) from
+    ``data.label_vector``'s features, and what ``data.unknown_labels`` changed (value ->
+    pixels).
 
     Raises:
         DataError: an image without a CRS, a layer or column that is not there, or class
@@ -81,6 +84,13 @@ def burn_labels(data: DataConfig, image: Path) -> tuple[np.ndarray, dict[str, in
                             file=image, key=KEY,
                             fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
         hw, transform, crs, bounds = (src.height, src.width), src.transform, src.crs, src.bounds
+        if window is not None:
+            from rasterio.windows import Window as RioWindow
+            from rasterio.windows import bounds as window_bounds
+
+            part = RioWindow(window[1], window[0], window[3], window[2])
+            hw, transform = (window[2], window[3]), src.window_transform(part)
+            bounds = window_bounds(part, src.transform)
     geoms, values = _features(spec, crs, bounds)
     fill = IGNORE_INDEX if spec.background is None else data.classes.index(spec.background)
     if not geoms:

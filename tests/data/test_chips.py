@@ -204,3 +204,50 @@ def test_the_smoke_test_keeps_the_chip_size(tmp_path: Path, write_config: Any) -
                                             chips={}))
     smoke = smoke_config(config)
     assert smoke.data.target_size == (256, 256) and smoke.train.max_epochs <= 3
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.3])
+def test_a_geotiff_is_cut_window_by_window_as_it_would_be_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: float) -> None:
+    """TIFF scenes are read a chip's window at a time (a large orthomosaic never whole in
+    memory): the rows equal those of the scene read whole and cut, nodata, an extra band, the
+    remap and dropped chips included."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from raygym.config import validate_experiment
+    from raygym.data import scenes
+    from raygym.data.scenes import process_scene
+
+    rng = np.random.default_rng(3)
+    profile = {"driver": "GTiff", "height": 90, "width": 130, "crs": "EPSG:32610",
+               "transform": from_origin(500_000, 4_100_000, 2, 2)}
+    rgb = rng.integers(1, 4000, (3, 90, 130)).astype(np.uint16)
+    rgb[:, :, :30] = 0  # a nodata strip: the chips mostly in it are dropped
+    nir = rng.integers(0, 255, (1, 90, 130)).astype(np.uint8)
+    label = rng.integers(1, 4, (1, 90, 130)).astype(np.uint8)
+    with rasterio.open(tmp_path / "s.tif", "w", count=3, dtype="uint16", nodata=0,
+                       **profile) as dst:
+        dst.write(rgb)
+    with rasterio.open(tmp_path / "s_nir.tif", "w", count=1, dtype="uint8", **profile) as dst:
+        dst.write(nir)
+    with rasterio.open(tmp_path / "s_label.tif", "w", count=1, dtype="uint8", **profile) as dst:
+        dst.write(label)
+    data = validate_experiment({"data": {
+        "images": str(tmp_path), "labels": str(tmp_path), "classes": ["a", "b", "c"],
+        "remap": {1: 0, 2: 1, 3: 2}, "target_size": [32, 48],
+        "chips": {"overlap": overlap, "min_labelled": 0.5},
+        "augment": {"copies": 1, "hflip": True}}}).data
+    record = {"key": "s", "images": [str(tmp_path / "s.tif"), str(tmp_path / "s_nir.tif")],
+              "label": str(tmp_path / "s_label.tif"), "split": "train", "bands": 4}
+    assert scenes.by_windows(record, data)
+    windowed, info_w = process_scene(record, data, "float32")
+    monkeypatch.setattr(scenes, "by_windows", lambda row, data: False)
+    whole, info_h = process_scene(record, data, "float32")
+    assert not info_w["error"] and not info_h["error"]
+    assert info_w["dropped"] == info_h["dropped"] > 0 and info_w["chips"] == info_h["chips"]
+    assert [(r["key"], r["copy"]) for r in windowed] == [(r["key"], r["copy"]) for r in whole]
+    for a, b in zip(windowed, whole, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])  # NaN where nodata, both
+        np.testing.assert_array_equal(a["label"], b["label"])
+        np.testing.assert_array_equal(a["valid_hw"], b["valid_hw"])

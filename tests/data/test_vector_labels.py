@@ -78,6 +78,10 @@ def test_polygons_are_burnt_onto_the_scene_grid(tmp_path: Path) -> None:
     assert (label[~covered] == IGNORE_INDEX).all(), "no polygon: ignored"
     background, _ = burn_labels(_data(tmp_path, background="dune"), scene)
     assert (background[~covered] == 2).all() and (background[:, :30] == 0).all()
+    # a chip's window (how chips of a large GeoTIFF are labelled): the same pixels
+    for y, x, h, w in ((5, 25, 20, 30), (0, 0, 40, 60), (30, 50, 10, 10)):
+        part, _ = burn_labels(_data(tmp_path), scene, (y, x, h, w))
+        np.testing.assert_array_equal(part, label[y:y + h, x:x + w])
 
 
 def test_numbered_classes_go_through_remap(tmp_path: Path) -> None:
