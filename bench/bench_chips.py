@@ -10,6 +10,7 @@ over the scene's bytes (image + label): how many copies of the scene a task hold
 
     python bench/bench_chips.py                    # 8,000 px, no augmented copies
     python bench/bench_chips.py --size 12000 --copies 1
+    python bench/bench_chips.py --striped          # GDAL's default layout: strips
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from process_tree import TreeSampler  # noqa: E402
 
 
-def write_scene(folder: Path, size: int) -> tuple[Path, Path]:
-    """The image and label GeoTIFFs of one ``size`` x ``size`` px scene, written by rows."""
+def write_scene(folder: Path, size: int, striped: bool = False) -> tuple[Path, Path]:
+    """The image and label GeoTIFFs of one ``size`` x ``size`` px scene, written by rows;
+    tiled 256 x 256 (an orthomosaic export) or, ``striped``, in GDAL's default strips."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
@@ -37,7 +39,8 @@ def write_scene(folder: Path, size: int) -> tuple[Path, Path]:
     (folder / "labels").mkdir()
     profile = {"driver": "GTiff", "height": size, "width": size, "dtype": "uint8",
                "crs": "EPSG:32618", "transform": from_origin(400_000, 4_000_000, 0.5, 0.5),
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+               "compress": "deflate",
+               **({} if striped else {"tiled": True, "blockxsize": 256, "blockysize": 256})}
     rng = np.random.default_rng(0)
     image, label = folder / "images" / "mosaic.tif", folder / "labels" / "mosaic.tif"
     with rasterio.open(image, "w", count=3, **profile) as img, \
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8000, help="scene side in px [8000]")
     parser.add_argument("--copies", type=int, default=0, help="augmented copies [0]")
+    parser.add_argument("--striped", action="store_true",
+                        help="GeoTIFFs in strips (GDAL's default) instead of 256 px tiles")
     args = parser.parse_args(argv)
 
     import ray
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_chips-") as tmp:
         root = Path(tmp)
-        write_scene(root, args.size)
+        write_scene(root, args.size, args.striped)
         config = validate_experiment({
             "name": "chips", "data": {
                 "images": str(root / "images"), "labels": str(root / "labels"),
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         scene = args.size * args.size * 4  # 3 image bands + the label, a byte each
         chips = sum(int(s.get("chips", 0)) for s in result.card.splits.values())
         print(f"scene {args.size} x {args.size} px ({scene / 2**20:.0f} MiB image + label), "
-              f"{chips} chips of 256 x 256, copies {args.copies}, load "
+              f"{chips} chips of 256 x 256, copies {args.copies}, "
+              f"{'striped' if args.striped else 'tiled'}, load "
               f"{os.getloadavg()[0]:.2f}")
         print(f"wall {wall:.1f} s; peak RSS: workers {stats.peak_workers_rss / 2**20:.0f} MiB "
               f"({stats.peak_workers_rss / scene:.1f} x the scene), whole tree "

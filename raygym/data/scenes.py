@@ -98,9 +98,10 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
 def _chips(row: dict[str, Any], data: DataConfig, dtype: str, info: dict[str, Any]
            ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
     """A scene's kept chips, ``(key, split, image, label)``, as they are cut; ``info`` gets
-    ``dropped`` and ``changed``. TIFFs (a large orthomosaic's format) are read a chip's window
-    at a time, so a scene never sits in memory whole; other formats are decoded whole first."""
-    from raygym.data.transforms import chip_windows, labelled_enough, scene_chips
+    ``dropped`` and ``changed``. TIFFs (a large orthomosaic's format) are read one row of chips
+    at a time (a band of rows, whole width: each compressed tile or strip is decoded once), so
+    a scene never sits in memory whole; other formats are decoded whole first."""
+    from raygym.data.transforms import chip_windows, labelled_enough, scene_chips, window_starts
 
     assert data.chips is not None
     size, overlap = data.target_size, data.chips.overlap
@@ -113,18 +114,22 @@ def _chips(row: dict[str, Any], data: DataConfig, dtype: str, info: dict[str, An
         for y, x, img, lab in chips:
             yield chip_key(row["key"], y, x), split_of(y, x), img, lab
         return
-    hw = read_header(Path(row["images"][0]))
-    split_of = _chip_split(row, (hw.height, hw.width), data)
+    head = read_header(Path(row["images"][0]))
+    split_of = _chip_split(row, (head.height, head.width), data)
     changed: dict[str, int] = {}
-    for window in chip_windows((hw.height, hw.width), size, overlap):
-        image, label, changed_here = read_scene(row, data, dtype, window=window)
-        for value, n in changed_here.items():  # an edge chip's overlap counts twice
+    for y in window_starts(head.height, size[0], overlap):
+        rows = min(size[0], head.height - y)
+        image, label, changed_here = read_scene(row, data, dtype,
+                                                window=(y, 0, rows, head.width))
+        for value, n in changed_here.items():  # rows two bands share count twice
             changed[value] = changed.get(value, 0) + n
         info["changed"] = json.dumps(changed)
-        if not labelled_enough(label, data.chips.min_labelled):
-            info["dropped"] += 1
-            continue
-        yield chip_key(row["key"], window[0], window[1]), split_of(*window[:2]), image, label
+        for _, x, _, w in chip_windows((rows, head.width), size, overlap):
+            lab = label[:, x:x + w]
+            if not labelled_enough(lab, data.chips.min_labelled):
+                info["dropped"] += 1
+                continue
+            yield chip_key(row["key"], y, x), split_of(y, x), image[:, x:x + w], lab
 
 
 def by_windows(row: dict[str, Any], data: DataConfig) -> bool:
