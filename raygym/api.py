@@ -161,6 +161,12 @@ def _experiment(experiment: PathLike | Mapping[str, Any]
     return (*load_experiment(Path(experiment), overrides=overrides), Path(experiment))
 
 
+def _default_console() -> Console:
+    from raygym.cli import make_console  # the commands' console: paths never wrapped
+
+    return make_console()  # type: ignore[no-any-return]
+
+
 def prepare_dataset(experiment: PathLike | Mapping[str, Any], *,
                     overrides: Mapping[str, Any] | None = None, overwrite: bool = False,
                     console: Console | None = None) -> Path:
@@ -254,12 +260,6 @@ def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | 
                           key=sorted(scene_options)[0], fix="add data=SITE.yaml, or drop it")
     return evaluate_model_on_split(model_dir, dataset_dir, split, use_ray=use_ray,
                                    out_dir=out_dir)
-
-
-def _default_console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
 
 
 def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig, SearchSpace],

@@ -22,7 +22,7 @@ from raygym.cli_parser import Handler
 from raygym.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaygymError
 
 
-def _console(stderr: bool = False) -> Any:
+def make_console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     # soft_wrap: a line is never broken by raygym (the terminal wraps it, if it must), so a
@@ -74,7 +74,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from raygym.data.prepare import prepare_dataset
     from raygym.data.summary import print_prepare_summary
 
-    console = _console()
+    console = make_console()
     result = prepare_dataset(config, overwrite=args.overwrite, log=console.print)
     print_prepare_summary(result, console)
     return 0
@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _load(args.config, "train", args.set, address=args.address)
     from raygym.train.run import train_experiment
 
-    train_experiment(config, resume=args.resume, console=_console(), run_name=args.name)
+    train_experiment(config, resume=args.resume, console=make_console(), run_name=args.name)
     return 0
 
 
@@ -96,7 +96,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,
                              resume=args.resume, retry_errored=args.retry_errored,
                              smoke_test=args.smoke_test, replay=args.replay,
-                             searches=args.searches, console=_console(),
+                             searches=args.searches, console=make_console(),
                              command=args.command_line)
 
 
@@ -108,7 +108,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return record_experiment(config, space, space_file=args.space, seeds=args.seeds,
                              points=args.points, out=args.out, resume=args.resume,
                              retry_errored=args.retry_errored, dry_run=args.dry_run,
-                             add=args.add, console=_console(), command=args.command_line)
+                             add=args.add, console=make_console(), command=args.command_line)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -130,7 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               "split is scored at its prepared size", key=given[0],
                               fix="add --data SITE.yaml, or drop " + given[0])
     return evaluate_command(args.model, split=args.split or "test", top_k=args.top_k,
-                            dataset=args.dataset, use_ray=args.ray, console=_console(),
+                            dataset=args.dataset, use_ray=args.ray, console=make_console(),
                             out=args.out, data_file=args.data, ray_address=args.address,
                             scenes={"scale": args.scale, "tile": args.tile,
                                     "overlap": args.overlap, "tta": args.tta})
@@ -154,7 +154,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              scale=args.scale, probabilities=args.probabilities,
                              use_ray=args.ray, ray_address=args.address, overwrite=args.overwrite,
                              polygons=args.polygons, min_area=args.min_area)
-    return predict_and_print(args.model, args.images, options, console=_console())
+    return predict_and_print(args.model, args.images, options, console=make_console())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     html = build_report(args.results, out=args.out)
     # an --out that is not .html is written as .html: both paths say where things went
-    _console().print(f"report written: [bold]{html}[/]   Markdown + figures: "
+    make_console().print(f"report written: [bold]{html}[/]   Markdown + figures: "
                      f"{html.with_suffix('')}/report.md")
     return 0
 
@@ -171,14 +171,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from raygym.inference.onnx_export import export_command
 
     return export_command(args.model, onnx=args.onnx, out=args.out, opset=args.opset,
-                          console=_console())
+                          console=make_console())
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from raygym.dashboard import serve_dashboards
 
     return serve_dashboards(args.results, host=args.host, optuna_port=args.optuna_port,
-                            tensorboard_port=args.tensorboard_port, console=_console(),
+                            tensorboard_port=args.tensorboard_port, console=make_console(),
                             allow_remote=args.allow_remote)
 
 
@@ -187,7 +187,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from raygym.models.summary import describe_arch
 
     if not args.name:
-        console = _console()
+        console = make_console()
         for name in list_models():
             console.print(name)
         return 0
@@ -203,7 +203,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     out, unknown = convert_gym_config(args.gym_json, args.out, images=args.images,
                                       labels=args.labels)
-    console = _console()
+    console = make_console()
     console.print(f"wrote [bold]{out}[/]")
     if unknown:
         console.print(f"[yellow]Gym keys not carried over:[/] {', '.join(unknown)}")
@@ -214,7 +214,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from raygym.data.demo import write_demo_data
 
     info = write_demo_data(args.out, n_scenes=args.scenes, seed=args.seed)
-    _console().print(f"wrote {info.n_scenes} synthetic scenes ({info.bands} bands, classes "
+    make_console().print(f"wrote {info.n_scenes} synthetic scenes ({info.bands} bands, classes "
                      f"{', '.join(info.class_names)}) to [bold]{info.out_dir}[/]")
     return 0
 
@@ -222,7 +222,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_cluster(args: argparse.Namespace) -> int:
     from raygym.cluster import cluster_down, cluster_status, cluster_up, export_line
 
-    console = _console()
+    console = make_console()
     if args.action == "up":
         info = cluster_up(workers=args.workers, cpus_per_node=args.cpus,
                           head_port=args.port, dashboard_port=args.dashboard_port,
@@ -272,10 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaygymError as err:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(_in_config(err, args)))}")
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(_in_config(err, args)))}")
         return err.exit_code
     except KeyboardInterrupt:
-        _console(stderr=True).print("interrupted")
+        make_console(stderr=True).print("interrupted")
         return EXIT_INTERRUPTED
     except OSError as err:
         # a path the user gave that cannot be read or written (an --out in a read-only or
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(line)}")
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(line)}")
         return EXIT_USAGE
 
 

@@ -131,9 +131,9 @@ def check_headers(pairs: list[Pair], vector_labels: bool = False
         heads = [read_header(p) for p in pair.images]
         firsts[pair.key] = heads[0]
         if vector_labels and heads[0].grid is None:
-            raise DataError("vector labels need georeferenced images, and this one has no "
-                            "CRS", file=heads[0].path, key="data.label_vector",
-                            fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
+            from raygym.data.vector_labels import no_crs
+
+            raise no_crs(heads[0].path)
         for h in heads[1:] + ([] if vector_labels else [read_header(pair.label)]):
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(

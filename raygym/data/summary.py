@@ -49,6 +49,12 @@ def print_prepare_summary(result: Any, console: Console) -> None:
                   f"{result.seconds:.1f} s{extra}")
 
 
+def asked_splits(data: DataConfig) -> list[str]:
+    """The splits data.split asks for: train, and val / test when their fraction is not 0."""
+    fractions = {"train": 1.0, "val": data.split.val, "test": data.split.test}
+    return [s for s in SPLITS if fractions[s] > 0]
+
+
 def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
                data: DataConfig) -> str:
     """``cut into 412 chips of 256 x 256 px (train 300, val 70, test 42); 17 dropped ...``
@@ -59,8 +65,7 @@ def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
             kept (nothing to validate or test on).
     """
     assert data.chips is not None
-    fractions = {"train": 1.0, "val": data.split.val, "test": data.split.test}
-    wanted = ([s for s in SPLITS if fractions[s] > 0] if BLOCKS in splits_drawn
+    wanted = (asked_splits(data) if BLOCKS in splits_drawn
               else [s for s in SPLITS if s in splits_drawn])
     empty = [s for s in wanted if kept[s] == 0]
     th, tw = data.target_size
@@ -88,8 +93,7 @@ def block_line(blocks_of: dict[str, dict[str, str]], blocks: int, data: DataConf
     drawn = [s for scene in blocks_of.values() for s in scene.values()]
     line = (f"split by {len(drawn)} block{'s' * (len(drawn) != 1)} of {blocks} x {blocks} "
             "chips: " + ", ".join(f"{s} {drawn.count(s)}" for s in SPLITS) + " (blocks)")
-    fractions = {"val": data.split.val, "test": data.split.test}
-    empty = [s for s, f in fractions.items() if f > 0 and s not in drawn]
+    empty = [s for s in asked_splits(data) if s not in drawn]
     if empty:
         raise DataError(f"{line}: too few blocks to give the {empty[0]} split one",
                         key="data.chips.blocks", fix="use smaller blocks (each holds blocks x "

@@ -16,6 +16,7 @@ geometries): ``pip install 'raygym[vector]'``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from raygym.data.io import Window
 from raygym.errors import DataError, RaygymError
 
 KEY = "data.label_vector"
+
+
+def no_crs(image: Path) -> DataError:
+    """The refusal of an image without a CRS under vector labels (prepare's header check and
+    the burning say it alike)."""
+    return DataError("vector labels need georeferenced images, and this one has no CRS",
+                     file=image, key=KEY,
+                     fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
 
 
 def check_layer(spec: VectorLabels) -> Any:
@@ -80,9 +89,7 @@ def burn_labels(data: DataConfig, image: Path, window: Window | None = None
     assert spec is not None
     with rasterio.open(image) as src:
         if src.crs is None:
-            raise DataError("vector labels need georeferenced images, and this one has no CRS",
-                            file=image, key=KEY,
-                            fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
+            raise no_crs(image)
         hw, transform, crs, bounds = (src.height, src.width), src.transform, src.crs, src.bounds
         if window is not None:
             from rasterio.windows import Window as RioWindow
@@ -110,13 +117,20 @@ def burn_labels(data: DataConfig, image: Path, window: Window | None = None
     return label, changed
 
 
+@functools.lru_cache(maxsize=8)
+def _layer_crs(file: Path, layer: str | None, column: str) -> Any:
+    """:func:`check_layer` once per process and layer (burning runs per scene, and per row of
+    chips of a large one); a failure is not cached."""
+    return check_layer(VectorLabels(file=file, layer=layer, column=column))
+
+
 def _features(spec: VectorLabels, crs: Any, bounds: Any) -> tuple[list[Any], list[Any]]:
     """Geometries (in ``crs``) and class values of the features within ``bounds``."""
     import pyogrio.raw
     import shapely
     from rasterio.warp import transform_bounds, transform_geom
 
-    layer_crs = check_layer(spec)
+    layer_crs = _layer_crs(spec.file, spec.layer, spec.column)
     box = transform_bounds(crs, layer_crs, *bounds) if layer_crs != crs else tuple(bounds)
     _, _, wkb, field_data = pyogrio.raw.read(str(spec.file), layer=spec.layer,
                                              columns=[spec.column], bbox=box)
