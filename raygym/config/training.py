@@ -150,6 +150,12 @@ class TrainConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1)
     shuffle: bool = True
     output_dir: Path = Path("runs")
+    init_weights: Path | None = Field(
+        None, description="a model artifact (runs/<name>/best, results/<name>/best/rank1_*) "
+        "whose weights training starts from instead of fresh ones: fine-tuning a model on "
+        "another site's labels. It must be this experiment's network (model.arch and layer "
+        "sizes) and take the dataset's bands; where the classes differ, the head keeps the "
+        "rows of the classes both name (matched by name) and the others start fresh")
     checkpoint_keep: int = Field(2, ge=1)
 
     @field_validator("monitor")

@@ -63,7 +63,8 @@ HANDLED_KEYS: frozenset[str] = frozenset({
 
 NOT_CARRIED: dict[str, str] = {
     "FILTER_VALUE": "label dilation radius; not supported by raygym",
-    "HOT_START": "starting from Keras weights is not supported (yet)",
+    "HOT_START": "Keras weights cannot be loaded; train.init_weights starts from a raygym "
+                 "model (runs/<name>/best)",
     "TESTTIMEAUG": "test-time augmentation is a prediction option: use `raygym predict --tta`",
     "SET_GPU": "GPU choice: set resources.gpus_per_worker (devices via CUDA_VISIBLE_DEVICES)",
     "SET_PCI_BUS_ID": "GPU ordering is left to Ray and CUDA",

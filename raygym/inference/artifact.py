@@ -107,6 +107,10 @@ def export_artifact(out: Path, model: nn.Module, config: ExperimentConfig, *, in
         config = config.model_copy(
             update={"model": config.model.model_copy(update={"encoder_weights": None})})
         training = {**(training or {}), "encoder_weights_source": str(weights_source)}
+    if config.train.init_weights is not None:
+        from raygym.train.init_weights import provenance
+
+        training = {**(training or {}), "init_weights": provenance(config)}
     tmp = out.with_name(f".{out.name}.tmp-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
@@ -212,6 +216,16 @@ def _with_dataset_facts(dataset: dict[str, Any]) -> dict[str, Any]:
 def read_model_card(path: Path) -> ModelCard:
     """Check the artifact's files and checksums, then parse its card."""
     return _parse_card(path, _verified_files(path)["model_card.json"])
+
+
+def read_weights(path: Path) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """(card, state dict on the CPU) of the artifact at ``path``, checksums verified; no
+    model is built (``train.init_weights`` maps them onto another experiment's network)."""
+    from safetensors.torch import load as load_safetensors
+
+    files = _verified_files(path)
+    return (_parse_card(path, files["model_card.json"]),
+            load_safetensors(files["model.safetensors"]))
 
 
 def load_artifact(path: Path, device: str | torch.device = "cpu"

@@ -152,10 +152,24 @@ def _card_rows(artifact: Path, card: ModelCard) -> list[tuple[str, Any]]:
         ("classes", ", ".join(card.classes)),
         ("searched parameters", ", ".join(f"{k}={cell_text(v)}"
                                           for k, v in (tr.get("params") or {}).items())),
+        *_started_from(tr.get("init_weights")),
         ("dataset", f"{card.dataset.get('path', '?')} (splits "
                     f"{card.dataset.get('splits', {})})"),
         *split_rows(card.dataset),
     ]
+
+
+def _started_from(source: Any) -> list[tuple[str, str]]:
+    """The row for a model trained from another's weights (``train.init_weights``), else []."""
+    if not isinstance(source, dict):
+        return []
+    score = source.get("val_mean_iou")
+    said = [f"model '{source['name']}'" if source.get("name") else "",
+            f"val mean IoU {score:.3f}" if isinstance(score, int | float) else "",
+            f"weights SHA-256 {str(source['weights_sha256'])[:12]}"
+            if source.get("weights_sha256") else ""]
+    detail = ", ".join(p for p in said if p)
+    return [("started from", f"{source.get('path', '?')}" + (f" ({detail})" if detail else ""))]
 
 
 def split_rows(dataset: dict[str, Any]) -> list[tuple[str, str]]:

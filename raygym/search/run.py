@@ -125,6 +125,17 @@ def check_space(config: ExperimentConfig, space: SearchSpace, file: str) -> None
         raise ConfigError("the search space is empty: no key is a distribution", file=file,
                           fix="make at least one value a distribution, e.g. "
                           "`filters: {choice: [4, 8]}`")
+    if config.train.init_weights is not None:
+        from raygym.train.init_weights import SHAPE_FREE_PARAMS
+
+        shaped = [d.path for d in space if d.path.startswith("model.")
+                  and d.path.removeprefix("model.") not in SHAPE_FREE_PARAMS]
+        if shaped:
+            raise ConfigError("cannot vary with train.init_weights: it changes the network's "
+                              "layers, and every trial starts from that one network",
+                              key=shaped[0], file=file,
+                              fix=f"give {shaped[0]} the starting model's value, or remove "
+                              "train.init_weights")
     if config.search.scheduler == "pbt":
         bad = [d.path for d in space if not d.path.startswith("train.")
                or d.kind not in ("uniform", "loguniform")]
@@ -165,6 +176,18 @@ def describe_space(config: ExperimentConfig, space: SearchSpace, console: Consol
         console.print(text)
     for text in scheduler_warnings(config, space):
         console.print(f"[yellow]note:[/] {text}")
+
+
+def _starting_weights_line(config: ExperimentConfig) -> str:
+    """A dry run's word on ``train.init_weights``: checked against the prepared dataset where
+    it is on disk (a one-line error if they do not fit), else named."""
+    from raygym.data.dataset import read_card
+    from raygym.train.init_weights import check_init_weights
+
+    if (config.data.prepared / "card.json").exists():
+        return str(check_init_weights(config, read_card(config.data.prepared)))
+    return (f"trials start from the weights of {config.train.init_weights} (checked against "
+            "the dataset once it is prepared)")
 
 
 def space_size_note(config: ExperimentConfig, space: SearchSpace) -> str | None:
@@ -219,7 +242,11 @@ def _ensure_dataset(config: ExperimentConfig, space: SearchSpace, console: Conso
 
     prepare_if_missing(config, log=console.print)
     batch = next((d for d in space if d.path == "train.batch_size"), None)
-    check_dataset(config, [int(b) for b in batch.candidates()] if batch else ())
+    dataset = check_dataset(config, [int(b) for b in batch.candidates()] if batch else ())
+    from raygym.train.init_weights import check_init_weights
+
+    if starting := check_init_weights(config, dataset.card):
+        console.print(starting)
 
 
 def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_file: Path,
@@ -257,6 +284,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     out = results_dir(config)
     if dry_run:
         describe_space(config, space, console)
+        if table is None and config.train.init_weights is not None:
+            console.print(_starting_weights_line(config))
         console.print(f"results would go to {out}")
         return 0
     if resume:

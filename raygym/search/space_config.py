@@ -39,7 +39,8 @@ DistKind = Literal["choice", "uniform", "loguniform", "int", "grid"]
 DIST_KINDS: tuple[DistKind, ...] = get_args(DistKind)
 # Keys that fix what the prepared dataset is, or how the search itself runs: they cannot vary
 # per trial (a different target size would need a different prepared dataset).
-FIXED_PREFIXES = ("name", "data", "search", "resources", "mlflow", "train.output_dir")
+FIXED_PREFIXES = ("name", "data", "search", "resources", "mlflow", "train.output_dir",
+                  "train.init_weights")
 # Searched keys whose extremes, taken together, make the trial that breaks a cross-key rule
 # first: the shortest run with the longest warm-up. Each candidate alone is validated only
 # against the other keys' first candidates.
@@ -166,7 +167,8 @@ def extract_space(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], Searc
     for dist in dists:
         if dist.path.startswith(FIXED_PREFIXES):
             raise ConfigError(
-                "cannot vary in a search (it fixes the prepared dataset or the search itself)",
+                "cannot vary in a search (it fixes the prepared dataset, the search itself or "
+                "the starting weights)",
                 file=file, key=dist.path, fix="give one fixed value",
             )
         for cond in dist.when:
@@ -272,8 +274,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> None:
         vector = data.get("label_vector")
         if isinstance(vector, dict) and "file" in vector:
             data["label_vector"] = {**vector, "file": absolute(vector["file"])}
-    for section, key in (("train", "output_dir"), ("search", "results_dir"),
-                         ("model", "encoder_weights")):
+    for section, key in (("train", "output_dir"), ("train", "init_weights"),
+                         ("search", "results_dir"), ("model", "encoder_weights")):
         sec = raw.get(section)
         if isinstance(sec, dict) and sec.get(key):
             sec[key] = absolute(sec[key])

@@ -373,6 +373,10 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
     schedule = lr_for_epoch(config)
     core = model.module if hasattr(model, "module") else model
+    if resume_from is None and t.init_weights is not None:  # a checkpoint replaces them all
+        from raygym.train.init_weights import load_init_weights
+
+        load_init_weights(core, config, card)
     state = FitState()
     best_state = _cpu_state(core)
     if resume_from is not None:

@@ -148,6 +148,10 @@ def train_experiment(config: ExperimentConfig, *, resume: Path | None = None,
         prepare_if_missing(config, log=console.print)  # one command, as for a search
     dataset = check_dataset(config)
     if resume is None:
+        from raygym.train.init_weights import check_init_weights
+
+        if starting := check_init_weights(config, dataset.card):
+            console.print(starting)
         name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = (config.train.output_dir / name).resolve()
         if run_dir.exists() and any(run_dir.iterdir()):

@@ -68,3 +68,14 @@ def test_best_model_section_on_a_real_search(search_results: Path, tmp_path: Pat
         "water", "surf", "wet_sand", "dry_land"]
     assert [b.data[0].name for b in section.blocks if b.kind == "figure"] == [
         "confusion.png", "samples.png"]
+
+
+def test_a_fine_tuned_model_says_where_it_started() -> None:
+    from raygym.report.best_model import _started_from
+
+    assert _started_from(None) == []
+    (row,) = _started_from({"path": "/m/site_a/best", "name": "site_a", "val_mean_iou": 0.6746,
+                            "weights_sha256": "4164b887f8ddf01c6bd8"})
+    assert row == ("started from", "/m/site_a/best (model 'site_a', val mean IoU 0.675, "
+                                   "weights SHA-256 4164b887f8dd)")
+    assert _started_from({"path": "/m/gone"}) == [("started from", "/m/gone")]

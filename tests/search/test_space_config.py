@@ -113,7 +113,7 @@ def test_int_distribution_needs_integer_bounds(tmp_path, write_config, s2_config
 
 
 @pytest.mark.parametrize("path", ["data.target_size", "data.augment.copies", "name",
-                                  "train.output_dir", "mlflow.enabled"])
+                                  "train.output_dir", "train.init_weights", "mlflow.enabled"])
 def test_distribution_on_a_fixed_key_is_refused(tmp_path, write_config, s2_config, path) -> None:
     section, *rest = path.split(".")
     spec = {"choice": [64, 128]} if path != "name" else {"choice": ["a", "b"]}
@@ -126,6 +126,22 @@ def test_distribution_on_a_fixed_key_is_refused(tmp_path, write_config, s2_confi
         s2_config[section] = spec
     err = _error(tmp_path, write_config, s2_config)
     assert err.key == path and "cannot vary" in err.message
+
+
+def test_a_search_from_init_weights_varies_no_layer_size(tmp_path, write_config,
+                                                         s2_config) -> None:
+    from raygym.search.run import check_space
+
+    s2_config["train"]["init_weights"] = "models/site_a"
+    s2_config["model"]["dropout"] = {"choice": [0.0, 0.2]}  # no weight changes shape
+    config, space = _load(tmp_path, write_config, s2_config)
+    assert config.train.init_weights == Path("models/site_a").resolve()  # as other paths
+    check_space(config, space, "exp.yaml")
+    s2_config["model"]["filters"] = {"choice": [4, 8]}
+    config, space = _load(tmp_path, write_config, s2_config)
+    with pytest.raises(ConfigError) as info:
+        check_space(config, space, "exp.yaml")
+    assert info.value.key == "model.filters" and "train.init_weights" in info.value.message
 
 
 def test_every_candidate_is_validated(tmp_path, write_config, s2_config) -> None:

@@ -1,0 +1,140 @@
+"""Does starting from another campaign's model (``train.init_weights``) pay when a new
+campaign has few labelled scenes?
+
+The aerial set holds two survey campaigns: 76 scenes from 2018 and 80 from 2020. A model is
+trained on 2018 (the "site A" model); 2020 is prepared with only ``--shots`` scenes to train
+on, 4 to validate and the rest to test. Per training seed, a 2020 model is trained from
+scratch and one from the 2018 model's weights, with the same settings; all are scored on the
+same 2020 test scenes (``raygym evaluate --split test``), beside the 2018 model as it is::
+
+    python bench/bench_finetune.py --workdir /tmp/finetune --seeds 0 1 2 --shots 8
+
+Printed: test mean IoU, epochs run and seconds per run, then the median and range per arm.
+Needs ``../shared/data``; ~6 min on 2 cores at the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "usgs_coastal_aerial_3class"
+CLASSES = ["deep_water", "shallow_water", "dry_land"]
+VAL_SCENES = 4
+
+
+def write_campaign(prefix: str, dest: Path) -> int:
+    """The pairs whose image name starts with ``prefix``, with absolute paths; their count."""
+    with (DATA / "pairs.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if Path(r["image"]).name.startswith(prefix)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "label"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: str((DATA / row[k]).resolve()) for k in ("image", "label")})
+    return len(rows)
+
+
+def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Path,
+               split: dict[str, float], seed: int, init: Path | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "data": {"manifest": str(manifest), "classes": CLASSES, "unknown_labels": "ignore",
+                 "target_size": list(args.size), "split": {**split, "seed": 42},
+                 "augment": {"copies": 0}, "prepared": str(workdir / f"prepared_{name}")},
+        "model": {"arch": "gym_resunet", "filters": args.filters, "kernel": 3,
+                  "dropout": 0.1},
+        "loss": {"name": "dice"},
+        "train": {"batch_size": 4, "max_epochs": args.epochs, "patience": args.patience,
+                  "monitor": "val_mean_iou", "lr_schedule": "gym", "start_lr": 1e-5,
+                  "min_lr": 1e-5, "max_lr": args.lr, "rampup_epochs": 2, "seed": seed,
+                  "output_dir": str(workdir / "runs"),
+                  **({"init_weights": str(init)} if init else {})},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 2, "num_cpus": 2,
+                      "object_store_memory": 512 * 2**20},
+    }
+
+
+def train_and_score(sections: dict[str, Any], run: str) -> dict[str, Any]:
+    """Train one run (its own name under ``runs/``) and score its best model on the test
+    split of its dataset."""
+    from rich.console import Console
+
+    import raygym
+
+    quiet = Console(file=io.StringIO())
+    tick = time.perf_counter()
+    folder = raygym.train_model(sections, name=run, console=quiet)
+    seconds = time.perf_counter() - tick
+    score = raygym.evaluate_model(folder / "best", split="test").metrics["mean_iou"]
+    with (folder / "metrics.csv").open(newline="") as fh:
+        epochs = sum(1 for _ in csv.DictReader(fh))
+    return {"run": run, "test_mean_iou": float(score), "epochs": epochs,
+            "seconds": round(seconds, 1), "best": str(folder / "best")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_finetune"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--shots", type=int, default=8, help="2020 scenes to train on")
+    parser.add_argument("--size", type=int, nargs=2, default=[96, 128])
+    parser.add_argument("--filters", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    import raygym
+
+    work = args.workdir.resolve()
+    source_n = write_campaign("2018", work / "campaign_2018.csv")
+    target_n = write_campaign("2020", work / "campaign_2020.csv")
+    test = (target_n - args.shots - VAL_SCENES) / target_n
+    target_split = {"val": VAL_SCENES / target_n, "test": test}
+    print(f"2018: {source_n} scenes (split 0.7 / 0.2 / 0.1); 2020: {target_n} scenes, "
+          f"{args.shots} to train, {VAL_SCENES} to validate, the rest to test")
+
+    source = experiment(args, work, "campaign2018", work / "campaign_2018.csv",
+                        {"val": 0.2, "test": 0.1}, 0, None)
+    site_a = work / "runs" / "campaign2018" / "best"
+    if not site_a.exists():
+        site_a = Path(train_and_score(source, "campaign2018")["best"])
+    rows: list[dict[str, Any]] = []
+    target = experiment(args, work, "campaign2020", work / "campaign_2020.csv",
+                        target_split, 0, None)
+    raygym.prepare_dataset(target)
+    zero = raygym.evaluate_model(site_a, split="test",
+                                 dataset=target["data"]["prepared"]).metrics["mean_iou"]
+    rows.append({"arm": "2018 model as it is", "seed": "-", "test_mean_iou": float(zero),
+                 "epochs": 0, "seconds": 0.0})
+    for seed in args.seeds:  # the arms alternate, so machine load falls on both alike
+        for arm, init in (("from scratch", None), ("from the 2018 model", site_a)):
+            sections = experiment(args, work, "campaign2020", work / "campaign_2020.csv",
+                                  target_split, seed, init)
+            run = f"{'tuned' if init else 'scratch'}_s{seed}"
+            rows.append({"arm": arm, "seed": seed,
+                         **train_and_score(sections, f"{run}_{time.strftime('%H%M%S')}")})
+            r = rows[-1]
+            print(f"{arm:22s} seed {seed}: test mIoU {r['test_mean_iou']:.3f}, "
+                  f"{r['epochs']} epochs, {r['seconds']:.0f} s", flush=True)
+    print(f"\n{'arm':22s} {'runs':>4s} {'median':>7s} {'min':>6s} {'max':>6s} "
+          f"{'epochs':>6s} {'s':>5s}")
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        scores = [r["test_mean_iou"] for r in mine]
+        print(f"{arm:22s} {len(mine):4d} {statistics.median(scores):7.3f} {min(scores):6.3f} "
+              f"{max(scores):6.3f} {statistics.median(r['epochs'] for r in mine):6.0f} "
+              f"{statistics.median(r['seconds'] for r in mine):5.0f}")
+    (work / "finetune.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
