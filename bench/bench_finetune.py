@@ -4,13 +4,13 @@ campaign has few labelled scenes?
 The aerial set holds two survey campaigns: 76 scenes from 2018 and 80 from 2020. A model is
 trained on 2018 (the "site A" model); 2020 is prepared with only ``--shots`` scenes to train
 on, 4 to validate and the rest to test. Per training seed, a 2020 model is trained from
-scratch and one from the 2018 model's weights, with the same settings; all are scored on the
-same 2020 test scenes (``raygym evaluate --split test``), beside the 2018 model as it is::
+scratch and one from the 2018 model's weights, with the same settings, and one from those
+weights at a lower learning rate (``--tuned-lr``); all are scored on the same 2020 test scenes (``raygym evaluate --split test``), beside the 2018 model as it is::
 
     python bench/bench_finetune.py --workdir /tmp/finetune --seeds 0 1 2 --shots 8
 
 Printed: test mean IoU, epochs run and seconds per run, then the median and range per arm.
-Needs ``../shared/data``; ~6 min on 2 cores at the defaults.
+Needs ``../shared/data``; ~7 min on 2 cores at the defaults.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def write_campaign(prefix: str, dest: Path) -> int:
 
 
 def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Path,
-               split: dict[str, float], seed: int, init: Path | None) -> dict[str, Any]:
+               split: dict[str, float], seed: int, init: Path | None,
+               lr: float | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "data": {"manifest": str(manifest), "classes": CLASSES, "unknown_labels": "ignore",
@@ -55,7 +56,7 @@ def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Pat
         "loss": {"name": "dice"},
         "train": {"batch_size": 4, "max_epochs": args.epochs, "patience": args.patience,
                   "monitor": "val_mean_iou", "lr_schedule": "gym", "start_lr": 1e-5,
-                  "min_lr": 1e-5, "max_lr": args.lr, "rampup_epochs": 2, "seed": seed,
+                  "min_lr": 1e-5, "max_lr": lr or args.lr, "rampup_epochs": 2, "seed": seed,
                   "output_dir": str(workdir / "runs"),
                   **({"init_weights": str(init)} if init else {})},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 2, "num_cpus": 2,
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--tuned-lr", type=float, default=1e-4,
+                        help="a third arm: from the 2018 model at this max_lr")
     args = parser.parse_args()
     import raygym
 
@@ -116,10 +119,12 @@ def main() -> None:
     rows.append({"arm": "2018 model as it is", "seed": "-", "test_mean_iou": float(zero),
                  "epochs": 0, "seconds": 0.0})
     for seed in args.seeds:  # the arms alternate, so machine load falls on both alike
-        for arm, init in (("from scratch", None), ("from the 2018 model", site_a)):
+        for arm, init, lr in (("from scratch", None, args.lr),
+                              ("from the 2018 model", site_a, args.lr),
+                              (f"2018 model, lr {args.tuned_lr:g}", site_a, args.tuned_lr)):
             sections = experiment(args, work, "campaign2020", work / "campaign_2020.csv",
-                                  target_split, seed, init)
-            run = f"{'tuned' if init else 'scratch'}_s{seed}"
+                                  target_split, seed, init, lr)
+            run = f"{'tuned' if init else 'scratch'}_lr{lr:g}_s{seed}"
             rows.append({"arm": arm, "seed": seed,
                          **train_and_score(sections, f"{run}_{time.strftime('%H%M%S')}")})
             r = rows[-1]

@@ -72,10 +72,13 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
-    stack, _, heads = check_headers(pairs, vector_labels=data.label_vector is not None)
+    image_bands = _image_bands(data, predictor)
+    stack, _, heads = check_headers(pairs, vector_labels=data.label_vector is not None,
+                                    image_bands=image_bands)
     for pair in pairs:
         # as predict counts them: an alpha that masks a band too many is not data
-        bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels))
+        bands = stack - (0 if image_bands else
+                         len(image_alpha(pair.images[0], stack, card.in_channels)))
         if bands != card.in_channels:
             with_files = " with its band files" if len(pair.images) > 1 else ""
             missing = predictor.extra_bands_missing(bands)
@@ -198,7 +201,8 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
     unmapped = 0
     shown = None
     try:
-        with open_source(InputItem(paths[0], paths[1:], pair.key), predictor.in_channels) \
+        item = InputItem(paths[0], paths[1:], pair.key, _image_bands(data, predictor))
+        with open_source(item, predictor.in_channels) \
                 as source:
             if (source.height, source.width) != truth.shape:
                 raise DataError(f"label size {truth.shape} differs from image "
@@ -233,6 +237,12 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
         raise DataError(err.message, file=err.file or paths[0], fix=err.fix) from None
     kld_sum, n = (float(v) for v in spread.kld_state)
     return SceneScore(counts.matrix.numpy(), kld_sum, int(n), unmapped, shown)
+
+
+def _image_bands(data: Any, predictor: Any) -> tuple[int, ...] | None:
+    """The site's ``data.image_bands`` where its stacks differ from the training imagery's,
+    else the model's."""
+    return tuple(data.image_bands) if data.image_bands else predictor.image_bands
 
 
 def _display_step(hw: tuple[int, int]) -> int:

@@ -134,6 +134,10 @@ class DataConfig(StrictModel):
     """Where the raw data is, how to pair and decode it, and where the prepared dataset goes."""
 
     images: FolderSource | None = None
+    image_bands: list[int] | None = Field(
+        None, min_length=1, description="the image files' bands the model reads, numbered "
+        "from 1 as GDAL and rasterio number them, in the order it reads them (e.g. [4, 3, 2, 8] "
+        "of a Sentinel-2 stack); extra_bands follow; null: every band")
     extra_bands: list[FolderSource] = Field(default_factory=list)
     labels: FolderSource | None = None
     label_vector: VectorLabels | None = Field(None, description="labels drawn as polygons in "
@@ -156,6 +160,18 @@ class DataConfig(StrictModel):
     @classmethod
     def _folder_shorthand(cls, value: Any) -> Any:
         return {"folder": value} if isinstance(value, str | Path) else value
+
+    @field_validator("image_bands")
+    @classmethod
+    def _band_numbers(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if min(value) < 1:
+                raise ValueError(f"band {min(value)}: bands are numbered from 1 (GDAL's "
+                                 "numbering), e.g. [4, 3, 2]")
+            twice = sorted({b for b in value if value.count(b) > 1})
+            if twice:
+                raise ValueError(f"band {twice[0]} is named twice; each band once")
+        return value
 
     @field_validator("chips", mode="before")
     @classmethod

@@ -74,6 +74,9 @@ class DatasetCard(BaseModel):
                 "splits": {k: v.get("rows") for k, v in self.splits.items()},
                 "train_scale": self.train_scale or self._train_scale_from_files(),
                 **({"train_gsd_m": self.train_gsd_m} if self.train_gsd_m else {}),
+                # the image files' bands the model reads (data.image_bands), for predict
+                **({"image_bands": bands} if (bands := self.data_config.get("image_bands"))
+                   else {}),
                 "band_names": self.band_names or self._band_names_from_sources()}
 
     def _band_names_from_sources(self) -> list[dict[str, str] | None] | None:

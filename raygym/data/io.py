@@ -165,15 +165,27 @@ def is_tiff(path: Path) -> bool:
     return path.suffix.lower() in _TIFF
 
 
-def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None = None
-               ) -> np.ndarray:
+def image_band_count(head: ImageHeader, image_bands: Sequence[int] | None) -> int:
+    """The bands of the image file ``head`` that a model reads: all, or ``image_bands``
+    (``data.image_bands``, numbered from 1), each of which the file must hold."""
+    if image_bands is None:
+        return head.bands
+    if max(image_bands) > head.bands:
+        raise _band_missing(head.path, head.bands, list(image_bands))
+    return len(image_bands)
+
+
+def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None = None,
+               bands: Sequence[int] | None = None) -> np.ndarray:
     """Decode ``path`` to ``(H, W, C)`` uint8/uint16 (float rasters are kept as float32).
 
     ``nodata_to_nan`` (training data): a GeoTIFF's nodata pixels (:func:`nodata_mask`) become
     NaN in every band, the array float32 when it has any; an image with no other pixel is
     refused (a window with none is not: it is one chip of a larger scene). Without it
     (prediction) pixels come back as stored. ``window``: only that part (a TIFF is read by
-    the window, another format decoded whole and cut).
+    the window, another format decoded whole and cut). ``bands``: only these bands, numbered
+    from 1, in this order (``data.image_bands``; a TIFF reads no other band, a nodata value
+    counts for the bands read).
     """
     mask: np.ndarray | None = None
     nodatavals: Sequence[float | None] = ()
@@ -185,8 +197,12 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
             with rasterio.open(path) as src:
                 part = None if window is None else RioWindow(window[1], window[0], window[3],
                                                              window[2])
-                arr = src.read(window=part)  # (C, H, W)
-                nodatavals = src.nodatavals
+                indexes = list(bands) if bands is not None else None
+                if indexes is not None and max(indexes) > src.count:
+                    raise _band_missing(path, src.count, indexes)
+                arr = src.read(indexes, window=part)  # (C, H, W)
+                nodatavals = (src.nodatavals if indexes is None else
+                              tuple(src.nodatavals[i - 1] for i in indexes))
             if nodata_to_nan:  # on the stored values, before any cast
                 mask = nodata_mask(arr, nodatavals)
             arr = np.moveaxis(arr, 0, -1)
@@ -211,6 +227,12 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
             if window is not None:
                 y, x, h, w = window
                 arr = arr[y:y + h, x:x + w]
+            if bands is not None:
+                if max(bands) > arr.shape[2]:
+                    raise _band_missing(path, arr.shape[2], list(bands))
+                arr = arr[..., [b - 1 for b in bands]]
+    except DataError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DataError(f"unreadable or truncated image: {_short(err)}", file=path,
                         fix="replace or remove the file") from None
@@ -224,6 +246,12 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
     if mask is not None and mask.any():
         arr = _nodata_as_nan(arr, mask, nodatavals, path, refuse_empty=window is None)
     return np.ascontiguousarray(arr)
+
+
+def _band_missing(path: Path, count: int, bands: list[int]) -> DataError:
+    return DataError(f"has {count} band{'s' * (count != 1)} but data.image_bands {bands} reads "
+                     f"band {max(bands)}", file=path, fix="give images that hold every band it "
+                     f"names, or name only bands 1-{count}")
 
 
 def _nodata_as_nan(arr: np.ndarray, mask: np.ndarray, nodatavals: Sequence[float | None],

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from raygym.data.dataset import (
 from raygym.data.io import (
     ImageHeader,
     grid_mismatch,
+    image_band_count,
     read_header,
     sha256_file,
 )
@@ -84,7 +86,8 @@ def _content_settings(data: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` settings (a JSON dump) that decide a dataset's content."""
     # settings added later drop out while unset, so older datasets keep their fingerprint
     d = {k: v for k, v in data.items()
-         if k != "prepared" and not (k in ("chips", "label_vector") and v is None)}
+         if k != "prepared" and not (k in ("chips", "label_vector", "image_bands")
+                                     and v is None)}
     if isinstance(d.get("augment"), dict):
         d["augment"] = {k: v for k, v in d["augment"].items() if k != "online"}
     return d
@@ -114,11 +117,13 @@ def _storage_dtype(file_dtype: str) -> str:
 _DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
 
 
-def check_headers(pairs: list[Pair], vector_labels: bool = False
+def check_headers(pairs: list[Pair], vector_labels: bool = False,
+                  image_bands: Sequence[int] | None = None
                   ) -> tuple[int, str, dict[str, ImageHeader]]:
     """Size and band checks from file headers alone; returns (bands, dtype, heads).
     ``vector_labels``: the labels are polygons (``data.label_vector``), burnt onto each image's
-    grid, which must therefore be georeferenced.
+    grid, which must therefore be georeferenced. ``image_bands``: the image files' bands read
+    (``data.image_bands``; each file must hold them).
 
     ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
     float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``heads``: each
@@ -147,7 +152,7 @@ def check_headers(pairs: list[Pair], vector_labels: bool = False
                     f"georeferenced off its image {heads[0].path.name}: {off}", file=h.path,
                     fix="resample it onto the image's grid (e.g. gdalwarp -te / -tr / -t_srs "
                     "with the image's bounds, pixel size and CRS)")
-        bands = heads[0].bands + len(heads) - 1
+        bands = image_band_count(heads[0], image_bands) + len(heads) - 1
         for h in heads:
             # nodata pixels are stored as NaN (standardisation leaves them out): float32
             stored = "float32" if h.nodata else _storage_dtype(h.dtype)
@@ -323,7 +328,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
         from raygym.data.vector_labels import check_layer
 
         check_layer(data.label_vector)  # once, before any scene is read
-    bands, dtype, heads = check_headers(pairs, vector_labels=data.label_vector is not None)
+    bands, dtype, heads = check_headers(pairs, vector_labels=data.label_vector is not None,
+                                        image_bands=data.image_bands)
     blocks_of: dict[str, dict[str, str]] = {}
     if data.chips is not None and data.chips.blocks is not None:
         from raygym.data.split import block_splits
@@ -336,7 +342,10 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
     else:
         splits = split_scenes(pairs, data, groups)
         line = split_line(splits, groups)
-    log(f"{len(pairs)} scene{'s' * (len(pairs) != 1)} paired, {bands} bands ({dtype}); {line}")
+    picked = (f"; bands {', '.join(map(str, data.image_bands))} of each image file"
+              if data.image_bands else "")
+    log(f"{len(pairs)} scene{'s' * (len(pairs) != 1)} paired, {bands} bands ({dtype}{picked}); "
+        f"{line}")
     padding = (padding_line([(h.height, h.width) for h in heads.values()], data)
                if data.chips is None else None)
     if padding:

@@ -167,7 +167,7 @@ def read_scene(row: dict[str, Any], data: DataConfig, dtype: str, window: Window
     """Full-size (H, W, C) image, (H, W) uint8 label, and what the unknown-label rule changed;
     ``window``: only that part of the scene (a chip), as :func:`raygym.data.io.read_image`."""
     paths = [Path(p) for p in row["images"]]
-    parts = ([read_image(paths[0], nodata_to_nan=True, window=window)]
+    parts = ([read_image(paths[0], nodata_to_nan=True, window=window, bands=data.image_bands)]
              + [read_single_band(p, nodata_to_nan=True, window=window) for p in paths[1:]])
     # one file: no concatenated copy (a large scene is held once)
     whole = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)

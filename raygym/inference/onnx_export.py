@@ -80,6 +80,7 @@ def onnx_metadata(card: ModelCard, result: OnnxExport) -> dict[str, str]:
     else:
         size = (f"H and W fixed at {result.export_hw[0]} x {result.export_hw[1]} (this "
                 "model's graph holds only at its export size)")
+    picked = card.dataset.get("image_bands")
     return {
         "raygym_format": card.format,
         "name": card.name,
@@ -87,6 +88,9 @@ def onnx_metadata(card: ModelCard, result: OnnxExport) -> dict[str, str]:
         "model_params": json.dumps(card.model_params, sort_keys=True),
         "classes": json.dumps(card.classes),
         "bands": str(c),
+        # the image files' bands, numbered from 1, that make the first of those (then any
+        # extra band files); "all": every band of the file, in its order
+        "image_bands": json.dumps(picked) if picked else "all",
         "input_name": INPUT,
         "input_shape": f"[N, {c}, H, W]",
         "input": f"float32 (N, {c}, H, W): the {c} bands in training order, each image "

@@ -16,6 +16,7 @@ import numpy as np
 
 from raygym.data.io import (
     IMAGE_SUFFIXES,
+    image_band_count,
     is_image,
     pixel_area_m2,
     read_header,
@@ -30,22 +31,28 @@ _TIFF = (".tif", ".tiff")
 
 @dataclass
 class InputItem:
-    """One image to predict: its file, its extra-band files (training order), output stem."""
+    """One image to predict: its file, its extra-band files (training order), output stem;
+    ``image_bands``: the file's bands the model reads (its ``data.image_bands``, numbered
+    from 1; None: every band)."""
 
     path: Path
     bands: list[Path]
     name: str
+    image_bands: tuple[int, ...] | None = None
 
     def to_json(self) -> str:
         """The item as a JSON string (how it travels to a Ray actor)."""
         return json.dumps({"path": str(self.path), "name": self.name,
-                           "bands": [str(b) for b in self.bands]})
+                           "bands": [str(b) for b in self.bands],
+                           "image_bands": self.image_bands})
 
     @classmethod
     def from_json(cls, text: str) -> InputItem:
         """The inverse of :meth:`to_json`."""
         d = json.loads(text)
-        return cls(Path(d["path"]), [Path(b) for b in d["bands"]], d["name"])
+        picked = d.get("image_bands")
+        return cls(Path(d["path"]), [Path(b) for b in d["bands"]], d["name"],
+                   tuple(picked) if picked else None)
 
 
 @dataclass(frozen=True)
@@ -103,13 +110,15 @@ def _image_files(images: Sequence[Path]) -> list[Path]:
 
 
 def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
-                   band_rules: Sequence[BandRule] = ()
+                   band_rules: Sequence[BandRule] = (),
+                   image_bands: Sequence[int] | None = None
                    ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Expand files / folders into :class:`InputItem` s and match their extra-band files.
 
     Folders are listed non-recursively (PNG / JPEG / TIFF only, hidden files ignored). The band
     matching rule is in the :mod:`raygym.predict` docstring (see :func:`match_band`);
-    ``band_rules``: per band folder, how its files are named (none: by stem).
+    ``band_rules``: per band folder, how its files are named (none: by stem);
+    ``image_bands``: the image files' bands the model reads (:attr:`InputItem.image_bands`).
 
     Returns:
         ``(items, skipped)``; ``skipped`` holds ``(file, reason)`` for images without band files.
@@ -146,7 +155,8 @@ def collect_inputs(images: Sequence[Path], extra_bands: Sequence[Path],
             n = seen.get(f.stem, 0)
             seen[f.stem] = n + 1
             name = f.stem if n == 0 else f"{f.stem}-{n + 1}"
-            items.append(InputItem(path=f, bands=matched, name=name))
+            items.append(InputItem(path=f, bands=matched, name=name,
+                                   image_bands=tuple(image_bands) if image_bands else None))
     if files and not items and len(unmatched_in) == 1:
         # every image lacks a file in one band folder: the folders are wrong (swapped with
         # the images, or another band's), not the images: one line, not a list of failures
@@ -229,7 +239,8 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int,
                       ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Header check of every input: unreadable files are skipped, a wrong band count raises.
 
-    Alpha bands (see :func:`image_alpha`) are masks, not data: they do not count.
+    Alpha bands (see :func:`image_alpha`) are masks, not data: they do not count; with
+    :attr:`InputItem.image_bands` only those bands count, and each must be in the file.
     ``extra_bands(bands)``: the names of the extra bands an input of ``bands`` bands lacks
     ("" when unknown), for the fix (:meth:`raygym.predict.Predictor.extra_bands_missing`).
 
@@ -243,12 +254,14 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int,
         try:
             head = read_header(item.path)
             stack = head.bands + len(item.bands)
-            bands = stack - len(image_alpha(item.path, stack, in_channels))
+            alpha = [] if item.image_bands else image_alpha(item.path, stack, in_channels)
         except DataError as err:
             skipped.append((str(item.path), err.message))
             continue
+        own = image_band_count(head, item.image_bands)  # a band the model reads is missing
+        bands = own + len(item.bands) - len(alpha)
         if bands != in_channels:
-            extra = f" ({head.bands} + {len(item.bands)} band files)" if item.bands else ""
+            extra = f" ({own} + {len(item.bands)} band files)" if item.bands else ""
             named = extra_bands(bands) if extra_bands is not None else ""
             # extra band files can only make up bands the model had as extra bands: a grey
             # image for an RGB model is the wrong imagery, not a missing --band
@@ -309,7 +322,7 @@ def read_geo(path: Path) -> GeoInfo:
 def read_input(item: InputItem) -> np.ndarray:
     """``(H, W, C)`` image: the first file's bands then one band per extra file."""
     with _quiet_rasterio():
-        parts = [read_image(item.path)]
+        parts = [read_image(item.path, bands=item.image_bands)]
         bands = [read_single_band(band) for band in item.bands]
     for band, b in zip(item.bands, bands, strict=True):
         if b.shape[:2] != parts[0].shape[:2]:

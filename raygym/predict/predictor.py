@@ -111,6 +111,11 @@ class Predictor:
                     f"cannot ensemble: classes {card.classes} / {card.in_channels} bands differ "
                     f"from {self.model_dirs[0].name} ({self.card.classes} / "
                     f"{self.card.in_channels} bands)", file=path)
+            if card.dataset.get("image_bands") != self.card.dataset.get("image_bands"):
+                raise DataError(
+                    f"cannot ensemble: it reads image bands {card.dataset.get('image_bands')}, "
+                    f"{self.model_dirs[0].name} reads {self.card.dataset.get('image_bands')} "
+                    "(data.image_bands; null: every band)", file=path)
         cards = [m.card for m in self.models]
         self.multiple = max(requires_multiple_of(c.arch, **c.model_params) for c in cards)
         self.min_size = max(min_input_size(c.arch, **c.model_params) for c in cards)
@@ -126,6 +131,13 @@ class Predictor:
     @property
     def in_channels(self) -> int:
         return self.card.in_channels
+
+    @property
+    def image_bands(self) -> tuple[int, ...] | None:
+        """The image files' bands the models read (their ``data.image_bands``, numbered from
+        1), None for every band. Arrays given to :meth:`predict` hold only those already."""
+        picked = self.card.dataset.get("image_bands")
+        return tuple(int(b) for b in picked) if picked else None
 
     @property
     def input_hw(self) -> tuple[int, int]:

@@ -90,11 +90,14 @@ class _TiffPart:
     """One TIFF of a stack, read by windows: its data bands (a mask alpha left out) and the
     validity of its pixels."""
 
-    def __init__(self, src: Any, alpha: list[int]) -> None:
+    def __init__(self, src: Any, alpha: list[int], indexes: tuple[int, ...] | None = None
+                 ) -> None:
         from rasterio.enums import MaskFlags
 
         self.src = src
-        self.indexes = [i + 1 for i in range(src.count) if i not in alpha]
+        # the bands the model reads (data.image_bands), else every band but an alpha mask
+        self.indexes = (list(indexes) if indexes else
+                        [i + 1 for i in range(src.count) if i not in alpha])
         # GDAL's dataset mask for an internal mask or an alpha used as a mask; an alpha kept as
         # data (see image_alpha) must not mask its own zeros, so nodata values are checked here
         internal = any(MaskFlags.per_dataset in f and MaskFlags.alpha not in f
@@ -133,8 +136,13 @@ class TiffSource:
 
         head = stack.enter_context(rasterio.open(item.path))
         self.height, self.width = head.height, head.width
-        alpha = image_alpha(item.path, head.count + len(item.bands), in_channels)
-        self.parts: list[_TiffPart | ArraySource] = [_TiffPart(head, alpha)]
+        alpha = ([] if item.image_bands else
+                 image_alpha(item.path, head.count + len(item.bands), in_channels))
+        if item.image_bands and max(item.image_bands) > head.count:
+            from raygym.data.io import image_band_count, read_header
+
+            image_band_count(read_header(item.path), item.image_bands)  # names the band
+        self.parts: list[_TiffPart | ArraySource] = [_TiffPart(head, alpha, item.image_bands)]
         for band in item.bands:
             src = stack.enter_context(rasterio.open(band)) if band.suffix.lower() in _TIFF \
                 else None
@@ -206,7 +214,8 @@ def open_source(item: InputItem, in_channels: int) -> Iterator[RasterSource]:
                                 file=item.path) from None
         else:
             image = read_input(item)
-            alpha = image_alpha(item.path, image.shape[2], in_channels)
+            alpha = [] if item.image_bands else image_alpha(item.path, image.shape[2],
+                                                            in_channels)
             valid = None
             if alpha:
                 valid = image[..., alpha[0]] > 0
