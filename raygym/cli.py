@@ -148,6 +148,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     _address_needs_ray(args)
     options = PredictOptions(out=args.out, top_k=args.top_k, extra_bands=args.band,
+                             image_bands=args.image_bands,
                              ensemble_margin=args.ensemble_margin,
                              ensemble_weights=args.ensemble_weights,
                              tile=args.tile, overlap=args.overlap, tta=args.tta,

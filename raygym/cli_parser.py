@@ -223,6 +223,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     sp.add_argument("--band", type=Path, action="append", default=[],
                     help="folder with one extra band per image, repeated in training order "
                     "(default: none)")
+    sp.add_argument("--image-bands", type=int, nargs="+", metavar="N",
+                    help="the image files' bands to read, numbered from 1, in the model's "
+                    "order, for stacks ordered otherwise than its training imagery (default: "
+                    "the model's data.image_bands, else every band)")
     sp.add_argument("--top-k", type=_int_at_least(1), default=1, metavar="K",
                     help="ensemble a search's best K models (default: %(default)s)")
     sp.add_argument("--ensemble-margin", type=_non_negative, default=0.05, metavar="M",

@@ -87,7 +87,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     predictor.tile_hw(options.tile)  # validate before any work
     scale_line = predictor.scale_line(options.scale)  # also refuses models that disagree
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_rules(),
-                                    predictor.image_bands)
+                                    options.image_bands or predictor.image_bands)
     items, unreadable = check_band_counts(items, predictor.in_channels,
                                           predictor.extra_bands_missing)
     skipped += unreadable

@@ -28,6 +28,9 @@ class PredictOptions:
             the best one (see :mod:`raygym.predict.ensemble`).
         ensemble_weights: ``score`` (in proportion to validation mean IoU) or ``equal``.
         extra_bands: one folder per extra band, in training order.
+        image_bands: the image files' bands to read, numbered from 1 (None: the models'
+            ``data.image_bands``, else every band), for stacks ordered otherwise than the
+            training imagery.
         tile: sliding-window size in pixels (None: the model's input size).
         overlap: fraction of a window shared with its neighbour, ``0 <= overlap < 1``.
         tta: average the identity and the horizontal, vertical and both flips.
@@ -53,6 +56,7 @@ class PredictOptions:
     ensemble_margin: float = DEFAULT_MARGIN
     ensemble_weights: EnsembleWeights = "score"
     extra_bands: Sequence[Path] = ()
+    image_bands: Sequence[int] | None = None
     tile: int | None = None
     overlap: float = 0.25
     tta: bool = False
@@ -73,6 +77,8 @@ class PredictOptions:
         # callers pass str / list (argparse, scripts); one normalised form from here on
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "extra_bands", tuple(Path(p) for p in self.extra_bands))
+        if self.image_bands is not None:
+            object.__setattr__(self, "image_bands", tuple(int(b) for b in self.image_bands))
 
     def check_ranges(self) -> None:
         """Refuse an ``overlap`` outside ``[0, 1)``, a ``scale`` that is not positive, a
@@ -84,6 +90,10 @@ class PredictOptions:
                 ``--ensemble-margin`` or ``--ensemble-weights`` option.
         """
         check_rule(self.ensemble_margin, self.ensemble_weights)
+        picked = list(self.image_bands or ())
+        if picked and (min(picked) < 1 or len(set(picked)) < len(picked)):
+            raise RaygymError(f"image bands {picked}: each band once, numbered from 1",
+                              key="--image-bands", fix="e.g. --image-bands 4 3 2 8")
         if not 0.0 <= self.overlap < 1.0:
             raise RaygymError(f"overlap must be in [0, 1) (got {self.overlap})", key="--overlap",
                               fix="e.g. --overlap 0.25")

@@ -53,11 +53,12 @@ def s2_config(root: Path, s2: Path) -> Any:
 def export_untrained(config: Any, out: Path, bands: int, seed: int,
                      train_scale: dict[str, float] | None = None,
                      train_gsd_m: dict[str, float] | None = None,
-                     band_names: list[Any] | None = None) -> Path:
+                     band_names: list[Any] | None = None,
+                     image_bands: list[int] | None = None) -> Path:
     """Export a freshly initialised (seeded) model of ``config`` as an artifact at ``out``;
     ``train_scale`` / ``train_gsd_m``: what its card says prepare resized the training
     scenes by, and the ground sample distance that left; ``band_names``: how the band files
-    were named after their images."""
+    were named after their images; ``image_bands``: the image files' bands it reads."""
     from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
@@ -68,7 +69,8 @@ def export_untrained(config: Any, out: Path, bands: int, seed: int,
                            dataset={"path": str(config.data.prepared),
                                     **({"train_scale": train_scale} if train_scale else {}),
                                     **({"train_gsd_m": train_gsd_m} if train_gsd_m else {}),
-                                    **({"band_names": band_names} if band_names else {})})
+                                    **({"band_names": band_names} if band_names else {}),
+                                    **({"image_bands": image_bands} if image_bands else {})})
 
 
 def s2_scene(n: int = 0) -> tuple[Path, Path]:
