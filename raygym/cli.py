@@ -112,7 +112,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from raygym.evaluate import evaluate_command
+    from raygym.evaluate_command import evaluate_command
 
     _address_needs_ray(args)
     if args.data is not None:

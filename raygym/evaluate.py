@@ -72,6 +72,10 @@ class EvaluationResult:
     engine: str
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    image_confusions: np.ndarray | None = None
+    """``(N, K, K)``: each image's confusion, in ``per_image`` order."""
+    intervals: dict[str, Any] | None = None
+    """:func:`raygym.evaluate_intervals.score_intervals` of ``image_confusions``."""
 
     @property
     def mean_iou(self) -> float:
@@ -413,12 +417,14 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
     image | truth | prediction rows of ``[(key, mean IoU)]``; ``report``: what was scored, for
     ``metrics.json``."""
     from raygym.data.preview import class_colours
+    from raygym.evaluate_intervals import intervals_json, score_intervals
     from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
     from raygym.train.metrics import json_safe, metrics_from_confusion
 
     classes = list(card.classes)
     total = cms.sum(axis=0)
     metrics = metrics_from_confusion(total, classes)
+    intervals = score_intervals(cms)
     metrics["kld"] = float(kld.sum() / n_valid.sum()) if int(n_valid.sum()) > 0 else math.nan
     per_image: list[dict[str, Any]] = []
     for key, cm in zip(keys, cms, strict=True):
@@ -454,7 +460,9 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
     document = {
         "model": str(model_dir), "model_name": card.name, "arch": card.arch, **report,
         "images": len(keys), "engine": engine, "classes": classes,
-        "metrics": json_safe(metrics), "confusion": total.tolist(),
+        "metrics": json_safe(metrics),
+        "intervals": intervals_json(intervals, classes, len(keys)),
+        "confusion": total.tolist(),
         "confusion_axes": "rows truth, columns prediction", "seconds": round(seconds, 3),
         "warnings": warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -463,102 +471,5 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
     return EvaluationResult(model_dir=model_dir, dataset_dir=dataset_dir, split=split,
                             out_dir=out, classes=classes, confusion=total, metrics=metrics,
                             per_image=per_image, seconds=seconds, engine=engine,
-                            warnings=warnings, files=files)
-
-
-# -------------------------------------------------------------------------------- CLI
-def _fmt(v: Any) -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
-
-
-def print_evaluation(result: EvaluationResult, console: Any) -> None:
-    """Per-class table (IoU, Dice, precision, recall, true pixels) and the overall scores."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    m = result.metrics
-    truth = result.confusion.sum(axis=1)
-    what = ("scene" if result.subject.endswith("(full size)") else "image") + (
-        "" if result.num_images == 1 else "s")
-    table = Table(title=f"{escape(model_label(result.model_dir))}: {escape(result.subject)}, "
-                        f"{result.num_images} {what} ({result.engine}, {result.seconds:.1f} s)")
-    for col in ("class", "IoU", "Dice", "precision", "recall", "true pixels"):
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for c, n in zip(result.classes, truth, strict=True):
-        table.add_row(escape(c), _fmt(m[f"iou/{c}"]), _fmt(m[f"f1/{c}"]),
-                      _fmt(m[f"precision/{c}"]), _fmt(m[f"recall/{c}"]), f"{int(n):,}")
-    table.add_row("[bold]mean", f"[bold]{_fmt(m['mean_iou'])}", _fmt(m["mean_dice"]),
-                  _fmt(m["mean_precision"]), _fmt(m["mean_recall"]), f"{int(truth.sum()):,}")
-    console.print(table)
-    console.print(f"accuracy {_fmt(m['accuracy'])}   frequency-weighted IoU {_fmt(m['fw_iou'])}"
-                  f"   MCC {_fmt(m['mcc'])}   KLD {_fmt(m.get('kld'))}")
-    if m.get("absent_classes"):
-        console.print(f"[yellow]absent from truth and prediction:[/] "
-                      f"{escape(', '.join(m['absent_classes']))}")
-    for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
-    console.print(f"report: [bold]{escape(str(result.out_dir))}[/]")
-
-
-def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
-                     use_ray: bool, console: Any, out: Path | None = None,
-                     data_file: Path | None = None, scenes: dict[str, Any] | None = None,
-                     ray_address: str | None = None) -> int:
-    """``raygym evaluate``: each of the ``top_k`` models (see
-    :func:`raygym.predict.resolve_models`) on ``split`` of a prepared dataset, or with
-    ``data_file`` on the labelled scenes it names at full size (``scenes``: the
-    :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a comparison table
-    (and ``evaluation_<split or data file>.csv``) when there are several. Reports go inside
-    each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to ``out``).
-    Returns 0."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from raygym.predict import resolve_models
-    from raygym.search.leaderboard import params_text
-
-    model_dirs = resolve_models(Path(model), top_k)
-    name = evaluation_name(split, data_file, other_dataset(model_dirs[0], dataset))
-    results = []
-    for model_dir in model_dirs:
-        report_dir = None if out is None else Path(out) / model_dir.name / name
-        if data_file is not None:
-            from raygym.evaluate_scenes import evaluate_model_on_scenes
-
-            result = evaluate_model_on_scenes(model_dir, data_file, out_dir=report_dir,
-                                              **(scenes or {}))
-        else:
-            result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray,
-                                             out_dir=report_dir, ray_address=ray_address)
-        print_evaluation(result, console)
-        results.append(result)
-    if len(results) > 1:
-        table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
-        cols = ("model", "mean IoU", "fw IoU", "accuracy", "MCC", "KLD", "params")
-        sampled = [searched_params(r.model_dir) for r in results]
-        texts = [params_text(params) for params in sampled]
-        # a narrow terminal wraps the params between values, never inside one
-        longest = max((len(word) for t in texts for word in t.split()), default=6)
-        for col in cols:
-            table.add_column(col, justify="left" if col in ("model", "params") else "right",
-                             overflow="fold", min_width=min(longest, 40) if col == "params"
-                             else None)
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report",
-                    "params"])
-        for r, params, text in zip(results, sampled, texts, strict=True):
-            m = r.metrics
-            table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]), _fmt(m["fw_iou"]),
-                          _fmt(m["accuracy"]), _fmt(m["mcc"]), _fmt(m.get("kld")), escape(text))
-            w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
-                                                                 "accuracy", "mcc", "kld")),
-                        str(r.out_dir), json.dumps(params) if params else ""])
-        console.print(table)
-        target = Path(out if out is not None else model) / f"{name}.csv"
-        try:
-            write_text_atomic(target, buf.getvalue())
-            console.print(f"comparison: [bold]{escape(str(target))}[/]")
-        except OSError as err:
-            raise RaygymError(f"cannot write the comparison table: {err}", file=target) from None
-    return 0
+                            warnings=warnings, files=files, image_confusions=cms,
+                            intervals=intervals)

@@ -108,6 +108,13 @@ def test_metrics_equal_a_hand_computation_from_the_csv(evaluated: Any, trained: 
         assert m[f"precision/{name}"] == pytest.approx(prec)
         assert m[f"recall/{name}"] == pytest.approx(rec)
     assert m["mean_iou"] == pytest.approx(np.mean(ious))
+    # the bootstrap interval over the split's images holds the score
+    spans = report["intervals"]
+    assert f"over the {evaluated.num_images} images" in spans["method"]
+    low, high = spans["mean_iou"]
+    assert low <= m["mean_iou"] <= high and low < high
+    assert evaluated.image_confusions.shape == (evaluated.num_images, 4, 4)
+    assert np.array_equal(evaluated.image_confusions.sum(axis=0), report["confusion"])
     n = cm.sum()
     assert m["accuracy"] == pytest.approx(tp.sum() / n)
     truth = cm.sum(axis=1)
@@ -171,7 +178,7 @@ def test_ray_data_path_gives_the_same_confusion_matrix(evaluated: Any, trained: 
 
 
 def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
-    from raygym.evaluate import evaluate_command
+    from raygym.evaluate_command import evaluate_command
     from raygym.inference.artifact import export_artifact
     from raygym.train.loop import build_model_for
 
@@ -200,6 +207,10 @@ def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     assert rows[0]["params"] == "" and json.loads(rows[1]["params"]) == {
         "model.filters": 2, "loss.name": {"cce": 0.5, "dice": 0.5}}
     assert "filters=2, loss=0.5cce+0.5dice" in text
+    # rank 2 (untrained) against rank 1 on the same images: clearly worse
+    assert "vs 1st" in text and rows[0]["diff_vs_first_low"] == ""
+    low, high = float(rows[1]["diff_vs_first_low"]), float(rows[1]["diff_vs_first_high"])
+    assert low <= high < 0
 
 
 # ------------------------------------------------------------------------ bad input
@@ -253,7 +264,7 @@ def test_another_dataset_gets_its_own_report_beside_the_first(trained: dict,
     """``--dataset`` of another folder (a second site, other settings) writes
     ``evaluation_<folder>_<split>``: the report on the model's own dataset is kept, not
     replaced; naming the model's own dataset is the default report."""
-    from raygym.evaluate import evaluate_command
+    from raygym.evaluate_command import evaluate_command
 
     model = tmp_path / "model"
     shutil.copytree(trained["artifact"], model)
@@ -271,7 +282,7 @@ def test_another_dataset_gets_its_own_report_beside_the_first(trained: dict,
 
 def test_out_elsewhere_and_an_unwritable_place_refused_before_scoring(
         trained: dict, tmp_path: Path) -> None:
-    from raygym.evaluate import evaluate_command
+    from raygym.evaluate_command import evaluate_command
 
     out = tmp_path / "reports"
     assert evaluate_command(trained["artifact"], split="test", top_k=1, dataset=None,

@@ -1,0 +1,163 @@
+"""``raygym evaluate``'s terminal side: the per-class table of one evaluation (IoU with its
+bootstrap interval), and the comparison of a search's top-k models with the paired interval of
+each one's difference to the first (:mod:`raygym.evaluate_intervals`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from raygym.atomic import write_text_atomic
+from raygym.errors import RaygymError
+from raygym.evaluate import (
+    EvaluationResult,
+    evaluate_model_on_split,
+    evaluation_name,
+    model_label,
+    other_dataset,
+    searched_params,
+)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def print_evaluation(result: EvaluationResult, console: Any) -> None:
+    """Per-class table (IoU, Dice, precision, recall, true pixels) and the overall scores."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    m = result.metrics
+    truth = result.confusion.sum(axis=1)
+    what = ("scene" if result.subject.endswith("(full size)") else "image") + (
+        "" if result.num_images == 1 else "s")
+    table = Table(title=f"{escape(model_label(result.model_dir))}: {escape(result.subject)}, "
+                        f"{result.num_images} {what} ({result.engine}, {result.seconds:.1f} s)")
+    ci = result.intervals
+    for col in ("class", "IoU", *(["IoU 95 %"] if ci else []), "Dice", "precision", "recall",
+                "true pixels"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+
+    def span(i: Any) -> list[str]:
+        return [] if ci is None else ["-" if i is None else i.text()]
+
+    for j, (c, n) in enumerate(zip(result.classes, truth, strict=True)):
+        table.add_row(escape(c), _fmt(m[f"iou/{c}"]), *span(ci["iou"][j] if ci else None),
+                      _fmt(m[f"f1/{c}"]), _fmt(m[f"precision/{c}"]), _fmt(m[f"recall/{c}"]),
+                      f"{int(n):,}")
+    table.add_row("[bold]mean", f"[bold]{_fmt(m['mean_iou'])}",
+                  *span(ci["mean_iou"] if ci else None), _fmt(m["mean_dice"]),
+                  _fmt(m["mean_precision"]), _fmt(m["mean_recall"]), f"{int(truth.sum()):,}")
+    console.print(table)
+    if ci:
+        from raygym.evaluate_intervals import method_text
+
+        console.print(f"IoU 95 %: {method_text(result.num_images)}: how far the score could "
+                      f"move on another {result.num_images} such {what}")
+    console.print(f"accuracy {_fmt(m['accuracy'])}   frequency-weighted IoU {_fmt(m['fw_iou'])}"
+                  f"   MCC {_fmt(m['mcc'])}   KLD {_fmt(m.get('kld'))}")
+    if m.get("absent_classes"):
+        console.print(f"[yellow]absent from truth and prediction:[/] "
+                      f"{escape(', '.join(m['absent_classes']))}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"report: [bold]{escape(str(result.out_dir))}[/]")
+
+
+def _differences_to_first(results: list[EvaluationResult]) -> list[Any] | None:
+    """Per result, the paired bootstrap interval of its mean IoU minus the first result's
+    (None for the first); None when the results did not score the same images."""
+    from raygym.evaluate_intervals import difference_interval
+
+    first = results[0]
+    keys = [r["key"] for r in first.per_image]
+    if first.image_confusions is None or any(
+            r.image_confusions is None or [p["key"] for p in r.per_image] != keys
+            for r in results[1:]):
+        return None
+    return [None] + [difference_interval(r.image_confusions, first.image_confusions)
+                     for r in results[1:]]
+
+
+def _diff_text(result: EvaluationResult, first: EvaluationResult, diff: Any) -> str:
+    delta = result.mean_iou - first.mean_iou
+    return f"{delta:+.3f}" + ("" if diff is None else f" ({diff.low:+.3f} to {diff.high:+.3f})")
+
+
+def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
+                     use_ray: bool, console: Any, out: Path | None = None,
+                     data_file: Path | None = None, scenes: dict[str, Any] | None = None,
+                     ray_address: str | None = None) -> int:
+    """``raygym evaluate``: each of the ``top_k`` models (see
+    :func:`raygym.predict.resolve_models`) on ``split`` of a prepared dataset, or with
+    ``data_file`` on the labelled scenes it names at full size (``scenes``: the
+    :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a comparison table
+    (and ``evaluation_<split or data file>.csv``) when there are several. Reports go inside
+    each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to ``out``).
+    Returns 0."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from raygym.predict import resolve_models
+    from raygym.search.leaderboard import params_text
+
+    model_dirs = resolve_models(Path(model), top_k)
+    name = evaluation_name(split, data_file, other_dataset(model_dirs[0], dataset))
+    results = []
+    for model_dir in model_dirs:
+        report_dir = None if out is None else Path(out) / model_dir.name / name
+        if data_file is not None:
+            from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+            result = evaluate_model_on_scenes(model_dir, data_file, out_dir=report_dir,
+                                              **(scenes or {}))
+        else:
+            result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray,
+                                             out_dir=report_dir, ray_address=ray_address)
+        print_evaluation(result, console)
+        results.append(result)
+    if len(results) > 1:
+        table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
+        diffs = _differences_to_first(results)
+        cols = ("model", "mean IoU", *(["vs 1st, 95 %"] if diffs else []), "fw IoU",
+                "accuracy", "MCC", "KLD", "params")
+        sampled = [searched_params(r.model_dir) for r in results]
+        texts = [params_text(params) for params in sampled]
+        # a narrow terminal wraps the params between values, never inside one
+        longest = max((len(word) for t in texts for word in t.split()), default=6)
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("model", "params") else "right",
+                             overflow="fold", min_width=min(longest, 40) if col == "params"
+                             else None)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["model", "mean_iou", "fw_iou", "accuracy", "mcc", "kld", "report",
+                    "params", "diff_vs_first_low", "diff_vs_first_high"])
+        for i, (r, params, text) in enumerate(zip(results, sampled, texts, strict=True)):
+            m = r.metrics
+            diff = diffs[i] if diffs else None
+            table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]),
+                          *([_diff_text(r, results[0], diff) if i else ""] if diffs else []),
+                          _fmt(m["fw_iou"]), _fmt(m["accuracy"]), _fmt(m["mcc"]),
+                          _fmt(m.get("kld")), escape(text))
+            w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
+                                                                 "accuracy", "mcc", "kld")),
+                        str(r.out_dir), json.dumps(params) if params else "",
+                        *(["", ""] if diff is None else [diff.low, diff.high])])
+        console.print(table)
+        if diffs:
+            console.print("vs 1st: this model's mean IoU minus the first's, with the 95 % "
+                          "interval of a paired bootstrap over the same images; an interval "
+                          "across 0 means this test set cannot tell the two apart")
+        target = Path(out if out is not None else model) / f"{name}.csv"
+        try:
+            write_text_atomic(target, buf.getvalue())
+            console.print(f"comparison: [bold]{escape(str(target))}[/]")
+        except OSError as err:
+            raise RaygymError(f"cannot write the comparison table: {err}", file=target) from None
+    return 0
