@@ -40,6 +40,10 @@ class SplitEvaluation:
     metrics: dict[str, Any]
     matrix: np.ndarray
     samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
+    mean_iou_interval: Any = None
+    """The mean IoU's bootstrap interval over the split's images
+    (:func:`raygym.evaluate_intervals.score_intervals`), None for one image."""
+    images: int = 0
 
 
 def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str:
@@ -67,6 +71,7 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str
     k = card.num_classes
     total = np.zeros((k, k), dtype=np.int64)
     per_image: list[tuple[float, int]] = []
+    image_confusions: list[np.ndarray] = []
     preds: list[np.ndarray] = []
     for start in range(0, len(arrays), batch_size):
         sl = slice(start, start + batch_size)
@@ -74,6 +79,7 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str
                                       arrays.valid_hw[sl])
         for i, cm in enumerate(cms):
             total += cm
+            image_confusions.append(cm)
             per_image.append((metrics_from_confusion(cm)["mean_iou"], start + i))
         preds.extend(pred)
     metrics = metrics_from_confusion(total, card.classes)
@@ -86,7 +92,11 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str
         label = arrays.labels[idx][:h, :w]
         pred = preds[idx][:h, :w].copy()
         samples.append((arrays.keys[idx], arrays.images[idx][:h, :w], label, pred, miou))
-    return SplitEvaluation(split, metrics, total, samples)
+    from raygym.evaluate_intervals import score_intervals
+
+    intervals = score_intervals(np.stack(image_confusions)) if image_confusions else None
+    return SplitEvaluation(split, metrics, total, samples,
+                           intervals["mean_iou"] if intervals else None, len(image_confusions))
 
 
 def best_model_section(doc: ReportDocument, res: SearchResults) -> None:
@@ -121,7 +131,10 @@ def best_model_section(doc: ReportDocument, res: SearchResults) -> None:
         return
     em = ev.metrics
     doc.text(f"Recomputed on the '{ev.split}' split (original images, no augmented copies, "
-             f"{em['num_pixels']:,} labelled pixels): mean IoU {em['mean_iou']:.4f}, mean "
+             f"{em['num_pixels']:,} labelled pixels): mean IoU {em['mean_iou']:.4f}"
+             + (f" (95 % interval {ev.mean_iou_interval.text()}, a bootstrap over its "
+                f"{ev.images} images)" if ev.mean_iou_interval is not None else "")
+             + ", mean "
              f"Dice {em['mean_dice']:.4f}, accuracy {em['accuracy']:.4f}, frequency-weighted "
              f"IoU {em['fw_iou']:.4f}, MCC {em['mcc']:.4f}"
              + (f"; absent classes: {', '.join(em['absent_classes'])}"
