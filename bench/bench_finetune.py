@@ -9,7 +9,9 @@ weights at a lower learning rate (``--tuned-lr``); all are scored on the same 20
 
     python bench/bench_finetune.py --workdir /tmp/finetune --seeds 0 1 2 --shots 8
 
-Printed: test mean IoU, epochs run and seconds per run, then the median and range per arm.
+Printed: test mean IoU, the 95 % interval of its difference to the 2018 model's on the same
+scenes (a paired bootstrap over them), epochs run and seconds per run, then the median and
+range per arm.
 Needs ``../shared/data``; ~7 min on 2 cores at the defaults.
 """
 
@@ -64,22 +66,28 @@ def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Pat
     }
 
 
-def train_and_score(sections: dict[str, Any], run: str) -> dict[str, Any]:
+def train_and_score(sections: dict[str, Any], run: str,
+                    baseline: Any = None) -> dict[str, Any]:
     """Train one run (its own name under ``runs/``) and score its best model on the test
-    split of its dataset."""
+    split of its dataset; ``baseline``: another model's evaluation of the same split, whose
+    mean IoU this one's is compared with (a paired bootstrap interval of the difference)."""
     from rich.console import Console
 
     import raygym
+    from raygym.evaluate_intervals import difference_interval
 
     quiet = Console(file=io.StringIO())
     tick = time.perf_counter()
     folder = raygym.train_model(sections, name=run, console=quiet)
     seconds = time.perf_counter() - tick
-    score = raygym.evaluate_model(folder / "best", split="test").metrics["mean_iou"]
+    result = raygym.evaluate_model(folder / "best", split="test")
     with (folder / "metrics.csv").open(newline="") as fh:
         epochs = sum(1 for _ in csv.DictReader(fh))
-    return {"run": run, "test_mean_iou": float(score), "epochs": epochs,
-            "seconds": round(seconds, 1), "best": str(folder / "best")}
+    diff = (difference_interval(result.image_confusions, baseline.image_confusions)
+            if baseline is not None else None)
+    return {"run": run, "test_mean_iou": result.mean_iou, "epochs": epochs,
+            "seconds": round(seconds, 1), "best": str(folder / "best"),
+            "vs_as_is": None if diff is None else [diff.low, diff.high]}
 
 
 def main() -> None:
@@ -114,9 +122,11 @@ def main() -> None:
     target = experiment(args, work, "campaign2020", work / "campaign_2020.csv",
                         target_split, 0, None)
     raygym.prepare_dataset(target)
-    zero = raygym.evaluate_model(site_a, split="test",
-                                 dataset=target["data"]["prepared"]).metrics["mean_iou"]
-    rows.append({"arm": "2018 model as it is", "seed": "-", "test_mean_iou": float(zero),
+    as_is = raygym.evaluate_model(site_a, split="test", dataset=target["data"]["prepared"])
+    span = as_is.intervals["mean_iou"] if as_is.intervals else None
+    print(f"2018 model as it is: test mIoU {as_is.mean_iou:.3f}"
+          + (f" (95 % interval {span.text()} over {as_is.num_images} scenes)" if span else ""))
+    rows.append({"arm": "2018 model as it is", "seed": "-", "test_mean_iou": as_is.mean_iou,
                  "epochs": 0, "seconds": 0.0})
     for seed in args.seeds:  # the arms alternate, so machine load falls on both alike
         for arm, init, lr in (("from scratch", None, args.lr),
@@ -126,10 +136,13 @@ def main() -> None:
                                   target_split, seed, init, lr)
             run = f"{'tuned' if init else 'scratch'}_lr{lr:g}_s{seed}"
             rows.append({"arm": arm, "seed": seed,
-                         **train_and_score(sections, f"{run}_{time.strftime('%H%M%S')}")})
+                         **train_and_score(sections, f"{run}_{time.strftime('%H%M%S')}",
+                                           as_is)})
             r = rows[-1]
-            print(f"{arm:22s} seed {seed}: test mIoU {r['test_mean_iou']:.3f}, "
-                  f"{r['epochs']} epochs, {r['seconds']:.0f} s", flush=True)
+            vs = r["vs_as_is"]
+            print(f"{arm:22s} seed {seed}: test mIoU {r['test_mean_iou']:.3f}"
+                  + (f" (minus the 2018 model's: {vs[0]:+.3f} to {vs[1]:+.3f})" if vs else "")
+                  + f", {r['epochs']} epochs, {r['seconds']:.0f} s", flush=True)
     print(f"\n{'arm':22s} {'runs':>4s} {'median':>7s} {'min':>6s} {'max':>6s} "
           f"{'epochs':>6s} {'s':>5s}")
     for arm in dict.fromkeys(r["arm"] for r in rows):

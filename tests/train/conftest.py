@@ -20,3 +20,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, ray_session: None,
     path = tmp_path_factory.getbasetemp() / "s2_prepared_64"
     prepare_dataset(validate_experiment(make_s2_config(path)), log=lambda *a, **k: None)
     return PreparedDataset(path)
+
+
+@pytest.fixture(scope="module")
+def base_sections(prepared: PreparedDataset, make_s2_config: Callable[..., dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The S2 experiment sections of :func:`prepared` (``make_config`` builds on them)."""
+    return make_s2_config(prepared.path)

@@ -4,9 +4,7 @@ with one line naming what differs. Plain PyTorch on the real prepared S2 set, no
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from raygym.config import ExperimentConfig, validate_experiment
+from raygym.config import ExperimentConfig
 from raygym.data.dataset import PreparedDataset
 from raygym.errors import ConfigError, RaygymError
 from raygym.inference.artifact import export_artifact, read_model_card
 from raygym.train.init_weights import check_init_weights, load_init_weights
 from raygym.train.loop import NumpyBatches, build_loss_for, build_model_for, fit
 
+from . import make_config
+
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def base_sections(prepared: PreparedDataset, make_s2_config: Callable[..., dict[str, Any]]
-                  ) -> dict[str, Any]:
-    return make_s2_config(prepared.path)
-
-
-def make_config(base: dict[str, Any], model: dict[str, Any] | None = None,
-                **train: Any) -> ExperimentConfig:
-    sections = copy.deepcopy(base)
-    sections["model"] = {"arch": "gym_unet", "filters": 4, "kernel": 3, "dropout": 0.0,
-                         **(model or {})}
-    sections["train"] = {"batch_size": 8, "max_epochs": 1, "lr_schedule": "constant",
-                         "precision": "fp32", "seed": 0, **train}
-    return validate_experiment(sections)
 
 
 def seeded_model(config: ExperimentConfig, bands: int, num_classes: int, seed: int
@@ -134,7 +118,7 @@ def test_fit_starts_from_the_weights_and_the_card_says_so(prepared: PreparedData
                                    card.bands)
     # a learning rate so small that one epoch leaves the weights where they started
     config = make_config(base_sections, init_weights=str(path), max_lr=1e-12, min_lr=1e-12,
-                         precise_bn_images=0)
+                         precise_bn_images=0, max_epochs=1)
     model = seeded_model(config, card.bands, card.num_classes, seed=0)
     fresh = {k: v.clone() for k, v in model.named_parameters()}
     train = prepared.load_numpy("train")

@@ -35,7 +35,7 @@ from raygym.train.loop import (
 )
 from tests.ray_exposure import free_loopback_port
 
-from . import cut_short, whole_checkpoint
+from . import cut_short, make_config, whole_checkpoint
 
 CPU = torch.device("cpu")
 
@@ -44,22 +44,6 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def splits(prepared: PreparedDataset) -> tuple[SplitArrays, SplitArrays]:
     return prepared.load_numpy("train"), prepared.load_numpy("val")
-
-
-@pytest.fixture(scope="module")
-def base_sections(prepared: PreparedDataset, make_s2_config: Callable[..., dict[str, Any]]
-                  ) -> dict[str, Any]:
-    return make_s2_config(prepared.path)
-
-
-def make_config(base: dict[str, Any], model: dict[str, Any] | None = None,
-                **train: Any) -> ExperimentConfig:
-    sections = copy.deepcopy(base)
-    sections["model"] = {"arch": "gym_unet", "filters": 4, "kernel": 3, "dropout": 0.0,
-                         **(model or {})}
-    sections["train"] = {"batch_size": 8, "max_epochs": 3, "lr_schedule": "constant",
-                         "max_lr": 3e-3, "precision": "fp32", "seed": 0, **train}
-    return validate_experiment(sections)
 
 
 def subset(split: SplitArrays, n: int) -> SplitArrays:
