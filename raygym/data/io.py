@@ -1,4 +1,5 @@
-"""Reading imagery and labels: PNG / JPEG with Pillow, TIFF / GeoTIFF with rasterio.
+"""Reading imagery and labels: PNG / JPEG with Pillow; GeoTIFF, VRT, JPEG 2000 and ERDAS Imagine
+rasters (:data:`RASTER_SUFFIXES`) with rasterio.
 
 Images come back as ``(H, W, C)`` uint8 or uint16 arrays, labels as ``(H, W)`` integer arrays.
 Every failure is a :class:`~raygym.errors.DataError` that names the file. Training data asks
@@ -19,8 +20,11 @@ from PIL import Image, UnidentifiedImageError
 
 from raygym.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-_TIFF = (".tif", ".tiff")
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+"""Rasters GDAL reads through rasterio, window by window and with their georeferencing:
+GeoTIFF, VRT (e.g. a band stack built with ``gdalbuildvrt -separate``, read in place), JPEG
+2000 (Sentinel-2's band files), ERDAS Imagine."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *RASTER_SUFFIXES)
 _HASH_CHUNK = 1 << 20  # bytes: a multi-GB scene is hashed without holding it in memory
 
 
@@ -115,7 +119,7 @@ def is_image(path: Path) -> bool:
 def read_header(path: Path) -> ImageHeader:
     """Height, width, band count and dtype of ``path`` (cheap: no pixel decode)."""
     try:
-        if path.suffix.lower() in _TIFF:
+        if path.suffix.lower() in RASTER_SUFFIXES:
             import rasterio
 
             with rasterio.open(path) as src:
@@ -160,9 +164,10 @@ Window = tuple[int, int, int, int]
 """``(row, col, height, width)`` in pixels: a part of a raster (chips of a large GeoTIFF)."""
 
 
-def is_tiff(path: Path) -> bool:
-    """A TIFF / GeoTIFF, which rasterio reads a window at a time."""
-    return path.suffix.lower() in _TIFF
+def is_raster(path: Path) -> bool:
+    """A GeoTIFF, VRT, JPEG 2000 or ERDAS Imagine file (:data:`RASTER_SUFFIXES`), which
+    rasterio reads a window at a time."""
+    return path.suffix.lower() in RASTER_SUFFIXES
 
 
 def image_band_count(head: ImageHeader, image_bands: Sequence[int] | None) -> int:
@@ -190,7 +195,7 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
     mask: np.ndarray | None = None
     nodatavals: Sequence[float | None] = ()
     try:
-        if path.suffix.lower() in _TIFF:
+        if path.suffix.lower() in RASTER_SUFFIXES:
             import rasterio
             from rasterio.windows import Window as RioWindow
 
@@ -305,7 +310,7 @@ def read_label(path: Path, colour: bool = False, window: Window | None = None) -
 
 def read_geo_profile(path: Path) -> dict[str, Any] | None:
     """CRS, transform and pixel size of a GeoTIFF (None for non-geo files or no CRS)."""
-    if path.suffix.lower() not in _TIFF:
+    if path.suffix.lower() not in RASTER_SUFFIXES:
         return None
     import rasterio
 

@@ -19,7 +19,7 @@ import numpy as np
 from raygym.config import IGNORE_INDEX, DataConfig, parse_colour
 from raygym.data.io import (
     Window,
-    is_tiff,
+    is_raster,
     read_header,
     read_image,
     read_label,
@@ -138,7 +138,7 @@ def by_windows(row: dict[str, Any], data: DataConfig) -> bool:
     files = [Path(p) for p in row["images"]]
     if data.label_vector is None:
         files.append(Path(row["label"]))
-    return all(is_tiff(f) for f in files)
+    return all(is_raster(f) for f in files)
 
 
 def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig

@@ -35,7 +35,8 @@ ProgressCallback = Callable[[int, int, str], None]
 class PredictResult:
     """What a prediction run produced. ``rows``: one summary dict per predicted image;
     ``ensemble``: the models used, their scores and weights (also in the GeoTIFFs' ``models``
-    tag); ``scale_line``: the resample factor used, and why."""
+    tag); ``scale_line``: the resample factor used, and why; ``bands_line``: which bands of
+    each image file were read, where not all (``data.image_bands`` or ``--image-bands``)."""
 
     out: Path
     rows: list[dict[str, Any]]
@@ -48,6 +49,7 @@ class PredictResult:
     files: list[Path] = field(default_factory=list)
     ensemble: EnsemblePlan | None = None
     scale_line: str = ""
+    bands_line: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -86,8 +88,13 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     plan = predictor.plan
     predictor.tile_hw(options.tile)  # validate before any work
     scale_line = predictor.scale_line(options.scale)  # also refuses models that disagree
+    picked = options.image_bands or predictor.image_bands
     items, skipped = collect_inputs(images, options.extra_bands, predictor.band_rules(),
-                                    options.image_bands or predictor.image_bands)
+                                    picked)
+    bands_line = "" if not picked else (
+        f"bands {', '.join(map(str, picked))} of each image file ("
+        + ("--image-bands" if options.image_bands else
+           "the model's data.image_bands; --image-bands reads others") + ")")
     items, unreadable = check_band_counts(items, predictor.in_channels,
                                           predictor.extra_bands_missing)
     skipped += unreadable
@@ -130,7 +137,7 @@ def predict_files(model: Path | Sequence[Path], images: Sequence[Path], options:
     return PredictResult(out=out, rows=rows, skipped=skipped, warnings=warnings,
                          classes=classes, seconds=time.perf_counter() - started,
                          megapixels=mpx, summary_csv=summary, files=files, ensemble=plan,
-                         scale_line=scale_line)
+                         scale_line=scale_line, bands_line=bands_line)
 
 
 def predict_and_print(model: Path, images: Sequence[Path], options: PredictOptions, *,
@@ -182,6 +189,8 @@ def print_predict_summary(result: PredictResult, console: Any) -> None:
             console.print(escape(line))
     if result.scale_line:
         console.print(escape(result.scale_line))
+    if result.bands_line:
+        console.print(escape(result.bands_line))
     if result.rows:
         n = len(result.rows)
         table = Table(title=f"{n} image{'s' * (n != 1)}, {result.megapixels:.2f} Mpx in "

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from raygym.data.io import read_header
+from raygym.data.io import RASTER_SUFFIXES, read_header
 from raygym.errors import DataError, RaygymError
 from raygym.predict.inputs import InputItem
 from raygym.predict.options import PredictOptions
@@ -16,7 +16,6 @@ from raygym.predict.outputs import output_paths
 
 MEMORY_SHARE = 0.8
 """Share of the memory available at start that one image's prediction may plan to use."""
-_TIFF = (".tif", ".tiff")
 
 
 def check_out_is_a_folder(out: Path) -> None:
@@ -121,11 +120,11 @@ def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictO
         scale = scale_for(head.pixel_m)
         rows, cols = (window_for((scaled_size(head.height, scale), scaled_size(head.width, scale)))
                       if window_for is not None else (tile_rows, tile_rows))
-        if item.path.suffix.lower() in _TIFF:
+        if item.path.suffix.lower() in RASTER_SUFFIXES:
             need = planned_strip_bytes(head.width, bands, num_classes, rows, scale, cols)
             # a band file that is not a TIFF is decoded whole
             need += sum(head.height * head.width * 2 for b in item.bands
-                        if b.suffix.lower() not in _TIFF)
+                        if b.suffix.lower() not in RASTER_SUFFIXES)
             fix = "cut the raster into tiles (e.g. gdal_retile.py) and predict those"
         else:
             need = planned_bytes(head.height, head.width, bands, num_classes, scale)

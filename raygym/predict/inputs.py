@@ -16,6 +16,7 @@ import numpy as np
 
 from raygym.data.io import (
     IMAGE_SUFFIXES,
+    RASTER_SUFFIXES,
     image_band_count,
     is_image,
     pixel_area_m2,
@@ -25,8 +26,6 @@ from raygym.data.io import (
 )
 from raygym.data.pairing import regex_key
 from raygym.errors import DataError, RaygymError
-
-_TIFF = (".tif", ".tiff")
 
 
 @dataclass
@@ -101,7 +100,8 @@ def _image_files(images: Sequence[Path]) -> list[Path]:
             files += found
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"not a PNG / JPEG / TIFF image (suffix {p.suffix!r})", file=p)
+                raise DataError(f"not an image raygym reads (suffix {p.suffix!r}; it reads "
+                                f"{', '.join(IMAGE_SUFFIXES)})", file=p)
             files.append(p)
         else:
             raise DataError("image file or folder not found", file=p)
@@ -217,7 +217,7 @@ def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:
     4-band model keeps its NIR (and a 4-band model may have been trained on RGBA PNGs).
     """
     alpha: list[int] = []
-    if path.suffix.lower() in _TIFF:
+    if path.suffix.lower() in RASTER_SUFFIXES:
         import rasterio
         from rasterio.enums import ColorInterp
 
@@ -295,7 +295,7 @@ class GeoInfo:
 
     crs: Any
     transform: Any
-    is_tiff: bool
+    is_raster: bool
     pixel_area_m2: float | None
 
     @property
@@ -307,7 +307,7 @@ class GeoInfo:
 def read_geo(path: Path) -> GeoInfo:
     """CRS and transform of a TIFF (None / identity otherwise); ``pixel_area_m2`` only for a
     projected CRS (``|det(transform)|`` times the squared metres per CRS unit)."""
-    if path.suffix.lower() not in _TIFF:
+    if path.suffix.lower() not in RASTER_SUFFIXES:
         return GeoInfo(None, None, False, None)
     import rasterio
 

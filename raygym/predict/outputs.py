@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from raygym.atomic import write_bytes_atomic
+from raygym.data.io import RASTER_SUFFIXES
 from raygym.predict.inputs import GeoInfo, InputItem, _quiet_rasterio, read_geo
 from raygym.predict.options import PredictOptions
 from raygym.predict.predictor import Predictor
@@ -31,14 +32,14 @@ SUMMARY_HEAD = ["image", "label", "height", "width", "crs", "pixel_area_m2", "no
 """``summary.csv``'s first columns; then ``<class>_{pixels,fraction,m2}``, then ``warning``."""
 
 
-_TIFF = (".tif", ".tiff")
 
 
 def output_paths(item: InputItem, options: PredictOptions) -> dict[str, Path]:
-    """The files one input's prediction writes: ``label`` (GeoTIFF for TIFF input, else PNG)
-    and its QGIS style ``qml``, and ``probs`` / ``overlay`` / ``polygons`` when asked for."""
+    """The files one input's prediction writes: ``label`` (a GeoTIFF for a raster input:
+    GeoTIFF, VRT, JPEG 2000, ERDAS; else PNG) and its QGIS style ``qml``, and ``probs`` /
+    ``overlay`` / ``polygons`` when asked for."""
     out = options.out
-    tiff = item.path.suffix.lower() in _TIFF
+    tiff = item.path.suffix.lower() in RASTER_SUFFIXES
     paths = {"label": out / f"{item.name}_label.{'tif' if tiff else 'png'}",
              "qml": out / f"{item.name}_label.qml"}
     if options.probabilities:
@@ -105,7 +106,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
     scale = predictor.scale_for(options.scale, geo.pixel_m)
     paths = output_paths(item, options)
     warning = ""
-    if geo.is_tiff and geo.crs is None:
+    if geo.is_raster and geo.crs is None:
         warning = "GeoTIFF has no CRS: outputs written without georeferencing"
     with open_source(item, predictor.in_channels) as source, contextlib.ExitStack() as stack:
         h, w = source.height, source.width
@@ -114,7 +115,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
                 "models": json.dumps(predictor.plan.to_json()),
                 "resample_factor": f"{scale:g}"}
         writers: dict[str, GeoTiffWriter] = {}
-        if geo.is_tiff:
+        if geo.is_raster:
             writers["label"] = stack.enter_context(GeoTiffWriter(
                 paths["label"], count=1, descriptions=["class id"], colormap=class_colormap(k),
                 tags=tags, nodata=NODATA, **common))
@@ -122,7 +123,7 @@ def predict_one(predictor: Predictor, item: InputItem, options: PredictOptions
             writers["probs"] = stack.enter_context(GeoTiffWriter(
                 paths["probs"], count=k, descriptions=classes, resampling="average",
                 tags=tags, scale=1.0 / PROB_SCALE, mask=source.masked, **common))
-        labels = None if geo.is_tiff else np.empty((h, w), np.uint8)
+        labels = None if geo.is_raster else np.empty((h, w), np.uint8)
         strips = predictor.predict_strips(source, tile=options.tile, overlap=options.overlap,
                                           tta=options.tta, scale=scale,
                                           batch_size=options.batch_size)

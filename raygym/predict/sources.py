@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from raygym.data.io import RASTER_SUFFIXES
 from raygym.errors import DataError
-from raygym.predict.inputs import _TIFF, InputItem, _quiet_rasterio, image_alpha, read_input
+from raygym.predict.inputs import InputItem, _quiet_rasterio, image_alpha, read_input
 
 STATS_PIXELS = 2**21
 """Pixels per read of the statistics pass (about 50 MB of float64 for 3 bands)."""
@@ -144,7 +145,7 @@ class TiffSource:
             image_band_count(read_header(item.path), item.image_bands)  # names the band
         self.parts: list[_TiffPart | ArraySource] = [_TiffPart(head, alpha, item.image_bands)]
         for band in item.bands:
-            src = stack.enter_context(rasterio.open(band)) if band.suffix.lower() in _TIFF \
+            src = stack.enter_context(rasterio.open(band)) if band.suffix.lower() in RASTER_SUFFIXES \
                 else None
             if src is not None and src.count == 1:
                 part: _TiffPart | ArraySource = _TiffPart(src, [])
@@ -196,7 +197,7 @@ def open_source(item: InputItem, in_channels: int) -> Iterator[RasterSource]:
         DataError: the image or a band file cannot be read, or their sizes differ.
     """
     with contextlib.ExitStack() as stack:
-        if item.path.suffix.lower() in _TIFF:
+        if item.path.suffix.lower() in RASTER_SUFFIXES:
             import rasterio
 
             from raygym.predict.rasters import GDAL_CACHE_MB

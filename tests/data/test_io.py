@@ -268,3 +268,59 @@ def test_sha256_file_hashes_every_chunk(tmp_path: Path) -> None:
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the last byte alone differs
     assert sha256_file(path) != hashlib.sha256(data).hexdigest()
+
+
+def _vrt_of(bands: list[Path], out: Path) -> Path:
+    """A VRT stacking single-band GeoTIFFs as ``gdalbuildvrt -separate`` does (relative
+    paths, read in place)."""
+    import rasterio
+
+    with rasterio.open(bands[0]) as src:
+        h, w, crs, t = src.height, src.width, src.crs, src.transform
+    sources = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{i}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{b.name}</SourceFilename><SourceBand>1</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+        f'<DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/></SimpleSource></VRTRasterBand>'
+        for i, b in enumerate(bands, start=1))
+    out.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{crs.to_wkt()}</SRS>'
+                   f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"
+                   f"{sources}</VRTDataset>")
+    return out
+
+
+def test_vrt_and_jpeg2000_read_as_the_geotiff(tmp_path) -> None:
+    """A VRT band stack and a lossless JPEG 2000 are rasters read by windows, with their
+    georeferencing, as the GeoTIFF they hold; GDAL's .aux.xml sidecars are not images."""
+    import rasterio
+    import rasterio.shutil
+
+    from raygym.data.io import is_raster
+    from raygym.predict.inputs import collect_inputs
+
+    data = _ramp(3, 40, 24, 4095).astype(np.uint16)  # (bands, H, W)
+    profile = {"driver": "GTiff", "height": 40, "width": 24, "dtype": "uint16",
+               "crs": "EPSG:32610", "transform": GEO}
+    singles = []
+    for b in range(3):
+        singles.append(tmp_path / f"B{b + 1}.tif")
+        with rasterio.open(singles[-1], "w", count=1, **profile) as dst:
+            dst.write(data[b:b + 1])
+    stack = tmp_path / "stack.tif"
+    with rasterio.open(stack, "w", count=3, **profile) as dst:
+        dst.write(data)
+    vrt = _vrt_of(singles[::-1], tmp_path / "reversed.vrt")
+    jp2 = tmp_path / "stack.jp2"
+    rasterio.shutil.copy(stack, jp2, driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES")
+    whole = read_image(stack)
+    for path, bands in ((vrt, [3, 2, 1]), (jp2, None)):
+        assert is_raster(path)
+        np.testing.assert_array_equal(read_image(path, bands=bands), whole)
+        np.testing.assert_array_equal(read_image(path, bands=bands, window=(5, 3, 10, 8)),
+                                      whole[5:15, 3:11])
+        head = read_header(path)
+        assert (head.height, head.width, head.bands, head.pixel_m) == (40, 24, 3, 10.0)
+    (tmp_path / "stack.jp2.aux.xml").write_text("<PAMDataset/>")
+    items, _ = collect_inputs([tmp_path], [])
+    assert sorted(i.path.name for i in items) == ["B1.tif", "B2.tif", "B3.tif",
+                                                  "reversed.vrt", "stack.jp2", "stack.tif"]

@@ -114,10 +114,15 @@ def test_predict_reads_the_bands_the_model_names(tmp_path: Path) -> None:
             "reordered": (picked, {"image_bands": [5, 4, 3]})}
     labels = {}
     for name, (model, extra) in runs.items():
+        console = string_console()
         code = predict_and_print(model, [tmp_path / name / "s.tif"],
                                  PredictOptions(out=tmp_path / f"out_{name}", scale=1, **extra),
-                                 console=string_console())
+                                 console=console)
         assert code == 0, name
+        said = {"stack": "bands 3, 2, 1 of each image file (the model's data.image_bands",
+                "reordered": "bands 5, 4, 3 of each image file (--image-bands)"}.get(name)
+        assert said in console.file.getvalue() if said else "of each image file" not in \
+            console.file.getvalue()
         with rasterio.open(tmp_path / f"out_{name}" / "s_label.tif") as src:
             labels[name] = src.read(1)
     assert len(np.unique(labels["rgb"])) > 1  # a map, not one class everywhere
