@@ -184,7 +184,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
              "prepared split, or on labelled scenes at full size (--data): metrics, confusion "
              "matrix, per-image IoU, overlays.",
              "raygym evaluate results/demo --top-k 3 --split test")
-    sp.add_argument("model", type=Path, help="model artifact folder or search results folder")
+    sp.add_argument("model", type=Path, nargs="+", help="model artifact folder or search "
+                    "results folder; several model folders are scored on the same split and "
+                    "compared (each against the first by a paired interval)")
     sp.add_argument("--split", default=None, choices=["train", "val", "test"],
                     help="prepared split to score (default: test)")
     sp.add_argument("--top-k", type=_int_at_least(1), default=1, metavar="K",

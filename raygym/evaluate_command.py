@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,28 +90,47 @@ def _diff_text(result: EvaluationResult, first: EvaluationResult, diff: Any) -> 
     return f"{delta:+.3f}" + ("" if diff is None else f" ({diff.low:+.3f} to {diff.high:+.3f})")
 
 
-def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | None,
-                     use_ray: bool, console: Any, out: Path | None = None,
+def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
+                     dataset: Path | None, use_ray: bool, console: Any, out: Path | None = None,
                      data_file: Path | None = None, scenes: dict[str, Any] | None = None,
                      ray_address: str | None = None) -> int:
-    """``raygym evaluate``: each of the ``top_k`` models (see
-    :func:`raygym.predict.resolve_models`) on ``split`` of a prepared dataset, or with
-    ``data_file`` on the labelled scenes it names at full size (``scenes``: the
-    :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a comparison table
-    (and ``evaluation_<split or data file>.csv``) when there are several. Reports go inside
-    each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to ``out``).
-    Returns 0."""
+    """``raygym evaluate``: each of the ``top_k`` models of one folder (see
+    :func:`raygym.predict.resolve_models`), or each of several model folders, on ``split`` of
+    a prepared dataset, or with ``data_file`` on the labelled scenes it names at full size
+    (``scenes``: the :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a
+    comparison table (and ``evaluation_<split or data file>.csv``) when there are several.
+    Reports go inside each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to
+    ``out``; several folders without ``out``: the table is printed only). Returns 0."""
     from rich.markup import escape
     from rich.table import Table
 
     from raygym.predict import resolve_models
     from raygym.search.leaderboard import params_text
 
-    model_dirs = resolve_models(Path(model), top_k)
+    models = [Path(model)] if isinstance(model, str | Path) else [Path(m) for m in model]
+    if len(models) > 1 and top_k > 1:
+        raise RaygymError("--top-k ranks one search's models; several folders are compared "
+                          "as given", key="--top-k", fix="give one search's results folder "
+                          "with --top-k, or several model folders without it")
+    model_dirs = [d for m in models for d in resolve_models(m, top_k)]
+    if len(models) > 1 and dataset is None and data_file is None:
+        from raygym.evaluate import default_dataset
+
+        own = {default_dataset(d).resolve() for d in model_dirs}
+        if len(own) > 1:  # each on its own data: nothing to compare
+            raise RaygymError(f"the models were trained on {len(own)} datasets ("
+                              + ", ".join(sorted(str(p) for p in own)) + ")", key="--dataset",
+                              fix="give --dataset PREPARED (or --data SITE.yaml) to score them "
+                              "all on one")
     name = evaluation_name(split, data_file, other_dataset(model_dirs[0], dataset))
+    # under --out each model's report folder is named by its folder (runs/a/best and
+    # runs/b/best: a_best, b_best)
+    labels = [d.name for d in model_dirs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{d.parent.name}_{d.name}" for d in model_dirs]
     results = []
-    for model_dir in model_dirs:
-        report_dir = None if out is None else Path(out) / model_dir.name / name
+    for model_dir, label in zip(model_dirs, labels, strict=True):
+        report_dir = None if out is None else Path(out) / label / name
         if data_file is not None:
             from raygym.evaluate_scenes import evaluate_model_on_scenes
 
@@ -122,7 +142,8 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
         print_evaluation(result, console)
         results.append(result)
     if len(results) > 1:
-        table = Table(title=f"top {len(results)} on {escape(results[0].subject)}")
+        what = f"top {len(results)}" if len(models) == 1 else f"{len(results)} models"
+        table = Table(title=f"{what} on {escape(results[0].subject)}")
         diffs = _differences_to_first(results)
         cols = ("model", "mean IoU", *(["vs 1st, 95 %"] if diffs else []), "fw IoU",
                 "accuracy", "MCC", "KLD", "params")
@@ -145,7 +166,7 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
                           *([_diff_text(r, results[0], diff) if i else ""] if diffs else []),
                           _fmt(m["fw_iou"]), _fmt(m["accuracy"]), _fmt(m["mcc"]),
                           _fmt(m.get("kld")), escape(text))
-            w.writerow([r.model_dir.name, *(m.get(c) for c in ("mean_iou", "fw_iou",
+            w.writerow([labels[i], *(m.get(c) for c in ("mean_iou", "fw_iou",
                                                                  "accuracy", "mcc", "kld")),
                         str(r.out_dir), json.dumps(params) if params else "",
                         *(["", ""] if diff is None else [diff.low, diff.high])])
@@ -154,7 +175,10 @@ def evaluate_command(model: Path, *, split: str, top_k: int, dataset: Path | Non
             console.print("vs 1st: this model's mean IoU minus the first's, with the 95 % "
                           "interval of a paired bootstrap over the same images; an interval "
                           "across 0 means this test set cannot tell the two apart")
-        target = Path(out if out is not None else model) / f"{name}.csv"
+        if out is None and len(models) > 1:
+            console.print("(--out DIR also writes this comparison as CSV)")
+            return 0
+        target = Path(out if out is not None else models[0]) / f"{name}.csv"
         try:
             write_text_atomic(target, buf.getvalue())
             console.print(f"comparison: [bold]{escape(str(target))}[/]")

@@ -213,6 +213,43 @@ def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     assert low <= high < 0
 
 
+def test_several_model_folders_are_compared_on_one_split(trained: dict, tmp_path: Path) -> None:
+    from raygym.errors import RaygymError
+    from raygym.evaluate_command import evaluate_command
+    from raygym.inference.artifact import export_artifact
+    from raygym.train.loop import build_model_for
+
+    config, ds = trained["config"], trained["dataset"]
+    first = tmp_path / "site_a" / "best"
+    shutil.copytree(trained["artifact"], first, ignore=shutil.ignore_patterns("evaluation_*"))
+    torch.manual_seed(2)
+    other = export_artifact(tmp_path / "site_b" / "best", build_model_for(config, 4, 4), config,
+                            in_channels=4, classes=CLASSES, metrics={},
+                            dataset={"path": str(ds.path)})
+    console = _console()
+    assert evaluate_command([first, other], split="test", top_k=1, dataset=None,
+                            use_ray=False, console=console, out=tmp_path / "cmp") == 0
+    text = console.file.getvalue()
+    assert "2 models on test split" in text and "vs 1st" in text
+    # two folders named best: their reports and rows are told apart by the parent folder
+    assert (tmp_path / "cmp" / "site_a_best" / "evaluation_test" / "metrics.json").is_file()
+    with (tmp_path / "cmp" / "evaluation_test.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["site_a_best", "site_b_best"]
+    assert float(rows[1]["diff_vs_first_high"]) < 0  # the untrained one is worse
+
+    elsewhere = export_artifact(tmp_path / "site_c" / "best", build_model_for(config, 4, 4),
+                                config, in_channels=4, classes=CLASSES, metrics={},
+                                dataset={"path": str(tmp_path / "another_dataset")})
+    with pytest.raises(RaygymError, match="trained on 2 datasets") as err:
+        evaluate_command([first, elsewhere], split="test", top_k=1, dataset=None,
+                         use_ray=False, console=_console())
+    assert err.value.key == "--dataset"
+    with pytest.raises(RaygymError, match="several folders are compared"):
+        evaluate_command([first, other], split="test", top_k=2, dataset=None,
+                         use_ray=False, console=_console())
+
+
 # ------------------------------------------------------------------------ bad input
 def _cli(argv: list[str]) -> int:
     from raygym.cli import main
