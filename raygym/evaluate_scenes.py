@@ -202,8 +202,7 @@ def _predict_scene(predictor: Any, pair: Any, data: Any, options: dict[str, Any]
     shown = None
     try:
         item = InputItem(paths[0], paths[1:], pair.key, _image_bands(data, predictor))
-        with open_source(item, predictor.in_channels) \
-                as source:
+        with open_source(item, predictor.in_channels) as source:
             if (source.height, source.width) != truth.shape:
                 raise DataError(f"label size {truth.shape} differs from image "
                                 f"{(source.height, source.width)}", file=label_path)
