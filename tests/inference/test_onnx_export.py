@@ -90,6 +90,7 @@ def test_onnx_runtime_matches_torch_on_a_real_scene_at_two_sizes(
     assert meta["size_multiple"] == str(multiple) and meta["dynamic_hw"] == "true"
     assert meta["standardization"] == card.standardization and meta["arch"] == arch
     assert meta["training_scale"] == "0.42"  # resample new images by this first
+    assert meta["image_bands"] == "all"  # no data.image_bands: every band of the file
     opsets = {o.domain: o.version for o in onnx.load(str(path)).opset_import}
     assert opsets[""] == DEFAULT_OPSET
     for h, w in SIZES:
