@@ -190,8 +190,19 @@ def _read(config: ExperimentConfig) -> tuple[ModelCard, dict[str, torch.Tensor]]
     from raygym.errors import RaygymError
     from raygym.inference.artifact import read_weights
 
+    path = Path(str(config.train.init_weights))
+    if not (path / "model_card.json").is_file() and (path / "best").is_dir():
+        # a search's results: which of its models is the user's choice, fixed in the config
+        from raygym.predict.predictor import resolve_models
+
+        try:
+            best = str(resolve_models(path, 1)[0])
+        except RaygymError:
+            best = f"{path}/best/rank1_<trial>"
+        raise ConfigError(f"{path} is a search's results folder, not one model", key=KEY,
+                          fix=f"name one of its models, e.g. {best}")
     try:
-        return read_weights(Path(str(config.train.init_weights)))
+        return read_weights(path)
     except RaygymError as err:  # the artifact's own line, named as this key's
         err.key = err.key or KEY
         err.args = (err.format(),)

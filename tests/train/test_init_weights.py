@@ -134,3 +134,18 @@ def test_fit_starts_from_the_weights_and_the_card_says_so(prepared: PreparedData
     sums = json.loads((path / "checksums.json").read_text())
     assert started["path"] == str(path) and started["val_mean_iou"] == pytest.approx(0.61)
     assert started["weights_sha256"] == sums["model.safetensors"]
+
+
+def test_a_search_results_folder_is_refused_naming_its_best_model(
+        prepared: PreparedDataset, base_sections: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    card = prepared.card
+    path, _ = source_artifact(tmp_path, make_config(base_sections), card.classes, card.bands)
+    results = tmp_path / "results" / "site_a"
+    shutil.copytree(path, results / "best" / "rank1_3f2a")
+    config = make_config(base_sections, init_weights=str(results))
+    with pytest.raises(ConfigError, match="a search's results folder, not one model") as err:
+        check_init_weights(config, card)
+    assert err.value.key == "train.init_weights"
+    assert str(results / "best" / "rank1_3f2a") in str(err.value)
