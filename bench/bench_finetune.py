@@ -83,7 +83,7 @@ def train_and_score(sections: dict[str, Any], run: str,
     result = raygym.evaluate_model(folder / "best", split="test")
     with (folder / "metrics.csv").open(newline="") as fh:
         epochs = sum(1 for _ in csv.DictReader(fh))
-    diff = (difference_interval(result.image_confusions, baseline.image_confusions)
+    diff = (difference_interval(result.unit_confusions, baseline.unit_confusions)
             if baseline is not None else None)
     return {"run": run, "test_mean_iou": result.mean_iou, "epochs": epochs,
             "seconds": round(seconds, 1), "best": str(folder / "best"),

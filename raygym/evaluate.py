@@ -72,10 +72,14 @@ class EvaluationResult:
     engine: str
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
-    image_confusions: np.ndarray | None = None
-    """``(N, K, K)``: each image's confusion, in ``per_image`` order."""
+    units: list[str] = field(default_factory=list)
+    """What the intervals resample: the images' keys, or their scenes' or groups' (see
+    :meth:`raygym.data.dataset.DatasetCard.resampling_units`), each once."""
+    unit_name: str = "images"
+    unit_confusions: np.ndarray | None = None
+    """``(U, K, K)``: the images' confusions summed per unit of :attr:`units`."""
     intervals: dict[str, Any] | None = None
-    """:func:`raygym.evaluate_intervals.score_intervals` of ``image_confusions``."""
+    """:func:`raygym.evaluate_intervals.score_intervals` of ``unit_confusions``."""
 
     @property
     def mean_iou(self) -> float:
@@ -403,28 +407,33 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
             overlay_rows=lambda picks: _overlay_rows(model_dir, dataset, split, picks, k, device),
             overlays=overlays, started=started, engine="ray-data" if use_ray else "torch",
             dataset_dir=dataset_dir, split=split, warnings=warnings,
-            report={"dataset": str(dataset_dir), "split": split, "originals_only": True})
+            report={"dataset": str(dataset_dir), "split": split, "originals_only": True},
+            units=dataset.card.resampling_units(keys))
 
 
 def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms: np.ndarray,
                      kld: np.ndarray, n_valid: np.ndarray, *, title: str,
                      overlay_rows: Any, overlays: int, started: float, engine: str,
                      dataset_dir: Path, split: str, warnings: list[str],
-                     report: dict[str, Any]) -> EvaluationResult:
+                     report: dict[str, Any], units: tuple[list[str], str] | None = None
+                     ) -> EvaluationResult:
     """The report files of one model's scores (one path for a prepared split and for labelled
     scenes at full size): ``cms`` ``(N, K, K)`` per image (rows truth), ``kld`` / ``n_valid``
     ``(N,)`` summed KLD and valid pixels per image; ``overlay_rows(picks)``: the
     image | truth | prediction rows of ``[(key, mean IoU)]``; ``report``: what was scored, for
-    ``metrics.json``."""
+    ``metrics.json``; ``units``: each image's resampling unit and the units' name (default:
+    each image its own)."""
     from raygym.data.preview import class_colours
-    from raygym.evaluate_intervals import intervals_json, score_intervals
+    from raygym.evaluate_intervals import intervals_json, score_intervals, unit_confusions
     from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
     from raygym.train.metrics import json_safe, metrics_from_confusion
 
     classes = list(card.classes)
     total = cms.sum(axis=0)
     metrics = metrics_from_confusion(total, classes)
-    intervals = score_intervals(cms)
+    of_image, unit_name = units if units is not None else (list(keys), "images")
+    unit_keys, per_unit = unit_confusions(cms, of_image)
+    intervals = score_intervals(per_unit)
     metrics["kld"] = float(kld.sum() / n_valid.sum()) if int(n_valid.sum()) > 0 else math.nan
     per_image: list[dict[str, Any]] = []
     for key, cm in zip(keys, cms, strict=True):
@@ -461,7 +470,7 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
         "model": str(model_dir), "model_name": card.name, "arch": card.arch, **report,
         "images": len(keys), "engine": engine, "classes": classes,
         "metrics": json_safe(metrics),
-        "intervals": intervals_json(intervals, classes, len(keys)),
+        "intervals": intervals_json(intervals, classes, len(unit_keys), unit_name),
         "confusion": total.tolist(),
         "confusion_axes": "rows truth, columns prediction", "seconds": round(seconds, 3),
         "warnings": warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -471,5 +480,5 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
     return EvaluationResult(model_dir=model_dir, dataset_dir=dataset_dir, split=split,
                             out_dir=out, classes=classes, confusion=total, metrics=metrics,
                             per_image=per_image, seconds=seconds, engine=engine,
-                            warnings=warnings, files=files, image_confusions=cms,
-                            intervals=intervals)
+                            warnings=warnings, files=files, units=unit_keys,
+                            unit_name=unit_name, unit_confusions=per_unit, intervals=intervals)

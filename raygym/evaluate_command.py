@@ -58,8 +58,8 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
     if ci:
         from raygym.evaluate_intervals import method_text
 
-        console.print(f"IoU 95 %: {method_text(result.num_images)}: how far the score could "
-                      f"move on another {result.num_images} such {what}")
+        console.print(f"IoU 95 %: {method_text(len(result.units), result.unit_name)}: how far "
+                      "the score could move on another test set like this one")
     console.print(f"accuracy {_fmt(m['accuracy'])}   frequency-weighted IoU {_fmt(m['fw_iou'])}"
                   f"   MCC {_fmt(m['mcc'])}   KLD {_fmt(m.get('kld'))}")
     if m.get("absent_classes"):
@@ -76,12 +76,10 @@ def _differences_to_first(results: list[EvaluationResult]) -> list[Any] | None:
     from raygym.evaluate_intervals import difference_interval
 
     first = results[0]
-    keys = [r["key"] for r in first.per_image]
-    if first.image_confusions is None or any(
-            r.image_confusions is None or [p["key"] for p in r.per_image] != keys
-            for r in results[1:]):
+    if first.unit_confusions is None or any(
+            r.unit_confusions is None or r.units != first.units for r in results[1:]):
         return None
-    return [None] + [difference_interval(r.image_confusions, first.image_confusions)
+    return [None] + [difference_interval(r.unit_confusions, first.unit_confusions)
                      for r in results[1:]]
 
 

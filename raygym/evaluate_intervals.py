@@ -6,11 +6,14 @@ scores recomputed from their summed confusion matrices (scipy's percentile boots
 seeded): an interval for the mean IoU and each class's IoU, and, for two models scored on the
 same images, for the difference of their mean IoU (a paired bootstrap: both models see the
 same resampled images). Pixels within an image are not independent, so images, not pixels,
-are the unit resampled.
+are the unit resampled; and where images are not independent either (the chips of one
+scene, the scenes of one ``data.split.group``), their confusions are summed per scene or group
+first (:func:`unit_confusions`) and those are resampled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +67,22 @@ def _bootstrap(n_images: int, statistic: Any, values_per_image: int) -> Any:
                          method="percentile", rng=np.random.default_rng(SEED))
 
 
+def unit_confusions(image_confusions: np.ndarray, units: Sequence[str]
+                    ) -> tuple[list[str], np.ndarray]:
+    """The units in order of first appearance and ``(U, K, K)``: the ``(N, K, K)`` per-image
+    confusions summed per unit (``units[i]``: image i's scene or group)."""
+    order = list(dict.fromkeys(units))
+    index = {u: i for i, u in enumerate(order)}
+    summed = np.zeros((len(order), *image_confusions.shape[1:]), image_confusions.dtype)
+    np.add.at(summed, [index[u] for u in units], image_confusions)
+    return order, summed
+
+
 def score_intervals(image_confusions: np.ndarray) -> dict[str, Any] | None:
     """``{"mean_iou": Interval | None, "iou": [Interval | None per class]}`` of ``(N, K, K)``
-    per-image confusions, or None with fewer than 2 images (nothing to resample). None where
-    a resample lacks the class in truth and prediction alike (its IoU is undefined there)."""
+    confusions of N independent units (images, scenes or groups), or None with fewer than 2
+    (nothing to resample). None where a resample lacks the class in truth and prediction
+    alike (its IoU is undefined there)."""
     n, k, _ = image_confusions.shape
     if n < 2:
         return None
@@ -101,14 +116,15 @@ def difference_interval(first: np.ndarray, second: np.ndarray) -> Interval | Non
     return Interval(float(low), float(high)) if np.isfinite(low) and np.isfinite(high) else None
 
 
-def method_text(n_images: int) -> str:
-    """How the intervals were made, for reports."""
-    return (f"{LEVEL * 100:g} % interval, percentile bootstrap over the {n_images} images "
+def method_text(n_units: int, unit: str = "images") -> str:
+    """How the intervals were made, for reports; ``unit``: what was resampled, in words
+    (``images``, ``scenes``, ``scenes (their chips summed)``, ...)."""
+    return (f"{LEVEL * 100:g} % interval, percentile bootstrap over the {n_units} {unit} "
             f"({RESAMPLES:,} resamples, seed {SEED})")
 
 
-def intervals_json(intervals: dict[str, Any] | None, classes: list[str], n_images: int
-                   ) -> dict[str, Any] | None:
+def intervals_json(intervals: dict[str, Any] | None, classes: list[str], n_units: int,
+                   unit: str = "images") -> dict[str, Any] | None:
     """``metrics.json``'s ``intervals``: ``method``, ``mean_iou`` and ``iou/<class>`` as
     ``[low, high]`` (null where undefined); None without intervals."""
     if intervals is None:
@@ -117,5 +133,6 @@ def intervals_json(intervals: dict[str, Any] | None, classes: list[str], n_image
     def pair(i: Interval | None) -> list[float] | None:
         return None if i is None else [round(i.low, 6), round(i.high, 6)]
 
-    return {"method": method_text(n_images), "mean_iou": pair(intervals["mean_iou"]),
+    return {"method": method_text(n_units, unit), "units": unit,
+            "mean_iou": pair(intervals["mean_iou"]),
             **{f"iou/{c}": pair(i) for c, i in zip(classes, intervals["iou"], strict=True)}}

@@ -139,7 +139,8 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
             split=data_file.name, warnings=warnings,
             report={"data_file": str(data_file), "full_size": True,
                     "scale": low if high - low < 5e-5 else factors,
-                    "tile": tile, "overlap": overlap, "tta": tta})
+                    "tile": tile, "overlap": overlap, "tta": tta},
+            units=(list(keys), "scenes"))
 
 
 @dataclass

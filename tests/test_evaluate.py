@@ -113,8 +113,8 @@ def test_metrics_equal_a_hand_computation_from_the_csv(evaluated: Any, trained: 
     assert f"over the {evaluated.num_images} images" in spans["method"]
     low, high = spans["mean_iou"]
     assert low <= m["mean_iou"] <= high and low < high
-    assert evaluated.image_confusions.shape == (evaluated.num_images, 4, 4)
-    assert np.array_equal(evaluated.image_confusions.sum(axis=0), report["confusion"])
+    assert evaluated.unit_confusions.shape == (evaluated.num_images, 4, 4)
+    assert np.array_equal(evaluated.unit_confusions.sum(axis=0), report["confusion"])
     n = cm.sum()
     assert m["accuracy"] == pytest.approx(tp.sum() / n)
     truth = cm.sum(axis=1)

@@ -18,6 +18,7 @@ and read (bench/RESULTS.md, bench_prepare point 3).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,23 @@ class DatasetCard(BaseModel):
     # named alike: per band {"image": regex, "band": regex}, or None (same stem). None: no
     # extra band, or an older card.
     band_names: list[dict[str, str] | None] | None = None
+
+    def resampling_units(self, keys: Sequence[str]) -> tuple[list[str], str]:
+        """For rows ``keys``, the unit each belongs to when scores are bootstrapped, and the
+        units in words: the ``data.split.group`` group of its scene, else its scene (a chip's
+        scene, whose other chips are its neighbours), else the row itself. Rows of one unit
+        are not independent, so units are what is resampled."""
+        from raygym.data.scenes import scene_of_chip
+
+        chips = bool(self.data_config.get("chips"))
+        scene_of = scene_of_chip if chips else (lambda k: k)
+        if self.group_rule is not None:
+            group = {str(s["key"]): str(s.get("group", s["key"])) for s in self.sources}
+            return ([group.get(scene_of(k), scene_of(k)) for k in keys],
+                    "groups of data.split.group (their images summed)")
+        if chips:
+            return [scene_of(k) for k in keys], "scenes (their chips summed)"
+        return list(keys), "images"
 
     def model_dataset(self, path: Path | str) -> dict[str, Any]:
         """What a model card records of the dataset a model was trained on (at ``path``)."""

@@ -9,6 +9,7 @@ No Ray here: :mod:`raygym.data.prepare` runs :func:`process_scene` in its tasks,
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -160,6 +161,11 @@ def _chip_split(row: dict[str, Any], hw: tuple[int, int], data: DataConfig
 def chip_key(scene: str, y: int, x: int) -> str:
     """A chip's row key: its scene's key and its top-left pixel (``scene_y512_x1024``)."""
     return f"{scene}_y{y}_x{x}"
+
+
+def scene_of_chip(key: str) -> str:
+    """The scene key of a chip's row key (the inverse of :func:`chip_key`)."""
+    return re.sub(r"_y\d+_x\d+$", "", key)
 
 
 def read_scene(row: dict[str, Any], data: DataConfig, dtype: str, window: Window | None = None

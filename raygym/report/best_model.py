@@ -41,9 +41,10 @@ class SplitEvaluation:
     matrix: np.ndarray
     samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
     mean_iou_interval: Any = None
-    """The mean IoU's bootstrap interval over the split's images
-    (:func:`raygym.evaluate_intervals.score_intervals`), None for one image."""
-    images: int = 0
+    """The mean IoU's bootstrap interval over the split's :attr:`units` (images, or scenes or
+    groups of them: :func:`raygym.evaluate_intervals.score_intervals`), None for one."""
+    units: int = 0
+    unit_name: str = "images"
 
 
 def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str:
@@ -92,11 +93,14 @@ def evaluate_best(artifact: Path, batch_size: int = 16) -> SplitEvaluation | str
         label = arrays.labels[idx][:h, :w]
         pred = preds[idx][:h, :w].copy()
         samples.append((arrays.keys[idx], arrays.images[idx][:h, :w], label, pred, miou))
-    from raygym.evaluate_intervals import score_intervals
+    from raygym.evaluate_intervals import score_intervals, unit_confusions
 
-    intervals = score_intervals(np.stack(image_confusions)) if image_confusions else None
+    units, unit_name = ds.card.resampling_units(list(arrays.keys))
+    order, per_unit = (unit_confusions(np.stack(image_confusions), units) if image_confusions
+                       else ([], np.zeros((0, k, k), np.int64)))
+    intervals = score_intervals(per_unit) if len(order) else None
     return SplitEvaluation(split, metrics, total, samples,
-                           intervals["mean_iou"] if intervals else None, len(image_confusions))
+                           intervals["mean_iou"] if intervals else None, len(order), unit_name)
 
 
 def best_model_section(doc: ReportDocument, res: SearchResults) -> None:
@@ -133,7 +137,7 @@ def best_model_section(doc: ReportDocument, res: SearchResults) -> None:
     doc.text(f"Recomputed on the '{ev.split}' split (original images, no augmented copies, "
              f"{em['num_pixels']:,} labelled pixels): mean IoU {em['mean_iou']:.4f}"
              + (f" (95 % interval {ev.mean_iou_interval.text()}, a bootstrap over its "
-                f"{ev.images} images)" if ev.mean_iou_interval is not None else "")
+                f"{ev.units} {ev.unit_name})" if ev.mean_iou_interval is not None else "")
              + ", mean "
              f"Dice {em['mean_dice']:.4f}, accuracy {em['accuracy']:.4f}, frequency-weighted "
              f"IoU {em['fw_iou']:.4f}, MCC {em['mcc']:.4f}"

@@ -85,6 +85,9 @@ def test_prepare_cuts_chips_at_native_resolution(tmp_path: Path, write_config: A
         pixels = np.asarray(im)
     i = list(val.keys).index(f"{scene}_y48_x72")
     assert (val.images[i] == pixels[48:80, 72:120]).all(), "a chip is the scene's pixels"
+    # evaluate's intervals resample scenes, not their neighbouring chips
+    units, name = card.resampling_units(list(val.keys))
+    assert set(units) == {scene} and name == "scenes (their chips summed)"
     assert {tuple(v) for v in val.valid_hw.tolist()} == {(32, 48)}, "no padding"
     assert (tmp_path / "ds" / "preview_val.png").is_file()
 

@@ -88,6 +88,9 @@ def test_prepare_by_group_records_groups_per_split(tmp_path, s2_subset, write_co
         assert src["group"] == src["key"].rsplit("-", 1)[0]
         split_of.setdefault(src["group"], set()).add(src["split"])
     assert set(split_of) == captures and all(len(s) == 1 for s in split_of.values())
+    # evaluate's intervals resample captures, not the crops of one capture
+    units, name = card.resampling_units(keys)
+    assert units == [k.rsplit("-", 1)[0] for k in keys] and name.startswith("groups")
     assert any("split by 4 groups: train 4 (2 groups), val 2 (1 group), test 2 (1 group)"
                in line for line in logged), logged
 

@@ -42,7 +42,7 @@ def test_evaluate_best_on_the_test_split(search_results: Path) -> None:
     assert ev.split == "test" and ev.matrix.shape == (4, 4)
     assert int(ev.matrix.sum()) == ev.metrics["num_pixels"]
     assert 0.0 <= ev.metrics["mean_iou"] <= 1.0
-    assert ev.images >= 2 and ev.mean_iou_interval is not None
+    assert ev.units >= 2 and ev.mean_iou_interval is not None
     assert ev.mean_iou_interval.low <= ev.metrics["mean_iou"] <= ev.mean_iou_interval.high
     assert 1 <= len(ev.samples) <= N_SAMPLES
     ious = [s[4] for s in ev.samples]
