@@ -119,8 +119,8 @@ def difference_interval(first: np.ndarray, second: np.ndarray) -> Interval | Non
 def method_text(n_units: int, unit: str = "images") -> str:
     """How the intervals were made, for reports; ``unit``: what was resampled, in words
     (``images``, ``scenes``, ``scenes (their chips summed)``, ...)."""
-    return (f"{LEVEL * 100:g} % interval, percentile bootstrap over the {n_units} {unit} "
-            f"({RESAMPLES:,} resamples, seed {SEED})")
+    return (f"{LEVEL * 100:g} % interval, percentile bootstrap over the {n_units} {unit}; "
+            f"{RESAMPLES:,} resamples, seed {SEED}")
 
 
 def intervals_json(intervals: dict[str, Any] | None, classes: list[str], n_units: int,
