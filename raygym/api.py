@@ -238,7 +238,10 @@ def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | 
 
     Returns:
         :class:`raygym.evaluate.EvaluationResult`: ``metrics`` (``mean_iou``, per-class IoU,
-        F1, ...), ``confusion`` (K, K), ``per_image`` rows and ``files`` written.
+        F1, ...), ``confusion`` (K, K), ``per_image`` rows, ``intervals`` (95 % bootstrap
+        intervals of the mean and per-class IoU over the independent units: images, a chipped
+        scene, a data.split.group; ``unit_confusions`` for paired comparisons with
+        :func:`raygym.evaluate_intervals.difference_interval`) and ``files`` written.
     """
     from raygym.evaluate import evaluate_model_on_split
     from raygym.predict import resolve_models
