@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from raygym.data.io import RASTER_SUFFIXES, read_header
+from raygym.data.io import RASTER_SUFFIXES, image_band_count, read_header
 from raygym.errors import DataError, RaygymError
 from raygym.predict.inputs import InputItem
 from raygym.predict.options import PredictOptions
@@ -116,7 +116,7 @@ def check_memory(items: Sequence[InputItem], num_classes: int, options: PredictO
     budget = int((available if available is not None else available_memory()) * MEMORY_SHARE)
     for item in items:
         head = read_header(item.path)
-        bands = head.bands + len(item.bands)
+        bands = image_band_count(head, item.image_bands) + len(item.bands)  # those read
         scale = scale_for(head.pixel_m)
         rows, cols = (window_for((scaled_size(head.height, scale), scaled_size(head.width, scale)))
                       if window_for is not None else (tile_rows, tile_rows))
