@@ -4,7 +4,8 @@
 ``SITE.yaml`` is an experiment file whose ``data:`` section says where the scenes and labels
 are and how to read them, exactly as for ``raygym prepare`` (folders with ``key`` regexes or a
 manifest, ``remap``, ``unknown_labels``, ``palette``; its ``classes`` must be the model's).
-Every scene it pairs is scored (``data.split`` does not apply: nothing is trained on them).
+Every scene it pairs is scored (``data.split`` does not apply: nothing is trained on them;
+only a ``data.split.group`` rule is read: its groups are what the intervals resample).
 Each scene is predicted through :class:`~raygym.predict.Predictor` exactly as ``raygym
 predict`` maps it (its reader: a GeoTIFF by windows, nodata by its rules; sliding windows,
 resampled to the training scale by default: ``scale="auto"``), then compared with its label at
@@ -72,6 +73,10 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                         fix="list the model's classes, in its order, and map the labels to "
                         "them with data.remap")
     pairs = find_pairs(data)
+    from raygym.data.split import scene_groups
+
+    # the site's data.split.group (no split is made here): what the intervals resample
+    groups = scene_groups(pairs, data.split, data.manifest)
     image_bands = _image_bands(data, predictor)
     stack, _, heads = check_headers(pairs, vector_labels=data.label_vector is not None,
                                     image_bands=image_bands)
@@ -140,7 +145,9 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
             report={"data_file": str(data_file), "full_size": True,
                     "scale": low if high - low < 5e-5 else factors,
                     "tile": tile, "overlap": overlap, "tta": tta},
-            units=(list(keys), "scenes"))
+            units=((list(keys), "scenes") if groups is None else
+                   ([groups[k] for k in keys], "groups of data.split.group (their scenes "
+                    "summed)")))
 
 
 @dataclass

@@ -351,13 +351,18 @@ def test_labelled_scenes_at_full_size_score_what_predict_maps(trained: dict, tmp
         w.writerow(header)
         w.writerows([[str(s2 / cell) for cell in row] for row in picked])
     site = tmp_path / "site_b.yaml"
+    # the two crops of one capture are one group: the intervals resample captures
     site.write_text(f"data:\n  manifest: {manifest}\n  classes: {CLASSES}\n"
-                    "  remap: {1: 0, 2: 1, 3: 2, 4: 3}\n  unknown_labels: ignore\n")
+                    "  remap: {1: 0, 2: 1, 3: 2, 4: 3}\n  unknown_labels: ignore\n"
+                    "  split: {group: '^(.*)-\\d+$'}\n")
     out = tmp_path / "reports"
     assert _cli(["evaluate", str(trained["artifact"]), "--data", str(site), "--out",
                  str(out)]) == 0
     report = json.loads((out / "best" / "evaluation_scenes_site_b" / "metrics.json").read_text())
     assert report["images"] == 3 and report["full_size"] and report["scale"] < 1
+    captures = {Path(row[0]).stem.rsplit("-", 1)[0] for row in picked}
+    assert f"over the {len(captures)} groups of data.split.group" in report["intervals"][
+        "method"]
 
     maps = tmp_path / "maps"
     images, nirs = tmp_path / "img", tmp_path / "nir"
