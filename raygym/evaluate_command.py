@@ -72,7 +72,8 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
 
 def _differences_to_first(results: list[EvaluationResult]) -> list[Any] | None:
     """Per result, the paired bootstrap interval of its mean IoU minus the first result's
-    (None for the first); None when the results did not score the same images."""
+    (None for the first); None when the results did not score the same units (images, scenes
+    or groups) in the same order."""
     from raygym.evaluate_intervals import difference_interval
 
     first = results[0]
