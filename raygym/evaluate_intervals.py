@@ -69,9 +69,11 @@ def _bootstrap(n_images: int, statistic: Any, values_per_image: int) -> Any:
 
 def unit_confusions(image_confusions: np.ndarray, units: Sequence[str]
                     ) -> tuple[list[str], np.ndarray]:
-    """The units in order of first appearance and ``(U, K, K)``: the ``(N, K, K)`` per-image
-    confusions summed per unit (``units[i]``: image i's scene or group)."""
-    order = list(dict.fromkeys(units))
+    """The units, sorted, and ``(U, K, K)``: the ``(N, K, K)`` per-image confusions summed per
+    unit (``units[i]``: image i's scene or group). Sorted, so the intervals and the pairing of
+    two models' units do not depend on the order rows were scored in (Ray Data's is not
+    fixed)."""
+    order = sorted(set(units))
     index = {u: i for i, u in enumerate(order)}
     summed = np.zeros((len(order), *image_confusions.shape[1:]), image_confusions.dtype)
     np.add.at(summed, [index[u] for u in units], image_confusions)

@@ -74,3 +74,17 @@ def test_a_paired_difference_sees_what_unpaired_intervals_hide() -> None:
     assert diff is not None and diff.high < 0  # ... yet the paired difference is below 0
     assert difference_interval(first, first) == type(diff)(0.0, 0.0)
     assert difference_interval(first, first[:5]) is None  # not the same images
+
+
+def test_units_are_summed_and_ordered_whatever_the_row_order() -> None:
+    from raygym.evaluate_intervals import unit_confusions
+
+    cms = _images(6, seed=4)
+    units = ["b", "a", "b", "c", "a", "b"]
+    order, summed = unit_confusions(cms, units)
+    assert order == ["a", "b", "c"]
+    np.testing.assert_array_equal(summed[1], cms[0] + cms[2] + cms[5])
+    shuffled = [5, 3, 1, 0, 4, 2]
+    again = unit_confusions(cms[shuffled], [units[i] for i in shuffled])
+    assert again[0] == order and np.array_equal(again[1], summed)
+    assert score_intervals(summed) == score_intervals(again[1])
