@@ -82,8 +82,7 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
                                     image_bands=image_bands)
     for pair in pairs:
         # as predict counts them: an alpha that masks a band too many is not data
-        bands = stack - (0 if image_bands else
-                         len(image_alpha(pair.images[0], stack, card.in_channels)))
+        bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels, image_bands))
         if bands != card.in_channels:
             with_files = " with its band files" if len(pair.images) > 1 else ""
             missing = predictor.extra_bands_missing(bands)

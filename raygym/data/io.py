@@ -176,7 +176,7 @@ def image_band_count(head: ImageHeader, image_bands: Sequence[int] | None) -> in
     if image_bands is None:
         return head.bands
     if max(image_bands) > head.bands:
-        raise _band_missing(head.path, head.bands, list(image_bands))
+        raise band_missing(head.path, head.bands, list(image_bands))
     return len(image_bands)
 
 
@@ -204,7 +204,7 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
                                                              window[2])
                 indexes = list(bands) if bands is not None else None
                 if indexes is not None and max(indexes) > src.count:
-                    raise _band_missing(path, src.count, indexes)
+                    raise band_missing(path, src.count, indexes)
                 arr = src.read(indexes, window=part)  # (C, H, W)
                 nodatavals = (src.nodatavals if indexes is None else
                               tuple(src.nodatavals[i - 1] for i in indexes))
@@ -234,7 +234,7 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
                 arr = arr[y:y + h, x:x + w]
             if bands is not None:
                 if max(bands) > arr.shape[2]:
-                    raise _band_missing(path, arr.shape[2], list(bands))
+                    raise band_missing(path, arr.shape[2], list(bands))
                 arr = arr[..., [b - 1 for b in bands]]
     except DataError:
         raise
@@ -253,7 +253,9 @@ def read_image(path: Path, *, nodata_to_nan: bool = False, window: Window | None
     return np.ascontiguousarray(arr)
 
 
-def _band_missing(path: Path, count: int, bands: list[int]) -> DataError:
+def band_missing(path: Path, count: int, bands: list[int]) -> DataError:
+    """The one-line error for ``data.image_bands`` naming a band ``path`` (of ``count``
+    bands) lacks."""
     return DataError(f"has {count} band{'s' * (count != 1)} but data.image_bands {bands} reads "
                      f"band {max(bands)}", file=path, fix="give images that hold every band it "
                      f"names, or name only bands 1-{count}")

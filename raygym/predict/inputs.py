@@ -208,8 +208,11 @@ def match_band(image: Path, candidates: Sequence[Path], image_key: str | None = 
     return next((c for c in candidates if c.stem.startswith(image.stem) and other(c)), None)
 
 
-def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:
+def image_alpha(path: Path, stack_bands: int, in_channels: int,
+                image_bands: Sequence[int] | None = None) -> list[int]:
     """0-based indexes of the image file's bands that are alpha (a nodata mask, not data).
+
+    None with ``image_bands`` (``data.image_bands``): the bands read are named, alpha or not.
 
     A TIFF's bands whose colour interpretation is alpha, or a PNG's RGBA alpha, but only when
     the stack of ``stack_bands`` without them has the model's ``in_channels``: GDAL marks the
@@ -217,6 +220,8 @@ def image_alpha(path: Path, stack_bands: int, in_channels: int) -> list[int]:
     4-band model keeps its NIR (and a 4-band model may have been trained on RGBA PNGs).
     """
     alpha: list[int] = []
+    if image_bands:
+        return alpha
     if path.suffix.lower() in RASTER_SUFFIXES:
         import rasterio
         from rasterio.enums import ColorInterp
@@ -254,7 +259,7 @@ def check_band_counts(items: Sequence[InputItem], in_channels: int,
         try:
             head = read_header(item.path)
             stack = head.bands + len(item.bands)
-            alpha = [] if item.image_bands else image_alpha(item.path, stack, in_channels)
+            alpha = image_alpha(item.path, stack, in_channels, item.image_bands)
         except DataError as err:
             skipped.append((str(item.path), err.message))
             continue

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from raygym.data.io import RASTER_SUFFIXES
+from raygym.data.io import RASTER_SUFFIXES, band_missing
 from raygym.errors import DataError
 from raygym.predict.inputs import InputItem, _quiet_rasterio, image_alpha, read_input
 
@@ -137,12 +137,10 @@ class TiffSource:
 
         head = stack.enter_context(rasterio.open(item.path))
         self.height, self.width = head.height, head.width
-        alpha = ([] if item.image_bands else
-                 image_alpha(item.path, head.count + len(item.bands), in_channels))
+        alpha = image_alpha(item.path, head.count + len(item.bands), in_channels,
+                            item.image_bands)
         if item.image_bands and max(item.image_bands) > head.count:
-            from raygym.data.io import image_band_count, read_header
-
-            image_band_count(read_header(item.path), item.image_bands)  # names the band
+            raise band_missing(item.path, head.count, list(item.image_bands))
         self.parts: list[_TiffPart | ArraySource] = [_TiffPart(head, alpha, item.image_bands)]
         for band in item.bands:
             src = stack.enter_context(rasterio.open(band)) if band.suffix.lower() in RASTER_SUFFIXES \
@@ -215,8 +213,7 @@ def open_source(item: InputItem, in_channels: int) -> Iterator[RasterSource]:
                                 file=item.path) from None
         else:
             image = read_input(item)
-            alpha = [] if item.image_bands else image_alpha(item.path, image.shape[2],
-                                                            in_channels)
+            alpha = image_alpha(item.path, image.shape[2], in_channels, item.image_bands)
             valid = None
             if alpha:
                 valid = image[..., alpha[0]] > 0
