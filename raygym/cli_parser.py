@@ -111,8 +111,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         sp.add_argument("space", type=Path, help="experiment YAML with search distributions")
         sp.add_argument("--dry-run", action="store_true",
                         help="print the parsed space and budget, run nothing (default: run)")
-        sp.add_argument("--resume", action="store_true", help=f"continue a stopped {what} "
-                        f"(default: a new {what}; refused where one exists)")
+        grows = (" or, with a larger search.num_samples, grow a finished one" if what == "search"
+                 else "")
+        sp.add_argument("--resume", action="store_true", help=f"continue a stopped {what}"
+                        f"{grows} (default: a new {what}; refused where one exists)")
         sp.add_argument("--retry-errored", action="store_true", help="with --resume: run "
                         "failed trials again (default: keep them failed)")
 

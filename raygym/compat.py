@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,69 @@ def tuner_run_config(tuner: Tuner) -> RunConfig | None:
     the callbacks: set this driver's own on it."""
     local = getattr(tuner, "_local_tuner", None)
     return None if local is None else local.get_run_config()
+
+
+def grow_restored_search(tuner: Tuner, total: int) -> bool:
+    """Let a restored Tuner's search hand out trials until ``total`` have started in all.
+
+    Tune restores a search algorithm with the trial count it was started with, and
+    ``Tuner.restore`` takes no new ``TuneConfig``. So the restored ``TuneConfig.search_alg``
+    (``Tuner._local_tuner._tune_config``) is replaced by one that, as soon as Tune's restore
+    has set the saved state on it (``set_state``), raises that count to ``total`` and clears
+    "finished": a ``SearchGenerator`` around the restored searcher (Optuna, BOHB; its
+    ``_total_samples``, ``_finished``), or a ``BasicVariantGenerator`` (Tune's random search)
+    whose last trial iterator gets the extra samples (``_iterators[-1].num_samples_left``).
+    Returns False where there is no local Tuner to change (Ray Client).
+    """
+    from ray.tune.search import BasicVariantGenerator, Searcher, SearchGenerator
+
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return False
+    tune_config = local._tune_config
+    restored = tune_config.search_alg
+    if isinstance(restored, Searcher):
+        tune_config.search_alg = _growing_classes()[0](restored, total)
+    elif isinstance(restored, BasicVariantGenerator):
+        grown = _growing_classes()[1](max_concurrent=restored.max_concurrent)
+        grown.grow_to = total
+        tune_config.search_alg = grown
+    elif isinstance(restored, SearchGenerator):
+        tune_config.search_alg = _growing_classes()[0](restored.searcher, total)
+    else:
+        return False
+    return True
+
+
+@functools.cache
+def _growing_classes() -> tuple[type, type]:
+    """The search algorithms of :func:`grow_restored_search` (made on first use: Ray Tune is
+    imported only then)."""
+    from ray.tune.search import BasicVariantGenerator, SearchGenerator
+
+    class GrowingSearchGenerator(SearchGenerator):
+        def __init__(self, searcher: Any, total: int) -> None:
+            super().__init__(searcher)
+            self.grow_to = total
+
+        def set_state(self, state: dict[str, Any]) -> None:
+            super().set_state(state)
+            if self.grow_to > self._total_samples:
+                self._total_samples, self._finished = self.grow_to, False
+
+    class GrowingVariantGenerator(BasicVariantGenerator):
+        grow_to = 0
+
+        def set_state(self, state: dict[str, Any]) -> None:
+            grow_to = self.grow_to
+            super().set_state(state)  # (the saved __dict__ may hold an older grow_to)
+            self.grow_to = grow_to
+            extra = grow_to - self._total_samples
+            if extra > 0 and self._iterators:
+                self._iterators[-1].num_samples_left += extra
+                self._total_samples, self._finished = grow_to, False
+
+    return GrowingSearchGenerator, GrowingVariantGenerator
 
 
 def tbx_callback_with_writer(writer_cls: type) -> Any:

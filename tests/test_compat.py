@@ -115,6 +115,48 @@ def test_tune_snapshot_and_restored_run_config(tmp_path: Path, ray_session: None
     assert isinstance(callback, LiveTrialsCallback) and callback.view is None
 
 
+@pytest.mark.parametrize("searcher", ["optuna", "random"])
+def test_a_restored_search_grows_to_the_new_count(searcher: str, tmp_path: Path,
+                                                  ray_session: None) -> None:
+    """Tune restores a finished 2-trial search with the count it had; grown to 4, it runs 2
+    more trials, and the first 2 are not run again."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    from raygym.compat import grow_restored_search
+
+    def score(config: dict[str, Any]) -> None:  # local: pickled by value
+        tune.report({"score": float(config["x"])})
+
+    def search_alg() -> Any:
+        if searcher == "random":
+            return BasicVariantGenerator(random_state=0)
+        return ConcurrencyLimiter(OptunaSearch(
+            metric="score", mode="max", sampler=optuna.samplers.RandomSampler(seed=0)),
+            max_concurrent=1)
+
+    param_space = {"x": tune.uniform(0, 1)}
+    tuner = tune.Tuner(score, param_space=param_space,
+                       run_config=tune.RunConfig(name="grow", storage_path=str(tmp_path),
+                                                 verbose=0),
+                       tune_config=tune.TuneConfig(num_samples=2, search_alg=search_alg(),
+                                                   metric="score", mode="max"))
+    first = {r.metrics["trial_id"]: r.metrics["score"] for r in tuner.fit()}
+    assert len(first) == 2
+
+    exp = str(tmp_path / "grow")
+    again = tune.Tuner.restore(exp, trainable=score, param_space=param_space)
+    assert grow_restored_search(again, 4)
+    grid = again.fit()
+    scores = {r.metrics["trial_id"]: r.metrics["score"] for r in grid}
+    assert len(scores) == 4 and {k: scores[k] for k in first} == first
+    assert len(set(scores.values())) == 4  # new points, not the first two again
+    assert len(snapshot_trials(exp)) == 4
+
+    # restored once more without growing: nothing new runs
+    unchanged = tune.Tuner.restore(exp, trainable=score, param_space=param_space).fit()
+    assert len(unchanged) == 4
+
+
 def test_tbx_callback_writes_through_the_given_writer(tmp_path: Path, ray_session: None
                                                       ) -> None:
     """Tune's TensorBoard logger, given raygym's writer: the only event file of each trial is

@@ -231,6 +231,12 @@ def _anytime_figure(doc: ReportDocument, res: SearchResults, series: AnytimeSeri
             ax.axvline(grid_epochs, color="#9467bd", linestyle=":", linewidth=1.2)
             extra.append(Line2D([], [], color="#9467bd", linestyle=":",
                                 label=f"whole grid ({grid_epochs:g} epochs)"))
+    for grown in res.info.get("grown") or []:
+        x = as_float(grown.get("epochs_before")) if isinstance(grown, dict) else math.nan
+        if not math.isnan(x) and x > 0:
+            ax.axvline(x, color="#ff7f0e", linestyle="-.", linewidth=1.2)
+            extra.append(Line2D([], [], color="#ff7f0e", linestyle="-.",
+                                label=f"grown {grown.get('from')} -> {grown.get('to')} trials"))
     legend_outside(ax, extra)
     epoch_axis(ax, "epochs spent by the search (all trials, in the order reported)")
     ax.set_ylabel(f"best {metric} so far ({res.mode})")

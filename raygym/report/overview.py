@@ -38,6 +38,15 @@ def _grace(search: dict[str, Any], info: dict[str, Any]) -> str:
             "auto: not learnt, fewer trials finished than grace_trials")
 
 
+def growth_text(info: dict[str, Any]) -> str:
+    """search.json's ``grown`` record as text: ``3 -> 5 trials (2026-12-07 22:35)``; ""
+    when the search never grew (``--resume`` with a larger search.num_samples)."""
+    grown = [g for g in info.get("grown") or [] if isinstance(g, dict)]
+    return "; ".join(f"{g.get('from', '?')} -> {g.get('to', '?')} trials"
+                     + (f" ({str(g['at'])[:16].replace('T', ' ')})" if g.get("at") else "")
+                     for g in grown)
+
+
 def summary_section(doc: ReportDocument, res: SearchResults) -> None:
     """Search status, algorithm, metric, trials by status, the best trial, epochs, time."""
     doc.section("summary")
@@ -59,6 +68,8 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
         ("trials", f"{sum(counts.values())}: "
          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))),
     ]
+    if grown := growth_text(res.info):
+        rows.append(("grown", grown))
     if ok:
         best = ok[0]
         rows.append(("best trial", f"{best['trial_id']}: {res.metric} "

@@ -25,10 +25,9 @@ from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
 from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RaygymError, RunFailedError
 from raygym.search.noise import noise_line
+from raygym.search.resume import SEARCH_JSON, check_resume, read_search_json, resume_fingerprint
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
-
-SEARCH_JSON = "search.json"
 
 
 def results_dir(config: ExperimentConfig) -> Path:
@@ -282,36 +281,18 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                               fix="add --replay TABLE (a table from `raygym record`)")
         check_metric(config, space_file)
     out = results_dir(config)
+    saved: dict[str, Any] = {}
+    growth = None
+    if resume:
+        saved, growth = check_resume(config, space, out, table)
     if dry_run:
         describe_space(config, space, console)
+        if growth is not None:
+            console.print(f"would go on: {growth.line()}")
         if table is None and config.train.init_weights is not None:
             console.print(_starting_weights_line(config))
         console.print(f"results would go to {out}")
         return 0
-    if resume:
-        if not (out / SEARCH_JSON).exists():
-            raise DataError("nothing to resume: no search.json", file=out,
-                            fix="run without --resume to start the search")
-        saved = read_search_json(out)
-        if bool(saved.get("replay_table")) != (table is not None):
-            # Tune would refuse the other trainable with a traceback from inside Ray
-            raise DataError("this results folder holds a " + (
-                "rehearsal on a recorded table; resume it with --replay "
-                f"{saved['replay_table']}" if saved.get("replay_table") else
-                "search that trained; a rehearsal (--replay) cannot resume it"), file=out,
-                fix="resume it as it was started, or start without --resume")
-        if saved.get("space_fingerprint") != space.fingerprint() or saved.get(
-                "config_fingerprint") != _resume_fingerprint(config):
-            changes = _resume_changes(saved, config, space)
-            raise DataError("this results folder holds a search of a different space/config"
-                            + (f" ({changes})" if changes else "") + "; refusing to resume into "
-                            "it", file=out, fix="resume with the SPACE file and --set values it "
-                            "started with, or change `name` (a search cannot grow: more trials "
-                            "are a new search)")
-        from raygym.search.driver_state import check_driver_state
-        from raygym.search.tune import experiment_path
-
-        check_driver_state(experiment_path(config, out))  # else Tune would start over
     # a smoke test's or a rehearsal's results are scratch: running it again replaces them
     # (once the new one has passed every check below)
     scratch = "smoke test" if smoke_test else "rehearsal" if table is not None else None
@@ -324,7 +305,8 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                         "not replaced", file=out, fix="move those out, or remove the folder")
     if not resume and (out / SEARCH_JSON).exists() and not replace_scratch:
         raise DataError("a search with this name already exists", file=out,
-                        fix="pass --resume to continue it, or change `name` in the space file")
+                        fix="pass --resume to continue it" + _growth_hint(out, config, space)
+                        + ", or change `name` in the space file")
     if table is None and not (config.data.prepared / "card.json").exists():
         from raygym.data.pairing import find_pairs
 
@@ -355,18 +337,22 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     _write_json(out / SEARCH_JSON, {
         "name": config.name, "space_file": str(space_file),
         "space": [d.model_dump(mode="json") for d in space],
-        "space_fingerprint": space.fingerprint(), "config_fingerprint": _resume_fingerprint(config),
+        "space_fingerprint": space.fingerprint(), "config_fingerprint": resume_fingerprint(config),
         "config": config.to_yaml_dict(), "status": "running", "smoke_test": smoke_test,
         **({"replay_table": str(table.path)} if table is not None else {}),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"grown": growth.record(saved)} if growth is not None else
+           {"grown": saved["grown"]} if "grown" in saved else {}),
     })
     describe_space(config, space, console)
+    if growth is not None:
+        console.print(growth.line())
     from raygym.search.tune import run_tune
 
     started = time.perf_counter()
     learnt: dict[str, Any] = {}
     grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
-                    console=console, replay=table, learnt=learnt)
+                    console=console, replay=table, learnt=learnt, grow=growth is not None)
     wall = time.perf_counter() - started
     from raygym.inference.export import export_top_models
     from raygym.search.driver_state import unfinished_trials
@@ -408,6 +394,16 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")
     return 0
+
+
+def _growth_hint(out: Path, config: ExperimentConfig, space: SearchSpace) -> str:
+    """How ``--resume`` would grow the search saved in ``out`` ("" if it would not)."""
+    from raygym.search.resume import growth_hint
+
+    try:
+        return growth_hint(read_search_json(out), config, space)
+    except DataError:
+        return ""
 
 
 def rerun_command(command: str | None, verb: str, space_file: Path, *flags: str) -> str:
@@ -465,23 +461,6 @@ def _rehearse(config: ExperimentConfig, space: SearchSpace, table: Any, searches
     return 0
 
 
-def read_search_json(out: Path) -> dict[str, Any]:
-    """The ``search.json`` of the results folder ``out``; a damaged one (a truncated write, an
-    edit) is refused with one line, before anything is changed."""
-    path = out / SEARCH_JSON
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        saved = err
-    if not isinstance(saved, dict) or not isinstance(saved.get("space_fingerprint"), str):
-        what = f"{type(saved).__name__}: {saved}" if isinstance(saved, Exception) else (
-            "no space fingerprint in it")
-        raise DataError(f"cannot resume: the search record is damaged ({what})", file=path,
-                        fix="restore search.json from a backup, or start a new search under "
-                        "another `name` (this folder is left as it is)")
-    return saved
-
-
 def _print_replay(verdict: dict[str, Any], console: Console) -> None:
     found = verdict.get("found")
     console.print(
@@ -497,37 +476,6 @@ def _print_replay(verdict: dict[str, Any], console: Console) -> None:
            if verdict.get("epochs_to_best") is not None else "; never within 0.01 of it"))
     if noise := verdict.get("noise"):
         console.print(noise_line(noise))
-
-
-def _resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: SearchSpace,
-                    most: int = 3) -> str:
-    """Where ``config`` / ``space`` differ from the search recorded in ``saved`` (its
-    search.json), for the refusal to resume: ``search.num_samples 5 -> 7`` (the first
-    ``most``; "" when the record cannot tell)."""
-    from raygym.config import changed_values, dotted
-    from raygym.search.space_config import Distribution
-
-    sections = ("name", "data", "model", "loss", "train", "search")
-    if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("space"), list):
-        return ""
-    try:
-        searched_then = [Distribution(**d) for d in saved["space"]]
-    except (KeyError, TypeError, ValueError):
-        return ""
-
-    def shown(sections_now: dict[str, Any], dists: list[Distribution]) -> dict[str, str]:
-        # a searched key shows its distribution, not the first candidate the config holds
-        values = dotted({k: sections_now.get(k) for k in sections})
-        return ({k: json.dumps(v) for k, v in values.items()}
-                | {d.path: d.describe() for d in dists})
-
-    return changed_values(shown(saved["config"], searched_then),
-                          shown(config.to_yaml_dict(), list(space)), most)
-
-
-def _resume_fingerprint(config: ExperimentConfig) -> str:
-    """What must not change across ``--resume`` (resources may: another cluster, same search)."""
-    return config.fingerprint("name", "data", "model", "loss", "train", "search")
 
 
 def _pin_local_ray_address(config: ExperimentConfig) -> None:

@@ -270,8 +270,9 @@ def _env_default(key: str, value: str | None) -> Iterator[None]:
 
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
              retry_errored: bool, console: Console, replay: Any = None,
-             learnt: dict[str, Any] | None = None) -> Any:
-    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``. ``learnt``
+             learnt: dict[str, Any] | None = None, grow: bool = False) -> Any:
+    """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``. ``grow``: the
+    restored search goes on to ``search.num_samples`` trials in all. ``learnt``
     receives what the search learnt on the way (``learnt_grace``: grace_period auto's epoch)
     and ``interrupted``: True where Tune returned because of a Ctrl-C.
 
@@ -281,7 +282,12 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
 
     from ray import tune
 
-    from raygym.compat import tune_reuses_actors_fully, tuner_run_config, watch_tune_sigint
+    from raygym.compat import (
+        grow_restored_search,
+        tune_reuses_actors_fully,
+        tuner_run_config,
+        watch_tune_sigint,
+    )
     from raygym.data.dataset import PreparedDataset
     from raygym.ray_runtime import TRIAL_SLOT, trial_slots, trial_start_limit
     from raygym.search.space import budget, tune_param_space
@@ -359,6 +365,10 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
             restored = tuner_run_config(tuner)
             if restored is not None:  # its callbacks are pickled copies, not fed to this view
                 restored.callbacks = callbacks
+            if grow and not grow_restored_search(tuner, s.num_samples):
+                # (check_growth refuses Ray Client before anything is written)
+                raise RuntimeError(f"Tune restored a search algorithm that cannot grow: "
+                                   f"{type(tuner).__name__}")
         else:
             searcher = build_searcher(config, space, out)
             scheduler = build_scheduler(config, space)

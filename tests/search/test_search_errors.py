@@ -103,7 +103,9 @@ def test_resume_with_a_different_space_is_refused(failing_search: tuple[Path, Pa
                         capsys)
     assert code == 2
     line = one_error_line(err)
-    assert "(search.num_samples 1 -> 3)" in line and "a search cannot grow" in line, line
+    # a larger count grows a search, but not a grid search: it already runs every point
+    assert "search.algorithm: grid search runs every point" in line, line
+    assert "resume with search.num_samples 1" in line, line
     assert (out / "search.json").read_text() == before, "the old search is untouched"
 
 
