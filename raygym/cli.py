@@ -129,11 +129,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise RaygymError(f"{given[0]} applies to full-size scenes (--data); a prepared "
                               "split is scored at its prepared size", key=given[0],
                               fix="add --data SITE.yaml, or drop " + given[0])
+    rule = [f for f, on in (("--ensemble-margin", args.ensemble_margin != 0.05),
+                            ("--ensemble-weights", args.ensemble_weights != "score")) if on]
+    if rule and not args.ensemble:
+        raise RaygymError(f"{rule[0]} sets how --ensemble combines the top-k", key=rule[0],
+                          fix=f"add --ensemble, or drop {rule[0]}")
     return evaluate_command(args.model, split=args.split or "test", top_k=args.top_k,
                             dataset=args.dataset, use_ray=args.ray, console=make_console(),
                             out=args.out, data_file=args.data, ray_address=args.address,
                             scenes={"scale": args.scale, "tile": args.tile,
-                                    "overlap": args.overlap, "tta": args.tta})
+                                    "overlap": args.overlap, "tta": args.tta},
+                            ensemble=args.ensemble, ensemble_margin=args.ensemble_margin,
+                            ensemble_weights=args.ensemble_weights)
 
 
 def _address_needs_ray(args: argparse.Namespace) -> None:

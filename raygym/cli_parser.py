@@ -194,6 +194,13 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     sp.add_argument("--top-k", type=_int_at_least(1), default=1, metavar="K",
                     help="score each of a search's best K models and compare them "
                     "(default: %(default)s)")
+    sp.add_argument("--ensemble", action="store_true",
+                    help="with --top-k: also score the top-k's ensemble, as `raygym predict "
+                    "--top-k` maps with it, against the best model (default: each model alone)")
+    sp.add_argument("--ensemble-margin", type=_non_negative, default=0.05, metavar="M",
+                    help="with --ensemble: as raygym predict's (default: %(default)s)")
+    sp.add_argument("--ensemble-weights", choices=["score", "equal"], default="score",
+                    help="with --ensemble: as raygym predict's (default: %(default)s)")
     sp.add_argument("--dataset", type=Path, default=None, help="prepared dataset (default: the "
                     "one the model was trained on)")
     sp.add_argument("--ray", action="store_true",

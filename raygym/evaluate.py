@@ -35,7 +35,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,8 @@ import torch
 
 from raygym.atomic import created_on_success, write_text_atomic
 from raygym.errors import DataError, RaygymError
-from raygym.inference.scoring import load_model, score_batch
+from raygym.inference.scoring import EnsembleScorer, LoadedModel, load_model, score_batch
+from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights
 
 DEFAULT_BATCH = 8
 DEFAULT_OVERLAYS = 4
@@ -80,6 +81,22 @@ class EvaluationResult:
     """``(U, K, K)``: the images' confusions summed per unit of :attr:`units`."""
     intervals: dict[str, Any] | None = None
     """:func:`raygym.evaluate_intervals.score_intervals` of ``unit_confusions``."""
+    members: list[Path] = field(default_factory=list)
+    """The model folders scored: ``[model_dir]``, or an ensemble's kept members (``model_dir``
+    is then the search results folder)."""
+    ensemble: dict[str, Any] | None = None
+    """An ensemble's rule and members (:meth:`raygym.predict.ensemble.EnsemblePlan.to_json`)."""
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def label(self) -> str:
+        """``x/best``, or ``ensemble of rank1_a, rank2_b`` (its members)."""
+        if self.is_ensemble:
+            return "ensemble of " + ", ".join(p.name for p in self.members)
+        return model_label(self.model_dir)
 
     @property
     def mean_iou(self) -> float:
@@ -98,18 +115,17 @@ class EvaluationResult:
 
 # ---------------------------------------------------------------------------- scoring
 class EvalActor:
-    """Ray Data actor: loads the artifact once, scores batches of Parquet rows.
+    """Ray Data actor: loads the artifact (or an ensemble's members) once, scores batches of
+    Parquet rows.
 
     Rows in: ``key``, ``copy``, ``image``, ``label``, ``valid_hw`` (the prepared shard columns);
     rows with ``copy != 0`` are dropped. Rows out: ``key``, ``cm`` (K*K int64), ``kld_sum``,
     ``n_valid``.
     """
 
-    def __init__(self, model_dir: str, threads: int = 1) -> None:
-        from raygym.inference.scoring import load_model
-
+    def __init__(self, model_dirs: list[str], weights: list[float], threads: int = 1) -> None:
         torch.set_num_threads(max(1, threads))
-        self.loaded = load_model(Path(model_dir), device="cpu")
+        self.loaded = load_scorer([Path(p) for p in model_dirs], weights, "cpu")
         self.card = self.loaded.card
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -126,9 +142,19 @@ class EvalActor:
                 "n_valid": n_valid}
 
 
-def _score_plain(model_dir: Path, dataset: Any, split: str, batch_size: int, device: str
+def load_scorer(members: list[Path], weights: list[float], device: str
+                ) -> LoadedModel | EnsembleScorer:
+    """The one model, or the ensemble of ``members`` with ``weights`` (one per member, as
+    :func:`raygym.predict.ensemble.plan_ensemble` keeps them), loaded on ``device``."""
+    if len(members) == 1:
+        return load_model(members[0], device=device)
+    return EnsembleScorer([load_model(p, device=device) for p in members], weights)
+
+
+def _score_plain(members: list[Path], weights: list[float], dataset: Any, split: str,
+                 batch_size: int, device: str
                  ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    loaded = load_model(model_dir, device=device)
+    loaded = load_scorer(members, weights, device)
     arrays = dataset.load_numpy(split, originals_only=True)
     k = loaded.card.num_classes
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -143,8 +169,8 @@ def _score_plain(model_dir: Path, dataset: Any, split: str, batch_size: int, dev
             np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
 
 
-def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batch_size: int,
-               actors: int | None, address: str | None = None
+def _score_ray(members: list[Path], weights: list[float], dataset: Any, split: str,
+               num_classes: int, batch_size: int, actors: int | None, address: str | None = None
                ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     import ray
 
@@ -161,8 +187,9 @@ def _score_ray(model_dir: Path, dataset: Any, split: str, num_classes: int, batc
     scored = ds.map_batches(EvalActor, batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(min_size=1,
                                                                max_size=max(1, min(n, blocks))),
-                            num_cpus=1, fn_constructor_kwargs={"model_dir": str(model_dir),
-                                                               "threads": 1})
+                            num_cpus=1, fn_constructor_kwargs={
+                                "model_dirs": [str(p) for p in members], "weights": weights,
+                                "threads": 1})
     out = scored.take_all()
     out.sort(key=lambda r: str(r["key"]))
     k = num_classes
@@ -310,9 +337,9 @@ def _check_compatible(model_dir: Path, card: Any, dataset: Any) -> list[str]:
     return warnings
 
 
-def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[str, float]],
-                  num_classes: int, device: str) -> list[tuple[str, np.ndarray, np.ndarray,
-                                                                np.ndarray]]:
+def _overlay_rows(members: list[Path], weights: list[float], dataset: Any, split: str,
+                  picks: list[tuple[str, float]], num_classes: int, device: str
+                  ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Re-predict the few picked samples (read by key) for the image | truth | prediction rows."""
     import pyarrow.parquet as pq
 
@@ -328,7 +355,7 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
     found = {k: i for i, k in enumerate(table.column("key").to_pylist())}
     cols = decode_table(table, dataset.card.tensor_specs())
     images, labels, valid = cols["image"], cols["label"], cols["valid_hw"]
-    loaded = load_model(model_dir, device=device)
+    loaded = load_scorer(members, weights, device)
     card = loaded.card
     order = [found[k] for k in keys]
     _, _, _, pred = score_batch(loaded, images[order], labels[order], valid[order])
@@ -346,19 +373,25 @@ def _overlay_rows(model_dir: Path, dataset: Any, split: str, picks: list[tuple[s
 
 
 # ---------------------------------------------------------------------------- library
-def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: str = "test", *,
-                            out_dir: Path | None = None, use_ray: bool = False,
-                            batch_size: int = DEFAULT_BATCH, overlays: int = DEFAULT_OVERLAYS,
-                            device: str = "cpu", ray_actors: int | None = None,
-                            ray_address: str | None = None) -> EvaluationResult:
+def evaluate_model_on_split(model_dir: Path | Sequence[Path], dataset_dir: Path | None,
+                            split: str = "test", *, out_dir: Path | None = None,
+                            use_ray: bool = False, batch_size: int = DEFAULT_BATCH,
+                            overlays: int = DEFAULT_OVERLAYS, device: str = "cpu",
+                            ray_actors: int | None = None, ray_address: str | None = None,
+                            ensemble_margin: float = DEFAULT_MARGIN,
+                            ensemble_weights: EnsembleWeights = "score") -> EvaluationResult:
     """Score ``model_dir`` on every original row of ``split`` and write the report files.
 
     Args:
-        model_dir: a model artifact folder (checksums verified; weights via safetensors).
-        dataset_dir: the prepared dataset; None = the one in the model card.
+        model_dir: a model artifact folder (checksums verified; weights via safetensors); or
+            several, best first (a search's top-k): their ensemble as ``raygym predict
+            --top-k`` maps with it (members within ``ensemble_margin`` of the best kept,
+            ``ensemble_weights``: :mod:`raygym.predict.ensemble`).
+        dataset_dir: the prepared dataset; None = the one in the (first) model card.
         split: ``train`` | ``val`` | ``test``.
         out_dir: where to write (default :func:`evaluation_dir`: ``evaluation_<split>`` in
-            the model folder, ``evaluation_<dataset>_<split>`` for another dataset's).
+            the model folder, ``evaluation_<dataset>_<split>`` for another dataset's; an
+            ensemble's ``evaluation_<split>_top<k>_ensemble`` in the search results folder).
         use_ray: score with a Ray Data actor pool instead of in this process.
         batch_size: samples per forward pass.
         overlays: k of the worst-k / best-k figures (0 = none).
@@ -375,54 +408,63 @@ def evaluate_model_on_split(model_dir: Path, dataset_dir: Path | None, split: st
             classes or bands.
     """
     from raygym.data.dataset import PreparedDataset
+    from raygym.evaluate_members import ScoredModels
     from raygym.inference.artifact import read_model_card
 
     started = time.perf_counter()
-    model_dir = Path(model_dir)
-    card = read_model_card(model_dir)
-    default_out = evaluation_dir(model_dir, split, dataset_dir)
-    dataset_dir = Path(dataset_dir) if dataset_dir is not None else default_dataset(model_dir)
+    scored = ScoredModels.of(model_dir, margin=ensemble_margin, weights=ensemble_weights)
+    first = scored.first
+    card = read_model_card(first)
+    name = evaluation_name(split, other_dataset=other_dataset(first, dataset_dir))
+    default_out = scored.home / scored.folder_name(name)
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else default_dataset(first)
     if not dataset_dir.exists():
         raise DataError("prepared dataset not found", file=dataset_dir,
                         fix="pass --dataset, or run `raygym prepare CONFIG` again")
     dataset = PreparedDataset(dataset_dir)
-    warnings = _check_compatible(model_dir, card, dataset)
+    warnings = list(dict.fromkeys(w for m in scored.members for w in _check_compatible(
+        m, card if m == first else read_model_card(m), dataset)))
     if not dataset.has_split(split):
         raise DataError(f"dataset has no '{split}' split", file=dataset_dir,
                         fix="choose another --split, or set data.split fractions")
     out = Path(out_dir) if out_dir is not None else default_out
+    members, weights = scored.members, scored.weights
     with output_dir(out):  # before minutes of scoring, not after
         classes = list(card.classes)
         k = len(classes)
         if use_ray:
-            keys, cms, kld, n_valid = _score_ray(model_dir, dataset, split, k, batch_size,
-                                                 ray_actors, ray_address)
+            keys, cms, kld, n_valid = _score_ray(members, weights, dataset, split, k,
+                                                 batch_size, ray_actors, ray_address)
         else:
-            keys, cms, kld, n_valid = _score_plain(model_dir, dataset, split, batch_size, device)
+            keys, cms, kld, n_valid = _score_plain(members, weights, dataset, split, batch_size,
+                                                   device)
         if not keys:
             raise DataError(f"split '{split}' has no original rows", file=dataset_dir)
-        title = f"{model_label(model_dir)} on {dataset_dir.name}/{split} ({len(keys)} images)"
+        title = f"{scored.label} on {dataset_dir.name}/{split} ({len(keys)} images)"
         return write_evaluation(
-            model_dir, card, out, keys, cms, kld, n_valid, title=title,
-            overlay_rows=lambda picks: _overlay_rows(model_dir, dataset, split, picks, k, device),
+            scored.home, card, out, keys, cms, kld, n_valid, title=title,
+            overlay_rows=lambda picks: _overlay_rows(members, weights, dataset, split, picks, k,
+                                                     device),
             overlays=overlays, started=started, engine="ray-data" if use_ray else "torch",
             dataset_dir=dataset_dir, split=split, warnings=warnings,
-            report={"dataset": str(dataset_dir), "split": split, "originals_only": True},
-            units=dataset.card.resampling_units(keys))
+            report={"dataset": str(dataset_dir), "split": split, "originals_only": True,
+                    **scored.to_json()},
+            units=dataset.card.resampling_units(keys), members=scored.members)
 
 
 def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms: np.ndarray,
                      kld: np.ndarray, n_valid: np.ndarray, *, title: str,
                      overlay_rows: Any, overlays: int, started: float, engine: str,
                      dataset_dir: Path, split: str, warnings: list[str],
-                     report: dict[str, Any], units: tuple[list[str], str] | None = None
-                     ) -> EvaluationResult:
+                     report: dict[str, Any], units: tuple[list[str], str] | None = None,
+                     members: list[Path] | None = None) -> EvaluationResult:
     """The report files of one model's scores (one path for a prepared split and for labelled
     scenes at full size): ``cms`` ``(N, K, K)`` per image (rows truth), ``kld`` / ``n_valid``
     ``(N,)`` summed KLD and valid pixels per image; ``overlay_rows(picks)``: the
     image | truth | prediction rows of ``[(key, mean IoU)]``; ``report``: what was scored, for
     ``metrics.json``; ``units``: each image's resampling unit and the units' name (default:
-    each image its own)."""
+    each image its own); ``members``: an ensemble's models (``model_dir`` is then the
+    search results folder they came from)."""
     from raygym.data.preview import class_colours
     from raygym.evaluate_intervals import intervals_json, score_intervals, unit_confusions
     from raygym.plots import confusion_heatmap, image_truth_prediction_grid, value_histogram
@@ -481,4 +523,6 @@ def write_evaluation(model_dir: Path, card: Any, out: Path, keys: list[str], cms
                             out_dir=out, classes=classes, confusion=total, metrics=metrics,
                             per_image=per_image, seconds=seconds, engine=engine,
                             warnings=warnings, files=files, units=unit_keys,
-                            unit_name=unit_name, unit_confusions=per_unit, intervals=intervals)
+                            unit_name=unit_name, unit_confusions=per_unit, intervals=intervals,
+                            members=list(members or [model_dir]),
+                            ensemble=report.get("ensemble"))

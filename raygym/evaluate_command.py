@@ -18,10 +18,10 @@ from raygym.evaluate import (
     EvaluationResult,
     evaluate_model_on_split,
     evaluation_name,
-    model_label,
     other_dataset,
     searched_params,
 )
+from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights
 
 
 def _fmt(v: Any) -> str:
@@ -37,7 +37,7 @@ def print_evaluation(result: EvaluationResult, console: Any) -> None:
     truth = result.confusion.sum(axis=1)
     what = ("scene" if result.subject.endswith("(full size)") else "image") + (
         "" if result.num_images == 1 else "s")
-    table = Table(title=f"{escape(model_label(result.model_dir))}: {escape(result.subject)}, "
+    table = Table(title=f"{escape(result.label)}: {escape(result.subject)}, "
                         f"{result.num_images} {what} ({result.engine}, {result.seconds:.1f} s)")
     ci = result.intervals
     for col in ("class", "IoU", *(["IoU 95 %"] if ci else []), "Dice", "precision", "recall",
@@ -89,17 +89,43 @@ def _diff_text(result: EvaluationResult, first: EvaluationResult, diff: Any) -> 
     return f"{delta:+.3f}" + ("" if diff is None else f" ({diff.low:+.3f} to {diff.high:+.3f})")
 
 
+def _weights_text(result: EvaluationResult) -> str:
+    """An ensemble's members and weights, for the params column: ``rank1_a 0.51, ...``."""
+    members = (result.ensemble or {}).get("members") or []
+    return ", ".join(f"{m['model']} {m['weight']:.2f}" for m in members if m["kept"])
+
+
+def _weights_json(result: EvaluationResult) -> str:
+    """An ensemble's kept members and weights as JSON (the CSV's params cell), else ""."""
+    members = (result.ensemble or {}).get("members") or []
+    return json.dumps({m["model"]: m["weight"] for m in members if m["kept"]}) if members else ""
+
+
+def ensemble_line(plan: dict[str, Any]) -> str:
+    """What an ensemble's evaluation scored (its plan's JSON): ``ensemble of 2 of 3 models
+    (rank3_c left out): <rule>``."""
+    members = plan.get("members") or []
+    left = [m["model"] for m in members if not m["kept"]]
+    return (f"ensemble of {len(members) - len(left)} of {len(members)} models"
+            + (f" ({', '.join(left)} left out)" if left else "") + f": {plan.get('rule', '')}")
+
+
 def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
                      dataset: Path | None, use_ray: bool, console: Any, out: Path | None = None,
                      data_file: Path | None = None, scenes: dict[str, Any] | None = None,
-                     ray_address: str | None = None) -> int:
+                     ray_address: str | None = None, ensemble: bool = False,
+                     ensemble_margin: float = DEFAULT_MARGIN,
+                     ensemble_weights: EnsembleWeights = "score") -> int:
     """``raygym evaluate``: each of the ``top_k`` models of one folder (see
     :func:`raygym.predict.resolve_models`), or each of several model folders, on ``split`` of
     a prepared dataset, or with ``data_file`` on the labelled scenes it names at full size
     (``scenes``: the :func:`~raygym.evaluate_scenes.evaluate_model_on_scenes` options); a
     comparison table (and ``evaluation_<split or data file>.csv``) when there are several.
-    Reports go inside each model folder, or to ``out/<model>/evaluation_<...>/`` (the table to
-    ``out``; several folders without ``out``: the table is printed only). Returns 0."""
+    ``ensemble``: the top-k's ensemble too, as ``raygym predict --top-k`` maps with it
+    (``ensemble_margin`` / ``ensemble_weights``), last in the table.
+    Reports go inside each model folder (an ensemble's beside ``best/``), or to
+    ``out/<model>/evaluation_<...>/`` (the table to ``out``; several folders without ``out``:
+    the table is printed only). Returns 0."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -111,6 +137,10 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
         raise RaygymError("--top-k ranks one search's models; several folders are compared "
                           "as given", key="--top-k", fix="give one search's results folder "
                           "with --top-k, or several model folders without it")
+    if ensemble and (len(models) > 1 or top_k < 2):
+        raise RaygymError("--ensemble scores the ensemble of one search's top-k models, as "
+                          "`raygym predict --top-k` maps with it", key="--ensemble",
+                          fix="give one search's results folder with --top-k 2 or more")
     model_dirs = [d for m in models for d in resolve_models(m, top_k)]
     if len(models) > 1 and dataset is None and data_file is None:
         from raygym.evaluate import default_dataset
@@ -127,17 +157,24 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
     labels = [d.name for d in model_dirs]
     if len(set(labels)) < len(labels):
         labels = [f"{d.parent.name}_{d.name}" for d in model_dirs]
+    rule = {"ensemble_margin": ensemble_margin, "ensemble_weights": ensemble_weights}
+    scored: list[Path | list[Path]] = [*model_dirs, *([model_dirs] if ensemble else [])]
+    if ensemble:
+        labels.append(f"top{len(model_dirs)}_ensemble")
     results = []
-    for model_dir, label in zip(model_dirs, labels, strict=True):
+    for what, label in zip(scored, labels, strict=True):
         report_dir = None if out is None else Path(out) / label / name
         if data_file is not None:
             from raygym.evaluate_scenes import evaluate_model_on_scenes
 
-            result = evaluate_model_on_scenes(model_dir, data_file, out_dir=report_dir,
-                                              **(scenes or {}))
+            result = evaluate_model_on_scenes(what, data_file, out_dir=report_dir,
+                                              **(scenes or {}), **rule)
         else:
-            result = evaluate_model_on_split(model_dir, dataset, split, use_ray=use_ray,
-                                             out_dir=report_dir, ray_address=ray_address)
+            result = evaluate_model_on_split(what, dataset, split, use_ray=use_ray,
+                                             out_dir=report_dir, ray_address=ray_address,
+                                             **rule)
+        if result.is_ensemble and result.ensemble is not None:
+            console.print(escape(ensemble_line(result.ensemble)))
         print_evaluation(result, console)
         results.append(result)
     if len(results) > 1:
@@ -146,8 +183,9 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
         diffs = _differences_to_first(results)
         cols = ("model", "mean IoU", *(["vs 1st, 95 %"] if diffs else []), "fw IoU",
                 "accuracy", "MCC", "KLD", "params")
-        sampled = [searched_params(r.model_dir) for r in results]
-        texts = [params_text(params) for params in sampled]
+        sampled = [{} if r.is_ensemble else searched_params(r.model_dir) for r in results]
+        texts = [_weights_text(r) if r.is_ensemble else params_text(params)
+                 for r, params in zip(results, sampled, strict=True)]
         # a narrow terminal wraps the params between values, never inside one
         longest = max((len(word) for t in texts for word in t.split()), default=6)
         for col in cols:
@@ -161,13 +199,13 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
         for i, (r, params, text) in enumerate(zip(results, sampled, texts, strict=True)):
             m = r.metrics
             diff = diffs[i] if diffs else None
-            table.add_row(escape(model_label(r.model_dir)), _fmt(m["mean_iou"]),
+            table.add_row(escape(r.label), _fmt(m["mean_iou"]),
                           *([_diff_text(r, results[0], diff) if i else ""] if diffs else []),
                           _fmt(m["fw_iou"]), _fmt(m["accuracy"]), _fmt(m["mcc"]),
                           _fmt(m.get("kld")), escape(text))
             w.writerow([labels[i], *(m.get(c) for c in ("mean_iou", "fw_iou",
                                                                  "accuracy", "mcc", "kld")),
-                        str(r.out_dir), json.dumps(params) if params else "",
+                        str(r.out_dir), json.dumps(params) if params else _weights_json(r),
                         *(["", ""] if diff is None else [diff.low, diff.high])])
         console.print(table)
         if diffs:

@@ -22,6 +22,7 @@ drawn.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,20 +31,27 @@ import numpy as np
 import torch
 
 from raygym.errors import DataError
+from raygym.predict.ensemble import DEFAULT_MARGIN, EnsembleWeights
 
 DISPLAY_MAX_PX = 512  # the longest side of an overlay panel; full-size scenes can be large
 
 
-def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path | None = None,
-                             scale: float | str = "auto", tile: int | None = None,
-                             overlap: float = 0.25, tta: bool = False, overlays: int = 4,
-                             device: str = "auto") -> Any:
+def evaluate_model_on_scenes(model_dir: Path | Sequence[Path], data_file: Path, *,
+                             out_dir: Path | None = None, scale: float | str = "auto",
+                             tile: int | None = None, overlap: float = 0.25, tta: bool = False,
+                             overlays: int = 4, device: str = "auto",
+                             ensemble_margin: float = DEFAULT_MARGIN,
+                             ensemble_weights: EnsembleWeights = "score") -> Any:
     """Score ``model_dir`` on every scene ``data_file``'s ``data:`` section pairs.
 
     Args:
-        model_dir: a model artifact folder.
+        model_dir: a model artifact folder; or several, best first: their ensemble, as
+            ``raygym predict --top-k`` maps with it (``ensemble_margin``,
+            ``ensemble_weights``: :mod:`raygym.predict.ensemble`).
         data_file: an experiment YAML (only ``data`` is read).
-        out_dir: where to write (default ``<model_dir>/evaluation_scenes_<file stem>/``).
+        out_dir: where to write (default ``<model_dir>/evaluation_scenes_<file stem>/``; an
+            ensemble's ``evaluation_scenes_<stem>_top<k>_ensemble/`` in the search results
+            folder).
         scale, tile, overlap, tta: as :meth:`raygym.predict.Predictor.predict`.
         overlays: k of the worst-k / best-k figures (0 = none).
 
@@ -56,16 +64,20 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     """
     from raygym.data.pairing import find_pairs
     from raygym.data.prepare import check_headers
-    from raygym.evaluate import evaluation_name, model_label, output_dir, write_evaluation
+    from raygym.evaluate import evaluation_name, output_dir, write_evaluation
+    from raygym.evaluate_members import ScoredModels
     from raygym.predict import Predictor
     from raygym.predict.inputs import image_alpha
     from raygym.search.space_config import load_experiment
 
     started = time.perf_counter()
-    model_dir, data_file = Path(model_dir), Path(data_file)
+    data_file = Path(data_file)
+    models = ScoredModels.of(model_dir, margin=ensemble_margin, weights=ensemble_weights)
     config, _ = load_experiment(data_file)
     data = config.data
-    predictor = Predictor([model_dir], device=device)
+    # (Predictor plans the ensemble by the same rule: the same members and weights)
+    predictor = Predictor(models.candidates, device=device, ensemble_margin=ensemble_margin,
+                          ensemble_weights=ensemble_weights)
     card = predictor.card
     if list(data.classes) != list(card.classes):
         raise DataError(f"classes {list(data.classes)} differ from the model's "
@@ -95,8 +107,8 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
     # each scene's factor as predict picks it: under auto a projected GeoTIFF's own pixel
     # size over the ground distance the model learnt, else the training factor
     factors = {p.key: predictor.scale_for(scale, heads[p.key].pixel_m) for p in pairs}
-    out = Path(out_dir) if out_dir is not None else model_dir / evaluation_name(
-        data_file=data_file)
+    out = Path(out_dir) if out_dir is not None else models.home / models.folder_name(
+        evaluation_name(data_file=data_file))
     with output_dir(out):  # before minutes of scoring, not after
         k = card.num_classes
         options = {"tile": tile, "overlap": overlap, "tta": tta}
@@ -135,18 +147,19 @@ def evaluate_model_on_scenes(model_dir: Path, data_file: Path, *, out_dir: Path 
         low, high = min(factors.values()), max(factors.values())
         where = (f"scale {low:.4g}" if high - low < 5e-5 else f"scale {low:.4g}-{high:.4g}") + (
             ", tta" if tta else "")
-        title = (f"{model_label(model_dir)} on {data_file.name} ({len(keys)} "
+        title = (f"{models.label} on {data_file.name} ({len(keys)} "
                  f"scene{'' if len(keys) == 1 else 's'} at full size, {where})")
         return write_evaluation(
-            model_dir, card, out, keys, cms, kld, n_valid, title=title, overlay_rows=overlay_rows,
+            models.home, card, out, keys, cms, kld, n_valid, title=title,
+            overlay_rows=overlay_rows,
             overlays=overlays, started=started, engine=f"predict, {where}", dataset_dir=data_file,
             split=data_file.name, warnings=warnings,
             report={"data_file": str(data_file), "full_size": True,
                     "scale": low if high - low < 5e-5 else factors,
-                    "tile": tile, "overlap": overlap, "tta": tta},
+                    "tile": tile, "overlap": overlap, "tta": tta, **models.to_json()},
             units=((list(keys), "scenes") if groups is None else
                    ([groups[k] for k in keys], "groups of data.split.group (their scenes "
-                    "summed)")))
+                    "summed)")), members=models.members)
 
 
 @dataclass

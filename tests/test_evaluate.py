@@ -213,6 +213,93 @@ def test_top_k_of_a_search(trained: dict, tmp_path: Path) -> None:
     assert low <= high < 0
 
 
+def _ranked_copies(trained: dict, results: Path, scores: list[float]) -> list[Path]:
+    """``results/best/rank<i>_m<i>``: the trained model re-exported with each validation
+    score, except the last, which is an untrained model."""
+    from raygym.inference.artifact import export_artifact, load_artifact
+    from raygym.train.loop import build_model_for
+
+    model, card, config = load_artifact(trained["artifact"], torch.device("cpu"))
+    out = []
+    for i, score in enumerate(scores, start=1):
+        if i == len(scores):
+            torch.manual_seed(3)
+            model = build_model_for(config, 4, 4)
+        out.append(export_artifact(
+            results / "best" / f"rank{i}_m{i}", model, config, in_channels=card.in_channels,
+            classes=card.classes, metrics={"val_mean_iou": score},
+            dataset={"path": str(trained["dataset"].path)}))
+    return out
+
+
+def test_the_ensemble_of_the_top_k_is_scored_as_predict_maps_with_it(
+        trained: dict, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``--ensemble``: rank 1 and 2 are the same weights (so their ensemble is that model,
+    pixel for pixel); rank 3 (untrained) is more than the margin below and left out, as
+    ``predict --top-k 3`` would leave it."""
+    from raygym.evaluate import evaluate_model_on_split
+    from raygym.evaluate_command import evaluate_command
+
+    results = tmp_path / "results" / "s2"
+    members = _ranked_copies(trained, results, [0.50, 0.49, 0.10])
+    console = _console()
+    assert evaluate_command(results, split="test", top_k=3, dataset=None, use_ray=False,
+                            console=console, ensemble=True) == 0
+    text = " ".join(console.file.getvalue().split())
+    assert "ensemble of 2 of 3 models (rank3_m3 left out)" in text
+    report = results / "evaluation_test_top3_ensemble"  # beside best/, not inside it
+    saved = json.loads((report / "metrics.json").read_text())
+    kept = [(m["model"], m["kept"]) for m in saved["ensemble"]["members"]]
+    assert kept == [("rank1_m1", True), ("rank2_m2", True), ("rank3_m3", False)]
+    single = json.loads((members[0] / "evaluation_test" / "metrics.json").read_text())
+    assert saved["confusion"] == single["confusion"]
+    assert saved["metrics"]["kld"] == pytest.approx(single["metrics"]["kld"], rel=1e-5)
+    with (results / "evaluation_test.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["rank1_m1", "rank2_m2", "rank3_m3", "top3_ensemble"]
+    assert float(rows[3]["diff_vs_first_low"]) == float(rows[3]["diff_vs_first_high"]) == 0.0
+    assert json.loads(rows[3]["params"]) == {"rank1_m1": pytest.approx(0.5 / 0.99),
+                                             "rank2_m2": pytest.approx(0.49 / 0.99)}
+    assert float(rows[2]["diff_vs_first_high"]) < 0  # the untrained one
+    # every member kept, equal weights: the untrained one now pulls the map away from rank 1,
+    # the same way through Ray Data's actors as in this process
+    request.getfixturevalue("ray_session")
+    plain, by_ray = (evaluate_model_on_split(members, None, "test", out_dir=tmp_path / name,
+                                             use_ray=use_ray, ensemble_margin=1.0,
+                                             ensemble_weights="equal", overlays=0)
+                     for name, use_ray in (("plain", False), ("ray", True)))
+    np.testing.assert_array_equal(plain.confusion, by_ray.confusion)
+    assert plain.members == members and plain.confusion.tolist() != single["confusion"]
+
+    # labelled scenes at full size (--data): the same rule through predict's Predictor
+    from raygym.evaluate_scenes import evaluate_model_on_scenes
+
+    s2 = S2.resolve()
+    rows = list(csv.reader((s2 / "pairs.csv").open()))
+    manifest = tmp_path / "site.csv"
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], [str(s2 / cell) for cell in rows[1]]])
+    site = tmp_path / "site.yaml"
+    site.write_text(f"data:\n  manifest: {manifest}\n  classes: {CLASSES}\n"
+                    "  remap: {1: 0, 2: 1, 3: 2, 4: 3}\n  unknown_labels: ignore\n")
+    alone = evaluate_model_on_scenes(members[0], site, overlays=0, device="cpu")
+    both = evaluate_model_on_scenes(members, site, overlays=0, device="cpu")
+    assert both.members == members[:2] and both.out_dir == (
+        results / "evaluation_scenes_site_top3_ensemble")
+    np.testing.assert_array_equal(both.confusion, alone.confusion)
+
+
+def test_ensemble_options_need_a_search_and_ensemble(trained: dict, tmp_path: Path) -> None:
+    from raygym.errors import RaygymError
+    from raygym.evaluate_command import evaluate_command
+
+    with pytest.raises(RaygymError, match="ensemble of one search's top-k") as err:
+        evaluate_command(trained["artifact"], split="test", top_k=1, dataset=None,
+                         use_ray=False, console=_console(), ensemble=True)
+    assert err.value.key == "--ensemble"
+    assert _cli(["evaluate", str(trained["artifact"]), "--ensemble-margin", "0.2"]) == 2
+
+
 def test_several_model_folders_are_compared_on_one_split(trained: dict, tmp_path: Path) -> None:
     from raygym.errors import RaygymError
     from raygym.evaluate_command import evaluate_command

@@ -64,10 +64,31 @@ def load_model(path: Path, *, device: str | torch.device = "auto", precision: st
                        channels_last, path)
 
 
-def score_batch(loaded: LoadedModel, images: np.ndarray, labels: np.ndarray,
+@dataclass
+class EnsembleScorer:
+    """Several loaded models scored as one, as ``raygym predict --top-k`` maps with them:
+    :meth:`logits` are the log of their weighted mean softmax (:func:`ensemble_softmax`), so
+    the argmax is the ensemble's map and a softmax of them gives back its probabilities."""
+
+    models: Sequence[LoadedModel]
+    weights: Sequence[float]
+
+    @property
+    def card(self) -> ModelCard:
+        """The first member's card (members share classes and bands)."""
+        return self.models[0].card
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` standardized float32 -> ``(B, K, H, W)`` float32 log-probabilities
+        on the CPU (a probability of 0 becomes log 1e-12: finite, so the KLD stays finite)."""
+        probs = ensemble_softmax(self.models, x, weights=self.weights)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+def score_batch(loaded: LoadedModel | EnsembleScorer, images: np.ndarray, labels: np.ndarray,
                 valid_hw: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Score a batch of prepared samples, image by image.
+    """Score a batch of prepared samples, image by image, with a model or an ensemble.
 
     Args:
         images: ``(B, H, W, C)`` raw uint8/uint16 samples; labels: ``(B, H, W)`` uint8 class

@@ -70,8 +70,10 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
 # what a search writes in its results folder (raygym report / evaluate add the last ones)
 _RESULTS_ENTRIES = frozenset({SEARCH_JSON, "leaderboard.csv", "leaderboard.md", "best", "ray",
                               "optuna.journal", "optuna.journal.lock", "report", "report.html"})
-# raygym's own temp / moved-aside names (raygym.atomic), and evaluate --top-k's tables
-_RESULTS_PATTERN = re.compile(r"\..+\.(tmp|old)-\d+.*|evaluation_[\w.-]+\.csv")
+# raygym's own temp / moved-aside names (raygym.atomic), and evaluate --top-k's tables and
+# --ensemble's reports
+_RESULTS_PATTERN = re.compile(r"\..+\.(tmp|old)-\d+.*|evaluation_[\w.-]+\.csv"
+                              r"|evaluation_[\w.-]+_top\d+_ensemble")
 
 
 def _scratch_results_kept(out: Path) -> list[str] | None:
