@@ -221,12 +221,16 @@ def train_model(experiment: PathLike | Mapping[str, Any], *,
 
 def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | None = None,
                    data: PathLike | None = None, out: PathLike | None = None,
-                   use_ray: bool = False, **scene_options: Any) -> EvaluationResult:
+                   use_ray: bool = False, top_k: int = 1, ensemble_margin: float = 0.05,
+                   ensemble_weights: str = "score", **scene_options: Any) -> EvaluationResult:
     """Score a model as ``raygym evaluate`` does, and write the same report files.
 
     Args:
         model: an artifact folder (``runs/<name>/best``) or a search's results folder (its
             rank 1; a loop over ``best/rank*`` scores the others).
+        top_k: more than 1 (a search's results folder): the ensemble of its best ``top_k``,
+            as ``predict_file(top_k=...)`` maps with it (``ensemble_margin``,
+            ``ensemble_weights``: ``raygym evaluate --top-k K --ensemble``).
         split: ``train`` | ``val`` | ``test`` of the prepared dataset (``dataset``, default
             the one the model was trained on).
         data: instead of a prepared split, an experiment YAML whose ``data:`` names labelled
@@ -245,8 +249,12 @@ def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | 
     """
     from raygym.evaluate import evaluate_model_on_split
     from raygym.predict import resolve_models
+    from raygym.predict.ensemble import check_rule
 
-    (model_dir,) = resolve_models(Path(model), 1)
+    check_rule(ensemble_margin, ensemble_weights)
+    model_dirs = resolve_models(Path(model), top_k)
+    rule: dict[str, Any] = {"ensemble_margin": ensemble_margin,
+                            "ensemble_weights": ensemble_weights}
     dataset_dir = Path(dataset) if dataset is not None else None
     out_dir = Path(out) if out is not None else None
     if data is not None:
@@ -256,13 +264,13 @@ def evaluate_model(model: PathLike, *, split: str = "test", dataset: PathLike | 
                               key="data", fix="give data or a prepared split, not both")
         from raygym.evaluate_scenes import evaluate_model_on_scenes
 
-        return evaluate_model_on_scenes(model_dir, Path(data), out_dir=out_dir,
-                                        **scene_options)
+        return evaluate_model_on_scenes(model_dirs, Path(data), out_dir=out_dir,
+                                        **scene_options, **rule)
     if scene_options:
         raise RaygymError(f"{sorted(scene_options)[0]} applies to full-size scenes (data=...)",
                           key=sorted(scene_options)[0], fix="add data=SITE.yaml, or drop it")
-    return evaluate_model_on_split(model_dir, dataset_dir, split, use_ray=use_ray,
-                                   out_dir=out_dir)
+    return evaluate_model_on_split(model_dirs, dataset_dir, split, use_ray=use_ray,
+                                   out_dir=out_dir, **rule)
 
 
 def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig, SearchSpace],
@@ -277,7 +285,8 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
             resolve against the working directory), or ``load_experiment``'s (config, space).
         overrides: dotted keys to set first, e.g. ``{"train.max_epochs": 3}`` (``--set``).
         resume, retry_errored, smoke_test, replay: as the command's ``--resume``,
-            ``--retry-errored``, ``--smoke-test`` and ``--replay TABLE``.
+            ``--retry-errored``, ``--smoke-test`` and ``--replay TABLE``. ``resume`` with a
+            larger ``search.num_samples`` in ``overrides`` grows a finished search.
 
     Raises:
         RaygymError: a bad experiment, or every trial failed.

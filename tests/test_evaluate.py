@@ -261,6 +261,10 @@ def test_the_ensemble_of_the_top_k_is_scored_as_predict_maps_with_it(
     assert json.loads(rows[3]["params"]) == {"rank1_m1": pytest.approx(0.5 / 0.99),
                                              "rank2_m2": pytest.approx(0.49 / 0.99)}
     assert float(rows[2]["diff_vs_first_high"]) < 0  # the untrained one
+    import raygym  # the API's top_k: the same ensemble
+
+    api = raygym.evaluate_model(results, top_k=3, out=tmp_path / "api")
+    assert api.is_ensemble and api.confusion.tolist() == saved["confusion"]
     # every member kept, equal weights: the untrained one now pulls the map away from rank 1,
     # the same way through Ray Data's actors as in this process
     request.getfixturevalue("ray_session")
