@@ -89,14 +89,15 @@ class EvaluationResult:
 
     @property
     def is_ensemble(self) -> bool:
-        return len(self.members) > 1
+        """Scored as an ensemble (its rule may have kept one member only)."""
+        return self.ensemble is not None
 
     @property
     def label(self) -> str:
-        """``x/best``, or ``ensemble of rank1_a, rank2_b`` (its members)."""
-        if self.is_ensemble:
-            return "ensemble of " + ", ".join(p.name for p in self.members)
-        return model_label(self.model_dir)
+        """``x/best``, or ``ensemble of rank1_a, rank2_b`` (its members kept)."""
+        from raygym.evaluate_members import ensemble_label
+
+        return ensemble_label(self.members) if self.is_ensemble else model_label(self.model_dir)
 
     @property
     def mean_iou(self) -> float:

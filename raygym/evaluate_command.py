@@ -89,16 +89,11 @@ def _diff_text(result: EvaluationResult, first: EvaluationResult, diff: Any) -> 
     return f"{delta:+.3f}" + ("" if diff is None else f" ({diff.low:+.3f} to {diff.high:+.3f})")
 
 
-def _weights_text(result: EvaluationResult) -> str:
-    """An ensemble's members and weights, for the params column: ``rank1_a 0.51, ...``."""
+def _kept_weights(result: EvaluationResult) -> dict[str, float]:
+    """An ensemble's kept members and their weights (empty for one model): the params column
+    of the comparison shows them."""
     members = (result.ensemble or {}).get("members") or []
-    return ", ".join(f"{m['model']} {m['weight']:.2f}" for m in members if m["kept"])
-
-
-def _weights_json(result: EvaluationResult) -> str:
-    """An ensemble's kept members and weights as JSON (the CSV's params cell), else ""."""
-    members = (result.ensemble or {}).get("members") or []
-    return json.dumps({m["model"]: m["weight"] for m in members if m["kept"]}) if members else ""
+    return {m["model"]: float(m["weight"]) for m in members if m["kept"]}
 
 
 def ensemble_line(plan: dict[str, Any]) -> str:
@@ -184,7 +179,8 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
         cols = ("model", "mean IoU", *(["vs 1st, 95 %"] if diffs else []), "fw IoU",
                 "accuracy", "MCC", "KLD", "params")
         sampled = [{} if r.is_ensemble else searched_params(r.model_dir) for r in results]
-        texts = [_weights_text(r) if r.is_ensemble else params_text(params)
+        texts = [", ".join(f"{m} {w:.2f}" for m, w in _kept_weights(r).items())
+                 if r.is_ensemble else params_text(params)
                  for r, params in zip(results, sampled, strict=True)]
         # a narrow terminal wraps the params between values, never inside one
         longest = max((len(word) for t in texts for word in t.split()), default=6)
@@ -205,7 +201,8 @@ def evaluate_command(model: Path | Sequence[Path], *, split: str, top_k: int,
                           _fmt(m.get("kld")), escape(text))
             w.writerow([labels[i], *(m.get(c) for c in ("mean_iou", "fw_iou",
                                                                  "accuracy", "mcc", "kld")),
-                        str(r.out_dir), json.dumps(params) if params else _weights_json(r),
+                        str(r.out_dir), json.dumps(params or _kept_weights(r)) if (
+                            params or r.is_ensemble) else "",
                         *(["", ""] if diff is None else [diff.low, diff.high])])
         console.print(table)
         if diffs:

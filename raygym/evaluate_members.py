@@ -61,9 +61,7 @@ class ScoredModels:
         """``x/best``; ``ensemble of rank1_a, rank2_b`` (the members kept)."""
         from raygym.evaluate import model_label
 
-        if self.plan is None:
-            return model_label(self.first)
-        return "ensemble of " + ", ".join(p.name for p in self.members)
+        return model_label(self.first) if self.plan is None else ensemble_label(self.members)
 
     def folder_name(self, name: str) -> str:
         """The report folder's name for the evaluation ``name`` (``evaluation_test``):
@@ -75,3 +73,8 @@ class ScoredModels:
         """For metrics.json: the rule and each candidate's score, weight and use (empty for one
         model)."""
         return {} if self.plan is None else {"ensemble": self.plan.to_json()}
+
+
+def ensemble_label(members: Sequence[Path]) -> str:
+    """``ensemble of rank1_a, rank2_b``: an ensemble named by the members it kept."""
+    return "ensemble of " + ", ".join(Path(p).name for p in members)

@@ -265,6 +265,10 @@ def test_the_ensemble_of_the_top_k_is_scored_as_predict_maps_with_it(
 
     api = raygym.evaluate_model(results, top_k=3, out=tmp_path / "api")
     assert api.is_ensemble and api.confusion.tolist() == saved["confusion"]
+    # a margin of 0 keeps rank 1 alone: still reported as the ensemble the rule made
+    alone = evaluate_model_on_split(members, None, "test", ensemble_margin=0.0, overlays=0)
+    assert alone.is_ensemble and alone.members == members[:1]
+    assert alone.label == "ensemble of rank1_m1" and alone.out_dir == report
     # every member kept, equal weights: the untrained one now pulls the map away from rank 1,
     # the same way through Ray Data's actors as in this process
     request.getfixturevalue("ray_session")

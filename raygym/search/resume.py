@@ -34,8 +34,9 @@ class Growth:
     epochs_spent: int = 0  # their epochs, all together
 
     def line(self) -> str:
-        return (f"growing the search from {self.before} to {self.after} trials: the "
-                f"{self.trials_run} trial(s) run so far stay, and the search goes on from them")
+        run = f"{self.trials_run} trial(s)" if self.trials_run else "trials"
+        return (f"growing the search from {self.before} to {self.after} trials: the {run} run "
+                "so far stay, and the search goes on from them")
 
     def record(self, saved: dict[str, Any]) -> list[dict[str, Any]]:
         """search.json's ``grown`` list with this growth added (the report marks each on the

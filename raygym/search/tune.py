@@ -367,8 +367,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                 restored.callbacks = callbacks
             if grow and not grow_restored_search(tuner, s.num_samples):
                 # (check_growth refuses Ray Client before anything is written)
-                raise RuntimeError(f"Tune restored a search algorithm that cannot grow: "
-                                   f"{type(tuner).__name__}")
+                raise RuntimeError("cannot grow this search: Tune restored no local Tuner, or "
+                                   "a search algorithm raygym does not build")
         else:
             searcher = build_searcher(config, space, out)
             scheduler = build_scheduler(config, space)
