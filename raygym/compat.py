@@ -162,7 +162,7 @@ def grow_restored_search(tuner: Tuner, total: int) -> bool:
     ``Tuner.restore`` takes no new ``TuneConfig``. So the restored ``TuneConfig.search_alg``
     (``Tuner._local_tuner._tune_config``) is replaced by one that, as soon as Tune's restore
     has set the saved state on it (``set_state``), raises that count to ``total`` and clears
-    "finished": a ``SearchGenerator`` around the restored searcher (Optuna, BOHB; its
+    "finished": a ``SearchGenerator`` around the restored searcher (raygym's Optuna one; its
     ``_total_samples``, ``_finished``), or a ``BasicVariantGenerator`` (Tune's random search)
     whose last trial iterator gets the extra samples (``_iterators[-1].num_samples_left``).
     Returns False where there is no local Tuner to change (Ray Client).
@@ -284,6 +284,33 @@ def tune_reuses_actors_fully(limit: int) -> Iterator[None]:
     finally:
         tune_controller._ObjectCache = base_cache
         controller._maybe_reuse_cached_actor = base_reuse
+
+
+@contextlib.contextmanager
+def tune_snapshots_paused_stops() -> Iterator[None]:
+    """While inside, a trial that a scheduler stops while it is PAUSED is written to Tune's
+    next experiment snapshot as TERMINATED.
+
+    HyperBand's brackets (BOHB's ``HyperBandForBOHB``) pause trials at a rung and later stop
+    the losers while they are paused. Tune's ``TuneController._schedule_trial_stop`` sets such
+    a trial TERMINATED but returns ("not live") before marking it for the snapshot
+    (``_mark_trial_to_checkpoint``), so the snapshot keeps it PAUSED: raygym then called the
+    finished search interrupted, and a resume ran the trial again, which BOHB's searcher no
+    longer knew (a KeyError from inside Tune).
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    base_stop = TuneController._schedule_trial_stop
+
+    def stop_and_snapshot(self: Any, trial: Any, exception: Exception | None = None) -> None:
+        base_stop(self, trial, exception)
+        self._mark_trial_to_checkpoint(trial)
+
+    TuneController._schedule_trial_stop = stop_and_snapshot
+    try:
+        yield
+    finally:
+        TuneController._schedule_trial_stop = base_stop
 
 
 # ---------------------------------------------------------------------- Ray core internals

@@ -157,6 +157,63 @@ def test_a_restored_search_grows_to_the_new_count(searcher: str, tmp_path: Path,
     assert len(unchanged) == 4
 
 
+def test_a_trial_stopped_while_paused_is_snapshotted_terminated(tmp_path: Path,
+                                                              ray_session: None) -> None:
+    """A scheduler pauses one trial, a snapshot is taken (the other trial's checkpoint forces
+    one), then it stops the paused trial, as HyperBand's brackets do: Tune's last snapshot
+    says TERMINATED inside ``tune_snapshots_paused_stops`` (PAUSED without it: the search
+    would read as interrupted, and a resume would run the trial again)."""
+    import contextlib
+    import time
+
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from raygym.compat import tune_snapshots_paused_stops
+
+    def epochs(config: dict[str, Any]) -> None:  # local: pickled by value
+        if config["x"] == 1:
+            time.sleep(3)  # the other trial reports and pauses first
+        for epoch in (1, 2, 3):
+            with tempfile.TemporaryDirectory() as folder:
+                Path(folder, "state.json").write_text("{}")
+                tune.report({"score": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    class PauseThenStop(FIFOScheduler):
+        """Pauses the first trial to report, never resumes it, and stops it (paused) at the
+        other trial's second epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.paused: Any = None
+
+        def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
+            if self.paused is None:
+                self.paused = trial
+                return TrialScheduler.PAUSE
+            if (trial is not self.paused and self.paused.status == "PAUSED"
+                    and result["training_iteration"] >= 2):
+                controller.stop_trial(self.paused)
+            return TrialScheduler.CONTINUE
+
+        def choose_trial_to_run(self, controller: Any) -> Any:
+            return next((t for t in controller.get_trials() if t.status == "PENDING"), None)
+
+    statuses = {}
+    for patched in (False, True):
+        tuner = tune.Tuner(
+            epochs, param_space={"x": tune.grid_search([0, 1])},
+            tune_config=tune.TuneConfig(scheduler=PauseThenStop()),
+            run_config=tune.RunConfig(name=f"paused-{patched}", storage_path=str(tmp_path),
+                                      verbose=0,
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        with tune_snapshots_paused_stops() if patched else contextlib.nullcontext():
+            assert sorted(r.metrics["score"] for r in tuner.fit()) == [1, 3]
+        statuses[patched] = sorted(t.status for t in snapshot_trials(
+            str(tmp_path / f"paused-{patched}")))
+    assert statuses == {False: ["PAUSED", "TERMINATED"],  # Tune's own: the bug is still there
+                        True: ["TERMINATED", "TERMINATED"]}
+
+
 def test_tbx_callback_writes_through_the_given_writer(tmp_path: Path, ray_session: None
                                                       ) -> None:
     """Tune's TensorBoard logger, given raygym's writer: the only event file of each trial is

@@ -137,6 +137,13 @@ def check_growth(config: ExperimentConfig, growth: Growth, out: Path) -> None:
                           "cluster, out of raygym's reach)", key="resources.address",
                           fix="resume from a driver on a cluster node (address: auto), or "
                           f"with search.num_samples {growth.before}")
+    if s.algorithm == "bohb":
+        # seen: a grown BOHB search's new trials paused at a rung of the restored brackets and
+        # waited for ever (ray 2.60)
+        raise ConfigError("BOHB's HyperBand brackets do not take new trials once restored (its "
+                          "new trials would wait at a rung for ever)", key="search.algorithm",
+                          fix=f"resume with search.num_samples {growth.before}, or start a "
+                          "larger search under another `name`")
     if s.scheduler == "pbt":
         raise ConfigError("PBT's population is fixed when it starts", key="search.scheduler",
                           fix=f"resume with search.num_samples {growth.before}, or start "

@@ -285,6 +285,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     from raygym.compat import (
         grow_restored_search,
         tune_reuses_actors_fully,
+        tune_snapshots_paused_stops,
         tuner_run_config,
         watch_tune_sigint,
     )
@@ -399,7 +400,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         cores = trial_start_limit()
         starting = str(cores) if cores < s.max_concurrent else None
         # the searcher's concurrency is the most actors that can ever be idle at once
-        with tune_reuses_actors_fully(s.max_concurrent), \
+        with tune_reuses_actors_fully(s.max_concurrent), tune_snapshots_paused_stops(), \
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting), \
                 watch_tune_sigint() as sigint:
             grid = tuner.fit()

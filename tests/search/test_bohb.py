@@ -140,3 +140,24 @@ def test_replayed_bohb_search_through_tune_resumes_paused_trials(
         assert epochs == list(range(1, len(epochs) + 1))
         lengths.append(len(epochs))
     assert min(lengths) < 8 <= max(lengths)  # some stopped at a rung, some ran the budget
+
+
+@pytest.mark.slow
+@needs_bohb
+def test_a_small_bohb_search_finishes_and_resumes_as_finished(
+        grid_table: Path, tmp_path: Path, ray_session: None,
+        capsys: pytest.CaptureFixture) -> None:
+    """4 trials: HyperBand stops three of them while they are paused at a rung. The search
+    ends finished (Tune's snapshot once kept them PAUSED: exit 130, "interrupted", and a
+    resume crashed inside Tune on trials BOHB no longer knew)."""
+    sections = json.loads(json.dumps(SPACE))
+    sections["search"].update(num_samples=4, algorithm="bohb", repeat_top=0,
+                              results_dir=str(tmp_path / "results"))
+    space_file = write_space(tmp_path / "space.yaml", sections)
+    argv = ["search", str(space_file), "--replay", str(grid_table)]
+    assert run_cli(argv, capsys)[0] == 0
+    out = tmp_path / "results" / "replay-replay"
+    assert json.loads((out / "search.json").read_text())["status"] == "finished"
+    with (out / "leaderboard.csv").open(newline="") as fh:
+        assert "interrupted" not in {r["status"] for r in csv.DictReader(fh)}
+    assert run_cli([*argv, "--resume"], capsys)[0] == 0  # nothing left to run

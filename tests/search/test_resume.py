@@ -89,6 +89,7 @@ def test_a_finished_search_grows_and_keeps_its_trials(grid_table: Path, tmp_path
 def test_searches_that_cannot_grow_are_refused_by_key(tmp_path: Path) -> None:
     out = tmp_path / "results"
     cases = [({"algorithm": "grid"}, "search.algorithm"),
+             ({"algorithm": "bohb", "repeat_top": 0}, "search.algorithm"),
              ({"scheduler": "pbt", "algorithm": "random"}, "search.scheduler")]
     for search, key in cases:
         config, _ = load_space(tmp_path, **search)
