@@ -120,34 +120,42 @@ def spent_so_far(out: Path) -> tuple[int, int]:
 
 def check_growth(config: ExperimentConfig, growth: Growth, out: Path) -> None:
     """Refuse, with one line, a growth the search cannot take."""
-    s = config.search
     if growth.after < growth.before:
         raise ConfigError(f"is {growth.after}, but the search at {out} asked for "
                           f"{growth.before} trials; a resumed search can grow, not shrink",
                           key="search.num_samples",
                           fix=f"resume with {growth.before} or more; to end a search sooner, "
                           "stop it with Ctrl-C: its results so far are kept")
+    if (refusal := cannot_grow(config, growth.before)) is not None:
+        raise refusal
+
+
+def cannot_grow(config: ExperimentConfig, before: int) -> ConfigError | None:
+    """Why a search of ``config`` (started with ``before`` trials) cannot grow, as the error to
+    raise; None where it can."""
+    s = config.search
     if s.algorithm == "grid":
-        raise ConfigError("grid search runs every point of the space num_samples times; "
-                          "more would train the same points again", key="search.algorithm",
-                          fix=f"resume with search.num_samples {growth.before}, or start "
-                          "a new search (another `name`) with algorithm optuna")
-    if (config.resources.address or "").startswith("ray://"):
-        raise ConfigError("a search run through Ray Client cannot grow (its Tuner runs on the "
-                          "cluster, out of raygym's reach)", key="resources.address",
-                          fix="resume from a driver on a cluster node (address: auto), or "
-                          f"with search.num_samples {growth.before}")
+        return ConfigError("grid search runs every point of the space num_samples times; "
+                           "more would train the same points again", key="search.algorithm",
+                           fix=f"resume with search.num_samples {before}, or start "
+                           "a new search (another `name`) with algorithm optuna")
     if s.algorithm == "bohb":
         # seen: a grown BOHB search's new trials paused at a rung of the restored brackets and
         # waited for ever (ray 2.60)
-        raise ConfigError("BOHB's HyperBand brackets do not take new trials once restored (its "
-                          "new trials would wait at a rung for ever)", key="search.algorithm",
-                          fix=f"resume with search.num_samples {growth.before}, or start a "
-                          "larger search under another `name`")
+        return ConfigError("BOHB's HyperBand brackets do not take new trials once restored (its "
+                           "new trials would wait at a rung for ever)", key="search.algorithm",
+                           fix=f"resume with search.num_samples {before}, or start a "
+                           "larger search under another `name`")
+    if (config.resources.address or "").startswith("ray://"):
+        return ConfigError("a search run through Ray Client cannot grow (its Tuner runs on the "
+                           "cluster, out of raygym's reach)", key="resources.address",
+                           fix="resume from a driver on a cluster node (address: auto), or "
+                           f"with search.num_samples {before}")
     if s.scheduler == "pbt":
-        raise ConfigError("PBT's population is fixed when it starts", key="search.scheduler",
-                          fix=f"resume with search.num_samples {growth.before}, or start "
-                          "a larger population under another `name`")
+        return ConfigError("PBT's population is fixed when it starts", key="search.scheduler",
+                           fix=f"resume with search.num_samples {before}, or start "
+                           "a larger population under another `name`")
+    return None
 
 
 def growth_hint(saved: dict[str, Any], config: ExperimentConfig, space: SearchSpace) -> str:

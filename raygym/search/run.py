@@ -25,7 +25,13 @@ from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
 from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RaygymError, RunFailedError
 from raygym.search.noise import noise_line
-from raygym.search.resume import SEARCH_JSON, check_resume, read_search_json, resume_fingerprint
+from raygym.search.resume import (
+    SEARCH_JSON,
+    cannot_grow,
+    check_resume,
+    read_search_json,
+    resume_fingerprint,
+)
 from raygym.search.space_config import SearchSpace
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
@@ -386,6 +392,12 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
+    n = config.search.num_samples
+    if (not stopped and not smoke_test and len(board.rows) >= n
+            and cannot_grow(config, n) is None):
+        console.print("more trials, going on from what this search learnt: "
+                      f"{rerun_command(command, 'search', space_file, '--resume')} "
+                      f"--set search.num_samples={2 * n}")
     if stopped:
         console.print(f"interrupted: {len(interrupted)} trial(s) cut short, {len(board.rows)} of "
                       f"at most {config.search.num_samples} started; the leaderboard and models "

@@ -37,7 +37,9 @@ def test_a_finished_search_grows_and_keeps_its_trials(grid_table: Path, tmp_path
     out = tmp_path / "results" / "replay-replay"
     first = _leaderboard(out)
     assert len(first) == 3
-    capsys.readouterr()
+    printed = " ".join(capsys.readouterr().out.split())
+    assert (f"more trials, going on from what this search learnt: raygym search {space} "
+            f"--replay {grid_table} --resume --set search.num_samples=6") in printed
 
     grow = ["--resume", "--set", "search.num_samples=5"]
     assert run_cli(["search", space, *replay, *grow, "--dry-run"])[0] == 0
