@@ -30,7 +30,7 @@ class Growth:
 
     before: int
     after: int
-    trials_run: int = 0  # trials on the leaderboard when it grew
+    trials_run: int = 0  # trials on the leaderboard when it grew (search.json's summary)
     epochs_spent: int = 0  # their epochs, all together
 
     def line(self) -> str:
@@ -76,8 +76,10 @@ def check_resume(config: ExperimentConfig, space: SearchSpace, out: Path,
     check_driver_state(experiment_path(config, out))  # else Tune would start over
     if growth is not None:
         check_growth(config, growth, out)
-        trials, epochs = spent_so_far(out)
-        growth = Growth(growth.before, growth.after, trials_run=trials, epochs_spent=epochs)
+        # what the leaderboard held when the search last stopped (none: a killed driver)
+        summary = saved.get("summary") or {}
+        growth = Growth(growth.before, growth.after, trials_run=int(summary.get("trials") or 0),
+                        epochs_spent=int(summary.get("total_epochs") or 0))
     return saved, growth
 
 
@@ -98,24 +100,6 @@ def growth_asked(saved: dict[str, Any], config: ExperimentConfig,
             or not same_search(saved, config, space, num_samples=before)):
         return None
     return Growth(before=before, after=config.search.num_samples)
-
-
-def spent_so_far(out: Path) -> tuple[int, int]:
-    """(trials, epochs) on the leaderboard of the search in ``out``; (0, 0) without one."""
-    import csv
-
-    try:
-        with (out / "leaderboard.csv").open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return 0, 0
-    epochs = 0
-    for row in rows:
-        try:
-            epochs += int(float(row.get("epochs") or 0))
-        except ValueError:
-            continue
-    return len(rows), epochs
 
 
 def check_growth(config: ExperimentConfig, growth: Growth, out: Path) -> None:
