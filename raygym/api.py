@@ -291,7 +291,9 @@ def run_search(experiment: PathLike | Mapping[str, Any] | tuple[ExperimentConfig
     Raises:
         RaygymError: a bad experiment, or every trial failed.
         KeyboardInterrupt: the search was interrupted (Ctrl-C); what it ran is written, and
-            ``resume=True`` goes on with it.
+            ``resume=True`` goes on with it. A search stopped by ``search.time_budget``
+            returns (its ``search.json`` says ``"status": "stopped"``); ``resume=True`` goes
+            on with it too.
     """
     from raygym.errors import EXIT_INTERRUPTED
     from raygym.search.run import results_dir, search_config, search_experiment

@@ -357,6 +357,30 @@ def watch_tune_sigint() -> Iterator[SigintWatch]:
         signal.signal(signal.SIGINT, previous)
 
 
+def stop_tune_run() -> bool:
+    """Stop the ``Tuner.fit`` running on this thread as a Ctrl-C stops it: Tune saves its
+    state, leaves the trials under way unfinished (``--resume`` goes on with them) and
+    returns. Call it from the driver loop (a Tune ``Callback``). False where it cannot.
+
+    Tune (``ray.tune.tune._setup_signal_catching``) gives SIGUSR1 the handler it gives SIGINT,
+    also with ``TUNE_DISABLE_SIGINT_HANDLER``, but only on the main thread: so the signal is
+    raised only where that handler is the one in place (else it would end the process).
+    Like a Ctrl-C it puts back the SIGINT handler it found (see :func:`watch_tune_sigint`).
+    """
+    import signal
+    import threading
+
+    signum = getattr(signal, "SIGUSR1", None)
+    if signum is None or threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(signum)
+    if getattr(handler, "__qualname__", "") != ("_setup_signal_catching.<locals>."
+                                                "signal_interrupt_tune_run"):
+        return False
+    signal.raise_signal(signum)  # Python runs the handler before this returns
+    return True
+
+
 def refresh_ray_auth_config() -> None:
     """Make an already imported Ray re-read ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN`` from the
     environment (``ray._raylet.Config.initialize``, ``AuthenticationTokenLoader``'s cache), as

@@ -376,3 +376,46 @@ def test_a_ctrl_c_that_tune_caught_is_told_apart_from_a_normal_end() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # handled here, in the main thread
     assert twice.caught and signal.getsignal(signal.SIGINT) is before
+
+
+def test_stop_tune_run_ends_a_fit_as_a_ctrl_c_does(tmp_path: Path, ray_session: None) -> None:
+    """Called from the driver loop of a real ``Tuner.fit`` once a trial has reported: the fit
+    returns with that trial unfinished in Tune's snapshot (a resume goes on with it), the
+    SIGINT handler from before is back; off the main thread it does nothing."""
+    import signal
+    import threading
+    import time
+
+    from raygym.compat import stop_tune_run, watch_tune_sigint
+
+    def slow(config: dict[str, Any]) -> None:  # local: pickled by value
+        for epoch in range(1, 100):
+            time.sleep(0.1)
+            tune.report({"epoch": epoch})
+
+    class StopAtFirstResult(tune.Callback):
+        stopped: bool | None = None
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            if self.stopped is None:
+                self.stopped = stop_tune_run()
+
+    callback = StopAtFirstResult()
+    before = signal.getsignal(signal.SIGINT)
+    with watch_tune_sigint() as sigint:
+        tuner = tune.Tuner(slow, tune_config=tune.TuneConfig(num_samples=1),
+                           run_config=tune.RunConfig(name="stop", storage_path=str(tmp_path),
+                                                     verbose=0, callbacks=[callback]))
+        started = time.monotonic()
+        tuner.fit()
+    assert callback.stopped is True and time.monotonic() - started < 9  # not its 10 s
+    assert sigint.caught and signal.getsignal(signal.SIGINT) is before
+    [trial] = snapshot_trials(str(tmp_path / "stop"))
+    assert trial.status not in ("TERMINATED", "ERROR")
+
+    off_main: list[bool] = []
+    thread = threading.Thread(target=lambda: off_main.append(stop_tune_run()))
+    thread.start()
+    thread.join()
+    assert off_main == [False]

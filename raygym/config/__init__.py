@@ -105,9 +105,16 @@ class ExperimentConfig(StrictModel):
         """JSON/YAML-safe nested dict (paths as strings) that round-trips through the schema."""
         return json.loads(self.model_dump_json())
 
-    def fingerprint(self, *sections: str) -> str:
-        """Short hash of the named sections (all when none), for cache and card keys."""
+    def fingerprint(self, *sections: str, leaving_out: tuple[str, ...] = ()) -> str:
+        """Short hash of the named sections (all when none), for cache and card keys;
+        ``leaving_out``: dotted keys (``search.time_budget``) hashed as if absent."""
         d = self.to_yaml_dict()
+        for key in leaving_out:
+            *parents, last = key.split(".")
+            node = d
+            for part in parents:
+                node = node.get(part, {})
+            node.pop(last, None)
         picked = {s: d[s] for s in sections} if sections else d
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -4,6 +4,7 @@ scheduler), ``resources`` (what a trial asks Ray for) and ``mlflow`` (tracking).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,8 +13,39 @@ from pydantic import Field, field_validator, model_validator
 from raygym.config.base import StrictModel
 from raygym.config_errors import KeyedError
 
-
 # ------------------------------------------------------------------------------------- search
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))+")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"8h"``, ``"1h30m"``, ``"90m"``, ``"45s"``, ``"2d"`` or a number of seconds -> seconds
+    (float); anything else is passed on for the field's own check to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"'{value}' is not a duration (fix: seconds, or e.g. 45m, 8h, 1h30m, "
+                         "2d)")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([dhms])",
+                                                                  text))
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as a short duration: ``28800 -> "8h"``, ``5400 -> "1h30m"``, ``42 -> "42s"``."""
+    left = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts)
+
+
 class TpeConfig(StrictModel):
     """Optuna's TPE sampler (``search.algorithm: optuna``)."""
 
@@ -89,6 +121,16 @@ class SearchConfig(StrictModel):
         None, description="local folder, NFS path or s3://... (defaults to results_dir/ray)"
     )
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+    time_budget: float | None = Field(
+        None, gt=0, description="wall-clock seconds (or 90m, 8h, 1h30m, 2d) one run of raygym "
+        "search may take: then it stops as a Ctrl-C does (what finished is written, trials "
+        "part-way keep their last epoch's checkpoint) and --resume goes on, with the budget "
+        "again")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration_in_seconds(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     @model_validator(mode="after")
     def _choices_fit_together(self) -> SearchConfig:

@@ -93,6 +93,10 @@ def summary_section(doc: ReportDocument, res: SearchResults) -> None:
     elif res.info.get("status") == "interrupted":
         doc.note("the search was interrupted (Ctrl-C) before its end: this report shows the "
                  "trials run so far; `raygym search SPACE --resume` goes on with it.")
+    elif res.info.get("status") == "stopped":
+        doc.note(f"the search stopped at its time budget ({res.info.get('stopped_by', '')}) "
+                 "before its end: this report shows the trials run so far; `raygym search "
+                 "SPACE --resume` goes on with it.")
 
 
 def leaderboard_section(doc: ReportDocument, res: SearchResults) -> None:

@@ -20,7 +20,7 @@ from raygym.train.contract import finished
 
 STOP_PRUNED = {"asha": "asha-pruned", "median": "median-stopped", "pbt": "pbt-stopped",
                "none": "stopped"}
-INTERRUPTED = "interrupted"  # cut short by Ctrl-C; goes on at --resume
+INTERRUPTED = "interrupted"  # cut short by Ctrl-C or the time budget; goes on at --resume
 
 
 @dataclass
@@ -141,7 +141,8 @@ def _num(value: Any) -> float:
 def build_leaderboard(grid: Any, config: ExperimentConfig, space: SearchSpace,
                       interrupted: frozenset[str] | set[str] = frozenset()) -> Leaderboard:
     """Rows from Tune's ``ResultGrid`` (every trial, with its stop reason); ``interrupted``:
-    ids of trials a Ctrl-C cut short (status ``interrupted``, not the scheduler's)."""
+    ids of trials a Ctrl-C or the time budget cut short (status ``interrupted``, not the
+    scheduler's)."""
     metric, mode = config.search.metric, config.search.mode
     classes = list(config.data.classes)
     pruned_name = STOP_PRUNED[config.search.scheduler]
@@ -265,7 +266,9 @@ def print_summary(board: Leaderboard, exported: list[Path], out: Path, summary: 
     status = ", ".join(f"{k} {n}" for k, n in summary["status"].items())
     console.print(f"{summary['trials']} trials ({status}), {summary['total_epochs']} epochs, "
                   f"{summary['wall_s']:.0f} s wall")
-    if board.rows and board.rows[0]["status"] != "failed":
+    # (a search stopped before any trial reported has no best yet)
+    if (board.rows and board.rows[0]["status"] != "failed"
+            and not math.isnan(board.rows[0][f"best_{metric}"])):
         best = board.rows[0]
         per_class = ", ".join(f"{c} {v:.3f}" for c in board.classes
                               if not math.isnan(v := best.get(f"iou/{c}", math.nan)))

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from raygym.config import ExperimentConfig
+from raygym.search.time_budget import TimeBudget
 from raygym.train.contract import diverged, finished
 
 REFRESH_S = 2.0  # the longest the table waits for a redraw while trials run
@@ -32,8 +33,10 @@ class LiveTrials:
     """Results by trial id and the table drawn from them; ``live``: the rich view drawing it
     (None: results are kept but not drawn)."""
 
-    def __init__(self, config: ExperimentConfig, console: Console, total: int) -> None:
+    def __init__(self, config: ExperimentConfig, console: Console, total: int,
+                 time_budget: TimeBudget | None = None) -> None:
         self.config, self.console, self.total = config, console, total
+        self.time_budget = time_budget  # its time left is in the title
         self.results: dict[str, dict[str, Any]] = {}
         self.live: Live | None = None
         self.last = 0.0
@@ -132,8 +135,9 @@ class LiveTrials:
             counts[status] = counts.get(status, 0) + 1
         best = self._best(trials)
         elapsed = time.monotonic() - self.started
+        budget = f"; {self.time_budget.left_text()}" if self.time_budget else ""
         table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
-                            f"{elapsed:.0f} s", expand=False)
+                            f"{elapsed:.0f} s{budget}", expand=False)
         for col in ("trial", "status", "epoch", metric, "val_loss", "GFLOP/s (peak)"):
             table.add_column(col)
         for t in trials[-SHOWN_TRIALS:]:

@@ -162,6 +162,10 @@ def record_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
 
     console = console or Console()
     file = str(space_file)
+    if config.search.time_budget is not None:
+        raise ConfigError("a recording trains every curve to its end", file=file,
+                          key="search.time_budget", fix="remove it (a Ctrl-C stops a "
+                          "recording, and --resume goes on with it)")
     seeds = list(dict.fromkeys(seeds))  # a seed given twice is one run, not two
     rec = recording_config(config)
     table = Path(out).resolve() if out is not None else results_dir(rec) / TABLE_NAME

@@ -34,7 +34,8 @@ from raygym.search.space_config import SearchSpace
 # Search keys that say what is searched and how much, not how: a row of raygym's defaults
 # keeps SPACE's values of these.
 _BUDGET_KEYS = ("num_samples", "max_concurrent", "metric", "mode", "top_k", "seed",
-                "points_to_evaluate", "results_dir", "storage_path", "max_failures")
+                "points_to_evaluate", "results_dir", "storage_path", "max_failures",
+                "time_budget")
 
 
 @dataclass(frozen=True)

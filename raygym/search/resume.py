@@ -186,7 +186,8 @@ def resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: Searc
 
     def shown(sections_now: dict[str, Any], dists: list[Distribution]) -> dict[str, str]:
         # a searched key shows its distribution, not the first candidate the config holds
-        values = dotted({k: sections_now.get(k) for k in sections})
+        values = {k: v for k, v in dotted({k: sections_now.get(k) for k in sections}).items()
+                  if k not in PER_RUN_KEYS}
         return ({k: json.dumps(v) for k, v in values.items()}
                 | {d.path: d.describe() for d in dists})
 
@@ -194,10 +195,16 @@ def resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: Searc
                           shown(config.to_yaml_dict(), list(space)), most)
 
 
+# settings of one run of the command, not of the search: each --resume may give its own
+PER_RUN_KEYS = ("search.time_budget",)
+
+
 def resume_fingerprint(config: ExperimentConfig, num_samples: int | None = None) -> str:
     """What must not change across ``--resume`` (resources may: another cluster, same
-    search); ``num_samples``: the fingerprint as if ``search.num_samples`` were that."""
+    search; nor do :data:`PER_RUN_KEYS`); ``num_samples``: the fingerprint as if
+    ``search.num_samples`` were that."""
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(
             update={"num_samples": num_samples})})
-    return config.fingerprint("name", "data", "model", "loss", "train", "search")
+    return config.fingerprint("name", "data", "model", "loss", "train", "search",
+                              leaving_out=PER_RUN_KEYS)

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from raygym.atomic import write_text_atomic
 from raygym.config import ExperimentConfig
+from raygym.config.run import duration_text
 from raygym.errors import EXIT_INTERRUPTED, ConfigError, DataError, RaygymError, RunFailedError
 from raygym.search.noise import noise_line
 from raygym.search.resume import (
@@ -33,6 +34,7 @@ from raygym.search.resume import (
     resume_fingerprint,
 )
 from raygym.search.space_config import SearchSpace
+from raygym.search.time_budget import TimeBudget, check_time_budget
 from raygym.train.contract import LOWER_IS_BETTER, metric_names
 
 
@@ -288,6 +290,7 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
             raise ConfigError("--searches rehearses on a recorded table",
                               fix="add --replay TABLE (a table from `raygym record`)")
         check_metric(config, space_file)
+    check_time_budget(config, space_file)
     out = results_dir(config)
     saved: dict[str, Any] = {}
     growth = None
@@ -297,10 +300,15 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         describe_space(config, space, console)
         if growth is not None:
             console.print(f"would go on: {growth.line()}")
+        if config.search.time_budget is not None:
+            console.print(f"would stop after {duration_text(config.search.time_budget)} "
+                          "(search.time_budget); --resume would go on from there")
         if table is None and config.train.init_weights is not None:
             console.print(_starting_weights_line(config))
         console.print(f"results would go to {out}")
         return 0
+    time_budget = (TimeBudget(config.search.time_budget)  # it counts from here
+                   if config.search.time_budget is not None else None)
     # a smoke test's or a rehearsal's results are scratch: running it again replaces them
     # (once the new one has passed every check below)
     scratch = "smoke test" if smoke_test else "rehearsal" if table is not None else None
@@ -360,24 +368,30 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     started = time.perf_counter()
     learnt: dict[str, Any] = {}
     grid = run_tune(config, space, out, resume=resume, retry_errored=retry_errored,
-                    console=console, replay=table, learnt=learnt, grow=growth is not None)
+                    console=console, replay=table, learnt=learnt, grow=growth is not None,
+                    time_budget=time_budget)
     wall = time.perf_counter() - started
     from raygym.inference.export import export_top_models
     from raygym.search.driver_state import unfinished_trials
     from raygym.search.leaderboard import build_leaderboard, print_summary
     from raygym.search.tune import experiment_path
 
-    # Tune catches the first Ctrl-C, saves its state and returns as if the search were done
+    # Tune catches the first Ctrl-C, saves its state and returns as if the search were done;
+    # the time budget stops it the same way
     interrupted = unfinished_trials(experiment_path(config, out))
-    stopped = bool(learnt.pop("interrupted", False)) or bool(interrupted)  # also between trials
+    out_of_time = time_budget is not None and time_budget.reached
+    stopped = bool(learnt.pop("interrupted", False)) or (  # also between trials
+        bool(interrupted) and not out_of_time)
     board = build_leaderboard(grid, config, space, interrupted)
     board.write(out)
     exported = export_top_models(board, config, out) if table is None else []
     summary = board.summary(wall)
     saved = json.loads((out / SEARCH_JSON).read_text())
-    saved.update(status="interrupted" if stopped else "finished",
+    saved.update(status="interrupted" if stopped else "stopped" if out_of_time else "finished",
                  finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  summary=summary, exported=[str(p) for p in exported], **learnt)
+    if out_of_time:
+        saved["stopped_by"] = f"search.time_budget {time_budget.text()}"
     if table is not None:
         from raygym.search.replay import replay_verdict
 
@@ -386,14 +400,14 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     if table is None:
         from raygym.search.tracking import log_search_summary
 
-        log_search_summary(config, out, summary, exported, interrupted, stopped)
+        log_search_summary(config, out, summary, exported, interrupted, stopped or out_of_time)
     print_summary(board, exported, out, summary, console)
     if on_grid is not None:
         on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
     n = config.search.num_samples
-    if (not stopped and not smoke_test and len(board.rows) >= n
+    if (not stopped and not out_of_time and not smoke_test and len(board.rows) >= n
             and cannot_grow(config, n) is None):
         console.print("more trials, going on from what this search learnt: "
                       f"{rerun_command(command, 'search', space_file, '--resume')} "
@@ -404,6 +418,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
                       f"above are the best so far; continue with the same command and --resume "
                       f"({rerun_command(command, 'search', space_file, '--resume')})")
         return EXIT_INTERRUPTED
+    if out_of_time:  # an end the user asked for
+        console.print(f"time budget {time_budget.text()} spent: {len(interrupted)} trial(s) "
+                      f"cut short, {len(board.rows)} of at most {n} started; the leaderboard "
+                      "and models above are the best so far; go on with the same command and "
+                      f"--resume ({rerun_command(command, 'search', space_file, '--resume')}), "
+                      "which has a budget of its own")
+        return 0
     if not board.rows or all(r["status"] == "failed" for r in board.rows):
         raise RunFailedError("every trial failed; see the error column of "
                           f"{out / 'leaderboard.csv'}")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
 from rich.console import Console
 
 from raygym.config import ExperimentConfig
 from raygym.search.live_table import LiveTrials, live_view
 from raygym.search.space_config import SearchSpace
+from raygym.search.time_budget import TimeBudget
 
 
 def tune_storage(config: ExperimentConfig, out: Path) -> str:
@@ -270,11 +273,13 @@ def _env_default(key: str, value: str | None) -> Iterator[None]:
 
 def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume: bool,
              retry_errored: bool, console: Console, replay: Any = None,
-             learnt: dict[str, Any] | None = None, grow: bool = False) -> Any:
+             learnt: dict[str, Any] | None = None, grow: bool = False,
+             time_budget: TimeBudget | None = None) -> Any:
     """Fit (or restore and finish) the Tuner; returns Tune's ``ResultGrid``. ``grow``: the
     restored search goes on to ``search.num_samples`` trials in all. ``learnt``
     receives what the search learnt on the way (``learnt_grace``: grace_period auto's epoch)
-    and ``interrupted``: True where Tune returned because of a Ctrl-C.
+    and ``interrupted``: True where Tune returned because of a Ctrl-C. ``time_budget``:
+    the run stops as a Ctrl-C stops it once that is spent (its ``reached`` says so).
 
     ``replay``: a :class:`~raygym.search.replay.CurveTable` whose curves the trials replay.
     """
@@ -332,7 +337,7 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         resources[TRIAL_SLOT] = 1
     trainable = tune.with_resources(fn, resources)
     total = budget(space, s.num_samples, config.train.max_epochs, s.algorithm)["trials"]
-    live = LiveTrials(config, console, total)
+    live = LiveTrials(config, console, total, time_budget)
     from raygym.compat import tbx_callback_with_writer
     from raygym.event_files import TensorBoardWriter
     from raygym.search.tracking import tracking_callbacks  # MLflow runs (mlflow.enabled)
@@ -340,6 +345,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
     # Tune's TensorBoard logger with a cheaper writer (Tune adds its own only without one)
     callbacks = [live.callback, tbx_callback_with_writer(TensorBoardWriter),
                  *tracking_callbacks(config, space, replay=replay)]
+    if time_budget is not None:
+        callbacks.append(TimeBudgetCallback(time_budget))
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage, verbose=0, callbacks=callbacks,
         # PBT restores one trial from another's checkpoint, chosen when the bottom trial
@@ -404,7 +411,8 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
                 _env_default("TUNE_MAX_PENDING_TRIALS_PG", starting), \
                 watch_tune_sigint() as sigint:
             grid = tuner.fit()
-    if learnt is not None and sigint.caught:  # Tune returned as if done: say it was not
+    # Tune returned as if done: say it was not (the budget's stop puts back the marker too)
+    if learnt is not None and sigint.caught and not (time_budget and time_budget.reached):
         learnt["interrupted"] = True
     drop_replaced_checkpoints(grid, mended, exp_path)
     from raygym.search.pruning import learnt_grace_of
@@ -416,3 +424,25 @@ def run_tune(config: ExperimentConfig, space: SearchSpace, out: Path, *, resume:
         if learnt is not None:
             learnt["learnt_grace"] = grace
     return grid
+
+
+class TimeBudgetCallback(Callback):
+    """Stops the Tune run (:func:`raygym.compat.stop_tune_run`) at the first step of the
+    driver loop past the budget's end."""
+
+    def __init__(self, budget: TimeBudget) -> None:
+        self.budget: TimeBudget | None = budget
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment's snapshot; a deadline on this
+        # driver's monotonic clock means nothing to another process (a resume brings its own)
+        return {"budget": None}
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        budget = self.budget
+        if budget is None or time.monotonic() < budget.stop_at:
+            return
+        from raygym.compat import stop_tune_run
+
+        self.budget = None  # once: the loop ends at its next check
+        budget.reached = stop_tune_run()

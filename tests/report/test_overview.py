@@ -76,22 +76,26 @@ def test_summary_and_leaderboard_rows(tmp_path: Path) -> None:
     assert failed[1] == [["deadbeef", "RuntimeError: out of memory"]]
 
 
+@pytest.mark.parametrize(("saved", "said"), [
+    ({"status": "interrupted"}, "interrupted (Ctrl-C)"),
+    ({"status": "stopped", "stopped_by": "search.time_budget 8h"},
+     "stopped at its time budget (search.time_budget 8h)")])
 def test_an_interrupted_search_is_said_so_and_its_cut_trials_are_not_pruned(
-        tmp_path: Path) -> None:
+        saved: dict[str, str], said: str, tmp_path: Path) -> None:
     import json
 
     from . import BARE_COLUMNS, BARE_ROWS, write_leaderboard
 
     rows = [list(r) for r in BARE_ROWS]
-    rows[2][2] = "interrupted"  # cut short by Ctrl-C: not a scheduler's stop
+    rows[2][2] = "interrupted"  # cut short by Ctrl-C or the time budget: not a scheduler's stop
     write_leaderboard(tmp_path, BARE_COLUMNS, rows)
-    (tmp_path / "search.json").write_text(json.dumps({"name": "bare", "status": "interrupted"}))
+    (tmp_path / "search.json").write_text(json.dumps({"name": "bare", **saved}))
     res = load_results(tmp_path)
     doc = ReportDocument(tmp_path)
     summary_section(doc, res)
     leaderboard_section(doc, res)
     notes = [b.data for b in doc.sections[0].blocks if b.kind == "note"]
-    assert any("interrupted (Ctrl-C)" in n and "--resume" in n for n in notes)
+    assert any(said in n and "--resume" in n for n in notes)
     _cols, _rows, classes = next(b.data for b in doc.sections[1].blocks if b.kind == "table")
     assert classes == ["best", "pruned", "", "failed"]
 
