@@ -63,7 +63,7 @@ def evaluate_model_on_scenes(model_dir: Path | Sequence[Path], data_file: Path, 
             scene that cannot be read.
     """
     from raygym.data.pairing import find_pairs
-    from raygym.data.prepare import check_headers
+    from raygym.data.prepare import check_headers, check_site_labels, site_key
     from raygym.evaluate import evaluation_name, output_dir, write_evaluation
     from raygym.evaluate_members import ScoredModels
     from raygym.predict import Predictor
@@ -90,8 +90,8 @@ def evaluate_model_on_scenes(model_dir: Path | Sequence[Path], data_file: Path, 
     # the site's data.split.group (no split is made here): what the intervals resample
     groups = scene_groups(pairs, data.split, data.manifest)
     image_bands = _image_bands(data, predictor)
-    stack, _, heads = check_headers(pairs, vector_labels=data.label_vector is not None,
-                                    image_bands=image_bands)
+    check_site_labels(data)
+    stack, _, heads = check_headers(pairs, site_labels=site_key(data), image_bands=image_bands)
     for pair in pairs:
         # as predict counts them: an alpha that masks a band too many is not data
         bands = stack - len(image_alpha(pair.images[0], stack, card.in_channels, image_bands))

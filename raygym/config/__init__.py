@@ -28,6 +28,7 @@ from raygym.config.data import (
     ChipConfig,
     DataConfig,
     FolderSource,
+    RasterLabels,
     SplitConfig,
     VectorLabels,
     parse_colour,
@@ -40,7 +41,7 @@ from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 __all__ = [
     "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "ChipConfig", "DataConfig",
     "ExperimentConfig", "FolderSource", "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
-    "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "VectorLabels", "dotted", "dump_yaml",
+    "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "RasterLabels", "VectorLabels", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",
 ]
 

@@ -115,6 +115,21 @@ class VectorLabels(StrictModel):
                                    "(null: they are ignored by losses and metrics)")
 
 
+class RasterLabels(StrictModel):
+    """Labels from one classified raster covering the site (a land-cover map, an earlier
+    classification), read within each scene's bounds onto its pixel grid at prepare
+    (:mod:`raygym.data.raster_labels`); scenes must be georeferenced."""
+
+    file: Path
+    band: int = Field(1, ge=1, description="the band of class numbers, from 1")
+    resampling: Literal["nearest", "mode"] = Field(
+        "nearest", description="nearest: the class under each scene pixel's centre; mode: the "
+        "most common class under the scene pixel (for a map finer than the scenes)")
+    background: str | None = Field(None, description="the class of pixels the raster does "
+                                   "not cover or holds nodata at (null: they are ignored by "
+                                   "losses and metrics)")
+
+
 class ChipConfig(StrictModel):
     """Cutting each scene into ``target_size`` chips at native resolution (large orthomosaics,
     satellite tiles) instead of shrinking it whole into one ``target_size`` tile."""
@@ -142,6 +157,9 @@ class DataConfig(StrictModel):
     labels: FolderSource | None = None
     label_vector: VectorLabels | None = Field(None, description="labels drawn as polygons in "
                                               "a GIS, instead of label rasters (labels)")
+    label_raster: RasterLabels | None = Field(None, description="one classified raster "
+                                              "covering every scene, instead of a label file "
+                                              "per image (labels)")
     manifest: Path | None = None
     classes: list[str] = Field(min_length=2)
     remap: dict[int, int] | None = None
@@ -208,19 +226,33 @@ class DataConfig(StrictModel):
                 parse_colour(colour)
         return value
 
+    @property
+    def site_labels(self) -> tuple[str, VectorLabels | RasterLabels] | None:
+        """``(key, spec)`` of the one file that labels every scene on its own grid
+        (``label_vector`` or ``label_raster``); None with a label file per image."""
+        if self.label_vector is not None:
+            return "data.label_vector", self.label_vector
+        if self.label_raster is not None:
+            return "data.label_raster", self.label_raster
+        return None
+
     @model_validator(mode="after")
     def _inputs_and_classes(self) -> DataConfig:
-        if self.label_vector is not None:
+        if self.label_vector is not None and self.label_raster is not None:
+            raise KeyedError("data.label_raster", "and data.label_vector both label every "
+                             "scene (fix: keep one)")
+        if (site := self.site_labels) is not None:
+            key, spec = site
+            what = "polygons are" if key == "data.label_vector" else "the raster is"
             if self.labels is not None or self.manifest is not None or self.palette:
-                raise KeyedError("data.label_vector", "polygons are the labels: give no "
-                                 "labels folder, manifest or palette beside them (fix: drop "
-                                 "one)")
+                raise KeyedError(key, f"{what} the labels: give no labels folder, manifest "
+                                 "or palette beside them (fix: drop one)")
             if self.images is None:
-                raise ValueError("label_vector labels the `images:` folder: give it")
-            background = self.label_vector.background
+                raise ValueError(f"{key.split('.')[1]} labels the `images:` folder: give it")
+            background = spec.background
             if background is not None and background not in self.classes:
-                raise KeyedError("data.label_vector.background", f"'{background}' is not one "
-                                 f"of data.classes {self.classes}")
+                raise KeyedError(f"{key}.background", f"'{background}' is not one of "
+                                 f"data.classes {self.classes}")
         elif self.manifest is None and (self.images is None or self.labels is None):
             raise ValueError(
                 "give either `manifest: pairs.csv` or both `images:` and `labels:` folders"

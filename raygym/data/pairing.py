@@ -76,8 +76,8 @@ def _index_folder(source: FolderSource, role: str) -> dict[str, Path]:
 
 def pair_by_name(data: DataConfig) -> list[Pair]:
     """Pair the image folder, each extra-band folder and the label folder by key (with
-    ``data.label_vector``, every scene's label is that one vector file)."""
-    assert data.images is not None and (data.labels is not None or data.label_vector)
+    ``data.label_vector`` or ``data.label_raster``, every scene's label is that one file)."""
+    assert data.images is not None and (data.labels is not None or data.site_labels)
     roles = [("images", data.images)] + [
         (f"extra_bands[{i}]", s) for i, s in enumerate(data.extra_bands)
     ] + ([("labels", data.labels)] if data.labels is not None else [])
@@ -99,8 +99,8 @@ def pair_by_name(data: DataConfig) -> list[Pair]:
     pairs = []
     for key in sorted(common):
         paths = [idx[key] for _, idx in indexes]
-        if data.label_vector is not None:
-            paths.append(data.label_vector.file)
+        if (site := data.site_labels) is not None:
+            paths.append(site[1].file)
         pairs.append(Pair(key=key, images=tuple(paths[:-1]), label=paths[-1]))
     return pairs
 

@@ -86,8 +86,8 @@ def _content_settings(data: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` settings (a JSON dump) that decide a dataset's content."""
     # settings added later drop out while unset, so older datasets keep their fingerprint
     d = {k: v for k, v in data.items()
-         if k != "prepared" and not (k in ("chips", "label_vector", "image_bands")
-                                     and v is None)}
+         if k != "prepared" and not (k in ("chips", "label_vector", "label_raster",
+                                           "image_bands") and v is None)}
     if isinstance(d.get("augment"), dict):
         d["augment"] = {k: v for k, v in d["augment"].items() if k != "online"}
     return d
@@ -117,13 +117,32 @@ def _storage_dtype(file_dtype: str) -> str:
 _DTYPE_RANK = {"uint8": 0, "uint16": 1, "float32": 2}
 
 
-def check_headers(pairs: list[Pair], vector_labels: bool = False,
+def check_site_labels(data: DataConfig) -> None:
+    """The one file that labels every scene, checked once before any scene is read: a
+    ``label_vector`` layer (reader, column, CRS) or a ``label_raster`` (band, CRS)."""
+    if data.label_vector is not None:
+        from raygym.data.vector_labels import check_layer
+
+        check_layer(data.label_vector)
+    if data.label_raster is not None:
+        from raygym.data.raster_labels import check_raster
+
+        check_raster(data.label_raster)
+
+
+def site_key(data: DataConfig) -> str | None:
+    """``data.label_vector`` / ``data.label_raster`` where one file labels every scene."""
+    return data.site_labels[0] if data.site_labels is not None else None
+
+
+def check_headers(pairs: list[Pair], site_labels: str | None = None,
                   image_bands: Sequence[int] | None = None
                   ) -> tuple[int, str, dict[str, ImageHeader]]:
     """Size and band checks from file headers alone; returns (bands, dtype, heads).
-    ``vector_labels``: the labels are polygons (``data.label_vector``), burnt onto each image's
-    grid, which must therefore be georeferenced. ``image_bands``: the image files' bands read
-    (``data.image_bands``; each file must hold them).
+    ``site_labels``: the key of the one file that labels every scene (``data.label_vector``'s
+    polygons, ``data.label_raster``'s map; :attr:`DataConfig.site_labels`), read onto each
+    image's grid, which must therefore be georeferenced. ``image_bands``: the image files'
+    bands read (``data.image_bands``; each file must hold them).
 
     ``dtype`` is the widest storage dtype over every image and extra-band file, so a 16-bit or
     float band beside 8-bit RGB is never cast down (wrapped) into uint8; ``heads``: each
@@ -135,11 +154,11 @@ def check_headers(pairs: list[Pair], vector_labels: bool = False,
     for pair in pairs:
         heads = [read_header(p) for p in pair.images]
         firsts[pair.key] = heads[0]
-        if vector_labels and heads[0].grid is None:
-            from raygym.data.vector_labels import no_crs
+        if site_labels and heads[0].grid is None:
+            from raygym.data.raster_labels import no_crs
 
-            raise no_crs(heads[0].path)
-        for h in heads[1:] + ([] if vector_labels else [read_header(pair.label)]):
+            raise no_crs(heads[0].path, site_labels)
+        for h in heads[1:] + ([] if site_labels else [read_header(pair.label)]):
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(
                     f"size {h.width}x{h.height} differs from its image "
@@ -324,11 +343,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
 
     pairs = find_pairs(data)
     groups = scene_groups(pairs, data.split, data.manifest)
-    if data.label_vector is not None:
-        from raygym.data.vector_labels import check_layer
-
-        check_layer(data.label_vector)  # once, before any scene is read
-    bands, dtype, heads = check_headers(pairs, vector_labels=data.label_vector is not None,
+    check_site_labels(data)  # once, before any scene is read
+    bands, dtype, heads = check_headers(pairs, site_labels=site_key(data),
                                         image_bands=data.image_bands)
     blocks_of: dict[str, dict[str, str]] = {}
     if data.chips is not None and data.chips.blocks is not None:
@@ -463,7 +479,7 @@ def _make_card(config: ExperimentConfig, tmp: Path, pairs: list[Pair], splits: d
     if groups is not None:
         for split, n in split_group_counts(groups, splits).items():
             split_info[split]["groups"] = n
-    digest = functools.cache(sha256_file)  # one label_vector file serves every scene
+    digest = functools.cache(sha256_file)  # one label_vector / label_raster serves every scene
     sources = [{"key": p.key, "split": splits[p.key],
                 "size": [heads[p.key].height, heads[p.key].width],
                 **({"pixel_m": heads[p.key].pixel_m} if heads[p.key].pixel_m else {}),

@@ -137,7 +137,7 @@ def by_windows(row: dict[str, Any], data: DataConfig) -> bool:
     """Whether a scene's chips are read window by window: every file of it a TIFF (the label
     too, unless it is drawn as polygons)."""
     files = [Path(p) for p in row["images"]]
-    if data.label_vector is None:
+    if data.site_labels is None:  # (one file for every scene is read onto each one's grid)
         files.append(Path(row["label"]))
     return all(is_raster(f) for f in files)
 
@@ -201,7 +201,9 @@ def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = No
     """A scene's full-size ``(H, W)`` uint8 label by ``data``'s rules (``palette`` or ``remap``, then
     ``unknown_labels``) and what the unknown-label rule changed (value or colour -> pixels).
     With ``data.label_vector`` the polygons are burnt onto ``image``'s grid instead
-    (:func:`raygym.data.vector_labels.burn_labels`).
+    (:func:`raygym.data.vector_labels.burn_labels`); with ``data.label_raster`` the map's class
+    numbers are read onto it (:func:`raygym.data.raster_labels.read_on_grid`), then mapped as
+    a label file's are, and pixels it does not cover are ignored (or ``background``).
 
     Raises:
         DataError: label values (colours) the rules leave unknown under ``unknown_labels:
@@ -222,6 +224,19 @@ def read_scene_label(label_path: Path, data: DataConfig, image: Path | None = No
             rule = "ignore" if data.unknown_labels == "ignore" else "error"
             label, changed_c = decode_palette(raw, colours, unknown=rule)
             changed = {f"{r},{g},{b}": int(n) for (r, g, b), n in changed_c.items()}
+        elif data.label_raster is not None:
+            from raygym.data.raster_labels import read_on_grid
+
+            assert image is not None, "a label raster is read onto an image's grid"
+            spec, label_path = data.label_raster, data.label_raster.file
+            raw, covered = read_on_grid(spec, image, window)
+            mapped, changed_v = apply_remap(raw[covered][None, :], data.remap, k,
+                                            data.unknown_labels)
+            fill = IGNORE_INDEX if spec.background is None else data.classes.index(
+                spec.background)
+            label = np.full(raw.shape, fill, np.uint8)
+            label[covered] = mapped[0]
+            changed = {str(v): int(n) for v, n in changed_v.items()}
         else:
             raw = read_label(label_path, window=window)
             label, changed_v = apply_remap(raw, data.remap, k, data.unknown_labels)

@@ -24,17 +24,10 @@ import numpy as np
 
 from raygym.config import IGNORE_INDEX, DataConfig, VectorLabels
 from raygym.data.io import Window
+from raygym.data.raster_labels import no_crs
 from raygym.errors import DataError, RaygymError
 
 KEY = "data.label_vector"
-
-
-def no_crs(image: Path) -> DataError:
-    """The refusal of an image without a CRS under vector labels (prepare's header check and
-    the burning say it alike)."""
-    return DataError("vector labels need georeferenced images, and this one has no CRS",
-                     file=image, key=KEY,
-                     fix="use GeoTIFFs with a CRS, or label rasters (data.labels)")
 
 
 def check_layer(spec: VectorLabels) -> Any:
@@ -89,7 +82,7 @@ def burn_labels(data: DataConfig, image: Path, window: Window | None = None
     assert spec is not None
     with rasterio.open(image) as src:
         if src.crs is None:
-            raise no_crs(image)
+            raise no_crs(image, KEY)
         hw, transform, crs, bounds = (src.height, src.width), src.transform, src.crs, src.bounds
         if window is not None:
             from rasterio.windows import Window as RioWindow

@@ -271,9 +271,10 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> None:
                 data[key] = folder(data[key])
         if isinstance(data.get("extra_bands"), list):
             data["extra_bands"] = [folder(v) for v in data["extra_bands"]]
-        vector = data.get("label_vector")
-        if isinstance(vector, dict) and "file" in vector:
-            data["label_vector"] = {**vector, "file": absolute(vector["file"])}
+        for key in ("label_vector", "label_raster"):
+            site = data.get(key)
+            if isinstance(site, dict) and "file" in site:
+                data[key] = {**site, "file": absolute(site["file"])}
     for section, key in (("train", "output_dir"), ("train", "init_weights"),
                          ("search", "results_dir"), ("model", "encoder_weights")):
         sec = raw.get(section)
