@@ -158,19 +158,26 @@ def check_headers(pairs: list[Pair], site_labels: str | None = None,
             from raygym.data.raster_labels import no_crs
 
             raise no_crs(heads[0].path, site_labels)
-        for h in heads[1:] + ([] if site_labels else [read_header(pair.label)]):
+        label = [] if site_labels else [read_header(pair.label)]
+        for h in heads[1:] + label:
+            # georeferenced labels on another grid are read onto each image's by label_raster
+            mosaic = (" or, for labels, mosaic them (gdalbuildvrt labels.vrt labels/*.tif) "
+                      "and give that as data.label_raster: each scene's labels are then read "
+                      "onto its grid" if label and h is label[0] and h.grid is not None
+                      and heads[0].grid is not None else "")
             if (h.height, h.width) != (heads[0].height, heads[0].width):
                 raise DataError(
                     f"size {h.width}x{h.height} differs from its image "
                     f"{heads[0].path.name} ({heads[0].width}x{heads[0].height})",
-                    file=h.path, fix="images, extra bands and labels of a scene must match",
+                    file=h.path, fix="images, extra bands and labels of a scene must match"
+                    + (";" + mosaic if mosaic else ""),
                 )
             off = grid_mismatch(heads[0], h)
             if off is not None:  # same size, other ground: every pixel would teach a lie
                 raise DataError(
                     f"georeferenced off its image {heads[0].path.name}: {off}", file=h.path,
                     fix="resample it onto the image's grid (e.g. gdalwarp -te / -tr / -t_srs "
-                    "with the image's bounds, pixel size and CRS)")
+                    "with the image's bounds, pixel size and CRS)" + mosaic)
         bands = image_band_count(heads[0], image_bands) + len(heads) - 1
         for h in heads:
             # nodata pixels are stored as NaN (standardisation leaves them out): float32

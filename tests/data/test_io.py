@@ -130,6 +130,11 @@ def test_a_label_georeferenced_off_its_image_is_refused(tmp_path) -> None:
             check_headers([Pair("scene", (image,), label)])
         assert err.value.file == str(label) and says in err.value.message
         assert "gdalwarp" in (err.value.fix or "")
+        assert "as data.label_raster" in (err.value.fix or "")  # a label: read onto the grid
+    # an extra band on another grid: no label_raster to offer
+    with pytest.raises(DataError, match="georeferenced off") as err:
+        check_headers([Pair("scene", (image, tif("band.tif", GEO * Affine.scale(2))), png)])
+    assert "label_raster" not in (err.value.fix or "")
 
 
 def test_signed_tiff_is_not_wrapped(tmp_path) -> None:
