@@ -96,9 +96,10 @@ def ensure_ray(resources: ResourcesConfig | None = None, *, progress_bars: bool 
     set_ray_env(progress_bars)
     import ray
 
-    if ray.is_initialized():
-        return False
     res = resources or ResourcesConfig()
+    if ray.is_initialized():
+        _check_running_ray(res.address, address_key)
+        return False
     address = res.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                               "configure_logging": True}
@@ -206,6 +207,45 @@ def loopback_node() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(LOOPBACK_ENV, None)
+
+
+def _check_running_ray(address: str | None, key: str) -> None:
+    """Refuse, with one line, an explicit cluster address (``host:port``, ``ray://...``)
+    other than the Ray this process already runs in: a caller of the Python API who called
+    ``ray.init`` before would otherwise run on that Ray, not on the one it named. ``auto``
+    and no address take the running Ray."""
+    import ray
+
+    if not address or address == "auto":
+        return
+    if address.startswith("ray://"):
+        from ray.util.client import ray as client
+
+        if client.is_connected():
+            return  # (Ray Client keeps no address to compare; one client per process)
+        running = "a Ray started in this process"
+    else:
+        running = ray.get_runtime_context().gcs_address
+        if _same_endpoint(address, running):
+            return
+    raise RaygymError(f"asks for the Ray cluster at {address}, but this process already runs "
+                      f"in {running}", key=key, fix="call ray.shutdown() first, or drop the "
+                      "address to use the running Ray")
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two ``host:port`` addresses name the same port on the same machine
+    (``localhost`` and ``127.0.0.1`` alike)."""
+    import socket
+
+    def resolved(address: str) -> tuple[str, str]:
+        host, _, port = address.rpartition(":")
+        try:
+            return socket.gethostbyname(host), port
+        except OSError:
+            return host, port
+
+    return resolved(a) == resolved(b)
 
 
 def _join(address: str, kwargs: dict[str, Any], key: str = "resources.address") -> None:

@@ -260,6 +260,18 @@ def test_the_ensemble_of_the_top_k_is_scored_as_predict_maps_with_it(
     assert float(rows[3]["diff_vs_first_low"]) == float(rows[3]["diff_vs_first_high"]) == 0.0
     assert json.loads(rows[3]["params"]) == {"rank1_m1": pytest.approx(0.5 / 0.99),
                                              "rank2_m2": pytest.approx(0.49 / 0.99)}
+    # the search's report shows that table, the ensemble beside its members
+    from raygym.report.document import ReportDocument
+    from raygym.report.evaluations import evaluations_section
+    from raygym.report.results import load_results
+
+    doc = ReportDocument(tmp_path / "figures")
+    evaluations_section(doc, load_results(results))
+    [(cols, shown, _)] = [b.data for b in doc.sections[0].blocks if b.kind == "table"]
+    assert [r[0] for r in shown] == [r["model"] for r in rows]
+    assert shown[3][cols.index("vs 1st (95 %)")] == "+0.000 to +0.000"
+    assert shown[3][cols.index("mean IoU")] == f"{float(rows[3]['mean_iou']):.4f}"
+    assert "rank1_m1=" in shown[3][-1] and "rank2_m2=" in shown[3][-1]
     assert float(rows[2]["diff_vs_first_high"]) < 0  # the untrained one
     import raygym  # the API's top_k: the same ensemble
 

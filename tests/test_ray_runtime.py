@@ -299,3 +299,25 @@ def test_predict_ray_names_its_address_option_where_nothing_listens(tmp_path: Pa
         f"error: --address: no Ray cluster answers at 127.0.0.1:{port} (Connection refused) "
         f"(fix: {ray_runtime.JOIN_FIX})")
     assert not (tmp_path / "maps").exists()
+
+
+def test_an_address_other_than_the_running_ray_is_refused(ray_session: None) -> None:
+    """A Python API caller who ran ``ray.init`` first and names another cluster is told so in
+    one line, not run on the Ray that is up; that Ray's own address (as localhost too),
+    ``auto`` or no address take it."""
+    import ray
+
+    from raygym.config import ResourcesConfig
+    from raygym.errors import RaygymError
+
+    running = ray.get_runtime_context().gcs_address
+    port = running.rpartition(":")[2]
+    for same in (running, f"localhost:{port}", "auto", None):
+        assert ray_runtime.ensure_ray(ResourcesConfig(address=same)) is False
+    for other in (f"127.0.0.1:{int(port) + 1}", "ray://head:10001"):
+        with pytest.raises(RaygymError) as info:
+            ray_runtime.ensure_ray(ResourcesConfig(address=other), address_key="--address")
+        text = str(info.value)
+        assert text.startswith(f"--address: asks for the Ray cluster at {other}, but this "
+                               "process already runs in ") and "ray.shutdown()" in text
+    assert ray.is_initialized()  # the running Ray is left as it was

@@ -14,6 +14,7 @@ from raygym.report.curves import curves_section, pruning_section
 from raygym.report.document import ReportDocument, one_line
 from raygym.report.effects import effects_section
 from raygym.report.environment import environment_section
+from raygym.report.evaluations import evaluations_section
 from raygym.report.figures import close_all_figures
 from raygym.report.overview import leaderboard_section, summary_section
 from raygym.report.results import SearchResults, load_results
@@ -23,7 +24,7 @@ SECTION_BUILDERS: tuple[tuple[str, Callable[[ReportDocument, SearchResults], Non
     ("summary", summary_section), ("leaderboard", leaderboard_section),
     ("effects", effects_section), ("curves", curves_section), ("pruning", pruning_section),
     ("anytime", anytime_section), ("optuna", optuna_section), ("best", best_model_section),
-    ("environment", environment_section))
+    ("evaluations", evaluations_section), ("environment", environment_section))
 """Section id -> the function that writes it, in report order (ids as in SECTION_TITLES)."""
 
 

@@ -21,6 +21,7 @@ SECTION_TITLES: dict[str, str] = {
     "anytime": "Anytime curve of the search",
     "optuna": "Optuna study",
     "best": "Best model",
+    "evaluations": "Evaluations of the top models",
     "environment": "Environment",
 }
 """Section id -> heading, in report order (tests and links rely on these)."""

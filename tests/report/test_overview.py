@@ -128,3 +128,20 @@ def test_summary_names_the_grace_period_learnt_or_set() -> None:
     assert _grace({"grace_period": 3}, {}) == "3"
     assert _grace({"grace_period": "auto"}, {"learnt_grace": 12}) == "auto: learnt epoch 12"
     assert "not learnt" in _grace({"grace_period": "auto"}, {})
+
+
+def test_the_evaluations_section_says_how_to_make_one(tmp_path: Path) -> None:
+    """No ``evaluation_*.csv`` beside the search: the command that writes one; a damaged one is
+    named, not a broken section."""
+    from raygym.report.evaluations import evaluations_section
+
+    res = load_results(write_bare_leaderboard(tmp_path))
+    doc = ReportDocument(tmp_path)
+    evaluations_section(doc, res)
+    [note] = [b.data for b in doc.sections[0].blocks if b.kind == "note"]
+    assert f"raygym evaluate {tmp_path} --top-k 3" in note and "--ensemble" in note
+    (tmp_path / "evaluation_test.csv").write_bytes(b"\xff\xfe\x00bad")
+    doc = ReportDocument(tmp_path)
+    evaluations_section(doc, res)
+    notes = [b.data for b in doc.sections[0].blocks if b.kind == "note"]
+    assert notes and notes[0].startswith("evaluation_test.csv could not be read")
