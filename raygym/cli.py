@@ -31,12 +31,14 @@ def make_console(stderr: bool = False) -> Any:
 
 
 def _load(path: Path, command: str, overrides: Sequence[str] = (), allow_space: bool = False,
-          address: str | None = None) -> Any:
+          address: str | None = None, time_budget: str | None = None) -> Any:
     from raygym.search.space_config import load_experiment, require_fixed
 
     parsed = _parse_overrides(overrides)
     if address:
         parsed["resources.address"] = address
+    if time_budget:
+        parsed["search.time_budget"] = time_budget
     config, space = load_experiment(path, overrides=parsed)
     if not allow_space:
         require_fixed(space, command, str(path))
@@ -90,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     config, space = _load(args.space, "search", args.set, allow_space=True,
-                          address=args.address)
+                          address=args.address, time_budget=args.time_budget)
     from raygym.search.run import search_experiment
 
     return search_experiment(config, space, space_file=args.space, dry_run=args.dry_run,

@@ -159,6 +159,11 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     "at search seeds search.seed.., beside raygym's defaults, random search "
                     "and the grid; prints how often and how soon each finds the grid's best "
                     "(default: one search through Ray Tune)")
+    sp.add_argument("--time-budget", default=None, metavar="DURATION",
+                    help="stop this run after so much wall time (e.g. 45m, 8h, 1h30m; as "
+                    "--set search.time_budget=...): what finished is written, part-way "
+                    "trials keep their checkpoints, --resume goes on (default: "
+                    "search.time_budget, else none)")
     with_set(sp)
 
     sp = add("record", "Record a learning-curve table of your own data: every "

@@ -56,7 +56,7 @@ def test_the_budget_stops_the_search_and_resume_goes_on(grid_table: Path, tmp_pa
                                                       "interrupted"}
 
     # another budget is no change of the search: --resume takes it and goes on
-    assert run_cli([*search, "--resume", "--set", "search.time_budget=2s"])[0] == 0
+    assert run_cli([*search, "--resume", "--time-budget", "2s"])[0] == 0
     assert "time budget 2s spent:" in " ".join(capsys.readouterr().out.split())
     saved = read_search_json(out)
     assert saved["status"] == "stopped" and saved["stopped_by"] == "search.time_budget 2s"
