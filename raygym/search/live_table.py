@@ -135,7 +135,9 @@ class LiveTrials:
             counts[status] = counts.get(status, 0) + 1
         best = self._best(trials)
         elapsed = time.monotonic() - self.started
-        budget = f"; {self.time_budget.left_text()}" if self.time_budget else ""
+        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        budget = (f"; {self.time_budget.left_text()}" if self.time_budget
+                  and not self.time_budget.reached and ended < self.total else "")
         table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "
                             f"{elapsed:.0f} s{budget}", expand=False)
         for col in ("trial", "status", "epoch", metric, "val_loss", "GFLOP/s (peak)"):

@@ -168,3 +168,17 @@ def test_a_diverged_trial_is_logged_as_one() -> None:
         "epoch": 3, "val_mean_iou": float("nan"), "stop_reason": DIVERGED})
     view.callback.on_trial_complete(0, trials, trials[0])
     assert "trial a diverged (the loss is not finite) at epoch 3" in out.getvalue()
+
+
+def test_the_title_counts_down_the_time_budget_while_trials_run() -> None:
+    from raygym.search.time_budget import TimeBudget
+
+    view = _view()
+    view.time_budget = TimeBudget(5400.0)
+    running = [_Trial("a", "RUNNING"), _Trial("b", "PENDING")]
+    assert "stops in 1h29m" in _text(view, running) or "stops in 1h30m" in _text(view, running)
+    assert "(time budget 1h30m)" in _text(view, running)
+    ended = [_Trial(t, "TERMINATED") for t in "abcd"]  # all 4: no countdown left to show
+    assert "stops in" not in _text(view, ended)
+    view.time_budget.reached = True  # stopped by it: the final table says no more
+    assert "stops in" not in _text(view, running)
