@@ -235,8 +235,11 @@ def _check_running_ray(address: str | None, key: str) -> None:
 
 def _same_endpoint(a: str, b: str) -> bool:
     """Whether two ``host:port`` addresses name the same port on the same machine
-    (``localhost`` and ``127.0.0.1`` alike)."""
+    (``localhost``, ``127.0.0.1`` and this machine's own address alike)."""
+    import ipaddress
     import socket
+
+    import ray
 
     def resolved(address: str) -> tuple[str, str]:
         host, _, port = address.rpartition(":")
@@ -245,7 +248,15 @@ def _same_endpoint(a: str, b: str) -> bool:
         except OSError:
             return host, port
 
-    return resolved(a) == resolved(b)
+    def here(ip: str) -> bool:
+        try:
+            return (ipaddress.ip_address(ip).is_loopback
+                    or ip == ray.util.get_node_ip_address())
+        except ValueError:
+            return False
+
+    (ip_a, port_a), (ip_b, port_b) = resolved(a), resolved(b)
+    return port_a == port_b and (ip_a == ip_b or (here(ip_a) and here(ip_b)))
 
 
 def _join(address: str, kwargs: dict[str, Any], key: str = "resources.address") -> None:

@@ -266,6 +266,7 @@ def test_the_ensemble_of_the_top_k_is_scored_as_predict_maps_with_it(
     from raygym.report.results import load_results
 
     doc = ReportDocument(tmp_path / "figures")
+    (results / "search.json").write_text(json.dumps({"name": "s2", "status": "finished"}))
     evaluations_section(doc, load_results(results))
     [(cols, shown, _)] = [b.data for b in doc.sections[0].blocks if b.kind == "table"]
     assert [r[0] for r in shown] == [r["model"] for r in rows]

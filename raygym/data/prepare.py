@@ -60,7 +60,13 @@ from raygym.data.split import (
     split_group_counts,
     straddling_groups,
 )
-from raygym.data.summary import block_line, chips_line, padding_line, split_line
+from raygym.data.summary import (
+    block_line,
+    chips_line,
+    padding_line,
+    split_line,
+    unlabelled_line,
+)
 from raygym.errors import DataError
 
 
@@ -409,6 +415,8 @@ def prepare_dataset(config: ExperimentConfig, *, overwrite: bool = False,
             if data.chips is not None:
                 log(chips_line(kept, sum(int(m["dropped"]) for m in meta),
                                set(splits.values()), data))
+            if unlabelled := sorted(m["key"] for m in meta if int(m["unlabelled"])):
+                log(unlabelled_line(unlabelled, data))
         except DataError:
             for task in previews:
                 ray.cancel(task)

@@ -62,7 +62,8 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
     scene's chips never sit in memory all at once. Returns ``info``: ``error`` ("" or one line
     naming the file; rows emitted before it are the caller's to drop), ``changed`` (what the
     unknown-label rule changed), ``chips`` kept per split (JSON ``{split: n}``: Ray Data's
-    rows take no dicts of varying keys) and ``dropped`` (too little labelled).
+    rows take no dicts of varying keys), ``dropped`` (too little labelled) and ``unlabelled``
+    (1: a whole scene without one labelled pixel, e.g. outside ``data.label_raster``).
 
     Augmentation runs on the full-size scene (or chip) *before* resize/pad, so the padding
     stays at the bottom/right and ``valid_hw`` is true for every copy. A failure becomes
@@ -71,11 +72,13 @@ def run_scene(row: dict[str, Any], data: DataConfig, dtype: str,
     from raygym.data.transforms import resize_pad
 
     th, tw = data.target_size
-    info: dict[str, Any] = {"error": "", "changed": "{}", "chips": "{}", "dropped": 0}
+    info: dict[str, Any] = {"error": "", "changed": "{}", "chips": "{}", "dropped": 0,
+                            "unlabelled": 0}
     try:
         if data.chips is None:
             image, label, changed = read_scene(row, data, dtype)
             info["changed"] = json.dumps(changed)
+            info["unlabelled"] = int(not (label != IGNORE_INDEX).any())
             pieces: Iterable[tuple[str, str, np.ndarray, np.ndarray]] = [
                 (row["key"], row["split"], image, label)]
         else:

@@ -55,6 +55,16 @@ def asked_splits(data: DataConfig) -> list[str]:
     return [s for s in SPLITS if fractions[s] > 0]
 
 
+def unlabelled_line(keys: list[str], data: DataConfig) -> str:
+    """A note on the scenes without one labelled pixel: they train and score nothing."""
+    where = ("outside data.label_raster, or where it holds nodata" if data.label_raster
+             else "under no polygon of data.label_vector" if data.label_vector
+             else "every label value ignored, or every pixel nodata")
+    shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+    return (f"[yellow]note:[/] {len(keys)} scene(s) hold no labelled pixel ({where}), so "
+            f"they train and score nothing: {shown}")
+
+
 def chips_line(kept: dict[str, int], dropped: int, splits_drawn: set[str],
                data: DataConfig) -> str:
     """``cut into 412 chips of 256 x 256 px (train 300, val 70, test 42); 17 dropped ...``

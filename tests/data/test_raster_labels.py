@@ -156,19 +156,24 @@ def test_label_raster_settings_that_do_not_fit(extra: dict[str, Any], said: str,
 
 
 def test_prepare_with_a_label_raster(tmp_path: Path, ray_session: None) -> None:
-    """Two scenes, one map over both (half of the second outside it): each scene gets its
-    part, and the pixels the map does not cover are counted as ignored."""
+    """Three scenes, one map over two (half of the second outside it, the third wholly):
+    each scene gets its part, the pixels the map does not cover are ignored, and the scene
+    with none labelled is named."""
     from raygym.data.dataset import PreparedDataset
     from raygym.data.prepare import prepare_dataset
 
     _scene(tmp_path / "images" / "a.tif")
     _scene(tmp_path / "images" / "b.tif", x0=X0 + W * PX)
+    _scene(tmp_path / "images" / "c.tif", x0=X0 + 2 * W * PX)
     _site_map(tmp_path / "map.tif")
     data = _data(tmp_path)
     config = validate_experiment({"data": {**data.model_dump(mode="json"),
                                            "target_size": [64, 64],
-                                           "split": {"val": 0.5, "test": 0.0}}})
-    result = prepare_dataset(config, log=lambda *a, **k: None)
+                                           "split": {"val": 0.34, "test": 0.0}}})
+    said: list[str] = []
+    result = prepare_dataset(config, log=lambda *a, **k: said.append(" ".join(map(str, a))))
+    assert any("1 scene(s) hold no labelled pixel (outside data.label_raster" in line
+               and line.endswith(": c") for line in said), said
     ds = PreparedDataset(result.path)
     labels = {}
     for split in ("train", "val"):
@@ -176,5 +181,6 @@ def test_prepare_with_a_label_raster(tmp_path: Path, ray_session: None) -> None:
         labels.update({k: arrays.labels[i, :H, :W] for i, k in enumerate(arrays.keys)})
     assert (labels["a"][10:, :30] == 0).all() and (labels["a"][10:, 30:] == 1).all()
     assert (labels["b"][10:, :30] == 1).all() and (labels["b"][:, 30:] == IGNORE_INDEX).all()
+    assert (labels["c"] == IGNORE_INDEX).all()
     files = {Path(f["path"]).name for s in result.card.sources for f in s["files"]}
     assert "map.tif" in files  # the map's checksum is the dataset's provenance
