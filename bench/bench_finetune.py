@@ -5,7 +5,8 @@ The aerial set holds two survey campaigns: 76 scenes from 2018 and 80 from 2020.
 trained on 2018 (the "site A" model); 2020 is prepared with only ``--shots`` scenes to train
 on, 4 to validate and the rest to test. Per training seed, a 2020 model is trained from
 scratch and one from the 2018 model's weights, with the same settings, and one from those
-weights at a lower learning rate (``--tuned-lr``); all are scored on the same 2020 test scenes (``raygym evaluate --split test``), beside the 2018 model as it is::
+weights at a lower learning rate (``--tuned-lr``), and with ``--encoder-scales`` ones whose
+encoder learns at that share of the rate (``train.encoder_lr_scale``); all are scored on the same 2020 test scenes (``raygym evaluate --split test``), beside the 2018 model as it is::
 
     python bench/bench_finetune.py --workdir /tmp/finetune --seeds 0 1 2 --shots 8
 
@@ -47,7 +48,7 @@ def write_campaign(prefix: str, dest: Path) -> int:
 
 def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Path,
                split: dict[str, float], seed: int, init: Path | None,
-               lr: float | None = None) -> dict[str, Any]:
+               lr: float | None = None, encoder_scale: float = 1.0) -> dict[str, Any]:
     return {
         "name": name,
         "data": {"manifest": str(manifest), "classes": CLASSES, "unknown_labels": "ignore",
@@ -59,7 +60,7 @@ def experiment(args: argparse.Namespace, workdir: Path, name: str, manifest: Pat
         "train": {"batch_size": 4, "max_epochs": args.epochs, "patience": args.patience,
                   "monitor": "val_mean_iou", "lr_schedule": "gym", "start_lr": 1e-5,
                   "min_lr": 1e-5, "max_lr": lr or args.lr, "rampup_epochs": 2, "seed": seed,
-                  "output_dir": str(workdir / "runs"),
+                  "output_dir": str(workdir / "runs"), "encoder_lr_scale": encoder_scale,
                   **({"init_weights": str(init)} if init else {})},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 2, "num_cpus": 2,
                       "object_store_memory": 512 * 2**20},
@@ -102,6 +103,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--tuned-lr", type=float, default=1e-4,
                         help="a third arm: from the 2018 model at this max_lr")
+    parser.add_argument("--encoder-scales", type=float, nargs="*", default=[],
+                        help="more arms: from the 2018 model with train.encoder_lr_scale at "
+                        "each (0: the encoder stays as loaded)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["scratch", "tuned-lr"],
+                        help="arms not to run")
     args = parser.parse_args()
     import raygym
 
@@ -129,12 +135,15 @@ def main() -> None:
     rows.append({"arm": "2018 model as it is", "seed": "-", "test_mean_iou": as_is.mean_iou,
                  "epochs": 0, "seconds": 0.0})
     for seed in args.seeds:  # the arms alternate, so machine load falls on both alike
-        for arm, init, lr in (("from scratch", None, args.lr),
-                              ("from the 2018 model", site_a, args.lr),
-                              (f"2018 model, lr {args.tuned_lr:g}", site_a, args.tuned_lr)):
+        arms = [("from scratch", None, args.lr, 1.0)] * ("scratch" not in args.skip) + [
+            ("from the 2018 model", site_a, args.lr, 1.0)] + [
+            (f"2018 model, lr {args.tuned_lr:g}", site_a, args.tuned_lr, 1.0)] * (
+            "tuned-lr" not in args.skip) + [
+            (f"2018 model, encoder x{s:g}", site_a, args.lr, s) for s in args.encoder_scales]
+        for arm, init, lr, scale in arms:
             sections = experiment(args, work, "campaign2020", work / "campaign_2020.csv",
-                                  target_split, seed, init, lr)
-            run = f"{'tuned' if init else 'scratch'}_lr{lr:g}_s{seed}"
+                                  target_split, seed, init, lr, scale)
+            run = f"{'tuned' if init else 'scratch'}_lr{lr:g}_enc{scale:g}_s{seed}"
             rows.append({"arm": arm, "seed": seed,
                          **train_and_score(sections, f"{run}_{time.strftime('%H%M%S')}",
                                            as_is)})

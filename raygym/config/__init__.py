@@ -39,7 +39,7 @@ from raygym.config_errors import KeyedError, format_validation_error
 from raygym.models.spec import GYM_ARCHS, GYM_INPUT_MULTIPLE
 
 __all__ = [
-    "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "ChipConfig", "DataConfig",
+    "ANY_VALUE", "IGNORE_INDEX", "NAME_PATTERN", "NAME_RULE", "AugmentConfig", "ChipConfig", "DataConfig",
     "ExperimentConfig", "FolderSource", "LossConfig", "MlflowConfig", "ModelConfig", "ResourcesConfig", "SearchConfig",
     "SplitConfig", "StrictModel", "TpeConfig", "TrainConfig", "RasterLabels", "VectorLabels", "dotted", "dump_yaml",
     "parse_colour", "validate_experiment",
@@ -76,6 +76,17 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _encoder_scale_has_weights_to_keep(self) -> ExperimentConfig:
+        if (self.train.encoder_lr_scale < 1 and self.train.init_weights is None
+                and self.model.encoder_weights is None):
+            raise KeyedError("train.encoder_lr_scale", (
+                f"is {self.train.encoder_lr_scale:g}, but the encoder starts from fresh "
+                "weights, which it would keep (or learn slowly) (fix: start from a model, "
+                "train.init_weights, or a pretrained encoder, model.encoder_weights; or "
+                "remove it)"))
+        return self
+
+    @model_validator(mode="after")
     def _one_weight_per_class(self) -> ExperimentConfig:
         weights, classes = self.loss.class_weights, self.data.classes
         if isinstance(weights, list) and len(weights) != len(classes):
@@ -106,18 +117,24 @@ class ExperimentConfig(StrictModel):
         """JSON/YAML-safe nested dict (paths as strings) that round-trips through the schema."""
         return json.loads(self.model_dump_json())
 
-    def fingerprint(self, *sections: str, leaving_out: tuple[str, ...] = ()) -> str:
+    def fingerprint(self, *sections: str, leaving_out: Mapping[str, Any] | None = None) -> str:
         """Short hash of the named sections (all when none), for cache and card keys;
-        ``leaving_out``: dotted keys (``search.time_budget``) hashed as if absent."""
+        ``leaving_out``: ``{dotted key: value}``, each key hashed as if absent while it holds
+        that value (:data:`ANY_VALUE`: always)."""
         d = self.to_yaml_dict()
-        for key in leaving_out:
+        for key, value in (leaving_out or {}).items():
             *parents, last = key.split(".")
             node = d
             for part in parents:
                 node = node.get(part, {})
-            node.pop(last, None)
+            if last in node and (value is ANY_VALUE or node[last] == value):
+                del node[last]
         picked = {s: d[s] for s in sections} if sections else d
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ANY_VALUE = object()
+"""For :meth:`ExperimentConfig.fingerprint`'s ``leaving_out``: whatever the key holds."""
 
 
 def dotted(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -156,6 +156,15 @@ class TrainConfig(StrictModel):
         "another site's labels. It must be this experiment's network (model.arch and layer "
         "sizes) and take the dataset's bands; where the classes differ, the head keeps the "
         "rows of the classes both name (matched by name) and the others start fresh")
+    encoder_lr_scale: float = Field(
+        1.0, ge=0.0, le=1.0, description="the encoder's learning rate as a share of the "
+        "schedule's, for fine-tuning (train.init_weights) or pretrained encoders "
+        "(model.encoder_weights): 0 keeps its weights as loaded (its BatchNorm statistics "
+        "still follow the new images), 0.1 lets it adapt slowly while the decoder and head "
+        "learn at the full rate")
+    encoder_lr_epochs: int | None = Field(
+        None, ge=1, description="the first epochs encoder_lr_scale applies to, then the "
+        "encoder learns at the full rate too (null: the whole run)")
     checkpoint_keep: int = Field(2, ge=1)
 
     @field_validator("monitor")

@@ -220,6 +220,7 @@ class _GymCustomNet(nn.Module):
 
     levels = GYM_LEVELS  # stride-2 stages: inputs must be divisible by 2**levels
     residual = False
+    encoder_modules = ("e1", "e2", "e3", "e4", "e5")  # the contracting path
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = _D.filters,
                  kernel: int = _D.kernel, stride: int = _D.stride, dropout: float = _D.dropout,
@@ -351,6 +352,7 @@ class _GymSimpleNet(nn.Module):
     """
 
     residual = False
+    encoder_modules = ("down",)  # the contracting path
 
     # kernel 2: Gym's simple nets hard-code 2x2 convolutions (a config passes model.kernel)
     def __init__(self, in_channels: int = 3, num_classes: int = 2, filters: int = _D.filters,

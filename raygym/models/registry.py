@@ -211,6 +211,15 @@ def freeze_unused_parameters(model: nn.Module, input_shape: tuple[int, int, int]
 
 
 @functools.cache
+def encoder_parameter_names(model: nn.Module) -> set[str]:
+    """Names (as in ``model.named_parameters()``) of the encoder's parameters: the contracting
+    path of a gym network (its ``encoder_modules``), an smp model's ``encoder``."""
+    prefixes = getattr(type(model), "encoder_modules", None) or (
+        ("encoder",) if isinstance(getattr(model, "encoder", None), nn.Module) else ())
+    return {name for name, _ in model.named_parameters()
+            if name.split(".", 1)[0] in prefixes}
+
+
 def _registry() -> dict[str, Builder]:
     return {
         **{n: functools.partial(_build_gym, c) for n, c in _GYM_CLASSES.items()},

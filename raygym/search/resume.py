@@ -197,6 +197,9 @@ def resume_changes(saved: dict[str, Any], config: ExperimentConfig, space: Searc
 
 # settings of one run of the command, not of the search: each --resume may give its own
 PER_RUN_KEYS = ("search.time_budget",)
+# settings added since searches were first resumable, hashed as if absent at their defaults,
+# so a search started before them resumes under the version that added them
+ADDED_DEFAULTS = {"train.encoder_lr_scale": 1.0, "train.encoder_lr_epochs": None}
 
 
 def resume_fingerprint(config: ExperimentConfig, num_samples: int | None = None) -> str:
@@ -206,5 +209,8 @@ def resume_fingerprint(config: ExperimentConfig, num_samples: int | None = None)
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(
             update={"num_samples": num_samples})})
+    from raygym.config import ANY_VALUE
+
     return config.fingerprint("name", "data", "model", "loss", "train", "search",
-                              leaving_out=PER_RUN_KEYS)
+                              leaving_out={**dict.fromkeys(PER_RUN_KEYS, ANY_VALUE),
+                                           **ADDED_DEFAULTS})

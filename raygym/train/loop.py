@@ -50,6 +50,7 @@ from raygym.train.contract import (
 )
 from raygym.train.metrics import distributed
 from raygym.train.prefetch import prefetch
+from raygym.train.schedule import parameter_groups, set_lr
 from raygym.train.throughput import ThroughputMeter, synchronize
 
 
@@ -368,11 +369,13 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
         return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
     channels_last = uses_channels_last(config)
     model = to_layout(model, channels_last)
+    core = model.module if hasattr(model, "module") else model
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=t.start_lr, weight_decay=t.weight_decay)
+    # the encoder in a group of its own with train.encoder_lr_scale < 1 (fine-tuning)
+    optimizer = opt_cls(parameter_groups(core, t.encoder_lr_scale), lr=t.start_lr,
+                        weight_decay=t.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
     schedule = lr_for_epoch(config)
-    core = model.module if hasattr(model, "module") else model
     if resume_from is None and t.init_weights is not None:  # a checkpoint replaces them all
         from raygym.train.init_weights import load_init_weights
 
@@ -398,8 +401,7 @@ def fit(config: ExperimentConfig, model: nn.Module, loss_fn: nn.Module, source: 
     while state.epoch < t.max_epochs and not stop_reason:
         epoch = state.epoch
         lr = schedule(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr, scaled=t.encoder_lr_epochs is None or epoch < t.encoder_lr_epochs)
         model.train()
         tick = time.perf_counter()
         loss_sum, n_images = 0.0, 0

@@ -18,10 +18,12 @@ if TYPE_CHECKING:  # the config imports warmup_problem: loading a YAML must not 
     import torch
 
 __all__ = [
+    "LR_SCALE",
     "SCHEDULES",
     "build_lr_schedule",
     "constant_lr",
     "cosine_lr",
+    "parameter_groups",
     "ramp_sustain_decay_lr",
     "set_lr",
     "warmup_problem",
@@ -159,7 +161,33 @@ def warmup_problem(lr_schedule: str, max_epochs: int, rampup_epochs: int) -> str
             f"train.max_epochs to at least {rampup_epochs})")
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set ``lr`` on every parameter group (call at the start of each epoch)."""
+LR_SCALE = "lr_scale"
+"""A parameter group's key: its share of the schedule's learning rate (the encoder's,
+``train.encoder_lr_scale``; see :func:`parameter_groups`)."""
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, *, scaled: bool = True) -> None:
+    """Set ``lr`` on every parameter group (call at the start of each epoch); a group with an
+    :data:`LR_SCALE` gets that share of it while ``scaled``."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * (group.get(LR_SCALE, 1.0) if scaled else 1.0)
+
+
+def parameter_groups(model: torch.nn.Module, encoder_lr_scale: float
+                     ) -> list[dict[str, object]]:
+    """The optimizer's parameter groups: one of every parameter, or, with an
+    ``encoder_lr_scale`` below 1, the rest and then the encoder's (:data:`LR_SCALE` set).
+
+    Raises:
+        ValueError: a scale below 1 for a network whose encoder raygym does not know.
+    """
+    if encoder_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    from raygym.models import encoder_parameter_names
+
+    names = encoder_parameter_names(model)
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no encoder raygym knows to scale")
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if n not in names]},
+            {"params": [p for n, p in named if n in names], LR_SCALE: encoder_lr_scale}]

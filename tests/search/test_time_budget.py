@@ -75,6 +75,16 @@ def test_a_budget_changes_nothing_a_resume_compares(tmp_path: Path) -> None:
     # ... while the search's own settings still count
     other, _ = load_space(tmp_path / "c", seed=1)
     assert resume_fingerprint(other) != resume_fingerprint(config)
+    # a search recorded before the budget and the encoder's scale existed resumes: its
+    # fingerprint is the hash of its sections without them
+    import hashlib
+
+    older = config.to_yaml_dict()
+    del older["search"]["time_budget"]
+    del older["train"]["encoder_lr_scale"], older["train"]["encoder_lr_epochs"]
+    picked = {s: older[s] for s in ("name", "data", "model", "loss", "train", "search")}
+    assert resume_fingerprint(config) == hashlib.sha256(
+        json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize(("text", "seconds", "shown"), [

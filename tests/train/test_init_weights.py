@@ -149,3 +149,37 @@ def test_a_search_results_folder_is_refused_naming_its_best_model(
         check_init_weights(config, card)
     assert err.value.key == "train.init_weights"
     assert str(results / "best" / "rank1_3f2a") in str(err.value)
+
+
+@pytest.mark.parametrize(("scale", "epochs"), [(0.0, None), (0.0, 1)])
+def test_the_encoder_keeps_its_weights_at_a_zero_scale(
+        scale: float, epochs: int | None, prepared: PreparedDataset,
+        base_sections: dict[str, Any], tmp_path: Path) -> None:
+    """``train.encoder_lr_scale: 0``: two epochs leave the encoder (e1-e5) as the starting
+    model had it while the decoder and head learn; with ``encoder_lr_epochs: 1`` the encoder
+    learns in the second epoch."""
+    from raygym.models import encoder_parameter_names
+
+    card = prepared.card
+    path, source = source_artifact(tmp_path, make_config(base_sections), card.classes,
+                                   card.bands)
+    config = make_config(base_sections, init_weights=str(path), max_epochs=2, patience=5,
+                         encoder_lr_scale=scale, encoder_lr_epochs=epochs)
+    model = seeded_model(config, card.bands, card.num_classes, seed=0)
+    encoder = encoder_parameter_names(model)
+    assert encoder and all(n.split(".")[0] in ("e1", "e2", "e3", "e4", "e5") for n in encoder)
+    fit(config, model, build_loss_for(config, card),
+        NumpyBatches(prepared.load_numpy("train"), prepared.load_numpy("val"), 8, seed=0),
+        card, device=CPU)
+    kept = {n: torch.equal(p, source[n]) for n, p in model.named_parameters()}
+    assert not any(kept[n] for n in kept if n.startswith("head")), "the head learns"
+    if epochs is None:
+        assert all(kept[n] for n in encoder)
+    else:
+        assert not any(kept[n] for n in encoder if n.endswith("conv.weight"))
+
+
+def test_an_encoder_scale_needs_weights_to_start_from(base_sections: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"train.encoder_lr_scale: is 0.1, but the encoder "
+                                          r"starts from fresh weights"):
+        make_config(base_sections, encoder_lr_scale=0.1)

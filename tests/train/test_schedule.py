@@ -94,3 +94,28 @@ def test_warmup_problem_is_what_the_schedules_need() -> None:
     assert ramp_sustain_decay_lr(11, **GYM) < 0.6 * GYM["max_lr"]
     assert warmup_problem("gym", 12, 20) is not None
     assert warmup_problem("constant", 1, 20) is None
+
+
+def test_the_encoder_group_gets_its_share_of_the_rate() -> None:
+    """gym and smp networks: the encoder's parameters in a group of their own with
+    ``lr_scale``; ``set_lr`` gives it that share while ``scaled``, the rest the full rate."""
+    import torch
+
+    from raygym.models import build_model
+    from raygym.train.schedule import LR_SCALE, parameter_groups, set_lr
+
+    for arch, params in (("gym_resunet", {"filters": 2}), ("simple_unet", {"filters": 2}),
+                         ("unet", {"encoder": "resnet18", "encoder_depth": 3,
+                                   "decoder_channels": [16, 8, 4]})):
+        model = build_model(arch, in_channels=3, num_classes=2, **params)
+        [whole] = parameter_groups(model, 1.0)
+        assert len(whole["params"]) == len(list(model.parameters()))
+        rest, encoder = parameter_groups(model, 0.1)
+        assert encoder[LR_SCALE] == 0.1 and LR_SCALE not in rest, arch
+        assert len(rest["params"]) + len(encoder["params"]) == len(whole["params"])
+        assert encoder["params"] and rest["params"], arch
+        optimizer = torch.optim.Adam([rest, encoder], lr=1.0)
+        set_lr(optimizer, 1e-3)
+        assert [g["lr"] for g in optimizer.param_groups] == [1e-3, pytest.approx(1e-4)]
+        set_lr(optimizer, 1e-3, scaled=False)  # past train.encoder_lr_epochs
+        assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-3]
