@@ -74,6 +74,11 @@ def read_leaderboard(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def leaderboard_by_trial(out: Path) -> dict[str, dict[str, str]]:
+    """The leaderboard's rows by trial id."""
+    return {r["trial_id"]: r for r in read_leaderboard(out)}
+
+
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture | None = None
             ) -> tuple[int, str]:
     """``raygym ARGV`` in this process: (exit code, stderr)."""

@@ -4,7 +4,6 @@ takes seconds; what may not grow is refused with one line before anything is wri
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,13 +14,8 @@ from raygym.errors import ConfigError
 from raygym.report.overview import growth_text
 from raygym.search.resume import Growth, check_growth, growth_hint, read_search_json
 
-from . import one_error_line, run_cli, write_space
+from . import leaderboard_by_trial, one_error_line, run_cli, write_space
 from .curve_tables import SPACE, load_space
-
-
-def _leaderboard(out: Path) -> dict[str, dict[str, str]]:
-    with (out / "leaderboard.csv").open(newline="") as fh:
-        return {r["trial_id"]: r for r in csv.DictReader(fh)}
 
 
 @pytest.mark.slow
@@ -35,7 +29,7 @@ def test_a_finished_search_grows_and_keeps_its_trials(grid_table: Path, tmp_path
     replay = ["--replay", str(grid_table)]
     assert run_cli(["search", space, *replay])[0] == 0
     out = tmp_path / "results" / "replay-replay"
-    first = _leaderboard(out)
+    first = leaderboard_by_trial(out)
     assert len(first) == 3
     printed = " ".join(capsys.readouterr().out.split())
     assert (f"more trials, going on from what this search learnt: raygym search {space} "
@@ -61,7 +55,7 @@ def test_a_finished_search_grows_and_keeps_its_trials(grid_table: Path, tmp_path
     assert run_cli(["search", space, *replay, *grow])[0] == 0
     assert "growing the search from 3 to 5 trials: the 3 trial(s) run so far stay" in " ".join(
         capsys.readouterr().out.split())
-    board = _leaderboard(out)
+    board = leaderboard_by_trial(out)
     assert len(board) == 5
     for tid, row in first.items():  # the first trials stay, as they were scored
         assert board[tid]["best_val_mean_iou"] == row["best_val_mean_iou"]
@@ -84,7 +78,7 @@ def test_a_finished_search_grows_and_keeps_its_trials(grid_table: Path, tmp_path
     # resumed again with the new count: the same search, nothing more runs
     assert run_cli(["search", space, *replay, "--resume", "--set",
                     "search.num_samples=5"])[0] == 0
-    assert len(_leaderboard(out)) == 5 and len(read_search_json(out)["grown"]) == 1
+    assert len(leaderboard_by_trial(out)) == 5 and len(read_search_json(out)["grown"]) == 1
     assert growth_text(read_search_json(out)).startswith("3 -> 5 trials (")
 
 

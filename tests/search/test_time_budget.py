@@ -5,7 +5,6 @@ more trials than a few seconds can run, so the budget, not the count, ends it.""
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 from pathlib import Path
@@ -17,15 +16,10 @@ from raygym.errors import ConfigError
 from raygym.search.resume import read_search_json, resume_fingerprint
 from raygym.search.time_budget import TimeBudget, check_time_budget
 
-from . import one_error_line, run_cli, write_space
+from . import leaderboard_by_trial, one_error_line, run_cli, write_space
 from .curve_tables import SPACE, load_space
 
 TRIALS = 400  # far more than the budget lets start
-
-
-def _rows(out: Path) -> dict[str, dict[str, str]]:
-    with (out / "leaderboard.csv").open(newline="") as fh:
-        return {r["trial_id"]: r for r in csv.DictReader(fh)}
 
 
 @pytest.mark.slow
@@ -50,7 +44,7 @@ def test_the_budget_stops_the_search_and_resume_goes_on(grid_table: Path, tmp_pa
     out = tmp_path / "results" / "replay-replay"
     saved = read_search_json(out)
     assert saved["status"] == "stopped" and saved["stopped_by"] == "search.time_budget 3s"
-    first = _rows(out)
+    first = leaderboard_by_trial(out)
     assert 0 < len(first) < TRIALS
     assert {r["status"] for r in first.values()} <= {"completed", "early-stopped",
                                                       "interrupted"}
@@ -60,7 +54,7 @@ def test_the_budget_stops_the_search_and_resume_goes_on(grid_table: Path, tmp_pa
     assert "time budget 2s spent:" in " ".join(capsys.readouterr().out.split())
     saved = read_search_json(out)
     assert saved["status"] == "stopped" and saved["stopped_by"] == "search.time_budget 2s"
-    board = _rows(out)
+    board = leaderboard_by_trial(out)
     assert len(first) < len(board) < TRIALS
     for tid, row in first.items():  # what finished before stays as it was scored
         if row["status"] != "interrupted":
