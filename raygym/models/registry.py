@@ -210,7 +210,6 @@ def freeze_unused_parameters(model: nn.Module, input_shape: tuple[int, int, int]
     return frozen
 
 
-@functools.cache
 def encoder_parameter_names(model: nn.Module) -> set[str]:
     """Names (as in ``model.named_parameters()``) of the encoder's parameters: the contracting
     path of a gym network (its ``encoder_modules``), an smp model's ``encoder``."""
@@ -220,6 +219,7 @@ def encoder_parameter_names(model: nn.Module) -> set[str]:
             if name.split(".", 1)[0] in prefixes}
 
 
+@functools.cache
 def _registry() -> dict[str, Builder]:
     return {
         **{n: functools.partial(_build_gym, c) for n, c in _GYM_CLASSES.items()},

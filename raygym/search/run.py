@@ -379,10 +379,13 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
     # Tune catches the first Ctrl-C, saves its state and returns as if the search were done;
     # the time budget stops it the same way
     interrupted = unfinished_trials(experiment_path(config, out))
-    out_of_time = time_budget is not None and time_budget.reached
+    board = build_leaderboard(grid, config, space, interrupted)
+    n = config.search.num_samples
+    # (a budget spent as the last trial ended stopped nothing)
+    out_of_time = (time_budget is not None and time_budget.reached
+                   and (bool(interrupted) or len(board.rows) < n))
     stopped = bool(learnt.pop("interrupted", False)) or (  # also between trials
         bool(interrupted) and not out_of_time)
-    board = build_leaderboard(grid, config, space, interrupted)
     board.write(out)
     exported = export_top_models(board, config, out) if table is None else []
     summary = board.summary(wall)
@@ -406,7 +409,6 @@ def search_experiment(config: ExperimentConfig, space: SearchSpace, *, space_fil
         on_grid(grid)
     if table is not None:
         _print_replay(saved["replay"], console)
-    n = config.search.num_samples
     if (not stopped and not out_of_time and not smoke_test and len(board.rows) >= n
             and cannot_grow(config, n) is None):
         console.print("more trials, going on from what this search learnt: "
