@@ -38,9 +38,9 @@ def no_crs(image: Path, key: str) -> DataError:
 
 
 def check_raster(spec: RasterLabels) -> None:
-    """Refuse, with one line, a label raster that is not there, cannot be read, has no CRS,
-    lacks ``spec.band`` or holds no whole numbers (prepare checks this before any scene is
-    read)."""
+    """Refuse, with one line, a label raster that is not there, cannot be read, has no CRS or
+    lacks ``spec.band`` (or whose band holds complex numbers), before any scene is read; its
+    values are checked as each scene reads them (:func:`read_on_grid`)."""
     _raster_facts(spec.file, spec.band)
 
 
