@@ -15,7 +15,8 @@ from raygym.config_errors import KeyedError
 
 # ------------------------------------------------------------------------------------- search
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))+")
+_DURATION_PART = r"(\d+(?:\.\d+)?)([dhms])"  # 1.5h, 30m
+_DURATION = re.compile(f"(?:{_DURATION_PART})+")
 
 
 def parse_duration(value: Any) -> Any:
@@ -31,8 +32,7 @@ def parse_duration(value: Any) -> Any:
     if not _DURATION.fullmatch(text):
         raise ValueError(f"'{value}' is not a duration (fix: seconds, or e.g. 45m, 8h, 1h30m, "
                          "2d)")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([dhms])",
-                                                                  text))
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(_DURATION_PART, text))
 
 
 def duration_text(seconds: float) -> str:
@@ -189,6 +189,12 @@ class ResourcesConfig(StrictModel):
     address: str | None = Field(None, description="None: start a local Ray; 'auto' or ray://...")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
     object_store_memory: int | None = Field(None, ge=78_643_200)
+
+    @property
+    def through_ray_client(self) -> bool:
+        """Whether the driver joins through Ray Client (``ray://``): Tune's Tuner then runs on
+        the cluster, out of this process's reach (no growth, no time budget)."""
+        return (self.address or "").startswith("ray://")
 
 
 # ------------------------------------------------------------------------------------- mlflow

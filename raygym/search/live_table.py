@@ -135,7 +135,7 @@ class LiveTrials:
             counts[status] = counts.get(status, 0) + 1
         best = self._best(trials)
         elapsed = time.monotonic() - self.started
-        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        ended = sum(counts.get(k, 0) for k in ("done", "pruned", "ERROR"))
         budget = (f"; {self.time_budget.left_text()}" if self.time_budget
                   and not self.time_budget.reached and ended < self.total else "")
         table = Table(title=f"search {self.config.name}: {len(trials)}/{self.total} trials, "

@@ -130,7 +130,7 @@ def cannot_grow(config: ExperimentConfig, before: int) -> ConfigError | None:
                            "new trials would wait at a rung for ever)", key="search.algorithm",
                            fix=f"resume with search.num_samples {before}, or start a "
                            "larger search under another `name`")
-    if (config.resources.address or "").startswith("ray://"):
+    if config.resources.through_ray_client:
         return ConfigError("a search run through Ray Client cannot grow (its Tuner runs on the "
                            "cluster, out of raygym's reach)", key="resources.address",
                            fix="resume from a driver on a cluster node (address: auto), or "

@@ -26,7 +26,7 @@ def check_time_budget(config: ExperimentConfig, file: str | Path | None = None) 
     stops a run only from the thread and process that run it."""
     if config.search.time_budget is None:
         return
-    if (config.resources.address or "").startswith("ray://"):
+    if config.resources.through_ray_client:
         raise ConfigError("cannot be kept through Ray Client: the search's Tuner runs on the "
                           "cluster, out of raygym's reach", key="search.time_budget", file=file,
                           fix="run raygym search on a cluster node (address: auto), or remove "
